@@ -1,0 +1,229 @@
+//! Elimination evolving: the rules that decide an evolution failed.
+//!
+//! Four rules come from the method (see the project's spec): no information
+//! gain (an LLM judge says "Equal"), an answer that says sorry in fewer than
+//! 80 words, an answer of only punctuation and stop words, and an evolved
+//! instruction that copies words of the evolving prompt. Two more guard
+//! against broken replies: an empty evolution and one cut off by the token
+//! limit. Each rule can be switched off; every rejection names its rule.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::LazyLock;
+
+use serde::{Deserialize, Serialize};
+
+/// Why an evolution failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The judge found the evolved instruction equal to its parent.
+    NoInformationGain,
+    /// The answer contains "sorry" and has fewer than 80 words.
+    AnswerSorry,
+    /// The answer is only punctuation and stop words.
+    AnswerStopWordsOnly,
+    /// The evolved instruction copies words of the evolving prompt.
+    CopiedPromptWords,
+    /// The reply was empty once cleaned.
+    EmptyEvolution,
+    /// The evolving reply was cut off by the token limit.
+    TruncatedEvolution,
+    /// A model call failed (after retries) or was refused.
+    RequestFailed,
+}
+
+impl Reason {
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::NoInformationGain => "no_information_gain",
+            Reason::AnswerSorry => "answer_sorry",
+            Reason::AnswerStopWordsOnly => "answer_stop_words_only",
+            Reason::CopiedPromptWords => "copied_prompt_words",
+            Reason::EmptyEvolution => "empty_evolution",
+            Reason::TruncatedEvolution => "truncated_evolution",
+            Reason::RequestFailed => "request_failed",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which rules are on. All are on by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rules {
+    pub equality: bool,
+    pub sorry: bool,
+    pub stop_words: bool,
+    pub copied_prompt: bool,
+}
+
+impl Default for Rules {
+    fn default() -> Rules {
+        Rules {
+            equality: true,
+            sorry: true,
+            stop_words: true,
+            copied_prompt: true,
+        }
+    }
+}
+
+/// Below this many words, an answer that says "sorry" fails.
+pub const SORRY_WORD_LIMIT: usize = 80;
+
+/// Words of the evolving prompts that must not show up in an evolution.
+const PROMPT_WORDS: &[&str] = &[
+    "given prompt",
+    "rewritten prompt",
+    "#rewritten prompt#",
+    "created prompt",
+    "#created prompt#",
+];
+
+static STOP_WORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("../templates/stopwords.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .collect()
+});
+
+/// Rule 4: the evolved instruction copies words of the evolving prompt.
+pub fn copies_prompt_words(instruction: &str) -> bool {
+    let lower = instruction.to_lowercase();
+    PROMPT_WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// Rule 2: the answer says sorry and is shorter than 80 words.
+pub fn is_sorry_answer(answer: &str) -> bool {
+    answer.to_lowercase().contains("sorry") && answer.split_whitespace().count() < SORRY_WORD_LIMIT
+}
+
+/// Rule 3: the answer holds nothing but punctuation and stop words.
+pub fn is_stop_words_only(answer: &str) -> bool {
+    answer
+        .split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '’'))
+        .map(|w| {
+            w.trim_matches(|c| c == '\'' || c == '’')
+                .replace('’', "'")
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .all(|w| STOP_WORDS.contains(w.as_str()))
+}
+
+/// The judge's verdict, read leniently: only an explicit "Equal" fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Equal,
+    NotEqual,
+    /// Neither word: treated as a pass, since only "Equal" fails.
+    Unclear,
+}
+
+pub fn parse_verdict(reply: &str) -> Verdict {
+    let lower = reply.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let has_not_equal =
+        words.windows(2).any(|w| w == ["not", "equal"]) || words.contains(&"unequal");
+    if has_not_equal {
+        Verdict::NotEqual
+    } else if words.contains(&"equal") {
+        Verdict::Equal
+    } else {
+        Verdict::Unclear
+    }
+}
+
+/// Checks an answer against the answer rules that are on.
+pub fn check_answer(rules: &Rules, answer: &str) -> Option<Reason> {
+    if rules.sorry && is_sorry_answer(answer) {
+        return Some(Reason::AnswerSorry);
+    }
+    if rules.stop_words && is_stop_words_only(answer) {
+        return Some(Reason::AnswerStopWordsOnly);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(n: usize) -> String {
+        vec!["word"; n].join(" ")
+    }
+
+    #[test]
+    fn sorry_threshold_is_exactly_80_words() {
+        let with_sorry = |n: usize| format!("Sorry {}", words(n - 1));
+        assert_eq!(with_sorry(79).split_whitespace().count(), 79);
+        assert!(is_sorry_answer(&with_sorry(79)));
+        assert!(!is_sorry_answer(&with_sorry(80)));
+        assert!(!is_sorry_answer(&with_sorry(200)));
+        assert!(is_sorry_answer("I'm SORRY, I can't help."));
+        assert!(!is_sorry_answer(&words(10)));
+    }
+
+    #[test]
+    fn stop_word_only_answers_fail() {
+        assert!(is_stop_words_only("The, and... of it!"));
+        assert!(is_stop_words_only("I don't."));
+        assert!(is_stop_words_only("I don’t."));
+        assert!(is_stop_words_only(""));
+        assert!(is_stop_words_only("?!... --"));
+        assert!(!is_stop_words_only("The answer is 42."));
+        assert!(!is_stop_words_only("Paris"));
+    }
+
+    #[test]
+    fn copied_prompt_words_in_any_case() {
+        assert!(copies_prompt_words("Rewrite the GIVEN PROMPT to be harder"));
+        assert!(copies_prompt_words("#Rewritten Prompt#: foo"));
+        assert!(copies_prompt_words("as the rewritten prompt says"));
+        assert!(copies_prompt_words("#created prompt#"));
+        assert!(copies_prompt_words("Created Prompt: x"));
+        assert!(copies_prompt_words("#The Given Prompt#: x"));
+        assert!(!copies_prompt_words("Write a prompt for a given task."));
+        assert!(!copies_prompt_words("Explain prompt engineering."));
+    }
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(parse_verdict("Equal"), Verdict::Equal);
+        assert_eq!(parse_verdict(" equal."), Verdict::Equal);
+        assert_eq!(parse_verdict("Not Equal"), Verdict::NotEqual);
+        assert_eq!(parse_verdict("NOT EQUAL"), Verdict::NotEqual);
+        assert_eq!(parse_verdict("not-equal"), Verdict::NotEqual);
+        assert_eq!(parse_verdict("They are not equal."), Verdict::NotEqual);
+        assert_eq!(parse_verdict("I cannot tell"), Verdict::Unclear);
+        assert_eq!(parse_verdict("Inequality"), Verdict::Unclear);
+    }
+
+    #[test]
+    fn answer_rules_can_be_switched_off() {
+        let all = Rules::default();
+        let none = Rules {
+            equality: false,
+            sorry: false,
+            stop_words: false,
+            copied_prompt: false,
+        };
+        assert_eq!(check_answer(&all, "Sorry, no."), Some(Reason::AnswerSorry));
+        assert_eq!(check_answer(&none, "Sorry, no."), None);
+        assert_eq!(
+            check_answer(&all, "the of"),
+            Some(Reason::AnswerStopWordsOnly)
+        );
+        assert_eq!(check_answer(&none, "the of"), None);
+        assert_eq!(check_answer(&all, "Berlin is the capital."), None);
+    }
+}

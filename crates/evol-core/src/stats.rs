@@ -1,0 +1,200 @@
+//! Run statistics: what was attempted, accepted and rejected, and what the
+//! model calls cost, per round and per operation.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use evol_llm::Usage;
+use serde::{Deserialize, Serialize};
+
+use crate::eliminate::Reason;
+
+/// Counters for one slice of a run (a round, an operation, or all of it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    pub attempted: u64,
+    pub accepted: u64,
+    /// Rejections by the rule that made them.
+    pub rejected: BTreeMap<String, u64>,
+    /// Model calls (each counted once, however many retries it took).
+    pub requests: u64,
+    /// Extra attempts made by retries.
+    pub retries: u64,
+    /// Calls that failed for good.
+    pub failures: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Sum of the durations of this slice's calls.
+    pub busy_seconds: f64,
+    /// From the first call of this slice to the end of its last one.
+    pub wall_seconds: f64,
+    #[serde(skip)]
+    span: Option<(Duration, Duration)>,
+}
+
+impl Tally {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    fn add_call(
+        &mut self,
+        start: Duration,
+        end: Duration,
+        usage: Usage,
+        retries: u32,
+        failed: bool,
+    ) {
+        self.requests += 1;
+        self.retries += u64::from(retries);
+        self.failures += u64::from(failed);
+        self.prompt_tokens += usage.prompt_tokens;
+        self.completion_tokens += usage.completion_tokens;
+        self.busy_seconds += (end - start).as_secs_f64();
+        let (first, last) = self.span.get_or_insert((start, end));
+        *first = (*first).min(start);
+        *last = (*last).max(end);
+        self.wall_seconds = (*last - *first).as_secs_f64();
+    }
+
+    fn add_outcome(&mut self, rejected: Option<Reason>) {
+        self.attempted += 1;
+        match rejected {
+            None => self.accepted += 1,
+            Some(reason) => *self.rejected.entry(reason.name().to_string()).or_default() += 1,
+        }
+    }
+}
+
+/// The statistics of a whole run, as written to `stats.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunStats {
+    pub seeds: u64,
+    pub seeds_done: u64,
+    pub wall_seconds: f64,
+    pub total: Tally,
+    /// Per round (round 0 holds the seeds' own answers).
+    pub rounds: BTreeMap<u32, Tally>,
+    /// Per operation (`seed_answer` holds the seeds' own answers).
+    pub operations: BTreeMap<String, Tally>,
+}
+
+/// The slice a call or outcome belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct Slice<'a> {
+    pub round: u32,
+    pub operation: &'a str,
+}
+
+/// Collects statistics from concurrent chains.
+#[derive(Debug)]
+pub struct StatsRecorder {
+    start: Instant,
+    inner: Mutex<RunStats>,
+}
+
+impl StatsRecorder {
+    pub fn new(seeds: u64) -> StatsRecorder {
+        StatsRecorder {
+            start: Instant::now(),
+            inner: Mutex::new(RunStats {
+                seeds,
+                ..RunStats::default()
+            }),
+        }
+    }
+
+    /// Records one model call that ran from `started` to now.
+    pub fn call(
+        &self,
+        slice: Slice<'_>,
+        started: Instant,
+        usage: Usage,
+        retries: u32,
+        failed: bool,
+    ) {
+        let start = started.saturating_duration_since(self.start);
+        let end = self.start.elapsed();
+        let mut s = self.inner.lock().unwrap();
+        s.total.add_call(start, end, usage, retries, failed);
+        s.rounds
+            .entry(slice.round)
+            .or_default()
+            .add_call(start, end, usage, retries, failed);
+        s.operations
+            .entry(slice.operation.to_string())
+            .or_default()
+            .add_call(start, end, usage, retries, failed);
+    }
+
+    /// Records the outcome of one evolution attempt.
+    pub fn outcome(&self, slice: Slice<'_>, rejected: Option<Reason>) {
+        let mut s = self.inner.lock().unwrap();
+        s.total.add_outcome(rejected);
+        s.rounds
+            .entry(slice.round)
+            .or_default()
+            .add_outcome(rejected);
+        s.operations
+            .entry(slice.operation.to_string())
+            .or_default()
+            .add_outcome(rejected);
+    }
+
+    pub fn seed_done(&self) {
+        self.inner.lock().unwrap().seeds_done += 1;
+    }
+
+    /// A copy of the statistics so far.
+    pub fn snapshot(&self) -> RunStats {
+        let mut s = self.inner.lock().unwrap().clone();
+        s.wall_seconds = self.start.elapsed().as_secs_f64();
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_and_outcomes_land_in_every_slice() {
+        let r = StatsRecorder::new(2);
+        let slice = Slice {
+            round: 1,
+            operation: "deepen",
+        };
+        let usage = Usage {
+            prompt_tokens: 10,
+            completion_tokens: 5,
+        };
+        r.call(slice, Instant::now(), usage, 2, false);
+        r.call(
+            Slice {
+                round: 2,
+                operation: "breadth",
+            },
+            Instant::now(),
+            usage,
+            0,
+            true,
+        );
+        r.outcome(slice, None);
+        r.outcome(slice, Some(Reason::AnswerSorry));
+        r.seed_done();
+        let s = r.snapshot();
+        assert_eq!(s.total.requests, 2);
+        assert_eq!(s.total.retries, 2);
+        assert_eq!(s.total.failures, 1);
+        assert_eq!(s.total.prompt_tokens, 20);
+        assert_eq!(s.rounds[&1].requests, 1);
+        assert_eq!(s.rounds[&1].attempted, 2);
+        assert_eq!(s.rounds[&1].accepted, 1);
+        assert_eq!(s.rounds[&1].rejected["answer_sorry"], 1);
+        assert_eq!(s.operations["breadth"].failures, 1);
+        assert_eq!(s.seeds_done, 1);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["rounds"]["1"]["rejected"]["answer_sorry"], 1);
+    }
+}

@@ -1,0 +1,334 @@
+//! Prompt templates: the project's own wording of the evolving, breadth and
+//! equality prompts, embedded in the binary and replaceable one file at a
+//! time.
+//!
+//! Templates are minijinja templates; the instruction is always passed as a
+//! *value*, never spliced into template source, so braces, `{% %}`, `%s` or
+//! `#The Given Prompt#` inside a seed come out literally.
+
+use std::collections::BTreeMap;
+
+use minijinja::{context, AutoEscape, Environment, UndefinedBehavior};
+use rand::Rng;
+
+use crate::ops::Operation;
+
+/// The template files, by name, with the variables each must use.
+pub const TEMPLATE_FILES: &[(&str, &[&str])] = &[
+    ("in_depth.txt", &["method", "instruction"]),
+    ("in_breadth.txt", &["instruction"]),
+    ("equality.txt", &["first", "second"]),
+    ("method_add_constraints.txt", &[]),
+    ("method_deepen.txt", &[]),
+    ("method_concretize.txt", &[]),
+    ("method_reasoning.txt", &[]),
+    ("method_complicate_input.txt", &["format"]),
+];
+
+/// The list of data formats for `complicate_input`, one per line.
+pub const DATA_FORMATS_FILE: &str = "data_formats.txt";
+
+const DEFAULTS: &[(&str, &str)] = &[
+    ("in_depth.txt", include_str!("../templates/in_depth.txt")),
+    (
+        "in_breadth.txt",
+        include_str!("../templates/in_breadth.txt"),
+    ),
+    ("equality.txt", include_str!("../templates/equality.txt")),
+    (
+        "method_add_constraints.txt",
+        include_str!("../templates/method_add_constraints.txt"),
+    ),
+    (
+        "method_deepen.txt",
+        include_str!("../templates/method_deepen.txt"),
+    ),
+    (
+        "method_concretize.txt",
+        include_str!("../templates/method_concretize.txt"),
+    ),
+    (
+        "method_reasoning.txt",
+        include_str!("../templates/method_reasoning.txt"),
+    ),
+    (
+        "method_complicate_input.txt",
+        include_str!("../templates/method_complicate_input.txt"),
+    ),
+    (
+        DATA_FORMATS_FILE,
+        include_str!("../templates/data_formats.txt"),
+    ),
+];
+
+/// A template that does not compile, renders badly or misses a variable.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template `{name}`: {source}")]
+    Syntax {
+        name: String,
+        #[source]
+        source: minijinja::Error,
+    },
+    #[error("template `{name}` must use the variable `{{{{ {variable} }}}}`")]
+    MissingVariable { name: String, variable: String },
+    #[error("unknown template file `{0}` (known: {known})", known = known_names())]
+    Unknown(String),
+    #[error("`{DATA_FORMATS_FILE}` lists no data format")]
+    NoDataFormats,
+}
+
+fn known_names() -> String {
+    DEFAULTS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The compiled set of templates a run uses.
+#[derive(Debug)]
+pub struct Templates {
+    env: Environment<'static>,
+    data_formats: Vec<String>,
+}
+
+/// A rendered evolving prompt and what was drawn to make it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvolvePrompt {
+    pub text: String,
+    /// The data format drawn for `complicate_input`.
+    pub data_format: Option<String>,
+}
+
+impl Templates {
+    /// The project's own templates.
+    pub fn builtin() -> Templates {
+        Templates::with_overrides(BTreeMap::new()).expect("built-in templates are valid")
+    }
+
+    /// The built-in texts of every template file, by file name.
+    pub fn builtin_sources() -> impl Iterator<Item = (&'static str, &'static str)> {
+        DEFAULTS.iter().copied()
+    }
+
+    /// The built-in templates with some files replaced (file name -> text).
+    pub fn with_overrides(overrides: BTreeMap<String, String>) -> Result<Templates, TemplateError> {
+        for name in overrides.keys() {
+            if !DEFAULTS.iter().any(|(n, _)| n == name) {
+                return Err(TemplateError::Unknown(name.clone()));
+            }
+        }
+        let source = |name: &str| -> String {
+            overrides.get(name).cloned().unwrap_or_else(|| {
+                DEFAULTS
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, t)| t.to_string())
+                    .unwrap()
+            })
+        };
+
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(false);
+        for (name, variables) in TEMPLATE_FILES {
+            let text = source(name);
+            env.add_template_owned(name.to_string(), text)
+                .map_err(|e| TemplateError::Syntax {
+                    name: name.to_string(),
+                    source: e,
+                })?;
+            let template = env.get_template(name).expect("just added");
+            let used = template.undeclared_variables(false);
+            for variable in *variables {
+                if !used.contains(*variable) {
+                    return Err(TemplateError::MissingVariable {
+                        name: name.to_string(),
+                        variable: variable.to_string(),
+                    });
+                }
+            }
+        }
+        let data_formats: Vec<String> = source(DATA_FORMATS_FILE)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect();
+        if data_formats.is_empty() {
+            return Err(TemplateError::NoDataFormats);
+        }
+        let templates = Templates { env, data_formats };
+        // Render each once so that errors surface before any model call.
+        for op in Operation::ALL {
+            templates.evolve_prompt(op, "x", &mut crate::rng::step_rng(0, "", 0, 0))?;
+        }
+        templates.equality_prompt("x", "y")?;
+        Ok(templates)
+    }
+
+    /// The formats `complicate_input` draws from.
+    pub fn data_formats(&self) -> &[String] {
+        &self.data_formats
+    }
+
+    /// The prompt that asks a model to evolve `instruction` with `op`.
+    pub fn evolve_prompt(
+        &self,
+        op: Operation,
+        instruction: &str,
+        rng: &mut impl Rng,
+    ) -> Result<EvolvePrompt, TemplateError> {
+        if op == Operation::Breadth {
+            let text = self.render("in_breadth.txt", context! { instruction })?;
+            return Ok(EvolvePrompt {
+                text,
+                data_format: None,
+            });
+        }
+        let (method_file, data_format) = match op {
+            Operation::AddConstraints => ("method_add_constraints.txt", None),
+            Operation::Deepen => ("method_deepen.txt", None),
+            Operation::Concretize => ("method_concretize.txt", None),
+            Operation::Reasoning => ("method_reasoning.txt", None),
+            Operation::ComplicateInput => {
+                let format = &self.data_formats[rng.random_range(0..self.data_formats.len())];
+                ("method_complicate_input.txt", Some(format.clone()))
+            }
+            Operation::Breadth => unreachable!("handled above"),
+        };
+        let method = self.render(method_file, context! { format => data_format.as_deref() })?;
+        let text = self.render(
+            "in_depth.txt",
+            context! { method => method.trim(), instruction },
+        )?;
+        Ok(EvolvePrompt { text, data_format })
+    }
+
+    /// The prompt that asks a judge whether `second` adds anything to `first`.
+    pub fn equality_prompt(&self, first: &str, second: &str) -> Result<String, TemplateError> {
+        self.render("equality.txt", context! { first, second })
+    }
+
+    fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, TemplateError> {
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(ctx))
+            .map_err(|e| TemplateError::Syntax {
+                name: name.to_string(),
+                source: e,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::step_rng;
+
+    const HOSTILE: &str = "Explain {{ secret }} and {% if x %}y{% endif %} with {0} %s {} \
+                           #The Given Prompt#: {# c #} ${HOME} \\n";
+
+    #[test]
+    fn hostile_instruction_is_inserted_literally() {
+        let t = Templates::builtin();
+        for op in Operation::ALL {
+            let p = t
+                .evolve_prompt(op, HOSTILE, &mut step_rng(1, "a", 1, 0))
+                .unwrap();
+            assert!(p.text.contains(HOSTILE), "{op}: {}", p.text);
+            assert_eq!(p.text.matches(HOSTILE).count(), 1);
+        }
+        let eq = t.equality_prompt(HOSTILE, "{{ first }}").unwrap();
+        assert!(eq.contains(HOSTILE));
+        assert!(eq.contains("{{ first }}"));
+    }
+
+    #[test]
+    fn in_depth_prompts_end_with_the_rewrite_marker() {
+        let t = Templates::builtin();
+        for op in Operation::ALL {
+            let p = t
+                .evolve_prompt(op, "Name a colour.", &mut step_rng(1, "a", 1, 0))
+                .unwrap();
+            let marker = if op.is_in_depth() {
+                "#Rewritten Prompt#:"
+            } else {
+                "#Created Prompt#:"
+            };
+            assert!(p.text.trim_end().ends_with(marker), "{op}");
+            assert!(p.text.contains("Name a colour."));
+            assert_eq!(p.data_format.is_some(), op == Operation::ComplicateInput);
+        }
+    }
+
+    #[test]
+    fn complicate_input_names_the_drawn_format() {
+        let t = Templates::builtin();
+        let p = t
+            .evolve_prompt(
+                Operation::ComplicateInput,
+                "Sort numbers.",
+                &mut step_rng(3, "b", 2, 0),
+            )
+            .unwrap();
+        let format = p.data_format.unwrap();
+        assert!(t.data_formats().contains(&format));
+        assert!(p.text.contains(&format));
+    }
+
+    #[test]
+    fn methods_differ_between_operations() {
+        let t = Templates::builtin();
+        let texts: std::collections::BTreeSet<String> = Operation::ALL
+            .iter()
+            .map(|op| {
+                t.evolve_prompt(*op, "Q", &mut step_rng(1, "a", 1, 0))
+                    .unwrap()
+                    .text
+            })
+            .collect();
+        assert_eq!(texts.len(), 6);
+    }
+
+    #[test]
+    fn overrides_are_validated() {
+        let mut o = BTreeMap::new();
+        o.insert(
+            "in_breadth.txt".to_string(),
+            "Invent something.".to_string(),
+        );
+        let err = Templates::with_overrides(o).unwrap_err();
+        assert!(err.to_string().contains("instruction"), "{err}");
+
+        let mut o = BTreeMap::new();
+        o.insert("nope.txt".to_string(), "x".to_string());
+        assert!(matches!(
+            Templates::with_overrides(o),
+            Err(TemplateError::Unknown(_))
+        ));
+
+        let mut o = BTreeMap::new();
+        o.insert(
+            "equality.txt".to_string(),
+            "{{ first }} {{ second }".to_string(),
+        );
+        assert!(matches!(
+            Templates::with_overrides(o),
+            Err(TemplateError::Syntax { .. })
+        ));
+
+        let mut o = BTreeMap::new();
+        o.insert(
+            "in_breadth.txt".to_string(),
+            "NEW: {{ instruction }}\n#Created Prompt#:".to_string(),
+        );
+        let t = Templates::with_overrides(o).unwrap();
+        let p = t
+            .evolve_prompt(Operation::Breadth, "Q?", &mut step_rng(0, "", 0, 0))
+            .unwrap();
+        assert_eq!(p.text, "NEW: Q?\n#Created Prompt#:");
+    }
+}

@@ -1,0 +1,221 @@
+//! The model interface of `evol`.
+//!
+//! Every model call in the project, whatever serves it (an OpenAI-compatible
+//! HTTP server, a hosted API, later the embedded llama.cpp engine), goes
+//! through one trait, [`ChatModel`]: chat [`Message`]s and [`Sampling`]
+//! settings in, a [`ChatResponse`] (text, finish reason, token usage) or a
+//! typed [`ChatError`] out.
+//!
+//! This crate knows nothing about HTTP: backends live in their own crates and
+//! map their wire errors onto [`ErrorKind`], which tells the caller the one
+//! thing it must decide, whether a failure belongs to one item (record it and
+//! go on) or to the whole run (stop).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Who speaks a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+/// One chat message; the content is always plain text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+impl Message {
+    pub fn user(content: impl Into<String>) -> Message {
+        Message {
+            role: Role::User,
+            content: content.into(),
+        }
+    }
+
+    pub fn system(content: impl Into<String>) -> Message {
+        Message {
+            role: Role::System,
+            content: content.into(),
+        }
+    }
+}
+
+/// Sampling settings of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    pub temperature: f32,
+    pub top_p: f32,
+    pub max_tokens: u32,
+    /// A per-request seed for backends that support reproducible sampling.
+    pub seed: Option<u64>,
+}
+
+impl Sampling {
+    /// The same settings with another seed.
+    pub fn with_seed(self, seed: Option<u64>) -> Sampling {
+        Sampling { seed, ..self }
+    }
+}
+
+/// A request to a chat model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    pub sampling: Sampling,
+}
+
+/// Why generation stopped, as the backend said it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ContentFilter,
+    /// Any other string a server sends (`tool_calls`, `eos`, ...).
+    Other(String),
+    /// The server sent none.
+    Unknown,
+}
+
+impl FinishReason {
+    pub fn parse(s: Option<&str>) -> FinishReason {
+        match s {
+            None => FinishReason::Unknown,
+            Some("stop") | Some("eos") | Some("end_turn") => FinishReason::Stop,
+            Some("length") | Some("max_tokens") => FinishReason::Length,
+            Some("content_filter") => FinishReason::ContentFilter,
+            Some(other) => FinishReason::Other(other.to_string()),
+        }
+    }
+}
+
+/// Token counts of one call (zero where the backend reported none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, rhs: Usage) {
+        self.prompt_tokens += rhs.prompt_tokens;
+        self.completion_tokens += rhs.completion_tokens;
+    }
+}
+
+/// A model's reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatResponse {
+    /// The answer text (never the reasoning).
+    pub text: String,
+    /// Reasoning text of reasoning models, kept apart from the answer.
+    pub reasoning: Option<String>,
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+    /// Extra attempts the backend made before this reply (0: first try).
+    pub retries: u32,
+}
+
+/// What kind of failure a call ended in: decides item failure vs run failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Transient failures (connection, timeout, 429, 5xx, garbage body) that
+    /// remained after every retry. The item fails; the run goes on.
+    Exhausted,
+    /// The server refused this request (a 4xx such as 400): the item fails.
+    Rejected,
+    /// Credentials refused (401/403): every call will fail, stop the run.
+    Auth,
+    /// Unknown model or endpoint (404): stop the run.
+    NotFound,
+    /// The account has no quota left (429 `insufficient_quota`): stop the run.
+    Quota,
+}
+
+impl ErrorKind {
+    /// Whether this failure dooms every later call too.
+    pub fn is_fatal(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::Quota
+        )
+    }
+}
+
+/// A failed call. The message never contains credentials.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ChatError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// Extra attempts made before giving up.
+    pub retries: u32,
+}
+
+impl ChatError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ChatError {
+        ChatError {
+            kind,
+            message: message.into(),
+            retries: 0,
+        }
+    }
+}
+
+/// A chat model: the one door through which `evol` reaches any model.
+#[async_trait::async_trait]
+pub trait ChatModel: Send + Sync {
+    /// The model name recorded with each output.
+    fn name(&self) -> &str;
+
+    /// Runs one chat completion, including any retries the backend makes.
+    async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ChatError>;
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finish_reason_accepts_any_string() {
+        assert_eq!(FinishReason::parse(Some("stop")), FinishReason::Stop);
+        assert_eq!(FinishReason::parse(Some("length")), FinishReason::Length);
+        assert_eq!(FinishReason::parse(None), FinishReason::Unknown);
+        assert_eq!(
+            FinishReason::parse(Some("tool_calls")),
+            FinishReason::Other("tool_calls".into())
+        );
+    }
+
+    #[test]
+    fn only_account_wide_errors_are_fatal() {
+        assert!(!ErrorKind::Exhausted.is_fatal());
+        assert!(!ErrorKind::Rejected.is_fatal());
+        assert!(ErrorKind::Auth.is_fatal());
+        assert!(ErrorKind::NotFound.is_fatal());
+        assert!(ErrorKind::Quota.is_fatal());
+    }
+}
