@@ -1,1 +1,365 @@
-//! placeholder
+//! An OpenAI-compatible chat-completions client behind [`evol_llm::ChatModel`].
+//!
+//! It talks to anything that serves `POST {base}/chat/completions`: vLLM,
+//! SGLang, llama.cpp's server, Ollama, `evol serve`, and hosted APIs. It is
+//! tolerant in what it reads (unknown fields, any `finish_reason`, missing
+//! usage, `reasoning_content`), plain in what it sends (message content as a
+//! string), and stubborn on transient failures (see [`retry`]).
+//!
+//! The API key is only ever put in the `Authorization` header: it is not in
+//! any error, log line or `Debug` output.
+
+pub mod retry;
+mod wire;
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use evol_llm::{
+    ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, Message, Role, Sampling,
+};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use reqwest::StatusCode;
+
+pub use retry::RetryPolicy;
+
+/// Where and how to reach a server.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// The base URL, e.g. `http://127.0.0.1:8000/v1`.
+    pub base_url: String,
+    pub api_key: Option<String>,
+    pub model: String,
+    /// The longest one attempt may take, body included.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl ClientConfig {
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> ClientConfig {
+        ClientConfig {
+            base_url: base_url.into(),
+            api_key: None,
+            model: model.into(),
+            timeout: Duration::from_secs(600),
+            connect_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("model", &self.model)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// A configuration the client cannot work with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid endpoint `{0}`: expected an http:// or https:// URL such as http://127.0.0.1:8000/v1")]
+    BadUrl(String),
+    #[error("the API key contains characters that cannot go in an HTTP header")]
+    BadKey,
+    #[error("could not set up the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// An OpenAI-compatible chat model.
+#[derive(Debug, Clone)]
+pub struct OpenAiClient {
+    http: reqwest::Client,
+    base: String,
+    model: String,
+    retry: RetryPolicy,
+}
+
+/// A failed attempt, before the retry loop decides its fate.
+struct Failure {
+    retry: bool,
+    kind: ErrorKind,
+    hint: Option<Duration>,
+    message: String,
+}
+
+impl Failure {
+    fn transient(message: String) -> Failure {
+        Failure {
+            retry: true,
+            kind: ErrorKind::Exhausted,
+            hint: None,
+            message,
+        }
+    }
+}
+
+impl OpenAiClient {
+    pub fn new(config: ClientConfig) -> Result<OpenAiClient, ConfigError> {
+        let base = config.base_url.trim().trim_end_matches('/').to_string();
+        let parsed = reqwest::Url::parse(&base).map_err(|_| ConfigError::BadUrl(base.clone()))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            return Err(ConfigError::BadUrl(base));
+        }
+        let mut headers = HeaderMap::new();
+        if let Some(key) = config.api_key.as_deref().filter(|k| !k.is_empty()) {
+            let mut value =
+                HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| ConfigError::BadKey)?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("evol/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(OpenAiClient {
+            http,
+            base,
+            model: config.model,
+            retry: config.retry,
+        })
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Lists the served models (`GET {base}/models`). `Ok(None)` when the
+    /// server has no such route. Not retried: this is the fast check made
+    /// before a run starts.
+    pub async fn list_models(&self) -> Result<Option<Vec<String>>, ChatError> {
+        let url = format!("{}/models", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .map_err(|e| ChatError::new(ErrorKind::Exhausted, describe_transport(&e, &url)))?;
+        let status = response.status();
+        if status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Ok(wire::parse_model_list(&body));
+        }
+        let body = response.text().await.unwrap_or_default();
+        match status.as_u16() {
+            401 | 403 => Err(ChatError::new(
+                ErrorKind::Auth,
+                http_message(status, &body, &url),
+            )),
+            _ => Ok(None),
+        }
+    }
+
+    async fn attempt(&self, body: &serde_json::Value) -> Result<ChatResponse, Failure> {
+        let url = format!("{}/chat/completions", self.base);
+        let response = match self.http.post(&url).json(body).send().await {
+            Ok(r) => r,
+            Err(e) => return Err(Failure::transient(describe_transport(&e, &url))),
+        };
+        let status = response.status();
+        let hint = retry::server_hint(response.headers(), SystemTime::now());
+        let text = match response.text().await {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(Failure::transient(format!(
+                    "reading the reply from `{url}` failed: {}",
+                    error_chain(&e)
+                )))
+            }
+        };
+        if !status.is_success() {
+            let code = wire::error_code(&text);
+            let message = http_message(status, &text, &url);
+            return Err(match retry::classify_status(status, code.as_deref()) {
+                retry::StatusClass::Retry => Failure {
+                    retry: true,
+                    kind: ErrorKind::Exhausted,
+                    hint,
+                    message,
+                },
+                retry::StatusClass::Fail(kind) => Failure {
+                    retry: false,
+                    kind,
+                    hint: None,
+                    message,
+                },
+            });
+        }
+        wire::parse_completion(&text)
+            .map_err(|e| Failure::transient(format!("unreadable reply from `{url}`: {e}")))
+    }
+}
+
+#[async_trait::async_trait]
+impl ChatModel for OpenAiClient {
+    fn name(&self) -> &str {
+        &self.model
+    }
+
+    async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ChatError> {
+        let body = request_body(&self.model, &request.messages, &request.sampling);
+        let mut retries = 0;
+        loop {
+            match self.attempt(&body).await {
+                Ok(mut reply) => {
+                    reply.retries = retries;
+                    return Ok(reply);
+                }
+                Err(f) if !f.retry => {
+                    return Err(ChatError {
+                        kind: f.kind,
+                        message: f.message,
+                        retries,
+                    })
+                }
+                Err(f) if retries >= self.retry.max_retries => {
+                    let message = format!(
+                        "gave up after {} attempts; last error: {}",
+                        retries + 1,
+                        f.message
+                    );
+                    return Err(ChatError {
+                        kind: ErrorKind::Exhausted,
+                        message,
+                        retries,
+                    });
+                }
+                Err(f) => {
+                    let wait = self.retry.delay(retries, f.hint, &mut rand::rng());
+                    tokio::time::sleep(wait).await;
+                    retries += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The JSON body of a chat-completions request.
+fn request_body(model: &str, messages: &[Message], sampling: &Sampling) -> serde_json::Value {
+    let messages: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| serde_json::json!({ "role": role_name(m.role), "content": m.content }))
+        .collect();
+    let mut body = serde_json::json!({
+        "model": model,
+        "messages": messages,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens,
+    });
+    if let Some(seed) = sampling.seed {
+        body["seed"] = seed.into();
+    }
+    body
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    }
+}
+
+/// A transport error in words, with its causes (reqwest's top-level message
+/// alone is often just "error sending request").
+fn describe_transport(e: &reqwest::Error, url: &str) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "failed"
+    };
+    format!("request to `{url}` {what}: {}", error_chain(e))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+fn http_message(status: StatusCode, body: &str, url: &str) -> String {
+    let detail = wire::error_message(body).unwrap_or_else(|| truncate(body.trim(), 300));
+    if detail.is_empty() {
+        format!("HTTP {status} from `{url}`")
+    } else {
+        format!("HTTP {status} from `{url}`: {detail}")
+    }
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_key() {
+        let mut c = ClientConfig::new("http://127.0.0.1:1/v1", "m");
+        c.api_key = Some("sk-very-secret".into());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("sk-very-secret"), "{shown}");
+        let client = OpenAiClient::new(c).unwrap();
+        assert!(!format!("{client:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        for url in ["localhost:8000", "ftp://x/v1", "", "http://"] {
+            assert!(
+                OpenAiClient::new(ClientConfig::new(url, "m")).is_err(),
+                "{url}"
+            );
+        }
+        let c = OpenAiClient::new(ClientConfig::new(" http://127.0.0.1:8000/v1/ ", "m")).unwrap();
+        assert_eq!(c.base_url(), "http://127.0.0.1:8000/v1");
+    }
+
+    #[test]
+    fn request_body_sends_plain_string_content() {
+        let s = Sampling {
+            temperature: 0.0,
+            top_p: 0.9,
+            max_tokens: 7,
+            seed: Some(3),
+        };
+        let body = request_body("m", &[Message::user("{{ hi }}")], &s);
+        assert_eq!(body["messages"][0]["content"], "{{ hi }}");
+        assert_eq!(body["messages"][0]["role"], "user");
+        assert_eq!(body["max_tokens"], 7);
+        assert_eq!(body["seed"], 3);
+        let body = request_body("m", &[], &s.with_seed(None));
+        assert!(body.get("seed").is_none());
+    }
+
+    #[test]
+    fn long_bodies_are_cut() {
+        assert_eq!(truncate("abcdef", 3), "abc...");
+        assert_eq!(truncate("ab", 3), "ab");
+        assert_eq!(truncate("ééééé", 2), "éé...");
+    }
+}

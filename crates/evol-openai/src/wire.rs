@@ -1,0 +1,247 @@
+//! Reading OpenAI-style JSON leniently: only what is needed, unknown fields
+//! ignored, nulls and missing fields allowed where real servers omit them.
+
+use evol_llm::{ChatResponse, FinishReason, Usage};
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Deserialize)]
+struct Completion {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    message: Option<WireMessage>,
+    /// Legacy completions put the text here.
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    #[serde(default)]
+    content: Option<Value>,
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    /// Some servers (Ollama, OpenRouter) call it `reasoning`.
+    #[serde(default)]
+    reasoning: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+}
+
+/// Parses a chat-completions reply body.
+pub fn parse_completion(body: &str) -> Result<ChatResponse, String> {
+    let completion: Completion =
+        serde_json::from_str(body).map_err(|e| format!("not a chat completion ({e})"))?;
+    let choice = completion
+        .choices
+        .into_iter()
+        .next()
+        .ok_or("the reply has no choices")?;
+    let (content, mut reasoning) = match choice.message {
+        Some(m) => (content_text(m.content), m.reasoning_content.or(m.reasoning)),
+        None => (choice.text.unwrap_or_default(), None),
+    };
+    let (text, inline_reasoning) = split_think(&content);
+    if reasoning.is_none() {
+        reasoning = inline_reasoning;
+    }
+    let usage = completion
+        .usage
+        .map(|u| Usage {
+            prompt_tokens: u.prompt_tokens.unwrap_or(0),
+            completion_tokens: u.completion_tokens.unwrap_or(0),
+        })
+        .unwrap_or_default();
+    Ok(ChatResponse {
+        text,
+        reasoning: reasoning.filter(|r| !r.is_empty()),
+        finish_reason: FinishReason::parse(choice.finish_reason.as_deref()),
+        usage,
+        retries: 0,
+    })
+}
+
+/// Message content as text: a string, or the text parts of an array.
+fn content_text(content: Option<Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s,
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str).or_else(|| p.as_str()))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// Splits a leading `<think>...</think>` block (reasoning models served
+/// without a reasoning parser) from the answer.
+fn split_think(content: &str) -> (String, Option<String>) {
+    let trimmed = content.trim_start();
+    if let Some(rest) = trimmed.strip_prefix("<think>") {
+        if let Some(end) = rest.find("</think>") {
+            let reasoning = rest[..end].trim().to_string();
+            return (
+                rest[end + "</think>".len()..].trim_start().to_string(),
+                Some(reasoning),
+            );
+        }
+    }
+    (content.to_string(), None)
+}
+
+/// The `error.code` of an error body, if any.
+pub fn error_code(body: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let code = v.get("error")?.get("code")?;
+    code.as_str()
+        .map(String::from)
+        .or_else(|| Some(code.to_string()))
+}
+
+/// The human message of an error body, in the shapes servers use.
+pub fn error_message(body: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let text = match v.get("error") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(e) => e.get("message").and_then(Value::as_str).map(String::from),
+        None => None,
+    }
+    .or_else(|| v.get("message").and_then(Value::as_str).map(String::from))
+    .or_else(|| {
+        v.get("detail").map(|d| {
+            d.as_str()
+                .map(String::from)
+                .unwrap_or_else(|| d.to_string())
+        })
+    })?;
+    Some(super::truncate(&text, 300))
+}
+
+/// The ids of a `/models` listing, `None` when the body is not one.
+pub fn parse_model_list(body: &str) -> Option<Vec<String>> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let data = v.get("data").or_else(|| v.get("models"))?.as_array()?;
+    Some(
+        data.iter()
+            .filter_map(|m| {
+                m.get("id")
+                    .or_else(|| m.get("name"))
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_and_rich_replies() {
+        let r = parse_completion(r#"{"choices":[{"message":{"content":"hi"}}]}"#).unwrap();
+        assert_eq!(r.text, "hi");
+        assert_eq!(r.finish_reason, FinishReason::Unknown);
+        assert_eq!(r.usage, Usage::default());
+
+        let r = parse_completion(
+            r#"{"id":"x","object":"chat.completion","extra":{"a":1},
+                "choices":[{"index":0,"message":{"role":"assistant","content":"ok",
+                "reasoning_content":"thinking","tool_calls":[]},"finish_reason":"weird_reason","logprobs":null}],
+                "usage":{"prompt_tokens":5,"completion_tokens":null,"total_tokens":5}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.text, "ok");
+        assert_eq!(r.reasoning.as_deref(), Some("thinking"));
+        assert_eq!(r.finish_reason, FinishReason::Other("weird_reason".into()));
+        assert_eq!(
+            r.usage,
+            Usage {
+                prompt_tokens: 5,
+                completion_tokens: 0
+            }
+        );
+    }
+
+    #[test]
+    fn content_arrays_nulls_and_think_blocks() {
+        let r = parse_completion(r#"{"choices":[{"message":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]}"#).unwrap();
+        assert_eq!(r.text, "ab");
+        let r = parse_completion(
+            r#"{"choices":[{"message":{"content":null},"finish_reason":"content_filter"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.text, "");
+        assert_eq!(r.finish_reason, FinishReason::ContentFilter);
+        let r = parse_completion(
+            r#"{"choices":[{"message":{"content":"<think>hmm</think>\n\nAnswer"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.text, "Answer");
+        assert_eq!(r.reasoning.as_deref(), Some("hmm"));
+        let r = parse_completion(r#"{"choices":[{"text":"legacy","finish_reason":"length"}]}"#)
+            .unwrap();
+        assert_eq!(r.text, "legacy");
+        assert_eq!(r.finish_reason, FinishReason::Length);
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(parse_completion("<html>502</html>").is_err());
+        assert!(parse_completion(r#"{"choices":[]}"#).is_err());
+        assert!(parse_completion(r#"{"choices":"#).is_err());
+        assert!(parse_completion("[1,2]").is_err());
+    }
+
+    #[test]
+    fn error_bodies() {
+        let body = r#"{"error":{"message":"You exceeded your quota","type":"x","code":"insufficient_quota"}}"#;
+        assert_eq!(error_code(body).as_deref(), Some("insufficient_quota"));
+        assert_eq!(
+            error_message(body).as_deref(),
+            Some("You exceeded your quota")
+        );
+        assert_eq!(
+            error_message(r#"{"error":"model not found"}"#).as_deref(),
+            Some("model not found")
+        );
+        assert_eq!(
+            error_message(r#"{"detail":"Not Found"}"#).as_deref(),
+            Some("Not Found")
+        );
+        assert_eq!(error_message("plain"), None);
+        assert_eq!(
+            error_code(r#"{"error":{"code":429}}"#).as_deref(),
+            Some("429")
+        );
+    }
+
+    #[test]
+    fn model_lists() {
+        assert_eq!(
+            parse_model_list(r#"{"object":"list","data":[{"id":"a"},{"id":"b"}]}"#),
+            Some(vec!["a".to_string(), "b".to_string()])
+        );
+        assert_eq!(
+            parse_model_list(r#"{"models":[{"name":"llama3"}]}"#),
+            Some(vec!["llama3".to_string()])
+        );
+        assert_eq!(parse_model_list("nope"), None);
+    }
+}
