@@ -1,1 +1,726 @@
-//! placeholder
+//! `evol-mock`: an OpenAI-compatible load-test simulator.
+//!
+//! It is a fixture, not a model. It answers `POST /v1/chat/completions` with
+//! content derived from a hash of the request, so the same request always
+//! gets the same reply:
+//! - an evolving prompt (ending in `#Rewritten Prompt#:` or
+//!   `#Created Prompt#:`) gets a plausible harder or new instruction;
+//! - an equality question (mentioning "Not Equal") gets `Equal` at a set
+//!   rate, else `Not Equal`;
+//! - anything else gets an answer paragraph of a set length (or, at a set
+//!   rate, a short apology).
+//!
+//! Latency is drawn from a log-normal with a given median and sigma; faults
+//! (429 with `Retry-After`, 500, malformed JSON, dropped connections, slow
+//! bodies) are injected at given rates. `GET /stats` reports the requests,
+//! the summed simulated busy time and the mean and peak number in flight,
+//! which is what benchmarks divide by to measure a client's efficiency.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use rand::Rng;
+use rand_distr::{Distribution, LogNormal};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// Rates of injected faults, each a probability per request.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// 429 with a `Retry-After` header.
+    pub rate_429: f64,
+    /// 500 with an error body.
+    pub rate_500: f64,
+    /// 200 with a body that is not JSON.
+    pub malformed: f64,
+    /// The connection is cut in the middle of the body.
+    pub drop: f64,
+    /// The body stalls for `slow_ms` before it completes.
+    pub slow: f64,
+    /// The `Retry-After` sent with 429s, in seconds (may be fractional; it is
+    /// sent as `retry-after-ms` too).
+    pub retry_after_secs: f64,
+    pub slow_ms: u64,
+}
+
+impl Faults {
+    /// The sum of all fault rates.
+    pub fn total(&self) -> f64 {
+        self.rate_429 + self.rate_500 + self.malformed + self.drop + self.slow
+    }
+}
+
+/// How the simulator behaves.
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    pub latency_median_ms: f64,
+    pub latency_sigma: f64,
+    /// Share of equality questions answered `Equal`.
+    pub equal_rate: f64,
+    /// Share of answers that are a short apology.
+    pub sorry_rate: f64,
+    /// Share of evolutions that leak the words "rewritten prompt".
+    pub leak_rate: f64,
+    /// Words in an answer.
+    pub answer_words: usize,
+    pub faults: Faults,
+    /// Served model names; empty serves any name.
+    pub models: Vec<String>,
+    /// A bearer token to require.
+    pub api_key: Option<String>,
+}
+
+impl Default for MockConfig {
+    fn default() -> MockConfig {
+        MockConfig {
+            latency_median_ms: 0.0,
+            latency_sigma: 0.0,
+            equal_rate: 0.1,
+            sorry_rate: 0.02,
+            leak_rate: 0.02,
+            answer_words: 120,
+            faults: Faults {
+                retry_after_secs: 0.05,
+                slow_ms: 2_000,
+                ..Faults::default()
+            },
+            models: Vec::new(),
+            api_key: None,
+        }
+    }
+}
+
+/// What `GET /stats` reports.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct MockStats {
+    pub requests: u64,
+    pub completed: u64,
+    pub rewrite: u64,
+    pub judge: u64,
+    pub answer: u64,
+    pub faults: u64,
+    /// Sum of the simulated latencies of all requests.
+    pub busy_seconds: f64,
+    /// Time-weighted mean number of requests in flight, from the first
+    /// request's arrival to the last one's end.
+    pub mean_in_flight: f64,
+    pub max_in_flight: u64,
+    /// From the first request's arrival to the last one's end.
+    pub active_seconds: f64,
+}
+
+#[derive(Default)]
+struct Flight {
+    now: u64,
+    max: u64,
+    area: f64,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+struct Shared {
+    config: MockConfig,
+    latency: Option<LogNormal<f64>>,
+    requests: AtomicU64,
+    completed: AtomicU64,
+    rewrite: AtomicU64,
+    judge: AtomicU64,
+    answer: AtomicU64,
+    faults: AtomicU64,
+    busy_micros: AtomicU64,
+    flight: Mutex<Flight>,
+}
+
+impl Shared {
+    fn change_flight(&self, delta: i64) {
+        let now = Instant::now();
+        let mut f = self.flight.lock().unwrap();
+        if let Some(last) = f.last {
+            f.area += f.now as f64 * (now - last).as_secs_f64();
+        }
+        f.first.get_or_insert(now);
+        f.last = Some(now);
+        f.now = f.now.saturating_add_signed(delta);
+        f.max = f.max.max(f.now);
+    }
+
+    fn stats(&self) -> MockStats {
+        let f = self.flight.lock().unwrap();
+        let active = match (f.first, f.last) {
+            (Some(a), Some(b)) => (b - a).as_secs_f64(),
+            _ => 0.0,
+        };
+        MockStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            completed: self.completed.load(Ordering::Relaxed),
+            rewrite: self.rewrite.load(Ordering::Relaxed),
+            judge: self.judge.load(Ordering::Relaxed),
+            answer: self.answer.load(Ordering::Relaxed),
+            faults: self.faults.load(Ordering::Relaxed),
+            busy_seconds: self.busy_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            mean_in_flight: if active > 0.0 { f.area / active } else { 0.0 },
+            max_in_flight: f.max,
+            active_seconds: active,
+        }
+    }
+
+    fn reset(&self) {
+        for c in [
+            &self.requests,
+            &self.completed,
+            &self.rewrite,
+            &self.judge,
+            &self.answer,
+            &self.faults,
+            &self.busy_micros,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        let mut f = self.flight.lock().unwrap();
+        *f = Flight {
+            now: f.now,
+            ..Flight::default()
+        };
+    }
+}
+
+/// Counts a request in flight for as long as it lives.
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn new(shared: Arc<Shared>) -> InFlight {
+        shared.change_flight(1);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.completed.fetch_add(1, Ordering::Relaxed);
+        self.0.change_flight(-1);
+    }
+}
+
+/// The simulator's router.
+pub fn app(config: MockConfig) -> Router {
+    let latency = (config.latency_median_ms > 0.0).then(|| {
+        LogNormal::new(config.latency_median_ms.ln(), config.latency_sigma.max(0.0))
+            .expect("valid log-normal")
+    });
+    let shared = Arc::new(Shared {
+        config,
+        latency,
+        requests: AtomicU64::new(0),
+        completed: AtomicU64::new(0),
+        rewrite: AtomicU64::new(0),
+        judge: AtomicU64::new(0),
+        answer: AtomicU64::new(0),
+        faults: AtomicU64::new(0),
+        busy_micros: AtomicU64::new(0),
+        flight: Mutex::new(Flight::default()),
+    });
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        .route("/models", get(models))
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/stats",
+            get(|State(s): State<Arc<Shared>>| async move { Json(s.stats()) }),
+        )
+        .route(
+            "/stats/reset",
+            post(|State(s): State<Arc<Shared>>| async move {
+                s.reset();
+                StatusCode::NO_CONTENT
+            }),
+        )
+        .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
+        .with_state(shared)
+}
+
+/// Serves on an already-bound listener until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: MockConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(config))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Starts the simulator on a free loopback port in the background and
+/// returns its base URL (`http://127.0.0.1:PORT/v1`). For tests.
+pub async fn spawn(config: MockConfig) -> std::io::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(serve(listener, config, std::future::pending()));
+    Ok(format!("http://{addr}/v1"))
+}
+
+fn error(status: StatusCode, message: &str, code: &str) -> Response {
+    (
+        status,
+        Json(json!({ "error": { "message": message, "type": "mock_error", "code": code } })),
+    )
+        .into_response()
+}
+
+fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
+    match &shared.config.api_key {
+        None => true,
+        Some(key) => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| given == key),
+    }
+}
+
+async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if !authorized(&shared, &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid API key",
+            "invalid_api_key",
+        );
+    }
+    let names = if shared.config.models.is_empty() {
+        vec!["mock".to_string()]
+    } else {
+        shared.config.models.clone()
+    };
+    let data: Vec<Value> = names
+        .iter()
+        .map(|n| json!({ "id": n, "object": "model", "owned_by": "evol-mock" }))
+        .collect();
+    Json(json!({ "object": "list", "data": data })).into_response()
+}
+
+async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    shared.requests.fetch_add(1, Ordering::Relaxed);
+    let _flight = InFlight::new(shared.clone());
+    if !authorized(&shared, &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid API key",
+            "invalid_api_key",
+        );
+    }
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid JSON body: {e}"),
+                "invalid_request",
+            )
+        }
+    };
+    let Some(messages) = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty())
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`messages` must be a non-empty array",
+            "invalid_request",
+        );
+    };
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if !shared.config.models.is_empty() && !shared.config.models.contains(&model) {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("model `{model}` does not exist"),
+            "model_not_found",
+        );
+    }
+    let prompt: String = messages
+        .iter()
+        .filter_map(|m| m.get("content").and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let max_tokens = request
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX);
+
+    // Faults that answer at once.
+    let faults = &shared.config.faults;
+    let draw: f64 = rand::rng().random();
+    if draw < faults.rate_429 {
+        shared.faults.fetch_add(1, Ordering::Relaxed);
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limited",
+            "rate_limit_exceeded",
+        );
+        let secs = faults.retry_after_secs;
+        let h = r.headers_mut();
+        h.insert(
+            "retry-after",
+            format!("{}", secs.ceil() as u64).parse().unwrap(),
+        );
+        h.insert(
+            "retry-after-ms",
+            format!("{}", (secs * 1000.0).round() as u64)
+                .parse()
+                .unwrap(),
+        );
+        return r;
+    }
+    if draw < faults.rate_429 + faults.rate_500 {
+        shared.faults.fetch_add(1, Ordering::Relaxed);
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "simulated server error",
+            "server_error",
+        );
+    }
+
+    // Simulated work.
+    let latency = shared
+        .latency
+        .map(|d| d.sample(&mut rand::rng()))
+        .unwrap_or(0.0);
+    shared
+        .busy_micros
+        .fetch_add((latency * 1000.0) as u64, Ordering::Relaxed);
+    if latency > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(latency / 1000.0)).await;
+    }
+
+    let hash = blake3::hash(&body);
+    let h = u64::from_le_bytes(hash.as_bytes()[..8].try_into().unwrap());
+    let unit = |salt: u64| -> f64 { (splitmix(h ^ salt) >> 11) as f64 / (1u64 << 53) as f64 };
+    let (kind, text) = reply_for(&shared.config, &prompt, h, unit);
+    match kind {
+        Kind::Rewrite => &shared.rewrite,
+        Kind::Judge => &shared.judge,
+        Kind::Answer => &shared.answer,
+    }
+    .fetch_add(1, Ordering::Relaxed);
+
+    let (text, finish) = cap_tokens(&text, max_tokens);
+    let completion = json!({
+        "id": format!("mock-{}", &hash.to_hex()[..16]),
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": finish }],
+        "usage": {
+            "prompt_tokens": tokens(&prompt),
+            "completion_tokens": tokens(&text),
+            "total_tokens": tokens(&prompt) + tokens(&text),
+        },
+    });
+    let payload = completion.to_string();
+
+    let draw = draw - faults.rate_429 - faults.rate_500;
+    if draw >= 0.0 && draw < faults.malformed + faults.drop + faults.slow {
+        shared.faults.fetch_add(1, Ordering::Relaxed);
+        if draw < faults.malformed {
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                payload[..payload.len() / 2].to_string(),
+            )
+                .into_response();
+        }
+        let (head, tail) = payload.split_at(half(&payload));
+        let (head, tail) = (Bytes::from(head.to_string()), Bytes::from(tail.to_string()));
+        if draw < faults.malformed + faults.drop {
+            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+                Ok(head),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "simulated drop",
+                )),
+            ];
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                Body::from_stream(futures::stream::iter(chunks)),
+            )
+                .into_response();
+        }
+        let stall = Duration::from_millis(faults.slow_ms);
+        let stream = futures::stream::unfold(0u8, move |step| {
+            let (head, tail) = (head.clone(), tail.clone());
+            async move {
+                match step {
+                    0 => Some((Ok::<Bytes, std::io::Error>(head), 1)),
+                    1 => {
+                        tokio::time::sleep(stall).await;
+                        Some((Ok(tail), 2))
+                    }
+                    _ => None,
+                }
+            }
+        });
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from_stream(stream),
+        )
+            .into_response();
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        payload,
+    )
+        .into_response()
+}
+
+enum Kind {
+    Rewrite,
+    Judge,
+    Answer,
+}
+
+const CLAUSES: &[&str] = &[
+    "Explain each step of your reasoning.",
+    "Limit the answer to three short paragraphs.",
+    "Give one concrete example from everyday life.",
+    "Compare at least two different approaches.",
+    "Include a brief table that summarises the key points.",
+    "Address one common misconception about it.",
+    "Consider how the answer changes for a beginner.",
+    "Justify every assumption you make.",
+    "Cite the main trade-offs involved.",
+    "Finish with a one-sentence summary.",
+    "Avoid technical jargon where possible.",
+    "Mention one historical development that matters here.",
+];
+
+const TOPICS: &[&str] = &[
+    "medieval cartography",
+    "soil microbiology",
+    "Byzantine coinage",
+    "tidal energy",
+    "Baltic folk music",
+    "compiler bootstrapping",
+    "lichen ecology",
+    "Andean textiles",
+    "glacier hydrology",
+    "early printing presses",
+];
+
+const WORDS: &[&str] = &[
+    "the",
+    "approach",
+    "works",
+    "because",
+    "each",
+    "part",
+    "depends",
+    "on",
+    "clear",
+    "steps",
+    "and",
+    "careful",
+    "checks",
+    "which",
+    "make",
+    "result",
+    "reliable",
+    "data",
+    "shows",
+    "that",
+    "a",
+    "simple",
+    "model",
+    "often",
+    "explains",
+    "most",
+    "cases",
+    "while",
+    "edge",
+    "conditions",
+    "need",
+    "more",
+    "attention",
+    "in",
+    "practice",
+];
+
+fn reply_for(
+    config: &MockConfig,
+    prompt: &str,
+    h: u64,
+    unit: impl Fn(u64) -> f64,
+) -> (Kind, String) {
+    let trimmed = prompt.trim_end();
+    let marker = ["#Rewritten Prompt#:", "#Created Prompt#:"]
+        .into_iter()
+        .find(|m| trimmed.ends_with(m));
+    if let Some(marker) = marker {
+        let body = &trimmed[..trimmed.len() - marker.len()];
+        let given = body
+            .rfind("Prompt#:")
+            .map(|i| body[i + "Prompt#:".len()..].trim())
+            .unwrap_or(body.trim());
+        let leak = if unit(3) < config.leak_rate {
+            " (as the rewritten prompt asks)"
+        } else {
+            ""
+        };
+        let text = if marker.starts_with("#Rewritten") {
+            format!(
+                "{given} {}{leak}",
+                CLAUSES[(h % CLAUSES.len() as u64) as usize]
+            )
+        } else {
+            let topic = TOPICS[(h % TOPICS.len() as u64) as usize];
+            format!(
+                "Describe how {topic} relates to this: {}{leak}",
+                first_words(given, 12)
+            )
+        };
+        return (Kind::Rewrite, text);
+    }
+    if prompt.contains("Not Equal") {
+        let verdict = if unit(1) < config.equal_rate {
+            "Equal"
+        } else {
+            "Not Equal"
+        };
+        return (Kind::Judge, verdict.to_string());
+    }
+    if unit(2) < config.sorry_rate {
+        return (
+            Kind::Answer,
+            "Sorry, I cannot help with that request.".to_string(),
+        );
+    }
+    let mut x = h;
+    let words: Vec<&str> = (0..config.answer_words.max(1))
+        .map(|_| {
+            x = splitmix(x);
+            WORDS[(x % WORDS.len() as u64) as usize]
+        })
+        .collect();
+    let mut text = words.join(" ");
+    if let Some(first) = text.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    text.push('.');
+    (Kind::Answer, text)
+}
+
+/// A char boundary near the middle of `s`.
+fn half(s: &str) -> usize {
+    (s.len() / 2..s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(s.len())
+}
+
+fn first_words(s: &str, n: usize) -> String {
+    s.split_whitespace().take(n).collect::<Vec<_>>().join(" ")
+}
+
+/// A rough token count: 4 tokens per 3 words.
+fn tokens(s: &str) -> u64 {
+    (s.split_whitespace().count() as u64 * 4).div_ceil(3)
+}
+
+/// Cuts `text` to about `max_tokens`, reporting `length` when it does.
+fn cap_tokens(text: &str, max_tokens: u64) -> (String, &'static str) {
+    if tokens(text) <= max_tokens {
+        return (text.to_string(), "stop");
+    }
+    let words = (max_tokens * 3 / 4) as usize;
+    (first_words(text, words), "length")
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(prompt: &str, h: u64) -> (String, &'static str) {
+        let (kind, text) = reply_for(
+            &MockConfig {
+                leak_rate: 0.0,
+                ..MockConfig::default()
+            },
+            prompt,
+            h,
+            |s| (splitmix(h ^ s) >> 11) as f64 / (1u64 << 53) as f64,
+        );
+        let kind = match kind {
+            Kind::Rewrite => "rewrite",
+            Kind::Judge => "judge",
+            Kind::Answer => "answer",
+        };
+        (text, kind)
+    }
+
+    #[test]
+    fn classifies_and_rewrites() {
+        let (text, kind) = reply(
+            "Make it harder.\n#The Given Prompt#:\nName a fruit.\n\n#Rewritten Prompt#:\n",
+            5,
+        );
+        assert_eq!(kind, "rewrite");
+        assert!(text.starts_with("Name a fruit. "), "{text}");
+        let (text, kind) = reply(
+            "New one.\n#Given Prompt#:\nName a fruit.\n#Created Prompt#:",
+            5,
+        );
+        assert_eq!(kind, "rewrite");
+        assert!(text.contains("Name a fruit."));
+        assert_eq!(reply("Reply \"Equal\" or \"Not Equal\".", 1).1, "judge");
+        let (text, kind) = reply("What is 2+2?", 9);
+        assert_eq!(kind, "answer");
+        assert!(text.split_whitespace().count() >= 100 || text.starts_with("Sorry"));
+    }
+
+    #[test]
+    fn token_cap_reports_length() {
+        let (text, finish) = cap_tokens(&"w ".repeat(100), 8);
+        assert_eq!(finish, "length");
+        assert_eq!(text.split_whitespace().count(), 6);
+        assert_eq!(cap_tokens("a b", 100).1, "stop");
+    }
+
+    #[test]
+    fn equal_rate_is_respected() {
+        let config = MockConfig {
+            equal_rate: 0.3,
+            ..MockConfig::default()
+        };
+        let equal = (0..10_000u64)
+            .filter(|&h| {
+                let (_, text) = reply_for(&config, "Not Equal?", h, |s| {
+                    (splitmix(h ^ s) >> 11) as f64 / (1u64 << 53) as f64
+                });
+                text == "Equal"
+            })
+            .count();
+        assert!((2_800..3_200).contains(&equal), "{equal}");
+    }
+}

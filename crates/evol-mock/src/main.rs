@@ -1,1 +1,115 @@
-fn main() {}
+//! The `evol-mock` command: runs the simulator on a loopback port.
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::Parser;
+use evol_mock::{Faults, MockConfig};
+
+/// An OpenAI-compatible load-test simulator for evol's tests and benchmarks.
+///
+/// Replies are derived from a hash of each request (not from any model);
+/// latency and faults are simulated. Prints `listening on URL` once ready.
+#[derive(Parser, Debug)]
+#[command(name = "evol-mock", version)]
+struct Args {
+    /// Address to bind (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    addr: String,
+    /// Median simulated latency per request, in milliseconds.
+    #[arg(long, default_value_t = 0.0)]
+    latency_ms: f64,
+    /// Sigma of the log-normal latency (0: every request takes the median).
+    #[arg(long, default_value_t = 0.0)]
+    latency_sigma: f64,
+    /// Share of equality questions answered "Equal".
+    #[arg(long, default_value_t = 0.1)]
+    equal_rate: f64,
+    /// Share of answers that are a short apology.
+    #[arg(long, default_value_t = 0.02)]
+    sorry_rate: f64,
+    /// Share of evolutions that leak the words "rewritten prompt".
+    #[arg(long, default_value_t = 0.02)]
+    leak_rate: f64,
+    /// Words per answer.
+    #[arg(long, default_value_t = 120)]
+    answer_words: usize,
+    /// Share of requests answered 429 with Retry-After.
+    #[arg(long, default_value_t = 0.0)]
+    fail_429: f64,
+    /// Share of requests answered 500.
+    #[arg(long, default_value_t = 0.0)]
+    fail_500: f64,
+    /// Share of requests answered with malformed JSON.
+    #[arg(long, default_value_t = 0.0)]
+    fail_malformed: f64,
+    /// Share of requests whose connection is cut mid-body.
+    #[arg(long, default_value_t = 0.0)]
+    fail_drop: f64,
+    /// Share of requests whose body stalls for --slow-ms.
+    #[arg(long, default_value_t = 0.0)]
+    fail_slow: f64,
+    /// Retry-After sent with 429s, in seconds.
+    #[arg(long, default_value_t = 0.05)]
+    retry_after: f64,
+    /// How long a slow body stalls, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    slow_ms: u64,
+    /// Served model names, comma-separated (default: any name).
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
+    /// Require this bearer token.
+    #[arg(long)]
+    api_key: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rates = [
+        args.equal_rate,
+        args.sorry_rate,
+        args.leak_rate,
+        args.fail_429,
+        args.fail_500,
+        args.fail_malformed,
+        args.fail_drop,
+        args.fail_slow,
+    ];
+    if rates.iter().any(|r| !(0.0..=1.0).contains(r)) {
+        anyhow::bail!("rates must lie between 0 and 1");
+    }
+    let config = MockConfig {
+        latency_median_ms: args.latency_ms,
+        latency_sigma: args.latency_sigma,
+        equal_rate: args.equal_rate,
+        sorry_rate: args.sorry_rate,
+        leak_rate: args.leak_rate,
+        answer_words: args.answer_words,
+        faults: Faults {
+            rate_429: args.fail_429,
+            rate_500: args.fail_500,
+            malformed: args.fail_malformed,
+            drop: args.fail_drop,
+            slow: args.fail_slow,
+            retry_after_secs: args.retry_after,
+            slow_ms: args.slow_ms,
+        },
+        models: args.models,
+        api_key: args.api_key,
+    };
+    if config.faults.total() > 1.0 {
+        anyhow::bail!("fault rates add up to more than 1");
+    }
+    let listener = tokio::net::TcpListener::bind(&args.addr)
+        .await
+        .with_context(|| format!("cannot bind `{}`", args.addr))?;
+    let addr = listener.local_addr()?;
+    println!("listening on http://{addr}/v1");
+    std::io::stdout().flush()?;
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    evol_mock::serve(listener, config, shutdown).await?;
+    Ok(())
+}
