@@ -128,6 +128,11 @@ impl OpenAiClient {
         })
     }
 
+    /// The same server and connection pool, another model name.
+    pub fn with_model(&self, model: impl Into<String>) -> OpenAiClient {
+        OpenAiClient { model: model.into(), ..self.clone() }
+    }
+
     /// The base URL requests go to.
     pub fn base_url(&self) -> &str {
         &self.base

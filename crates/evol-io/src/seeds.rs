@@ -1,0 +1,511 @@
+//! Reading seed instructions: JSONL, a JSON array (Alpaca layout), or plain
+//! text with one instruction per line.
+//!
+//! Records may name their instruction `instruction` (any case) or `prompt`,
+//! carry an Alpaca `input` (joined to the instruction after a blank line),
+//! and an `id` or `idx` (string or number). Records without one get an id
+//! from their place in the file (`line-12`, `item-3`), which does not move
+//! when other lines are skipped.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::Path;
+use std::str::FromStr;
+
+use evol_core::Seed;
+use serde_json::{Map, Value};
+
+/// The longest instruction accepted, in characters.
+pub const MAX_INSTRUCTION_CHARS: usize = 100_000;
+
+/// The layout of a seed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeedFormat {
+    /// By extension (`.jsonl`, `.json`, `.txt`), else by the first character.
+    Auto,
+    Jsonl,
+    Json,
+    Text,
+}
+
+impl FromStr for SeedFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SeedFormat, String> {
+        match s {
+            "auto" => Ok(SeedFormat::Auto),
+            "jsonl" | "ndjson" => Ok(SeedFormat::Jsonl),
+            "json" | "alpaca" => Ok(SeedFormat::Json),
+            "text" | "txt" => Ok(SeedFormat::Text),
+            _ => Err(format!(
+                "unknown seed format `{s}` (expected auto, jsonl, json or text)"
+            )),
+        }
+    }
+}
+
+/// A place in a seed file: a line, or an item of a JSON array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Line(usize),
+    Item(usize),
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Line(n) => write!(f, "line {n}"),
+            Place::Item(n) => write!(f, "item {n}"),
+        }
+    }
+}
+
+/// Why seeds could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{path}` {place}: {message}")]
+    Invalid {
+        path: String,
+        place: Place,
+        message: String,
+    },
+    #[error("`{path}` {place}: the id `{id}` was already used at {first}")]
+    DuplicateId {
+        path: String,
+        place: Place,
+        id: String,
+        first: Place,
+    },
+    #[error("`{path}` holds no usable seed instruction")]
+    NoSeeds { path: String },
+}
+
+/// Options for reading.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    pub format: SeedFormat,
+    /// Skip malformed records (and count them) instead of failing.
+    pub skip_invalid: bool,
+}
+
+/// Seeds, with what was left out and why.
+#[derive(Debug, Default)]
+pub struct SeedSet {
+    pub seeds: Vec<Seed>,
+    /// Malformed records skipped under `skip_invalid`: place and message.
+    pub invalid: Vec<(Place, String)>,
+    /// Records whose instruction was empty.
+    pub empty: Vec<Place>,
+}
+
+/// Reads a seed file.
+pub fn read_seeds(path: &Path, options: ReadOptions) -> Result<SeedSet, SeedError> {
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|source| SeedError::Io {
+        path: name.clone(),
+        source,
+    })?;
+    let format = match options.format {
+        SeedFormat::Auto => match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("jsonl" | "ndjson") => SeedFormat::Jsonl,
+            Some("json") => SeedFormat::Json,
+            Some("txt" | "text") => SeedFormat::Text,
+            _ => SeedFormat::Auto,
+        },
+        f => f,
+    };
+    parse_seeds(
+        std::io::BufReader::new(file),
+        &name,
+        ReadOptions { format, ..options },
+    )
+}
+
+/// Reads seeds from any reader; `name` is used in messages.
+pub fn parse_seeds(
+    mut reader: impl BufRead,
+    name: &str,
+    options: ReadOptions,
+) -> Result<SeedSet, SeedError> {
+    let io = |source| SeedError::Io {
+        path: name.to_string(),
+        source,
+    };
+    let mut format = options.format;
+    if format == SeedFormat::Auto {
+        let head = reader.fill_buf().map_err(io)?;
+        let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+        format = match head.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => SeedFormat::Json,
+            Some(b'{') => SeedFormat::Jsonl,
+            _ => SeedFormat::Text,
+        };
+    }
+    let mut builder = Builder {
+        name,
+        options,
+        set: SeedSet::default(),
+        ids: HashMap::new(),
+    };
+    match format {
+        SeedFormat::Json => {
+            let mut text = String::new();
+            reader
+                .read_to_string(&mut text)
+                .map_err(|e| builder.invalid_utf8(e))?;
+            let items: Vec<Value> =
+                serde_json::from_str(strip_bom(&text)).map_err(|e| SeedError::Invalid {
+                    path: name.to_string(),
+                    place: Place::Line(e.line()),
+                    message: format!("not a JSON array of seed objects ({e})"),
+                })?;
+            for (i, item) in items.into_iter().enumerate() {
+                builder.add_value(Place::Item(i + 1), item)?;
+            }
+        }
+        SeedFormat::Jsonl | SeedFormat::Text => {
+            let mut line = Vec::new();
+            let mut number = 0;
+            loop {
+                line.clear();
+                if reader.read_until(b'\n', &mut line).map_err(io)? == 0 {
+                    break;
+                }
+                number += 1;
+                let place = Place::Line(number);
+                let text = match std::str::from_utf8(&line) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        builder.reject(place, "not valid UTF-8".to_string())?;
+                        continue;
+                    }
+                };
+                let text = if number == 1 { strip_bom(text) } else { text };
+                if text.trim().is_empty() {
+                    continue;
+                }
+                if format == SeedFormat::Text {
+                    builder.add(place, None, text.trim().to_string())?;
+                    continue;
+                }
+                match serde_json::from_str::<Value>(text) {
+                    Ok(value) => builder.add_value(place, value)?,
+                    Err(e) => builder.reject(place, format!("not valid JSON ({e})"))?,
+                }
+            }
+        }
+        SeedFormat::Auto => unreachable!("resolved above"),
+    }
+    if builder.set.seeds.is_empty() {
+        return Err(SeedError::NoSeeds {
+            path: name.to_string(),
+        });
+    }
+    Ok(builder.set)
+}
+
+fn strip_bom(s: &str) -> &str {
+    s.strip_prefix('\u{FEFF}').unwrap_or(s)
+}
+
+struct Builder<'a> {
+    name: &'a str,
+    options: ReadOptions,
+    set: SeedSet,
+    ids: HashMap<String, Place>,
+}
+
+impl Builder<'_> {
+    fn invalid_utf8(&self, e: std::io::Error) -> SeedError {
+        SeedError::Io {
+            path: self.name.to_string(),
+            source: e,
+        }
+    }
+
+    fn reject(&mut self, place: Place, message: String) -> Result<(), SeedError> {
+        if self.options.skip_invalid {
+            self.set.invalid.push((place, message));
+            Ok(())
+        } else {
+            Err(SeedError::Invalid {
+                path: self.name.to_string(),
+                place,
+                message,
+            })
+        }
+    }
+
+    fn add_value(&mut self, place: Place, value: Value) -> Result<(), SeedError> {
+        match record(value) {
+            Ok((id, instruction)) => self.add(place, id, instruction),
+            Err(message) => self.reject(place, message),
+        }
+    }
+
+    fn add(
+        &mut self,
+        place: Place,
+        id: Option<String>,
+        instruction: String,
+    ) -> Result<(), SeedError> {
+        if instruction.trim().is_empty() {
+            self.set.empty.push(place);
+            return Ok(());
+        }
+        let chars = instruction.chars().count();
+        if chars > MAX_INSTRUCTION_CHARS {
+            return self.reject(
+                place,
+                format!(
+                    "the instruction has {chars} characters; the limit is {MAX_INSTRUCTION_CHARS}"
+                ),
+            );
+        }
+        let id = id.unwrap_or_else(|| match place {
+            Place::Line(n) => format!("line-{n}"),
+            Place::Item(n) => format!("item-{n}"),
+        });
+        if let Some(first) = self.ids.get(&id) {
+            return Err(SeedError::DuplicateId {
+                path: self.name.to_string(),
+                place,
+                id,
+                first: *first,
+            });
+        }
+        self.ids.insert(id.clone(), place);
+        self.set.seeds.push(Seed {
+            id,
+            instruction: instruction.trim().to_string(),
+        });
+        Ok(())
+    }
+}
+
+/// The id and instruction of one JSON record.
+fn record(value: Value) -> Result<(Option<String>, String), String> {
+    let Value::Object(map) = value else {
+        return Err(format!(
+            "expected a JSON object with an `instruction` field, found {}",
+            kind(&value)
+        ));
+    };
+    let instruction = match field(&map, &["instruction", "prompt"]) {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(format!(
+                "`instruction` must be a string, found {}",
+                kind(other)
+            ))
+        }
+        None => return Err("missing the `instruction` field".to_string()),
+    };
+    let instruction = match field(&map, &["input"]) {
+        None | Some(Value::Null) => instruction,
+        Some(Value::String(input)) if input.trim().is_empty() => instruction,
+        Some(Value::String(input)) => format!("{}\n\n{}", instruction.trim_end(), input.trim()),
+        Some(other) => return Err(format!("`input` must be a string, found {}", kind(other))),
+    };
+    let id = match field(&map, &["id", "idx"]) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 256 => {
+            Some(s.trim().to_string())
+        }
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(other) => {
+            return Err(format!(
+                "`id` must be a non-empty string (at most 256 bytes) or a number, found {}",
+                kind(other)
+            ))
+        }
+    };
+    Ok((id, instruction))
+}
+
+/// A field by any of its names, matched case-insensitively.
+fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
+    names.iter().find_map(|name| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, format: SeedFormat, skip: bool) -> Result<SeedSet, SeedError> {
+        parse_seeds(
+            text.as_bytes(),
+            "seeds",
+            ReadOptions {
+                format,
+                skip_invalid: skip,
+            },
+        )
+    }
+
+    fn ids(set: &SeedSet) -> Vec<&str> {
+        set.seeds.iter().map(|s| s.id.as_str()).collect()
+    }
+
+    #[test]
+    fn jsonl_with_and_without_ids() {
+        let set = parse(
+            "{\"instruction\":\"A?\",\"id\":\"x\"}\n\n{\"Instruction\":\"B?\",\"idx\":7}\n{\"instruction\":\"C?\"}\n",
+            SeedFormat::Auto,
+            false,
+        )
+        .unwrap();
+        assert_eq!(ids(&set), ["x", "7", "line-4"]);
+        assert_eq!(set.seeds[1].instruction, "B?");
+    }
+
+    #[test]
+    fn alpaca_json_joins_input() {
+        let set = parse(
+            r#"[{"instruction":"Sum these.","input":"1, 2","output":"3"},{"instruction":"Hi","input":""}]"#,
+            SeedFormat::Auto,
+            false,
+        )
+        .unwrap();
+        assert_eq!(set.seeds[0].instruction, "Sum these.\n\n1, 2");
+        assert_eq!(set.seeds[1].instruction, "Hi");
+        assert_eq!(ids(&set), ["item-1", "item-2"]);
+    }
+
+    #[test]
+    fn plain_text_one_per_line() {
+        let set = parse(
+            "\u{FEFF}First?\r\n\n  Second {{x}}  \n",
+            SeedFormat::Auto,
+            false,
+        )
+        .unwrap();
+        assert_eq!(ids(&set), ["line-1", "line-3"]);
+        assert_eq!(set.seeds[1].instruction, "Second {{x}}");
+    }
+
+    #[test]
+    fn malformed_lines_name_the_place() {
+        let err = parse(
+            "{\"instruction\":\"A\"}\n{\"instruction\": 3}\n",
+            SeedFormat::Jsonl,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`seeds` line 2: `instruction` must be a string, found a number"
+        );
+        let err = parse("{\"instruction\":\"A\"}\n{oops\n", SeedFormat::Jsonl, false).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("`seeds` line 2: not valid JSON"),
+            "{err}"
+        );
+        let err = parse("{\"instruction\":\"A\"}\n[1]\n", SeedFormat::Jsonl, false).unwrap_err();
+        assert!(
+            err.to_string().contains("line 2: expected a JSON object"),
+            "{err}"
+        );
+        let err = parse(
+            r#"[{"instruction":"A"},{"text":"B"}]"#,
+            SeedFormat::Json,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`seeds` item 2: missing the `instruction` field"
+        );
+        let err = parse("[{\"instruction\":\"A\"},\n{", SeedFormat::Json, false).unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn skip_invalid_counts_and_goes_on() {
+        let set = parse("{\"instruction\":\"A\"}\nnope\n{\"instruction\":\"\"}\n{\"id\":1}\n{\"instruction\":\"B\"}\n", SeedFormat::Jsonl, true)
+            .unwrap();
+        assert_eq!(ids(&set), ["line-1", "line-5"]);
+        assert_eq!(
+            set.invalid.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+            [Place::Line(2), Place::Line(4)]
+        );
+        assert_eq!(set.empty, [Place::Line(3)]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_line_error() {
+        let bytes: &[u8] = b"{\"instruction\":\"A\"}\n\xff\xfe\n";
+        let err = parse_seeds(
+            bytes,
+            "s",
+            ReadOptions {
+                format: SeedFormat::Jsonl,
+                skip_invalid: false,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "`s` line 2: not valid UTF-8");
+    }
+
+    #[test]
+    fn duplicates_huge_and_empty_files() {
+        let err = parse(
+            "{\"instruction\":\"A\",\"id\":\"a\"}\n{\"instruction\":\"B\",\"id\":\"a\"}\n",
+            SeedFormat::Jsonl,
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`seeds` line 2: the id `a` was already used at line 1"
+        );
+        let huge = format!(
+            "{{\"instruction\":\"{}\"}}\n",
+            "x".repeat(MAX_INSTRUCTION_CHARS + 1)
+        );
+        let err = parse(&huge, SeedFormat::Jsonl, false).unwrap_err();
+        assert!(err.to_string().contains("the limit is 100000"), "{err}");
+        assert!(matches!(
+            parse("\n\n", SeedFormat::Auto, false),
+            Err(SeedError::NoSeeds { .. })
+        ));
+        assert!(matches!(
+            parse("{\"instruction\":\"  \"}", SeedFormat::Auto, false),
+            Err(SeedError::NoSeeds { .. })
+        ));
+    }
+
+    #[test]
+    fn real_test_set_layout() {
+        let line = r#"{"idx": 1, "Skill": "Math", "Difficulty": 1, "Instruction": "If a car travels 120 miles in 2 hours, what is its average speed?"}"#;
+        let set = parse(line, SeedFormat::Auto, false).unwrap();
+        assert_eq!(set.seeds[0].id, "1");
+        assert!(set.seeds[0].instruction.starts_with("If a car"));
+    }
+}
