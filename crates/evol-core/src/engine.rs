@@ -31,7 +31,7 @@ use crate::stats::{Slice, StatsRecorder};
 use crate::templates::{TemplateError, Templates};
 
 /// What a run does, independent of where its models live.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Settings {
     pub rounds: u32,
     /// The enabled operations, drawn uniformly.

@@ -130,7 +130,10 @@ impl OpenAiClient {
 
     /// The same server and connection pool, another model name.
     pub fn with_model(&self, model: impl Into<String>) -> OpenAiClient {
-        OpenAiClient { model: model.into(), ..self.clone() }
+        OpenAiClient {
+            model: model.into(),
+            ..self.clone()
+        }
     }
 
     /// The base URL requests go to.

@@ -1,0 +1,212 @@
+//! The command line as typed: raw flags, before validation.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Turn simple seed instructions into a larger, harder, more diverse
+/// instruction dataset with Evol-Instruct (WizardLM).
+#[derive(Parser, Debug)]
+#[command(name = "evol", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Evolve seed instructions through rounds, filter failed evolutions,
+    /// answer what survives, and write the dataset.
+    #[command(long_about = RUN_ABOUT)]
+    Run(RunArgs),
+    /// Write the built-in prompt templates to a directory, to edit and pass
+    /// back with `evol run --templates DIR`.
+    Templates(TemplatesArgs),
+}
+
+const RUN_ABOUT: &str = "\
+Evolve seed instructions through rounds, filter failed evolutions, answer what survives, and write the dataset.
+
+Every seed runs its own chain of --rounds steps. A step draws one operation (from --ops), asks the model to rewrite the instruction with it, cleans the reply, and eliminates failed evolutions: copied prompt words, an \"Equal\" verdict of the judge (no information gain), an answer that says sorry in fewer than 80 words, an answer of only stop words and punctuation. A failed step leaves the parent to be evolved again in the next round.
+
+Output files in OUT:
+  evolved.jsonl   one line per accepted evolution, written as soon as it is accepted
+                  (id, seed_id, parent_id, round, operation, instruction, response, model, usage)
+  rejected.jsonl  one line per failed evolution, with `reason` (the rule, or request_failed)
+  seeds.jsonl     the seeds' own answers (with --include-seeds)
+  dataset.jsonl   the final merged dataset: instruction + output, shuffled by --seed
+  stats.json      per round and per operation: attempted, accepted, rejected by reason,
+                  requests, retries, failures, tokens, busy and wall time
+
+Server: --endpoint or OPENAI_BASE_URL (e.g. http://127.0.0.1:8000/v1), key from OPENAI_API_KEY or the variable named by --api-key-env.
+
+Exit codes: 0 success, 1 run error, 2 usage error, 130 interrupted.";
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Seed file: JSONL (`instruction`, optional `input`, `id`), a JSON array
+    /// in the Alpaca layout, or plain text with one instruction per line.
+    pub seeds: PathBuf,
+
+    /// Output directory.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+
+    /// Replace the run files already in OUT.
+    #[arg(long)]
+    pub fresh: bool,
+
+    // Server and models.
+    /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.
+    #[arg(long, env = "OPENAI_BASE_URL", help_heading = "Server")]
+    pub endpoint: Option<String>,
+
+    /// Name of the environment variable that holds the API key.
+    #[arg(
+        long,
+        default_value = "OPENAI_API_KEY",
+        value_name = "VAR",
+        help_heading = "Server"
+    )]
+    pub api_key_env: String,
+
+    /// Model that evolves instructions (default: the server's only model).
+    #[arg(short, long, help_heading = "Server")]
+    pub model: Option<String>,
+
+    /// Model that answers evolved instructions (default: --model).
+    #[arg(long, help_heading = "Server")]
+    pub answer_model: Option<String>,
+
+    /// Model that judges information gain (default: --model).
+    #[arg(long, help_heading = "Server")]
+    pub judge_model: Option<String>,
+
+    /// Most model calls in flight at once, shared by all calls.
+    #[arg(long, default_value_t = 64, help_heading = "Server")]
+    pub concurrency: usize,
+
+    /// Seconds one request attempt may take before it is retried.
+    #[arg(
+        long,
+        default_value_t = 600.0,
+        value_name = "SECONDS",
+        help_heading = "Server"
+    )]
+    pub timeout: f64,
+
+    /// Retries of a request after connection errors, timeouts, 408, 409, 429
+    /// and 5xx replies, with exponential backoff and jitter.
+    #[arg(long, default_value_t = 6, help_heading = "Server")]
+    pub max_retries: u32,
+
+    /// Longest wait a server's Retry-After may impose, in seconds.
+    #[arg(
+        long,
+        default_value_t = 120.0,
+        value_name = "SECONDS",
+        help_heading = "Server"
+    )]
+    pub max_retry_wait: f64,
+
+    /// Do not send a per-request `seed` (for servers that reject it).
+    #[arg(long, help_heading = "Server")]
+    pub no_request_seed: bool,
+
+    // The method.
+    /// Evolution rounds per seed.
+    #[arg(long, default_value_t = 4, help_heading = "Method")]
+    pub rounds: u32,
+
+    /// Operations to draw from, uniformly: a comma-separated list of
+    /// add_constraints, deepen, concretize, reasoning, complicate_input,
+    /// breadth; or `all`, or `in-depth` (the five without breadth).
+    #[arg(long, default_value = "all", help_heading = "Method")]
+    pub ops: String,
+
+    /// Seed of every random choice (operations, data formats, request seeds,
+    /// dataset order).
+    #[arg(long, default_value_t = 0, help_heading = "Method")]
+    pub seed: u64,
+
+    /// Directory of template files replacing the built-in ones (see
+    /// `evol templates`).
+    #[arg(long, value_name = "DIR", help_heading = "Method")]
+    pub templates: Option<PathBuf>,
+
+    /// Do not answer evolved instructions (responses are null).
+    #[arg(long, help_heading = "Method")]
+    pub no_answer: bool,
+
+    /// Put the seeds (answered too, unless --no-answer) into dataset.jsonl.
+    #[arg(long, help_heading = "Method")]
+    pub include_seeds: bool,
+
+    /// Do not ask the judge whether an evolution adds anything.
+    #[arg(long, help_heading = "Elimination")]
+    pub no_equality_check: bool,
+
+    /// Keep answers that say "sorry" in fewer than 80 words.
+    #[arg(long, help_heading = "Elimination")]
+    pub no_sorry_check: bool,
+
+    /// Keep answers made only of stop words and punctuation.
+    #[arg(long, help_heading = "Elimination")]
+    pub no_stop_words_check: bool,
+
+    /// Keep evolutions that copy words of the evolving prompt ("given
+    /// prompt", "#Rewritten Prompt#", ...).
+    #[arg(long, help_heading = "Elimination")]
+    pub no_copy_check: bool,
+
+    // Sampling.
+    /// Temperature for evolving.
+    #[arg(long, default_value_t = 1.0, help_heading = "Sampling")]
+    pub temperature: f32,
+
+    /// Top-p for evolving.
+    #[arg(long, default_value_t = 0.9, help_heading = "Sampling")]
+    pub top_p: f32,
+
+    /// Token limit of each reply.
+    #[arg(long, default_value_t = 2048, help_heading = "Sampling")]
+    pub max_tokens: u32,
+
+    /// Temperature for answering (default: --temperature).
+    #[arg(long, help_heading = "Sampling")]
+    pub answer_temperature: Option<f32>,
+
+    /// Top-p for answering (default: --top-p).
+    #[arg(long, help_heading = "Sampling")]
+    pub answer_top_p: Option<f32>,
+
+    /// Token limit of answers (default: --max-tokens).
+    #[arg(long, help_heading = "Sampling")]
+    pub answer_max_tokens: Option<u32>,
+
+    // Input.
+    /// Seed file layout.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "jsonl", "json", "text"], help_heading = "Input")]
+    pub format: String,
+
+    /// Skip malformed seed records (and count them) instead of stopping.
+    #[arg(long, help_heading = "Input")]
+    pub skip_invalid: bool,
+
+    /// Use only the first N seeds.
+    #[arg(long, value_name = "N", help_heading = "Input")]
+    pub limit: Option<usize>,
+
+    /// No progress display or log lines; errors only.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TemplatesArgs {
+    /// Directory to write the template files into.
+    pub dir: PathBuf,
+    /// Overwrite files that already exist.
+    #[arg(long)]
+    pub force: bool,
+}

@@ -1,0 +1,139 @@
+//! Progress on stderr: a live bar on a terminal, a plain log line every few
+//! seconds otherwise, nothing with `--quiet`.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use evol_core::{RunStats, StatsRecorder};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How often a plain log line is printed when stderr is not a terminal.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A running progress display; stop it with [`Progress::finish`].
+pub struct Progress {
+    task: Option<tokio::task::JoinHandle<()>>,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    pub fn start(stats: Arc<StatsRecorder>, seeds: u64, quiet: bool) -> Progress {
+        if quiet {
+            return Progress {
+                task: None,
+                bar: None,
+            };
+        }
+        if std::io::stderr().is_terminal() {
+            let bar =
+                ProgressBar::with_draw_target(Some(seeds), ProgressDrawTarget::stderr_with_hz(5));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} seeds, eta {eta} | {msg}",
+                )
+                .expect("valid template"),
+            );
+            let shown = bar.clone();
+            let task = tokio::spawn(async move {
+                let started = Instant::now();
+                loop {
+                    let s = stats.snapshot();
+                    shown.set_position(s.seeds_done);
+                    shown.set_message(rates(&s, started.elapsed()));
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            });
+            return Progress {
+                task: Some(task),
+                bar: Some(bar),
+            };
+        }
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            loop {
+                tokio::time::sleep(LOG_EVERY).await;
+                let s = stats.snapshot();
+                let elapsed = started.elapsed();
+                let eta = eta(s.seeds_done, seeds, elapsed)
+                    .map(|d| format!(", eta {}", human(d)))
+                    .unwrap_or_default();
+                eprintln!(
+                    "evol: {}/{} seeds done{eta} | {}",
+                    s.seeds_done,
+                    seeds,
+                    rates(&s, elapsed)
+                );
+            }
+        });
+        Progress {
+            task: Some(task),
+            bar: None,
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(task) = self.task {
+            task.abort();
+        }
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn rates(s: &RunStats, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let t = &s.total;
+    let accept = if t.attempted > 0 {
+        100.0 * t.accepted as f64 / t.attempted as f64
+    } else {
+        0.0
+    };
+    format!(
+        "{} accepted ({accept:.0}%), {:.1} req/s, {:.0} tok/s, {} retries, {} failures",
+        t.accepted,
+        t.requests as f64 / secs,
+        (t.prompt_tokens + t.completion_tokens) as f64 / secs,
+        t.retries,
+        t.failures
+    )
+}
+
+fn eta(done: u64, total: u64, elapsed: Duration) -> Option<Duration> {
+    (done > 0 && done < total).then(|| elapsed.mul_f64((total - done) as f64 / done as f64))
+}
+
+/// A duration as `1h02m`, `3m05s` or `12s`.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(human(Duration::from_secs(185)), "3m05s");
+        assert_eq!(human(Duration::from_secs(3720)), "1h02m");
+    }
+
+    #[test]
+    fn eta_scales_with_remaining_work() {
+        assert_eq!(
+            eta(1, 4, Duration::from_secs(10)),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(eta(0, 4, Duration::from_secs(10)), None);
+        assert_eq!(eta(4, 4, Duration::from_secs(10)), None);
+    }
+}
