@@ -18,7 +18,7 @@ pub enum Command {
     /// Evolve seed instructions through rounds, filter failed evolutions,
     /// answer what survives, and write the dataset.
     #[command(long_about = RUN_ABOUT)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Write the built-in prompt templates to a directory, to edit and pass
     /// back with `evol run --templates DIR`.
     Templates(TemplatesArgs),

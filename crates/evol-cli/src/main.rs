@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => commands::run::run(args).await,
+            Command::Run(args) => commands::run::run(*args).await,
             Command::Templates(args) => commands::templates::templates(args),
         }
     });
