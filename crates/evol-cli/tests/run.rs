@@ -739,3 +739,61 @@ fn templates_can_be_exported_and_overridden() {
         stderr(&run)
     );
 }
+
+#[test]
+fn ctrl_c_stops_the_run_and_keeps_what_was_decided() {
+    let mock = Mock::start(MockConfig {
+        latency_median_ms: 300.0,
+        ..MockConfig::default()
+    });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(20));
+    let out = dir.path("out");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_evol"))
+        .args([
+            "run",
+            seeds.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--endpoint",
+            &mock.url,
+            "--model",
+            "mock",
+            "--rounds",
+            "10",
+        ])
+        .env_remove("OPENAI_API_KEY")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until records are being written, then interrupt.
+    let started = Instant::now();
+    while std::fs::metadata(out.join("evolved.jsonl"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no record was written"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("interrupted"),
+        "{}",
+        stderr(&output)
+    );
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!(stats["completed"], false);
+    let evolved = read_lines(&out.join("evolved.jsonl"));
+    assert!(!evolved.is_empty());
+    assert_eq!(read_lines(&out.join("dataset.jsonl")).len(), evolved.len());
+}

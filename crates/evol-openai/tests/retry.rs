@@ -286,3 +286,35 @@ async fn mock_faults_are_survived() {
     let models = client.list_models().await.unwrap().unwrap();
     assert_eq!(models, vec!["mock".to_string()]);
 }
+
+#[tokio::test]
+async fn slow_bodies_time_out_and_are_retried() {
+    let config = evol_mock::MockConfig {
+        faults: evol_mock::Faults {
+            slow: 0.3,
+            slow_ms: 2_000,
+            ..evol_mock::Faults::default()
+        },
+        ..evol_mock::MockConfig::default()
+    };
+    let base = evol_mock::spawn(config).await.unwrap();
+    let mut c = ClientConfig::new(&base, "m");
+    c.timeout = Duration::from_millis(300);
+    c.retry = RetryPolicy {
+        max_retries: 20,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        ..RetryPolicy::default()
+    };
+    let client = OpenAiClient::new(c).unwrap();
+    let mut retries = 0;
+    for i in 0..20 {
+        let mut r = request();
+        r.messages[0].content = format!("Slow question {i}?");
+        r.sampling.max_tokens = 1000;
+        let reply = client.chat(r).await.unwrap();
+        assert!(!reply.text.is_empty());
+        retries += reply.retries;
+    }
+    assert!(retries > 0, "some bodies stalled past the timeout");
+}
