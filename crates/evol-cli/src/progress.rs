@@ -18,7 +18,10 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn start(stats: Arc<StatsRecorder>, seeds: u64, quiet: bool) -> Progress {
+    /// Progress is counted in evolution steps (`seeds` x `rounds`): seeds
+    /// advance together and finish near the end, steps advance steadily.
+    pub fn start(stats: Arc<StatsRecorder>, seeds: u64, rounds: u32, quiet: bool) -> Progress {
+        let steps = seeds * u64::from(rounds);
         if quiet {
             return Progress {
                 task: None,
@@ -27,10 +30,10 @@ impl Progress {
         }
         if std::io::stderr().is_terminal() {
             let bar =
-                ProgressBar::with_draw_target(Some(seeds), ProgressDrawTarget::stderr_with_hz(5));
+                ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr_with_hz(5));
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} seeds, eta {eta} | {msg}",
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} steps, eta {eta} | {msg}",
                 )
                 .expect("valid template"),
             );
@@ -39,8 +42,12 @@ impl Progress {
                 let started = Instant::now();
                 loop {
                     let s = stats.snapshot();
-                    shown.set_position(s.seeds_done);
-                    shown.set_message(rates(&s, started.elapsed()));
+                    shown.set_position(s.total.attempted);
+                    shown.set_message(format!(
+                        "{}/{seeds} seeds done, {}",
+                        s.seeds_done,
+                        rates(&s, started.elapsed())
+                    ));
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             });
@@ -55,13 +62,13 @@ impl Progress {
                 tokio::time::sleep(LOG_EVERY).await;
                 let s = stats.snapshot();
                 let elapsed = started.elapsed();
-                let eta = eta(s.seeds_done, seeds, elapsed)
+                let eta = eta(s.total.attempted, steps, elapsed)
                     .map(|d| format!(", eta {}", human(d)))
                     .unwrap_or_default();
                 eprintln!(
-                    "evol: {}/{} seeds done{eta} | {}",
+                    "evol: {}/{steps} steps, {}/{seeds} seeds done{eta} | {}",
+                    s.total.attempted,
                     s.seeds_done,
-                    seeds,
                     rates(&s, elapsed)
                 );
             }

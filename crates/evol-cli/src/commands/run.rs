@@ -93,7 +93,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             out.root().display()
         );
     }
-    let progress = Progress::start(stats.clone(), seeds.len() as u64, args.quiet);
+    let progress = Progress::start(
+        stats.clone(),
+        seeds.len() as u64,
+        settings.engine.rounds,
+        args.quiet,
+    );
     let include: Option<Vec<Seed>> = args.include_seeds.then(|| seeds.clone());
     let result = tokio::select! {
         r = engine.run(seeds, &sink) => r.map_err(anyhow::Error::from),
