@@ -22,18 +22,12 @@ fn a_run_writes_every_attempt_with_its_lineage() {
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(40));
     let out = dir.path("out");
-    let run = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--endpoint",
+    let run = evol_run(
         &mock.url,
-        "--model",
-        "mock",
-        "--rounds",
-        "3",
-    ]);
+        &seeds,
+        &out,
+        &["--model", "mock", "--rounds", "3"],
+    );
     assert_success(&run);
     assert_complete_lineage(&out, &ids(40), 3);
 
@@ -123,22 +117,21 @@ fn faults_are_retried_and_no_seed_is_lost() {
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(60));
     let out = dir.path("out");
-    let run = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--endpoint",
+    let run = evol_run(
         &mock.url,
-        "--model",
-        "mock",
-        "--rounds",
-        "2",
-        "--max-retries",
-        "12",
-        "--concurrency",
-        "16",
-    ]);
+        &seeds,
+        &out,
+        &[
+            "--model",
+            "mock",
+            "--rounds",
+            "2",
+            "--max-retries",
+            "12",
+            "--concurrency",
+            "16",
+        ],
+    );
     assert_success(&run);
     assert_complete_lineage(&out, &ids(60), 2);
     let stats = read_json(&out.join("stats.json"));
@@ -166,20 +159,12 @@ fn exhausted_requests_are_recorded_failures_not_crashes() {
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(30));
     let out = dir.path("out");
-    let run = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--endpoint",
+    let run = evol_run(
         &mock.url,
-        "--model",
-        "mock",
-        "--rounds",
-        "2",
-        "--max-retries",
-        "0",
-    ]);
+        &seeds,
+        &out,
+        &["--model", "mock", "--rounds", "2", "--max-retries", "0"],
+    );
     assert_success(&run);
     assert_complete_lineage(&out, &ids(30), 2);
     let rejected = read_lines(&out.join("rejected.jsonl"));
@@ -206,23 +191,22 @@ fn same_inputs_same_outputs_whatever_the_concurrency() {
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(25));
     let run = |name: &str, concurrency: &str| {
         let out = dir.path(name);
-        let r = evol(&[
-            "run",
-            seeds.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--endpoint",
+        let r = evol_run(
             &mock.url,
-            "--model",
-            "mock",
-            "--rounds",
-            "3",
-            "--seed",
-            "7",
-            "--concurrency",
-            concurrency,
-            "--include-seeds",
-        ]);
+            &seeds,
+            &out,
+            &[
+                "--model",
+                "mock",
+                "--rounds",
+                "3",
+                "--seed",
+                "7",
+                "--concurrency",
+                concurrency,
+                "--include-seeds",
+            ],
+        );
         assert_success(&r);
         let mut evolved: Vec<String> = read_lines(&out.join("evolved.jsonl"))
             .iter()
@@ -240,21 +224,20 @@ fn same_inputs_same_outputs_whatever_the_concurrency() {
     assert_eq!(a_dataset, b_dataset, "the dataset is byte-identical");
 
     let out = dir.path("c");
-    let r = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--endpoint",
+    let r = evol_run(
         &mock.url,
-        "--model",
-        "mock",
-        "--rounds",
-        "3",
-        "--seed",
-        "8",
-        "--include-seeds",
-    ]);
+        &seeds,
+        &out,
+        &[
+            "--model",
+            "mock",
+            "--rounds",
+            "3",
+            "--seed",
+            "8",
+            "--include-seeds",
+        ],
+    );
     assert_success(&r);
     assert_ne!(
         std::fs::read_to_string(out.join("dataset.jsonl")).unwrap(),
@@ -272,20 +255,19 @@ fn no_answer_skips_answers_and_include_seeds_adds_them() {
         "What is rain?\nWhy is the sky blue?\n\nName three rivers.\n",
     );
     let out = dir.path("out");
-    let run = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--endpoint",
+    let run = evol_run(
         &mock.url,
-        "--model",
-        "mock",
-        "--rounds",
-        "2",
-        "--no-answer",
-        "--include-seeds",
-    ]);
+        &seeds,
+        &out,
+        &[
+            "--model",
+            "mock",
+            "--rounds",
+            "2",
+            "--no-answer",
+            "--include-seeds",
+        ],
+    );
     assert_success(&run);
     assert_eq!(mock.stats().answer, 0);
     let evolved = read_lines(&out.join("evolved.jsonl"));
@@ -298,19 +280,12 @@ fn no_answer_skips_answers_and_include_seeds_adds_them() {
     assert!(!out.join("seeds.jsonl").exists());
 
     let out = dir.path("answered");
-    let run = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--endpoint",
+    let run = evol_run(
         &mock.url,
-        "--model",
-        "mock",
-        "--rounds",
-        "1",
-        "--include-seeds",
-    ]);
+        &seeds,
+        &out,
+        &["--model", "mock", "--rounds", "1", "--include-seeds"],
+    );
     assert_success(&run);
     let answers = read_lines(&out.join("seeds.jsonl"));
     assert_eq!(answers.len(), 3);
@@ -336,35 +311,25 @@ fn switched_off_rules_keep_what_they_would_reject() {
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(5));
     let out = dir.path("strict");
-    assert_success(&evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--endpoint",
-        &mock.url,
-        "--rounds",
-        "1",
-    ]));
+    assert_success(&evol_run(&mock.url, &seeds, &out, &["--rounds", "1"]));
     assert_eq!(read_lines(&out.join("evolved.jsonl")).len(), 0);
     assert!(read_lines(&out.join("rejected.jsonl"))
         .iter()
         .all(|r| r["reason"] == "copied_prompt_words"));
 
     let out = dir.path("lenient");
-    assert_success(&evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--endpoint",
+    assert_success(&evol_run(
         &mock.url,
-        "--rounds",
-        "1",
-        "--no-copy-check",
-        "--no-equality-check",
-        "--no-sorry-check",
-    ]));
+        &seeds,
+        &out,
+        &[
+            "--rounds",
+            "1",
+            "--no-copy-check",
+            "--no-equality-check",
+            "--no-sorry-check",
+        ],
+    ));
     assert_eq!(read_lines(&out.join("evolved.jsonl")).len(), 5);
 }
 
@@ -384,18 +349,12 @@ fn hostile_seed_text_is_kept_literally() {
         &(serde_json::json!({ "id": "h", "instruction": hostile }).to_string() + "\n"),
     );
     let out = dir.path("out");
-    assert_success(&evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--endpoint",
+    assert_success(&evol_run(
         &mock.url,
-        "--rounds",
-        "1",
-        "--ops",
-        "deepen",
-    ]));
+        &seeds,
+        &out,
+        &["--rounds", "1", "--ops", "deepen"],
+    ));
     let evolved = read_lines(&out.join("evolved.jsonl"));
     // The simulator echoes the given instruction; it must arrive unrendered.
     assert!(
@@ -414,14 +373,7 @@ fn malformed_seed_files_name_file_and_line() {
     let dir = Dir::new();
     let seeds = dir.write("bad.jsonl", "{\"instruction\":\"ok\"}\n{\"instruction\": [1]}\n{broken\n{\"instruction\":\"\"}\n{\"instruction\":\"fine\"}\n");
     let out = dir.path("out");
-    let run = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--endpoint",
-        &mock.url,
-    ]);
+    let run = evol_run(&mock.url, &seeds, &out, &[]);
     assert_eq!(run.status.code(), Some(1));
     let err = stderr(&run);
     assert!(
@@ -434,17 +386,12 @@ fn malformed_seed_files_name_file_and_line() {
         "nothing is sent before the input is valid"
     );
 
-    let run = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--endpoint",
+    let run = evol_run(
         &mock.url,
-        "--skip-invalid",
-        "--rounds",
-        "1",
-    ]);
+        &seeds,
+        &out,
+        &["--skip-invalid", "--rounds", "1"],
+    );
     assert_success(&run);
     let err = stderr(&run);
     assert!(err.contains("line 3: not valid JSON"), "{err}");
@@ -465,16 +412,8 @@ fn an_unreachable_server_fails_fast() {
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(3));
     let started = Instant::now();
-    let run = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        dir.path("out").to_str().unwrap(),
-        "--endpoint",
-        &format!("http://127.0.0.1:{port}/v1"),
-        "--model",
-        "m",
-    ]);
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let run = evol_run(&url, &seeds, &dir.path("out"), &["--model", "m"]);
     assert_eq!(run.status.code(), Some(1));
     assert!(
         stderr(&run).contains("cannot reach the server"),
@@ -614,16 +553,7 @@ fn an_unknown_model_stops_the_run_and_keeps_the_files() {
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(4));
     let out = dir.path("out");
-    let run = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--endpoint",
-        &mock.url,
-        "--model",
-        "missing",
-    ]);
+    let run = evol_run(&mock.url, &seeds, &out, &["--model", "missing"]);
     assert_eq!(run.status.code(), Some(1));
     let err = stderr(&run);
     assert!(err.contains("does not list the model `missing`"), "{err}");
@@ -636,14 +566,7 @@ fn an_unknown_model_stops_the_run_and_keeps_the_files() {
         models: vec!["a".into(), "b".into()],
         ..MockConfig::default()
     });
-    let run = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        dir.path("o2").to_str().unwrap(),
-        "--endpoint",
-        &mock.url,
-    ]);
+    let run = evol_run(&mock.url, &seeds, &dir.path("o2"), &[]);
     assert_eq!(run.status.code(), Some(2));
     assert!(
         stderr(&run).contains("pass --model; the server offers: `a`, `b`"),
@@ -704,34 +627,29 @@ fn templates_can_be_exported_and_overridden() {
     std::fs::write(tdir.join("in_breadth.txt"), "Invent a rarer task like this one.\n#Given Prompt#:\n{{ instruction }}\n#Created Prompt#:\n").unwrap();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(3));
     let out = dir.path("out");
-    let run = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--endpoint",
+    let run = evol_run(
         &mock.url,
-        "--rounds",
-        "1",
-        "--ops",
-        "breadth",
-        "--templates",
-        tdir.to_str().unwrap(),
-    ]);
+        &seeds,
+        &out,
+        &[
+            "--rounds",
+            "1",
+            "--ops",
+            "breadth",
+            "--templates",
+            tdir.to_str().unwrap(),
+        ],
+    );
     assert_success(&run);
     assert_eq!(mock.stats().rewrite, 3);
 
     std::fs::write(tdir.join("in_breadht.txt"), "typo").unwrap();
-    let run = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        dir.path("o2").to_str().unwrap(),
-        "--endpoint",
+    let run = evol_run(
         &mock.url,
-        "--templates",
-        tdir.to_str().unwrap(),
-    ]);
+        &seeds,
+        &dir.path("o2"),
+        &["--templates", tdir.to_str().unwrap()],
+    );
     assert_eq!(run.status.code(), Some(1));
     assert!(
         stderr(&run).contains("unknown template file `in_breadht.txt`"),

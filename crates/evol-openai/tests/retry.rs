@@ -56,10 +56,15 @@ impl Scripted {
 }
 
 fn client(base: &str, timeout: Duration) -> OpenAiClient {
+    client_with(base, timeout, 3)
+}
+
+/// A client with quick backoff, so that tests spend no time sleeping.
+fn client_with(base: &str, timeout: Duration, max_retries: u32) -> OpenAiClient {
     let mut config = ClientConfig::new(base, "m");
     config.timeout = timeout;
     config.retry = RetryPolicy {
-        max_retries: 3,
+        max_retries,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(40),
         max_retry_after: Duration::from_secs(5),
@@ -259,14 +264,7 @@ async fn mock_faults_are_survived() {
         ..evol_mock::MockConfig::default()
     };
     let base = evol_mock::spawn(config).await.unwrap();
-    let mut c = ClientConfig::new(&base, "m");
-    c.retry = RetryPolicy {
-        max_retries: 20,
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(5),
-        ..RetryPolicy::default()
-    };
-    let client = OpenAiClient::new(c).unwrap();
+    let client = client_with(&base, Duration::from_secs(5), 20);
     let mut retries = 0;
     for i in 0..100 {
         let mut r = request();
@@ -298,15 +296,7 @@ async fn slow_bodies_time_out_and_are_retried() {
         ..evol_mock::MockConfig::default()
     };
     let base = evol_mock::spawn(config).await.unwrap();
-    let mut c = ClientConfig::new(&base, "m");
-    c.timeout = Duration::from_millis(300);
-    c.retry = RetryPolicy {
-        max_retries: 20,
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(5),
-        ..RetryPolicy::default()
-    };
-    let client = OpenAiClient::new(c).unwrap();
+    let client = client_with(&base, Duration::from_millis(300), 20);
     let mut retries = 0;
     for i in 0..20 {
         let mut r = request();

@@ -89,6 +89,19 @@ pub fn evol_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
+/// `evol run SEEDS -o OUT --endpoint URL` followed by `extra`.
+pub fn evol_run(url: &str, seeds: &Path, out: &Path, extra: &[&str]) -> Output {
+    let base = [
+        "run",
+        seeds.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--endpoint",
+        url,
+    ];
+    evol(&[&base[..], extra].concat())
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
