@@ -412,10 +412,7 @@ impl Engine {
             .await
             .expect("the limit is never closed");
         let started = Instant::now();
-        let request = ChatRequest {
-            messages: vec![Message::user(prompt)],
-            sampling,
-        };
+        let request = ChatRequest::new(vec![Message::user(prompt)], sampling);
         let result = model.chat(request).await;
         match result {
             Ok(reply) => {

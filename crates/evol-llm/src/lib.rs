@@ -69,6 +69,19 @@ impl Sampling {
 pub struct ChatRequest {
     pub messages: Vec<Message>,
     pub sampling: Sampling,
+    /// Strings that end generation (not included in the text).
+    pub stop: Vec<String>,
+}
+
+impl ChatRequest {
+    /// A request without stop strings.
+    pub fn new(messages: Vec<Message>, sampling: Sampling) -> ChatRequest {
+        ChatRequest {
+            messages,
+            sampling,
+            stop: Vec::new(),
+        }
+    }
 }
 
 /// Why generation stopped, as the backend said it.
@@ -143,6 +156,8 @@ pub enum ErrorKind {
     NotFound,
     /// The account has no quota left (429 `insufficient_quota`): stop the run.
     Quota,
+    /// The backend itself failed (the embedded engine stopped): stop the run.
+    Backend,
 }
 
 impl ErrorKind {

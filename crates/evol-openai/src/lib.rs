@@ -215,7 +215,12 @@ impl ChatModel for OpenAiClient {
     }
 
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ChatError> {
-        let body = request_body(&self.model, &request.messages, &request.sampling);
+        let body = request_body(
+            &self.model,
+            &request.messages,
+            &request.sampling,
+            &request.stop,
+        );
         let mut retries = 0;
         loop {
             match self.attempt(&body).await {
@@ -253,7 +258,12 @@ impl ChatModel for OpenAiClient {
 }
 
 /// The JSON body of a chat-completions request.
-fn request_body(model: &str, messages: &[Message], sampling: &Sampling) -> serde_json::Value {
+fn request_body(
+    model: &str,
+    messages: &[Message],
+    sampling: &Sampling,
+    stop: &[String],
+) -> serde_json::Value {
     let messages: Vec<serde_json::Value> = messages
         .iter()
         .map(|m| serde_json::json!({ "role": role_name(m.role), "content": m.content }))
@@ -267,6 +277,9 @@ fn request_body(model: &str, messages: &[Message], sampling: &Sampling) -> serde
     });
     if let Some(seed) = sampling.seed {
         body["seed"] = seed.into();
+    }
+    if !stop.is_empty() {
+        body["stop"] = stop.into();
     }
     body
 }
@@ -355,13 +368,15 @@ mod tests {
             max_tokens: 7,
             seed: Some(3),
         };
-        let body = request_body("m", &[Message::user("{{ hi }}")], &s);
+        let body = request_body("m", &[Message::user("{{ hi }}")], &s, &["END".to_string()]);
         assert_eq!(body["messages"][0]["content"], "{{ hi }}");
         assert_eq!(body["messages"][0]["role"], "user");
         assert_eq!(body["max_tokens"], 7);
         assert_eq!(body["seed"], 3);
-        let body = request_body("m", &[], &s.with_seed(None));
+        assert_eq!(body["stop"][0], "END");
+        let body = request_body("m", &[], &s.with_seed(None), &[]);
         assert!(body.get("seed").is_none());
+        assert!(body.get("stop").is_none());
     }
 
     #[test]

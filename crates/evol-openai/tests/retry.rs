@@ -73,15 +73,15 @@ fn client_with(base: &str, timeout: Duration, max_retries: u32) -> OpenAiClient 
 }
 
 fn request() -> ChatRequest {
-    ChatRequest {
-        messages: vec![Message::user("hi")],
-        sampling: Sampling {
+    ChatRequest::new(
+        vec![Message::user("hi")],
+        Sampling {
             temperature: 0.0,
             top_p: 1.0,
             max_tokens: 5,
             seed: None,
         },
-    }
+    )
 }
 
 #[tokio::test]

@@ -232,15 +232,15 @@ async fn connect(settings: &RunSettings, quiet: bool) -> anyhow::Result<Models> 
 
 /// A one-token request, for servers without `/models`.
 async fn trial_call(client: &OpenAiClient, url: &str) -> anyhow::Result<()> {
-    let request = ChatRequest {
-        messages: vec![Message::user("Say OK.")],
-        sampling: Sampling {
+    let request = ChatRequest::new(
+        vec![Message::user("Say OK.")],
+        Sampling {
             temperature: 0.0,
             top_p: 1.0,
             max_tokens: 1,
             seed: None,
         },
-    };
+    );
     match client.chat(request).await {
         Ok(_) => Ok(()),
         Err(e) if e.kind.is_fatal() => Err(anyhow!(

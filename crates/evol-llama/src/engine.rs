@@ -1,0 +1,277 @@
+//! The engine thread: one thread owns the llama.cpp context and runs a
+//! continuous batch.
+//!
+//! Every step it takes new requests from its channel into free sequence
+//! slots (the rest wait in a FIFO queue, never dropped), then builds one
+//! batch: one token for every sequence that is generating, and chunks of
+//! prompt for sequences still in prefill, up to the batch size. A long
+//! prompt is thus fed over several steps while the others keep generating.
+//! After the decode, each sequence whose logits were computed samples its
+//! next token with its own sampler; finished sequences free their KV cache
+//! and their slot at once, so a waiting request starts on the next step.
+
+use std::collections::VecDeque;
+
+use evol_llm::FinishReason;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use crate::stop::TextState;
+
+/// A generation request, already tokenized.
+pub(crate) struct Job {
+    pub tokens: Vec<LlamaToken>,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub max_tokens: u32,
+    pub seed: u32,
+    pub stop: Vec<String>,
+    pub events: UnboundedSender<Event>,
+}
+
+/// What a request hears back.
+#[derive(Debug)]
+pub enum Event {
+    /// New text, in order.
+    Text(String),
+    /// The end: why, and the token counts.
+    Done(Result<Finished, String>),
+}
+
+/// How a generation ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub reason: FinishReason,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+struct Slot {
+    seq: i32,
+    job: Job,
+    sampler: LlamaSampler,
+    /// Prompt tokens already in the KV cache.
+    fed: usize,
+    /// Position of the next token.
+    pos: i32,
+    /// The token to feed next while generating.
+    next: Option<LlamaToken>,
+    generated: u32,
+    /// Where this slot's logits are in the current batch.
+    logits_at: Option<i32>,
+    text: TextState,
+}
+
+pub(crate) struct Scheduler<'m> {
+    pub model: &'m LlamaModel,
+    pub ctx: LlamaContext<'m>,
+    pub batch_size: usize,
+    /// KV cells each sequence may use.
+    pub seq_ctx: u32,
+}
+
+impl Scheduler<'_> {
+    /// Runs until every sender of `jobs` is gone.
+    pub fn run(mut self, mut jobs: UnboundedReceiver<Job>, parallel: usize) {
+        let mut slots: Vec<Option<Slot>> = (0..parallel).map(|_| None).collect();
+        let mut queue: VecDeque<Job> = VecDeque::new();
+        let mut batch = LlamaBatch::new(self.batch_size, 1);
+        let mut closed = false;
+        loop {
+            // Intake: block only when there is nothing to do.
+            if !closed && queue.is_empty() && slots.iter().all(Option::is_none) {
+                match jobs.blocking_recv() {
+                    Some(job) => queue.push_back(job),
+                    None => return,
+                }
+            }
+            loop {
+                match jobs.try_recv() {
+                    Ok(job) => queue.push_back(job),
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            if closed && queue.is_empty() && slots.iter().all(Option::is_none) {
+                return;
+            }
+            self.admit(&mut slots, &mut queue);
+            self.step(&mut slots, &mut batch);
+        }
+    }
+
+    fn admit(&mut self, slots: &mut [Option<Slot>], queue: &mut VecDeque<Job>) {
+        for (i, free) in slots.iter_mut().enumerate() {
+            if free.is_some() {
+                continue;
+            }
+            let Some(job) = queue.pop_front() else { return };
+            if job.events.is_closed() {
+                continue;
+            }
+            if job.tokens.is_empty() {
+                let _ = job
+                    .events
+                    .send(Event::Done(Err("the prompt is empty".into())));
+                continue;
+            }
+            if job.tokens.len() as u32 >= self.seq_ctx {
+                let message = format!(
+                    "the prompt has {} tokens; the context of a sequence holds {} (raise --ctx-size or lower --parallel)",
+                    job.tokens.len(),
+                    self.seq_ctx
+                );
+                let _ = job.events.send(Event::Done(Err(message)));
+                continue;
+            }
+            let sampler = make_sampler(job.temperature, job.top_p, job.seed);
+            let text = TextState::new(job.stop.clone());
+            *free = Some(Slot {
+                seq: i as i32,
+                job,
+                sampler,
+                fed: 0,
+                pos: 0,
+                next: None,
+                generated: 0,
+                logits_at: None,
+                text,
+            });
+        }
+    }
+
+    fn step(&mut self, slots: &mut [Option<Slot>], batch: &mut LlamaBatch) {
+        batch.clear();
+        let mut budget = self.batch_size;
+        let mut members = Vec::new();
+        // Generating sequences first: one token each.
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let Some(slot) = slot else { continue };
+            slot.logits_at = None;
+            if let Some(token) = slot.next.take() {
+                members.push(i);
+                batch
+                    .add(token, slot.pos, &[slot.seq], true)
+                    .expect("batch sized for every slot");
+                slot.logits_at = Some(batch.n_tokens() - 1);
+                slot.pos += 1;
+                budget -= 1;
+            }
+        }
+        // Then prompt chunks, oldest first, in what room is left.
+        let mut order: Vec<usize> = (0..slots.len())
+            .filter(|&i| {
+                slots[i]
+                    .as_ref()
+                    .is_some_and(|s| s.fed < s.job.tokens.len())
+            })
+            .collect();
+        order.sort_by_key(|&i| slots[i].as_ref().map(|s| s.fed == 0));
+        for i in order {
+            if budget == 0 {
+                break;
+            }
+            members.push(i);
+            let slot = slots[i].as_mut().unwrap();
+            let end = (slot.fed + budget).min(slot.job.tokens.len());
+            for k in slot.fed..end {
+                let last = k + 1 == slot.job.tokens.len();
+                batch
+                    .add(slot.job.tokens[k], slot.pos, &[slot.seq], last)
+                    .expect("within budget");
+                slot.pos += 1;
+                if last {
+                    slot.logits_at = Some(batch.n_tokens() - 1);
+                }
+            }
+            budget -= end - slot.fed;
+            slot.fed = end;
+        }
+        if batch.n_tokens() == 0 {
+            return;
+        }
+        if let Err(e) = self.ctx.decode(batch) {
+            // Fail what took part in this step; the others go on.
+            for i in members {
+                if let Some(slot) = slots[i].take() {
+                    self.finish(slot, Err(format!("llama.cpp could not decode: {e}")));
+                }
+            }
+            return;
+        }
+        for entry in slots.iter_mut() {
+            let Some(slot) = entry.as_mut() else { continue };
+            if slot.job.events.is_closed() {
+                // The caller went away: free the slot.
+                let slot = entry.take().unwrap();
+                self.release(&slot);
+                continue;
+            }
+            let Some(at) = slot.logits_at else { continue };
+            let token = slot.sampler.sample(&self.ctx, at);
+            let vocab = self.model.vocab();
+            let reason = if vocab.is_eog(token) {
+                Some(FinishReason::Stop)
+            } else {
+                slot.generated += 1;
+                let stopped = slot.text.push(&vocab.token_to_piece(token, false, None));
+                if let Some(piece) = slot.text.take_stream() {
+                    let _ = slot.job.events.send(Event::Text(piece));
+                }
+                if stopped {
+                    Some(FinishReason::Stop)
+                } else if slot.generated >= slot.job.max_tokens || slot.pos as u32 >= self.seq_ctx {
+                    Some(FinishReason::Length)
+                } else {
+                    slot.next = Some(token);
+                    None
+                }
+            };
+            if let Some(reason) = reason {
+                let slot = entry.take().unwrap();
+                let finished = Finished {
+                    reason,
+                    prompt_tokens: slot.job.tokens.len() as u32,
+                    completion_tokens: slot.generated,
+                };
+                self.finish(slot, Ok(finished));
+            }
+        }
+    }
+
+    fn finish(&mut self, mut slot: Slot, result: Result<Finished, String>) {
+        if let Some(rest) = slot.text.take_rest() {
+            let _ = slot.job.events.send(Event::Text(rest));
+        }
+        let _ = slot.job.events.send(Event::Done(result));
+        self.release(&slot);
+    }
+
+    fn release(&mut self, slot: &Slot) {
+        let _ = self
+            .ctx
+            .clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+    }
+}
+
+/// A request's sampler: greedy at temperature 0, else top-p, temperature and
+/// a seeded draw.
+fn make_sampler(temperature: f32, top_p: f32, seed: u32) -> LlamaSampler {
+    if temperature <= 0.0 {
+        return LlamaSampler::greedy();
+    }
+    let mut chain = Vec::new();
+    if top_p < 1.0 {
+        chain.push(LlamaSampler::top_p(top_p, 1));
+    }
+    chain.push(LlamaSampler::temp(temperature));
+    chain.push(LlamaSampler::dist(seed));
+    LlamaSampler::chain_simple(chain)
+}

@@ -1,0 +1,348 @@
+//! `evol`'s embedded inference engine: llama.cpp (through `llama-cpp-2`)
+//! with continuous batching, behind [`evol_llm::ChatModel`].
+//!
+//! [`LlamaEngine::start`] loads a GGUF model and starts one engine thread
+//! that owns the llama.cpp context (see [`engine`]). Callers on any thread
+//! format and tokenize their messages (the model is shared read-only), send
+//! the tokens to the engine and receive text and a finish event back on
+//! their own channel. Any GGUF that llama.cpp loads works; the chat format
+//! comes from the model's template or `--chat-template` (see [`template`]).
+
+mod engine;
+pub mod stop;
+pub mod template;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use evol_llm::{
+    ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, FinishReason, Message, Usage,
+};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+pub use engine::{Event, Finished};
+use template::{ChatTemplate, TemplateSource};
+
+/// How to load and run a model.
+#[derive(Debug, Clone)]
+pub struct LlamaSettings {
+    pub model_path: PathBuf,
+    /// The name reported for the model (default: the file name).
+    pub name: Option<String>,
+    /// KV-cache cells in all (each sequence gets `ctx_size / parallel`).
+    pub ctx_size: u32,
+    /// Sequences decoded together; more requests wait in a queue.
+    pub parallel: u32,
+    /// Tokens per decode step (prompt chunks fill what generation leaves).
+    pub batch_size: u32,
+    /// CPU threads (default: the physical cores).
+    pub threads: Option<u32>,
+    /// `--chat-template`: a built-in name, a file, or Jinja text.
+    pub chat_template: Option<String>,
+}
+
+impl LlamaSettings {
+    pub fn new(model_path: impl Into<PathBuf>) -> LlamaSettings {
+        LlamaSettings {
+            model_path: model_path.into(),
+            name: None,
+            ctx_size: 65_536,
+            parallel: 16,
+            batch_size: 512,
+            threads: None,
+            chat_template: None,
+        }
+    }
+}
+
+/// The number of physical CPU cores, the default thread count.
+pub fn physical_cores() -> u32 {
+    num_cpus::get_physical().max(1) as u32
+}
+
+/// Why a model could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("`{path}` is not a model llama.cpp can load: {message}")]
+    Model { path: String, message: String },
+    #[error("cannot create a llama.cpp context ({message}); try a smaller --ctx-size")]
+    Context { message: String },
+    #[error("the model `{path}` has no chat template; pass --chat-template with one of {builtins}, a file, or Jinja text")]
+    NoChatTemplate { path: String, builtins: String },
+    #[error("chat template: {0}")]
+    Template(String),
+    #[error("invalid engine settings: {0}")]
+    Settings(String),
+}
+
+/// Facts about a running engine.
+#[derive(Debug, Clone)]
+pub struct EngineInfo {
+    pub name: String,
+    pub path: PathBuf,
+    pub parallel: u32,
+    pub seq_ctx: u32,
+    pub threads: u32,
+    pub batch_size: u32,
+    pub n_params: u64,
+    pub template: TemplateSource,
+}
+
+/// A running embedded engine. Cheap to clone; the engine thread stops when
+/// the last clone is dropped.
+#[derive(Clone)]
+pub struct LlamaEngine {
+    jobs: UnboundedSender<engine::Job>,
+    model: Arc<LlamaModel>,
+    template: Arc<ChatTemplate>,
+    stops: Arc<Vec<String>>,
+    info: Arc<EngineInfo>,
+}
+
+fn backend() -> &'static LlamaBackend {
+    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+    BACKEND.get_or_init(|| {
+        let mut backend = LlamaBackend::init().expect("llama.cpp is initialised once, here");
+        backend.void_logs();
+        backend
+    })
+}
+
+impl LlamaEngine {
+    /// Loads the model and starts the engine thread.
+    pub fn start(settings: LlamaSettings) -> Result<LlamaEngine, LoadError> {
+        if settings.parallel == 0 || settings.batch_size == 0 {
+            return Err(LoadError::Settings(
+                "--parallel and --batch-size must be at least 1".into(),
+            ));
+        }
+        if settings.ctx_size / settings.parallel < 64 {
+            return Err(LoadError::Settings(format!(
+                "--ctx-size {} leaves fewer than 64 tokens for each of {} sequences",
+                settings.ctx_size, settings.parallel
+            )));
+        }
+        let path = settings.model_path.display().to_string();
+        let backend = backend();
+        let model =
+            LlamaModel::load_from_file(backend, &settings.model_path, &LlamaModelParams::default())
+                .map_err(|e| LoadError::Model {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+        let model = Arc::new(model);
+
+        let source = match &settings.chat_template {
+            Some(setting) => TemplateSource::from_setting(setting).map_err(LoadError::Template)?,
+            None => match model.chat_template(None) {
+                Ok(t) => TemplateSource::Model(
+                    t.to_string()
+                        .map_err(|e| LoadError::Template(e.to_string()))?,
+                ),
+                Err(_) => {
+                    return Err(LoadError::NoChatTemplate {
+                        path,
+                        builtins: template::builtin_names(),
+                    });
+                }
+            },
+        };
+        let vocab = model.vocab();
+        let piece = |t| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
+        let (bos, eos) = (piece(vocab.bos()), piece(vocab.eos()));
+        let stops = source.stops();
+        let template = ChatTemplate::new(source.clone(), &bos, &eos)
+            .map_err(|e| LoadError::Template(e.to_string()))?;
+
+        let threads = settings.threads.unwrap_or_else(physical_cores).max(1);
+        let parallel = settings.parallel;
+        let batch_size = settings.batch_size.max(parallel);
+        let (jobs, receiver) = unbounded_channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread_model = model.clone();
+        let ctx_size = settings.ctx_size;
+        std::thread::Builder::new()
+            .name("evol-llama".into())
+            .spawn(move || {
+                let params = LlamaContextParams::default()
+                    .with_n_ctx(std::num::NonZeroU32::new(ctx_size))
+                    .with_n_batch(batch_size)
+                    .with_n_ubatch(batch_size)
+                    .with_n_seq_max(parallel)
+                    .with_kv_unified(false)
+                    .with_n_threads(threads as i32)
+                    .with_n_threads_batch(threads as i32);
+                let ctx = match thread_model.new_context(backend, params) {
+                    Ok(ctx) => ctx,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let seq_ctx = ctx.n_ctx() / parallel;
+                let _ = ready_tx.send(Ok(seq_ctx));
+                let scheduler = engine::Scheduler {
+                    model: &thread_model,
+                    ctx,
+                    batch_size: batch_size as usize,
+                    seq_ctx,
+                };
+                scheduler.run(receiver, parallel as usize);
+            })
+            .map_err(|e| LoadError::Context {
+                message: e.to_string(),
+            })?;
+        let seq_ctx = ready_rx
+            .recv()
+            .map_err(|_| LoadError::Context {
+                message: "the engine thread stopped".into(),
+            })?
+            .map_err(|message| LoadError::Context { message })?;
+
+        let name = settings.name.clone().unwrap_or_else(|| {
+            settings
+                .model_path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into())
+        });
+        let info = EngineInfo {
+            name,
+            path: settings.model_path.clone(),
+            parallel,
+            seq_ctx,
+            threads,
+            batch_size,
+            n_params: model.n_params(),
+            template: source,
+        };
+        Ok(LlamaEngine {
+            jobs,
+            model,
+            template: Arc::new(template),
+            stops: Arc::new(stops),
+            info: Arc::new(info),
+        })
+    }
+
+    pub fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    /// The prompt text for `messages`, as the model's template makes it.
+    pub fn format(&self, messages: &[Message]) -> Result<String, ChatError> {
+        self.template.render(messages).map_err(|e| {
+            ChatError::new(
+                ErrorKind::Rejected,
+                format!("the chat template failed: {e}"),
+            )
+        })
+    }
+
+    /// Starts a generation and returns its event stream: text pieces in
+    /// order, then one `Done`. Dropping the receiver cancels it.
+    pub fn stream(&self, request: &ChatRequest) -> Result<UnboundedReceiver<Event>, ChatError> {
+        let prompt = self.format(&request.messages)?;
+        let vocab = self.model.vocab();
+        let bos =
+            String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None)).into_owned();
+        let add_bos = vocab.should_add_bos() && (bos.is_empty() || !prompt.starts_with(&bos));
+        let tokens = vocab.tokenize(prompt.as_bytes(), add_bos, true);
+        let mut stop = request.stop.clone();
+        stop.extend(self.stops.iter().cloned());
+        let s = request.sampling;
+        let seed = s
+            .seed
+            .map(|x| (x ^ (x >> 32)) as u32)
+            .unwrap_or_else(|| rand_seed(&prompt));
+        let (events, receiver) = unbounded_channel();
+        let job = engine::Job {
+            tokens,
+            temperature: s.temperature,
+            top_p: s.top_p,
+            max_tokens: s.max_tokens.max(1),
+            seed,
+            stop,
+            events,
+        };
+        self.jobs
+            .send(job)
+            .map_err(|_| ChatError::new(ErrorKind::Backend, "the embedded engine has stopped"))?;
+        Ok(receiver)
+    }
+}
+
+/// A seed for requests that bring none: different for every call.
+fn rand_seed(prompt: &str) -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(prompt.as_bytes());
+    h.finish() as u32
+}
+
+#[async_trait::async_trait]
+impl ChatModel for LlamaEngine {
+    fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ChatError> {
+        let mut events = self.stream(&request)?;
+        let mut text = String::new();
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::Text(piece) => text.push_str(&piece),
+                Event::Done(Ok(f)) => {
+                    return Ok(ChatResponse {
+                        text,
+                        reasoning: None,
+                        finish_reason: f.reason,
+                        usage: Usage {
+                            prompt_tokens: f.prompt_tokens.into(),
+                            completion_tokens: f.completion_tokens.into(),
+                        },
+                        retries: 0,
+                    })
+                }
+                Event::Done(Err(message)) => {
+                    return Err(ChatError::new(ErrorKind::Rejected, message))
+                }
+            }
+        }
+        Err(ChatError::new(
+            ErrorKind::Backend,
+            "the embedded engine stopped during the request",
+        ))
+    }
+}
+
+/// llama.cpp's report of the CPU features its kernels were built with, e.g.
+/// `CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | FMA = 1 | ...`.
+#[allow(unsafe_code)]
+pub fn system_info() -> String {
+    backend();
+    // SAFETY: llama_print_system_info returns a pointer to a static,
+    // NUL-terminated buffer owned by llama.cpp; it is copied at once.
+    unsafe {
+        let ptr = llama_cpp_sys_2::llama_print_system_info();
+        if ptr.is_null() {
+            return String::new();
+        }
+        std::ffi::CStr::from_ptr(ptr).to_string_lossy().into_owned()
+    }
+}
+
+/// Why a finished generation stopped, for a finish event without text.
+pub fn finish_reason_name(reason: &FinishReason) -> &str {
+    match reason {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ContentFilter => "content_filter",
+        FinishReason::Other(s) => s,
+        FinishReason::Unknown => "stop",
+    }
+}

@@ -1,0 +1,236 @@
+//! Chat formatting: messages to the prompt text a model was trained on.
+//!
+//! The model's own template (GGUF `tokenizer.chat_template`) is rendered
+//! with minijinja, with Python-style string methods as Hugging Face
+//! templates expect; if minijinja cannot render it, llama.cpp's built-in
+//! template support is used instead. A model without a template (a base
+//! model) needs `--chat-template`: a built-in name, a file, or Jinja text.
+
+use evol_llm::{Message, Role};
+use minijinja::{context, Environment, Error, ErrorKind};
+
+/// Built-in templates, written for this project, by name.
+pub const BUILTIN: &[(&str, &str, &[&str])] = &[
+    (
+        "chatml",
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
+         {% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+        &["<|im_end|>"],
+    ),
+    (
+        "gemma",
+        "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m.role == 'assistant' else 'user' }}\n\
+         {{ m.content }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}",
+        &["<end_of_turn>", "<start_of_turn>"],
+    ),
+    (
+        "llama3",
+        "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n{{ m.content }}<|eot_id|>\
+         {% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}",
+        &["<|eot_id|>"],
+    ),
+    (
+        "plain",
+        "{% for m in messages %}{% if m.role == 'system' %}{{ m.content }}\n\n{% elif m.role == 'user' %}User: {{ m.content }}\n\
+         {% else %}Assistant: {{ m.content }}\n{% endif %}{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}",
+        &["\nUser:"],
+    ),
+];
+
+/// Names of the built-in templates, for messages.
+pub fn builtin_names() -> String {
+    BUILTIN
+        .iter()
+        .map(|(n, _, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Where a chat template comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateSource {
+    /// The GGUF's own template.
+    Model(String),
+    /// `--chat-template`: a built-in name.
+    Builtin(&'static str),
+    /// `--chat-template`: a file or literal Jinja text.
+    Custom(String),
+}
+
+impl TemplateSource {
+    /// Resolves `--chat-template`: a built-in name, a path to a file, or
+    /// Jinja text.
+    pub fn from_setting(setting: &str) -> Result<TemplateSource, String> {
+        if let Some((name, _, _)) = BUILTIN.iter().find(|(n, _, _)| *n == setting) {
+            return Ok(TemplateSource::Builtin(name));
+        }
+        let path = std::path::Path::new(setting);
+        if path.is_file() {
+            return std::fs::read_to_string(path)
+                .map(TemplateSource::Custom)
+                .map_err(|e| format!("cannot read the chat template `{setting}`: {e}"));
+        }
+        if setting.contains("{{") || setting.contains("{%") {
+            return Ok(TemplateSource::Custom(setting.to_string()));
+        }
+        Err(format!(
+            "unknown chat template `{setting}`: expected one of {} , a file, or Jinja text",
+            builtin_names()
+        ))
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            TemplateSource::Model(t) | TemplateSource::Custom(t) => t,
+            TemplateSource::Builtin(name) => BUILTIN
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map(|(_, t, _)| *t)
+                .unwrap(),
+        }
+    }
+
+    /// Stop strings that go with a built-in template.
+    pub fn stops(&self) -> Vec<String> {
+        match self {
+            TemplateSource::Builtin(name) => BUILTIN
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map(|(_, _, s)| s.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A compiled chat template.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    pub source: TemplateSource,
+    bos: String,
+    eos: String,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl ChatTemplate {
+    /// Compiles a template; `bos` and `eos` are the model's token texts.
+    pub fn new(source: TemplateSource, bos: &str, eos: &str) -> Result<ChatTemplate, Error> {
+        let mut env = Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |message: String| -> Result<String, Error> {
+                Err(Error::new(ErrorKind::InvalidOperation, message))
+            },
+        );
+        env.add_function("strftime_now", |_format: String| -> String {
+            String::new()
+        });
+        env.add_template_owned("chat", source.text().to_string())?;
+        let template = ChatTemplate {
+            env,
+            source,
+            bos: bos.to_string(),
+            eos: eos.to_string(),
+        };
+        // Render once so that a template minijinja cannot handle is found now.
+        template.render(&[Message::system("s"), Message::user("u")])?;
+        Ok(template)
+    }
+
+    /// The prompt for `messages`, ending where the assistant's reply starts.
+    pub fn render(&self, messages: &[Message]) -> Result<String, Error> {
+        let messages: Vec<_> = messages
+            .iter()
+            .map(|m| context! { role => role_name(m.role), content => m.content.as_str() })
+            .collect();
+        self.env.get_template("chat")?.render(context! {
+            messages,
+            add_generation_prompt => true,
+            bos_token => self.bos.as_str(),
+            eos_token => self.eos.as_str(),
+        })
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_render() {
+        let msgs = [Message::system("Be brief."), Message::user("Hi {{ x }}")];
+        let chatml = ChatTemplate::new(
+            TemplateSource::from_setting("chatml").unwrap(),
+            "<s>",
+            "</s>",
+        )
+        .unwrap();
+        assert_eq!(
+            chatml.render(&msgs).unwrap(),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi {{ x }}<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let gemma = ChatTemplate::new(
+            TemplateSource::from_setting("gemma").unwrap(),
+            "<bos>",
+            "<eos>",
+        )
+        .unwrap();
+        let text = gemma.render(&msgs).unwrap();
+        assert!(
+            text.starts_with("<bos><start_of_turn>user\nBe brief.<end_of_turn>\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("<start_of_turn>model\n"));
+        assert_eq!(
+            TemplateSource::from_setting("plain").unwrap().stops(),
+            vec!["\nUser:".to_string()]
+        );
+    }
+
+    #[test]
+    fn hugging_face_style_templates_render() {
+        // The shape of real templates: python string methods, loop.first,
+        // raise_exception, whitespace control.
+        let hf = "{% for message in messages %}{% if message['role'] == 'system' and not loop.first %}\
+                  {{ raise_exception('system must come first') }}{% endif %}\
+                  {{ '<|' + message['role'] + '|>\\n' + message['content'].strip() + '\\n' }}{% endfor %}\
+                  {% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}";
+        let t = ChatTemplate::new(TemplateSource::Custom(hf.into()), "", "").unwrap();
+        assert_eq!(
+            t.render(&[Message::user("  hi  ")]).unwrap(),
+            "<|user|>\nhi\n<|assistant|>\n"
+        );
+        let err = t
+            .render(&[Message::user("a"), Message::system("b")])
+            .unwrap_err();
+        assert!(err.to_string().contains("system must come first"), "{err}");
+    }
+
+    #[test]
+    fn unknown_settings_are_explained() {
+        let err = TemplateSource::from_setting("vicuna").unwrap_err();
+        assert!(err.contains("chatml, gemma, llama3, plain"), "{err}");
+        assert!(matches!(
+            TemplateSource::from_setting("{{ messages }}"),
+            Ok(TemplateSource::Custom(_))
+        ));
+    }
+}

