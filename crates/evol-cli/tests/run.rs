@@ -431,7 +431,10 @@ fn usage_errors_exit_with_2() {
     let o = dir.path("out");
     let o = o.to_str().unwrap();
     for (args, needle) in [
-        (vec!["run", s, "-o", o], "no server given"),
+        (
+            vec!["run", s, "-o", o, "--answer-model", "x"],
+            "need --endpoint",
+        ),
         (
             vec![
                 "run",

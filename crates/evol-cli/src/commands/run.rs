@@ -72,7 +72,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     let out = OutputDir::prepare(&args.output, args.fresh)?;
-    let models = connect(&settings, args.quiet).await?;
+    let models = match &settings.endpoint {
+        Some(endpoint) => connect(&settings, endpoint, args.quiet).await?,
+        None => embedded(&settings, &args)?,
+    };
+    let endpoint = settings
+        .endpoint
+        .as_deref()
+        .unwrap_or("the embedded engine");
     let names = (
         models.evolver.name().to_string(),
         models.judge.name().to_string(),
@@ -88,7 +95,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             seeds.len(),
             settings.engine.rounds,
             names.0,
-            settings.endpoint,
+            endpoint,
             settings.engine.concurrency,
             out.root().display()
         );
@@ -122,7 +129,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 skipped_empty: empty.len(),
             },
             models: ModelInfo {
-                endpoint: &settings.endpoint,
+                endpoint,
                 evolve: &names.0,
                 judge: &names.1,
                 answer: &names.2,
@@ -159,11 +166,8 @@ fn report_skipped(args: &RunArgs, set: &SeedSet) {
 /// Builds the clients and checks, before any work, that the server answers
 /// and knows the model: a wrong URL or key fails in seconds, not after
 /// minutes of retries.
-async fn connect(settings: &RunSettings, quiet: bool) -> anyhow::Result<Models> {
-    let mut config = ClientConfig::new(
-        &settings.endpoint,
-        settings.model.clone().unwrap_or_default(),
-    );
+async fn connect(settings: &RunSettings, endpoint: &str, quiet: bool) -> anyhow::Result<Models> {
+    let mut config = ClientConfig::new(endpoint, settings.model.clone().unwrap_or_default());
     config.api_key = settings.api_key.clone();
     config.timeout = settings.timeout;
     config.retry = settings.retry;
@@ -228,6 +232,26 @@ async fn connect(settings: &RunSettings, quiet: bool) -> anyhow::Result<Models> 
         judge: role(&settings.judge_model),
         answerer: role(&settings.answer_model),
     })
+}
+
+/// Starts the embedded engine: every role uses the one model.
+fn embedded(settings: &RunSettings, args: &RunArgs) -> anyhow::Result<Models> {
+    let (name, path) = crate::local::resolve(settings.model.as_deref(), &args.engine, args.quiet)?;
+    #[cfg(feature = "embedded")]
+    {
+        let engine = crate::local::start(name, path, &args.engine)?;
+        if !args.quiet {
+            eprintln!("evol: embedded engine: {}", crate::local::describe(&engine));
+        }
+        let model: Arc<dyn ChatModel> = Arc::new(engine);
+        Ok(Models {
+            evolver: model.clone(),
+            judge: model.clone(),
+            answerer: model,
+        })
+    }
+    #[cfg(not(feature = "embedded"))]
+    match crate::local::start(name, path, &args.engine)? {}
 }
 
 /// A one-token request, for servers without `/models`.
