@@ -184,7 +184,7 @@ mod imp {
                 other => {
                     return Err(ApiError::invalid(
                         "messages",
-                        format!("messages[{i}].role must be one of system, developer, user, assistant (got {other:?})"),
+                        format!("messages[{i}].role must be one of system, developer, user, assistant (got {})", other.map_or("none".to_string(), |r| format!("`{r}`"))),
                     ))
                 }
             };

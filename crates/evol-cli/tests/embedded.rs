@@ -1,0 +1,169 @@
+//! `evol run` on the embedded engine: the default model (pulled on first
+//! use), a second architecture, and bad model files.
+
+#![cfg(feature = "embedded")]
+
+mod util;
+
+use util::*;
+
+#[test]
+fn run_uses_the_embedded_default_model() {
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(4));
+    let out = dir.path("out");
+    let run = evol(&[
+        "run",
+        seeds.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--rounds",
+        "2",
+        "--max-tokens",
+        "96",
+        "--ctx-size",
+        "8192",
+        "--parallel",
+        "8",
+    ]);
+    assert_success(&run);
+    let ids: Vec<String> = (0..4).map(|i| format!("s{i}")).collect();
+    assert_complete_lineage(&out, &ids, 2);
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!(stats["models"]["evolve"], "smollm2-135m-instruct");
+    assert_eq!(stats["models"]["endpoint"], "the embedded engine");
+    assert!(stats["total"]["requests"].as_u64().unwrap() >= 8);
+    assert!(stats["total"]["completion_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(stats["total"]["failures"], 0);
+    assert!(
+        stderr(&run).contains("embedded engine: `smollm2-135m-instruct`"),
+        "{}",
+        stderr(&run)
+    );
+}
+
+#[test]
+fn a_second_architecture_runs_with_a_chat_template() {
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.txt", "Name a fruit.\nWhat is rain?\n");
+    let out = dir.path("out");
+    let base = [
+        "run",
+        seeds.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--rounds",
+        "1",
+        "--max-tokens",
+        "48",
+        "--model",
+        "gemma3-270m",
+        "--ctx-size",
+        "4096",
+        "--parallel",
+        "4",
+    ];
+
+    // A base model has no template of its own: a clear error, not a guess.
+    let run = evol(&base);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        stderr(&run).contains("has no chat template; pass --chat-template"),
+        "{}",
+        stderr(&run)
+    );
+
+    let run = evol(&[&base[..], &["--chat-template", "gemma", "--fresh"]].concat());
+    assert_success(&run);
+    assert_complete_lineage(&out, &["line-1".to_string(), "line-2".to_string()], 1);
+    assert_eq!(
+        read_json(&out.join("stats.json"))["models"]["evolve"],
+        "gemma3-270m"
+    );
+}
+
+#[test]
+fn bad_model_files_get_clear_errors() {
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.txt", "Name a fruit.\n");
+    let fake = dir.write("fake.gguf", "this is not a model");
+    let run = evol(&[
+        "run",
+        seeds.to_str().unwrap(),
+        "-o",
+        dir.path("o").to_str().unwrap(),
+        "--model-path",
+        fake.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        stderr(&run).contains("is not a GGUF file"),
+        "{}",
+        stderr(&run)
+    );
+
+    let missing = dir.path("missing.gguf");
+    let run = evol(&[
+        "run",
+        seeds.to_str().unwrap(),
+        "-o",
+        dir.path("o2").to_str().unwrap(),
+        "--model-path",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(stderr(&run).contains("cannot open"), "{}", stderr(&run));
+
+    // A truncated GGUF passes the magic check but not llama.cpp.
+    let cache = evol_models_cache();
+    let real = std::fs::read(cache.join("SmolLM2-135M-Instruct.Q4_1.gguf"))
+        .unwrap_or_else(|_| b"GGUF\x03\x00\x00\x00".to_vec());
+    let cut = dir.write("cut.gguf", "");
+    std::fs::write(&cut, &real[..real.len().min(4096)]).unwrap();
+    let run = evol(&[
+        "run",
+        seeds.to_str().unwrap(),
+        "-o",
+        dir.path("o3").to_str().unwrap(),
+        "--model-path",
+        cut.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        stderr(&run).contains("is not a model llama.cpp can load"),
+        "{}",
+        stderr(&run)
+    );
+
+    let run = evol(&[
+        "run",
+        seeds.to_str().unwrap(),
+        "-o",
+        dir.path("o4").to_str().unwrap(),
+        "--model",
+        "gpt-9",
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        stderr(&run).contains("unknown model `gpt-9`"),
+        "{}",
+        stderr(&run)
+    );
+}
+
+#[test]
+fn models_list_shows_the_catalogue() {
+    let out = evol(&["models", "list"]);
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("smollm2-135m-instruct") && text.contains("gemma3-270m"),
+        "{text}"
+    );
+}
+
+fn evol_models_cache() -> std::path::PathBuf {
+    let out = evol(&["models", "list"]);
+    let err = stderr(&out);
+    std::path::PathBuf::from(err.trim().strip_prefix("cache: ").unwrap_or("."))
+}
