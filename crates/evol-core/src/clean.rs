@@ -6,9 +6,8 @@ use regex::Regex;
 
 /// A marker the model may echo before its rewrite: `#Rewritten Prompt#:`,
 /// `**Created Prompt:**`, `The rewritten prompt:` and the like.
-static LEADING_MARKER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^[\s*#]*(?:the\s+)?(?:rewritten|created)\s+prompt\s*[#*]*\s*:[\s*]*").unwrap()
-});
+static LEADING_MARKER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)^[\s*#]*(?:the\s+)?(?:rewritten|created)\s+prompt\s*[#*]*\s*:[\s*]*").unwrap());
 
 const QUOTES: &[(char, char)] = &[('"', '"'), ('\'', '\''), ('“', '”'), ('‘', '’'), ('`', '`')];
 
@@ -75,10 +74,7 @@ mod tests {
     fn keeps_inner_quotes_and_markers() {
         check("\"A\" or \"B\"?", "\"A\" or \"B\"?");
         check("Say 'hi' to 'Bob'", "Say 'hi' to 'Bob'");
-        check(
-            "Explain the #Rewritten Prompt# idea",
-            "Explain the #Rewritten Prompt# idea",
-        );
+        check("Explain the #Rewritten Prompt# idea", "Explain the #Rewritten Prompt# idea");
         check("`a` and `b`", "`a` and `b`");
     }
 

@@ -64,12 +64,7 @@ pub struct Rules {
 
 impl Default for Rules {
     fn default() -> Rules {
-        Rules {
-            equality: true,
-            sorry: true,
-            stop_words: true,
-            copied_prompt: true,
-        }
+        Rules { equality: true, sorry: true, stop_words: true, copied_prompt: true }
     }
 }
 
@@ -77,20 +72,11 @@ impl Default for Rules {
 pub const SORRY_WORD_LIMIT: usize = 80;
 
 /// Words of the evolving prompts that must not show up in an evolution.
-const PROMPT_WORDS: &[&str] = &[
-    "given prompt",
-    "rewritten prompt",
-    "#rewritten prompt#",
-    "created prompt",
-    "#created prompt#",
-];
+const PROMPT_WORDS: &[&str] =
+    &["given prompt", "rewritten prompt", "#rewritten prompt#", "created prompt", "#created prompt#"];
 
 static STOP_WORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    include_str!("../templates/stopwords.txt")
-        .lines()
-        .map(str::trim)
-        .filter(|w| !w.is_empty())
-        .collect()
+    include_str!("../templates/stopwords.txt").lines().map(str::trim).filter(|w| !w.is_empty()).collect()
 });
 
 /// Rule 4: the evolved instruction copies words of the evolving prompt.
@@ -108,11 +94,7 @@ pub fn is_sorry_answer(answer: &str) -> bool {
 pub fn is_stop_words_only(answer: &str) -> bool {
     answer
         .split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '’'))
-        .map(|w| {
-            w.trim_matches(|c| c == '\'' || c == '’')
-                .replace('’', "'")
-                .to_lowercase()
-        })
+        .map(|w| w.trim_matches(|c| c == '\'' || c == '’').replace('’', "'").to_lowercase())
         .filter(|w| !w.is_empty())
         .all(|w| STOP_WORDS.contains(w.as_str()))
 }
@@ -128,12 +110,8 @@ pub enum Verdict {
 
 pub fn parse_verdict(reply: &str) -> Verdict {
     let lower = reply.to_lowercase();
-    let words: Vec<&str> = lower
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .collect();
-    let has_not_equal =
-        words.windows(2).any(|w| w == ["not", "equal"]) || words.contains(&"unequal");
+    let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    let has_not_equal = words.windows(2).any(|w| w == ["not", "equal"]) || words.contains(&"unequal");
     if has_not_equal {
         Verdict::NotEqual
     } else if words.contains(&"equal") {
@@ -211,18 +189,10 @@ mod tests {
     #[test]
     fn answer_rules_can_be_switched_off() {
         let all = Rules::default();
-        let none = Rules {
-            equality: false,
-            sorry: false,
-            stop_words: false,
-            copied_prompt: false,
-        };
+        let none = Rules { equality: false, sorry: false, stop_words: false, copied_prompt: false };
         assert_eq!(check_answer(&all, "Sorry, no."), Some(Reason::AnswerSorry));
         assert_eq!(check_answer(&none, "Sorry, no."), None);
-        assert_eq!(
-            check_answer(&all, "the of"),
-            Some(Reason::AnswerStopWordsOnly)
-        );
+        assert_eq!(check_answer(&all, "the of"), Some(Reason::AnswerStopWordsOnly));
         assert_eq!(check_answer(&none, "the of"), None);
         assert_eq!(check_answer(&all, "Berlin is the capital."), None);
     }

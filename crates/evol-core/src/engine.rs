@@ -15,9 +15,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use evol_llm::{
-    ChatError, ChatModel, ChatRequest, ChatResponse, FinishReason, Message, Sampling, Usage,
-};
+use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, FinishReason, Message, Sampling, Usage};
 use futures::StreamExt;
 use rand::{Rng, RngCore};
 use tokio::sync::Semaphore;
@@ -140,31 +138,17 @@ impl Engine {
             return Err(EngineError::Settings("no operation is enabled".into()));
         }
         if settings.concurrency == 0 {
-            return Err(EngineError::Settings(
-                "concurrency must be at least 1".into(),
-            ));
+            return Err(EngineError::Settings("concurrency must be at least 1".into()));
         }
         let limit = Semaphore::new(settings.concurrency);
-        Ok(Engine {
-            settings,
-            models,
-            templates,
-            stats,
-            limit,
-        })
+        Ok(Engine { settings, models, templates, stats, limit })
     }
 
     /// Evolves every seed through every round, sending records to `sink` as
     /// they are decided. Returns when all chains are done or the run fails.
     pub async fn run(&self, seeds: Vec<Seed>, sink: &dyn Sink) -> Result<(), EngineError> {
-        let window = self
-            .settings
-            .concurrency
-            .saturating_mul(CHAINS_PER_SLOT)
-            .max(1);
-        let mut chains = futures::stream::iter(seeds)
-            .map(|seed| self.chain(seed, sink))
-            .buffer_unordered(window);
+        let window = self.settings.concurrency.saturating_mul(CHAINS_PER_SLOT).max(1);
+        let mut chains = futures::stream::iter(seeds).map(|seed| self.chain(seed, sink)).buffer_unordered(window);
         while let Some(result) = chains.next().await {
             result?;
         }
@@ -175,18 +159,12 @@ impl Engine {
         if self.settings.answer_seeds {
             self.answer_seed(&seed, sink).await?;
         }
-        let mut current = Current {
-            id: seed.id.clone(),
-            instruction: seed.instruction.clone(),
-        };
+        let mut current = Current { id: seed.id.clone(), instruction: seed.instruction.clone() };
         for round in 1..=self.settings.rounds {
             match self.step(&seed.id, &current, round).await? {
                 Ok(evolution) => {
                     sink.accepted(&evolution).map_err(EngineError::Sink)?;
-                    current = Current {
-                        id: evolution.id,
-                        instruction: evolution.instruction,
-                    };
+                    current = Current { id: evolution.id, instruction: evolution.instruction };
                 }
                 Err(rejection) => sink.rejected(&rejection).map_err(EngineError::Sink)?,
             }
@@ -196,19 +174,11 @@ impl Engine {
     }
 
     async fn answer_seed(&self, seed: &Seed, sink: &dyn Sink) -> Result<(), EngineError> {
-        let mut rng = keyed_rng(
-            self.settings.run_seed,
-            &[b"seed-answer", seed.id.as_bytes()],
-        );
+        let mut rng = keyed_rng(self.settings.run_seed, &[b"seed-answer", seed.id.as_bytes()]);
         let sampling = self.sampling(self.settings.answer_sampling, &mut rng);
-        let slice = Slice {
-            round: 0,
-            operation: SEED_ANSWER,
-        };
+        let slice = Slice { round: 0, operation: SEED_ANSWER };
         let model = &self.models.answerer;
-        let (response, error, usage) = match self
-            .call(model, Stage::Answer, slice, &seed.instruction, sampling)
-            .await?
+        let (response, error, usage) = match self.call(model, Stage::Answer, slice, &seed.instruction, sampling).await?
         {
             Ok(reply) => (Some(reply.text), None, reply.usage),
             Err(e) => (None, Some(e.to_string()), Usage::default()),
@@ -235,13 +205,8 @@ impl Engine {
         let s = &self.settings;
         let mut rng = step_rng(s.run_seed, seed_id, round, 0);
         let operation = s.ops[rng.random_range(0..s.ops.len())];
-        let prompt = self
-            .templates
-            .evolve_prompt(operation, &parent.instruction, &mut rng)?;
-        let slice = Slice {
-            round,
-            operation: operation.name(),
-        };
+        let prompt = self.templates.evolve_prompt(operation, &parent.instruction, &mut rng)?;
+        let slice = Slice { round, operation: operation.name() };
         let mut usage = Usage::default();
 
         let reject = |reason: Reason,
@@ -268,75 +233,35 @@ impl Engine {
 
         // Evolve.
         let sampling = self.sampling(s.evolve_sampling, &mut rng);
-        let reply = match self
-            .call(
-                &self.models.evolver,
-                Stage::Evolve,
-                slice,
-                &prompt.text,
-                sampling,
-            )
-            .await?
-        {
+        let reply = match self.call(&self.models.evolver, Stage::Evolve, slice, &prompt.text, sampling).await? {
             Ok(reply) => reply,
             Err(e) => return reject(Reason::RequestFailed, None, None, Some(e), usage),
         };
         usage += reply.usage;
         let instruction = clean_reply(&reply.text);
         if reply.finish_reason == FinishReason::Length {
-            return reject(
-                Reason::TruncatedEvolution,
-                Some(instruction),
-                None,
-                None,
-                usage,
-            );
+            return reject(Reason::TruncatedEvolution, Some(instruction), None, None, usage);
         }
         if instruction.is_empty() {
             return reject(Reason::EmptyEvolution, Some(instruction), None, None, usage);
         }
         if s.rules.copied_prompt && eliminate::copies_prompt_words(&instruction) {
-            return reject(
-                Reason::CopiedPromptWords,
-                Some(instruction),
-                None,
-                None,
-                usage,
-            );
+            return reject(Reason::CopiedPromptWords, Some(instruction), None, None, usage);
         }
 
         // Judge the information gain.
         if s.rules.equality {
-            let question = self
-                .templates
-                .equality_prompt(&parent.instruction, &instruction)?;
+            let question = self.templates.equality_prompt(&parent.instruction, &instruction)?;
             let sampling = self.sampling(s.judge_sampling, &mut rng);
-            match self
-                .call(&self.models.judge, Stage::Judge, slice, &question, sampling)
-                .await?
-            {
+            match self.call(&self.models.judge, Stage::Judge, slice, &question, sampling).await? {
                 Ok(verdict) => {
                     usage += verdict.usage;
                     if parse_verdict(&verdict.text) == Verdict::Equal {
                         let detail = Some(verdict.text.trim().to_string());
-                        return reject(
-                            Reason::NoInformationGain,
-                            Some(instruction),
-                            None,
-                            detail,
-                            usage,
-                        );
+                        return reject(Reason::NoInformationGain, Some(instruction), None, detail, usage);
                     }
                 }
-                Err(e) => {
-                    return reject(
-                        Reason::RequestFailed,
-                        Some(instruction),
-                        None,
-                        Some(e),
-                        usage,
-                    )
-                }
+                Err(e) => return reject(Reason::RequestFailed, Some(instruction), None, Some(e), usage),
             }
         }
 
@@ -344,16 +269,7 @@ impl Engine {
         let mut response = None;
         if s.answer {
             let sampling = self.sampling(s.answer_sampling, &mut rng);
-            match self
-                .call(
-                    &self.models.answerer,
-                    Stage::Answer,
-                    slice,
-                    &instruction,
-                    sampling,
-                )
-                .await?
-            {
+            match self.call(&self.models.answerer, Stage::Answer, slice, &instruction, sampling).await? {
                 Ok(answer) => {
                     usage += answer.usage;
                     if let Some(reason) = eliminate::check_answer(&s.rules, &answer.text) {
@@ -361,15 +277,7 @@ impl Engine {
                     }
                     response = Some(answer.text);
                 }
-                Err(e) => {
-                    return reject(
-                        Reason::RequestFailed,
-                        Some(instruction),
-                        None,
-                        Some(e),
-                        usage,
-                    )
-                }
+                Err(e) => return reject(Reason::RequestFailed, Some(instruction), None, Some(e), usage),
             }
         }
 
@@ -406,29 +314,19 @@ impl Engine {
         prompt: &str,
         sampling: Sampling,
     ) -> Result<Result<ChatResponse, String>, EngineError> {
-        let _permit = self
-            .limit
-            .acquire()
-            .await
-            .expect("the limit is never closed");
+        let _permit = self.limit.acquire().await.expect("the limit is never closed");
         let started = Instant::now();
         let request = ChatRequest::new(vec![Message::user(prompt)], sampling);
         let result = model.chat(request).await;
         match result {
             Ok(reply) => {
-                self.stats
-                    .call(slice, started, reply.usage, reply.retries, false);
+                self.stats.call(slice, started, reply.usage, reply.retries, false);
                 Ok(Ok(reply))
             }
             Err(e) => {
-                self.stats
-                    .call(slice, started, Usage::default(), e.retries, true);
+                self.stats.call(slice, started, Usage::default(), e.retries, true);
                 if e.kind.is_fatal() {
-                    return Err(EngineError::Model {
-                        stage,
-                        model: model.name().to_string(),
-                        source: e,
-                    });
+                    return Err(EngineError::Model { stage, model: model.name().to_string(), source: e });
                 }
                 Ok(Err(format!("{stage} call failed: {e}")))
             }
@@ -470,40 +368,26 @@ mod tests {
         async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ChatError> {
             let prompt = request.messages[0].content.clone();
             self.calls.lock().unwrap().push(prompt.clone());
-            let text =
-                if prompt.contains("#Rewritten Prompt#:") || prompt.contains("#Created Prompt#:") {
-                    let given = prompt
-                        .split("Prompt#:\n")
-                        .nth(1)
-                        .unwrap()
-                        .split("\n\n#")
-                        .next()
-                        .unwrap();
-                    format!("#Rewritten Prompt#: \"{given} More.\"")
-                } else if prompt.contains("\"Not Equal\"") {
-                    if self.equal {
-                        "Equal".into()
-                    } else {
-                        "Not Equal".into()
-                    }
+            let text = if prompt.contains("#Rewritten Prompt#:") || prompt.contains("#Created Prompt#:") {
+                let given = prompt.split("Prompt#:\n").nth(1).unwrap().split("\n\n#").next().unwrap();
+                format!("#Rewritten Prompt#: \"{given} More.\"")
+            } else if prompt.contains("\"Not Equal\"") {
+                if self.equal {
+                    "Equal".into()
                 } else {
-                    if let Some(kind) = self.fail_answers {
-                        return Err(ChatError {
-                            kind,
-                            message: "boom".into(),
-                            retries: 3,
-                        });
-                    }
-                    self.answer.clone()
-                };
+                    "Not Equal".into()
+                }
+            } else {
+                if let Some(kind) = self.fail_answers {
+                    return Err(ChatError { kind, message: "boom".into(), retries: 3 });
+                }
+                self.answer.clone()
+            };
             Ok(ChatResponse {
                 text,
                 reasoning: None,
                 finish_reason: FinishReason::Stop,
-                usage: Usage {
-                    prompt_tokens: 3,
-                    completion_tokens: 2,
-                },
+                usage: Usage { prompt_tokens: 3, completion_tokens: 2 },
                 retries: 0,
             })
         }
@@ -532,12 +416,7 @@ mod tests {
     }
 
     fn sampling() -> Sampling {
-        Sampling {
-            temperature: 1.0,
-            top_p: 0.9,
-            max_tokens: 64,
-            seed: None,
-        }
+        Sampling { temperature: 1.0, top_p: 0.9, max_tokens: 64, seed: None }
     }
 
     fn settings() -> Settings {
@@ -550,35 +429,19 @@ mod tests {
             answer_seeds: false,
             evolve_sampling: sampling(),
             answer_sampling: sampling(),
-            judge_sampling: Sampling {
-                temperature: 0.0,
-                ..sampling()
-            },
+            judge_sampling: Sampling { temperature: 0.0, ..sampling() },
             request_seeds: true,
             concurrency: 4,
         }
     }
 
     fn seeds(n: usize) -> Vec<Seed> {
-        (0..n)
-            .map(|i| Seed {
-                id: format!("s{i}"),
-                instruction: format!("Question {i}?"),
-            })
-            .collect()
+        (0..n).map(|i| Seed { id: format!("s{i}"), instruction: format!("Question {i}?") }).collect()
     }
 
-    async fn run(
-        model: Scripted,
-        settings: Settings,
-        n: usize,
-    ) -> (Collect, crate::stats::RunStats) {
+    async fn run(model: Scripted, settings: Settings, n: usize) -> (Collect, crate::stats::RunStats) {
         let model: Arc<dyn ChatModel> = Arc::new(model);
-        let models = Models {
-            evolver: model.clone(),
-            judge: model.clone(),
-            answerer: model,
-        };
+        let models = Models { evolver: model.clone(), judge: model.clone(), answerer: model };
         let stats = Arc::new(StatsRecorder::new(n as u64));
         let engine = Engine::new(settings, models, Templates::builtin(), stats.clone()).unwrap();
         let sink = Collect::default();
@@ -596,10 +459,7 @@ mod tests {
         assert_eq!(third.parent_id, "s2.r2");
         assert_eq!(by_id["s2.r1"].parent_id, "s2");
         assert_eq!(third.instruction, "Question 2? More. More. More.");
-        assert_eq!(
-            third.response.as_deref(),
-            Some("A long and useful answer about the topic.")
-        );
+        assert_eq!(third.response.as_deref(), Some("A long and useful answer about the topic."));
         assert_eq!(third.usage.prompt_tokens, 9);
         assert_eq!(stats.total.requests, 45);
         assert_eq!(stats.total.accepted, 15);
@@ -608,17 +468,12 @@ mod tests {
 
     #[tokio::test]
     async fn equal_verdicts_keep_the_parent() {
-        let model = Scripted {
-            equal: true,
-            ..Scripted::new()
-        };
+        let model = Scripted { equal: true, ..Scripted::new() };
         let (sink, stats) = run(model, settings(), 2).await;
         assert!(sink.accepted.lock().unwrap().is_empty());
         let rejected = sink.rejected.lock().unwrap();
         assert_eq!(rejected.len(), 6);
-        assert!(rejected
-            .iter()
-            .all(|r| r.reason == Reason::NoInformationGain && r.parent_id == r.seed_id));
+        assert!(rejected.iter().all(|r| r.reason == Reason::NoInformationGain && r.parent_id == r.seed_id));
         assert_eq!(stats.total.rejected["no_information_gain"], 6);
         // No answer is requested for a rejected evolution.
         assert_eq!(stats.total.requests, 12);
@@ -626,10 +481,7 @@ mod tests {
 
     #[tokio::test]
     async fn sorry_answers_are_rejected_with_their_text() {
-        let model = Scripted {
-            answer: "Sorry, I cannot.".into(),
-            ..Scripted::new()
-        };
+        let model = Scripted { answer: "Sorry, I cannot.".into(), ..Scripted::new() };
         let (sink, _) = run(model, settings(), 1).await;
         let rejected = sink.rejected.lock().unwrap();
         assert_eq!(rejected.len(), 3);
@@ -639,41 +491,22 @@ mod tests {
 
     #[tokio::test]
     async fn switched_off_rules_let_evolutions_through() {
-        let model = Scripted {
-            equal: true,
-            answer: "Sorry.".into(),
-            ..Scripted::new()
-        };
+        let model = Scripted { equal: true, answer: "Sorry.".into(), ..Scripted::new() };
         let mut s = settings();
-        s.rules = Rules {
-            equality: false,
-            sorry: false,
-            stop_words: false,
-            copied_prompt: false,
-        };
+        s.rules = Rules { equality: false, sorry: false, stop_words: false, copied_prompt: false };
         let (sink, stats) = run(model, s, 2).await;
         assert_eq!(sink.accepted.lock().unwrap().len(), 6);
-        assert_eq!(
-            stats.total.requests, 12,
-            "no judge calls when the rule is off"
-        );
+        assert_eq!(stats.total.requests, 12, "no judge calls when the rule is off");
     }
 
     #[tokio::test]
     async fn item_failures_are_recorded_and_the_run_goes_on() {
-        let model = Scripted {
-            fail_answers: Some(ErrorKind::Exhausted),
-            ..Scripted::new()
-        };
+        let model = Scripted { fail_answers: Some(ErrorKind::Exhausted), ..Scripted::new() };
         let (sink, stats) = run(model, settings(), 3).await;
         let rejected = sink.rejected.lock().unwrap();
         assert_eq!(rejected.len(), 9);
         assert!(rejected.iter().all(|r| r.reason == Reason::RequestFailed));
-        assert!(rejected[0]
-            .detail
-            .as_deref()
-            .unwrap()
-            .contains("answer call failed: boom"));
+        assert!(rejected[0].detail.as_deref().unwrap().contains("answer call failed: boom"));
         assert_eq!(stats.total.failures, 9);
         assert_eq!(stats.total.retries, 27);
         assert_eq!(stats.seeds_done, 3);
@@ -681,37 +514,17 @@ mod tests {
 
     #[tokio::test]
     async fn fatal_failures_stop_the_run() {
-        let model: Arc<dyn ChatModel> = Arc::new(Scripted {
-            fail_answers: Some(ErrorKind::Auth),
-            ..Scripted::new()
-        });
-        let models = Models {
-            evolver: model.clone(),
-            judge: model.clone(),
-            answerer: model,
-        };
-        let engine = Engine::new(
-            settings(),
-            models,
-            Templates::builtin(),
-            Arc::new(StatsRecorder::new(3)),
-        )
-        .unwrap();
+        let model: Arc<dyn ChatModel> = Arc::new(Scripted { fail_answers: Some(ErrorKind::Auth), ..Scripted::new() });
+        let models = Models { evolver: model.clone(), judge: model.clone(), answerer: model };
+        let engine = Engine::new(settings(), models, Templates::builtin(), Arc::new(StatsRecorder::new(3))).unwrap();
         let err = engine.run(seeds(3), &Collect::default()).await.unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("answer call to model `scripted` failed"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("answer call to model `scripted` failed"), "{err}");
     }
 
     #[tokio::test]
     async fn choices_do_not_depend_on_concurrency() {
         let ops = |concurrency| async move {
-            let s = Settings {
-                concurrency,
-                ..settings()
-            };
+            let s = Settings { concurrency, ..settings() };
             let (sink, _) = run(Scripted::new(), s, 20).await;
             let mut v: Vec<(String, Operation, Option<String>)> = sink
                 .accepted
@@ -728,10 +541,7 @@ mod tests {
 
     #[tokio::test]
     async fn operations_are_drawn_uniformly() {
-        let s = Settings {
-            rounds: 1,
-            ..settings()
-        };
+        let s = Settings { rounds: 1, ..settings() };
         let (sink, _) = run(Scripted::new(), s, 3000).await;
         let mut counts: BTreeMap<Operation, usize> = BTreeMap::new();
         for e in sink.accepted.lock().unwrap().iter() {
@@ -746,11 +556,7 @@ mod tests {
 
     #[tokio::test]
     async fn seeds_are_answered_when_asked() {
-        let s = Settings {
-            answer_seeds: true,
-            rounds: 1,
-            ..settings()
-        };
+        let s = Settings { answer_seeds: true, rounds: 1, ..settings() };
         let (sink, stats) = run(Scripted::new(), s, 4).await;
         assert_eq!(sink.seeds.lock().unwrap().len(), 4);
         assert_eq!(stats.rounds[&0].requests, 4);
@@ -759,15 +565,10 @@ mod tests {
 
     #[tokio::test]
     async fn no_answer_means_null_responses_and_fewer_calls() {
-        let s = Settings {
-            answer: false,
-            ..settings()
-        };
+        let s = Settings { answer: false, ..settings() };
         let (sink, stats) = run(Scripted::new(), s, 2).await;
         let accepted = sink.accepted.lock().unwrap();
-        assert!(accepted
-            .iter()
-            .all(|e| e.response.is_none() && e.answer_model.is_none()));
+        assert!(accepted.iter().all(|e| e.response.is_none() && e.answer_model.is_none()));
         assert_eq!(stats.total.requests, 12);
     }
 }

@@ -84,10 +84,7 @@ impl FromStr for Operation {
 
     fn from_str(s: &str) -> Result<Operation, UnknownOperation> {
         let normalized = s.trim().to_ascii_lowercase().replace('-', "_");
-        Operation::ALL
-            .into_iter()
-            .find(|op| op.name() == normalized)
-            .ok_or_else(|| UnknownOperation(s.to_string()))
+        Operation::ALL.into_iter().find(|op| op.name() == normalized).ok_or_else(|| UnknownOperation(s.to_string()))
     }
 }
 
@@ -106,10 +103,7 @@ mod tests {
         for op in Operation::ALL {
             assert_eq!(op.name().parse::<Operation>().unwrap(), op);
         }
-        assert_eq!(
-            "Add-Constraints".parse::<Operation>().unwrap(),
-            Operation::AddConstraints
-        );
+        assert_eq!("Add-Constraints".parse::<Operation>().unwrap(), Operation::AddConstraints);
     }
 
     #[test]

@@ -7,15 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 /// The RNG for one evolution attempt of one seed in one round.
 pub fn step_rng(run_seed: u64, seed_id: &str, round: u32, attempt: u32) -> ChaCha8Rng {
-    keyed_rng(
-        run_seed,
-        &[
-            b"step",
-            seed_id.as_bytes(),
-            &round.to_le_bytes(),
-            &attempt.to_le_bytes(),
-        ],
-    )
+    keyed_rng(run_seed, &[b"step", seed_id.as_bytes(), &round.to_le_bytes(), &attempt.to_le_bytes()])
 }
 
 /// An RNG keyed by the run seed and any list of byte strings. Parts are

@@ -38,14 +38,7 @@ impl Tally {
         self.rejected.values().sum()
     }
 
-    fn add_call(
-        &mut self,
-        start: Duration,
-        end: Duration,
-        usage: Usage,
-        retries: u32,
-        failed: bool,
-    ) {
+    fn add_call(&mut self, start: Duration, end: Duration, usage: Usage, retries: u32, failed: bool) {
         self.requests += 1;
         self.retries += u64::from(retries);
         self.failures += u64::from(failed);
@@ -96,50 +89,25 @@ pub struct StatsRecorder {
 
 impl StatsRecorder {
     pub fn new(seeds: u64) -> StatsRecorder {
-        StatsRecorder {
-            start: Instant::now(),
-            inner: Mutex::new(RunStats {
-                seeds,
-                ..RunStats::default()
-            }),
-        }
+        StatsRecorder { start: Instant::now(), inner: Mutex::new(RunStats { seeds, ..RunStats::default() }) }
     }
 
     /// Records one model call that ran from `started` to now.
-    pub fn call(
-        &self,
-        slice: Slice<'_>,
-        started: Instant,
-        usage: Usage,
-        retries: u32,
-        failed: bool,
-    ) {
+    pub fn call(&self, slice: Slice<'_>, started: Instant, usage: Usage, retries: u32, failed: bool) {
         let start = started.saturating_duration_since(self.start);
         let end = self.start.elapsed();
         let mut s = self.inner.lock().unwrap();
         s.total.add_call(start, end, usage, retries, failed);
-        s.rounds
-            .entry(slice.round)
-            .or_default()
-            .add_call(start, end, usage, retries, failed);
-        s.operations
-            .entry(slice.operation.to_string())
-            .or_default()
-            .add_call(start, end, usage, retries, failed);
+        s.rounds.entry(slice.round).or_default().add_call(start, end, usage, retries, failed);
+        s.operations.entry(slice.operation.to_string()).or_default().add_call(start, end, usage, retries, failed);
     }
 
     /// Records the outcome of one evolution attempt.
     pub fn outcome(&self, slice: Slice<'_>, rejected: Option<Reason>) {
         let mut s = self.inner.lock().unwrap();
         s.total.add_outcome(rejected);
-        s.rounds
-            .entry(slice.round)
-            .or_default()
-            .add_outcome(rejected);
-        s.operations
-            .entry(slice.operation.to_string())
-            .or_default()
-            .add_outcome(rejected);
+        s.rounds.entry(slice.round).or_default().add_outcome(rejected);
+        s.operations.entry(slice.operation.to_string()).or_default().add_outcome(rejected);
     }
 
     pub fn seed_done(&self) {
@@ -161,25 +129,10 @@ mod tests {
     #[test]
     fn calls_and_outcomes_land_in_every_slice() {
         let r = StatsRecorder::new(2);
-        let slice = Slice {
-            round: 1,
-            operation: "deepen",
-        };
-        let usage = Usage {
-            prompt_tokens: 10,
-            completion_tokens: 5,
-        };
+        let slice = Slice { round: 1, operation: "deepen" };
+        let usage = Usage { prompt_tokens: 10, completion_tokens: 5 };
         r.call(slice, Instant::now(), usage, 2, false);
-        r.call(
-            Slice {
-                round: 2,
-                operation: "breadth",
-            },
-            Instant::now(),
-            usage,
-            0,
-            true,
-        );
+        r.call(Slice { round: 2, operation: "breadth" }, Instant::now(), usage, 0, true);
         r.outcome(slice, None);
         r.outcome(slice, Some(Reason::AnswerSorry));
         r.seed_done();

@@ -30,35 +30,14 @@ pub const DATA_FORMATS_FILE: &str = "data_formats.txt";
 
 const DEFAULTS: &[(&str, &str)] = &[
     ("in_depth.txt", include_str!("../templates/in_depth.txt")),
-    (
-        "in_breadth.txt",
-        include_str!("../templates/in_breadth.txt"),
-    ),
+    ("in_breadth.txt", include_str!("../templates/in_breadth.txt")),
     ("equality.txt", include_str!("../templates/equality.txt")),
-    (
-        "method_add_constraints.txt",
-        include_str!("../templates/method_add_constraints.txt"),
-    ),
-    (
-        "method_deepen.txt",
-        include_str!("../templates/method_deepen.txt"),
-    ),
-    (
-        "method_concretize.txt",
-        include_str!("../templates/method_concretize.txt"),
-    ),
-    (
-        "method_reasoning.txt",
-        include_str!("../templates/method_reasoning.txt"),
-    ),
-    (
-        "method_complicate_input.txt",
-        include_str!("../templates/method_complicate_input.txt"),
-    ),
-    (
-        DATA_FORMATS_FILE,
-        include_str!("../templates/data_formats.txt"),
-    ),
+    ("method_add_constraints.txt", include_str!("../templates/method_add_constraints.txt")),
+    ("method_deepen.txt", include_str!("../templates/method_deepen.txt")),
+    ("method_concretize.txt", include_str!("../templates/method_concretize.txt")),
+    ("method_reasoning.txt", include_str!("../templates/method_reasoning.txt")),
+    ("method_complicate_input.txt", include_str!("../templates/method_complicate_input.txt")),
+    (DATA_FORMATS_FILE, include_str!("../templates/data_formats.txt")),
 ];
 
 /// A template that does not compile, renders badly or misses a variable.
@@ -79,11 +58,7 @@ pub enum TemplateError {
 }
 
 fn known_names() -> String {
-    DEFAULTS
-        .iter()
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
+    DEFAULTS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }
 
 /// The compiled set of templates a run uses.
@@ -120,13 +95,10 @@ impl Templates {
             }
         }
         let source = |name: &str| -> String {
-            overrides.get(name).cloned().unwrap_or_else(|| {
-                DEFAULTS
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, t)| t.to_string())
-                    .unwrap()
-            })
+            overrides
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| DEFAULTS.iter().find(|(n, _)| *n == name).map(|(_, t)| t.to_string()).unwrap())
         };
 
         let mut env = Environment::new();
@@ -136,10 +108,7 @@ impl Templates {
         for (name, variables) in TEMPLATE_FILES {
             let text = source(name);
             env.add_template_owned(name.to_string(), text)
-                .map_err(|e| TemplateError::Syntax {
-                    name: name.to_string(),
-                    source: e,
-                })?;
+                .map_err(|e| TemplateError::Syntax { name: name.to_string(), source: e })?;
             let template = env.get_template(name).expect("just added");
             let used = template.undeclared_variables(false);
             for variable in *variables {
@@ -183,10 +152,7 @@ impl Templates {
     ) -> Result<EvolvePrompt, TemplateError> {
         if op == Operation::Breadth {
             let text = self.render("in_breadth.txt", context! { instruction })?;
-            return Ok(EvolvePrompt {
-                text,
-                data_format: None,
-            });
+            return Ok(EvolvePrompt { text, data_format: None });
         }
         let (method_file, data_format) = match op {
             Operation::AddConstraints => ("method_add_constraints.txt", None),
@@ -200,10 +166,7 @@ impl Templates {
             Operation::Breadth => unreachable!("handled above"),
         };
         let method = self.render(method_file, context! { format => data_format.as_deref() })?;
-        let text = self.render(
-            "in_depth.txt",
-            context! { method => method.trim(), instruction },
-        )?;
+        let text = self.render("in_depth.txt", context! { method => method.trim(), instruction })?;
         Ok(EvolvePrompt { text, data_format })
     }
 
@@ -216,10 +179,7 @@ impl Templates {
         self.env
             .get_template(name)
             .and_then(|t| t.render(ctx))
-            .map_err(|e| TemplateError::Syntax {
-                name: name.to_string(),
-                source: e,
-            })
+            .map_err(|e| TemplateError::Syntax { name: name.to_string(), source: e })
     }
 }
 
@@ -235,9 +195,7 @@ mod tests {
     fn hostile_instruction_is_inserted_literally() {
         let t = Templates::builtin();
         for op in Operation::ALL {
-            let p = t
-                .evolve_prompt(op, HOSTILE, &mut step_rng(1, "a", 1, 0))
-                .unwrap();
+            let p = t.evolve_prompt(op, HOSTILE, &mut step_rng(1, "a", 1, 0)).unwrap();
             assert!(p.text.contains(HOSTILE), "{op}: {}", p.text);
             assert_eq!(p.text.matches(HOSTILE).count(), 1);
         }
@@ -250,14 +208,8 @@ mod tests {
     fn in_depth_prompts_end_with_the_rewrite_marker() {
         let t = Templates::builtin();
         for op in Operation::ALL {
-            let p = t
-                .evolve_prompt(op, "Name a colour.", &mut step_rng(1, "a", 1, 0))
-                .unwrap();
-            let marker = if op.is_in_depth() {
-                "#Rewritten Prompt#:"
-            } else {
-                "#Created Prompt#:"
-            };
+            let p = t.evolve_prompt(op, "Name a colour.", &mut step_rng(1, "a", 1, 0)).unwrap();
+            let marker = if op.is_in_depth() { "#Rewritten Prompt#:" } else { "#Created Prompt#:" };
             assert!(p.text.trim_end().ends_with(marker), "{op}");
             assert!(p.text.contains("Name a colour."));
             assert_eq!(p.data_format.is_some(), op == Operation::ComplicateInput);
@@ -267,13 +219,7 @@ mod tests {
     #[test]
     fn complicate_input_names_the_drawn_format() {
         let t = Templates::builtin();
-        let p = t
-            .evolve_prompt(
-                Operation::ComplicateInput,
-                "Sort numbers.",
-                &mut step_rng(3, "b", 2, 0),
-            )
-            .unwrap();
+        let p = t.evolve_prompt(Operation::ComplicateInput, "Sort numbers.", &mut step_rng(3, "b", 2, 0)).unwrap();
         let format = p.data_format.unwrap();
         assert!(t.data_formats().contains(&format));
         assert!(p.text.contains(&format));
@@ -284,11 +230,7 @@ mod tests {
         let t = Templates::builtin();
         let texts: std::collections::BTreeSet<String> = Operation::ALL
             .iter()
-            .map(|op| {
-                t.evolve_prompt(*op, "Q", &mut step_rng(1, "a", 1, 0))
-                    .unwrap()
-                    .text
-            })
+            .map(|op| t.evolve_prompt(*op, "Q", &mut step_rng(1, "a", 1, 0)).unwrap().text)
             .collect();
         assert_eq!(texts.len(), 6);
     }
@@ -296,39 +238,22 @@ mod tests {
     #[test]
     fn overrides_are_validated() {
         let mut o = BTreeMap::new();
-        o.insert(
-            "in_breadth.txt".to_string(),
-            "Invent something.".to_string(),
-        );
+        o.insert("in_breadth.txt".to_string(), "Invent something.".to_string());
         let err = Templates::with_overrides(o).unwrap_err();
         assert!(err.to_string().contains("instruction"), "{err}");
 
         let mut o = BTreeMap::new();
         o.insert("nope.txt".to_string(), "x".to_string());
-        assert!(matches!(
-            Templates::with_overrides(o),
-            Err(TemplateError::Unknown(_))
-        ));
+        assert!(matches!(Templates::with_overrides(o), Err(TemplateError::Unknown(_))));
 
         let mut o = BTreeMap::new();
-        o.insert(
-            "equality.txt".to_string(),
-            "{{ first }} {{ second }".to_string(),
-        );
-        assert!(matches!(
-            Templates::with_overrides(o),
-            Err(TemplateError::Syntax { .. })
-        ));
+        o.insert("equality.txt".to_string(), "{{ first }} {{ second }".to_string());
+        assert!(matches!(Templates::with_overrides(o), Err(TemplateError::Syntax { .. })));
 
         let mut o = BTreeMap::new();
-        o.insert(
-            "in_breadth.txt".to_string(),
-            "NEW: {{ instruction }}\n#Created Prompt#:".to_string(),
-        );
+        o.insert("in_breadth.txt".to_string(), "NEW: {{ instruction }}\n#Created Prompt#:".to_string());
         let t = Templates::with_overrides(o).unwrap();
-        let p = t
-            .evolve_prompt(Operation::Breadth, "Q?", &mut step_rng(0, "", 0, 0))
-            .unwrap();
+        let p = t.evolve_prompt(Operation::Breadth, "Q?", &mut step_rng(0, "", 0, 0)).unwrap();
         assert_eq!(p.text, "NEW: Q?\n#Created Prompt#:");
     }
 }

@@ -38,18 +38,11 @@ pub enum OutputError {
     #[error("`{path}` already holds the output of a run (`{file}`); pass --fresh to replace it, or choose another directory")]
     NotEmpty { path: String, file: String },
     #[error("`{path}` line {line}: {message}")]
-    Corrupt {
-        path: String,
-        line: usize,
-        message: String,
-    },
+    Corrupt { path: String, line: usize, message: String },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
-    move |source| OutputError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    move |source| OutputError::Io { path: path.display().to_string(), source }
 }
 
 /// An output directory ready for a run.
@@ -63,33 +56,24 @@ impl OutputDir {
     /// files unless `fresh`, which removes those files (and only those).
     pub fn prepare(root: &Path, fresh: bool) -> Result<OutputDir, OutputError> {
         if root.exists() && !root.is_dir() {
-            return Err(OutputError::NotADirectory {
-                path: root.display().to_string(),
-            });
+            return Err(OutputError::NotADirectory { path: root.display().to_string() });
         }
         std::fs::create_dir_all(root).map_err(io_error(root))?;
         for file in RUN_FILES {
             let path = root.join(file);
             if path.exists() {
                 if !fresh {
-                    return Err(OutputError::NotEmpty {
-                        path: root.display().to_string(),
-                        file: file.to_string(),
-                    });
+                    return Err(OutputError::NotEmpty { path: root.display().to_string(), file: file.to_string() });
                 }
                 std::fs::remove_file(&path).map_err(io_error(&path))?;
             }
         }
-        Ok(OutputDir {
-            root: root.to_path_buf(),
-        })
+        Ok(OutputDir { root: root.to_path_buf() })
     }
 
     /// Opens an existing output directory (for reading).
     pub fn open(root: &Path) -> OutputDir {
-        OutputDir {
-            root: root.to_path_buf(),
-        }
+        OutputDir { root: root.to_path_buf() }
     }
 
     pub fn path(&self, file: &str) -> PathBuf {
@@ -121,20 +105,10 @@ impl OutputDir {
     /// `seeds` is given, the seeds with their answers), shuffled with a
     /// generator keyed by `run_seed` so the same run gives the same order.
     /// Returns the number of rows.
-    pub fn write_dataset(
-        &self,
-        seeds: Option<&[Seed]>,
-        run_seed: u64,
-    ) -> Result<usize, OutputError> {
+    pub fn write_dataset(&self, seeds: Option<&[Seed]>, run_seed: u64) -> Result<usize, OutputError> {
         let mut rows: Vec<(String, DatasetRow)> = Vec::new();
         for evolution in read_jsonl::<Evolution>(&self.path(EVOLVED))? {
-            rows.push((
-                evolution.id,
-                DatasetRow {
-                    instruction: evolution.instruction,
-                    output: evolution.response,
-                },
-            ));
+            rows.push((evolution.id, DatasetRow { instruction: evolution.instruction, output: evolution.response }));
         }
         if let Some(seeds) = seeds {
             let answers_path = self.path(SEED_ANSWERS);
@@ -146,21 +120,12 @@ impl OutputDir {
             }
             for seed in seeds {
                 let output = answers.get(&seed.id).cloned().flatten();
-                rows.push((
-                    seed.id.clone(),
-                    DatasetRow {
-                        instruction: seed.instruction.clone(),
-                        output,
-                    },
-                ));
+                rows.push((seed.id.clone(), DatasetRow { instruction: seed.instruction.clone(), output }));
             }
         }
         // Sort first: the files are in completion order, which varies.
         rows.sort_by(|a, b| a.0.cmp(&b.0));
-        rows.shuffle(&mut evol_core::rng::keyed_rng(
-            run_seed,
-            &[b"dataset-shuffle"],
-        ));
+        rows.shuffle(&mut evol_core::rng::keyed_rng(run_seed, &[b"dataset-shuffle"]));
         let mut text = Vec::new();
         for (_, row) in &rows {
             serde_json::to_writer(&mut text, row).expect("serializable");
@@ -214,24 +179,15 @@ struct Appender {
 
 impl Appender {
     fn create(path: &Path) -> Result<Appender, OutputError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io_error(path))?;
-        Ok(Appender {
-            path: path.to_path_buf(),
-            writer: Mutex::new(BufWriter::new(file)),
-        })
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io_error(path))?;
+        Ok(Appender { path: path.to_path_buf(), writer: Mutex::new(BufWriter::new(file)) })
     }
 
     fn append(&self, value: &impl Serialize) -> Result<(), SinkError> {
         let mut line = serde_json::to_vec(value)?;
         line.push(b'\n');
         let mut w = self.writer.lock().unwrap();
-        w.write_all(&line)
-            .and_then(|_| w.flush())
-            .map_err(|e| format!("`{}`: {e}", self.path.display()).into())
+        w.write_all(&line).and_then(|_| w.flush()).map_err(|e| format!("`{}`: {e}", self.path.display()).into())
     }
 }
 
@@ -287,24 +243,15 @@ mod tests {
     fn refuses_a_used_directory_unless_fresh() {
         let dir = tempfile::tempdir().unwrap();
         let out = OutputDir::prepare(dir.path(), false).unwrap();
-        out.sink()
-            .unwrap()
-            .accepted(&evolution("a.r1", "x"))
-            .unwrap();
+        out.sink().unwrap().accepted(&evolution("a.r1", "x")).unwrap();
         let err = OutputDir::prepare(dir.path(), false).unwrap_err();
         assert!(err.to_string().contains("--fresh"), "{err}");
         std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
         OutputDir::prepare(dir.path(), true).unwrap();
         assert!(!dir.path().join(EVOLVED).exists());
-        assert!(
-            dir.path().join("notes.txt").exists(),
-            "only run files are removed"
-        );
+        assert!(dir.path().join("notes.txt").exists(), "only run files are removed");
         let file = dir.path().join("notes.txt");
-        assert!(matches!(
-            OutputDir::prepare(&file, false),
-            Err(OutputError::NotADirectory { .. })
-        ));
+        assert!(matches!(OutputDir::prepare(&file, false), Err(OutputError::NotADirectory { .. })));
     }
 
     #[test]
@@ -316,28 +263,16 @@ mod tests {
             for id in order {
                 sink.accepted(&evolution(id, &format!("q {id}"))).unwrap();
             }
-            let seeds = vec![Seed {
-                id: "s".into(),
-                instruction: "seed q".into(),
-            }];
+            let seeds = vec![Seed { id: "s".into(), instruction: "seed q".into() }];
             assert_eq!(out.write_dataset(Some(&seeds), 9).unwrap(), order.len() + 1);
             std::fs::read_to_string(out.path(DATASET)).unwrap()
         };
         let a = build(&["a.r1", "b.r1", "c.r1", "d.r1"]);
         let b = build(&["d.r1", "b.r1", "a.r1", "c.r1"]);
         assert_eq!(a, b);
-        let rows: Vec<DatasetRow> = a
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert!(rows.contains(&DatasetRow {
-            instruction: "seed q".into(),
-            output: None
-        }));
-        assert!(rows.contains(&DatasetRow {
-            instruction: "q c.r1".into(),
-            output: Some("answer to q c.r1".into())
-        }));
+        let rows: Vec<DatasetRow> = a.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(rows.contains(&DatasetRow { instruction: "seed q".into(), output: None }));
+        assert!(rows.contains(&DatasetRow { instruction: "q c.r1".into(), output: Some("answer to q c.r1".into()) }));
     }
 
     #[test]

@@ -36,9 +36,7 @@ impl FromStr for SeedFormat {
             "jsonl" | "ndjson" => Ok(SeedFormat::Jsonl),
             "json" | "alpaca" => Ok(SeedFormat::Json),
             "text" | "txt" => Ok(SeedFormat::Text),
-            _ => Err(format!(
-                "unknown seed format `{s}` (expected auto, jsonl, json or text)"
-            )),
+            _ => Err(format!("unknown seed format `{s}` (expected auto, jsonl, json or text)")),
         }
     }
 }
@@ -69,18 +67,9 @@ pub enum SeedError {
         source: std::io::Error,
     },
     #[error("`{path}` {place}: {message}")]
-    Invalid {
-        path: String,
-        place: Place,
-        message: String,
-    },
+    Invalid { path: String, place: Place, message: String },
     #[error("`{path}` {place}: the id `{id}` was already used at {first}")]
-    DuplicateId {
-        path: String,
-        place: Place,
-        id: String,
-        first: Place,
-    },
+    DuplicateId { path: String, place: Place, id: String, first: Place },
     #[error("`{path}` holds no usable seed instruction")]
     NoSeeds { path: String },
 }
@@ -106,17 +95,9 @@ pub struct SeedSet {
 /// Reads a seed file.
 pub fn read_seeds(path: &Path, options: ReadOptions) -> Result<SeedSet, SeedError> {
     let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| SeedError::Io {
-        path: name.clone(),
-        source,
-    })?;
+    let file = std::fs::File::open(path).map_err(|source| SeedError::Io { path: name.clone(), source })?;
     let format = match options.format {
-        SeedFormat::Auto => match path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
+        SeedFormat::Auto => match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("jsonl" | "ndjson") => SeedFormat::Jsonl,
             Some("json") => SeedFormat::Json,
             Some("txt" | "text") => SeedFormat::Text,
@@ -124,23 +105,12 @@ pub fn read_seeds(path: &Path, options: ReadOptions) -> Result<SeedSet, SeedErro
         },
         f => f,
     };
-    parse_seeds(
-        std::io::BufReader::new(file),
-        &name,
-        ReadOptions { format, ..options },
-    )
+    parse_seeds(std::io::BufReader::new(file), &name, ReadOptions { format, ..options })
 }
 
 /// Reads seeds from any reader; `name` is used in messages.
-pub fn parse_seeds(
-    mut reader: impl BufRead,
-    name: &str,
-    options: ReadOptions,
-) -> Result<SeedSet, SeedError> {
-    let io = |source| SeedError::Io {
-        path: name.to_string(),
-        source,
-    };
+pub fn parse_seeds(mut reader: impl BufRead, name: &str, options: ReadOptions) -> Result<SeedSet, SeedError> {
+    let io = |source| SeedError::Io { path: name.to_string(), source };
     let mut format = options.format;
     if format == SeedFormat::Auto {
         let head = reader.fill_buf().map_err(io)?;
@@ -151,24 +121,16 @@ pub fn parse_seeds(
             _ => SeedFormat::Text,
         };
     }
-    let mut builder = Builder {
-        name,
-        options,
-        set: SeedSet::default(),
-        ids: HashMap::new(),
-    };
+    let mut builder = Builder { name, options, set: SeedSet::default(), ids: HashMap::new() };
     match format {
         SeedFormat::Json => {
             let mut text = String::new();
-            reader
-                .read_to_string(&mut text)
-                .map_err(|e| builder.invalid_utf8(e))?;
-            let items: Vec<Value> =
-                serde_json::from_str(strip_bom(&text)).map_err(|e| SeedError::Invalid {
-                    path: name.to_string(),
-                    place: Place::Line(e.line()),
-                    message: format!("not a JSON array of seed objects ({e})"),
-                })?;
+            reader.read_to_string(&mut text).map_err(|e| builder.invalid_utf8(e))?;
+            let items: Vec<Value> = serde_json::from_str(strip_bom(&text)).map_err(|e| SeedError::Invalid {
+                path: name.to_string(),
+                place: Place::Line(e.line()),
+                message: format!("not a JSON array of seed objects ({e})"),
+            })?;
             for (i, item) in items.into_iter().enumerate() {
                 builder.add_value(Place::Item(i + 1), item)?;
             }
@@ -207,9 +169,7 @@ pub fn parse_seeds(
         SeedFormat::Auto => unreachable!("resolved above"),
     }
     if builder.set.seeds.is_empty() {
-        return Err(SeedError::NoSeeds {
-            path: name.to_string(),
-        });
+        return Err(SeedError::NoSeeds { path: name.to_string() });
     }
     Ok(builder.set)
 }
@@ -227,10 +187,7 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn invalid_utf8(&self, e: std::io::Error) -> SeedError {
-        SeedError::Io {
-            path: self.name.to_string(),
-            source: e,
-        }
+        SeedError::Io { path: self.name.to_string(), source: e }
     }
 
     fn reject(&mut self, place: Place, message: String) -> Result<(), SeedError> {
@@ -238,11 +195,7 @@ impl Builder<'_> {
             self.set.invalid.push((place, message));
             Ok(())
         } else {
-            Err(SeedError::Invalid {
-                path: self.name.to_string(),
-                place,
-                message,
-            })
+            Err(SeedError::Invalid { path: self.name.to_string(), place, message })
         }
     }
 
@@ -253,12 +206,7 @@ impl Builder<'_> {
         }
     }
 
-    fn add(
-        &mut self,
-        place: Place,
-        id: Option<String>,
-        instruction: String,
-    ) -> Result<(), SeedError> {
+    fn add(&mut self, place: Place, id: Option<String>, instruction: String) -> Result<(), SeedError> {
         if instruction.trim().is_empty() {
             self.set.empty.push(place);
             return Ok(());
@@ -267,9 +215,7 @@ impl Builder<'_> {
         if chars > MAX_INSTRUCTION_CHARS {
             return self.reject(
                 place,
-                format!(
-                    "the instruction has {chars} characters; the limit is {MAX_INSTRUCTION_CHARS}"
-                ),
+                format!("the instruction has {chars} characters; the limit is {MAX_INSTRUCTION_CHARS}"),
             );
         }
         let id = id.unwrap_or_else(|| match place {
@@ -277,18 +223,10 @@ impl Builder<'_> {
             Place::Item(n) => format!("item-{n}"),
         });
         if let Some(first) = self.ids.get(&id) {
-            return Err(SeedError::DuplicateId {
-                path: self.name.to_string(),
-                place,
-                id,
-                first: *first,
-            });
+            return Err(SeedError::DuplicateId { path: self.name.to_string(), place, id, first: *first });
         }
         self.ids.insert(id.clone(), place);
-        self.set.seeds.push(Seed {
-            id,
-            instruction: instruction.trim().to_string(),
-        });
+        self.set.seeds.push(Seed { id, instruction: instruction.trim().to_string() });
         Ok(())
     }
 }
@@ -296,19 +234,11 @@ impl Builder<'_> {
 /// The id and instruction of one JSON record.
 fn record(value: Value) -> Result<(Option<String>, String), String> {
     let Value::Object(map) = value else {
-        return Err(format!(
-            "expected a JSON object with an `instruction` field, found {}",
-            kind(&value)
-        ));
+        return Err(format!("expected a JSON object with an `instruction` field, found {}", kind(&value)));
     };
     let instruction = match field(&map, &["instruction", "prompt"]) {
         Some(Value::String(s)) => s.clone(),
-        Some(other) => {
-            return Err(format!(
-                "`instruction` must be a string, found {}",
-                kind(other)
-            ))
-        }
+        Some(other) => return Err(format!("`instruction` must be a string, found {}", kind(other))),
         None => return Err("missing the `instruction` field".to_string()),
     };
     let instruction = match field(&map, &["input"]) {
@@ -319,9 +249,7 @@ fn record(value: Value) -> Result<(Option<String>, String), String> {
     };
     let id = match field(&map, &["id", "idx"]) {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 256 => {
-            Some(s.trim().to_string())
-        }
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 256 => Some(s.trim().to_string()),
         Some(Value::Number(n)) => Some(n.to_string()),
         Some(other) => {
             return Err(format!(
@@ -335,11 +263,7 @@ fn record(value: Value) -> Result<(Option<String>, String), String> {
 
 /// A field by any of its names, matched case-insensitively.
 fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
-    names.iter().find_map(|name| {
-        map.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    })
+    names.iter().find_map(|name| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -358,14 +282,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, format: SeedFormat, skip: bool) -> Result<SeedSet, SeedError> {
-        parse_seeds(
-            text.as_bytes(),
-            "seeds",
-            ReadOptions {
-                format,
-                skip_invalid: skip,
-            },
-        )
+        parse_seeds(text.as_bytes(), "seeds", ReadOptions { format, skip_invalid: skip })
     }
 
     fn ids(set: &SeedSet) -> Vec<&str> {
@@ -399,77 +316,42 @@ mod tests {
 
     #[test]
     fn plain_text_one_per_line() {
-        let set = parse(
-            "\u{FEFF}First?\r\n\n  Second {{x}}  \n",
-            SeedFormat::Auto,
-            false,
-        )
-        .unwrap();
+        let set = parse("\u{FEFF}First?\r\n\n  Second {{x}}  \n", SeedFormat::Auto, false).unwrap();
         assert_eq!(ids(&set), ["line-1", "line-3"]);
         assert_eq!(set.seeds[1].instruction, "Second {{x}}");
     }
 
     #[test]
     fn malformed_lines_name_the_place() {
-        let err = parse(
-            "{\"instruction\":\"A\"}\n{\"instruction\": 3}\n",
-            SeedFormat::Jsonl,
-            false,
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "`seeds` line 2: `instruction` must be a string, found a number"
-        );
+        let err = parse("{\"instruction\":\"A\"}\n{\"instruction\": 3}\n", SeedFormat::Jsonl, false).unwrap_err();
+        assert_eq!(err.to_string(), "`seeds` line 2: `instruction` must be a string, found a number");
         let err = parse("{\"instruction\":\"A\"}\n{oops\n", SeedFormat::Jsonl, false).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("`seeds` line 2: not valid JSON"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("`seeds` line 2: not valid JSON"), "{err}");
         let err = parse("{\"instruction\":\"A\"}\n[1]\n", SeedFormat::Jsonl, false).unwrap_err();
-        assert!(
-            err.to_string().contains("line 2: expected a JSON object"),
-            "{err}"
-        );
-        let err = parse(
-            r#"[{"instruction":"A"},{"text":"B"}]"#,
-            SeedFormat::Json,
-            false,
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "`seeds` item 2: missing the `instruction` field"
-        );
+        assert!(err.to_string().contains("line 2: expected a JSON object"), "{err}");
+        let err = parse(r#"[{"instruction":"A"},{"text":"B"}]"#, SeedFormat::Json, false).unwrap_err();
+        assert_eq!(err.to_string(), "`seeds` item 2: missing the `instruction` field");
         let err = parse("[{\"instruction\":\"A\"},\n{", SeedFormat::Json, false).unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
     }
 
     #[test]
     fn skip_invalid_counts_and_goes_on() {
-        let set = parse("{\"instruction\":\"A\"}\nnope\n{\"instruction\":\"\"}\n{\"id\":1}\n{\"instruction\":\"B\"}\n", SeedFormat::Jsonl, true)
-            .unwrap();
+        let set = parse(
+            "{\"instruction\":\"A\"}\nnope\n{\"instruction\":\"\"}\n{\"id\":1}\n{\"instruction\":\"B\"}\n",
+            SeedFormat::Jsonl,
+            true,
+        )
+        .unwrap();
         assert_eq!(ids(&set), ["line-1", "line-5"]);
-        assert_eq!(
-            set.invalid.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
-            [Place::Line(2), Place::Line(4)]
-        );
+        assert_eq!(set.invalid.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [Place::Line(2), Place::Line(4)]);
         assert_eq!(set.empty, [Place::Line(3)]);
     }
 
     #[test]
     fn invalid_utf8_is_a_line_error() {
         let bytes: &[u8] = b"{\"instruction\":\"A\"}\n\xff\xfe\n";
-        let err = parse_seeds(
-            bytes,
-            "s",
-            ReadOptions {
-                format: SeedFormat::Jsonl,
-                skip_invalid: false,
-            },
-        )
-        .unwrap_err();
+        let err = parse_seeds(bytes, "s", ReadOptions { format: SeedFormat::Jsonl, skip_invalid: false }).unwrap_err();
         assert_eq!(err.to_string(), "`s` line 2: not valid UTF-8");
     }
 
@@ -481,24 +363,12 @@ mod tests {
             true,
         )
         .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "`seeds` line 2: the id `a` was already used at line 1"
-        );
-        let huge = format!(
-            "{{\"instruction\":\"{}\"}}\n",
-            "x".repeat(MAX_INSTRUCTION_CHARS + 1)
-        );
+        assert_eq!(err.to_string(), "`seeds` line 2: the id `a` was already used at line 1");
+        let huge = format!("{{\"instruction\":\"{}\"}}\n", "x".repeat(MAX_INSTRUCTION_CHARS + 1));
         let err = parse(&huge, SeedFormat::Jsonl, false).unwrap_err();
         assert!(err.to_string().contains("the limit is 100000"), "{err}");
-        assert!(matches!(
-            parse("\n\n", SeedFormat::Auto, false),
-            Err(SeedError::NoSeeds { .. })
-        ));
-        assert!(matches!(
-            parse("{\"instruction\":\"  \"}", SeedFormat::Auto, false),
-            Err(SeedError::NoSeeds { .. })
-        ));
+        assert!(matches!(parse("\n\n", SeedFormat::Auto, false), Err(SeedError::NoSeeds { .. })));
+        assert!(matches!(parse("{\"instruction\":\"  \"}", SeedFormat::Auto, false), Err(SeedError::NoSeeds { .. })));
     }
 
     #[test]

@@ -26,7 +26,8 @@ fn main() {
     let path = args.get(1).expect("usage: bench_decode MODEL.gguf [THREADS] [STEPS] [B,B,...]");
     let threads: i32 = args.get(2).map(|t| t.parse().unwrap()).unwrap_or(evol_llama::physical_cores() as i32);
     let steps: usize = args.get(3).map(|s| s.parse().unwrap()).unwrap_or(128);
-    let sizes: Vec<usize> = args.get(4).map(|s| s.split(',').map(|b| b.parse().unwrap()).collect()).unwrap_or(vec![1, 8, 16, 32]);
+    let sizes: Vec<usize> =
+        args.get(4).map(|s| s.split(',').map(|b| b.parse().unwrap()).collect()).unwrap_or(vec![1, 8, 16, 32]);
 
     let mut backend = LlamaBackend::init().unwrap();
     backend.void_logs();

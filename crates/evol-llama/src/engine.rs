@@ -47,6 +47,8 @@ pub enum Event {
 pub struct Finished {
     pub reason: FinishReason,
     pub prompt_tokens: u32,
+    /// Prompt tokens reused from the KV cache instead of computed.
+    pub cached_tokens: u32,
     pub completion_tokens: u32,
 }
 
@@ -63,6 +65,8 @@ struct Slot {
     generated: u32,
     /// Where this slot's logits are in the current batch.
     logits_at: Option<i32>,
+    /// Prompt tokens found in the KV cache (not computed again).
+    cached: u32,
     text: TextState,
 }
 
@@ -72,6 +76,11 @@ pub(crate) struct Scheduler<'m> {
     pub batch_size: usize,
     /// KV cells each sequence may use.
     pub seq_ctx: u32,
+    /// The tokens in each sequence's KV cache, kept after a request ends so
+    /// that the next one can reuse a shared prefix.
+    pub kv: Vec<Vec<LlamaToken>>,
+    /// Whether to reuse shared prefixes at all.
+    pub prefix_cache: bool,
 }
 
 impl Scheduler<'_> {
@@ -108,18 +117,13 @@ impl Scheduler<'_> {
     }
 
     fn admit(&mut self, slots: &mut [Option<Slot>], queue: &mut VecDeque<Job>) {
-        for (i, free) in slots.iter_mut().enumerate() {
-            if free.is_some() {
-                continue;
-            }
+        while slots.iter().any(Option::is_none) {
             let Some(job) = queue.pop_front() else { return };
             if job.events.is_closed() {
                 continue;
             }
             if job.tokens.is_empty() {
-                let _ = job
-                    .events
-                    .send(Event::Done(Err("the prompt is empty".into())));
+                let _ = job.events.send(Event::Done(Err("the prompt is empty".into())));
                 continue;
             }
             if job.tokens.len() as u32 >= self.seq_ctx {
@@ -131,20 +135,49 @@ impl Scheduler<'_> {
                 let _ = job.events.send(Event::Done(Err(message)));
                 continue;
             }
+            // Prefix reuse: take the free sequence whose KV cache shares the
+            // longest prefix with this prompt (evolving prompts share their
+            // whole scaffold), keep that prefix and feed only the rest.
+            let (i, shared) = (0..slots.len())
+                .filter(|&i| slots[i].is_none())
+                .map(|i| (i, common_prefix(&self.kv[i], &job.tokens)))
+                .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
+                .expect("a free slot exists");
+            // At least one prompt token is fed, for the logits to sample from.
+            let reuse = if self.prefix_cache { shared.min(job.tokens.len() - 1) } else { 0 };
+            let keep = self.trim_kv(i, reuse);
             let sampler = make_sampler(job.temperature, job.top_p, job.seed);
             let text = TextState::new(job.stop.clone());
-            *free = Some(Slot {
+            slots[i] = Some(Slot {
                 seq: i as i32,
                 job,
                 sampler,
-                fed: 0,
-                pos: 0,
+                fed: keep,
+                pos: keep as i32,
                 next: None,
                 generated: 0,
                 logits_at: None,
+                cached: keep as u32,
                 text,
             });
         }
+    }
+
+    /// Drops sequence `i`'s KV cache from position `keep` on; returns how
+    /// much was kept (0 if llama.cpp cannot cut this cache there, as with
+    /// sliding-window layers that already pruned early positions).
+    fn trim_kv(&mut self, i: usize, keep: usize) -> usize {
+        let seq = i as u32;
+        let pruned = self.ctx.kv_cache_seq_pos_min(i as i32) > 0;
+        let keep = if pruned { 0 } else { keep };
+        let cut = self.ctx.clear_kv_cache_seq(Some(seq), Some(keep as u32), None).unwrap_or(false);
+        if cut && keep > 0 {
+            self.kv[i].truncate(keep);
+            return keep;
+        }
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq), None, None);
+        self.kv[i].clear();
+        0
     }
 
     fn step(&mut self, slots: &mut [Option<Slot>], batch: &mut LlamaBatch) {
@@ -157,22 +190,16 @@ impl Scheduler<'_> {
             slot.logits_at = None;
             if let Some(token) = slot.next.take() {
                 members.push(i);
-                batch
-                    .add(token, slot.pos, &[slot.seq], true)
-                    .expect("batch sized for every slot");
+                batch.add(token, slot.pos, &[slot.seq], true).expect("batch sized for every slot");
+                self.kv[i].push(token);
                 slot.logits_at = Some(batch.n_tokens() - 1);
                 slot.pos += 1;
                 budget -= 1;
             }
         }
         // Then prompt chunks, oldest first, in what room is left.
-        let mut order: Vec<usize> = (0..slots.len())
-            .filter(|&i| {
-                slots[i]
-                    .as_ref()
-                    .is_some_and(|s| s.fed < s.job.tokens.len())
-            })
-            .collect();
+        let mut order: Vec<usize> =
+            (0..slots.len()).filter(|&i| slots[i].as_ref().is_some_and(|s| s.fed < s.job.tokens.len())).collect();
         order.sort_by_key(|&i| slots[i].as_ref().map(|s| s.fed == 0));
         for i in order {
             if budget == 0 {
@@ -183,9 +210,8 @@ impl Scheduler<'_> {
             let end = (slot.fed + budget).min(slot.job.tokens.len());
             for k in slot.fed..end {
                 let last = k + 1 == slot.job.tokens.len();
-                batch
-                    .add(slot.job.tokens[k], slot.pos, &[slot.seq], last)
-                    .expect("within budget");
+                batch.add(slot.job.tokens[k], slot.pos, &[slot.seq], last).expect("within budget");
+                self.kv[i].push(slot.job.tokens[k]);
                 slot.pos += 1;
                 if last {
                     slot.logits_at = Some(batch.n_tokens() - 1);
@@ -201,6 +227,7 @@ impl Scheduler<'_> {
             // Fail what took part in this step; the others go on.
             for i in members {
                 if let Some(slot) = slots[i].take() {
+                    self.trim_kv(i, 0);
                     self.finish(slot, Err(format!("llama.cpp could not decode: {e}")));
                 }
             }
@@ -209,9 +236,9 @@ impl Scheduler<'_> {
         for entry in slots.iter_mut() {
             let Some(slot) = entry.as_mut() else { continue };
             if slot.job.events.is_closed() {
-                // The caller went away: free the slot.
-                let slot = entry.take().unwrap();
-                self.release(&slot);
+                // The caller went away: free the slot (its KV cache stays
+                // for reuse).
+                entry.take();
                 continue;
             }
             let Some(at) = slot.logits_at else { continue };
@@ -239,6 +266,7 @@ impl Scheduler<'_> {
                 let finished = Finished {
                     reason,
                     prompt_tokens: slot.job.tokens.len() as u32,
+                    cached_tokens: slot.cached,
                     completion_tokens: slot.generated,
                 };
                 self.finish(slot, Ok(finished));
@@ -251,14 +279,11 @@ impl Scheduler<'_> {
             let _ = slot.job.events.send(Event::Text(rest));
         }
         let _ = slot.job.events.send(Event::Done(result));
-        self.release(&slot);
     }
+}
 
-    fn release(&mut self, slot: &Slot) {
-        let _ = self
-            .ctx
-            .clear_kv_cache_seq(Some(slot.seq as u32), None, None);
-    }
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// A request's sampler: greedy at temperature 0, else top-p, temperature and

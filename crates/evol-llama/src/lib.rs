@@ -15,9 +15,7 @@ pub mod template;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use evol_llm::{
-    ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, FinishReason, Message, Usage,
-};
+use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, FinishReason, Message, Usage};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -43,6 +41,9 @@ pub struct LlamaSettings {
     pub threads: Option<u32>,
     /// `--chat-template`: a built-in name, a file, or Jinja text.
     pub chat_template: Option<String>,
+    /// Reuse the KV cache of a prompt prefix that a finished request left in
+    /// a sequence (evolving prompts share their whole scaffold).
+    pub prefix_cache: bool,
 }
 
 impl LlamaSettings {
@@ -55,6 +56,7 @@ impl LlamaSettings {
             batch_size: 512,
             threads: None,
             chat_template: None,
+            prefix_cache: true,
         }
     }
 }
@@ -71,7 +73,9 @@ pub enum LoadError {
     Model { path: String, message: String },
     #[error("cannot create a llama.cpp context ({message}); try a smaller --ctx-size")]
     Context { message: String },
-    #[error("the model `{path}` has no chat template; pass --chat-template with one of {builtins}, a file, or Jinja text")]
+    #[error(
+        "the model `{path}` has no chat template; pass --chat-template with one of {builtins}, a file, or Jinja text"
+    )]
     NoChatTemplate { path: String, builtins: String },
     #[error("chat template: {0}")]
     Template(String),
@@ -116,9 +120,7 @@ impl LlamaEngine {
     /// Loads the model and starts the engine thread.
     pub fn start(settings: LlamaSettings) -> Result<LlamaEngine, LoadError> {
         if settings.parallel == 0 || settings.batch_size == 0 {
-            return Err(LoadError::Settings(
-                "--parallel and --batch-size must be at least 1".into(),
-            ));
+            return Err(LoadError::Settings("--parallel and --batch-size must be at least 1".into()));
         }
         if settings.ctx_size / settings.parallel < 64 {
             return Err(LoadError::Settings(format!(
@@ -128,26 +130,16 @@ impl LlamaEngine {
         }
         let path = settings.model_path.display().to_string();
         let backend = backend();
-        let model =
-            LlamaModel::load_from_file(backend, &settings.model_path, &LlamaModelParams::default())
-                .map_err(|e| LoadError::Model {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
+        let model = LlamaModel::load_from_file(backend, &settings.model_path, &LlamaModelParams::default())
+            .map_err(|e| LoadError::Model { path: path.clone(), message: e.to_string() })?;
         let model = Arc::new(model);
 
         let source = match &settings.chat_template {
             Some(setting) => TemplateSource::from_setting(setting).map_err(LoadError::Template)?,
             None => match model.chat_template(None) {
-                Ok(t) => TemplateSource::Model(
-                    t.to_string()
-                        .map_err(|e| LoadError::Template(e.to_string()))?,
-                ),
+                Ok(t) => TemplateSource::Model(t.to_string().map_err(|e| LoadError::Template(e.to_string()))?),
                 Err(_) => {
-                    return Err(LoadError::NoChatTemplate {
-                        path,
-                        builtins: template::builtin_names(),
-                    });
+                    return Err(LoadError::NoChatTemplate { path, builtins: template::builtin_names() });
                 }
             },
         };
@@ -155,8 +147,7 @@ impl LlamaEngine {
         let piece = |t| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
         let (bos, eos) = (piece(vocab.bos()), piece(vocab.eos()));
         let stops = source.stops();
-        let template = ChatTemplate::new(source.clone(), &bos, &eos)
-            .map_err(|e| LoadError::Template(e.to_string()))?;
+        let template = ChatTemplate::new(source.clone(), &bos, &eos).map_err(|e| LoadError::Template(e.to_string()))?;
 
         let threads = settings.threads.unwrap_or_else(physical_cores).max(1);
         let parallel = settings.parallel;
@@ -165,6 +156,7 @@ impl LlamaEngine {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread_model = model.clone();
         let ctx_size = settings.ctx_size;
+        let prefix_cache = settings.prefix_cache;
         std::thread::Builder::new()
             .name("evol-llama".into())
             .spawn(move || {
@@ -190,25 +182,19 @@ impl LlamaEngine {
                     ctx,
                     batch_size: batch_size as usize,
                     seq_ctx,
+                    kv: vec![Vec::new(); parallel as usize],
+                    prefix_cache,
                 };
                 scheduler.run(receiver, parallel as usize);
             })
-            .map_err(|e| LoadError::Context {
-                message: e.to_string(),
-            })?;
+            .map_err(|e| LoadError::Context { message: e.to_string() })?;
         let seq_ctx = ready_rx
             .recv()
-            .map_err(|_| LoadError::Context {
-                message: "the engine thread stopped".into(),
-            })?
+            .map_err(|_| LoadError::Context { message: "the engine thread stopped".into() })?
             .map_err(|message| LoadError::Context { message })?;
 
         let name = settings.name.clone().unwrap_or_else(|| {
-            settings
-                .model_path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "model".into())
+            settings.model_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
         });
         let info = EngineInfo {
             name,
@@ -220,13 +206,7 @@ impl LlamaEngine {
             n_params: model.n_params(),
             template: source,
         };
-        Ok(LlamaEngine {
-            jobs,
-            model,
-            template: Arc::new(template),
-            stops: Arc::new(stops),
-            info: Arc::new(info),
-        })
+        Ok(LlamaEngine { jobs, model, template: Arc::new(template), stops: Arc::new(stops), info: Arc::new(info) })
     }
 
     pub fn info(&self) -> &EngineInfo {
@@ -235,12 +215,9 @@ impl LlamaEngine {
 
     /// The prompt text for `messages`, as the model's template makes it.
     pub fn format(&self, messages: &[Message]) -> Result<String, ChatError> {
-        self.template.render(messages).map_err(|e| {
-            ChatError::new(
-                ErrorKind::Rejected,
-                format!("the chat template failed: {e}"),
-            )
-        })
+        self.template
+            .render(messages)
+            .map_err(|e| ChatError::new(ErrorKind::Rejected, format!("the chat template failed: {e}")))
     }
 
     /// Starts a generation and returns its event stream: text pieces in
@@ -248,17 +225,13 @@ impl LlamaEngine {
     pub fn stream(&self, request: &ChatRequest) -> Result<UnboundedReceiver<Event>, ChatError> {
         let prompt = self.format(&request.messages)?;
         let vocab = self.model.vocab();
-        let bos =
-            String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None)).into_owned();
+        let bos = String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None)).into_owned();
         let add_bos = vocab.should_add_bos() && (bos.is_empty() || !prompt.starts_with(&bos));
         let tokens = vocab.tokenize(prompt.as_bytes(), add_bos, true);
         let mut stop = request.stop.clone();
         stop.extend(self.stops.iter().cloned());
         let s = request.sampling;
-        let seed = s
-            .seed
-            .map(|x| (x ^ (x >> 32)) as u32)
-            .unwrap_or_else(|| rand_seed(&prompt));
+        let seed = s.seed.map(|x| (x ^ (x >> 32)) as u32).unwrap_or_else(|| rand_seed(&prompt));
         let (events, receiver) = unbounded_channel();
         let job = engine::Job {
             tokens,
@@ -269,9 +242,7 @@ impl LlamaEngine {
             stop,
             events,
         };
-        self.jobs
-            .send(job)
-            .map_err(|_| ChatError::new(ErrorKind::Backend, "the embedded engine has stopped"))?;
+        self.jobs.send(job).map_err(|_| ChatError::new(ErrorKind::Backend, "the embedded engine has stopped"))?;
         Ok(receiver)
     }
 }
@@ -308,15 +279,10 @@ impl ChatModel for LlamaEngine {
                         retries: 0,
                     })
                 }
-                Event::Done(Err(message)) => {
-                    return Err(ChatError::new(ErrorKind::Rejected, message))
-                }
+                Event::Done(Err(message)) => return Err(ChatError::new(ErrorKind::Rejected, message)),
             }
         }
-        Err(ChatError::new(
-            ErrorKind::Backend,
-            "the embedded engine stopped during the request",
-        ))
+        Err(ChatError::new(ErrorKind::Backend, "the embedded engine stopped during the request"))
     }
 }
 

@@ -20,10 +20,7 @@ pub struct TextState {
 
 impl TextState {
     pub fn new(stop: Vec<String>) -> TextState {
-        TextState {
-            stop: stop.into_iter().filter(|s| !s.is_empty()).collect(),
-            ..TextState::default()
-        }
+        TextState { stop: stop.into_iter().filter(|s| !s.is_empty()).collect(), ..TextState::default() }
     }
 
     /// Adds a token's bytes; returns true when a stop string was completed
@@ -55,11 +52,7 @@ impl TextState {
         while !self.text.is_char_boundary(from) {
             from -= 1;
         }
-        let found = self
-            .stop
-            .iter()
-            .filter_map(|stop| self.text[from..].find(stop.as_str()).map(|i| from + i))
-            .min();
+        let found = self.stop.iter().filter_map(|stop| self.text[from..].find(stop.as_str()).map(|i| from + i)).min();
         if let Some(at) = found {
             self.text.truncate(at);
             self.stopped = true;
@@ -130,11 +123,7 @@ mod tests {
         let mut t = TextState::new(vec!["\nUser:".into()]);
         assert!(!t.push(b"Hello"));
         assert!(!t.push(b"\nUs"));
-        assert_eq!(
-            t.take_stream().as_deref(),
-            Some("Hello"),
-            "a possible stop prefix is held back"
-        );
+        assert_eq!(t.take_stream().as_deref(), Some("Hello"), "a possible stop prefix is held back");
         assert!(t.push(b"er: more"));
         assert_eq!(t.text(), "Hello");
         assert_eq!(t.take_rest(), None);

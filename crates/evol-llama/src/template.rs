@@ -39,11 +39,7 @@ pub const BUILTIN: &[(&str, &str, &[&str])] = &[
 
 /// Names of the built-in templates, for messages.
 pub fn builtin_names() -> String {
-    BUILTIN
-        .iter()
-        .map(|(n, _, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
+    BUILTIN.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", ")
 }
 
 /// Where a chat template comes from.
@@ -73,20 +69,13 @@ impl TemplateSource {
         if setting.contains("{{") || setting.contains("{%") {
             return Ok(TemplateSource::Custom(setting.to_string()));
         }
-        Err(format!(
-            "unknown chat template `{setting}`: expected one of {} , a file, or Jinja text",
-            builtin_names()
-        ))
+        Err(format!("unknown chat template `{setting}`: expected one of {} , a file, or Jinja text", builtin_names()))
     }
 
     fn text(&self) -> &str {
         match self {
             TemplateSource::Model(t) | TemplateSource::Custom(t) => t,
-            TemplateSource::Builtin(name) => BUILTIN
-                .iter()
-                .find(|(n, _, _)| n == name)
-                .map(|(_, t, _)| *t)
-                .unwrap(),
+            TemplateSource::Builtin(name) => BUILTIN.iter().find(|(n, _, _)| n == name).map(|(_, t, _)| *t).unwrap(),
         }
     }
 
@@ -113,9 +102,7 @@ pub struct ChatTemplate {
 
 impl std::fmt::Debug for ChatTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatTemplate")
-            .field("source", &self.source)
-            .finish()
+        f.debug_struct("ChatTemplate").field("source", &self.source).finish()
     }
 }
 
@@ -126,22 +113,12 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function(
-            "raise_exception",
-            |message: String| -> Result<String, Error> {
-                Err(Error::new(ErrorKind::InvalidOperation, message))
-            },
-        );
-        env.add_function("strftime_now", |_format: String| -> String {
-            String::new()
+        env.add_function("raise_exception", |message: String| -> Result<String, Error> {
+            Err(Error::new(ErrorKind::InvalidOperation, message))
         });
+        env.add_function("strftime_now", |_format: String| -> String { String::new() });
         env.add_template_owned("chat", source.text().to_string())?;
-        let template = ChatTemplate {
-            env,
-            source,
-            bos: bos.to_string(),
-            eos: eos.to_string(),
-        };
+        let template = ChatTemplate { env, source, bos: bos.to_string(), eos: eos.to_string() };
         // Render once so that a template minijinja cannot handle is found now.
         template.render(&[Message::system("s"), Message::user("u")])?;
         Ok(template)
@@ -149,10 +126,8 @@ impl ChatTemplate {
 
     /// The prompt for `messages`, ending where the assistant's reply starts.
     pub fn render(&self, messages: &[Message]) -> Result<String, Error> {
-        let messages: Vec<_> = messages
-            .iter()
-            .map(|m| context! { role => role_name(m.role), content => m.content.as_str() })
-            .collect();
+        let messages: Vec<_> =
+            messages.iter().map(|m| context! { role => role_name(m.role), content => m.content.as_str() }).collect();
         self.env.get_template("chat")?.render(context! {
             messages,
             add_generation_prompt => true,
@@ -177,32 +152,16 @@ mod tests {
     #[test]
     fn builtins_render() {
         let msgs = [Message::system("Be brief."), Message::user("Hi {{ x }}")];
-        let chatml = ChatTemplate::new(
-            TemplateSource::from_setting("chatml").unwrap(),
-            "<s>",
-            "</s>",
-        )
-        .unwrap();
+        let chatml = ChatTemplate::new(TemplateSource::from_setting("chatml").unwrap(), "<s>", "</s>").unwrap();
         assert_eq!(
             chatml.render(&msgs).unwrap(),
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi {{ x }}<|im_end|>\n<|im_start|>assistant\n"
         );
-        let gemma = ChatTemplate::new(
-            TemplateSource::from_setting("gemma").unwrap(),
-            "<bos>",
-            "<eos>",
-        )
-        .unwrap();
+        let gemma = ChatTemplate::new(TemplateSource::from_setting("gemma").unwrap(), "<bos>", "<eos>").unwrap();
         let text = gemma.render(&msgs).unwrap();
-        assert!(
-            text.starts_with("<bos><start_of_turn>user\nBe brief.<end_of_turn>\n"),
-            "{text}"
-        );
+        assert!(text.starts_with("<bos><start_of_turn>user\nBe brief.<end_of_turn>\n"), "{text}");
         assert!(text.ends_with("<start_of_turn>model\n"));
-        assert_eq!(
-            TemplateSource::from_setting("plain").unwrap().stops(),
-            vec!["\nUser:".to_string()]
-        );
+        assert_eq!(TemplateSource::from_setting("plain").unwrap().stops(), vec!["\nUser:".to_string()]);
     }
 
     #[test]
@@ -214,13 +173,8 @@ mod tests {
                   {{ '<|' + message['role'] + '|>\\n' + message['content'].strip() + '\\n' }}{% endfor %}\
                   {% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}";
         let t = ChatTemplate::new(TemplateSource::Custom(hf.into()), "", "").unwrap();
-        assert_eq!(
-            t.render(&[Message::user("  hi  ")]).unwrap(),
-            "<|user|>\nhi\n<|assistant|>\n"
-        );
-        let err = t
-            .render(&[Message::user("a"), Message::system("b")])
-            .unwrap_err();
+        assert_eq!(t.render(&[Message::user("  hi  ")]).unwrap(), "<|user|>\nhi\n<|assistant|>\n");
+        let err = t.render(&[Message::user("a"), Message::system("b")]).unwrap_err();
         assert!(err.to_string().contains("system must come first"), "{err}");
     }
 
@@ -228,9 +182,6 @@ mod tests {
     fn unknown_settings_are_explained() {
         let err = TemplateSource::from_setting("vicuna").unwrap_err();
         assert!(err.contains("chatml, gemma, llama3, plain"), "{err}");
-        assert!(matches!(
-            TemplateSource::from_setting("{{ messages }}"),
-            Ok(TemplateSource::Custom(_))
-        ));
+        assert!(matches!(TemplateSource::from_setting("{{ messages }}"), Ok(TemplateSource::Custom(_))));
     }
 }

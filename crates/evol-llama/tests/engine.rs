@@ -12,35 +12,22 @@ fn engine() -> &'static LlamaEngine {
     ENGINE.get_or_init(|| {
         let cache = evol_models::cache_dir().unwrap();
         let model = evol_models::find(evol_models::DEFAULT_MODEL).unwrap();
-        let path = evol_models::pull(&cache, model, &Default::default(), &mut |m| {
-            eprintln!("{m}")
-        })
-        .unwrap();
+        let path = evol_models::pull(&cache, model, &Default::default(), &mut |m| eprintln!("{m}")).unwrap();
         let mut settings = LlamaSettings::new(path);
         settings.ctx_size = 16 * 1024;
         settings.parallel = 16;
+        // Bitwise comparisons below: every prompt computed in full.
+        settings.prefix_cache = false;
         LlamaEngine::start(settings).unwrap()
     })
 }
 
 fn greedy(prompt: &str, max_tokens: u32) -> ChatRequest {
-    ChatRequest::new(
-        vec![Message::user(prompt)],
-        Sampling {
-            temperature: 0.0,
-            top_p: 1.0,
-            max_tokens,
-            seed: None,
-        },
-    )
+    ChatRequest::new(vec![Message::user(prompt)], Sampling { temperature: 0.0, top_p: 1.0, max_tokens, seed: None })
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
 #[test]
@@ -56,19 +43,13 @@ fn greedy_output_is_the_same_alone_and_in_a_batch() {
     let mut requests: Vec<ChatRequest> = (0..15)
         .map(|i| {
             greedy(
-                &format!(
-                    "Write {} sentences about the number {i}. {}",
-                    i % 4 + 1,
-                    "Be thorough. ".repeat(i * 7)
-                ),
+                &format!("Write {} sentences about the number {i}. {}", i % 4 + 1, "Be thorough. ".repeat(i * 7)),
                 16 + 8 * (i as u32 % 5),
             )
         })
         .collect();
     requests.insert(7, probe);
-    let replies = rt.block_on(futures::future::join_all(
-        requests.into_iter().map(|r| engine().chat(r)),
-    ));
+    let replies = rt.block_on(futures::future::join_all(requests.into_iter().map(|r| engine().chat(r))));
     let batched = replies[7].as_ref().unwrap();
     assert_eq!(batched.text, alone.text);
     assert_eq!(batched.usage, alone.usage);
@@ -81,65 +62,40 @@ fn a_fixed_seed_reproduces_a_sampled_output() {
     let sampled = |seed| {
         let r = ChatRequest::new(
             vec![Message::user("Invent a name for a cat.")],
-            Sampling {
-                temperature: 1.0,
-                top_p: 0.95,
-                max_tokens: 24,
-                seed: Some(seed),
-            },
+            Sampling { temperature: 1.0, top_p: 0.95, max_tokens: 24, seed: Some(seed) },
         );
         rt.block_on(engine().chat(r)).unwrap().text
     };
     let a = sampled(11);
     assert_eq!(a, sampled(11));
     let others: Vec<String> = (12..16).map(sampled).collect();
-    assert!(
-        others.iter().any(|o| *o != a),
-        "different seeds should differ somewhere"
-    );
+    assert!(others.iter().any(|o| *o != a), "different seeds should differ somewhere");
 }
 
 #[test]
 fn max_tokens_and_stop_strings_end_generation() {
     let rt = runtime();
-    let r = rt
-        .block_on(engine().chat(greedy("Count from 1 to 50, separated by commas.", 5)))
-        .unwrap();
+    let r = rt.block_on(engine().chat(greedy("Count from 1 to 50, separated by commas.", 5))).unwrap();
     assert_eq!(r.finish_reason, FinishReason::Length);
     assert_eq!(r.usage.completion_tokens, 5);
 
-    let full = rt
-        .block_on(engine().chat(greedy("Count from 1 to 20, separated by commas.", 64)))
-        .unwrap();
+    let full = rt.block_on(engine().chat(greedy("Count from 1 to 20, separated by commas.", 64))).unwrap();
     assert!(full.text.contains('5'), "{}", full.text);
     let mut stopped = greedy("Count from 1 to 20, separated by commas.", 64);
     stopped.stop = vec!["5".to_string()];
     let r = rt.block_on(engine().chat(stopped)).unwrap();
     assert_eq!(r.finish_reason, FinishReason::Stop);
     assert!(!r.text.contains('5'));
-    assert!(
-        full.text.starts_with(&r.text),
-        "{:?} vs {:?}",
-        r.text,
-        full.text
-    );
+    assert!(full.text.starts_with(&r.text), "{:?} vs {:?}", r.text, full.text);
 
-    let r = rt
-        .block_on(engine().chat(greedy("Say hello.", 200)))
-        .unwrap();
-    assert_eq!(
-        r.finish_reason,
-        FinishReason::Stop,
-        "ends by itself: {}",
-        r.text
-    );
+    let r = rt.block_on(engine().chat(greedy("Say hello.", 200))).unwrap();
+    assert_eq!(r.finish_reason, FinishReason::Stop, "ends by itself: {}", r.text);
 }
 
 #[test]
 fn sixty_four_concurrent_requests_all_complete() {
     let rt = runtime();
-    let requests =
-        (0..64).map(|i| engine().chat(greedy(&format!("Give one fact about the number {i}."), 12)));
+    let requests = (0..64).map(|i| engine().chat(greedy(&format!("Give one fact about the number {i}."), 12)));
     let replies = rt.block_on(futures::future::join_all(requests));
     for (i, r) in replies.iter().enumerate() {
         let r = r.as_ref().unwrap_or_else(|e| panic!("request {i}: {e}"));
@@ -163,17 +119,10 @@ fn streaming_pieces_add_up_and_cancellation_frees_the_slot() {
         }
     });
     assert_eq!(text, whole.text);
-    assert_eq!(
-        finished.completion_tokens as u64,
-        whole.usage.completion_tokens
-    );
+    assert_eq!(finished.completion_tokens as u64, whole.usage.completion_tokens);
     // Dropped streams are cancelled; the engine goes on serving.
     for _ in 0..40 {
-        drop(
-            engine()
-                .stream(&greedy("Write a long story.", 2000))
-                .unwrap(),
-        );
+        drop(engine().stream(&greedy("Write a long story.", 2000)).unwrap());
     }
     assert!(rt.block_on(engine().chat(greedy("Say yes.", 4))).is_ok());
 }
@@ -181,14 +130,8 @@ fn streaming_pieces_add_up_and_cancellation_frees_the_slot() {
 #[test]
 fn prompts_longer_than_a_sequence_are_refused() {
     let rt = runtime();
-    let err = rt
-        .block_on(engine().chat(greedy(&"word ".repeat(3000), 4)))
-        .unwrap_err();
-    assert!(
-        err.message.contains("context of a sequence holds"),
-        "{}",
-        err.message
-    );
+    let err = rt.block_on(engine().chat(greedy(&"word ".repeat(3000), 4))).unwrap_err();
+    assert!(err.message.contains("context of a sequence holds"), "{}", err.message);
     assert!(!err.kind.is_fatal());
 }
 
@@ -199,4 +142,48 @@ fn the_build_uses_avx2_and_fma() {
         assert!(info.contains("AVX2 = 1"), "{info}");
         assert!(info.contains("FMA = 1"), "{info}");
     }
+}
+
+#[test]
+fn shared_prefixes_are_reused_from_the_kv_cache() {
+    let rt = runtime();
+    let scaffold = "You rewrite prompts. Keep the meaning, add one constraint, stay brief. ".repeat(6);
+    let requests: Vec<ChatRequest> = ["Name a fruit.", "Name a river.", "Name a city.", "Name a bird."]
+        .iter()
+        .map(|q| greedy(&format!("{scaffold}\n{q}"), 16))
+        .collect();
+
+    let run = |engine: &LlamaEngine| -> Vec<(String, u32)> {
+        requests
+            .iter()
+            .map(|r| {
+                let mut events = engine.stream(r).unwrap();
+                rt.block_on(async {
+                    let mut text = String::new();
+                    loop {
+                        match events.recv().await.unwrap() {
+                            Event::Text(t) => text.push_str(&t),
+                            Event::Done(done) => return (text, done.unwrap().cached_tokens),
+                        }
+                    }
+                })
+            })
+            .collect()
+    };
+    let small = |prefix_cache| {
+        let mut settings = LlamaSettings::new(engine().info().path.clone());
+        settings.ctx_size = 4096;
+        settings.parallel = 2;
+        settings.prefix_cache = prefix_cache;
+        LlamaEngine::start(settings).unwrap()
+    };
+    let with_cache = run(&small(true));
+    let without = run(engine());
+
+    assert!(without.iter().all(|(_, cached)| *cached == 0));
+    // The first request finds nothing to reuse and matches bit for bit.
+    assert_eq!(with_cache[0], without[0]);
+    // After it, the scaffold comes from the cache. (Outputs may then differ
+    // in floating-point rounding, as with any prefix cache.)
+    assert!(with_cache[1..].iter().all(|(text, cached)| *cached > 60 && !text.is_empty()), "{with_cache:?}");
 }

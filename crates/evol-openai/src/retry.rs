@@ -44,10 +44,7 @@ impl RetryPolicy {
         if let Some(hint) = server_hint {
             return hint.min(self.max_retry_after);
         }
-        let step = self
-            .initial_backoff
-            .saturating_mul(2u32.saturating_pow(retry.min(20)))
-            .min(self.max_backoff);
+        let step = self.initial_backoff.saturating_mul(2u32.saturating_pow(retry.min(20))).min(self.max_backoff);
         // "Equal jitter": half fixed, half random, so that many clients that
         // failed together do not come back together.
         let half = step / 2;
@@ -75,12 +72,7 @@ pub fn classify_status(status: StatusCode, error_code: Option<&str>) -> StatusCl
 
 /// The wait a server asks for, from `retry-after-ms` or `Retry-After`.
 pub fn server_hint(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         if ms.is_finite() && ms >= 0.0 {
             return Some(Duration::from_secs_f64(ms / 1000.0));
@@ -110,22 +102,14 @@ mod tests {
     #[test]
     fn statuses() {
         for code in [408, 409, 429, 500, 502, 503, 504] {
-            assert_eq!(
-                classify_status(StatusCode::from_u16(code).unwrap(), None),
-                StatusClass::Retry,
-                "{code}"
-            );
+            assert_eq!(classify_status(StatusCode::from_u16(code).unwrap(), None), StatusClass::Retry, "{code}");
         }
-        let fail =
-            |code: u16, c: Option<&str>| classify_status(StatusCode::from_u16(code).unwrap(), c);
+        let fail = |code: u16, c: Option<&str>| classify_status(StatusCode::from_u16(code).unwrap(), c);
         assert_eq!(fail(400, None), StatusClass::Fail(ErrorKind::Rejected));
         assert_eq!(fail(422, None), StatusClass::Fail(ErrorKind::Rejected));
         assert_eq!(fail(401, None), StatusClass::Fail(ErrorKind::Auth));
         assert_eq!(fail(404, None), StatusClass::Fail(ErrorKind::NotFound));
-        assert_eq!(
-            fail(429, Some("insufficient_quota")),
-            StatusClass::Fail(ErrorKind::Quota)
-        );
+        assert_eq!(fail(429, Some("insufficient_quota")), StatusClass::Fail(ErrorKind::Quota));
         assert_eq!(fail(429, Some("rate_limit_exceeded")), StatusClass::Retry);
         assert_eq!(fail(501, None), StatusClass::Fail(ErrorKind::Rejected));
     }
@@ -133,31 +117,16 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(server_hint(&headers(&[("retry-after", "3")]), now), Some(Duration::from_secs(3)));
+        assert_eq!(server_hint(&headers(&[("retry-after", "1.5")]), now), Some(Duration::from_millis(1500)));
         assert_eq!(
-            server_hint(&headers(&[("retry-after", "3")]), now),
-            Some(Duration::from_secs(3))
-        );
-        assert_eq!(
-            server_hint(&headers(&[("retry-after", "1.5")]), now),
-            Some(Duration::from_millis(1500))
-        );
-        assert_eq!(
-            server_hint(
-                &headers(&[("retry-after-ms", "250"), ("retry-after", "9")]),
-                now
-            ),
+            server_hint(&headers(&[("retry-after-ms", "250"), ("retry-after", "9")]), now),
             Some(Duration::from_millis(250))
         );
         let date = httpdate::fmt_http_date(now + Duration::from_secs(7));
-        assert_eq!(
-            server_hint(&headers(&[("retry-after", &date)]), now),
-            Some(Duration::from_secs(7))
-        );
+        assert_eq!(server_hint(&headers(&[("retry-after", &date)]), now), Some(Duration::from_secs(7)));
         let past = httpdate::fmt_http_date(now - Duration::from_secs(7));
-        assert_eq!(
-            server_hint(&headers(&[("retry-after", &past)]), now),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(server_hint(&headers(&[("retry-after", &past)]), now), Some(Duration::ZERO));
         assert_eq!(server_hint(&headers(&[("retry-after", "soon")]), now), None);
         assert_eq!(server_hint(&headers(&[("retry-after", "-1")]), now), None);
         assert_eq!(server_hint(&HeaderMap::new(), now), None);
@@ -172,13 +141,7 @@ mod tests {
             let d = p.delay(retry, None, &mut rng);
             assert!(d >= step / 2 && d <= step, "retry {retry}: {d:?}");
         }
-        assert_eq!(
-            p.delay(0, Some(Duration::from_secs(5)), &mut rng),
-            Duration::from_secs(5)
-        );
-        assert_eq!(
-            p.delay(0, Some(Duration::from_secs(9999)), &mut rng),
-            p.max_retry_after
-        );
+        assert_eq!(p.delay(0, Some(Duration::from_secs(5)), &mut rng), Duration::from_secs(5));
+        assert_eq!(p.delay(0, Some(Duration::from_secs(9999)), &mut rng), p.max_retry_after);
     }
 }

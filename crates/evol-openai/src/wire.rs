@@ -45,13 +45,8 @@ struct WireUsage {
 
 /// Parses a chat-completions reply body.
 pub fn parse_completion(body: &str) -> Result<ChatResponse, String> {
-    let completion: Completion =
-        serde_json::from_str(body).map_err(|e| format!("not a chat completion ({e})"))?;
-    let choice = completion
-        .choices
-        .into_iter()
-        .next()
-        .ok_or("the reply has no choices")?;
+    let completion: Completion = serde_json::from_str(body).map_err(|e| format!("not a chat completion ({e})"))?;
+    let choice = completion.choices.into_iter().next().ok_or("the reply has no choices")?;
     let (content, mut reasoning) = match choice.message {
         Some(m) => (content_text(m.content), m.reasoning_content.or(m.reasoning)),
         None => (choice.text.unwrap_or_default(), None),
@@ -96,10 +91,7 @@ fn split_think(content: &str) -> (String, Option<String>) {
     if let Some(rest) = trimmed.strip_prefix("<think>") {
         if let Some(end) = rest.find("</think>") {
             let reasoning = rest[..end].trim().to_string();
-            return (
-                rest[end + "</think>".len()..].trim_start().to_string(),
-                Some(reasoning),
-            );
+            return (rest[end + "</think>".len()..].trim_start().to_string(), Some(reasoning));
         }
     }
     (content.to_string(), None)
@@ -109,9 +101,7 @@ fn split_think(content: &str) -> (String, Option<String>) {
 pub fn error_code(body: &str) -> Option<String> {
     let v: Value = serde_json::from_str(body).ok()?;
     let code = v.get("error")?.get("code")?;
-    code.as_str()
-        .map(String::from)
-        .or_else(|| Some(code.to_string()))
+    code.as_str().map(String::from).or_else(|| Some(code.to_string()))
 }
 
 /// The human message of an error body, in the shapes servers use.
@@ -123,13 +113,7 @@ pub fn error_message(body: &str) -> Option<String> {
         None => None,
     }
     .or_else(|| v.get("message").and_then(Value::as_str).map(String::from))
-    .or_else(|| {
-        v.get("detail").map(|d| {
-            d.as_str()
-                .map(String::from)
-                .unwrap_or_else(|| d.to_string())
-        })
-    })?;
+    .or_else(|| v.get("detail").map(|d| d.as_str().map(String::from).unwrap_or_else(|| d.to_string())))?;
     Some(super::truncate(&text, 300))
 }
 
@@ -139,12 +123,7 @@ pub fn parse_model_list(body: &str) -> Option<Vec<String>> {
     let data = v.get("data").or_else(|| v.get("models"))?.as_array()?;
     Some(
         data.iter()
-            .filter_map(|m| {
-                m.get("id")
-                    .or_else(|| m.get("name"))
-                    .and_then(Value::as_str)
-                    .map(String::from)
-            })
+            .filter_map(|m| m.get("id").or_else(|| m.get("name")).and_then(Value::as_str).map(String::from))
             .collect(),
     )
 }
@@ -170,33 +149,24 @@ mod tests {
         assert_eq!(r.text, "ok");
         assert_eq!(r.reasoning.as_deref(), Some("thinking"));
         assert_eq!(r.finish_reason, FinishReason::Other("weird_reason".into()));
-        assert_eq!(
-            r.usage,
-            Usage {
-                prompt_tokens: 5,
-                completion_tokens: 0
-            }
-        );
+        assert_eq!(r.usage, Usage { prompt_tokens: 5, completion_tokens: 0 });
     }
 
     #[test]
     fn content_arrays_nulls_and_think_blocks() {
-        let r = parse_completion(r#"{"choices":[{"message":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]}"#).unwrap();
-        assert_eq!(r.text, "ab");
         let r = parse_completion(
-            r#"{"choices":[{"message":{"content":null},"finish_reason":"content_filter"}]}"#,
+            r#"{"choices":[{"message":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]}"#,
         )
         .unwrap();
+        assert_eq!(r.text, "ab");
+        let r =
+            parse_completion(r#"{"choices":[{"message":{"content":null},"finish_reason":"content_filter"}]}"#).unwrap();
         assert_eq!(r.text, "");
         assert_eq!(r.finish_reason, FinishReason::ContentFilter);
-        let r = parse_completion(
-            r#"{"choices":[{"message":{"content":"<think>hmm</think>\n\nAnswer"}}]}"#,
-        )
-        .unwrap();
+        let r = parse_completion(r#"{"choices":[{"message":{"content":"<think>hmm</think>\n\nAnswer"}}]}"#).unwrap();
         assert_eq!(r.text, "Answer");
         assert_eq!(r.reasoning.as_deref(), Some("hmm"));
-        let r = parse_completion(r#"{"choices":[{"text":"legacy","finish_reason":"length"}]}"#)
-            .unwrap();
+        let r = parse_completion(r#"{"choices":[{"text":"legacy","finish_reason":"length"}]}"#).unwrap();
         assert_eq!(r.text, "legacy");
         assert_eq!(r.finish_reason, FinishReason::Length);
     }
@@ -213,23 +183,11 @@ mod tests {
     fn error_bodies() {
         let body = r#"{"error":{"message":"You exceeded your quota","type":"x","code":"insufficient_quota"}}"#;
         assert_eq!(error_code(body).as_deref(), Some("insufficient_quota"));
-        assert_eq!(
-            error_message(body).as_deref(),
-            Some("You exceeded your quota")
-        );
-        assert_eq!(
-            error_message(r#"{"error":"model not found"}"#).as_deref(),
-            Some("model not found")
-        );
-        assert_eq!(
-            error_message(r#"{"detail":"Not Found"}"#).as_deref(),
-            Some("Not Found")
-        );
+        assert_eq!(error_message(body).as_deref(), Some("You exceeded your quota"));
+        assert_eq!(error_message(r#"{"error":"model not found"}"#).as_deref(), Some("model not found"));
+        assert_eq!(error_message(r#"{"detail":"Not Found"}"#).as_deref(), Some("Not Found"));
         assert_eq!(error_message("plain"), None);
-        assert_eq!(
-            error_code(r#"{"error":{"code":429}}"#).as_deref(),
-            Some("429")
-        );
+        assert_eq!(error_code(r#"{"error":{"code":429}}"#).as_deref(), Some("429"));
     }
 
     #[test]
@@ -238,10 +196,7 @@ mod tests {
             parse_model_list(r#"{"object":"list","data":[{"id":"a"},{"id":"b"}]}"#),
             Some(vec!["a".to_string(), "b".to_string()])
         );
-        assert_eq!(
-            parse_model_list(r#"{"models":[{"name":"llama3"}]}"#),
-            Some(vec!["llama3".to_string()])
-        );
+        assert_eq!(parse_model_list(r#"{"models":[{"name":"llama3"}]}"#), Some(vec!["llama3".to_string()]));
         assert_eq!(parse_model_list("nope"), None);
     }
 }

@@ -73,15 +73,7 @@ fn client_with(base: &str, timeout: Duration, max_retries: u32) -> OpenAiClient 
 }
 
 fn request() -> ChatRequest {
-    ChatRequest::new(
-        vec![Message::user("hi")],
-        Sampling {
-            temperature: 0.0,
-            top_p: 1.0,
-            max_tokens: 5,
-            seed: None,
-        },
-    )
+    ChatRequest::new(vec![Message::user("hi")], Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 5, seed: None })
 }
 
 #[tokio::test]
@@ -96,15 +88,8 @@ async fn retry_after_is_honoured() {
     })
     .await;
     let started = Instant::now();
-    let reply = client(&base, Duration::from_secs(5))
-        .chat(request())
-        .await
-        .unwrap();
-    assert!(
-        started.elapsed() >= Duration::from_millis(950),
-        "{:?}",
-        started.elapsed()
-    );
+    let reply = client(&base, Duration::from_secs(5)).chat(request()).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(950), "{:?}", started.elapsed());
     assert_eq!(reply.text, "fine");
     assert_eq!(reply.retries, 1);
     assert_eq!(hits.load(Ordering::SeqCst), 2);
@@ -113,31 +98,19 @@ async fn retry_after_is_honoured() {
 #[tokio::test]
 async fn retry_after_ms_wins_over_seconds() {
     let (base, _) = scripted(|n| match n {
-        0 => Scripted::Status(
-            503,
-            "busy",
-            &[("retry-after", "30"), ("retry-after-ms", "20")],
-        ),
+        0 => Scripted::Status(503, "busy", &[("retry-after", "30"), ("retry-after-ms", "20")]),
         _ => Scripted::Ok,
     })
     .await;
     let started = Instant::now();
-    client(&base, Duration::from_secs(5))
-        .chat(request())
-        .await
-        .unwrap();
+    client(&base, Duration::from_secs(5)).chat(request()).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]
 async fn bad_request_is_not_retried() {
-    let (base, hits) =
-        scripted(|_| Scripted::Status(400, r#"{"error":{"message":"prompt too long"}}"#, &[]))
-            .await;
-    let err = client(&base, Duration::from_secs(5))
-        .chat(request())
-        .await
-        .unwrap_err();
+    let (base, hits) = scripted(|_| Scripted::Status(400, r#"{"error":{"message":"prompt too long"}}"#, &[])).await;
+    let err = client(&base, Duration::from_secs(5)).chat(request()).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Rejected);
     assert!(err.message.contains("prompt too long"), "{}", err.message);
     assert_eq!(err.retries, 0);
@@ -154,10 +127,7 @@ async fn insufficient_quota_is_not_retried() {
         )
     })
     .await;
-    let err = client(&base, Duration::from_secs(5))
-        .chat(request())
-        .await
-        .unwrap_err();
+    let err = client(&base, Duration::from_secs(5)).chat(request()).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Quota);
     assert!(err.kind.is_fatal());
     assert_eq!(hits.load(Ordering::SeqCst), 1);
@@ -170,10 +140,7 @@ async fn timeouts_are_retried() {
         _ => Scripted::Ok,
     })
     .await;
-    let reply = client(&base, Duration::from_millis(300))
-        .chat(request())
-        .await
-        .unwrap();
+    let reply = client(&base, Duration::from_millis(300)).chat(request()).await.unwrap();
     assert_eq!(reply.retries, 1);
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
@@ -181,18 +148,11 @@ async fn timeouts_are_retried() {
 #[tokio::test]
 async fn garbage_bodies_are_retried_then_given_up() {
     let (base, hits) = scripted(|_| Scripted::Status(200, "{\"choices\": [", &[])).await;
-    let err = client(&base, Duration::from_secs(5))
-        .chat(request())
-        .await
-        .unwrap_err();
+    let err = client(&base, Duration::from_secs(5)).chat(request()).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Exhausted);
     assert!(!err.kind.is_fatal());
     assert_eq!(err.retries, 3);
-    assert!(
-        err.message.contains("gave up after 4 attempts"),
-        "{}",
-        err.message
-    );
+    assert!(err.message.contains("gave up after 4 attempts"), "{}", err.message);
     assert_eq!(hits.load(Ordering::SeqCst), 4);
 }
 
@@ -205,47 +165,26 @@ async fn server_errors_are_retried() {
         _ => Scripted::Ok,
     })
     .await;
-    let reply = client(&base, Duration::from_secs(5))
-        .chat(request())
-        .await
-        .unwrap();
+    let reply = client(&base, Duration::from_secs(5)).chat(request()).await.unwrap();
     assert_eq!(reply.retries, 3);
     assert_eq!(hits.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]
 async fn auth_and_missing_models_are_fatal() {
-    let (base, _) =
-        scripted(|_| Scripted::Status(401, r#"{"error":{"message":"bad key"}}"#, &[])).await;
-    let err = client(&base, Duration::from_secs(5))
-        .chat(request())
-        .await
-        .unwrap_err();
+    let (base, _) = scripted(|_| Scripted::Status(401, r#"{"error":{"message":"bad key"}}"#, &[])).await;
+    let err = client(&base, Duration::from_secs(5)).chat(request()).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Auth);
-    let (base, _) =
-        scripted(|_| Scripted::Status(404, r#"{"error":"model `m` not found"}"#, &[])).await;
-    let err = client(&base, Duration::from_secs(5))
-        .chat(request())
-        .await
-        .unwrap_err();
+    let (base, _) = scripted(|_| Scripted::Status(404, r#"{"error":"model `m` not found"}"#, &[])).await;
+    let err = client(&base, Duration::from_secs(5)).chat(request()).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound);
 }
 
 #[tokio::test]
 async fn unreachable_servers_exhaust_retries() {
     // Bind and drop to get a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let err = client(
-        &format!("http://127.0.0.1:{port}/v1"),
-        Duration::from_secs(1),
-    )
-    .chat(request())
-    .await
-    .unwrap_err();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let err = client(&format!("http://127.0.0.1:{port}/v1"), Duration::from_secs(1)).chat(request()).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Exhausted);
     assert!(err.message.contains("could not connect"), "{}", err.message);
 }
@@ -271,11 +210,7 @@ async fn mock_faults_are_survived() {
         r.messages[0].content = format!("Question {i}?");
         r.sampling.max_tokens = 1000;
         let reply = client.chat(r).await.unwrap();
-        assert!(
-            reply.text.split_whitespace().count() > 50 || reply.text.starts_with("Sorry"),
-            "{}",
-            reply.text
-        );
+        assert!(reply.text.split_whitespace().count() > 50 || reply.text.starts_with("Sorry"), "{}", reply.text);
         assert!(reply.usage.completion_tokens > 0);
         retries += reply.retries;
     }
@@ -288,11 +223,7 @@ async fn mock_faults_are_survived() {
 #[tokio::test]
 async fn slow_bodies_time_out_and_are_retried() {
     let config = evol_mock::MockConfig {
-        faults: evol_mock::Faults {
-            slow: 0.3,
-            slow_ms: 2_000,
-            ..evol_mock::Faults::default()
-        },
+        faults: evol_mock::Faults { slow: 0.3, slow_ms: 2_000, ..evol_mock::Faults::default() },
         ..evol_mock::MockConfig::default()
     };
     let base = evol_mock::spawn(config).await.unwrap();

@@ -7,13 +7,8 @@ pub fn models(command: ModelsCommand) -> anyhow::Result<()> {
     match command {
         ModelsCommand::Pull { name, force } => {
             let model = evol_models::find(&name)?;
-            let options = evol_models::PullOptions {
-                force,
-                ..Default::default()
-            };
-            let path = evol_models::pull(&cache, model, &options, &mut |step| {
-                eprintln!("evol: {step}")
-            })?;
+            let options = evol_models::PullOptions { force, ..Default::default() };
+            let path = evol_models::pull(&cache, model, &options, &mut |step| eprintln!("evol: {step}"))?;
             eprintln!("evol: `{name}` is ready");
             println!("{}", path.display());
         }

@@ -54,19 +54,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = RunSettings::from_args(&args)?;
     let templates = load_templates(args.templates.as_deref())?;
 
-    let seed_set = read_seeds(
-        &args.seeds,
-        ReadOptions {
-            format: settings.format,
-            skip_invalid: args.skip_invalid,
-        },
-    )?;
+    let seed_set = read_seeds(&args.seeds, ReadOptions { format: settings.format, skip_invalid: args.skip_invalid })?;
     report_skipped(&args, &seed_set);
-    let SeedSet {
-        mut seeds,
-        invalid,
-        empty,
-    } = seed_set;
+    let SeedSet { mut seeds, invalid, empty } = seed_set;
     if let Some(limit) = args.limit {
         seeds.truncate(limit);
     }
@@ -76,15 +66,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(endpoint) => connect(&settings, endpoint, args.quiet).await?,
         None => embedded(&settings, &args)?,
     };
-    let endpoint = settings
-        .endpoint
-        .as_deref()
-        .unwrap_or("the embedded engine");
-    let names = (
-        models.evolver.name().to_string(),
-        models.judge.name().to_string(),
-        models.answerer.name().to_string(),
-    );
+    let endpoint = settings.endpoint.as_deref().unwrap_or("the embedded engine");
+    let names =
+        (models.evolver.name().to_string(), models.judge.name().to_string(), models.answerer.name().to_string());
 
     let stats = Arc::new(StatsRecorder::new(seeds.len() as u64));
     let engine = Engine::new(settings.engine.clone(), models, templates, stats.clone())?;
@@ -100,12 +84,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             out.root().display()
         );
     }
-    let progress = Progress::start(
-        stats.clone(),
-        seeds.len() as u64,
-        settings.engine.rounds,
-        args.quiet,
-    );
+    let progress = Progress::start(stats.clone(), seeds.len() as u64, settings.engine.rounds, args.quiet);
     let include: Option<Vec<Seed>> = args.include_seeds.then(|| seeds.clone());
     let result = tokio::select! {
         r = engine.run(seeds, &sink) => r.map_err(anyhow::Error::from),
@@ -128,12 +107,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 skipped_invalid: invalid.len(),
                 skipped_empty: empty.len(),
             },
-            models: ModelInfo {
-                endpoint,
-                evolve: &names.0,
-                judge: &names.1,
-                answer: &names.2,
-            },
+            models: ModelInfo { endpoint, evolve: &names.0, judge: &names.1, answer: &names.2 },
             settings: &settings.engine,
         },
     )?;
@@ -154,13 +128,7 @@ fn report_skipped(args: &RunArgs, set: &SeedSet) {
         }
     };
     show("skipped", set.invalid.clone());
-    show(
-        "skipped",
-        set.empty
-            .iter()
-            .map(|p| (*p, "empty instruction".to_string()))
-            .collect(),
-    );
+    show("skipped", set.empty.iter().map(|p| (*p, "empty instruction".to_string())).collect());
 }
 
 /// Builds the clients and checks, before any work, that the server answers
@@ -177,7 +145,10 @@ async fn connect(settings: &RunSettings, endpoint: &str, quiet: bool) -> anyhow:
     let listed = match client.list_models().await {
         Ok(listed) => listed,
         Err(e) if e.kind == ErrorKind::Auth => {
-            bail!("the server at `{url}` refused the credentials: {e}\nhint: set the API key in ${}", settings.api_key_env)
+            bail!(
+                "the server at `{url}` refused the credentials: {e}\nhint: set the API key in ${}",
+                settings.api_key_env
+            )
         }
         Err(e) => bail!("cannot reach the server at `{url}`: {e}\nhint: is it running, and does the URL end in /v1?"),
     };
@@ -190,42 +161,24 @@ async fn connect(settings: &RunSettings, endpoint: &str, quiet: bool) -> anyhow:
             list[0].clone()
         }
         (None, Some(list)) if !list.is_empty() => {
-            bail!(UsageError(format!(
-                "pass --model; the server offers: {}",
-                shorten(list)
-            )))
+            bail!(UsageError(format!("pass --model; the server offers: {}", shorten(list))))
         }
-        (None, _) => bail!(UsageError(
-            "pass --model: the server does not list its models".into()
-        )),
+        (None, _) => bail!(UsageError("pass --model: the server does not list its models".into())),
     };
     let client = client.with_model(&model);
     match &listed {
         Some(list) if !list.is_empty() => {
-            for m in [
-                Some(&model),
-                settings.answer_model.as_ref(),
-                settings.judge_model.as_ref(),
-            ]
-            .into_iter()
-            .flatten()
+            for m in [Some(&model), settings.answer_model.as_ref(), settings.judge_model.as_ref()].into_iter().flatten()
             {
                 if !list.contains(m) {
-                    eprintln!(
-                        "warning: the server does not list the model `{m}` (it offers: {})",
-                        shorten(list)
-                    );
+                    eprintln!("warning: the server does not list the model `{m}` (it offers: {})", shorten(list));
                 }
             }
         }
         _ => trial_call(&client, &url).await?,
     }
     let role = |name: &Option<String>| -> Arc<dyn ChatModel> {
-        Arc::new(
-            name.as_ref()
-                .map(|n| client.with_model(n))
-                .unwrap_or_else(|| client.clone()),
-        )
+        Arc::new(name.as_ref().map(|n| client.with_model(n)).unwrap_or_else(|| client.clone()))
     };
     Ok(Models {
         evolver: Arc::new(client.clone()),
@@ -244,11 +197,7 @@ fn embedded(settings: &RunSettings, args: &RunArgs) -> anyhow::Result<Models> {
             eprintln!("evol: embedded engine: {}", crate::local::describe(&engine));
         }
         let model: Arc<dyn ChatModel> = Arc::new(engine);
-        Ok(Models {
-            evolver: model.clone(),
-            judge: model.clone(),
-            answerer: model,
-        })
+        Ok(Models { evolver: model.clone(), judge: model.clone(), answerer: model })
     }
     #[cfg(not(feature = "embedded"))]
     match crate::local::start(name, path, &args.engine)? {}
@@ -258,31 +207,17 @@ fn embedded(settings: &RunSettings, args: &RunArgs) -> anyhow::Result<Models> {
 async fn trial_call(client: &OpenAiClient, url: &str) -> anyhow::Result<()> {
     let request = ChatRequest::new(
         vec![Message::user("Say OK.")],
-        Sampling {
-            temperature: 0.0,
-            top_p: 1.0,
-            max_tokens: 1,
-            seed: None,
-        },
+        Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 1, seed: None },
     );
     match client.chat(request).await {
         Ok(_) => Ok(()),
-        Err(e) if e.kind.is_fatal() => Err(anyhow!(
-            "the server at `{url}` refused a trial request: {e}"
-        )),
-        Err(e) => Err(anyhow!(
-            "the server at `{url}` did not answer a trial request: {e}"
-        )),
+        Err(e) if e.kind.is_fatal() => Err(anyhow!("the server at `{url}` refused a trial request: {e}")),
+        Err(e) => Err(anyhow!("the server at `{url}` did not answer a trial request: {e}")),
     }
 }
 
 fn shorten(list: &[String]) -> String {
-    let mut s = list
-        .iter()
-        .take(10)
-        .map(|m| format!("`{m}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut s = list.iter().take(10).map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
     if list.len() > 10 {
         let _ = write!(s, " and {} more", list.len() - 10);
     }
@@ -310,11 +245,7 @@ fn summary(s: &RunStats, rows: usize, out: &OutputDir, seeds_file: bool) -> Stri
         t.requests, t.retries, t.failures, t.prompt_tokens, t.completion_tokens
     );
     let path = |f: &str| out.path(f).display().to_string();
-    let mut files = vec![
-        format!("{} ({rows} rows)", path(DATASET)),
-        path(EVOLVED),
-        path(REJECTED),
-    ];
+    let mut files = vec![format!("{} ({rows} rows)", path(DATASET)), path(EVOLVED), path(REJECTED)];
     if seeds_file && out.path(SEED_ANSWERS).exists() {
         files.push(path(SEED_ANSWERS));
     }

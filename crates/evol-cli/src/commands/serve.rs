@@ -109,10 +109,8 @@ mod imp {
         let Some(key) = &state.api_key else {
             return Ok(());
         };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+        let given =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         if given == Some(key.as_str()) {
             return Ok(());
         }
@@ -124,10 +122,7 @@ mod imp {
         })
     }
 
-    async fn models(
-        State(state): State<Arc<AppState>>,
-        headers: HeaderMap,
-    ) -> Result<Json<Value>, ApiError> {
+    async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
         check_key(&state, &headers)?;
         Ok(Json(json!({
             "object": "list",
@@ -150,10 +145,7 @@ mod imp {
             if model != state.engine.name() {
                 return Err(ApiError {
                     status: StatusCode::NOT_FOUND,
-                    message: format!(
-                        "the model `{model}` does not exist; this server runs `{}`",
-                        state.engine.name()
-                    ),
+                    message: format!("the model `{model}` does not exist; this server runs `{}`", state.engine.name()),
                     kind: "invalid_request_error",
                     param: Some("model"),
                 });
@@ -161,19 +153,9 @@ mod imp {
         }
         let messages = match object.get("messages") {
             Some(Value::Array(list)) if !list.is_empty() => list,
-            Some(Value::Array(_)) => {
-                return Err(ApiError::invalid(
-                    "messages",
-                    "`messages` must not be empty",
-                ))
-            }
+            Some(Value::Array(_)) => return Err(ApiError::invalid("messages", "`messages` must not be empty")),
             Some(_) => return Err(ApiError::invalid("messages", "`messages` must be an array")),
-            None => {
-                return Err(ApiError::invalid(
-                    "messages",
-                    "missing required parameter `messages`",
-                ))
-            }
+            None => return Err(ApiError::invalid("messages", "missing required parameter `messages`")),
         };
         let mut parsed = Vec::with_capacity(messages.len());
         for (i, m) in messages.iter().enumerate() {
@@ -184,7 +166,10 @@ mod imp {
                 other => {
                     return Err(ApiError::invalid(
                         "messages",
-                        format!("messages[{i}].role must be one of system, developer, user, assistant (got {})", other.map_or("none".to_string(), |r| format!("`{r}`"))),
+                        format!(
+                            "messages[{i}].role must be one of system, developer, user, assistant (got {})",
+                            other.map_or("none".to_string(), |r| format!("`{r}`"))
+                        ),
                     ))
                 }
             };
@@ -193,10 +178,7 @@ mod imp {
                 Some(Value::Array(parts)) => {
                     let mut text = String::new();
                     for part in parts {
-                        match (
-                            part.get("type").and_then(Value::as_str),
-                            part.get("text").and_then(Value::as_str),
-                        ) {
+                        match (part.get("type").and_then(Value::as_str), part.get("text").and_then(Value::as_str)) {
                             (Some("text"), Some(t)) => text.push_str(t),
                             _ => {
                                 return Err(ApiError::invalid(
@@ -223,19 +205,13 @@ mod imp {
             match object.get(name) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::Number(n)) => Ok(n.as_f64()),
-                Some(_) => Err(ApiError::invalid(
-                    name,
-                    format!("`{name}` must be a number"),
-                )),
+                Some(_) => Err(ApiError::invalid(name, format!("`{name}` must be a number"))),
             }
         };
         let max_tokens = match (number("max_completion_tokens")?, number("max_tokens")?) {
             (Some(n), _) | (None, Some(n)) => {
                 if n < 1.0 || n.fract() != 0.0 {
-                    return Err(ApiError::invalid(
-                        "max_tokens",
-                        "`max_tokens` must be a positive integer",
-                    ));
+                    return Err(ApiError::invalid("max_tokens", "`max_tokens` must be a positive integer"));
                 }
                 (n.min(u32::MAX as f64) as u32).min(state.max_tokens_cap)
             }
@@ -243,17 +219,11 @@ mod imp {
         };
         let temperature = number("temperature")?.unwrap_or(1.0);
         if !(0.0..=2.0).contains(&temperature) {
-            return Err(ApiError::invalid(
-                "temperature",
-                "`temperature` must be between 0 and 2",
-            ));
+            return Err(ApiError::invalid("temperature", "`temperature` must be between 0 and 2"));
         }
         let top_p = number("top_p")?.unwrap_or(1.0);
         if !(top_p > 0.0 && top_p <= 1.0) {
-            return Err(ApiError::invalid(
-                "top_p",
-                "`top_p` must be above 0 and at most 1",
-            ));
+            return Err(ApiError::invalid("top_p", "`top_p` must be above 0 and at most 1"));
         }
         if let Some(n) = number("n")? {
             if n != 1.0 {
@@ -273,15 +243,10 @@ mod imp {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::String(s)) => vec![s.clone()],
             Some(Value::Array(list)) if list.len() <= 4 && list.iter().all(Value::is_string) => {
-                list.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
+                list.iter().filter_map(|v| v.as_str().map(String::from)).collect()
             }
             Some(_) => {
-                return Err(ApiError::invalid(
-                    "stop",
-                    "`stop` must be a string or an array of at most 4 strings",
-                ))
+                return Err(ApiError::invalid("stop", "`stop` must be a string or an array of at most 4 strings"))
             }
         };
         let stream = match object.get("stream") {
@@ -289,26 +254,10 @@ mod imp {
             Some(Value::Bool(b)) => *b,
             Some(_) => return Err(ApiError::invalid("stream", "`stream` must be a boolean")),
         };
-        let include_usage = object
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let sampling = Sampling {
-            temperature: temperature as f32,
-            top_p: top_p as f32,
-            max_tokens,
-            seed,
-        };
-        Ok(Valid {
-            request: ChatRequest {
-                messages: parsed,
-                sampling,
-                stop,
-            },
-            stream,
-            include_usage,
-        })
+        let include_usage =
+            object.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
+        let sampling = Sampling { temperature: temperature as f32, top_p: top_p as f32, max_tokens, seed };
+        Ok(Valid { request: ChatRequest { messages: parsed, sampling, stop }, stream, include_usage })
     }
 
     async fn chat(
@@ -327,17 +276,10 @@ mod imp {
             .map_err(|e| ApiError::invalid("body", format!("the body is not valid JSON: {e}")))?;
         let valid = validate(&state, &value)?;
         let id = format!("chatcmpl-{:016x}", rand_id());
-        let created = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let model = state.engine.name().to_string();
         if !valid.stream {
-            let reply = state
-                .engine
-                .chat(valid.request)
-                .await
-                .map_err(engine_error)?;
+            let reply = state.engine.chat(valid.request).await.map_err(engine_error)?;
             let usage = reply.usage;
             return Ok(Json(json!({
                 "id": id,
@@ -368,8 +310,7 @@ mod imp {
             })
         };
         let stream = async_stream(move |tx| async move {
-            let send =
-                |v: Value| tx.send(Ok::<_, Infallible>(SseEvent::default().data(v.to_string())));
+            let send = |v: Value| tx.send(Ok::<_, Infallible>(SseEvent::default().data(v.to_string())));
             let _ = send(chunk(json!({ "role": "assistant", "content": "" }), None));
             while let Some(event) = events.recv().await {
                 match event {
@@ -391,9 +332,7 @@ mod imp {
                         break;
                     }
                     Event::Done(Err(message)) => {
-                        let _ = send(
-                            json!({ "error": { "message": message, "type": "invalid_request_error" } }),
-                        );
+                        let _ = send(json!({ "error": { "message": message, "type": "invalid_request_error" } }));
                         break;
                     }
                 }
@@ -412,9 +351,7 @@ mod imp {
     {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(f(tx));
-        futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        })
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
     }
 
     fn engine_error(e: evol_llm::ChatError) -> ApiError {
@@ -434,12 +371,7 @@ mod imp {
     fn rand_id() -> u64 {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
+        h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
         h.finish()
     }
 }

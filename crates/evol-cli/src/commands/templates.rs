@@ -6,24 +6,16 @@ use evol_core::Templates;
 use crate::cli::TemplatesArgs;
 
 pub fn templates(args: TemplatesArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("cannot create `{}`", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create `{}`", args.dir.display()))?;
     let sources: Vec<_> = Templates::builtin_sources().collect();
     if !args.force {
-        if let Some((name, _)) = sources
-            .iter()
-            .find(|(name, _)| args.dir.join(name).exists())
-        {
-            bail!(
-                "`{}` already exists; pass --force to overwrite",
-                args.dir.join(name).display()
-            );
+        if let Some((name, _)) = sources.iter().find(|(name, _)| args.dir.join(name).exists()) {
+            bail!("`{}` already exists; pass --force to overwrite", args.dir.join(name).display());
         }
     }
     for (name, text) in &sources {
         let path = args.dir.join(name);
-        std::fs::write(&path, text)
-            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        std::fs::write(&path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
         println!("{}", path.display());
     }
     eprintln!(

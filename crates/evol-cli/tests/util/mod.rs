@@ -20,27 +20,18 @@ impl Mock {
     pub fn start(config: MockConfig) -> Mock {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             rt.block_on(async {
                 tx.send(evol_mock::spawn(config).await.unwrap()).unwrap();
                 std::future::pending::<()>().await;
             });
         });
-        Mock {
-            url: rx.recv().unwrap(),
-        }
+        Mock { url: rx.recv().unwrap() }
     }
 
     /// `GET /stats`, over a plain socket (test-only; no client crate needed).
     pub fn stats(&self) -> MockStats {
-        let addr = self
-            .url
-            .trim_start_matches("http://")
-            .trim_end_matches("/v1");
+        let addr = self.url.trim_start_matches("http://").trim_end_matches("/v1");
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
         write!(stream, "GET /stats HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
         let mut response = String::new();
@@ -57,9 +48,7 @@ pub struct Dir {
 
 impl Dir {
     pub fn new() -> Dir {
-        Dir {
-            tmp: tempfile::tempdir().unwrap(),
-        }
+        Dir { tmp: tempfile::tempdir().unwrap() }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -80,9 +69,7 @@ pub fn evol(args: &[&str]) -> Output {
 
 pub fn evol_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_evol"));
-    cmd.args(args)
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_API_KEY");
+    cmd.args(args).env_remove("OPENAI_BASE_URL").env_remove("OPENAI_API_KEY");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -91,14 +78,7 @@ pub fn evol_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// `evol run SEEDS -o OUT --endpoint URL` followed by `extra`.
 pub fn evol_run(url: &str, seeds: &Path, out: &Path, extra: &[&str]) -> Output {
-    let base = [
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--endpoint",
-        url,
-    ];
+    let base = ["run", seeds.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", url];
     evol(&[&base[..], extra].concat())
 }
 
@@ -108,12 +88,7 @@ pub fn stderr(out: &Output) -> String {
 
 #[track_caller]
 pub fn assert_success(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstderr:\n{}",
-        out.status.code(),
-        stderr(out)
-    );
+    assert!(out.status.success(), "exit {:?}\nstderr:\n{}", out.status.code(), stderr(out));
 }
 
 /// Seeds in JSONL, `n` of them, with ids `s0`, `s1`, ...
@@ -145,33 +120,17 @@ pub fn assert_complete_lineage(out: &Path, seed_ids: &[String], rounds: u64) {
     let mut by_attempt: BTreeMap<(String, u64), (bool, Value)> = BTreeMap::new();
     for (accepted, records) in [(true, &evolved), (false, &rejected)] {
         for r in records {
-            let key = (
-                r["seed_id"].as_str().unwrap().to_string(),
-                r["round"].as_u64().unwrap(),
-            );
+            let key = (r["seed_id"].as_str().unwrap().to_string(), r["round"].as_u64().unwrap());
             assert_eq!(r["id"].as_str().unwrap(), format!("{}.r{}", key.0, key.1));
-            assert!(
-                by_attempt
-                    .insert(key.clone(), (accepted, r.clone()))
-                    .is_none(),
-                "attempt {key:?} recorded twice"
-            );
+            assert!(by_attempt.insert(key.clone(), (accepted, r.clone())).is_none(), "attempt {key:?} recorded twice");
         }
     }
-    assert_eq!(
-        by_attempt.len(),
-        seed_ids.len() * rounds as usize,
-        "some attempts are missing"
-    );
+    assert_eq!(by_attempt.len(), seed_ids.len() * rounds as usize, "some attempts are missing");
     for seed in seed_ids {
         let mut parent = seed.clone();
         for round in 1..=rounds {
             let (accepted, record) = &by_attempt[&(seed.clone(), round)];
-            assert_eq!(
-                record["parent_id"].as_str().unwrap(),
-                parent,
-                "{seed} round {round}"
-            );
+            assert_eq!(record["parent_id"].as_str().unwrap(), parent, "{seed} round {round}");
             if *accepted {
                 parent = record["id"].as_str().unwrap().to_string();
             }
