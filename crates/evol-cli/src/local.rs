@@ -37,6 +37,7 @@ pub fn resolve(model: Option<&str>, args: &EngineArgs, quiet: bool) -> anyhow::R
 /// Loads the model and starts the engine.
 #[cfg(feature = "embedded")]
 pub fn start(name: String, path: PathBuf, args: &EngineArgs) -> anyhow::Result<evol_llama::LlamaEngine> {
+    use anyhow::Context as _;
     let settings = evol_llama::LlamaSettings {
         model_path: path.clone(),
         name: Some(name),
