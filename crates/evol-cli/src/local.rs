@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-
 use crate::cli::EngineArgs;
 
 /// The model to load: its reported name and its file. A catalogued model
