@@ -16,10 +16,10 @@ use evol_llm::FinishReason;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use crate::sample::Sampler;
 use crate::stop::TextState;
 
 /// A generation request, already tokenized.
@@ -28,7 +28,7 @@ pub(crate) struct Job {
     pub temperature: f32,
     pub top_p: f32,
     pub max_tokens: u32,
-    pub seed: u32,
+    pub seed: u64,
     pub stop: Vec<String>,
     pub events: UnboundedSender<Event>,
 }
@@ -55,7 +55,7 @@ pub struct Finished {
 struct Slot {
     seq: i32,
     job: Job,
-    sampler: LlamaSampler,
+    sampler: Sampler,
     /// Prompt tokens already in the KV cache.
     fed: usize,
     /// Position of the next token.
@@ -81,6 +81,8 @@ pub(crate) struct Scheduler<'m> {
     pub kv: Vec<Vec<LlamaToken>>,
     /// Whether to reuse shared prefixes at all.
     pub prefix_cache: bool,
+    /// Threads for sampling.
+    pub threads: usize,
 }
 
 impl Scheduler<'_> {
@@ -146,7 +148,7 @@ impl Scheduler<'_> {
             // At least one prompt token is fed, for the logits to sample from.
             let reuse = if self.prefix_cache { shared.min(job.tokens.len() - 1) } else { 0 };
             let keep = self.trim_kv(i, reuse);
-            let sampler = make_sampler(job.temperature, job.top_p, job.seed);
+            let sampler = Sampler::new(job.temperature, job.top_p, job.seed);
             let text = TextState::new(job.stop.clone());
             slots[i] = Some(Slot {
                 seq: i as i32,
@@ -234,15 +236,16 @@ impl Scheduler<'_> {
             return;
         }
         for entry in slots.iter_mut() {
-            let Some(slot) = entry.as_mut() else { continue };
-            if slot.job.events.is_closed() {
+            if entry.as_ref().is_some_and(|s| s.job.events.is_closed()) {
                 // The caller went away: free the slot (its KV cache stays
                 // for reuse).
                 entry.take();
-                continue;
             }
-            let Some(at) = slot.logits_at else { continue };
-            let token = slot.sampler.sample(&self.ctx, at);
+        }
+        let picks = self.sample_all(slots);
+        for (i, token) in picks {
+            let entry = &mut slots[i];
+            let slot = entry.as_mut().expect("sampled slots are live");
             let vocab = self.model.vocab();
             let reason = if vocab.is_eog(token) {
                 Some(FinishReason::Stop)
@@ -274,6 +277,28 @@ impl Scheduler<'_> {
         }
     }
 
+    /// Samples the next token of every slot that has logits this step, in
+    /// parallel over the engine's threads (the decode threads are idle now).
+    fn sample_all(&self, slots: &mut [Option<Slot>]) -> Vec<(usize, LlamaToken)> {
+        let mut work: Vec<(usize, &mut Sampler, &[f32])> = slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_mut().and_then(|s| s.logits_at.map(|at| (i, &mut s.sampler, at))))
+            .map(|(i, sampler, at)| (i, sampler, self.ctx.get_logits_ith(at)))
+            .collect();
+        let pick = |chunk: &mut [(usize, &mut Sampler, &[f32])]| -> Vec<(usize, LlamaToken)> {
+            chunk.iter_mut().map(|(i, sampler, logits)| (*i, LlamaToken(sampler.sample(logits) as i32))).collect()
+        };
+        if self.threads <= 1 || work.len() < 4 {
+            return pick(&mut work);
+        }
+        let per = work.len().div_ceil(self.threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = work.chunks_mut(per).map(|chunk| scope.spawn(move || pick(chunk))).collect();
+            handles.into_iter().flat_map(|h| h.join().expect("sampling does not panic")).collect()
+        })
+    }
+
     fn finish(&mut self, mut slot: Slot, result: Result<Finished, String>) {
         if let Some(rest) = slot.text.take_rest() {
             let _ = slot.job.events.send(Event::Text(rest));
@@ -284,19 +309,4 @@ impl Scheduler<'_> {
 
 fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
-}
-
-/// A request's sampler: greedy at temperature 0, else top-p, temperature and
-/// a seeded draw.
-fn make_sampler(temperature: f32, top_p: f32, seed: u32) -> LlamaSampler {
-    if temperature <= 0.0 {
-        return LlamaSampler::greedy();
-    }
-    let mut chain = Vec::new();
-    if top_p < 1.0 {
-        chain.push(LlamaSampler::top_p(top_p, 1));
-    }
-    chain.push(LlamaSampler::temp(temperature));
-    chain.push(LlamaSampler::dist(seed));
-    LlamaSampler::chain_simple(chain)
 }

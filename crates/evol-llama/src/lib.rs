@@ -9,6 +9,7 @@
 //! comes from the model's template or `--chat-template` (see [`template`]).
 
 mod engine;
+pub mod sample;
 pub mod stop;
 pub mod template;
 
@@ -184,6 +185,7 @@ impl LlamaEngine {
                     seq_ctx,
                     kv: vec![Vec::new(); parallel as usize],
                     prefix_cache,
+                    threads: threads as usize,
                 };
                 scheduler.run(receiver, parallel as usize);
             })
@@ -231,7 +233,7 @@ impl LlamaEngine {
         let mut stop = request.stop.clone();
         stop.extend(self.stops.iter().cloned());
         let s = request.sampling;
-        let seed = s.seed.map(|x| (x ^ (x >> 32)) as u32).unwrap_or_else(|| rand_seed(&prompt));
+        let seed = s.seed.unwrap_or_else(|| rand_seed(&prompt));
         let (events, receiver) = unbounded_channel();
         let job = engine::Job {
             tokens,
@@ -248,11 +250,11 @@ impl LlamaEngine {
 }
 
 /// A seed for requests that bring none: different for every call.
-fn rand_seed(prompt: &str) -> u32 {
+fn rand_seed(prompt: &str) -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write(prompt.as_bytes());
-    h.finish() as u32
+    h.finish()
 }
 
 #[async_trait::async_trait]
