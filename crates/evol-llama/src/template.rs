@@ -6,7 +6,7 @@
 //! template support is used instead. A model without a template (a base
 //! model) needs `--chat-template`: a built-in name, a file, or Jinja text.
 
-use evol_llm::{Message, Role};
+use evol_llm::Message;
 use minijinja::{context, Environment, Error, ErrorKind};
 
 /// Built-in templates, written for this project, by name.
@@ -127,21 +127,13 @@ impl ChatTemplate {
     /// The prompt for `messages`, ending where the assistant's reply starts.
     pub fn render(&self, messages: &[Message]) -> Result<String, Error> {
         let messages: Vec<_> =
-            messages.iter().map(|m| context! { role => role_name(m.role), content => m.content.as_str() }).collect();
+            messages.iter().map(|m| context! { role => m.role.as_str(), content => m.content.as_str() }).collect();
         self.env.get_template("chat")?.render(context! {
             messages,
             add_generation_prompt => true,
             bos_token => self.bos.as_str(),
             eos_token => self.eos.as_str(),
         })
-    }
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::System => "system",
-        Role::User => "user",
-        Role::Assistant => "assistant",
     }
 }
 

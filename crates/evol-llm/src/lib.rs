@@ -183,13 +183,20 @@ pub trait ChatModel: Send + Sync {
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ChatError>;
 }
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Role {
+    /// The role's name on the wire and in chat templates.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Role::System => "system",
             Role::User => "user",
             Role::Assistant => "assistant",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

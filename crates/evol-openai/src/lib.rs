@@ -15,7 +15,7 @@ mod wire;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, Message, Role, Sampling};
+use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, Message, Sampling};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::StatusCode;
 
@@ -208,7 +208,7 @@ impl ChatModel for OpenAiClient {
 /// The JSON body of a chat-completions request.
 fn request_body(model: &str, messages: &[Message], sampling: &Sampling, stop: &[String]) -> serde_json::Value {
     let messages: Vec<serde_json::Value> =
-        messages.iter().map(|m| serde_json::json!({ "role": role_name(m.role), "content": m.content })).collect();
+        messages.iter().map(|m| serde_json::json!({ "role": m.role.as_str(), "content": m.content })).collect();
     let mut body = serde_json::json!({
         "model": model,
         "messages": messages,
@@ -223,14 +223,6 @@ fn request_body(model: &str, messages: &[Message], sampling: &Sampling, stop: &[
         body["stop"] = stop.into();
     }
     body
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::System => "system",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-    }
 }
 
 /// A transport error in words, with its causes (reqwest's top-level message
