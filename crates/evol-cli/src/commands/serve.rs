@@ -33,7 +33,9 @@ mod imp {
     use axum::{Json, Router};
     use evol_llama::{finish_reason_name, Event, LlamaEngine};
     use evol_llm::{ChatModel, ChatRequest, ErrorKind, Message, Role, Sampling};
+    use futures::StreamExt;
     use serde_json::{json, Value};
+    use tokio_stream::wrappers::UnboundedReceiverStream;
 
     use super::ServeArgs;
 
@@ -301,57 +303,41 @@ mod imp {
             .into_response());
         }
 
-        let mut events = state.engine.stream(&valid.request).map_err(engine_error)?;
+        let events = state.engine.stream(&valid.request).map_err(engine_error)?;
         let include_usage = valid.include_usage;
-        let chunk = move |delta: Value, finish: Option<&str>| {
+        let chunk = move |delta: Value, finish: Option<&str>| -> Value {
             json!({
                 "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                 "choices": [{ "index": 0, "delta": delta, "finish_reason": finish, "logprobs": Value::Null }],
             })
         };
-        let stream = async_stream(move |tx| async move {
-            let send = |v: Value| tx.send(Ok::<_, Infallible>(SseEvent::default().data(v.to_string())));
-            let _ = send(chunk(json!({ "role": "assistant", "content": "" }), None));
-            while let Some(event) = events.recv().await {
-                match event {
-                    Event::Text(piece) => {
-                        if send(chunk(json!({ "content": piece }), None)).is_err() {
-                            return; // the client left; dropping `events` cancels the generation
-                        }
+        let data = |v: Value| Ok::<_, Infallible>(SseEvent::default().data(v.to_string()));
+        let head = futures::stream::iter([data(chunk(json!({ "role": "assistant", "content": "" }), None))]);
+        // The engine closes the channel after `Done`; if the client leaves,
+        // axum drops this stream and with it the receiver, which cancels the
+        // generation.
+        let body = UnboundedReceiverStream::new(events).map(move |event| {
+            data(match event {
+                Event::Text(piece) => chunk(json!({ "content": piece }), None),
+                Event::Done(Ok(f)) => {
+                    let mut last = chunk(json!({}), Some(finish_reason_name(&f.reason)));
+                    if include_usage {
+                        last["usage"] = json!({
+                            "prompt_tokens": f.prompt_tokens,
+                            "completion_tokens": f.completion_tokens,
+                            "total_tokens": f.prompt_tokens + f.completion_tokens,
+                        });
                     }
-                    Event::Done(Ok(f)) => {
-                        let mut last = chunk(json!({}), Some(finish_reason_name(&f.reason)));
-                        if include_usage {
-                            last["usage"] = json!({
-                                "prompt_tokens": f.prompt_tokens,
-                                "completion_tokens": f.completion_tokens,
-                                "total_tokens": f.prompt_tokens + f.completion_tokens,
-                            });
-                        }
-                        let _ = send(last);
-                        break;
-                    }
-                    Event::Done(Err(message)) => {
-                        let _ = send(json!({ "error": { "message": message, "type": "invalid_request_error" } }));
-                        break;
-                    }
+                    last
                 }
-            }
-            let _ = tx.send(Ok(SseEvent::default().data("[DONE]")));
+                Event::Done(Err(message)) => {
+                    json!({ "error": { "message": message, "type": "invalid_request_error" } })
+                }
+            })
         });
+        let done = futures::stream::iter([Ok(SseEvent::default().data("[DONE]"))]);
+        let stream = head.chain(body).chain(done);
         Ok(Sse::new(stream).into_response())
-    }
-
-    /// A stream fed by a task through a channel (a small stand-in for the
-    /// `async-stream` crate).
-    fn async_stream<F, Fut>(f: F) -> impl futures::Stream<Item = Result<SseEvent, Infallible>>
-    where
-        F: FnOnce(tokio::sync::mpsc::UnboundedSender<Result<SseEvent, Infallible>>) -> Fut,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(f(tx));
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
     }
 
     fn engine_error(e: evol_llm::ChatError) -> ApiError {
