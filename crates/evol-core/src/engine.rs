@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 
 use crate::clean::clean_reply;
 use crate::eliminate::{self, parse_verdict, Reason, Rules, Verdict};
+use crate::journal::{call_key, CallRecord, Journal};
 use crate::ops::Operation;
 use crate::record::{evolution_id, Evolution, Rejection, Seed, SeedAnswer};
 use crate::rng::{keyed_rng, step_rng};
@@ -80,6 +81,8 @@ pub enum EngineError {
     },
     #[error("could not write a record: {0}")]
     Sink(#[source] SinkError),
+    #[error("the journal failed: {0}")]
+    Journal(#[source] crate::journal::JournalError),
     #[error(transparent)]
     Template(#[from] TemplateError),
     #[error("invalid settings: {0}")]
@@ -118,6 +121,7 @@ pub struct Engine {
     models: Models,
     templates: Templates,
     stats: Arc<StatsRecorder>,
+    journal: Arc<dyn Journal>,
     limit: Semaphore,
 }
 
@@ -133,6 +137,7 @@ impl Engine {
         models: Models,
         templates: Templates,
         stats: Arc<StatsRecorder>,
+        journal: Arc<dyn Journal>,
     ) -> Result<Engine, EngineError> {
         if settings.ops.is_empty() {
             return Err(EngineError::Settings("no operation is enabled".into()));
@@ -141,7 +146,7 @@ impl Engine {
             return Err(EngineError::Settings("concurrency must be at least 1".into()));
         }
         let limit = Semaphore::new(settings.concurrency);
-        Ok(Engine { settings, models, templates, stats, limit })
+        Ok(Engine { settings, models, templates, stats, journal, limit })
     }
 
     /// Evolves every seed through every round, sending records to `sink` as
@@ -178,11 +183,11 @@ impl Engine {
         let sampling = self.sampling(self.settings.answer_sampling, &mut rng);
         let slice = Slice { round: 0, operation: SEED_ANSWER };
         let model = &self.models.answerer;
-        let (response, error, usage) = match self.call(model, Stage::Answer, slice, &seed.instruction, sampling).await?
-        {
-            Ok(reply) => (Some(reply.text), None, reply.usage),
-            Err(e) => (None, Some(e.to_string()), Usage::default()),
-        };
+        let (response, error, usage) =
+            match self.call(model, &seed.id, Stage::Answer, slice, &seed.instruction, sampling).await? {
+                Ok(reply) => (Some(reply.text), None, reply.usage),
+                Err(e) => (None, Some(e.to_string()), Usage::default()),
+            };
         let answer = SeedAnswer {
             id: seed.id.clone(),
             instruction: seed.instruction.clone(),
@@ -233,7 +238,8 @@ impl Engine {
 
         // Evolve.
         let sampling = self.sampling(s.evolve_sampling, &mut rng);
-        let reply = match self.call(&self.models.evolver, Stage::Evolve, slice, &prompt.text, sampling).await? {
+        let reply = match self.call(&self.models.evolver, seed_id, Stage::Evolve, slice, &prompt.text, sampling).await?
+        {
             Ok(reply) => reply,
             Err(e) => return reject(Reason::RequestFailed, None, None, Some(e), usage),
         };
@@ -253,7 +259,7 @@ impl Engine {
         if s.rules.equality {
             let question = self.templates.equality_prompt(&parent.instruction, &instruction)?;
             let sampling = self.sampling(s.judge_sampling, &mut rng);
-            match self.call(&self.models.judge, Stage::Judge, slice, &question, sampling).await? {
+            match self.call(&self.models.judge, seed_id, Stage::Judge, slice, &question, sampling).await? {
                 Ok(verdict) => {
                     usage += verdict.usage;
                     if parse_verdict(&verdict.text) == Verdict::Equal {
@@ -269,7 +275,7 @@ impl Engine {
         let mut response = None;
         if s.answer {
             let sampling = self.sampling(s.answer_sampling, &mut rng);
-            match self.call(&self.models.answerer, Stage::Answer, slice, &instruction, sampling).await? {
+            match self.call(&self.models.answerer, seed_id, Stage::Answer, slice, &instruction, sampling).await? {
                 Ok(answer) => {
                     usage += answer.usage;
                     if let Some(reason) = eliminate::check_answer(&s.rules, &answer.text) {
@@ -306,37 +312,74 @@ impl Engine {
 
     /// One model call under the shared limit. A fatal error stops the run;
     /// an item error comes back as its message.
+    /// Looks the call up in the journal first: a committed outcome is
+    /// replayed, not sent again; a new outcome is committed before it is
+    /// returned.
+    #[allow(clippy::too_many_arguments)]
     async fn call(
         &self,
         model: &Arc<dyn ChatModel>,
+        seed_id: &str,
         stage: Stage,
         slice: Slice<'_>,
         prompt: &str,
         sampling: Sampling,
     ) -> Result<Result<ChatResponse, String>, EngineError> {
+        let key = call_key(seed_id, slice.round, &stage.to_string());
+        if let Some(record) = self.journal.lookup(&key).map_err(EngineError::Journal)? {
+            self.stats.replayed(slice, record.usage, record.retries, record.error.is_some());
+            return Ok(match record.error {
+                Some(message) => Err(message),
+                None => Ok(ChatResponse {
+                    text: record.text.unwrap_or_default(),
+                    reasoning: None,
+                    finish_reason: record.finish_reason.unwrap_or(FinishReason::Unknown),
+                    usage: record.usage,
+                    retries: record.retries,
+                }),
+            });
+        }
         let _permit = self.limit.acquire().await.expect("the limit is never closed");
         let started = Instant::now();
         let request = ChatRequest::new(vec![Message::user(prompt)], sampling);
         let result = model.chat(request).await;
-        match result {
+        let (outcome, record) = match result {
             Ok(reply) => {
                 self.stats.call(slice, started, reply.usage, reply.retries, false);
-                Ok(Ok(reply))
+                let record = CallRecord {
+                    text: Some(reply.text.clone()),
+                    finish_reason: Some(reply.finish_reason.clone()),
+                    usage: reply.usage,
+                    retries: reply.retries,
+                    error: None,
+                };
+                (Ok(reply), record)
             }
             Err(e) => {
                 self.stats.call(slice, started, Usage::default(), e.retries, true);
                 if e.kind.is_fatal() {
                     return Err(EngineError::Model { stage, model: model.name().to_string(), source: e });
                 }
-                Ok(Err(format!("{stage} call failed: {e}")))
+                let message = format!("{stage} call failed: {e}");
+                let record = CallRecord {
+                    text: None,
+                    finish_reason: None,
+                    usage: Usage::default(),
+                    retries: e.retries,
+                    error: Some(message.clone()),
+                };
+                (Err(message), record)
             }
-        }
+        };
+        self.journal.commit(&key, &record).map_err(EngineError::Journal)?;
+        Ok(outcome)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::NoJournal;
     use evol_llm::ErrorKind;
     use std::collections::BTreeMap;
     use std::sync::Mutex;
@@ -443,7 +486,7 @@ mod tests {
         let model: Arc<dyn ChatModel> = Arc::new(model);
         let models = Models { evolver: model.clone(), judge: model.clone(), answerer: model };
         let stats = Arc::new(StatsRecorder::new(n as u64));
-        let engine = Engine::new(settings, models, Templates::builtin(), stats.clone()).unwrap();
+        let engine = Engine::new(settings, models, Templates::builtin(), stats.clone(), Arc::new(NoJournal)).unwrap();
         let sink = Collect::default();
         engine.run(seeds(n), &sink).await.unwrap();
         (sink, stats.snapshot())
@@ -516,7 +559,9 @@ mod tests {
     async fn fatal_failures_stop_the_run() {
         let model: Arc<dyn ChatModel> = Arc::new(Scripted { fail_answers: Some(ErrorKind::Auth), ..Scripted::new() });
         let models = Models { evolver: model.clone(), judge: model.clone(), answerer: model };
-        let engine = Engine::new(settings(), models, Templates::builtin(), Arc::new(StatsRecorder::new(3))).unwrap();
+        let engine =
+            Engine::new(settings(), models, Templates::builtin(), Arc::new(StatsRecorder::new(3)), Arc::new(NoJournal))
+                .unwrap();
         let err = engine.run(seeds(3), &Collect::default()).await.unwrap_err();
         assert!(err.to_string().contains("answer call to model `scripted` failed"), "{err}");
     }
@@ -570,5 +615,47 @@ mod tests {
         let accepted = sink.accepted.lock().unwrap();
         assert!(accepted.iter().all(|e| e.response.is_none() && e.answer_model.is_none()));
         assert_eq!(stats.total.requests, 12);
+    }
+
+    /// A journal in memory, for tests.
+    #[derive(Default)]
+    struct MemoryJournal(Mutex<std::collections::HashMap<String, CallRecord>>);
+
+    impl Journal for MemoryJournal {
+        fn lookup(&self, key: &str) -> Result<Option<CallRecord>, crate::journal::JournalError> {
+            Ok(self.0.lock().unwrap().get(key).cloned())
+        }
+        fn commit(&self, key: &str, record: &CallRecord) -> Result<(), crate::journal::JournalError> {
+            self.0.lock().unwrap().insert(key.to_string(), record.clone());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_journal_replays_a_run_without_calling_the_model() {
+        let journal = Arc::new(MemoryJournal::default());
+        let run_once = |model: Arc<Scripted>| {
+            let journal = journal.clone();
+            async move {
+                let as_model: Arc<dyn ChatModel> = model.clone();
+                let models = Models { evolver: as_model.clone(), judge: as_model.clone(), answerer: as_model };
+                let stats = Arc::new(StatsRecorder::new(6));
+                let engine = Engine::new(settings(), models, Templates::builtin(), stats.clone(), journal).unwrap();
+                let sink = Collect::default();
+                engine.run(seeds(6), &sink).await.unwrap();
+                let mut accepted: Vec<String> =
+                    sink.accepted.lock().unwrap().iter().map(|e| serde_json::to_string(e).unwrap()).collect();
+                accepted.sort();
+                (accepted, model.calls.lock().unwrap().len(), stats.snapshot())
+            }
+        };
+        let (first, calls, stats) = run_once(Arc::new(Scripted::new())).await;
+        assert_eq!(calls, 54);
+        assert_eq!(stats.replayed_calls, 0);
+        let (second, calls, stats) = run_once(Arc::new(Scripted::new())).await;
+        assert_eq!(calls, 0, "every call comes from the journal");
+        assert_eq!(second, first);
+        assert_eq!(stats.replayed_calls, 54);
+        assert_eq!(stats.total.requests, 54);
     }
 }

@@ -8,6 +8,7 @@
 //! - [`engine`]: the per-seed chains of rounds that drive it all.
 //! - [`record`] and [`stats`]: what a run produces.
 //! - [`rng`]: deterministic randomness keyed by seed, round and attempt.
+//! - [`journal`]: where call outcomes are committed, for exact resume.
 //!
 //! This crate knows nothing about HTTP, files or terminals: models are
 //! reached through [`evol_llm::ChatModel`], records leave through
@@ -16,6 +17,7 @@
 pub mod clean;
 pub mod eliminate;
 pub mod engine;
+pub mod journal;
 pub mod ops;
 pub mod record;
 pub mod rng;
@@ -23,6 +25,7 @@ pub mod stats;
 pub mod templates;
 
 pub use engine::{Engine, EngineError, Models, Settings, Sink, SinkError};
+pub use journal::{Journal, NoJournal};
 pub use ops::Operation;
 pub use record::{Evolution, Rejection, Seed, SeedAnswer};
 pub use stats::{RunStats, StatsRecorder};

@@ -66,6 +66,8 @@ pub struct RunStats {
     pub seeds: u64,
     pub seeds_done: u64,
     pub wall_seconds: f64,
+    /// Calls answered from the journal of an earlier, interrupted run.
+    pub replayed_calls: u64,
     pub total: Tally,
     /// Per round (round 0 holds the seeds' own answers).
     pub rounds: BTreeMap<u32, Tally>,
@@ -100,6 +102,17 @@ impl StatsRecorder {
         s.total.add_call(start, end, usage, retries, failed);
         s.rounds.entry(slice.round).or_default().add_call(start, end, usage, retries, failed);
         s.operations.entry(slice.operation.to_string()).or_default().add_call(start, end, usage, retries, failed);
+    }
+
+    /// Records a call replayed from the journal (counted like the call it
+    /// was, with no time spent).
+    pub fn replayed(&self, slice: Slice<'_>, usage: Usage, retries: u32, failed: bool) {
+        let now = self.start.elapsed();
+        let mut s = self.inner.lock().unwrap();
+        s.replayed_calls += 1;
+        s.total.add_call(now, now, usage, retries, failed);
+        s.rounds.entry(slice.round).or_default().add_call(now, now, usage, retries, failed);
+        s.operations.entry(slice.operation.to_string()).or_default().add_call(now, now, usage, retries, failed);
     }
 
     /// Records the outcome of one evolution attempt.

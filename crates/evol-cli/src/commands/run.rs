@@ -71,7 +71,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         (models.evolver.name().to_string(), models.judge.name().to_string(), models.answerer.name().to_string());
 
     let stats = Arc::new(StatsRecorder::new(seeds.len() as u64));
-    let engine = Engine::new(settings.engine.clone(), models, templates, stats.clone())?;
+    let engine =
+        Engine::new(settings.engine.clone(), models, templates, stats.clone(), Arc::new(evol_core::NoJournal))?;
     let sink = out.sink()?;
     if !args.quiet {
         eprintln!(

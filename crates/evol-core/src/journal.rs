@@ -1,0 +1,63 @@
+//! The journal: every model call's outcome is committed here before the run
+//! acts on it, so that a run stopped at any moment can be replayed without
+//! sending a completed call again.
+//!
+//! Calls are named by a [`call_key`] derived from the seed, the round and
+//! the stage; since every prompt and every random choice follows from the
+//! inputs and the earlier outcomes, replaying the journal retraces the run
+//! exactly. This module only defines the interface; storage lives elsewhere.
+
+use evol_llm::{FinishReason, Usage};
+use serde::{Deserialize, Serialize};
+
+/// An error from a journal's storage.
+pub type JournalError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A committed call outcome: the reply, or the item failure it ended in.
+/// (Failures that stop the run are not committed: the call is made again
+/// when the run resumes.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    pub text: Option<String>,
+    pub finish_reason: Option<FinishReason>,
+    pub usage: Usage,
+    pub retries: u32,
+    /// The failure message when the call failed.
+    pub error: Option<String>,
+}
+
+/// Where call outcomes are committed.
+pub trait Journal: Send + Sync {
+    fn lookup(&self, key: &str) -> Result<Option<CallRecord>, JournalError>;
+    fn commit(&self, key: &str, record: &CallRecord) -> Result<(), JournalError>;
+}
+
+/// No journal: every call is made.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoJournal;
+
+impl Journal for NoJournal {
+    fn lookup(&self, _key: &str) -> Result<Option<CallRecord>, JournalError> {
+        Ok(None)
+    }
+    fn commit(&self, _key: &str, _record: &CallRecord) -> Result<(), JournalError> {
+        Ok(())
+    }
+}
+
+/// The key of one call: the seed, the round (0 for a seed's own answer) and
+/// the stage, as a JSON array so that no seed id can collide with another.
+pub fn call_key(seed_id: &str, round: u32, stage: &str) -> String {
+    serde_json::json!([seed_id, round, stage]).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_do_not_collide() {
+        assert_ne!(call_key("a\",1", 2, "judge"), call_key("a", 1, "judge"));
+        assert_eq!(call_key("s", 1, "evolve"), r#"["s",1,"evolve"]"#);
+    }
+}
