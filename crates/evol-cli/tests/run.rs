@@ -311,13 +311,14 @@ fn an_unknown_model_stops_the_run_and_keeps_the_files() {
 }
 
 #[test]
-fn a_used_output_directory_needs_fresh() {
+fn an_output_directory_without_a_journal_needs_fresh() {
     let mock = Mock::start(MockConfig::default());
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(2));
     let out = dir.path("out");
     let args = ["run", seeds.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", &mock.url, "--rounds", "1"];
     assert_success(&evol(&args));
+    std::fs::remove_file(out.join("journal.sqlite")).unwrap();
     let again = evol(&args);
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains("pass --fresh"), "{}", stderr(&again));
@@ -396,4 +397,79 @@ fn ctrl_c_stops_the_run_and_keeps_what_was_decided() {
     let evolved = read_lines(&out.join("evolved.jsonl"));
     assert!(!evolved.is_empty());
     assert_eq!(read_lines(&out.join("dataset.jsonl")).len(), evolved.len());
+}
+
+/// Files that must come out identical however often a run was killed.
+const EXPORT: [&str; 4] = ["evolved.jsonl", "rejected.jsonl", "seeds.jsonl", "dataset.jsonl"];
+
+#[test]
+fn a_run_killed_again_and_again_ends_identical_to_an_uninterrupted_one() {
+    let mock = Mock::start(MockConfig { latency_median_ms: 10.0, latency_sigma: 0.5, ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(40));
+    let flags = ["--model", "mock", "--rounds", "3", "--concurrency", "8", "--include-seeds", "--quiet"];
+
+    let reference = dir.path("reference");
+    assert_success(&evol_run(&mock.url, &seeds, &reference, &flags));
+    let requests_uninterrupted = mock.stats().requests;
+
+    let out = dir.path("killed");
+    let mut state: u64 = 0x2545F4914F6CDD1D;
+    for _ in 0..20 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_evol"))
+            .args(["run", seeds.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", &mock.url])
+            .args(flags)
+            .env_remove("OPENAI_API_KEY")
+            .spawn()
+            .unwrap();
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        std::thread::sleep(Duration::from_millis(30 + state % 300));
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let last = evol_run(&mock.url, &seeds, &out, &flags);
+    assert_success(&last);
+
+    for file in EXPORT {
+        let a = std::fs::read_to_string(reference.join(file)).unwrap();
+        let b = std::fs::read_to_string(out.join(file)).unwrap();
+        assert!(a == b, "{file} differs after kills and resumes");
+    }
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!(stats["completed"], true);
+    assert_eq!(stats["total"]["requests"], read_json(&reference.join("stats.json"))["total"]["requests"]);
+    // Only calls in flight at a kill are sent twice: at most 8 per kill.
+    let sent_for_killed_run = mock.stats().requests - requests_uninterrupted;
+    assert!(
+        sent_for_killed_run <= requests_uninterrupted + 20 * 8,
+        "{sent_for_killed_run} vs {requests_uninterrupted}"
+    );
+}
+
+#[test]
+fn resuming_sends_nothing_twice_and_refuses_other_settings() {
+    let mock = Mock::start(MockConfig::default());
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(10));
+    let out = dir.path("out");
+    assert_success(&evol_run(&mock.url, &seeds, &out, &["--rounds", "2", "--seed", "3"]));
+    let first = mock.stats().requests;
+    let evolved = std::fs::read_to_string(out.join("evolved.jsonl")).unwrap();
+
+    let again = evol_run(&mock.url, &seeds, &out, &["--rounds", "2", "--seed", "3", "--concurrency", "3"]);
+    assert_success(&again);
+    assert_eq!(mock.stats().requests, first, "a finished run is replayed, not re-sent");
+    assert!(stderr(&again).contains("calls are already committed"), "{}", stderr(&again));
+    assert_eq!(std::fs::read_to_string(out.join("evolved.jsonl")).unwrap(), evolved);
+    assert_eq!(read_json(&out.join("stats.json"))["replayed_calls"].as_u64().unwrap(), first);
+
+    let other = evol_run(&mock.url, &seeds, &out, &["--rounds", "3", "--seed", "4"]);
+    assert_eq!(other.status.code(), Some(1));
+    let err = stderr(&other);
+    assert!(err.contains("changed: rounds, run_seed"), "{err}");
+    assert!(err.contains("--fresh"), "{err}");
+
+    assert_success(&evol_run(&mock.url, &seeds, &out, &["--rounds", "3", "--seed", "4", "--fresh"]));
 }

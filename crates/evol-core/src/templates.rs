@@ -66,6 +66,7 @@ fn known_names() -> String {
 pub struct Templates {
     env: Environment<'static>,
     data_formats: Vec<String>,
+    digest: String,
 }
 
 /// A rendered evolving prompt and what was drawn to make it.
@@ -129,13 +130,27 @@ impl Templates {
         if data_formats.is_empty() {
             return Err(TemplateError::NoDataFormats);
         }
-        let templates = Templates { env, data_formats };
+        let mut hasher = blake3::Hasher::new();
+        for (name, _) in DEFAULTS {
+            for part in [name.as_bytes(), source(name).as_bytes()] {
+                hasher.update(&(part.len() as u64).to_le_bytes());
+                hasher.update(part);
+            }
+        }
+        let digest = hasher.finalize().to_hex().to_string();
+        let templates = Templates { env, data_formats, digest };
         // Render each once so that errors surface before any model call.
         for op in Operation::ALL {
             templates.evolve_prompt(op, "x", &mut crate::rng::step_rng(0, "", 0, 0))?;
         }
         templates.equality_prompt("x", "y")?;
         Ok(templates)
+    }
+
+    /// A digest of every template's text: runs with different prompts have
+    /// different digests.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// The formats `complicate_input` draws from.

@@ -21,8 +21,11 @@ pub const SEED_ANSWERS: &str = "seeds.jsonl";
 pub const DATASET: &str = "dataset.jsonl";
 /// Run statistics.
 pub const STATS: &str = "stats.json";
+/// The journal of committed calls (SQLite, with its `-wal` and `-shm`).
+pub const JOURNAL: &str = "journal.sqlite";
 
 const RUN_FILES: &[&str] = &[EVOLVED, REJECTED, SEED_ANSWERS, DATASET, STATS];
+const JOURNAL_FILES: &[&str] = &[JOURNAL, "journal.sqlite-wal", "journal.sqlite-shm"];
 
 /// An output problem, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +38,7 @@ pub enum OutputError {
     },
     #[error("`{path}` is not a directory")]
     NotADirectory { path: String },
-    #[error("`{path}` already holds the output of a run (`{file}`); pass --fresh to replace it, or choose another directory")]
+    #[error("`{path}` already holds the output of a run without a journal (`{file}`); pass --fresh to replace it, or choose another directory")]
     NotEmpty { path: String, file: String },
     #[error("`{path}` line {line}: {message}")]
     Corrupt { path: String, line: usize, message: String },
@@ -52,23 +55,54 @@ pub struct OutputDir {
 }
 
 impl OutputDir {
-    /// Creates the directory (and parents). Refuses one that holds a run's
-    /// files unless `fresh`, which removes those files (and only those).
+    /// Creates the directory (and parents). With `fresh`, removes an earlier
+    /// run's files (and only those). Otherwise a directory with a journal is
+    /// a run to resume (its record files are rebuilt from the journal), and
+    /// one with run files but no journal is refused.
     pub fn prepare(root: &Path, fresh: bool) -> Result<OutputDir, OutputError> {
         if root.exists() && !root.is_dir() {
             return Err(OutputError::NotADirectory { path: root.display().to_string() });
         }
         std::fs::create_dir_all(root).map_err(io_error(root))?;
-        for file in RUN_FILES {
+        let resuming = root.join(JOURNAL).exists();
+        for file in RUN_FILES.iter().chain(JOURNAL_FILES) {
             let path = root.join(file);
-            if path.exists() {
-                if !fresh {
-                    return Err(OutputError::NotEmpty { path: root.display().to_string(), file: file.to_string() });
-                }
+            if !path.exists() {
+                continue;
+            }
+            if !fresh && !resuming {
+                return Err(OutputError::NotEmpty { path: root.display().to_string(), file: file.to_string() });
+            }
+            if fresh {
                 std::fs::remove_file(&path).map_err(io_error(&path))?;
             }
         }
         Ok(OutputDir { root: root.to_path_buf() })
+    }
+
+    /// Whether the directory holds a journal (an earlier run to resume).
+    pub fn has_journal(&self) -> bool {
+        self.root.join(JOURNAL).exists()
+    }
+
+    /// Rewrites the record files in id order, so that a run's files do not
+    /// depend on the order in which replies arrived.
+    pub fn sort_records(&self) -> Result<(), OutputError> {
+        for file in [EVOLVED, REJECTED, SEED_ANSWERS] {
+            let path = self.path(file);
+            if !path.exists() {
+                continue;
+            }
+            let mut records: Vec<serde_json::Value> = read_jsonl(&path)?;
+            records.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+            let mut text = Vec::new();
+            for r in &records {
+                serde_json::to_writer(&mut text, r).expect("serializable");
+                text.push(b'\n');
+            }
+            write_atomic(&path, &text)?;
+        }
+        Ok(())
     }
 
     /// Opens an existing output directory (for reading).
@@ -179,7 +213,8 @@ struct Appender {
 
 impl Appender {
     fn create(path: &Path) -> Result<Appender, OutputError> {
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io_error(path))?;
+        // Truncated: on a resumed run the journal replays every record.
+        let file = OpenOptions::new().create(true).write(true).truncate(true).open(path).map_err(io_error(path))?;
         Ok(Appender { path: path.to_path_buf(), writer: Mutex::new(BufWriter::new(file)) })
     }
 
@@ -246,9 +281,12 @@ mod tests {
         out.sink().unwrap().accepted(&evolution("a.r1", "x")).unwrap();
         let err = OutputDir::prepare(dir.path(), false).unwrap_err();
         assert!(err.to_string().contains("--fresh"), "{err}");
+        std::fs::write(dir.path().join(JOURNAL), "").unwrap();
+        assert!(OutputDir::prepare(dir.path(), false).unwrap().has_journal(), "a journal means resume");
         std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
         OutputDir::prepare(dir.path(), true).unwrap();
         assert!(!dir.path().join(EVOLVED).exists());
+        assert!(!dir.path().join(JOURNAL).exists());
         assert!(dir.path().join("notes.txt").exists(), "only run files are removed");
         let file = dir.path().join("notes.txt");
         assert!(matches!(OutputDir::prepare(&file, false), Err(OutputError::NotADirectory { .. })));

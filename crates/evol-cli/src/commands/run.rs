@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail};
 use evol_core::{Engine, Models, RunStats, Seed, StatsRecorder};
-use evol_io::output::{DATASET, EVOLVED, REJECTED, SEED_ANSWERS, STATS};
+use evol_io::output::{DATASET, EVOLVED, JOURNAL, REJECTED, SEED_ANSWERS, STATS};
 use evol_io::seeds::Place;
 use evol_io::{read_seeds, OutputDir, ReadOptions, SeedSet};
+use evol_journal::SqliteJournal;
 use evol_llm::{ChatModel, ChatRequest, ErrorKind, Message, Sampling};
 use evol_openai::{ClientConfig, OpenAiClient};
 use serde::Serialize;
@@ -18,7 +19,7 @@ use crate::settings::{load_templates, RunSettings, UsageError};
 
 /// The run was stopped with Ctrl-C (exit code 130).
 #[derive(Debug, thiserror::Error)]
-#[error("interrupted; the records written so far are in `{0}`")]
+#[error("interrupted; what was done is in `{0}` (rerun the same command to resume)")]
 pub struct Interrupted(pub String);
 
 /// What `stats.json` holds.
@@ -70,9 +71,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let names =
         (models.evolver.name().to_string(), models.judge.name().to_string(), models.answerer.name().to_string());
 
+    let journal = Arc::new(SqliteJournal::open(&out.path(JOURNAL))?);
+    let identity = run_identity(&settings, &seeds, &names, templates.digest());
+    let committed = check_identity(&journal, &identity)?;
+    if committed > 0 && !args.quiet {
+        eprintln!(
+            "evol: resuming the run in `{}`: {committed} calls are already committed and will not be sent again",
+            out.root().display()
+        );
+    }
+
     let stats = Arc::new(StatsRecorder::new(seeds.len() as u64));
-    let engine =
-        Engine::new(settings.engine.clone(), models, templates, stats.clone(), Arc::new(evol_core::NoJournal))?;
+    let engine = Engine::new(settings.engine.clone(), models, templates, stats.clone(), journal)?;
     let sink = out.sink()?;
     if !args.quiet {
         eprintln!(
@@ -95,6 +105,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // Whatever happened, what was decided is on disk: make the merged files.
     let snapshot = stats.snapshot();
+    out.sort_records()?;
     let rows = out.write_dataset(include.as_deref(), settings.engine.run_seed)?;
     out.write_json(
         STATS,
@@ -116,6 +127,58 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         eprint!("{}", summary(&snapshot, rows, &out, args.include_seeds));
     }
     result
+}
+
+/// What makes a run's results what they are: the seeds, the settings that
+/// change results (not concurrency, timeouts or retries), the models and
+/// the prompt templates. A journal only resumes a run of the same identity.
+fn run_identity(
+    settings: &RunSettings,
+    seeds: &[Seed],
+    names: &(String, String, String),
+    templates: &str,
+) -> serde_json::Value {
+    let mut engine = serde_json::to_value(&settings.engine).expect("serializable");
+    engine.as_object_mut().expect("an object").remove("concurrency");
+    serde_json::json!({
+        "seeds": evol_core::journal::digest(serde_json::to_string(seeds).expect("serializable").as_bytes()),
+        "seed_count": seeds.len(),
+        "settings": engine,
+        "models": { "evolve": names.0, "judge": names.1, "answer": names.2 },
+        "templates": templates,
+    })
+}
+
+/// Records the run's identity in a new journal, or checks it against the one
+/// there; returns how many calls the journal already holds.
+fn check_identity(journal: &SqliteJournal, identity: &serde_json::Value) -> anyhow::Result<u64> {
+    const KEY: &str = "identity";
+    let Some(stored) = journal.meta(KEY)? else {
+        journal.set_meta(KEY, &identity.to_string())?;
+        return Ok(0);
+    };
+    let stored: serde_json::Value = serde_json::from_str(&stored)?;
+    let mut differences = Vec::new();
+    for (key, value) in identity.as_object().expect("an object") {
+        match (value, &stored[key]) {
+            (serde_json::Value::Object(now), serde_json::Value::Object(then)) => {
+                for (sub, v) in now {
+                    if then.get(sub) != Some(v) {
+                        differences.push(if key == "settings" { sub.clone() } else { format!("{key}.{sub}") });
+                    }
+                }
+            }
+            (now, then) if now != then => differences.push(key.clone()),
+            _ => {}
+        }
+    }
+    if !differences.is_empty() {
+        bail!(
+            "this output directory holds a run made with other settings (changed: {}); rerun with the same settings to resume it, or pass --fresh to start over",
+            differences.join(", ")
+        );
+    }
+    Ok(journal.calls()?)
 }
 
 fn report_skipped(args: &RunArgs, set: &SeedSet) {
