@@ -392,11 +392,20 @@ fn ctrl_c_stops_the_run_and_keeps_what_was_decided() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
     assert!(stderr(&output).contains("interrupted"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("press Ctrl-C again to abort"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("rerun the same command to resume"), "{}", stderr(&output));
     let stats = read_json(&out.join("stats.json"));
     assert_eq!(stats["completed"], false);
     let evolved = read_lines(&out.join("evolved.jsonl"));
     assert!(!evolved.is_empty());
     assert_eq!(read_lines(&out.join("dataset.jsonl")).len(), evolved.len());
+    let committed = mock.stats().completed;
+
+    // Rerunning finishes the job from where it stopped.
+    let resumed = evol_run(&mock.url, &seeds, &out, &["--model", "mock", "--rounds", "10", "--quiet"]);
+    assert_success(&resumed);
+    assert_complete_lineage(&out, &(0..20).map(|i| format!("s{i}")).collect::<Vec<_>>(), 10);
+    assert_eq!(read_json(&out.join("stats.json"))["replayed_calls"].as_u64().unwrap(), committed);
 }
 
 /// Files that must come out identical however often a run was killed.

@@ -12,6 +12,7 @@
 //! call (bad credentials, unknown model, no quota) or a failing sink stop
 //! the run.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -87,6 +88,8 @@ pub enum EngineError {
     Template(#[from] TemplateError),
     #[error("invalid settings: {0}")]
     Settings(String),
+    #[error("the run was stopped")]
+    Stopped,
 }
 
 /// Which kind of call of a step.
@@ -123,6 +126,7 @@ pub struct Engine {
     stats: Arc<StatsRecorder>,
     journal: Arc<dyn Journal>,
     limit: Semaphore,
+    stopping: AtomicBool,
 }
 
 /// The instruction a chain currently evolves.
@@ -146,18 +150,37 @@ impl Engine {
             return Err(EngineError::Settings("concurrency must be at least 1".into()));
         }
         let limit = Semaphore::new(settings.concurrency);
-        Ok(Engine { settings, models, templates, stats, journal, limit })
+        Ok(Engine { settings, models, templates, stats, journal, limit, stopping: AtomicBool::new(false) })
     }
 
     /// Evolves every seed through every round, sending records to `sink` as
     /// they are decided. Returns when all chains are done or the run fails.
+    ///
+    /// After [`Engine::stop`], no new call is sent: calls in flight finish
+    /// and are committed, then `run` returns [`EngineError::Stopped`].
     pub async fn run(&self, seeds: Vec<Seed>, sink: &dyn Sink) -> Result<(), EngineError> {
         let window = self.settings.concurrency.saturating_mul(CHAINS_PER_SLOT).max(1);
-        let mut chains = futures::stream::iter(seeds).map(|seed| self.chain(seed, sink)).buffer_unordered(window);
+        let mut chains = futures::stream::iter(seeds)
+            .take_while(|_| std::future::ready(!self.stopping.load(Ordering::SeqCst)))
+            .map(|seed| self.chain(seed, sink))
+            .buffer_unordered(window);
+        let mut stopped = false;
         while let Some(result) = chains.next().await {
-            result?;
+            match result {
+                Err(EngineError::Stopped) => stopped = true,
+                other => other?,
+            }
+        }
+        if stopped || self.stopping.load(Ordering::SeqCst) {
+            return Err(EngineError::Stopped);
         }
         Ok(())
+    }
+
+    /// Asks a running [`Engine::run`] to send no new call and return once
+    /// the calls in flight are done.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
     }
 
     async fn chain(&self, seed: Seed, sink: &dyn Sink) -> Result<(), EngineError> {
@@ -339,7 +362,13 @@ impl Engine {
                 }),
             });
         }
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(EngineError::Stopped);
+        }
         let _permit = self.limit.acquire().await.expect("the limit is never closed");
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(EngineError::Stopped);
+        }
         let started = Instant::now();
         let request = ChatRequest::new(vec![Message::user(prompt)], sampling);
         let result = model.chat(request).await;

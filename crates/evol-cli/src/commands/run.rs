@@ -17,6 +17,9 @@ use crate::cli::RunArgs;
 use crate::progress::{human, Progress};
 use crate::settings::{load_templates, RunSettings, UsageError};
 
+/// How long a first Ctrl-C waits for the calls in flight.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The run was stopped with Ctrl-C (exit code 130).
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted; what was done is in `{0}` (rerun the same command to resume)")]
@@ -97,9 +100,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let progress = Progress::start(stats.clone(), seeds.len() as u64, settings.engine.rounds, args.quiet);
     let include: Option<Vec<Seed>> = args.include_seeds.then(|| seeds.clone());
-    let result = tokio::select! {
-        r = engine.run(seeds, &sink) => r.map_err(anyhow::Error::from),
-        _ = tokio::signal::ctrl_c() => Err(Interrupted(out.root().display().to_string()).into()),
+    let run = engine.run(seeds, &sink);
+    tokio::pin!(run);
+    let interrupted = || Err(Interrupted(out.root().display().to_string()).into());
+    let result: anyhow::Result<()> = tokio::select! {
+        r = &mut run => r.map_err(anyhow::Error::from),
+        _ = tokio::signal::ctrl_c() => {
+            // First Ctrl-C: send nothing new, let the calls in flight finish
+            // and be committed. A second one (or the grace period) aborts.
+            engine.stop();
+            eprintln!(
+                "\nevol: stopping: waiting up to {}s for the calls in flight (press Ctrl-C again to abort)",
+                STOP_GRACE.as_secs()
+            );
+            tokio::select! {
+                _ = &mut run => {}
+                _ = tokio::signal::ctrl_c() => {}
+                _ = tokio::time::sleep(STOP_GRACE) => {}
+            }
+            interrupted()
+        }
     };
     progress.finish();
 
