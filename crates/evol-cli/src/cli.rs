@@ -125,6 +125,8 @@ Output files in OUT:
 
 Models: with --endpoint or OPENAI_BASE_URL (e.g. http://127.0.0.1:8000/v1), an OpenAI-compatible server, key from OPENAI_API_KEY or the variable named by --api-key-env. Without, the embedded llama.cpp engine on this machine's CPU: --model picks a model from `evol models list` (default smollm2-135m-instruct, fetched on first use), --model-path any local GGUF.
 
+Every call's outcome is committed to OUT/journal.sqlite first: rerun the same command to resume a stopped or crashed run (nothing completed is sent again; other settings are refused; --fresh starts over). Ctrl-C stops sending and waits up to 30 s for calls in flight; a second Ctrl-C aborts.
+
 Exit codes: 0 success, 1 run error, 2 usage error, 130 interrupted.";
 
 #[derive(Args, Debug)]
@@ -137,7 +139,8 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "OUT")]
     pub output: PathBuf,
 
-    /// Replace the run files already in OUT.
+    /// Start over: remove the run files (and journal) already in OUT
+    /// instead of resuming from them.
     #[arg(long)]
     pub fresh: bool,
 
