@@ -75,50 +75,28 @@ fn a_second_architecture_runs_with_a_chat_template() {
 fn bad_model_files_get_clear_errors() {
     let dir = Dir::new();
     let seeds = dir.write("seeds.txt", "Name a fruit.\n");
-    let fake = dir.write("fake.gguf", "this is not a model");
-    let run = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        dir.path("o").to_str().unwrap(),
-        "--model-path",
-        fake.to_str().unwrap(),
-    ]);
-    assert_eq!(run.status.code(), Some(1));
-    assert!(stderr(&run).contains("is not a GGUF file"), "{}", stderr(&run));
+    let fails_with = |out: &str, model: &[&str], needle: &str| {
+        let out = dir.path(out);
+        let base = ["run", seeds.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        let run = evol(&[&base[..], model].concat());
+        assert_eq!(run.status.code(), Some(1), "{model:?}");
+        assert!(stderr(&run).contains(needle), "{model:?}: {}", stderr(&run));
+    };
 
+    let fake = dir.write("fake.gguf", "this is not a model");
+    fails_with("o1", &["--model-path", fake.to_str().unwrap()], "is not a GGUF file");
     let missing = dir.path("missing.gguf");
-    let run = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        dir.path("o2").to_str().unwrap(),
-        "--model-path",
-        missing.to_str().unwrap(),
-    ]);
-    assert_eq!(run.status.code(), Some(1));
-    assert!(stderr(&run).contains("cannot open"), "{}", stderr(&run));
+    fails_with("o2", &["--model-path", missing.to_str().unwrap()], "cannot open");
 
     // A truncated GGUF passes the magic check but not llama.cpp.
-    let cache = evol_models_cache();
-    let real = std::fs::read(cache.join("SmolLM2-135M-Instruct.Q4_1.gguf"))
-        .unwrap_or_else(|_| b"GGUF\x03\x00\x00\x00".to_vec());
-    let cut = dir.write("cut.gguf", "");
+    let model = evol_models::find(evol_models::DEFAULT_MODEL).unwrap();
+    let cached = evol_models::cached_path(&evol_models::cache_dir().unwrap(), model);
+    let real = std::fs::read(cached).unwrap_or_else(|_| b"GGUF\x03\x00\x00\x00".to_vec());
+    let cut = dir.path("cut.gguf");
     std::fs::write(&cut, &real[..real.len().min(4096)]).unwrap();
-    let run = evol(&[
-        "run",
-        seeds.to_str().unwrap(),
-        "-o",
-        dir.path("o3").to_str().unwrap(),
-        "--model-path",
-        cut.to_str().unwrap(),
-    ]);
-    assert_eq!(run.status.code(), Some(1));
-    assert!(stderr(&run).contains("is not a model llama.cpp can load"), "{}", stderr(&run));
+    fails_with("o3", &["--model-path", cut.to_str().unwrap()], "is not a model llama.cpp can load");
 
-    let run = evol(&["run", seeds.to_str().unwrap(), "-o", dir.path("o4").to_str().unwrap(), "--model", "gpt-9"]);
-    assert_eq!(run.status.code(), Some(1));
-    assert!(stderr(&run).contains("unknown model `gpt-9`"), "{}", stderr(&run));
+    fails_with("o4", &["--model", "gpt-9"], "unknown model `gpt-9`");
 }
 
 #[test]
@@ -127,10 +105,4 @@ fn models_list_shows_the_catalogue() {
     assert_success(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("smollm2-135m-instruct") && text.contains("gemma3-270m"), "{text}");
-}
-
-fn evol_models_cache() -> std::path::PathBuf {
-    let out = evol(&["models", "list"]);
-    let err = stderr(&out);
-    std::path::PathBuf::from(err.trim().strip_prefix("cache: ").unwrap_or("."))
 }

@@ -105,11 +105,6 @@ impl OutputDir {
         Ok(())
     }
 
-    /// Opens an existing output directory (for reading).
-    pub fn open(root: &Path) -> OutputDir {
-        OutputDir { root: root.to_path_buf() }
-    }
-
     pub fn path(&self, file: &str) -> PathBuf {
         self.root.join(file)
     }

@@ -105,6 +105,9 @@ pub struct LlamaEngine {
     model: Arc<LlamaModel>,
     template: Arc<ChatTemplate>,
     stops: Arc<Vec<String>>,
+    /// The BOS token's text: a prompt that already starts with it gets no
+    /// second BOS from the tokenizer.
+    bos: Arc<str>,
     info: Arc<EngineInfo>,
 }
 
@@ -208,7 +211,14 @@ impl LlamaEngine {
             n_params: model.n_params(),
             template: source,
         };
-        Ok(LlamaEngine { jobs, model, template: Arc::new(template), stops: Arc::new(stops), info: Arc::new(info) })
+        Ok(LlamaEngine {
+            jobs,
+            model,
+            template: Arc::new(template),
+            stops: Arc::new(stops),
+            bos: bos.into(),
+            info: Arc::new(info),
+        })
     }
 
     pub fn info(&self) -> &EngineInfo {
@@ -227,8 +237,7 @@ impl LlamaEngine {
     pub fn stream(&self, request: &ChatRequest) -> Result<UnboundedReceiver<Event>, ChatError> {
         let prompt = self.format(&request.messages)?;
         let vocab = self.model.vocab();
-        let bos = String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None)).into_owned();
-        let add_bos = vocab.should_add_bos() && (bos.is_empty() || !prompt.starts_with(&bos));
+        let add_bos = vocab.should_add_bos() && (self.bos.is_empty() || !prompt.starts_with(&*self.bos));
         let tokens = vocab.tokenize(prompt.as_bytes(), add_bos, true);
         let mut stop = request.stop.clone();
         stop.extend(self.stops.iter().cloned());

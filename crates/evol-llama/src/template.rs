@@ -69,7 +69,7 @@ impl TemplateSource {
         if setting.contains("{{") || setting.contains("{%") {
             return Ok(TemplateSource::Custom(setting.to_string()));
         }
-        Err(format!("unknown chat template `{setting}`: expected one of {} , a file, or Jinja text", builtin_names()))
+        Err(format!("unknown chat template `{setting}`: expected one of {}, a file, or Jinja text", builtin_names()))
     }
 
     fn text(&self) -> &str {

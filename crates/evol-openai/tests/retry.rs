@@ -189,6 +189,20 @@ async fn unreachable_servers_exhaust_retries() {
     assert!(err.message.contains("could not connect"), "{}", err.message);
 }
 
+/// Asks `n` distinct questions, checks each reply, returns the retries spent.
+async fn ask_all(client: &OpenAiClient, n: usize, check: impl Fn(&evol_llm::ChatResponse)) -> u32 {
+    let mut retries = 0;
+    for i in 0..n {
+        let mut r = request();
+        r.messages[0].content = format!("Question {i}?");
+        r.sampling.max_tokens = 1000;
+        let reply = client.chat(r).await.unwrap();
+        check(&reply);
+        retries += reply.retries;
+    }
+    retries
+}
+
 #[tokio::test]
 async fn mock_faults_are_survived() {
     let config = evol_mock::MockConfig {
@@ -204,16 +218,11 @@ async fn mock_faults_are_survived() {
     };
     let base = evol_mock::spawn(config).await.unwrap();
     let client = client_with(&base, Duration::from_secs(5), 20);
-    let mut retries = 0;
-    for i in 0..100 {
-        let mut r = request();
-        r.messages[0].content = format!("Question {i}?");
-        r.sampling.max_tokens = 1000;
-        let reply = client.chat(r).await.unwrap();
+    let retries = ask_all(&client, 100, |reply| {
         assert!(reply.text.split_whitespace().count() > 50 || reply.text.starts_with("Sorry"), "{}", reply.text);
         assert!(reply.usage.completion_tokens > 0);
-        retries += reply.retries;
-    }
+    })
+    .await;
     // 40% of attempts fail: about 67 retries expected for 100 requests.
     assert!(retries > 20, "{retries}");
     let models = client.list_models().await.unwrap().unwrap();
@@ -228,14 +237,6 @@ async fn slow_bodies_time_out_and_are_retried() {
     };
     let base = evol_mock::spawn(config).await.unwrap();
     let client = client_with(&base, Duration::from_millis(300), 20);
-    let mut retries = 0;
-    for i in 0..20 {
-        let mut r = request();
-        r.messages[0].content = format!("Slow question {i}?");
-        r.sampling.max_tokens = 1000;
-        let reply = client.chat(r).await.unwrap();
-        assert!(!reply.text.is_empty());
-        retries += reply.retries;
-    }
+    let retries = ask_all(&client, 20, |reply| assert!(!reply.text.is_empty())).await;
     assert!(retries > 0, "some bodies stalled past the timeout");
 }
