@@ -27,6 +27,38 @@ pub enum Command {
     /// Write the built-in prompt templates to a directory, to edit and pass
     /// back with `evol run --templates DIR`.
     Templates(TemplatesArgs),
+    /// Show a run's progress from its journal, while it runs or after.
+    Status(StatusArgs),
+    /// Rewrite a run's output files (records, dataset) from its journal.
+    Export(ExportArgs),
+    /// Merge the outputs of a sharded run (`evol run --shard I/N`) into one,
+    /// checking that no seed is missing or doubled.
+    Merge(MergeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The run's output directory.
+    pub output: PathBuf,
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The run's output directory.
+    pub output: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// The shards' output directories, one per shard.
+    #[arg(required = true, num_args = 1..)]
+    pub shards: Vec<PathBuf>,
+    /// Where to write the merged run (a new or empty directory).
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,9 +157,15 @@ Output files in OUT:
 
 Models: with --endpoint or OPENAI_BASE_URL (e.g. http://127.0.0.1:8000/v1), an OpenAI-compatible server, key from OPENAI_API_KEY or the variable named by --api-key-env. Without, the embedded llama.cpp engine on this machine's CPU: --model picks a model from `evol models list` (default smollm2-135m-instruct, fetched on first use), --model-path any local GGUF.
 
-Every call's outcome is committed to OUT/journal.sqlite first: rerun the same command to resume a stopped or crashed run (nothing completed is sent again; other settings are refused; --fresh starts over). Ctrl-C stops sending and waits up to 30 s for calls in flight; a second Ctrl-C aborts.
+Every call's outcome is committed to OUT/journal.sqlite first: rerun the same command to resume a stopped or crashed run (nothing completed is sent again; other settings are refused; --fresh starts over). Ctrl-C stops sending and waits up to 30 s for calls in flight; a second Ctrl-C aborts. `evol status OUT` shows a run's progress, `evol export OUT` rewrites its files from the journal.
 
-Exit codes: 0 success, 1 run error, 2 usage error, 130 interrupted.";
+Many servers: repeat --endpoint (or list them in a --config file). Each call goes to the least-loaded healthy server; each server's concurrency adapts (it grows while replies are healthy and halves on 429, 503 and timeouts, between 1 and --concurrency); a server that keeps failing is taken out and probed back in; the run goes on while any server works.
+
+Budgets: --max-cost, --max-tokens-total and --max-requests stop sending when reached (the run exits with code 3); raise the cap and rerun the same command to continue. Prices come from --price-prompt/--price-completion or the [prices] table of --config. --dry-run prints the expected calls, tokens and cost without calling any model.
+
+Shards: --shard I/N runs the seeds of shard I (0 to N-1), chosen by a hash of their ids; `evol merge` joins the shards' outputs into what one run would have made.
+
+Exit codes: 0 success, 1 run error, 2 usage error, 3 stopped at a budget cap, 130 interrupted.";
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -144,11 +182,42 @@ pub struct RunArgs {
     #[arg(long)]
     pub fresh: bool,
 
+    /// On resume, send again the calls that failed or whose reply was cut
+    /// (token limit, content filter), with a new request seed.
+    #[arg(long)]
+    pub retry_failed: bool,
+
+    /// Print the expected number of calls and an estimate of tokens and
+    /// cost, then exit without calling any model.
+    #[arg(long)]
+    pub dry_run: bool,
+
     // Server and models.
     /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.
-    /// Without it, the embedded llama.cpp engine runs the model.
-    #[arg(long, env = "OPENAI_BASE_URL", help_heading = "Server")]
-    pub endpoint: Option<String>,
+    /// Repeat it (or separate URLs with commas) to spread calls over several
+    /// servers. Without it, the embedded llama.cpp engine runs the model.
+    #[arg(long, env = "OPENAI_BASE_URL", value_delimiter = ',', help_heading = "Server")]
+    pub endpoint: Vec<String>,
+
+    /// A TOML file with `[[endpoints]]` (url, model, api_key_env, weight,
+    /// rpm, tpm, max_concurrency) and `[prices]` ("model" = { prompt = ..,
+    /// completion = .. } per million tokens). See the README.
+    #[arg(long, value_name = "FILE", help_heading = "Server")]
+    pub config: Option<PathBuf>,
+
+    /// Requests per minute allowed per server (default: none, or what the
+    /// server's rate-limit headers say).
+    #[arg(long, help_heading = "Server")]
+    pub rpm: Option<u32>,
+
+    /// Tokens per minute allowed per server (prompt + completion).
+    #[arg(long, help_heading = "Server")]
+    pub tpm: Option<u64>,
+
+    /// Keep each server's concurrency fixed at --concurrency instead of
+    /// adapting it to 429s, 503s and timeouts.
+    #[arg(long, help_heading = "Server")]
+    pub no_adaptive: bool,
 
     /// Name of the environment variable that holds the API key.
     #[arg(long, default_value = "OPENAI_API_KEY", value_name = "VAR", help_heading = "Server")]
@@ -272,6 +341,35 @@ pub struct RunArgs {
     /// Use only the first N seeds.
     #[arg(long, value_name = "N", help_heading = "Input")]
     pub limit: Option<usize>,
+
+    /// Run only shard I of N (I from 0 to N-1): the seeds whose id hashes to
+    /// it. `evol merge` joins the shards' outputs.
+    #[arg(long, value_name = "I/N", env = "EVOL_SHARD", help_heading = "Input")]
+    pub shard: Option<String>,
+
+    // Budget.
+    /// Stop sending when the run's cost reaches this (in the unit of the
+    /// prices; calls in flight may pass it slightly).
+    #[arg(long, help_heading = "Budget")]
+    pub max_cost: Option<f64>,
+
+    /// Stop sending when the run has used this many tokens (prompt +
+    /// completion).
+    #[arg(long, help_heading = "Budget")]
+    pub max_tokens_total: Option<u64>,
+
+    /// Stop sending after this many requests.
+    #[arg(long, help_heading = "Budget")]
+    pub max_requests: Option<u64>,
+
+    /// Price of a million prompt tokens, for models without an entry in the
+    /// --config price table.
+    #[arg(long, value_name = "PRICE", help_heading = "Budget")]
+    pub price_prompt: Option<f64>,
+
+    /// Price of a million completion tokens (see --price-prompt).
+    #[arg(long, value_name = "PRICE", help_heading = "Budget")]
+    pub price_completion: Option<f64>,
 
     #[command(flatten)]
     pub engine: EngineArgs,

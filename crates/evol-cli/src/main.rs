@@ -1,6 +1,6 @@
 //! The `evol` binary: parses the command line, runs a subcommand, and maps
-//! errors to exit codes (0 success, 1 run error, 2 usage error, 130
-//! interrupted).
+//! errors to exit codes (0 success, 1 run error, 2 usage error, 3 stopped
+//! at a budget cap, 130 interrupted).
 
 mod cli;
 mod commands;
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::commands::run::Interrupted;
+use crate::commands::run::{CapStop, Interrupted};
 use crate::settings::UsageError;
 
 fn main() -> ExitCode {
@@ -31,6 +31,9 @@ fn main() -> ExitCode {
             Command::Templates(args) => commands::templates::templates(args),
             Command::Models(command) => commands::models::models(command),
             Command::Serve(args) => commands::serve::serve(*args).await,
+            Command::Status(args) => commands::status::status(args),
+            Command::Export(args) => commands::export::export(args),
+            Command::Merge(args) => commands::merge::merge(args),
         }
     });
     // Do not wait for calls still in flight after an error or Ctrl-C.
@@ -42,6 +45,8 @@ fn main() -> ExitCode {
             if e.is::<UsageError>() {
                 eprintln!("\nFor more information, try '--help'.");
                 ExitCode::from(2)
+            } else if e.is::<CapStop>() {
+                ExitCode::from(3)
             } else if e.is::<Interrupted>() {
                 ExitCode::from(130)
             } else {

@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use evol_core::cost::Budget;
 use evol_core::{RunStats, StatsRecorder};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -20,7 +21,7 @@ pub struct Progress {
 impl Progress {
     /// Progress is counted in evolution steps (`seeds` x `rounds`): seeds
     /// advance together and finish near the end, steps advance steadily.
-    pub fn start(stats: Arc<StatsRecorder>, seeds: u64, rounds: u32, quiet: bool) -> Progress {
+    pub fn start(stats: Arc<StatsRecorder>, budget: Arc<Budget>, seeds: u64, rounds: u32, quiet: bool) -> Progress {
         let steps = seeds * u64::from(rounds);
         if quiet {
             return Progress { task: None, bar: None };
@@ -34,12 +35,17 @@ impl Progress {
                 .expect("valid template"),
             );
             let shown = bar.clone();
+            let budget = budget.clone();
             let task = tokio::spawn(async move {
                 let started = Instant::now();
                 loop {
                     let s = stats.snapshot();
                     shown.set_position(s.total.attempted);
-                    shown.set_message(format!("{}/{seeds} seeds done, {}", s.seeds_done, rates(&s, started.elapsed())));
+                    shown.set_message(format!(
+                        "{}/{seeds} seeds done, {}",
+                        s.seeds_done,
+                        rates(&s, &budget, started.elapsed())
+                    ));
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             });
@@ -57,7 +63,7 @@ impl Progress {
                     "evol: {}/{steps} steps, {}/{seeds} seeds done{eta} | {}",
                     s.total.attempted,
                     s.seeds_done,
-                    rates(&s, elapsed)
+                    rates(&s, &budget, elapsed)
                 );
             }
         });
@@ -74,18 +80,27 @@ impl Progress {
     }
 }
 
-fn rates(s: &RunStats, elapsed: Duration) -> String {
+fn rates(s: &RunStats, budget: &Budget, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(1e-3);
     let t = &s.total;
     let accept = if t.attempted > 0 { 100.0 * t.accepted as f64 / t.attempted as f64 } else { 0.0 };
-    format!(
+    let mut line = format!(
         "{} accepted ({accept:.0}%), {:.1} req/s, {:.0} tok/s, {} retries, {} failures",
         t.accepted,
         t.requests as f64 / secs,
         (t.prompt_tokens + t.completion_tokens) as f64 / secs,
         t.retries,
         t.failures
-    )
+    );
+    // The budget counts calls of earlier attempts too: it is what the run cost.
+    let (cost, cap) = (budget.cost(), budget.caps().max_cost);
+    if cost > 0.0 || cap.is_some() {
+        line.push_str(&format!(", cost {cost:.4}"));
+        if let Some(cap) = cap {
+            line.push_str(&format!(" of {cap:.4}"));
+        }
+    }
+    line
 }
 
 fn eta(done: u64, total: u64, elapsed: Duration) -> Option<Duration> {

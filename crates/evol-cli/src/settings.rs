@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use evol_core::cost::{Caps, Price, Prices};
 use evol_core::eliminate::Rules;
 use evol_core::{Operation, Templates};
 use evol_io::SeedFormat;
@@ -22,13 +23,83 @@ fn usage(message: impl Into<String>) -> UsageError {
     UsageError(message.into())
 }
 
+/// One server of a run, from `--endpoint` or a `--config` file.
+/// (No `Debug`: it holds the key.)
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub url: String,
+    /// The served model name (default: `--model`, or the server's only one).
+    pub model: Option<String>,
+    /// The environment variable holding this server's key (default:
+    /// `--api-key-env`).
+    pub api_key_env: Option<String>,
+    /// Share of the load relative to the other servers.
+    #[serde(default = "one")]
+    pub weight: f64,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    /// This server's concurrency ceiling (default: `--concurrency`).
+    pub max_concurrency: Option<usize>,
+    /// The key, read from the environment (never printed).
+    #[serde(skip)]
+    pub api_key: Option<String>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A `--config` file.
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    prices: BTreeMap<String, Price>,
+}
+
+/// Which part of the seeds a run takes: shard `index` of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = UsageError;
+    fn from_str(s: &str) -> Result<Shard, UsageError> {
+        let bad = || usage(format!("--shard `{s}`: expected I/N with I from 0 to N-1, e.g. 0/4"));
+        let (i, n) = s.trim().split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
 /// What `evol run` will do, validated.
 pub struct RunSettings {
     pub engine: evol_core::Settings,
-    /// The server, or `None` for the embedded engine.
-    pub endpoint: Option<String>,
-    pub api_key: Option<String>,
+    /// The servers; empty for the embedded engine.
+    pub endpoints: Vec<Endpoint>,
     pub api_key_env: String,
+    /// Adapt each server's concurrency to its health.
+    pub adaptive: bool,
+    pub shard: Option<Shard>,
+    pub caps: Caps,
+    /// Prices by model name, from the config file.
+    pub prices: Prices,
+    /// The price of models not in `prices`, from the flags.
+    pub default_price: Option<Price>,
     pub model: Option<String>,
     pub answer_model: Option<String>,
     pub judge_model: Option<String>,
@@ -60,21 +131,45 @@ impl RunSettings {
         // (reasoning models spend tokens before they answer).
         let judge = Sampling { temperature: 0.0, top_p: 1.0, ..evolve };
 
-        let endpoint = args.endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()).map(String::from);
-        let api_key = std::env::var(&args.api_key_env).ok().filter(|k| !k.trim().is_empty());
-        match &endpoint {
-            Some(_) => {
-                if api_key.is_none() && args.api_key_env != "OPENAI_API_KEY" {
-                    return Err(usage(format!(
-                        "--api-key-env names `{}`, but that environment variable is not set",
-                        args.api_key_env
-                    )));
-                }
+        let config = match &args.config {
+            Some(path) => read_config(path)?,
+            None => ConfigFile::default(),
+        };
+        let mut endpoints = config.endpoints;
+        for url in args.endpoint.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+            endpoints.push(Endpoint {
+                url: url.to_string(),
+                model: None,
+                api_key_env: None,
+                weight: 1.0,
+                rpm: None,
+                tpm: None,
+                max_concurrency: None,
+                api_key: None,
+            });
+        }
+        for (i, e) in endpoints.iter_mut().enumerate() {
+            let var = e.api_key_env.clone().unwrap_or_else(|| args.api_key_env.clone());
+            e.api_key = std::env::var(&var).ok().filter(|k| !k.trim().is_empty());
+            if e.api_key.is_none() && var != "OPENAI_API_KEY" {
+                return Err(usage(format!("the API key variable `{var}` (endpoint {}) is not set", i + 1)));
+            }
+            if !(e.weight.is_finite() && e.weight > 0.0) {
+                return Err(usage(format!("endpoint {}: weight must be a positive number", i + 1)));
+            }
+            e.rpm = e.rpm.or(args.rpm);
+            e.tpm = e.tpm.or(args.tpm);
+            if e.rpm == Some(0) || e.tpm == Some(0) || e.max_concurrency == Some(0) {
+                return Err(usage(format!("endpoint {}: rpm, tpm and max_concurrency must be at least 1", i + 1)));
+            }
+        }
+        match endpoints.is_empty() {
+            false => {
                 if args.engine.model_path.is_some() {
                     return Err(usage("--model-path is for the embedded engine; drop --endpoint to use it"));
                 }
             }
-            None => {
+            true => {
                 if args.answer_model.is_some() || args.judge_model.is_some() {
                     return Err(usage(
                         "--answer-model and --judge-model need --endpoint (the embedded engine runs one model)",
@@ -91,6 +186,20 @@ impl RunSettings {
                 other => Ok(other.map(String::from)),
             }
         };
+
+        let shard = args.shard.as_deref().map(str::parse).transpose()?;
+        for (flag, value) in [("--max-cost", args.max_cost), ("--price-prompt", args.price_prompt)]
+            .into_iter()
+            .chain([("--price-completion", args.price_completion)])
+        {
+            if value.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+                return Err(usage(format!("{flag} must be zero or a positive number")));
+            }
+        }
+        let default_price = (args.price_prompt.is_some() || args.price_completion.is_some()).then(|| Price {
+            prompt: args.price_prompt.unwrap_or(0.0),
+            completion: args.price_completion.unwrap_or(0.0),
+        });
 
         Ok(RunSettings {
             engine: evol_core::Settings {
@@ -110,10 +219,15 @@ impl RunSettings {
                 judge_sampling: judge,
                 request_seeds: !args.no_request_seed,
                 concurrency: args.concurrency,
+                retry_failed: args.retry_failed,
             },
-            endpoint,
-            api_key,
+            endpoints,
             api_key_env: args.api_key_env.clone(),
+            adaptive: !args.no_adaptive,
+            shard,
+            caps: Caps { max_requests: args.max_requests, max_tokens: args.max_tokens_total, max_cost: args.max_cost },
+            prices: Prices(config.prices),
+            default_price,
             model: non_empty("--model", &args.model)?,
             answer_model: non_empty("--answer-model", &args.answer_model)?,
             judge_model: non_empty("--judge-model", &args.judge_model)?,
@@ -125,6 +239,27 @@ impl RunSettings {
             },
             format: args.format.parse().map_err(usage)?,
         })
+    }
+}
+
+/// Reads a `--config` file; a mistake in it is a usage error naming it.
+fn read_config(path: &Path) -> Result<ConfigFile, UsageError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| usage(format!("cannot read the config file `{}`: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| usage(format!("the config file `{}`: {e}", path.display())))
+}
+
+impl RunSettings {
+    /// The price table for the models a run uses: the config's entries, and
+    /// the flags' price for the others.
+    pub fn prices_for(&self, models: &[&str]) -> Prices {
+        let mut prices = self.prices.clone();
+        if let Some(price) = self.default_price {
+            for m in models {
+                prices.0.entry(m.to_string()).or_insert(price);
+            }
+        }
+        prices
     }
 }
 

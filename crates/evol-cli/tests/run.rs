@@ -307,7 +307,7 @@ fn an_unknown_model_stops_the_run_and_keeps_the_files() {
     let mock = Mock::start(MockConfig { models: vec!["a".into(), "b".into()], ..MockConfig::default() });
     let run = evol_run(&mock.url, &seeds, &dir.path("o2"), &[]);
     assert_eq!(run.status.code(), Some(2));
-    assert!(stderr(&run).contains("pass --model; the server offers: `a`, `b`"), "{}", stderr(&run));
+    assert!(stderr(&run).contains("offers: `a`, `b`"), "{}", stderr(&run));
 }
 
 #[test]

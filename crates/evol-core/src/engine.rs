@@ -22,11 +22,13 @@ use rand::{Rng, RngCore};
 use tokio::sync::Semaphore;
 
 use crate::clean::clean_reply;
+use crate::cost::{Budget, CapReached, Prices};
 use crate::eliminate::{self, parse_verdict, Reason, Rules, Verdict};
 use crate::journal::{call_key, CallRecord, Journal};
 use crate::ops::Operation;
 use crate::record::{evolution_id, Evolution, Rejection, Seed, SeedAnswer};
 use crate::rng::{keyed_rng, step_rng};
+use crate::stats::Call;
 use crate::stats::{Slice, StatsRecorder};
 use crate::templates::{TemplateError, Templates};
 
@@ -50,6 +52,8 @@ pub struct Settings {
     pub request_seeds: bool,
     /// The most model calls in flight at once.
     pub concurrency: usize,
+    /// Send again the calls the journal holds as failed or cut short.
+    pub retry_failed: bool,
 }
 
 /// The models a run talks to (they may all be the same one).
@@ -68,6 +72,10 @@ pub trait Sink: Send + Sync {
     fn accepted(&self, evolution: &Evolution) -> Result<(), SinkError>;
     fn rejected(&self, rejection: &Rejection) -> Result<(), SinkError>;
     fn seed_answered(&self, answer: &SeedAnswer) -> Result<(), SinkError>;
+    /// A seed's chain is done: all its records have been given.
+    fn seed_done(&self, _seed: &Seed) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// Errors that stop a run.
@@ -90,6 +98,8 @@ pub enum EngineError {
     Settings(String),
     #[error("the run was stopped")]
     Stopped,
+    #[error(transparent)]
+    Cap(#[from] CapReached),
 }
 
 /// Which kind of call of a step.
@@ -125,6 +135,8 @@ pub struct Engine {
     templates: Templates,
     stats: Arc<StatsRecorder>,
     journal: Arc<dyn Journal>,
+    prices: Prices,
+    budget: Arc<Budget>,
     limit: Semaphore,
     stopping: AtomicBool,
 }
@@ -150,26 +162,54 @@ impl Engine {
             return Err(EngineError::Settings("concurrency must be at least 1".into()));
         }
         let limit = Semaphore::new(settings.concurrency);
-        Ok(Engine { settings, models, templates, stats, journal, limit, stopping: AtomicBool::new(false) })
+        Ok(Engine {
+            settings,
+            models,
+            templates,
+            stats,
+            journal,
+            prices: Prices::default(),
+            budget: Arc::new(Budget::default()),
+            limit,
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    /// Prices calls with `prices` and stops sending when `budget` reaches a
+    /// cap (the run then ends with [`EngineError::Cap`]).
+    pub fn with_costs(mut self, prices: Prices, budget: Arc<Budget>) -> Engine {
+        self.prices = prices;
+        self.budget = budget;
+        self
     }
 
     /// Evolves every seed through every round, sending records to `sink` as
     /// they are decided. Returns when all chains are done or the run fails.
     ///
+    /// Seeds are taken from the iterator only as chains start (a bounded
+    /// window of them), so a seed source of any size runs in flat memory.
+    ///
     /// After [`Engine::stop`], no new call is sent: calls in flight finish
-    /// and are committed, then `run` returns [`EngineError::Stopped`].
-    pub async fn run(&self, seeds: Vec<Seed>, sink: &dyn Sink) -> Result<(), EngineError> {
+    /// and are committed, then `run` returns [`EngineError::Stopped`]. When a
+    /// budget cap is reached the same happens and `run` returns
+    /// [`EngineError::Cap`].
+    pub async fn run(&self, seeds: impl IntoIterator<Item = Seed>, sink: &dyn Sink) -> Result<(), EngineError> {
         let window = self.settings.concurrency.saturating_mul(CHAINS_PER_SLOT).max(1);
         let mut chains = futures::stream::iter(seeds)
             .take_while(|_| std::future::ready(!self.stopping.load(Ordering::SeqCst)))
             .map(|seed| self.chain(seed, sink))
             .buffer_unordered(window);
         let mut stopped = false;
+        let mut cap = None;
         while let Some(result) = chains.next().await {
             match result {
                 Err(EngineError::Stopped) => stopped = true,
+                Err(EngineError::Cap(reached)) => cap = Some(reached),
                 other => other?,
             }
+        }
+        if let Some(reached) = cap {
+            return Err(EngineError::Cap(reached));
         }
         if stopped || self.stopping.load(Ordering::SeqCst) {
             return Err(EngineError::Stopped);
@@ -197,6 +237,7 @@ impl Engine {
                 Err(rejection) => sink.rejected(&rejection).map_err(EngineError::Sink)?,
             }
         }
+        sink.seed_done(&seed).map_err(EngineError::Sink)?;
         self.stats.seed_done();
         Ok(())
     }
@@ -349,18 +390,17 @@ impl Engine {
         sampling: Sampling,
     ) -> Result<Result<ChatResponse, String>, EngineError> {
         let key = call_key(seed_id, slice.round, &stage.to_string());
+        let asked = question_digest(model.name(), prompt, sampling);
+        let mut attempt = 0;
         if let Some(record) = self.journal.lookup(&key).map_err(EngineError::Journal)? {
-            self.stats.replayed(slice, record.usage, record.retries, record.error.is_some());
-            return Ok(match record.error {
-                Some(message) => Err(message),
-                None => Ok(ChatResponse {
-                    text: record.text.unwrap_or_default(),
-                    reasoning: None,
-                    finish_reason: record.finish_reason.unwrap_or(FinishReason::Unknown),
-                    usage: record.usage,
-                    retries: record.retries,
-                }),
-            });
+            // An outcome for another question (a parent that changed when an
+            // earlier failed call was retried) is not replayed.
+            if record.prompt == asked {
+                if !(self.settings.retry_failed && record.is_failure()) {
+                    return Ok(self.replay(model, slice, record));
+                }
+                attempt = record.attempt + 1;
+            }
         }
         if self.stopping.load(Ordering::SeqCst) {
             return Err(EngineError::Stopped);
@@ -369,23 +409,38 @@ impl Engine {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(EngineError::Stopped);
         }
+        if let Err(reached) = self.budget.reserve() {
+            self.stop();
+            return Err(EngineError::Cap(reached));
+        }
+        // A retried call gets another request seed, or a deterministic
+        // server would give the same failed reply again.
+        let sampling = match (attempt, sampling.seed) {
+            (0, _) | (_, None) => sampling,
+            (n, Some(seed)) => sampling.with_seed(Some(keyed_rng(seed, &[b"retry", &n.to_le_bytes()]).next_u64() >> 1)),
+        };
         let started = Instant::now();
         let request = ChatRequest::new(vec![Message::user(prompt)], sampling);
         let result = model.chat(request).await;
         let (outcome, record) = match result {
             Ok(reply) => {
-                self.stats.call(slice, started, reply.usage, reply.retries, false);
+                let cost = self.prices.cost(model.name(), reply.usage);
+                self.budget.spend(reply.usage, cost);
+                let call = Call { usage: reply.usage, cost, retries: reply.retries, failed: false };
+                self.stats.call(slice, started, call);
                 let record = CallRecord {
                     text: Some(reply.text.clone()),
                     finish_reason: Some(reply.finish_reason.clone()),
                     usage: reply.usage,
                     retries: reply.retries,
                     error: None,
+                    prompt: asked,
+                    attempt,
                 };
                 (Ok(reply), record)
             }
             Err(e) => {
-                self.stats.call(slice, started, Usage::default(), e.retries, true);
+                self.stats.call(slice, started, Call { retries: e.retries, failed: true, ..Call::default() });
                 if e.kind.is_fatal() {
                     return Err(EngineError::Model { stage, model: model.name().to_string(), source: e });
                 }
@@ -396,6 +451,8 @@ impl Engine {
                     usage: Usage::default(),
                     retries: e.retries,
                     error: Some(message.clone()),
+                    prompt: asked,
+                    attempt,
                 };
                 (Err(message), record)
             }
@@ -403,6 +460,37 @@ impl Engine {
         self.journal.commit(&key, &record).map_err(EngineError::Journal)?;
         Ok(outcome)
     }
+
+    /// A committed outcome, counted as the call it was.
+    fn replay(&self, model: &Arc<dyn ChatModel>, slice: Slice<'_>, record: CallRecord) -> Result<ChatResponse, String> {
+        let cost = self.prices.cost(model.name(), record.usage);
+        self.budget.replayed(record.usage, cost);
+        let call = Call { usage: record.usage, cost, retries: record.retries, failed: record.error.is_some() };
+        self.stats.replayed(slice, call);
+        match record.error {
+            Some(message) => Err(message),
+            None => Ok(ChatResponse {
+                text: record.text.unwrap_or_default(),
+                reasoning: None,
+                finish_reason: record.finish_reason.unwrap_or(FinishReason::Unknown),
+                usage: record.usage,
+                retries: record.retries,
+                signals: Default::default(),
+            }),
+        }
+    }
+}
+
+/// The digest of a question: the model, the prompt and the sampling
+/// settings other than the request seed (which follows from the call key).
+fn question_digest(model: &str, prompt: &str, sampling: Sampling) -> String {
+    let sampling = serde_json::to_string(&sampling.with_seed(None)).expect("serializable");
+    let mut hasher = blake3::Hasher::new();
+    for part in [model, &sampling, prompt] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.finalize().to_hex()[..32].to_string()
 }
 
 #[cfg(test)]
@@ -451,7 +539,7 @@ mod tests {
                 }
             } else {
                 if let Some(kind) = self.fail_answers {
-                    return Err(ChatError { kind, message: "boom".into(), retries: 3 });
+                    return Err(ChatError { retries: 3, ..ChatError::new(kind, "boom") });
                 }
                 self.answer.clone()
             };
@@ -461,6 +549,7 @@ mod tests {
                 finish_reason: FinishReason::Stop,
                 usage: Usage { prompt_tokens: 3, completion_tokens: 2 },
                 retries: 0,
+                signals: Default::default(),
             })
         }
     }
@@ -504,6 +593,7 @@ mod tests {
             judge_sampling: Sampling { temperature: 0.0, ..sampling() },
             request_seeds: true,
             concurrency: 4,
+            retry_failed: false,
         }
     }
 
@@ -686,5 +776,96 @@ mod tests {
         assert_eq!(second, first);
         assert_eq!(stats.replayed_calls, 54);
         assert_eq!(stats.total.requests, 54);
+    }
+
+    #[tokio::test]
+    async fn retry_failed_sends_failed_calls_again_with_another_seed() {
+        let journal = Arc::new(MemoryJournal::default());
+        let attempt = |model: Scripted, retry_failed: bool| {
+            let journal = journal.clone();
+            async move {
+                let model = Arc::new(model);
+                let as_model: Arc<dyn ChatModel> = model.clone();
+                let models = Models { evolver: as_model.clone(), judge: as_model.clone(), answerer: as_model };
+                let s = Settings { retry_failed, rounds: 1, ..settings() };
+                let engine =
+                    Engine::new(s, models, Templates::builtin(), Arc::new(StatsRecorder::new(2)), journal).unwrap();
+                let sink = Collect::default();
+                engine.run(seeds(2), &sink).await.unwrap();
+                let calls = model.calls.lock().unwrap().len();
+                let accepted = sink.accepted.lock().unwrap().len();
+                (calls, accepted)
+            }
+        };
+        let failing = Scripted { fail_answers: Some(ErrorKind::Exhausted), ..Scripted::new() };
+        assert_eq!(attempt(failing, false).await, (6, 0));
+        // A plain resume replays the failures.
+        assert_eq!(attempt(Scripted::new(), false).await, (0, 0));
+        // --retry-failed sends only the failed answers again.
+        assert_eq!(attempt(Scripted::new(), true).await, (2, 2));
+        let record = journal.lookup(&call_key("s0", 1, "answer")).unwrap().unwrap();
+        assert_eq!((record.attempt, record.error), (1, None));
+        assert_eq!(attempt(Scripted::new(), true).await, (0, 2), "nothing failed is left");
+    }
+
+    #[tokio::test]
+    async fn a_changed_question_is_not_replayed() {
+        let journal = Arc::new(MemoryJournal::default());
+        let once = |answer_max_tokens: u32| {
+            let journal = journal.clone();
+            async move {
+                let model = Arc::new(Scripted::new());
+                let as_model: Arc<dyn ChatModel> = model.clone();
+                let models = Models { evolver: as_model.clone(), judge: as_model.clone(), answerer: as_model };
+                let mut s = Settings { rounds: 1, ..settings() };
+                s.answer_sampling.max_tokens = answer_max_tokens;
+                let engine =
+                    Engine::new(s, models, Templates::builtin(), Arc::new(StatsRecorder::new(1)), journal).unwrap();
+                engine.run(seeds(1), &Collect::default()).await.unwrap();
+                let calls = model.calls.lock().unwrap().len();
+                calls
+            }
+        };
+        assert_eq!(once(64).await, 3);
+        assert_eq!(once(64).await, 0);
+        assert_eq!(once(65).await, 1, "only the answer, whose settings changed, is asked again");
+    }
+
+    #[tokio::test]
+    async fn a_cap_stops_sending_and_a_higher_cap_continues() {
+        use crate::cost::{Caps, Price};
+        let journal = Arc::new(MemoryJournal::default());
+        let prices = Prices([("scripted".to_string(), Price { prompt: 1e6, completion: 0.0 })].into());
+        let once = |caps: Caps| {
+            let journal = journal.clone();
+            let prices = prices.clone();
+            async move {
+                let model = Arc::new(Scripted::new());
+                let as_model: Arc<dyn ChatModel> = model.clone();
+                let models = Models { evolver: as_model.clone(), judge: as_model.clone(), answerer: as_model };
+                let s = Settings { concurrency: 1, ..settings() };
+                let stats = Arc::new(StatsRecorder::new(4));
+                let engine = Engine::new(s, models, Templates::builtin(), stats.clone(), journal)
+                    .unwrap()
+                    .with_costs(prices, Arc::new(Budget::new(caps)));
+                let result = engine.run(seeds(4), &Collect::default()).await;
+                let calls = model.calls.lock().unwrap().len();
+                (result, calls, stats.snapshot())
+            }
+        };
+        let (result, calls, _) = once(Caps { max_requests: Some(10), ..Caps::default() }).await;
+        assert!(matches!(result, Err(EngineError::Cap(CapReached::Requests { cap: 10 }))), "{result:?}");
+        assert_eq!(calls, 10);
+        // Each call costs 3 (3 prompt tokens at 1e6 per million): the cost
+        // cap counts the 10 replayed calls, then allows 2 more.
+        let (result, calls, stats) = once(Caps { max_cost: Some(36.0), ..Caps::default() }).await;
+        assert!(matches!(result, Err(EngineError::Cap(CapReached::Cost { .. }))), "{result:?}");
+        assert_eq!(calls, 2);
+        assert_eq!(stats.total.cost, 36.0);
+        let (result, calls, stats) = once(Caps::default()).await;
+        assert!(result.is_ok());
+        assert_eq!(calls, 36 - 12);
+        assert_eq!(stats.seeds_done, 4);
+        assert_eq!(stats.total.cost, 108.0);
     }
 }

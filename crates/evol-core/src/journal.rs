@@ -24,6 +24,21 @@ pub struct CallRecord {
     pub retries: u32,
     /// The failure message when the call failed.
     pub error: Option<String>,
+    /// The digest of what was asked (model, prompt, sampling without the
+    /// seed): an outcome is replayed only for the same question.
+    #[serde(default)]
+    pub prompt: String,
+    /// How many times the call was sent again by `--retry-failed`.
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+impl CallRecord {
+    /// Whether `--retry-failed` sends this call again: it failed, or its
+    /// reply was cut by the token limit or a content filter.
+    pub fn is_failure(&self) -> bool {
+        self.error.is_some() || matches!(self.finish_reason, Some(FinishReason::Length | FinishReason::ContentFilter))
+    }
 }
 
 /// Where call outcomes are committed.

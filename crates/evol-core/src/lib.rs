@@ -8,6 +8,7 @@
 //! - [`engine`]: the per-seed chains of rounds that drive it all.
 //! - [`record`] and [`stats`]: what a run produces.
 //! - [`rng`]: deterministic randomness keyed by seed, round and attempt.
+//! - [`cost`]: prices, spending and the caps that stop a run.
 //! - [`journal`]: where call outcomes are committed, for exact resume.
 //!
 //! This crate knows nothing about HTTP, files or terminals: models are
@@ -15,6 +16,7 @@
 //! [`engine::Sink`].
 
 pub mod clean;
+pub mod cost;
 pub mod eliminate;
 pub mod engine;
 pub mod journal;

@@ -22,6 +22,24 @@ pub fn keyed_rng(run_seed: u64, parts: &[&[u8]]) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(*hasher.finalize().as_bytes())
 }
 
+/// A record's place in the shuffled dataset: a keyed hash of its id, so the
+/// order depends only on the run seed and the ids, never on when records
+/// were decided or which shard decided them.
+pub fn order_key(run_seed: u64, id: &str) -> i64 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"dataset-order");
+    hasher.update(&run_seed.to_le_bytes());
+    hasher.update(id.as_bytes());
+    i64::from_le_bytes(hasher.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+/// The shard (0-based, of `shards`) a seed belongs to: a hash of its id
+/// alone, so every run seed and every machine agree.
+pub fn shard_of(seed_id: &str, shards: u32) -> u32 {
+    let hash = blake3::hash(seed_id.as_bytes());
+    (u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes")) % u64::from(shards.max(1))) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +60,17 @@ mod tests {
         let a = keyed_rng(0, &[b"ab", b"c"]).next_u64();
         let b = keyed_rng(0, &[b"a", b"bc"]).next_u64();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn shards_split_evenly_and_order_keys_follow_the_seed() {
+        let mut counts = [0u32; 4];
+        for i in 0..4000 {
+            counts[shard_of(&format!("line-{i}"), 4) as usize] += 1;
+        }
+        assert!(counts.iter().all(|&n| (850..=1150).contains(&n)), "{counts:?}");
+        assert_eq!(order_key(1, "a"), order_key(1, "a"));
+        assert_ne!(order_key(1, "a"), order_key(2, "a"));
+        assert_eq!(shard_of("x", 1), 0);
     }
 }

@@ -25,6 +25,8 @@ pub struct Tally {
     pub failures: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// What the calls cost, from the price table (0 without prices).
+    pub cost: f64,
     /// Sum of the durations of this slice's calls.
     pub busy_seconds: f64,
     /// From the first call of this slice to the end of its last one.
@@ -38,12 +40,14 @@ impl Tally {
         self.rejected.values().sum()
     }
 
-    fn add_call(&mut self, start: Duration, end: Duration, usage: Usage, retries: u32, failed: bool) {
+    fn add_call(&mut self, start: Duration, end: Duration, call: Call) {
+        let Call { usage, cost, retries, failed } = call;
         self.requests += 1;
         self.retries += u64::from(retries);
         self.failures += u64::from(failed);
         self.prompt_tokens += usage.prompt_tokens;
         self.completion_tokens += usage.completion_tokens;
+        self.cost += cost;
         self.busy_seconds += (end - start).as_secs_f64();
         let (first, last) = self.span.get_or_insert((start, end));
         *first = (*first).min(start);
@@ -75,11 +79,28 @@ pub struct RunStats {
     pub operations: BTreeMap<String, Tally>,
 }
 
+impl RunStats {
+    fn add_call(&mut self, slice: Slice<'_>, start: Duration, end: Duration, call: Call) {
+        self.total.add_call(start, end, call);
+        self.rounds.entry(slice.round).or_default().add_call(start, end, call);
+        self.operations.entry(slice.operation.to_string()).or_default().add_call(start, end, call);
+    }
+}
+
 /// The slice a call or outcome belongs to.
 #[derive(Debug, Clone, Copy)]
 pub struct Slice<'a> {
     pub round: u32,
     pub operation: &'a str,
+}
+
+/// What one call used.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Call {
+    pub usage: Usage,
+    pub cost: f64,
+    pub retries: u32,
+    pub failed: bool,
 }
 
 /// Collects statistics from concurrent chains.
@@ -95,24 +116,19 @@ impl StatsRecorder {
     }
 
     /// Records one model call that ran from `started` to now.
-    pub fn call(&self, slice: Slice<'_>, started: Instant, usage: Usage, retries: u32, failed: bool) {
+    pub fn call(&self, slice: Slice<'_>, started: Instant, call: Call) {
         let start = started.saturating_duration_since(self.start);
         let end = self.start.elapsed();
-        let mut s = self.inner.lock().unwrap();
-        s.total.add_call(start, end, usage, retries, failed);
-        s.rounds.entry(slice.round).or_default().add_call(start, end, usage, retries, failed);
-        s.operations.entry(slice.operation.to_string()).or_default().add_call(start, end, usage, retries, failed);
+        self.inner.lock().unwrap().add_call(slice, start, end, call);
     }
 
     /// Records a call replayed from the journal (counted like the call it
     /// was, with no time spent).
-    pub fn replayed(&self, slice: Slice<'_>, usage: Usage, retries: u32, failed: bool) {
+    pub fn replayed(&self, slice: Slice<'_>, call: Call) {
         let now = self.start.elapsed();
         let mut s = self.inner.lock().unwrap();
         s.replayed_calls += 1;
-        s.total.add_call(now, now, usage, retries, failed);
-        s.rounds.entry(slice.round).or_default().add_call(now, now, usage, retries, failed);
-        s.operations.entry(slice.operation.to_string()).or_default().add_call(now, now, usage, retries, failed);
+        s.add_call(slice, now, now, call);
     }
 
     /// Records the outcome of one evolution attempt.
@@ -144,8 +160,12 @@ mod tests {
         let r = StatsRecorder::new(2);
         let slice = Slice { round: 1, operation: "deepen" };
         let usage = Usage { prompt_tokens: 10, completion_tokens: 5 };
-        r.call(slice, Instant::now(), usage, 2, false);
-        r.call(Slice { round: 2, operation: "breadth" }, Instant::now(), usage, 0, true);
+        r.call(slice, Instant::now(), Call { usage, cost: 0.25, retries: 2, failed: false });
+        r.call(
+            Slice { round: 2, operation: "breadth" },
+            Instant::now(),
+            Call { usage, failed: true, ..Call::default() },
+        );
         r.outcome(slice, None);
         r.outcome(slice, Some(Reason::AnswerSorry));
         r.seed_done();
@@ -154,6 +174,7 @@ mod tests {
         assert_eq!(s.total.retries, 2);
         assert_eq!(s.total.failures, 1);
         assert_eq!(s.total.prompt_tokens, 20);
+        assert_eq!(s.total.cost, 0.25);
         assert_eq!(s.rounds[&1].requests, 1);
         assert_eq!(s.rounds[&1].attempted, 2);
         assert_eq!(s.rounds[&1].accepted, 1);

@@ -1,14 +1,17 @@
-//! The run's output directory: records appended as they are decided, the
-//! merged dataset and the statistics written at the end.
+//! The run's output directory: records appended as they are decided, and
+//! the files exported from the journal (the source of truth) at the end of
+//! a run or by `evol export`: record files in id order, the dataset in its
+//! shuffled order, the statistics. Export streams from the journal, so it
+//! runs in flat memory whatever the size of the run.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use evol_core::rng::order_key;
 use evol_core::{Evolution, Rejection, Seed, SeedAnswer, Sink, SinkError};
-use rand::seq::SliceRandom;
+use evol_journal::{DatasetSource, Kind, SqliteJournal};
 use serde::{Deserialize, Serialize};
 
 /// Accepted evolutions, one JSON object per line.
@@ -42,6 +45,10 @@ pub enum OutputError {
     NotEmpty { path: String, file: String },
     #[error("`{path}` line {line}: {message}")]
     Corrupt { path: String, line: usize, message: String },
+    #[error("reading the journal failed: {0}")]
+    Journal(#[from] rusqlite::Error),
+    #[error("the journal holds an unreadable record: {0}")]
+    Record(#[from] serde_json::Error),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
@@ -85,26 +92,6 @@ impl OutputDir {
         self.root.join(JOURNAL).exists()
     }
 
-    /// Rewrites the record files in id order, so that a run's files do not
-    /// depend on the order in which replies arrived.
-    pub fn sort_records(&self) -> Result<(), OutputError> {
-        for file in [EVOLVED, REJECTED, SEED_ANSWERS] {
-            let path = self.path(file);
-            if !path.exists() {
-                continue;
-            }
-            let mut records: Vec<serde_json::Value> = read_jsonl(&path)?;
-            records.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-            let mut text = Vec::new();
-            for r in &records {
-                serde_json::to_writer(&mut text, r).expect("serializable");
-                text.push(b'\n');
-            }
-            write_atomic(&path, &text)?;
-        }
-        Ok(())
-    }
-
     pub fn path(&self, file: &str) -> PathBuf {
         self.root.join(file)
     }
@@ -130,38 +117,83 @@ impl OutputDir {
         write_atomic(&self.path(file), text.as_bytes())
     }
 
-    /// Builds `dataset.jsonl` from the accepted evolutions (and, when
-    /// `seeds` is given, the seeds with their answers), shuffled with a
-    /// generator keyed by `run_seed` so the same run gives the same order.
-    /// Returns the number of rows.
-    pub fn write_dataset(&self, seeds: Option<&[Seed]>, run_seed: u64) -> Result<usize, OutputError> {
-        let mut rows: Vec<(String, DatasetRow)> = Vec::new();
-        for evolution in read_jsonl::<Evolution>(&self.path(EVOLVED))? {
-            rows.push((evolution.id, DatasetRow { instruction: evolution.instruction, output: evolution.response }));
-        }
-        if let Some(seeds) = seeds {
-            let answers_path = self.path(SEED_ANSWERS);
-            let mut answers: HashMap<String, Option<String>> = HashMap::new();
-            if answers_path.exists() {
-                for a in read_jsonl::<SeedAnswer>(&answers_path)? {
-                    answers.insert(a.id, a.response);
-                }
+    /// Writes the record files and the dataset from the journal: records
+    /// in id order, the dataset shuffled by each row's order key, with the
+    /// seeds (and their answers) when `include_seeds`. Each file is replaced
+    /// atomically. Returns the number of dataset rows.
+    pub fn export(&self, journal: &SqliteJournal, include_seeds: bool) -> Result<usize, OutputError> {
+        for (file, kind) in [(EVOLVED, Kind::Evolved), (REJECTED, Kind::Rejected), (SEED_ANSWERS, Kind::SeedAnswer)] {
+            if kind == Kind::SeedAnswer && journal.record_count(kind)? == 0 {
+                continue;
             }
-            for seed in seeds {
-                let output = answers.get(&seed.id).cloned().flatten();
-                rows.push((seed.id.clone(), DatasetRow { instruction: seed.instruction.clone(), output }));
-            }
+            self.write_lines(file, |out| {
+                journal.for_each_record(kind, |body| {
+                    out.write_all(body.as_bytes()).and_then(|_| out.write_all(b"\n")).map_err(Export::Io)
+                })
+            })?;
         }
-        // Sort first: the files are in completion order, which varies.
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
-        rows.shuffle(&mut evol_core::rng::keyed_rng(run_seed, &[b"dataset-shuffle"]));
-        let mut text = Vec::new();
-        for (_, row) in &rows {
-            serde_json::to_writer(&mut text, row).expect("serializable");
-            text.push(b'\n');
+        let mut rows = 0;
+        self.write_lines(DATASET, |out| {
+            journal.for_each_dataset_row(include_seeds, |source| {
+                let row = match source {
+                    DatasetSource::Evolved(body) => {
+                        let e: Evolution = serde_json::from_str(body)?;
+                        DatasetRow { instruction: e.instruction, output: e.response }
+                    }
+                    DatasetSource::Seed { instruction, answer } => {
+                        let output = match answer {
+                            Some(a) => serde_json::from_str::<SeedAnswer>(a)?.response,
+                            None => None,
+                        };
+                        DatasetRow { instruction: instruction.to_string(), output }
+                    }
+                };
+                serde_json::to_writer(&mut *out, &row)?;
+                out.write_all(b"\n").map_err(Export::Io)?;
+                rows += 1;
+                Ok(())
+            })
+        })?;
+        Ok(rows)
+    }
+
+    /// Writes a file through `fill`, atomically (temporary file + rename).
+    fn write_lines(
+        &self,
+        file: &str,
+        fill: impl FnOnce(&mut BufWriter<File>) -> Result<(), Export>,
+    ) -> Result<(), OutputError> {
+        let path = self.path(file);
+        let tmp = path.with_extension("tmp");
+        let mut out = BufWriter::new(File::create(&tmp).map_err(io_error(&tmp))?);
+        match fill(&mut out) {
+            Ok(()) => {}
+            Err(Export::Io(e)) => return Err(io_error(&tmp)(e)),
+            Err(Export::Journal(e)) => return Err(OutputError::Journal(e)),
+            Err(Export::Record(e)) => return Err(OutputError::Record(e)),
         }
-        write_atomic(&self.path(DATASET), &text)?;
-        Ok(rows.len())
+        let file = out.into_inner().map_err(|e| io_error(&tmp)(e.into_error()))?;
+        file.sync_all().map_err(io_error(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_error(&path))
+    }
+}
+
+/// An error while streaming an export.
+enum Export {
+    Io(std::io::Error),
+    Journal(rusqlite::Error),
+    Record(serde_json::Error),
+}
+
+impl From<rusqlite::Error> for Export {
+    fn from(e: rusqlite::Error) -> Export {
+        Export::Journal(e)
+    }
+}
+
+impl From<serde_json::Error> for Export {
+    fn from(e: serde_json::Error) -> Export {
+        Export::Record(e)
     }
 }
 
@@ -218,6 +250,47 @@ impl Appender {
         line.push(b'\n');
         let mut w = self.writer.lock().unwrap();
         w.write_all(&line).and_then(|_| w.flush()).map_err(|e| format!("`{}`: {e}", self.path.display()).into())
+    }
+}
+
+/// The run's sink: every record goes to the journal (the source of truth)
+/// and is appended to its JSONL file, to be read while the run goes on.
+pub struct RunSink {
+    journal: Arc<SqliteJournal>,
+    files: JsonlSink,
+    run_seed: u64,
+}
+
+impl RunSink {
+    pub fn new(journal: Arc<SqliteJournal>, files: JsonlSink, run_seed: u64) -> RunSink {
+        RunSink { journal, files, run_seed }
+    }
+
+    fn put(&self, kind: Kind, id: &str, record: &impl Serialize) -> Result<(), SinkError> {
+        let body = serde_json::to_string(record)?;
+        self.journal.put_record(kind, id, &body, order_key(self.run_seed, id))?;
+        Ok(())
+    }
+}
+
+impl Sink for RunSink {
+    fn accepted(&self, evolution: &Evolution) -> Result<(), SinkError> {
+        self.put(Kind::Evolved, &evolution.id, evolution)?;
+        self.files.accepted(evolution)
+    }
+
+    fn rejected(&self, rejection: &Rejection) -> Result<(), SinkError> {
+        self.put(Kind::Rejected, &rejection.id, rejection)?;
+        self.files.rejected(rejection)
+    }
+
+    fn seed_answered(&self, answer: &SeedAnswer) -> Result<(), SinkError> {
+        self.put(Kind::SeedAnswer, &answer.id, answer)?;
+        self.files.seed_answered(answer)
+    }
+
+    fn seed_done(&self, seed: &Seed) -> Result<(), SinkError> {
+        Ok(self.journal.mark_done(&seed.id)?)
     }
 }
 
@@ -288,16 +361,26 @@ mod tests {
     }
 
     #[test]
-    fn dataset_is_the_same_whatever_the_completion_order() {
+    fn export_is_the_same_whatever_the_completion_order() {
         let build = |order: &[&str]| {
             let dir = tempfile::tempdir().unwrap();
             let out = OutputDir::prepare(dir.path(), false).unwrap();
-            let sink = out.sink().unwrap();
+            let journal = Arc::new(SqliteJournal::open(&out.path(JOURNAL)).unwrap());
+            let seed = evol_journal::SeedRow {
+                pos: 0,
+                seed: Seed { id: "s".into(), instruction: "seed q".into() },
+                place: "line 1".into(),
+                order_key: order_key(9, "s"),
+            };
+            journal.load_seeds([Ok::<_, String>(seed)].into_iter()).unwrap();
+            let sink = RunSink::new(journal.clone(), out.sink().unwrap(), 9);
             for id in order {
                 sink.accepted(&evolution(id, &format!("q {id}"))).unwrap();
             }
-            let seeds = vec![Seed { id: "s".into(), instruction: "seed q".into() }];
-            assert_eq!(out.write_dataset(Some(&seeds), 9).unwrap(), order.len() + 1);
+            assert_eq!(out.export(&journal, true).unwrap(), order.len() + 1);
+            assert!(!out.path(SEED_ANSWERS).exists(), "no seed answers, no file");
+            let evolved = std::fs::read_to_string(out.path(EVOLVED)).unwrap();
+            assert!(evolved.find("a.r1").unwrap() < evolved.find("d.r1").unwrap());
             std::fs::read_to_string(out.path(DATASET)).unwrap()
         };
         let a = build(&["a.r1", "b.r1", "c.r1", "d.r1"]);

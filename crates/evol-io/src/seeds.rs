@@ -92,11 +92,35 @@ pub struct SeedSet {
     pub empty: Vec<Place>,
 }
 
-/// Reads a seed file.
-pub fn read_seeds(path: &Path, options: ReadOptions) -> Result<SeedSet, SeedError> {
+/// One record of a seed file, as read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Seed(Place, Seed),
+    /// A malformed record, with what is wrong with it.
+    Invalid(Place, String),
+    /// A record whose instruction is empty.
+    Empty(Place),
+}
+
+/// Reads a seed file one record at a time, so files of any size are read
+/// in flat memory (a JSON array is the exception: it is parsed whole).
+/// Duplicate ids are not checked here (that needs every id seen so far).
+pub struct SeedReader {
+    name: String,
+    source: Source,
+}
+
+enum Source {
+    Lines { reader: Box<dyn BufRead + Send>, number: usize, text: bool, line: Vec<u8> },
+    Items(std::iter::Enumerate<std::vec::IntoIter<Value>>),
+    Done,
+}
+
+/// Opens a seed file for reading record by record.
+pub fn open_seeds(path: &Path, format: SeedFormat) -> Result<SeedReader, SeedError> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|source| SeedError::Io { path: name.clone(), source })?;
-    let format = match options.format {
+    let format = match format {
         SeedFormat::Auto => match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("jsonl" | "ndjson") => SeedFormat::Jsonl,
             Some("json") => SeedFormat::Json,
@@ -105,130 +129,164 @@ pub fn read_seeds(path: &Path, options: ReadOptions) -> Result<SeedSet, SeedErro
         },
         f => f,
     };
-    parse_seeds(std::io::BufReader::new(file), &name, ReadOptions { format, ..options })
+    SeedReader::new(Box::new(std::io::BufReader::new(file)), &name, format)
+}
+
+impl SeedReader {
+    /// Reads seeds from any reader; `name` is used in messages.
+    pub fn new(mut reader: Box<dyn BufRead + Send>, name: &str, format: SeedFormat) -> Result<SeedReader, SeedError> {
+        let io = |source| SeedError::Io { path: name.to_string(), source };
+        let mut format = format;
+        if format == SeedFormat::Auto {
+            let head = reader.fill_buf().map_err(io)?;
+            let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+            format = match head.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b'[') => SeedFormat::Json,
+                Some(b'{') => SeedFormat::Jsonl,
+                _ => SeedFormat::Text,
+            };
+        }
+        let source = match format {
+            SeedFormat::Json => {
+                let mut text = String::new();
+                reader.read_to_string(&mut text).map_err(io)?;
+                let items: Vec<Value> = serde_json::from_str(strip_bom(&text)).map_err(|e| SeedError::Invalid {
+                    path: name.to_string(),
+                    place: Place::Line(e.line()),
+                    message: format!("not a JSON array of seed objects ({e})"),
+                })?;
+                Source::Items(items.into_iter().enumerate())
+            }
+            SeedFormat::Jsonl | SeedFormat::Text => {
+                Source::Lines { reader, number: 0, text: format == SeedFormat::Text, line: Vec::new() }
+            }
+            SeedFormat::Auto => unreachable!("resolved above"),
+        };
+        Ok(SeedReader { name: name.to_string(), source })
+    }
+
+    /// The file's name, as used in messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Iterator for SeedReader {
+    type Item = Result<Item, SeedError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match &mut self.source {
+                Source::Done => return None,
+                Source::Items(items) => {
+                    let Some((i, value)) = items.next() else {
+                        self.source = Source::Done;
+                        return None;
+                    };
+                    let place = Place::Item(i + 1);
+                    return Some(Ok(match record(value) {
+                        Ok((id, instruction)) => seed(place, id, instruction),
+                        Err(message) => Item::Invalid(place, message),
+                    }));
+                }
+                Source::Lines { reader, number, text, line } => {
+                    line.clear();
+                    match reader.read_until(b'\n', line) {
+                        Ok(0) => {
+                            self.source = Source::Done;
+                            return None;
+                        }
+                        Ok(_) => {}
+                        Err(source) => {
+                            self.source = Source::Done;
+                            return Some(Err(SeedError::Io { path: self.name.clone(), source }));
+                        }
+                    }
+                    *number += 1;
+                    let place = Place::Line(*number);
+                    let Ok(content) = std::str::from_utf8(line) else {
+                        return Some(Ok(Item::Invalid(place, "not valid UTF-8".to_string())));
+                    };
+                    let content = if *number == 1 { strip_bom(content) } else { content };
+                    if content.trim().is_empty() {
+                        continue;
+                    }
+                    if *text {
+                        return Some(Ok(seed(place, None, content.trim().to_string())));
+                    }
+                    return Some(Ok(match serde_json::from_str::<Value>(content) {
+                        Ok(value) => match record(value) {
+                            Ok((id, instruction)) => seed(place, id, instruction),
+                            Err(message) => Item::Invalid(place, message),
+                        },
+                        Err(e) => Item::Invalid(place, format!("not valid JSON ({e})")),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// A record's seed: empty and oversized instructions are turned away, and a
+/// missing id comes from the record's place.
+fn seed(place: Place, id: Option<String>, instruction: String) -> Item {
+    if instruction.trim().is_empty() {
+        return Item::Empty(place);
+    }
+    let chars = instruction.chars().count();
+    if chars > MAX_INSTRUCTION_CHARS {
+        return Item::Invalid(
+            place,
+            format!("the instruction has {chars} characters; the limit is {MAX_INSTRUCTION_CHARS}"),
+        );
+    }
+    let id = id.unwrap_or_else(|| match place {
+        Place::Line(n) => format!("line-{n}"),
+        Place::Item(n) => format!("item-{n}"),
+    });
+    Item::Seed(place, Seed { id, instruction: instruction.trim().to_string() })
+}
+
+/// Reads a whole seed file into memory, checking that ids are unique.
+pub fn read_seeds(path: &Path, options: ReadOptions) -> Result<SeedSet, SeedError> {
+    collect(open_seeds(path, options.format)?, options)
 }
 
 /// Reads seeds from any reader; `name` is used in messages.
-pub fn parse_seeds(mut reader: impl BufRead, name: &str, options: ReadOptions) -> Result<SeedSet, SeedError> {
-    let io = |source| SeedError::Io { path: name.to_string(), source };
-    let mut format = options.format;
-    if format == SeedFormat::Auto {
-        let head = reader.fill_buf().map_err(io)?;
-        let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
-        format = match head.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'[') => SeedFormat::Json,
-            Some(b'{') => SeedFormat::Jsonl,
-            _ => SeedFormat::Text,
-        };
-    }
-    let mut builder = Builder { name, options, set: SeedSet::default(), ids: HashMap::new() };
-    match format {
-        SeedFormat::Json => {
-            let mut text = String::new();
-            reader.read_to_string(&mut text).map_err(|e| builder.invalid_utf8(e))?;
-            let items: Vec<Value> = serde_json::from_str(strip_bom(&text)).map_err(|e| SeedError::Invalid {
-                path: name.to_string(),
-                place: Place::Line(e.line()),
-                message: format!("not a JSON array of seed objects ({e})"),
-            })?;
-            for (i, item) in items.into_iter().enumerate() {
-                builder.add_value(Place::Item(i + 1), item)?;
+pub fn parse_seeds(
+    reader: impl BufRead + Send + 'static,
+    name: &str,
+    options: ReadOptions,
+) -> Result<SeedSet, SeedError> {
+    collect(SeedReader::new(Box::new(reader), name, options.format)?, options)
+}
+
+fn collect(reader: SeedReader, options: ReadOptions) -> Result<SeedSet, SeedError> {
+    let name = reader.name().to_string();
+    let mut set = SeedSet::default();
+    let mut ids: HashMap<String, Place> = HashMap::new();
+    for item in reader {
+        match item? {
+            Item::Seed(place, seed) => {
+                if let Some(first) = ids.get(&seed.id) {
+                    return Err(SeedError::DuplicateId { path: name, place, id: seed.id, first: *first });
+                }
+                ids.insert(seed.id.clone(), place);
+                set.seeds.push(seed);
             }
+            Item::Invalid(place, message) if options.skip_invalid => set.invalid.push((place, message)),
+            Item::Invalid(place, message) => return Err(SeedError::Invalid { path: name, place, message }),
+            Item::Empty(place) => set.empty.push(place),
         }
-        SeedFormat::Jsonl | SeedFormat::Text => {
-            let mut line = Vec::new();
-            let mut number = 0;
-            loop {
-                line.clear();
-                if reader.read_until(b'\n', &mut line).map_err(io)? == 0 {
-                    break;
-                }
-                number += 1;
-                let place = Place::Line(number);
-                let text = match std::str::from_utf8(&line) {
-                    Ok(t) => t,
-                    Err(_) => {
-                        builder.reject(place, "not valid UTF-8".to_string())?;
-                        continue;
-                    }
-                };
-                let text = if number == 1 { strip_bom(text) } else { text };
-                if text.trim().is_empty() {
-                    continue;
-                }
-                if format == SeedFormat::Text {
-                    builder.add(place, None, text.trim().to_string())?;
-                    continue;
-                }
-                match serde_json::from_str::<Value>(text) {
-                    Ok(value) => builder.add_value(place, value)?,
-                    Err(e) => builder.reject(place, format!("not valid JSON ({e})"))?,
-                }
-            }
-        }
-        SeedFormat::Auto => unreachable!("resolved above"),
     }
-    if builder.set.seeds.is_empty() {
-        return Err(SeedError::NoSeeds { path: name.to_string() });
+    if set.seeds.is_empty() {
+        return Err(SeedError::NoSeeds { path: name });
     }
-    Ok(builder.set)
+    Ok(set)
 }
 
 fn strip_bom(s: &str) -> &str {
     s.strip_prefix('\u{FEFF}').unwrap_or(s)
-}
-
-struct Builder<'a> {
-    name: &'a str,
-    options: ReadOptions,
-    set: SeedSet,
-    ids: HashMap<String, Place>,
-}
-
-impl Builder<'_> {
-    fn invalid_utf8(&self, e: std::io::Error) -> SeedError {
-        SeedError::Io { path: self.name.to_string(), source: e }
-    }
-
-    fn reject(&mut self, place: Place, message: String) -> Result<(), SeedError> {
-        if self.options.skip_invalid {
-            self.set.invalid.push((place, message));
-            Ok(())
-        } else {
-            Err(SeedError::Invalid { path: self.name.to_string(), place, message })
-        }
-    }
-
-    fn add_value(&mut self, place: Place, value: Value) -> Result<(), SeedError> {
-        match record(value) {
-            Ok((id, instruction)) => self.add(place, id, instruction),
-            Err(message) => self.reject(place, message),
-        }
-    }
-
-    fn add(&mut self, place: Place, id: Option<String>, instruction: String) -> Result<(), SeedError> {
-        if instruction.trim().is_empty() {
-            self.set.empty.push(place);
-            return Ok(());
-        }
-        let chars = instruction.chars().count();
-        if chars > MAX_INSTRUCTION_CHARS {
-            return self.reject(
-                place,
-                format!("the instruction has {chars} characters; the limit is {MAX_INSTRUCTION_CHARS}"),
-            );
-        }
-        let id = id.unwrap_or_else(|| match place {
-            Place::Line(n) => format!("line-{n}"),
-            Place::Item(n) => format!("item-{n}"),
-        });
-        if let Some(first) = self.ids.get(&id) {
-            return Err(SeedError::DuplicateId { path: self.name.to_string(), place, id, first: *first });
-        }
-        self.ids.insert(id.clone(), place);
-        self.set.seeds.push(Seed { id, instruction: instruction.trim().to_string() });
-        Ok(())
-    }
 }
 
 /// The id and instruction of one JSON record.
@@ -282,7 +340,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, format: SeedFormat, skip: bool) -> Result<SeedSet, SeedError> {
-        parse_seeds(text.as_bytes(), "seeds", ReadOptions { format, skip_invalid: skip })
+        parse_seeds(std::io::Cursor::new(text.to_string()), "seeds", ReadOptions { format, skip_invalid: skip })
     }
 
     fn ids(set: &SeedSet) -> Vec<&str> {
@@ -351,7 +409,12 @@ mod tests {
     #[test]
     fn invalid_utf8_is_a_line_error() {
         let bytes: &[u8] = b"{\"instruction\":\"A\"}\n\xff\xfe\n";
-        let err = parse_seeds(bytes, "s", ReadOptions { format: SeedFormat::Jsonl, skip_invalid: false }).unwrap_err();
+        let err = parse_seeds(
+            std::io::Cursor::new(bytes.to_vec()),
+            "s",
+            ReadOptions { format: SeedFormat::Jsonl, skip_invalid: false },
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "`s` line 2: not valid UTF-8");
     }
 

@@ -288,6 +288,7 @@ impl ChatModel for LlamaEngine {
                             completion_tokens: f.completion_tokens.into(),
                         },
                         retries: 0,
+                        signals: Default::default(),
                     })
                 }
                 Event::Done(Err(message)) => return Err(ChatError::new(ErrorKind::Rejected, message)),

@@ -12,6 +12,9 @@
 //! go on) or to the whole run (stop).
 
 use std::fmt;
+use std::time::Duration;
+
+use rand::Rng;
 
 use serde::{Deserialize, Serialize};
 
@@ -130,6 +133,22 @@ pub struct ChatResponse {
     pub usage: Usage,
     /// Extra attempts the backend made before this reply (0: first try).
     pub retries: u32,
+    /// What the server said about its limits.
+    pub signals: Signals,
+}
+
+/// What a backend learned about the server's load and limits, for callers
+/// that pace themselves (see `evol-pool`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Signals {
+    /// The failure means the server is overloaded (429, 503, a timeout):
+    /// send it less.
+    pub overloaded: bool,
+    /// How long the server asked callers to wait.
+    pub retry_after: Option<std::time::Duration>,
+    /// The server's stated limits (from rate-limit headers).
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
 }
 
 /// What kind of failure a call ended in: decides item failure vs run failure.
@@ -165,11 +184,52 @@ pub struct ChatError {
     pub message: String,
     /// Extra attempts made before giving up.
     pub retries: u32,
+    pub signals: Signals,
 }
 
 impl ChatError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> ChatError {
-        ChatError { kind, message: message.into(), retries: 0 }
+        ChatError { kind, message: message.into(), retries: 0, signals: Signals::default() }
+    }
+}
+
+/// When to give up on a failing request, and how long to wait between
+/// attempts: exponential backoff with jitter, or the server's own hint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Extra attempts after the first one.
+    pub max_retries: u32,
+    /// The first backoff step; it doubles with every retry.
+    pub initial_backoff: Duration,
+    /// The longest backoff step.
+    pub max_backoff: Duration,
+    /// The longest wait a server's `Retry-After` can impose.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            max_retries: 6,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// How long to wait before retry number `retry` (0 for the first retry).
+    /// A server's hint wins over the computed backoff.
+    pub fn delay(&self, retry: u32, server_hint: Option<Duration>, rng: &mut impl Rng) -> Duration {
+        if let Some(hint) = server_hint {
+            return hint.min(self.max_retry_after);
+        }
+        let step = self.initial_backoff.saturating_mul(2u32.saturating_pow(retry.min(20))).min(self.max_backoff);
+        // "Equal jitter": half fixed, half random, so that many clients that
+        // failed together do not come back together.
+        let half = step / 2;
+        half + half.mul_f64(rng.random::<f64>())
     }
 }
 
@@ -203,6 +263,19 @@ impl fmt::Display for Role {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let p = RetryPolicy::default();
+        let mut rng = rand::rng();
+        for retry in 0..10 {
+            let step = (p.initial_backoff * 2u32.pow(retry)).min(p.max_backoff);
+            let d = p.delay(retry, None, &mut rng);
+            assert!(d >= step / 2 && d <= step, "retry {retry}: {d:?}");
+        }
+        assert_eq!(p.delay(0, Some(Duration::from_secs(5)), &mut rng), Duration::from_secs(5));
+        assert_eq!(p.delay(0, Some(Duration::from_secs(9999)), &mut rng), p.max_retry_after);
+    }
 
     #[test]
     fn finish_reason_accepts_any_string() {

@@ -15,7 +15,7 @@ mod wire;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, Message, Sampling};
+use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, Message, Sampling, Signals};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::StatusCode;
 
@@ -83,13 +83,17 @@ pub struct OpenAiClient {
 struct Failure {
     retry: bool,
     kind: ErrorKind,
-    hint: Option<Duration>,
+    signals: Signals,
     message: String,
 }
 
 impl Failure {
     fn transient(message: String) -> Failure {
-        Failure { retry: true, kind: ErrorKind::Exhausted, hint: None, message }
+        Failure { retry: true, kind: ErrorKind::Exhausted, signals: Signals::default(), message }
+    }
+
+    fn into_error(self, retries: u32) -> ChatError {
+        ChatError { kind: self.kind, message: self.message, retries, signals: self.signals }
     }
 }
 
@@ -153,25 +157,37 @@ impl OpenAiClient {
         let url = format!("{}/chat/completions", self.base);
         let response = match self.http.post(&url).json(body).send().await {
             Ok(r) => r,
-            Err(e) => return Err(Failure::transient(describe_transport(&e, &url))),
+            Err(e) => {
+                let mut failure = Failure::transient(describe_transport(&e, &url));
+                failure.signals.overloaded = e.is_timeout();
+                return Err(failure);
+            }
         };
         let status = response.status();
-        let hint = retry::server_hint(response.headers(), SystemTime::now());
+        let mut signals = retry::server_limits(response.headers());
+        signals.retry_after = retry::server_hint(response.headers(), SystemTime::now());
         let text = match response.text().await {
             Ok(t) => t,
             Err(e) => {
-                return Err(Failure::transient(format!("reading the reply from `{url}` failed: {}", error_chain(&e))))
+                let mut failure =
+                    Failure::transient(format!("reading the reply from `{url}` failed: {}", error_chain(&e)));
+                failure.signals.overloaded = e.is_timeout();
+                return Err(failure);
             }
         };
         if !status.is_success() {
             let code = wire::error_code(&text);
             let message = http_message(status, &text, &url);
+            signals.overloaded = matches!(status.as_u16(), 408 | 429 | 503);
             return Err(match retry::classify_status(status, code.as_deref()) {
-                retry::StatusClass::Retry => Failure { retry: true, kind: ErrorKind::Exhausted, hint, message },
-                retry::StatusClass::Fail(kind) => Failure { retry: false, kind, hint: None, message },
+                retry::StatusClass::Retry => Failure { retry: true, kind: ErrorKind::Exhausted, signals, message },
+                retry::StatusClass::Fail(kind) => Failure { retry: false, kind, signals, message },
             });
         }
-        wire::parse_completion(&text).map_err(|e| Failure::transient(format!("unreadable reply from `{url}`: {e}")))
+        let mut reply = wire::parse_completion(&text)
+            .map_err(|e| Failure::transient(format!("unreadable reply from `{url}`: {e}")))?;
+        reply.signals = signals;
+        Ok(reply)
     }
 }
 
@@ -190,13 +206,15 @@ impl ChatModel for OpenAiClient {
                     reply.retries = retries;
                     return Ok(reply);
                 }
-                Err(f) if !f.retry => return Err(ChatError { kind: f.kind, message: f.message, retries }),
-                Err(f) if retries >= self.retry.max_retries => {
-                    let message = format!("gave up after {} attempts; last error: {}", retries + 1, f.message);
-                    return Err(ChatError { kind: ErrorKind::Exhausted, message, retries });
+                Err(f) if !f.retry => return Err(f.into_error(retries)),
+                Err(mut f) if retries >= self.retry.max_retries => {
+                    if retries > 0 {
+                        f.message = format!("gave up after {} attempts; last error: {}", retries + 1, f.message);
+                    }
+                    return Err(f.into_error(retries));
                 }
                 Err(f) => {
-                    let wait = self.retry.delay(retries, f.hint, &mut rand::rng());
+                    let wait = self.retry.delay(retries, f.signals.retry_after, &mut rand::rng());
                     tokio::time::sleep(wait).await;
                     retries += 1;
                 }

@@ -8,49 +8,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use evol_llm::ErrorKind;
-use rand::Rng;
+pub use evol_llm::RetryPolicy;
+use evol_llm::{ErrorKind, Signals};
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
-
-/// Backoff settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryPolicy {
-    /// Extra attempts after the first one.
-    pub max_retries: u32,
-    /// The first backoff step; it doubles with every retry.
-    pub initial_backoff: Duration,
-    /// The longest backoff step.
-    pub max_backoff: Duration,
-    /// The longest wait a server's `Retry-After` can impose.
-    pub max_retry_after: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> RetryPolicy {
-        RetryPolicy {
-            max_retries: 6,
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
-            max_retry_after: Duration::from_secs(120),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// How long to wait before retry number `retry` (0 for the first retry).
-    /// A server's hint wins over the computed backoff.
-    pub fn delay(&self, retry: u32, server_hint: Option<Duration>, rng: &mut impl Rng) -> Duration {
-        if let Some(hint) = server_hint {
-            return hint.min(self.max_retry_after);
-        }
-        let step = self.initial_backoff.saturating_mul(2u32.saturating_pow(retry.min(20))).min(self.max_backoff);
-        // "Equal jitter": half fixed, half random, so that many clients that
-        // failed together do not come back together.
-        let half = step / 2;
-        half + half.mul_f64(rng.random::<f64>())
-    }
-}
 
 /// How an HTTP status is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +45,20 @@ pub fn server_hint(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The limits a server states in its rate-limit headers
+/// (`x-ratelimit-limit-requests`, `x-ratelimit-limit-tokens`, as OpenAI and
+/// many others send; taken as per-minute limits).
+pub fn server_limits(headers: &HeaderMap) -> Signals {
+    let number = |name: &str| {
+        headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()).filter(|&n| n > 0)
+    };
+    Signals {
+        requests_per_minute: number("x-ratelimit-limit-requests"),
+        tokens_per_minute: number("x-ratelimit-limit-tokens"),
+        ..Signals::default()
+    }
 }
 
 #[cfg(test)]
@@ -133,15 +108,9 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        let p = RetryPolicy::default();
-        let mut rng = rand::rng();
-        for retry in 0..10 {
-            let step = (p.initial_backoff * 2u32.pow(retry)).min(p.max_backoff);
-            let d = p.delay(retry, None, &mut rng);
-            assert!(d >= step / 2 && d <= step, "retry {retry}: {d:?}");
-        }
-        assert_eq!(p.delay(0, Some(Duration::from_secs(5)), &mut rng), Duration::from_secs(5));
-        assert_eq!(p.delay(0, Some(Duration::from_secs(9999)), &mut rng), p.max_retry_after);
+    fn rate_limit_headers() {
+        let s = server_limits(&headers(&[("x-ratelimit-limit-requests", "500"), ("x-ratelimit-limit-tokens", "oops")]));
+        assert_eq!((s.requests_per_minute, s.tokens_per_minute), (Some(500), None));
+        assert_eq!(server_limits(&HeaderMap::new()), Signals::default());
     }
 }

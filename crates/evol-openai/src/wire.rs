@@ -68,6 +68,7 @@ pub fn parse_completion(body: &str) -> Result<ChatResponse, String> {
         finish_reason: FinishReason::parse(choice.finish_reason.as_deref()),
         usage,
         retries: 0,
+        signals: Default::default(),
     })
 }
 

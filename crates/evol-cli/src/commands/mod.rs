@@ -1,6 +1,10 @@
 //! One module per subcommand.
 
+pub mod estimate;
+pub mod export;
+pub mod merge;
 pub mod models;
 pub mod run;
 pub mod serve;
+pub mod status;
 pub mod templates;

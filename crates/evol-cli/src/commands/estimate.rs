@@ -1,0 +1,142 @@
+//! `evol run --dry-run`: what a run would cost, without calling any model.
+//!
+//! The number of calls is exact as an upper bound (a rejected evolution
+//! skips its later calls). Tokens are estimated from text lengths (about
+//! four bytes a token) under stated assumptions; a second figure assumes
+//! every reply runs to its token limit, the most the run can use.
+
+use std::fmt::Write as _;
+
+use evol_core::rng::shard_of;
+use evol_core::{Operation, Templates};
+use evol_io::seeds::{open_seeds, Item};
+
+use crate::cli::RunArgs;
+use crate::settings::RunSettings;
+
+/// Bytes per token, for estimates.
+const BYTES_PER_TOKEN: f64 = 4.0;
+/// Assumed growth of an instruction per accepted evolution.
+const GROWTH: f64 = 1.5;
+/// Assumed length of an answer, in tokens, when the limit is higher.
+const ANSWER_TOKENS: f64 = 400.0;
+/// The judge's verdict, in tokens.
+const VERDICT_TOKENS: f64 = 3.0;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Tokens {
+    calls: u64,
+    prompt: f64,
+    completion: f64,
+    /// Completion tokens if every reply used its whole limit.
+    completion_max: f64,
+}
+
+pub fn dry_run(args: &RunArgs, settings: &RunSettings, templates: &Templates) -> anyhow::Result<()> {
+    let mut seeds = 0u64;
+    let mut total = Tokens::default();
+    let limit = args.limit.map_or(u64::MAX, |l| l as u64);
+    let mut taken = 0u64;
+    for item in open_seeds(&args.seeds, settings.format)? {
+        let Item::Seed(_, seed) = item? else { continue };
+        if taken >= limit {
+            break;
+        }
+        taken += 1;
+        if settings.shard.is_some_and(|s| shard_of(&seed.id, s.count) != s.index) {
+            continue;
+        }
+        seeds += 1;
+        let t = per_seed(settings, templates, seed.instruction.len() as f64 / BYTES_PER_TOKEN)?;
+        total.calls += t.calls;
+        total.prompt += t.prompt;
+        total.completion += t.completion;
+        total.completion_max += t.completion_max;
+    }
+    let names = [
+        settings.model.clone().unwrap_or_else(|| "(the server's model)".into()),
+        settings.judge_model.clone().or(settings.model.clone()).unwrap_or_default(),
+        settings.answer_model.clone().or(settings.model.clone()).unwrap_or_default(),
+    ];
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let prices = settings.prices_for(&refs);
+    // One price for the estimate: the evolving model's (roles that use
+    // other models are priced alike; the run itself prices each call).
+    let price = prices.get(&names[0]).or(settings.default_price);
+
+    let mut text = String::new();
+    let shard = settings.shard.map(|s| format!(" in shard {s}")).unwrap_or_default();
+    let _ =
+        writeln!(text, "evol: dry run: {seeds} seeds{shard} x {} rounds; no model is called", settings.engine.rounds);
+    let _ = writeln!(text, "  calls:             at most {} (fewer when evolutions are rejected)", total.calls);
+    let _ = writeln!(text, "  prompt tokens:     about {}", round(total.prompt));
+    let _ = writeln!(
+        text,
+        "  completion tokens: about {} (at most {} if every reply reaches its limit)",
+        round(total.completion),
+        round(total.completion_max)
+    );
+    match price {
+        Some(p) => {
+            let cost = (total.prompt * p.prompt + total.completion * p.completion) / 1e6;
+            let most = (total.prompt * p.prompt + total.completion_max * p.completion) / 1e6;
+            let _ = writeln!(text, "  cost:              about {cost:.4} (at most {most:.4})");
+        }
+        None => {
+            let _ = writeln!(text, "  cost:              no price set (--price-prompt/--price-completion or --config)");
+        }
+    }
+    let _ = writeln!(
+        text,
+        "  assumptions: {BYTES_PER_TOKEN} bytes a token; each round's instruction {GROWTH}x its parent's; answers of {ANSWER_TOKENS} tokens (or the limit if lower); verdicts of {VERDICT_TOKENS} tokens"
+    );
+    print!("{text}");
+    Ok(())
+}
+
+/// The calls and tokens of one seed's chain, assuming every step passes.
+fn per_seed(settings: &RunSettings, templates: &Templates, instruction: f64) -> anyhow::Result<Tokens> {
+    let s = &settings.engine;
+    let evolve_overhead = overhead(templates, s.ops[0])?;
+    let judge_overhead = templates.equality_prompt("", "")?.len() as f64 / BYTES_PER_TOKEN;
+    let answer_tokens = f64::from(s.answer_sampling.max_tokens).min(ANSWER_TOKENS);
+    let mut t = Tokens::default();
+    if s.answer_seeds {
+        t.calls += 1;
+        t.prompt += instruction;
+        t.completion += answer_tokens;
+        t.completion_max += f64::from(s.answer_sampling.max_tokens);
+    }
+    let mut parent = instruction;
+    for _ in 0..s.rounds {
+        let child = parent * GROWTH;
+        t.calls += 1;
+        t.prompt += evolve_overhead + parent;
+        t.completion += child;
+        t.completion_max += f64::from(s.evolve_sampling.max_tokens);
+        if s.rules.equality {
+            t.calls += 1;
+            t.prompt += judge_overhead + parent + child;
+            t.completion += VERDICT_TOKENS;
+            t.completion_max += f64::from(s.judge_sampling.max_tokens);
+        }
+        if s.answer {
+            t.calls += 1;
+            t.prompt += child;
+            t.completion += answer_tokens;
+            t.completion_max += f64::from(s.answer_sampling.max_tokens);
+        }
+        parent = child;
+    }
+    Ok(t)
+}
+
+/// The tokens an evolving prompt adds around the instruction.
+fn overhead(templates: &Templates, op: Operation) -> anyhow::Result<f64> {
+    let mut rng = evol_core::rng::keyed_rng(0, &[b"estimate"]);
+    Ok(templates.evolve_prompt(op, "", &mut rng)?.text.len() as f64 / BYTES_PER_TOKEN)
+}
+
+fn round(x: f64) -> u64 {
+    x.round() as u64
+}

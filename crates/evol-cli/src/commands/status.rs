@@ -1,0 +1,122 @@
+//! `evol status OUT`: a run's progress, read from its journal (safe while
+//! the run is going: the journal is in WAL mode and this only reads).
+
+use std::time::SystemTime;
+
+use anyhow::{anyhow, bail};
+use evol_io::output::JOURNAL;
+use evol_journal::{CallTotals, Kind, SqliteJournal};
+use serde::Serialize;
+
+use crate::cli::StatusArgs;
+use crate::commands::run::{IDENTITY, STATE};
+use crate::progress::human;
+
+#[derive(Serialize)]
+struct Status {
+    output: String,
+    /// running, completed, interrupted, capped or failed.
+    state: String,
+    /// Seconds since the journal was last written.
+    idle_seconds: Option<f64>,
+    seeds: u64,
+    seeds_done: u64,
+    shard: Option<String>,
+    rounds: u64,
+    steps: u64,
+    accepted: u64,
+    rejected: u64,
+    seed_answers: u64,
+    calls: CallTotals,
+    models: serde_json::Value,
+}
+
+/// Opens the journal of a run directory, refusing a directory without one
+/// (opening would create an empty journal).
+pub fn open_journal(dir: &std::path::Path) -> anyhow::Result<SqliteJournal> {
+    let path = dir.join(JOURNAL);
+    if !path.is_file() {
+        bail!("`{}` holds no run journal (`{JOURNAL}`): is it the output directory of `evol run`?", dir.display());
+    }
+    Ok(SqliteJournal::open(&path)?)
+}
+
+/// The stored identity of a run.
+pub fn identity(journal: &SqliteJournal, dir: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let text = journal.meta(IDENTITY)?.ok_or_else(|| anyhow!("`{}`: the run never started", dir.display()))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let journal = open_journal(&args.output)?;
+    let identity = identity(&journal, &args.output)?;
+    let rounds = identity["settings"]["rounds"].as_u64().unwrap_or(0);
+    let accepted = journal.record_count(Kind::Evolved)?;
+    let rejected = journal.record_count(Kind::Rejected)?;
+    let modified = [JOURNAL.to_string(), format!("{JOURNAL}-wal")]
+        .iter()
+        .filter_map(|f| std::fs::metadata(args.output.join(f)).and_then(|m| m.modified()).ok())
+        .max();
+    let seeds = journal.seed_count()?;
+    let status = Status {
+        output: args.output.display().to_string(),
+        state: journal.meta(STATE)?.unwrap_or_else(|| "unknown".into()),
+        idle_seconds: modified
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
+        seeds,
+        seeds_done: journal.seeds_done()?,
+        shard: identity["shard"].as_str().map(String::from),
+        rounds,
+        steps: accepted + rejected,
+        accepted,
+        rejected,
+        seed_answers: journal.record_count(Kind::SeedAnswer)?,
+        calls: journal.call_totals()?,
+        models: identity["models"].clone(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    let percent = |a: u64, b: u64| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
+    let total_steps = status.seeds * rounds;
+    let mut state = status.state.clone();
+    if state == "running" {
+        if let Some(idle) = status.idle_seconds {
+            state = format!(
+                "running (last write {} ago; a run killed without a clean exit also shows as running)",
+                human(std::time::Duration::from_secs_f64(idle))
+            );
+        }
+    }
+    println!("run:     {} ({state})", status.output);
+    if let Some(shard) = &status.shard {
+        println!("shard:   {shard}");
+    }
+    println!(
+        "seeds:   {} of {} done ({:.1}%)",
+        status.seeds_done,
+        status.seeds,
+        percent(status.seeds_done, status.seeds)
+    );
+    println!(
+        "steps:   {} of {total_steps} ({:.1}%): {} accepted, {} rejected",
+        status.steps,
+        percent(status.steps, total_steps),
+        status.accepted,
+        status.rejected
+    );
+    let c = status.calls;
+    println!(
+        "calls:   {} committed, {} failed, {} retries; {} prompt + {} completion tokens",
+        c.calls, c.failed, c.retries, c.prompt_tokens, c.completion_tokens
+    );
+    println!(
+        "models:  evolve `{}`, judge `{}`, answer `{}`",
+        status.models["evolve"].as_str().unwrap_or("?"),
+        status.models["judge"].as_str().unwrap_or("?"),
+        status.models["answer"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
