@@ -7,10 +7,6 @@ use std::time::{Duration, Instant};
 use evol_mock::{Faults, MockConfig};
 use util::*;
 
-fn ids(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("s{i}")).collect()
-}
-
 #[test]
 fn a_run_writes_every_attempt_with_its_lineage() {
     let mock = Mock::start(MockConfig { equal_rate: 0.2, sorry_rate: 0.1, leak_rate: 0.05, ..MockConfig::default() });
@@ -59,13 +55,16 @@ fn a_run_writes_every_attempt_with_its_lineage() {
 
 #[test]
 fn faults_are_retried_and_no_seed_is_lost() {
+    // 30% of requests fail: 429 with Retry-After, 500, malformed JSON, cut
+    // connections, and replies slower than --timeout.
     let faults = Faults {
-        rate_429: 0.08,
-        rate_500: 0.08,
-        malformed: 0.07,
-        drop: 0.07,
+        rate_429: 0.07,
+        rate_500: 0.06,
+        malformed: 0.06,
+        drop: 0.06,
+        slow: 0.05,
+        slow_ms: 1_500,
         retry_after_secs: 0.01,
-        ..Faults::default()
     };
     let mock = Mock::start(MockConfig { faults, latency_median_ms: 2.0, latency_sigma: 0.5, ..MockConfig::default() });
     let dir = Dir::new();
@@ -75,7 +74,7 @@ fn faults_are_retried_and_no_seed_is_lost() {
         &mock.url,
         &seeds,
         &out,
-        &["--model", "mock", "--rounds", "2", "--max-retries", "12", "--concurrency", "16"],
+        &["--model", "mock", "--rounds", "2", "--max-retries", "12", "--concurrency", "16", "--timeout", "0.4"],
     );
     assert_success(&run);
     assert_complete_lineage(&out, &ids(60), 2);

@@ -11,22 +11,37 @@ use std::process::{Command, Output};
 use evol_mock::{MockConfig, MockStats};
 use serde_json::Value;
 
-/// A simulator running on its own thread and runtime for the whole test.
+/// A simulator running on its own thread and runtime until the test ends
+/// or [`Mock::kill`] is called.
 pub struct Mock {
     pub url: String,
+    kill: std::sync::mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Mock {
     pub fn start(config: MockConfig) -> Mock {
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        let (kill, killed) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             rt.block_on(async {
                 tx.send(evol_mock::spawn(config).await.unwrap()).unwrap();
-                std::future::pending::<()>().await;
             });
+            // Serve until killed (or the test ends), then drop the runtime:
+            // the listener and every open connection go away at once.
+            let _ = killed.recv();
+            rt.shutdown_background();
         });
-        Mock { url: rx.recv().unwrap() }
+        Mock { url: rx.recv().unwrap(), kill, thread: Some(thread) }
+    }
+
+    /// Stops the server the hard way: connections cut, port closed.
+    pub fn kill(mut self) {
+        let _ = self.kill.send(());
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
     }
 
     /// `GET /stats`, over a plain socket (test-only; no client crate needed).
@@ -89,6 +104,11 @@ pub fn stderr(out: &Output) -> String {
 #[track_caller]
 pub fn assert_success(out: &Output) {
     assert!(out.status.success(), "exit {:?}\nstderr:\n{}", out.status.code(), stderr(out));
+}
+
+/// The ids of [`seeds_jsonl`]'s seeds.
+pub fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("s{i}")).collect()
 }
 
 /// Seeds in JSONL, `n` of them, with ids `s0`, `s1`, ...
