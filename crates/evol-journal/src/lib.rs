@@ -469,7 +469,11 @@ mod tests {
         j.put_record(Kind::Evolved, "a.r1", "{\"e\":\"a\"}", 9).unwrap(); // replaces the rejection
         j.put_record(Kind::SeedAnswer, "b", "{\"answer\":\"b\"}", 0).unwrap();
         let mut evolved = vec![];
-        j.for_each_record(Kind::Evolved, |b| Ok::<_, rusqlite::Error>(evolved.push(b.to_string()))).unwrap();
+        j.for_each_record(Kind::Evolved, |b| {
+            evolved.push(b.to_string());
+            Ok::<_, rusqlite::Error>(())
+        })
+        .unwrap();
         assert_eq!(evolved, ["{\"e\":\"a\"}", "{\"e\":\"b\"}"]);
         assert_eq!(j.record_count(Kind::Rejected).unwrap(), 0);
         let mut rows = vec![];
