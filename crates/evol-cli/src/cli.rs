@@ -34,6 +34,19 @@ pub enum Command {
     /// Merge the outputs of a sharded run (`evol run --shard I/N`) into one,
     /// checking that no seed is missing or doubled.
     Merge(MergeArgs),
+    /// Manage the provider batches of a `--batch-api` run.
+    #[command(subcommand)]
+    Batch(BatchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BatchCommand {
+    /// Cancel the run's batches still in flight at the provider (rerun the
+    /// run's command later to take their partial results and send the rest).
+    Cancel {
+        /// The run's output directory.
+        output: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -163,6 +176,8 @@ Many servers: repeat --endpoint (or list them in a --config file). Each call goe
 
 Budgets: --max-cost, --max-tokens-total and --max-requests stop sending when reached (the run exits with code 3); raise the cap and rerun the same command to continue. Prices come from --price-prompt/--price-completion or the [prices] table of --config. --dry-run prints the expected calls, tokens and cost without calling any model.
 
+Batch API: --batch-api sends the calls as provider batches (waves of up to --batch-max-requests requests, polled every --batch-poll seconds); their ids are journaled, so a resumed run adopts the batches still in flight instead of paying again, takes partial results of expired batches and sends the rest again; `evol batch cancel OUT` cancels what is in flight.
+
 Shards: --shard I/N runs the seeds of shard I (0 to N-1), chosen by a hash of their ids; `evol merge` joins the shards' outputs into what one run would have made.
 
 Exit codes: 0 success, 1 run error, 2 usage error, 3 stopped at a budget cap, 130 interrupted.";
@@ -218,6 +233,29 @@ pub struct RunArgs {
     /// adapting it to 429s, 503s and timeouts.
     #[arg(long, help_heading = "Server")]
     pub no_adaptive: bool,
+
+    /// Send calls through the provider's batch API (`/v1/files` +
+    /// `/v1/batches`, about half the price at OpenAI and others): calls are
+    /// gathered into waves, one batch each, polled until done. One server only.
+    #[arg(long, help_heading = "Batch API")]
+    pub batch_api: bool,
+
+    /// Seconds to gather calls before a wave is sent as a batch.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS", help_heading = "Batch API")]
+    pub batch_wave: f64,
+
+    /// Seconds between polls of a batch in flight.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS", help_heading = "Batch API")]
+    pub batch_poll: f64,
+
+    /// Most requests in one batch (and in flight in all).
+    #[arg(long, default_value_t = 50_000, value_name = "N", help_heading = "Batch API")]
+    pub batch_max_requests: usize,
+
+    /// Batches one request may go into (when earlier ones expire or fail
+    /// without answering it) before it counts as failed.
+    #[arg(long, default_value_t = 3, value_name = "N", help_heading = "Batch API")]
+    pub batch_attempts: u32,
 
     /// Name of the environment variable that holds the API key.
     #[arg(long, default_value = "OPENAI_API_KEY", value_name = "VAR", help_heading = "Server")]

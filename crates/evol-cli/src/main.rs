@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             Command::Status(args) => commands::status::status(args),
             Command::Export(args) => commands::export::export(args),
             Command::Merge(args) => commands::merge::merge(args),
+            Command::Batch(command) => commands::batch::batch(command).await,
         }
     });
     // Do not wait for calls still in flight after an error or Ctrl-C.

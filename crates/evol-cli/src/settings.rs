@@ -100,6 +100,8 @@ pub struct RunSettings {
     pub prices: Prices,
     /// The price of models not in `prices`, from the flags.
     pub default_price: Option<Price>,
+    /// Send calls as provider batches.
+    pub batch: Option<evol_openai::BatchSettings>,
     pub model: Option<String>,
     pub answer_model: Option<String>,
     pub judge_model: Option<String>,
@@ -188,6 +190,28 @@ impl RunSettings {
         };
 
         let shard = args.shard.as_deref().map(str::parse).transpose()?;
+        let batch = match args.batch_api {
+            false => None,
+            true => {
+                if endpoints.len() != 1 {
+                    return Err(usage("--batch-api needs exactly one server (--endpoint)"));
+                }
+                for (flag, v) in [("--batch-wave", args.batch_wave), ("--batch-poll", args.batch_poll)] {
+                    if !(v.is_finite() && v > 0.0) {
+                        return Err(usage(format!("{flag} must be a positive number of seconds")));
+                    }
+                }
+                if !(1..=100_000).contains(&args.batch_max_requests) {
+                    return Err(usage("--batch-max-requests must be between 1 and 100000"));
+                }
+                Some(evol_openai::BatchSettings {
+                    wave: Duration::from_secs_f64(args.batch_wave),
+                    poll: Duration::from_secs_f64(args.batch_poll),
+                    max_requests: args.batch_max_requests,
+                    max_attempts: args.batch_attempts.max(1),
+                })
+            }
+        };
         for (flag, value) in [("--max-cost", args.max_cost), ("--price-prompt", args.price_prompt)]
             .into_iter()
             .chain([("--price-completion", args.price_completion)])
@@ -228,6 +252,7 @@ impl RunSettings {
             caps: Caps { max_requests: args.max_requests, max_tokens: args.max_tokens_total, max_cost: args.max_cost },
             prices: Prices(config.prices),
             default_price,
+            batch,
             model: non_empty("--model", &args.model)?,
             answer_model: non_empty("--answer-model", &args.answer_model)?,
             judge_model: non_empty("--judge-model", &args.judge_model)?,

@@ -194,7 +194,9 @@ impl Engine {
     /// budget cap is reached the same happens and `run` returns
     /// [`EngineError::Cap`].
     pub async fn run(&self, seeds: impl IntoIterator<Item = Seed>, sink: &dyn Sink) -> Result<(), EngineError> {
-        let window = self.settings.concurrency.saturating_mul(CHAINS_PER_SLOT).max(1);
+        // Past a few thousand slots (batch APIs), more chains than slots
+        // only cost memory.
+        let window = self.settings.concurrency.saturating_mul(CHAINS_PER_SLOT).min(self.settings.concurrency + 16_384);
         let mut chains = futures::stream::iter(seeds)
             .take_while(|_| std::future::ready(!self.stopping.load(Ordering::SeqCst)))
             .map(|seed| self.chain(seed, sink))

@@ -58,7 +58,8 @@ impl SqliteJournal {
                  place TEXT NOT NULL, order_key INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0);
              CREATE TABLE IF NOT EXISTS records (
                  id TEXT PRIMARY KEY, kind TEXT NOT NULL, body TEXT NOT NULL, order_key INTEGER NOT NULL);
-             CREATE INDEX IF NOT EXISTS records_by_kind ON records (kind, id);",
+             CREATE INDEX IF NOT EXISTS records_by_kind ON records (kind, id);
+             CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, settled INTEGER NOT NULL DEFAULT 0);",
         )
         .map_err(error)?;
         Ok(SqliteJournal { conn: Mutex::new(conn) })
@@ -84,6 +85,28 @@ impl SqliteJournal {
     fn count(&self, sql: &str) -> Result<u64, rusqlite::Error> {
         let conn = self.conn.lock().unwrap();
         conn.query_row(sql, [], |row| row.get(0))
+    }
+
+    /// Records a provider batch created by the run.
+    pub fn batch_submitted(&self, id: &str) -> Result<(), rusqlite::Error> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute("INSERT OR IGNORE INTO batches (id) VALUES (?1)", params![id])?;
+        Ok(())
+    }
+
+    /// The batches whose results are not all known to be committed.
+    pub fn unsettled_batches(&self) -> Result<Vec<String>, rusqlite::Error> {
+        let conn = self.conn.lock().unwrap();
+        let mut query = conn.prepare("SELECT id FROM batches WHERE settled = 0 ORDER BY rowid")?;
+        let rows = query.query_map([], |r| r.get(0))?;
+        rows.collect()
+    }
+
+    /// Marks every batch settled (once the run has committed all results).
+    pub fn settle_batches(&self) -> Result<(), rusqlite::Error> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute("UPDATE batches SET settled = 1", [])?;
+        Ok(())
     }
 
     /// Totals over the committed calls.

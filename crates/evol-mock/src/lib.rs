@@ -16,6 +16,8 @@
 //! the summed simulated busy time and the mean and peak number in flight,
 //! which is what benchmarks divide by to measure a client's efficiency.
 
+mod batch;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -77,6 +79,17 @@ pub struct MockConfig {
     pub models: Vec<String>,
     /// A bearer token to require.
     pub api_key: Option<String>,
+    pub batch: BatchConfig,
+}
+
+/// How the batch API (`/v1/files`, `/v1/batches`) behaves.
+#[derive(Debug, Clone, Default)]
+pub struct BatchConfig {
+    /// How long a batch takes from creation to its end.
+    pub delay_ms: u64,
+    /// Share of a batch's requests left undone: a batch with any undone
+    /// ends `expired`, with the done ones in its output file.
+    pub expire_rate: f64,
 }
 
 impl Default for MockConfig {
@@ -91,6 +104,7 @@ impl Default for MockConfig {
             faults: Faults { retry_after_secs: 0.05, slow_ms: 2_000, ..Faults::default() },
             models: Vec::new(),
             api_key: None,
+            batch: BatchConfig::default(),
         }
     }
 }
@@ -112,6 +126,13 @@ pub struct MockStats {
     pub max_in_flight: u64,
     /// From the first request's arrival to the last one's end.
     pub active_seconds: f64,
+    /// Batches created, requests answered inside batches, batches cancelled.
+    #[serde(default)]
+    pub batches: u64,
+    #[serde(default)]
+    pub batch_requests: u64,
+    #[serde(default)]
+    pub batches_cancelled: u64,
 }
 
 #[derive(Default)]
@@ -123,17 +144,18 @@ struct Flight {
     last: Option<Instant>,
 }
 
-struct Shared {
-    config: MockConfig,
+pub(crate) struct Shared {
+    pub(crate) config: MockConfig,
     latency: Option<LogNormal<f64>>,
-    requests: AtomicU64,
-    completed: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    pub(crate) completed: AtomicU64,
     rewrite: AtomicU64,
     judge: AtomicU64,
     answer: AtomicU64,
     faults: AtomicU64,
     busy_micros: AtomicU64,
     flight: Mutex<Flight>,
+    pub(crate) store: Mutex<batch::Store>,
 }
 
 impl Shared {
@@ -150,6 +172,7 @@ impl Shared {
     }
 
     fn stats(&self) -> MockStats {
+        let store = self.store.lock().unwrap();
         let f = self.flight.lock().unwrap();
         let active = match (f.first, f.last) {
             (Some(a), Some(b)) => (b - a).as_secs_f64(),
@@ -166,7 +189,19 @@ impl Shared {
             mean_in_flight: if active > 0.0 { f.area / active } else { 0.0 },
             max_in_flight: f.max,
             active_seconds: active,
+            batches: store.created,
+            batch_requests: store.answered,
+            batches_cancelled: store.cancelled,
         }
+    }
+
+    pub(crate) fn count(&self, kind: Kind) {
+        match kind {
+            Kind::Rewrite => &self.rewrite,
+            Kind::Judge => &self.judge,
+            Kind::Answer => &self.answer,
+        }
+        .fetch_add(1, Ordering::Relaxed);
     }
 
     fn reset(&self) {
@@ -213,6 +248,7 @@ pub fn app(config: MockConfig) -> Router {
         faults: AtomicU64::new(0),
         busy_micros: AtomicU64::new(0),
         flight: Mutex::new(Flight::default()),
+        store: Mutex::new(batch::Store::default()),
     });
     Router::new()
         .route("/v1/chat/completions", post(chat))
@@ -220,6 +256,11 @@ pub fn app(config: MockConfig) -> Router {
         .route("/v1/models", get(models))
         .route("/models", get(models))
         .route("/health", get(|| async { "ok" }))
+        .route("/v1/files", post(batch::upload))
+        .route("/v1/files/{id}/content", get(batch::content))
+        .route("/v1/batches", post(batch::create))
+        .route("/v1/batches/{id}", get(batch::get))
+        .route("/v1/batches/{id}/cancel", post(batch::cancel))
         .route("/stats", get(|State(s): State<Arc<Shared>>| async move { Json(s.stats()) }))
         .route(
             "/stats/reset",
@@ -250,11 +291,11 @@ pub async fn spawn(config: MockConfig) -> std::io::Result<String> {
     Ok(format!("http://{addr}/v1"))
 }
 
-fn error(status: StatusCode, message: &str, code: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str, code: &str) -> Response {
     (status, Json(json!({ "error": { "message": message, "type": "mock_error", "code": code } }))).into_response()
 }
 
-fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
+pub(crate) fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
     match &shared.config.api_key {
         None => true,
         Some(key) => headers
@@ -275,27 +316,58 @@ async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
     Json(json!({ "object": "list", "data": data })).into_response()
 }
 
+/// The completion for a request body, without faults or latency; an invalid
+/// request gets its error status and body.
+pub(crate) fn complete(config: &MockConfig, body: &[u8]) -> Result<(Kind, Value), (StatusCode, Value)> {
+    let fail = |status: StatusCode, message: &str, code: &str| {
+        Err((status, json!({ "error": { "message": message, "type": "mock_error", "code": code } })))
+    };
+    let request: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return fail(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"), "invalid_request"),
+    };
+    let Some(messages) = request.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()) else {
+        return fail(StatusCode::BAD_REQUEST, "`messages` must be a non-empty array", "invalid_request");
+    };
+    let model = request.get("model").and_then(Value::as_str).unwrap_or("").to_string();
+    if !config.models.is_empty() && !config.models.contains(&model) {
+        return fail(StatusCode::NOT_FOUND, &format!("model `{model}` does not exist"), "model_not_found");
+    }
+    let prompt: String =
+        messages.iter().filter_map(|m| m.get("content").and_then(Value::as_str)).collect::<Vec<_>>().join("\n");
+    let max_tokens = request.get("max_tokens").and_then(Value::as_u64).unwrap_or(u64::MAX);
+    let hash = blake3::hash(body);
+    let h = u64::from_le_bytes(hash.as_bytes()[..8].try_into().unwrap());
+    let unit = |salt: u64| -> f64 { (splitmix(h ^ salt) >> 11) as f64 / (1u64 << 53) as f64 };
+    let (kind, text) = reply_for(config, &prompt, h, unit);
+    let (text, finish) = cap_tokens(&text, max_tokens);
+    Ok((
+        kind,
+        json!({
+            "id": format!("mock-{}", &hash.to_hex()[..16]),
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": finish }],
+            "usage": {
+                "prompt_tokens": tokens(&prompt),
+                "completion_tokens": tokens(&text),
+                "total_tokens": tokens(&prompt) + tokens(&text),
+            },
+        }),
+    ))
+}
+
 async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     shared.requests.fetch_add(1, Ordering::Relaxed);
     let _flight = InFlight::new(shared.clone());
     if !authorized(&shared, &headers) {
         return error(StatusCode::UNAUTHORIZED, "invalid API key", "invalid_api_key");
     }
-    let request: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"), "invalid_request"),
+    let (kind, completion) = match complete(&shared.config, &body) {
+        Ok(done) => done,
+        Err((status, body)) => return (status, Json(body)).into_response(),
     };
-    let Some(messages) = request.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()) else {
-        return error(StatusCode::BAD_REQUEST, "`messages` must be a non-empty array", "invalid_request");
-    };
-    let model = request.get("model").and_then(Value::as_str).unwrap_or("").to_string();
-    if !shared.config.models.is_empty() && !shared.config.models.contains(&model) {
-        return error(StatusCode::NOT_FOUND, &format!("model `{model}` does not exist"), "model_not_found");
-    }
-    let prompt: String =
-        messages.iter().filter_map(|m| m.get("content").and_then(Value::as_str)).collect::<Vec<_>>().join("\n");
-    let max_tokens = request.get("max_tokens").and_then(Value::as_u64).unwrap_or(u64::MAX);
-
     // Faults that answer at once.
     let faults = &shared.config.faults;
     let draw: f64 = rand::rng().random();
@@ -320,30 +392,7 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         tokio::time::sleep(Duration::from_secs_f64(latency / 1000.0)).await;
     }
 
-    let hash = blake3::hash(&body);
-    let h = u64::from_le_bytes(hash.as_bytes()[..8].try_into().unwrap());
-    let unit = |salt: u64| -> f64 { (splitmix(h ^ salt) >> 11) as f64 / (1u64 << 53) as f64 };
-    let (kind, text) = reply_for(&shared.config, &prompt, h, unit);
-    match kind {
-        Kind::Rewrite => &shared.rewrite,
-        Kind::Judge => &shared.judge,
-        Kind::Answer => &shared.answer,
-    }
-    .fetch_add(1, Ordering::Relaxed);
-
-    let (text, finish) = cap_tokens(&text, max_tokens);
-    let completion = json!({
-        "id": format!("mock-{}", &hash.to_hex()[..16]),
-        "object": "chat.completion",
-        "created": 0,
-        "model": model,
-        "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": finish }],
-        "usage": {
-            "prompt_tokens": tokens(&prompt),
-            "completion_tokens": tokens(&text),
-            "total_tokens": tokens(&prompt) + tokens(&text),
-        },
-    });
+    shared.count(kind);
     let payload = completion.to_string();
 
     let draw = draw - faults.rate_429 - faults.rate_500;
@@ -389,7 +438,7 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], payload).into_response()
 }
 
-enum Kind {
+pub(crate) enum Kind {
     Rewrite,
     Judge,
     Answer,

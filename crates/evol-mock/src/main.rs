@@ -61,6 +61,12 @@ struct Args {
     /// Require this bearer token.
     #[arg(long)]
     api_key: Option<String>,
+    /// How long a batch (`/v1/batches`) takes, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    batch_delay_ms: u64,
+    /// Share of a batch's requests left undone (the batch ends `expired`).
+    #[arg(long, default_value_t = 0.0)]
+    batch_expire: f64,
 }
 
 #[tokio::main]
@@ -75,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         args.fail_malformed,
         args.fail_drop,
         args.fail_slow,
+        args.batch_expire,
     ];
     if rates.iter().any(|r| !(0.0..=1.0).contains(r)) {
         anyhow::bail!("rates must lie between 0 and 1");
@@ -97,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
         },
         models: args.models,
         api_key: args.api_key,
+        batch: evol_mock::BatchConfig { delay_ms: args.batch_delay_ms, expire_rate: args.batch_expire },
     };
     if config.faults.total() > 1.0 {
         anyhow::bail!("fault rates add up to more than 1");

@@ -9,6 +9,7 @@
 //! The API key is only ever put in the `Authorization` header: it is not in
 //! any error, log line or `Debug` output.
 
+pub mod batch;
 pub mod retry;
 mod wire;
 
@@ -19,6 +20,7 @@ use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, Messa
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::StatusCode;
 
+pub use batch::{BatchInfo, BatchLedger, BatchSettings, Batches};
 pub use retry::RetryPolicy;
 
 /// Where and how to reach a server.

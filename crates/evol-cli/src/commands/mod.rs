@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod batch;
 pub mod estimate;
 pub mod export;
 pub mod merge;

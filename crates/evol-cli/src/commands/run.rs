@@ -12,7 +12,7 @@ use evol_io::seeds::{open_seeds, Item, Place};
 use evol_io::{OutputDir, SeedError};
 use evol_journal::{LoadError, SeedRow, SqliteJournal};
 use evol_llm::{ChatModel, ChatRequest, ErrorKind, Message, RetryPolicy, Sampling};
-use evol_openai::{ClientConfig, OpenAiClient};
+use evol_openai::{BatchLedger, BatchSettings, Batches, ClientConfig, OpenAiClient};
 use evol_pool::{Endpoint, EndpointConfig, Pool};
 use serde::Serialize;
 
@@ -79,9 +79,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let input = load_seeds(&args, &settings, &journal)?;
     report_skipped(&args, &input);
 
-    let models = match settings.endpoints.is_empty() {
-        false => connect(&settings, args.quiet).await?,
-        true => embedded(&settings, &args)?,
+    let models = match (&settings.batch, settings.endpoints.is_empty()) {
+        (Some(batch), _) => connect_batches(&settings, *batch, journal.clone(), args.quiet).await?,
+        (None, false) => connect(&settings, args.quiet).await?,
+        (None, true) => embedded(&settings, &args)?,
     };
     let endpoint = match settings.endpoints.len() {
         0 => "the embedded engine".to_string(),
@@ -155,6 +156,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Whatever happened, what was decided is on disk: export the files.
     let snapshot = stats.snapshot();
     let rows = out.export(&journal, args.include_seeds)?;
+    if result.is_ok() {
+        // Every result of every batch is committed: none need adopting.
+        journal.settle_batches()?;
+    }
     let state = match &result {
         Ok(()) => "completed",
         Err(EngineError::Stopped) => "interrupted",
@@ -424,6 +429,59 @@ async fn connect(settings: &RunSettings, quiet: bool) -> anyhow::Result<Connecte
     })
 }
 
+/// Sends the calls as provider batches on the one server: its batches are
+/// journaled, and those a stopped run left unsettled are adopted.
+async fn connect_batches(
+    settings: &RunSettings,
+    batch: BatchSettings,
+    journal: Arc<SqliteJournal>,
+    quiet: bool,
+) -> anyhow::Result<Connected> {
+    let endpoint = &settings.endpoints[0];
+    let (client, model) = check_endpoint(settings, endpoint, quiet).await?;
+    let key_env = endpoint.api_key_env.clone().unwrap_or_else(|| settings.api_key_env.clone());
+    journal
+        .set_meta(BATCH_SERVER, &serde_json::json!({ "url": client.base_url(), "api_key_env": key_env }).to_string())?;
+    let adopted = journal.unsettled_batches()?.len();
+    if adopted > 0 && !quiet {
+        eprintln!("evol: adopting {adopted} batches of the earlier attempt (their results are not paid again)");
+    }
+    let client = OpenAiClient::new(ClientConfig { retry: settings.retry, ..client_config(settings, endpoint) })
+        .map_err(|e| UsageError(e.to_string()))?;
+    let ledger: Arc<dyn BatchLedger> = Arc::new(JournalLedger(journal));
+    let batches =
+        Batches::start(client, ledger, batch).await.map_err(|e| anyhow!("cannot adopt the run's batches: {e}"))?;
+    let judge = settings.judge_model.clone().unwrap_or_else(|| model.clone());
+    let answer = settings.answer_model.clone().unwrap_or_else(|| model.clone());
+    Ok(Connected {
+        models: Models { evolver: batches.role(&model), judge: batches.role(&judge), answerer: batches.role(&answer) },
+        concurrency: batch.max_requests,
+    })
+}
+
+/// The journal's meta key for the server of a `--batch-api` run.
+pub const BATCH_SERVER: &str = "batch_server";
+
+/// The run's batches, kept in its journal.
+struct JournalLedger(Arc<SqliteJournal>);
+
+impl BatchLedger for JournalLedger {
+    fn submitted(&self, batch_id: &str) -> Result<(), String> {
+        self.0.batch_submitted(batch_id).map_err(|e| format!("the journal failed: {e}"))
+    }
+    fn unsettled(&self) -> Result<Vec<String>, String> {
+        self.0.unsettled_batches().map_err(|e| format!("the journal failed: {e}"))
+    }
+}
+
+fn client_config(settings: &RunSettings, endpoint: &crate::settings::Endpoint) -> ClientConfig {
+    let mut config = ClientConfig::new(&endpoint.url, String::new());
+    config.api_key = endpoint.api_key.clone();
+    config.timeout = settings.timeout;
+    config.retry = RetryPolicy { max_retries: 0, ..settings.retry };
+    config
+}
+
 /// Checks one server; returns its client (making single attempts: the pool
 /// retries) and the model to evolve with.
 async fn check_endpoint(
@@ -431,11 +489,7 @@ async fn check_endpoint(
     endpoint: &crate::settings::Endpoint,
     quiet: bool,
 ) -> anyhow::Result<(OpenAiClient, String)> {
-    let mut config = ClientConfig::new(&endpoint.url, String::new());
-    config.api_key = endpoint.api_key.clone();
-    config.timeout = settings.timeout;
-    config.retry = RetryPolicy { max_retries: 0, ..settings.retry };
-    let client = OpenAiClient::new(config).map_err(|e| UsageError(e.to_string()))?;
+    let client = OpenAiClient::new(client_config(settings, endpoint)).map_err(|e| UsageError(e.to_string()))?;
     let url = client.base_url().to_string();
     let key_var = endpoint.api_key_env.as_deref().unwrap_or(&settings.api_key_env);
 

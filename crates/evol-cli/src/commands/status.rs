@@ -28,6 +28,8 @@ struct Status {
     rejected: u64,
     seed_answers: u64,
     calls: CallTotals,
+    /// Provider batches (`--batch-api`) not yet settled.
+    batches_in_flight: usize,
     models: serde_json::Value,
 }
 
@@ -73,6 +75,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         rejected,
         seed_answers: journal.record_count(Kind::SeedAnswer)?,
         calls: journal.call_totals()?,
+        batches_in_flight: journal.unsettled_batches()?.len(),
         models: identity["models"].clone(),
     };
     if args.json {
@@ -112,6 +115,9 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         "calls:   {} committed, {} failed, {} retries; {} prompt + {} completion tokens",
         c.calls, c.failed, c.retries, c.prompt_tokens, c.completion_tokens
     );
+    if status.batches_in_flight > 0 {
+        println!("batches: {} not settled (in flight, or of an attempt that stopped)", status.batches_in_flight);
+    }
     println!(
         "models:  evolve `{}`, judge `{}`, answer `{}`",
         status.models["evolve"].as_str().unwrap_or("?"),

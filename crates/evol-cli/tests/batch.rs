@@ -1,0 +1,115 @@
+//! `--batch-api` against the simulator's `/v1/files` and `/v1/batches`.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use evol_mock::{BatchConfig, MockConfig};
+use util::*;
+
+fn batch_mock(delay_ms: u64, expire_rate: f64) -> Mock {
+    Mock::start(MockConfig { batch: BatchConfig { delay_ms, expire_rate }, ..MockConfig::default() })
+}
+
+const FAST: [&str; 6] = ["--batch-api", "--batch-wave", "0.05", "--batch-poll", "0.05", "--model"];
+
+#[test]
+fn a_batch_run_sends_every_call_in_batches() {
+    let mock = batch_mock(20, 0.0);
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(30));
+    let out = dir.path("out");
+    let run = evol_run(&mock.url, &seeds, &out, &[&FAST[..], &["mock", "--rounds", "2"]].concat());
+    assert_success(&run);
+    assert_complete_lineage(&out, &ids(30), 2);
+    let server = mock.stats();
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!(server.requests, server.batch_requests, "no call went outside a batch");
+    assert_eq!(stats["total"]["requests"].as_u64().unwrap(), server.batch_requests);
+    // Chains move in step: a wave per stage and round at least.
+    assert!(server.batches >= 6, "{server:?}");
+    assert!(server.batches < 60, "calls are gathered into waves: {server:?}");
+}
+
+#[test]
+fn expired_batches_give_partial_results_and_the_rest_is_sent_again() {
+    let mock = batch_mock(10, 0.3);
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(30));
+    let out = dir.path("out");
+    let args = [&FAST[..], &["mock", "--rounds", "2", "--batch-attempts", "12"]].concat();
+    assert_success(&evol_run(&mock.url, &seeds, &out, &args));
+    assert_complete_lineage(&out, &ids(30), 2);
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!(stats["total"]["failures"], 0);
+    let server = mock.stats();
+    assert_eq!(stats["total"]["requests"].as_u64().unwrap(), server.batch_requests, "each answered once");
+}
+
+/// Waits until the simulator has created `n` batches.
+fn wait_for_batches(mock: &Mock, n: u64) {
+    let started = Instant::now();
+    while mock.stats().batches < n {
+        assert!(started.elapsed() < Duration::from_secs(30), "no batch was created");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn spawn_run(mock: &Mock, seeds: &std::path::Path, out: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_evol"))
+        .args(["run", seeds.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", &mock.url, "--quiet"])
+        .args(FAST)
+        .args(["mock", "--rounds", "2"])
+        .env_remove("OPENAI_BASE_URL")
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_killed_batch_run_adopts_its_batches_instead_of_paying_again() {
+    let mock = batch_mock(800, 0.0);
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(20));
+    let out = dir.path("out");
+    for batches in [1, 3] {
+        let mut child = spawn_run(&mock, &seeds, &out);
+        wait_for_batches(&mock, batches);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let status = evol(&["status", out.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("not settled"), "{}", stderr(&status));
+    let run = evol_run(&mock.url, &seeds, &out, &[&FAST[..], &["mock", "--rounds", "2"]].concat());
+    assert_success(&run);
+    assert!(stderr(&run).contains("adopting"), "{}", stderr(&run));
+    assert_complete_lineage(&out, &ids(20), 2);
+    let stats = read_json(&out.join("stats.json"));
+    let server = mock.stats();
+    assert_eq!(
+        stats["total"]["requests"].as_u64().unwrap(),
+        server.batch_requests,
+        "every call was answered (and paid) once: {server:?}"
+    );
+}
+
+#[test]
+fn batch_cancel_cancels_what_is_in_flight() {
+    let mock = batch_mock(60_000, 0.0);
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(5));
+    let out = dir.path("out");
+    let mut child = spawn_run(&mock, &seeds, &out);
+    wait_for_batches(&mock, 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let cancel = evol(&["batch", "cancel", out.to_str().unwrap()]);
+    assert_success(&cancel);
+    assert!(stderr(&cancel).contains("cancelled 1 of the run's 1"), "{}", stderr(&cancel));
+    assert_eq!(mock.stats().batches_cancelled, 1);
+
+    let not_batch = dir.path("plain");
+    let plain = Mock::start(MockConfig::default());
+    assert_success(&evol_run(&plain.url, &seeds, &not_batch, &["--model", "mock", "--rounds", "1"]));
+    let run = evol(&["batch", "cancel", not_batch.to_str().unwrap()]);
+    assert!(stderr(&run).contains("not a --batch-api run"), "{}", stderr(&run));
+}
