@@ -5,7 +5,8 @@
 //! 80 words, an answer of only punctuation and stop words, and an evolved
 //! instruction that copies words of the evolving prompt. Two more guard
 //! against broken replies: an empty evolution and one cut off by the token
-//! limit. Each rule can be switched off; every rejection names its rule.
+//! limit. A reply withheld by a content filter fails too. Each rule can be
+//! switched off; every rejection names its rule.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -29,6 +30,8 @@ pub enum Reason {
     EmptyEvolution,
     /// The evolving reply was cut off by the token limit.
     TruncatedEvolution,
+    /// A reply was withheld by the server's content filter.
+    ContentFiltered,
     /// A model call failed (after retries) or was refused.
     RequestFailed,
 }
@@ -42,6 +45,7 @@ impl Reason {
             Reason::CopiedPromptWords => "copied_prompt_words",
             Reason::EmptyEvolution => "empty_evolution",
             Reason::TruncatedEvolution => "truncated_evolution",
+            Reason::ContentFiltered => "content_filtered",
             Reason::RequestFailed => "request_failed",
         }
     }

@@ -311,6 +311,9 @@ impl Engine {
         };
         usage += reply.usage;
         let instruction = clean_reply(&reply.text);
+        if reply.finish_reason == FinishReason::ContentFilter {
+            return reject(Reason::ContentFiltered, Some(instruction), None, None, usage);
+        }
         if reply.finish_reason == FinishReason::Length {
             return reject(Reason::TruncatedEvolution, Some(instruction), None, None, usage);
         }
@@ -339,11 +342,16 @@ impl Engine {
 
         // Answer and check the answer.
         let mut response = None;
+        let mut answer_truncated = false;
         if s.answer {
             let sampling = self.sampling(s.answer_sampling, &mut rng);
             match self.call(&self.models.answerer, seed_id, Stage::Answer, slice, &instruction, sampling).await? {
                 Ok(answer) => {
                     usage += answer.usage;
+                    if answer.finish_reason == FinishReason::ContentFilter {
+                        return reject(Reason::ContentFiltered, Some(instruction), Some(answer.text), None, usage);
+                    }
+                    answer_truncated = answer.finish_reason == FinishReason::Length;
                     if let Some(reason) = eliminate::check_answer(&s.rules, &answer.text) {
                         return reject(reason, Some(instruction), Some(answer.text), None, usage);
                     }
@@ -365,6 +373,7 @@ impl Engine {
             response,
             model: self.models.evolver.name().to_string(),
             answer_model: s.answer.then(|| self.models.answerer.name().to_string()),
+            answer_truncated,
             usage,
         }))
     }
@@ -507,6 +516,7 @@ mod tests {
     struct Scripted {
         equal: bool,
         answer: String,
+        answer_finish: FinishReason,
         fail_answers: Option<ErrorKind>,
         calls: Mutex<Vec<String>>,
     }
@@ -516,6 +526,7 @@ mod tests {
             Scripted {
                 equal: false,
                 answer: "A long and useful answer about the topic.".into(),
+                answer_finish: FinishReason::Stop,
                 fail_answers: None,
                 calls: Mutex::new(vec![]),
             }
@@ -530,6 +541,7 @@ mod tests {
         async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ChatError> {
             let prompt = request.messages[0].content.clone();
             self.calls.lock().unwrap().push(prompt.clone());
+            let mut finish_reason = FinishReason::Stop;
             let text = if prompt.contains("#Rewritten Prompt#:") || prompt.contains("#Created Prompt#:") {
                 let given = prompt.split("Prompt#:\n").nth(1).unwrap().split("\n\n#").next().unwrap();
                 format!("#Rewritten Prompt#: \"{given} More.\"")
@@ -543,12 +555,13 @@ mod tests {
                 if let Some(kind) = self.fail_answers {
                     return Err(ChatError { retries: 3, ..ChatError::new(kind, "boom") });
                 }
+                finish_reason = self.answer_finish.clone();
                 self.answer.clone()
             };
             Ok(ChatResponse {
                 text,
                 reasoning: None,
-                finish_reason: FinishReason::Stop,
+                finish_reason,
                 usage: Usage { prompt_tokens: 3, completion_tokens: 2 },
                 retries: 0,
                 signals: Default::default(),
@@ -869,5 +882,20 @@ mod tests {
         assert_eq!(calls, 36 - 12);
         assert_eq!(stats.seeds_done, 4);
         assert_eq!(stats.total.cost, 108.0);
+    }
+
+    #[tokio::test]
+    async fn filtered_answers_are_rejected_and_cut_ones_are_marked() {
+        let model = Scripted { answer_finish: FinishReason::ContentFilter, ..Scripted::new() };
+        let (sink, stats) = run(model, Settings { rounds: 1, ..settings() }, 2).await;
+        assert_eq!(stats.total.rejected["content_filtered"], 2);
+        assert!(sink.accepted.lock().unwrap().is_empty());
+
+        let model = Scripted { answer_finish: FinishReason::Length, ..Scripted::new() };
+        let (sink, _) = run(model, Settings { rounds: 1, ..settings() }, 2).await;
+        let accepted = sink.accepted.lock().unwrap();
+        assert_eq!(accepted.len(), 2);
+        assert!(accepted.iter().all(|e| e.answer_truncated));
+        assert!(serde_json::to_string(&accepted[0]).unwrap().contains("\"answer_truncated\":true"));
     }
 }

@@ -338,6 +338,7 @@ mod tests {
             response: Some(format!("answer to {text}")),
             model: "m".into(),
             answer_model: Some("m".into()),
+            answer_truncated: false,
             usage: Default::default(),
         }
     }
