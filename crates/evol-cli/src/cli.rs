@@ -122,6 +122,11 @@ pub struct EngineArgs {
     /// prefix it shares with an earlier request.
     #[arg(long, help_heading = "Embedded engine")]
     pub no_prefix_cache: bool,
+
+    /// KV-cache number format: q8_0 (default; decodes long sequences much
+    /// faster on a CPU), f16 (exact), or q4_0 (smallest).
+    #[arg(long, default_value = "q8_0", value_name = "TYPE", help_heading = "Embedded engine")]
+    pub kv_cache: String,
 }
 
 #[derive(Args, Debug)]
@@ -408,6 +413,11 @@ pub struct RunArgs {
     /// Price of a million completion tokens (see --price-prompt).
     #[arg(long, value_name = "PRICE", help_heading = "Budget")]
     pub price_completion: Option<f64>,
+
+    /// Price of a million prompt tokens served from the provider's prefix
+    /// cache (default: --price-prompt).
+    #[arg(long, value_name = "PRICE", help_heading = "Budget")]
+    pub price_cached_prompt: Option<f64>,
 
     #[command(flatten)]
     pub engine: EngineArgs,

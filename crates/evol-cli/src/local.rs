@@ -46,6 +46,7 @@ pub fn start(name: String, path: PathBuf, args: &EngineArgs) -> anyhow::Result<e
         threads: args.threads,
         chat_template: args.chat_template.clone(),
         prefix_cache: !args.no_prefix_cache,
+        kv_cache: args.kv_cache.parse().map_err(|e: String| crate::settings::UsageError(format!("--kv-cache: {e}")))?,
     };
     evol_llama::LlamaEngine::start(settings)
         .with_context(|| format!("cannot start the embedded engine on `{}`", path.display()))

@@ -212,17 +212,20 @@ impl RunSettings {
                 })
             }
         };
-        for (flag, value) in [("--max-cost", args.max_cost), ("--price-prompt", args.price_prompt)]
-            .into_iter()
-            .chain([("--price-completion", args.price_completion)])
-        {
+        for (flag, value) in [
+            ("--max-cost", args.max_cost),
+            ("--price-prompt", args.price_prompt),
+            ("--price-completion", args.price_completion),
+            ("--price-cached-prompt", args.price_cached_prompt),
+        ] {
             if value.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
                 return Err(usage(format!("{flag} must be zero or a positive number")));
             }
         }
-        let default_price = (args.price_prompt.is_some() || args.price_completion.is_some()).then(|| Price {
+        let default_price = (args.price_prompt.is_some() || args.price_completion.is_some()).then_some(Price {
             prompt: args.price_prompt.unwrap_or(0.0),
             completion: args.price_completion.unwrap_or(0.0),
+            cached_prompt: args.price_cached_prompt,
         });
 
         Ok(RunSettings {

@@ -18,11 +18,20 @@ use serde::{Deserialize, Serialize};
 pub struct Price {
     pub prompt: f64,
     pub completion: f64,
+    /// The price of prompt tokens served from the provider's cache (default:
+    /// the prompt price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_prompt: Option<f64>,
 }
 
 impl Price {
     pub fn cost(&self, usage: Usage) -> f64 {
-        (usage.prompt_tokens as f64 * self.prompt + usage.completion_tokens as f64 * self.completion) / 1e6
+        let cached = usage.cached_tokens.min(usage.prompt_tokens);
+        let fresh = usage.prompt_tokens - cached;
+        (fresh as f64 * self.prompt
+            + cached as f64 * self.cached_prompt.unwrap_or(self.prompt)
+            + usage.completion_tokens as f64 * self.completion)
+            / 1e6
     }
 }
 
@@ -142,13 +151,16 @@ mod tests {
     use super::*;
 
     fn usage(p: u64, c: u64) -> Usage {
-        Usage { prompt_tokens: p, completion_tokens: c }
+        Usage { prompt_tokens: p, completion_tokens: c, cached_tokens: 0 }
     }
 
     #[test]
     fn prices_are_per_million_tokens() {
-        let prices = Prices([("m".to_string(), Price { prompt: 0.5, completion: 2.0 })].into());
+        let prices = Prices([("m".to_string(), Price { prompt: 0.5, completion: 2.0, cached_prompt: None })].into());
         assert!((prices.cost("m", usage(1_000_000, 500_000)) - 1.5).abs() < 1e-12);
+        let cached = Price { prompt: 1.0, completion: 0.0, cached_prompt: Some(0.1) };
+        let u = Usage { prompt_tokens: 1_000_000, completion_tokens: 0, cached_tokens: 600_000 };
+        assert!((cached.cost(u) - 0.46).abs() < 1e-12);
         assert_eq!(prices.cost("other", usage(1_000_000, 1)), 0.0);
     }
 

@@ -562,7 +562,7 @@ mod tests {
                 text,
                 reasoning: None,
                 finish_reason,
-                usage: Usage { prompt_tokens: 3, completion_tokens: 2 },
+                usage: Usage { prompt_tokens: 3, completion_tokens: 2, cached_tokens: 0 },
                 retries: 0,
                 signals: Default::default(),
             })
@@ -850,7 +850,8 @@ mod tests {
     async fn a_cap_stops_sending_and_a_higher_cap_continues() {
         use crate::cost::{Caps, Price};
         let journal = Arc::new(MemoryJournal::default());
-        let prices = Prices([("scripted".to_string(), Price { prompt: 1e6, completion: 0.0 })].into());
+        let prices =
+            Prices([("scripted".to_string(), Price { prompt: 1e6, completion: 0.0, cached_prompt: None })].into());
         let once = |caps: Caps| {
             let journal = journal.clone();
             let prices = prices.clone();

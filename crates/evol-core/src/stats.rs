@@ -25,6 +25,8 @@ pub struct Tally {
     pub failures: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Prompt tokens the server took from its prefix cache.
+    pub cached_prompt_tokens: u64,
     /// What the calls cost, from the price table (0 without prices).
     pub cost: f64,
     /// Sum of the durations of this slice's calls.
@@ -47,6 +49,7 @@ impl Tally {
         self.failures += u64::from(failed);
         self.prompt_tokens += usage.prompt_tokens;
         self.completion_tokens += usage.completion_tokens;
+        self.cached_prompt_tokens += usage.cached_tokens;
         self.cost += cost;
         self.busy_seconds += (end - start).as_secs_f64();
         let (first, last) = self.span.get_or_insert((start, end));
@@ -159,7 +162,7 @@ mod tests {
     fn calls_and_outcomes_land_in_every_slice() {
         let r = StatsRecorder::new(2);
         let slice = Slice { round: 1, operation: "deepen" };
-        let usage = Usage { prompt_tokens: 10, completion_tokens: 5 };
+        let usage = Usage { prompt_tokens: 10, completion_tokens: 5, cached_tokens: 4 };
         r.call(slice, Instant::now(), Call { usage, cost: 0.25, retries: 2, failed: false });
         r.call(
             Slice { round: 2, operation: "breadth" },
@@ -175,6 +178,7 @@ mod tests {
         assert_eq!(s.total.failures, 1);
         assert_eq!(s.total.prompt_tokens, 20);
         assert_eq!(s.total.cost, 0.25);
+        assert_eq!(s.total.cached_prompt_tokens, 8);
         assert_eq!(s.rounds[&1].requests, 1);
         assert_eq!(s.rounds[&1].attempted, 2);
         assert_eq!(s.rounds[&1].accepted, 1);

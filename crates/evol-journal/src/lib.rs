@@ -423,7 +423,7 @@ mod tests {
         let record = CallRecord {
             text: Some("reply".into()),
             finish_reason: Some(FinishReason::Other("weird".into())),
-            usage: Usage { prompt_tokens: 3, completion_tokens: 4 },
+            usage: Usage { prompt_tokens: 3, completion_tokens: 4, cached_tokens: 1 },
             retries: 2,
             error: None,
             prompt: "digest".into(),

@@ -3,14 +3,16 @@
 //!
 //! For each batch size B: B sequences each get a short prompt, then `steps`
 //! decode steps feed one token per sequence (greedy). Prints one JSON line
-//! per B with generated tokens per second.
+//! per B with generated tokens per second. The KV cache uses the engine's
+//! default format (8-bit, flash attention), or `EVOL_KV_CACHE` (f16, q8_0,
+//! q4_0), so that both are measured alike.
 //!
 //! cargo run --release -p evol-llama --example bench_decode -- MODEL.gguf [THREADS] [STEPS] [B,B,...]
 
 use std::num::NonZeroU32;
 use std::time::Instant;
 
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -34,6 +36,11 @@ fn main() {
     backend.void_logs();
     let model = LlamaModel::load_from_file(&backend, path, &LlamaModelParams::default()).unwrap();
     let vocab = model.vocab();
+    let (kv, flash) = match std::env::var("EVOL_KV_CACHE").as_deref() {
+        Ok("f16") => (KvCacheType::F16, llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO),
+        Ok("q4_0") => (KvCacheType::Q4_0, llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED),
+        _ => (KvCacheType::Q8_0, llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED),
+    };
     for &b in &sizes {
         let per_seq = 512u32;
         let params = LlamaContextParams::default()
@@ -43,7 +50,10 @@ fn main() {
             .with_n_seq_max(b as u32)
             .with_kv_unified(false)
             .with_n_threads(threads)
-            .with_n_threads_batch(threads);
+            .with_n_threads_batch(threads)
+            .with_flash_attention_policy(flash)
+            .with_type_k(kv)
+            .with_type_v(kv);
         let mut ctx = model.new_context(&backend, params).unwrap();
         let mut batch = LlamaBatch::new(512, 1);
         let mut samplers: Vec<LlamaSampler> = (0..b).map(|_| LlamaSampler::greedy()).collect();

@@ -107,6 +107,14 @@ impl FinishReason {
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Prompt tokens the server took from its prefix cache instead of
+    /// computing (part of `prompt_tokens`; often billed lower).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Usage {
@@ -119,6 +127,7 @@ impl std::ops::AddAssign for Usage {
     fn add_assign(&mut self, rhs: Usage) {
         self.prompt_tokens += rhs.prompt_tokens;
         self.completion_tokens += rhs.completion_tokens;
+        self.cached_tokens += rhs.cached_tokens;
     }
 }
 

@@ -41,6 +41,11 @@ struct WireUsage {
     prompt_tokens: Option<u64>,
     #[serde(default)]
     completion_tokens: Option<u64>,
+    /// OpenAI, vLLM, DeepSeek (as `prompt_cache_hit_tokens`) report cache hits.
+    #[serde(default)]
+    prompt_tokens_details: Option<Value>,
+    #[serde(default)]
+    prompt_cache_hit_tokens: Option<u64>,
 }
 
 /// Parses a chat-completions reply body.
@@ -60,6 +65,13 @@ pub fn parse_completion(body: &str) -> Result<ChatResponse, String> {
         .map(|u| Usage {
             prompt_tokens: u.prompt_tokens.unwrap_or(0),
             completion_tokens: u.completion_tokens.unwrap_or(0),
+            cached_tokens: u
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.get("cached_tokens"))
+                .and_then(Value::as_u64)
+                .or(u.prompt_cache_hit_tokens)
+                .unwrap_or(0),
         })
         .unwrap_or_default();
     Ok(ChatResponse {
@@ -150,7 +162,7 @@ mod tests {
         assert_eq!(r.text, "ok");
         assert_eq!(r.reasoning.as_deref(), Some("thinking"));
         assert_eq!(r.finish_reason, FinishReason::Other("weird_reason".into()));
-        assert_eq!(r.usage, Usage { prompt_tokens: 5, completion_tokens: 0 });
+        assert_eq!(r.usage, Usage { prompt_tokens: 5, ..Usage::default() });
     }
 
     #[test]

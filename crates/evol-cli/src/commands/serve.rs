@@ -298,6 +298,7 @@ mod imp {
                     "prompt_tokens": usage.prompt_tokens,
                     "completion_tokens": usage.completion_tokens,
                     "total_tokens": usage.total(),
+                    "prompt_tokens_details": { "cached_tokens": usage.cached_tokens },
                 },
             }))
             .into_response());
@@ -326,6 +327,7 @@ mod imp {
                             "prompt_tokens": f.prompt_tokens,
                             "completion_tokens": f.completion_tokens,
                             "total_tokens": f.prompt_tokens + f.completion_tokens,
+                            "prompt_tokens_details": { "cached_tokens": f.cached_tokens },
                         });
                     }
                     last
