@@ -119,8 +119,13 @@ impl Scheduler<'_> {
     }
 
     fn admit(&mut self, slots: &mut [Option<Slot>], queue: &mut VecDeque<Job>) {
+        // Jobs held back for a prefix another sequence is still computing.
+        let mut held = Vec::new();
+        // Sequences given a copy this step: their data lands at the next
+        // decode, so they cannot be copied from before it.
+        let mut copied = Vec::new();
         while slots.iter().any(Option::is_none) {
-            let Some(job) = queue.pop_front() else { return };
+            let Some(job) = queue.pop_front() else { break };
             if job.events.is_closed() {
                 continue;
             }
@@ -146,8 +151,37 @@ impl Scheduler<'_> {
                 .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
                 .expect("a free slot exists");
             // At least one prompt token is fed, for the logits to sample from.
-            let reuse = if self.prefix_cache { shared.min(job.tokens.len() - 1) } else { 0 };
-            let keep = self.trim_kv(i, reuse);
+            let most = job.tokens.len() - 1;
+            let keep = if !self.prefix_cache {
+                self.trim_kv(i, 0)
+            } else {
+                // Another sequence (busy or not) may hold a longer prefix: copy
+                // its cache rather than compute the prefix again.
+                let source = (0..slots.len())
+                    .filter(|&j| j != i && !copied.contains(&j))
+                    .map(|j| (j, common_prefix(&self.kv[j], &job.tokens).min(most)))
+                    .filter(|&(_, n)| n >= shared.min(most) + MIN_COPY_GAIN)
+                    .max_by_key(|&(j, n)| (n, std::cmp::Reverse(j)));
+                let best = source.map_or(shared.min(most), |(_, n)| n);
+                // A prompt still being fed that will share much more: wait
+                // for it (a step or so) instead of computing the prefix twice.
+                let coming = slots.iter().flatten().any(|s| {
+                    let n = common_prefix(&s.job.tokens, &job.tokens).min(most);
+                    s.fed < n && n >= best + MIN_COPY_GAIN
+                });
+                if coming {
+                    held.push(job);
+                    continue;
+                }
+                match source {
+                    Some((j, n)) => {
+                        let kept = self.copy_prefix(j, i, n);
+                        copied.push(i);
+                        kept
+                    }
+                    None => self.trim_kv(i, shared.min(most)),
+                }
+            };
             let sampler = Sampler::new(job.temperature, job.top_p, job.seed);
             let text = TextState::new(job.stop.clone());
             slots[i] = Some(Slot {
@@ -163,6 +197,31 @@ impl Scheduler<'_> {
                 text,
             });
         }
+        for job in held.into_iter().rev() {
+            queue.push_front(job);
+        }
+    }
+
+    /// Gives sequence `dst` the first `n` cached tokens of sequence `src`;
+    /// returns how many it got (0 if the cache cannot be copied or cut).
+    ///
+    /// Sequences live in separate KV streams, which llama.cpp copies whole
+    /// (at the next decode); the copy is then cut to the prefix. Copying a
+    /// stream costs about as much as computing a few tokens, far less than
+    /// the prefix.
+    fn copy_prefix(&mut self, src: usize, dst: usize, n: usize) -> usize {
+        let pruned = self.ctx.kv_cache_seq_pos_min(src as i32) > 0;
+        let _ = self.ctx.clear_kv_cache_seq(Some(dst as u32), None, None);
+        self.kv[dst].clear();
+        if pruned || self.ctx.copy_kv_cache_seq(src as i32, dst as i32, None, None).is_err() {
+            return 0;
+        }
+        if !self.ctx.clear_kv_cache_seq(Some(dst as u32), Some(n as u32), None).unwrap_or(false) {
+            let _ = self.ctx.clear_kv_cache_seq(Some(dst as u32), None, None);
+            return 0;
+        }
+        self.kv[dst] = self.kv[src][..n].to_vec();
+        n
     }
 
     /// Drops sequence `i`'s KV cache from position `keep` on; returns how
@@ -306,6 +365,10 @@ impl Scheduler<'_> {
         let _ = slot.job.events.send(Event::Done(result));
     }
 }
+
+/// A copy from another sequence must save at least this many tokens of
+/// prompt computation to be worth copying a whole KV stream.
+const MIN_COPY_GAIN: usize = 16;
 
 fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
