@@ -376,12 +376,7 @@ fn result_line(line: &str, batch: &str) -> Option<(String, Reply)> {
 
 /// A request's name in a batch: a digest of its body.
 fn digest(body: &Value) -> String {
-    let hash = blake3_hex(body.to_string().as_bytes());
-    format!("evol-{hash}")
-}
-
-fn blake3_hex(bytes: &[u8]) -> String {
-    blake3::hash(bytes).to_hex()[..32].to_string()
+    format!("evol-{}", &blake3::hash(body.to_string().as_bytes()).to_hex()[..32])
 }
 
 struct BatchRole {
