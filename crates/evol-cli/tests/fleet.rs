@@ -128,6 +128,11 @@ fn caps_stop_the_run_and_a_higher_cap_continues_without_paying_twice() {
     let stats = read_json(&out.join("stats.json"));
     assert_eq!(stats["state"], "capped");
     assert_eq!(mock.stats().requests, 40, "the request cap is exact");
+    assert!(!stderr(&run).contains("no price"), "no cost cap, no warning");
+
+    // A cost cap without a price counts nothing: say so.
+    let run = evol_run(&mock.url, &seeds, &out, &[&args[..], &["--max-cost", "1", "--max-requests", "40"]].concat());
+    assert!(stderr(&run).contains("warning: no price for the model `mock`"), "{}", stderr(&run));
 
     // A cost cap: each call costs its prompt tokens at 1000 per million
     // (about 0.2); the 40 calls already made count too (about 7).

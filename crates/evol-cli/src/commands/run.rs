@@ -108,6 +108,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let seeds = journal.seed_count()?;
     let stats = Arc::new(StatsRecorder::new(seeds));
     let prices = settings.prices_for(&[&names.0, &names.1, &names.2]);
+    if settings.caps.max_cost.is_some() {
+        let unique: std::collections::BTreeSet<&String> = [&names.0, &names.1, &names.2].into();
+        for name in unique {
+            if prices.get(name).is_none() {
+                eprintln!(
+                    "warning: no price for the model `{name}`: its calls count as free against --max-cost (set --price-prompt/--price-completion or [prices] in --config)"
+                );
+            }
+        }
+    }
     let budget = Arc::new(Budget::new(settings.caps));
     let mut engine_settings = settings.engine.clone();
     engine_settings.concurrency = models.concurrency;
