@@ -190,7 +190,29 @@ fn shards_merge_into_what_one_run_makes() {
     merge.extend(["-o", merged.to_str().unwrap()]);
     assert_success(&evol(&merge));
     for file in ["dataset.jsonl", "evolved.jsonl", "rejected.jsonl", "seeds.jsonl"] {
-        assert_eq!(std::fs::read(whole.join(file)).unwrap(), std::fs::read(merged.join(file)).unwrap(), "{file}");
+        assert!(
+            std::fs::read_to_string(whole.join(file)).unwrap() == std::fs::read_to_string(merged.join(file)).unwrap(),
+            "{file} differs"
+        );
+    }
+
+    // Exports merge too (without their journals): two shards as exports.
+    for shard in &shards[..2] {
+        let export = format!("{shard}-export");
+        std::fs::create_dir(&export).unwrap();
+        for file in ["evolved.jsonl", "rejected.jsonl", "seeds.jsonl", "stats.json"] {
+            std::fs::copy(format!("{shard}/{file}"), format!("{export}/{file}")).unwrap();
+        }
+    }
+    let from_exports = dir.path("from-exports");
+    let (e0, e1) = (format!("{}-export", shards[0]), format!("{}-export", shards[1]));
+    assert_success(&evol(&["merge", &e0, &e1, &shards[2], "-o", from_exports.to_str().unwrap()]));
+    for file in ["dataset.jsonl", "evolved.jsonl", "rejected.jsonl", "seeds.jsonl"] {
+        assert!(
+            std::fs::read_to_string(whole.join(file)).unwrap()
+                == std::fs::read_to_string(from_exports.join(file)).unwrap(),
+            "{file} differs"
+        );
     }
 
     // Missing and doubled shards are refused.

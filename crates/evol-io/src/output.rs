@@ -253,6 +253,73 @@ impl Appender {
     }
 }
 
+/// Loads the record files of an exported run (`evolved.jsonl`,
+/// `rejected.jsonl`, `seeds.jsonl`) into a journal, with the seeds they name
+/// marked done, so that exports can be merged like journals. Seed
+/// instructions come from `seeds.jsonl` when the run included its seeds
+/// (otherwise the dataset does not need them and they are left empty).
+/// Returns how many seeds the records name.
+pub fn import_export(dir: &Path, journal: &SqliteJournal, run_seed: u64) -> Result<u64, OutputError> {
+    let mut seeds: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    for (file, kind) in [(EVOLVED, Kind::Evolved), (REJECTED, Kind::Rejected), (SEED_ANSWERS, Kind::SeedAnswer)] {
+        let path = dir.join(file);
+        if !path.exists() {
+            if kind == Kind::SeedAnswer {
+                continue;
+            }
+            return Err(io_error(&path)(std::io::Error::new(std::io::ErrorKind::NotFound, "missing")));
+        }
+        let file = File::open(&path).map_err(io_error(&path))?;
+        for (n, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(io_error(&path))?;
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let corrupt = |message: &str| OutputError::Corrupt {
+                path: path.display().to_string(),
+                line: n + 1,
+                message: message.to_string(),
+            };
+            let record: serde_json::Value = serde_json::from_str(line).map_err(|e| corrupt(&e.to_string()))?;
+            let id = record["id"].as_str().unwrap_or_default().to_string();
+            if id.is_empty() {
+                return Err(corrupt("a record without an `id`"));
+            }
+            match kind {
+                Kind::SeedAnswer => {
+                    seeds.insert(id.clone(), record["instruction"].as_str().unwrap_or_default().to_string());
+                }
+                _ => {
+                    let seed = record["seed_id"].as_str().ok_or_else(|| corrupt("a record without a `seed_id`"))?;
+                    seeds.entry(seed.to_string()).or_default();
+                }
+            }
+            // The line as it was: an export is byte for byte what the
+            // journal held.
+            journal.put_record(kind, &id, line, order_key(run_seed, &id))?;
+        }
+    }
+    let rows = seeds.into_iter().map(|(id, instruction)| {
+        // No file positions survive an export: a hash of the id stands in
+        // (it only orders a replay).
+        let pos = order_key(0, &id);
+        let order_key = order_key(run_seed, &id);
+        Ok::<_, rusqlite::Error>(evol_journal::SeedRow {
+            pos,
+            seed: Seed { id, instruction },
+            place: "an export".into(),
+            order_key,
+        })
+    });
+    let n = journal.load_seeds(rows).map_err(|e| match e {
+        evol_journal::LoadError::Sqlite(e) | evol_journal::LoadError::Input(e) => OutputError::Journal(e),
+        duplicate => OutputError::Corrupt { path: dir.display().to_string(), line: 0, message: duplicate.to_string() },
+    })?;
+    journal.mark_all_done()?;
+    Ok(n)
+}
+
 /// The run's sink: every record goes to the journal (the source of truth)
 /// and is appended to its JSONL file, to be read while the run goes on.
 pub struct RunSink {

@@ -189,6 +189,13 @@ impl SqliteJournal {
         self.count("SELECT COUNT(*) FROM seeds WHERE done = 1")
     }
 
+    /// Marks every seed's chain done (for runs rebuilt from exports).
+    pub fn mark_all_done(&self) -> Result<(), rusqlite::Error> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute("UPDATE seeds SET done = 1", [])?;
+        Ok(())
+    }
+
     /// Marks a seed's chain done.
     pub fn mark_done(&self, id: &str) -> Result<(), rusqlite::Error> {
         let conn = self.conn.lock().unwrap();

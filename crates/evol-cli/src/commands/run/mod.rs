@@ -44,6 +44,9 @@ struct StatsFile<'a> {
     models: ModelInfo<'a>,
     budget: BudgetInfo<'a>,
     settings: &'a evol_core::Settings,
+    /// What makes the run's results what they are (see `run_identity`):
+    /// lets `evol merge` check exported shards without their journals.
+    identity: &'a serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -196,6 +199,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             models: ModelInfo { endpoint: &endpoint, evolve: &names.0, judge: &names.1, answer: &names.2 },
             budget: BudgetInfo { caps: budget.caps(), prices: &prices },
             settings: &settings.engine,
+            identity: &identity,
         },
     )?;
     if !args.quiet || result.is_err() {
