@@ -177,7 +177,7 @@ Models: with --endpoint or OPENAI_BASE_URL (e.g. http://127.0.0.1:8000/v1), an O
 
 Every call's outcome is committed to OUT/journal.sqlite first: rerun the same command to resume a stopped or crashed run (nothing completed is sent again; other settings are refused; --fresh starts over). Ctrl-C stops sending and waits up to 30 s for calls in flight; a second Ctrl-C aborts. `evol status OUT` shows a run's progress, `evol export OUT` rewrites its files from the journal.
 
-Many servers: repeat --endpoint (or list them in a --config file). Each call goes to the least-loaded healthy server; each server's concurrency adapts (it grows while replies are healthy and halves on 429, 503 and timeouts, between 1 and --concurrency); a server that keeps failing is taken out and probed back in; the run goes on while any server works.
+Many servers: repeat --endpoint (or list them in a --config file). Each call goes to the least-loaded healthy server; each server's concurrency adapts (it grows while replies are healthy and halves on 429, 503, timeouts and replies slower than half of --timeout, between 1 and --concurrency); a server that keeps failing is taken out and probed back in; the run goes on while any server works.
 
 Budgets: --max-cost, --max-tokens-total and --max-requests stop sending when reached (the run exits with code 3); raise the cap and rerun the same command to continue. Prices come from --price-prompt/--price-completion or the [prices] table of --config. --dry-run prints the expected calls, tokens and cost without calling any model.
 

@@ -3,8 +3,9 @@
 //!
 //! A [`Pool`] holds endpoints (servers), each with:
 //! - an adaptive concurrency limit (AIMD): +1 per window of healthy replies,
-//!   halved on an overload signal (429, 503, a timeout), between a floor and
-//!   the endpoint's ceiling;
+//!   halved on an overload signal (429, 503, a timeout, or a reply slower
+//!   than the endpoint's `slow_after`), between a floor and the endpoint's
+//!   ceiling;
 //! - optional token buckets for requests and tokens per minute, set by the
 //!   caller or learned from the server's rate-limit headers;
 //! - a circuit breaker: after [`TRIP_AFTER`] failures in a row the endpoint
@@ -52,6 +53,9 @@ pub struct EndpointConfig {
     pub adaptive: bool,
     pub requests_per_minute: Option<u64>,
     pub tokens_per_minute: Option<u64>,
+    /// A successful reply that took longer than this counts as overload
+    /// (the server is near the point where requests time out).
+    pub slow_after: Option<Duration>,
 }
 
 impl EndpointConfig {
@@ -64,6 +68,7 @@ impl EndpointConfig {
             adaptive: true,
             requests_per_minute: None,
             tokens_per_minute: None,
+            slow_after: None,
         }
     }
 }
@@ -297,7 +302,7 @@ impl Pool {
     }
 
     /// Records how a call on endpoint `i` went.
-    fn settle(&self, i: usize, estimate: f64, result: &Result<ChatResponse, ChatError>) {
+    fn settle(&self, i: usize, estimate: f64, took: Duration, result: &Result<ChatResponse, ChatError>) {
         let (endpoint, health) = &self.inner.endpoints[i];
         let config = &endpoint.config;
         let now = Instant::now();
@@ -318,7 +323,10 @@ impl Pool {
                 h.failures_in_a_row = 0;
                 h.closed_until = None;
                 h.cool_down = FIRST_COOL_DOWN;
-                if config.adaptive {
+                let slow = config.slow_after.is_some_and(|limit| took > limit);
+                if config.adaptive && slow {
+                    decrease(&mut h, config, now);
+                } else if config.adaptive {
                     // Additive increase: one more per window of successes.
                     h.limit = (h.limit + 1.0 / h.limit.max(1.0)).min(config.max_concurrency as f64);
                 }
@@ -335,12 +343,7 @@ impl Pool {
                 h.failed += 1;
                 h.failures_in_a_row += 1;
                 if e.signals.overloaded && config.adaptive {
-                    let recent =
-                        h.last_decrease.is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1));
-                    if !recent {
-                        h.limit = (h.limit / 2.0).max(config.min_concurrency as f64);
-                        h.last_decrease = Some(now);
-                    }
+                    decrease(&mut h, config, now);
                 }
                 if let Some(pause) = e.signals.retry_after {
                     h.closed_until = Some(now + pause.min(self.inner.retry.max_retry_after));
@@ -380,8 +383,9 @@ impl Pool {
             };
             self.claim(i, estimate);
             let client = &self.inner.endpoints[i].0.clients[role];
+            let started = Instant::now();
             let result = client.chat(request.clone()).await;
-            self.settle(i, estimate, &result);
+            self.settle(i, estimate, started.elapsed(), &result);
             match result {
                 Ok(mut reply) => {
                     reply.retries += retries;
@@ -406,6 +410,16 @@ impl Pool {
             }
             retries += 1;
         }
+    }
+}
+
+/// Multiplicative decrease: halves the window, at most once a second (one
+/// burst of overload signals is one signal).
+fn decrease(h: &mut Health, config: &EndpointConfig, now: Instant) {
+    let recent = h.last_decrease.is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1));
+    if !recent {
+        h.limit = (h.limit / 2.0).max(config.min_concurrency as f64);
+        h.last_decrease = Some(now);
     }
 }
 
@@ -602,6 +616,19 @@ mod tests {
         p.inner.endpoints[0].1.lock().unwrap().limit = 2.0;
         run_all(&p, 300).await;
         assert!(p.status()[0].limit > 8, "{:?}", p.status());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replies_slower_than_the_limit_count_as_overload() {
+        let server = Server::new(None); // replies in 10 ms
+        let slow = EndpointConfig { slow_after: Some(Duration::from_millis(5)), ..EndpointConfig::new("s", 64) };
+        let p = pool(&[(server.clone(), slow)]);
+        run_all(&p, 64).await;
+        assert!(p.status()[0].limit < 64, "{:?}", p.status());
+        let fine = EndpointConfig { slow_after: Some(Duration::from_millis(50)), ..EndpointConfig::new("s", 64) };
+        let p = pool(&[(server, fine)]);
+        run_all(&p, 64).await;
+        assert_eq!(p.status()[0].limit, 64);
     }
 
     #[tokio::test(start_paused = true)]

@@ -45,6 +45,9 @@ pub(super) async fn connect(settings: &RunSettings, quiet: bool) -> anyhow::Resu
                     adaptive: settings.adaptive,
                     requests_per_minute: endpoint.rpm.map(u64::from),
                     tokens_per_minute: endpoint.tpm,
+                    // Replies taking half the timeout: the server is close to
+                    // timing requests out; send it less.
+                    slow_after: Some(settings.timeout / 2),
                     ..EndpointConfig::new(
                         client.base_url(),
                         endpoint.max_concurrency.unwrap_or(settings.engine.concurrency),
