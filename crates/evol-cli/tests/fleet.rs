@@ -47,12 +47,18 @@ fn a_server_killed_midway_costs_nothing_but_retries() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let before = survivor.stats().completed;
+    let doomed_url = doomed.url.clone();
     doomed.kill();
     let output = child.wait_with_output().unwrap();
     assert_success(&output);
     assert_complete_lineage(&out, &ids(60), 3);
     let stats = read_json(&out.join("stats.json"));
     assert_eq!(stats["total"]["failures"], 0, "every call was retried on the survivor");
+    let endpoints = stats["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 2);
+    assert_eq!(endpoints[0]["url"], doomed_url.as_str());
+    assert!(endpoints[0]["failures"].as_u64().unwrap() > 0, "{endpoints:?}");
+    assert_eq!(endpoints[1]["failures"], 0);
     assert!(survivor.stats().completed > before + 100, "the survivor took the rest");
 }
 

@@ -44,9 +44,22 @@ struct StatsFile<'a> {
     models: ModelInfo<'a>,
     budget: BudgetInfo<'a>,
     settings: &'a evol_core::Settings,
+    /// Per server (with `--endpoint`): calls, failures, the adapted
+    /// concurrency at the end, and why a server is out if it is.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    endpoints: Vec<EndpointInfo>,
     /// What makes the run's results what they are (see `run_identity`):
     /// lets `evol merge` check exported shards without their journals.
     identity: &'a serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct EndpointInfo {
+    url: String,
+    requests: u64,
+    failures: u64,
+    concurrency: usize,
+    out: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -126,6 +139,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let budget = Arc::new(Budget::new(settings.caps));
     let mut engine_settings = settings.engine.clone();
     engine_settings.concurrency = models.concurrency;
+    let pool = models.pool;
     let engine = Engine::new(engine_settings, models.models, templates, stats.clone(), journal.clone())?
         .with_costs(prices.clone(), budget.clone());
     let sink = RunSink::new(journal.clone(), out.sink()?, settings.engine.run_seed);
@@ -200,6 +214,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             budget: BudgetInfo { caps: budget.caps(), prices: &prices },
             settings: &settings.engine,
             identity: &identity,
+            endpoints: endpoint_info(pool.as_ref()),
         },
     )?;
     if !args.quiet || result.is_err() {
@@ -211,6 +226,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Err(EngineError::Cap(reached)) => Err(CapStop { reached, out: out.root().display().to_string() }.into()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// How each server of the pool did; warns about those taken out.
+fn endpoint_info(pool: Option<&evol_pool::Pool>) -> Vec<EndpointInfo> {
+    let Some(pool) = pool else { return Vec::new() };
+    pool.status()
+        .into_iter()
+        .map(|s| {
+            if let Some(why) = &s.out {
+                eprintln!("warning: the server `{}` was out of the run at its end: {why}", s.name);
+            }
+            EndpointInfo { url: s.name, requests: s.requests, failures: s.failures, concurrency: s.limit, out: s.out }
+        })
+        .collect()
 }
 
 /// The journal's meta key for the run's state.

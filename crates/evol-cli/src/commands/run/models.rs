@@ -18,6 +18,8 @@ use crate::settings::{RunSettings, UsageError};
 pub(super) struct Connected {
     pub models: Models,
     pub concurrency: usize,
+    /// The servers' pool, for their statistics.
+    pub pool: Option<Pool>,
 }
 
 /// Builds one client per server and role, checks before any work that each
@@ -74,6 +76,7 @@ pub(super) async fn connect(settings: &RunSettings, quiet: bool) -> anyhow::Resu
             answerer: pool.role(2, names.2),
         },
         concurrency,
+        pool: Some(pool),
     })
 }
 
@@ -104,6 +107,7 @@ pub(super) async fn connect_batches(
     Ok(Connected {
         models: Models { evolver: batches.role(&model), judge: batches.role(&judge), answerer: batches.role(&answer) },
         concurrency: batch.max_requests,
+        pool: None,
     })
 }
 
@@ -192,6 +196,7 @@ pub(super) fn embedded(settings: &RunSettings, args: &RunArgs) -> anyhow::Result
         Ok(Connected {
             models: Models { evolver: model.clone(), judge: model.clone(), answerer: model },
             concurrency: settings.engine.concurrency,
+            pool: None,
         })
     }
     #[cfg(not(feature = "embedded"))]
