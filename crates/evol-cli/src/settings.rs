@@ -67,6 +67,13 @@ pub struct Shard {
     pub count: u32,
 }
 
+impl Shard {
+    /// Whether the seed `id` belongs to this shard.
+    pub fn contains(&self, id: &str) -> bool {
+        evol_core::rng::shard_of(id, self.count) == self.index
+    }
+}
+
 impl std::fmt::Display for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.index, self.count)

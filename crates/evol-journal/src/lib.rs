@@ -155,14 +155,21 @@ impl SqliteJournal {
                 n += 1;
             }
         }
-        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('seeds_loaded', ?1)", params![n])?;
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![SEEDS_LOADED, n])?;
         tx.commit()?;
         Ok(n)
     }
 
     /// Whether the seeds were loaded (by an earlier attempt of the run).
     pub fn seeds_loaded(&self) -> Result<bool, rusqlite::Error> {
-        Ok(self.meta("seeds_loaded")?.is_some())
+        Ok(self.meta(SEEDS_LOADED)?.is_some())
+    }
+
+    /// Records that the seeds are loaded (for a journal filled by other
+    /// means than [`SqliteJournal::load_seeds`], such as a merge).
+    pub fn mark_seeds_loaded(&self) -> Result<(), rusqlite::Error> {
+        let n = self.seed_count()?;
+        self.set_meta(SEEDS_LOADED, &n.to_string())
     }
 
     /// Up to `limit` seeds after the file position `after`, in file order.
@@ -301,6 +308,9 @@ pub struct CallTotals {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
 }
+
+/// The meta key that says the seeds are loaded (and how many).
+const SEEDS_LOADED: &str = "seeds_loaded";
 
 /// A seed to load: its position in the file (unique across shards), the
 /// seed, its place in words, and its key in the dataset's order.

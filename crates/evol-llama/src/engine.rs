@@ -206,9 +206,9 @@ impl Scheduler<'_> {
     /// returns how many it got (0 if the cache cannot be copied or cut).
     ///
     /// Sequences live in separate KV streams, which llama.cpp copies whole
-    /// (at the next decode); the copy is then cut to the prefix. Copying a
-    /// stream costs about as much as computing a few tokens, far less than
-    /// the prefix.
+    /// (at the next decode); the copy is then cut to the prefix. A copy is a
+    /// memory copy of the stream, where computing the prefix runs the model
+    /// on every token of it.
     fn copy_prefix(&mut self, src: usize, dst: usize, n: usize) -> usize {
         let pruned = self.ctx.kv_cache_seq_pos_min(src as i32) > 0;
         let _ = self.ctx.clear_kv_cache_seq(Some(dst as u32), None, None);

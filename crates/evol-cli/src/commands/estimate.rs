@@ -7,8 +7,7 @@
 
 use std::fmt::Write as _;
 
-use evol_core::rng::shard_of;
-use evol_core::{Operation, Templates};
+use evol_core::Templates;
 use evol_io::seeds::{open_seeds, Item};
 
 use crate::cli::RunArgs;
@@ -37,17 +36,18 @@ pub fn dry_run(args: &RunArgs, settings: &RunSettings, templates: &Templates) ->
     let mut total = Tokens::default();
     let limit = args.limit.map_or(u64::MAX, |l| l as u64);
     let mut taken = 0u64;
+    let overheads = Overheads::of(settings, templates)?;
     for item in open_seeds(&args.seeds, settings.format)? {
         let Item::Seed(_, seed) = item? else { continue };
         if taken >= limit {
             break;
         }
         taken += 1;
-        if settings.shard.is_some_and(|s| shard_of(&seed.id, s.count) != s.index) {
+        if settings.shard.is_some_and(|s| !s.contains(&seed.id)) {
             continue;
         }
         seeds += 1;
-        let t = per_seed(settings, templates, seed.instruction.len() as f64 / BYTES_PER_TOKEN)?;
+        let t = per_seed(settings, overheads, seed.instruction.len() as f64 / BYTES_PER_TOKEN);
         total.calls += t.calls;
         total.prompt += t.prompt;
         total.completion += t.completion;
@@ -94,11 +94,32 @@ pub fn dry_run(args: &RunArgs, settings: &RunSettings, templates: &Templates) ->
     Ok(())
 }
 
+/// The tokens the prompt templates add around the instructions.
+#[derive(Debug, Clone, Copy)]
+struct Overheads {
+    /// An evolving prompt, averaged over the enabled operations.
+    evolve: f64,
+    /// An equality question.
+    judge: f64,
+}
+
+impl Overheads {
+    fn of(settings: &RunSettings, templates: &Templates) -> anyhow::Result<Overheads> {
+        let ops = &settings.engine.ops;
+        let mut rng = evol_core::rng::keyed_rng(0, &[b"estimate"]);
+        let mut evolve = 0.0;
+        for &op in ops {
+            evolve += templates.evolve_prompt(op, "", &mut rng)?.text.len() as f64 / BYTES_PER_TOKEN;
+        }
+        let judge = templates.equality_prompt("", "")?.len() as f64 / BYTES_PER_TOKEN;
+        Ok(Overheads { evolve: evolve / ops.len().max(1) as f64, judge })
+    }
+}
+
 /// The calls and tokens of one seed's chain, assuming every step passes.
-fn per_seed(settings: &RunSettings, templates: &Templates, instruction: f64) -> anyhow::Result<Tokens> {
+fn per_seed(settings: &RunSettings, overheads: Overheads, instruction: f64) -> Tokens {
     let s = &settings.engine;
-    let evolve_overhead = overhead(templates, s.ops[0])?;
-    let judge_overhead = templates.equality_prompt("", "")?.len() as f64 / BYTES_PER_TOKEN;
+    let (evolve_overhead, judge_overhead) = (overheads.evolve, overheads.judge);
     let answer_tokens = f64::from(s.answer_sampling.max_tokens).min(ANSWER_TOKENS);
     let mut t = Tokens::default();
     if s.answer_seeds {
@@ -128,13 +149,7 @@ fn per_seed(settings: &RunSettings, templates: &Templates, instruction: f64) -> 
         }
         parent = child;
     }
-    Ok(t)
-}
-
-/// The tokens an evolving prompt adds around the instruction.
-fn overhead(templates: &Templates, op: Operation) -> anyhow::Result<f64> {
-    let mut rng = evol_core::rng::keyed_rng(0, &[b"estimate"]);
-    Ok(templates.evolve_prompt(op, "", &mut rng)?.text.len() as f64 / BYTES_PER_TOKEN)
+    t
 }
 
 fn round(x: f64) -> u64 {

@@ -75,7 +75,7 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
         bail!("{} seeds are not done in their shard", seeds - done);
     }
     merged.set_meta(IDENTITY, &identity.to_string())?;
-    merged.set_meta("seeds_loaded", &seeds.to_string())?;
+    merged.mark_seeds_loaded()?;
     merged.set_meta(STATE, "completed")?;
     let rows = out.export(&merged, identity["include_seeds"].as_bool().unwrap_or(false))?;
     eprintln!(

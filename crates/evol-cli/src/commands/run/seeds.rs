@@ -1,7 +1,7 @@
 //! The seed file, read once and streamed into the journal.
 
 use anyhow::{anyhow, bail};
-use evol_core::rng::{order_key, shard_of};
+use evol_core::rng::order_key;
 use evol_io::seeds::{open_seeds, Item, Place};
 use evol_io::SeedError;
 use evol_journal::{LoadError, SeedRow, SqliteJournal};
@@ -52,7 +52,7 @@ pub(super) fn load_seeds(args: &RunArgs, settings: &RunSettings, journal: &Sqlit
                     hasher.update(&(part.len() as u64).to_le_bytes());
                     hasher.update(part.as_bytes());
                 }
-                if shard.is_some_and(|s| shard_of(&seed.id, s.count) != s.index) {
+                if shard.is_some_and(|s| !s.contains(&seed.id)) {
                     return None;
                 }
                 let order_key = order_key(run_seed, &seed.id);
