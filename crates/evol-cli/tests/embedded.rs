@@ -36,6 +36,20 @@ fn run_uses_the_embedded_default_model() {
     assert!(stats["total"]["completion_tokens"].as_u64().unwrap() > 0);
     assert_eq!(stats["total"]["failures"], 0);
     assert!(stderr(&run).contains("embedded engine: `smollm2-135m-instruct`"), "{}", stderr(&run));
+    // The engine's own counters agree with the calls' usage: it generated
+    // every completion token and computed every prompt token not cached.
+    let engine = &stats["engine"];
+    let total = &stats["total"];
+    assert_eq!(engine["parallel"], 8);
+    assert_eq!(engine["generated_tokens"], total["completion_tokens"], "{engine}");
+    assert_eq!(
+        engine["prompt_tokens_computed"].as_u64().unwrap(),
+        total["prompt_tokens"].as_u64().unwrap() - total["cached_prompt_tokens"].as_u64().unwrap(),
+        "{engine}"
+    );
+    let mean = engine["mean_sequences"].as_f64().unwrap();
+    assert!(mean > 0.0 && mean <= 8.0, "{engine}");
+    assert!(engine["decode_seconds"].as_f64().unwrap() <= engine["busy_seconds"].as_f64().unwrap(), "{engine}");
 }
 
 #[test]

@@ -95,6 +95,11 @@ async fn bad_requests_get_openai_style_errors() {
 
     let health = http.get(server.url.replace("/v1", "/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    let health: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    // The capped request above generated tokens, counted by the engine.
+    assert!(health["engine"]["generated_tokens"].as_u64().unwrap() >= 1, "{health}");
+    assert!(health["engine"]["steps"].as_u64().unwrap() >= 1, "{health}");
 }
 
 #[test]

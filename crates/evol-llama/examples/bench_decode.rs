@@ -7,6 +7,10 @@
 //! default format (8-bit, flash attention), or `EVOL_KV_CACHE` (f16, q8_0,
 //! q4_0), so that both are measured alike.
 //!
+//! `EVOL_BENCH_CONTEXT=N` pads each prompt to about N tokens first, to
+//! measure decode at the context lengths a real run reaches (default: a
+//! short prompt of a few tokens).
+//!
 //! cargo run --release -p evol-llama --example bench_decode -- MODEL.gguf [THREADS] [STEPS] [B,B,...]
 
 use std::num::NonZeroU32;
@@ -42,7 +46,8 @@ fn main() {
         _ => (KvCacheType::Q8_0, llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED),
     };
     for &b in &sizes {
-        let per_seq = 512u32;
+        let context: usize = std::env::var("EVOL_BENCH_CONTEXT").ok().and_then(|c| c.parse().ok()).unwrap_or(0);
+        let per_seq = (512 + context as u32).next_multiple_of(256);
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(per_seq * b as u32))
             .with_n_batch(512)
@@ -61,12 +66,20 @@ fn main() {
         let mut pos = Vec::with_capacity(b);
         // Prefill: a short distinct prompt per sequence.
         for s in 0..b {
-            let tokens = vocab.tokenize(format!("Story number {s}: once upon a time").as_bytes(), true, false);
-            batch.clear();
-            for (i, t) in tokens.iter().enumerate() {
-                batch.add(*t, i as i32, &[s as i32], i + 1 == tokens.len()).unwrap();
+            let mut text = format!("Story number {s}: once upon a time");
+            while context > 0 && vocab.tokenize(text.as_bytes(), true, false).len() < context {
+                text.push_str(" there was a river that ran past an old mill, and");
             }
-            ctx.decode(&mut batch).unwrap();
+            let tokens = vocab.tokenize(text.as_bytes(), true, false);
+            for chunk in tokens.chunks(512).enumerate() {
+                let (c, part) = chunk;
+                batch.clear();
+                for (i, t) in part.iter().enumerate() {
+                    let at = c * 512 + i;
+                    batch.add(*t, at as i32, &[s as i32], at + 1 == tokens.len()).unwrap();
+                }
+                ctx.decode(&mut batch).unwrap();
+            }
             next.push(samplers[s].sample(&ctx, batch.n_tokens() - 1));
             pos.push(tokens.len() as i32);
         }

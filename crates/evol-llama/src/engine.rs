@@ -11,6 +11,8 @@
 //! and their slot at once, so a waiting request starts on the next step.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use evol_llm::FinishReason;
 use llama_cpp_2::context::LlamaContext;
@@ -52,6 +54,54 @@ pub struct Finished {
     pub completion_tokens: u32,
 }
 
+/// What the engine thread has done since it started: how well a workload
+/// fills the batch and where the time went.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Activity {
+    /// Sequences the engine decodes together (`--parallel`).
+    pub parallel: u32,
+    /// Decode steps run.
+    pub steps: u64,
+    /// Seconds with work to do: decoding, sampling and bookkeeping.
+    pub busy_seconds: f64,
+    /// Seconds of those inside llama.cpp's decode.
+    pub decode_seconds: f64,
+    /// Prompt tokens computed (not those taken from the KV cache).
+    pub prompt_tokens: u64,
+    /// Tokens generated.
+    pub generated_tokens: u64,
+    /// Live sequences times step seconds, summed: divided by
+    /// `busy_seconds`, the mean number of sequences in the batch.
+    pub sequence_seconds: f64,
+    /// Tokens that went through the model: prompt tokens computed, and
+    /// each generated token fed back.
+    pub decoded_tokens: u64,
+    /// The positions of the decoded tokens, summed: divided by their
+    /// number, the mean context length a token was computed at.
+    pub positions: u64,
+}
+
+impl Activity {
+    /// The mean context length (position in its sequence) of a computed
+    /// token.
+    pub fn mean_context(&self) -> f64 {
+        if self.decoded_tokens > 0 {
+            self.positions as f64 / self.decoded_tokens as f64
+        } else {
+            0.0
+        }
+    }
+
+    /// The mean number of sequences in the batch while the engine worked.
+    pub fn mean_sequences(&self) -> f64 {
+        if self.busy_seconds > 0.0 {
+            self.sequence_seconds / self.busy_seconds
+        } else {
+            0.0
+        }
+    }
+}
+
 struct Slot {
     seq: i32,
     job: Job,
@@ -83,6 +133,8 @@ pub(crate) struct Scheduler<'m> {
     pub prefix_cache: bool,
     /// Threads for sampling.
     pub threads: usize,
+    /// Counters, read by other threads.
+    pub activity: Arc<Mutex<Activity>>,
 }
 
 impl Scheduler<'_> {
@@ -113,8 +165,20 @@ impl Scheduler<'_> {
             if closed && queue.is_empty() && slots.iter().all(Option::is_none) {
                 return;
             }
+            let started = Instant::now();
             self.admit(&mut slots, &mut queue);
-            self.step(&mut slots, &mut batch);
+            let live = slots.iter().filter(|s| s.is_some()).count();
+            let step = self.step(&mut slots, &mut batch);
+            let seconds = started.elapsed().as_secs_f64();
+            let mut a = self.activity.lock().expect("the engine thread holds the lock briefly");
+            a.steps += 1;
+            a.busy_seconds += seconds;
+            a.decode_seconds += step.decode_seconds;
+            a.prompt_tokens += step.prompt_tokens;
+            a.generated_tokens += step.generated_tokens;
+            a.sequence_seconds += live as f64 * seconds;
+            a.positions += step.positions;
+            a.decoded_tokens += step.decoded_tokens;
         }
     }
 
@@ -241,7 +305,8 @@ impl Scheduler<'_> {
         0
     }
 
-    fn step(&mut self, slots: &mut [Option<Slot>], batch: &mut LlamaBatch) {
+    fn step(&mut self, slots: &mut [Option<Slot>], batch: &mut LlamaBatch) -> StepCounts {
+        let mut counts = StepCounts::default();
         batch.clear();
         let mut budget = self.batch_size;
         let mut members = Vec::new();
@@ -252,6 +317,7 @@ impl Scheduler<'_> {
             if let Some(token) = slot.next.take() {
                 members.push(i);
                 batch.add(token, slot.pos, &[slot.seq], true).expect("batch sized for every slot");
+                counts.positions += slot.pos as u64;
                 self.kv[i].push(token);
                 slot.logits_at = Some(batch.n_tokens() - 1);
                 slot.pos += 1;
@@ -272,6 +338,7 @@ impl Scheduler<'_> {
             for k in slot.fed..end {
                 let last = k + 1 == slot.job.tokens.len();
                 batch.add(slot.job.tokens[k], slot.pos, &[slot.seq], last).expect("within budget");
+                counts.positions += slot.pos as u64;
                 self.kv[i].push(slot.job.tokens[k]);
                 slot.pos += 1;
                 if last {
@@ -279,12 +346,17 @@ impl Scheduler<'_> {
                 }
             }
             budget -= end - slot.fed;
+            counts.prompt_tokens += (end - slot.fed) as u64;
             slot.fed = end;
         }
         if batch.n_tokens() == 0 {
-            return;
+            return counts;
         }
-        if let Err(e) = self.ctx.decode(batch) {
+        let decode_started = Instant::now();
+        let decoded = self.ctx.decode(batch);
+        counts.decode_seconds = decode_started.elapsed().as_secs_f64();
+        counts.decoded_tokens = batch.n_tokens() as u64;
+        if let Err(e) = decoded {
             // Fail what took part in this step; the others go on.
             for i in members {
                 if let Some(slot) = slots[i].take() {
@@ -292,7 +364,7 @@ impl Scheduler<'_> {
                     self.finish(slot, Err(format!("llama.cpp could not decode: {e}")));
                 }
             }
-            return;
+            return counts;
         }
         for entry in slots.iter_mut() {
             if entry.as_ref().is_some_and(|s| s.job.events.is_closed()) {
@@ -310,6 +382,7 @@ impl Scheduler<'_> {
                 Some(FinishReason::Stop)
             } else {
                 slot.generated += 1;
+                counts.generated_tokens += 1;
                 let stopped = slot.text.push(&vocab.token_to_piece(token, false, None));
                 if let Some(piece) = slot.text.take_stream() {
                     let _ = slot.job.events.send(Event::Text(piece));
@@ -334,6 +407,7 @@ impl Scheduler<'_> {
                 self.finish(slot, Ok(finished));
             }
         }
+        counts
     }
 
     /// Samples the next token of every slot that has logits this step, in
@@ -366,6 +440,16 @@ impl Scheduler<'_> {
         }
         let _ = slot.job.events.send(Event::Done(result));
     }
+}
+
+/// What one step computed.
+#[derive(Default)]
+struct StepCounts {
+    decode_seconds: f64,
+    decoded_tokens: u64,
+    positions: u64,
+    prompt_tokens: u64,
+    generated_tokens: u64,
 }
 
 /// Below this many sequences in a step, sampling stays on the engine thread.

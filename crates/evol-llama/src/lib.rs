@@ -23,7 +23,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-pub use engine::{Event, Finished};
+pub use engine::{Activity, Event, Finished};
 use template::{ChatTemplate, TemplateSource};
 
 /// How to load and run a model.
@@ -50,9 +50,10 @@ pub struct LlamaSettings {
 }
 
 /// The KV cache's number format. Decoding a batch of long sequences on a
-/// CPU is bound by reading the cache, so a smaller format is faster: with 32
-/// sequences of 600 tokens, 8-bit decodes about 1.7 times as fast as 16-bit
-/// (`scripts/bench-engine`), at a precision loss llama.cpp users commonly
+/// CPU spends much of each step in attention over the cache, where a
+/// smaller format is faster: with 32 sequences of 600 tokens, 8-bit decodes
+/// about 1.35 times as fast as 16-bit (`bench_decode` with
+/// `EVOL_BENCH_CONTEXT=600`), at a precision loss llama.cpp users commonly
 /// accept. Quantized caches use llama.cpp's flash attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KvCache {
@@ -147,6 +148,7 @@ pub struct LlamaEngine {
     /// second BOS from the tokenizer.
     bos: Arc<str>,
     info: Arc<EngineInfo>,
+    activity: Arc<std::sync::Mutex<Activity>>,
 }
 
 fn backend() -> &'static LlamaBackend {
@@ -196,6 +198,8 @@ impl LlamaEngine {
         let batch_size = settings.batch_size.max(parallel);
         let (jobs, receiver) = unbounded_channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let activity = Arc::new(std::sync::Mutex::new(Activity { parallel, ..Activity::default() }));
+        let thread_activity = activity.clone();
         let thread_model = model.clone();
         let ctx_size = settings.ctx_size;
         let prefix_cache = settings.prefix_cache;
@@ -236,6 +240,7 @@ impl LlamaEngine {
                     kv: vec![Vec::new(); parallel as usize],
                     prefix_cache,
                     threads: threads as usize,
+                    activity: thread_activity,
                 };
                 scheduler.run(receiver, parallel as usize);
             })
@@ -265,11 +270,17 @@ impl LlamaEngine {
             stops: Arc::new(stops),
             bos: bos.into(),
             info: Arc::new(info),
+            activity,
         })
     }
 
     pub fn info(&self) -> &EngineInfo {
         &self.info
+    }
+
+    /// What the engine has done so far.
+    pub fn activity(&self) -> Activity {
+        *self.activity.lock().expect("the engine thread holds the lock briefly")
     }
 
     /// The prompt text for `messages`, as the model's template makes it.

@@ -102,9 +102,14 @@ mod imp {
         Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/models", get(models))
-            .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
+            .route("/health", get(health))
             .layer(DefaultBodyLimit::max(max_body))
             .with_state(Arc::new(state))
+    }
+
+    /// Liveness, and what the engine has done (batch fill, tokens, time).
+    async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+        Json(json!({ "status": "ok", "engine": crate::local::activity(&state.engine) }))
     }
 
     fn check_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {

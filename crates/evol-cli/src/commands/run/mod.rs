@@ -48,6 +48,10 @@ struct StatsFile<'a> {
     /// concurrency at the end, and why a server is out if it is.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     endpoints: Vec<EndpointInfo>,
+    /// The embedded engine's activity: decode steps, the mean number of
+    /// sequences in its batch, tokens computed, busy and decode seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    engine: Option<serde_json::Value>,
     /// What makes the run's results what they are (see `run_identity`):
     /// lets `evol merge` check exported shards without their journals.
     identity: &'a serde_json::Value,
@@ -140,6 +144,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut engine_settings = settings.engine.clone();
     engine_settings.concurrency = models.concurrency;
     let pool = models.pool;
+    let engine_activity = models.engine;
     let engine = Engine::new(engine_settings, models.models, templates, stats.clone(), journal.clone())?
         .with_costs(prices.clone(), budget.clone());
     let sink = RunSink::new(journal.clone(), out.sink()?, settings.engine.run_seed);
@@ -215,6 +220,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             settings: &settings.engine,
             identity: &identity,
             endpoints: endpoint_info(pool.as_ref()),
+            engine: engine_activity.as_ref().map(|report| report()),
         },
     )?;
     if !args.quiet || result.is_err() {

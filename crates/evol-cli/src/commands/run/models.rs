@@ -20,6 +20,8 @@ pub(super) struct Connected {
     pub concurrency: usize,
     /// The servers' pool, for their statistics.
     pub pool: Option<Pool>,
+    /// The embedded engine's activity so far, for `stats.json`.
+    pub engine: Option<Box<dyn Fn() -> serde_json::Value + Send + Sync>>,
 }
 
 /// Builds one client per server and role, checks before any work that each
@@ -77,6 +79,7 @@ pub(super) async fn connect(settings: &RunSettings, quiet: bool) -> anyhow::Resu
         },
         concurrency,
         pool: Some(pool),
+        engine: None,
     })
 }
 
@@ -108,6 +111,7 @@ pub(super) async fn connect_batches(
         models: Models { evolver: batches.role(&model), judge: batches.role(&judge), answerer: batches.role(&answer) },
         concurrency: batch.max_requests,
         pool: None,
+        engine: None,
     })
 }
 
@@ -192,11 +196,13 @@ pub(super) fn embedded(settings: &RunSettings, args: &RunArgs) -> anyhow::Result
         if !args.quiet {
             eprintln!("evol: embedded engine: {}", crate::local::describe(&engine));
         }
+        let report = engine.clone();
         let model: Arc<dyn ChatModel> = Arc::new(engine);
         Ok(Connected {
             models: Models { evolver: model.clone(), judge: model.clone(), answerer: model },
             concurrency: settings.engine.concurrency,
             pool: None,
+            engine: Some(Box::new(move || crate::local::activity(&report))),
         })
     }
     #[cfg(not(feature = "embedded"))]
