@@ -76,6 +76,10 @@ async fn bad_requests_get_openai_style_errors() {
         (r#"{"messages": [{"role": "user", "content": "x"}], "temperature": 9}"#.to_string(), "temperature"),
         (r#"{"messages": [{"role": "user", "content": "x"}], "n": 3}"#.to_string(), "n"),
         ("not json".to_string(), "body"),
+        // What would change the reply's shape is refused, not ignored.
+        (r#"{"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}]}"#.to_string(), "tools"),
+        (r#"{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}"#.to_string(), "response_format"),
+        (r#"{"messages": [{"role": "user", "content": "x"}], "logprobs": true}"#.to_string(), "logprobs"),
     ] {
         let (status, json) = post(body.clone()).await;
         assert_eq!(status, 400, "{body}: {json}");
@@ -86,6 +90,13 @@ async fn bad_requests_get_openai_style_errors() {
         post(format!(r#"{{"messages": [{{"role": "user", "content": "{}"}}]}}"#, "x".repeat(5000))).await;
     assert_eq!(status, 413, "{json}");
     assert!(json["error"]["message"].as_str().unwrap().contains("body"), "{json}");
+
+    // Their harmless forms are accepted.
+    let (status, json) = post(
+        r#"{"messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "tools": [], "tool_choice": "none", "response_format": {"type": "text"}, "logprobs": false}"#.into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{json}");
 
     // max_tokens above the cap is capped, not refused.
     let (status, json) =

@@ -261,6 +261,31 @@ mod imp {
             Some(Value::Bool(b)) => *b,
             Some(_) => return Err(ApiError::invalid("stream", "`stream` must be a boolean")),
         };
+        // Features that change what a client gets back are refused rather
+        // than ignored: a client asking for tool calls, JSON or logprobs
+        // must not silently get plain text.
+        let unsupported =
+            |name: &'static str, what: &str| ApiError::invalid(name, format!("{what} not supported by this server"));
+        match object.get("tools") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) if list.is_empty() => {}
+            Some(_) => return Err(unsupported("tools", "tools (function calling) are")),
+        }
+        match object.get("tool_choice") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s == "none" || s == "auto" => {}
+            Some(_) => return Err(unsupported("tool_choice", "`tool_choice` other than `none` or `auto` is")),
+        }
+        match object.get("response_format") {
+            None | Some(Value::Null) => {}
+            Some(f) if f.get("type").and_then(Value::as_str) == Some("text") => {}
+            Some(_) => return Err(unsupported("response_format", "`response_format` other than `text` is")),
+        }
+        if object.get("logprobs").and_then(Value::as_bool) == Some(true)
+            || object.get("top_logprobs").is_some_and(|v| !v.is_null())
+        {
+            return Err(unsupported("logprobs", "logprobs are"));
+        }
         let include_usage =
             object.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
         let sampling = Sampling { temperature: temperature as f32, top_p: top_p as f32, max_tokens, seed };
