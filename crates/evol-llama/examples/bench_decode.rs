@@ -5,9 +5,8 @@
 //! decode steps feed one token per sequence (greedy). Prints one JSON line
 //! per B with generated tokens per second, and the rate at which the
 //! prompts were prefilled (one sequence at a time, 512-token chunks). The
-//! KV cache uses the engine's
-//! default format (8-bit, flash attention), or `EVOL_KV_CACHE` (f16, q8_0,
-//! q4_0), so that both are measured alike.
+//! KV cache uses the engine's default format (8-bit, flash attention), or
+//! `EVOL_KV_CACHE` (f16, q8_0, q4_0), so that both are measured alike.
 //!
 //! `EVOL_BENCH_CONTEXT=N` pads each prompt to about N tokens first, to
 //! measure decode at the context lengths a real run reaches (default: a
