@@ -372,6 +372,12 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Sampling")]
     pub answer_max_tokens: Option<u32>,
 
+    /// Token limit of the judge's replies (default: --max-tokens). The judge
+    /// is asked for one of two words: a small limit (say 16) saves tokens
+    /// with models that ramble on; reasoning models need room to think.
+    #[arg(long, help_heading = "Sampling")]
+    pub judge_max_tokens: Option<u32>,
+
     // Input.
     /// Seed file layout.
     #[arg(long, default_value = "auto", value_parser = ["auto", "jsonl", "json", "text"], help_heading = "Input")]

@@ -136,9 +136,10 @@ impl RunSettings {
             args.answer_top_p.unwrap_or(args.top_p),
             args.answer_max_tokens.unwrap_or(args.max_tokens),
         )?;
-        // The judge is asked for one of two words: greedy, same token limit
-        // (reasoning models spend tokens before they answer).
-        let judge = Sampling { temperature: 0.0, top_p: 1.0, ..evolve };
+        // The judge is asked for one of two words: greedy, and by default
+        // the same token limit (reasoning models spend tokens before they
+        // answer).
+        let judge = sampling("--judge-", 0.0, 1.0, args.judge_max_tokens.unwrap_or(args.max_tokens))?;
 
         let config = match &args.config {
             Some(path) => read_config(path)?,

@@ -481,3 +481,43 @@ fn resuming_sends_nothing_twice_and_refuses_other_settings() {
 
     assert_success(&evol_run(&mock.url, &seeds, &out, &["--rounds", "3", "--seed", "4", "--fresh"]));
 }
+
+#[test]
+fn judge_verdicts_are_counted_and_a_failing_judge_is_warned_about() {
+    let mock = Mock::start(MockConfig { equal_rate: 0.3, sorry_rate: 0.0, leak_rate: 0.0, ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(20));
+
+    // A working judge: every reply is a verdict, and no warning.
+    let out = dir.path("clear");
+    let run = evol_run(&mock.url, &seeds, &out, &["--model", "mock", "--rounds", "2", "--no-answer"]);
+    assert_success(&run);
+    let stats = read_json(&out.join("stats.json"));
+    let judge = &stats["judge"];
+    assert_eq!(judge["unclear"], 0, "{judge}");
+    let rejected = stats["total"]["rejected"]["no_information_gain"].as_u64().unwrap_or(0);
+    assert_eq!(judge["equal"].as_u64().unwrap(), rejected, "{judge}");
+    assert!(judge["not_equal"].as_u64().unwrap() > 0, "{judge}");
+    assert!(!stderr(&run).contains("equality questions"), "{}", stderr(&run));
+
+    // A judge cut short (the simulator honours max_tokens: "Not Equal" is
+    // cut to "Not"): unclear replies pass, are counted, and are warned about.
+    let mock = Mock::start(MockConfig { equal_rate: 0.0, sorry_rate: 0.0, leak_rate: 0.0, ..MockConfig::default() });
+    let out = dir.path("cut");
+    let run = evol_run(
+        &mock.url,
+        &seeds,
+        &out,
+        &["--model", "mock", "--rounds", "2", "--no-answer", "--judge-max-tokens", "2"],
+    );
+    assert_success(&run);
+    let stats = read_json(&out.join("stats.json"));
+    let judge = &stats["judge"];
+    assert_eq!(judge["equal"], 0, "{judge}");
+    assert_eq!(judge["not_equal"], 0, "{judge}");
+    assert!(judge["unclear"].as_u64().unwrap() >= 20, "{judge}");
+    assert_eq!(stats["settings"]["judge_sampling"]["max_tokens"], 2);
+    let err = stderr(&run);
+    assert!(err.contains(&format!("to {} of {} equality questions", judge["unclear"], judge["unclear"])), "{err}");
+    assert!(err.contains("--judge-max-tokens"), "{err}");
+}

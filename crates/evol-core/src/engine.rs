@@ -331,7 +331,9 @@ impl Engine {
             match self.call(&self.models.judge, seed_id, Stage::Judge, slice, &question, sampling).await? {
                 Ok(verdict) => {
                     usage += verdict.usage;
-                    if parse_verdict(&verdict.text) == Verdict::Equal {
+                    let said = parse_verdict(&verdict.text);
+                    self.stats.verdict(said);
+                    if said == Verdict::Equal {
                         let detail = Some(verdict.text.trim().to_string());
                         return reject(Reason::NoInformationGain, Some(instruction), None, detail, usage);
                     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use evol_llm::Usage;
 use serde::{Deserialize, Serialize};
 
-use crate::eliminate::Reason;
+use crate::eliminate::{Reason, Verdict};
 
 /// Counters for one slice of a run (a round, an operation, or all of it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -80,6 +80,24 @@ pub struct RunStats {
     pub rounds: BTreeMap<u32, Tally>,
     /// Per operation (`seed_answer` holds the seeds' own answers).
     pub operations: BTreeMap<String, Tally>,
+    /// What the judge said when asked for information gain.
+    #[serde(default)]
+    pub judge: Verdicts,
+}
+
+/// The judge's verdicts: only `Equal` rejects an evolution, so an unclear
+/// reply passes it; many unclear replies mean the check is not working.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdicts {
+    pub equal: u64,
+    pub not_equal: u64,
+    pub unclear: u64,
+}
+
+impl Verdicts {
+    pub fn total(&self) -> u64 {
+        self.equal + self.not_equal + self.unclear
+    }
 }
 
 impl RunStats {
@@ -142,6 +160,16 @@ impl StatsRecorder {
         s.operations.entry(slice.operation.to_string()).or_default().add_outcome(rejected);
     }
 
+    /// Records the judge's verdict on one evolution.
+    pub fn verdict(&self, verdict: Verdict) {
+        let mut s = self.inner.lock().unwrap();
+        match verdict {
+            Verdict::Equal => s.judge.equal += 1,
+            Verdict::NotEqual => s.judge.not_equal += 1,
+            Verdict::Unclear => s.judge.unclear += 1,
+        }
+    }
+
     pub fn seed_done(&self) {
         self.inner.lock().unwrap().seeds_done += 1;
     }
@@ -171,6 +199,9 @@ mod tests {
         );
         r.outcome(slice, None);
         r.outcome(slice, Some(Reason::AnswerSorry));
+        r.verdict(Verdict::Unclear);
+        r.verdict(Verdict::NotEqual);
+        r.verdict(Verdict::Unclear);
         r.seed_done();
         let s = r.snapshot();
         assert_eq!(s.total.requests, 2);
@@ -185,6 +216,8 @@ mod tests {
         assert_eq!(s.rounds[&1].rejected["answer_sorry"], 1);
         assert_eq!(s.operations["breadth"].failures, 1);
         assert_eq!(s.seeds_done, 1);
+        assert_eq!(s.judge, Verdicts { equal: 0, not_equal: 1, unclear: 2 });
+        assert_eq!(s.judge.total(), 3);
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["rounds"]["1"]["rejected"]["answer_sorry"], 1);
     }

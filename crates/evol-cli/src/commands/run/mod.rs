@@ -226,6 +226,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if !args.quiet || result.is_err() {
         eprint!("{}", summary(&snapshot, rows, &out, args.include_seeds));
     }
+    if let Some(warning) = judge_warning(&snapshot.judge, &names.1) {
+        eprintln!("{warning}");
+    }
     match result {
         Ok(()) => Ok(()),
         Err(EngineError::Stopped) => Err(Interrupted(out.root().display().to_string()).into()),
@@ -246,6 +249,20 @@ fn endpoint_info(pool: Option<&evol_pool::Pool>) -> Vec<EndpointInfo> {
             EndpointInfo { url: s.name, requests: s.requests, failures: s.failures, concurrency: s.limit, out: s.out }
         })
         .collect()
+}
+
+/// A warning when the judge often gave neither verdict: those evolutions
+/// passed the equality check unchecked.
+fn judge_warning(judge: &evol_core::stats::Verdicts, model: &str) -> Option<String> {
+    let total = judge.total();
+    // One unclear reply in five or more, over enough replies to mean it.
+    if total < 5 || judge.unclear * 5 < total {
+        return None;
+    }
+    Some(format!(
+        "warning: the judge `{model}` answered neither \"Equal\" nor \"Not Equal\" to {} of {total} equality questions; those evolutions passed the check unjudged (use a stronger --judge-model; a reasoning judge may need a larger --judge-max-tokens)",
+        judge.unclear
+    ))
 }
 
 /// The journal's meta key for the run's state.
@@ -351,4 +368,19 @@ fn summary(s: &RunStats, rows: usize, out: &OutputDir, seeds_file: bool) -> Stri
     files.push(path(STATS));
     let _ = writeln!(text, "evol: wrote {}", files.join(", "));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use evol_core::stats::Verdicts;
+
+    use super::judge_warning;
+
+    #[test]
+    fn the_judge_warning_needs_many_unclear_replies() {
+        assert_eq!(judge_warning(&Verdicts { equal: 1, not_equal: 2, unclear: 1 }, "m"), None, "too few replies");
+        assert_eq!(judge_warning(&Verdicts { equal: 10, not_equal: 80, unclear: 9 }, "m"), None, "under one in five");
+        let warning = judge_warning(&Verdicts { equal: 1, not_equal: 6, unclear: 3 }, "tiny").unwrap();
+        assert!(warning.contains("`tiny`") && warning.contains("3 of 10"), "{warning}");
+    }
 }
