@@ -60,7 +60,7 @@ pub struct Finished {
 pub struct Activity {
     /// Sequences the engine decodes together (`--parallel`).
     pub parallel: u32,
-    /// Decode steps run.
+    /// Decode steps that computed tokens.
     pub steps: u64,
     /// Seconds with work to do: decoding, sampling and bookkeeping.
     pub busy_seconds: f64,
@@ -171,7 +171,7 @@ impl Scheduler<'_> {
             let step = self.step(&mut slots, &mut batch);
             let seconds = started.elapsed().as_secs_f64();
             let mut a = self.activity.lock().expect("the engine thread holds the lock briefly");
-            a.steps += 1;
+            a.steps += u64::from(step.decoded_tokens > 0);
             a.busy_seconds += seconds;
             a.decode_seconds += step.decode_seconds;
             a.prompt_tokens += step.prompt_tokens;
@@ -355,7 +355,6 @@ impl Scheduler<'_> {
         let decode_started = Instant::now();
         let decoded = self.ctx.decode(batch);
         counts.decode_seconds = decode_started.elapsed().as_secs_f64();
-        counts.decoded_tokens = batch.n_tokens() as u64;
         if let Err(e) = decoded {
             // Fail what took part in this step; the others go on.
             for i in members {
@@ -364,8 +363,10 @@ impl Scheduler<'_> {
                     self.finish(slot, Err(format!("llama.cpp could not decode: {e}")));
                 }
             }
-            return counts;
+            // Time spent, nothing computed.
+            return StepCounts { decode_seconds: counts.decode_seconds, ..StepCounts::default() };
         }
+        counts.decoded_tokens = batch.n_tokens() as u64;
         for entry in slots.iter_mut() {
             if entry.as_ref().is_some_and(|s| s.job.events.is_closed()) {
                 // The caller went away: free the slot (its KV cache stays
