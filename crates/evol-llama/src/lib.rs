@@ -191,7 +191,8 @@ impl LlamaEngine {
         let piece = |t| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
         let (bos, eos) = (piece(vocab.bos()), piece(vocab.eos()));
         let stops = source.stops();
-        let template = ChatTemplate::new(source.clone(), &bos, &eos).map_err(|e| LoadError::Template(e.to_string()))?;
+        let template = ChatTemplate::for_model(source.clone(), &bos, &eos, &model)
+            .map_err(|e| LoadError::Template(e.to_string()))?;
 
         let threads = settings.threads.unwrap_or_else(physical_cores).max(1);
         let parallel = settings.parallel;
@@ -276,6 +277,11 @@ impl LlamaEngine {
 
     pub fn info(&self) -> &EngineInfo {
         &self.info
+    }
+
+    /// The loaded model (shared, read-only).
+    pub fn model(&self) -> &Arc<LlamaModel> {
+        &self.model
     }
 
     /// What the engine has done so far.

@@ -3,10 +3,14 @@
 //! The model's own template (GGUF `tokenizer.chat_template`) is rendered
 //! with minijinja, with Python-style string methods as Hugging Face
 //! templates expect; if minijinja cannot render it, llama.cpp's built-in
-//! template support is used instead. A model without a template (a base
-//! model) needs `--chat-template`: a built-in name, a file, or Jinja text.
+//! support for the template families it recognises is used instead. A
+//! model without a template (a base model) needs `--chat-template`: a
+//! built-in name, a file, or Jinja text.
+
+use std::sync::Arc;
 
 use evol_llm::Message;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use minijinja::{context, Environment, Error, ErrorKind};
 
 /// Built-in templates, written for this project, by name.
@@ -94,15 +98,25 @@ impl TemplateSource {
 
 /// A compiled chat template.
 pub struct ChatTemplate {
-    env: Environment<'static>,
+    renderer: Renderer,
     pub source: TemplateSource,
     bos: String,
     eos: String,
 }
 
+enum Renderer {
+    Jinja(Environment<'static>),
+    /// llama.cpp's own formatting of a template family it recognises (for
+    /// model templates minijinja cannot handle).
+    LlamaCpp {
+        model: Arc<LlamaModel>,
+        template: LlamaChatTemplate,
+    },
+}
+
 impl std::fmt::Debug for ChatTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatTemplate").field("source", &self.source).finish()
+        f.debug_struct("ChatTemplate").field("source", &self.source).field("llama_cpp", &self.is_llama_cpp()).finish()
     }
 }
 
@@ -117,24 +131,104 @@ impl ChatTemplate {
             Err(Error::new(ErrorKind::InvalidOperation, message))
         });
         env.add_function("strftime_now", |_format: String| -> String { String::new() });
-        env.add_template_owned("chat", source.text().to_string())?;
-        let template = ChatTemplate { env, source, bos: bos.to_string(), eos: eos.to_string() };
+        env.add_template_owned("chat", without_generation_tags(source.text()))?;
+        let template =
+            ChatTemplate { renderer: Renderer::Jinja(env), source, bos: bos.to_string(), eos: eos.to_string() };
         // Render once so that a template minijinja cannot handle is found now.
-        template.render(&[Message::system("s"), Message::user("u")])?;
+        template.render(&probe())?;
         Ok(template)
+    }
+
+    /// Compiles the template of `model`'s chat: with minijinja, or, for a
+    /// model's own template minijinja cannot handle, with llama.cpp's
+    /// formatting if it recognises the template's family. The error is
+    /// minijinja's when neither works.
+    pub fn for_model(
+        source: TemplateSource,
+        bos: &str,
+        eos: &str,
+        model: &Arc<LlamaModel>,
+    ) -> Result<ChatTemplate, Error> {
+        let error = match ChatTemplate::new(source.clone(), bos, eos) {
+            Ok(template) => return Ok(template),
+            Err(e) => e,
+        };
+        let TemplateSource::Model(text) = &source else { return Err(error) };
+        let Ok(template) = LlamaChatTemplate::new(text) else { return Err(error) };
+        let fallback = ChatTemplate {
+            renderer: Renderer::LlamaCpp { model: model.clone(), template },
+            source,
+            bos: bos.to_string(),
+            eos: eos.to_string(),
+        };
+        match fallback.render(&probe()) {
+            Ok(_) => Ok(fallback),
+            Err(_) => Err(error),
+        }
+    }
+
+    /// Whether llama.cpp formats the chat (minijinja could not).
+    pub fn is_llama_cpp(&self) -> bool {
+        matches!(self.renderer, Renderer::LlamaCpp { .. })
     }
 
     /// The prompt for `messages`, ending where the assistant's reply starts.
     pub fn render(&self, messages: &[Message]) -> Result<String, Error> {
-        let messages: Vec<_> =
-            messages.iter().map(|m| context! { role => m.role.as_str(), content => m.content.as_str() }).collect();
-        self.env.get_template("chat")?.render(context! {
-            messages,
-            add_generation_prompt => true,
-            bos_token => self.bos.as_str(),
-            eos_token => self.eos.as_str(),
-        })
+        match &self.renderer {
+            Renderer::Jinja(env) => {
+                let messages: Vec<_> = messages
+                    .iter()
+                    .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
+                    .collect();
+                env.get_template("chat")?.render(context! {
+                    messages,
+                    add_generation_prompt => true,
+                    bos_token => self.bos.as_str(),
+                    eos_token => self.eos.as_str(),
+                })
+            }
+            Renderer::LlamaCpp { model, template } => {
+                let failed = |e: &dyn std::fmt::Display| {
+                    Error::new(ErrorKind::InvalidOperation, format!("llama.cpp could not format the chat: {e}"))
+                };
+                let chat = messages
+                    .iter()
+                    .map(|m| LlamaChatMessage::new(m.role.as_str().to_string(), m.content.clone()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| failed(&e))?;
+                model.apply_chat_template(template, &chat, true).map_err(|e| failed(&e))
+            }
+        }
     }
+}
+
+/// What a template is tried on when it is compiled.
+fn probe() -> [Message; 2] {
+    [Message::system("s"), Message::user("u")]
+}
+
+/// Removes Hugging Face's `{% generation %}` and `{% endgeneration %}` tags,
+/// which mark the assistant's text for training masks and render nothing;
+/// minijinja does not know them. Written by hand: a tag is `{%`, optional
+/// whitespace control, the word, optional whitespace control, `%}`.
+fn without_generation_tags(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{%") {
+        out.push_str(&rest[..start]);
+        let tag = &rest[start..];
+        let Some(end) = tag.find("%}") else {
+            out.push_str(tag);
+            return out;
+        };
+        let inner = tag[2..end].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        if inner != "generation" && inner != "endgeneration" {
+            out.push_str(&tag[..end + 2]);
+        }
+        rest = &tag[end + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -168,6 +262,45 @@ mod tests {
         assert_eq!(t.render(&[Message::user("  hi  ")]).unwrap(), "<|user|>\nhi\n<|assistant|>\n");
         let err = t.render(&[Message::user("a"), Message::system("b")]).unwrap_err();
         assert!(err.to_string().contains("system must come first"), "{err}");
+    }
+
+    #[test]
+    fn generation_tags_are_ignored() {
+        let text =
+            "{% for m in messages %}{% if m.role == 'assistant' %}{%- generation -%}{{ m.content }}{% endgeneration %}\
+                    {% else %}[{{ m.content }}]{% endif %}{% endfor %}";
+        assert_eq!(
+            without_generation_tags(text),
+            "{% for m in messages %}{% if m.role == 'assistant' %}{{ m.content }}\
+             {% else %}[{{ m.content }}]{% endif %}{% endfor %}"
+        );
+        let t = ChatTemplate::new(TemplateSource::Custom(text.into()), "", "").unwrap();
+        assert_eq!(t.render(&[Message::user("q")]).unwrap(), "[q]");
+        assert!(!t.is_llama_cpp());
+        // Other tags, and text that only looks like one, stay.
+        assert_eq!(
+            without_generation_tags("a {% raw %}{{ x }}{% endraw %} {% b"),
+            "a {% raw %}{{ x }}{% endraw %} {% b"
+        );
+    }
+
+    #[test]
+    fn templates_in_the_shape_of_recent_models_render() {
+        // Reversed loops, namespaces, `is string`, string methods with
+        // arguments, `is defined`/`is false`: what reasoning-model templates
+        // use. Earlier assistant turns lose their reasoning block.
+        let text = "{%- set ns = namespace(last_user=messages|length - 1) %}\
+            {%- for m in messages[::-1] %}{%- if m.role == 'user' and ns.last_user == messages|length - 1 %}\
+            {%- set ns.last_user = (messages|length - 1) - loop.index0 %}{%- endif %}{%- endfor %}\
+            {%- for m in messages %}{%- set content = m.content if m.content is string else '' %}\
+            {%- if m.role == 'assistant' and '</r>' in content %}{%- set content = content.split('</r>')[-1].lstrip('\\n') %}{%- endif %}\
+            {{- '<' + m.role + '>' + content.strip() + '</' + m.role + '>' }}{%- endfor %}\
+            {%- if add_generation_prompt %}{{- '<assistant>' }}\
+            {%- if thinking is defined and thinking is false %}{{- '<r></r>' }}{%- endif %}{%- endif %}";
+        let t = ChatTemplate::new(TemplateSource::Custom(text.into()), "", "").unwrap();
+        let assistant = Message { role: evol_llm::Role::Assistant, content: "<r>why</r>\n Answer".into() };
+        let out = t.render(&[Message::user(" q "), assistant, Message::user("q2")]).unwrap();
+        assert_eq!(out, "<user>q</user><assistant>Answer</assistant><user>q2</user><assistant>");
     }
 
     #[test]

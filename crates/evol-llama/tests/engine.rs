@@ -187,3 +187,25 @@ fn shared_prefixes_are_reused_from_the_kv_cache() {
     // in floating-point rounding, as with any prefix cache.)
     assert!(with_cache[1..].iter().all(|(text, cached)| *cached > 60 && !text.is_empty()), "{with_cache:?}");
 }
+
+#[test]
+fn a_model_template_minijinja_cannot_render_falls_back_to_llama_cpp() {
+    use evol_llama::template::{ChatTemplate, TemplateSource};
+    // ChatML markers, with Python's `%` string formatting, which minijinja
+    // does not support: llama.cpp recognises the family and formats it.
+    let text = "{% for m in messages %}{{ '<|im_start|>%s\n%s<|im_end|>\n' % (m.role, m.content) }}{% endfor %}\
+                {% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+    assert!(ChatTemplate::new(TemplateSource::Model(text.into()), "", "").is_err(), "minijinja cannot render it");
+    let t = ChatTemplate::for_model(TemplateSource::Model(text.into()), "", "", engine().model()).unwrap();
+    assert!(t.is_llama_cpp());
+    let out = t.render(&[Message::system("Be brief."), Message::user("Hi")]).unwrap();
+    assert_eq!(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+
+    // Neither can: minijinja's error is the one reported.
+    let broken = "{{ '%s' % messages }} no known markers";
+    let err = ChatTemplate::for_model(TemplateSource::Model(broken.into()), "", "", engine().model()).unwrap_err();
+    assert!(err.to_string().contains("%"), "{err}");
+
+    // A template given with --chat-template is never replaced.
+    assert!(ChatTemplate::for_model(TemplateSource::Custom(text.into()), "", "", engine().model()).is_err());
+}
