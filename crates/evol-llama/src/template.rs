@@ -130,7 +130,7 @@ impl ChatTemplate {
         env.add_function("raise_exception", |message: String| -> Result<String, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, message))
         });
-        env.add_function("strftime_now", |_format: String| -> String { String::new() });
+        env.add_function("strftime_now", strftime_now);
         env.add_template_owned("chat", without_generation_tags(source.text()))?;
         let template =
             ChatTemplate { renderer: Renderer::Jinja(env), source, bos: bos.to_string(), eos: eos.to_string() };
@@ -200,6 +200,16 @@ impl ChatTemplate {
             }
         }
     }
+}
+
+/// Today's local date and time in a strftime `format`, as Hugging Face's
+/// `strftime_now` gives templates (Llama 3.2 prints "Today Date").
+fn strftime_now(format: String) -> Result<String, Error> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    write!(out, "{}", chrono::Local::now().format(&format))
+        .map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("strftime_now: invalid format `{format}`")))?;
+    Ok(out)
 }
 
 /// What a template is tried on when it is compiled.
@@ -301,6 +311,14 @@ mod tests {
         let assistant = Message { role: evol_llm::Role::Assistant, content: "<r>why</r>\n Answer".into() };
         let out = t.render(&[Message::user(" q "), assistant, Message::user("q2")]).unwrap();
         assert_eq!(out, "<user>q</user><assistant>Answer</assistant><user>q2</user><assistant>");
+    }
+
+    #[test]
+    fn strftime_now_formats_today() {
+        let t = ChatTemplate::new(TemplateSource::Custom("{{ strftime_now('%Y-%m-%d') }}".into()), "", "").unwrap();
+        let today = chrono::Local::now().format("%Y-%m-%d").to_string();
+        assert_eq!(t.render(&[Message::user("u")]).unwrap(), today);
+        assert!(ChatTemplate::new(TemplateSource::Custom("{{ strftime_now('%Q') }}".into()), "", "").is_err());
     }
 
     #[test]
