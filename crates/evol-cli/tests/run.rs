@@ -521,3 +521,25 @@ fn judge_verdicts_are_counted_and_a_failing_judge_is_warned_about() {
     assert!(err.contains(&format!("to {} of {} equality questions", judge["unclear"], judge["unclear"])), "{err}");
     assert!(err.contains("--judge-max-tokens"), "{err}");
 }
+
+#[test]
+fn a_run_that_never_started_does_not_keep_its_seeds() {
+    // The first attempt loads its seeds, then fails to reach its server
+    // (so no call is made); the next command, with another seed file, must
+    // evolve that file's seeds, not the first one's.
+    let dir = Dir::new();
+    let first = dir.write("first.jsonl", &seeds_jsonl(3));
+    let out = dir.path("out");
+    let failed = evol_run("http://127.0.0.1:9/v1", &first, &out, &["--model", "mock", "--rounds", "1"]);
+    assert!(!failed.status.success());
+    assert!(out.join("journal.sqlite").is_file(), "the journal was opened");
+
+    let mock = Mock::start(MockConfig::default());
+    let other: String =
+        (0..2).map(|i| format!("{{\"id\": \"other{i}\", \"instruction\": \"Explain topic {i}.\"}}\n")).collect();
+    let second = dir.write("second.jsonl", &other);
+    let run = evol_run(&mock.url, &second, &out, &["--model", "mock", "--rounds", "1"]);
+    assert_success(&run);
+    assert_complete_lineage(&out, &["other0".to_string(), "other1".to_string()], 1);
+    assert_eq!(read_json(&out.join("stats.json"))["seeds"], 2);
+}

@@ -134,9 +134,12 @@ impl SqliteJournal {
 
     /// Loads the run's seeds in one transaction: all of them or, on any
     /// error, none. A seed id used twice is an error naming both places.
+    /// Seeds already there (from an attempt that stopped before its first
+    /// call) are replaced.
     pub fn load_seeds<E>(&self, rows: impl Iterator<Item = Result<SeedRow, E>>) -> Result<u64, LoadError<E>> {
         let mut conn = self.conn.lock().unwrap();
         let tx = conn.transaction()?;
+        tx.execute("DELETE FROM seeds", [])?;
         let mut n = 0;
         {
             let mut insert = tx.prepare(
@@ -488,6 +491,8 @@ mod tests {
         assert_eq!(j.seed_count().unwrap(), 0, "a failed load leaves nothing");
         assert!(!j.seeds_loaded().unwrap());
 
+        // Seeds of an attempt that never started are replaced, not added to.
+        j.load_seeds((1..=3).map(|i| row(i, &format!("old{i}")))).unwrap();
         let n = 2500;
         j.load_seeds((1..=n).map(|i| row(i * 2, &format!("s{i}")))).unwrap();
         assert!(j.seeds_loaded().unwrap());

@@ -27,7 +27,9 @@ const SHOWN: usize = 5;
 
 /// Reads the seed file once, streaming: on a new run its seeds (of this
 /// shard) are loaded into the journal; on a resume they are only digested
-/// and counted, to check that the file did not change.
+/// and counted, to check that the file did not change. A journal whose run
+/// never started (no identity recorded: it stopped before connecting to a
+/// model, so no call was made) is loaded afresh, from this file.
 pub(super) fn load_seeds(args: &RunArgs, settings: &RunSettings, journal: &SqliteJournal) -> anyhow::Result<Input> {
     let reader = open_seeds(&args.seeds, settings.format)?;
     let name = reader.name().to_string();
@@ -77,7 +79,7 @@ pub(super) fn load_seeds(args: &RunArgs, settings: &RunSettings, journal: &Sqlit
             }
         }
     });
-    if journal.seeds_loaded()? {
+    if journal.seeds_loaded()? && journal.meta(super::IDENTITY)?.is_some() {
         for row in rows {
             row?;
         }
