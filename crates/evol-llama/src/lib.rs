@@ -299,7 +299,14 @@ impl LlamaEngine {
     /// Starts a generation and returns its event stream: text pieces in
     /// order, then one `Done`. Dropping the receiver cancels it.
     pub fn stream(&self, request: &ChatRequest) -> Result<UnboundedReceiver<Event>, ChatError> {
+        self.generate(request).map(|(events, _)| events)
+    }
+
+    /// Starts a generation; also says whether the prompt ends by opening a
+    /// reasoning block (`<think>`), which the reply then continues.
+    fn generate(&self, request: &ChatRequest) -> Result<(UnboundedReceiver<Event>, bool), ChatError> {
         let prompt = self.format(&request.messages)?;
+        let thinking = opens_reasoning(&prompt);
         let vocab = self.model.vocab();
         let add_bos = vocab.should_add_bos() && (self.bos.is_empty() || !prompt.starts_with(&*self.bos));
         let tokens = vocab.tokenize(prompt.as_bytes(), add_bos, true);
@@ -318,8 +325,14 @@ impl LlamaEngine {
             events,
         };
         self.jobs.send(job).map_err(|_| ChatError::new(ErrorKind::Backend, "the embedded engine has stopped"))?;
-        Ok(receiver)
+        Ok((receiver, thinking))
     }
+}
+
+/// Whether a prompt ends by opening a reasoning block (some reasoning
+/// models' templates do), so that the reply starts inside it.
+fn opens_reasoning(prompt: &str) -> bool {
+    prompt.trim_end().ends_with("<think>")
 }
 
 /// A seed for requests that bring none: different for every call.
@@ -337,15 +350,17 @@ impl ChatModel for LlamaEngine {
     }
 
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ChatError> {
-        let mut events = self.stream(&request)?;
+        let (mut events, thinking) = self.generate(&request)?;
         let mut text = String::new();
         while let Some(event) = events.recv().await {
             match event {
                 Event::Text(piece) => text.push_str(&piece),
                 Event::Done(Ok(f)) => {
+                    // Reasoning models think first: the answer is what follows.
+                    let (text, reasoning) = evol_llm::split_reasoning(&text, thinking);
                     return Ok(ChatResponse {
                         text,
-                        reasoning: None,
+                        reasoning,
                         finish_reason: f.reason,
                         usage: Usage {
                             prompt_tokens: f.prompt_tokens.into(),
@@ -354,7 +369,7 @@ impl ChatModel for LlamaEngine {
                         },
                         retries: 0,
                         signals: Default::default(),
-                    })
+                    });
                 }
                 Event::Done(Err(message)) => return Err(ChatError::new(ErrorKind::Rejected, message)),
             }
@@ -387,5 +402,18 @@ pub fn finish_reason_name(reason: &FinishReason) -> &str {
         FinishReason::ContentFilter => "content_filter",
         FinishReason::Other(s) => s,
         FinishReason::Unknown => "stop",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_that_open_a_reasoning_block_are_recognised() {
+        assert!(opens_reasoning("<|im_start|>assistant\n<think>\n"));
+        assert!(!opens_reasoning("<|im_start|>assistant\n"));
+        // A closed, empty block (thinking turned off) is not an open one.
+        assert!(!opens_reasoning("<|im_start|>assistant\n<think>\n\n</think>\n\n"));
     }
 }

@@ -146,6 +146,24 @@ pub struct ChatResponse {
     pub signals: Signals,
 }
 
+/// Splits reasoning a model wrote inline from its answer: a leading
+/// `<think>...</think>` block, as reasoning models write when they are
+/// served without a reasoning parser. With `opened`, the prompt itself
+/// ended by opening the block, so the reasoning runs from the start of the
+/// reply to `</think>`. A block that never closes is left in the text (the
+/// reply was cut short).
+pub fn split_reasoning(content: &str, opened: bool) -> (String, Option<String>) {
+    let trimmed = content.trim_start();
+    let inside = if opened { Some(trimmed) } else { trimmed.strip_prefix("<think>") };
+    if let Some(rest) = inside {
+        if let Some(end) = rest.find("</think>") {
+            let reasoning = rest[..end].trim().to_string();
+            return (rest[end + "</think>".len()..].trim_start().to_string(), Some(reasoning));
+        }
+    }
+    (content.to_string(), None)
+}
+
 /// What a backend learned about the server's load and limits, for callers
 /// that pace themselves (see `evol-pool`).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -272,6 +290,17 @@ impl fmt::Display for Role {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_reasoning_is_split_from_the_answer() {
+        assert_eq!(split_reasoning("<think>\nhmm\n</think>\n\nAnswer", false), ("Answer".into(), Some("hmm".into())));
+        assert_eq!(split_reasoning("hmm</think>Answer", true), ("Answer".into(), Some("hmm".into())));
+        // No block, a block later on, or one cut short: the text as it is.
+        assert_eq!(split_reasoning("Answer", false), ("Answer".into(), None));
+        assert_eq!(split_reasoning("A <think>x</think> B", false), ("A <think>x</think> B".into(), None));
+        assert_eq!(split_reasoning("<think>still going", false), ("<think>still going".into(), None));
+        assert_eq!(split_reasoning("still going", true), ("still going".into(), None));
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_caps() {

@@ -56,7 +56,7 @@ pub fn parse_completion(body: &str) -> Result<ChatResponse, String> {
         Some(m) => (content_text(m.content), m.reasoning_content.or(m.reasoning)),
         None => (choice.text.unwrap_or_default(), None),
     };
-    let (text, inline_reasoning) = split_think(&content);
+    let (text, inline_reasoning) = evol_llm::split_reasoning(&content, false);
     if reasoning.is_none() {
         reasoning = inline_reasoning;
     }
@@ -95,19 +95,6 @@ fn content_text(content: Option<Value>) -> String {
             .join(""),
         _ => String::new(),
     }
-}
-
-/// Splits a leading `<think>...</think>` block (reasoning models served
-/// without a reasoning parser) from the answer.
-fn split_think(content: &str) -> (String, Option<String>) {
-    let trimmed = content.trim_start();
-    if let Some(rest) = trimmed.strip_prefix("<think>") {
-        if let Some(end) = rest.find("</think>") {
-            let reasoning = rest[..end].trim().to_string();
-            return (rest[end + "</think>".len()..].trim_start().to_string(), Some(reasoning));
-        }
-    }
-    (content.to_string(), None)
 }
 
 /// The `error.code` of an error body, if any.
