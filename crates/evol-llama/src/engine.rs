@@ -197,12 +197,7 @@ impl Scheduler<'_> {
                 let _ = job.events.send(Event::Done(Err("the prompt is empty".into())));
                 continue;
             }
-            if job.tokens.len() as u32 >= self.seq_ctx {
-                let message = format!(
-                    "the prompt has {} tokens; the context of a sequence holds {} (raise --ctx-size or lower --parallel)",
-                    job.tokens.len(),
-                    self.seq_ctx
-                );
+            if let Some(message) = too_long(job.tokens.len(), self.seq_ctx) {
                 let _ = job.events.send(Event::Done(Err(message)));
                 continue;
             }
@@ -459,6 +454,16 @@ const PARALLEL_SAMPLING_FROM: usize = 16;
 /// A copy from another sequence must save at least this many tokens of
 /// prompt computation to be worth copying a whole KV stream.
 const MIN_COPY_GAIN: usize = 16;
+
+/// Why a prompt of `tokens` cannot run in a sequence of `seq_ctx` cells
+/// (it must leave room for at least one generated token).
+pub(crate) fn too_long(tokens: usize, seq_ctx: u32) -> Option<String> {
+    (tokens as u64 >= u64::from(seq_ctx)).then(|| {
+        format!(
+            "the prompt has {tokens} tokens; the context of a sequence holds {seq_ctx} (raise --ctx-size or lower --parallel)"
+        )
+    })
+}
 
 fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()

@@ -310,6 +310,11 @@ impl LlamaEngine {
         let vocab = self.model.vocab();
         let add_bos = vocab.should_add_bos() && (self.bos.is_empty() || !prompt.starts_with(&*self.bos));
         let tokens = vocab.tokenize(prompt.as_bytes(), add_bos, true);
+        // Refused here, before any event, so that a streaming caller can
+        // still answer with an error status (the engine thread checks too).
+        if let Some(message) = engine::too_long(tokens.len(), self.info.seq_ctx) {
+            return Err(ChatError::new(ErrorKind::Rejected, message));
+        }
         let mut stop = request.stop.clone();
         stop.extend(self.stops.iter().cloned());
         let s = request.sampling;

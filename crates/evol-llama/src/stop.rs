@@ -86,12 +86,11 @@ impl TextState {
         Some(piece)
     }
 
-    /// Everything not yet streamed, at the end of generation.
+    /// Everything not yet streamed, at the end of generation. The first
+    /// bytes of a character the model never finished (generation cut off
+    /// in the middle of it) are dropped rather than shown as U+FFFD.
     pub fn take_rest(&mut self) -> Option<String> {
-        if !self.pending.is_empty() {
-            let tail = String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned();
-            self.text.push_str(&tail);
-        }
+        self.pending.clear();
         (self.streamed < self.text.len()).then(|| {
             let piece = self.text[self.streamed..].to_string();
             self.streamed = self.text.len();
@@ -147,6 +146,15 @@ mod tests {
         t.push(b"abz");
         assert_eq!(t.take_stream().as_deref(), Some("ab"));
         assert_eq!(t.take_rest().as_deref(), Some("z"));
+    }
+
+    #[test]
+    fn an_unfinished_last_character_is_dropped() {
+        let mut t = TextState::new(vec![]);
+        t.push(b"ok ");
+        t.push(&"\u{1f389}".as_bytes()[..2]);
+        assert_eq!(t.take_rest().as_deref(), Some("ok "));
+        assert_eq!(t.text(), "ok ");
     }
 
     #[test]

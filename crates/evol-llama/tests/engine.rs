@@ -133,6 +133,9 @@ fn prompts_longer_than_a_sequence_are_refused() {
     let err = rt.block_on(engine().chat(greedy(&"word ".repeat(3000), 4))).unwrap_err();
     assert!(err.message.contains("context of a sequence holds"), "{}", err.message);
     assert!(!err.kind.is_fatal());
+    // A stream is refused before it starts, so a server can still say 400.
+    let err = engine().stream(&greedy(&"word ".repeat(3000), 4)).unwrap_err();
+    assert!(err.message.contains("context of a sequence holds"), "{}", err.message);
 }
 
 #[test]
