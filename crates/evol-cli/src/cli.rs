@@ -103,7 +103,7 @@ pub struct EngineArgs {
     pub chat_template: Option<String>,
 
     /// CPU threads (default: the physical cores).
-    #[arg(long, help_heading = "Embedded engine")]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Embedded engine")]
     pub threads: Option<u32>,
 
     /// KV-cache tokens in all; each parallel sequence gets an equal share.
@@ -111,11 +111,11 @@ pub struct EngineArgs {
     pub ctx_size: u32,
 
     /// Sequences decoded together in one batch; more requests wait in a queue.
-    #[arg(long, default_value_t = 16, help_heading = "Embedded engine")]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Embedded engine")]
     pub parallel: u32,
 
     /// Tokens per decode step; long prompts are fed in chunks of what is left.
-    #[arg(long, default_value_t = 512, help_heading = "Embedded engine")]
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Embedded engine")]
     pub batch_size: u32,
 
     /// Compute every prompt in full instead of reusing the KV cache of a

@@ -159,6 +159,7 @@ impl RunSettings {
             });
         }
         for (i, e) in endpoints.iter_mut().enumerate() {
+            evol_openai::parse_base_url(&e.url).map_err(|err| usage(format!("endpoint {}: {err}", i + 1)))?;
             let var = e.api_key_env.clone().unwrap_or_else(|| args.api_key_env.clone());
             e.api_key = std::env::var(&var).ok().filter(|k| !k.trim().is_empty());
             if e.api_key.is_none() && var != "OPENAI_API_KEY" {

@@ -254,12 +254,17 @@ fn usage_errors_exit_with_2() {
             "EVOL_TEST_UNSET_KEY",
         ),
         (vec!["run", s], "--output"),
+        (vec!["run", s, "-o", o, "--threads", "0"], "--threads"),
+        (vec!["run", s, "-o", o, "--parallel", "0"], "--parallel"),
+        (vec!["serve", "--batch-size", "0"], "--batch-size"),
+        (vec!["run", s, "-o", o, "--judge-max-tokens", "0"], "--judge-max-tokens"),
         (vec!["fly"], "unrecognized subcommand"),
     ] {
         let run = evol(&args);
         assert_eq!(run.status.code(), Some(2), "{args:?}: {}", stderr(&run));
         assert!(stderr(&run).contains(needle), "{args:?}: {}", stderr(&run));
     }
+    assert!(!dir.path("out").exists(), "a usage error touches no output directory");
 }
 
 #[test]
@@ -523,16 +528,36 @@ fn judge_verdicts_are_counted_and_a_failing_judge_is_warned_about() {
 }
 
 #[test]
-fn a_run_that_never_started_does_not_keep_its_seeds() {
-    // The first attempt loads its seeds, then fails to reach its server
-    // (so no call is made); the next command, with another seed file, must
-    // evolve that file's seeds, not the first one's.
+fn a_run_that_never_started_leaves_nothing_behind() {
+    // The first attempt fails to reach its server, so no call is made: no
+    // output directory is left. One killed before its first call leaves
+    // its journal, and the next command, with another seed file, must
+    // evolve that file's seeds, not the killed one's.
     let dir = Dir::new();
     let first = dir.write("first.jsonl", &seeds_jsonl(3));
     let out = dir.path("out");
     let failed = evol_run("http://127.0.0.1:9/v1", &first, &out, &["--model", "mock", "--rounds", "1"]);
     assert!(!failed.status.success());
-    assert!(out.join("journal.sqlite").is_file(), "the journal was opened");
+    assert!(!out.exists(), "a run that never started leaves no directory");
+
+    // A server that accepts connections and never answers: the start-up
+    // check hangs, and the run is killed there.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", silent.local_addr().unwrap());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_evol"))
+        .args(["run", first.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", &url, "--model", "mock"])
+        .args(["--timeout", "60", "--quiet"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !out.join("journal.sqlite").exists() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(out.join("journal.sqlite").is_file(), "the killed attempt left its journal");
 
     let mock = Mock::start(MockConfig::default());
     let other: String =

@@ -59,6 +59,8 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
 #[derive(Debug, Clone)]
 pub struct OutputDir {
     root: PathBuf,
+    /// The directory did not exist before [`OutputDir::prepare`].
+    created: bool,
 }
 
 impl OutputDir {
@@ -70,6 +72,7 @@ impl OutputDir {
         if root.exists() && !root.is_dir() {
             return Err(OutputError::NotADirectory { path: root.display().to_string() });
         }
+        let created = !root.exists();
         std::fs::create_dir_all(root).map_err(io_error(root))?;
         let resuming = root.join(JOURNAL).exists();
         for file in RUN_FILES.iter().chain(JOURNAL_FILES) {
@@ -84,7 +87,20 @@ impl OutputDir {
                 std::fs::remove_file(&path).map_err(io_error(&path))?;
             }
         }
-        Ok(OutputDir { root: root.to_path_buf() })
+        Ok(OutputDir { root: root.to_path_buf(), created })
+    }
+
+    /// Undoes a run that failed before its first call: removes the journal
+    /// it had just made, and the directory if [`OutputDir::prepare`] made it
+    /// and nothing else is in it. Best effort: a file that cannot be
+    /// removed stays.
+    pub fn abandon(self) {
+        for file in JOURNAL_FILES {
+            let _ = std::fs::remove_file(self.root.join(file));
+        }
+        if self.created {
+            let _ = std::fs::remove_dir(&self.root);
+        }
     }
 
     /// Whether the directory holds a journal (an earlier run to resume).

@@ -99,13 +99,20 @@ impl Failure {
     }
 }
 
+/// Checks a server's base URL (an http:// or https:// URL with a host) and
+/// returns it without trailing slashes.
+pub fn parse_base_url(url: &str) -> Result<String, ConfigError> {
+    let base = url.trim().trim_end_matches('/').to_string();
+    let parsed = reqwest::Url::parse(&base).map_err(|_| ConfigError::BadUrl(base.clone()))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(ConfigError::BadUrl(base));
+    }
+    Ok(base)
+}
+
 impl OpenAiClient {
     pub fn new(config: ClientConfig) -> Result<OpenAiClient, ConfigError> {
-        let base = config.base_url.trim().trim_end_matches('/').to_string();
-        let parsed = reqwest::Url::parse(&base).map_err(|_| ConfigError::BadUrl(base.clone()))?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-            return Err(ConfigError::BadUrl(base));
-        }
+        let base = parse_base_url(&config.base_url)?;
         let mut headers = HeaderMap::new();
         if let Some(key) = config.api_key.as_deref().filter(|k| !k.is_empty()) {
             let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| ConfigError::BadKey)?;

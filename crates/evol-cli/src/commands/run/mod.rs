@@ -97,28 +97,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     let out = OutputDir::prepare(&args.output, args.fresh)?;
+    let new_run = !out.has_journal();
     let journal = Arc::new(SqliteJournal::open(&out.path(JOURNAL))?);
-    let input = load_seeds(&args, &settings, &journal)?;
-    report_skipped(&args, &input);
-
-    let models = match (&settings.batch, settings.endpoints.is_empty()) {
-        (Some(batch), _) => connect_batches(&settings, *batch, journal.clone(), args.quiet).await?,
-        (None, false) => connect(&settings, args.quiet).await?,
-        (None, true) => embedded(&settings, &args)?,
+    let Begun { input, models, endpoint, names, identity } = match begin(&args, &settings, &templates, &journal).await {
+        Ok(begun) => begun,
+        Err(e) => {
+            if new_run {
+                // Nothing was sent: leave no half-made output directory.
+                drop(journal);
+                out.abandon();
+            }
+            return Err(e);
+        }
     };
-    let endpoint = match settings.endpoints.len() {
-        0 => "the embedded engine".to_string(),
-        1 => settings.endpoints[0].url.clone(),
-        n => format!("{n} servers"),
-    };
-    let names = (
-        models.models.evolver.name().to_string(),
-        models.models.judge.name().to_string(),
-        models.models.answerer.name().to_string(),
-    );
-
-    let identity = run_identity(&settings, &input, &names, templates.digest(), args.include_seeds);
-    let committed = check_identity(&journal, &identity)?;
+    let committed = journal.calls()?;
     if committed > 0 && !args.quiet {
         eprintln!(
             "evol: resuming the run in `{}`: {committed} calls are already committed and will not be sent again",
@@ -235,6 +227,48 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Err(EngineError::Cap(reached)) => Err(CapStop { reached, out: out.root().display().to_string() }.into()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// What a run has once it can start: its seeds in the journal, its models
+/// connected, and its identity checked against the journal's.
+struct Begun {
+    input: Input,
+    models: models::Connected,
+    /// Where the models are, in words.
+    endpoint: String,
+    /// The evolving, judging and answering models' names.
+    names: (String, String, String),
+    identity: serde_json::Value,
+}
+
+/// Loads the seeds, connects the models and records (or checks) the run's
+/// identity: everything that can fail before the first call.
+async fn begin(
+    args: &RunArgs,
+    settings: &RunSettings,
+    templates: &evol_core::Templates,
+    journal: &Arc<SqliteJournal>,
+) -> anyhow::Result<Begun> {
+    let input = load_seeds(args, settings, journal)?;
+    report_skipped(args, &input);
+    let models = match (&settings.batch, settings.endpoints.is_empty()) {
+        (Some(batch), _) => connect_batches(settings, *batch, journal.clone(), args.quiet).await?,
+        (None, false) => connect(settings, args.quiet).await?,
+        (None, true) => embedded(settings, args)?,
+    };
+    let endpoint = match settings.endpoints.len() {
+        0 => "the embedded engine".to_string(),
+        1 => settings.endpoints[0].url.clone(),
+        n => format!("{n} servers"),
+    };
+    let names = (
+        models.models.evolver.name().to_string(),
+        models.models.judge.name().to_string(),
+        models.models.answerer.name().to_string(),
+    );
+    let identity = run_identity(settings, &input, &names, templates.digest(), args.include_seeds);
+    check_identity(journal, &identity)?;
+    Ok(Begun { input, models, endpoint, names, identity })
 }
 
 /// How each server of the pool did; warns about those taken out.
