@@ -83,8 +83,13 @@ pub fn activity(engine: &evol_llama::LlamaEngine) -> serde_json::Value {
 #[cfg(feature = "embedded")]
 pub fn describe(engine: &evol_llama::LlamaEngine) -> String {
     let i = engine.info();
+    let fallback = if i.llama_cpp_template {
+        "; its chat template is formatted by llama.cpp (minijinja could not render it)"
+    } else {
+        ""
+    };
     format!(
-        "`{}` ({:.0}M parameters) on {} threads, {} parallel sequences of {} tokens",
+        "`{}` ({:.0}M parameters) on {} threads, {} parallel sequences of {} tokens{fallback}",
         i.name,
         i.n_params as f64 / 1e6,
         i.threads,

@@ -134,6 +134,9 @@ pub struct EngineInfo {
     pub batch_size: u32,
     pub n_params: u64,
     pub template: TemplateSource,
+    /// The model's template is formatted by llama.cpp (minijinja could not
+    /// render it).
+    pub llama_cpp_template: bool,
 }
 
 /// A running embedded engine. Cheap to clone; the engine thread stops when
@@ -263,6 +266,7 @@ impl LlamaEngine {
             batch_size,
             n_params: model.n_params(),
             template: source,
+            llama_cpp_template: template.is_llama_cpp(),
         };
         Ok(LlamaEngine {
             jobs,
