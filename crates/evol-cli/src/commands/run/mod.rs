@@ -99,18 +99,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let out = OutputDir::prepare(&args.output, args.fresh)?;
     let new_run = !out.has_journal();
     let journal = Arc::new(SqliteJournal::open(&out.path(JOURNAL))?);
-    let Begun { input, models, endpoint, names, identity } = match begin(&args, &settings, &templates, &journal).await {
-        Ok(begun) => begun,
-        Err(e) => {
-            if new_run {
-                // Nothing was sent: leave no half-made output directory.
-                drop(journal);
-                out.abandon();
+    let Begun { input, models, endpoint, names, identity, committed } =
+        match begin(&args, &settings, &templates, &journal).await {
+            Ok(begun) => begun,
+            Err(e) => {
+                if new_run {
+                    // Nothing was sent: leave no half-made output directory.
+                    drop(journal);
+                    out.abandon();
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
-    };
-    let committed = journal.calls()?;
+        };
     if committed > 0 && !args.quiet {
         eprintln!(
             "evol: resuming the run in `{}`: {committed} calls are already committed and will not be sent again",
@@ -239,6 +239,8 @@ struct Begun {
     /// The evolving, judging and answering models' names.
     names: (String, String, String),
     identity: serde_json::Value,
+    /// Calls already in the journal (a resumed run).
+    committed: u64,
 }
 
 /// Loads the seeds, connects the models and records (or checks) the run's
@@ -267,8 +269,8 @@ async fn begin(
         models.models.answerer.name().to_string(),
     );
     let identity = run_identity(settings, &input, &names, templates.digest(), args.include_seeds);
-    check_identity(journal, &identity)?;
-    Ok(Begun { input, models, endpoint, names, identity })
+    let committed = check_identity(journal, &identity)?;
+    Ok(Begun { input, models, endpoint, names, identity, committed })
 }
 
 /// How each server of the pool did; warns about those taken out.
