@@ -26,6 +26,8 @@ use crate::stop::TextState;
 
 /// A generation request, already tokenized.
 pub(crate) struct Job {
+    /// Not empty, and shorter than a sequence's context (checked by
+    /// `LlamaEngine::generate`, before any event).
     pub tokens: Vec<LlamaToken>,
     pub temperature: f32,
     pub top_p: f32,
@@ -193,14 +195,10 @@ impl Scheduler<'_> {
             if job.events.is_closed() {
                 continue;
             }
-            if job.tokens.is_empty() {
-                let _ = job.events.send(Event::Done(Err("the prompt is empty".into())));
-                continue;
-            }
-            if let Some(message) = too_long(job.tokens.len(), self.seq_ctx) {
-                let _ = job.events.send(Event::Done(Err(message)));
-                continue;
-            }
+            debug_assert!(
+                !job.tokens.is_empty() && (job.tokens.len() as u64) < u64::from(self.seq_ctx),
+                "checked by LlamaEngine::generate"
+            );
             // Prefix reuse: take the free sequence whose KV cache shares the
             // longest prefix with this prompt (evolving prompts share their
             // whole scaffold), keep that prefix and feed only the rest.
@@ -454,16 +452,6 @@ const PARALLEL_SAMPLING_FROM: usize = 16;
 /// A copy from another sequence must save at least this many tokens of
 /// prompt computation to be worth copying a whole KV stream.
 const MIN_COPY_GAIN: usize = 16;
-
-/// Why a prompt of `tokens` cannot run in a sequence of `seq_ctx` cells
-/// (it must leave room for at least one generated token).
-pub(crate) fn too_long(tokens: usize, seq_ctx: u32) -> Option<String> {
-    (tokens as u64 >= u64::from(seq_ctx)).then(|| {
-        format!(
-            "the prompt has {tokens} tokens; the context of a sequence holds {seq_ctx} (raise --ctx-size or lower --parallel)"
-        )
-    })
-}
 
 fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()

@@ -315,10 +315,8 @@ impl LlamaEngine {
         let add_bos = vocab.should_add_bos() && (self.bos.is_empty() || !prompt.starts_with(&*self.bos));
         let tokens = vocab.tokenize(prompt.as_bytes(), add_bos, true);
         // Refused here, before any event, so that a streaming caller can
-        // still answer with an error status (the engine thread checks too).
-        if let Some(message) = engine::too_long(tokens.len(), self.info.seq_ctx) {
-            return Err(ChatError::new(ErrorKind::Rejected, message));
-        }
+        // still answer with an error status.
+        check_prompt(tokens.len(), self.info.seq_ctx).map_err(|m| ChatError::new(ErrorKind::Rejected, m))?;
         let mut stop = request.stop.clone();
         stop.extend(self.stops.iter().cloned());
         let s = request.sampling;
@@ -336,6 +334,20 @@ impl LlamaEngine {
         self.jobs.send(job).map_err(|_| ChatError::new(ErrorKind::Backend, "the embedded engine has stopped"))?;
         Ok((receiver, thinking))
     }
+}
+
+/// Why a prompt of `tokens` cannot run in a sequence of `seq_ctx` cells:
+/// it is empty, or leaves no room for a generated token.
+fn check_prompt(tokens: usize, seq_ctx: u32) -> Result<(), String> {
+    if tokens == 0 {
+        return Err("the prompt is empty".into());
+    }
+    if tokens as u64 >= u64::from(seq_ctx) {
+        return Err(format!(
+            "the prompt has {tokens} tokens; the context of a sequence holds {seq_ctx} (raise --ctx-size or lower --parallel)"
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a prompt ends by opening a reasoning block (some reasoning
