@@ -20,6 +20,13 @@ pub enum Command {
     #[command(long_about = RUN_ABOUT)]
     Run(Box<RunArgs>),
     /// Serve the embedded engine as an OpenAI-compatible HTTP server.
+    ///
+    /// POST /v1/chat/completions (plain, or `stream: true` as server-sent
+    /// events), GET /v1/models, GET /health (status, and what the engine has
+    /// done: steps, batch fill, tokens, time). Every client shares the one
+    /// continuous batch. Bad requests get OpenAI-style 400 errors, including
+    /// what this server cannot honour rather than ignore: tools, a
+    /// response_format other than text, logprobs, n other than 1.
     Serve(Box<ServeArgs>),
     /// Fetch and list the models of the embedded engine.
     #[command(subcommand)]
