@@ -1,0 +1,59 @@
+//! Run directories made by earlier releases resume under this one.
+
+mod util;
+
+use std::path::Path;
+
+use evol_mock::MockConfig;
+use util::*;
+
+/// The fixture of a 0.1.0 run killed midway (see its README).
+fn fixture() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v0.1.0-killed"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+const RUN: &[&str] = &["--model", "mock", "--rounds", "2", "--include-seeds", "--concurrency", "2", "--seed", "7"];
+
+#[test]
+fn a_run_killed_under_the_previous_release_resumes_and_ends_as_it_would_have() {
+    let mock = Mock::start(MockConfig::default());
+    let dir = Dir::new();
+    let out = dir.path("out");
+    copy_dir(&fixture().join("out"), &out);
+    let input = fixture().join("input.jsonl");
+    let run = evol_run(&mock.url, &input, &out, RUN);
+    assert_success(&run);
+    assert!(stderr(&run).contains("64 calls are already committed"), "{}", stderr(&run));
+    // 104 calls in all, 64 of them committed before the kill.
+    assert_eq!(mock.stats().requests, 40);
+    for file in ["dataset.jsonl", "evolved.jsonl", "rejected.jsonl", "seeds.jsonl"] {
+        let got = std::fs::read_to_string(out.join(file)).unwrap();
+        let want = std::fs::read_to_string(fixture().join("expected").join(file)).unwrap();
+        assert!(got == want, "{file} differs from what the previous release made");
+    }
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!(stats["state"], "completed");
+    assert_eq!(stats["total"]["requests"], 104);
+}
+
+#[test]
+fn a_fresh_run_makes_the_files_the_previous_release_made() {
+    let mock = Mock::start(MockConfig::default());
+    let dir = Dir::new();
+    let out = dir.path("out");
+    assert_success(&evol_run(&mock.url, &fixture().join("input.jsonl"), &out, RUN));
+    assert_eq!(mock.stats().requests, 104);
+    for file in ["dataset.jsonl", "evolved.jsonl", "rejected.jsonl", "seeds.jsonl"] {
+        let got = std::fs::read_to_string(out.join(file)).unwrap();
+        let want = std::fs::read_to_string(fixture().join("expected").join(file)).unwrap();
+        assert!(got == want, "{file} differs from what the previous release made");
+    }
+}
