@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
-use crate::cli::EngineArgs;
+use crate::settings::EngineSettings;
 
 /// The model to load: its reported name and its file. A catalogued model
 /// missing from the cache is pulled, with a message on stderr.
-pub fn resolve(model: Option<&str>, args: &EngineArgs, quiet: bool) -> anyhow::Result<(String, PathBuf)> {
+pub fn resolve(model: Option<&str>, args: &EngineSettings, quiet: bool) -> anyhow::Result<(String, PathBuf)> {
     if let Some(path) = &args.model_path {
         evol_models::check_gguf(path).map_err(|e| anyhow::anyhow!(e))?;
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
@@ -35,7 +35,7 @@ pub fn resolve(model: Option<&str>, args: &EngineArgs, quiet: bool) -> anyhow::R
 
 /// Loads the model and starts the engine.
 #[cfg(feature = "embedded")]
-pub fn start(name: String, path: PathBuf, args: &EngineArgs) -> anyhow::Result<evol_llama::LlamaEngine> {
+pub fn start(name: String, path: PathBuf, args: &EngineSettings) -> anyhow::Result<evol_llama::LlamaEngine> {
     use anyhow::Context as _;
     let settings = evol_llama::LlamaSettings {
         model_path: path.clone(),
@@ -45,15 +45,15 @@ pub fn start(name: String, path: PathBuf, args: &EngineArgs) -> anyhow::Result<e
         batch_size: args.batch_size,
         threads: args.threads,
         chat_template: args.chat_template.clone(),
-        prefix_cache: !args.no_prefix_cache,
-        kv_cache: args.kv_cache.parse().map_err(|e: String| crate::settings::UsageError(format!("--kv-cache: {e}")))?,
+        prefix_cache: args.prefix_cache,
+        kv_cache: args.kv_cache,
     };
     evol_llama::LlamaEngine::start(settings)
         .with_context(|| format!("cannot start the embedded engine on `{}`", path.display()))
 }
 
 #[cfg(not(feature = "embedded"))]
-pub fn start(_name: String, _path: PathBuf, _args: &EngineArgs) -> anyhow::Result<std::convert::Infallible> {
+pub fn start(_name: String, _path: PathBuf, _args: &EngineSettings) -> anyhow::Result<std::convert::Infallible> {
     anyhow::bail!("this evol was built without the embedded engine (cargo feature `embedded`); pass --endpoint URL")
 }
 

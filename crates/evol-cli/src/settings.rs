@@ -2,17 +2,17 @@
 //! error (exit code 2), reported before any file is read or call is made.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use evol_core::cost::{Caps, Price, Prices};
 use evol_core::eliminate::Rules;
-use evol_core::{Operation, Templates};
-use evol_io::SeedFormat;
+use evol_core::{Method, OperationSet, Shard, Templates};
 use evol_llm::Sampling;
 use evol_openai::RetryPolicy;
+use evol_store::ingest::IngestOptions;
 
-use crate::cli::RunArgs;
+use crate::cli::{EngineArgs, RunArgs};
 
 /// A mistake in how `evol` was called.
 #[derive(Debug, thiserror::Error)]
@@ -60,66 +60,82 @@ struct ConfigFile {
     prices: BTreeMap<String, Price>,
 }
 
-/// Which part of the seeds a run takes: shard `index` of `count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: u32,
-    pub count: u32,
+/// Where a run's models live.
+pub enum Backend {
+    /// The embedded llama.cpp engine.
+    Embedded(EngineSettings),
+    /// OpenAI-compatible servers.
+    Servers(Servers),
 }
 
-impl Shard {
-    /// Whether the seed `id` belongs to this shard.
-    pub fn contains(&self, id: &str) -> bool {
-        evol_core::rng::shard_of(id, self.count) == self.index
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
-
-impl std::str::FromStr for Shard {
-    type Err = UsageError;
-    fn from_str(s: &str) -> Result<Shard, UsageError> {
-        let bad = || usage(format!("--shard `{s}`: expected I/N with I from 0 to N-1, e.g. 0/4"));
-        let (i, n) = s.trim().split_once('/').ok_or_else(bad)?;
-        let (index, count): (u32, u32) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
-        if count == 0 || index >= count {
-            return Err(bad());
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-/// What `evol run` will do, validated.
-pub struct RunSettings {
-    pub engine: evol_core::Settings,
-    /// The servers; empty for the embedded engine.
+/// The servers of a run and how to talk to them.
+pub struct Servers {
     pub endpoints: Vec<Endpoint>,
     pub api_key_env: String,
     /// Adapt each server's concurrency to its health.
     pub adaptive: bool,
-    pub shard: Option<Shard>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    /// Send calls as provider batches (one server).
+    pub batch: Option<evol_openai::BatchSettings>,
+}
+
+/// The model each role asks for (none: the server's only model, or the
+/// embedded engine's default).
+#[derive(Debug, Clone, Default)]
+pub struct RoleModels {
+    pub evolve: Option<String>,
+    pub judge: Option<String>,
+    pub answer: Option<String>,
+}
+
+/// The settings that may change between attempts of one run: how fast and
+/// how far it goes, never what it produces. Recorded in `stats.json` as
+/// used.
+pub struct Execution {
+    /// The most calls in flight on each server (its `max_concurrency` in a
+    /// config file overrides it); with the embedded engine, in all.
+    pub concurrency: usize,
+    /// Send again the calls the journal holds as failed or cut short.
+    pub retry_failed: bool,
     pub caps: Caps,
     /// Prices by model name, from the config file.
     pub prices: Prices,
     /// The price of models not in `prices`, from the flags.
     pub default_price: Option<Price>,
-    /// Send calls as provider batches.
-    pub batch: Option<evol_openai::BatchSettings>,
-    pub model: Option<String>,
-    pub answer_model: Option<String>,
-    pub judge_model: Option<String>,
-    pub timeout: Duration,
-    pub retry: RetryPolicy,
-    pub format: SeedFormat,
+}
+
+/// What `evol run` will do, validated: the raw flags are consumed here and
+/// nothing past this point sees them.
+pub struct RunSettings {
+    pub seeds: PathBuf,
+    pub output: PathBuf,
+    pub fresh: bool,
+    pub dry_run: bool,
+    pub quiet: bool,
+    /// The dataset includes the seeds (answered, unless answering is off).
+    pub include_seeds: bool,
+    pub ingest: IngestOptions,
+    pub method: Method,
+    pub templates: Templates,
+    pub models: RoleModels,
+    pub backend: Backend,
+    pub execution: Execution,
 }
 
 impl RunSettings {
-    pub fn from_args(args: &RunArgs) -> Result<RunSettings, UsageError> {
-        let ops = Operation::parse_list(&args.ops).map_err(|e| usage(format!("--ops: {e}")))?;
+    /// Consumes the flags (and reads the `--config` and `--templates`
+    /// files they name). A mistake in the flags or the config is a
+    /// [`UsageError`]; templates that do not load are a plain error.
+    pub fn from_args(args: RunArgs) -> anyhow::Result<RunSettings> {
+        let dir = args.templates.clone();
+        let mut settings = RunSettings::validate(args)?;
+        settings.templates = load_templates(dir.as_deref())?;
+        Ok(settings)
+    }
+
+    fn validate(args: RunArgs) -> Result<RunSettings, UsageError> {
+        let operations = OperationSet::builtin().select(&args.ops).map_err(|e| usage(format!("--ops: {e}")))?;
         if args.concurrency == 0 || args.concurrency > 100_000 {
             return Err(usage("--concurrency must be between 1 and 100000"));
         }
@@ -198,7 +214,8 @@ impl RunSettings {
             }
         };
 
-        let shard = args.shard.as_deref().map(str::parse).transpose()?;
+        let shard =
+            args.shard.as_deref().map(|s| s.parse::<Shard>().map_err(|e| usage(format!("--shard {e}")))).transpose()?;
         let batch = match args.batch_api {
             false => None,
             true => {
@@ -236,11 +253,39 @@ impl RunSettings {
             completion: args.price_completion.unwrap_or(0.0),
             cached_prompt: args.price_cached_prompt,
         });
-
+        let models = RoleModels {
+            evolve: non_empty("--model", &args.model)?,
+            judge: non_empty("--judge-model", &args.judge_model)?,
+            answer: non_empty("--answer-model", &args.answer_model)?,
+        };
+        let format = args.format.parse().map_err(usage)?;
+        let retry = RetryPolicy {
+            max_retries: args.max_retries,
+            max_retry_after: Duration::from_secs_f64(args.max_retry_wait),
+            ..RetryPolicy::default()
+        };
+        let backend = match endpoints.is_empty() {
+            true => Backend::Embedded(EngineSettings::from_args(args.engine)?),
+            false => Backend::Servers(Servers {
+                endpoints,
+                api_key_env: args.api_key_env,
+                adaptive: !args.no_adaptive,
+                timeout: Duration::from_secs_f64(args.timeout),
+                retry,
+                batch,
+            }),
+        };
         Ok(RunSettings {
-            engine: evol_core::Settings {
+            ingest: IngestOptions {
+                format,
+                limit: args.limit.map(|l| l as u64),
+                shard,
+                skip_invalid: args.skip_invalid,
+                run_seed: args.seed,
+            },
+            method: Method {
                 rounds: args.rounds,
-                ops,
+                operations,
                 run_seed: args.seed,
                 rules: Rules {
                     equality: !args.no_equality_check,
@@ -254,27 +299,67 @@ impl RunSettings {
                 answer_sampling: answer,
                 judge_sampling: judge,
                 request_seeds: !args.no_request_seed,
+            },
+            execution: Execution {
                 concurrency: args.concurrency,
                 retry_failed: args.retry_failed,
+                caps: Caps {
+                    max_requests: args.max_requests,
+                    max_tokens: args.max_tokens_total,
+                    max_cost: args.max_cost,
+                },
+                prices: Prices(config.prices),
+                default_price,
             },
-            endpoints,
-            api_key_env: args.api_key_env.clone(),
-            adaptive: !args.no_adaptive,
-            shard,
-            caps: Caps { max_requests: args.max_requests, max_tokens: args.max_tokens_total, max_cost: args.max_cost },
-            prices: Prices(config.prices),
-            default_price,
-            batch,
-            model: non_empty("--model", &args.model)?,
-            answer_model: non_empty("--answer-model", &args.answer_model)?,
-            judge_model: non_empty("--judge-model", &args.judge_model)?,
-            timeout: Duration::from_secs_f64(args.timeout),
-            retry: RetryPolicy {
-                max_retries: args.max_retries,
-                max_retry_after: Duration::from_secs_f64(args.max_retry_wait),
-                ..RetryPolicy::default()
-            },
-            format: args.format.parse().map_err(usage)?,
+            templates: Templates::builtin(),
+            models,
+            backend,
+            include_seeds: args.include_seeds,
+            seeds: args.seeds,
+            output: args.output,
+            fresh: args.fresh,
+            dry_run: args.dry_run,
+            quiet: args.quiet,
+        })
+    }
+
+    /// The servers, if the run uses servers.
+    pub fn servers(&self) -> Option<&Servers> {
+        match &self.backend {
+            Backend::Servers(s) => Some(s),
+            Backend::Embedded(_) => None,
+        }
+    }
+}
+
+/// The embedded engine's settings, validated.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub model_path: Option<PathBuf>,
+    pub chat_template: Option<String>,
+    pub threads: Option<u32>,
+    pub ctx_size: u32,
+    pub parallel: u32,
+    pub batch_size: u32,
+    pub prefix_cache: bool,
+    #[cfg(feature = "embedded")]
+    pub kv_cache: evol_llama::KvCache,
+}
+
+impl EngineSettings {
+    pub fn from_args(args: EngineArgs) -> Result<EngineSettings, UsageError> {
+        #[cfg(feature = "embedded")]
+        let kv_cache = args.kv_cache.parse().map_err(|e: String| usage(format!("--kv-cache: {e}")))?;
+        Ok(EngineSettings {
+            model_path: args.model_path,
+            chat_template: args.chat_template,
+            threads: args.threads,
+            ctx_size: args.ctx_size,
+            parallel: args.parallel,
+            batch_size: args.batch_size,
+            prefix_cache: !args.no_prefix_cache,
+            #[cfg(feature = "embedded")]
+            kv_cache,
         })
     }
 }
@@ -286,7 +371,7 @@ fn read_config(path: &Path) -> Result<ConfigFile, UsageError> {
     toml::from_str(&text).map_err(|e| usage(format!("the config file `{}`: {e}", path.display())))
 }
 
-impl RunSettings {
+impl Execution {
     /// The price table for the models a run uses: the config's entries, and
     /// the flags' price for the others.
     pub fn prices_for(&self, models: &[&str]) -> Prices {

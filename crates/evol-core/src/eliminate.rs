@@ -72,6 +72,37 @@ impl Default for Rules {
     }
 }
 
+/// One of the method's four rules, as an operation names those that apply
+/// to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    Equality,
+    Sorry,
+    StopWords,
+    CopiedPrompt,
+}
+
+impl Rule {
+    /// Every rule (what an operation gets unless it says otherwise).
+    pub fn all() -> Vec<Rule> {
+        vec![Rule::Equality, Rule::Sorry, Rule::StopWords, Rule::CopiedPrompt]
+    }
+}
+
+impl Rules {
+    /// The rules that apply to what `op` makes: those on for the run that
+    /// the operation names.
+    pub fn for_operation(&self, op: &crate::ops::Operation) -> Rules {
+        Rules {
+            equality: self.equality && op.applies(Rule::Equality),
+            sorry: self.sorry && op.applies(Rule::Sorry),
+            stop_words: self.stop_words && op.applies(Rule::StopWords),
+            copied_prompt: self.copied_prompt && op.applies(Rule::CopiedPrompt),
+        }
+    }
+}
+
 /// Below this many words, an answer that says "sorry" fails.
 pub const SORRY_WORD_LIMIT: usize = 80;
 

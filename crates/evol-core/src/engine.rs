@@ -4,68 +4,38 @@
 //! as its own previous step is done; there is no barrier between rounds
 //! across seeds, so a slow seed never holds up a fast one. A step is:
 //! draw an operation, evolve, clean, check for copied prompt words, ask the
-//! judge for information gain, answer, check the answer. A failed step
-//! leaves the parent in place for the next round, as in the method.
+//! judge for information gain, answer, check the answer (the calls are
+//! those of [`Method::step_calls`]). A failed step leaves the parent in
+//! place for the next round, as in the method.
 //!
-//! All model calls of the run share one concurrency limit. Failures of one
-//! call are recorded against their item; only errors that doom every later
-//! call (bad credentials, unknown model, no quota) or a failing sink stop
-//! the run.
+//! Every model call goes through the one [`Caller`], which journals,
+//! budgets and limits them. Failures of one call are recorded against their
+//! item; only errors that doom every later call (bad credentials, unknown
+//! model, no quota, a dead backend), a failing journal or sink, or a seed
+//! source that cannot be read stop the run.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
-use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, FinishReason, Message, Sampling, Usage};
+use evol_llm::{ChatRequest, ChatResponse, FinishReason, Message, Usage};
 use futures::StreamExt;
-use rand::{Rng, RngCore};
-use tokio::sync::Semaphore;
 
+use crate::caller::{seeded, CallError, CallKey, CallSpec, Caller};
 use crate::clean::clean_reply;
-use crate::cost::{Budget, CapReached, Prices};
-use crate::eliminate::{self, parse_verdict, Reason, Rules, Verdict};
-use crate::journal::{call_key, CallRecord, Journal};
-use crate::ops::Operation;
-use crate::record::{evolution_id, Evolution, Rejection, Seed, SeedAnswer};
+use crate::cost::CapReached;
+use crate::eliminate::{self, parse_verdict, Reason, Verdict};
+use crate::method::{Method, PlannedCall, Stage};
+use crate::record::{evolution_id, Evolution, Lineage, Rejection, Seed, SeedAnswer};
 use crate::rng::{keyed_rng, step_rng};
-use crate::stats::Call;
+use crate::roles::{MissingRole, Role, Roles};
 use crate::stats::{Slice, StatsRecorder};
 use crate::templates::{TemplateError, Templates};
 
-/// What a run does, independent of where its models live.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Settings {
-    pub rounds: u32,
-    /// The enabled operations, drawn uniformly.
-    pub ops: Vec<Operation>,
-    /// The run seed every random choice derives from.
-    pub run_seed: u64,
-    pub rules: Rules,
-    /// Answer each accepted evolution.
-    pub answer: bool,
-    /// Also answer the seeds themselves (for a dataset that includes them).
-    pub answer_seeds: bool,
-    pub evolve_sampling: Sampling,
-    pub answer_sampling: Sampling,
-    pub judge_sampling: Sampling,
-    /// Send a per-request seed derived from the run's RNG.
-    pub request_seeds: bool,
-    /// The most model calls in flight at once.
-    pub concurrency: usize,
-    /// Send again the calls the journal holds as failed or cut short.
-    pub retry_failed: bool,
-}
-
-/// The models a run talks to (they may all be the same one).
-#[derive(Clone)]
-pub struct Models {
-    pub evolver: Arc<dyn ChatModel>,
-    pub judge: Arc<dyn ChatModel>,
-    pub answerer: Arc<dyn ChatModel>,
-}
-
 /// An error from a [`Sink`] (for instance a full disk).
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An error from the source of seeds (for instance a failing read of the
+/// journal's seed pages).
+pub type SeedSourceError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Where records go as soon as they are decided.
 pub trait Sink: Send + Sync {
@@ -83,15 +53,17 @@ pub trait Sink: Send + Sync {
 pub enum EngineError {
     #[error("{stage} call to model `{model}` failed: {source}")]
     Model {
-        stage: Stage,
+        stage: String,
         model: String,
         #[source]
-        source: ChatError,
+        source: Box<evol_llm::ChatError>,
     },
     #[error("could not write a record: {0}")]
     Sink(#[source] SinkError),
     #[error("the journal failed: {0}")]
     Journal(#[source] crate::journal::JournalError),
+    #[error("reading the seeds failed: {0}")]
+    Seeds(#[source] SeedSourceError),
     #[error(transparent)]
     Template(#[from] TemplateError),
     #[error("invalid settings: {0}")]
@@ -102,21 +74,20 @@ pub enum EngineError {
     Cap(#[from] CapReached),
 }
 
-/// Which kind of call of a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Evolve,
-    Judge,
-    Answer,
+impl From<CallError> for EngineError {
+    fn from(e: CallError) -> EngineError {
+        match e {
+            CallError::Model { stage, model, source } => EngineError::Model { stage, model, source },
+            CallError::Journal(e) => EngineError::Journal(e),
+            CallError::Stopped => EngineError::Stopped,
+            CallError::Cap(reached) => EngineError::Cap(reached),
+        }
+    }
 }
 
-impl std::fmt::Display for Stage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Stage::Evolve => "evolve",
-            Stage::Judge => "judge",
-            Stage::Answer => "answer",
-        })
+impl From<MissingRole> for EngineError {
+    fn from(e: MissingRole) -> EngineError {
+        EngineError::Settings(e.to_string())
     }
 }
 
@@ -130,15 +101,11 @@ const CHAINS_PER_SLOT: usize = 16;
 
 /// Runs Evol-Instruct over seeds.
 pub struct Engine {
-    settings: Settings,
-    models: Models,
+    method: Method,
+    roles: Roles,
     templates: Templates,
     stats: Arc<StatsRecorder>,
-    journal: Arc<dyn Journal>,
-    prices: Prices,
-    budget: Arc<Budget>,
-    limit: Semaphore,
-    stopping: AtomicBool,
+    caller: Arc<Caller>,
 }
 
 /// The instruction a chain currently evolves.
@@ -148,72 +115,78 @@ struct Current {
 }
 
 impl Engine {
+    /// An engine for `method`, calling `roles`' models through `caller`.
+    /// Every role the method calls must have a model.
     pub fn new(
-        settings: Settings,
-        models: Models,
+        method: Method,
+        roles: Roles,
         templates: Templates,
         stats: Arc<StatsRecorder>,
-        journal: Arc<dyn Journal>,
+        caller: Arc<Caller>,
     ) -> Result<Engine, EngineError> {
-        if settings.ops.is_empty() {
+        if method.operations.is_empty() {
             return Err(EngineError::Settings("no operation is enabled".into()));
         }
-        if settings.concurrency == 0 {
-            return Err(EngineError::Settings("concurrency must be at least 1".into()));
+        for role in method.roles() {
+            roles.get(role)?;
         }
-        let limit = Semaphore::new(settings.concurrency);
-        Ok(Engine {
-            settings,
-            models,
-            templates,
-            stats,
-            journal,
-            prices: Prices::default(),
-            budget: Arc::new(Budget::default()),
-            limit,
-            stopping: AtomicBool::new(false),
-        })
-    }
-
-    /// Prices calls with `prices` and stops sending when `budget` reaches a
-    /// cap (the run then ends with [`EngineError::Cap`]).
-    pub fn with_costs(mut self, prices: Prices, budget: Arc<Budget>) -> Engine {
-        self.prices = prices;
-        self.budget = budget;
-        self
+        Ok(Engine { method, roles, templates, stats, caller })
     }
 
     /// Evolves every seed through every round, sending records to `sink` as
     /// they are decided. Returns when all chains are done or the run fails.
     ///
-    /// Seeds are taken from the iterator only as chains start (a bounded
-    /// window of them), so a seed source of any size runs in flat memory.
+    /// Seeds are taken from the source only as chains start (a bounded
+    /// window of them), so a source of any size runs in flat memory. A seed
+    /// the source cannot give ends the run as a stop does (nothing new is
+    /// sent, the calls in flight finish) with [`EngineError::Seeds`].
     ///
     /// After [`Engine::stop`], no new call is sent: calls in flight finish
     /// and are committed, then `run` returns [`EngineError::Stopped`]. When a
     /// budget cap is reached the same happens and `run` returns
     /// [`EngineError::Cap`].
-    pub async fn run(&self, seeds: impl IntoIterator<Item = Seed>, sink: &dyn Sink) -> Result<(), EngineError> {
+    pub async fn run<E>(
+        &self,
+        seeds: impl IntoIterator<Item = Result<Seed, E>>,
+        sink: &dyn Sink,
+    ) -> Result<(), EngineError>
+    where
+        E: Into<SeedSourceError>,
+    {
         // Past a few thousand slots (batch APIs), more chains than slots
         // only cost memory.
-        let window = self.settings.concurrency.saturating_mul(CHAINS_PER_SLOT).min(self.settings.concurrency + 16_384);
+        let concurrency = self.caller.settings().concurrency;
+        let window = concurrency.saturating_mul(CHAINS_PER_SLOT).min(concurrency + 16_384);
         let mut chains = futures::stream::iter(seeds)
-            .take_while(|_| std::future::ready(!self.stopping.load(Ordering::SeqCst)))
-            .map(|seed| self.chain(seed, sink))
+            .take_while(|_| std::future::ready(!self.caller.is_stopping()))
+            .map(|seed| async move {
+                match seed {
+                    Ok(seed) => self.chain(seed, sink).await,
+                    Err(e) => {
+                        self.stop();
+                        Err(EngineError::Seeds(e.into()))
+                    }
+                }
+            })
             .buffer_unordered(window);
         let mut stopped = false;
         let mut cap = None;
+        let mut unreadable = None;
         while let Some(result) = chains.next().await {
             match result {
                 Err(EngineError::Stopped) => stopped = true,
                 Err(EngineError::Cap(reached)) => cap = Some(reached),
+                Err(EngineError::Seeds(e)) => unreadable = Some(e),
                 other => other?,
             }
+        }
+        if let Some(e) = unreadable {
+            return Err(EngineError::Seeds(e));
         }
         if let Some(reached) = cap {
             return Err(EngineError::Cap(reached));
         }
-        if stopped || self.stopping.load(Ordering::SeqCst) {
+        if stopped || self.caller.is_stopping() {
             return Err(EngineError::Stopped);
         }
         Ok(())
@@ -222,19 +195,19 @@ impl Engine {
     /// Asks a running [`Engine::run`] to send no new call and return once
     /// the calls in flight are done.
     pub fn stop(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
+        self.caller.stop();
     }
 
     async fn chain(&self, seed: Seed, sink: &dyn Sink) -> Result<(), EngineError> {
-        if self.settings.answer_seeds {
-            self.answer_seed(&seed, sink).await?;
+        for planned in self.method.seed_calls() {
+            self.answer_seed(&seed, planned, sink).await?;
         }
         let mut current = Current { id: seed.id.clone(), instruction: seed.instruction.clone() };
-        for round in 1..=self.settings.rounds {
+        for round in 1..=self.method.rounds {
             match self.step(&seed.id, &current, round).await? {
                 Ok(evolution) => {
                     sink.accepted(&evolution).map_err(EngineError::Sink)?;
-                    current = Current { id: evolution.id, instruction: evolution.instruction };
+                    current = Current { id: evolution.lineage.id, instruction: evolution.instruction };
                 }
                 Err(rejection) => sink.rejected(&rejection).map_err(EngineError::Sink)?,
             }
@@ -244,16 +217,15 @@ impl Engine {
         Ok(())
     }
 
-    async fn answer_seed(&self, seed: &Seed, sink: &dyn Sink) -> Result<(), EngineError> {
-        let mut rng = keyed_rng(self.settings.run_seed, &[b"seed-answer", seed.id.as_bytes()]);
-        let sampling = self.sampling(self.settings.answer_sampling, &mut rng);
+    async fn answer_seed(&self, seed: &Seed, planned: PlannedCall, sink: &dyn Sink) -> Result<(), EngineError> {
+        let mut rng = keyed_rng(self.method.run_seed, &[b"seed-answer", seed.id.as_bytes()]);
         let slice = Slice { round: 0, operation: SEED_ANSWER };
-        let model = &self.models.answerer;
-        let (response, error, usage) =
-            match self.call(model, &seed.id, Stage::Answer, slice, &seed.instruction, sampling).await? {
-                Ok(reply) => (Some(reply.text), None, reply.usage),
-                Err(e) => (None, Some(e.to_string()), Usage::default()),
-            };
+        let model = self.roles.get(planned.role)?;
+        let (response, error, usage) = match self.call(&seed.id, 0, planned, slice, &seed.instruction, &mut rng).await?
+        {
+            Ok(reply) => (Some(reply.text), None, reply.usage),
+            Err(e) => (None, Some(e), Usage::default()),
+        };
         let answer = SeedAnswer {
             id: seed.id.clone(),
             instruction: seed.instruction.clone(),
@@ -273,11 +245,21 @@ impl Engine {
         parent: &Current,
         round: u32,
     ) -> Result<Result<Evolution, Rejection>, EngineError> {
-        let s = &self.settings;
-        let mut rng = step_rng(s.run_seed, seed_id, round, 0);
-        let operation = s.ops[rng.random_range(0..s.ops.len())];
+        let m = &self.method;
+        let mut rng = step_rng(m.run_seed, seed_id, round, 0);
+        let operation = m.operations.draw(&mut rng);
+        let rules = m.rules.for_operation(operation);
         let prompt = self.templates.evolve_prompt(operation, &parent.instruction, &mut rng)?;
         let slice = Slice { round, operation: operation.name() };
+        let evolver = self.roles.get(Role::Evolve)?.name().to_string();
+        let lineage = Lineage {
+            id: evolution_id(seed_id, round),
+            seed_id: seed_id.to_string(),
+            parent_id: parent.id.clone(),
+            round,
+            operation: operation.name().to_string(),
+            data_format: prompt.data_format.clone(),
+        };
         let mut usage = Usage::default();
 
         let reject = |reason: Reason,
@@ -287,230 +269,112 @@ impl Engine {
                       usage: Usage| {
             self.stats.outcome(slice, Some(reason));
             Ok(Err(Rejection {
-                id: evolution_id(seed_id, round),
-                seed_id: seed_id.to_string(),
-                parent_id: parent.id.clone(),
-                round,
-                operation,
-                data_format: prompt.data_format.clone(),
+                lineage: lineage.clone(),
                 instruction,
                 response,
                 reason,
                 detail,
-                model: self.models.evolver.name().to_string(),
+                model: evolver.clone(),
                 usage,
             }))
         };
 
-        // Evolve.
-        let sampling = self.sampling(s.evolve_sampling, &mut rng);
-        let reply = match self.call(&self.models.evolver, seed_id, Stage::Evolve, slice, &prompt.text, sampling).await?
-        {
-            Ok(reply) => reply,
-            Err(e) => return reject(Reason::RequestFailed, None, None, Some(e), usage),
-        };
-        usage += reply.usage;
-        let instruction = clean_reply(&reply.text);
-        if reply.finish_reason == FinishReason::ContentFilter {
-            return reject(Reason::ContentFiltered, Some(instruction), None, None, usage);
-        }
-        if reply.finish_reason == FinishReason::Length {
-            return reject(Reason::TruncatedEvolution, Some(instruction), None, None, usage);
-        }
-        if instruction.is_empty() {
-            return reject(Reason::EmptyEvolution, Some(instruction), None, None, usage);
-        }
-        if s.rules.copied_prompt && eliminate::copies_prompt_words(&instruction) {
-            return reject(Reason::CopiedPromptWords, Some(instruction), None, None, usage);
-        }
-
-        // Judge the information gain.
-        if s.rules.equality {
-            let question = self.templates.equality_prompt(&parent.instruction, &instruction)?;
-            let sampling = self.sampling(s.judge_sampling, &mut rng);
-            match self.call(&self.models.judge, seed_id, Stage::Judge, slice, &question, sampling).await? {
-                Ok(verdict) => {
-                    usage += verdict.usage;
-                    let said = parse_verdict(&verdict.text);
-                    self.stats.verdict(said);
-                    if said == Verdict::Equal {
-                        let detail = Some(verdict.text.trim().to_string());
-                        return reject(Reason::NoInformationGain, Some(instruction), None, detail, usage);
-                    }
-                }
-                Err(e) => return reject(Reason::RequestFailed, Some(instruction), None, Some(e), usage),
-            }
-        }
-
-        // Answer and check the answer.
+        let mut instruction = String::new();
         let mut response = None;
+        let mut answer_model = None;
         let mut answer_truncated = false;
-        if s.answer {
-            let sampling = self.sampling(s.answer_sampling, &mut rng);
-            match self.call(&self.models.answerer, seed_id, Stage::Answer, slice, &instruction, sampling).await? {
-                Ok(answer) => {
-                    usage += answer.usage;
-                    if answer.finish_reason == FinishReason::ContentFilter {
-                        return reject(Reason::ContentFiltered, Some(instruction), Some(answer.text), None, usage);
+        for planned in m.step_calls(operation) {
+            match planned.stage {
+                Stage::Evolve => {
+                    let reply = match self.call(seed_id, round, planned, slice, &prompt.text, &mut rng).await? {
+                        Ok(reply) => reply,
+                        Err(e) => return reject(Reason::RequestFailed, None, None, Some(e), usage),
+                    };
+                    usage += reply.usage;
+                    instruction = clean_reply(&reply.text);
+                    if reply.finish_reason == FinishReason::ContentFilter {
+                        return reject(Reason::ContentFiltered, Some(instruction), None, None, usage);
                     }
-                    answer_truncated = answer.finish_reason == FinishReason::Length;
-                    if let Some(reason) = eliminate::check_answer(&s.rules, &answer.text) {
-                        return reject(reason, Some(instruction), Some(answer.text), None, usage);
+                    if reply.finish_reason == FinishReason::Length {
+                        return reject(Reason::TruncatedEvolution, Some(instruction), None, None, usage);
                     }
-                    response = Some(answer.text);
+                    if instruction.is_empty() {
+                        return reject(Reason::EmptyEvolution, Some(instruction), None, None, usage);
+                    }
+                    if rules.copied_prompt && eliminate::copies_prompt_words(&instruction) {
+                        return reject(Reason::CopiedPromptWords, Some(instruction), None, None, usage);
+                    }
                 }
-                Err(e) => return reject(Reason::RequestFailed, Some(instruction), None, Some(e), usage),
+                Stage::Judge => {
+                    let question = self.templates.equality_prompt(&parent.instruction, &instruction)?;
+                    match self.call(seed_id, round, planned, slice, &question, &mut rng).await? {
+                        Ok(verdict) => {
+                            usage += verdict.usage;
+                            let said = parse_verdict(&verdict.text);
+                            self.stats.verdict(said);
+                            if said == Verdict::Equal {
+                                let detail = Some(verdict.text.trim().to_string());
+                                return reject(Reason::NoInformationGain, Some(instruction), None, detail, usage);
+                            }
+                        }
+                        Err(e) => return reject(Reason::RequestFailed, Some(instruction), None, Some(e), usage),
+                    }
+                }
+                Stage::Answer => match self.call(seed_id, round, planned, slice, &instruction, &mut rng).await? {
+                    Ok(answer) => {
+                        usage += answer.usage;
+                        if answer.finish_reason == FinishReason::ContentFilter {
+                            return reject(Reason::ContentFiltered, Some(instruction), Some(answer.text), None, usage);
+                        }
+                        answer_truncated = answer.finish_reason == FinishReason::Length;
+                        if let Some(reason) = eliminate::check_answer(&rules, &answer.text) {
+                            return reject(reason, Some(instruction), Some(answer.text), None, usage);
+                        }
+                        answer_model = Some(self.roles.get(planned.role)?.name().to_string());
+                        response = Some(answer.text);
+                    }
+                    Err(e) => return reject(Reason::RequestFailed, Some(instruction), None, Some(e), usage),
+                },
             }
         }
 
         self.stats.outcome(slice, None);
-        Ok(Ok(Evolution {
-            id: evolution_id(seed_id, round),
-            seed_id: seed_id.to_string(),
-            parent_id: parent.id.clone(),
-            round,
-            operation,
-            data_format: prompt.data_format,
-            instruction,
-            response,
-            model: self.models.evolver.name().to_string(),
-            answer_model: s.answer.then(|| self.models.answerer.name().to_string()),
-            answer_truncated,
-            usage,
-        }))
+        Ok(Ok(Evolution { lineage, instruction, response, model: evolver, answer_model, answer_truncated, usage }))
     }
 
-    /// Draws the request seed (always, so that turning request seeds on or
-    /// off does not shift any other choice).
-    fn sampling(&self, base: Sampling, rng: &mut impl RngCore) -> Sampling {
-        let seed = rng.next_u64() >> 1; // some servers take only non-negative i64
-        base.with_seed(self.settings.request_seeds.then_some(seed))
-    }
-
-    /// One model call under the shared limit. A fatal error stops the run;
-    /// an item error comes back as its message.
-    /// Looks the call up in the journal first: a committed outcome is
-    /// replayed, not sent again; a new outcome is committed before it is
-    /// returned.
-    #[allow(clippy::too_many_arguments)]
+    /// One planned call, through the caller. Draws the request seed from
+    /// `rng` whether or not it is sent.
     async fn call(
         &self,
-        model: &Arc<dyn ChatModel>,
         seed_id: &str,
-        stage: Stage,
+        round: u32,
+        planned: PlannedCall,
         slice: Slice<'_>,
         prompt: &str,
-        sampling: Sampling,
+        rng: &mut impl rand::RngCore,
     ) -> Result<Result<ChatResponse, String>, EngineError> {
-        let key = call_key(seed_id, slice.round, &stage.to_string());
-        let asked = question_digest(model.name(), prompt, sampling);
-        let mut attempt = 0;
-        if let Some(record) = self.journal.lookup(&key).map_err(EngineError::Journal)? {
-            // An outcome for another question (a parent that changed when an
-            // earlier failed call was retried) is not replayed.
-            if record.prompt == asked {
-                if !(self.settings.retry_failed && record.is_failure()) {
-                    return Ok(self.replay(model, slice, record));
-                }
-                attempt = record.attempt + 1;
-            }
-        }
-        if self.stopping.load(Ordering::SeqCst) {
-            return Err(EngineError::Stopped);
-        }
-        let _permit = self.limit.acquire().await.expect("the limit is never closed");
-        if self.stopping.load(Ordering::SeqCst) {
-            return Err(EngineError::Stopped);
-        }
-        if let Err(reached) = self.budget.reserve() {
-            self.stop();
-            return Err(EngineError::Cap(reached));
-        }
-        // A retried call gets another request seed, or a deterministic
-        // server would give the same failed reply again.
-        let sampling = match (attempt, sampling.seed) {
-            (0, _) | (_, None) => sampling,
-            (n, Some(seed)) => sampling.with_seed(Some(keyed_rng(seed, &[b"retry", &n.to_le_bytes()]).next_u64() >> 1)),
+        let sampling = seeded(planned.sampling, self.method.request_seeds, rng);
+        let stage = planned.stage.name();
+        let request = ChatRequest::new(vec![Message::user(prompt)], sampling).tagged(stage);
+        let spec = CallSpec {
+            model: self.roles.get(planned.role)?,
+            key: CallKey { item: seed_id, round, stage },
+            slice,
+            request,
         };
-        let started = Instant::now();
-        let request = ChatRequest::new(vec![Message::user(prompt)], sampling);
-        let result = model.chat(request).await;
-        let (outcome, record) = match result {
-            Ok(reply) => {
-                let cost = self.prices.cost(model.name(), reply.usage);
-                self.budget.spend(reply.usage, cost);
-                let call = Call { usage: reply.usage, cost, retries: reply.retries, failed: false };
-                self.stats.call(slice, started, call);
-                let record = CallRecord {
-                    text: Some(reply.text.clone()),
-                    finish_reason: Some(reply.finish_reason.clone()),
-                    usage: reply.usage,
-                    retries: reply.retries,
-                    error: None,
-                    prompt: asked,
-                    attempt,
-                };
-                (Ok(reply), record)
-            }
-            Err(e) => {
-                self.stats.call(slice, started, Call { retries: e.retries, failed: true, ..Call::default() });
-                if e.kind.is_fatal() {
-                    return Err(EngineError::Model { stage, model: model.name().to_string(), source: e });
-                }
-                let message = format!("{stage} call failed: {e}");
-                let record = CallRecord {
-                    text: None,
-                    finish_reason: None,
-                    usage: Usage::default(),
-                    retries: e.retries,
-                    error: Some(message.clone()),
-                    prompt: asked,
-                    attempt,
-                };
-                (Err(message), record)
-            }
-        };
-        self.journal.commit(&key, &record).map_err(EngineError::Journal)?;
-        Ok(outcome)
+        Ok(self.caller.call(spec).await?)
     }
-
-    /// A committed outcome, counted as the call it was.
-    fn replay(&self, model: &Arc<dyn ChatModel>, slice: Slice<'_>, record: CallRecord) -> Result<ChatResponse, String> {
-        let cost = self.prices.cost(model.name(), record.usage);
-        self.budget.replayed(record.usage, cost);
-        let call = Call { usage: record.usage, cost, retries: record.retries, failed: record.error.is_some() };
-        self.stats.replayed(slice, call);
-        match record.error {
-            Some(message) => Err(message),
-            None => Ok(ChatResponse {
-                text: record.text.unwrap_or_default(),
-                reasoning: None,
-                finish_reason: record.finish_reason.unwrap_or(FinishReason::Unknown),
-                usage: record.usage,
-                retries: record.retries,
-                signals: Default::default(),
-            }),
-        }
-    }
-}
-
-/// The digest of a question: the model, the prompt and the sampling
-/// settings other than the request seed (which follows from the call key).
-fn question_digest(model: &str, prompt: &str, sampling: Sampling) -> String {
-    let sampling = serde_json::to_string(&sampling.with_seed(None)).expect("serializable");
-    let mut hasher = blake3::Hasher::new();
-    for part in [model, &sampling, prompt] {
-        hasher.update(&(part.len() as u64).to_le_bytes());
-        hasher.update(part.as_bytes());
-    }
-    hasher.finalize().to_hex()[..32].to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::NoJournal;
+    use crate::caller::CallerSettings;
+    use crate::eliminate::Rules;
+    use crate::journal::{call_key, CallRecord, Journal, NoJournal};
+    use crate::ops::OperationSet;
     use evol_llm::ErrorKind;
+    use evol_llm::{ChatError, ChatModel, Sampling};
     use std::collections::BTreeMap;
     use std::sync::Mutex;
 
@@ -544,10 +408,10 @@ mod tests {
             let prompt = request.messages[0].content.clone();
             self.calls.lock().unwrap().push(prompt.clone());
             let mut finish_reason = FinishReason::Stop;
-            let text = if prompt.contains("#Rewritten Prompt#:") || prompt.contains("#Created Prompt#:") {
+            let text = if request.tag.as_deref() == Some("evolve") {
                 let given = prompt.split("Prompt#:\n").nth(1).unwrap().split("\n\n#").next().unwrap();
                 format!("#Rewritten Prompt#: \"{given} More.\"")
-            } else if prompt.contains("\"Not Equal\"") {
+            } else if request.tag.as_deref() == Some("judge") {
                 if self.equal {
                     "Equal".into()
                 } else {
@@ -597,10 +461,60 @@ mod tests {
         Sampling { temperature: 1.0, top_p: 0.9, max_tokens: 64, seed: None }
     }
 
+    /// The method and the caller's settings, in one struct for the tests.
+    #[derive(Clone)]
+    struct Settings {
+        rounds: u32,
+        ops: OperationSet,
+        run_seed: u64,
+        rules: Rules,
+        answer: bool,
+        answer_seeds: bool,
+        evolve_sampling: Sampling,
+        answer_sampling: Sampling,
+        judge_sampling: Sampling,
+        request_seeds: bool,
+        concurrency: usize,
+        retry_failed: bool,
+    }
+
+    /// An engine over one model for every role.
+    fn engine(s: Settings, model: Arc<dyn ChatModel>, stats: Arc<StatsRecorder>, journal: Arc<dyn Journal>) -> Engine {
+        engine_with(s, model, stats, journal, |c| c)
+    }
+
+    fn engine_with(
+        s: Settings,
+        model: Arc<dyn ChatModel>,
+        stats: Arc<StatsRecorder>,
+        journal: Arc<dyn Journal>,
+        costs: impl FnOnce(Caller) -> Caller,
+    ) -> Engine {
+        let method = Method {
+            rounds: s.rounds,
+            operations: s.ops,
+            run_seed: s.run_seed,
+            rules: s.rules,
+            answer: s.answer,
+            answer_seeds: s.answer_seeds,
+            evolve_sampling: s.evolve_sampling,
+            answer_sampling: s.answer_sampling,
+            judge_sampling: s.judge_sampling,
+            request_seeds: s.request_seeds,
+        };
+        let caller = CallerSettings { concurrency: s.concurrency, retry_failed: s.retry_failed };
+        let caller = Arc::new(costs(Caller::new(caller, journal, stats.clone()).unwrap()));
+        Engine::new(method, Roles::all(&Role::RUN, model), Templates::builtin(), stats, caller).unwrap()
+    }
+
+    fn seeds(n: usize) -> Vec<Result<Seed, SeedSourceError>> {
+        (0..n).map(|i| Ok(Seed { id: format!("s{i}"), instruction: format!("Question {i}?") })).collect()
+    }
+
     fn settings() -> Settings {
         Settings {
             rounds: 3,
-            ops: Operation::ALL.to_vec(),
+            ops: OperationSet::builtin(),
             run_seed: 42,
             rules: Rules::default(),
             answer: true,
@@ -614,15 +528,10 @@ mod tests {
         }
     }
 
-    fn seeds(n: usize) -> Vec<Seed> {
-        (0..n).map(|i| Seed { id: format!("s{i}"), instruction: format!("Question {i}?") }).collect()
-    }
-
     async fn run(model: Scripted, settings: Settings, n: usize) -> (Collect, crate::stats::RunStats) {
         let model: Arc<dyn ChatModel> = Arc::new(model);
-        let models = Models { evolver: model.clone(), judge: model.clone(), answerer: model };
         let stats = Arc::new(StatsRecorder::new(n as u64));
-        let engine = Engine::new(settings, models, Templates::builtin(), stats.clone(), Arc::new(NoJournal)).unwrap();
+        let engine = engine(settings, model, stats.clone(), Arc::new(NoJournal));
         let sink = Collect::default();
         engine.run(seeds(n), &sink).await.unwrap();
         (sink, stats.snapshot())
@@ -633,10 +542,10 @@ mod tests {
         let (sink, stats) = run(Scripted::new(), settings(), 5).await;
         let accepted = sink.accepted.lock().unwrap();
         assert_eq!(accepted.len(), 15);
-        let by_id: BTreeMap<_, _> = accepted.iter().map(|e| (e.id.clone(), e)).collect();
+        let by_id: BTreeMap<_, _> = accepted.iter().map(|e| (e.lineage.id.clone(), e)).collect();
         let third = by_id["s2.r3"];
-        assert_eq!(third.parent_id, "s2.r2");
-        assert_eq!(by_id["s2.r1"].parent_id, "s2");
+        assert_eq!(third.lineage.parent_id, "s2.r2");
+        assert_eq!(by_id["s2.r1"].lineage.parent_id, "s2");
         assert_eq!(third.instruction, "Question 2? More. More. More.");
         assert_eq!(third.response.as_deref(), Some("A long and useful answer about the topic."));
         assert_eq!(third.usage.prompt_tokens, 9);
@@ -652,7 +561,9 @@ mod tests {
         assert!(sink.accepted.lock().unwrap().is_empty());
         let rejected = sink.rejected.lock().unwrap();
         assert_eq!(rejected.len(), 6);
-        assert!(rejected.iter().all(|r| r.reason == Reason::NoInformationGain && r.parent_id == r.seed_id));
+        assert!(rejected
+            .iter()
+            .all(|r| r.reason == Reason::NoInformationGain && r.lineage.parent_id == r.lineage.seed_id));
         assert_eq!(stats.total.rejected["no_information_gain"], 6);
         // No answer is requested for a rejected evolution.
         assert_eq!(stats.total.requests, 12);
@@ -694,12 +605,39 @@ mod tests {
     #[tokio::test]
     async fn fatal_failures_stop_the_run() {
         let model: Arc<dyn ChatModel> = Arc::new(Scripted { fail_answers: Some(ErrorKind::Auth), ..Scripted::new() });
-        let models = Models { evolver: model.clone(), judge: model.clone(), answerer: model };
-        let engine =
-            Engine::new(settings(), models, Templates::builtin(), Arc::new(StatsRecorder::new(3)), Arc::new(NoJournal))
-                .unwrap();
+        let engine = engine(settings(), model, Arc::new(StatsRecorder::new(3)), Arc::new(NoJournal));
         let err = engine.run(seeds(3), &Collect::default()).await.unwrap_err();
         assert!(err.to_string().contains("answer call to model `scripted` failed"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_backend_failure_stops_the_run_and_commits_nothing_it_caused() {
+        let journal = Arc::new(MemoryJournal::default());
+        let model: Arc<dyn ChatModel> =
+            Arc::new(Scripted { fail_answers: Some(ErrorKind::Backend), ..Scripted::new() });
+        let engine = engine(settings(), model, Arc::new(StatsRecorder::new(3)), journal.clone());
+        let sink = Collect::default();
+        let err = engine.run(seeds(3), &sink).await.unwrap_err();
+        assert!(matches!(&err, EngineError::Model { stage, .. } if stage == "answer"), "{err}");
+        assert!(sink.rejected.lock().unwrap().is_empty(), "no item is blamed for a dead backend");
+        let answers = journal.0.lock().unwrap().keys().filter(|k| k.contains("answer")).count();
+        assert_eq!(answers, 0, "no failed answer was committed");
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_seed_ends_the_run_like_a_stop() {
+        let model = Arc::new(Scripted::new());
+        let as_model: Arc<dyn ChatModel> = model.clone();
+        let s = Settings { concurrency: 1, ..settings() };
+        let engine = engine(s, as_model, Arc::new(StatsRecorder::new(4)), Arc::new(NoJournal));
+        let mut source = seeds(4);
+        source[2] = Err("page 3 of the seeds cannot be read".into());
+        let sink = Collect::default();
+        let err = engine.run(source, &sink).await.unwrap_err();
+        assert!(matches!(err, EngineError::Seeds(_)), "{err}");
+        assert!(err.to_string().contains("page 3"), "{err}");
+        let records: Vec<String> = sink.accepted.lock().unwrap().iter().map(|e| e.lineage.seed_id.clone()).collect();
+        assert!(!records.contains(&"s3".to_string()), "no seed after the bad one is started");
     }
 
     #[tokio::test]
@@ -707,12 +645,12 @@ mod tests {
         let ops = |concurrency| async move {
             let s = Settings { concurrency, ..settings() };
             let (sink, _) = run(Scripted::new(), s, 20).await;
-            let mut v: Vec<(String, Operation, Option<String>)> = sink
+            let mut v: Vec<(String, String, Option<String>)> = sink
                 .accepted
                 .lock()
                 .unwrap()
                 .iter()
-                .map(|e| (e.id.clone(), e.operation, e.data_format.clone()))
+                .map(|e| (e.lineage.id.clone(), e.lineage.operation.clone(), e.lineage.data_format.clone()))
                 .collect();
             v.sort();
             v
@@ -724,9 +662,9 @@ mod tests {
     async fn operations_are_drawn_uniformly() {
         let s = Settings { rounds: 1, ..settings() };
         let (sink, _) = run(Scripted::new(), s, 3000).await;
-        let mut counts: BTreeMap<Operation, usize> = BTreeMap::new();
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         for e in sink.accepted.lock().unwrap().iter() {
-            *counts.entry(e.operation).or_default() += 1;
+            *counts.entry(e.lineage.operation.clone()).or_default() += 1;
         }
         assert_eq!(counts.len(), 6);
         for (op, n) in counts {
@@ -774,9 +712,8 @@ mod tests {
             let journal = journal.clone();
             async move {
                 let as_model: Arc<dyn ChatModel> = model.clone();
-                let models = Models { evolver: as_model.clone(), judge: as_model.clone(), answerer: as_model };
                 let stats = Arc::new(StatsRecorder::new(6));
-                let engine = Engine::new(settings(), models, Templates::builtin(), stats.clone(), journal).unwrap();
+                let engine = engine(settings(), as_model, stats.clone(), journal);
                 let sink = Collect::default();
                 engine.run(seeds(6), &sink).await.unwrap();
                 let mut accepted: Vec<String> =
@@ -803,10 +740,8 @@ mod tests {
             async move {
                 let model = Arc::new(model);
                 let as_model: Arc<dyn ChatModel> = model.clone();
-                let models = Models { evolver: as_model.clone(), judge: as_model.clone(), answerer: as_model };
                 let s = Settings { retry_failed, rounds: 1, ..settings() };
-                let engine =
-                    Engine::new(s, models, Templates::builtin(), Arc::new(StatsRecorder::new(2)), journal).unwrap();
+                let engine = engine(s, as_model, Arc::new(StatsRecorder::new(2)), journal);
                 let sink = Collect::default();
                 engine.run(seeds(2), &sink).await.unwrap();
                 let calls = model.calls.lock().unwrap().len();
@@ -833,11 +768,9 @@ mod tests {
             async move {
                 let model = Arc::new(Scripted::new());
                 let as_model: Arc<dyn ChatModel> = model.clone();
-                let models = Models { evolver: as_model.clone(), judge: as_model.clone(), answerer: as_model };
                 let mut s = Settings { rounds: 1, ..settings() };
                 s.answer_sampling.max_tokens = answer_max_tokens;
-                let engine =
-                    Engine::new(s, models, Templates::builtin(), Arc::new(StatsRecorder::new(1)), journal).unwrap();
+                let engine = engine(s, as_model, Arc::new(StatsRecorder::new(1)), journal);
                 engine.run(seeds(1), &Collect::default()).await.unwrap();
                 let calls = model.calls.lock().unwrap().len();
                 calls
@@ -850,7 +783,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cap_stops_sending_and_a_higher_cap_continues() {
-        use crate::cost::{Caps, Price};
+        use crate::cost::{Budget, Caps, Price, Prices};
         let journal = Arc::new(MemoryJournal::default());
         let prices =
             Prices([("scripted".to_string(), Price { prompt: 1e6, completion: 0.0, cached_prompt: None })].into());
@@ -860,12 +793,11 @@ mod tests {
             async move {
                 let model = Arc::new(Scripted::new());
                 let as_model: Arc<dyn ChatModel> = model.clone();
-                let models = Models { evolver: as_model.clone(), judge: as_model.clone(), answerer: as_model };
                 let s = Settings { concurrency: 1, ..settings() };
                 let stats = Arc::new(StatsRecorder::new(4));
-                let engine = Engine::new(s, models, Templates::builtin(), stats.clone(), journal)
-                    .unwrap()
-                    .with_costs(prices, Arc::new(Budget::new(caps)));
+                let engine = engine_with(s, as_model, stats.clone(), journal, |c| {
+                    c.with_costs(prices, Arc::new(Budget::new(caps)))
+                });
                 let result = engine.run(seeds(4), &Collect::default()).await;
                 let calls = model.calls.lock().unwrap().len();
                 (result, calls, stats.snapshot())

@@ -1,7 +1,11 @@
 //! The Evol-Instruct method, independent of where models run and where data
 //! lives.
 //!
-//! - [`ops`]: the six evolving operations.
+//! - [`ops`]: operations as data (the built-in six and any other set).
+//! - [`method`]: the settings that change a run's results, and the calls
+//!   each step makes.
+//! - [`roles`]: the named jobs models do (evolve, judge, answer).
+//! - [`caller`]: the journaled caller every model call goes through.
 //! - [`templates`]: the project's prompt templates (embedded, replaceable).
 //! - [`clean`]: turning a reply into an evolved instruction.
 //! - [`eliminate`]: the rules that reject a failed evolution.
@@ -15,20 +19,28 @@
 //! reached through [`evol_llm::ChatModel`], records leave through
 //! [`engine::Sink`].
 
+pub mod caller;
 pub mod clean;
 pub mod cost;
 pub mod eliminate;
 pub mod engine;
 pub mod journal;
+pub mod method;
 pub mod ops;
 pub mod record;
 pub mod rng;
+pub mod roles;
+pub mod shard;
 pub mod stats;
 pub mod templates;
 
-pub use engine::{Engine, EngineError, Models, Settings, Sink, SinkError};
+pub use caller::{CallError, CallKey, CallSpec, Caller, CallerSettings};
+pub use engine::{Engine, EngineError, SeedSourceError, Sink, SinkError};
 pub use journal::{Journal, NoJournal};
-pub use ops::Operation;
-pub use record::{Evolution, Rejection, Seed, SeedAnswer};
+pub use method::{Method, PlannedCall, Stage};
+pub use ops::{Operation, OperationSet};
+pub use record::{Evolution, Lineage, Rejection, Seed, SeedAnswer};
+pub use roles::{Role, Roles};
+pub use shard::Shard;
 pub use stats::{RunStats, StatsRecorder};
 pub use templates::Templates;

@@ -7,7 +7,6 @@ use evol_llm::Usage;
 use serde::{Deserialize, Serialize};
 
 use crate::eliminate::Reason;
-use crate::ops::Operation;
 
 /// A seed instruction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,9 +20,10 @@ pub fn evolution_id(seed_id: &str, round: u32) -> String {
     format!("{seed_id}.r{round}")
 }
 
-/// An accepted evolution.
+/// Where an evolution attempt comes from: shared by accepted and rejected
+/// ones (flattened into their JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Evolution {
+pub struct Lineage {
     pub id: String,
     /// The original seed's id.
     pub seed_id: String,
@@ -31,10 +31,18 @@ pub struct Evolution {
     /// accepted evolution of it.
     pub parent_id: String,
     pub round: u32,
-    pub operation: Operation,
-    /// The data format drawn for `complicate_input`.
+    /// The operation's name.
+    pub operation: String,
+    /// The data format drawn for an operation that draws one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_format: Option<String>,
+}
+
+/// An accepted evolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evolution {
+    #[serde(flatten)]
+    pub lineage: Lineage,
     pub instruction: String,
     /// The answer, or null when answering is off.
     pub response: Option<String>,
@@ -53,13 +61,8 @@ pub struct Evolution {
 /// A failed evolution: the same lineage, the failed text and the reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rejection {
-    pub id: String,
-    pub seed_id: String,
-    pub parent_id: String,
-    pub round: u32,
-    pub operation: Operation,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_format: Option<String>,
+    #[serde(flatten)]
+    pub lineage: Lineage,
     /// The evolved text, or null when the evolving call itself failed.
     pub instruction: Option<String>,
     pub response: Option<String>,
@@ -82,4 +85,35 @@ pub struct SeedAnswer {
     pub error: Option<String>,
     pub model: String,
     pub usage: Usage,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lineage_is_flattened_in_the_order_records_always_had() {
+        let e = Evolution {
+            lineage: Lineage {
+                id: "s.r1".into(),
+                seed_id: "s".into(),
+                parent_id: "s".into(),
+                round: 1,
+                operation: "deepen".into(),
+                data_format: None,
+            },
+            instruction: "q".into(),
+            response: None,
+            model: "m".into(),
+            answer_model: None,
+            answer_truncated: false,
+            usage: Usage::default(),
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            json,
+            r#"{"id":"s.r1","seed_id":"s","parent_id":"s","round":1,"operation":"deepen","instruction":"q","response":null,"model":"m","usage":{"prompt_tokens":0,"completion_tokens":0}}"#
+        );
+        assert_eq!(serde_json::from_str::<Evolution>(&json).unwrap(), e);
+    }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use minijinja::{context, AutoEscape, Environment, UndefinedBehavior};
 use rand::Rng;
 
-use crate::ops::Operation;
+use crate::ops::{Operation, OperationSet};
 
 /// The template files, by name, with the variables each must use.
 pub const TEMPLATE_FILES: &[(&str, &[&str])] = &[
@@ -62,7 +62,7 @@ fn known_names() -> String {
 }
 
 /// The compiled set of templates a run uses.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Templates {
     env: Environment<'static>,
     data_formats: Vec<String>,
@@ -140,7 +140,7 @@ impl Templates {
         let digest = hasher.finalize().to_hex().to_string();
         let templates = Templates { env, data_formats, digest };
         // Render each once so that errors surface before any model call.
-        for op in Operation::ALL {
+        for op in OperationSet::builtin().iter() {
             templates.evolve_prompt(op, "x", &mut crate::rng::step_rng(0, "", 0, 0))?;
         }
         templates.equality_prompt("x", "y")?;
@@ -158,30 +158,23 @@ impl Templates {
         &self.data_formats
     }
 
-    /// The prompt that asks a model to evolve `instruction` with `op`.
+    /// The prompt that asks a model to evolve `instruction` with `op`: its
+    /// method (with a data format drawn from the list, for an operation
+    /// that draws one) rendered into its template.
     pub fn evolve_prompt(
         &self,
-        op: Operation,
+        op: &Operation,
         instruction: &str,
         rng: &mut impl Rng,
     ) -> Result<EvolvePrompt, TemplateError> {
-        if op == Operation::Breadth {
-            let text = self.render("in_breadth.txt", context! { instruction })?;
+        let Some(method_file) = &op.method else {
+            let text = self.render(&op.template, context! { instruction })?;
             return Ok(EvolvePrompt { text, data_format: None });
-        }
-        let (method_file, data_format) = match op {
-            Operation::AddConstraints => ("method_add_constraints.txt", None),
-            Operation::Deepen => ("method_deepen.txt", None),
-            Operation::Concretize => ("method_concretize.txt", None),
-            Operation::Reasoning => ("method_reasoning.txt", None),
-            Operation::ComplicateInput => {
-                let format = &self.data_formats[rng.random_range(0..self.data_formats.len())];
-                ("method_complicate_input.txt", Some(format.clone()))
-            }
-            Operation::Breadth => unreachable!("handled above"),
         };
+        let data_format =
+            op.data_formats.then(|| self.data_formats[rng.random_range(0..self.data_formats.len())].clone());
         let method = self.render(method_file, context! { format => data_format.as_deref() })?;
-        let text = self.render("in_depth.txt", context! { method => method.trim(), instruction })?;
+        let text = self.render(&op.template, context! { method => method.trim(), instruction })?;
         Ok(EvolvePrompt { text, data_format })
     }
 
@@ -209,7 +202,7 @@ mod tests {
     #[test]
     fn hostile_instruction_is_inserted_literally() {
         let t = Templates::builtin();
-        for op in Operation::ALL {
+        for op in OperationSet::builtin().iter() {
             let p = t.evolve_prompt(op, HOSTILE, &mut step_rng(1, "a", 1, 0)).unwrap();
             assert!(p.text.contains(HOSTILE), "{op}: {}", p.text);
             assert_eq!(p.text.matches(HOSTILE).count(), 1);
@@ -222,19 +215,25 @@ mod tests {
     #[test]
     fn in_depth_prompts_end_with_the_rewrite_marker() {
         let t = Templates::builtin();
-        for op in Operation::ALL {
+        for op in OperationSet::builtin().iter() {
             let p = t.evolve_prompt(op, "Name a colour.", &mut step_rng(1, "a", 1, 0)).unwrap();
             let marker = if op.is_in_depth() { "#Rewritten Prompt#:" } else { "#Created Prompt#:" };
             assert!(p.text.trim_end().ends_with(marker), "{op}");
             assert!(p.text.contains("Name a colour."));
-            assert_eq!(p.data_format.is_some(), op == Operation::ComplicateInput);
+            assert_eq!(p.data_format.is_some(), op.name == "complicate_input");
         }
     }
 
     #[test]
     fn complicate_input_names_the_drawn_format() {
         let t = Templates::builtin();
-        let p = t.evolve_prompt(Operation::ComplicateInput, "Sort numbers.", &mut step_rng(3, "b", 2, 0)).unwrap();
+        let p = t
+            .evolve_prompt(
+                OperationSet::builtin().get("complicate_input").unwrap(),
+                "Sort numbers.",
+                &mut step_rng(3, "b", 2, 0),
+            )
+            .unwrap();
         let format = p.data_format.unwrap();
         assert!(t.data_formats().contains(&format));
         assert!(p.text.contains(&format));
@@ -243,9 +242,9 @@ mod tests {
     #[test]
     fn methods_differ_between_operations() {
         let t = Templates::builtin();
-        let texts: std::collections::BTreeSet<String> = Operation::ALL
+        let texts: std::collections::BTreeSet<String> = OperationSet::builtin()
             .iter()
-            .map(|op| t.evolve_prompt(*op, "Q", &mut step_rng(1, "a", 1, 0)).unwrap().text)
+            .map(|op| t.evolve_prompt(op, "Q", &mut step_rng(1, "a", 1, 0)).unwrap().text)
             .collect();
         assert_eq!(texts.len(), 6);
     }
@@ -268,7 +267,8 @@ mod tests {
         let mut o = BTreeMap::new();
         o.insert("in_breadth.txt".to_string(), "NEW: {{ instruction }}\n#Created Prompt#:".to_string());
         let t = Templates::with_overrides(o).unwrap();
-        let p = t.evolve_prompt(Operation::Breadth, "Q?", &mut step_rng(0, "", 0, 0)).unwrap();
+        let p =
+            t.evolve_prompt(OperationSet::builtin().get("breadth").unwrap(), "Q?", &mut step_rng(0, "", 0, 0)).unwrap();
         assert_eq!(p.text, "NEW: Q?\n#Created Prompt#:");
     }
 }

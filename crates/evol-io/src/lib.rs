@@ -1,9 +1,7 @@
-//! Files in and out of `evol`: seed files ([`seeds`]) and a run's output
-//! directory ([`output`]). The only crate besides the CLI that touches the
-//! file system.
+//! Seed files in: JSONL, a JSON array in the Alpaca layout, or plain text,
+//! read record by record ([`seeds`]). The run directory and its outputs
+//! belong to `evol-store`.
 
-pub mod output;
 pub mod seeds;
 
-pub use output::{OutputDir, OutputError};
 pub use seeds::{read_seeds, ReadOptions, SeedError, SeedFormat, SeedSet};

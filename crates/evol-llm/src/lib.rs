@@ -68,12 +68,22 @@ pub struct ChatRequest {
     pub sampling: Sampling,
     /// Strings that end generation (not included in the text).
     pub stop: Vec<String>,
+    /// What the call is for (`evolve`, `judge`, `answer`, ...): never part
+    /// of the prompt. Test models read it; the HTTP client sends it only as
+    /// an `X-Evol-Stage` header, which servers ignore and the simulator
+    /// uses to tell stages apart.
+    pub tag: Option<String>,
 }
 
 impl ChatRequest {
-    /// A request without stop strings.
+    /// A request without stop strings or tag.
     pub fn new(messages: Vec<Message>, sampling: Sampling) -> ChatRequest {
-        ChatRequest { messages, sampling, stop: Vec::new() }
+        ChatRequest { messages, sampling, stop: Vec::new(), tag: None }
+    }
+
+    /// The same request tagged with what it is for.
+    pub fn tagged(self, tag: impl Into<String>) -> ChatRequest {
+        ChatRequest { tag: Some(tag.into()), ..self }
     }
 }
 
@@ -199,7 +209,7 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Whether this failure dooms every later call too.
     pub fn is_fatal(self) -> bool {
-        matches!(self, ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::Quota)
+        matches!(self, ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::Quota | ErrorKind::Backend)
     }
 }
 
@@ -324,11 +334,12 @@ mod tests {
     }
 
     #[test]
-    fn only_account_wide_errors_are_fatal() {
+    fn only_item_errors_are_not_fatal() {
         assert!(!ErrorKind::Exhausted.is_fatal());
         assert!(!ErrorKind::Rejected.is_fatal());
         assert!(ErrorKind::Auth.is_fatal());
         assert!(ErrorKind::NotFound.is_fatal());
         assert!(ErrorKind::Quota.is_fatal());
+        assert!(ErrorKind::Backend.is_fatal(), "a dead engine or journal dooms every later call");
     }
 }

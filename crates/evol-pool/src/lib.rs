@@ -73,11 +73,12 @@ impl EndpointConfig {
     }
 }
 
-/// One server: its clients (one per role) and how it is doing.
+/// One server: its clients (one per role, by the role's name) and how it
+/// is doing.
 pub struct Endpoint {
     pub config: EndpointConfig,
-    /// One client per role, in the order of [`Pool::role`] indexes.
-    pub clients: Vec<Arc<dyn ChatModel>>,
+    /// One client per role, keyed by the role's name (`evolve`, `judge`, ...).
+    pub clients: std::collections::BTreeMap<String, Arc<dyn ChatModel>>,
 }
 
 /// A snapshot of one endpoint, for progress displays and statistics.
@@ -183,6 +184,8 @@ impl Pool {
     /// endpoint must have a client for each role.
     pub fn new(endpoints: Vec<Endpoint>, retry: RetryPolicy) -> Pool {
         assert!(!endpoints.is_empty(), "a pool needs an endpoint");
+        let roles = |e: &Endpoint| e.clients.keys().cloned().collect::<Vec<_>>();
+        assert!(endpoints.iter().all(|e| roles(e) == roles(&endpoints[0])), "every endpoint serves the same roles");
         let now = Instant::now();
         let endpoints = endpoints
             .into_iter()
@@ -207,9 +210,11 @@ impl Pool {
         Pool { inner: Arc::new(Inner { endpoints, retry, changed: Notify::new() }) }
     }
 
-    /// The [`ChatModel`] of role `index`, named `name` in records.
-    pub fn role(&self, index: usize, name: impl Into<String>) -> Arc<dyn ChatModel> {
-        Arc::new(PoolRole { pool: self.clone(), role: index, name: name.into() })
+    /// The [`ChatModel`] of the role named `role`, named `name` in records.
+    /// Panics if the endpoints have no client for that role.
+    pub fn role(&self, role: &str, name: impl Into<String>) -> Arc<dyn ChatModel> {
+        assert!(self.inner.endpoints[0].0.clients.contains_key(role), "no client for the role `{role}`");
+        Arc::new(PoolRole { pool: self.clone(), role: role.to_string(), name: name.into() })
     }
 
     /// How every endpoint is doing.
@@ -359,7 +364,7 @@ impl Pool {
         self.inner.changed.notify_waiters();
     }
 
-    async fn call(&self, role: usize, request: ChatRequest) -> Result<ChatResponse, ChatError> {
+    async fn call(&self, role: &str, request: ChatRequest) -> Result<ChatResponse, ChatError> {
         let prompt_chars: usize = request.messages.iter().map(|m| m.content.len()).sum();
         // What a rate limiter counts against tokens per minute before the
         // reply: the prompt (about 4 bytes a token) and the most it may get.
@@ -443,7 +448,7 @@ fn learn_limits(h: &mut Health, config: &EndpointConfig, signals: Signals, now: 
 
 struct PoolRole {
     pool: Pool,
-    role: usize,
+    role: String,
     name: String,
 }
 
@@ -454,7 +459,7 @@ impl ChatModel for PoolRole {
     }
 
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ChatError> {
-        self.pool.call(self.role, request).await
+        self.pool.call(&self.role, request).await
     }
 }
 
@@ -513,7 +518,10 @@ mod tests {
     fn pool(servers: &[(Arc<Server>, EndpointConfig)]) -> Pool {
         let endpoints = servers
             .iter()
-            .map(|(s, c)| Endpoint { config: c.clone(), clients: vec![s.clone() as Arc<dyn ChatModel>] })
+            .map(|(s, c)| Endpoint {
+                config: c.clone(),
+                clients: [("evolve".to_string(), s.clone() as Arc<dyn ChatModel>)].into(),
+            })
             .collect();
         let retry = RetryPolicy { initial_backoff: Duration::from_millis(5), ..RetryPolicy::default() };
         Pool::new(endpoints, retry)
@@ -527,7 +535,7 @@ mod tests {
     }
 
     async fn run_all(pool: &Pool, n: usize) -> Vec<Result<ChatResponse, ChatError>> {
-        let model = pool.role(0, "m");
+        let model = pool.role("evolve", "m");
         let calls = (0..n).map(|_| {
             let model = model.clone();
             async move { model.chat(request()).await }

@@ -1,16 +1,18 @@
 //! `evol run --dry-run`: what a run would cost, without calling any model.
 //!
-//! The number of calls is exact as an upper bound (a rejected evolution
-//! skips its later calls). Tokens are estimated from text lengths (about
-//! four bytes a token) under stated assumptions; a second figure assumes
-//! every reply runs to its token limit, the most the run can use.
+//! The seeds are read as the run reads them (`evol_store::ingest`), and
+//! each seed's calls are those the engine makes (`Method::seed_calls`,
+//! `Method::step_calls`), so the count is exact as an upper bound (a
+//! rejected evolution skips its later calls). Tokens are estimated from
+//! text lengths (about four bytes a token) under stated assumptions; a
+//! second figure assumes every reply runs to its token limit, the most the
+//! run can use.
 
 use std::fmt::Write as _;
 
-use evol_core::Templates;
-use evol_io::seeds::{open_seeds, Item};
+use evol_core::{Method, Stage, Templates};
+use evol_store::ingest::Scan;
 
-use crate::cli::RunArgs;
 use crate::settings::RunSettings;
 
 /// Bytes per token, for estimates.
@@ -31,43 +33,37 @@ struct Tokens {
     completion_max: f64,
 }
 
-pub fn dry_run(args: &RunArgs, settings: &RunSettings, templates: &Templates) -> anyhow::Result<()> {
+pub fn dry_run(settings: &RunSettings) -> anyhow::Result<()> {
     let mut seeds = 0u64;
     let mut total = Tokens::default();
-    let limit = args.limit.map_or(u64::MAX, |l| l as u64);
-    let mut taken = 0u64;
-    let overheads = Overheads::of(settings, templates)?;
-    for item in open_seeds(&args.seeds, settings.format)? {
-        let Item::Seed(_, seed) = item? else { continue };
-        if taken >= limit {
-            break;
-        }
-        taken += 1;
-        if settings.shard.is_some_and(|s| !s.contains(&seed.id)) {
-            continue;
-        }
+    let overheads = Overheads::of(&settings.method, &settings.templates)?;
+    let mut scan = Scan::open(&settings.seeds, settings.ingest)?;
+    for row in &mut scan {
+        let row = row?;
         seeds += 1;
-        let t = per_seed(settings, overheads, seed.instruction.len() as f64 / BYTES_PER_TOKEN);
+        let t = per_seed(&settings.method, overheads, row.seed.instruction.len() as f64 / BYTES_PER_TOKEN);
         total.calls += t.calls;
         total.prompt += t.prompt;
         total.completion += t.completion;
         total.completion_max += t.completion_max;
     }
+    scan.finish()?;
+    let m = &settings.models;
     let names = [
-        settings.model.clone().unwrap_or_else(|| "(the server's model)".into()),
-        settings.judge_model.clone().or(settings.model.clone()).unwrap_or_default(),
-        settings.answer_model.clone().or(settings.model.clone()).unwrap_or_default(),
+        m.evolve.clone().unwrap_or_else(|| "(the server's model)".into()),
+        m.judge.clone().or(m.evolve.clone()).unwrap_or_default(),
+        m.answer.clone().or(m.evolve.clone()).unwrap_or_default(),
     ];
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let prices = settings.prices_for(&refs);
+    let prices = settings.execution.prices_for(&refs);
     // One price for the estimate: the evolving model's (roles that use
     // other models are priced alike; the run itself prices each call).
-    let price = prices.get(&names[0]).or(settings.default_price);
+    let price = prices.get(&names[0]).or(settings.execution.default_price);
 
     let mut text = String::new();
-    let shard = settings.shard.map(|s| format!(" in shard {s}")).unwrap_or_default();
+    let shard = settings.ingest.shard.map(|s| format!(" in shard {s}")).unwrap_or_default();
     let _ =
-        writeln!(text, "evol: dry run: {seeds} seeds{shard} x {} rounds; no model is called", settings.engine.rounds);
+        writeln!(text, "evol: dry run: {seeds} seeds{shard} x {} rounds; no model is called", settings.method.rounds);
     let _ = writeln!(text, "  calls:             at most {} (fewer when evolutions are rejected)", total.calls);
     let _ = writeln!(text, "  prompt tokens:     about {}", round(total.prompt));
     let _ = writeln!(
@@ -104,11 +100,11 @@ struct Overheads {
 }
 
 impl Overheads {
-    fn of(settings: &RunSettings, templates: &Templates) -> anyhow::Result<Overheads> {
-        let ops = &settings.engine.ops;
+    fn of(method: &Method, templates: &Templates) -> anyhow::Result<Overheads> {
+        let ops = &method.operations;
         let mut rng = evol_core::rng::keyed_rng(0, &[b"estimate"]);
         let mut evolve = 0.0;
-        for &op in ops {
+        for op in ops.iter() {
             evolve += templates.evolve_prompt(op, "", &mut rng)?.text.len() as f64 / BYTES_PER_TOKEN;
         }
         let judge = templates.equality_prompt("", "")?.len() as f64 / BYTES_PER_TOKEN;
@@ -116,36 +112,41 @@ impl Overheads {
     }
 }
 
-/// The calls and tokens of one seed's chain, assuming every step passes.
-fn per_seed(settings: &RunSettings, overheads: Overheads, instruction: f64) -> Tokens {
-    let s = &settings.engine;
-    let (evolve_overhead, judge_overhead) = (overheads.evolve, overheads.judge);
-    let answer_tokens = f64::from(s.answer_sampling.max_tokens).min(ANSWER_TOKENS);
+/// The calls and tokens of one seed's chain, assuming every step passes:
+/// the calls the engine makes, from the method's own description of them.
+/// Where operations differ in their calls, the one with the most counts (an
+/// upper bound).
+fn per_seed(method: &Method, overheads: Overheads, instruction: f64) -> Tokens {
+    let answer_tokens = f64::from(method.answer_sampling.max_tokens).min(ANSWER_TOKENS);
     let mut t = Tokens::default();
-    if s.answer_seeds {
+    for call in method.seed_calls() {
         t.calls += 1;
         t.prompt += instruction;
         t.completion += answer_tokens;
-        t.completion_max += f64::from(s.answer_sampling.max_tokens);
+        t.completion_max += f64::from(call.sampling.max_tokens);
     }
+    let step =
+        method.operations.iter().map(|op| method.step_calls(op)).max_by_key(|calls| calls.len()).unwrap_or_default();
     let mut parent = instruction;
-    for _ in 0..s.rounds {
+    for _ in 0..method.rounds {
         let child = parent * GROWTH;
-        t.calls += 1;
-        t.prompt += evolve_overhead + parent;
-        t.completion += child;
-        t.completion_max += f64::from(s.evolve_sampling.max_tokens);
-        if s.rules.equality {
+        for call in &step {
             t.calls += 1;
-            t.prompt += judge_overhead + parent + child;
-            t.completion += VERDICT_TOKENS;
-            t.completion_max += f64::from(s.judge_sampling.max_tokens);
-        }
-        if s.answer {
-            t.calls += 1;
-            t.prompt += child;
-            t.completion += answer_tokens;
-            t.completion_max += f64::from(s.answer_sampling.max_tokens);
+            t.completion_max += f64::from(call.sampling.max_tokens);
+            match call.stage {
+                Stage::Evolve => {
+                    t.prompt += overheads.evolve + parent;
+                    t.completion += child;
+                }
+                Stage::Judge => {
+                    t.prompt += overheads.judge + parent + child;
+                    t.completion += VERDICT_TOKENS;
+                }
+                Stage::Answer => {
+                    t.prompt += child;
+                    t.completion += answer_tokens;
+                }
+            }
         }
         parent = child;
     }

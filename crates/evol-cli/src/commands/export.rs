@@ -1,15 +1,16 @@
 //! `evol export OUT`: rewrites a run's record files and dataset from its
-//! journal (for instance after a crash, or while the run goes on).
+//! journal (for instance after a crash). It holds the directory's lock, so
+//! it waits for no run and no run starts while it writes.
 
-use evol_io::OutputDir;
+use evol_store::OutputDir;
 
 use crate::cli::ExportArgs;
-use crate::commands::status::{identity, open_journal};
+use crate::commands::status::identity;
 
 pub fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let journal = open_journal(&args.output)?;
-    let include_seeds = identity(&journal, &args.output)?["include_seeds"].as_bool().unwrap_or(false);
-    let out = OutputDir::prepare(&args.output, false)?;
+    let out = OutputDir::existing(&args.output)?;
+    let journal = out.journal()?;
+    let include_seeds = identity(&journal, &args.output)?.include_seeds;
     let rows = out.export(&journal, include_seeds)?;
     eprintln!("evol: exported {rows} dataset rows and the record files to `{}`", args.output.display());
     Ok(())

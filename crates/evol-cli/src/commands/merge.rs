@@ -8,17 +8,17 @@
 //! unsharded run would have, and its files are exported from it. Rerunning
 //! the unsharded command on a directory merged from journals replays it
 //! whole (no call is sent) and rebuilds the full statistics; exports carry
-//! no calls, so that only works from journals.
+//! no calls, so that only works from journals. Each shard directory and the
+//! output are locked while the merge runs.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
-use evol_io::output::{import_export, JOURNAL, SEED_ANSWERS, STATS};
-use evol_io::OutputDir;
-use evol_journal::SqliteJournal;
+use evol_store::journal::FILE as JOURNAL;
+use evol_store::output::{import_export, SEED_ANSWERS, STATS};
+use evol_store::{DirLock, OutputDir, RunIdentity, RunState, SqliteJournal};
 
 use crate::cli::MergeArgs;
-use crate::commands::run::{IDENTITY, STATE};
 use crate::commands::status::identity;
 
 /// One shard, as a journal to absorb.
@@ -26,13 +26,26 @@ struct Shard {
     dir: String,
     index: u32,
     count: u32,
-    identity: serde_json::Value,
+    /// The run's identity without the shard.
+    identity: RunIdentity,
     journal: PathBuf,
     /// The journal rebuilt from an export lives here until the merge ends.
     _rebuilt: Option<tempfile::TempDir>,
 }
 
 pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
+    // Each shard directory is locked (once, however often it is named) for
+    // as long as the merge reads it.
+    let mut locks = std::collections::BTreeMap::new();
+    for dir in &args.shards {
+        if !dir.is_dir() {
+            bail!("`{}` is not a directory", dir.display());
+        }
+        let key = dir.canonicalize().map_err(|e| anyhow!("`{}`: {e}", dir.display()))?;
+        if let std::collections::btree_map::Entry::Vacant(slot) = locks.entry(key) {
+            slot.insert(DirLock::acquire(dir)?);
+        }
+    }
     let shards: Vec<Shard> = args.shards.iter().map(|dir| open_shard(dir)).collect::<anyhow::Result<_>>()?;
     let first = &shards[0];
     for shard in &shards[1..] {
@@ -60,12 +73,12 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
     if out.has_journal() {
         bail!("`{}` already holds a run; merge into a new directory", args.output.display());
     }
-    let merged = SqliteJournal::open(&out.path(JOURNAL))?;
+    let merged = out.journal()?;
     for shard in &shards {
         merged.absorb(&shard.journal).map_err(|e| anyhow!("merging `{}`: {e}", shard.dir))?;
     }
     let identity = &first.identity;
-    let expected = identity["seed_count"].as_u64().unwrap_or(0);
+    let expected = identity.seed_count;
     let seeds = merged.seed_count()?;
     if seeds != expected {
         bail!("the shards hold {seeds} seeds, the run has {expected}: some are missing");
@@ -74,10 +87,10 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
     if done != seeds {
         bail!("{} seeds are not done in their shard", seeds - done);
     }
-    merged.set_meta(IDENTITY, &identity.to_string())?;
+    merged.set_identity(identity)?;
     merged.mark_seeds_loaded()?;
-    merged.set_meta(STATE, "completed")?;
-    let rows = out.export(&merged, identity["include_seeds"].as_bool().unwrap_or(false))?;
+    merged.set_state(RunState::Completed)?;
+    let rows = out.export(&merged, identity.include_seeds)?;
     eprintln!(
         "evol: merged {} shards ({seeds} seeds, {rows} dataset rows) into `{}`",
         first.count,
@@ -89,38 +102,45 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
 /// Opens a shard's journal, or rebuilds one from its export.
 fn open_shard(dir: &Path) -> anyhow::Result<Shard> {
     let name = dir.display().to_string();
-    let (mut identity, state, journal, rebuilt) = if dir.join(JOURNAL).is_file() {
+    let (identity, state, journal, rebuilt) = if dir.join(JOURNAL).is_file() {
         let journal = SqliteJournal::open(&dir.join(JOURNAL))?;
-        let state = journal.meta(STATE)?.unwrap_or_default();
+        let state = journal.state()?;
         (identity(&journal, dir)?, state, dir.join(JOURNAL), None)
     } else if dir.join(STATS).is_file() {
         let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(STATS))?)
             .map_err(|e| anyhow!("`{}`: {e}", dir.join(STATS).display()))?;
-        let identity = stats["identity"].clone();
-        if !identity.is_object() {
+        if !stats["identity"].is_object() {
             bail!("`{name}`: its `{STATS}` names no run identity (made by an older evol?); merge its journal instead");
         }
-        let answered = identity["settings"]["answer_seeds"].as_bool().unwrap_or(false);
-        if identity["include_seeds"] == true && !answered && !dir.join(SEED_ANSWERS).exists() {
+        let identity = RunIdentity::from_json(stats["identity"].clone())
+            .map_err(|e| anyhow!("`{name}`: the run identity in its `{STATS}`: {e}"))?;
+        let answered = identity.settings.answer_seeds;
+        if identity.include_seeds && !answered && !dir.join(SEED_ANSWERS).exists() {
             bail!("`{name}`: an export of a run with --include-seeds --no-answer lacks the seeds' instructions; merge its journal instead");
         }
-        let run_seed = identity["settings"]["run_seed"].as_u64().unwrap_or(0);
         let tmp = tempfile::tempdir()?;
         let path = tmp.path().join(JOURNAL);
         let journal = SqliteJournal::open(&path)?;
-        import_export(dir, &journal, run_seed).map_err(|e| anyhow!("reading the export `{name}`: {e}"))?;
-        (identity, stats["state"].as_str().unwrap_or_default().to_string(), path, Some(tmp))
+        import_export(dir, &journal, identity.settings.run_seed)
+            .map_err(|e| anyhow!("reading the export `{name}`: {e}"))?;
+        let state = stats["state"].as_str().and_then(RunState::parse);
+        (identity, state, path, Some(tmp))
     } else {
         bail!("`{name}` holds neither a run journal (`{JOURNAL}`) nor an export (`{STATS}`)");
     };
-    if state != "completed" {
+    if state != Some(RunState::Completed) {
+        let state = state.map_or("unknown".to_string(), |s| s.to_string());
         bail!("`{name}` is not a completed run (state: {state}); finish it first by rerunning its command");
     }
-    let shard = identity["shard"].as_str().map(String::from);
-    let Some((i, n)) = shard.as_deref().and_then(|s| s.split_once('/')) else {
+    let Some(shard) = identity.shard else {
         bail!("`{name}` is not a shard (it was not run with --shard)");
     };
-    let (index, count) = (i.parse()?, n.parse()?);
-    identity["shard"] = serde_json::Value::Null;
-    Ok(Shard { dir: name, index, count, identity, journal, _rebuilt: rebuilt })
+    Ok(Shard {
+        dir: name,
+        index: shard.index,
+        count: shard.count,
+        identity: identity.unsharded(),
+        journal,
+        _rebuilt: rebuilt,
+    })
 }

@@ -72,8 +72,9 @@ mod imp {
     }
 
     pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-        let (name, path) = crate::local::resolve(Some(&args.model), &args.engine, args.quiet)?;
-        let engine = crate::local::start(name, path, &args.engine)?;
+        let engine_settings = crate::settings::EngineSettings::from_args(args.engine)?;
+        let (name, path) = crate::local::resolve(Some(&args.model), &engine_settings, args.quiet)?;
+        let engine = crate::local::start(name, path, &engine_settings)?;
         if !args.quiet {
             eprintln!("evol: embedded engine: {}", crate::local::describe(&engine));
         }
@@ -289,7 +290,7 @@ mod imp {
         let include_usage =
             object.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
         let sampling = Sampling { temperature: temperature as f32, top_p: top_p as f32, max_tokens, seed };
-        Ok(Valid { request: ChatRequest { messages: parsed, sampling, stop }, stream, include_usage })
+        Ok(Valid { request: ChatRequest { messages: parsed, sampling, stop, tag: None }, stream, include_usage })
     }
 
     async fn chat(

@@ -3,20 +3,20 @@
 
 use std::time::SystemTime;
 
-use anyhow::{anyhow, bail};
-use evol_io::output::JOURNAL;
-use evol_journal::{CallTotals, Kind, SqliteJournal};
+use anyhow::anyhow;
+use evol_core::Role;
+use evol_store::journal::FILE as JOURNAL;
+use evol_store::{CallTotals, Kind, RunIdentity, RunState, SqliteJournal};
 use serde::Serialize;
 
 use crate::cli::StatusArgs;
-use crate::commands::run::{IDENTITY, STATE};
 use crate::progress::human;
 
 #[derive(Serialize)]
 struct Status {
     output: String,
     /// running, completed, interrupted, capped or failed.
-    state: String,
+    state: RunState,
     /// Seconds since the journal was last written.
     idle_seconds: Option<f64>,
     seeds: u64,
@@ -30,29 +30,18 @@ struct Status {
     calls: CallTotals,
     /// Provider batches (`--batch-api`) not yet settled.
     batches_in_flight: usize,
-    models: serde_json::Value,
-}
-
-/// Opens the journal of a run directory, refusing a directory without one
-/// (opening would create an empty journal).
-pub fn open_journal(dir: &std::path::Path) -> anyhow::Result<SqliteJournal> {
-    let path = dir.join(JOURNAL);
-    if !path.is_file() {
-        bail!("`{}` holds no run journal (`{JOURNAL}`): is it the output directory of `evol run`?", dir.display());
-    }
-    Ok(SqliteJournal::open(&path)?)
+    models: std::collections::BTreeMap<Role, String>,
 }
 
 /// The stored identity of a run.
-pub fn identity(journal: &SqliteJournal, dir: &std::path::Path) -> anyhow::Result<serde_json::Value> {
-    let text = journal.meta(IDENTITY)?.ok_or_else(|| anyhow!("`{}`: the run never started", dir.display()))?;
-    Ok(serde_json::from_str(&text)?)
+pub fn identity(journal: &SqliteJournal, dir: &std::path::Path) -> anyhow::Result<RunIdentity> {
+    journal.identity()?.ok_or_else(|| anyhow!("`{}`: the run never started", dir.display()))
 }
 
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let journal = open_journal(&args.output)?;
+    let journal = SqliteJournal::open_existing(&args.output)?;
     let identity = identity(&journal, &args.output)?;
-    let rounds = identity["settings"]["rounds"].as_u64().unwrap_or(0);
+    let rounds = u64::from(identity.settings.rounds);
     let accepted = journal.record_count(Kind::Evolved)?;
     let rejected = journal.record_count(Kind::Rejected)?;
     let modified = [JOURNAL.to_string(), format!("{JOURNAL}-wal")]
@@ -62,13 +51,13 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     let seeds = journal.seed_count()?;
     let status = Status {
         output: args.output.display().to_string(),
-        state: journal.meta(STATE)?.unwrap_or_else(|| "unknown".into()),
+        state: journal.state()?.unwrap_or(RunState::Running),
         idle_seconds: modified
             .and_then(|m| SystemTime::now().duration_since(m).ok())
             .map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
         seeds,
         seeds_done: journal.seeds_done()?,
-        shard: identity["shard"].as_str().map(String::from),
+        shard: identity.shard.map(|s| s.to_string()),
         rounds,
         steps: accepted + rejected,
         accepted,
@@ -76,7 +65,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         seed_answers: journal.record_count(Kind::SeedAnswer)?,
         calls: journal.call_totals()?,
         batches_in_flight: journal.unsettled_batches()?.len(),
-        models: identity["models"].clone(),
+        models: identity.models.clone(),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -84,8 +73,8 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     }
     let percent = |a: u64, b: u64| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
     let total_steps = status.seeds * rounds;
-    let mut state = status.state.clone();
-    if state == "running" {
+    let mut state = status.state.to_string();
+    if status.state == RunState::Running {
         if let Some(idle) = status.idle_seconds {
             state = format!(
                 "running (last write {} ago; a run killed without a clean exit also shows as running)",
@@ -120,9 +109,9 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     }
     println!(
         "models:  evolve `{}`, judge `{}`, answer `{}`",
-        status.models["evolve"].as_str().unwrap_or("?"),
-        status.models["judge"].as_str().unwrap_or("?"),
-        status.models["answer"].as_str().unwrap_or("?")
+        identity.model(Role::Evolve),
+        identity.model(Role::Judge),
+        identity.model(Role::Answer)
     );
     Ok(())
 }

@@ -1,26 +1,23 @@
 //! `evol run`: seeds in, evolved dataset out.
 
 mod models;
-mod seeds;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use evol_core::cost::{Budget, CapReached, Caps, Prices};
-use evol_core::{Engine, EngineError, RunStats, StatsRecorder};
-use evol_io::output::{RunSink, DATASET, EVOLVED, JOURNAL, REJECTED, SEED_ANSWERS, STATS};
-use evol_io::OutputDir;
-use evol_journal::SqliteJournal;
+use evol_core::{Caller, CallerSettings, Engine, EngineError, Method, Role, RunStats, StatsRecorder};
+use evol_store::ingest::{ingest, Input};
+use evol_store::output::{RunSink, DATASET, EVOLVED, REJECTED, SEED_ANSWERS, STATS};
+use evol_store::{OutputDir, RunIdentity, RunState, SqliteJournal};
 use serde::Serialize;
 
 use crate::cli::RunArgs;
 use crate::progress::{human, Progress};
-use crate::settings::{load_templates, RunSettings};
+use crate::settings::{Backend, RunSettings};
 
-pub use models::BATCH_SERVER;
-use models::{connect, connect_batches, embedded};
-use seeds::{load_seeds, report_skipped, Input};
+use models::{connect, connect_batches, embedded, ServerLimits};
 
 /// How long a first Ctrl-C waits for the calls in flight.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -36,14 +33,17 @@ struct StatsFile<'a> {
     evol_version: &'static str,
     /// False when the run stopped early (error, interruption, budget cap).
     completed: bool,
-    /// completed, interrupted, capped or failed.
-    state: &'a str,
+    state: RunState,
     #[serde(flatten)]
     run: &'a RunStats,
     input: InputInfo,
     models: ModelInfo<'a>,
     budget: BudgetInfo<'a>,
-    settings: &'a evol_core::Settings,
+    /// The method: every setting that changes the results.
+    settings: &'a Method,
+    /// How this attempt ran: the settings that may change between attempts,
+    /// as used.
+    execution: ExecutionInfo,
     /// Per server (with `--endpoint`): calls, failures, the adapted
     /// concurrency at the end, and why a server is out if it is.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -52,9 +52,9 @@ struct StatsFile<'a> {
     /// sequences in its batch, tokens computed, busy and decode seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     engine: Option<serde_json::Value>,
-    /// What makes the run's results what they are (see `run_identity`):
-    /// lets `evol merge` check exported shards without their journals.
-    identity: &'a serde_json::Value,
+    /// What makes the run's results what they are: lets `evol merge` check
+    /// exported shards without their journals.
+    identity: &'a RunIdentity,
 }
 
 #[derive(Serialize)]
@@ -64,6 +64,24 @@ struct EndpointInfo {
     failures: u64,
     concurrency: usize,
     out: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ExecutionInfo {
+    /// The most calls in flight in all.
+    concurrency: usize,
+    /// Each server's limits (none for the embedded engine).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    servers: Vec<ServerLimits>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    adaptive: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch_api: Option<bool>,
+    retry_failed: bool,
 }
 
 #[derive(Serialize)]
@@ -90,40 +108,40 @@ struct ModelInfo<'a> {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let settings = RunSettings::from_args(&args)?;
-    let templates = load_templates(args.templates.as_deref())?;
-    if args.dry_run {
-        return crate::commands::estimate::dry_run(&args, &settings, &templates);
+    let settings = RunSettings::from_args(args)?;
+    if settings.dry_run {
+        return crate::commands::estimate::dry_run(&settings);
     }
 
-    let out = OutputDir::prepare(&args.output, args.fresh)?;
+    let out = OutputDir::prepare(&settings.output, settings.fresh)?;
     let new_run = !out.has_journal();
-    let journal = Arc::new(SqliteJournal::open(&out.path(JOURNAL))?);
-    let Begun { input, models, endpoint, names, identity, committed } =
-        match begin(&args, &settings, &templates, &journal).await {
-            Ok(begun) => begun,
-            Err(e) => {
-                if new_run {
-                    // Nothing was sent: leave no half-made output directory.
-                    drop(journal);
-                    out.abandon();
-                }
-                return Err(e);
+    let journal = Arc::new(out.journal()?);
+    let Begun { input, models, endpoint, identity, committed } = match begin(&settings, &journal).await {
+        Ok(begun) => begun,
+        Err(e) => {
+            if new_run {
+                // Nothing was sent: leave no half-made output directory.
+                drop(journal);
+                out.abandon();
             }
-        };
-    if committed > 0 && !args.quiet {
+            return Err(e);
+        }
+    };
+    let quiet = settings.quiet;
+    if committed > 0 && !quiet {
         eprintln!(
             "evol: resuming the run in `{}`: {committed} calls are already committed and will not be sent again",
             out.root().display()
         );
     }
-    journal.set_meta(STATE, "running")?;
+    journal.set_state(RunState::Running)?;
 
     let seeds = journal.seed_count()?;
     let stats = Arc::new(StatsRecorder::new(seeds));
-    let prices = settings.prices_for(&[&names.0, &names.1, &names.2]);
-    if settings.caps.max_cost.is_some() {
-        let unique: std::collections::BTreeSet<&String> = [&names.0, &names.1, &names.2].into();
+    let names: Vec<&str> = Role::RUN.iter().map(|r| identity.model(*r)).collect();
+    let prices = settings.execution.prices_for(&names);
+    if settings.execution.caps.max_cost.is_some() {
+        let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
         for name in unique {
             if prices.get(name).is_none() {
                 eprintln!(
@@ -132,28 +150,29 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let budget = Arc::new(Budget::new(settings.caps));
-    let mut engine_settings = settings.engine.clone();
-    engine_settings.concurrency = models.concurrency;
+    let budget = Arc::new(Budget::new(settings.execution.caps));
+    let caller_settings =
+        CallerSettings { concurrency: models.concurrency, retry_failed: settings.execution.retry_failed };
+    let caller = Arc::new(
+        Caller::new(caller_settings, journal.clone(), stats.clone())?.with_costs(prices.clone(), budget.clone()),
+    );
     let pool = models.pool;
     let engine_activity = models.engine;
-    let engine = Engine::new(engine_settings, models.models, templates, stats.clone(), journal.clone())?
-        .with_costs(prices.clone(), budget.clone());
-    let sink = RunSink::new(journal.clone(), out.sink()?, settings.engine.run_seed);
-    if !args.quiet {
-        let shard = settings.shard.map(|s| format!(" (shard {s})")).unwrap_or_default();
+    let engine =
+        Engine::new(settings.method.clone(), models.roles, settings.templates.clone(), stats.clone(), caller.clone())?;
+    let sink = RunSink::new(journal.clone(), out.sink()?, settings.method.run_seed);
+    if !quiet {
+        let shard = settings.ingest.shard.map(|s| format!(" (shard {s})")).unwrap_or_default();
         eprintln!(
             "evol: {seeds} seeds{shard} x {} rounds with `{}` at {endpoint} (concurrency {}) -> `{}`",
-            settings.engine.rounds,
-            names.0,
+            settings.method.rounds,
+            identity.model(Role::Evolve),
             models.concurrency,
             out.root().display()
         );
     }
-    let progress = Progress::start(stats.clone(), budget.clone(), seeds, settings.engine.rounds, args.quiet);
-    let pages = journal.seeds();
-    let page_error = pages.error_slot();
-    let run = engine.run(pages, &sink);
+    let progress = Progress::start(stats.clone(), budget.clone(), seeds, settings.method.rounds, quiet);
+    let run = engine.run(journal.seeds(), &sink);
     tokio::pin!(run);
     let result: Result<(), EngineError> = tokio::select! {
         r = &mut run => r,
@@ -174,25 +193,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     progress.finish();
-    let result = match page_error.lock().unwrap().take() {
-        Some(e) => Err(anyhow!("reading the seeds from the journal failed: {e}")),
-        None => Ok(result),
-    }?;
 
     // Whatever happened, what was decided is on disk: export the files.
     let snapshot = stats.snapshot();
-    let rows = out.export(&journal, args.include_seeds)?;
+    let rows = out.export(&journal, settings.include_seeds)?;
     if result.is_ok() {
         // Every result of every batch is committed: none need adopting.
         journal.settle_batches()?;
     }
     let state = match &result {
-        Ok(()) => "completed",
-        Err(EngineError::Stopped) => "interrupted",
-        Err(EngineError::Cap(_)) => "capped",
-        Err(_) => "failed",
+        Ok(()) => RunState::Completed,
+        Err(EngineError::Stopped) => RunState::Interrupted,
+        Err(EngineError::Cap(_)) => RunState::Capped,
+        Err(_) => RunState::Failed,
     };
-    journal.set_meta(STATE, state)?;
+    journal.set_state(state)?;
+    let servers = settings.servers();
     out.write_json(
         STATS,
         &StatsFile {
@@ -201,24 +217,38 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             state,
             run: &snapshot,
             input: InputInfo {
-                file: args.seeds.display().to_string(),
+                file: settings.seeds.display().to_string(),
                 seeds: snapshot.seeds as usize,
-                shard: settings.shard.map(|s| s.to_string()),
+                shard: settings.ingest.shard.map(|s| s.to_string()),
                 skipped_invalid: input.invalid_count,
                 skipped_empty: input.empty_count,
             },
-            models: ModelInfo { endpoint: &endpoint, evolve: &names.0, judge: &names.1, answer: &names.2 },
+            models: ModelInfo {
+                endpoint: &endpoint,
+                evolve: identity.model(Role::Evolve),
+                judge: identity.model(Role::Judge),
+                answer: identity.model(Role::Answer),
+            },
             budget: BudgetInfo { caps: budget.caps(), prices: &prices },
-            settings: &settings.engine,
+            settings: &settings.method,
+            execution: ExecutionInfo {
+                concurrency: models.concurrency,
+                servers: models.limits,
+                timeout_seconds: servers.map(|s| s.timeout.as_secs_f64()),
+                max_retries: servers.map(|s| s.retry.max_retries),
+                adaptive: servers.map(|s| s.adaptive),
+                batch_api: servers.map(|s| s.batch.is_some()),
+                retry_failed: settings.execution.retry_failed,
+            },
             identity: &identity,
             endpoints: endpoint_info(pool.as_ref()),
             engine: engine_activity.as_ref().map(|report| report()),
         },
     )?;
-    if !args.quiet || result.is_err() {
-        eprint!("{}", summary(&snapshot, rows, &out, args.include_seeds));
+    if !quiet || result.is_err() {
+        eprint!("{}", summary(&snapshot, rows, &out, settings.include_seeds));
     }
-    if let Some(warning) = judge_warning(&snapshot.judge, &names.1) {
+    if let Some(warning) = judge_warning(&snapshot.judge, identity.model(Role::Judge)) {
         eprintln!("{warning}");
     }
     match result {
@@ -236,41 +266,60 @@ struct Begun {
     models: models::Connected,
     /// Where the models are, in words.
     endpoint: String,
-    /// The evolving, judging and answering models' names.
-    names: (String, String, String),
-    identity: serde_json::Value,
+    identity: RunIdentity,
     /// Calls already in the journal (a resumed run).
     committed: u64,
 }
 
 /// Loads the seeds, connects the models and records (or checks) the run's
 /// identity: everything that can fail before the first call.
-async fn begin(
-    args: &RunArgs,
-    settings: &RunSettings,
-    templates: &evol_core::Templates,
-    journal: &Arc<SqliteJournal>,
-) -> anyhow::Result<Begun> {
-    let input = load_seeds(args, settings, journal)?;
-    report_skipped(args, &input);
-    let models = match (&settings.batch, settings.endpoints.is_empty()) {
-        (Some(batch), _) => connect_batches(settings, *batch, journal.clone(), args.quiet).await?,
-        (None, false) => connect(settings, args.quiet).await?,
-        (None, true) => embedded(settings, args)?,
+async fn begin(settings: &RunSettings, journal: &Arc<SqliteJournal>) -> anyhow::Result<Begun> {
+    let input = ingest(&settings.seeds, settings.ingest, journal)?;
+    report_skipped(settings, &input);
+    let concurrency = settings.execution.concurrency;
+    let (models, endpoint) = match &settings.backend {
+        Backend::Servers(servers) => {
+            let models = match servers.batch {
+                Some(batch) => {
+                    connect_batches(servers, &settings.models, batch, journal.clone(), settings.quiet).await?
+                }
+                None => connect(servers, &settings.models, concurrency, settings.quiet).await?,
+            };
+            let endpoint = match servers.endpoints.len() {
+                1 => servers.endpoints[0].url.clone(),
+                n => format!("{n} servers"),
+            };
+            (models, endpoint)
+        }
+        Backend::Embedded(engine) => {
+            (embedded(engine, &settings.models, concurrency, settings.quiet)?, "the embedded engine".to_string())
+        }
     };
-    let endpoint = match settings.endpoints.len() {
-        0 => "the embedded engine".to_string(),
-        1 => settings.endpoints[0].url.clone(),
-        n => format!("{n} servers"),
+    let identity = RunIdentity {
+        seeds: input.digest.clone(),
+        seed_count: input.total,
+        shard: settings.ingest.shard,
+        settings: settings.method.clone(),
+        models: models.roles.names(),
+        templates: settings.templates.digest().to_string(),
+        include_seeds: settings.include_seeds,
     };
-    let names = (
-        models.models.evolver.name().to_string(),
-        models.models.judge.name().to_string(),
-        models.models.answerer.name().to_string(),
-    );
-    let identity = run_identity(settings, &input, &names, templates.digest(), args.include_seeds);
     let committed = check_identity(journal, &identity)?;
-    Ok(Begun { input, models, endpoint, names, identity, committed })
+    Ok(Begun { input, models, endpoint, identity, committed })
+}
+
+fn report_skipped(settings: &RunSettings, input: &Input) {
+    let file = settings.seeds.display();
+    for (place, message) in &input.invalid {
+        eprintln!("warning: `{file}` {place}: {message}; skipped");
+    }
+    for place in &input.empty {
+        eprintln!("warning: `{file}` {place}: empty instruction; skipped");
+    }
+    let more = (input.invalid_count - input.invalid.len()) + (input.empty_count - input.empty.len());
+    if more > 0 {
+        eprintln!("warning: ... and {more} more skipped");
+    }
 }
 
 /// How each server of the pool did; warns about those taken out.
@@ -301,9 +350,6 @@ fn judge_warning(judge: &evol_core::stats::Verdicts, model: &str) -> Option<Stri
     ))
 }
 
-/// The journal's meta key for the run's state.
-pub const STATE: &str = "state";
-
 /// A budget cap stopped the run (exit code 3).
 #[derive(Debug, thiserror::Error)]
 #[error("stopped: {reached}; what was done is in `{out}` (raise {flag} and rerun the same command to continue)", flag = reached.flag())]
@@ -312,58 +358,14 @@ pub struct CapStop {
     pub out: String,
 }
 
-/// What makes a run's results what they are: the seeds, the settings that
-/// change results (not concurrency, timeouts, retries or budgets), the
-/// models, the prompt templates and the shard. A journal only resumes a run
-/// of the same identity; `evol merge` joins shards whose identities differ
-/// only in the shard.
-fn run_identity(
-    settings: &RunSettings,
-    input: &Input,
-    names: &(String, String, String),
-    templates: &str,
-    include_seeds: bool,
-) -> serde_json::Value {
-    let mut engine = serde_json::to_value(&settings.engine).expect("serializable");
-    for field in ["concurrency", "retry_failed"] {
-        engine.as_object_mut().expect("an object").remove(field);
-    }
-    serde_json::json!({
-        "seeds": input.digest,
-        "seed_count": input.total,
-        "shard": settings.shard.map(|s| s.to_string()),
-        "settings": engine,
-        "models": { "evolve": names.0, "judge": names.1, "answer": names.2 },
-        "templates": templates,
-        "include_seeds": include_seeds,
-    })
-}
-
-/// The journal's meta key for the run's identity.
-pub const IDENTITY: &str = "identity";
-
 /// Records the run's identity in a new journal, or checks it against the one
 /// there; returns how many calls the journal already holds.
-fn check_identity(journal: &SqliteJournal, identity: &serde_json::Value) -> anyhow::Result<u64> {
-    let Some(stored) = journal.meta(IDENTITY)? else {
-        journal.set_meta(IDENTITY, &identity.to_string())?;
+fn check_identity(journal: &SqliteJournal, identity: &RunIdentity) -> anyhow::Result<u64> {
+    let Some(stored) = journal.identity()? else {
+        journal.set_identity(identity)?;
         return Ok(0);
     };
-    let stored: serde_json::Value = serde_json::from_str(&stored)?;
-    let mut differences = Vec::new();
-    for (key, value) in identity.as_object().expect("an object") {
-        match (value, &stored[key]) {
-            (serde_json::Value::Object(now), serde_json::Value::Object(then)) => {
-                for (sub, v) in now {
-                    if then.get(sub) != Some(v) {
-                        differences.push(if key == "settings" { sub.clone() } else { format!("{key}.{sub}") });
-                    }
-                }
-            }
-            (now, then) if now != then => differences.push(key.clone()),
-            _ => {}
-        }
-    }
+    let differences = identity.differences(&stored);
     if !differences.is_empty() {
         bail!(
             "this output directory holds a run made with other settings (changed: {}); rerun with the same settings to resume it, or pass --fresh to start over",

@@ -5,19 +5,33 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail};
-use evol_core::Models;
-use evol_journal::SqliteJournal;
+use evol_core::{Role, Roles};
 use evol_llm::{ChatModel, ChatRequest, ErrorKind, Message, RetryPolicy, Sampling};
 use evol_openai::{BatchLedger, BatchSettings, Batches, ClientConfig, OpenAiClient};
 use evol_pool::{Endpoint, EndpointConfig, Pool};
+use evol_store::{BatchServer, SqliteJournal};
 
-use crate::cli::RunArgs;
-use crate::settings::{RunSettings, UsageError};
+use crate::settings::{EngineSettings, RoleModels, Servers, UsageError};
+
+/// The limits a server was used with, for `stats.json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(super) struct ServerLimits {
+    pub url: String,
+    /// The most calls in flight on it (the ceiling its adapted concurrency
+    /// moves under).
+    pub max_concurrency: usize,
+    pub weight: f64,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+}
 
 /// The models of a run and how many calls may be in flight in all.
 pub(super) struct Connected {
-    pub models: Models,
+    pub roles: Roles,
+    /// The most calls in flight in all (the sum of the servers' ceilings).
     pub concurrency: usize,
+    /// Each server's limits, as used.
+    pub limits: Vec<ServerLimits>,
     /// The servers' pool, for their statistics.
     pub pool: Option<Pool>,
     /// The embedded engine's activity so far, for `stats.json`.
@@ -28,35 +42,44 @@ pub(super) struct Connected {
 /// server answers and knows its model (a wrong URL or key fails in seconds,
 /// not after minutes of retries), and puts them behind one pool. With
 /// several servers, one that fails the check is left out with a warning.
-pub(super) async fn connect(settings: &RunSettings, quiet: bool) -> anyhow::Result<Connected> {
-    let many = settings.endpoints.len() > 1;
+pub(super) async fn connect(
+    servers: &Servers,
+    wanted: &RoleModels,
+    concurrency: usize,
+    quiet: bool,
+) -> anyhow::Result<Connected> {
+    let many = servers.endpoints.len() > 1;
     let mut endpoints = Vec::new();
-    let mut names: Option<(String, String, String)> = None;
+    let mut limits = Vec::new();
+    let mut names: Option<std::collections::BTreeMap<Role, String>> = None;
     let mut failures = Vec::new();
-    for endpoint in &settings.endpoints {
-        match check_endpoint(settings, endpoint, quiet).await {
+    for endpoint in &servers.endpoints {
+        match check_endpoint(servers, wanted, endpoint, quiet).await {
             Ok((client, model)) => {
-                let judge = settings.judge_model.clone().unwrap_or_else(|| model.clone());
-                let answer = settings.answer_model.clone().unwrap_or_else(|| model.clone());
-                let clients: Vec<Arc<dyn ChatModel>> = vec![
-                    Arc::new(client.with_model(&model)),
-                    Arc::new(client.with_model(&judge)),
-                    Arc::new(client.with_model(&answer)),
-                ];
-                names.get_or_insert((model, judge, answer));
+                let role_models = role_models(wanted, &model);
+                let clients = role_models
+                    .iter()
+                    .map(|(role, m)| (role.name().to_string(), Arc::new(client.with_model(m)) as Arc<dyn ChatModel>))
+                    .collect();
+                names.get_or_insert(role_models);
+                let max_concurrency = endpoint.max_concurrency.unwrap_or(concurrency);
                 let config = EndpointConfig {
                     weight: endpoint.weight,
-                    adaptive: settings.adaptive,
+                    adaptive: servers.adaptive,
                     requests_per_minute: endpoint.rpm.map(u64::from),
                     tokens_per_minute: endpoint.tpm,
                     // Replies taking half the timeout: the server is close to
                     // timing requests out; send it less.
-                    slow_after: Some(settings.timeout / 2),
-                    ..EndpointConfig::new(
-                        client.base_url(),
-                        endpoint.max_concurrency.unwrap_or(settings.engine.concurrency),
-                    )
+                    slow_after: Some(servers.timeout / 2),
+                    ..EndpointConfig::new(client.base_url(), max_concurrency)
                 };
+                limits.push(ServerLimits {
+                    url: client.base_url().to_string(),
+                    max_concurrency,
+                    weight: endpoint.weight,
+                    rpm: endpoint.rpm,
+                    tpm: endpoint.tpm,
+                });
                 endpoints.push(Endpoint { config, clients });
             }
             Err(e) if many => {
@@ -67,56 +90,65 @@ pub(super) async fn connect(settings: &RunSettings, quiet: bool) -> anyhow::Resu
         }
     }
     let Some(names) = names else {
-        bail!("none of the {} servers can be used (see the warnings above)", settings.endpoints.len());
+        bail!("none of the {} servers can be used (see the warnings above)", servers.endpoints.len());
     };
-    let concurrency = endpoints.iter().map(|e| e.config.max_concurrency).sum::<usize>().min(100_000);
-    let pool = Pool::new(endpoints, settings.retry);
-    Ok(Connected {
-        models: Models {
-            evolver: pool.role(0, names.0),
-            judge: pool.role(1, names.1),
-            answerer: pool.role(2, names.2),
-        },
-        concurrency,
-        pool: Some(pool),
-        engine: None,
-    })
+    let total = endpoints.iter().map(|e| e.config.max_concurrency).sum::<usize>().min(100_000);
+    let pool = Pool::new(endpoints, servers.retry);
+    let roles =
+        names.into_iter().fold(Roles::new(), |roles, (role, name)| roles.with(role, pool.role(role.name(), name)));
+    Ok(Connected { roles, concurrency: total, limits, pool: Some(pool), engine: None })
+}
+
+/// The model of each role of a run: the one asked for, else the server's.
+fn role_models(wanted: &RoleModels, evolve: &str) -> std::collections::BTreeMap<Role, String> {
+    Role::RUN
+        .into_iter()
+        .map(|role| {
+            let asked = match role {
+                Role::Evolve => None,
+                Role::Judge => wanted.judge.as_ref(),
+                Role::Answer => wanted.answer.as_ref(),
+            };
+            (role, asked.cloned().unwrap_or_else(|| evolve.to_string()))
+        })
+        .collect()
 }
 
 /// Sends the calls as provider batches on the one server: its batches are
 /// journaled, and those a stopped run left unsettled are adopted.
 pub(super) async fn connect_batches(
-    settings: &RunSettings,
+    servers: &Servers,
+    wanted: &RoleModels,
     batch: BatchSettings,
     journal: Arc<SqliteJournal>,
     quiet: bool,
 ) -> anyhow::Result<Connected> {
-    let endpoint = &settings.endpoints[0];
-    let (client, model) = check_endpoint(settings, endpoint, quiet).await?;
-    let key_env = endpoint.api_key_env.clone().unwrap_or_else(|| settings.api_key_env.clone());
-    journal
-        .set_meta(BATCH_SERVER, &serde_json::json!({ "url": client.base_url(), "api_key_env": key_env }).to_string())?;
+    let endpoint = &servers.endpoints[0];
+    let (client, model) = check_endpoint(servers, wanted, endpoint, quiet).await?;
+    let url = client.base_url().to_string();
+    let key_env = endpoint.api_key_env.clone().unwrap_or_else(|| servers.api_key_env.clone());
+    journal.set_batch_server(&BatchServer { url: url.clone(), api_key_env: key_env })?;
     let adopted = journal.unsettled_batches()?.len();
     if adopted > 0 && !quiet {
         eprintln!("evol: adopting {adopted} batches of the earlier attempt (their results are not paid again)");
     }
-    let client = OpenAiClient::new(ClientConfig { retry: settings.retry, ..client_config(settings, endpoint) })
+    let client = OpenAiClient::new(ClientConfig { retry: servers.retry, ..client_config(servers, endpoint) })
         .map_err(|e| UsageError(e.to_string()))?;
     let ledger: Arc<dyn BatchLedger> = Arc::new(JournalLedger(journal));
     let batches =
         Batches::start(client, ledger, batch).await.map_err(|e| anyhow!("cannot adopt the run's batches: {e}"))?;
-    let judge = settings.judge_model.clone().unwrap_or_else(|| model.clone());
-    let answer = settings.answer_model.clone().unwrap_or_else(|| model.clone());
-    Ok(Connected {
-        models: Models { evolver: batches.role(&model), judge: batches.role(&judge), answerer: batches.role(&answer) },
-        concurrency: batch.max_requests,
-        pool: None,
-        engine: None,
-    })
+    let roles = role_models(wanted, &model)
+        .into_iter()
+        .fold(Roles::new(), |roles, (role, name)| roles.with(role, batches.role(&name)));
+    let limits = vec![ServerLimits {
+        url,
+        max_concurrency: batch.max_requests,
+        weight: endpoint.weight,
+        rpm: endpoint.rpm,
+        tpm: endpoint.tpm,
+    }];
+    Ok(Connected { roles, concurrency: batch.max_requests, limits, pool: None, engine: None })
 }
-
-/// The journal's meta key for the server of a `--batch-api` run.
-pub const BATCH_SERVER: &str = "batch_server";
 
 /// The run's batches, kept in its journal.
 struct JournalLedger(Arc<SqliteJournal>);
@@ -130,24 +162,25 @@ impl BatchLedger for JournalLedger {
     }
 }
 
-fn client_config(settings: &RunSettings, endpoint: &crate::settings::Endpoint) -> ClientConfig {
+fn client_config(servers: &Servers, endpoint: &crate::settings::Endpoint) -> ClientConfig {
     let mut config = ClientConfig::new(&endpoint.url, String::new());
     config.api_key = endpoint.api_key.clone();
-    config.timeout = settings.timeout;
-    config.retry = RetryPolicy { max_retries: 0, ..settings.retry };
+    config.timeout = servers.timeout;
+    config.retry = RetryPolicy { max_retries: 0, ..servers.retry };
     config
 }
 
 /// Checks one server; returns its client (making single attempts: the pool
 /// retries) and the model to evolve with.
 async fn check_endpoint(
-    settings: &RunSettings,
+    servers: &Servers,
+    wanted: &RoleModels,
     endpoint: &crate::settings::Endpoint,
     quiet: bool,
 ) -> anyhow::Result<(OpenAiClient, String)> {
-    let client = OpenAiClient::new(client_config(settings, endpoint)).map_err(|e| UsageError(e.to_string()))?;
+    let client = OpenAiClient::new(client_config(servers, endpoint)).map_err(|e| UsageError(e.to_string()))?;
     let url = client.base_url().to_string();
-    let key_var = endpoint.api_key_env.as_deref().unwrap_or(&settings.api_key_env);
+    let key_var = endpoint.api_key_env.as_deref().unwrap_or(&servers.api_key_env);
 
     let listed = match client.list_models().await {
         Ok(listed) => listed,
@@ -156,7 +189,7 @@ async fn check_endpoint(
         }
         Err(e) => bail!("cannot reach the server at `{url}`: {e}\nhint: is it running, and does the URL end in /v1?"),
     };
-    let model = match (endpoint.model.as_ref().or(settings.model.as_ref()), &listed) {
+    let model = match (endpoint.model.as_ref().or(wanted.evolve.as_ref()), &listed) {
         (Some(m), _) => m.clone(),
         (None, Some(list)) if list.len() == 1 => {
             if !quiet {
@@ -172,8 +205,7 @@ async fn check_endpoint(
     let client = client.with_model(&model);
     match &listed {
         Some(list) if !list.is_empty() => {
-            for m in [Some(&model), settings.answer_model.as_ref(), settings.judge_model.as_ref()].into_iter().flatten()
-            {
+            for m in [Some(&model), wanted.answer.as_ref(), wanted.judge.as_ref()].into_iter().flatten() {
                 if !list.contains(m) {
                     eprintln!(
                         "warning: the server `{url}` does not list the model `{m}` (it offers: {})",
@@ -188,25 +220,31 @@ async fn check_endpoint(
 }
 
 /// Starts the embedded engine: every role uses the one model.
-pub(super) fn embedded(settings: &RunSettings, args: &RunArgs) -> anyhow::Result<Connected> {
-    let (name, path) = crate::local::resolve(settings.model.as_deref(), &args.engine, args.quiet)?;
+pub(super) fn embedded(
+    engine: &EngineSettings,
+    wanted: &RoleModels,
+    concurrency: usize,
+    quiet: bool,
+) -> anyhow::Result<Connected> {
+    let (name, path) = crate::local::resolve(wanted.evolve.as_deref(), engine, quiet)?;
     #[cfg(feature = "embedded")]
     {
-        let engine = crate::local::start(name, path, &args.engine)?;
-        if !args.quiet {
+        let engine = crate::local::start(name, path, engine)?;
+        if !quiet {
             eprintln!("evol: embedded engine: {}", crate::local::describe(&engine));
         }
         let report = engine.clone();
         let model: Arc<dyn ChatModel> = Arc::new(engine);
         Ok(Connected {
-            models: Models { evolver: model.clone(), judge: model.clone(), answerer: model },
-            concurrency: settings.engine.concurrency,
+            roles: Roles::all(&Role::RUN, model),
+            concurrency,
+            limits: Vec::new(),
             pool: None,
             engine: Some(Box::new(move || crate::local::activity(&report))),
         })
     }
     #[cfg(not(feature = "embedded"))]
-    match crate::local::start(name, path, &args.engine)? {}
+    match crate::local::start(name, path, engine)? {}
 }
 
 /// A one-token request, for servers without `/models`.

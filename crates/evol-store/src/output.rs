@@ -11,8 +11,11 @@ use std::sync::{Arc, Mutex};
 
 use evol_core::rng::order_key;
 use evol_core::{Evolution, Rejection, Seed, SeedAnswer, Sink, SinkError};
-use evol_journal::{DatasetSource, Kind, SqliteJournal};
 use serde::{Deserialize, Serialize};
+
+use crate::dir::DirLock;
+use crate::journal::{DatasetSource, Kind, SeedRow, SqliteJournal};
+use crate::StoreError;
 
 /// Accepted evolutions, one JSON object per line.
 pub const EVOLVED: &str = "evolved.jsonl";
@@ -30,37 +33,17 @@ pub const JOURNAL: &str = "journal.sqlite";
 const RUN_FILES: &[&str] = &[EVOLVED, REJECTED, SEED_ANSWERS, DATASET, STATS];
 const JOURNAL_FILES: &[&str] = &[JOURNAL, "journal.sqlite-wal", "journal.sqlite-shm"];
 
-/// An output problem, naming the file.
-#[derive(Debug, thiserror::Error)]
-pub enum OutputError {
-    #[error("`{path}`: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("`{path}` is not a directory")]
-    NotADirectory { path: String },
-    #[error("`{path}` already holds the output of a run without a journal (`{file}`); pass --fresh to replace it, or choose another directory")]
-    NotEmpty { path: String, file: String },
-    #[error("`{path}` line {line}: {message}")]
-    Corrupt { path: String, line: usize, message: String },
-    #[error("reading the journal failed: {0}")]
-    Journal(#[from] rusqlite::Error),
-    #[error("the journal holds an unreadable record: {0}")]
-    Record(#[from] serde_json::Error),
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.display().to_string(), source }
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
-    move |source| OutputError::Io { path: path.display().to_string(), source }
-}
-
-/// An output directory ready for a run.
-#[derive(Debug, Clone)]
+/// A run directory, locked for this command.
+#[derive(Debug)]
 pub struct OutputDir {
     root: PathBuf,
     /// The directory did not exist before [`OutputDir::prepare`].
     created: bool,
+    lock: DirLock,
 }
 
 impl OutputDir {
@@ -68,12 +51,22 @@ impl OutputDir {
     /// run's files (and only those). Otherwise a directory with a journal is
     /// a run to resume (its record files are rebuilt from the journal), and
     /// one with run files but no journal is refused.
-    pub fn prepare(root: &Path, fresh: bool) -> Result<OutputDir, OutputError> {
+    pub fn prepare(root: &Path, fresh: bool) -> Result<OutputDir, StoreError> {
         if root.exists() && !root.is_dir() {
-            return Err(OutputError::NotADirectory { path: root.display().to_string() });
+            return Err(StoreError::NotADirectory { path: root.display().to_string() });
         }
         let created = !root.exists();
         std::fs::create_dir_all(root).map_err(io_error(root))?;
+        // Nothing is looked at or removed before the directory is ours.
+        let lock = match DirLock::acquire(root) {
+            Ok(lock) => lock,
+            Err(e) => {
+                if created {
+                    let _ = std::fs::remove_dir_all(root);
+                }
+                return Err(e);
+            }
+        };
         let resuming = root.join(JOURNAL).exists();
         for file in RUN_FILES.iter().chain(JOURNAL_FILES) {
             let path = root.join(file);
@@ -81,13 +74,22 @@ impl OutputDir {
                 continue;
             }
             if !fresh && !resuming {
-                return Err(OutputError::NotEmpty { path: root.display().to_string(), file: file.to_string() });
+                return Err(StoreError::NotEmpty { path: root.display().to_string(), file: file.to_string() });
             }
             if fresh {
                 std::fs::remove_file(&path).map_err(io_error(&path))?;
             }
         }
-        Ok(OutputDir { root: root.to_path_buf(), created })
+        Ok(OutputDir { root: root.to_path_buf(), created, lock })
+    }
+
+    /// Locks an existing run directory (one with a journal) for a command
+    /// that rewrites it, such as `evol export`.
+    pub fn existing(root: &Path) -> Result<OutputDir, StoreError> {
+        if !root.join(JOURNAL).is_file() {
+            return Err(StoreError::NoJournal { path: root.display().to_string() });
+        }
+        OutputDir::prepare(root, false)
     }
 
     /// Undoes a run that failed before its first call: removes the journal
@@ -99,8 +101,14 @@ impl OutputDir {
             let _ = std::fs::remove_file(self.root.join(file));
         }
         if self.created {
+            let _ = std::fs::remove_file(self.lock.path());
             let _ = std::fs::remove_dir(&self.root);
         }
+    }
+
+    /// Opens (creating if needed) the directory's journal.
+    pub fn journal(&self) -> Result<SqliteJournal, StoreError> {
+        SqliteJournal::open(&self.path(JOURNAL))
     }
 
     /// Whether the directory holds a journal (an earlier run to resume).
@@ -117,7 +125,7 @@ impl OutputDir {
     }
 
     /// A sink that appends records to the JSONL files.
-    pub fn sink(&self) -> Result<JsonlSink, OutputError> {
+    pub fn sink(&self) -> Result<JsonlSink, StoreError> {
         Ok(JsonlSink {
             evolved: Appender::create(&self.path(EVOLVED))?,
             rejected: Appender::create(&self.path(REJECTED))?,
@@ -127,7 +135,7 @@ impl OutputDir {
     }
 
     /// Writes `value` as pretty JSON, atomically (temporary file + rename).
-    pub fn write_json(&self, file: &str, value: &impl Serialize) -> Result<(), OutputError> {
+    pub fn write_json(&self, file: &str, value: &impl Serialize) -> Result<(), StoreError> {
         let mut text = serde_json::to_string_pretty(value).expect("serializable");
         text.push('\n');
         write_atomic(&self.path(file), text.as_bytes())
@@ -137,7 +145,7 @@ impl OutputDir {
     /// in id order, the dataset shuffled by each row's order key, with the
     /// seeds (and their answers) when `include_seeds`. Each file is replaced
     /// atomically. Returns the number of dataset rows.
-    pub fn export(&self, journal: &SqliteJournal, include_seeds: bool) -> Result<usize, OutputError> {
+    pub fn export(&self, journal: &SqliteJournal, include_seeds: bool) -> Result<usize, StoreError> {
         for (file, kind) in [(EVOLVED, Kind::Evolved), (REJECTED, Kind::Rejected), (SEED_ANSWERS, Kind::SeedAnswer)] {
             if kind == Kind::SeedAnswer && journal.record_count(kind)? == 0 {
                 continue;
@@ -178,15 +186,15 @@ impl OutputDir {
         &self,
         file: &str,
         fill: impl FnOnce(&mut BufWriter<File>) -> Result<(), Export>,
-    ) -> Result<(), OutputError> {
+    ) -> Result<(), StoreError> {
         let path = self.path(file);
         let tmp = path.with_extension("tmp");
         let mut out = BufWriter::new(File::create(&tmp).map_err(io_error(&tmp))?);
         match fill(&mut out) {
             Ok(()) => {}
             Err(Export::Io(e)) => return Err(io_error(&tmp)(e)),
-            Err(Export::Journal(e)) => return Err(OutputError::Journal(e)),
-            Err(Export::Record(e)) => return Err(OutputError::Record(e)),
+            Err(Export::Journal(e)) => return Err(e),
+            Err(Export::Record(e)) => return Err(StoreError::Record(e)),
         }
         let file = out.into_inner().map_err(|e| io_error(&tmp)(e.into_error()))?;
         file.sync_all().map_err(io_error(&tmp))?;
@@ -197,12 +205,12 @@ impl OutputDir {
 /// An error while streaming an export.
 enum Export {
     Io(std::io::Error),
-    Journal(rusqlite::Error),
+    Journal(StoreError),
     Record(serde_json::Error),
 }
 
-impl From<rusqlite::Error> for Export {
-    fn from(e: rusqlite::Error) -> Export {
+impl From<StoreError> for Export {
+    fn from(e: StoreError) -> Export {
         Export::Journal(e)
     }
 }
@@ -221,7 +229,7 @@ pub struct DatasetRow {
 }
 
 /// Reads a whole JSONL file of `T`, naming the line of any bad record.
-pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, OutputError> {
+pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, StoreError> {
     let file = File::open(path).map_err(io_error(path))?;
     let mut out = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
@@ -229,7 +237,7 @@ pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, O
         if line.trim().is_empty() {
             continue;
         }
-        let value = serde_json::from_str(&line).map_err(|e| OutputError::Corrupt {
+        let value = serde_json::from_str(&line).map_err(|e| StoreError::Corrupt {
             path: path.display().to_string(),
             line: i + 1,
             message: e.to_string(),
@@ -239,7 +247,7 @@ pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, O
     Ok(out)
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let tmp = path.with_extension("tmp");
     let mut file = File::create(&tmp).map_err(io_error(&tmp))?;
     file.write_all(bytes).map_err(io_error(&tmp))?;
@@ -255,7 +263,7 @@ struct Appender {
 }
 
 impl Appender {
-    fn create(path: &Path) -> Result<Appender, OutputError> {
+    fn create(path: &Path) -> Result<Appender, StoreError> {
         // Truncated: on a resumed run the journal replays every record.
         let file = OpenOptions::new().create(true).write(true).truncate(true).open(path).map_err(io_error(path))?;
         Ok(Appender { path: path.to_path_buf(), writer: Mutex::new(BufWriter::new(file)) })
@@ -275,7 +283,7 @@ impl Appender {
 /// instructions come from `seeds.jsonl` when the run included its seeds
 /// (otherwise the dataset does not need them and they are left empty).
 /// Returns how many seeds the records name.
-pub fn import_export(dir: &Path, journal: &SqliteJournal, run_seed: u64) -> Result<u64, OutputError> {
+pub fn import_export(dir: &Path, journal: &SqliteJournal, run_seed: u64) -> Result<u64, StoreError> {
     let mut seeds: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
     for (file, kind) in [(EVOLVED, Kind::Evolved), (REJECTED, Kind::Rejected), (SEED_ANSWERS, Kind::SeedAnswer)] {
         let path = dir.join(file);
@@ -292,7 +300,7 @@ pub fn import_export(dir: &Path, journal: &SqliteJournal, run_seed: u64) -> Resu
             if line.is_empty() {
                 continue;
             }
-            let corrupt = |message: &str| OutputError::Corrupt {
+            let corrupt = |message: &str| StoreError::Corrupt {
                 path: path.display().to_string(),
                 line: n + 1,
                 message: message.to_string(),
@@ -321,17 +329,9 @@ pub fn import_export(dir: &Path, journal: &SqliteJournal, run_seed: u64) -> Resu
         // (it only orders a replay).
         let pos = order_key(0, &id);
         let order_key = order_key(run_seed, &id);
-        Ok::<_, rusqlite::Error>(evol_journal::SeedRow {
-            pos,
-            seed: Seed { id, instruction },
-            place: "an export".into(),
-            order_key,
-        })
+        Ok(SeedRow { pos, seed: Seed { id, instruction }, place: "an export".into(), order_key })
     });
-    let n = journal.load_seeds(rows).map_err(|e| match e {
-        evol_journal::LoadError::Sqlite(e) | evol_journal::LoadError::Input(e) => OutputError::Journal(e),
-        duplicate => OutputError::Corrupt { path: dir.display().to_string(), line: 0, message: duplicate.to_string() },
-    })?;
+    let n = journal.load_seeds(rows)?;
     journal.mark_all_done()?;
     Ok(n)
 }
@@ -358,12 +358,12 @@ impl RunSink {
 
 impl Sink for RunSink {
     fn accepted(&self, evolution: &Evolution) -> Result<(), SinkError> {
-        self.put(Kind::Evolved, &evolution.id, evolution)?;
+        self.put(Kind::Evolved, &evolution.lineage.id, evolution)?;
         self.files.accepted(evolution)
     }
 
     fn rejected(&self, rejection: &Rejection) -> Result<(), SinkError> {
-        self.put(Kind::Rejected, &rejection.id, rejection)?;
+        self.put(Kind::Rejected, &rejection.lineage.id, rejection)?;
         self.files.rejected(rejection)
     }
 
@@ -407,16 +407,18 @@ impl Sink for JsonlSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use evol_core::Operation;
+    use evol_core::Lineage;
 
     fn evolution(id: &str, text: &str) -> Evolution {
         Evolution {
-            id: id.into(),
-            seed_id: "s".into(),
-            parent_id: "s".into(),
-            round: 1,
-            operation: Operation::Deepen,
-            data_format: None,
+            lineage: Lineage {
+                id: id.into(),
+                seed_id: "s".into(),
+                parent_id: "s".into(),
+                round: 1,
+                operation: "deepen".into(),
+                data_format: None,
+            },
             instruction: text.into(),
             response: Some(format!("answer to {text}")),
             model: "m".into(),
@@ -431,17 +433,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = OutputDir::prepare(dir.path(), false).unwrap();
         out.sink().unwrap().accepted(&evolution("a.r1", "x")).unwrap();
+        drop(out);
         let err = OutputDir::prepare(dir.path(), false).unwrap_err();
         assert!(err.to_string().contains("--fresh"), "{err}");
         std::fs::write(dir.path().join(JOURNAL), "").unwrap();
         assert!(OutputDir::prepare(dir.path(), false).unwrap().has_journal(), "a journal means resume");
+        let held = OutputDir::prepare(dir.path(), false).unwrap();
+        let err = OutputDir::prepare(dir.path(), false).unwrap_err();
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+        drop(held);
         std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
         OutputDir::prepare(dir.path(), true).unwrap();
         assert!(!dir.path().join(EVOLVED).exists());
         assert!(!dir.path().join(JOURNAL).exists());
         assert!(dir.path().join("notes.txt").exists(), "only run files are removed");
         let file = dir.path().join("notes.txt");
-        assert!(matches!(OutputDir::prepare(&file, false), Err(OutputError::NotADirectory { .. })));
+        assert!(matches!(OutputDir::prepare(&file, false), Err(StoreError::NotADirectory { .. })));
     }
 
     #[test]
@@ -450,13 +457,13 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let out = OutputDir::prepare(dir.path(), false).unwrap();
             let journal = Arc::new(SqliteJournal::open(&out.path(JOURNAL)).unwrap());
-            let seed = evol_journal::SeedRow {
+            let seed = SeedRow {
                 pos: 0,
                 seed: Seed { id: "s".into(), instruction: "seed q".into() },
                 place: "line 1".into(),
                 order_key: order_key(9, "s"),
             };
-            journal.load_seeds([Ok::<_, String>(seed)].into_iter()).unwrap();
+            journal.load_seeds([Ok(seed)].into_iter()).unwrap();
             let sink = RunSink::new(journal.clone(), out.sink().unwrap(), 9);
             for id in order {
                 sink.accepted(&evolution(id, &format!("q {id}"))).unwrap();

@@ -1,0 +1,255 @@
+//! The journaled caller: the one door through which every command calls a
+//! model.
+//!
+//! [`Caller::call`] looks the call up in the [`Journal`] by its key (item,
+//! round, stage) and replays a committed outcome when the stored question
+//! digest (model, messages, sampling without the request seed) matches;
+//! otherwise it reserves the call in the [`Budget`] (a reached cap stops
+//! the caller), takes a concurrency permit, sends the request, prices the
+//! usage, counts it in the statistics and commits the outcome before
+//! returning it. Item failures come back as the inner `Err` (a message to
+//! record); what dooms every later call (a fatal model error, a failing
+//! journal, a cap, a stop) is a [`CallError`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, FinishReason, Role as Speaker, Sampling, Usage};
+use rand::RngCore;
+use tokio::sync::Semaphore;
+
+use crate::cost::{Budget, CapReached, Prices};
+use crate::journal::{call_key, CallRecord, Journal, JournalError};
+use crate::rng::keyed_rng;
+use crate::stats::{Call, Slice, StatsRecorder};
+
+/// What stops a caller: nothing it sends after this can succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// A failure that dooms every later call (bad credentials, unknown
+    /// model, no quota, a dead backend). Nothing is committed for it.
+    #[error("{stage} call to model `{model}` failed: {source}")]
+    Model {
+        stage: String,
+        model: String,
+        #[source]
+        source: Box<ChatError>,
+    },
+    #[error("the journal failed: {0}")]
+    Journal(#[source] JournalError),
+    /// [`Caller::stop`] was called: nothing new is sent.
+    #[error("the run was stopped")]
+    Stopped,
+    #[error(transparent)]
+    Cap(#[from] CapReached),
+}
+
+/// How a caller paces and replays calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallerSettings {
+    /// The most calls in flight at once.
+    pub concurrency: usize,
+    /// Send again the calls the journal holds as failed or cut short.
+    pub retry_failed: bool,
+}
+
+/// Which call this is, for the journal: an item (a seed), a round (0 for
+/// work on the item itself) and a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallKey<'a> {
+    pub item: &'a str,
+    pub round: u32,
+    pub stage: &'a str,
+}
+
+/// One call to make.
+pub struct CallSpec<'a> {
+    pub model: &'a Arc<dyn ChatModel>,
+    pub key: CallKey<'a>,
+    /// Where the call is counted in the statistics.
+    pub slice: Slice<'a>,
+    pub request: ChatRequest,
+}
+
+/// The journaled, budgeted, rate-limited caller shared by a command.
+pub struct Caller {
+    settings: CallerSettings,
+    journal: Arc<dyn Journal>,
+    stats: Arc<StatsRecorder>,
+    prices: Prices,
+    budget: Arc<Budget>,
+    limit: Semaphore,
+    stopping: AtomicBool,
+}
+
+/// A caller that cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("concurrency must be at least 1")]
+pub struct NoConcurrency;
+
+impl Caller {
+    pub fn new(
+        settings: CallerSettings,
+        journal: Arc<dyn Journal>,
+        stats: Arc<StatsRecorder>,
+    ) -> Result<Caller, NoConcurrency> {
+        if settings.concurrency == 0 {
+            return Err(NoConcurrency);
+        }
+        Ok(Caller {
+            settings,
+            journal,
+            stats,
+            prices: Prices::default(),
+            budget: Arc::new(Budget::default()),
+            limit: Semaphore::new(settings.concurrency),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    /// Prices calls with `prices` and stops sending when `budget` reaches a
+    /// cap.
+    pub fn with_costs(mut self, prices: Prices, budget: Arc<Budget>) -> Caller {
+        self.prices = prices;
+        self.budget = budget;
+        self
+    }
+
+    pub fn settings(&self) -> CallerSettings {
+        self.settings
+    }
+
+    /// Sends nothing new from now on: calls waiting for a permit return
+    /// [`CallError::Stopped`]; calls in flight finish and are committed.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Makes one call (or replays it from the journal). The outer error
+    /// stops the command; the inner one is the item's failure, as recorded.
+    pub async fn call(&self, spec: CallSpec<'_>) -> Result<Result<ChatResponse, String>, CallError> {
+        let CallSpec { model, key, slice, request } = spec;
+        let journal_key = call_key(key.item, key.round, key.stage);
+        let asked = question_digest(model.name(), &request);
+        let mut attempt = 0;
+        if let Some(record) = self.journal.lookup(&journal_key).map_err(CallError::Journal)? {
+            // An outcome for another question (a parent that changed when an
+            // earlier failed call was retried) is not replayed.
+            if record.prompt == asked {
+                if !(self.settings.retry_failed && record.is_failure()) {
+                    return Ok(self.replay(model, slice, record));
+                }
+                attempt = record.attempt + 1;
+            }
+        }
+        if self.is_stopping() {
+            return Err(CallError::Stopped);
+        }
+        let _permit = self.limit.acquire().await.expect("the limit is never closed");
+        if self.is_stopping() {
+            return Err(CallError::Stopped);
+        }
+        if let Err(reached) = self.budget.reserve() {
+            self.stop();
+            return Err(CallError::Cap(reached));
+        }
+        // A retried call gets another request seed, or a deterministic
+        // server would give the same failed reply again.
+        let mut request = request;
+        if let (1.., Some(seed)) = (attempt, request.sampling.seed) {
+            let reseeded = keyed_rng(seed, &[b"retry", &attempt.to_le_bytes()]).next_u64() >> 1;
+            request.sampling = request.sampling.with_seed(Some(reseeded));
+        }
+        let started = Instant::now();
+        let (outcome, record) = match model.chat(request).await {
+            Ok(reply) => {
+                let cost = self.prices.cost(model.name(), reply.usage);
+                self.budget.spend(reply.usage, cost);
+                let call = Call { usage: reply.usage, cost, retries: reply.retries, failed: false };
+                self.stats.call(slice, started, call);
+                let record = CallRecord {
+                    text: Some(reply.text.clone()),
+                    finish_reason: Some(reply.finish_reason.clone()),
+                    usage: reply.usage,
+                    retries: reply.retries,
+                    error: None,
+                    prompt: asked,
+                    attempt,
+                };
+                (Ok(reply), record)
+            }
+            Err(e) => {
+                self.stats.call(slice, started, Call { retries: e.retries, failed: true, ..Call::default() });
+                if e.kind.is_fatal() {
+                    return Err(CallError::Model {
+                        stage: key.stage.to_string(),
+                        model: model.name().to_string(),
+                        source: Box::new(e),
+                    });
+                }
+                let message = format!("{} call failed: {e}", key.stage);
+                let record = CallRecord {
+                    text: None,
+                    finish_reason: None,
+                    usage: Usage::default(),
+                    retries: e.retries,
+                    error: Some(message.clone()),
+                    prompt: asked,
+                    attempt,
+                };
+                (Err(message), record)
+            }
+        };
+        self.journal.commit(&journal_key, &record).map_err(CallError::Journal)?;
+        Ok(outcome)
+    }
+
+    /// A committed outcome, counted as the call it was.
+    fn replay(&self, model: &Arc<dyn ChatModel>, slice: Slice<'_>, record: CallRecord) -> Result<ChatResponse, String> {
+        let cost = self.prices.cost(model.name(), record.usage);
+        self.budget.replayed(record.usage, cost);
+        let call = Call { usage: record.usage, cost, retries: record.retries, failed: record.error.is_some() };
+        self.stats.replayed(slice, call);
+        match record.error {
+            Some(message) => Err(message),
+            None => Ok(ChatResponse {
+                text: record.text.unwrap_or_default(),
+                reasoning: None,
+                finish_reason: record.finish_reason.unwrap_or(FinishReason::Unknown),
+                usage: record.usage,
+                retries: record.retries,
+                signals: Default::default(),
+            }),
+        }
+    }
+}
+
+/// The digest of a question: the model, the messages and the sampling
+/// settings other than the request seed (which follows from the call key).
+/// A single user message is digested as its text alone, as journals have
+/// always stored it.
+pub fn question_digest(model: &str, request: &ChatRequest) -> String {
+    let sampling = serde_json::to_string(&request.sampling.with_seed(None)).expect("serializable");
+    let prompt = match request.messages.as_slice() {
+        [only] if only.role == Speaker::User => only.content.clone(),
+        messages => serde_json::to_string(messages).expect("serializable"),
+    };
+    let mut hasher = blake3::Hasher::new();
+    for part in [model, &sampling, &prompt] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.finalize().to_hex()[..32].to_string()
+}
+
+/// The sampling of a call with its request seed drawn from `rng` (always
+/// drawn, so that turning request seeds on or off shifts no other choice).
+pub fn seeded(base: Sampling, send_seed: bool, rng: &mut impl RngCore) -> Sampling {
+    let seed = rng.next_u64() >> 1; // some servers take only non-negative i64
+    base.with_seed(send_seed.then_some(seed))
+}

@@ -1,0 +1,147 @@
+//! What a run does: the settings that change its results, apart from the
+//! settings that only change how fast or how far it goes.
+//!
+//! [`Method`] holds every setting the engine needs that changes what the
+//! run produces; a run's identity (see `evol-store`) is built from it, so a
+//! field added here is part of the identity by construction. Settings that
+//! may change between attempts of one run (concurrency, timeouts, retries,
+//! servers, budgets) live elsewhere and never reach the identity.
+//!
+//! [`Method::seed_calls`] and [`Method::step_calls`] describe the calls a
+//! seed and a step make; the engine makes them in that order and the dry
+//! run counts them, so the two cannot drift apart.
+
+use evol_llm::Sampling;
+use serde::{Deserialize, Serialize};
+
+use crate::eliminate::Rules;
+use crate::ops::{Operation, OperationSet};
+use crate::roles::Role;
+
+/// Every setting of a run that changes its results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Method {
+    pub rounds: u32,
+    /// The enabled operations, drawn by weight.
+    pub operations: OperationSet,
+    /// The run seed every random choice derives from.
+    pub run_seed: u64,
+    /// The rules switched on for the run.
+    pub rules: Rules,
+    /// Answer each accepted evolution.
+    pub answer: bool,
+    /// Also answer the seeds themselves (for a dataset that includes them).
+    pub answer_seeds: bool,
+    pub evolve_sampling: Sampling,
+    pub answer_sampling: Sampling,
+    pub judge_sampling: Sampling,
+    /// Send a per-request seed derived from the run's RNG.
+    pub request_seeds: bool,
+}
+
+/// Which kind of call of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    Evolve,
+    Judge,
+    Answer,
+}
+
+impl Stage {
+    /// The stage's name: in call keys, request tags and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Evolve => "evolve",
+            Stage::Judge => "judge",
+            Stage::Answer => "answer",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One call a seed or a step makes when every check passes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlannedCall {
+    pub stage: Stage,
+    pub role: Role,
+    pub sampling: Sampling,
+}
+
+impl Method {
+    /// The calls a seed makes before its first step: its own answer, when
+    /// seeds are answered.
+    pub fn seed_calls(&self) -> Vec<PlannedCall> {
+        let answer = PlannedCall { stage: Stage::Answer, role: Role::Answer, sampling: self.answer_sampling };
+        self.answer_seeds.then_some(answer).into_iter().collect()
+    }
+
+    /// The calls of one step with `op`, in order: evolve, judge the
+    /// information gain (when the equality rule applies), answer (when
+    /// answering is on). A step that fails a check makes none of the rest.
+    pub fn step_calls(&self, op: &Operation) -> Vec<PlannedCall> {
+        let rules = self.rules.for_operation(op);
+        let mut calls = vec![PlannedCall { stage: Stage::Evolve, role: Role::Evolve, sampling: self.evolve_sampling }];
+        if rules.equality {
+            calls.push(PlannedCall { stage: Stage::Judge, role: Role::Judge, sampling: self.judge_sampling });
+        }
+        if self.answer {
+            calls.push(PlannedCall { stage: Stage::Answer, role: Role::Answer, sampling: self.answer_sampling });
+        }
+        calls
+    }
+
+    /// The roles whose models the run calls.
+    pub fn roles(&self) -> Vec<Role> {
+        let mut roles = vec![Role::Evolve];
+        for op in self.operations.iter() {
+            for call in self.seed_calls().into_iter().chain(self.step_calls(op)) {
+                if !roles.contains(&call.role) {
+                    roles.push(call.role);
+                }
+            }
+        }
+        roles
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn method() -> Method {
+        let sampling = Sampling { temperature: 1.0, top_p: 0.9, max_tokens: 64, seed: None };
+        Method {
+            rounds: 2,
+            operations: OperationSet::builtin(),
+            run_seed: 0,
+            rules: Rules::default(),
+            answer: true,
+            answer_seeds: false,
+            evolve_sampling: sampling,
+            answer_sampling: sampling,
+            judge_sampling: Sampling { temperature: 0.0, ..sampling },
+            request_seeds: true,
+        }
+    }
+
+    #[test]
+    fn the_plan_follows_the_rules_and_switches() {
+        let m = method();
+        let op = m.operations.get("deepen").unwrap().clone();
+        let stages = |m: &Method| m.step_calls(&op).iter().map(|c| c.stage).collect::<Vec<_>>();
+        assert_eq!(stages(&m), [Stage::Evolve, Stage::Judge, Stage::Answer]);
+        assert!(m.seed_calls().is_empty());
+        let quiet = Method { answer: false, rules: Rules { equality: false, ..Rules::default() }, ..m.clone() };
+        assert_eq!(stages(&quiet), [Stage::Evolve]);
+        assert_eq!(quiet.roles(), [Role::Evolve]);
+        let seeds = Method { answer_seeds: true, ..m.clone() };
+        assert_eq!(seeds.seed_calls()[0].role, Role::Answer);
+        assert_eq!(m.roles(), [Role::Evolve, Role::Judge, Role::Answer]);
+    }
+}

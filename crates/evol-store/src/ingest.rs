@@ -1,0 +1,135 @@
+//! The seed file, read once and streamed: into the journal on a new run,
+//! through a digest on a resume (to check the file did not change), into an
+//! estimate on a dry run. One reading for all three, so they agree on
+//! which seeds a run has.
+
+use evol_core::rng::order_key;
+use evol_core::Shard;
+use evol_io::seeds::{open_seeds, Item, Place, SeedReader};
+use evol_io::{SeedError, SeedFormat};
+
+use crate::journal::{SeedRow, SqliteJournal};
+use crate::StoreError;
+
+/// How to read a seed file.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestOptions {
+    pub format: SeedFormat,
+    /// Take only the first this many seeds of the file.
+    pub limit: Option<u64>,
+    /// Take only this shard's seeds (all shards count in the digest).
+    pub shard: Option<Shard>,
+    /// Skip malformed records (counted) instead of stopping.
+    pub skip_invalid: bool,
+    /// The run seed, which orders the dataset.
+    pub run_seed: u64,
+}
+
+/// What was read from the seed file.
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    /// The digest of every seed of the file (within the limit), all shards.
+    pub digest: String,
+    /// How many seeds the file has (within the limit), all shards.
+    pub total: u64,
+    /// The first few malformed records skipped, and how many there were.
+    pub invalid: Vec<(Place, String)>,
+    pub invalid_count: usize,
+    pub empty: Vec<Place>,
+    pub empty_count: usize,
+}
+
+/// How many skipped records are named in warnings.
+const SHOWN: usize = 5;
+
+/// The seeds of a file, as rows for the journal, counting what it skips.
+pub struct Scan {
+    reader: std::iter::Enumerate<SeedReader>,
+    name: String,
+    options: IngestOptions,
+    input: Input,
+    hasher: blake3::Hasher,
+}
+
+impl Scan {
+    pub fn open(path: &std::path::Path, options: IngestOptions) -> Result<Scan, StoreError> {
+        let reader = open_seeds(path, options.format)?;
+        let name = reader.name().to_string();
+        Ok(Scan { reader: reader.enumerate(), name, options, input: Input::default(), hasher: blake3::Hasher::new() })
+    }
+
+    /// What was read, once the scan is done. A file without any seed is an
+    /// error.
+    pub fn finish(mut self) -> Result<Input, StoreError> {
+        if self.input.total == 0 {
+            return Err(SeedError::NoSeeds { path: self.name }.into());
+        }
+        self.input.digest = self.hasher.finalize().to_hex().to_string();
+        Ok(self.input)
+    }
+}
+
+impl Iterator for Scan {
+    type Item = Result<SeedRow, StoreError>;
+
+    fn next(&mut self) -> Option<Result<SeedRow, StoreError>> {
+        let limit = self.options.limit.unwrap_or(u64::MAX);
+        loop {
+            let (pos, item) = self.reader.next()?;
+            let item = match item {
+                Ok(item) => item,
+                Err(e) => return Some(Err(e.into())),
+            };
+            match item {
+                Item::Seed(place, seed) => {
+                    if self.input.total >= limit {
+                        continue;
+                    }
+                    self.input.total += 1;
+                    for part in [&seed.id, &seed.instruction] {
+                        self.hasher.update(&(part.len() as u64).to_le_bytes());
+                        self.hasher.update(part.as_bytes());
+                    }
+                    if self.options.shard.is_some_and(|s| !s.contains(&seed.id)) {
+                        continue;
+                    }
+                    let order_key = order_key(self.options.run_seed, &seed.id);
+                    let place = format!("`{}` {place}", self.name);
+                    return Some(Ok(SeedRow { pos: pos as i64, seed, place, order_key }));
+                }
+                Item::Invalid(place, message) if self.options.skip_invalid => {
+                    self.input.invalid_count += 1;
+                    if self.input.invalid.len() < SHOWN {
+                        self.input.invalid.push((place, message));
+                    }
+                }
+                Item::Invalid(place, message) => {
+                    return Some(Err(SeedError::Invalid { path: self.name.clone(), place, message }.into()))
+                }
+                Item::Empty(place) => {
+                    self.input.empty_count += 1;
+                    if self.input.empty.len() < SHOWN {
+                        self.input.empty.push(place);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads the seed file once, streaming: on a new run its seeds (of this
+/// shard) are loaded into the journal; on a resume they are only digested
+/// and counted, to check that the file did not change. A journal whose run
+/// never started (no identity recorded: it stopped before its first call)
+/// is loaded afresh, from this file.
+pub fn ingest(path: &std::path::Path, options: IngestOptions, journal: &SqliteJournal) -> Result<Input, StoreError> {
+    let mut scan = Scan::open(path, options)?;
+    if journal.seeds_loaded()? && journal.identity()?.is_some() {
+        for row in &mut scan {
+            row?;
+        }
+    } else {
+        journal.load_seeds(&mut scan)?;
+    }
+    scan.finish()
+}

@@ -1,0 +1,754 @@
+//! The run journal: one SQLite database (bundled SQLite, WAL mode) in the
+//! run directory, the source of truth of a run. It holds
+//!
+//! - `seeds`: the run's seeds, loaded once from the seed file, each with its
+//!   place in the file and whether its chain is done;
+//! - `calls`: every committed model call (see `evol_core::journal`);
+//! - `records`: every decided record, keyed by its space and id: a step's
+//!   record (accepted or rejected, replaced when a retried step changes its
+//!   fate) and a seed's own answer never share a key, whatever ids users
+//!   choose;
+//! - `batches`: provider batches and whether their results are settled;
+//! - `meta`: the run's identity and state.
+//!
+//! Each call is committed in its own transaction before the run acts on it,
+//! so a run killed at any instant loses at most the calls that were in
+//! flight. Readers (`evol status`) may open the file while a run writes it.
+//!
+//! The schema has a version (`PRAGMA user_version`). Opening a journal
+//! checks it (`PRAGMA quick_check`: a damaged file is refused with what to
+//! do), migrates an older schema forward in one transaction, and refuses a
+//! newer one without touching it.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use evol_core::journal::{CallRecord, Journal, JournalError};
+use evol_core::Seed;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::identity::{RunIdentity, RunState};
+use crate::StoreError;
+
+/// The journal's file name in a run directory.
+pub const FILE: &str = "journal.sqlite";
+
+/// The schema this release writes. 0: evol 0.1.0 (unversioned); 1: records
+/// keyed by space and id, the identity's operations as definitions.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, record TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS seeds (
+        pos INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, instruction TEXT NOT NULL,
+        place TEXT NOT NULL, order_key INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE IF NOT EXISTS records (
+        space TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,
+        order_key INTEGER NOT NULL, PRIMARY KEY (space, id));
+    CREATE INDEX IF NOT EXISTS records_by_kind ON records (kind, id);
+    CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, settled INTEGER NOT NULL DEFAULT 0);";
+
+const IDENTITY: &str = "identity";
+const STATE: &str = "state";
+const BATCH_SERVER: &str = "batch_server";
+
+/// The SQLite journal.
+pub struct SqliteJournal {
+    conn: Mutex<Connection>,
+}
+
+/// The server of a `--batch-api` run, for `evol batch cancel`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BatchServer {
+    pub url: String,
+    pub api_key_env: String,
+}
+
+impl SqliteJournal {
+    /// Opens (creating if needed) the journal at `path`: checks it for
+    /// damage and brings its schema to this release's.
+    pub fn open(path: &Path) -> Result<SqliteJournal, StoreError> {
+        let shown = || path.display().to_string();
+        let open_error = |e: rusqlite::Error| StoreError::Open { path: shown(), message: e.to_string() };
+        let conn = Connection::open(path).map_err(open_error)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_error)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| damaged_or(e, path))?;
+        // In WAL mode, NORMAL survives a crash of the process (the case
+        // that matters here); only a power loss can drop the last commits.
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_error)?;
+        check(&conn, path)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(open_error)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Newer { path: shown(), found: version, supported: SCHEMA_VERSION });
+        }
+        if version < SCHEMA_VERSION {
+            migrate(&conn, version).map_err(|e| StoreError::Open {
+                path: shown(),
+                message: format!("upgrading its schema from version {version} failed: {e}"),
+            })?;
+        }
+        Ok(SqliteJournal { conn: Mutex::new(conn) })
+    }
+
+    /// Opens the journal of the run directory `dir`, refusing a directory
+    /// without one (opening would make an empty journal).
+    pub fn open_existing(dir: &Path) -> Result<SqliteJournal, StoreError> {
+        let path = dir.join(FILE);
+        if !path.is_file() {
+            return Err(StoreError::NoJournal { path: dir.display().to_string() });
+        }
+        SqliteJournal::open(&path)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.conn.lock().unwrap();
+        Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |row| row.get(0)).optional()?)
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])?;
+        Ok(())
+    }
+
+    /// The run's identity, once a run has started.
+    pub fn identity(&self) -> Result<Option<RunIdentity>, StoreError> {
+        match self.meta(IDENTITY)? {
+            Some(text) => Ok(Some(serde_json::from_str(&text)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn set_identity(&self, identity: &RunIdentity) -> Result<(), StoreError> {
+        self.set_meta(IDENTITY, &serde_json::to_string(identity)?)
+    }
+
+    /// Where the run stands (none before it started).
+    pub fn state(&self) -> Result<Option<RunState>, StoreError> {
+        Ok(self.meta(STATE)?.as_deref().map(|s| RunState::parse(s).unwrap_or(RunState::Failed)))
+    }
+
+    pub fn set_state(&self, state: RunState) -> Result<(), StoreError> {
+        self.set_meta(STATE, state.as_str())
+    }
+
+    pub fn batch_server(&self) -> Result<Option<BatchServer>, StoreError> {
+        match self.meta(BATCH_SERVER)? {
+            Some(text) => Ok(Some(serde_json::from_str(&text)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn set_batch_server(&self, server: &BatchServer) -> Result<(), StoreError> {
+        self.set_meta(BATCH_SERVER, &serde_json::to_string(server)?)
+    }
+
+    /// How many calls are committed.
+    pub fn calls(&self) -> Result<u64, StoreError> {
+        self.count("SELECT COUNT(*) FROM calls")
+    }
+
+    fn count(&self, sql: &str) -> Result<u64, StoreError> {
+        let conn = self.conn.lock().unwrap();
+        Ok(conn.query_row(sql, [], |row| row.get(0))?)
+    }
+
+    /// Records a provider batch created by the run.
+    pub fn batch_submitted(&self, id: &str) -> Result<(), StoreError> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute("INSERT OR IGNORE INTO batches (id) VALUES (?1)", params![id])?;
+        Ok(())
+    }
+
+    /// The batches whose results are not all known to be committed.
+    pub fn unsettled_batches(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn.lock().unwrap();
+        let mut query = conn.prepare("SELECT id FROM batches WHERE settled = 0 ORDER BY rowid")?;
+        let rows = query.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks every batch settled (once the run has committed all results).
+    pub fn settle_batches(&self) -> Result<(), StoreError> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute("UPDATE batches SET settled = 1", [])?;
+        Ok(())
+    }
+
+    /// Totals over the committed calls.
+    pub fn call_totals(&self) -> Result<CallTotals, StoreError> {
+        let conn = self.conn.lock().unwrap();
+        Ok(conn.query_row(
+            "SELECT COUNT(*),
+                    COALESCE(SUM(json_extract(record, '$.error') IS NOT NULL), 0),
+                    COALESCE(SUM(json_extract(record, '$.retries')), 0),
+                    COALESCE(SUM(json_extract(record, '$.usage.prompt_tokens')), 0),
+                    COALESCE(SUM(json_extract(record, '$.usage.completion_tokens')), 0)
+             FROM calls",
+            [],
+            |r| {
+                Ok(CallTotals {
+                    calls: r.get(0)?,
+                    failed: r.get(1)?,
+                    retries: r.get(2)?,
+                    prompt_tokens: r.get(3)?,
+                    completion_tokens: r.get(4)?,
+                })
+            },
+        )?)
+    }
+
+    /// Loads the run's seeds in one transaction: all of them or, on any
+    /// error, none. A seed id used twice is an error naming both places.
+    /// Seeds already there (from an attempt that stopped before its first
+    /// call) are replaced.
+    pub fn load_seeds(&self, rows: impl Iterator<Item = Result<SeedRow, StoreError>>) -> Result<u64, StoreError> {
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM seeds", [])?;
+        let mut n = 0;
+        {
+            let mut insert = tx.prepare(
+                "INSERT INTO seeds (pos, id, instruction, place, order_key) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO NOTHING",
+            )?;
+            let mut first = tx.prepare("SELECT place FROM seeds WHERE id = ?1")?;
+            for row in rows {
+                let row = row?;
+                let inserted =
+                    insert.execute(params![row.pos, row.seed.id, row.seed.instruction, row.place, row.order_key])?;
+                if inserted == 0 {
+                    let first: String = first.query_row(params![row.seed.id], |r| r.get(0))?;
+                    return Err(StoreError::DuplicateId { id: row.seed.id, place: row.place, first });
+                }
+                n += 1;
+            }
+        }
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![SEEDS_LOADED, n])?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Whether the seeds were loaded (by an earlier attempt of the run).
+    pub fn seeds_loaded(&self) -> Result<bool, StoreError> {
+        Ok(self.meta(SEEDS_LOADED)?.is_some())
+    }
+
+    /// Records that the seeds are loaded (for a journal filled by other
+    /// means than [`SqliteJournal::load_seeds`], such as a merge).
+    pub fn mark_seeds_loaded(&self) -> Result<(), StoreError> {
+        let n = self.seed_count()?;
+        self.set_meta(SEEDS_LOADED, &n.to_string())
+    }
+
+    /// Up to `limit` seeds after the file position `after`, in file order.
+    pub fn seeds_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, Seed)>, StoreError> {
+        let conn = self.conn.lock().unwrap();
+        let mut query =
+            conn.prepare_cached("SELECT pos, id, instruction FROM seeds WHERE pos > ?1 ORDER BY pos LIMIT ?2")?;
+        let rows = query.query_map(params![after, limit as i64], |r| {
+            Ok((r.get(0)?, Seed { id: r.get(1)?, instruction: r.get(2)? }))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The seeds, in file order, in pages: flat memory for any number. A
+    /// page that cannot be read is an error item, after which none follow.
+    pub fn seeds(self: &std::sync::Arc<Self>) -> SeedPages {
+        SeedPages { journal: self.clone(), after: i64::MIN, page: Vec::new().into_iter(), failed: false }
+    }
+
+    pub fn seed_count(&self) -> Result<u64, StoreError> {
+        self.count("SELECT COUNT(*) FROM seeds")
+    }
+
+    pub fn seeds_done(&self) -> Result<u64, StoreError> {
+        self.count("SELECT COUNT(*) FROM seeds WHERE done = 1")
+    }
+
+    /// Marks every seed's chain done (for runs rebuilt from exports).
+    pub fn mark_all_done(&self) -> Result<(), StoreError> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute("UPDATE seeds SET done = 1", [])?;
+        Ok(())
+    }
+
+    /// Marks a seed's chain done.
+    pub fn mark_done(&self, id: &str) -> Result<(), StoreError> {
+        let conn = self.conn.lock().unwrap();
+        conn.prepare_cached("UPDATE seeds SET done = 1 WHERE id = ?1")?.execute(params![id])?;
+        Ok(())
+    }
+
+    /// Stores a decided record, replacing an earlier one of the same id in
+    /// the same space (a step's fate, a seed's answer).
+    pub fn put_record(&self, kind: Kind, id: &str, body: &str, order_key: i64) -> Result<(), StoreError> {
+        let conn = self.conn.lock().unwrap();
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO records (space, id, kind, body, order_key) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![kind.space(), id, kind.as_str(), body, order_key])?;
+        Ok(())
+    }
+
+    /// How many records of a kind there are.
+    pub fn record_count(&self, kind: Kind) -> Result<u64, StoreError> {
+        let conn = self.conn.lock().unwrap();
+        Ok(conn.query_row("SELECT COUNT(*) FROM records WHERE kind = ?1", params![kind.as_str()], |r| r.get(0))?)
+    }
+
+    /// Calls `f` with the JSON of every record of `kind`, in id order.
+    pub fn for_each_record<E: From<StoreError>>(
+        &self,
+        kind: Kind,
+        mut f: impl FnMut(&str) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let conn = self.conn.lock().unwrap();
+        let sql = |e: rusqlite::Error| E::from(StoreError::from(e));
+        let mut query = conn.prepare("SELECT body FROM records WHERE kind = ?1 ORDER BY id").map_err(sql)?;
+        let mut rows = query.query(params![kind.as_str()]).map_err(sql)?;
+        while let Some(row) = rows.next().map_err(sql)? {
+            f(row.get_ref(0).map_err(sql)?.as_str().map_err(|e| sql(e.into()))?)?;
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with the rows of the dataset in their final order (by
+    /// order key): each accepted evolution's JSON and, with `seeds`, each
+    /// seed with its answer's JSON when it has one.
+    pub fn for_each_dataset_row<E: From<StoreError>>(
+        &self,
+        seeds: bool,
+        mut f: impl FnMut(DatasetSource<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let conn = self.conn.lock().unwrap();
+        let sql = |e: rusqlite::Error| E::from(StoreError::from(e));
+        let mut text = String::from("SELECT order_key, id, 0, body, NULL FROM records WHERE kind = 'evolved'");
+        if seeds {
+            text.push_str(
+                " UNION ALL SELECT s.order_key, s.id, 1, s.instruction, r.body FROM seeds s
+                  LEFT JOIN records r ON r.space = 'seed' AND r.id = s.id",
+            );
+        }
+        text.push_str(" ORDER BY 1, 2, 3");
+        let mut query = conn.prepare(&text).map_err(sql)?;
+        let mut rows = query.query([]).map_err(sql)?;
+        while let Some(row) = rows.next().map_err(sql)? {
+            let is_seed: i64 = row.get(2).map_err(sql)?;
+            let body = row.get_ref(3).map_err(sql)?.as_str().map_err(|e| sql(e.into()))?;
+            let answer = row.get_ref(4).map_err(sql)?.as_str_or_null().map_err(|e| sql(e.into()))?;
+            f(if is_seed == 1 {
+                DatasetSource::Seed { instruction: body, answer }
+            } else {
+                DatasetSource::Evolved(body)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Copies everything of another journal (a shard of the same run, at
+    /// this release's schema) into this one. A seed present in both is an
+    /// error.
+    pub fn absorb(&self, other: &Path) -> Result<(), StoreError> {
+        // Bring the other journal to this schema first.
+        drop(SqliteJournal::open(other)?);
+        let mut conn = self.conn.lock().unwrap();
+        conn.execute("ATTACH DATABASE ?1 AS other", params![other.display().to_string()])?;
+        let result = (|| {
+            let tx = conn.transaction()?;
+            let doubled: Option<String> = tx
+                .query_row("SELECT id FROM other.seeds WHERE id IN (SELECT id FROM main.seeds) LIMIT 1", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if let Some(id) = doubled {
+                return Err(StoreError::Doubled(id));
+            }
+            tx.execute_batch(
+                "INSERT INTO main.seeds SELECT * FROM other.seeds;
+                 INSERT OR REPLACE INTO main.calls SELECT * FROM other.calls;
+                 INSERT OR REPLACE INTO main.records (space, id, kind, body, order_key)
+                     SELECT space, id, kind, body, order_key FROM other.records;",
+            )?;
+            tx.commit()?;
+            Ok(())
+        })();
+        conn.execute("DETACH DATABASE other", [])?;
+        result
+    }
+}
+
+/// An open error that means the file is not a sound database.
+fn damaged_or(e: rusqlite::Error, path: &Path) -> StoreError {
+    let message = e.to_string();
+    if matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)) {
+        return StoreError::Damaged { path: path.display().to_string(), detail: message };
+    }
+    StoreError::Open { path: path.display().to_string(), message }
+}
+
+/// `PRAGMA quick_check`: the b-trees and pages are sound (it reads every
+/// page once; about a second per gigabyte).
+fn check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let mut query = conn.prepare("PRAGMA quick_check(5)").map_err(|e| damaged_or(e, path))?;
+    let findings: Vec<String> =
+        query.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()).map_err(|e| damaged_or(e, path))?;
+    if findings.len() == 1 && findings[0] == "ok" {
+        return Ok(());
+    }
+    Err(StoreError::Damaged { path: path.display().to_string(), detail: findings.join("; ") })
+}
+
+/// Brings a journal of schema `from` to [`SCHEMA_VERSION`], in one
+/// transaction.
+fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let has_tables: bool =
+            conn.query_row("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'calls'", [], |r| r.get(0))?;
+        if from == 0 && has_tables {
+            migrate_0_to_1(conn)?;
+        }
+        conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// 0.1.0 -> 1: records keyed by (space, id) instead of the bare id; the
+/// identity's `ops` (names of built-in operations) become `operations`
+/// (their definitions).
+fn migrate_0_to_1(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE records_1 (
+             space TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,
+             order_key INTEGER NOT NULL, PRIMARY KEY (space, id));
+         INSERT INTO records_1 SELECT CASE kind WHEN 'seed_answer' THEN 'seed' ELSE 'step' END,
+             id, kind, body, order_key FROM records;
+         DROP TABLE records;
+         ALTER TABLE records_1 RENAME TO records;",
+    )?;
+    let identity: Option<String> =
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", params![IDENTITY], |r| r.get(0)).optional()?;
+    if let Some(text) = identity {
+        let mut value: serde_json::Value = serde_json::from_str(&text)?;
+        crate::identity::upgrade_v0(&mut value).map_err(|e| StoreError::Journal(format!("the run's identity: {e}")))?;
+        conn.execute("UPDATE meta SET value = ?1 WHERE key = ?2", params![value.to_string(), IDENTITY])?;
+    }
+    Ok(())
+}
+
+/// Totals over a journal's calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CallTotals {
+    pub calls: u64,
+    pub failed: u64,
+    pub retries: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// The meta key that says the seeds are loaded (and how many).
+const SEEDS_LOADED: &str = "seeds_loaded";
+
+/// A seed to load: its position in the file (unique across shards), the
+/// seed, its place in words, and its key in the dataset's order.
+#[derive(Debug, Clone)]
+pub struct SeedRow {
+    pub pos: i64,
+    pub seed: Seed,
+    pub place: String,
+    pub order_key: i64,
+}
+
+/// The kinds of records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Evolved,
+    Rejected,
+    SeedAnswer,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Evolved => "evolved",
+            Kind::Rejected => "rejected",
+            Kind::SeedAnswer => "seed_answer",
+        }
+    }
+
+    /// The key space: a step's accepted and rejected records share one (a
+    /// retried step replaces its record); a seed's answer has its own.
+    fn space(self) -> &'static str {
+        match self {
+            Kind::Evolved | Kind::Rejected => "step",
+            Kind::SeedAnswer => "seed",
+        }
+    }
+}
+
+/// Where a dataset row comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatasetSource<'a> {
+    /// An accepted evolution's JSON.
+    Evolved(&'a str),
+    /// A seed's instruction, with its answer's JSON if it was answered.
+    Seed { instruction: &'a str, answer: Option<&'a str> },
+}
+
+/// Seeds read from the journal a page at a time.
+pub struct SeedPages {
+    journal: std::sync::Arc<SqliteJournal>,
+    after: i64,
+    page: std::vec::IntoIter<(i64, Seed)>,
+    failed: bool,
+}
+
+/// Seeds fetched per page.
+const PAGE: usize = 1024;
+
+impl Iterator for SeedPages {
+    type Item = Result<Seed, StoreError>;
+    fn next(&mut self) -> Option<Result<Seed, StoreError>> {
+        if let Some((pos, seed)) = self.page.next() {
+            self.after = pos;
+            return Some(Ok(seed));
+        }
+        if self.failed {
+            return None;
+        }
+        match self.journal.seeds_after(self.after, PAGE) {
+            Ok(page) if page.is_empty() => None,
+            Ok(page) => {
+                self.page = page.into_iter();
+                self.next()
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl Journal for SqliteJournal {
+    fn lookup(&self, key: &str) -> Result<Option<CallRecord>, JournalError> {
+        let conn = self.conn.lock().unwrap();
+        let text: Option<String> =
+            conn.query_row("SELECT record FROM calls WHERE key = ?1", params![key], |row| row.get(0)).optional()?;
+        Ok(match text {
+            Some(text) => Some(serde_json::from_str(&text)?),
+            None => None,
+        })
+    }
+
+    fn commit(&self, key: &str, record: &CallRecord) -> Result<(), JournalError> {
+        let text = serde_json::to_string(record)?;
+        let conn = self.conn.lock().unwrap();
+        conn.execute("INSERT OR REPLACE INTO calls (key, record) VALUES (?1, ?2)", params![key, text])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evol_llm::{FinishReason, Usage};
+
+    #[test]
+    fn commits_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let record = CallRecord {
+            text: Some("reply".into()),
+            finish_reason: Some(FinishReason::Other("weird".into())),
+            usage: Usage { prompt_tokens: 3, completion_tokens: 4, cached_tokens: 1 },
+            retries: 2,
+            error: None,
+            prompt: "digest".into(),
+            attempt: 1,
+        };
+        {
+            let j = SqliteJournal::open(&path).unwrap();
+            assert_eq!(j.lookup("k").unwrap(), None);
+            j.commit("k", &record).unwrap();
+            j.set_meta("fingerprint", "abc").unwrap();
+        }
+        let j = SqliteJournal::open(&path).unwrap();
+        assert_eq!(j.lookup("k").unwrap(), Some(record));
+        assert_eq!(j.meta("fingerprint").unwrap().as_deref(), Some("abc"));
+        assert_eq!(j.meta("other").unwrap(), None);
+        assert_eq!(j.calls().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        std::fs::write(&path, "not sqlite at all, just text that is long enough to be read").unwrap();
+        let err = SqliteJournal::open(&path).err().expect("refused");
+        assert!(err.to_string().contains("is damaged"), "{err}");
+        assert!(err.to_string().contains("--fresh"), "{err}");
+    }
+
+    fn row(pos: i64, id: &str) -> Result<SeedRow, StoreError> {
+        Ok(SeedRow {
+            pos,
+            seed: Seed { id: id.into(), instruction: format!("q {id}") },
+            place: format!("line {pos}"),
+            order_key: -pos,
+        })
+    }
+
+    #[test]
+    fn seeds_load_whole_or_not_at_all_and_read_back_in_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = std::sync::Arc::new(SqliteJournal::open(&dir.path().join(FILE)).unwrap());
+        let err = j.load_seeds([row(1, "a"), row(2, "b"), row(3, "a")].into_iter()).unwrap_err();
+        assert_eq!(err.to_string(), "line 3: the id `a` was already used at line 1");
+        let err = j.load_seeds([row(1, "a"), Err(StoreError::Journal("bad line".into()))].into_iter()).unwrap_err();
+        assert!(err.to_string().ends_with("bad line"), "{err}");
+        assert_eq!(j.seed_count().unwrap(), 0, "a failed load leaves nothing");
+        assert!(!j.seeds_loaded().unwrap());
+
+        // Seeds of an attempt that never started are replaced, not added to.
+        j.load_seeds((1..=3).map(|i| row(i, &format!("old{i}")))).unwrap();
+        let n = 2500;
+        j.load_seeds((1..=n).map(|i| row(i * 2, &format!("s{i}")))).unwrap();
+        assert!(j.seeds_loaded().unwrap());
+        let ids: Vec<String> = j.seeds().map(|s| s.unwrap().id).collect();
+        assert_eq!(ids.len(), n as usize);
+        assert_eq!(ids[0], "s1");
+        assert_eq!(ids[2499], "s2500");
+        j.mark_done("s7").unwrap();
+        assert_eq!(j.seeds_done().unwrap(), 1);
+    }
+
+    #[test]
+    fn records_export_in_id_order_and_dataset_in_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = SqliteJournal::open(&dir.path().join(FILE)).unwrap();
+        j.load_seeds([row(1, "a"), row(2, "b")].into_iter()).unwrap();
+        j.put_record(Kind::Evolved, "b.r1", "{\"e\":\"b\"}", 5).unwrap();
+        j.put_record(Kind::Rejected, "a.r1", "{\"r\":1}", 0).unwrap();
+        j.put_record(Kind::Evolved, "a.r1", "{\"e\":\"a\"}", 9).unwrap(); // replaces the rejection
+        j.put_record(Kind::SeedAnswer, "b", "{\"answer\":\"b\"}", 0).unwrap();
+        let mut evolved = vec![];
+        j.for_each_record(Kind::Evolved, |b| {
+            evolved.push(b.to_string());
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        assert_eq!(evolved, ["{\"e\":\"a\"}", "{\"e\":\"b\"}"]);
+        assert_eq!(j.record_count(Kind::Rejected).unwrap(), 0);
+        let mut rows = vec![];
+        j.for_each_dataset_row(true, |r| {
+            rows.push(format!("{r:?}"));
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        // Order keys: b = -2, a = -1, b.r1 = 5, a.r1 = 9.
+        assert_eq!(rows.len(), 4);
+        assert!(rows[0].contains("q b") && rows[0].contains("answer"), "{rows:?}");
+        assert!(rows[1].contains("q a") && rows[1].contains("None"), "{rows:?}");
+        assert!(rows[2].contains("Evolved") && rows[3].contains("\\\"a\\\""), "{rows:?}");
+    }
+
+    #[test]
+    fn shards_merge_and_doubled_seeds_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = |name: &str, rows: Vec<Result<SeedRow, StoreError>>| {
+            let path = dir.path().join(name);
+            let j = SqliteJournal::open(&path).unwrap();
+            j.load_seeds(rows.into_iter()).unwrap();
+            j.commit(
+                &format!("[{name}]"),
+                &CallRecord {
+                    text: None,
+                    finish_reason: None,
+                    usage: Default::default(),
+                    retries: 0,
+                    error: None,
+                    prompt: String::new(),
+                    attempt: 0,
+                },
+            )
+            .unwrap();
+            path
+        };
+        let one = shard("one.sqlite", vec![row(1, "a")]);
+        let two = shard("two.sqlite", vec![row(2, "b")]);
+        let three = shard("three.sqlite", vec![row(3, "a")]);
+        let merged = SqliteJournal::open(&dir.path().join("merged.sqlite")).unwrap();
+        merged.absorb(&one).unwrap();
+        merged.absorb(&two).unwrap();
+        assert_eq!(merged.seed_count().unwrap(), 2);
+        assert_eq!(merged.calls().unwrap(), 2);
+        let err = merged.absorb(&three).unwrap_err();
+        assert_eq!(err.to_string(), "the seed `a` is in more than one shard");
+        assert_eq!(merged.seed_count().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_seed_answer_and_a_step_of_the_same_id_are_both_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = SqliteJournal::open(&dir.path().join(FILE)).unwrap();
+        // Seed `a.r1`'s answer and seed `a`'s first round share an id.
+        j.put_record(Kind::SeedAnswer, "a.r1", "{\"answer\":1}", 0).unwrap();
+        j.put_record(Kind::Evolved, "a.r1", "{\"evolved\":1}", 1).unwrap();
+        assert_eq!(j.record_count(Kind::SeedAnswer).unwrap(), 1);
+        assert_eq!(j.record_count(Kind::Evolved).unwrap(), 1);
+        // A retried step still replaces its own record.
+        j.put_record(Kind::Rejected, "a.r1", "{\"rejected\":1}", 1).unwrap();
+        assert_eq!(j.record_count(Kind::Evolved).unwrap(), 0);
+        assert_eq!(j.record_count(Kind::SeedAnswer).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        drop(SqliteJournal::open(&path).unwrap());
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        }
+        let err = SqliteJournal::open(&path).err().expect("refused");
+        assert!(err.to_string().contains("newer evol"), "{err}");
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION + 1, "not rewritten");
+    }
+
+    #[test]
+    fn damaged_pages_are_found_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        {
+            let j = SqliteJournal::open(&path).unwrap();
+            for i in 0..2000 {
+                j.put_record(Kind::Evolved, &format!("s{i}.r1"), &"x".repeat(200), i).unwrap();
+            }
+            let conn = j.conn.lock().unwrap();
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        }
+        // Overwrite some pages in the middle of the file with garbage.
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.len() > 40 * 4096, "{}", bytes.len());
+        for b in &mut bytes[20 * 4096..24 * 4096] {
+            *b = 0x5a;
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let err = SqliteJournal::open(&path).err().expect("refused");
+        assert!(err.to_string().contains("is damaged"), "{err}");
+    }
+}
