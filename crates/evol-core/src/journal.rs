@@ -28,13 +28,13 @@ pub struct CallRecord {
     /// seed): an outcome is replayed only for the same question.
     #[serde(default)]
     pub prompt: String,
-    /// How many times the call was sent again by `--retry-failed`.
+    /// How many times the call was sent again to retry a failure.
     #[serde(default)]
     pub attempt: u32,
 }
 
 impl CallRecord {
-    /// Whether `--retry-failed` sends this call again: it failed, or its
+    /// Whether retrying failures sends this call again: it failed, or its
     /// reply was cut by the token limit or a content filter.
     pub fn is_failure(&self) -> bool {
         self.error.is_some() || matches!(self.finish_reason, Some(FinishReason::Length | FinishReason::ContentFilter))

@@ -31,7 +31,7 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Operation {
-    /// The name used in `--ops` and in records.
+    /// The name that selects it and that records carry.
     pub name: String,
     pub kind: Kind,
     /// The template file that makes the prompt (gets `instruction`, and

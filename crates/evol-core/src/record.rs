@@ -51,7 +51,7 @@ pub struct Evolution {
     /// The model that answered it, when answering is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer_model: Option<String>,
-    /// The answer was cut by the token limit (`--retry-failed` asks again).
+    /// The answer was cut by the token limit (retrying failures asks again).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub answer_truncated: bool,
     /// Tokens of every call this evolution took (evolve, judge, answer).

@@ -126,7 +126,10 @@ async fn run(shared: Arc<Shared>, id: String, file: String, delay: Duration) {
             continue;
         }
         let body = serde_json::to_vec(&request["body"]).unwrap_or_default();
-        match complete(&shared.config, &body) {
+        // Batch lines carry no headers: the tag is in the request's name
+        // (`evol-TAG-DIGEST`).
+        let tag = custom_id.as_str().and_then(|id| id.strip_prefix("evol-")).and_then(|rest| rest.split_once('-')).map(|(tag, _)| tag);
+        match complete(&shared.config, &body, tag) {
             Ok((kind, completion)) => {
                 shared.count(kind);
                 shared.requests.fetch_add(1, Ordering::Relaxed);

@@ -32,6 +32,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use rand::Rng;
 use rand_distr::{Distribution, LogNormal};
+use evol_wire::{ChatCompletion, ChatCompletionRequest, Choice, CompletionUsage, ErrorBody, ResponseMessage};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -318,44 +319,53 @@ async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
 
 /// The completion for a request body, without faults or latency; an invalid
 /// request gets its error status and body.
-pub(crate) fn complete(config: &MockConfig, body: &[u8]) -> Result<(Kind, Value), (StatusCode, Value)> {
+pub(crate) fn complete(
+    config: &MockConfig,
+    body: &[u8],
+    tag: Option<&str>,
+) -> Result<(Kind, Value), (StatusCode, Value)> {
     let fail = |status: StatusCode, message: &str, code: &str| {
-        Err((status, json!({ "error": { "message": message, "type": "mock_error", "code": code } })))
+        let body = ErrorBody::new(message, "mock_error", None, Some(code));
+        Err((status, serde_json::to_value(body).expect("serializable")))
     };
-    let request: Value = match serde_json::from_slice(body) {
+    let request: ChatCompletionRequest = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return fail(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"), "invalid_request"),
     };
-    let Some(messages) = request.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()) else {
+    if request.messages.is_empty() {
         return fail(StatusCode::BAD_REQUEST, "`messages` must be a non-empty array", "invalid_request");
-    };
-    let model = request.get("model").and_then(Value::as_str).unwrap_or("").to_string();
+    }
+    let model = request.model.clone().unwrap_or_default();
     if !config.models.is_empty() && !config.models.contains(&model) {
         return fail(StatusCode::NOT_FOUND, &format!("model `{model}` does not exist"), "model_not_found");
     }
-    let prompt: String =
-        messages.iter().filter_map(|m| m.get("content").and_then(Value::as_str)).collect::<Vec<_>>().join("\n");
-    let max_tokens = request.get("max_tokens").and_then(Value::as_u64).unwrap_or(u64::MAX);
+    let prompt = request.prompt_text();
+    let max_tokens = request.max_tokens.as_ref().and_then(|n| n.as_u64()).unwrap_or(u64::MAX);
     let hash = blake3::hash(body);
     let h = u64::from_le_bytes(hash.as_bytes()[..8].try_into().unwrap());
     let unit = |salt: u64| -> f64 { (splitmix(h ^ salt) >> 11) as f64 / (1u64 << 53) as f64 };
-    let (kind, text) = reply_for(config, &prompt, h, unit);
+    let (kind, text) = reply_for(config, stage(tag, &prompt), &prompt, h, unit);
     let (text, finish) = cap_tokens(&text, max_tokens);
-    Ok((
-        kind,
-        json!({
-            "id": format!("mock-{}", &hash.to_hex()[..16]),
-            "object": "chat.completion",
-            "created": 0,
-            "model": model,
-            "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": finish }],
-            "usage": {
-                "prompt_tokens": tokens(&prompt),
-                "completion_tokens": tokens(&text),
-                "total_tokens": tokens(&prompt) + tokens(&text),
-            },
+    let (prompt_tokens, completion_tokens) = (tokens(&prompt), tokens(&text));
+    let completion = ChatCompletion {
+        id: format!("mock-{}", &hash.to_hex()[..16]),
+        object: "chat.completion".into(),
+        created: 0,
+        model,
+        choices: vec![Choice {
+            index: 0,
+            message: Some(ResponseMessage::assistant(text)),
+            finish_reason: Some(finish.to_string()),
+            ..Choice::default()
+        }],
+        usage: Some(CompletionUsage {
+            prompt_tokens: Some(prompt_tokens),
+            completion_tokens: Some(completion_tokens),
+            total_tokens: Some(prompt_tokens + completion_tokens),
+            ..CompletionUsage::default()
         }),
-    ))
+    };
+    Ok((kind, serde_json::to_value(completion).expect("serializable")))
 }
 
 async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -364,7 +374,8 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     if !authorized(&shared, &headers) {
         return error(StatusCode::UNAUTHORIZED, "invalid API key", "invalid_api_key");
     }
-    let (kind, completion) = match complete(&shared.config, &body) {
+    let tag = headers.get("x-evol-stage").and_then(|v| v.to_str().ok());
+    let (kind, completion) = match complete(&shared.config, &body, tag) {
         Ok(done) => done,
         Err((status, body)) => return (status, Json(body)).into_response(),
     };
@@ -438,6 +449,7 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], payload).into_response()
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Rewrite,
     Judge,
@@ -510,22 +522,49 @@ const WORDS: &[&str] = &[
     "practice",
 ];
 
-fn reply_for(config: &MockConfig, prompt: &str, h: u64, unit: impl Fn(u64) -> f64) -> (Kind, String) {
-    let trimmed = prompt.trim_end();
-    let marker = ["#Rewritten Prompt#:", "#Created Prompt#:"].into_iter().find(|m| trimmed.ends_with(m));
-    if let Some(marker) = marker {
-        let body = &trimmed[..trimmed.len() - marker.len()];
+/// What a request is for: its tag (`evolve`, `judge`, `answer`), which evol
+/// sends with every request; for clients that send none, a guess from the
+/// prompt's wording.
+fn stage(tag: Option<&str>, prompt: &str) -> Kind {
+    match tag {
+        Some("evolve") => Kind::Rewrite,
+        Some("judge") => Kind::Judge,
+        Some(_) => Kind::Answer,
+        None => {
+            let trimmed = prompt.trim_end();
+            if ["#Rewritten Prompt#:", "#Created Prompt#:"].iter().any(|m| trimmed.ends_with(m)) {
+                Kind::Rewrite
+            } else if prompt.contains("Not Equal") {
+                Kind::Judge
+            } else {
+                Kind::Answer
+            }
+        }
+    }
+}
+
+fn reply_for(config: &MockConfig, kind: Kind, prompt: &str, h: u64, unit: impl Fn(u64) -> f64) -> (Kind, String) {
+    if kind == Kind::Rewrite {
+        // The instruction is what follows the prompt's last `...Prompt#:`
+        // heading (the whole prompt if it has none); a prompt that ends by
+        // asking for a created prompt gets a new instruction, any other a
+        // harder one.
+        let trimmed = prompt.trim_end();
+        let (body, created) = match trimmed.strip_suffix("#Created Prompt#:") {
+            Some(body) => (body, true),
+            None => (trimmed.strip_suffix("#Rewritten Prompt#:").unwrap_or(trimmed), false),
+        };
         let given = body.rfind("Prompt#:").map(|i| body[i + "Prompt#:".len()..].trim()).unwrap_or(body.trim());
         let leak = if unit(3) < config.leak_rate { " (as the rewritten prompt asks)" } else { "" };
-        let text = if marker.starts_with("#Rewritten") {
-            format!("{given} {}{leak}", CLAUSES[(h % CLAUSES.len() as u64) as usize])
-        } else {
+        let text = if created {
             let topic = TOPICS[(h % TOPICS.len() as u64) as usize];
             format!("Describe how {topic} relates to this: {}{leak}", first_words(given, 12))
+        } else {
+            format!("{given} {}{leak}", CLAUSES[(h % CLAUSES.len() as u64) as usize])
         };
         return (Kind::Rewrite, text);
     }
-    if prompt.contains("Not Equal") {
+    if kind == Kind::Judge {
         let verdict = if unit(1) < config.equal_rate { "Equal" } else { "Not Equal" };
         return (Kind::Judge, verdict.to_string());
     }
@@ -582,15 +621,25 @@ mod tests {
     use super::*;
 
     fn reply(prompt: &str, h: u64) -> (String, &'static str) {
-        let (kind, text) = reply_for(&MockConfig { leak_rate: 0.0, ..MockConfig::default() }, prompt, h, |s| {
-            (splitmix(h ^ s) >> 11) as f64 / (1u64 << 53) as f64
-        });
+        let config = MockConfig { leak_rate: 0.0, ..MockConfig::default() };
+        let (kind, text) =
+            reply_for(&config, stage(None, prompt), prompt, h, |s| (splitmix(h ^ s) >> 11) as f64 / (1u64 << 53) as f64);
         let kind = match kind {
             Kind::Rewrite => "rewrite",
             Kind::Judge => "judge",
             Kind::Answer => "answer",
         };
         (text, kind)
+    }
+
+    #[test]
+    fn the_tag_decides_the_stage_whatever_the_wording() {
+        assert_eq!(stage(Some("evolve"), "Anything at all"), Kind::Rewrite);
+        assert_eq!(stage(Some("judge"), "Anything at all"), Kind::Judge);
+        assert_eq!(stage(Some("answer"), "Reply \"Equal\" or \"Not Equal\"."), Kind::Answer);
+        let (text, kind) = reply_for(&MockConfig::default(), Kind::Rewrite, "Harder, please:\nName a fruit.", 5, |_| 1.0);
+        assert_eq!(kind, Kind::Rewrite);
+        assert!(text.starts_with("Harder, please:\nName a fruit. "), "{text}");
     }
 
     #[test]
@@ -620,8 +669,9 @@ mod tests {
         let config = MockConfig { equal_rate: 0.3, ..MockConfig::default() };
         let equal = (0..10_000u64)
             .filter(|&h| {
-                let (_, text) =
-                    reply_for(&config, "Not Equal?", h, |s| (splitmix(h ^ s) >> 11) as f64 / (1u64 << 53) as f64);
+                let (_, text) = reply_for(&config, Kind::Judge, "Is it equal?", h, |s| {
+                    (splitmix(h ^ s) >> 11) as f64 / (1u64 << 53) as f64
+                });
                 text == "Equal"
             })
             .count();

@@ -162,9 +162,14 @@ impl OpenAiClient {
         }
     }
 
-    async fn attempt(&self, body: &serde_json::Value) -> Result<ChatResponse, Failure> {
+    async fn attempt(&self, body: &serde_json::Value, tag: Option<&str>) -> Result<ChatResponse, Failure> {
         let url = format!("{}/chat/completions", self.base);
-        let response = match self.http.post(&url).json(body).send().await {
+        let mut post = self.http.post(&url).json(body);
+        if let Some(tag) = tag.and_then(|t| HeaderValue::from_str(t).ok()) {
+            // What the call is for; servers ignore it, the simulator reads it.
+            post = post.header(STAGE_HEADER, tag);
+        }
+        let response = match post.send().await {
             Ok(r) => r,
             Err(e) => {
                 let mut failure = Failure::transient(describe_transport(&e, &url));
@@ -210,7 +215,7 @@ impl ChatModel for OpenAiClient {
         let body = request_body(&self.model, &request.messages, &request.sampling, &request.stop);
         let mut retries = 0;
         loop {
-            match self.attempt(&body).await {
+            match self.attempt(&body, request.tag.as_deref()).await {
                 Ok(mut reply) => {
                     reply.retries = retries;
                     return Ok(reply);
@@ -232,24 +237,26 @@ impl ChatModel for OpenAiClient {
     }
 }
 
+/// The header that carries a request's tag (`ChatRequest::tag`).
+pub const STAGE_HEADER: &str = "x-evol-stage";
+
 /// The JSON body of a chat-completions request.
 fn request_body(model: &str, messages: &[Message], sampling: &Sampling, stop: &[String]) -> serde_json::Value {
-    let messages: Vec<serde_json::Value> =
-        messages.iter().map(|m| serde_json::json!({ "role": m.role.as_str(), "content": m.content })).collect();
-    let mut body = serde_json::json!({
-        "model": model,
-        "messages": messages,
-        "temperature": sampling.temperature,
-        "top_p": sampling.top_p,
-        "max_tokens": sampling.max_tokens,
-    });
-    if let Some(seed) = sampling.seed {
-        body["seed"] = seed.into();
+    use evol_wire::{ChatCompletionRequest, Content, RequestMessage, Stop};
+    ChatCompletionRequest {
+        model: Some(model.to_string()),
+        messages: messages
+            .iter()
+            .map(|m| RequestMessage { role: m.role.as_str().to_string(), content: Some(Content::Text(m.content.clone())) })
+            .collect(),
+        temperature: Some(sampling.temperature),
+        top_p: Some(sampling.top_p),
+        max_tokens: Some(sampling.max_tokens.into()),
+        seed: sampling.seed.map(Into::into),
+        stop: (!stop.is_empty()).then(|| Stop::Many(stop.to_vec())),
+        ..Default::default()
     }
-    if !stop.is_empty() {
-        body["stop"] = stop.into();
-    }
-    body
+    .to_value()
 }
 
 /// A transport error in words, with its causes (reqwest's top-level message

@@ -1,59 +1,18 @@
 //! Reading OpenAI-style JSON leniently: only what is needed, unknown fields
 //! ignored, nulls and missing fields allowed where real servers omit them.
+//! The reply types are `evol_wire`'s; error bodies and model lists come in
+//! so many shapes that they are read as plain JSON.
 
 use evol_llm::{ChatResponse, FinishReason, Usage};
-use serde::Deserialize;
+use evol_wire::ChatCompletion;
 use serde_json::Value;
-
-#[derive(Deserialize)]
-struct Completion {
-    #[serde(default)]
-    choices: Vec<Choice>,
-    #[serde(default)]
-    usage: Option<WireUsage>,
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    #[serde(default)]
-    message: Option<WireMessage>,
-    /// Legacy completions put the text here.
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WireMessage {
-    #[serde(default)]
-    content: Option<Value>,
-    #[serde(default)]
-    reasoning_content: Option<String>,
-    /// Some servers (Ollama, OpenRouter) call it `reasoning`.
-    #[serde(default)]
-    reasoning: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WireUsage {
-    #[serde(default)]
-    prompt_tokens: Option<u64>,
-    #[serde(default)]
-    completion_tokens: Option<u64>,
-    /// OpenAI, vLLM, DeepSeek (as `prompt_cache_hit_tokens`) report cache hits.
-    #[serde(default)]
-    prompt_tokens_details: Option<Value>,
-    #[serde(default)]
-    prompt_cache_hit_tokens: Option<u64>,
-}
 
 /// Parses a chat-completions reply body.
 pub fn parse_completion(body: &str) -> Result<ChatResponse, String> {
-    let completion: Completion = serde_json::from_str(body).map_err(|e| format!("not a chat completion ({e})"))?;
+    let completion: ChatCompletion = serde_json::from_str(body).map_err(|e| format!("not a chat completion ({e})"))?;
     let choice = completion.choices.into_iter().next().ok_or("the reply has no choices")?;
     let (content, mut reasoning) = match choice.message {
-        Some(m) => (content_text(m.content), m.reasoning_content.or(m.reasoning)),
+        Some(m) => (m.text(), m.reasoning_content.or(m.reasoning)),
         None => (choice.text.unwrap_or_default(), None),
     };
     let (text, inline_reasoning) = evol_llm::split_reasoning(&content, false);
@@ -65,13 +24,7 @@ pub fn parse_completion(body: &str) -> Result<ChatResponse, String> {
         .map(|u| Usage {
             prompt_tokens: u.prompt_tokens.unwrap_or(0),
             completion_tokens: u.completion_tokens.unwrap_or(0),
-            cached_tokens: u
-                .prompt_tokens_details
-                .as_ref()
-                .and_then(|d| d.get("cached_tokens"))
-                .and_then(Value::as_u64)
-                .or(u.prompt_cache_hit_tokens)
-                .unwrap_or(0),
+            cached_tokens: u.cached(),
         })
         .unwrap_or_default();
     Ok(ChatResponse {
@@ -82,19 +35,6 @@ pub fn parse_completion(body: &str) -> Result<ChatResponse, String> {
         retries: 0,
         signals: Default::default(),
     })
-}
-
-/// Message content as text: a string, or the text parts of an array.
-fn content_text(content: Option<Value>) -> String {
-    match content {
-        Some(Value::String(s)) => s,
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str).or_else(|| p.as_str()))
-            .collect::<Vec<_>>()
-            .join(""),
-        _ => String::new(),
-    }
 }
 
 /// The `error.code` of an error body, if any.

@@ -352,10 +352,19 @@ fn judge_warning(judge: &evol_core::stats::Verdicts, model: &str) -> Option<Stri
 
 /// A budget cap stopped the run (exit code 3).
 #[derive(Debug, thiserror::Error)]
-#[error("stopped: {reached}; what was done is in `{out}` (raise {flag} and rerun the same command to continue)", flag = reached.flag())]
+#[error("stopped: {reached}; what was done is in `{out}` (raise {flag} and rerun the same command to continue)", flag = cap_flag(reached))]
 pub struct CapStop {
     pub reached: CapReached,
     pub out: String,
+}
+
+/// The flag that sets a cap.
+fn cap_flag(reached: &CapReached) -> &'static str {
+    match reached {
+        CapReached::Requests { .. } => "--max-requests",
+        CapReached::Tokens { .. } => "--max-tokens-total",
+        CapReached::Cost { .. } => "--max-cost",
+    }
 }
 
 /// Records the run's identity in a new journal, or checks it against the one
@@ -412,7 +421,15 @@ fn summary(s: &RunStats, rows: usize, out: &OutputDir, seeds_file: bool) -> Stri
 mod tests {
     use evol_core::stats::Verdicts;
 
-    use super::judge_warning;
+    use super::{cap_flag, judge_warning};
+
+    #[test]
+    fn each_cap_names_its_flag() {
+        use evol_core::cost::CapReached;
+        assert_eq!(cap_flag(&CapReached::Cost { cap: 0.01, used: 0.01 }), "--max-cost");
+        assert_eq!(cap_flag(&CapReached::Requests { cap: 1 }), "--max-requests");
+        assert_eq!(cap_flag(&CapReached::Tokens { cap: 1, used: 1 }), "--max-tokens-total");
+    }
 
     #[test]
     fn the_judge_warning_needs_many_unclear_replies() {
