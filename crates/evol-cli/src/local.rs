@@ -57,26 +57,10 @@ pub fn start(_name: String, _path: PathBuf, _args: &EngineSettings) -> anyhow::R
     anyhow::bail!("this evol was built without the embedded engine (cargo feature `embedded`); pass --endpoint URL")
 }
 
-/// What a running engine has done, for `stats.json` and `/health`: how
-/// full its batch was and where its time went.
+/// What a running engine has done, for `stats.json`.
 #[cfg(feature = "embedded")]
 pub fn activity(engine: &evol_llama::LlamaEngine) -> serde_json::Value {
-    let a = engine.activity();
-    let per_second = |tokens: u64| if a.busy_seconds > 0.0 { tokens as f64 / a.busy_seconds } else { 0.0 };
-    let round = |x: f64| (x * 1000.0).round() / 1000.0;
-    serde_json::json!({
-        "parallel": a.parallel,
-        "steps": a.steps,
-        "busy_seconds": round(a.busy_seconds),
-        "decode_seconds": round(a.decode_seconds),
-        "mean_sequences": round(a.mean_sequences()),
-        "mean_context": round(a.mean_context()),
-        "prompt_tokens_computed": a.prompt_tokens,
-        "generated_tokens": a.generated_tokens,
-        "decoded_tokens": a.decoded_tokens,
-        "decoded_tokens_per_busy_second": round(per_second(a.decoded_tokens)),
-        "generated_tokens_per_busy_second": round(per_second(a.generated_tokens)),
-    })
+    engine.activity().report()
 }
 
 /// A one-line description of a running engine.

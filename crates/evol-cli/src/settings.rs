@@ -334,6 +334,7 @@ impl RunSettings {
 
 /// The embedded engine's settings, validated.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 pub struct EngineSettings {
     pub model_path: Option<PathBuf>,
     pub chat_template: Option<String>,

@@ -84,6 +84,26 @@ pub struct Activity {
 }
 
 impl Activity {
+    /// What the engine has done, as `stats.json` and `/health` show it:
+    /// how full its batch was and where its time went.
+    pub fn report(&self) -> serde_json::Value {
+        let per_second = |tokens: u64| if self.busy_seconds > 0.0 { tokens as f64 / self.busy_seconds } else { 0.0 };
+        let round = |x: f64| (x * 1000.0).round() / 1000.0;
+        serde_json::json!({
+            "parallel": self.parallel,
+            "steps": self.steps,
+            "busy_seconds": round(self.busy_seconds),
+            "decode_seconds": round(self.decode_seconds),
+            "mean_sequences": round(self.mean_sequences()),
+            "mean_context": round(self.mean_context()),
+            "prompt_tokens_computed": self.prompt_tokens,
+            "generated_tokens": self.generated_tokens,
+            "decoded_tokens": self.decoded_tokens,
+            "decoded_tokens_per_busy_second": round(per_second(self.decoded_tokens)),
+            "generated_tokens_per_busy_second": round(per_second(self.generated_tokens)),
+        })
+    }
+
     /// The mean context length (position in its sequence) of a computed
     /// token.
     pub fn mean_context(&self) -> f64 {

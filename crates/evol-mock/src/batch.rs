@@ -128,7 +128,11 @@ async fn run(shared: Arc<Shared>, id: String, file: String, delay: Duration) {
         let body = serde_json::to_vec(&request["body"]).unwrap_or_default();
         // Batch lines carry no headers: the tag is in the request's name
         // (`evol-TAG-DIGEST`).
-        let tag = custom_id.as_str().and_then(|id| id.strip_prefix("evol-")).and_then(|rest| rest.split_once('-')).map(|(tag, _)| tag);
+        let tag = custom_id
+            .as_str()
+            .and_then(|id| id.strip_prefix("evol-"))
+            .and_then(|rest| rest.split_once('-'))
+            .map(|(tag, _)| tag);
         match complete(&shared.config, &body, tag) {
             Ok((kind, completion)) => {
                 shared.count(kind);

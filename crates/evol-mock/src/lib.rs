@@ -30,9 +30,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
+use evol_wire::{ChatCompletion, ChatCompletionRequest, Choice, CompletionUsage, ErrorBody, ResponseMessage};
 use rand::Rng;
 use rand_distr::{Distribution, LogNormal};
-use evol_wire::{ChatCompletion, ChatCompletionRequest, Choice, CompletionUsage, ErrorBody, ResponseMessage};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -622,8 +622,9 @@ mod tests {
 
     fn reply(prompt: &str, h: u64) -> (String, &'static str) {
         let config = MockConfig { leak_rate: 0.0, ..MockConfig::default() };
-        let (kind, text) =
-            reply_for(&config, stage(None, prompt), prompt, h, |s| (splitmix(h ^ s) >> 11) as f64 / (1u64 << 53) as f64);
+        let (kind, text) = reply_for(&config, stage(None, prompt), prompt, h, |s| {
+            (splitmix(h ^ s) >> 11) as f64 / (1u64 << 53) as f64
+        });
         let kind = match kind {
             Kind::Rewrite => "rewrite",
             Kind::Judge => "judge",
@@ -637,7 +638,8 @@ mod tests {
         assert_eq!(stage(Some("evolve"), "Anything at all"), Kind::Rewrite);
         assert_eq!(stage(Some("judge"), "Anything at all"), Kind::Judge);
         assert_eq!(stage(Some("answer"), "Reply \"Equal\" or \"Not Equal\"."), Kind::Answer);
-        let (text, kind) = reply_for(&MockConfig::default(), Kind::Rewrite, "Harder, please:\nName a fruit.", 5, |_| 1.0);
+        let (kind, text) =
+            reply_for(&MockConfig::default(), Kind::Rewrite, "Harder, please:\nName a fruit.", 5, |_| 1.0);
         assert_eq!(kind, Kind::Rewrite);
         assert!(text.starts_with("Harder, please:\nName a fruit. "), "{text}");
     }

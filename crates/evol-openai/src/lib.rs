@@ -247,7 +247,10 @@ fn request_body(model: &str, messages: &[Message], sampling: &Sampling, stop: &[
         model: Some(model.to_string()),
         messages: messages
             .iter()
-            .map(|m| RequestMessage { role: m.role.as_str().to_string(), content: Some(Content::Text(m.content.clone())) })
+            .map(|m| RequestMessage {
+                role: m.role.as_str().to_string(),
+                content: Some(Content::Text(m.content.clone())),
+            })
             .collect(),
         temperature: Some(sampling.temperature),
         top_p: Some(sampling.top_p),

@@ -59,7 +59,11 @@ impl ChatCompletionRequest {
 
     /// The text of every message, joined by newlines.
     pub fn prompt_text(&self) -> String {
-        self.messages.iter().map(|m| m.content.as_ref().map(Content::text).unwrap_or_default()).collect::<Vec<_>>().join("\n")
+        self.messages
+            .iter()
+            .map(|m| m.content.as_ref().map(Content::text).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -185,7 +189,11 @@ pub struct ResponseMessage {
 impl ResponseMessage {
     /// An assistant message with text content.
     pub fn assistant(text: impl Into<String>) -> ResponseMessage {
-        ResponseMessage { role: Some("assistant".into()), content: Some(Value::String(text.into())), ..Default::default() }
+        ResponseMessage {
+            role: Some("assistant".into()),
+            content: Some(Value::String(text.into())),
+            ..Default::default()
+        }
     }
 
     /// The content as text: a string, or the text parts of an array.
@@ -324,7 +332,12 @@ impl ModelList {
             object: "list".into(),
             data: ids
                 .iter()
-                .map(|id| ModelEntry { id: id.to_string(), object: "model".into(), created: 0, owned_by: owned_by.into() })
+                .map(|id| ModelEntry {
+                    id: id.to_string(),
+                    object: "model".into(),
+                    created: 0,
+                    owned_by: owned_by.into(),
+                })
                 .collect(),
         }
     }
@@ -357,9 +370,10 @@ mod tests {
 
     #[test]
     fn replies_with_odd_fields_are_read() {
-        let c: ChatCompletion =
-            serde_json::from_str(r#"{"id":null,"created":1.7e9,"model":7,"choices":[{"index":"0","message":{"content":"hi"}}]}"#)
-                .unwrap();
+        let c: ChatCompletion = serde_json::from_str(
+            r#"{"id":null,"created":1.7e9,"model":7,"choices":[{"index":"0","message":{"content":"hi"}}]}"#,
+        )
+        .unwrap();
         assert_eq!(c.choices[0].message.as_ref().unwrap().text(), "hi");
         assert_eq!(c.created, 0);
     }

@@ -244,7 +244,10 @@ pub(super) fn embedded(
         })
     }
     #[cfg(not(feature = "embedded"))]
-    match crate::local::start(name, path, engine)? {}
+    {
+        let _ = concurrency;
+        match crate::local::start(name, path, engine)? {}
+    }
 }
 
 /// A one-token request, for servers without `/models`.
