@@ -182,9 +182,9 @@ Output files in OUT:
 
 Models: with --endpoint or OPENAI_BASE_URL (e.g. http://127.0.0.1:8000/v1), an OpenAI-compatible server, key from OPENAI_API_KEY or the variable named by --api-key-env. Without, the embedded llama.cpp engine on this machine's CPU: --model picks a model from `evol models list` (default smollm2-135m-instruct, fetched on first use), --model-path any local GGUF.
 
-Every call's outcome is committed to OUT/journal.sqlite first: rerun the same command to resume a stopped or crashed run (nothing completed is sent again; other settings are refused; --fresh starts over). Ctrl-C stops sending and waits up to 30 s for calls in flight; a second Ctrl-C aborts. `evol status OUT` shows a run's progress, `evol export OUT` rewrites its files from the journal.
+Every call's outcome is committed to OUT/journal.sqlite first: rerun the same command to resume a stopped or crashed run (nothing completed is sent again; other settings are refused; --fresh starts over). One command at a time may write OUT: a second one is refused, naming the process that holds OUT/evol.lock. A damaged journal is refused before any call. Ctrl-C stops sending and waits up to 30 s for calls in flight; a second Ctrl-C aborts. `evol status OUT` shows a run's progress, `evol export OUT` rewrites its files from the journal.
 
-Many servers: repeat --endpoint (or list them in a --config file). Each call goes to the least-loaded healthy server; each server's concurrency adapts (it grows while replies are healthy and halves on 429, 503, timeouts and replies slower than half of --timeout, between 1 and --concurrency); a server that keeps failing is taken out and probed back in; the run goes on while any server works.
+Many servers: repeat --endpoint (or list them in a --config file). Each call goes to the least-loaded healthy server; each server's concurrency adapts (it grows while replies are healthy and halves on 429, 503, timeouts and replies slower than half of --timeout, between 1 and its ceiling, --concurrency); a server that keeps failing is taken out and probed back in; the run goes on while any server works.
 
 Budgets: --max-cost, --max-tokens-total and --max-requests stop sending when reached (the run exits with code 3); raise the cap and rerun the same command to continue. Prices come from --price-prompt/--price-completion or the [prices] table of --config. --dry-run prints the expected calls, tokens and cost without calling any model.
 
@@ -287,7 +287,9 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Server")]
     pub judge_model: Option<String>,
 
-    /// Most model calls in flight at once, shared by all calls.
+    /// Most model calls in flight on each server (a server's
+    /// `max_concurrency` in --config overrides it; the run's total is the
+    /// sum over its servers). With the embedded engine: in all.
     #[arg(long, default_value_t = 64, help_heading = "Server")]
     pub concurrency: usize,
 
