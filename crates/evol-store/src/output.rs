@@ -62,7 +62,10 @@ impl OutputDir {
             Ok(lock) => lock,
             Err(e) => {
                 if created {
-                    let _ = std::fs::remove_dir_all(root);
+                    // Only if still empty: another process may have begun
+                    // to use it in the meantime.
+                    let _ = std::fs::remove_file(root.join(crate::dir::LOCK));
+                    let _ = std::fs::remove_dir(root);
                 }
                 return Err(e);
             }
