@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, FinishReason, Role as Speaker, Sampling, Usage};
+use evol_llm::{
+    ChatError, ChatModel, ChatRequest, ChatResponse, FinishReason, Message, Role as Speaker, Sampling, Usage,
+};
 use rand::RngCore;
 use tokio::sync::Semaphore;
 
@@ -63,13 +65,26 @@ pub struct CallKey<'a> {
     pub stage: &'a str,
 }
 
+/// What a call asks: one user message (borrowed, the common case) or a
+/// whole conversation. The request itself is built only once the call may
+/// be sent, so the many calls waiting for a permit hold no copy of their
+/// prompt.
+#[derive(Debug, Clone)]
+pub enum Prompt<'a> {
+    User(&'a str),
+    Messages(Vec<Message>),
+}
+
 /// One call to make.
 pub struct CallSpec<'a> {
     pub model: &'a Arc<dyn ChatModel>,
     pub key: CallKey<'a>,
     /// Where the call is counted in the statistics.
     pub slice: Slice<'a>,
-    pub request: ChatRequest,
+    pub prompt: Prompt<'a>,
+    pub sampling: Sampling,
+    /// What the call is for, sent as the request's tag (usually the stage).
+    pub tag: Option<&'static str>,
 }
 
 /// The journaled, budgeted, rate-limited caller shared by a command.
@@ -133,9 +148,9 @@ impl Caller {
     /// Makes one call (or replays it from the journal). The outer error
     /// stops the command; the inner one is the item's failure, as recorded.
     pub async fn call(&self, spec: CallSpec<'_>) -> Result<Result<ChatResponse, String>, CallError> {
-        let CallSpec { model, key, slice, request } = spec;
+        let CallSpec { model, key, slice, prompt, sampling, tag } = spec;
         let journal_key = call_key(key.item, key.round, key.stage);
-        let asked = question_digest(model.name(), &request);
+        let asked = question_digest(model.name(), &prompt, sampling);
         let mut attempt = 0;
         if let Some(record) = self.journal.lookup(&journal_key).map_err(CallError::Journal)? {
             // An outcome for another question (a parent that changed when an
@@ -160,11 +175,17 @@ impl Caller {
         }
         // A retried call gets another request seed, or a deterministic
         // server would give the same failed reply again.
-        let mut request = request;
-        if let (1.., Some(seed)) = (attempt, request.sampling.seed) {
+        let mut sampling = sampling;
+        if let (1.., Some(seed)) = (attempt, sampling.seed) {
             let reseeded = keyed_rng(seed, &[b"retry", &attempt.to_le_bytes()]).next_u64() >> 1;
-            request.sampling = request.sampling.with_seed(Some(reseeded));
+            sampling = sampling.with_seed(Some(reseeded));
         }
+        let messages = match prompt {
+            Prompt::User(text) => vec![Message::user(text)],
+            Prompt::Messages(messages) => messages,
+        };
+        let mut request = ChatRequest::new(messages, sampling);
+        request.tag = tag.map(std::borrow::Cow::Borrowed);
         let started = Instant::now();
         let (outcome, record) = match model.chat(request).await {
             Ok(reply) => {
@@ -233,14 +254,17 @@ impl Caller {
 /// settings other than the request seed (which follows from the call key).
 /// A single user message is digested as its text alone, as journals have
 /// always stored it.
-pub fn question_digest(model: &str, request: &ChatRequest) -> String {
-    let sampling = serde_json::to_string(&request.sampling.with_seed(None)).expect("serializable");
-    let prompt = match request.messages.as_slice() {
-        [only] if only.role == Speaker::User => only.content.clone(),
-        messages => serde_json::to_string(messages).expect("serializable"),
+pub fn question_digest(model: &str, prompt: &Prompt<'_>, sampling: Sampling) -> String {
+    let sampling = serde_json::to_string(&sampling.with_seed(None)).expect("serializable");
+    let prompt: std::borrow::Cow<'_, str> = match prompt {
+        Prompt::User(text) => (*text).into(),
+        Prompt::Messages(messages) => match messages.as_slice() {
+            [only] if only.role == Speaker::User => only.content.as_str().into(),
+            messages => serde_json::to_string(messages).expect("serializable").into(),
+        },
     };
     let mut hasher = blake3::Hasher::new();
-    for part in [model, &sampling, &prompt] {
+    for part in [model, &sampling, &*prompt] {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
     }

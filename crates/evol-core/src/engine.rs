@@ -16,10 +16,10 @@
 
 use std::sync::Arc;
 
-use evol_llm::{ChatRequest, ChatResponse, FinishReason, Message, Usage};
+use evol_llm::{FinishReason, Usage};
 use futures::StreamExt;
 
-use crate::caller::{seeded, CallError, CallKey, CallSpec, Caller};
+use crate::caller::{seeded, CallError, CallKey, CallSpec, Caller, Prompt};
 use crate::clean::clean_reply;
 use crate::cost::CapReached;
 use crate::eliminate::{self, parse_verdict, Reason, Verdict};
@@ -102,6 +102,10 @@ const CHAINS_PER_SLOT: usize = 16;
 /// Runs Evol-Instruct over seeds.
 pub struct Engine {
     method: Method,
+    /// Each operation's step calls (`Method::step_calls`), by position.
+    plans: Vec<Vec<PlannedCall>>,
+    /// The model name records carry for their evolver.
+    evolver: String,
     roles: Roles,
     templates: Templates,
     stats: Arc<StatsRecorder>,
@@ -130,7 +134,9 @@ impl Engine {
         for role in method.roles() {
             roles.get(role)?;
         }
-        Ok(Engine { method, roles, templates, stats, caller })
+        let plans = method.operations.iter().map(|op| method.step_calls(op)).collect();
+        let evolver = roles.get(Role::Evolve)?.name().to_string();
+        Ok(Engine { method, plans, evolver, roles, templates, stats, caller })
     }
 
     /// Evolves every seed through every round, sending records to `sink` as
@@ -221,11 +227,11 @@ impl Engine {
         let mut rng = keyed_rng(self.method.run_seed, &[b"seed-answer", seed.id.as_bytes()]);
         let slice = Slice { round: 0, operation: SEED_ANSWER };
         let model = self.roles.get(planned.role)?;
-        let (response, error, usage) = match self.call(&seed.id, 0, planned, slice, &seed.instruction, &mut rng).await?
-        {
-            Ok(reply) => (Some(reply.text), None, reply.usage),
-            Err(e) => (None, Some(e), Usage::default()),
-        };
+        let (response, error, usage) =
+            match self.caller.call(self.spec(&seed.id, 0, planned, slice, &seed.instruction, &mut rng)?).await? {
+                Ok(reply) => (Some(reply.text), None, reply.usage),
+                Err(e) => (None, Some(e), Usage::default()),
+            };
         let answer = SeedAnswer {
             id: seed.id.clone(),
             instruction: seed.instruction.clone(),
@@ -247,12 +253,13 @@ impl Engine {
     ) -> Result<Result<Evolution, Rejection>, EngineError> {
         let m = &self.method;
         let mut rng = step_rng(m.run_seed, seed_id, round, 0);
-        let operation = m.operations.draw(&mut rng);
+        let drawn = m.operations.draw_index(&mut rng);
+        let operation = m.operations.at(drawn);
         let rules = m.rules.for_operation(operation);
         let prompt = self.templates.evolve_prompt(operation, &parent.instruction, &mut rng)?;
         let slice = Slice { round, operation: operation.name() };
-        let evolver = self.roles.get(Role::Evolve)?.name().to_string();
-        let lineage = Lineage {
+        // Built when the step's fate is known (kept small while it waits).
+        let lineage = || Lineage {
             id: evolution_id(seed_id, round),
             seed_id: seed_id.to_string(),
             parent_id: parent.id.clone(),
@@ -269,12 +276,12 @@ impl Engine {
                       usage: Usage| {
             self.stats.outcome(slice, Some(reason));
             Ok(Err(Rejection {
-                lineage: lineage.clone(),
+                lineage: lineage(),
                 instruction,
                 response,
                 reason,
                 detail,
-                model: evolver.clone(),
+                model: self.evolver.clone(),
                 usage,
             }))
         };
@@ -283,10 +290,14 @@ impl Engine {
         let mut response = None;
         let mut answer_model = None;
         let mut answer_truncated = false;
-        for planned in m.step_calls(operation) {
+        for &planned in &self.plans[drawn] {
             match planned.stage {
                 Stage::Evolve => {
-                    let reply = match self.call(seed_id, round, planned, slice, &prompt.text, &mut rng).await? {
+                    let reply = match self
+                        .caller
+                        .call(self.spec(seed_id, round, planned, slice, &prompt.text, &mut rng)?)
+                        .await?
+                    {
                         Ok(reply) => reply,
                         Err(e) => return reject(Reason::RequestFailed, None, None, Some(e), usage),
                     };
@@ -307,7 +318,7 @@ impl Engine {
                 }
                 Stage::Judge => {
                     let question = self.templates.equality_prompt(&parent.instruction, &instruction)?;
-                    match self.call(seed_id, round, planned, slice, &question, &mut rng).await? {
+                    match self.caller.call(self.spec(seed_id, round, planned, slice, &question, &mut rng)?).await? {
                         Ok(verdict) => {
                             usage += verdict.usage;
                             let said = parse_verdict(&verdict.text);
@@ -320,7 +331,11 @@ impl Engine {
                         Err(e) => return reject(Reason::RequestFailed, Some(instruction), None, Some(e), usage),
                     }
                 }
-                Stage::Answer => match self.call(seed_id, round, planned, slice, &instruction, &mut rng).await? {
+                Stage::Answer => match self
+                    .caller
+                    .call(self.spec(seed_id, round, planned, slice, &instruction, &mut rng)?)
+                    .await?
+                {
                     Ok(answer) => {
                         usage += answer.usage;
                         if answer.finish_reason == FinishReason::ContentFilter {
@@ -339,30 +354,37 @@ impl Engine {
         }
 
         self.stats.outcome(slice, None);
-        Ok(Ok(Evolution { lineage, instruction, response, model: evolver, answer_model, answer_truncated, usage }))
+        Ok(Ok(Evolution {
+            lineage: lineage(),
+            instruction,
+            response,
+            model: self.evolver.clone(),
+            answer_model,
+            answer_truncated,
+            usage,
+        }))
     }
 
-    /// One planned call, through the caller. Draws the request seed from
-    /// `rng` whether or not it is sent.
-    async fn call(
-        &self,
-        seed_id: &str,
+    /// What one planned call sends, for the caller. Draws the request seed
+    /// from `rng` whether or not it is sent.
+    fn spec<'a>(
+        &'a self,
+        seed_id: &'a str,
         round: u32,
         planned: PlannedCall,
-        slice: Slice<'_>,
-        prompt: &str,
+        slice: Slice<'a>,
+        prompt: &'a str,
         rng: &mut impl rand::RngCore,
-    ) -> Result<Result<ChatResponse, String>, EngineError> {
-        let sampling = seeded(planned.sampling, self.method.request_seeds, rng);
+    ) -> Result<CallSpec<'a>, EngineError> {
         let stage = planned.stage.name();
-        let request = ChatRequest::new(vec![Message::user(prompt)], sampling).tagged(stage);
-        let spec = CallSpec {
+        Ok(CallSpec {
             model: self.roles.get(planned.role)?,
             key: CallKey { item: seed_id, round, stage },
             slice,
-            request,
-        };
-        Ok(self.caller.call(spec).await?)
+            prompt: Prompt::User(prompt),
+            sampling: seeded(planned.sampling, self.method.request_seeds, rng),
+            tag: Some(stage),
+        })
     }
 }
 
@@ -374,7 +396,7 @@ mod tests {
     use crate::journal::{call_key, CallRecord, Journal, NoJournal};
     use crate::ops::OperationSet;
     use evol_llm::ErrorKind;
-    use evol_llm::{ChatError, ChatModel, Sampling};
+    use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, Sampling};
     use std::collections::BTreeMap;
     use std::sync::Mutex;
 

@@ -34,7 +34,7 @@ pub mod shard;
 pub mod stats;
 pub mod templates;
 
-pub use caller::{CallError, CallKey, CallSpec, Caller, CallerSettings};
+pub use caller::{CallError, CallKey, CallSpec, Caller, CallerSettings, Prompt};
 pub use engine::{Engine, EngineError, SeedSourceError, Sink, SinkError};
 pub use journal::{Journal, NoJournal};
 pub use method::{Method, PlannedCall, Stage};

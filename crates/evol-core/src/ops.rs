@@ -178,19 +178,29 @@ impl OperationSet {
     /// Draws an operation by weight. With equal weights this is one uniform
     /// draw of an index, as the method describes.
     pub fn draw(&self, rng: &mut impl Rng) -> &Operation {
+        &self.0[self.draw_index(rng)]
+    }
+
+    /// [`OperationSet::draw`], as the operation's position in the set.
+    pub fn draw_index(&self, rng: &mut impl Rng) -> usize {
         let first = self.0[0].weight;
         if self.0.iter().all(|op| op.weight == first) {
-            return &self.0[rng.random_range(0..self.0.len())];
+            return rng.random_range(0..self.0.len());
         }
         let total: f64 = self.0.iter().map(|op| op.weight).sum();
         let mut x = rng.random::<f64>() * total;
-        for op in &self.0 {
+        for (i, op) in self.0.iter().enumerate() {
             if x < op.weight {
-                return op;
+                return i;
             }
             x -= op.weight;
         }
-        self.0.last().expect("a set is never empty")
+        self.0.len() - 1
+    }
+
+    /// The operation at a position of the set.
+    pub fn at(&self, index: usize) -> &Operation {
+        &self.0[index]
     }
 }
 

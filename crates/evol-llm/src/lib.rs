@@ -72,7 +72,7 @@ pub struct ChatRequest {
     /// of the prompt. Test models read it; the HTTP client sends it only as
     /// an `X-Evol-Stage` header, which servers ignore and the simulator
     /// uses to tell stages apart.
-    pub tag: Option<String>,
+    pub tag: Option<std::borrow::Cow<'static, str>>,
 }
 
 impl ChatRequest {
@@ -82,7 +82,7 @@ impl ChatRequest {
     }
 
     /// The same request tagged with what it is for.
-    pub fn tagged(self, tag: impl Into<String>) -> ChatRequest {
+    pub fn tagged(self, tag: impl Into<std::borrow::Cow<'static, str>>) -> ChatRequest {
         ChatRequest { tag: Some(tag.into()), ..self }
     }
 }
