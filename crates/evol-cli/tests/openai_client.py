@@ -52,7 +52,10 @@ assert finish == reply.choices[0].finish_reason
 assert usage is not None and usage.completion_tokens == reply.usage.completion_tokens
 
 # Stop strings and max_tokens.
-r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Count from 1 to 30."}], max_tokens=3)
+# Greedy, so that the model cannot end its reply early by chance.
+r = client.chat.completions.create(
+    model=model, messages=[{"role": "user", "content": "Count from 1 to 30."}], max_tokens=3, temperature=0
+)
 assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 3, r
 
 # Errors come back as the client's typed exceptions.

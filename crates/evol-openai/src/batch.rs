@@ -237,7 +237,17 @@ impl Batches {
         let client = &self.inner.client;
         let file = client.upload_batch_file(lines).await?;
         let batch = client.create_batch(&file).await?;
-        self.inner.ledger.submitted(&batch).map_err(|e| ChatError::new(ErrorKind::Backend, e))?;
+        if let Err(e) = self.inner.ledger.submitted(&batch) {
+            // A batch the journal does not know would never be adopted:
+            // cancel it (best effort) so that it is not paid for in vain,
+            // and stop the run.
+            let cancelled = client.cancel_batch(&batch).await.is_ok();
+            let what = if cancelled { "it was cancelled" } else { "cancelling it failed too" };
+            return Err(ChatError::new(
+                ErrorKind::Backend,
+                format!("the batch `{batch}` was created but could not be journaled ({e}); {what}"),
+            ));
+        }
         Ok(batch)
     }
 
