@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use evol_llm::{ChatModel, ChatRequest, ErrorKind, Message, Sampling};
+use evol_llm::{ChatRequest, ErrorKind, Message, Sampling};
 use evol_mock::MockConfig;
 use evol_openai::{BatchLedger, BatchSettings, Batches, ClientConfig, OpenAiClient};
 
