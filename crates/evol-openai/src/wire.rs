@@ -4,12 +4,12 @@
 //! so many shapes that they are read as plain JSON.
 
 use evol_llm::{ChatResponse, FinishReason, Usage};
-use evol_wire::ChatCompletion;
+use evol_wire::CompletionReply;
 use serde_json::Value;
 
 /// Parses a chat-completions reply body.
 pub fn parse_completion(body: &str) -> Result<ChatResponse, String> {
-    let completion: ChatCompletion = serde_json::from_str(body).map_err(|e| format!("not a chat completion ({e})"))?;
+    let completion: CompletionReply = serde_json::from_str(body).map_err(|e| format!("not a chat completion ({e})"))?;
     let choice = completion.choices.into_iter().next().ok_or("the reply has no choices")?;
     let (content, mut reasoning) = match choice.message {
         Some(m) => (m.text(), m.reasoning_content.or(m.reasoning)),

@@ -389,7 +389,7 @@ fn damaged_or(e: rusqlite::Error, path: &Path) -> StoreError {
 }
 
 /// `PRAGMA quick_check`: the b-trees and pages are sound (it reads every
-/// page once; about a second per gigabyte).
+/// page once).
 fn check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let mut query = conn.prepare("PRAGMA quick_check(5)").map_err(|e| damaged_or(e, path))?;
     let findings: Vec<String> =

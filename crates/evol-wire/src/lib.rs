@@ -67,17 +67,6 @@ impl ChatCompletionRequest {
     }
 }
 
-/// Reads any JSON value, keeping it if it has the wanted type and taking the
-/// default otherwise.
-fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::de::DeserializeOwned + Default,
-{
-    let value = Value::deserialize(deserializer)?;
-    Ok(serde_json::from_value(value).unwrap_or_default())
-}
-
 /// One message of a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestMessage {
@@ -137,17 +126,17 @@ pub struct StreamOptions {
     pub include_usage: Option<bool>,
 }
 
-/// A chat-completions reply. Fields evol does not need are read leniently:
-/// a server that sends them in another type (or null) is not refused.
+/// A chat-completions reply, as a server writes it (clients read replies
+/// through [`CompletionReply`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletion {
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default)]
     pub id: String,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default)]
     pub object: String,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default)]
     pub created: u64,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default)]
     pub model: String,
     #[serde(default)]
     pub choices: Vec<Choice>,
@@ -158,7 +147,7 @@ pub struct ChatCompletion {
 /// One choice of a reply.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Choice {
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default)]
     pub index: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<ResponseMessage>,
@@ -198,15 +187,62 @@ impl ResponseMessage {
 
     /// The content as text: a string, or the text parts of an array.
     pub fn text(&self) -> String {
-        match &self.content {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(parts)) => parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str).or_else(|| p.as_str()))
-                .collect::<Vec<_>>()
-                .join(""),
-            _ => String::new(),
-        }
+        content_text(&self.content)
+    }
+}
+
+/// A reply as a client reads it: only the choices and the usage; every
+/// other field, of whatever type, is skipped unread (servers differ in
+/// them, and reading them would cost time on every reply).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct CompletionReply {
+    #[serde(default)]
+    pub choices: Vec<ReplyChoice>,
+    #[serde(default)]
+    pub usage: Option<CompletionUsage>,
+}
+
+/// One choice of a reply, as a client reads it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ReplyChoice {
+    #[serde(default)]
+    pub message: Option<ReplyMessage>,
+    /// Legacy completions put the text here.
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+/// The message of a reply, as a client reads it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ReplyMessage {
+    /// A string, an array of parts, or null.
+    #[serde(default)]
+    pub content: Option<Value>,
+    #[serde(default)]
+    pub reasoning_content: Option<String>,
+    /// Some servers (Ollama, OpenRouter) call it `reasoning`.
+    #[serde(default)]
+    pub reasoning: Option<String>,
+}
+
+impl ReplyMessage {
+    /// The content as text: a string, or the text parts of an array.
+    pub fn text(&self) -> String {
+        content_text(&self.content)
+    }
+}
+
+fn content_text(content: &Option<Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str).or_else(|| p.as_str()))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
     }
 }
 
