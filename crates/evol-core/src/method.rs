@@ -98,12 +98,11 @@ impl Method {
 
     /// The roles whose models the run calls.
     pub fn roles(&self) -> Vec<Role> {
+        let steps = self.operations.iter().flat_map(|op| self.step_calls(op));
         let mut roles = vec![Role::Evolve];
-        for op in self.operations.iter() {
-            for call in self.seed_calls().into_iter().chain(self.step_calls(op)) {
-                if !roles.contains(&call.role) {
-                    roles.push(call.role);
-                }
+        for call in self.seed_calls().into_iter().chain(steps) {
+            if !roles.contains(&call.role) {
+                roles.push(call.role);
             }
         }
         roles

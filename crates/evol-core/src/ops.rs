@@ -175,13 +175,8 @@ impl OperationSet {
         Ok(OperationSet(ops))
     }
 
-    /// Draws an operation by weight. With equal weights this is one uniform
-    /// draw of an index, as the method describes.
-    pub fn draw(&self, rng: &mut impl Rng) -> &Operation {
-        &self.0[self.draw_index(rng)]
-    }
-
-    /// [`OperationSet::draw`], as the operation's position in the set.
+    /// Draws an operation by weight, as its position in the set. With equal
+    /// weights this is one uniform draw of an index, as the method describes.
     pub fn draw_index(&self, rng: &mut impl Rng) -> usize {
         let first = self.0[0].weight;
         if self.0.iter().all(|op| op.weight == first) {
@@ -249,7 +244,7 @@ mod tests {
                     [[operation]]\nname = \"b\"\nkind = \"in_depth\"\ntemplate = \"t\"\n";
         let set = OperationSet::from_toml(text).unwrap();
         let mut rng = crate::rng::keyed_rng(1, &[b"draw"]);
-        let a = (0..4000).filter(|_| set.draw(&mut rng).name == "a").count();
+        let a = (0..4000).filter(|_| set.at(set.draw_index(&mut rng)).name == "a").count();
         // 3000 expected; 4 sigma is about 110.
         assert!((2890..=3110).contains(&a), "{a}");
     }

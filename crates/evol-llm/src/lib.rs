@@ -80,11 +80,6 @@ impl ChatRequest {
     pub fn new(messages: Vec<Message>, sampling: Sampling) -> ChatRequest {
         ChatRequest { messages, sampling, stop: Vec::new(), tag: None }
     }
-
-    /// The same request tagged with what it is for.
-    pub fn tagged(self, tag: impl Into<std::borrow::Cow<'static, str>>) -> ChatRequest {
-        ChatRequest { tag: Some(tag.into()), ..self }
-    }
 }
 
 /// Why generation stopped, as the backend said it.

@@ -114,10 +114,12 @@ impl SqliteJournal {
 
     /// The run's identity, once a run has started.
     pub fn identity(&self) -> Result<Option<RunIdentity>, StoreError> {
-        match self.meta(IDENTITY)? {
-            Some(text) => Ok(Some(serde_json::from_str(&text)?)),
-            None => Ok(None),
-        }
+        self.meta_json(IDENTITY)
+    }
+
+    /// A fact stored as JSON.
+    fn meta_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        Ok(self.meta(key)?.map(|text| serde_json::from_str(&text)).transpose()?)
     }
 
     pub fn set_identity(&self, identity: &RunIdentity) -> Result<(), StoreError> {
@@ -126,7 +128,9 @@ impl SqliteJournal {
 
     /// Where the run stands (none before it started).
     pub fn state(&self) -> Result<Option<RunState>, StoreError> {
-        Ok(self.meta(STATE)?.as_deref().map(|s| RunState::parse(s).unwrap_or(RunState::Failed)))
+        // A state this release does not know is an error, not a guess.
+        let unknown = |s: &str| StoreError::Journal(format!("the journal names an unknown run state `{s}`"));
+        self.meta(STATE)?.map(|s| RunState::parse(&s).ok_or_else(|| unknown(&s))).transpose()
     }
 
     pub fn set_state(&self, state: RunState) -> Result<(), StoreError> {
@@ -134,10 +138,7 @@ impl SqliteJournal {
     }
 
     pub fn batch_server(&self) -> Result<Option<BatchServer>, StoreError> {
-        match self.meta(BATCH_SERVER)? {
-            Some(text) => Ok(Some(serde_json::from_str(&text)?)),
-            None => Ok(None),
-        }
+        self.meta_json(BATCH_SERVER)
     }
 
     pub fn set_batch_server(&self, server: &BatchServer) -> Result<(), StoreError> {
@@ -347,12 +348,11 @@ impl SqliteJournal {
         Ok(())
     }
 
-    /// Copies everything of another journal (a shard of the same run, at
-    /// this release's schema) into this one. A seed present in both is an
-    /// error.
+    /// Copies everything of another journal (a shard of the same run) into
+    /// this one. The other journal must be at this release's schema: open it
+    /// with [`SqliteJournal::open`] first, which checks and upgrades it (a
+    /// merge opens every shard anyway). A seed present in both is an error.
     pub fn absorb(&self, other: &Path) -> Result<(), StoreError> {
-        // Bring the other journal to this schema first.
-        drop(SqliteJournal::open(other)?);
         let mut conn = self.conn.lock().unwrap();
         conn.execute("ATTACH DATABASE ?1 AS other", params![other.display().to_string()])?;
         let result = (|| {

@@ -160,34 +160,19 @@ pub struct Choice {
     pub logprobs: Option<Value>,
 }
 
-/// The message of a reply.
+/// The message of a reply, as a server writes it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResponseMessage {
     #[serde(default)]
     pub role: Option<String>,
-    /// A string, an array of parts, or null.
     #[serde(default)]
-    pub content: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reasoning_content: Option<String>,
-    /// Some servers (Ollama, OpenRouter) call it `reasoning`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reasoning: Option<String>,
+    pub content: Option<String>,
 }
 
 impl ResponseMessage {
     /// An assistant message with text content.
     pub fn assistant(text: impl Into<String>) -> ResponseMessage {
-        ResponseMessage {
-            role: Some("assistant".into()),
-            content: Some(Value::String(text.into())),
-            ..Default::default()
-        }
-    }
-
-    /// The content as text: a string, or the text parts of an array.
-    pub fn text(&self) -> String {
-        content_text(&self.content)
+        ResponseMessage { role: Some("assistant".into()), content: Some(text.into()) }
     }
 }
 
@@ -230,19 +215,15 @@ pub struct ReplyMessage {
 impl ReplyMessage {
     /// The content as text: a string, or the text parts of an array.
     pub fn text(&self) -> String {
-        content_text(&self.content)
-    }
-}
-
-fn content_text(content: &Option<Value>) -> String {
-    match content {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str).or_else(|| p.as_str()))
-            .collect::<Vec<_>>()
-            .join(""),
-        _ => String::new(),
+        match &self.content {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str).or_else(|| p.as_str()))
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => String::new(),
+        }
     }
 }
 
