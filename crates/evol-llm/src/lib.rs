@@ -181,6 +181,11 @@ pub struct Signals {
     /// The server's stated limits (from rate-limit headers).
     pub requests_per_minute: Option<u64>,
     pub tokens_per_minute: Option<u64>,
+    /// The server sent a reply (any status): false when the connection
+    /// failed, broke before a status line, or timed out waiting for one.
+    /// A caller that hears nothing from any server does not count such a
+    /// failure against a request's retries (see `evol-pool`).
+    pub answered: bool,
 }
 
 /// What kind of failure a call ended in: decides item failure vs run failure.
@@ -199,6 +204,9 @@ pub enum ErrorKind {
     Quota,
     /// The backend itself failed (the embedded engine stopped): stop the run.
     Backend,
+    /// The call was abandoned unsent because the run is stopping: nothing
+    /// happened, nothing is recorded, a rerun makes the call.
+    Cancelled,
 }
 
 impl ErrorKind {
@@ -336,5 +344,6 @@ mod tests {
         assert!(ErrorKind::NotFound.is_fatal());
         assert!(ErrorKind::Quota.is_fatal());
         assert!(ErrorKind::Backend.is_fatal(), "a dead engine or journal dooms every later call");
+        assert!(!ErrorKind::Cancelled.is_fatal(), "a cancelled call is the stop's, not the model's");
     }
 }

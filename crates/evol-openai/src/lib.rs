@@ -179,6 +179,7 @@ impl OpenAiClient {
         };
         let status = response.status();
         let mut signals = retry::server_limits(response.headers());
+        signals.answered = true;
         signals.retry_after = retry::server_hint(response.headers(), SystemTime::now());
         let text = match response.text().await {
             Ok(t) => t,
@@ -186,6 +187,7 @@ impl OpenAiClient {
                 let mut failure =
                     Failure::transient(format!("reading the reply from `{url}` failed: {}", error_chain(&e)));
                 failure.signals.overloaded = e.is_timeout();
+                failure.signals.answered = true;
                 return Err(failure);
             }
         };
@@ -198,8 +200,11 @@ impl OpenAiClient {
                 retry::StatusClass::Fail(kind) => Failure { retry: false, kind, signals, message },
             });
         }
-        let mut reply = wire::parse_completion(&text)
-            .map_err(|e| Failure::transient(format!("unreadable reply from `{url}`: {e}")))?;
+        let mut reply = wire::parse_completion(&text).map_err(|e| {
+            let mut failure = Failure::transient(format!("unreadable reply from `{url}`: {e}"));
+            failure.signals.answered = true;
+            failure
+        })?;
         reply.signals = signals;
         Ok(reply)
     }
