@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use evol_llm::{
-    ChatError, ChatModel, ChatRequest, ChatResponse, FinishReason, Message, Role as Speaker, Sampling, Usage,
+    ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, FinishReason, Message, Role as Speaker, Sampling,
+    Usage,
 };
 use rand::RngCore;
 use tokio::sync::Semaphore;
@@ -152,6 +153,9 @@ impl Caller {
         let journal_key = call_key(key.item, key.round, key.stage);
         let asked = question_digest(model.name(), &prompt, sampling);
         let mut attempt = 0;
+        // What the earlier attempts of a retried failure were paid: it stays
+        // counted in the new record (requests, tokens, cost, budget).
+        let mut earlier = Paid::default();
         if let Some(record) = self.journal.lookup(&journal_key).map_err(CallError::Journal)? {
             // An outcome for another question (a parent that changed when an
             // earlier failed call was retried) is not replayed.
@@ -160,6 +164,7 @@ impl Caller {
                     return Ok(self.replay(model, slice, record));
                 }
                 attempt = record.attempt + 1;
+                earlier = Paid { usage: record.usage, attempts: record.retries + 1 };
             }
         }
         if self.is_stopping() {
@@ -189,23 +194,34 @@ impl Caller {
         let started = Instant::now();
         let (outcome, record) = match model.chat(request).await {
             Ok(reply) => {
-                let cost = self.prices.cost(model.name(), reply.usage);
-                self.budget.spend(reply.usage, cost);
-                let call = Call { usage: reply.usage, cost, retries: reply.retries, failed: false };
-                self.stats.call(slice, started, call);
+                let mut usage = reply.usage;
+                usage += earlier.usage;
+                let retries = reply.retries + earlier.attempts;
+                let cost = self.prices.cost(model.name(), usage);
+                self.budget.spend(usage, cost);
+                self.stats.call(slice, started, Call { usage, cost, retries, failed: false });
                 let record = CallRecord {
                     text: Some(reply.text.clone()),
                     finish_reason: Some(reply.finish_reason.clone()),
-                    usage: reply.usage,
-                    retries: reply.retries,
+                    usage,
+                    retries,
                     error: None,
                     prompt: asked,
                     attempt,
                 };
                 (Ok(reply), record)
             }
+            // Abandoned unsent because the run is stopping: nothing to
+            // record, a rerun makes the call.
+            Err(e) if e.kind == ErrorKind::Cancelled => {
+                self.budget.release();
+                return Err(CallError::Stopped);
+            }
             Err(e) => {
-                self.stats.call(slice, started, Call { retries: e.retries, failed: true, ..Call::default() });
+                let retries = e.retries + earlier.attempts;
+                let cost = self.prices.cost(model.name(), earlier.usage);
+                self.budget.spend(earlier.usage, cost);
+                self.stats.call(slice, started, Call { usage: earlier.usage, cost, retries, failed: true });
                 if e.kind.is_fatal() {
                     return Err(CallError::Model {
                         stage: key.stage.to_string(),
@@ -217,8 +233,8 @@ impl Caller {
                 let record = CallRecord {
                     text: None,
                     finish_reason: None,
-                    usage: Usage::default(),
-                    retries: e.retries,
+                    usage: earlier.usage,
+                    retries,
                     error: Some(message.clone()),
                     prompt: asked,
                     attempt,
@@ -248,6 +264,14 @@ impl Caller {
             }),
         }
     }
+}
+
+/// What the earlier attempts of a call cost.
+#[derive(Debug, Clone, Copy, Default)]
+struct Paid {
+    usage: Usage,
+    /// Requests sent (each attempt with its retries).
+    attempts: u32,
 }
 
 /// The digest of a question: the model, the messages and the sampling

@@ -117,6 +117,11 @@ impl Budget {
         Ok(())
     }
 
+    /// Gives back the reservation of a call that was not made.
+    pub fn release(&self) {
+        self.requests.fetch_sub(1, Ordering::SeqCst);
+    }
+
     /// Counts what a finished call used (after [`Budget::reserve`]).
     pub fn spend(&self, usage: Usage, cost: f64) {
         self.tokens.fetch_add(usage.total(), Ordering::SeqCst);

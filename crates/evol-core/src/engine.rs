@@ -763,23 +763,26 @@ mod tests {
                 let model = Arc::new(model);
                 let as_model: Arc<dyn ChatModel> = model.clone();
                 let s = Settings { retry_failed, rounds: 1, ..settings() };
-                let engine = engine(s, as_model, Arc::new(StatsRecorder::new(2)), journal);
+                let stats = Arc::new(StatsRecorder::new(2));
+                let engine = engine(s, as_model, stats.clone(), journal);
                 let sink = Collect::default();
                 engine.run(seeds(2), &sink).await.unwrap();
                 let calls = model.calls.lock().unwrap().len();
                 let accepted = sink.accepted.lock().unwrap().len();
-                (calls, accepted)
+                let total = stats.snapshot().total;
+                (calls, accepted, total.requests + total.retries)
             }
         };
         let failing = Scripted { fail_answers: Some(ErrorKind::Exhausted), ..Scripted::new() };
-        assert_eq!(attempt(failing, false).await, (6, 0));
+        assert_eq!(attempt(failing, false).await, (6, 0, 12), "each failed answer made 4 attempts");
         // A plain resume replays the failures.
-        assert_eq!(attempt(Scripted::new(), false).await, (0, 0));
-        // --retry-failed sends only the failed answers again.
-        assert_eq!(attempt(Scripted::new(), true).await, (2, 2));
+        assert_eq!(attempt(Scripted::new(), false).await, (0, 0, 12));
+        // --retry-failed sends only the failed answers again; the failed
+        // attempts they replace stay counted: 12 + 2 requests were paid.
+        assert_eq!(attempt(Scripted::new(), true).await, (2, 2, 14));
         let record = journal.lookup(&call_key("s0", 1, "answer")).unwrap().unwrap();
-        assert_eq!((record.attempt, record.error), (1, None));
-        assert_eq!(attempt(Scripted::new(), true).await, (0, 2), "nothing failed is left");
+        assert_eq!((record.attempt, record.error, record.retries), (1, None, 4));
+        assert_eq!(attempt(Scripted::new(), true).await, (0, 2, 14), "nothing failed is left, nothing paid is lost");
     }
 
     #[tokio::test]

@@ -20,7 +20,10 @@ pub type JournalError = Box<dyn std::error::Error + Send + Sync>;
 pub struct CallRecord {
     pub text: Option<String>,
     pub finish_reason: Option<FinishReason>,
+    /// What the call's requests used, those of earlier failed attempts
+    /// (retried with `--retry-failed`) included: what was paid.
     pub usage: Usage,
+    /// Requests beyond the first: retries, and earlier failed attempts.
     pub retries: u32,
     /// The failure message when the call failed.
     pub error: Option<String>,
