@@ -182,9 +182,9 @@ Output files in OUT:
 
 Models: with --endpoint or OPENAI_BASE_URL (e.g. http://127.0.0.1:8000/v1), an OpenAI-compatible server, key from OPENAI_API_KEY or the variable named by --api-key-env. Without, the embedded llama.cpp engine on this machine's CPU: --model picks a model from `evol models list` (default smollm2-135m-instruct, fetched on first use), --model-path any local GGUF.
 
-Every call's outcome is committed to OUT/journal.sqlite first: rerun the same command to resume a stopped or crashed run (nothing completed is sent again; other settings are refused; --fresh starts over). One command at a time may write OUT: a second one is refused, naming the process that holds OUT/evol.lock. A damaged journal is refused before any call. Ctrl-C stops sending and waits up to 30 s for calls in flight; a second Ctrl-C aborts. `evol status OUT` shows a run's progress, `evol export OUT` rewrites its files from the journal.
+Every call's outcome is committed to OUT/journal.sqlite first: rerun the same command to resume a stopped or crashed run (nothing completed is sent again; other settings are refused; --fresh starts over). One command at a time may write OUT: a second one is refused, naming the process that holds OUT/evol.lock. A damaged journal is refused before any call. Ctrl-C (or SIGTERM) stops sending and waits up to 30 s for calls in flight; a second one aborts. `evol status OUT` shows a run's progress, `evol export OUT` rewrites its files from the journal.
 
-Many servers: repeat --endpoint (or list them in a --config file). Each call goes to the least-loaded healthy server; each server's concurrency adapts (it grows while replies are healthy and halves on 429, 503, timeouts and replies slower than half of --timeout, between 1 and its ceiling, --concurrency); a server that keeps failing is taken out and probed back in; the run goes on while any server works.
+Many servers: repeat --endpoint (or list them in a --config file). Each call goes to the least-loaded healthy server; each server's concurrency adapts (it grows while replies are healthy and is cut when 429s, 503s, timeouts and replies slower than half of --timeout rise with the load, between 1 and its ceiling, --concurrency; random faults that a lower load does not cure do not shrink it); a server that keeps failing is taken out and probed back in, and the progress line names it with the calls waiting; the run goes on while any server works, and stops after --stall-timeout when none does.
 
 Budgets: --max-cost, --max-tokens-total and --max-requests stop sending when reached (the run exits with code 3); raise the cap and rerun the same command to continue. Prices come from --price-prompt/--price-completion or the [prices] table of --config. --dry-run prints the expected calls, tokens and cost without calling any model.
 
@@ -192,7 +192,7 @@ Batch API: --batch-api sends the calls as provider batches (waves of up to --bat
 
 Shards: --shard I/N runs the seeds of shard I (0 to N-1), chosen by a hash of their ids; `evol merge` joins the shards' outputs into what one run would have made.
 
-Exit codes: 0 success, 1 run error, 2 usage error, 3 stopped at a budget cap, 130 interrupted.";
+Exit codes: 0 success, 1 run error, 2 usage error, 3 stopped at a budget cap, 4 stopped because no server answered for --stall-timeout, 130 interrupted (Ctrl-C or SIGTERM).";
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -305,6 +305,13 @@ pub struct RunArgs {
     /// Longest wait a server's Retry-After may impose, in seconds.
     #[arg(long, default_value_t = 120.0, value_name = "SECONDS", help_heading = "Server")]
     pub max_retry_wait: f64,
+
+    /// Stop the run (as Ctrl-C does, exit code 4) when calls keep failing
+    /// and none has succeeded for this many seconds: every server is down
+    /// or fails everything. Calls waiting for a server are not marked
+    /// failed: rerun the same command once one answers.
+    #[arg(long, default_value_t = 180.0, value_name = "SECONDS", help_heading = "Server")]
+    pub stall_timeout: f64,
 
     /// Do not send a per-request `seed` (for servers that reject it).
     #[arg(long, help_heading = "Server")]

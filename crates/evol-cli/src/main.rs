@@ -1,6 +1,6 @@
 //! The `evol` binary: parses the command line, runs a subcommand, and maps
 //! errors to exit codes (0 success, 1 run error, 2 usage error, 3 stopped
-//! at a budget cap, 130 interrupted).
+//! at a budget cap, 4 stopped because no server answered, 130 interrupted).
 
 mod cli;
 mod commands;
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::commands::run::{CapStop, Interrupted};
+use crate::commands::run::{CapStop, Interrupted, Stalled};
 use crate::settings::UsageError;
 
 fn main() -> ExitCode {
@@ -41,13 +41,20 @@ fn main() -> ExitCode {
     runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`evol status OUT | head -1`):
+        // as for any Unix tool, that is not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            // Errors quote servers, files and seeds: no secret and no
+            // control sequence reaches the terminal.
+            eprintln!("error: {}", evol_text::shown(&chain(&e)));
             if e.is::<UsageError>() {
                 eprintln!("\nFor more information, try '--help'.");
                 ExitCode::from(2)
             } else if e.is::<CapStop>() {
                 ExitCode::from(3)
+            } else if e.is::<Stalled>() {
+                ExitCode::from(4)
             } else if e.is::<Interrupted>() {
                 ExitCode::from(130)
             } else {
@@ -55,6 +62,20 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Writes a command's output to stdout (an error, not a panic, when the
+/// reader has gone).
+pub fn stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 /// An error and its causes on one line, without repeating a cause that the

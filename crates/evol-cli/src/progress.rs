@@ -1,5 +1,7 @@
 //! Progress on stderr: a live bar on a terminal, a plain log line every few
-//! seconds otherwise, nothing with `--quiet`.
+//! seconds otherwise, nothing with `--quiet`. Servers that go out or come
+//! back are announced at once, and while any is out the line says so with
+//! the calls waiting.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -7,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use evol_core::cost::Budget;
 use evol_core::{RunStats, StatsRecorder};
+use evol_pool::{Pool, PoolHealth};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How often a plain log line is printed when stderr is not a terminal.
@@ -16,17 +19,29 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 pub struct Progress {
     task: Option<tokio::task::JoinHandle<()>>,
     bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+/// What is watched: the run's counters, its budget and, with servers, how
+/// they are doing.
+pub struct Watched {
+    pub stats: Arc<StatsRecorder>,
+    pub budget: Arc<Budget>,
+    pub pool: Option<Pool>,
 }
 
 impl Progress {
     /// Progress is counted in evolution steps (`seeds` x `rounds`): seeds
     /// advance together and finish near the end, steps advance steadily.
-    pub fn start(stats: Arc<StatsRecorder>, budget: Arc<Budget>, seeds: u64, rounds: u32, quiet: bool) -> Progress {
+    /// Servers that go out (and come back) are announced as it happens, on
+    /// a terminal or not.
+    pub fn start(watched: Watched, seeds: u64, rounds: u32, quiet: bool) -> Progress {
         let steps = seeds * u64::from(rounds);
         if quiet {
-            return Progress { task: None, bar: None };
+            return Progress { task: None, bar: None, quiet };
         }
-        if std::io::stderr().is_terminal() {
+        let Watched { stats, budget, pool } = watched;
+        let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr_with_hz(5));
             bar.set_style(
                 ProgressStyle::with_template(
@@ -34,40 +49,58 @@ impl Progress {
                 )
                 .expect("valid template"),
             );
-            let shown = bar.clone();
-            let budget = budget.clone();
-            let task = tokio::spawn(async move {
-                let started = Instant::now();
-                loop {
-                    let s = stats.snapshot();
-                    shown.set_position(s.total.attempted);
-                    shown.set_message(format!(
-                        "{}/{seeds} seeds done, {}",
-                        s.seeds_done,
-                        rates(&s, &budget, started.elapsed())
-                    ));
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            });
-            return Progress { task: Some(task), bar: Some(bar) };
-        }
+            bar
+        });
+        let shown = bar.clone();
         let task = tokio::spawn(async move {
             let started = Instant::now();
+            let mut logged = Instant::now();
+            let mut out_before: Vec<String> = Vec::new();
             loop {
-                tokio::time::sleep(LOG_EVERY).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 let s = stats.snapshot();
+                let health = pool.as_ref().map(Pool::health);
+                if let Some(h) = &health {
+                    for line in changes(&out_before, h) {
+                        say(shown.as_ref(), &line);
+                    }
+                    out_before = h.out.iter().map(|(name, _)| name.clone()).collect();
+                }
+                let trouble = health.as_ref().and_then(trouble).map(|t| format!(" | {t}")).unwrap_or_default();
                 let elapsed = started.elapsed();
-                let eta =
-                    eta(s.total.attempted, steps, elapsed).map(|d| format!(", eta {}", human(d))).unwrap_or_default();
-                eprintln!(
-                    "evol: {}/{steps} steps, {}/{seeds} seeds done{eta} | {}",
-                    s.total.attempted,
-                    s.seeds_done,
-                    rates(&s, &budget, elapsed)
-                );
+                match &shown {
+                    Some(bar) => {
+                        bar.set_position(s.total.attempted);
+                        bar.set_message(format!(
+                            "{}/{seeds} seeds done, {}{trouble}",
+                            s.seeds_done,
+                            rates(&s, &budget, elapsed)
+                        ));
+                    }
+                    None if logged.elapsed() >= LOG_EVERY => {
+                        logged = Instant::now();
+                        let eta = eta(s.total.attempted, steps, elapsed)
+                            .map(|d| format!(", eta {}", human(d)))
+                            .unwrap_or_default();
+                        eprintln!(
+                            "evol: {}/{steps} steps, {}/{seeds} seeds done{eta} | {}{trouble}",
+                            s.total.attempted,
+                            s.seeds_done,
+                            rates(&s, &budget, elapsed)
+                        );
+                    }
+                    None => {}
+                }
             }
         });
-        Progress { task: Some(task), bar: None }
+        Progress { task: Some(task), bar, quiet }
+    }
+
+    /// Prints a line above the bar (unless quiet).
+    pub fn println(&self, line: &str) {
+        if !self.quiet {
+            say(self.bar.as_ref(), line);
+        }
     }
 
     pub fn finish(self) {
@@ -78,6 +111,52 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+fn say(bar: Option<&ProgressBar>, line: &str) {
+    match bar {
+        Some(bar) => bar.println(line),
+        None => eprintln!("{line}"),
+    }
+}
+
+/// Lines announcing the servers that went out or came back since `before`
+/// (the names out then).
+fn changes(before: &[String], now: &PoolHealth) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (name, why) in &now.out {
+        if !before.contains(name) {
+            lines.push(format!(
+                "warning: the server `{}` is out: {}",
+                evol_text::shown_inline(name),
+                evol_text::shown_inline(why)
+            ));
+        }
+    }
+    for name in before {
+        if !now.out.iter().any(|(n, _)| n == name) {
+            lines.push(format!("evol: the server `{}` is back", evol_text::shown_inline(name)));
+        }
+    }
+    lines
+}
+
+/// What is wrong with the servers, in a few words, if anything.
+fn trouble(h: &PoolHealth) -> Option<String> {
+    let mut parts = Vec::new();
+    match h.out.as_slice() {
+        [] => {}
+        [(name, _)] => parts.push(format!("server `{}` out", evol_text::shown_inline(name))),
+        out => parts.push(format!("{} servers out", out.len())),
+    }
+    if let Some(failing) = h.failing_for.filter(|d| *d >= Duration::from_secs(5)) {
+        parts.push(format!("no success for {}", human(failing)));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    parts.push(format!("{} calls waiting", h.waiting));
+    Some(parts.join(", "))
 }
 
 fn rates(s: &RunStats, budget: &Budget, elapsed: Duration) -> String {
@@ -122,6 +201,24 @@ pub fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn servers_out_are_announced_and_shown_escaped() {
+        let down = PoolHealth {
+            waiting: 57,
+            out: vec![("http://a/v1".into(), "5 failures in a row; last error: \u{1b}[2Jrefused".into())],
+            failing_for: Some(Duration::from_secs(12)),
+        };
+        let lines = changes(&[], &down);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].contains("`http://a/v1` is out") && lines[0].contains("\\u{1b}[2J"), "{}", lines[0]);
+        assert!(changes(&["http://a/v1".into()], &down).is_empty(), "announced once");
+        let shown = trouble(&down).unwrap();
+        assert_eq!(shown, "server `http://a/v1` out, no success for 12.0s, 57 calls waiting");
+        let fine = PoolHealth { waiting: 3, out: Vec::new(), failing_for: None };
+        assert_eq!(trouble(&fine), None);
+        assert_eq!(changes(&["http://a/v1".into()], &fine), vec!["evol: the server `http://a/v1` is back"]);
+    }
 
     #[test]
     fn durations_read_well() {

@@ -76,6 +76,8 @@ pub struct Servers {
     pub adaptive: bool,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// Stop when nothing has succeeded for this long while calls fail.
+    pub stall_timeout: Duration,
     /// Send calls as provider batches (one server).
     pub batch: Option<evol_openai::BatchSettings>,
 }
@@ -139,11 +141,11 @@ impl RunSettings {
         if args.concurrency == 0 || args.concurrency > 100_000 {
             return Err(usage("--concurrency must be between 1 and 100000"));
         }
-        if !(args.timeout.is_finite() && args.timeout > 0.0) {
-            return Err(usage("--timeout must be a positive number of seconds"));
-        }
-        if !(args.max_retry_wait.is_finite() && args.max_retry_wait >= 0.0) {
-            return Err(usage("--max-retry-wait must be zero or more seconds"));
+        let timeout = seconds("--timeout", args.timeout, false)?;
+        let max_retry_wait = seconds("--max-retry-wait", args.max_retry_wait, true)?;
+        let stall_timeout = seconds("--stall-timeout", args.stall_timeout, false)?;
+        if !(1..=MAX_ROUNDS).contains(&args.rounds) {
+            return Err(usage(format!("--rounds must be between 1 and {MAX_ROUNDS}")));
         }
         let evolve = sampling("", args.temperature, args.top_p, args.max_tokens)?;
         let answer = sampling(
@@ -222,19 +224,19 @@ impl RunSettings {
                 if endpoints.len() != 1 {
                     return Err(usage("--batch-api needs exactly one server (--endpoint)"));
                 }
-                for (flag, v) in [("--batch-wave", args.batch_wave), ("--batch-poll", args.batch_poll)] {
-                    if !(v.is_finite() && v > 0.0) {
-                        return Err(usage(format!("{flag} must be a positive number of seconds")));
-                    }
-                }
+                let wave = seconds("--batch-wave", args.batch_wave, false)?;
+                let poll = seconds("--batch-poll", args.batch_poll, false)?;
                 if !(1..=100_000).contains(&args.batch_max_requests) {
                     return Err(usage("--batch-max-requests must be between 1 and 100000"));
                 }
+                if !(1..=1000).contains(&args.batch_attempts) {
+                    return Err(usage("--batch-attempts must be between 1 and 1000"));
+                }
                 Some(evol_openai::BatchSettings {
-                    wave: Duration::from_secs_f64(args.batch_wave),
-                    poll: Duration::from_secs_f64(args.batch_poll),
+                    wave,
+                    poll,
                     max_requests: args.batch_max_requests,
-                    max_attempts: args.batch_attempts.max(1),
+                    max_attempts: args.batch_attempts,
                 })
             }
         };
@@ -259,19 +261,17 @@ impl RunSettings {
             answer: non_empty("--answer-model", &args.answer_model)?,
         };
         let format = args.format.parse().map_err(usage)?;
-        let retry = RetryPolicy {
-            max_retries: args.max_retries,
-            max_retry_after: Duration::from_secs_f64(args.max_retry_wait),
-            ..RetryPolicy::default()
-        };
+        let retry =
+            RetryPolicy { max_retries: args.max_retries, max_retry_after: max_retry_wait, ..RetryPolicy::default() };
         let backend = match endpoints.is_empty() {
             true => Backend::Embedded(EngineSettings::from_args(args.engine)?),
             false => Backend::Servers(Servers {
                 endpoints,
                 api_key_env: args.api_key_env,
                 adaptive: !args.no_adaptive,
-                timeout: Duration::from_secs_f64(args.timeout),
+                timeout,
                 retry,
+                stall_timeout,
                 batch,
             }),
         };
@@ -330,6 +330,23 @@ impl RunSettings {
             Backend::Embedded(_) => None,
         }
     }
+}
+
+/// The most rounds a run may have.
+const MAX_ROUNDS: u32 = 1000;
+/// The longest duration a flag may give (about 116 days): longer is a
+/// mistake, and would overflow the clocks it is added to.
+const MAX_SECONDS: f64 = 1e7;
+
+/// A flag's number of seconds as a duration: finite, positive (or zero
+/// with `zero`), at most [`MAX_SECONDS`].
+fn seconds(flag: &str, value: f64, zero: bool) -> Result<Duration, UsageError> {
+    let low_ok = if zero { value >= 0.0 } else { value > 0.0 };
+    if !(value.is_finite() && low_ok && value <= MAX_SECONDS) {
+        let least = if zero { "zero or more" } else { "a positive number of" };
+        return Err(usage(format!("{flag} must be {least} seconds, at most {MAX_SECONDS:.0}")));
+    }
+    Ok(Duration::from_secs_f64(value))
 }
 
 /// The embedded engine's settings, validated.

@@ -16,8 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use evol_llm::{
-    ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, FinishReason, Message, Role as Speaker, Sampling,
-    Usage,
+    ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, FinishReason, Message, Role as Speaker, Sampling, Usage,
 };
 use rand::RngCore;
 use tokio::sync::Semaphore;

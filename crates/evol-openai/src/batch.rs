@@ -132,12 +132,21 @@ impl Batches {
         let batches = Batches { inner };
         let unsettled = batches.inner.ledger.unsettled().map_err(|e| ChatError::new(ErrorKind::Backend, e))?;
         for id in unsettled {
-            let info = batches.inner.client.batch(&id).await?;
+            // A batch (or input file) the provider no longer knows (deleted,
+            // another account, a server restarted) is as one that expired
+            // with nothing done: its requests are sent again.
+            let info = match batches.inner.client.batch(&id).await {
+                Err(e) if e.kind == ErrorKind::NotFound => continue,
+                info => info?,
+            };
             let input = info
                 .input_file_id
                 .as_deref()
                 .ok_or_else(|| ChatError::new(ErrorKind::Backend, format!("batch `{id}` names no input file")))?;
-            let lines = batches.inner.client.file_content(input).await?;
+            let lines = match batches.inner.client.file_content(input).await {
+                Err(e) if e.kind == ErrorKind::NotFound => continue,
+                lines => lines?,
+            };
             let mut ids = Vec::new();
             {
                 let mut state = batches.inner.state.lock().unwrap();
@@ -259,6 +268,16 @@ impl Batches {
             match client.batch(&batch).await {
                 Ok(info) if info.ended() => break info,
                 Ok(_) => {}
+                // Forgotten by the provider: ended, nothing done.
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    break BatchInfo {
+                        id: batch.clone(),
+                        status: "unknown to the server".into(),
+                        input_file_id: None,
+                        output_file_id: None,
+                        error_file_id: None,
+                    }
+                }
                 Err(e) if e.kind.is_fatal() => {
                     self.fail_all(&ids, e);
                     return;
@@ -378,6 +397,7 @@ fn result_line(line: &str, batch: &str) -> Option<(String, Reply)> {
             Some(m) => format!("batch `{batch}`: {m}"),
             None => format!("batch `{batch}`: HTTP {status}: {}", wire::error_message(&body).unwrap_or_default()),
         };
+        let message = evol_text::scrub(&message).into_owned();
         let kind = match reqwest::StatusCode::from_u16(status as u16).ok() {
             Some(code) => match classify_status(code, wire::error_code(&body).as_deref()) {
                 StatusClass::Retry => ErrorKind::Exhausted,

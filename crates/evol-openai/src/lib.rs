@@ -112,6 +112,12 @@ pub fn parse_base_url(url: &str) -> Result<String, ConfigError> {
 
 impl OpenAiClient {
     pub fn new(config: ClientConfig) -> Result<OpenAiClient, ConfigError> {
+        // Whatever a server echoes, the key and the URL's credentials are
+        // scrubbed from every message (see `evol-text`).
+        if let Some(key) = &config.api_key {
+            evol_text::register(key);
+        }
+        evol_text::register_url(&config.base_url);
         let base = parse_base_url(&config.base_url)?;
         let mut headers = HeaderMap::new();
         if let Some(key) = config.api_key.as_deref().filter(|k| !k.is_empty()) {
@@ -184,8 +190,8 @@ impl OpenAiClient {
         let text = match response.text().await {
             Ok(t) => t,
             Err(e) => {
-                let mut failure =
-                    Failure::transient(format!("reading the reply from `{url}` failed: {}", error_chain(&e)));
+                let message = format!("reading the reply from `{url}` failed: {}", error_chain(&e));
+                let mut failure = Failure::transient(evol_text::scrub(&message).into_owned());
                 failure.signals.overloaded = e.is_timeout();
                 failure.signals.answered = true;
                 return Err(failure);
@@ -201,7 +207,8 @@ impl OpenAiClient {
             });
         }
         let mut reply = wire::parse_completion(&text).map_err(|e| {
-            let mut failure = Failure::transient(format!("unreadable reply from `{url}`: {e}"));
+            let message = format!("unreadable reply from `{url}`: {e}");
+            let mut failure = Failure::transient(evol_text::scrub(&message).into_owned());
             failure.signals.answered = true;
             failure
         })?;
@@ -277,7 +284,7 @@ fn describe_transport(e: &reqwest::Error, url: &str) -> String {
     } else {
         "failed"
     };
-    format!("request to `{url}` {what}: {}", error_chain(e))
+    evol_text::scrub(&format!("request to `{url}` {what}: {}", error_chain(e))).into_owned()
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -295,11 +302,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 fn http_message(status: StatusCode, body: &str, url: &str) -> String {
     let detail = wire::error_message(body).unwrap_or_else(|| truncate(body.trim(), 300));
-    if detail.is_empty() {
+    let message = if detail.is_empty() {
         format!("HTTP {status} from `{url}`")
     } else {
         format!("HTTP {status} from `{url}`: {detail}")
-    }
+    };
+    evol_text::scrub(&message).into_owned()
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {

@@ -335,8 +335,7 @@ impl Pool {
                 (e, Mutex::new(health))
             })
             .collect();
-        let activity =
-            Activity { last_success: now, last_answer: now, failures_since_success: 0, last_error: None };
+        let activity = Activity { last_success: now, last_answer: now, failures_since_success: 0, last_error: None };
         Pool {
             inner: Arc::new(Inner {
                 endpoints,
@@ -1017,7 +1016,11 @@ mod tests {
         let took = started.elapsed();
         assert!(results.iter().all(|r| r.as_ref().unwrap_err().kind == ErrorKind::Exhausted));
         assert!(took < Duration::from_secs(200), "bounded by the cool-downs of max_retries probes: {took:?}");
-        assert!(broken.calls.load(Ordering::SeqCst) < 100, "waiting calls send nothing: {}", broken.calls.load(Ordering::SeqCst));
+        assert!(
+            broken.calls.load(Ordering::SeqCst) < 100,
+            "waiting calls send nothing: {}",
+            broken.calls.load(Ordering::SeqCst)
+        );
         let message = &results[99].as_ref().unwrap_err().message;
         assert!(message.contains("HTTP 500"), "{message}");
         assert!(p.stalled(Duration::from_secs(1)).is_some_and(|e| e.contains("HTTP 500")));

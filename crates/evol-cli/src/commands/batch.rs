@@ -19,12 +19,25 @@ pub async fn batch(command: BatchCommand) -> anyhow::Result<()> {
     let batches = journal.unsettled_batches()?;
     let mut cancelled = 0;
     for id in &batches {
-        let info = client.batch(id).await?;
+        // A batch the provider no longer knows has nothing left to cancel.
+        let unknown = |e: &evol_llm::ChatError| e.kind == evol_llm::ErrorKind::NotFound;
+        let info = match client.batch(id).await {
+            Err(e) if unknown(&e) => {
+                eprintln!("evol: batch `{}`: unknown to the server, nothing to cancel", evol_text::shown(id));
+                continue;
+            }
+            info => info?,
+        };
         if info.ended() {
             continue;
         }
-        let info = client.cancel_batch(id).await?;
-        eprintln!("evol: batch `{id}`: {}", info.status);
+        match client.cancel_batch(id).await {
+            Err(e) if unknown(&e) => {
+                eprintln!("evol: batch `{}`: unknown to the server, nothing to cancel", evol_text::shown(id));
+                continue;
+            }
+            info => eprintln!("evol: batch `{}`: {}", evol_text::shown(id), evol_text::shown(&info?.status)),
+        }
         cancelled += 1;
     }
     eprintln!(

@@ -86,8 +86,7 @@ pub fn dry_run(settings: &RunSettings) -> anyhow::Result<()> {
         text,
         "  assumptions: {BYTES_PER_TOKEN} bytes a token; each round's instruction {GROWTH}x its parent's; answers of {ANSWER_TOKENS} tokens (or the limit if lower); verdicts of {VERDICT_TOKENS} tokens"
     );
-    print!("{text}");
-    Ok(())
+    crate::stdout(&text)
 }
 
 /// The tokens the prompt templates add around the instructions.

@@ -1,5 +1,7 @@
 //! `evol models pull|list`: the embedded engine's model cache.
 
+use std::fmt::Write as _;
+
 use crate::cli::ModelsCommand;
 
 pub fn models(command: ModelsCommand) -> anyhow::Result<()> {
@@ -10,12 +12,13 @@ pub fn models(command: ModelsCommand) -> anyhow::Result<()> {
             let options = evol_models::PullOptions { force, ..Default::default() };
             let path = evol_models::pull(&cache, model, &options, &mut |step| eprintln!("evol: {step}"))?;
             eprintln!("evol: `{name}` is ready");
-            println!("{}", path.display());
+            crate::stdout(&format!("{}\n", path.display()))?;
         }
         ModelsCommand::List => {
-            println!("{:<24} {:>8}  {:<8} description", "name", "size", "cached");
+            let mut out = format!("{:<24} {:>8}  {:<8} description\n", "name", "size", "cached");
             for l in evol_models::list(&cache) {
-                println!(
+                let _ = writeln!(
+                    out,
                     "{:<24} {:>6}MB  {:<8} {}",
                     l.model.name,
                     l.model.size / 1_000_000,
@@ -23,6 +26,7 @@ pub fn models(command: ModelsCommand) -> anyhow::Result<()> {
                     l.model.description
                 );
             }
+            crate::stdout(&out)?;
             eprintln!("cache: {}", cache.display());
         }
     }

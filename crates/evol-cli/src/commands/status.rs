@@ -1,6 +1,7 @@
 //! `evol status OUT`: a run's progress, read from its journal (safe while
 //! the run is going: the journal is in WAL mode and this only reads).
 
+use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use anyhow::anyhow;
@@ -68,9 +69,9 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         models: identity.models.clone(),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(());
+        return crate::stdout(&(serde_json::to_string_pretty(&status)? + "\n"));
     }
+    let mut out = String::new();
     let percent = |a: u64, b: u64| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
     let total_steps = status.seeds * rounds;
     let mut state = status.state.to_string();
@@ -82,17 +83,19 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             );
         }
     }
-    println!("run:     {} ({state})", status.output);
+    let _ = writeln!(out, "run:     {} ({state})", status.output);
     if let Some(shard) = &status.shard {
-        println!("shard:   {shard}");
+        let _ = writeln!(out, "shard:   {shard}");
     }
-    println!(
+    let _ = writeln!(
+        out,
         "seeds:   {} of {} done ({:.1}%)",
         status.seeds_done,
         status.seeds,
         percent(status.seeds_done, status.seeds)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "steps:   {} of {total_steps} ({:.1}%): {} accepted, {} rejected",
         status.steps,
         percent(status.steps, total_steps),
@@ -100,18 +103,25 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         status.rejected
     );
     let c = status.calls;
-    println!(
+    let _ = writeln!(
+        out,
         "calls:   {} committed, {} failed, {} retries; {} prompt + {} completion tokens",
         c.calls, c.failed, c.retries, c.prompt_tokens, c.completion_tokens
     );
     if status.batches_in_flight > 0 {
-        println!("batches: {} not settled (in flight, or of an attempt that stopped)", status.batches_in_flight);
+        let _ = writeln!(
+            out,
+            "batches: {} not settled (in flight, or of an attempt that stopped)",
+            status.batches_in_flight
+        );
     }
-    println!(
+    let _ = writeln!(
+        out,
         "models:  evolve `{}`, judge `{}`, answer `{}`",
         identity.model(Role::Evolve),
         identity.model(Role::Judge),
         identity.model(Role::Answer)
     );
-    Ok(())
+    // Paths, shard and model names are the user's text: shown, not obeyed.
+    crate::stdout(&evol_text::shown(&out))
 }

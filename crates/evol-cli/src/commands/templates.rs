@@ -16,7 +16,7 @@ pub fn templates(args: TemplatesArgs) -> anyhow::Result<()> {
     for (name, text) in &sources {
         let path = args.dir.join(name);
         std::fs::write(&path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
-        println!("{}", path.display());
+        crate::stdout(&format!("{}\n", path.display()))?;
     }
     eprintln!(
         "evol: wrote {} template files; edit them and pass `--templates {}` to `evol run` (delete the ones you keep as they are)",

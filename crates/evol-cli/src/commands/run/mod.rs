@@ -14,7 +14,7 @@ use evol_store::{OutputDir, RunIdentity, RunState, SqliteJournal};
 use serde::Serialize;
 
 use crate::cli::RunArgs;
-use crate::progress::{human, Progress};
+use crate::progress::{human, Progress, Watched};
 use crate::settings::{Backend, RunSettings};
 
 use models::{connect, connect_batches, embedded, ServerLimits};
@@ -22,10 +22,62 @@ use models::{connect, connect_batches, embedded, ServerLimits};
 /// How long a first Ctrl-C waits for the calls in flight.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The run was stopped with Ctrl-C (exit code 130).
+/// The run was stopped with Ctrl-C or SIGTERM (exit code 130).
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted; what was done is in `{0}` (rerun the same command to resume)")]
 pub struct Interrupted(pub String);
+
+/// The run stopped because no server answered for `--stall-timeout`
+/// (exit code 4).
+#[derive(Debug, thiserror::Error)]
+#[error("stopped: no call succeeded for {waited} (last error: {last}); what was done is in `{out}`: rerun the same command once a server answers, the calls that were waiting are sent then")]
+pub struct Stalled {
+    pub waited: String,
+    pub last: String,
+    pub out: String,
+}
+
+/// Why a run was stopped before its end.
+enum Stop {
+    Signal,
+    Stalled(String),
+}
+
+/// Resolves at Ctrl-C or SIGTERM (what `docker stop`, Kubernetes, systemd
+/// and `timeout` send).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Resolves with the last error once the pool has had no success for
+/// `after` while calls failed; never without a pool.
+async fn stalled(pool: Option<evol_pool::Pool>, after: std::time::Duration) -> String {
+    let Some(pool) = pool else { return std::future::pending().await };
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if let Some(last) = pool.stalled(after) {
+            return last;
+        }
+    }
+}
 
 /// What `stats.json` holds.
 #[derive(Serialize)]
@@ -171,25 +223,43 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             out.root().display()
         );
     }
-    let progress = Progress::start(stats.clone(), budget.clone(), seeds, settings.method.rounds, quiet);
+    let watched = Watched { stats: stats.clone(), budget: budget.clone(), pool: pool.clone() };
+    let progress = Progress::start(watched, seeds, settings.method.rounds, quiet);
     let run = engine.run(journal.seeds(), &sink);
     tokio::pin!(run);
-    let result: Result<(), EngineError> = tokio::select! {
-        r = &mut run => r,
-        _ = tokio::signal::ctrl_c() => {
-            // First Ctrl-C: send nothing new, let the calls in flight finish
-            // and be committed. A second one (or the grace period) aborts.
+    let stall_after = settings.servers().map(|s| s.stall_timeout).unwrap_or(std::time::Duration::MAX);
+    let stop = tokio::select! {
+        r = &mut run => Err(r),
+        _ = stop_signal() => Ok(Stop::Signal),
+        last = stalled(pool.clone(), stall_after) => Ok(Stop::Stalled(last)),
+    };
+    let (result, stop): (Result<(), EngineError>, Option<Stop>) = match stop {
+        Err(r) => (r, None),
+        Ok(stop) => {
+            // Send nothing new, let the calls in flight finish and be
+            // committed; calls waiting for a server are dropped unsent (a
+            // rerun makes them). A second signal (or the grace period)
+            // aborts.
             engine.stop();
-            eprintln!(
-                "\nevol: stopping: waiting up to {}s for the calls in flight (press Ctrl-C again to abort)",
+            if let Some(pool) = &pool {
+                pool.close();
+            }
+            let why = match &stop {
+                Stop::Signal => "stopping".to_string(),
+                Stop::Stalled(last) => {
+                    format!("no call succeeded for {}; stopping (last error: {last})", human(stall_after))
+                }
+            };
+            progress.println(&format!(
+                "evol: {why}: waiting up to {}s for the calls in flight (press Ctrl-C again to abort)",
                 STOP_GRACE.as_secs()
-            );
+            ));
             tokio::select! {
                 _ = &mut run => {}
-                _ = tokio::signal::ctrl_c() => {}
+                _ = stop_signal() => {}
                 _ = tokio::time::sleep(STOP_GRACE) => {}
             }
-            Err(EngineError::Stopped)
+            (Err(EngineError::Stopped), Some(stop))
         }
     };
     progress.finish();
@@ -253,7 +323,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     match result {
         Ok(()) => Ok(()),
-        Err(EngineError::Stopped) => Err(Interrupted(out.root().display().to_string()).into()),
+        Err(EngineError::Stopped) => match stop {
+            Some(Stop::Stalled(last)) => {
+                Err(Stalled { waited: human(stall_after), last, out: out.root().display().to_string() }.into())
+            }
+            _ => Err(Interrupted(out.root().display().to_string()).into()),
+        },
         Err(EngineError::Cap(reached)) => Err(CapStop { reached, out: out.root().display().to_string() }.into()),
         Err(e) => Err(e.into()),
     }
@@ -286,7 +361,7 @@ async fn begin(settings: &RunSettings, journal: &Arc<SqliteJournal>) -> anyhow::
                 None => connect(servers, &settings.models, concurrency, settings.quiet).await?,
             };
             let endpoint = match servers.endpoints.len() {
-                1 => servers.endpoints[0].url.clone(),
+                1 => evol_text::redact_url(&servers.endpoints[0].url).into_owned(),
                 n => format!("{n} servers"),
             };
             (models, endpoint)
@@ -311,10 +386,10 @@ async fn begin(settings: &RunSettings, journal: &Arc<SqliteJournal>) -> anyhow::
 fn report_skipped(settings: &RunSettings, input: &Input) {
     let file = settings.seeds.display();
     for (place, message) in &input.invalid {
-        eprintln!("warning: `{file}` {place}: {message}; skipped");
+        eprintln!("{}", evol_text::shown(&format!("warning: `{file}` {place}: {message}; skipped")));
     }
     for place in &input.empty {
-        eprintln!("warning: `{file}` {place}: empty instruction; skipped");
+        eprintln!("{}", evol_text::shown(&format!("warning: `{file}` {place}: empty instruction; skipped")));
     }
     let more = (input.invalid_count - input.invalid.len()) + (input.empty_count - input.empty.len());
     if more > 0 {
@@ -329,7 +404,8 @@ fn endpoint_info(pool: Option<&evol_pool::Pool>) -> Vec<EndpointInfo> {
         .into_iter()
         .map(|s| {
             if let Some(why) = &s.out {
-                eprintln!("warning: the server `{}` was out of the run at its end: {why}", s.name);
+                let line = format!("warning: the server `{}` was out of the run at its end: {why}", s.name);
+                eprintln!("{}", evol_text::shown(&line));
             }
             EndpointInfo { url: s.name, requests: s.requests, failures: s.failures, concurrency: s.limit, out: s.out }
         })

@@ -71,10 +71,10 @@ pub(super) async fn connect(
                     // Replies taking half the timeout: the server is close to
                     // timing requests out; send it less.
                     slow_after: Some(servers.timeout / 2),
-                    ..EndpointConfig::new(client.base_url(), max_concurrency)
+                    ..EndpointConfig::new(evol_text::redact_url(client.base_url()), max_concurrency)
                 };
                 limits.push(ServerLimits {
-                    url: client.base_url().to_string(),
+                    url: evol_text::redact_url(client.base_url()).into_owned(),
                     max_concurrency,
                     weight: endpoint.weight,
                     rpm: endpoint.rpm,
@@ -83,7 +83,13 @@ pub(super) async fn connect(
                 endpoints.push(Endpoint { config, clients });
             }
             Err(e) if many => {
-                eprintln!("warning: leaving out the server `{}`: {e:#}", endpoint.url);
+                eprintln!(
+                    "{}",
+                    evol_text::shown(&format!(
+                        "warning: leaving out the server `{}`: {e:#}",
+                        evol_text::redact_url(&endpoint.url)
+                    ))
+                );
                 failures.push(e);
             }
             Err(e) => return Err(e),
