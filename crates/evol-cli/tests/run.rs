@@ -364,6 +364,16 @@ fn templates_can_be_exported_and_overridden() {
 
 #[test]
 fn ctrl_c_stops_the_run_and_keeps_what_was_decided() {
+    stop_with_signal("INT");
+}
+
+#[test]
+fn sigterm_stops_the_run_as_ctrl_c_does() {
+    // What `docker stop`, Kubernetes, systemd and `timeout` send.
+    stop_with_signal("TERM");
+}
+
+fn stop_with_signal(signal: &str) {
     let mock = Mock::start(MockConfig { latency_median_ms: 300.0, ..MockConfig::default() });
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(20));
@@ -391,10 +401,12 @@ fn ctrl_c_stops_the_run_and_keeps_what_was_decided() {
         assert!(started.elapsed() < Duration::from_secs(30), "no record was written");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let kill =
+        std::process::Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert_eq!(read_json(&out.join("stats.json"))["state"], "interrupted");
     assert!(stderr(&output).contains("interrupted"), "{}", stderr(&output));
     assert!(stderr(&output).contains("press Ctrl-C again to abort"), "{}", stderr(&output));
     assert!(stderr(&output).contains("rerun the same command to resume"), "{}", stderr(&output));
@@ -567,4 +579,62 @@ fn a_run_that_never_started_leaves_nothing_behind() {
     assert_success(&run);
     assert_complete_lineage(&out, &["other0".to_string(), "other1".to_string()], 1);
     assert_eq!(read_json(&out.join("stats.json"))["seeds"], 2);
+}
+
+#[test]
+fn a_dead_server_stops_the_run_cleanly_and_a_rerun_resumes_it() {
+    let mock = Mock::start(MockConfig { latency_median_ms: 100.0, ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(200));
+    let out = dir.path("out");
+    let args = ["--model", "mock", "--rounds", "3", "--concurrency", "16", "--stall-timeout", "4"];
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_evol"))
+        .args(["run", seeds.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", &mock.url])
+        .args(args)
+        .env_remove("OPENAI_API_KEY")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::fs::metadata(out.join("evolved.jsonl")).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no record was written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = mock.url.clone();
+    mock.kill();
+    let killed = Instant::now();
+    let output = child.wait_with_output().unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(4), "{err}");
+    assert!(killed.elapsed() < Duration::from_secs(40), "stopped after the stall timeout: {:?}", killed.elapsed());
+    assert!(err.contains(&format!("the server `{url}` is out")), "announced when it went out: {err}");
+    assert!(err.contains("calls waiting for a server are left for the rerun"), "{err}");
+    assert!(err.contains("no call succeeded for 4.0s") && err.contains("rerun the same command"), "{err}");
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!(stats["state"], "interrupted");
+    assert_eq!(stats["total"]["failures"], 0, "waiting calls are not failures");
+    assert!(read_lines(&out.join("rejected.jsonl")).iter().all(|r| r["reason"] != "request_failed"));
+
+    // A server is back (on another port): the rerun finishes the job.
+    let mock = Mock::start(MockConfig::default());
+    let resumed = evol_run(&mock.url, &seeds, &out, &[&args[..], &["--quiet"]].concat());
+    assert_success(&resumed);
+    assert_complete_lineage(&out, &ids(200), 3);
+}
+
+#[test]
+fn a_server_that_fails_everything_fails_its_items_in_bounded_time() {
+    let faults = Faults { rate_500: 1.0, ..MockConfig::default().faults };
+    let mock = Mock::start(MockConfig { faults, ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(10));
+    let out = dir.path("out");
+    let started = Instant::now();
+    let run = evol_run(&mock.url, &seeds, &out, &["--model", "mock", "--rounds", "1", "--max-retries", "2"]);
+    assert_success(&run);
+    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    let rejected = read_lines(&out.join("rejected.jsonl"));
+    assert_eq!(rejected.len(), 10);
+    assert!(rejected.iter().all(|r| r["reason"] == "request_failed"), "{rejected:?}");
+    assert!(mock.stats().requests < 40, "the calls waiting on the breaker send nothing: {}", mock.stats().requests);
 }

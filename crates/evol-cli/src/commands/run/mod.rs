@@ -241,14 +241,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             // rerun makes them). A second signal (or the grace period)
             // aborts.
             engine.stop();
+            let waiting = pool.as_ref().map_or(0, |p| p.health().waiting);
             if let Some(pool) = &pool {
                 pool.close();
             }
             let why = match &stop {
                 Stop::Signal => "stopping".to_string(),
-                Stop::Stalled(last) => {
-                    format!("no call succeeded for {}; stopping (last error: {last})", human(stall_after))
-                }
+                Stop::Stalled(last) => evol_text::shown(&format!(
+                    "no call succeeded for {}; stopping, {waiting} calls waiting for a server are left for the rerun (last error: {last})",
+                    human(stall_after)
+                ))
+                .into_owned(),
             };
             progress.println(&format!(
                 "evol: {why}: waiting up to {}s for the calls in flight (press Ctrl-C again to abort)",
