@@ -638,3 +638,64 @@ fn a_server_that_fails_everything_fails_its_items_in_bounded_time() {
     assert!(rejected.iter().all(|r| r["reason"] == "request_failed"), "{rejected:?}");
     assert!(mock.stats().requests < 40, "the calls waiting on the breaker send nothing: {}", mock.stats().requests);
 }
+
+#[test]
+fn secrets_echoed_by_a_server_and_escape_sequences_never_reach_the_user() {
+    // A careless proxy: its error bodies quote the Authorization header and
+    // carry terminal escapes (clear the screen, set the window title).
+    let faults = Faults { rate_500: 0.5, ..MockConfig::default().faults };
+    let mock = Mock::start(MockConfig { faults, hostile_errors: true, ..MockConfig::default() });
+    let key = "sk-evol-echoed-7c1d2e";
+    let password = "hunter2-pass-9x";
+    let url = mock.url.replace("http://", &format!("http://alice:{password}@"));
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(12));
+    let out = dir.path("out");
+    let run = evol_env(
+        &[
+            "run",
+            seeds.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--endpoint",
+            &url,
+            "--model",
+            "mock",
+            "--rounds",
+            "2",
+            "--max-retries",
+            "0",
+            "--concurrency",
+            "2",
+        ],
+        &[("OPENAI_API_KEY", key)],
+    );
+    assert_success(&run);
+    let err = stderr(&run);
+    let rejected = std::fs::read_to_string(out.join("rejected.jsonl")).unwrap();
+    assert!(rejected.contains("request had authorization: Basic <redacted>"), "the echo happened: {rejected}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "no escape reaches the terminal: {err:?}");
+    for (name, text) in [
+        ("stderr", err.clone()),
+        ("rejected.jsonl", rejected),
+        ("stats.json", std::fs::read_to_string(out.join("stats.json")).unwrap()),
+        ("journal", String::from_utf8_lossy(&std::fs::read(out.join("journal.sqlite")).unwrap()).into_owned()),
+    ] {
+        assert!(!text.contains(key), "{name} holds the key");
+        assert!(!text.contains(password), "{name} holds the URL's password");
+        assert!(!text.contains("YWxpY2U6aHVudGVyMi1wYXNzLTl4"), "{name} holds the URL's credentials as Basic");
+    }
+    assert!(std::fs::read_to_string(out.join("stats.json")).unwrap().contains("http://<redacted>@127.0.0.1"));
+
+    // Without credentials in the URL, the key goes as a bearer token.
+    let args = ["--model", "mock", "--rounds", "1", "--max-retries", "0", "--fresh"];
+    let out = dir.path("bearer");
+    let run = evol_env(
+        &[&["run", seeds.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", &mock.url], &args[..]].concat(),
+        &[("OPENAI_API_KEY", key)],
+    );
+    assert_success(&run);
+    let rejected = std::fs::read_to_string(out.join("rejected.jsonl")).unwrap();
+    assert!(rejected.contains("request had authorization: Bearer <redacted>"), "{rejected}");
+    assert!(!rejected.contains(key) && !stderr(&run).contains(key));
+}

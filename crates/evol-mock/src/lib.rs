@@ -81,6 +81,13 @@ pub struct MockConfig {
     /// A bearer token to require.
     pub api_key: Option<String>,
     pub batch: BatchConfig,
+    /// A real rate limit: a token bucket of this many requests a second
+    /// (a tenth of a second of burst); requests above it get 429.
+    pub rate_limit: Option<f64>,
+    /// Error bodies quote the request's `Authorization` header and carry
+    /// terminal escape sequences, as a careless proxy's might (for tests
+    /// that secrets and escapes never reach the user).
+    pub hostile_errors: bool,
 }
 
 /// How the batch API (`/v1/files`, `/v1/batches`) behaves.
@@ -106,6 +113,8 @@ impl Default for MockConfig {
             models: Vec::new(),
             api_key: None,
             batch: BatchConfig::default(),
+            rate_limit: None,
+            hostile_errors: false,
         }
     }
 }
@@ -119,6 +128,9 @@ pub struct MockStats {
     pub judge: u64,
     pub answer: u64,
     pub faults: u64,
+    /// Requests refused by the rate limit (`rate_limit`).
+    #[serde(default)]
+    pub rate_limited: u64,
     /// Sum of the simulated latencies of all requests.
     pub busy_seconds: f64,
     /// Time-weighted mean number of requests in flight, from the first
@@ -157,6 +169,9 @@ pub(crate) struct Shared {
     busy_micros: AtomicU64,
     flight: Mutex<Flight>,
     pub(crate) store: Mutex<batch::Store>,
+    /// The rate limiter's bucket: its level and when it was last filled.
+    bucket: Mutex<(f64, Instant)>,
+    rate_limited: AtomicU64,
 }
 
 impl Shared {
@@ -186,6 +201,7 @@ impl Shared {
             judge: self.judge.load(Ordering::Relaxed),
             answer: self.answer.load(Ordering::Relaxed),
             faults: self.faults.load(Ordering::Relaxed),
+            rate_limited: self.rate_limited.load(Ordering::Relaxed),
             busy_seconds: self.busy_micros.load(Ordering::Relaxed) as f64 / 1e6,
             mean_in_flight: if active > 0.0 { f.area / active } else { 0.0 },
             max_in_flight: f.max,
@@ -250,6 +266,8 @@ pub fn app(config: MockConfig) -> Router {
         busy_micros: AtomicU64::new(0),
         flight: Mutex::new(Flight::default()),
         store: Mutex::new(batch::Store::default()),
+        bucket: Mutex::new((0.0, Instant::now())),
+        rate_limited: AtomicU64::new(0),
     });
     Router::new()
         .route("/v1/chat/completions", post(chat))
@@ -393,7 +411,26 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     }
     if draw < faults.rate_429 + faults.rate_500 {
         shared.faults.fetch_add(1, Ordering::Relaxed);
+        if shared.config.hostile_errors {
+            let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let message =
+                format!("simulated server error \u{1b}]0;owned\u{7}\u{1b}[2J(request had authorization: {auth})");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, &message, "server_error");
+        }
         return error(StatusCode::INTERNAL_SERVER_ERROR, "simulated server error", "server_error");
+    }
+    if let Some(rate) = shared.config.rate_limit {
+        let mut bucket = shared.bucket.lock().unwrap();
+        let now = Instant::now();
+        let (level, at) = &mut *bucket;
+        *level = (*level + (now - *at).as_secs_f64() * rate).min((rate / 10.0).max(1.0));
+        *at = now;
+        if *level < 1.0 {
+            drop(bucket);
+            shared.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return error(StatusCode::TOO_MANY_REQUESTS, "rate limit reached", "rate_limit_exceeded");
+        }
+        *level -= 1.0;
     }
 
     // Simulated work.

@@ -67,6 +67,14 @@ struct Args {
     /// Share of a batch's requests left undone (the batch ends `expired`).
     #[arg(long, default_value_t = 0.0)]
     batch_expire: f64,
+    /// Limit the rate to this many requests a second (a token bucket with
+    /// a tenth of a second of burst): requests above it get 429.
+    #[arg(long, value_name = "PER_SECOND")]
+    rate_limit: Option<f64>,
+    /// Error bodies quote the request's Authorization header and carry
+    /// terminal escape sequences (as a careless proxy's might).
+    #[arg(long)]
+    hostile_errors: bool,
 }
 
 #[tokio::main]
@@ -105,7 +113,12 @@ async fn main() -> anyhow::Result<()> {
         models: args.models,
         api_key: args.api_key,
         batch: evol_mock::BatchConfig { delay_ms: args.batch_delay_ms, expire_rate: args.batch_expire },
+        rate_limit: args.rate_limit,
+        hostile_errors: args.hostile_errors,
     };
+    if config.rate_limit.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        anyhow::bail!("--rate-limit must be a positive number of requests a second");
+    }
     if config.faults.total() > 1.0 {
         anyhow::bail!("fault rates add up to more than 1");
     }

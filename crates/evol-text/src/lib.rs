@@ -12,7 +12,7 @@
 //!   shown. [`shown`] escapes them as visible `\u{..}` text, so that a
 //!   terminal prints them and never obeys them.
 //!
-//! Written by hand: the only job is a few lines of string replacement, and
+//! Written by hand (but base64): the only job is a few lines of string replacement, and
 //! the secret registry must be process-wide (an error message can come from
 //! any layer).
 
@@ -42,14 +42,18 @@ pub fn register(secret: &str) {
     }
 }
 
-/// Registers the credentials of a URL (`user:password@`, the password
-/// alone, and their percent-decoded forms).
+/// Registers the credentials of a URL: `user:password`, the password
+/// alone, their percent-decoded forms, and the Basic authorization an HTTP
+/// client makes of them.
 pub fn register_url(url: &str) {
+    use base64::Engine as _;
     if let Some((user, password)) = credentials(url) {
         for part in [format!("{user}:{password}"), password.to_string()] {
             register(&part);
             register(&percent_decoded(&part));
         }
+        let basic = percent_decoded(&format!("{user}:{password}"));
+        register(&base64::engine::general_purpose::STANDARD.encode(basic));
     }
 }
 
@@ -172,6 +176,7 @@ mod tests {
         register_url("https://user:s%40cret-word@example.test/v1");
         assert_eq!(scrub("to https://user:s%40cret-word@example.test"), "to https://<redacted>@example.test");
         assert_eq!(scrub("the password s@cret-word"), "the password <redacted>");
+        assert_eq!(scrub("Authorization: Basic dXNlcjpzQGNyZXQtd29yZA=="), "Authorization: Basic <redacted>");
     }
 
     #[test]
