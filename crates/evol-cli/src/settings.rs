@@ -160,7 +160,17 @@ impl RunSettings {
         let judge = sampling("--judge-", 0.0, 1.0, args.judge_max_tokens.unwrap_or(args.max_tokens))?;
 
         let config = match &args.config {
-            Some(path) => read_config(path)?,
+            Some(path) => {
+                let config = read_config(path)?;
+                if config.endpoints.is_empty() && args.endpoint.iter().all(|e| e.trim().is_empty()) {
+                    // Else the run would quietly fall back to the CPU engine.
+                    return Err(usage(format!(
+                        "the config file `{}` names no [[endpoints]] (and no --endpoint is given)",
+                        path.display()
+                    )));
+                }
+                config
+            }
             None => ConfigFile::default(),
         };
         let mut endpoints = config.endpoints;
@@ -386,7 +396,23 @@ impl EngineSettings {
 fn read_config(path: &Path) -> Result<ConfigFile, UsageError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| usage(format!("cannot read the config file `{}`: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| usage(format!("the config file `{}`: {e}", path.display())))
+    let config: ConfigFile =
+        toml::from_str(&text).map_err(|e| usage(format!("the config file `{}`: {e}", path.display())))?;
+    for (model, price) in &config.prices {
+        for (field, value) in [
+            ("prompt", Some(price.prompt)),
+            ("completion", Some(price.completion)),
+            ("cached_prompt", price.cached_prompt),
+        ] {
+            if value.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+                return Err(usage(format!(
+                    "the config file `{}`: [prices] `{model}`: {field} must be zero or a positive number",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(config)
 }
 
 impl Execution {

@@ -240,7 +240,22 @@ fn usage_errors_exit_with_2() {
     let s = seeds.to_str().unwrap();
     let o = dir.path("out");
     let o = o.to_str().unwrap();
+    let no_endpoints = dir.write("prices.toml", "[prices]\nm = { prompt = 1.0, completion = 2.0 }\n");
+    let negative = dir.write(
+        "negative.toml",
+        "[[endpoints]]\nurl = \"http://127.0.0.1:9/v1\"\n[prices]\nm = { prompt = -1.0, completion = 2.0 }\n",
+    );
+    let e = "http://127.0.0.1:9/v1";
     for (args, needle) in [
+        (vec!["run", s, "-o", o, "--config", no_endpoints.to_str().unwrap()], "names no [[endpoints]]"),
+        (vec!["run", s, "-o", o, "--config", negative.to_str().unwrap()], "prompt must be zero or a positive"),
+        (vec!["run", s, "-o", o, "--endpoint", e, "--rounds", "0"], "--rounds must be between 1"),
+        (vec!["run", s, "-o", o, "--dry-run", "--endpoint", e, "--rounds", "1000000000"], "--rounds must be"),
+        (vec!["run", s, "-o", o, "--endpoint", e, "--batch-api", "--batch-attempts", "0"], "--batch-attempts"),
+        (vec!["run", s, "-o", o, "--endpoint", e, "--timeout", "1e20"], "--timeout must be"),
+        (vec!["run", s, "-o", o, "--endpoint", e, "--max-retry-wait", "1e20"], "--max-retry-wait must be"),
+        (vec!["run", s, "-o", o, "--endpoint", e, "--batch-api", "--batch-wave", "1e20"], "--batch-wave must be"),
+        (vec!["run", s, "-o", o, "--endpoint", e, "--stall-timeout", "0"], "--stall-timeout must be"),
         (vec!["run", s, "-o", o, "--answer-model", "x"], "need --endpoint"),
         (
             vec!["run", s, "-o", o, "--endpoint", "http://127.0.0.1:9/v1", "--ops", "deepen,fly"],
@@ -698,4 +713,36 @@ fn secrets_echoed_by_a_server_and_escape_sequences_never_reach_the_user() {
     let rejected = std::fs::read_to_string(out.join("rejected.jsonl")).unwrap();
     assert!(rejected.contains("request had authorization: Bearer <redacted>"), "{rejected}");
     assert!(!rejected.contains(key) && !stderr(&run).contains(key));
+}
+
+#[test]
+fn limit_reads_no_further_than_it_needs() {
+    let mock = Mock::start(MockConfig::default());
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &(seeds_jsonl(5) + "this line is not JSON\n"));
+    let out = dir.path("out");
+    let broken = evol_run(&mock.url, &seeds, &out, &["--model", "mock", "--rounds", "1"]);
+    assert_eq!(broken.status.code(), Some(1), "the whole file has a broken line 6: {}", stderr(&broken));
+    assert!(stderr(&broken).contains("line 6"), "{}", stderr(&broken));
+    let limited = evol_run(&mock.url, &seeds, &out, &["--model", "mock", "--rounds", "1", "--limit", "5"]);
+    assert_success(&limited);
+    assert_eq!(read_json(&out.join("stats.json"))["input"]["seeds"], 5);
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    // `evol models list | head -0`: the reader is gone before evol writes.
+    for args in [&["models", "list"][..], &["templates", "--help"][..]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_evol"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let err = stderr(&output);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_ne!(output.status.code(), Some(101), "{args:?}: {err}");
+    }
 }

@@ -294,19 +294,22 @@ fn record(value: Value) -> Result<(Option<String>, String), String> {
     let Value::Object(map) = value else {
         return Err(format!("expected a JSON object with an `instruction` field, found {}", kind(&value)));
     };
-    let instruction = match field(&map, &["instruction", "prompt"]) {
+    let instruction = match field(&map, &["instruction", "prompt"])? {
         Some(Value::String(s)) => s.clone(),
         Some(other) => return Err(format!("`instruction` must be a string, found {}", kind(other))),
         None => return Err("missing the `instruction` field".to_string()),
     };
-    let instruction = match field(&map, &["input"]) {
+    let instruction = match field(&map, &["input"])? {
         None | Some(Value::Null) => instruction,
         Some(Value::String(input)) if input.trim().is_empty() => instruction,
         Some(Value::String(input)) => format!("{}\n\n{}", instruction.trim_end(), input.trim()),
         Some(other) => return Err(format!("`input` must be a string, found {}", kind(other))),
     };
-    let id = match field(&map, &["id", "idx"]) {
+    let id = match field(&map, &["id", "idx"])? {
         None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().any(|c| c.is_control() || evol_text::is_unsafe(c)) => {
+            return Err(format!("`id` must not hold control characters, found {:?}", s))
+        }
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 256 => Some(s.trim().to_string()),
         Some(Value::Number(n)) => Some(n.to_string()),
         Some(other) => {
@@ -319,9 +322,20 @@ fn record(value: Value) -> Result<(Option<String>, String), String> {
     Ok((id, instruction))
 }
 
-/// A field by any of its names, matched case-insensitively.
-fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
-    names.iter().find_map(|name| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+/// A field by any of its names, matched case-insensitively; two keys that
+/// both match (`Instruction` and `instruction`, or `id` and `idx`) are an
+/// error, not a silent choice.
+fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Result<Option<&'a Value>, String> {
+    let matching: Vec<(&String, &Value)> =
+        map.iter().filter(|(k, _)| names.iter().any(|name| k.eq_ignore_ascii_case(name))).collect();
+    match matching.as_slice() {
+        [] => Ok(None),
+        [(_, v)] => Ok(Some(v)),
+        many => {
+            let keys: Vec<String> = many.iter().map(|(k, _)| format!("`{k}`")).collect();
+            Err(format!("the record gives `{}` more than once: {}", names[0], keys.join(", ")))
+        }
+    }
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -404,6 +418,21 @@ mod tests {
         assert_eq!(ids(&set), ["line-1", "line-5"]);
         assert_eq!(set.invalid.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [Place::Line(2), Place::Line(4)]);
         assert_eq!(set.empty, [Place::Line(3)]);
+    }
+
+    #[test]
+    fn ambiguous_keys_and_control_characters_in_ids_are_refused() {
+        let err =
+            parse(r#"{"Instruction": "a", "instruction": "b"}"#, SeedFormat::Jsonl, false).unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("`Instruction`, `instruction`"), "{err}");
+        let err =
+            parse(r#"{"id": "x", "idx": 2, "instruction": "b"}"#, SeedFormat::Jsonl, false).unwrap_err().to_string();
+        assert!(err.contains("more than once"), "{err}");
+        let err = parse("{\"id\": \"a\\u001b[2J\", \"instruction\": \"b\"}", SeedFormat::Jsonl, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("control characters"), "{err}");
+        assert_eq!(ids(&parse(r#"{"ID": "x", "Instruction": "b"}"#, SeedFormat::Jsonl, false).unwrap()), ["x"]);
     }
 
     #[test]

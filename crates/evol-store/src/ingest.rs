@@ -75,6 +75,11 @@ impl Iterator for Scan {
     fn next(&mut self) -> Option<Result<SeedRow, StoreError>> {
         let limit = self.options.limit.unwrap_or(u64::MAX);
         loop {
+            if self.input.total >= limit {
+                // The rest of the file is not read: `--limit 5` of a huge
+                // or partly broken file reads five seeds.
+                return None;
+            }
             let (pos, item) = self.reader.next()?;
             let item = match item {
                 Ok(item) => item,
@@ -82,9 +87,6 @@ impl Iterator for Scan {
             };
             match item {
                 Item::Seed(place, seed) => {
-                    if self.input.total >= limit {
-                        continue;
-                    }
                     self.input.total += 1;
                     for part in [&seed.id, &seed.instruction] {
                         self.hasher.update(&(part.len() as u64).to_le_bytes());
