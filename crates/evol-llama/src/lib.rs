@@ -300,6 +300,50 @@ impl LlamaEngine {
             .map_err(|e| ChatError::new(ErrorKind::Rejected, format!("the chat template failed: {e}")))
     }
 
+    /// The prompt for `messages` and its tokens. Only the template's own
+    /// markup may make special tokens: text in a message that spells one
+    /// (`<|im_end|>`, `<|endoftext|>`) is tokenized as the text it is, so a
+    /// message cannot close its turn or open another role's.
+    pub fn tokenize(&self, messages: &[Message]) -> Result<(String, Vec<llama_cpp_2::token::LlamaToken>), ChatError> {
+        let prompt = self.format(messages)?;
+        let vocab = self.model.vocab();
+        let add_bos = vocab.should_add_bos() && (self.bos.is_empty() || !prompt.starts_with(&*self.bos));
+        let spells_special =
+            |text: &str| vocab.tokenize(text.as_bytes(), false, true) != vocab.tokenize(text.as_bytes(), false, false);
+        if !messages.iter().any(|m| spells_special(&m.content)) {
+            // The common case: the whole prompt at once, as llama.cpp does.
+            let tokens = vocab.tokenize(prompt.as_bytes(), add_bos, true);
+            return Ok((prompt, tokens));
+        }
+        // Render with a placeholder for each message's text, then tokenize
+        // the template's parts as markup and the messages' as plain text.
+        let marks: Vec<String> = (0..messages.len()).map(|i| format!("\u{E000}evol-content-{i}\u{E001}")).collect();
+        let marked: Vec<Message> =
+            messages.iter().zip(&marks).map(|(m, mark)| Message { role: m.role, content: mark.clone() }).collect();
+        let skeleton = self.format(&marked)?;
+        let refused = || {
+            ChatError::new(
+                ErrorKind::Rejected,
+                "a message spells a special token (such as <|im_end|>) and the model's chat template rewrites message text, so it cannot be kept as plain text",
+            )
+        };
+        let mut tokens = Vec::new();
+        let mut rest = skeleton.as_str();
+        let mut first = true;
+        for (message, mark) in messages.iter().zip(&marks) {
+            let (markup, after) = rest.split_once(mark.as_str()).ok_or_else(refused)?;
+            if after.contains(mark.as_str()) {
+                return Err(refused());
+            }
+            tokens.extend(vocab.tokenize(markup.as_bytes(), first && add_bos, true));
+            tokens.extend(vocab.tokenize(message.content.as_bytes(), false, false));
+            first = false;
+            rest = after;
+        }
+        tokens.extend(vocab.tokenize(rest.as_bytes(), false, true));
+        Ok((prompt, tokens))
+    }
+
     /// Starts a generation and returns its event stream: text pieces in
     /// order, then one `Done`. Dropping the receiver cancels it.
     pub fn stream(&self, request: &ChatRequest) -> Result<UnboundedReceiver<Event>, ChatError> {
@@ -309,11 +353,8 @@ impl LlamaEngine {
     /// Starts a generation; also says whether the prompt ends by opening a
     /// reasoning block (`<think>`), which the reply then continues.
     fn generate(&self, request: &ChatRequest) -> Result<(UnboundedReceiver<Event>, bool), ChatError> {
-        let prompt = self.format(&request.messages)?;
+        let (prompt, tokens) = self.tokenize(&request.messages)?;
         let thinking = opens_reasoning(&prompt);
-        let vocab = self.model.vocab();
-        let add_bos = vocab.should_add_bos() && (self.bos.is_empty() || !prompt.starts_with(&*self.bos));
-        let tokens = vocab.tokenize(prompt.as_bytes(), add_bos, true);
         // Refused here, before any event, so that a streaming caller can
         // still answer with an error status.
         check_prompt(tokens.len(), self.info.seq_ctx).map_err(|m| ChatError::new(ErrorKind::Rejected, m))?;
