@@ -158,6 +158,19 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Most connections open at once (more wait to be accepted).
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+
+    /// Seconds a client may take to send a request's headers (and a kept
+    /// connection may idle) before it is disconnected.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub header_timeout: f64,
+
+    /// Seconds a client may take to send a request's body (longer: 408).
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub body_timeout: f64,
+
     #[command(flatten)]
     pub engine: EngineArgs,
 

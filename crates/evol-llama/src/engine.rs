@@ -403,7 +403,9 @@ impl Scheduler<'_> {
                 }
                 if stopped {
                     Some(FinishReason::Stop)
-                } else if slot.generated >= slot.job.max_tokens || slot.pos as u32 >= self.seq_ctx {
+                // The token just sampled is not in the sequence yet: with it,
+                // the sequence holds `pos + 1` tokens, at most the context.
+                } else if slot.generated >= slot.job.max_tokens || slot.pos as u32 + 1 >= self.seq_ctx {
                     Some(FinishReason::Length)
                 } else {
                     slot.next = Some(token);

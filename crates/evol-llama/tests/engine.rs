@@ -242,3 +242,14 @@ fn special_token_text_in_a_message_is_tokenized_as_text() {
     let (prompt, tokens) = engine.tokenize(&plain).unwrap();
     assert_eq!(tokens, vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true));
 }
+
+#[test]
+fn a_reply_cut_by_the_context_counts_no_more_tokens_than_the_context_holds() {
+    let engine = engine();
+    let seq_ctx = u64::from(engine.info().seq_ctx);
+    let prompt = "Repeat after me, forever: apple. ".repeat(100);
+    let reply = runtime().block_on(engine.chat(greedy(&prompt, 4096))).unwrap();
+    assert_eq!(reply.finish_reason, FinishReason::Length, "{:?}", reply.usage);
+    let total = reply.usage.prompt_tokens + reply.usage.completion_tokens;
+    assert_eq!(total, seq_ctx, "the prompt and the reply fill the sequence, not one more");
+}

@@ -20,6 +20,7 @@ pub struct Valid {
 /// content, sampling in range; refuses what would change the reply's shape
 /// (tools, JSON formats, logprobs) rather than silently ignoring it.
 pub fn validate(body: &[u8], model: &str, max_tokens_cap: u32) -> Result<Valid, ApiError> {
+    check_fields(body)?;
     let mut json = serde_json::Deserializer::from_slice(body);
     let parsed: ChatCompletionRequest = serde_path_to_error::deserialize(&mut json).map_err(|e| {
         let param = e.path().iter().find_map(|segment| match segment {
@@ -127,13 +128,82 @@ pub fn validate(body: &[u8], model: &str, max_tokens_cap: u32) -> Result<Valid, 
     if parsed.logprobs == Some(true) || parsed.top_logprobs.as_ref().is_some_and(|v| !v.is_null()) {
         return Err(unsupported("logprobs", "logprobs are"));
     }
+    let stream = parsed.stream.unwrap_or(false);
+    if parsed.stream_options.is_some() && !stream {
+        return Err(ApiError::invalid("stream_options", "`stream_options` is only allowed with `stream: true`"));
+    }
     let include_usage = parsed.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
     let sampling = Sampling { temperature, top_p, max_tokens, seed };
-    Ok(Valid {
-        request: ChatRequest { messages, sampling, stop, tag: None },
-        stream: parsed.stream.unwrap_or(false),
-        include_usage,
-    })
+    Ok(Valid { request: ChatRequest { messages, sampling, stop, tag: None }, stream, include_usage })
+}
+
+/// Fields read by [`validate`] (the typed request).
+const KNOWN: &[&str] = &[
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "n",
+    "seed",
+    "stop",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "logprobs",
+    "top_logprobs",
+];
+/// Fields that do not change the reply: accepted and ignored.
+const HARMLESS: &[&str] = &["user", "metadata", "store", "service_tier", "parallel_tool_calls"];
+/// Sampling fields this server does not implement, with the value that
+/// means "off": accepted only at that value (or null).
+const OFF_AT: &[(&str, f64)] = &[
+    ("frequency_penalty", 0.0),
+    ("presence_penalty", 0.0),
+    ("repetition_penalty", 1.0),
+    ("min_p", 0.0),
+    ("top_k", -1.0),
+    ("typical_p", 1.0),
+];
+
+/// Refuses fields that would change the reply but that this server does
+/// not implement: a client must not get a reply made without them as if
+/// they had been honoured.
+fn check_fields(body: &[u8]) -> Result<(), ApiError> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(()); // the typed parse names the problem
+    };
+    for (key, value) in &map {
+        if KNOWN.contains(&key.as_str()) || HARMLESS.contains(&key.as_str()) || value.is_null() {
+            continue;
+        }
+        if let Some((_, off)) = OFF_AT.iter().find(|(name, _)| name == key) {
+            let is_off = value.as_f64() == Some(*off) || (key == "top_k" && value.as_f64() == Some(0.0));
+            if is_off {
+                continue;
+            }
+            return Err(ApiError::invalid(
+                key.clone(),
+                format!("`{key}` is not supported by this server (only {off})"),
+            ));
+        }
+        if key == "logit_bias" && value.as_object().is_some_and(|m| m.is_empty()) {
+            continue;
+        }
+        return Err(ApiError::invalid(key.clone(), format!("`{key}` is not supported by this server")));
+    }
+    if let Some(options) = map.get("stream_options").and_then(|o| o.as_object()) {
+        if let Some(other) = options.keys().find(|k| *k != "include_usage") {
+            return Err(ApiError::invalid(
+                "stream_options",
+                format!("`stream_options.{other}` is not supported by this server (only `include_usage`)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A JSON number that is a whole number (`5` or `5.0`).
@@ -186,5 +256,34 @@ mod tests {
         assert!(v.stream && v.include_usage);
         let err = check(r#"{"model":"other","messages":[{"role":"user","content":"x"}]}"#).unwrap_err();
         assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn what_would_change_the_reply_is_refused_not_ignored() {
+        let m = r#""messages":[{"role":"user","content":"x"}]"#;
+        for (extra, param) in [
+            (r#""frequency_penalty":0.5"#, "frequency_penalty"),
+            (r#""presence_penalty":1"#, "presence_penalty"),
+            (r#""logit_bias":{"50256":-100}"#, "logit_bias"),
+            (r#""top_k":40"#, "top_k"),
+            (r#""min_p":0.1"#, "min_p"),
+            (r#""guided_json":{}"#, "guided_json"),
+            (r#""stream_options":{"include_usage":true}"#, "stream_options"),
+            (r#""stream":true,"stream_options":{"include_usage":true,"include_obfuscation":true}"#, "stream_options"),
+            (r#""stream":true,"stream_options":{"include_usage":"yes"}"#, "stream_options"),
+        ] {
+            let err = check(&format!("{{{m},{extra}}}")).unwrap_err();
+            assert!(err.starts_with(&format!("{param}:")), "{extra}: {err}");
+        }
+        for extra in [
+            r#""frequency_penalty":0"#,
+            r#""presence_penalty":null"#,
+            r#""logit_bias":{}"#,
+            r#""top_k":-1"#,
+            r#""user":"u1""#,
+            r#""metadata":{"a":"b"}"#,
+        ] {
+            assert!(check(&format!("{{{m},{extra}}}")).is_ok(), "{extra}");
+        }
     }
 }

@@ -15,10 +15,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     use std::io::Write;
 
     let engine_settings = crate::settings::EngineSettings::from_args(args.engine)?;
+    let seconds = |flag: &str, v: f64| {
+        if v.is_finite() && v > 0.0 && v <= 1e7 {
+            Ok(std::time::Duration::from_secs_f64(v))
+        } else {
+            Err(crate::settings::UsageError(format!("{flag} must be a positive number of seconds, at most 10000000")))
+        }
+    };
+    if args.max_connections == 0 {
+        return Err(crate::settings::UsageError("--max-connections must be at least 1".into()).into());
+    }
+    let limits = evol_serve::Limits {
+        header_timeout: seconds("--header-timeout", args.header_timeout)?,
+        max_connections: args.max_connections,
+    };
     let config = evol_serve::ServeConfig {
         api_key: args.api_key,
         max_tokens_cap: args.max_tokens_cap.max(1),
         max_body_bytes: args.max_body_bytes,
+        body_timeout: seconds("--body-timeout", args.body_timeout)?,
     };
     let (name, path) = crate::local::resolve(Some(&args.model), &engine_settings, args.quiet)?;
     let engine = crate::local::start(name, path, &engine_settings)?;
@@ -30,9 +45,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     println!("listening on http://{addr}/v1");
     std::io::stdout().flush()?;
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    evol_serve::serve(listener, evol_serve::app(engine, config), shutdown).await?;
+    evol_serve::serve_with(listener, evol_serve::app(engine, config), crate::commands::run::stop_signal(), limits)
+        .await?;
     Ok(())
 }

@@ -45,7 +45,7 @@ enum Stop {
 
 /// Resolves at Ctrl-C or SIGTERM (what `docker stop`, Kubernetes, systemd
 /// and `timeout` send).
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
