@@ -309,7 +309,7 @@ fn api_keys_never_show_up() {
 }
 
 #[test]
-fn an_unknown_model_stops_the_run_and_keeps_the_files() {
+fn an_unknown_model_is_found_out_before_any_work() {
     let mock = Mock::start(MockConfig { models: vec!["served".into()], ..MockConfig::default() });
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(4));
@@ -319,8 +319,16 @@ fn an_unknown_model_stops_the_run_and_keeps_the_files() {
     let err = stderr(&run);
     assert!(err.contains("does not list the model `missing`"), "{err}");
     assert!(err.contains("model `missing` does not exist"), "{err}");
-    assert_eq!(read_json(&out.join("stats.json"))["completed"], false);
-    assert!(out.join("dataset.jsonl").exists());
+    assert!(!out.exists(), "found out by a trial call before any work: nothing left behind");
+    let judge = evol_run(&mock.url, &seeds, &out, &["--model", "served", "--judge-model", "missing"]);
+    assert_eq!(judge.status.code(), Some(1));
+    assert!(stderr(&judge).contains("does not list the model `missing`"), "{}", stderr(&judge));
+    assert!(!out.exists());
+
+    // A model the server serves without listing it (an alias) is used.
+    let aliased = Mock::start(MockConfig::default());
+    let run = evol_run(&aliased.url, &seeds, &out, &["--model", "any-alias", "--rounds", "1"]);
+    assert_success(&run);
 
     // With several models served and none named, the user must choose.
     let mock = Mock::start(MockConfig { models: vec!["a".into(), "b".into()], ..MockConfig::default() });
@@ -594,6 +602,28 @@ fn a_run_that_never_started_leaves_nothing_behind() {
     assert_success(&run);
     assert_complete_lineage(&out, &["other0".to_string(), "other1".to_string()], 1);
     assert_eq!(read_json(&out.join("stats.json"))["seeds"], 2);
+
+    // Killed later: seeds loaded, settings recorded, calls sent but none
+    // answered (the server stalls every body). Still nothing began: the
+    // next command starts afresh, with its own seeds and settings.
+    let faults = Faults { slow: 1.0, slow_ms: 600_000, ..MockConfig::default().faults };
+    let stalling = Mock::start(MockConfig { faults, models: vec!["mock".into()], ..MockConfig::default() });
+    let out = dir.path("out2");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_evol"))
+        .args(["run", first.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", &stalling.url])
+        .args(["--model", "mock", "--rounds", "2", "--quiet"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while stalling.stats().requests == 0 && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run = evol_run(&mock.url, &second, &out, &["--model", "mock", "--rounds", "1"]);
+    assert_success(&run);
+    assert_complete_lineage(&out, &["other0".to_string(), "other1".to_string()], 1);
 }
 
 #[test]
@@ -745,4 +775,22 @@ fn a_closed_pipe_ends_output_quietly() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert_ne!(output.status.code(), Some(101), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn quiet_shows_only_errors() {
+    let mock = Mock::start(MockConfig { equal_rate: 0.0, ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &(seeds_jsonl(6) + "not json\n"));
+    let out = dir.path("out");
+    let flags = ["--model", "mock", "--rounds", "2", "--skip-invalid", "--max-requests", "4", "--max-cost", "1"];
+    let capped = evol_run(&mock.url, &seeds, &out, &[&flags[..], &["--quiet"]].concat());
+    assert_eq!(capped.status.code(), Some(3), "{}", stderr(&capped));
+    let err = stderr(&capped);
+    assert_eq!(err.lines().count(), 1, "only the error: {err}");
+    assert!(err.starts_with("error: stopped: the request cap"), "{err}");
+    // Without --quiet, the same run warns and sums up.
+    let loud = evol_run(&mock.url, &seeds, &dir.path("loud"), &flags);
+    let err = stderr(&loud);
+    assert!(err.contains("warning:") && err.contains("evol: wrote"), "{err}");
 }

@@ -28,6 +28,9 @@ pub enum Reason {
     CopiedPromptWords,
     /// The reply was empty once cleaned.
     EmptyEvolution,
+    /// The answer was empty (found even with the stop-word rule off: an
+    /// empty answer is a broken reply, not a judgement call).
+    EmptyAnswer,
     /// The evolving reply was cut off by the token limit.
     TruncatedEvolution,
     /// A reply was withheld by the server's content filter.
@@ -44,6 +47,7 @@ impl Reason {
             Reason::AnswerStopWordsOnly => "answer_stop_words_only",
             Reason::CopiedPromptWords => "copied_prompt_words",
             Reason::EmptyEvolution => "empty_evolution",
+            Reason::EmptyAnswer => "empty_answer",
             Reason::TruncatedEvolution => "truncated_evolution",
             Reason::ContentFiltered => "content_filtered",
             Reason::RequestFailed => "request_failed",
@@ -164,6 +168,9 @@ pub fn check_answer(rules: &Rules, answer: &str) -> Option<Reason> {
     if rules.stop_words && is_stop_words_only(answer) {
         return Some(Reason::AnswerStopWordsOnly);
     }
+    if answer.trim().is_empty() {
+        return Some(Reason::EmptyAnswer);
+    }
     None
 }
 
@@ -173,6 +180,14 @@ mod tests {
 
     fn words(n: usize) -> String {
         vec!["word"; n].join(" ")
+    }
+
+    #[test]
+    fn an_empty_answer_is_rejected_whatever_rules_are_off() {
+        let off = Rules { equality: false, sorry: false, stop_words: false, copied_prompt: false };
+        assert_eq!(check_answer(&off, " \n "), Some(Reason::EmptyAnswer));
+        assert_eq!(check_answer(&Rules::default(), ""), Some(Reason::AnswerStopWordsOnly), "as before");
+        assert_eq!(check_answer(&off, "of the"), None);
     }
 
     #[test]

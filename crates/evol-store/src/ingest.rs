@@ -122,11 +122,11 @@ impl Iterator for Scan {
 /// Reads the seed file once, streaming: on a new run its seeds (of this
 /// shard) are loaded into the journal; on a resume they are only digested
 /// and counted, to check that the file did not change. A journal whose run
-/// never started (no identity recorded: it stopped before its first call)
-/// is loaded afresh, from this file.
+/// never began (it stopped before its first call) is loaded afresh, from
+/// this file.
 pub fn ingest(path: &std::path::Path, options: IngestOptions, journal: &SqliteJournal) -> Result<Input, StoreError> {
     let mut scan = Scan::open(path, options)?;
-    if journal.seeds_loaded()? && journal.identity()?.is_some() {
+    if journal.seeds_loaded()? && journal.has_begun()? {
         for row in &mut scan {
             row?;
         }

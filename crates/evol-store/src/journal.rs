@@ -231,6 +231,13 @@ impl SqliteJournal {
         Ok(n)
     }
 
+    /// Whether the run has begun: its identity is recorded and a call was
+    /// committed or a batch sent. A run killed before that (seeds loaded,
+    /// nothing asked) is started afresh by the next command.
+    pub fn has_begun(&self) -> Result<bool, StoreError> {
+        Ok(self.identity()?.is_some() && (self.calls()? > 0 || !self.unsettled_batches()?.is_empty()))
+    }
+
     /// Whether the seeds were loaded (by an earlier attempt of the run).
     pub fn seeds_loaded(&self) -> Result<bool, StoreError> {
         Ok(self.meta(SEEDS_LOADED)?.is_some())

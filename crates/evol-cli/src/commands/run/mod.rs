@@ -192,7 +192,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let stats = Arc::new(StatsRecorder::new(seeds));
     let names: Vec<&str> = Role::RUN.iter().map(|r| identity.model(*r)).collect();
     let prices = settings.execution.prices_for(&names);
-    if settings.execution.caps.max_cost.is_some() {
+    if settings.execution.caps.max_cost.is_some() && !quiet {
         let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
         for name in unique {
             if prices.get(name).is_none() {
@@ -314,15 +314,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 retry_failed: settings.execution.retry_failed,
             },
             identity: &identity,
-            endpoints: endpoint_info(pool.as_ref()),
+            endpoints: endpoint_info(pool.as_ref(), quiet),
             engine: engine_activity.as_ref().map(|report| report()),
         },
     )?;
-    if !quiet || result.is_err() {
-        eprint!("{}", summary(&snapshot, rows, &out, settings.include_seeds));
-    }
-    if let Some(warning) = judge_warning(&snapshot.judge, identity.model(Role::Judge)) {
-        eprintln!("{warning}");
+    // `--quiet` shows only errors: the summary and warnings are in
+    // stats.json.
+    if !quiet {
+        eprint!("{}", evol_text::shown(&summary(&snapshot, rows, &out, settings.include_seeds)));
+        if let Some(warning) = judge_warning(&snapshot.judge, identity.model(Role::Judge)) {
+            eprintln!("{}", evol_text::shown(&warning));
+        }
     }
     match result {
         Ok(()) => Ok(()),
@@ -387,6 +389,9 @@ async fn begin(settings: &RunSettings, journal: &Arc<SqliteJournal>) -> anyhow::
 }
 
 fn report_skipped(settings: &RunSettings, input: &Input) {
+    if settings.quiet {
+        return; // counted in stats.json (`input`)
+    }
     let file = settings.seeds.display();
     for (place, message) in &input.invalid {
         eprintln!("{}", evol_text::shown(&format!("warning: `{file}` {place}: {message}; skipped")));
@@ -401,12 +406,12 @@ fn report_skipped(settings: &RunSettings, input: &Input) {
 }
 
 /// How each server of the pool did; warns about those taken out.
-fn endpoint_info(pool: Option<&evol_pool::Pool>) -> Vec<EndpointInfo> {
+fn endpoint_info(pool: Option<&evol_pool::Pool>, quiet: bool) -> Vec<EndpointInfo> {
     let Some(pool) = pool else { return Vec::new() };
     pool.status()
         .into_iter()
         .map(|s| {
-            if let Some(why) = &s.out {
+            if let Some(why) = s.out.as_ref().filter(|_| !quiet) {
                 let line = format!("warning: the server `{}` was out of the run at its end: {why}", s.name);
                 eprintln!("{}", evol_text::shown(&line));
             }
@@ -419,8 +424,8 @@ fn endpoint_info(pool: Option<&evol_pool::Pool>) -> Vec<EndpointInfo> {
 /// passed the equality check unchecked.
 fn judge_warning(judge: &evol_core::stats::Verdicts, model: &str) -> Option<String> {
     let total = judge.total();
-    // One unclear reply in five or more, over enough replies to mean it.
-    if total < 5 || judge.unclear * 5 < total {
+    // Two unclear replies or more, and one in five or more.
+    if judge.unclear < 2 || judge.unclear * 5 < total {
         return None;
     }
     Some(format!(
@@ -449,9 +454,14 @@ fn cap_flag(reached: &CapReached) -> &'static str {
 /// Records the run's identity in a new journal, or checks it against the one
 /// there; returns how many calls the journal already holds.
 fn check_identity(journal: &SqliteJournal, identity: &RunIdentity) -> anyhow::Result<u64> {
-    let Some(stored) = journal.identity()? else {
-        journal.set_identity(identity)?;
-        return Ok(0);
+    // A run that never began (killed before its first call) is started
+    // afresh with this command's settings.
+    let stored = match journal.identity()? {
+        Some(stored) if journal.has_begun()? => stored,
+        _ => {
+            journal.set_identity(identity)?;
+            return Ok(0);
+        }
     };
     let differences = identity.differences(&stored);
     if !differences.is_empty() {
@@ -512,7 +522,8 @@ mod tests {
 
     #[test]
     fn the_judge_warning_needs_many_unclear_replies() {
-        assert_eq!(judge_warning(&Verdicts { equal: 1, not_equal: 2, unclear: 1 }, "m"), None, "too few replies");
+        assert_eq!(judge_warning(&Verdicts { equal: 1, not_equal: 0, unclear: 1 }, "m"), None, "one may be chance");
+        assert!(judge_warning(&Verdicts { equal: 1, not_equal: 1, unclear: 2 }, "m").unwrap().contains("2 of 4"));
         assert_eq!(judge_warning(&Verdicts { equal: 10, not_equal: 80, unclear: 9 }, "m"), None, "under one in five");
         let warning = judge_warning(&Verdicts { equal: 1, not_equal: 6, unclear: 3 }, "tiny").unwrap();
         assert!(warning.contains("`tiny`") && warning.contains("3 of 10"), "{warning}");

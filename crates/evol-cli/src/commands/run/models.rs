@@ -83,13 +83,15 @@ pub(super) async fn connect(
                 endpoints.push(Endpoint { config, clients });
             }
             Err(e) if many => {
-                eprintln!(
-                    "{}",
-                    evol_text::shown(&format!(
-                        "warning: leaving out the server `{}`: {e:#}",
-                        evol_text::redact_url(&endpoint.url)
-                    ))
-                );
+                if !quiet {
+                    eprintln!(
+                        "{}",
+                        evol_text::shown(&format!(
+                            "warning: leaving out the server `{}`: {e:#}",
+                            evol_text::redact_url(&endpoint.url)
+                        ))
+                    );
+                }
                 failures.push(e);
             }
             Err(e) => return Err(e),
@@ -211,12 +213,14 @@ async fn check_endpoint(
     let client = client.with_model(&model);
     match &listed {
         Some(list) if !list.is_empty() => {
+            // A model the server does not list may still be served (an
+            // alias): one trial call tells, before any work and before the
+            // run leaves anything behind.
             for m in [Some(&model), wanted.answer.as_ref(), wanted.judge.as_ref()].into_iter().flatten() {
                 if !list.contains(m) {
-                    eprintln!(
-                        "warning: the server `{url}` does not list the model `{m}` (it offers: {})",
-                        shorten(list)
-                    );
+                    trial_call(&client.with_model(m), &url).await.map_err(|e| {
+                        anyhow!("the server `{url}` does not list the model `{m}` (it offers: {}): {e}", shorten(list))
+                    })?;
                 }
             }
         }
