@@ -19,7 +19,7 @@ use evol_llm::{
     ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, FinishReason, Message, Role as Speaker, Sampling, Usage,
 };
 use rand::RngCore;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::cost::{Budget, CapReached, Prices};
 use crate::journal::{call_key, CallRecord, Journal, JournalError};
@@ -85,6 +85,10 @@ pub struct CallSpec<'a> {
     pub sampling: Sampling,
     /// What the call is for, sent as the request's tag (usually the stage).
     pub tag: Option<&'static str>,
+    /// Which waiting call gets the next free slot: the lowest priority
+    /// first, calls of one priority in arrival order. `evol run` gives
+    /// each chain the order it started in, so older chains finish first.
+    pub priority: u64,
 }
 
 /// The journaled, budgeted, rate-limited caller shared by a command.
@@ -94,7 +98,7 @@ pub struct Caller {
     stats: Arc<StatsRecorder>,
     prices: Prices,
     budget: Arc<Budget>,
-    limit: Semaphore,
+    limit: Slots,
     stopping: AtomicBool,
 }
 
@@ -118,7 +122,7 @@ impl Caller {
             stats,
             prices: Prices::default(),
             budget: Arc::new(Budget::default()),
-            limit: Semaphore::new(settings.concurrency),
+            limit: Slots::new(settings.concurrency),
             stopping: AtomicBool::new(false),
         })
     }
@@ -148,7 +152,7 @@ impl Caller {
     /// Makes one call (or replays it from the journal). The outer error
     /// stops the command; the inner one is the item's failure, as recorded.
     pub async fn call(&self, spec: CallSpec<'_>) -> Result<Result<ChatResponse, String>, CallError> {
-        let CallSpec { model, key, slice, prompt, sampling, tag } = spec;
+        let CallSpec { model, key, slice, prompt, sampling, tag, priority } = spec;
         let journal_key = call_key(key.item, key.round, key.stage);
         let asked = question_digest(model.name(), &prompt, sampling);
         let mut attempt = 0;
@@ -169,7 +173,7 @@ impl Caller {
         if self.is_stopping() {
             return Err(CallError::Stopped);
         }
-        let _permit = self.limit.acquire().await.expect("the limit is never closed");
+        let _slot = self.limit.acquire(priority).await;
         if self.is_stopping() {
             return Err(CallError::Stopped);
         }
@@ -262,6 +266,109 @@ impl Caller {
                 signals: Default::default(),
             }),
         }
+    }
+}
+
+/// Call slots handed out by priority: a semaphore whose waiters are served
+/// lowest priority first (then first come). Written by hand: tokio's
+/// semaphore is first-come only, and no well-kept crate orders waiters.
+struct Slots {
+    state: std::sync::Mutex<SlotState>,
+}
+
+struct SlotState {
+    free: usize,
+    waiting: std::collections::BinaryHeap<Waiter>,
+    arrivals: u64,
+}
+
+struct Waiter {
+    priority: u64,
+    arrival: u64,
+    wake: oneshot::Sender<()>,
+}
+
+impl PartialEq for Waiter {
+    fn eq(&self, other: &Waiter) -> bool {
+        (self.priority, self.arrival) == (other.priority, other.arrival)
+    }
+}
+impl Eq for Waiter {}
+impl PartialOrd for Waiter {
+    fn partial_cmp(&self, other: &Waiter) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Waiter {
+    /// The max-heap's top is the lowest priority, then the earliest.
+    fn cmp(&self, other: &Waiter) -> std::cmp::Ordering {
+        (other.priority, other.arrival).cmp(&(self.priority, self.arrival))
+    }
+}
+
+/// A slot, given back when dropped.
+struct Slot<'a>(&'a Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// A wait for a slot; if dropped after the slot was handed to it, it gives
+/// the slot back.
+struct Waiting<'a> {
+    slots: &'a Slots,
+    woken: Option<oneshot::Receiver<()>>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(mut woken) = self.woken.take() {
+            woken.close();
+            if woken.try_recv().is_ok() {
+                self.slots.release();
+            }
+        }
+    }
+}
+
+impl Slots {
+    fn new(n: usize) -> Slots {
+        let state = SlotState { free: n, waiting: std::collections::BinaryHeap::new(), arrivals: 0 };
+        Slots { state: std::sync::Mutex::new(state) }
+    }
+
+    async fn acquire(&self, priority: u64) -> Slot<'_> {
+        let woken = {
+            let mut state = self.state.lock().unwrap();
+            if state.free > 0 {
+                state.free -= 1;
+                return Slot(self);
+            }
+            let (wake, woken) = oneshot::channel();
+            state.arrivals += 1;
+            let arrival = state.arrivals;
+            state.waiting.push(Waiter { priority, arrival, wake });
+            woken
+        };
+        let mut waiting = Waiting { slots: self, woken: Some(woken) };
+        let woken = waiting.woken.as_mut().expect("set above");
+        // The sender is only dropped after sending (or with the Slots).
+        let _ = woken.await;
+        waiting.woken = None;
+        Slot(self)
+    }
+
+    /// Hands a slot to the first waiter still waiting, or frees it.
+    fn release(&self) {
+        let mut state = self.state.lock().unwrap();
+        while let Some(waiter) = state.waiting.pop() {
+            if waiter.wake.send(()).is_ok() {
+                return;
+            }
+        }
+        state.free += 1;
     }
 }
 

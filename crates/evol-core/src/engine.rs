@@ -163,11 +163,16 @@ impl Engine {
         // only cost memory.
         let concurrency = self.caller.settings().concurrency;
         let window = concurrency.saturating_mul(CHAINS_PER_SLOT).min(concurrency + 16_384);
+        // Each chain's calls go before those of chains started after it
+        // (see `CallSpec::priority`): the window keeps every slot busy, and
+        // yet chains finish in about the order they started, so records
+        // come steadily from the start instead of all near the end.
         let mut chains = futures::stream::iter(seeds)
             .take_while(|_| std::future::ready(!self.caller.is_stopping()))
-            .map(|seed| async move {
+            .enumerate()
+            .map(|(order, seed)| async move {
                 match seed {
-                    Ok(seed) => self.chain(seed, sink).await,
+                    Ok(seed) => self.chain(order as u64, seed, sink).await,
                     Err(e) => {
                         self.stop();
                         Err(EngineError::Seeds(e.into()))
@@ -204,13 +209,13 @@ impl Engine {
         self.caller.stop();
     }
 
-    async fn chain(&self, seed: Seed, sink: &dyn Sink) -> Result<(), EngineError> {
+    async fn chain(&self, order: u64, seed: Seed, sink: &dyn Sink) -> Result<(), EngineError> {
         for planned in self.method.seed_calls() {
-            self.answer_seed(&seed, planned, sink).await?;
+            self.answer_seed(order, &seed, planned, sink).await?;
         }
         let mut current = Current { id: seed.id.clone(), instruction: seed.instruction.clone() };
         for round in 1..=self.method.rounds {
-            match self.step(&seed.id, &current, round).await? {
+            match self.step(order, &seed.id, &current, round).await? {
                 Ok(evolution) => {
                     sink.accepted(&evolution).map_err(EngineError::Sink)?;
                     current = Current { id: evolution.lineage.id, instruction: evolution.instruction };
@@ -223,15 +228,24 @@ impl Engine {
         Ok(())
     }
 
-    async fn answer_seed(&self, seed: &Seed, planned: PlannedCall, sink: &dyn Sink) -> Result<(), EngineError> {
+    async fn answer_seed(
+        &self,
+        order: u64,
+        seed: &Seed,
+        planned: PlannedCall,
+        sink: &dyn Sink,
+    ) -> Result<(), EngineError> {
         let mut rng = keyed_rng(self.method.run_seed, &[b"seed-answer", seed.id.as_bytes()]);
         let slice = Slice { round: 0, operation: SEED_ANSWER };
         let model = self.roles.get(planned.role)?;
-        let (response, error, usage) =
-            match self.caller.call(self.spec(&seed.id, 0, planned, slice, &seed.instruction, &mut rng)?).await? {
-                Ok(reply) => (Some(reply.text), None, reply.usage),
-                Err(e) => (None, Some(e), Usage::default()),
-            };
+        let (response, error, usage) = match self
+            .caller
+            .call(self.spec(order, &seed.id, 0, planned, slice, &seed.instruction, &mut rng)?)
+            .await?
+        {
+            Ok(reply) => (Some(reply.text), None, reply.usage),
+            Err(e) => (None, Some(e), Usage::default()),
+        };
         let answer = SeedAnswer {
             id: seed.id.clone(),
             instruction: seed.instruction.clone(),
@@ -247,6 +261,7 @@ impl Engine {
     /// result is the item's fate.
     async fn step(
         &self,
+        order: u64,
         seed_id: &str,
         parent: &Current,
         round: u32,
@@ -295,7 +310,7 @@ impl Engine {
                 Stage::Evolve => {
                     let reply = match self
                         .caller
-                        .call(self.spec(seed_id, round, planned, slice, &prompt.text, &mut rng)?)
+                        .call(self.spec(order, seed_id, round, planned, slice, &prompt.text, &mut rng)?)
                         .await?
                     {
                         Ok(reply) => reply,
@@ -318,7 +333,11 @@ impl Engine {
                 }
                 Stage::Judge => {
                     let question = self.templates.equality_prompt(&parent.instruction, &instruction)?;
-                    match self.caller.call(self.spec(seed_id, round, planned, slice, &question, &mut rng)?).await? {
+                    match self
+                        .caller
+                        .call(self.spec(order, seed_id, round, planned, slice, &question, &mut rng)?)
+                        .await?
+                    {
                         Ok(verdict) => {
                             usage += verdict.usage;
                             let said = parse_verdict(&verdict.text);
@@ -333,7 +352,7 @@ impl Engine {
                 }
                 Stage::Answer => match self
                     .caller
-                    .call(self.spec(seed_id, round, planned, slice, &instruction, &mut rng)?)
+                    .call(self.spec(order, seed_id, round, planned, slice, &instruction, &mut rng)?)
                     .await?
                 {
                     Ok(answer) => {
@@ -367,8 +386,10 @@ impl Engine {
 
     /// What one planned call sends, for the caller. Draws the request seed
     /// from `rng` whether or not it is sent.
+    #[allow(clippy::too_many_arguments)]
     fn spec<'a>(
         &'a self,
+        order: u64,
         seed_id: &'a str,
         round: u32,
         planned: PlannedCall,
@@ -384,6 +405,7 @@ impl Engine {
             prompt: Prompt::User(prompt),
             sampling: seeded(planned.sampling, self.method.request_seeds, rng),
             tag: Some(stage),
+            priority: order,
         })
     }
 }
@@ -752,6 +774,64 @@ mod tests {
         assert_eq!(second, first);
         assert_eq!(stats.replayed_calls, 54);
         assert_eq!(stats.total.requests, 54);
+    }
+
+    /// A model that takes a millisecond, so that calls wait for slots.
+    struct Slow(Arc<Scripted>);
+
+    #[async_trait::async_trait]
+    impl ChatModel for Slow {
+        fn name(&self) -> &str {
+            self.0.name()
+        }
+        async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ChatError> {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            self.0.chat(request).await
+        }
+    }
+
+    /// Counts the calls made when each seed's chain ends.
+    struct DoneAt {
+        model: Arc<Scripted>,
+        done: Mutex<Vec<usize>>,
+    }
+
+    impl Sink for DoneAt {
+        fn accepted(&self, _: &Evolution) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn rejected(&self, _: &Rejection) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn seed_answered(&self, _: &SeedAnswer) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn seed_done(&self, _: &Seed) -> Result<(), SinkError> {
+            self.done.lock().unwrap().push(self.model.calls.lock().unwrap().len());
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn chains_finish_steadily_from_the_start() {
+        // 4 slots, a window of 64 chains, 9 calls a chain: were slots given
+        // first come, first served, every chain would make its first calls
+        // before any finished. Older chains go first: the first finishes
+        // after a few chains' worth of calls, and they keep finishing.
+        let scripted = Arc::new(Scripted::new());
+        let model: Arc<dyn ChatModel> = Arc::new(Slow(scripted.clone()));
+        let n = 200;
+        let stats = Arc::new(StatsRecorder::new(n as u64));
+        let engine = engine(settings(), model, stats, Arc::new(NoJournal));
+        let sink = DoneAt { model: scripted.clone(), done: Mutex::new(Vec::new()) };
+        engine.run(seeds(n), &sink).await.unwrap();
+        let done = sink.done.lock().unwrap();
+        assert_eq!(done.len(), n);
+        let per_chain = scripted.calls.lock().unwrap().len() / n;
+        assert!(done[0] <= 6 * per_chain, "the first chain ended after {} calls ({per_chain} a chain)", done[0]);
+        // A tenth of the seeds are done once about a tenth of the calls are.
+        let tenth = done[n / 10 - 1];
+        assert!(tenth <= (n / 10 + 8) * per_chain, "{} calls before a tenth was done", tenth);
     }
 
     #[tokio::test]
