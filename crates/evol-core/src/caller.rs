@@ -145,6 +145,13 @@ impl Caller {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
+    /// From now on, free slots go to waiting calls in arrival order, their
+    /// priorities ignored (for the end of a run, when the calls left should
+    /// advance together).
+    pub fn first_come(&self) {
+        self.limit.first_come();
+    }
+
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
@@ -280,6 +287,8 @@ struct SlotState {
     free: usize,
     waiting: std::collections::BinaryHeap<Waiter>,
     arrivals: u64,
+    /// Priorities are ignored from now on.
+    first_come: bool,
 }
 
 struct Waiter {
@@ -335,7 +344,8 @@ impl Drop for Waiting<'_> {
 
 impl Slots {
     fn new(n: usize) -> Slots {
-        let state = SlotState { free: n, waiting: std::collections::BinaryHeap::new(), arrivals: 0 };
+        let state =
+            SlotState { free: n, waiting: std::collections::BinaryHeap::new(), arrivals: 0, first_come: false };
         Slots { state: std::sync::Mutex::new(state) }
     }
 
@@ -349,6 +359,7 @@ impl Slots {
             let (wake, woken) = oneshot::channel();
             state.arrivals += 1;
             let arrival = state.arrivals;
+            let priority = if state.first_come { 0 } else { priority };
             state.waiting.push(Waiter { priority, arrival, wake });
             woken
         };
@@ -358,6 +369,16 @@ impl Slots {
         let _ = woken.await;
         waiting.woken = None;
         Slot(self)
+    }
+
+    /// Serves the waiters, present and future, in arrival order alone.
+    fn first_come(&self) {
+        let mut state = self.state.lock().unwrap();
+        if !state.first_come {
+            state.first_come = true;
+            let waiting = std::mem::take(&mut state.waiting);
+            state.waiting = waiting.into_iter().map(|w| Waiter { priority: 0, ..w }).collect();
+        }
     }
 
     /// Hands a slot to the first waiter still waiting, or frees it.

@@ -99,6 +99,10 @@ pub const SEED_ANSWER: &str = "seed_answer";
 /// slot busy until the very end while bounding memory for huge seed files.
 const CHAINS_PER_SLOT: usize = 16;
 
+/// Chains per slot left at the end of a run when slots stop favouring the
+/// oldest chains (see [`Engine::run`]).
+const TAIL_CHAINS_PER_SLOT: usize = 4;
+
 /// Runs Evol-Instruct over seeds.
 pub struct Engine {
     method: Method,
@@ -167,8 +171,29 @@ impl Engine {
         // (see `CallSpec::priority`): the window keeps every slot busy, and
         // yet chains finish in about the order they started, so records
         // come steadily from the start instead of all near the end.
+        //
+        // Near the end that order would leave a tail: the last chains to
+        // start would run alone, one call after another, while slots idle.
+        // So once every seed is admitted and no more than `TAIL_CHAINS_PER_SLOT`
+        // chains per slot are left, slots go first come, first served, and
+        // the chains left advance together.
+        let exhausted = std::sync::atomic::AtomicBool::new(false);
+        let mut source = seeds.into_iter();
+        let seeds = std::iter::from_fn(|| {
+            let next = source.next();
+            if next.is_none() {
+                exhausted.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            next
+        });
+        let admitted = std::sync::atomic::AtomicUsize::new(0);
+        let mut finished = 0usize;
+        let tail = concurrency.saturating_mul(TAIL_CHAINS_PER_SLOT);
         let mut chains = futures::stream::iter(seeds)
             .take_while(|_| std::future::ready(!self.caller.is_stopping()))
+            .inspect(|_| {
+                admitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
             .enumerate()
             .map(|(order, seed)| async move {
                 match seed {
@@ -183,7 +208,15 @@ impl Engine {
         let mut stopped = false;
         let mut cap = None;
         let mut unreadable = None;
+        let mut fair = false;
         while let Some(result) = chains.next().await {
+            finished += 1;
+            if !fair && exhausted.load(std::sync::atomic::Ordering::SeqCst)
+                && admitted.load(std::sync::atomic::Ordering::SeqCst) - finished <= tail
+            {
+                self.caller.first_come();
+                fair = true;
+            }
             match result {
                 Err(EngineError::Stopped) => stopped = true,
                 Err(EngineError::Cap(reached)) => cap = Some(reached),
