@@ -344,8 +344,7 @@ impl Drop for Waiting<'_> {
 
 impl Slots {
     fn new(n: usize) -> Slots {
-        let state =
-            SlotState { free: n, waiting: std::collections::BinaryHeap::new(), arrivals: 0, first_come: false };
+        let state = SlotState { free: n, waiting: std::collections::BinaryHeap::new(), arrivals: 0, first_come: false };
         Slots { state: std::sync::Mutex::new(state) }
     }
 

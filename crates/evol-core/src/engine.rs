@@ -211,7 +211,8 @@ impl Engine {
         let mut fair = false;
         while let Some(result) = chains.next().await {
             finished += 1;
-            if !fair && exhausted.load(std::sync::atomic::Ordering::SeqCst)
+            if !fair
+                && exhausted.load(std::sync::atomic::Ordering::SeqCst)
                 && admitted.load(std::sync::atomic::Ordering::SeqCst) - finished <= tail
             {
                 self.caller.first_come();

@@ -25,7 +25,8 @@
 //!
 //! Each call goes to the least-loaded endpoint that may take it (in-flight
 //! calls divided by weight). The pool owns the retries: a failed attempt is
-//! retried with backoff (or after the server's `Retry-After`), on whichever
+//! retried with backoff that doubles twice at most (or after the server's
+//! `Retry-After`), on whichever
 //! endpoint is best then, so one dead server costs a run nothing but its
 //! share of retries. A failure counts against a request's retries when a
 //! server answered it (an error status, a broken or unreadable body) or
@@ -67,6 +68,8 @@ const MAX_CUT: f64 = 0.75;
 /// From this share of the limit at the last cut on, the limit grows by a
 /// quarter per window instead of one.
 const NEAR: f64 = 0.8;
+/// How many times a request's backoff doubles at most.
+const MAX_DOUBLINGS: u32 = 2;
 /// The fewest replies that judge a cut.
 const TRIAL_WINDOW: u32 = 64;
 /// The most overload signals taken as background: more is overload
@@ -569,8 +572,17 @@ impl Pool {
         if config.adaptive && h.window.done >= (2 * h.limit as u32).max(MIN_WINDOW) {
             adapt(&mut h, config, now, self.inner.retry.max_retry_after);
         }
+        let everyone = probe || h.tripped || h.dead.is_some();
         drop(h);
-        self.inner.changed.notify_waiters();
+        if everyone {
+            // The breaker changed (or a probe ended, which counts against
+            // every waiting call's retries): every waiter looks again.
+            self.inner.changed.notify_waiters();
+        } else {
+            // One slot freed: wake the longest waiter (it wakes the next if
+            // it finds room; see `call_inside`), not all of them.
+            self.inner.changed.notify_one();
+        }
         Settled { charged }
     }
 
@@ -617,7 +629,11 @@ impl Pool {
                     return Err(cancelled(retries));
                 }
                 match self.pick(estimate) {
-                    Pick::Go(i) => break i,
+                    Pick::Go(i) => {
+                        // There may be room for more: pass the wake on.
+                        self.inner.changed.notify_one();
+                        break i;
+                    }
                     Pick::AllDead(error) => return Err(ChatError { retries, ..error }),
                     Pick::Wait { wait, out } => {
                         let probes = self.inner.probe_failures.load(Ordering::SeqCst);
@@ -660,8 +676,12 @@ impl Pool {
                         return Err(ChatError { retries, kind: ErrorKind::Exhausted, ..e });
                     }
                     // The server's own pause, else backoff; the request may
-                    // then go elsewhere.
-                    let wait = self.inner.retry.delay(retries, e.signals.retry_after, &mut rand::rng());
+                    // then go elsewhere. The backoff doubles twice at most:
+                    // a server that keeps failing is paused by its breaker,
+                    // an overloaded one by its window, so one request's wait
+                    // need not grow (random faults would make long tails).
+                    let step = retries.min(MAX_DOUBLINGS);
+                    let wait = self.inner.retry.delay(step, e.signals.retry_after, &mut rand::rng());
                     self.back_off(wait).await;
                 }
             }
@@ -726,7 +746,7 @@ fn adapt(h: &mut Health, config: &EndpointConfig, now: Instant, max_pause: Durat
         // deviations of the difference of two binomial shares, and more).
         let mean = (share + trial.share) / 2.0;
         let apart = 0.02 + 2.0 * (mean * (1.0 - mean) * (1.0 / n + 1.0 / trial.replies)).sqrt();
-        if share > noise && share <= MAX_BACKGROUND && (share - trial.share).abs() <= apart {
+        if w.overloaded > 0 && share <= MAX_BACKGROUND && (share - trial.share).abs() <= apart {
             // The signals stayed as they were at a lower load: random
             // faults, not overload. Undo the cut and expect that share.
             h.background = h.background.max(share);

@@ -204,7 +204,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let budget = Arc::new(Budget::new(settings.execution.caps));
     let caller_settings =
-        CallerSettings { concurrency: models.concurrency, retry_failed: settings.execution.retry_failed };
+        CallerSettings { concurrency: models.admitted, retry_failed: settings.execution.retry_failed };
     let caller = Arc::new(
         Caller::new(caller_settings, journal.clone(), stats.clone())?.with_costs(prices.clone(), budget.clone()),
     );
