@@ -680,8 +680,13 @@ impl Pool {
                     // a server that keeps failing is paused by its breaker,
                     // an overloaded one by its window, so one request's wait
                     // need not grow (random faults would make long tails).
+                    // The backoff counts from when the attempt was sent: one
+                    // that timed out has waited already.
                     let step = retries.min(MAX_DOUBLINGS);
-                    let wait = self.inner.retry.delay(step, e.signals.retry_after, &mut rand::rng());
+                    let wait = match e.signals.retry_after {
+                        Some(asked) => self.inner.retry.delay(step, Some(asked), &mut rand::rng()),
+                        None => self.inner.retry.delay(step, None, &mut rand::rng()).saturating_sub(sent.elapsed()),
+                    };
                     self.back_off(wait).await;
                 }
             }
