@@ -794,3 +794,31 @@ fn quiet_shows_only_errors() {
     let err = stderr(&loud);
     assert!(err.contains("warning:") && err.contains("evol: wrote"), "{err}");
 }
+
+#[test]
+fn every_paid_request_stays_counted_after_retry_failed() {
+    let faults = Faults { rate_500: 0.3, ..MockConfig::default().faults };
+    let failing = Mock::start(MockConfig { faults, ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(30));
+    let out = dir.path("out");
+    let flags = ["--model", "mock", "--rounds", "3", "--max-retries", "0", "--quiet"];
+    assert_success(&evol_run(&failing.url, &seeds, &out, &flags));
+    let first = failing.stats().requests;
+    assert!(read_json(&out.join("stats.json"))["total"]["failures"].as_u64().unwrap() > 0);
+    let healthy = Mock::start(MockConfig::default());
+    assert_success(&evol_run(&healthy.url, &seeds, &out, &[&flags[..], &["--retry-failed"]].concat()));
+    let paid = first + healthy.stats().requests;
+    let stats = read_json(&out.join("stats.json"));
+    let journal = &stats["journal"];
+    assert_eq!(journal["calls"].as_u64().unwrap() + journal["retries"].as_u64().unwrap(), paid);
+    let total = &stats["total"];
+    let counted = total["requests"].as_u64().unwrap() + total["retries"].as_u64().unwrap();
+    assert!(
+        counted <= paid && counted + 5 >= paid,
+        "this attempt counts the redone calls' earlier attempts: {counted} of {paid}"
+    );
+    let status = evol(&["status", "--json", out.to_str().unwrap()]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["calls"], *journal, "evol status and stats.json agree");
+}

@@ -163,8 +163,8 @@ impl Caller {
         let journal_key = call_key(key.item, key.round, key.stage);
         let asked = question_digest(model.name(), &prompt, sampling);
         let mut attempt = 0;
-        // What the earlier attempts of a retried failure were paid: it stays
-        // counted in the new record (requests, tokens, cost, budget).
+        // What the call's earlier, replaced record was paid: it stays counted
+        // in the new record (requests, tokens, cost, budget).
         let mut earlier = Paid::default();
         if let Some(record) = self.journal.lookup(&journal_key).map_err(CallError::Journal)? {
             // An outcome for another question (a parent that changed when an
@@ -174,8 +174,10 @@ impl Caller {
                     return Ok(self.replay(model, slice, record));
                 }
                 attempt = record.attempt + 1;
-                earlier = Paid { usage: record.usage, attempts: record.retries + 1 };
             }
+            // Retried, or asked again because its question changed: the
+            // record is replaced, and what it was paid moves to the new one.
+            earlier = Paid { usage: record.usage, attempts: record.retries + 1 };
         }
         if self.is_stopping() {
             return Err(CallError::Stopped);

@@ -100,6 +100,10 @@ struct StatsFile<'a> {
     /// concurrency at the end, and why a server is out if it is.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     endpoints: Vec<EndpointInfo>,
+    /// Every call the journal holds, of this attempt and the earlier ones,
+    /// with their retries and tokens: what was paid, as `evol status` shows
+    /// it (calls whose questions no later attempt asked again included).
+    journal: evol_store::CallTotals,
     /// The embedded engine's activity: decode steps, the mean number of
     /// sequences in its batch, tokens computed, busy and decode seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -315,6 +319,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             },
             identity: &identity,
             endpoints: endpoint_info(pool.as_ref(), quiet),
+            journal: journal.call_totals()?,
             engine: engine_activity.as_ref().map(|report| report()),
         },
     )?;
