@@ -68,7 +68,8 @@ async fn bad_requests_get_openai_style_errors() {
         }
     };
     for (body, param) in [
-        (r#"{"model_only": true}"#.to_string(), "messages"),
+        (r#"{"temperature": 1}"#.to_string(), "messages"),
+        (r#"{"messages": [{"role": "user", "content": "x"}], "model_only": true}"#.to_string(), "model_only"),
         (r#"{"messages": []}"#.to_string(), "messages"),
         (r#"{"messages": [{"role": "wizard", "content": "x"}]}"#.to_string(), "messages"),
         (r#"{"messages": [{"role": "user", "content": 5}]}"#.to_string(), "messages"),
