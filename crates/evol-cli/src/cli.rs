@@ -26,7 +26,12 @@ pub enum Command {
     /// done: steps, batch fill, tokens, time). Every client shares the one
     /// continuous batch. Bad requests get OpenAI-style 400 errors, including
     /// what this server cannot honour rather than ignore: tools, a
-    /// response_format other than text, logprobs, n other than 1.
+    /// response_format other than text, logprobs, n other than 1, sampling
+    /// it does not implement (penalties, logit_bias, top_k, min_p, ...) and
+    /// unknown fields. Message text that spells a special token is kept as
+    /// text. Slow clients are cut off (--header-timeout, --body-timeout) and
+    /// at most --max-connections are open at once. Ctrl-C or SIGTERM stops
+    /// it after the requests in progress.
     Serve(Box<ServeArgs>),
     /// Fetch and list the models of the embedded engine.
     #[command(subcommand)]
