@@ -113,3 +113,34 @@ fn batch_cancel_cancels_what_is_in_flight() {
     let run = evol(&["batch", "cancel", not_batch.to_str().unwrap()]);
     assert!(stderr(&run).contains("not a --batch-api run"), "{}", stderr(&run));
 }
+
+#[test]
+fn batches_the_provider_forgot_are_sent_again_and_cancel_does_not_block() {
+    let mock = batch_mock(60_000, 0.0);
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(5));
+    let out = dir.path("out");
+    let mut child = spawn_run(&mock, &seeds, &out);
+    wait_for_batches(&mock, 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The provider no longer knows the batch: its id gets 404.
+    let addr = mock.url.trim_start_matches("http://").trim_end_matches("/v1").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    use std::io::{Read, Write};
+    write!(stream, "POST /batches/forget HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.contains(" 204 "), "{response}");
+
+    let cancel = evol(&["batch", "cancel", out.to_str().unwrap()]);
+    assert_success(&cancel);
+    assert!(stderr(&cancel).contains("unknown to the server"), "{}", stderr(&cancel));
+
+    // A resume treats it as expired with nothing done and sends its
+    // requests again (the server now answers batches at once).
+    let fast = batch_mock(100, 0.0);
+    let run = evol_run(&fast.url, &seeds, &out, &[&FAST[..], &["mock", "--rounds", "2"]].concat());
+    assert_success(&run);
+    assert_complete_lineage(&out, &ids(5), 2);
+}

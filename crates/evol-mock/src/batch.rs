@@ -33,6 +33,14 @@ pub(crate) struct Store {
 }
 
 impl Store {
+    /// Forgets every batch and file (the counters stay).
+    pub(crate) fn forget(&mut self) {
+        self.batches.clear();
+        self.files.clear();
+    }
+}
+
+impl Store {
     fn id(&mut self, prefix: &str) -> String {
         self.next += 1;
         format!("{prefix}-{}", self.next)

@@ -281,6 +281,15 @@ pub fn app(config: MockConfig) -> Router {
         .route("/v1/batches/{id}", get(batch::get))
         .route("/v1/batches/{id}/cancel", post(batch::cancel))
         .route("/stats", get(|State(s): State<Arc<Shared>>| async move { Json(s.stats()) }))
+        // Forgets every batch and file, as a provider that deleted them (or
+        // a restarted server): their ids then get 404.
+        .route(
+            "/batches/forget",
+            post(|State(s): State<Arc<Shared>>| async move {
+                s.store.lock().unwrap().forget();
+                StatusCode::NO_CONTENT
+            }),
+        )
         .route(
             "/stats/reset",
             post(|State(s): State<Arc<Shared>>| async move {
