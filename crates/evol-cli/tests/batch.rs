@@ -144,3 +144,28 @@ fn batches_the_provider_forgot_are_sent_again_and_cancel_does_not_block() {
     assert_success(&run);
     assert_complete_lineage(&out, &ids(5), 2);
 }
+
+#[test]
+fn a_batch_server_that_stops_answering_stops_the_run_cleanly() {
+    let mock = batch_mock(60_000, 0.0);
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(5));
+    let out = dir.path("out");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_evol"))
+        .args(["run", seeds.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", &mock.url])
+        .args(FAST)
+        .args(["mock", "--rounds", "2", "--stall-timeout", "2", "--max-retries", "0"])
+        .env_remove("OPENAI_BASE_URL")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_batches(&mock, 1);
+    mock.kill();
+    let started = Instant::now();
+    let output = child.wait_with_output().unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(4), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    assert!(err.contains("no call succeeded for 2.0s"), "{err}");
+    assert_eq!(read_json(&out.join("stats.json"))["state"], "interrupted");
+}

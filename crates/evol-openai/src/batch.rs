@@ -113,6 +113,32 @@ struct Inner {
     settings: BatchSettings,
     state: Mutex<State>,
     queued: Notify,
+    contact: Mutex<Contact>,
+}
+
+/// When the server last answered a batch request (upload, create, poll,
+/// file read), and the failures since.
+struct Contact {
+    last_ok: std::time::Instant,
+    failures: u64,
+    last_error: Option<String>,
+}
+
+impl Contact {
+    /// Counts a request: only a transient failure that outlasted its
+    /// retries is a failure to reach the server (a refusal is an answer).
+    fn record<T>(&mut self, result: &Result<T, ChatError>) {
+        match result {
+            Err(e) if e.kind == ErrorKind::Exhausted => {
+                self.failures += 1;
+                self.last_error = Some(e.message.clone());
+            }
+            _ => {
+                self.last_ok = std::time::Instant::now();
+                self.failures = 0;
+            }
+        }
+    }
 }
 
 /// Batches in flight on one server.
@@ -128,7 +154,15 @@ impl Batches {
         ledger: Arc<dyn BatchLedger>,
         settings: BatchSettings,
     ) -> Result<Batches, ChatError> {
-        let inner = Arc::new(Inner { client, ledger, settings, state: Mutex::default(), queued: Notify::new() });
+        let contact = Contact { last_ok: std::time::Instant::now(), failures: 0, last_error: None };
+        let inner = Arc::new(Inner {
+            client,
+            ledger,
+            settings,
+            state: Mutex::default(),
+            queued: Notify::new(),
+            contact: Mutex::new(contact),
+        });
         let batches = Batches { inner };
         let unsettled = batches.inner.ledger.unsettled().map_err(|e| ChatError::new(ErrorKind::Backend, e))?;
         for id in unsettled {
@@ -162,6 +196,28 @@ impl Batches {
         }
         tokio::spawn(batches.clone().send_waves());
         Ok(batches)
+    }
+
+    /// `Some(last error)` when the server's batch requests have failed and
+    /// none has succeeded for `after` or longer.
+    pub fn stalled(&self, after: Duration) -> Option<String> {
+        let c = self.inner.contact.lock().unwrap();
+        (c.failures > 0 && c.last_ok.elapsed() >= after)
+            .then(|| c.last_error.clone().unwrap_or_else(|| "no reply".to_string()))
+    }
+
+    /// Stops waiting: every call waiting for a batch's result returns
+    /// [`ErrorKind::Cancelled`] at once (the batches stay journaled and
+    /// are adopted by a rerun).
+    pub fn close(&self) {
+        let mut state = self.inner.state.lock().unwrap();
+        for (_, waiters) in state.waiters.drain() {
+            for waiter in waiters {
+                let cancelled =
+                    ChatError::new(ErrorKind::Cancelled, "the run is stopping: the batch result was not awaited");
+                let _ = waiter.send(Err(cancelled));
+            }
+        }
     }
 
     /// The model of one role (a model name on this server).
@@ -223,7 +279,9 @@ impl Batches {
                 if ids.is_empty() {
                     break;
                 }
-                match self.submit(lines).await {
+                let submitted = self.submit(lines).await;
+                self.inner.contact.lock().unwrap().record(&submitted);
+                match submitted {
                     Ok(batch) => {
                         tokio::spawn(self.clone().follow(batch, ids));
                     }
@@ -265,7 +323,9 @@ impl Batches {
     async fn follow(self, batch: String, ids: Vec<String>) {
         let client = &self.inner.client;
         let info = loop {
-            match client.batch(&batch).await {
+            let polled = client.batch(&batch).await;
+            self.inner.contact.lock().unwrap().record(&polled);
+            match polled {
                 Ok(info) if info.ended() => break info,
                 Ok(_) => {}
                 // Forgotten by the provider: ended, nothing done.
@@ -289,7 +349,9 @@ impl Batches {
         let mut results: HashMap<String, Reply> = HashMap::new();
         for file in [&info.output_file_id, &info.error_file_id].into_iter().flatten() {
             let text = loop {
-                match client.file_content(file).await {
+                let read = client.file_content(file).await;
+                self.inner.contact.lock().unwrap().record(&read);
+                match read {
                     Ok(text) => break text,
                     Err(e) if e.kind.is_fatal() => {
                         self.fail_all(&ids, e);

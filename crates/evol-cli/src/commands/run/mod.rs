@@ -67,13 +67,21 @@ pub(crate) async fn stop_signal() {
     }
 }
 
-/// Resolves with the last error once the pool has had no success for
-/// `after` while calls failed; never without a pool.
-async fn stalled(pool: Option<evol_pool::Pool>, after: std::time::Duration) -> String {
-    let Some(pool) = pool else { return std::future::pending().await };
+/// Resolves with the last error once the servers (the pool, or the batch
+/// server) have had no success for `after` while requests failed; never
+/// on the embedded engine.
+async fn stalled(
+    pool: Option<evol_pool::Pool>,
+    batches: Option<evol_openai::Batches>,
+    after: std::time::Duration,
+) -> String {
+    if pool.is_none() && batches.is_none() {
+        return std::future::pending().await;
+    }
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        if let Some(last) = pool.stalled(after) {
+        let last = pool.as_ref().and_then(|p| p.stalled(after)).or_else(|| batches.as_ref()?.stalled(after));
+        if let Some(last) = last {
             return last;
         }
     }
@@ -213,6 +221,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Caller::new(caller_settings, journal.clone(), stats.clone())?.with_costs(prices.clone(), budget.clone()),
     );
     let pool = models.pool;
+    let batches = models.batches.clone();
     let engine_activity = models.engine;
     let engine =
         Engine::new(settings.method.clone(), models.roles, settings.templates.clone(), stats.clone(), caller.clone())?;
@@ -235,7 +244,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let stop = tokio::select! {
         r = &mut run => Err(r),
         _ = stop_signal() => Ok(Stop::Signal),
-        last = stalled(pool.clone(), stall_after) => Ok(Stop::Stalled(last)),
+        last = stalled(pool.clone(), batches.clone(), stall_after) => Ok(Stop::Stalled(last)),
     };
     let (result, stop): (Result<(), EngineError>, Option<Stop>) = match stop {
         Err(r) => (r, None),
@@ -248,6 +257,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             let waiting = pool.as_ref().map_or(0, |p| p.health().waiting);
             if let Some(pool) = &pool {
                 pool.close();
+            }
+            if let Some(batches) = &batches {
+                batches.close();
             }
             let why = match &stop {
                 Stop::Signal => "stopping".to_string(),

@@ -37,6 +37,8 @@ pub(super) struct Connected {
     pub limits: Vec<ServerLimits>,
     /// The servers' pool, for their statistics.
     pub pool: Option<Pool>,
+    /// The provider batches, with `--batch-api` (watched for a stall).
+    pub batches: Option<Batches>,
     /// The embedded engine's activity so far, for `stats.json`.
     pub engine: Option<Box<dyn Fn() -> serde_json::Value + Send + Sync>>,
 }
@@ -111,7 +113,15 @@ pub(super) async fn connect(
     // quarter more, so that calls backing off before a retry do not keep
     // the servers' slots idle (more costs the oldest-chain-first order:
     // `scripts/bench-pipeline` measured 0.955 at a quarter, 0.947 at twice).
-    Ok(Connected { roles, concurrency: total, admitted: total + total / 4, limits, pool: Some(pool), engine: None })
+    Ok(Connected {
+        roles,
+        concurrency: total,
+        admitted: total + total / 4,
+        limits,
+        pool: Some(pool),
+        batches: None,
+        engine: None,
+    })
 }
 
 /// The model of each role of a run: the one asked for, else the server's.
@@ -168,6 +178,7 @@ pub(super) async fn connect_batches(
         admitted: batch.max_requests,
         limits,
         pool: None,
+        batches: Some(batches),
         engine: None,
     })
 }
@@ -265,6 +276,7 @@ pub(super) fn embedded(
             admitted: concurrency,
             limits: Vec::new(),
             pool: None,
+            batches: None,
             engine: Some(Box::new(move || crate::local::activity(&report))),
         })
     }
