@@ -92,8 +92,9 @@ fn a_killed_batch_run_adopts_its_batches_instead_of_paying_again() {
     );
 }
 
-#[test]
-fn batch_cancel_cancels_what_is_in_flight() {
+/// A run of 5 seeds killed once its first batch (which takes a minute) is
+/// in flight: the simulator, the test's directory, the seeds and OUT.
+fn killed_with_a_batch_in_flight() -> (Mock, Dir, std::path::PathBuf, std::path::PathBuf) {
     let mock = batch_mock(60_000, 0.0);
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(5));
@@ -102,6 +103,12 @@ fn batch_cancel_cancels_what_is_in_flight() {
     wait_for_batches(&mock, 1);
     child.kill().unwrap();
     child.wait().unwrap();
+    (mock, dir, seeds, out)
+}
+
+#[test]
+fn batch_cancel_cancels_what_is_in_flight() {
+    let (mock, dir, seeds, out) = killed_with_a_batch_in_flight();
     let cancel = evol(&["batch", "cancel", out.to_str().unwrap()]);
     assert_success(&cancel);
     assert!(stderr(&cancel).contains("cancelled 1 of the run's 1"), "{}", stderr(&cancel));
@@ -116,21 +123,9 @@ fn batch_cancel_cancels_what_is_in_flight() {
 
 #[test]
 fn batches_the_provider_forgot_are_sent_again_and_cancel_does_not_block() {
-    let mock = batch_mock(60_000, 0.0);
-    let dir = Dir::new();
-    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(5));
-    let out = dir.path("out");
-    let mut child = spawn_run(&mock, &seeds, &out);
-    wait_for_batches(&mock, 1);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let (mock, _dir, seeds, out) = killed_with_a_batch_in_flight();
     // The provider no longer knows the batch: its id gets 404.
-    let addr = mock.url.trim_start_matches("http://").trim_end_matches("/v1").to_string();
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-    use std::io::{Read, Write};
-    write!(stream, "POST /batches/forget HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let response = mock.request("POST", "/batches/forget");
     assert!(response.contains(" 204 "), "{response}");
 
     let cancel = evol(&["batch", "cancel", out.to_str().unwrap()]);

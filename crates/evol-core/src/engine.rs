@@ -177,23 +177,22 @@ impl Engine {
         // So once every seed is admitted and no more than `TAIL_CHAINS_PER_SLOT`
         // chains per slot are left, slots go first come, first served, and
         // the chains left advance together.
-        let exhausted = std::sync::atomic::AtomicBool::new(false);
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+        let (exhausted, admitted) = (AtomicBool::new(false), AtomicUsize::new(0));
         let mut source = seeds.into_iter();
         let seeds = std::iter::from_fn(|| {
             let next = source.next();
-            if next.is_none() {
-                exhausted.store(true, std::sync::atomic::Ordering::SeqCst);
+            if next.is_some() {
+                admitted.fetch_add(1, SeqCst);
+            } else {
+                exhausted.store(true, SeqCst);
             }
             next
         });
-        let admitted = std::sync::atomic::AtomicUsize::new(0);
         let mut finished = 0usize;
         let tail = concurrency.saturating_mul(TAIL_CHAINS_PER_SLOT);
         let mut chains = futures::stream::iter(seeds)
             .take_while(|_| std::future::ready(!self.caller.is_stopping()))
-            .inspect(|_| {
-                admitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            })
             .enumerate()
             .map(|(order, seed)| async move {
                 match seed {
@@ -211,10 +210,7 @@ impl Engine {
         let mut fair = false;
         while let Some(result) = chains.next().await {
             finished += 1;
-            if !fair
-                && exhausted.load(std::sync::atomic::Ordering::SeqCst)
-                && admitted.load(std::sync::atomic::Ordering::SeqCst) - finished <= tail
-            {
+            if !fair && exhausted.load(SeqCst) && admitted.load(SeqCst) - finished <= tail {
                 self.caller.first_come();
                 fair = true;
             }

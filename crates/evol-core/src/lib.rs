@@ -31,6 +31,7 @@ pub mod record;
 pub mod rng;
 pub mod roles;
 pub mod shard;
+mod slots;
 pub mod stats;
 pub mod templates;
 

@@ -194,19 +194,12 @@ impl Bucket {
 }
 
 /// The replies of the current adaptation window.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Window {
-    started: Instant,
     done: u32,
     overloaded: u32,
     /// The longest pause a server asked for in the window.
     pause: Option<Duration>,
-}
-
-impl Window {
-    fn new(started: Instant) -> Window {
-        Window { started, done: 0, overloaded: 0, pause: None }
-    }
 }
 
 /// A cut being tried: the limit before it and the share of overload
@@ -299,12 +292,6 @@ enum Pick {
     AllDead(ChatError),
 }
 
-/// How an attempt went, for the retry loop.
-struct Settled {
-    /// The failure counts against the request's retries.
-    charged: bool,
-}
-
 impl Pool {
     /// A pool over `endpoints` (at least one), retrying per `retry`. Every
     /// endpoint must have a client for each role.
@@ -324,7 +311,7 @@ impl Pool {
                     closed_until: None,
                     cool_down: FIRST_COOL_DOWN,
                     probing: false,
-                    window: Window::new(now),
+                    window: Window::default(),
                     background: 0.0,
                     trial: None,
                     overloaded_at: None,
@@ -482,7 +469,8 @@ impl Pool {
         probe
     }
 
-    /// Records how an attempt sent to endpoint `i` at `sent` went.
+    /// Records how an attempt sent to endpoint `i` at `sent` went; true
+    /// when a failure counts against the request's retries.
     fn settle(
         &self,
         i: usize,
@@ -490,7 +478,7 @@ impl Pool {
         sent: Instant,
         probe: bool,
         result: &Result<ChatResponse, ChatError>,
-    ) -> Settled {
+    ) -> bool {
         let (endpoint, health) = &self.inner.endpoints[i];
         let config = &endpoint.config;
         let now = Instant::now();
@@ -583,7 +571,7 @@ impl Pool {
             // it finds room; see `call_inside`), not all of them.
             self.inner.changed.notify_one();
         }
-        Settled { charged }
+        charged
     }
 
     /// Sleeps `wait`, or less if the pool is closed meanwhile.
@@ -657,7 +645,7 @@ impl Pool {
             let client = &self.inner.endpoints[i].0.clients[role];
             let sent = Instant::now();
             let result = client.chat(request.clone()).await;
-            let settled = self.settle(i, estimate, sent, probe, &result);
+            let counts = self.settle(i, estimate, sent, probe, &result);
             match result {
                 Ok(mut reply) => {
                     reply.retries += retries;
@@ -668,7 +656,7 @@ impl Pool {
                 Err(e) if e.kind == ErrorKind::Rejected => return Err(ChatError { retries, ..e }),
                 Err(e) if e.kind.is_fatal() => {}
                 Err(mut e) => {
-                    charged += u32::from(settled.charged);
+                    charged += u32::from(counts);
                     if charged > max_retries {
                         if retries > 0 {
                             e.message = format!("gave up after {} attempts; last error: {}", retries + 1, e.message);
@@ -724,7 +712,7 @@ fn out_reason(h: &Health, now: Instant) -> Option<String> {
 /// Ends an adaptation window: cuts the limit on overload that stands out
 /// from the background, judges the previous cut, or grows the limit by one.
 fn adapt(h: &mut Health, config: &EndpointConfig, now: Instant, max_pause: Duration) {
-    let w = std::mem::replace(&mut h.window, Window::new(now));
+    let w = std::mem::take(&mut h.window);
     let n = f64::from(w.done);
     let share = f64::from(w.overloaded) / n;
     let background = h.background;
@@ -744,7 +732,7 @@ fn adapt(h: &mut Health, config: &EndpointConfig, now: Instant, max_pause: Durat
         if w.done < TRIAL_WINDOW && !clearly_overloaded {
             // A cut is judged on enough replies to tell shares apart.
             h.trial = Some(trial);
-            h.window = Window { started: w.started, ..w };
+            h.window = w;
             return;
         }
         // Whether the two shares differ by more than chance (two standard
@@ -773,7 +761,6 @@ fn adapt(h: &mut Health, config: &EndpointConfig, now: Instant, max_pause: Durat
         if let Some(pause) = w.pause {
             let until = now + pause.min(max_pause);
             h.closed_until = Some(h.closed_until.map_or(until, |u| u.max(until)));
-            h.window.started = until;
         }
     } else {
         // Near the load that last overloaded the server, grow slowly: a
@@ -930,16 +917,20 @@ mod tests {
         )
     }
 
-    async fn run_all(pool: &Pool, n: usize) -> Vec<Result<ChatResponse, ChatError>> {
+    /// `n` calls started at once, each on its own task.
+    fn spawn_calls(pool: &Pool, n: usize) -> Vec<tokio::task::JoinHandle<Result<ChatResponse, ChatError>>> {
         let model = pool.role("evolve", "m");
-        let handles: Vec<_> = (0..n)
+        (0..n)
             .map(|_| {
                 let model = model.clone();
                 tokio::spawn(async move { model.chat(request()).await })
             })
-            .collect();
+            .collect()
+    }
+
+    async fn run_all(pool: &Pool, n: usize) -> Vec<Result<ChatResponse, ChatError>> {
         let mut out = Vec::new();
-        for h in handles {
+        for h in spawn_calls(pool, n) {
             out.push(h.await.unwrap());
         }
         out
@@ -1062,13 +1053,7 @@ mod tests {
             (!flag.load(Ordering::SeqCst)).then(|| ChatError::new(ErrorKind::Exhausted, "connection refused"))
         }));
         let p = pool(&[(server.clone(), EndpointConfig::new("down", 8))]);
-        let model = p.role("evolve", "m");
-        let calls: Vec<_> = (0..20)
-            .map(|_| {
-                let model = model.clone();
-                tokio::spawn(async move { model.chat(request()).await })
-            })
-            .collect();
+        let calls = spawn_calls(&p, 20);
         tokio::time::sleep(Duration::from_secs(300)).await;
         assert!(calls.iter().all(|c| !c.is_finished()), "no call fails while nothing answers");
         let health = p.health();
@@ -1092,13 +1077,7 @@ mod tests {
     async fn closing_the_pool_cancels_the_waiting_calls() {
         let server = Server::new(Some(ChatError::new(ErrorKind::Exhausted, "connection refused")));
         let p = pool(&[(server, EndpointConfig::new("down", 4))]);
-        let model = p.role("evolve", "m");
-        let calls: Vec<_> = (0..10)
-            .map(|_| {
-                let model = model.clone();
-                tokio::spawn(async move { model.chat(request()).await })
-            })
-            .collect();
+        let calls = spawn_calls(&p, 10);
         tokio::time::sleep(Duration::from_secs(60)).await;
         p.close();
         for c in calls {

@@ -44,15 +44,22 @@ impl Mock {
         }
     }
 
-    /// `GET /stats`, over a plain socket (test-only; no client crate needed).
+    /// `GET /stats`.
     pub fn stats(&self) -> MockStats {
-        let addr = self.url.trim_start_matches("http://").trim_end_matches("/v1");
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        write!(stream, "GET /stats HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
+        let response = self.request("GET", "/stats");
         let body = response.split("\r\n\r\n").nth(1).unwrap();
         serde_json::from_str(body).unwrap()
+    }
+
+    /// A bodiless request to the simulator's own routes, over a plain socket
+    /// (test-only; no client crate needed); the whole response.
+    pub fn request(&self, method: &str, path: &str) -> String {
+        let addr = self.url.trim_start_matches("http://").trim_end_matches("/v1");
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(stream, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
     }
 }
 
