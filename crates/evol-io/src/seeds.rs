@@ -120,7 +120,14 @@ enum Source {
 pub fn open_seeds(path: &Path, format: SeedFormat) -> Result<SeedReader, SeedError> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|source| SeedError::Io { path: name.clone(), source })?;
-    let format = match format {
+    let format = resolve(path, format);
+    SeedReader::new(Box::new(std::io::BufReader::new(file)), &name, format)
+}
+
+/// The format a path's extension names, when `format` is `Auto` (else
+/// `format`); `Auto` when the extension says nothing.
+pub(crate) fn resolve(path: &Path, format: SeedFormat) -> SeedFormat {
+    match format {
         SeedFormat::Auto => match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("jsonl" | "ndjson") => SeedFormat::Jsonl,
             Some("json") => SeedFormat::Json,
@@ -128,8 +135,7 @@ pub fn open_seeds(path: &Path, format: SeedFormat) -> Result<SeedReader, SeedErr
             _ => SeedFormat::Auto,
         },
         f => f,
-    };
-    SeedReader::new(Box::new(std::io::BufReader::new(file)), &name, format)
+    }
 }
 
 impl SeedReader {
@@ -294,17 +300,7 @@ fn record(value: Value) -> Result<(Option<String>, String), String> {
     let Value::Object(map) = value else {
         return Err(format!("expected a JSON object with an `instruction` field, found {}", kind(&value)));
     };
-    let instruction = match field(&map, &["instruction", "prompt"])? {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => return Err(format!("`instruction` must be a string, found {}", kind(other))),
-        None => return Err("missing the `instruction` field".to_string()),
-    };
-    let instruction = match field(&map, &["input"])? {
-        None | Some(Value::Null) => instruction,
-        Some(Value::String(input)) if input.trim().is_empty() => instruction,
-        Some(Value::String(input)) => format!("{}\n\n{}", instruction.trim_end(), input.trim()),
-        Some(other) => return Err(format!("`input` must be a string, found {}", kind(other))),
-    };
+    let instruction = instruction_of(&map)?;
     let id = match field(&map, &["id", "idx"])? {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.chars().any(|c| c.is_control() || evol_text::is_unsafe(c)) => {
@@ -322,10 +318,26 @@ fn record(value: Value) -> Result<(Option<String>, String), String> {
     Ok((id, instruction))
 }
 
+/// A record's instruction: `instruction` or `prompt`, with an Alpaca
+/// `input` joined after a blank line.
+pub(crate) fn instruction_of(map: &Map<String, Value>) -> Result<String, String> {
+    let instruction = match field(map, &["instruction", "prompt"])? {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => return Err(format!("`instruction` must be a string, found {}", kind(other))),
+        None => return Err("missing the `instruction` field".to_string()),
+    };
+    Ok(match field(map, &["input"])? {
+        None | Some(Value::Null) => instruction,
+        Some(Value::String(input)) if input.trim().is_empty() => instruction,
+        Some(Value::String(input)) => format!("{}\n\n{}", instruction.trim_end(), input.trim()),
+        Some(other) => return Err(format!("`input` must be a string, found {}", kind(other))),
+    })
+}
+
 /// A field by any of its names, matched case-insensitively; two keys that
 /// both match (`Instruction` and `instruction`, or `id` and `idx`) are an
 /// error, not a silent choice.
-fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Result<Option<&'a Value>, String> {
+pub(crate) fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Result<Option<&'a Value>, String> {
     let matching: Vec<(&String, &Value)> =
         map.iter().filter(|(k, _)| names.iter().any(|name| k.eq_ignore_ascii_case(name))).collect();
     match matching.as_slice() {
@@ -338,7 +350,7 @@ fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Result<Option<&'a V
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
