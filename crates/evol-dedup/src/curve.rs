@@ -43,7 +43,7 @@ pub fn flagged(s: f64, params: &Params) -> f64 {
                 }
             }
         }
-        if (position + 1) % rows == 0 {
+        if (position + 1).is_multiple_of(rows) {
             // The band ends: a whole band catches the pair, and the next
             // band starts whole.
             for cell in next.iter_mut() {

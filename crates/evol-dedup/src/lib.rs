@@ -81,7 +81,7 @@ impl Params {
         if !(1..=1024).contains(&self.hashes) {
             return Err(ParamError::Hashes(self.hashes));
         }
-        if self.bands == 0 || self.hashes % self.bands != 0 {
+        if self.bands == 0 || !self.hashes.is_multiple_of(self.bands) {
             return Err(ParamError::Bands { hashes: self.hashes, bands: self.bands });
         }
         if !(self.threshold > 0.0 && self.threshold <= 1.0) {

@@ -46,7 +46,7 @@ impl Hasher {
     /// Hash functions for `params`, which must be valid
     /// ([`Params::validate`]).
     pub fn new(params: Params) -> Hasher {
-        let mut state = 0x5EED_0F_E7_01_u64;
+        let mut state = 0x005E_ED0F_E701_u64;
         let mut next = || {
             state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
             mix(state)
