@@ -49,7 +49,73 @@ pub enum Command {
     /// Manage the provider batches of a `--batch-api` run.
     #[command(subcommand)]
     Batch(BatchCommand),
+    /// Remove exact and near duplicates from a dataset file, keeping the
+    /// first of each cluster.
+    #[command(long_about = DEDUP_ABOUT)]
+    Dedup(DedupArgs),
 }
+
+/// How texts are compared for near duplicates (MinHash with LSH banding).
+#[derive(Args, Debug, Clone)]
+pub struct DedupParamArgs {
+    /// Words per shingle.
+    #[arg(long, default_value_t = 3, value_name = "WORDS", help_heading = "Near duplicates")]
+    pub shingle: usize,
+    /// MinHash values per text.
+    #[arg(long, default_value_t = 100, value_name = "N", help_heading = "Near duplicates")]
+    pub hashes: usize,
+    /// LSH bands (must divide --hashes): texts sharing a band are compared.
+    #[arg(long, default_value_t = 20, value_name = "N", help_heading = "Near duplicates")]
+    pub bands: usize,
+    /// Estimated Jaccard similarity of word shingles from which two texts
+    /// are near duplicates.
+    #[arg(long, default_value_t = 0.8, value_name = "S", help_heading = "Near duplicates")]
+    pub threshold: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct DedupArgs {
+    /// The dataset file (JSONL, JSON array, or text, one instruction a line).
+    #[arg(required_unless_present = "explain")]
+    pub input: Option<PathBuf>,
+    /// Where to write the kept rows (same layout as the input).
+    #[arg(short, long, value_name = "OUT", required_unless_present = "explain")]
+    pub output: Option<PathBuf>,
+    /// Where to write the removed rows and what each duplicates (default:
+    /// OUT with `.clusters.jsonl` for its extension).
+    #[arg(long, value_name = "FILE")]
+    pub clusters: Option<PathBuf>,
+    /// Existing datasets: rows duplicating any of their rows are removed
+    /// too (the corpora are read, never written).
+    #[arg(long, value_name = "CORPUS", num_args = 1..)]
+    pub against: Vec<PathBuf>,
+    /// The field compared: `instruction` (with an Alpaca `input` joined),
+    /// or any string field by name, e.g. `output`.
+    #[arg(long, default_value = "instruction", value_name = "NAME")]
+    pub field: String,
+    /// Layout of the input and corpora: auto, jsonl, json or text.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// Only exact duplicates (after normalising), no MinHash.
+    #[arg(long)]
+    pub exact_only: bool,
+    /// Leave out rows that cannot be read (counted) instead of failing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Print how likely a pair of each true similarity is caught with these
+    /// settings (the S-curve), then deduplicate if a file is given.
+    #[arg(long)]
+    pub explain: bool,
+    #[command(flatten)]
+    pub params: DedupParamArgs,
+}
+
+const DEDUP_ABOUT: &str = "\
+Remove exact and near duplicates from a dataset file, keeping the first of each cluster in file order.
+
+Texts are normalised first (Unicode NFKC, lower case, punctuation and symbols dropped, whitespace collapsed); equal normal forms are exact duplicates. Near duplicates: MinHash over word shingles (--shingle words each), --hashes values cut into --bands bands; two texts sharing a band are compared, and are near duplicates when their estimated Jaccard similarity is at least --threshold. A row is removed when it duplicates a row kept before it (or a row of an --against corpus), so the result is the same every time. --explain prints the S-curve of the settings.
+
+Writes OUT (the kept rows, byte for byte, in the input's layout) and the clusters file: one JSON line per removed row with `removed` (its place and id), `kept` (the file, place and id of the row it duplicates), `similarity` and `exact`.";
 
 #[derive(Subcommand, Debug)]
 pub enum BatchCommand {

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             Command::Export(args) => commands::export::export(args),
             Command::Merge(args) => commands::merge::merge(args),
             Command::Batch(command) => commands::batch::batch(command).await,
+            Command::Dedup(args) => commands::dedup::dedup(args),
         }
     });
     // Do not wait for calls still in flight after an error or Ctrl-C.

@@ -464,3 +464,77 @@ pub fn load_templates(dir: Option<&Path>) -> anyhow::Result<Templates> {
     }
     Templates::with_overrides(overrides).map_err(|e| anyhow::anyhow!("templates in `{}`: {e}", dir.display()))
 }
+
+/// Near-duplicate settings from their flags (`flag` names them in errors).
+pub fn dedup_params(args: &crate::cli::DedupParamArgs, flag: &str) -> Result<evol_dedup::Params, UsageError> {
+    let params =
+        evol_dedup::Params { shingle: args.shingle, hashes: args.hashes, bands: args.bands, threshold: args.threshold };
+    params.validate().map_err(|e| usage(format!("{flag}: {e}")))
+}
+
+/// `evol dedup`'s settings, validated.
+#[derive(Debug)]
+pub struct DedupSettings {
+    /// The input and where its kept rows and clusters go; none with only
+    /// `--explain`.
+    pub files: Option<DedupFiles>,
+    pub against: Vec<PathBuf>,
+    pub field: evol_io::TextField,
+    pub format: evol_io::SeedFormat,
+    pub params: evol_dedup::Params,
+    pub exact_only: bool,
+    pub skip_invalid: bool,
+    pub explain: bool,
+}
+
+#[derive(Debug)]
+pub struct DedupFiles {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub clusters: PathBuf,
+}
+
+impl DedupSettings {
+    pub fn from_args(args: crate::cli::DedupArgs) -> Result<DedupSettings, UsageError> {
+        let params = dedup_params(&args.params, "near duplicates")?;
+        let field = args.field.parse().map_err(|e: String| usage(format!("--field: {e}")))?;
+        let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
+        let files = match (args.input, args.output) {
+            (Some(input), Some(output)) => {
+                let clusters = args.clusters.unwrap_or_else(|| {
+                    let stem = output.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+                    output.with_file_name(format!("{stem}.clusters.jsonl"))
+                });
+                let same = |a: &Path, b: &Path| {
+                    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+                };
+                for (what, path) in std::iter::once(("the input", &input)).chain(args.against.iter().map(|c| ("a corpus", c)))
+                {
+                    if same(path, &output) || same(path, &clusters) {
+                        return Err(usage(format!(
+                            "`{}` is {what} and an output: write the kept rows and clusters elsewhere",
+                            path.display()
+                        )));
+                    }
+                }
+                if same(&output, &clusters) {
+                    return Err(usage("-o and --clusters name the same file"));
+                }
+                Some(DedupFiles { input, output, clusters })
+            }
+            (None, None) if args.explain => None,
+            (Some(_), None) => return Err(usage("-o OUT is required: where to write the kept rows")),
+            _ => return Err(usage("a dataset file to deduplicate is required with -o")),
+        };
+        Ok(DedupSettings {
+            files,
+            against: args.against,
+            field,
+            format,
+            params,
+            exact_only: args.exact_only,
+            skip_invalid: args.skip_invalid,
+            explain: args.explain,
+        })
+    }
+}

@@ -91,6 +91,11 @@ impl Hasher {
         Fingerprint { exact, signature, bands }
     }
 
+    /// A fingerprint for exact duplicates only (no signature, no band).
+    pub fn exact(text: &str) -> Fingerprint {
+        Fingerprint { exact: xxh3_128(normalize(text).as_bytes()), signature: Box::new([]), bands: Box::new([]) }
+    }
+
     /// The fingerprints of many texts, on every core.
     pub fn fingerprints<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Vec<Fingerprint> {
         texts.par_iter().map(|t| self.fingerprint(t.as_ref())).collect()
@@ -172,6 +177,8 @@ mod tests {
         assert_eq!(empty.signature(), None);
         assert!(empty.bands().is_empty());
         assert_eq!(empty.exact, h.fingerprint("...").exact);
+        let exact = Hasher::exact("Write a poem about the SEA");
+        assert_eq!((exact.exact, exact.signature()), (a.exact, None));
     }
 
     #[test]

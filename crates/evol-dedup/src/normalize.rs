@@ -1,7 +1,7 @@
 //! The normal form texts are compared in.
 
 use unicode_normalization::char::is_combining_mark;
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 /// A text's normal form: Unicode NFKC (full-width letters, ligatures and
 /// other compatibility forms become their plain letters), lower case,
@@ -11,9 +11,40 @@ use unicode_normalization::UnicodeNormalization;
 /// without spaces (Chinese, Japanese kana, Thai) stand as words of their
 /// own, so those texts get word shingles too.
 pub fn normalize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+    if text.is_ascii() {
+        return normalize_ascii(text);
+    }
+    match is_nfkc_quick(text.chars()) {
+        IsNormalized::Yes => fold(text.len(), text.chars()),
+        _ => fold(text.len(), text.nfkc()),
+    }
+}
+
+/// [`normalize`] for ASCII text, which NFKC leaves as it is: a byte loop.
+fn normalize_ascii(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
     let mut space = true;
-    for c in text.nfkc().flat_map(char::to_lowercase) {
+    for &b in text.as_bytes() {
+        if b.is_ascii_alphanumeric() {
+            out.push(b.to_ascii_lowercase());
+            space = false;
+        } else if !space {
+            out.push(b' ');
+            space = true;
+        }
+    }
+    if out.last() == Some(&b' ') {
+        out.pop();
+    }
+    String::from_utf8(out).expect("ASCII")
+}
+
+/// Lower case, separators and the words of unspaced scripts, over
+/// characters already in NFKC.
+fn fold(len: usize, chars: impl Iterator<Item = char>) -> String {
+    let mut out = String::with_capacity(len);
+    let mut space = true;
+    for c in chars.flat_map(char::to_lowercase) {
         if c.is_alphanumeric() || (is_combining_mark(c) && !space) {
             if unspaced(c) {
                 if !space {
@@ -70,6 +101,10 @@ mod tests {
         assert_eq!(normalize("x\u{1b}[2Jy"), "x 2jy");
         assert_eq!(normalize("— … !!"), "");
         assert_eq!(normalize(""), "");
+        // The ASCII path and the general one agree.
+        let ascii = "  Mixed CASE, with-punctuation & digits 42!  ";
+        assert_eq!(normalize(ascii), fold(ascii.len(), ascii.chars()));
+        assert_eq!(normalize(&format!("{ascii}é")), format!("{} é", normalize(ascii)));
     }
 
     #[test]

@@ -244,6 +244,15 @@ impl RowWriter {
         }
     }
 
+    /// Writes any serializable value as a JSON row (JSONL or JSON array;
+    /// a text file gets its compact JSON on one line).
+    pub fn write_json(&mut self, value: &impl serde::Serialize) -> std::io::Result<()> {
+        match self.layout {
+            Layout::Json => self.value(&serde_json::to_value(value).map_err(std::io::Error::other)?),
+            _ => self.line(&serde_json::to_string(value).map_err(std::io::Error::other)?),
+        }
+    }
+
     fn line(&mut self, line: &str) -> std::io::Result<()> {
         self.rows += 1;
         self.out.write_all(line.as_bytes())?;

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod batch;
+pub mod dedup;
 pub mod estimate;
 pub mod export;
 pub mod merge;
