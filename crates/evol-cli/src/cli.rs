@@ -447,6 +447,29 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Elimination")]
     pub no_copy_check: bool,
 
+    /// Keep evolutions that are near duplicates of their parent, an
+    /// ancestor or any seed (rejected as `near_duplicate` by default), and
+    /// keep near duplicates across seeds in the dataset.
+    #[arg(long, help_heading = "Elimination")]
+    pub no_dedup: bool,
+
+    /// Words per shingle of the near-duplicate check.
+    #[arg(long, default_value_t = 3, value_name = "WORDS", help_heading = "Elimination")]
+    pub dedup_shingle: usize,
+
+    /// MinHash values per text of the near-duplicate check.
+    #[arg(long, default_value_t = 100, value_name = "N", help_heading = "Elimination")]
+    pub dedup_hashes: usize,
+
+    /// LSH bands of the near-duplicate check (must divide --dedup-hashes).
+    #[arg(long, default_value_t = 20, value_name = "N", help_heading = "Elimination")]
+    pub dedup_bands: usize,
+
+    /// Estimated Jaccard similarity of word shingles from which an
+    /// evolution is a near duplicate (`evol dedup --explain` shows the curve).
+    #[arg(long, default_value_t = 0.8, value_name = "S", help_heading = "Elimination")]
+    pub dedup_threshold: f64,
+
     // Sampling.
     /// Temperature for evolving.
     #[arg(long, default_value_t = 1.0, help_heading = "Sampling")]

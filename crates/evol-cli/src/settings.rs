@@ -285,6 +285,17 @@ impl RunSettings {
                 batch,
             }),
         };
+        let dedup = if args.no_dedup {
+            None
+        } else {
+            let params = crate::cli::DedupParamArgs {
+                shingle: args.dedup_shingle,
+                hashes: args.dedup_hashes,
+                bands: args.dedup_bands,
+                threshold: args.dedup_threshold,
+            };
+            Some(dedup_params(&params, "--dedup-*")?)
+        };
         Ok(RunSettings {
             ingest: IngestOptions {
                 format,
@@ -292,6 +303,7 @@ impl RunSettings {
                 shard,
                 skip_invalid: args.skip_invalid,
                 run_seed: args.seed,
+                dedup,
             },
             method: Method {
                 rounds: args.rounds,
@@ -309,6 +321,7 @@ impl RunSettings {
                 answer_sampling: answer,
                 judge_sampling: judge,
                 request_seeds: !args.no_request_seed,
+                dedup,
             },
             execution: Execution {
                 concurrency: args.concurrency,

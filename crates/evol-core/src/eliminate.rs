@@ -31,6 +31,9 @@ pub enum Reason {
     /// The answer was empty (found even with the stop-word rule off: an
     /// empty answer is a broken reply, not a judgement call).
     EmptyAnswer,
+    /// The evolved instruction is a near duplicate of its parent, an
+    /// ancestor, or a seed (`duplicate_of` names it).
+    NearDuplicate,
     /// The evolving reply was cut off by the token limit.
     TruncatedEvolution,
     /// A reply was withheld by the server's content filter.
@@ -48,6 +51,7 @@ impl Reason {
             Reason::CopiedPromptWords => "copied_prompt_words",
             Reason::EmptyEvolution => "empty_evolution",
             Reason::EmptyAnswer => "empty_answer",
+            Reason::NearDuplicate => "near_duplicate",
             Reason::TruncatedEvolution => "truncated_evolution",
             Reason::ContentFiltered => "content_filtered",
             Reason::RequestFailed => "request_failed",

@@ -21,6 +21,7 @@ use futures::StreamExt;
 
 use crate::caller::{seeded, CallError, CallKey, CallSpec, Caller, Prompt};
 use crate::clean::clean_reply;
+use crate::dedup::{Ancestors, Duplicate, SeedIndex};
 use crate::cost::CapReached;
 use crate::eliminate::{self, parse_verdict, Reason, Verdict};
 use crate::method::{Method, PlannedCall, Stage};
@@ -114,6 +115,9 @@ pub struct Engine {
     templates: Templates,
     stats: Arc<StatsRecorder>,
     caller: Arc<Caller>,
+    /// With the method's near-duplicate check: its hasher, and the seeds.
+    hasher: Option<evol_dedup::Hasher>,
+    seed_index: Option<Arc<SeedIndex>>,
 }
 
 /// The instruction a chain currently evolves.
@@ -140,7 +144,17 @@ impl Engine {
         }
         let plans = method.operations.iter().map(|op| method.step_calls(op)).collect();
         let evolver = roles.get(Role::Evolve)?.name().to_string();
-        Ok(Engine { method, plans, evolver, roles, templates, stats, caller })
+        let hasher = method.dedup.map(evol_dedup::Hasher::new);
+        Ok(Engine { method, plans, evolver, roles, templates, stats, caller, hasher, seed_index: None })
+    }
+
+    /// The seeds an evolution must not duplicate, with the method's
+    /// near-duplicate check (without it, only a chain's own seed and
+    /// evolutions are compared). The index's settings must be the method's.
+    pub fn with_seed_index(mut self, index: Arc<SeedIndex>) -> Engine {
+        debug_assert_eq!(Some(*index.hasher().params()), self.method.dedup);
+        self.seed_index = Some(index);
+        self
     }
 
     /// Evolves every seed through every round, sending records to `sink` as
@@ -244,8 +258,12 @@ impl Engine {
             self.answer_seed(order, &seed, planned, sink).await?;
         }
         let mut current = Current { id: seed.id.clone(), instruction: seed.instruction.clone() };
+        let mut ancestors = Ancestors::default();
+        if let Some(hasher) = &self.hasher {
+            ancestors.push(&seed.id, hasher.fingerprint(&seed.instruction));
+        }
         for round in 1..=self.method.rounds {
-            match self.step(order, &seed.id, &current, round).await? {
+            match self.step(order, &seed.id, &current, round, &mut ancestors).await? {
                 Ok(evolution) => {
                     sink.accepted(&evolution).map_err(EngineError::Sink)?;
                     current = Current { id: evolution.lineage.id, instruction: evolution.instruction };
@@ -295,6 +313,7 @@ impl Engine {
         seed_id: &str,
         parent: &Current,
         round: u32,
+        ancestors: &mut Ancestors,
     ) -> Result<Result<Evolution, Rejection>, EngineError> {
         let m = &self.method;
         let mut rng = step_rng(m.run_seed, seed_id, round, 0);
@@ -314,22 +333,28 @@ impl Engine {
         };
         let mut usage = Usage::default();
 
-        let reject = |reason: Reason,
-                      instruction: Option<String>,
-                      response: Option<String>,
-                      detail: Option<String>,
-                      usage: Usage| {
+        let rejection = |reason: Reason,
+                         instruction: Option<String>,
+                         response: Option<String>,
+                         detail: Option<String>,
+                         usage: Usage| {
             self.stats.outcome(slice, Some(reason));
-            Ok(Err(Rejection {
+            Rejection {
                 lineage: lineage(),
                 instruction,
                 response,
                 reason,
                 detail,
+                duplicate_of: None,
+                similarity: None,
                 model: self.evolver.clone(),
                 usage,
-            }))
+            }
         };
+        let reject = |reason, instruction, response, detail, usage| {
+            Ok(Err(rejection(reason, instruction, response, detail, usage)))
+        };
+        let mut print = None;
 
         let mut instruction = String::new();
         let mut response = None;
@@ -359,6 +384,19 @@ impl Engine {
                     }
                     if rules.copied_prompt && eliminate::copies_prompt_words(&instruction) {
                         return reject(Reason::CopiedPromptWords, Some(instruction), None, None, usage);
+                    }
+                    if let Some(hasher) = &self.hasher {
+                        let this = hasher.fingerprint(&instruction);
+                        let threshold = hasher.params().threshold;
+                        let found = ancestors
+                            .find(&this, threshold)
+                            .or_else(|| self.seed_index.as_ref().and_then(|seeds| seeds.find(&this)));
+                        if let Some(Duplicate { id, similarity }) = found {
+                            let mut r = rejection(Reason::NearDuplicate, Some(instruction), None, None, usage);
+                            (r.duplicate_of, r.similarity) = (Some(id), Some((similarity * 1000.0).round() / 1000.0));
+                            return Ok(Err(r));
+                        }
+                        print = Some(this);
                     }
                 }
                 Stage::Judge => {
@@ -403,6 +441,9 @@ impl Engine {
         }
 
         self.stats.outcome(slice, None);
+        if let Some(print) = print {
+            ancestors.push(&evolution_id(seed_id, round), print);
+        }
         Ok(Ok(Evolution {
             lineage: lineage(),
             instruction,
@@ -548,6 +589,7 @@ mod tests {
         answer_sampling: Sampling,
         judge_sampling: Sampling,
         request_seeds: bool,
+        dedup: Option<evol_dedup::Params>,
         concurrency: usize,
         retry_failed: bool,
     }
@@ -575,6 +617,7 @@ mod tests {
             answer_sampling: s.answer_sampling,
             judge_sampling: s.judge_sampling,
             request_seeds: s.request_seeds,
+            dedup: s.dedup,
         };
         let caller = CallerSettings { concurrency: s.concurrency, retry_failed: s.retry_failed };
         let caller = Arc::new(costs(Caller::new(caller, journal, stats.clone()).unwrap()));
@@ -597,6 +640,7 @@ mod tests {
             answer_sampling: sampling(),
             judge_sampling: Sampling { temperature: 0.0, ..sampling() },
             request_seeds: true,
+            dedup: None,
             concurrency: 4,
             retry_failed: false,
         }
@@ -626,6 +670,45 @@ mod tests {
         assert_eq!(stats.total.requests, 45);
         assert_eq!(stats.total.accepted, 15);
         assert_eq!(stats.seeds_done, 5);
+    }
+
+    #[tokio::test]
+    async fn near_duplicates_of_an_ancestor_or_a_seed_are_rejected_before_the_judge() {
+        // The scripted model appends one word: a near duplicate of a long
+        // parent, not of a short one. Seed `b` is what seed `a` becomes.
+        let long = (0..40).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" ");
+        let seeds = vec![
+            Seed { id: "a".into(), instruction: "Name a fruit".into() },
+            Seed { id: "b".into(), instruction: "NAME a fruit, more!".into() },
+            Seed { id: "long".into(), instruction: long.clone() },
+        ];
+        let params = evol_dedup::Params::default();
+        let mut index = SeedIndex::new(params);
+        for seed in &seeds {
+            index.add(&seed.id, &seed.instruction);
+        }
+        let model: Arc<dyn ChatModel> = Arc::new(Scripted::new());
+        let stats = Arc::new(StatsRecorder::new(3));
+        let s = Settings { rounds: 1, dedup: Some(params), ..settings() };
+        let engine =
+            engine(s, model, stats.clone(), Arc::new(NoJournal)).with_seed_index(Arc::new(index.finish()));
+        let sink = Collect::default();
+        engine.run(seeds.into_iter().map(Ok::<_, SeedSourceError>), &sink).await.unwrap();
+        let rejected = sink.rejected.lock().unwrap();
+        let by_id: BTreeMap<_, _> = rejected.iter().map(|r| (r.lineage.id.as_str(), r)).collect();
+        let a = by_id["a.r1"];
+        assert_eq!((a.reason, a.duplicate_of.as_deref(), a.similarity), (Reason::NearDuplicate, Some("b"), Some(1.0)));
+        let long = by_id["long.r1"];
+        assert_eq!((long.reason, long.duplicate_of.as_deref()), (Reason::NearDuplicate, Some("long")));
+        assert!(long.similarity.unwrap() > 0.9 && long.similarity.unwrap() < 1.0, "{long:?}");
+        let accepted = sink.accepted.lock().unwrap();
+        assert_eq!(accepted.iter().map(|e| e.lineage.id.as_str()).collect::<Vec<_>>(), ["b.r1"]);
+        // Neither rejected step asked the judge or the answerer.
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.total.requests, 3 + 2);
+        assert_eq!(snapshot.total.rejected["near_duplicate"], 2);
+        let json = serde_json::to_string(a).unwrap();
+        assert!(json.contains(r#""reason":"near_duplicate","duplicate_of":"b","similarity":1.0"#), "{json}");
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@
 //! - [`templates`]: the project's prompt templates (embedded, replaceable).
 //! - [`clean`]: turning a reply into an evolved instruction.
 //! - [`eliminate`]: the rules that reject a failed evolution.
+//! - [`dedup`]: near duplicates of an ancestor or a seed.
 //! - [`engine`]: the per-seed chains of rounds that drive it all.
 //! - [`record`] and [`stats`]: what a run produces.
 //! - [`rng`]: deterministic randomness keyed by seed, round and attempt.
@@ -22,6 +23,7 @@
 pub mod caller;
 pub mod clean;
 pub mod cost;
+pub mod dedup;
 pub mod eliminate;
 pub mod engine;
 pub mod journal;

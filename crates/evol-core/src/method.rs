@@ -38,6 +38,11 @@ pub struct Method {
     pub judge_sampling: Sampling,
     /// Send a per-request seed derived from the run's RNG.
     pub request_seeds: bool,
+    /// Reject evolutions that are near duplicates of an ancestor or a seed,
+    /// and drop near duplicates from the dataset; `None`: off (also for a
+    /// run begun before there was such a check).
+    #[serde(default)]
+    pub dedup: Option<evol_dedup::Params>,
 }
 
 /// Which kind of call of a step.
@@ -126,6 +131,7 @@ mod tests {
             answer_sampling: sampling,
             judge_sampling: Sampling { temperature: 0.0, ..sampling },
             request_seeds: true,
+            dedup: None,
         }
     }
 

@@ -70,6 +70,12 @@ pub struct Rejection {
     /// What the rule or the failure said: the judge's reply, the error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// For a near duplicate: the id of the seed or evolution it duplicates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
+    /// For a near duplicate: the estimated Jaccard similarity to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f64>,
     pub model: String,
     pub usage: Usage,
 }

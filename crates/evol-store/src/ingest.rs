@@ -23,6 +23,8 @@ pub struct IngestOptions {
     pub skip_invalid: bool,
     /// The run seed, which orders the dataset.
     pub run_seed: u64,
+    /// Index every seed (all shards) for the run's near-duplicate check.
+    pub dedup: Option<evol_dedup::Params>,
 }
 
 /// What was read from the seed file.
@@ -37,6 +39,8 @@ pub struct Input {
     pub invalid_count: usize,
     pub empty: Vec<Place>,
     pub empty_count: usize,
+    /// Every seed of the file (all shards), with `dedup`.
+    pub seed_index: Option<std::sync::Arc<evol_core::dedup::SeedIndex>>,
 }
 
 /// How many skipped records are named in warnings.
@@ -49,13 +53,21 @@ pub struct Scan {
     options: IngestOptions,
     input: Input,
     hasher: blake3::Hasher,
+    seed_index: Option<evol_core::dedup::SeedIndex>,
 }
 
 impl Scan {
     pub fn open(path: &std::path::Path, options: IngestOptions) -> Result<Scan, StoreError> {
         let reader = open_seeds(path, options.format)?;
         let name = reader.name().to_string();
-        Ok(Scan { reader: reader.enumerate(), name, options, input: Input::default(), hasher: blake3::Hasher::new() })
+        Ok(Scan {
+            reader: reader.enumerate(),
+            name,
+            options,
+            input: Input::default(),
+            hasher: blake3::Hasher::new(),
+            seed_index: options.dedup.map(evol_core::dedup::SeedIndex::new),
+        })
     }
 
     /// What was read, once the scan is done. A file without any seed is an
@@ -65,6 +77,7 @@ impl Scan {
             return Err(SeedError::NoSeeds { path: self.name }.into());
         }
         self.input.digest = self.hasher.finalize().to_hex().to_string();
+        self.input.seed_index = self.seed_index.map(|index| std::sync::Arc::new(index.finish()));
         Ok(self.input)
     }
 }
@@ -91,6 +104,9 @@ impl Iterator for Scan {
                     for part in [&seed.id, &seed.instruction] {
                         self.hasher.update(&(part.len() as u64).to_le_bytes());
                         self.hasher.update(part.as_bytes());
+                    }
+                    if let Some(index) = &mut self.seed_index {
+                        index.add(&seed.id, &seed.instruction);
                     }
                     if self.options.shard.is_some_and(|s| !s.contains(&seed.id)) {
                         continue;

@@ -346,8 +346,9 @@ impl SqliteJournal {
             let is_seed: i64 = row.get(2).map_err(sql)?;
             let body = row.get_ref(3).map_err(sql)?.as_str().map_err(|e| sql(e.into()))?;
             let answer = row.get_ref(4).map_err(sql)?.as_str_or_null().map_err(|e| sql(e.into()))?;
+            let id = row.get_ref(1).map_err(sql)?.as_str().map_err(|e| sql(e.into()))?;
             f(if is_seed == 1 {
-                DatasetSource::Seed { instruction: body, answer }
+                DatasetSource::Seed { id, instruction: body, answer }
             } else {
                 DatasetSource::Evolved(body)
             })?;
@@ -508,8 +509,9 @@ impl Kind {
 pub enum DatasetSource<'a> {
     /// An accepted evolution's JSON.
     Evolved(&'a str),
-    /// A seed's instruction, with its answer's JSON if it was answered.
-    Seed { instruction: &'a str, answer: Option<&'a str> },
+    /// A seed's id and instruction, with its answer's JSON if it was
+    /// answered.
+    Seed { id: &'a str, instruction: &'a str, answer: Option<&'a str> },
 }
 
 /// Seeds read from the journal a page at a time.

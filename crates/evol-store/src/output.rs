@@ -27,10 +27,12 @@ pub const SEED_ANSWERS: &str = "seeds.jsonl";
 pub const DATASET: &str = "dataset.jsonl";
 /// Run statistics.
 pub const STATS: &str = "stats.json";
+/// Dataset rows left out as duplicates of earlier rows.
+pub const DUPLICATES: &str = "duplicates.jsonl";
 /// The journal of committed calls (SQLite, with its `-wal` and `-shm`).
 pub const JOURNAL: &str = "journal.sqlite";
 
-const RUN_FILES: &[&str] = &[EVOLVED, REJECTED, SEED_ANSWERS, DATASET, STATS];
+const RUN_FILES: &[&str] = &[EVOLVED, REJECTED, SEED_ANSWERS, DATASET, STATS, DUPLICATES];
 const JOURNAL_FILES: &[&str] = &[JOURNAL, "journal.sqlite-wal", "journal.sqlite-shm"];
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -146,9 +148,17 @@ impl OutputDir {
 
     /// Writes the record files and the dataset from the journal: records
     /// in id order, the dataset shuffled by each row's order key, with the
-    /// seeds (and their answers) when `include_seeds`. Each file is replaced
-    /// atomically. Returns the number of dataset rows.
-    pub fn export(&self, journal: &SqliteJournal, include_seeds: bool) -> Result<usize, StoreError> {
+    /// seeds (and their answers) when `include_seeds`. With `dedup`, a row
+    /// that duplicates a row before it in the dataset's order is left out
+    /// and listed in `duplicates.jsonl` with the row it duplicates, so the
+    /// result never depends on the order replies came in. Each file is
+    /// replaced atomically.
+    pub fn export(
+        &self,
+        journal: &SqliteJournal,
+        include_seeds: bool,
+        dedup: Option<evol_dedup::Params>,
+    ) -> Result<Exported, StoreError> {
         for (file, kind) in [(EVOLVED, Kind::Evolved), (REJECTED, Kind::Rejected), (SEED_ANSWERS, Kind::SeedAnswer)] {
             if kind == Kind::SeedAnswer && journal.record_count(kind)? == 0 {
                 continue;
@@ -159,29 +169,46 @@ impl OutputDir {
                 })
             })?;
         }
-        let mut rows = 0;
+        let mut exported = Exported::default();
+        let mut duplicates = Vec::new();
         self.write_lines(DATASET, |out| {
+            let mut dedup = dedup.map(DatasetDedup::new);
             journal.for_each_dataset_row(include_seeds, |source| {
-                let row = match source {
+                let (id, row) = match source {
                     DatasetSource::Evolved(body) => {
                         let e: Evolution = serde_json::from_str(body)?;
-                        DatasetRow { instruction: e.instruction, output: e.response }
+                        (e.lineage.id, DatasetRow { instruction: e.instruction, output: e.response })
                     }
-                    DatasetSource::Seed { instruction, answer } => {
+                    DatasetSource::Seed { id, instruction, answer } => {
                         let output = match answer {
                             Some(a) => serde_json::from_str::<SeedAnswer>(a)?.response,
                             None => None,
                         };
-                        DatasetRow { instruction: instruction.to_string(), output }
+                        (id.to_string(), DatasetRow { instruction: instruction.to_string(), output })
                     }
                 };
-                serde_json::to_writer(&mut *out, &row)?;
-                out.write_all(b"\n").map_err(Export::Io)?;
-                rows += 1;
-                Ok(())
-            })
+                match &mut dedup {
+                    Some(dedup) => dedup.push(id, row, out, &mut exported, &mut duplicates),
+                    None => write_row(out, &row, &mut exported),
+                }
+            })?;
+            if let Some(mut dedup) = dedup {
+                dedup.flush(out, &mut exported, &mut duplicates)?;
+            }
+            Ok(())
         })?;
-        Ok(rows)
+        if dedup.is_some() {
+            self.write_lines(DUPLICATES, |out| {
+                for line in &duplicates {
+                    serde_json::to_writer(&mut *out, line)?;
+                    out.write_all(b"\n").map_err(Export::Io)?;
+                }
+                Ok(())
+            })?;
+        } else {
+            let _ = std::fs::remove_file(self.path(DUPLICATES));
+        }
+        Ok(exported)
     }
 
     /// Writes a file through `fill`, atomically (temporary file + rename).
@@ -222,6 +249,105 @@ impl From<serde_json::Error> for Export {
     fn from(e: serde_json::Error) -> Export {
         Export::Record(e)
     }
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Exported {
+    /// Rows of `dataset.jsonl`.
+    pub rows: usize,
+    /// Rows left out as exact duplicates of an earlier row (after
+    /// normalising), and as near duplicates.
+    pub exact_duplicates: usize,
+    pub near_duplicates: usize,
+}
+
+/// One line of `duplicates.jsonl`: a dataset row left out, and the row
+/// before it that it duplicates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DuplicateLine {
+    pub removed: String,
+    pub kept: String,
+    /// The estimated Jaccard similarity (1 for an exact duplicate).
+    pub similarity: f64,
+    pub exact: bool,
+}
+
+/// Rows waiting to be fingerprinted together, on every core.
+const DEDUP_BATCH: usize = 8192;
+
+/// The dataset's rows in order, each kept only if it duplicates no row
+/// kept before it.
+struct DatasetDedup {
+    hasher: evol_dedup::Hasher,
+    index: evol_dedup::Index,
+    kept: Vec<Box<str>>,
+    pending: Vec<(String, DatasetRow)>,
+}
+
+impl DatasetDedup {
+    fn new(params: evol_dedup::Params) -> DatasetDedup {
+        DatasetDedup {
+            hasher: evol_dedup::Hasher::new(params),
+            index: evol_dedup::Index::new(params),
+            kept: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    fn push(
+        &mut self,
+        id: String,
+        row: DatasetRow,
+        out: &mut BufWriter<File>,
+        exported: &mut Exported,
+        duplicates: &mut Vec<DuplicateLine>,
+    ) -> Result<(), Export> {
+        self.pending.push((id, row));
+        if self.pending.len() >= DEDUP_BATCH {
+            self.flush(out, exported, duplicates)?;
+        }
+        Ok(())
+    }
+
+    fn flush(
+        &mut self,
+        out: &mut BufWriter<File>,
+        exported: &mut Exported,
+        duplicates: &mut Vec<DuplicateLine>,
+    ) -> Result<(), Export> {
+        let texts: Vec<&str> = self.pending.iter().map(|(_, row)| row.instruction.as_str()).collect();
+        let prints = self.hasher.fingerprints(&texts);
+        for ((id, row), print) in self.pending.drain(..).zip(prints) {
+            match self.index.check(&print) {
+                Ok(_) => {
+                    self.kept.push(id.into_boxed_str());
+                    write_row(out, &row, exported)?;
+                }
+                Err(found) => {
+                    if found.exact {
+                        exported.exact_duplicates += 1;
+                    } else {
+                        exported.near_duplicates += 1;
+                    }
+                    duplicates.push(DuplicateLine {
+                        removed: id,
+                        kept: self.kept[found.index as usize].to_string(),
+                        similarity: (found.similarity * 1000.0).round() / 1000.0,
+                        exact: found.exact,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_row(out: &mut BufWriter<File>, row: &DatasetRow, exported: &mut Exported) -> Result<(), Export> {
+    serde_json::to_writer(&mut *out, row)?;
+    out.write_all(b"\n").map_err(Export::Io)?;
+    exported.rows += 1;
+    Ok(())
 }
 
 /// One row of `dataset.jsonl`.
@@ -471,7 +597,8 @@ mod tests {
             for id in order {
                 sink.accepted(&evolution(id, &format!("q {id}"))).unwrap();
             }
-            assert_eq!(out.export(&journal, true).unwrap(), order.len() + 1);
+            assert_eq!(out.export(&journal, true, None).unwrap().rows, order.len() + 1);
+            assert!(!out.path(DUPLICATES).exists());
             assert!(!out.path(SEED_ANSWERS).exists(), "no seed answers, no file");
             let evolved = std::fs::read_to_string(out.path(EVOLVED)).unwrap();
             assert!(evolved.find("a.r1").unwrap() < evolved.find("d.r1").unwrap());
@@ -483,6 +610,44 @@ mod tests {
         let rows: Vec<DatasetRow> = a.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert!(rows.contains(&DatasetRow { instruction: "seed q".into(), output: None }));
         assert!(rows.contains(&DatasetRow { instruction: "q c.r1".into(), output: Some("answer to q c.r1".into()) }));
+    }
+
+    #[test]
+    fn duplicates_across_seeds_leave_the_dataset_in_its_order_whatever_the_completion_order() {
+        let long: Vec<String> = (0..40).map(|i| format!("word{i}")).collect();
+        let near = format!("{} changed", long[..39].join(" "));
+        let texts = [
+            ("a.r1", "Name a fruit.".to_string()),
+            ("b.r1", "NAME a fruit!".to_string()),
+            ("c.r1", long.join(" ")),
+            ("d.r1", near),
+            ("e.r1", "Something else entirely.".to_string()),
+        ];
+        let build = |order: &[usize]| {
+            let dir = tempfile::tempdir().unwrap();
+            let out = OutputDir::prepare(dir.path(), false).unwrap();
+            let journal = Arc::new(SqliteJournal::open(&out.path(JOURNAL)).unwrap());
+            let sink = RunSink::new(journal.clone(), out.sink().unwrap(), 9);
+            for &i in order {
+                sink.accepted(&evolution(texts[i].0, &texts[i].1)).unwrap();
+            }
+            let exported = out.export(&journal, false, Some(evol_dedup::Params::default())).unwrap();
+            assert_eq!(exported, Exported { rows: 3, exact_duplicates: 1, near_duplicates: 1 });
+            let read = |f| std::fs::read_to_string(out.path(f)).unwrap();
+            assert_eq!(read(EVOLVED).lines().count(), 5, "the records keep every accepted evolution");
+            (read(DATASET), read(DUPLICATES))
+        };
+        let (dataset, duplicates) = build(&[0, 1, 2, 3, 4]);
+        assert_eq!(build(&[4, 3, 2, 1, 0]), (dataset.clone(), duplicates.clone()));
+        let lines: Vec<DuplicateLine> = duplicates.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        for line in &lines {
+            // The row kept is the one first in the dataset's order.
+            assert!(order_key(9, &line.kept) < order_key(9, &line.removed), "{line:?}");
+            let pair = [line.kept.as_str(), line.removed.as_str()];
+            assert!(pair.contains(&"a.r1") && pair.contains(&"b.r1") || pair.contains(&"c.r1") && pair.contains(&"d.r1"));
+            assert_eq!(line.exact, pair.contains(&"a.r1"));
+        }
     }
 
     #[test]

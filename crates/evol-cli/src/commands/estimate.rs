@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 
 use evol_core::{Method, Stage, Templates};
-use evol_store::ingest::Scan;
+use evol_store::ingest::{IngestOptions, Scan};
 
 use crate::settings::RunSettings;
 
@@ -37,7 +37,8 @@ pub fn dry_run(settings: &RunSettings) -> anyhow::Result<()> {
     let mut seeds = 0u64;
     let mut total = Tokens::default();
     let overheads = Overheads::of(&settings.method, &settings.templates)?;
-    let mut scan = Scan::open(&settings.seeds, settings.ingest)?;
+    // The estimate needs no index of the seeds.
+    let mut scan = Scan::open(&settings.seeds, IngestOptions { dedup: None, ..settings.ingest })?;
     for row in &mut scan {
         let row = row?;
         seeds += 1;

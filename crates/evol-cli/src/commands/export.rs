@@ -10,8 +10,14 @@ use crate::commands::status::identity;
 pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     let out = OutputDir::existing(&args.output)?;
     let journal = out.journal()?;
-    let include_seeds = identity(&journal, &args.output)?.include_seeds;
-    let rows = out.export(&journal, include_seeds)?;
-    eprintln!("evol: exported {rows} dataset rows and the record files to `{}`", args.output.display());
+    let identity = identity(&journal, &args.output)?;
+    let exported = out.export(&journal, identity.include_seeds, identity.settings.dedup)?;
+    let removed = exported.exact_duplicates + exported.near_duplicates;
+    let left_out = if removed > 0 { format!(" ({removed} duplicates left out)") } else { String::new() };
+    eprintln!(
+        "evol: exported {} dataset rows{left_out} and the record files to `{}`",
+        exported.rows,
+        args.output.display()
+    );
     Ok(())
 }

@@ -90,10 +90,11 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
     merged.set_identity(identity)?;
     merged.mark_seeds_loaded()?;
     merged.set_state(RunState::Completed)?;
-    let rows = out.export(&merged, identity.include_seeds)?;
+    let exported = out.export(&merged, identity.include_seeds, identity.settings.dedup)?;
     eprintln!(
-        "evol: merged {} shards ({seeds} seeds, {rows} dataset rows) into `{}`",
+        "evol: merged {} shards ({seeds} seeds, {} dataset rows) into `{}`",
         first.count,
+        exported.rows,
         args.output.display()
     );
     Ok(())

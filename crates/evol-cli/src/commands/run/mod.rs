@@ -97,6 +97,9 @@ struct StatsFile<'a> {
     #[serde(flatten)]
     run: &'a RunStats,
     input: InputInfo,
+    /// The dataset as written: its rows, and the rows left out as exact or
+    /// near duplicates of earlier rows (listed in `duplicates.jsonl`).
+    dataset: evol_store::Exported,
     models: ModelInfo<'a>,
     budget: BudgetInfo<'a>,
     /// The method: every setting that changes the results.
@@ -223,8 +226,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let pool = models.pool;
     let batches = models.batches.clone();
     let engine_activity = models.engine;
-    let engine =
+    let mut engine =
         Engine::new(settings.method.clone(), models.roles, settings.templates.clone(), stats.clone(), caller.clone())?;
+    if let Some(index) = input.seed_index.clone() {
+        engine = engine.with_seed_index(index);
+    }
     let sink = RunSink::new(journal.clone(), out.sink()?, settings.method.run_seed);
     if !quiet {
         let shard = settings.ingest.shard.map(|s| format!(" (shard {s})")).unwrap_or_default();
@@ -285,7 +291,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // Whatever happened, what was decided is on disk: export the files.
     let snapshot = stats.snapshot();
-    let rows = out.export(&journal, settings.include_seeds)?;
+    let exported = out.export(&journal, settings.include_seeds, settings.method.dedup)?;
     if result.is_ok() {
         // Every result of every batch is committed: none need adopting.
         journal.settle_batches()?;
@@ -305,6 +311,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             completed: result.is_ok(),
             state,
             run: &snapshot,
+            dataset: exported,
             input: InputInfo {
                 file: settings.seeds.display().to_string(),
                 seeds: snapshot.seeds as usize,
@@ -338,7 +345,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // `--quiet` shows only errors: the summary and warnings are in
     // stats.json.
     if !quiet {
-        eprint!("{}", evol_text::shown(&summary(&snapshot, rows, &out, settings.include_seeds)));
+        eprint!("{}", evol_text::shown(&summary(&snapshot, exported, &out, settings.include_seeds)));
         if let Some(warning) = judge_warning(&snapshot.judge, identity.model(Role::Judge)) {
             eprintln!("{}", evol_text::shown(&warning));
         }
@@ -490,7 +497,7 @@ fn check_identity(journal: &SqliteJournal, identity: &RunIdentity) -> anyhow::Re
     Ok(journal.calls()?)
 }
 
-fn summary(s: &RunStats, rows: usize, out: &OutputDir, seeds_file: bool) -> String {
+fn summary(s: &RunStats, exported: evol_store::Exported, out: &OutputDir, seeds_file: bool) -> String {
     let t = &s.total;
     let mut text = format!(
         "evol: {} of {} seeds done in {}: {} evolutions attempted, {} accepted, {} rejected",
@@ -514,7 +521,17 @@ fn summary(s: &RunStats, rows: usize, out: &OutputDir, seeds_file: bool) -> Stri
         let _ = writeln!(text, "evol: cost {:.4} (from the price table)", t.cost);
     }
     let path = |f: &str| out.path(f).display().to_string();
-    let mut files = vec![format!("{} ({rows} rows)", path(DATASET)), path(EVOLVED), path(REJECTED)];
+    let removed = exported.exact_duplicates + exported.near_duplicates;
+    let dataset = match removed {
+        0 => format!("{} ({} rows)", path(DATASET), exported.rows),
+        _ => format!(
+            "{} ({} rows; {removed} duplicates of earlier rows left out, listed in {})",
+            path(DATASET),
+            exported.rows,
+            path(evol_store::output::DUPLICATES)
+        ),
+    };
+    let mut files = vec![dataset, path(EVOLVED), path(REJECTED)];
     if seeds_file && out.path(SEED_ANSWERS).exists() {
         files.push(path(SEED_ANSWERS));
     }
