@@ -521,7 +521,8 @@ impl DedupSettings {
                 let same = |a: &Path, b: &Path| {
                     a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
                 };
-                for (what, path) in std::iter::once(("the input", &input)).chain(args.against.iter().map(|c| ("a corpus", c)))
+                for (what, path) in
+                    std::iter::once(("the input", &input)).chain(args.against.iter().map(|c| ("a corpus", c)))
                 {
                     if same(path, &output) || same(path, &clusters) {
                         return Err(usage(format!(

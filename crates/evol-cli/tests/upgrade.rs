@@ -29,7 +29,17 @@ fn a_run_killed_under_the_previous_release_resumes_and_ends_as_it_would_have() {
     let out = dir.path("out");
     copy_dir(&fixture().join("out"), &out);
     let input = fixture().join("input.jsonl");
-    let run = evol_run(&mock.url, &input, &out, RUN);
+    // 0.1.0 had no near-duplicate check: the default refuses the resume
+    // and says what to add, before any call.
+    let refused = evol_run(&mock.url, &input, &out, RUN);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("changed: dedup") && stderr(&refused).contains("add --no-dedup"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(mock.stats().requests, 0);
+    let run = evol_run(&mock.url, &input, &out, &[RUN, &["--no-dedup"]].concat());
     assert_success(&run);
     assert!(stderr(&run).contains("64 calls are already committed"), "{}", stderr(&run));
     // 104 calls in all, 64 of them committed before the kill.

@@ -21,8 +21,8 @@ use futures::StreamExt;
 
 use crate::caller::{seeded, CallError, CallKey, CallSpec, Caller, Prompt};
 use crate::clean::clean_reply;
-use crate::dedup::{Ancestors, Duplicate, SeedIndex};
 use crate::cost::CapReached;
+use crate::dedup::{Ancestors, Duplicate, SeedIndex};
 use crate::eliminate::{self, parse_verdict, Reason, Verdict};
 use crate::method::{Method, PlannedCall, Stage};
 use crate::record::{evolution_id, Evolution, Lineage, Rejection, Seed, SeedAnswer};
@@ -690,8 +690,7 @@ mod tests {
         let model: Arc<dyn ChatModel> = Arc::new(Scripted::new());
         let stats = Arc::new(StatsRecorder::new(3));
         let s = Settings { rounds: 1, dedup: Some(params), ..settings() };
-        let engine =
-            engine(s, model, stats.clone(), Arc::new(NoJournal)).with_seed_index(Arc::new(index.finish()));
+        let engine = engine(s, model, stats.clone(), Arc::new(NoJournal)).with_seed_index(Arc::new(index.finish()));
         let sink = Collect::default();
         engine.run(seeds.into_iter().map(Ok::<_, SeedSourceError>), &sink).await.unwrap();
         let rejected = sink.rejected.lock().unwrap();

@@ -645,7 +645,9 @@ mod tests {
             // The row kept is the one first in the dataset's order.
             assert!(order_key(9, &line.kept) < order_key(9, &line.removed), "{line:?}");
             let pair = [line.kept.as_str(), line.removed.as_str()];
-            assert!(pair.contains(&"a.r1") && pair.contains(&"b.r1") || pair.contains(&"c.r1") && pair.contains(&"d.r1"));
+            assert!(
+                pair.contains(&"a.r1") && pair.contains(&"b.r1") || pair.contains(&"c.r1") && pair.contains(&"d.r1")
+            );
             assert_eq!(line.exact, pair.contains(&"a.r1"));
         }
     }

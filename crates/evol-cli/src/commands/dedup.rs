@@ -85,19 +85,17 @@ pub fn dedup(args: DedupArgs) -> anyhow::Result<()> {
         move |e: std::io::Error| anyhow::anyhow!("cannot write `{path}`: {e}")
     };
     let (mut exact, mut near, mut against) = (0, 0, 0);
-    each_batch(&files.input, &settings, &hasher, &mut counts, |row, fingerprint, id| {
-        match index.check(fingerprint) {
-            Ok(_) => {
-                kept.push(Kept { file: 0, place: row.place, id });
-                out.write(row).map_err(io(&files.output))
-            }
-            Err(found) => {
-                let original = &kept[found.index as usize];
-                *if found.exact { &mut exact } else { &mut near } += 1;
-                against += usize::from(original.file != 0);
-                let line = cluster_line(row.place, id.as_deref(), original, &names, found);
-                clusters.write_json(&line).map_err(io(&files.clusters))
-            }
+    each_batch(&files.input, &settings, &hasher, &mut counts, |row, fingerprint, id| match index.check(fingerprint) {
+        Ok(_) => {
+            kept.push(Kept { file: 0, place: row.place, id });
+            out.write(row).map_err(io(&files.output))
+        }
+        Err(found) => {
+            let original = &kept[found.index as usize];
+            *if found.exact { &mut exact } else { &mut near } += 1;
+            against += usize::from(original.file != 0);
+            let line = cluster_line(row.place, id.as_deref(), original, &names, found);
+            clusters.write_json(&line).map_err(io(&files.clusters))
         }
     })?;
     (counts.exact, counts.near, counts.against) = (exact, near, against);
@@ -218,12 +216,6 @@ fn report(
     if counts.invalid > 0 {
         let _ = write!(text, ", {} unreadable rows left out", counts.invalid);
     }
-    let _ = write!(
-        text,
-        "\n  kept rows: `{}`\n  clusters:  `{}`\n",
-        files.output.display(),
-        files.clusters.display()
-    );
+    let _ = write!(text, "\n  kept rows: `{}`\n  clusters:  `{}`\n", files.output.display(), files.clusters.display());
     crate::stdout(&evol_text::shown(&text))
 }
-

@@ -489,8 +489,13 @@ fn check_identity(journal: &SqliteJournal, identity: &RunIdentity) -> anyhow::Re
     };
     let differences = identity.differences(&stored);
     if !differences.is_empty() {
+        // A run begun before the near-duplicate check existed has none.
+        let hint = match (&stored.settings.dedup, &identity.settings.dedup) {
+            (None, Some(_)) => " (the run was begun without the near-duplicate check: add --no-dedup to resume it)",
+            _ => "",
+        };
         bail!(
-            "this output directory holds a run made with other settings (changed: {}); rerun with the same settings to resume it, or pass --fresh to start over",
+            "this output directory holds a run made with other settings (changed: {}){hint}; rerun with the same settings to resume it, or pass --fresh to start over",
             differences.join(", ")
         );
     }
