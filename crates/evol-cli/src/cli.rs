@@ -278,32 +278,10 @@ Shards: --shard I/N runs the seeds of shard I (0 to N-1), chosen by a hash of th
 
 Exit codes: 0 success, 1 run error, 2 usage error, 3 stopped at a budget cap, 4 stopped because no server answered for --stall-timeout, 130 interrupted (Ctrl-C or SIGTERM).";
 
+/// Where the models are and how to call them: the flags every command
+/// that calls models shares.
 #[derive(Args, Debug)]
-pub struct RunArgs {
-    /// Seed file: JSONL (`instruction`, optional `input`, `id`), a JSON array
-    /// in the Alpaca layout, or plain text with one instruction per line.
-    pub seeds: PathBuf,
-
-    /// Output directory.
-    #[arg(short, long, value_name = "OUT")]
-    pub output: PathBuf,
-
-    /// Start over: remove the run files (and journal) already in OUT
-    /// instead of resuming from them.
-    #[arg(long)]
-    pub fresh: bool,
-
-    /// On resume, send again the calls that failed or whose reply was cut
-    /// (token limit, content filter), with a new request seed.
-    #[arg(long)]
-    pub retry_failed: bool,
-
-    /// Print the expected number of calls and an estimate of tokens and
-    /// cost, then exit without calling any model.
-    #[arg(long)]
-    pub dry_run: bool,
-
-    // Server and models.
+pub struct ModelArgs {
     /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.
     /// Repeat it (or separate URLs with commas) to spread calls over several
     /// servers. Without it, the embedded llama.cpp engine runs the model.
@@ -363,14 +341,6 @@ pub struct RunArgs {
     #[arg(short, long, help_heading = "Server")]
     pub model: Option<String>,
 
-    /// Model that answers evolved instructions (default: --model).
-    #[arg(long, help_heading = "Server")]
-    pub answer_model: Option<String>,
-
-    /// Model that judges information gain (default: --model).
-    #[arg(long, help_heading = "Server")]
-    pub judge_model: Option<String>,
-
     /// Most model calls in flight on each server (a server's
     /// `max_concurrency` in --config overrides it; the run's total is the
     /// sum over its servers). With the embedded engine: in all.
@@ -400,6 +370,74 @@ pub struct RunArgs {
     /// Do not send a per-request `seed` (for servers that reject it).
     #[arg(long, help_heading = "Server")]
     pub no_request_seed: bool,
+
+    /// Stop sending when the run's cost reaches this (in the unit of the
+    /// prices; calls in flight may pass it slightly).
+    #[arg(long, help_heading = "Budget")]
+    pub max_cost: Option<f64>,
+
+    /// Stop sending when the run has used this many tokens (prompt +
+    /// completion).
+    #[arg(long, help_heading = "Budget")]
+    pub max_tokens_total: Option<u64>,
+
+    /// Stop sending after this many requests.
+    #[arg(long, help_heading = "Budget")]
+    pub max_requests: Option<u64>,
+
+    /// Price of a million prompt tokens, for models without an entry in the
+    /// --config price table.
+    #[arg(long, value_name = "PRICE", help_heading = "Budget")]
+    pub price_prompt: Option<f64>,
+
+    /// Price of a million completion tokens (see --price-prompt).
+    #[arg(long, value_name = "PRICE", help_heading = "Budget")]
+    pub price_completion: Option<f64>,
+
+    /// Price of a million prompt tokens served from the provider's prefix
+    /// cache (default: --price-prompt).
+    #[arg(long, value_name = "PRICE", help_heading = "Budget")]
+    pub price_cached_prompt: Option<f64>,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Seed file: JSONL (`instruction`, optional `input`, `id`), a JSON array
+    /// in the Alpaca layout, or plain text with one instruction per line.
+    pub seeds: PathBuf,
+
+    /// Output directory.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+
+    /// Start over: remove the run files (and journal) already in OUT
+    /// instead of resuming from them.
+    #[arg(long)]
+    pub fresh: bool,
+
+    /// On resume, send again the calls that failed or whose reply was cut
+    /// (token limit, content filter), with a new request seed.
+    #[arg(long)]
+    pub retry_failed: bool,
+
+    #[command(flatten)]
+    pub models: ModelArgs,
+
+    /// Print the expected number of calls and an estimate of tokens and
+    /// cost, then exit without calling any model.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Model that answers evolved instructions (default: --model).
+    #[arg(long, help_heading = "Server")]
+    pub answer_model: Option<String>,
+
+    /// Model that judges information gain (default: --model).
+    #[arg(long, help_heading = "Server")]
+    pub judge_model: Option<String>,
 
     // The method.
     /// Evolution rounds per seed.
@@ -518,38 +556,6 @@ pub struct RunArgs {
     /// it. `evol merge` joins the shards' outputs.
     #[arg(long, value_name = "I/N", env = "EVOL_SHARD", help_heading = "Input")]
     pub shard: Option<String>,
-
-    // Budget.
-    /// Stop sending when the run's cost reaches this (in the unit of the
-    /// prices; calls in flight may pass it slightly).
-    #[arg(long, help_heading = "Budget")]
-    pub max_cost: Option<f64>,
-
-    /// Stop sending when the run has used this many tokens (prompt +
-    /// completion).
-    #[arg(long, help_heading = "Budget")]
-    pub max_tokens_total: Option<u64>,
-
-    /// Stop sending after this many requests.
-    #[arg(long, help_heading = "Budget")]
-    pub max_requests: Option<u64>,
-
-    /// Price of a million prompt tokens, for models without an entry in the
-    /// --config price table.
-    #[arg(long, value_name = "PRICE", help_heading = "Budget")]
-    pub price_prompt: Option<f64>,
-
-    /// Price of a million completion tokens (see --price-prompt).
-    #[arg(long, value_name = "PRICE", help_heading = "Budget")]
-    pub price_completion: Option<f64>,
-
-    /// Price of a million prompt tokens served from the provider's prefix
-    /// cache (default: --price-prompt).
-    #[arg(long, value_name = "PRICE", help_heading = "Budget")]
-    pub price_cached_prompt: Option<f64>,
-
-    #[command(flatten)]
-    pub engine: EngineArgs,
 
     /// No progress display or log lines; errors only.
     #[arg(short, long)]

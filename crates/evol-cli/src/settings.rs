@@ -12,7 +12,7 @@ use evol_llm::Sampling;
 use evol_openai::RetryPolicy;
 use evol_store::ingest::IngestOptions;
 
-use crate::cli::{EngineArgs, RunArgs};
+use crate::cli::{EngineArgs, ModelArgs, RunArgs};
 
 /// A mistake in how `evol` was called.
 #[derive(Debug, thiserror::Error)]
@@ -138,27 +138,130 @@ impl RunSettings {
 
     fn validate(args: RunArgs) -> Result<RunSettings, UsageError> {
         let operations = OperationSet::builtin().select(&args.ops).map_err(|e| usage(format!("--ops: {e}")))?;
+        if !(1..=MAX_ROUNDS).contains(&args.rounds) {
+            return Err(usage(format!("--rounds must be between 1 and {MAX_ROUNDS}")));
+        }
+        let max_tokens = args.max_tokens;
+        let evolve = sampling("", args.temperature, args.top_p, max_tokens)?;
+        let answer = sampling(
+            "--answer-",
+            args.answer_temperature.unwrap_or(args.temperature),
+            args.answer_top_p.unwrap_or(args.top_p),
+            args.answer_max_tokens.unwrap_or(max_tokens),
+        )?;
+        // The judge is asked for one of two words: greedy, and by default
+        // the same token limit (reasoning models spend tokens before they
+        // answer).
+        let judge = sampling("--judge-", 0.0, 1.0, args.judge_max_tokens.unwrap_or(max_tokens))?;
+        let model = ModelSettings::from_args(args.models)?;
+        if matches!(model.backend, Backend::Embedded(_)) && (args.answer_model.is_some() || args.judge_model.is_some())
+        {
+            return Err(usage("--answer-model and --judge-model need --endpoint (the embedded engine runs one model)"));
+        }
+        let models = RoleModels {
+            evolve: model.model.clone(),
+            judge: non_empty("--judge-model", &args.judge_model)?,
+            answer: non_empty("--answer-model", &args.answer_model)?,
+        };
+        let shard =
+            args.shard.as_deref().map(|s| s.parse::<Shard>().map_err(|e| usage(format!("--shard {e}")))).transpose()?;
+        let format = args.format.parse().map_err(usage)?;
+        let dedup = if args.no_dedup {
+            None
+        } else {
+            let params = crate::cli::DedupParamArgs {
+                shingle: args.dedup_shingle,
+                hashes: args.dedup_hashes,
+                bands: args.dedup_bands,
+                threshold: args.dedup_threshold,
+            };
+            Some(dedup_params(&params, "--dedup-*")?)
+        };
+        Ok(RunSettings {
+            ingest: IngestOptions {
+                format,
+                limit: args.limit.map(|l| l as u64),
+                shard,
+                skip_invalid: args.skip_invalid,
+                run_seed: args.seed,
+                dedup,
+            },
+            method: Method {
+                rounds: args.rounds,
+                operations,
+                run_seed: args.seed,
+                rules: Rules {
+                    equality: !args.no_equality_check,
+                    sorry: !args.no_sorry_check,
+                    stop_words: !args.no_stop_words_check,
+                    copied_prompt: !args.no_copy_check,
+                },
+                answer: !args.no_answer,
+                answer_seeds: args.include_seeds && !args.no_answer,
+                evolve_sampling: evolve,
+                answer_sampling: answer,
+                judge_sampling: judge,
+                request_seeds: model.request_seeds,
+                dedup,
+            },
+            execution: Execution {
+                concurrency: model.concurrency,
+                retry_failed: args.retry_failed,
+                caps: model.caps,
+                prices: model.prices,
+                default_price: model.default_price,
+            },
+            templates: Templates::builtin(),
+            models,
+            backend: model.backend,
+            include_seeds: args.include_seeds,
+            seeds: args.seeds,
+            output: args.output,
+            fresh: args.fresh,
+            dry_run: args.dry_run,
+            quiet: args.quiet,
+        })
+    }
+
+    /// The servers, if the run uses servers.
+    pub fn servers(&self) -> Option<&Servers> {
+        match &self.backend {
+            Backend::Servers(s) => Some(s),
+            Backend::Embedded(_) => None,
+        }
+    }
+}
+
+/// A flag's text, trimmed; an empty one is a mistake.
+fn non_empty(flag: &str, v: &Option<String>) -> Result<Option<String>, UsageError> {
+    match v.as_deref().map(str::trim) {
+        Some("") => Err(usage(format!("{flag} must not be empty"))),
+        other => Ok(other.map(String::from)),
+    }
+}
+
+/// The model flags every command that calls models shares, validated:
+/// where the models are, how to call them, and what may be spent.
+pub struct ModelSettings {
+    pub backend: Backend,
+    /// The model asked for with `--model` (none: the server's only model,
+    /// or the embedded engine's default).
+    pub model: Option<String>,
+    pub concurrency: usize,
+    pub caps: Caps,
+    pub prices: Prices,
+    pub default_price: Option<Price>,
+    pub request_seeds: bool,
+}
+
+impl ModelSettings {
+    pub fn from_args(args: ModelArgs) -> Result<ModelSettings, UsageError> {
         if args.concurrency == 0 || args.concurrency > 100_000 {
             return Err(usage("--concurrency must be between 1 and 100000"));
         }
         let timeout = seconds("--timeout", args.timeout, false)?;
         let max_retry_wait = seconds("--max-retry-wait", args.max_retry_wait, true)?;
         let stall_timeout = seconds("--stall-timeout", args.stall_timeout, false)?;
-        if !(1..=MAX_ROUNDS).contains(&args.rounds) {
-            return Err(usage(format!("--rounds must be between 1 and {MAX_ROUNDS}")));
-        }
-        let evolve = sampling("", args.temperature, args.top_p, args.max_tokens)?;
-        let answer = sampling(
-            "--answer-",
-            args.answer_temperature.unwrap_or(args.temperature),
-            args.answer_top_p.unwrap_or(args.top_p),
-            args.answer_max_tokens.unwrap_or(args.max_tokens),
-        )?;
-        // The judge is asked for one of two words: greedy, and by default
-        // the same token limit (reasoning models spend tokens before they
-        // answer).
-        let judge = sampling("--judge-", 0.0, 1.0, args.judge_max_tokens.unwrap_or(args.max_tokens))?;
-
         let config = match &args.config {
             Some(path) => {
                 let config = read_config(path)?;
@@ -209,25 +312,11 @@ impl RunSettings {
                 }
             }
             true => {
-                if args.answer_model.is_some() || args.judge_model.is_some() {
-                    return Err(usage(
-                        "--answer-model and --judge-model need --endpoint (the embedded engine runs one model)",
-                    ));
-                }
                 if args.model.is_some() && args.engine.model_path.is_some() {
                     return Err(usage("pass either --model or --model-path, not both"));
                 }
             }
         }
-        let non_empty = |flag: &str, v: &Option<String>| -> Result<Option<String>, UsageError> {
-            match v.as_deref().map(str::trim) {
-                Some("") => Err(usage(format!("{flag} must not be empty"))),
-                other => Ok(other.map(String::from)),
-            }
-        };
-
-        let shard =
-            args.shard.as_deref().map(|s| s.parse::<Shard>().map_err(|e| usage(format!("--shard {e}")))).transpose()?;
         let batch = match args.batch_api {
             false => None,
             true => {
@@ -265,12 +354,6 @@ impl RunSettings {
             completion: args.price_completion.unwrap_or(0.0),
             cached_prompt: args.price_cached_prompt,
         });
-        let models = RoleModels {
-            evolve: non_empty("--model", &args.model)?,
-            judge: non_empty("--judge-model", &args.judge_model)?,
-            answer: non_empty("--answer-model", &args.answer_model)?,
-        };
-        let format = args.format.parse().map_err(usage)?;
         let retry =
             RetryPolicy { max_retries: args.max_retries, max_retry_after: max_retry_wait, ..RetryPolicy::default() };
         let backend = match endpoints.is_empty() {
@@ -285,73 +368,15 @@ impl RunSettings {
                 batch,
             }),
         };
-        let dedup = if args.no_dedup {
-            None
-        } else {
-            let params = crate::cli::DedupParamArgs {
-                shingle: args.dedup_shingle,
-                hashes: args.dedup_hashes,
-                bands: args.dedup_bands,
-                threshold: args.dedup_threshold,
-            };
-            Some(dedup_params(&params, "--dedup-*")?)
-        };
-        Ok(RunSettings {
-            ingest: IngestOptions {
-                format,
-                limit: args.limit.map(|l| l as u64),
-                shard,
-                skip_invalid: args.skip_invalid,
-                run_seed: args.seed,
-                dedup,
-            },
-            method: Method {
-                rounds: args.rounds,
-                operations,
-                run_seed: args.seed,
-                rules: Rules {
-                    equality: !args.no_equality_check,
-                    sorry: !args.no_sorry_check,
-                    stop_words: !args.no_stop_words_check,
-                    copied_prompt: !args.no_copy_check,
-                },
-                answer: !args.no_answer,
-                answer_seeds: args.include_seeds && !args.no_answer,
-                evolve_sampling: evolve,
-                answer_sampling: answer,
-                judge_sampling: judge,
-                request_seeds: !args.no_request_seed,
-                dedup,
-            },
-            execution: Execution {
-                concurrency: args.concurrency,
-                retry_failed: args.retry_failed,
-                caps: Caps {
-                    max_requests: args.max_requests,
-                    max_tokens: args.max_tokens_total,
-                    max_cost: args.max_cost,
-                },
-                prices: Prices(config.prices),
-                default_price,
-            },
-            templates: Templates::builtin(),
-            models,
+        Ok(ModelSettings {
             backend,
-            include_seeds: args.include_seeds,
-            seeds: args.seeds,
-            output: args.output,
-            fresh: args.fresh,
-            dry_run: args.dry_run,
-            quiet: args.quiet,
+            model: non_empty("--model", &args.model)?,
+            concurrency: args.concurrency,
+            caps: Caps { max_requests: args.max_requests, max_tokens: args.max_tokens_total, max_cost: args.max_cost },
+            prices: Prices(config.prices),
+            default_price,
+            request_seeds: !args.no_request_seed,
         })
-    }
-
-    /// The servers, if the run uses servers.
-    pub fn servers(&self) -> Option<&Servers> {
-        match &self.backend {
-            Backend::Servers(s) => Some(s),
-            Backend::Embedded(_) => None,
-        }
     }
 }
 
