@@ -439,6 +439,19 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Server")]
     pub judge_model: Option<String>,
 
+    /// Model that scores difficulty with --score-difficulty (default:
+    /// --judge-model, else --model).
+    #[arg(long, help_heading = "Server")]
+    pub score_model: Option<String>,
+
+    /// Score the difficulty of every seed and accepted evolution, 1 to 10,
+    /// as they come (the paper's measure of the method working: the mean
+    /// should rise round by round). Scores go into the records, the dataset
+    /// and stats.json (mean and spread per round); a reply without a
+    /// readable score is kept as unreadable and counted.
+    #[arg(long, help_heading = "Method")]
+    pub score_difficulty: bool,
+
     // The method.
     /// Evolution rounds per seed.
     #[arg(long, default_value_t = 4, help_heading = "Method")]
@@ -538,6 +551,11 @@ pub struct RunArgs {
     /// with models that ramble on; reasoning models need room to think.
     #[arg(long, help_heading = "Sampling")]
     pub judge_max_tokens: Option<u32>,
+
+    /// Token limit of the scorer's replies (default: --judge-max-tokens,
+    /// else --max-tokens).
+    #[arg(long, help_heading = "Sampling")]
+    pub score_max_tokens: Option<u32>,
 
     // Input.
     /// Seed file layout.

@@ -89,6 +89,7 @@ pub struct RoleModels {
     pub evolve: Option<String>,
     pub judge: Option<String>,
     pub answer: Option<String>,
+    pub score: Option<String>,
 }
 
 /// The settings that may change between attempts of one run: how fast and
@@ -154,15 +155,25 @@ impl RunSettings {
         // answer).
         let judge = sampling("--judge-", 0.0, 1.0, args.judge_max_tokens.unwrap_or(max_tokens))?;
         let model = ModelSettings::from_args(args.models)?;
-        if matches!(model.backend, Backend::Embedded(_)) && (args.answer_model.is_some() || args.judge_model.is_some())
+        if matches!(model.backend, Backend::Embedded(_))
+            && (args.answer_model.is_some() || args.judge_model.is_some() || args.score_model.is_some())
         {
-            return Err(usage("--answer-model and --judge-model need --endpoint (the embedded engine runs one model)"));
+            return Err(usage(
+                "--answer-model, --judge-model and --score-model need --endpoint (the embedded engine runs one model)",
+            ));
         }
         let models = RoleModels {
             evolve: model.model.clone(),
             judge: non_empty("--judge-model", &args.judge_model)?,
             answer: non_empty("--answer-model", &args.answer_model)?,
+            score: non_empty("--score-model", &args.score_model)?,
         };
+        let difficulty = args
+            .score_difficulty
+            .then(|| {
+                sampling("--score-", 0.0, 1.0, args.score_max_tokens.or(args.judge_max_tokens).unwrap_or(max_tokens))
+            })
+            .transpose()?;
         let shard =
             args.shard.as_deref().map(|s| s.parse::<Shard>().map_err(|e| usage(format!("--shard {e}")))).transpose()?;
         let format = args.format.parse().map_err(usage)?;
@@ -203,6 +214,7 @@ impl RunSettings {
                 judge_sampling: judge,
                 request_seeds: model.request_seeds,
                 dedup,
+                difficulty,
             },
             execution: Execution {
                 concurrency: model.concurrency,

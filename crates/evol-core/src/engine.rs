@@ -25,9 +25,10 @@ use crate::cost::CapReached;
 use crate::dedup::{Ancestors, Duplicate, SeedIndex};
 use crate::eliminate::{self, parse_verdict, Reason, Verdict};
 use crate::method::{Method, PlannedCall, Stage};
-use crate::record::{evolution_id, Evolution, Lineage, Rejection, Seed, SeedAnswer};
+use crate::record::{evolution_id, Evolution, Lineage, Rejection, Seed, SeedAnswer, SeedScore};
 use crate::rng::{keyed_rng, step_rng};
 use crate::roles::{MissingRole, Role, Roles};
+use crate::score::{Measure, Scored};
 use crate::stats::{Slice, StatsRecorder};
 use crate::templates::{TemplateError, Templates};
 
@@ -43,6 +44,10 @@ pub trait Sink: Send + Sync {
     fn accepted(&self, evolution: &Evolution) -> Result<(), SinkError>;
     fn rejected(&self, rejection: &Rejection) -> Result<(), SinkError>;
     fn seed_answered(&self, answer: &SeedAnswer) -> Result<(), SinkError>;
+    /// A seed's difficulty score (with the method's scoring).
+    fn seed_scored(&self, _score: &SeedScore) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// A seed's chain is done: all its records have been given.
     fn seed_done(&self, _seed: &Seed) -> Result<(), SinkError> {
         Ok(())
@@ -94,6 +99,9 @@ impl From<MissingRole> for EngineError {
 
 /// The slice name under which seeds' own answers are counted.
 pub const SEED_ANSWER: &str = "seed_answer";
+
+/// The slice name under which seeds' difficulty scores are counted.
+pub const SEED_SCORE: &str = "seed_score";
 
 /// How many chains run at once, per unit of concurrency. Chains spend most
 /// of their time waiting for a call slot, so several per slot keep every
@@ -255,7 +263,10 @@ impl Engine {
 
     async fn chain(&self, order: u64, seed: Seed, sink: &dyn Sink) -> Result<(), EngineError> {
         for planned in self.method.seed_calls() {
-            self.answer_seed(order, &seed, planned, sink).await?;
+            match planned.stage {
+                Stage::Score => self.score_seed(order, &seed, planned, sink).await?,
+                _ => self.answer_seed(order, &seed, planned, sink).await?,
+            }
         }
         let mut current = Current { id: seed.id.clone(), instruction: seed.instruction.clone() };
         let mut ancestors = Ancestors::default();
@@ -303,6 +314,33 @@ impl Engine {
             usage,
         };
         sink.seed_answered(&answer).map_err(EngineError::Sink)
+    }
+
+    async fn score_seed(
+        &self,
+        order: u64,
+        seed: &Seed,
+        planned: PlannedCall,
+        sink: &dyn Sink,
+    ) -> Result<(), EngineError> {
+        let mut rng = keyed_rng(self.method.run_seed, &[b"seed-score", seed.id.as_bytes()]);
+        let slice = Slice { round: 0, operation: SEED_SCORE };
+        let model = self.roles.get(planned.role)?;
+        let prompt = self.templates.difficulty_prompt(&seed.instruction)?;
+        let (difficulty, usage) =
+            match self.caller.call(self.spec(order, &seed.id, 0, planned, slice, &prompt, &mut rng)?).await? {
+                Ok(reply) => (Scored::read(&reply.text, Measure::Difficulty), reply.usage),
+                Err(e) => (Scored::failed(e), Usage::default()),
+            };
+        self.stats.difficulty(0, &difficulty);
+        let score = SeedScore {
+            id: seed.id.clone(),
+            instruction: seed.instruction.clone(),
+            difficulty,
+            model: model.name().to_string(),
+            usage,
+        };
+        sink.seed_scored(&score).map_err(EngineError::Sink)
     }
 
     /// One evolution attempt. The outer error stops the run; the inner
@@ -360,6 +398,7 @@ impl Engine {
         let mut response = None;
         let mut answer_model = None;
         let mut answer_truncated = false;
+        let mut difficulty = None;
         for &planned in &self.plans[drawn] {
             match planned.stage {
                 Stage::Evolve => {
@@ -437,6 +476,24 @@ impl Engine {
                     }
                     Err(e) => return reject(Reason::RequestFailed, Some(instruction), None, Some(e), usage),
                 },
+                // The evolution is accepted: its score is recorded with it,
+                // whatever the score (or its failure).
+                Stage::Score => {
+                    let question = self.templates.difficulty_prompt(&instruction)?;
+                    let scored = match self
+                        .caller
+                        .call(self.spec(order, seed_id, round, planned, slice, &question, &mut rng)?)
+                        .await?
+                    {
+                        Ok(reply) => {
+                            usage += reply.usage;
+                            Scored::read(&reply.text, Measure::Difficulty)
+                        }
+                        Err(e) => Scored::failed(e),
+                    };
+                    self.stats.difficulty(round, &scored);
+                    difficulty = Some(scored);
+                }
             }
         }
 
@@ -452,6 +509,7 @@ impl Engine {
             answer_model,
             answer_truncated,
             usage,
+            difficulty,
         }))
     }
 
@@ -499,6 +557,7 @@ mod tests {
         answer: String,
         answer_finish: FinishReason,
         fail_answers: Option<ErrorKind>,
+        score: String,
         calls: Mutex<Vec<String>>,
     }
 
@@ -509,6 +568,7 @@ mod tests {
                 answer: "A long and useful answer about the topic.".into(),
                 answer_finish: FinishReason::Stop,
                 fail_answers: None,
+                score: "I would rate it a 7 out of 10.".into(),
                 calls: Mutex::new(vec![]),
             }
         }
@@ -526,6 +586,8 @@ mod tests {
             let text = if request.tag.as_deref() == Some("evolve") {
                 let given = prompt.split("Prompt#:\n").nth(1).unwrap().split("\n\n#").next().unwrap();
                 format!("#Rewritten Prompt#: \"{given} More.\"")
+            } else if request.tag.as_deref() == Some("score") {
+                self.score.clone()
             } else if request.tag.as_deref() == Some("judge") {
                 if self.equal {
                     "Equal".into()
@@ -555,6 +617,7 @@ mod tests {
         accepted: Mutex<Vec<Evolution>>,
         rejected: Mutex<Vec<Rejection>>,
         seeds: Mutex<Vec<SeedAnswer>>,
+        scores: Mutex<Vec<SeedScore>>,
     }
 
     impl Sink for Collect {
@@ -568,6 +631,10 @@ mod tests {
         }
         fn seed_answered(&self, a: &SeedAnswer) -> Result<(), SinkError> {
             self.seeds.lock().unwrap().push(a.clone());
+            Ok(())
+        }
+        fn seed_scored(&self, s: &SeedScore) -> Result<(), SinkError> {
+            self.scores.lock().unwrap().push(s.clone());
             Ok(())
         }
     }
@@ -590,6 +657,7 @@ mod tests {
         judge_sampling: Sampling,
         request_seeds: bool,
         dedup: Option<evol_dedup::Params>,
+        difficulty: Option<Sampling>,
         concurrency: usize,
         retry_failed: bool,
     }
@@ -618,10 +686,18 @@ mod tests {
             judge_sampling: s.judge_sampling,
             request_seeds: s.request_seeds,
             dedup: s.dedup,
+            difficulty: s.difficulty,
         };
         let caller = CallerSettings { concurrency: s.concurrency, retry_failed: s.retry_failed };
         let caller = Arc::new(costs(Caller::new(caller, journal, stats.clone()).unwrap()));
-        Engine::new(method, Roles::all(&Role::RUN, model), Templates::builtin(), stats, caller).unwrap()
+        Engine::new(
+            method,
+            Roles::all(&[Role::Evolve, Role::Judge, Role::Answer, Role::Score], model),
+            Templates::builtin(),
+            stats,
+            caller,
+        )
+        .unwrap()
     }
 
     fn seeds(n: usize) -> Vec<Result<Seed, SeedSourceError>> {
@@ -641,6 +717,7 @@ mod tests {
             judge_sampling: Sampling { temperature: 0.0, ..sampling() },
             request_seeds: true,
             dedup: None,
+            difficulty: None,
             concurrency: 4,
             retry_failed: false,
         }
@@ -708,6 +785,37 @@ mod tests {
         assert_eq!(snapshot.total.rejected["near_duplicate"], 2);
         let json = serde_json::to_string(a).unwrap();
         assert!(json.contains(r#""reason":"near_duplicate","duplicate_of":"b","similarity":1.0"#), "{json}");
+    }
+
+    #[tokio::test]
+    async fn difficulty_is_scored_for_seeds_and_accepted_evolutions_and_unreadable_replies_are_kept() {
+        let s = Settings { rounds: 2, difficulty: Some(Sampling { temperature: 0.0, ..sampling() }), ..settings() };
+        let (sink, stats) = run(Scripted::new(), s.clone(), 3).await;
+        let scores = sink.scores.lock().unwrap().clone();
+        assert_eq!(scores.len(), 3);
+        assert!(scores.iter().all(|s| s.difficulty.score == Some(7.0)));
+        let accepted = sink.accepted.lock().unwrap().clone();
+        assert_eq!(accepted.len(), 6);
+        assert!(accepted.iter().all(|e| e.difficulty.as_ref().unwrap().score == Some(7.0)));
+        // Evolve, judge, answer and score per step; a score per seed.
+        assert_eq!(stats.total.requests, 6 * 4 + 3);
+        assert_eq!(stats.difficulty[&0].scored, 3);
+        assert_eq!((stats.difficulty[&2].mean, stats.difficulty[&2].std), (Some(7.0), Some(0.0)));
+
+        let model = Scripted { score: "Hard to say.".into(), ..Scripted::new() };
+        let (sink, stats) = run(model, s, 2).await;
+        let accepted = sink.accepted.lock().unwrap().clone();
+        let unreadable = accepted[0].difficulty.as_ref().unwrap();
+        assert_eq!((unreadable.score, unreadable.unreadable.as_deref()), (None, Some("Hard to say.")));
+        assert_eq!(
+            (stats.difficulty[&1].unreadable, stats.difficulty[&1].scored, stats.difficulty[&1].mean),
+            (2, 0, None)
+        );
+        // A rejected step is not scored.
+        let model = Scripted { equal: true, ..Scripted::new() };
+        let s = Settings { rounds: 1, difficulty: Some(sampling()), ..settings() };
+        let (_, stats) = run(model, s, 2).await;
+        assert!(!stats.difficulty.contains_key(&1));
     }
 
     #[tokio::test]

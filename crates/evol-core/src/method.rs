@@ -43,6 +43,10 @@ pub struct Method {
     /// run begun before there was such a check).
     #[serde(default)]
     pub dedup: Option<evol_dedup::Params>,
+    /// Score the difficulty of the seeds and of each accepted evolution
+    /// with this sampling (`None`: no scoring).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difficulty: Option<Sampling>,
 }
 
 /// Which kind of call of a step.
@@ -51,6 +55,7 @@ pub enum Stage {
     Evolve,
     Judge,
     Answer,
+    Score,
 }
 
 impl Stage {
@@ -60,6 +65,7 @@ impl Stage {
             Stage::Evolve => "evolve",
             Stage::Judge => "judge",
             Stage::Answer => "answer",
+            Stage::Score => "score",
         }
     }
 }
@@ -80,10 +86,11 @@ pub struct PlannedCall {
 
 impl Method {
     /// The calls a seed makes before its first step: its own answer, when
-    /// seeds are answered.
+    /// seeds are answered, and its difficulty score, when scoring.
     pub fn seed_calls(&self) -> Vec<PlannedCall> {
         let answer = PlannedCall { stage: Stage::Answer, role: Role::Answer, sampling: self.answer_sampling };
-        self.answer_seeds.then_some(answer).into_iter().collect()
+        let score = self.difficulty.map(|sampling| PlannedCall { stage: Stage::Score, role: Role::Score, sampling });
+        self.answer_seeds.then_some(answer).into_iter().chain(score).collect()
     }
 
     /// The calls of one step with `op`, in order: evolve, judge the
@@ -97,6 +104,9 @@ impl Method {
         }
         if self.answer {
             calls.push(PlannedCall { stage: Stage::Answer, role: Role::Answer, sampling: self.answer_sampling });
+        }
+        if let Some(sampling) = self.difficulty {
+            calls.push(PlannedCall { stage: Stage::Score, role: Role::Score, sampling });
         }
         calls
     }
@@ -132,6 +142,7 @@ mod tests {
             judge_sampling: Sampling { temperature: 0.0, ..sampling },
             request_seeds: true,
             dedup: None,
+            difficulty: None,
         }
     }
 

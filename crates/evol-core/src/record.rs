@@ -56,6 +56,9 @@ pub struct Evolution {
     pub answer_truncated: bool,
     /// Tokens of every call this evolution took (evolve, judge, answer).
     pub usage: Usage,
+    /// Its difficulty score, with `--score-difficulty`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difficulty: Option<crate::score::Scored>,
 }
 
 /// A failed evolution: the same lineage, the failed text and the reason.
@@ -76,6 +79,16 @@ pub struct Rejection {
     /// For a near duplicate: the estimated Jaccard similarity to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub similarity: Option<f64>,
+    pub model: String,
+    pub usage: Usage,
+}
+
+/// A seed's difficulty score, with `--score-difficulty`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedScore {
+    pub id: String,
+    pub instruction: String,
+    pub difficulty: crate::score::Scored,
     pub model: String,
     pub usage: Usage,
 }
@@ -114,6 +127,7 @@ mod tests {
             answer_model: None,
             answer_truncated: false,
             usage: Usage::default(),
+            difficulty: None,
         };
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(

@@ -22,6 +22,8 @@ pub enum Role {
     Judge,
     /// Answers instructions.
     Answer,
+    /// Scores instructions and responses (difficulty, complexity, quality).
+    Score,
 }
 
 impl Role {
@@ -33,6 +35,7 @@ impl Role {
             Role::Evolve => "evolve",
             Role::Judge => "judge",
             Role::Answer => "answer",
+            Role::Score => "score",
         }
     }
 }

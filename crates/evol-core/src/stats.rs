@@ -83,6 +83,47 @@ pub struct RunStats {
     /// What the judge said when asked for information gain.
     #[serde(default)]
     pub judge: Verdicts,
+    /// Difficulty scores per round (round 0: the seeds), with
+    /// `--score-difficulty`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub difficulty: BTreeMap<u32, ScoreTally>,
+}
+
+/// Scores of one slice: how many were read, unreadable or failed, and the
+/// mean and standard deviation of those read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScoreTally {
+    pub scored: u64,
+    /// Replies with no score in range (kept with the record, never given a
+    /// default value).
+    pub unreadable: u64,
+    /// Calls that failed.
+    pub failed: u64,
+    pub mean: Option<f64>,
+    pub std: Option<f64>,
+    #[serde(skip)]
+    sum: f64,
+    #[serde(skip)]
+    sum_squares: f64,
+}
+
+impl ScoreTally {
+    /// Counts one outcome: a score, an unreadable reply, or a failed call.
+    pub fn add(&mut self, scored: &crate::score::Scored) {
+        match scored.score {
+            Some(v) => {
+                self.scored += 1;
+                self.sum += v;
+                self.sum_squares += v * v;
+                let n = self.scored as f64;
+                let mean = self.sum / n;
+                self.mean = Some(mean);
+                self.std = Some((self.sum_squares / n - mean * mean).max(0.0).sqrt());
+            }
+            None if scored.error.is_some() => self.failed += 1,
+            None => self.unreadable += 1,
+        }
+    }
 }
 
 /// The judge's verdicts: only `Equal` rejects an evolution, so an unclear
@@ -168,6 +209,11 @@ impl StatsRecorder {
             Verdict::NotEqual => s.judge.not_equal += 1,
             Verdict::Unclear => s.judge.unclear += 1,
         }
+    }
+
+    /// Records a difficulty score of round `round` (0: a seed).
+    pub fn difficulty(&self, round: u32, scored: &crate::score::Scored) {
+        self.inner.lock().unwrap().difficulty.entry(round).or_default().add(scored);
     }
 
     pub fn seed_done(&self) {

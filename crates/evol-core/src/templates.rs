@@ -23,7 +23,14 @@ pub const TEMPLATE_FILES: &[(&str, &[&str])] = &[
     ("method_concretize.txt", &[]),
     ("method_reasoning.txt", &[]),
     ("method_complicate_input.txt", &["format"]),
+    ("difficulty.txt", &["instruction"]),
+    ("deita_complexity.txt", &["items"]),
+    ("deita_quality.txt", &["instruction", "items"]),
 ];
+
+/// The scoring templates: digested apart ([`Templates::score_digest`]), so
+/// that they are part of the identity of the runs that score only.
+pub const SCORE_FILES: &[&str] = &["difficulty.txt", "deita_complexity.txt", "deita_quality.txt"];
 
 /// The list of data formats for `complicate_input`, one per line.
 pub const DATA_FORMATS_FILE: &str = "data_formats.txt";
@@ -38,6 +45,9 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("method_reasoning.txt", include_str!("../templates/method_reasoning.txt")),
     ("method_complicate_input.txt", include_str!("../templates/method_complicate_input.txt")),
     (DATA_FORMATS_FILE, include_str!("../templates/data_formats.txt")),
+    ("difficulty.txt", include_str!("../templates/difficulty.txt")),
+    ("deita_complexity.txt", include_str!("../templates/deita_complexity.txt")),
+    ("deita_quality.txt", include_str!("../templates/deita_quality.txt")),
 ];
 
 /// A template that does not compile, renders badly or misses a variable.
@@ -67,6 +77,7 @@ pub struct Templates {
     env: Environment<'static>,
     data_formats: Vec<String>,
     digest: String,
+    score_digest: String,
 }
 
 /// A rendered evolving prompt and what was drawn to make it.
@@ -130,27 +141,55 @@ impl Templates {
         if data_formats.is_empty() {
             return Err(TemplateError::NoDataFormats);
         }
-        let mut hasher = blake3::Hasher::new();
-        for (name, _) in DEFAULTS {
-            for part in [name.as_bytes(), source(name).as_bytes()] {
-                hasher.update(&(part.len() as u64).to_le_bytes());
-                hasher.update(part);
+        let digest_of = |scoring: bool| {
+            let mut hasher = blake3::Hasher::new();
+            for (name, _) in DEFAULTS.iter().filter(|(name, _)| SCORE_FILES.contains(name) == scoring) {
+                for part in [name.as_bytes(), source(name).as_bytes()] {
+                    hasher.update(&(part.len() as u64).to_le_bytes());
+                    hasher.update(part);
+                }
             }
-        }
-        let digest = hasher.finalize().to_hex().to_string();
-        let templates = Templates { env, data_formats, digest };
+            hasher.finalize().to_hex().to_string()
+        };
+        let (digest, score_digest) = (digest_of(false), digest_of(true));
+        let templates = Templates { env, data_formats, digest, score_digest };
         // Render each once so that errors surface before any model call.
         for op in OperationSet::builtin().iter() {
             templates.evolve_prompt(op, "x", &mut crate::rng::step_rng(0, "", 0, 0))?;
         }
         templates.equality_prompt("x", "y")?;
+        templates.difficulty_prompt("x")?;
+        templates.complexity_prompt(&["x", "y"])?;
+        templates.quality_prompt("x", &["y"])?;
         Ok(templates)
     }
 
-    /// A digest of every template's text: runs with different prompts have
-    /// different digests.
+    /// A digest of every evolving template's text: runs with different
+    /// prompts have different digests.
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// A digest of the scoring templates' text.
+    pub fn score_digest(&self) -> &str {
+        &self.score_digest
+    }
+
+    /// The prompt that asks for an instruction's difficulty, 1 to 10.
+    pub fn difficulty_prompt(&self, instruction: &str) -> Result<String, TemplateError> {
+        self.render("difficulty.txt", context! { instruction })
+    }
+
+    /// The prompt that asks for the complexity of each version of an
+    /// instruction, ranked together, 1 to 6 (DEITA).
+    pub fn complexity_prompt(&self, items: &[&str]) -> Result<String, TemplateError> {
+        self.render("deita_complexity.txt", context! { items })
+    }
+
+    /// The prompt that asks for the quality of each response to an
+    /// instruction, ranked together, 1 to 6 (DEITA).
+    pub fn quality_prompt(&self, instruction: &str, items: &[&str]) -> Result<String, TemplateError> {
+        self.render("deita_quality.txt", context! { instruction, items })
     }
 
     /// The formats `complicate_input` draws from.

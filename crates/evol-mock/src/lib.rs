@@ -75,6 +75,8 @@ pub struct MockConfig {
     pub leak_rate: f64,
     /// Words in an answer.
     pub answer_words: usize,
+    /// Share of scoring replies that hold no score.
+    pub unreadable_rate: f64,
     pub faults: Faults,
     /// Served model names; empty serves any name.
     pub models: Vec<String>,
@@ -109,6 +111,7 @@ impl Default for MockConfig {
             sorry_rate: 0.02,
             leak_rate: 0.02,
             answer_words: 120,
+            unreadable_rate: 0.0,
             faults: Faults { retry_after_secs: 0.05, slow_ms: 2_000, ..Faults::default() },
             models: Vec::new(),
             api_key: None,
@@ -127,6 +130,9 @@ pub struct MockStats {
     pub rewrite: u64,
     pub judge: u64,
     pub answer: u64,
+    /// Scoring requests (difficulty, complexity, quality).
+    #[serde(default)]
+    pub score: u64,
     pub faults: u64,
     /// Requests refused by the rate limit (`rate_limit`).
     #[serde(default)]
@@ -165,6 +171,7 @@ pub(crate) struct Shared {
     rewrite: AtomicU64,
     judge: AtomicU64,
     answer: AtomicU64,
+    score: AtomicU64,
     faults: AtomicU64,
     busy_micros: AtomicU64,
     flight: Mutex<Flight>,
@@ -200,6 +207,7 @@ impl Shared {
             rewrite: self.rewrite.load(Ordering::Relaxed),
             judge: self.judge.load(Ordering::Relaxed),
             answer: self.answer.load(Ordering::Relaxed),
+            score: self.score.load(Ordering::Relaxed),
             faults: self.faults.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
             busy_seconds: self.busy_micros.load(Ordering::Relaxed) as f64 / 1e6,
@@ -217,14 +225,22 @@ impl Shared {
             Kind::Rewrite => &self.rewrite,
             Kind::Judge => &self.judge,
             Kind::Answer => &self.answer,
+            Kind::Score => &self.score,
         }
         .fetch_add(1, Ordering::Relaxed);
     }
 
     fn reset(&self) {
-        for c in
-            [&self.requests, &self.completed, &self.rewrite, &self.judge, &self.answer, &self.faults, &self.busy_micros]
-        {
+        for c in [
+            &self.requests,
+            &self.completed,
+            &self.rewrite,
+            &self.judge,
+            &self.answer,
+            &self.score,
+            &self.faults,
+            &self.busy_micros,
+        ] {
             c.store(0, Ordering::Relaxed);
         }
         let mut f = self.flight.lock().unwrap();
@@ -262,6 +278,7 @@ pub fn app(config: MockConfig) -> Router {
         rewrite: AtomicU64::new(0),
         judge: AtomicU64::new(0),
         answer: AtomicU64::new(0),
+        score: AtomicU64::new(0),
         faults: AtomicU64::new(0),
         busy_micros: AtomicU64::new(0),
         flight: Mutex::new(Flight::default()),
@@ -500,6 +517,7 @@ pub(crate) enum Kind {
     Rewrite,
     Judge,
     Answer,
+    Score,
 }
 
 const CLAUSES: &[&str] = &[
@@ -575,6 +593,7 @@ fn stage(tag: Option<&str>, prompt: &str) -> Kind {
     match tag {
         Some("evolve") => Kind::Rewrite,
         Some("judge") => Kind::Judge,
+        Some("score") => Kind::Score,
         Some(_) => Kind::Answer,
         None => {
             let trimmed = prompt.trim_end();
@@ -610,6 +629,9 @@ fn reply_for(config: &MockConfig, kind: Kind, prompt: &str, h: u64, unit: impl F
         };
         return (Kind::Rewrite, text);
     }
+    if kind == Kind::Score {
+        return (Kind::Score, score_reply(config, prompt, h, unit));
+    }
     if kind == Kind::Judge {
         let verdict = if unit(1) < config.equal_rate { "Equal" } else { "Not Equal" };
         return (Kind::Judge, verdict.to_string());
@@ -630,6 +652,43 @@ fn reply_for(config: &MockConfig, kind: Kind, prompt: &str, h: u64, unit: impl F
     }
     text.push('.');
     (Kind::Answer, text)
+}
+
+/// A score for a scoring prompt that rises with the length of what it
+/// scores (so evolved instructions score higher than their seeds): a
+/// difficulty from 1 to 10 for the text between `<<<` and `>>>` (else the
+/// whole prompt), in a few wordings; for a prompt of numbered items
+/// (`[Instruction 2]`, `[Response 2]`), one `N: SCORE` line each, 1 to 6.
+fn score_reply(config: &MockConfig, prompt: &str, h: u64, unit: impl Fn(u64) -> f64) -> String {
+    if unit(4) < config.unreadable_rate {
+        return "That is hard to say without more context.".to_string();
+    }
+    let mut items = Vec::new();
+    for heading in ["\n[Instruction ", "\n[Response "] {
+        for part in prompt.split(heading).skip(1) {
+            let body = part.split_once('\n').map_or("", |(_, b)| b);
+            let body = body.split("\n[").next().unwrap_or(body).split("\nReply with").next().unwrap_or(body);
+            items.push(body.split_whitespace().count());
+        }
+    }
+    if !items.is_empty() {
+        return items
+            .iter()
+            .enumerate()
+            .map(|(i, words)| format!("{}: {}", i + 1, (1 + words / 12 + (h as usize >> i) % 2).min(6)))
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    let text = match (prompt.rfind("<<<"), prompt.rfind(">>>")) {
+        (Some(a), Some(b)) if a < b => &prompt[a + 3..b],
+        _ => prompt,
+    };
+    let score = (1 + text.split_whitespace().count() / 10 + (h % 2) as usize).min(10);
+    match h % 3 {
+        0 => score.to_string(),
+        1 => format!("Score: {score}"),
+        _ => format!("I would rate this instruction a {score} out of 10."),
+    }
 }
 
 /// A char boundary near the middle of `s`.
@@ -675,6 +734,7 @@ mod tests {
             Kind::Rewrite => "rewrite",
             Kind::Judge => "judge",
             Kind::Answer => "answer",
+            Kind::Score => "score",
         };
         (text, kind)
     }
@@ -688,6 +748,20 @@ mod tests {
             reply_for(&MockConfig::default(), Kind::Rewrite, "Harder, please:\nName a fruit.", 5, |_| 1.0);
         assert_eq!(kind, Kind::Rewrite);
         assert!(text.starts_with("Harder, please:\nName a fruit. "), "{text}");
+    }
+
+    #[test]
+    fn scores_rise_with_the_length_of_what_is_scored() {
+        let config = MockConfig::default();
+        let one = |prompt: &str, h| score_reply(&config, prompt, h, |_| 1.0);
+        let short = one("Rate it.\n<<<\nName a fruit.\n>>>\nReply with a number.", 0);
+        let long = one(&format!("Rate it.\n<<<\n{}\n>>>\nReply.", "word ".repeat(60)), 0);
+        assert_eq!((short.as_str(), long.as_str()), ("1", "7"));
+        assert_eq!(one("<<< a b >>>", 1), "Score: 2");
+        let ranked = one("Rank them.\n\n[Instruction 1]\nshort one\n\n[Instruction 2]\n".to_string().as_str(), 0);
+        assert_eq!(ranked, "1: 1\n2: 1");
+        let unreadable = score_reply(&MockConfig { unreadable_rate: 1.0, ..config.clone() }, "x", 0, |_| 0.5);
+        assert!(!unreadable.chars().any(|c| c.is_ascii_digit()), "{unreadable}");
     }
 
     #[test]

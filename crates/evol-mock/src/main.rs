@@ -34,6 +34,9 @@ struct Args {
     /// Words per answer.
     #[arg(long, default_value_t = 120)]
     answer_words: usize,
+    /// Share of scoring replies that hold no score.
+    #[arg(long, default_value_t = 0.0)]
+    unreadable_rate: f64,
     /// Share of requests answered 429 with Retry-After.
     #[arg(long, default_value_t = 0.0)]
     fail_429: f64,
@@ -84,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         args.equal_rate,
         args.sorry_rate,
         args.leak_rate,
+        args.unreadable_rate,
         args.fail_429,
         args.fail_500,
         args.fail_malformed,
@@ -101,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
         sorry_rate: args.sorry_rate,
         leak_rate: args.leak_rate,
         answer_words: args.answer_words,
+        unreadable_rate: args.unreadable_rate,
         faults: Faults {
             rate_429: args.fail_429,
             rate_500: args.fail_500,

@@ -28,6 +28,9 @@ pub struct RunIdentity {
     pub models: BTreeMap<Role, String>,
     /// The digest of the prompt templates.
     pub templates: String,
+    /// The digest of the scoring templates, for a run that scores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_templates: Option<String>,
     pub include_seeds: bool,
 }
 

@@ -332,11 +332,12 @@ impl SqliteJournal {
     ) -> Result<(), E> {
         let conn = self.conn.lock().unwrap();
         let sql = |e: rusqlite::Error| E::from(StoreError::from(e));
-        let mut text = String::from("SELECT order_key, id, 0, body, NULL FROM records WHERE kind = 'evolved'");
+        let mut text = String::from("SELECT order_key, id, 0, body, NULL, NULL FROM records WHERE kind = 'evolved'");
         if seeds {
             text.push_str(
-                " UNION ALL SELECT s.order_key, s.id, 1, s.instruction, r.body FROM seeds s
-                  LEFT JOIN records r ON r.space = 'seed' AND r.id = s.id",
+                " UNION ALL SELECT s.order_key, s.id, 1, s.instruction, r.body, q.body FROM seeds s
+                  LEFT JOIN records r ON r.space = 'seed' AND r.id = s.id
+                  LEFT JOIN records q ON q.space = 'seed_score' AND q.id = s.id",
             );
         }
         text.push_str(" ORDER BY 1, 2, 3");
@@ -347,8 +348,9 @@ impl SqliteJournal {
             let body = row.get_ref(3).map_err(sql)?.as_str().map_err(|e| sql(e.into()))?;
             let answer = row.get_ref(4).map_err(sql)?.as_str_or_null().map_err(|e| sql(e.into()))?;
             let id = row.get_ref(1).map_err(sql)?.as_str().map_err(|e| sql(e.into()))?;
+            let score = row.get_ref(5).map_err(sql)?.as_str_or_null().map_err(|e| sql(e.into()))?;
             f(if is_seed == 1 {
-                DatasetSource::Seed { id, instruction: body, answer }
+                DatasetSource::Seed { id, instruction: body, answer, score }
             } else {
                 DatasetSource::Evolved(body)
             })?;
@@ -483,6 +485,7 @@ pub enum Kind {
     Evolved,
     Rejected,
     SeedAnswer,
+    SeedScore,
 }
 
 impl Kind {
@@ -491,6 +494,7 @@ impl Kind {
             Kind::Evolved => "evolved",
             Kind::Rejected => "rejected",
             Kind::SeedAnswer => "seed_answer",
+            Kind::SeedScore => "seed_score",
         }
     }
 
@@ -500,6 +504,7 @@ impl Kind {
         match self {
             Kind::Evolved | Kind::Rejected => "step",
             Kind::SeedAnswer => "seed",
+            Kind::SeedScore => "seed_score",
         }
     }
 }
@@ -511,7 +516,7 @@ pub enum DatasetSource<'a> {
     Evolved(&'a str),
     /// A seed's id and instruction, with its answer's JSON if it was
     /// answered.
-    Seed { id: &'a str, instruction: &'a str, answer: Option<&'a str> },
+    Seed { id: &'a str, instruction: &'a str, answer: Option<&'a str>, score: Option<&'a str> },
 }
 
 /// Seeds read from the journal a page at a time.

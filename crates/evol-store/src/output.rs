@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use evol_core::rng::order_key;
-use evol_core::{Evolution, Rejection, Seed, SeedAnswer, Sink, SinkError};
+use evol_core::{Evolution, Rejection, Seed, SeedAnswer, SeedScore, Sink, SinkError};
 use serde::{Deserialize, Serialize};
 
 use crate::dir::DirLock;
@@ -23,6 +23,8 @@ pub const EVOLVED: &str = "evolved.jsonl";
 pub const REJECTED: &str = "rejected.jsonl";
 /// The seeds' own answers (only when seeds join the dataset).
 pub const SEED_ANSWERS: &str = "seeds.jsonl";
+/// The seeds' difficulty scores (with `--score-difficulty`).
+pub const SEED_SCORES: &str = "seed_scores.jsonl";
 /// The final merged dataset.
 pub const DATASET: &str = "dataset.jsonl";
 /// Run statistics.
@@ -32,7 +34,7 @@ pub const DUPLICATES: &str = "duplicates.jsonl";
 /// The journal of committed calls (SQLite, with its `-wal` and `-shm`).
 pub const JOURNAL: &str = "journal.sqlite";
 
-const RUN_FILES: &[&str] = &[EVOLVED, REJECTED, SEED_ANSWERS, DATASET, STATS, DUPLICATES];
+const RUN_FILES: &[&str] = &[EVOLVED, REJECTED, SEED_ANSWERS, SEED_SCORES, DATASET, STATS, DUPLICATES];
 const JOURNAL_FILES: &[&str] = &[JOURNAL, "journal.sqlite-wal", "journal.sqlite-shm"];
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -159,8 +161,8 @@ impl OutputDir {
         include_seeds: bool,
         dedup: Option<evol_dedup::Params>,
     ) -> Result<Exported, StoreError> {
-        for (file, kind) in [(EVOLVED, Kind::Evolved), (REJECTED, Kind::Rejected), (SEED_ANSWERS, Kind::SeedAnswer)] {
-            if kind == Kind::SeedAnswer && journal.record_count(kind)? == 0 {
+        for (file, kind) in RECORD_FILES {
+            if matches!(kind, Kind::SeedAnswer | Kind::SeedScore) && journal.record_count(kind)? == 0 {
                 continue;
             }
             self.write_lines(file, |out| {
@@ -177,14 +179,19 @@ impl OutputDir {
                 let (id, row) = match source {
                     DatasetSource::Evolved(body) => {
                         let e: Evolution = serde_json::from_str(body)?;
-                        (e.lineage.id, DatasetRow { instruction: e.instruction, output: e.response })
+                        let difficulty = e.difficulty.and_then(|d| d.score);
+                        (e.lineage.id, DatasetRow { instruction: e.instruction, output: e.response, difficulty })
                     }
-                    DatasetSource::Seed { id, instruction, answer } => {
+                    DatasetSource::Seed { id, instruction, answer, score } => {
                         let output = match answer {
                             Some(a) => serde_json::from_str::<SeedAnswer>(a)?.response,
                             None => None,
                         };
-                        (id.to_string(), DatasetRow { instruction: instruction.to_string(), output })
+                        let difficulty = match score {
+                            Some(s) => serde_json::from_str::<SeedScore>(s)?.difficulty.score,
+                            None => None,
+                        };
+                        (id.to_string(), DatasetRow { instruction: instruction.to_string(), output, difficulty })
                     }
                 };
                 match &mut dedup {
@@ -355,7 +362,18 @@ fn write_row(out: &mut BufWriter<File>, row: &DatasetRow, exported: &mut Exporte
 pub struct DatasetRow {
     pub instruction: String,
     pub output: Option<String>,
+    /// The difficulty score, when the run scored it (`--score-difficulty`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difficulty: Option<f64>,
 }
+
+/// The record files, and the kind of record each holds.
+const RECORD_FILES: [(&str, Kind); 4] = [
+    (EVOLVED, Kind::Evolved),
+    (REJECTED, Kind::Rejected),
+    (SEED_ANSWERS, Kind::SeedAnswer),
+    (SEED_SCORES, Kind::SeedScore),
+];
 
 /// Reads a whole JSONL file of `T`, naming the line of any bad record.
 pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, StoreError> {
@@ -414,10 +432,10 @@ impl Appender {
 /// Returns how many seeds the records name.
 pub fn import_export(dir: &Path, journal: &SqliteJournal, run_seed: u64) -> Result<u64, StoreError> {
     let mut seeds: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
-    for (file, kind) in [(EVOLVED, Kind::Evolved), (REJECTED, Kind::Rejected), (SEED_ANSWERS, Kind::SeedAnswer)] {
+    for (file, kind) in RECORD_FILES {
         let path = dir.join(file);
         if !path.exists() {
-            if kind == Kind::SeedAnswer {
+            if matches!(kind, Kind::SeedAnswer | Kind::SeedScore) {
                 continue;
             }
             return Err(io_error(&path)(std::io::Error::new(std::io::ErrorKind::NotFound, "missing")));
@@ -440,7 +458,7 @@ pub fn import_export(dir: &Path, journal: &SqliteJournal, run_seed: u64) -> Resu
                 return Err(corrupt("a record without an `id`"));
             }
             match kind {
-                Kind::SeedAnswer => {
+                Kind::SeedAnswer | Kind::SeedScore => {
                     seeds.insert(id.clone(), record["instruction"].as_str().unwrap_or_default().to_string());
                 }
                 _ => {
@@ -501,6 +519,11 @@ impl Sink for RunSink {
         self.files.seed_answered(answer)
     }
 
+    /// Into the journal only; `seed_scores.jsonl` is written by the export.
+    fn seed_scored(&self, score: &SeedScore) -> Result<(), SinkError> {
+        self.put(Kind::SeedScore, &score.id, score)
+    }
+
     fn seed_done(&self, seed: &Seed) -> Result<(), SinkError> {
         Ok(self.journal.mark_done(&seed.id)?)
     }
@@ -554,6 +577,7 @@ mod tests {
             answer_model: Some("m".into()),
             answer_truncated: false,
             usage: Default::default(),
+            difficulty: None,
         }
     }
 
@@ -608,8 +632,12 @@ mod tests {
         let b = build(&["d.r1", "b.r1", "a.r1", "c.r1"]);
         assert_eq!(a, b);
         let rows: Vec<DatasetRow> = a.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert!(rows.contains(&DatasetRow { instruction: "seed q".into(), output: None }));
-        assert!(rows.contains(&DatasetRow { instruction: "q c.r1".into(), output: Some("answer to q c.r1".into()) }));
+        assert!(rows.contains(&DatasetRow { instruction: "seed q".into(), output: None, difficulty: None }));
+        assert!(rows.contains(&DatasetRow {
+            instruction: "q c.r1".into(),
+            output: Some("answer to q c.r1".into()),
+            difficulty: None
+        }));
     }
 
     #[test]

@@ -97,6 +97,8 @@ struct Overheads {
     evolve: f64,
     /// An equality question.
     judge: f64,
+    /// A difficulty question.
+    score: f64,
 }
 
 impl Overheads {
@@ -108,7 +110,8 @@ impl Overheads {
             evolve += templates.evolve_prompt(op, "", &mut rng)?.text.len() as f64 / BYTES_PER_TOKEN;
         }
         let judge = templates.equality_prompt("", "")?.len() as f64 / BYTES_PER_TOKEN;
-        Ok(Overheads { evolve: evolve / ops.len().max(1) as f64, judge })
+        let score = templates.difficulty_prompt("")?.len() as f64 / BYTES_PER_TOKEN;
+        Ok(Overheads { evolve: evolve / ops.len().max(1) as f64, judge, score })
     }
 }
 
@@ -121,9 +124,14 @@ fn per_seed(method: &Method, overheads: Overheads, instruction: f64) -> Tokens {
     let mut t = Tokens::default();
     for call in method.seed_calls() {
         t.calls += 1;
-        t.prompt += instruction;
-        t.completion += answer_tokens;
         t.completion_max += f64::from(call.sampling.max_tokens);
+        if call.stage == Stage::Score {
+            t.prompt += overheads.score + instruction;
+            t.completion += VERDICT_TOKENS;
+        } else {
+            t.prompt += instruction;
+            t.completion += answer_tokens;
+        }
     }
     let step =
         method.operations.iter().map(|op| method.step_calls(op)).max_by_key(|calls| calls.len()).unwrap_or_default();
@@ -145,6 +153,10 @@ fn per_seed(method: &Method, overheads: Overheads, instruction: f64) -> Tokens {
                 Stage::Answer => {
                     t.prompt += child;
                     t.completion += answer_tokens;
+                }
+                Stage::Score => {
+                    t.prompt += overheads.score + child;
+                    t.completion += VERDICT_TOKENS;
                 }
             }
         }

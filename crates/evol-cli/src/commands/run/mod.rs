@@ -205,7 +205,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let seeds = journal.seed_count()?;
     let stats = Arc::new(StatsRecorder::new(seeds));
-    let names: Vec<&str> = Role::RUN.iter().map(|r| identity.model(*r)).collect();
+    let names: Vec<&str> = run_roles(&settings.method).iter().map(|r| identity.model(*r)).collect();
     let prices = settings.execution.prices_for(&names);
     if settings.execution.caps.max_cost.is_some() && !quiet {
         let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
@@ -381,13 +381,14 @@ async fn begin(settings: &RunSettings, journal: &Arc<SqliteJournal>) -> anyhow::
     let input = ingest(&settings.seeds, settings.ingest, journal)?;
     report_skipped(settings, &input);
     let concurrency = settings.execution.concurrency;
+    let roles = run_roles(&settings.method);
     let (models, endpoint) = match &settings.backend {
         Backend::Servers(servers) => {
             let models = match servers.batch {
                 Some(batch) => {
-                    connect_batches(servers, &settings.models, batch, journal.clone(), settings.quiet).await?
+                    connect_batches(servers, &settings.models, &roles, batch, journal.clone(), settings.quiet).await?
                 }
-                None => connect(servers, &settings.models, concurrency, settings.quiet).await?,
+                None => connect(servers, &settings.models, &roles, concurrency, settings.quiet).await?,
             };
             let endpoint = match servers.endpoints.len() {
                 1 => evol_text::redact_url(&servers.endpoints[0].url).into_owned(),
@@ -396,7 +397,8 @@ async fn begin(settings: &RunSettings, journal: &Arc<SqliteJournal>) -> anyhow::
             (models, endpoint)
         }
         Backend::Embedded(engine) => {
-            (embedded(engine, &settings.models, concurrency, settings.quiet)?, "the embedded engine".to_string())
+            let connected = embedded(engine, &settings.models, &roles, concurrency, settings.quiet)?;
+            (connected, "the embedded engine".to_string())
         }
     };
     let identity = RunIdentity {
@@ -406,10 +408,21 @@ async fn begin(settings: &RunSettings, journal: &Arc<SqliteJournal>) -> anyhow::
         settings: settings.method.clone(),
         models: models.roles.names(),
         templates: settings.templates.digest().to_string(),
+        score_templates: settings.method.difficulty.map(|_| settings.templates.score_digest().to_string()),
         include_seeds: settings.include_seeds,
     };
     let committed = check_identity(journal, &identity)?;
     Ok(Begun { input, models, endpoint, identity, committed })
+}
+
+/// The roles a run connects: evolve, judge and answer (as every run has
+/// recorded them), and the scorer when it scores.
+fn run_roles(method: &Method) -> Vec<Role> {
+    let mut roles = Role::RUN.to_vec();
+    if method.difficulty.is_some() {
+        roles.push(Role::Score);
+    }
+    roles
 }
 
 fn report_skipped(settings: &RunSettings, input: &Input) {
@@ -502,6 +515,29 @@ fn check_identity(journal: &SqliteJournal, identity: &RunIdentity) -> anyhow::Re
     Ok(journal.calls()?)
 }
 
+/// The mean difficulty per round with its spread: the method's own proof
+/// of working is that it rises.
+fn difficulty_line(rounds: &std::collections::BTreeMap<u32, evol_core::stats::ScoreTally>) -> String {
+    let parts: Vec<String> = rounds
+        .iter()
+        .map(|(round, t)| {
+            let name = if *round == 0 { "seeds".to_string() } else { format!("round {round}") };
+            match (t.mean, t.std) {
+                (Some(mean), Some(std)) => format!("{name} {mean:.2} ± {std:.2} (n {})", t.scored),
+                _ => format!("{name} - (n 0)"),
+            }
+        })
+        .collect();
+    let unreadable: u64 = rounds.values().map(|t| t.unreadable).sum();
+    let failed: u64 = rounds.values().map(|t| t.failed).sum();
+    let mut line = format!("difficulty, mean ± std: {}", parts.join(", "));
+    if unreadable + failed > 0 {
+        let _ =
+            write!(line, "; {unreadable} replies unreadable, {failed} scoring calls failed (not counted in the means)");
+    }
+    line
+}
+
 fn summary(s: &RunStats, exported: evol_store::Exported, out: &OutputDir, seeds_file: bool) -> String {
     let t = &s.total;
     let mut text = format!(
@@ -524,6 +560,9 @@ fn summary(s: &RunStats, exported: evol_store::Exported, out: &OutputDir, seeds_
     );
     if t.cost > 0.0 {
         let _ = writeln!(text, "evol: cost {:.4} (from the price table)", t.cost);
+    }
+    if !s.difficulty.is_empty() {
+        let _ = writeln!(text, "evol: {}", difficulty_line(&s.difficulty));
     }
     let path = |f: &str| out.path(f).display().to_string();
     let removed = exported.exact_duplicates + exported.near_duplicates;

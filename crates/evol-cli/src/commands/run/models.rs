@@ -50,6 +50,7 @@ pub(super) struct Connected {
 pub(super) async fn connect(
     servers: &Servers,
     wanted: &RoleModels,
+    roles: &[Role],
     concurrency: usize,
     quiet: bool,
 ) -> anyhow::Result<Connected> {
@@ -61,7 +62,7 @@ pub(super) async fn connect(
     for endpoint in &servers.endpoints {
         match check_endpoint(servers, wanted, endpoint, quiet).await {
             Ok((client, model)) => {
-                let role_models = role_models(wanted, &model);
+                let role_models = role_models(wanted, &model, roles);
                 let clients = role_models
                     .iter()
                     .map(|(role, m)| (role.name().to_string(), Arc::new(client.with_model(m)) as Arc<dyn ChatModel>))
@@ -124,15 +125,17 @@ pub(super) async fn connect(
     })
 }
 
-/// The model of each role of a run: the one asked for, else the server's.
-fn role_models(wanted: &RoleModels, evolve: &str) -> std::collections::BTreeMap<Role, String> {
-    Role::RUN
-        .into_iter()
-        .map(|role| {
+/// The model of each role of a command: the one asked for, else the
+/// server's (a scorer defaults to the judge's model).
+fn role_models(wanted: &RoleModels, evolve: &str, roles: &[Role]) -> std::collections::BTreeMap<Role, String> {
+    roles
+        .iter()
+        .map(|&role| {
             let asked = match role {
                 Role::Evolve => None,
                 Role::Judge => wanted.judge.as_ref(),
                 Role::Answer => wanted.answer.as_ref(),
+                Role::Score => wanted.score.as_ref().or(wanted.judge.as_ref()),
             };
             (role, asked.cloned().unwrap_or_else(|| evolve.to_string()))
         })
@@ -144,6 +147,7 @@ fn role_models(wanted: &RoleModels, evolve: &str) -> std::collections::BTreeMap<
 pub(super) async fn connect_batches(
     servers: &Servers,
     wanted: &RoleModels,
+    roles: &[Role],
     batch: BatchSettings,
     journal: Arc<SqliteJournal>,
     quiet: bool,
@@ -162,7 +166,7 @@ pub(super) async fn connect_batches(
     let ledger: Arc<dyn BatchLedger> = Arc::new(JournalLedger(journal));
     let batches =
         Batches::start(client, ledger, batch).await.map_err(|e| anyhow!("cannot adopt the run's batches: {e}"))?;
-    let roles = role_models(wanted, &model)
+    let roles = role_models(wanted, &model, roles)
         .into_iter()
         .fold(Roles::new(), |roles, (role, name)| roles.with(role, batches.role(&name)));
     let limits = vec![ServerLimits {
@@ -258,6 +262,7 @@ async fn check_endpoint(
 pub(super) fn embedded(
     engine: &EngineSettings,
     wanted: &RoleModels,
+    roles: &[Role],
     concurrency: usize,
     quiet: bool,
 ) -> anyhow::Result<Connected> {
@@ -271,7 +276,7 @@ pub(super) fn embedded(
         let report = engine.clone();
         let model: Arc<dyn ChatModel> = Arc::new(engine);
         Ok(Connected {
-            roles: Roles::all(&Role::RUN, model),
+            roles: Roles::all(roles, model),
             concurrency,
             admitted: concurrency,
             limits: Vec::new(),
