@@ -53,7 +53,74 @@ pub enum Command {
     /// first of each cluster.
     #[command(long_about = DEDUP_ABOUT)]
     Dedup(DedupArgs),
+    /// Score a dataset's rows with a model: difficulty (1-10), DEITA
+    /// complexity and quality (1-6).
+    #[command(long_about = SCORE_ABOUT)]
+    Score(Box<ScoreArgs>),
 }
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// The dataset file (JSONL, JSON array, or text, one instruction a line).
+    pub input: PathBuf,
+    /// Output directory: `scored.jsonl`, `stats.json` and the journal.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// Score each instruction's difficulty and complexity, 1 to 10 (the
+    /// WizardLM paper's measure).
+    #[arg(long)]
+    pub difficulty: bool,
+    /// DEITA's scores: complexity (an instruction ranked and scored with the
+    /// other versions of it, 1 to 6) and quality (a response ranked and
+    /// scored with the other responses to the same instruction, 1 to 6).
+    #[arg(long)]
+    pub deita: bool,
+    /// The field holding the instruction: `instruction` (with an Alpaca
+    /// `input` joined), or any string field.
+    #[arg(long, default_value = "instruction", value_name = "NAME")]
+    pub field: String,
+    /// The field holding the response (default: `output`, else `response`).
+    #[arg(long, value_name = "NAME")]
+    pub response_field: Option<String>,
+    /// Rows sharing this field's value are versions of one instruction
+    /// (evol's `seed_id`): DEITA complexity ranks them together, in the
+    /// order of their `round` when they have one.
+    #[arg(long, default_value = "seed_id", value_name = "NAME")]
+    pub group_field: String,
+    /// Most versions or responses ranked in one call.
+    #[arg(long, default_value_t = 6, value_name = "N")]
+    pub group_size: usize,
+    /// Token limit of the scorer's replies.
+    #[arg(long, default_value_t = 256)]
+    pub score_max_tokens: u32,
+    /// Layout of the input: auto, jsonl, json or text.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// Leave rows whose text cannot be read unscored (counted) instead of
+    /// failing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Start over: remove OUT's earlier files and journal.
+    #[arg(long)]
+    pub fresh: bool,
+    /// On resume, send again the calls that failed.
+    #[arg(long)]
+    pub retry_failed: bool,
+    #[command(flatten)]
+    pub models: ModelArgs,
+    /// No progress display or log lines; errors only.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+const SCORE_ABOUT: &str = "\
+Score a dataset's rows with a model (the scorer: --model on --endpoint servers, or the embedded engine).
+
+--difficulty asks for each instruction's difficulty and complexity from 1 to 10, the measure the WizardLM paper used to show that evolving makes instructions harder. --deita asks for DEITA's two scores: complexity, 1 to 6, with the versions of one instruction (rows sharing --group-field, as evol's own evolved.jsonl rows share `seed_id`) ranked and scored together in one call; and quality, 1 to 6, with the responses to one instruction ranked and scored together. A row alone is scored alone.
+
+Replies are read tolerantly (the score may come with prose around it); a reply without a score in range is recorded as unreadable, with the reply, and counted: it is never given a default value.
+
+Every call goes through the journal in OUT, as with `evol run`: rerun the same command to resume (nothing done is sent again), with the same budgets, rate control, retries, --batch-api and progress. Writes OUT/scored.jsonl (each row with `difficulty`, `complexity`, `quality`: the score, or null with `<measure>_unreadable` holding the reply or `<measure>_error` the failure) and OUT/stats.json (per measure: scored, unreadable, failed, mean, std).";
 
 /// How texts are compared for near duplicates (MinHash with LSH banding).
 #[derive(Args, Debug, Clone)]

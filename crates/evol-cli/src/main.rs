@@ -36,6 +36,7 @@ fn main() -> ExitCode {
             Command::Merge(args) => commands::merge::merge(args),
             Command::Batch(command) => commands::batch::batch(command).await,
             Command::Dedup(args) => commands::dedup::dedup(args),
+            Command::Score(args) => commands::score::score(*args).await,
         }
     });
     // Do not wait for calls still in flight after an error or Ctrl-C.

@@ -22,6 +22,41 @@ pub struct Progress {
     quiet: bool,
 }
 
+/// What progress is counted in: evolution steps of seeds (`evol run`), or
+/// items of another command (`evol score`).
+#[derive(Debug, Clone, Copy)]
+pub enum Counting {
+    /// `seeds` x `rounds` steps: seeds advance together and finish near the
+    /// end, steps advance steadily.
+    Steps { seeds: u64, rounds: u32 },
+    /// Items, each counted when its outcome is (`StatsRecorder::outcome`).
+    Items { total: u64, unit: &'static str },
+}
+
+impl Counting {
+    fn total(self) -> u64 {
+        match self {
+            Counting::Steps { seeds, rounds } => seeds * u64::from(rounds),
+            Counting::Items { total, .. } => total,
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Counting::Steps { .. } => "steps",
+            Counting::Items { unit, .. } => unit,
+        }
+    }
+
+    /// The part of the line about seeds, for steps.
+    fn seeds(self, s: &RunStats) -> String {
+        match self {
+            Counting::Steps { seeds, .. } => format!("{}/{seeds} seeds done, ", s.seeds_done),
+            Counting::Items { .. } => String::new(),
+        }
+    }
+}
+
 /// What is watched: the run's counters, its budget and, with servers, how
 /// they are doing.
 pub struct Watched {
@@ -31,12 +66,12 @@ pub struct Watched {
 }
 
 impl Progress {
-    /// Progress is counted in evolution steps (`seeds` x `rounds`): seeds
-    /// advance together and finish near the end, steps advance steadily.
-    /// Servers that go out (and come back) are announced as it happens, on
-    /// a terminal or not.
-    pub fn start(watched: Watched, seeds: u64, rounds: u32, quiet: bool) -> Progress {
-        let steps = seeds * u64::from(rounds);
+    /// Progress is counted as `counting` says. Servers that go out (and
+    /// come back) are announced as it happens, on a terminal or not.
+    pub fn start(watched: Watched, counting: Counting, quiet: bool) -> Progress {
+        let steps = counting.total();
+        let unit = counting.unit();
+        let items = matches!(counting, Counting::Items { .. });
         if quiet {
             return Progress { task: None, bar: None, quiet };
         }
@@ -44,9 +79,9 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr_with_hz(5));
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} steps, eta {eta} | {msg}",
-                )
+                ProgressStyle::with_template(&format!(
+                    "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit}, eta {{eta}} | {{msg}}"
+                ))
                 .expect("valid template"),
             );
             bar
@@ -72,9 +107,9 @@ impl Progress {
                     Some(bar) => {
                         bar.set_position(s.total.attempted);
                         bar.set_message(format!(
-                            "{}/{seeds} seeds done, {}{trouble}",
-                            s.seeds_done,
-                            rates(&s, &budget, elapsed)
+                            "{}{}{trouble}",
+                            counting.seeds(&s),
+                            rates(&s, &budget, elapsed, items)
                         ));
                     }
                     None if logged.elapsed() >= LOG_EVERY => {
@@ -83,10 +118,10 @@ impl Progress {
                             .map(|d| format!(", eta {}", human(d)))
                             .unwrap_or_default();
                         eprintln!(
-                            "evol: {}/{steps} steps, {}/{seeds} seeds done{eta} | {}{trouble}",
+                            "evol: {}/{steps} {unit}, {}{eta} | {}{trouble}",
                             s.total.attempted,
-                            s.seeds_done,
-                            rates(&s, &budget, elapsed)
+                            counting.seeds(&s).trim_end_matches(", "),
+                            rates(&s, &budget, elapsed, items)
                         );
                     }
                     None => {}
@@ -159,13 +194,13 @@ fn trouble(h: &PoolHealth) -> Option<String> {
     Some(parts.join(", "))
 }
 
-fn rates(s: &RunStats, budget: &Budget, elapsed: Duration) -> String {
+fn rates(s: &RunStats, budget: &Budget, elapsed: Duration, items: bool) -> String {
     let secs = elapsed.as_secs_f64().max(1e-3);
     let t = &s.total;
     let accept = if t.attempted > 0 { 100.0 * t.accepted as f64 / t.attempted as f64 } else { 0.0 };
+    let accepted = if items { String::new() } else { format!("{} accepted ({accept:.0}%), ", t.accepted) };
     let mut line = format!(
-        "{} accepted ({accept:.0}%), {:.1} req/s, {:.0} tok/s, {} retries, {} failures",
-        t.accepted,
+        "{accepted}{:.1} req/s, {:.0} tok/s, {} retries, {} failures",
         t.requests as f64 / secs,
         (t.prompt_tokens + t.completion_tokens) as f64 / secs,
         t.retries,

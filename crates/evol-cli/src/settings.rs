@@ -589,3 +589,76 @@ impl DedupSettings {
         })
     }
 }
+
+/// `evol score`'s settings, validated.
+pub struct ScoreSettings {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub fresh: bool,
+    pub quiet: bool,
+    pub measures: Vec<evol_core::score::Measure>,
+    pub field: evol_io::TextField,
+    pub response_field: Option<String>,
+    pub group_field: String,
+    pub group_size: usize,
+    pub format: evol_io::SeedFormat,
+    pub skip_invalid: bool,
+    pub sampling: Sampling,
+    pub model: ModelSettings,
+    pub execution: Execution,
+}
+
+impl ScoreSettings {
+    pub fn from_args(args: crate::cli::ScoreArgs) -> Result<ScoreSettings, UsageError> {
+        use evol_core::score::Measure;
+        let mut measures = Vec::new();
+        if args.difficulty {
+            measures.push(Measure::Difficulty);
+        }
+        if args.deita {
+            measures.extend([Measure::Complexity, Measure::Quality]);
+        }
+        if measures.is_empty() {
+            return Err(usage("say what to score: --difficulty, --deita, or both"));
+        }
+        if !(1..=32).contains(&args.group_size) {
+            return Err(usage("--group-size must be between 1 and 32"));
+        }
+        let field = args.field.parse().map_err(|e: String| usage(format!("--field: {e}")))?;
+        let response_field = non_empty("--response-field", &args.response_field)?;
+        let group_field = non_empty("--group-field", &Some(args.group_field))?.unwrap_or_default();
+        let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
+        let sampling = sampling("--score-", 0.0, 1.0, args.score_max_tokens)?;
+        let model = ModelSettings::from_args(args.models)?;
+        let execution = Execution {
+            concurrency: model.concurrency,
+            retry_failed: args.retry_failed,
+            caps: model.caps,
+            prices: model.prices.clone(),
+            default_price: model.default_price,
+        };
+        Ok(ScoreSettings {
+            input: args.input,
+            output: args.output,
+            fresh: args.fresh,
+            quiet: args.quiet,
+            measures,
+            field,
+            response_field,
+            group_field,
+            group_size: args.group_size,
+            format,
+            skip_invalid: args.skip_invalid,
+            sampling,
+            model,
+            execution,
+        })
+    }
+
+    pub fn servers(&self) -> Option<&Servers> {
+        match &self.model.backend {
+            Backend::Servers(s) => Some(s),
+            Backend::Embedded(_) => None,
+        }
+    }
+}

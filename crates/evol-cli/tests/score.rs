@@ -48,3 +48,95 @@ fn a_run_scores_the_seeds_and_each_round_and_the_mean_rises() {
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains("difficulty"), "{}", stderr(&again));
 }
+
+#[test]
+fn evol_score_scores_any_file_ranks_versions_together_and_resumes_without_paying_twice() {
+    let mock = Mock::start(MockConfig { unreadable_rate: 0.1, ..MockConfig::default() });
+    let dir = Dir::new();
+    // evol's own records: versions of one seed share `seed_id`.
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(12));
+    let run = dir.path("run");
+    assert_success(&evol_run(&mock.url, &seeds, &run, &["--rounds", "3", "--no-dedup"]));
+    let evolved = run.join("evolved.jsonl");
+    let rows = read_lines(&evolved);
+    let groups: std::collections::BTreeSet<_> =
+        rows.iter().map(|r| r["seed_id"].as_str().unwrap().to_string()).collect();
+    let before = mock.stats();
+    let out = dir.path("scores");
+    let flags = ["--endpoint", &mock.url, "--model", "mock", "--difficulty", "--deita"];
+    let score = evol(&[&["score", evolved.to_str().unwrap(), "-o", out.to_str().unwrap()], &flags[..]].concat());
+    assert_success(&score);
+    let stats = read_json(&out.join("stats.json"));
+    // A difficulty call per row, a complexity call per seed (its versions
+    // ranked together), a quality call per row (each instruction has one
+    // response).
+    let calls = rows.len() + groups.len() + rows.len();
+    assert_eq!(stats["calls"].as_u64().unwrap() as usize, calls);
+    assert_eq!((mock.stats().score - before.score) as usize, calls);
+    let scored = read_lines(&out.join("scored.jsonl"));
+    assert_eq!(scored.len(), rows.len());
+    for (row, original) in scored.iter().zip(&rows) {
+        assert_eq!(row["id"], original["id"], "rows keep their order");
+        for measure in ["difficulty", "complexity", "quality"] {
+            let unreadable = row.get(format!("{measure}_unreadable")).is_some();
+            assert!(row[measure].is_number() != unreadable, "{measure}: {row}");
+        }
+    }
+    // Every reply is counted once, as a score or as unreadable.
+    for measure in ["difficulty", "complexity", "quality"] {
+        let s = &stats["scores"][measure];
+        assert_eq!(s["scored"].as_u64().unwrap() + s["unreadable"].as_u64().unwrap(), rows.len() as u64, "{s}");
+        let nulls = scored.iter().filter(|r| r[measure].is_null()).count() as u64;
+        assert_eq!(nulls, s["unreadable"].as_u64().unwrap());
+    }
+    assert!(stats["scores"]["difficulty"]["unreadable"].as_u64().unwrap() > 0);
+    // The fields of each line stay in their order, the scores at the end.
+    let text = std::fs::read_to_string(out.join("scored.jsonl")).unwrap();
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.starts_with(r#"{"id":"#) && first.find("\"difficulty\"").unwrap() > first.find("\"usage\"").unwrap(),
+        "{first}"
+    );
+
+    // A rerun sends nothing; other settings are refused.
+    let requests = mock.stats().requests;
+    assert_success(&evol(&[&["score", evolved.to_str().unwrap(), "-o", out.to_str().unwrap()], &flags[..]].concat()));
+    assert_eq!(mock.stats().requests, requests);
+    assert_eq!(std::fs::read_to_string(out.join("scored.jsonl")).unwrap(), text);
+    let other = evol(&[
+        "score",
+        evolved.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--endpoint",
+        &mock.url,
+        "--model",
+        "mock",
+        "--difficulty",
+    ]);
+    assert_eq!(other.status.code(), Some(1));
+    assert!(stderr(&other).contains("--fresh"), "{}", stderr(&other));
+}
+
+#[test]
+fn evol_score_refuses_bad_rows_and_settings_naming_the_place() {
+    let mock = Mock::start(MockConfig::default());
+    let dir = Dir::new();
+    let input = dir.write("in.jsonl", "{\"instruction\": \"Name a fruit.\"}\n{\"text\": \"no instruction\"}\n");
+    let out = dir.path("out");
+    let base =
+        ["score", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", &mock.url, "--model", "mock"];
+    let run = evol(&base);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(stderr(&run).contains("--difficulty, --deita"), "{}", stderr(&run));
+    let run = evol(&[&base[..], &["--difficulty"]].concat());
+    assert_eq!(run.status.code(), Some(1));
+    assert!(stderr(&run).contains("in.jsonl` line 2: missing the `instruction` field"), "{}", stderr(&run));
+    assert_eq!(mock.stats().requests, 0, "nothing is sent before the input is read");
+    let run = evol(&[&base[..], &["--difficulty", "--skip-invalid"]].concat());
+    assert_success(&run);
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!((stats["rows"].as_u64(), stats["unreadable_rows"].as_u64()), (Some(1), Some(1)));
+    let run = evol(&[&base[..], &["--difficulty", "--group-size", "0"]].concat());
+    assert_eq!(run.status.code(), Some(2));
+}

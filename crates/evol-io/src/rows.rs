@@ -253,6 +253,13 @@ impl RowWriter {
         }
     }
 
+    /// Writes a line of text as a row (it must be one JSONL row, or one
+    /// line of text, without a line break).
+    pub fn write_line(&mut self, line: &str) -> std::io::Result<()> {
+        debug_assert!(!line.contains('\n'));
+        self.line(line)
+    }
+
     fn line(&mut self, line: &str) -> std::io::Result<()> {
         self.rows += 1;
         self.out.write_all(line.as_bytes())?;

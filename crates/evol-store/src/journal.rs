@@ -112,6 +112,16 @@ impl SqliteJournal {
         Ok(())
     }
 
+    /// A fact a command keeps under its own name (for instance the
+    /// identity of an `evol score` job), as text.
+    pub fn fact(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.meta(&format!("fact:{key}"))
+    }
+
+    pub fn set_fact(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.set_meta(&format!("fact:{key}"), value)
+    }
+
     /// The run's identity, once a run has started.
     pub fn identity(&self) -> Result<Option<RunIdentity>, StoreError> {
         self.meta_json(IDENTITY)

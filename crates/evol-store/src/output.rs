@@ -29,12 +29,14 @@ pub const SEED_SCORES: &str = "seed_scores.jsonl";
 pub const DATASET: &str = "dataset.jsonl";
 /// Run statistics.
 pub const STATS: &str = "stats.json";
+/// The rows of `evol score`, with their scores.
+pub const SCORED: &str = "scored.jsonl";
 /// Dataset rows left out as duplicates of earlier rows.
 pub const DUPLICATES: &str = "duplicates.jsonl";
 /// The journal of committed calls (SQLite, with its `-wal` and `-shm`).
 pub const JOURNAL: &str = "journal.sqlite";
 
-const RUN_FILES: &[&str] = &[EVOLVED, REJECTED, SEED_ANSWERS, SEED_SCORES, DATASET, STATS, DUPLICATES];
+const RUN_FILES: &[&str] = &[EVOLVED, REJECTED, SEED_ANSWERS, SEED_SCORES, DATASET, STATS, DUPLICATES, SCORED];
 const JOURNAL_FILES: &[&str] = &[JOURNAL, "journal.sqlite-wal", "journal.sqlite-shm"];
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {

@@ -7,6 +7,7 @@ pub mod export;
 pub mod merge;
 pub mod models;
 pub mod run;
+pub mod score;
 pub mod serve;
 pub mod status;
 pub mod templates;

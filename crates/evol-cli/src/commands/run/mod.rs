@@ -1,6 +1,6 @@
 //! `evol run`: seeds in, evolved dataset out.
 
-mod models;
+pub(crate) mod models;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use evol_store::{OutputDir, RunIdentity, RunState, SqliteJournal};
 use serde::Serialize;
 
 use crate::cli::RunArgs;
-use crate::progress::{human, Progress, Watched};
+use crate::progress::{human, Counting, Progress, Watched};
 use crate::settings::{Backend, RunSettings};
 
 use models::{connect, connect_batches, embedded, ServerLimits};
@@ -38,9 +38,65 @@ pub struct Stalled {
 }
 
 /// Why a run was stopped before its end.
-enum Stop {
+pub(crate) enum Stop {
     Signal,
     Stalled(String),
+}
+
+/// How a command's work ended.
+pub(crate) enum Ended<T> {
+    /// It ran to its end (or to an error of its own).
+    Done(T),
+    /// Ctrl-C, SIGTERM or a stall stopped it.
+    Stopped(Stop),
+}
+
+/// Runs `work` (every model call of a command) until it ends, Ctrl-C or
+/// SIGTERM, or a stall of the servers (`stall_after`). A stop makes
+/// `stop_work` send nothing new, closes the pool (or the batches) so calls
+/// waiting for a server return unsent (a rerun makes them), and gives the
+/// calls in flight [`STOP_GRACE`] to finish and be committed; a second
+/// signal aborts.
+pub(crate) async fn until_stopped<T>(
+    work: impl std::future::Future<Output = T>,
+    stop_work: impl FnOnce(),
+    pool: Option<&evol_pool::Pool>,
+    batches: Option<&evol_openai::Batches>,
+    stall_after: std::time::Duration,
+    progress: &Progress,
+) -> Ended<T> {
+    tokio::pin!(work);
+    let stop = tokio::select! {
+        r = &mut work => return Ended::Done(r),
+        _ = stop_signal() => Stop::Signal,
+        last = stalled(pool.cloned(), batches.cloned(), stall_after) => Stop::Stalled(last),
+    };
+    stop_work();
+    let waiting = pool.map_or(0, |p| p.health().waiting);
+    if let Some(pool) = pool {
+        pool.close();
+    }
+    if let Some(batches) = batches {
+        batches.close();
+    }
+    let why = match &stop {
+        Stop::Signal => "stopping".to_string(),
+        Stop::Stalled(last) => evol_text::shown(&format!(
+            "no call succeeded for {}; stopping, {waiting} calls waiting for a server are left for the rerun (last error: {last})",
+            human(stall_after)
+        ))
+        .into_owned(),
+    };
+    progress.println(&format!(
+        "evol: {why}: waiting up to {}s for the calls in flight (press Ctrl-C again to abort)",
+        STOP_GRACE.as_secs()
+    ));
+    tokio::select! {
+        _ = &mut work => {}
+        _ = stop_signal() => {}
+        _ = tokio::time::sleep(STOP_GRACE) => {}
+    }
+    Ended::Stopped(stop)
 }
 
 /// Resolves at Ctrl-C or SIGTERM (what `docker stop`, Kubernetes, systemd
@@ -243,49 +299,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let watched = Watched { stats: stats.clone(), budget: budget.clone(), pool: pool.clone() };
-    let progress = Progress::start(watched, seeds, settings.method.rounds, quiet);
+    let progress = Progress::start(watched, Counting::Steps { seeds, rounds: settings.method.rounds }, quiet);
     let run = engine.run(journal.seeds(), &sink);
-    tokio::pin!(run);
     let stall_after = settings.servers().map(|s| s.stall_timeout).unwrap_or(std::time::Duration::MAX);
-    let stop = tokio::select! {
-        r = &mut run => Err(r),
-        _ = stop_signal() => Ok(Stop::Signal),
-        last = stalled(pool.clone(), batches.clone(), stall_after) => Ok(Stop::Stalled(last)),
-    };
-    let (result, stop): (Result<(), EngineError>, Option<Stop>) = match stop {
-        Err(r) => (r, None),
-        Ok(stop) => {
-            // Send nothing new, let the calls in flight finish and be
-            // committed; calls waiting for a server are dropped unsent (a
-            // rerun makes them). A second signal (or the grace period)
-            // aborts.
-            engine.stop();
-            let waiting = pool.as_ref().map_or(0, |p| p.health().waiting);
-            if let Some(pool) = &pool {
-                pool.close();
-            }
-            if let Some(batches) = &batches {
-                batches.close();
-            }
-            let why = match &stop {
-                Stop::Signal => "stopping".to_string(),
-                Stop::Stalled(last) => evol_text::shown(&format!(
-                    "no call succeeded for {}; stopping, {waiting} calls waiting for a server are left for the rerun (last error: {last})",
-                    human(stall_after)
-                ))
-                .into_owned(),
-            };
-            progress.println(&format!(
-                "evol: {why}: waiting up to {}s for the calls in flight (press Ctrl-C again to abort)",
-                STOP_GRACE.as_secs()
-            ));
-            tokio::select! {
-                _ = &mut run => {}
-                _ = stop_signal() => {}
-                _ = tokio::time::sleep(STOP_GRACE) => {}
-            }
-            (Err(EngineError::Stopped), Some(stop))
-        }
+    let ended = until_stopped(run, || engine.stop(), pool.as_ref(), batches.as_ref(), stall_after, &progress).await;
+    let (result, stop): (Result<(), EngineError>, Option<Stop>) = match ended {
+        Ended::Done(r) => (r, None),
+        Ended::Stopped(stop) => (Err(EngineError::Stopped), Some(stop)),
     };
     progress.finish();
 

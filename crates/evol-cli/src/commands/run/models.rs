@@ -15,7 +15,7 @@ use crate::settings::{EngineSettings, RoleModels, Servers, UsageError};
 
 /// The limits a server was used with, for `stats.json`.
 #[derive(Debug, Clone, serde::Serialize)]
-pub(super) struct ServerLimits {
+pub(crate) struct ServerLimits {
     pub url: String,
     /// The most calls in flight on it (the ceiling its adapted concurrency
     /// moves under).
@@ -26,7 +26,7 @@ pub(super) struct ServerLimits {
 }
 
 /// The models of a run and how many calls may be in flight in all.
-pub(super) struct Connected {
+pub(crate) struct Connected {
     pub roles: Roles,
     /// The most calls in flight in all (the sum of the servers' ceilings).
     pub concurrency: usize,
@@ -47,7 +47,7 @@ pub(super) struct Connected {
 /// server answers and knows its model (a wrong URL or key fails in seconds,
 /// not after minutes of retries), and puts them behind one pool. With
 /// several servers, one that fails the check is left out with a warning.
-pub(super) async fn connect(
+pub(crate) async fn connect(
     servers: &Servers,
     wanted: &RoleModels,
     roles: &[Role],
@@ -144,7 +144,7 @@ fn role_models(wanted: &RoleModels, evolve: &str, roles: &[Role]) -> std::collec
 
 /// Sends the calls as provider batches on the one server: its batches are
 /// journaled, and those a stopped run left unsettled are adopted.
-pub(super) async fn connect_batches(
+pub(crate) async fn connect_batches(
     servers: &Servers,
     wanted: &RoleModels,
     roles: &[Role],
@@ -259,7 +259,7 @@ async fn check_endpoint(
 }
 
 /// Starts the embedded engine: every role uses the one model.
-pub(super) fn embedded(
+pub(crate) fn embedded(
     engine: &EngineSettings,
     wanted: &RoleModels,
     roles: &[Role],
