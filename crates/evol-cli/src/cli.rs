@@ -57,7 +57,70 @@ pub enum Command {
     /// complexity and quality (1-6).
     #[command(long_about = SCORE_ABOUT)]
     Score(Box<ScoreArgs>),
+    /// Select the best rows of a dataset within a budget, the DEITA way:
+    /// by score, skipping rows too similar to one already taken.
+    #[command(long_about = SELECT_ABOUT)]
+    Select(SelectArgs),
 }
+
+#[derive(Args, Debug)]
+pub struct SelectArgs {
+    /// The dataset file (JSONL or a JSON array), e.g. `evol score`'s
+    /// `scored.jsonl`.
+    pub input: PathBuf,
+    /// Output directory: `selected.jsonl`, `similar.jsonl`, `stats.json`,
+    /// and the journal caching the embeddings.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// How many rows to take.
+    #[arg(long, value_name = "K")]
+    pub budget: usize,
+    /// The score: the product of these numeric fields (comma-separated),
+    /// e.g. `difficulty`; rows missing one are not taken.
+    #[arg(long, default_value = "complexity,quality", value_name = "FIELDS")]
+    pub by: String,
+    /// A row is skipped when its cosine similarity to a row already taken
+    /// is above this.
+    #[arg(long, default_value_t = 0.9)]
+    pub threshold: f32,
+    /// An OpenAI-compatible server with `/v1/embeddings` (without it, a
+    /// lexical similarity is used and named in the output).
+    #[arg(long, value_name = "URL")]
+    pub embed_endpoint: Option<String>,
+    /// The embedding model the server serves.
+    #[arg(long, value_name = "NAME", requires = "embed_endpoint")]
+    pub embed_model: Option<String>,
+    /// Name of the environment variable that holds the server's API key.
+    #[arg(long, default_value = "OPENAI_API_KEY", value_name = "VAR")]
+    pub api_key_env: String,
+    /// Texts per embeddings request.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub embed_batch: usize,
+    /// The field holding the instruction (with an Alpaca `input` joined);
+    /// the text compared is the instruction and the response (`output` or
+    /// `response`) when there is one.
+    #[arg(long, default_value = "instruction", value_name = "NAME")]
+    pub field: String,
+    /// Layout of the input: auto, jsonl or json.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// Start over: remove OUT's earlier files and journal (and its cached
+    /// embeddings).
+    #[arg(long)]
+    pub fresh: bool,
+    /// No log lines; errors only.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+const SELECT_ABOUT: &str = "\
+Select the best rows of a dataset within a budget, the DEITA way.
+
+Rows are sorted by score (--by: the product of the named numeric fields, by default DEITA's complexity x quality as `evol score --deita` writes them), highest first, ties in file order. A row is taken only if its cosine similarity to every row already taken is at most --threshold (0.9), until --budget rows are taken; so of two near-identical rows the higher-scored one is kept and the other dropped. Rows without a score are counted and never taken.
+
+Similarity: embeddings from --embed-endpoint (an OpenAI-compatible /v1/embeddings, with --embed-model), cached in OUT's journal so a rerun computes none again; without one, a lexical similarity (hashed TF-IDF of words and word pairs), named as such in the output and stats.json.
+
+Writes OUT/selected.jsonl (the rows taken, as read, in the order taken), OUT/similar.jsonl (each row left out as too similar: its place, the row taken it is closest to, their similarity) and OUT/stats.json.";
 
 #[derive(Args, Debug)]
 pub struct ScoreArgs {

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             Command::Batch(command) => commands::batch::batch(command).await,
             Command::Dedup(args) => commands::dedup::dedup(args),
             Command::Score(args) => commands::score::score(*args).await,
+            Command::Select(args) => commands::select::select(args).await,
         }
     });
     // Do not wait for calls still in flight after an error or Ctrl-C.

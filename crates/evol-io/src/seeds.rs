@@ -41,8 +41,10 @@ impl FromStr for SeedFormat {
     }
 }
 
-/// A place in a seed file: a line, or an item of a JSON array.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A place in a seed file: a line, or an item of a JSON array (in JSON,
+/// `{"line": 12}` or `{"item": 3}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Place {
     Line(usize),
     Item(usize),

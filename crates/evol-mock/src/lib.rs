@@ -133,6 +133,9 @@ pub struct MockStats {
     /// Scoring requests (difficulty, complexity, quality).
     #[serde(default)]
     pub score: u64,
+    /// Texts embedded (`/v1/embeddings` inputs).
+    #[serde(default)]
+    pub embedded: u64,
     pub faults: u64,
     /// Requests refused by the rate limit (`rate_limit`).
     #[serde(default)]
@@ -172,6 +175,7 @@ pub(crate) struct Shared {
     judge: AtomicU64,
     answer: AtomicU64,
     score: AtomicU64,
+    embedded: AtomicU64,
     faults: AtomicU64,
     busy_micros: AtomicU64,
     flight: Mutex<Flight>,
@@ -208,6 +212,7 @@ impl Shared {
             judge: self.judge.load(Ordering::Relaxed),
             answer: self.answer.load(Ordering::Relaxed),
             score: self.score.load(Ordering::Relaxed),
+            embedded: self.embedded.load(Ordering::Relaxed),
             faults: self.faults.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
             busy_seconds: self.busy_micros.load(Ordering::Relaxed) as f64 / 1e6,
@@ -279,6 +284,7 @@ pub fn app(config: MockConfig) -> Router {
         judge: AtomicU64::new(0),
         answer: AtomicU64::new(0),
         score: AtomicU64::new(0),
+        embedded: AtomicU64::new(0),
         faults: AtomicU64::new(0),
         busy_micros: AtomicU64::new(0),
         flight: Mutex::new(Flight::default()),
@@ -289,6 +295,7 @@ pub fn app(config: MockConfig) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
+        .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/models", get(models))
         .route("/health", get(|| async { "ok" }))
@@ -349,6 +356,57 @@ pub(crate) fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|given| given == key),
     }
+}
+
+/// `POST /v1/embeddings`: a deterministic 64-dimension vector per input,
+/// a hashed bag of its lower-cased words, so that texts sharing words are
+/// close (cosine) and unrelated ones far apart.
+async fn embeddings(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    shared.requests.fetch_add(1, Ordering::Relaxed);
+    if !authorized(&shared, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "invalid API key", "invalid_api_key");
+    }
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"), "invalid_request"),
+    };
+    let inputs: Vec<String> = match &request["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect(),
+        _ => {
+            return error(StatusCode::BAD_REQUEST, "`input` must be a string or an array of strings", "invalid_request")
+        }
+    };
+    shared.embedded.fetch_add(inputs.len() as u64, Ordering::Relaxed);
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| json!({ "object": "embedding", "index": index, "embedding": embed(text) }))
+        .collect();
+    let tokens: usize = inputs.iter().map(|t| t.split_whitespace().count()).sum();
+    Json(json!({
+        "object": "list",
+        "data": data,
+        "model": request["model"].as_str().unwrap_or("mock"),
+        "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
+    }))
+    .into_response()
+}
+
+/// A hashed bag of words, L2-normalised.
+fn embed(text: &str) -> Vec<f32> {
+    let mut v = vec![0f32; 64];
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        let h = splitmix(word.to_lowercase().bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))));
+        v[(h % 64) as usize] += if h & (1 << 40) == 0 { 1.0 } else { -1.0 };
+    }
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    } else {
+        v[0] = 1.0;
+    }
+    v
 }
 
 async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {

@@ -168,6 +168,48 @@ impl OpenAiClient {
         }
     }
 
+    /// Embeds `inputs` with the client's model (`POST {base}/embeddings`),
+    /// one vector per input, in order; transient failures are retried as
+    /// chat calls are.
+    pub async fn embed(&self, inputs: &[String]) -> Result<Vec<Vec<f32>>, ChatError> {
+        let url = format!("{}/embeddings", self.base);
+        let body = serde_json::json!({ "model": self.model, "input": inputs });
+        let mut retries = 0;
+        loop {
+            let failure = match self.http.post(&url).json(&body).send().await {
+                Err(e) => Failure::transient(describe_transport(&e, &url)),
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = retry::server_hint(response.headers(), SystemTime::now());
+                    let text = response.text().await.unwrap_or_default();
+                    if status.is_success() {
+                        return wire::parse_embeddings(&text, inputs.len()).map_err(|e| {
+                            ChatError::new(
+                                ErrorKind::Exhausted,
+                                evol_text::scrub(&format!("unreadable embeddings from `{url}`: {e}")).into_owned(),
+                            )
+                        });
+                    }
+                    let code = wire::error_code(&text);
+                    let message = http_message(status, &text, &url);
+                    let mut signals = Signals { answered: true, retry_after, ..Signals::default() };
+                    signals.overloaded = matches!(status.as_u16(), 408 | 429 | 503);
+                    match retry::classify_status(status, code.as_deref()) {
+                        retry::StatusClass::Retry => {
+                            Failure { retry: true, kind: ErrorKind::Exhausted, signals, message }
+                        }
+                        retry::StatusClass::Fail(kind) => Failure { retry: false, kind, signals, message },
+                    }
+                }
+            };
+            if !failure.retry || retries >= self.retry.max_retries {
+                return Err(failure.into_error(retries));
+            }
+            tokio::time::sleep(self.retry.delay(retries, failure.signals.retry_after, &mut rand::rng())).await;
+            retries += 1;
+        }
+    }
+
     async fn attempt(&self, body: &serde_json::Value, tag: Option<&str>) -> Result<ChatResponse, Failure> {
         let url = format!("{}/chat/completions", self.base);
         let mut post = self.http.post(&url).json(body);

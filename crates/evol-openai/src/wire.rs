@@ -68,9 +68,54 @@ pub fn parse_model_list(body: &str) -> Option<Vec<String>> {
     )
 }
 
+/// The vectors of an embeddings reply (`data[].embedding`, put in the
+/// order of `data[].index`), which must hold one per input.
+pub(crate) fn parse_embeddings(text: &str, inputs: usize) -> Result<Vec<Vec<f32>>, String> {
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        data: Vec<Item>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        #[serde(default)]
+        index: Option<usize>,
+        embedding: Vec<f32>,
+    }
+    let reply: Reply = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let mut vectors: Vec<Option<Vec<f32>>> = vec![None; inputs];
+    for (position, item) in reply.data.into_iter().enumerate() {
+        let index = item.index.unwrap_or(position);
+        if index >= inputs || vectors[index].is_some() {
+            return Err(format!("an embedding for input {index} of {inputs}"));
+        }
+        if item.embedding.is_empty() || item.embedding.iter().any(|x| !x.is_finite()) {
+            return Err(format!("the embedding of input {index} is empty or not finite"));
+        }
+        vectors[index] = Some(item.embedding);
+    }
+    let vectors: Vec<Vec<f32>> = vectors.into_iter().flatten().collect();
+    if vectors.len() != inputs {
+        return Err(format!("{} embeddings for {inputs} inputs", vectors.len()));
+    }
+    if vectors.iter().any(|v| v.len() != vectors[0].len()) {
+        return Err("embeddings of different lengths".into());
+    }
+    Ok(vectors)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn embeddings_are_read_in_index_order_and_checked() {
+        let text = r#"{"object":"list","data":[{"index":1,"embedding":[0.0,1.0]},{"index":0,"embedding":[1.0,0.0]}],"usage":{"prompt_tokens":3}}"#;
+        assert_eq!(parse_embeddings(text, 2).unwrap(), [vec![1.0, 0.0], vec![0.0, 1.0]]);
+        assert!(parse_embeddings(text, 3).unwrap_err().contains("2 embeddings for 3"));
+        assert!(parse_embeddings(r#"{"data":[{"embedding":[1.0]},{"embedding":[1.0,2.0]}]}"#, 2).is_err());
+        assert!(parse_embeddings(r#"{"data":[{"index":5,"embedding":[1.0]}]}"#, 1).is_err());
+        assert!(parse_embeddings("oops", 1).is_err());
+    }
 
     #[test]
     fn minimal_and_rich_replies() {

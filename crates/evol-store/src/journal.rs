@@ -35,7 +35,7 @@ pub const FILE: &str = "journal.sqlite";
 
 /// The schema this release writes. 0: evol 0.1.0 (unversioned); 1: records
 /// keyed by space and id, the identity's operations as definitions.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, record TEXT NOT NULL);
@@ -47,7 +47,9 @@ const SCHEMA: &str = "
         space TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,
         order_key INTEGER NOT NULL, PRIMARY KEY (space, id));
     CREATE INDEX IF NOT EXISTS records_by_kind ON records (kind, id);
-    CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, settled INTEGER NOT NULL DEFAULT 0);";
+    CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, settled INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE IF NOT EXISTS embeddings (
+        model TEXT NOT NULL, digest TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, digest));";
 
 const IDENTITY: &str = "identity";
 const STATE: &str = "state";
@@ -109,6 +111,41 @@ impl SqliteJournal {
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let conn = self.conn.lock().unwrap();
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])?;
+        Ok(())
+    }
+
+    /// The cached embeddings of `model` for the texts of these digests.
+    pub fn embeddings(
+        &self,
+        model: &str,
+        digests: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<f32>>, StoreError> {
+        let conn = self.conn.lock().unwrap();
+        let mut query = conn.prepare_cached("SELECT vector FROM embeddings WHERE model = ?1 AND digest = ?2")?;
+        let mut found = std::collections::HashMap::new();
+        for digest in digests {
+            let vector: Option<Vec<u8>> = query.query_row(params![model, digest], |r| r.get(0)).optional()?;
+            if let Some(bytes) = vector {
+                let v = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                found.insert(digest.clone(), v);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Caches embeddings of `model` by text digest, in one transaction.
+    pub fn put_embeddings(&self, model: &str, items: &[(String, Vec<f32>)]) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction()?;
+        {
+            let mut insert =
+                tx.prepare_cached("INSERT OR REPLACE INTO embeddings (model, digest, vector) VALUES (?1, ?2, ?3)")?;
+            for (digest, vector) in items {
+                let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                insert.execute(params![model, digest, bytes])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -430,6 +467,7 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
         if from == 0 && has_tables {
             migrate_0_to_1(conn)?;
         }
+        // 1 -> 2: the `embeddings` table, which the schema creates.
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(())

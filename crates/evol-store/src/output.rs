@@ -31,12 +31,16 @@ pub const DATASET: &str = "dataset.jsonl";
 pub const STATS: &str = "stats.json";
 /// The rows of `evol score`, with their scores.
 pub const SCORED: &str = "scored.jsonl";
+/// The rows `evol select` took, and those it left out as too similar.
+pub const SELECTED: &str = "selected.jsonl";
+pub const SIMILAR: &str = "similar.jsonl";
 /// Dataset rows left out as duplicates of earlier rows.
 pub const DUPLICATES: &str = "duplicates.jsonl";
 /// The journal of committed calls (SQLite, with its `-wal` and `-shm`).
 pub const JOURNAL: &str = "journal.sqlite";
 
-const RUN_FILES: &[&str] = &[EVOLVED, REJECTED, SEED_ANSWERS, SEED_SCORES, DATASET, STATS, DUPLICATES, SCORED];
+const RUN_FILES: &[&str] =
+    &[EVOLVED, REJECTED, SEED_ANSWERS, SEED_SCORES, DATASET, STATS, DUPLICATES, SCORED, SELECTED, SIMILAR];
 const JOURNAL_FILES: &[&str] = &[JOURNAL, "journal.sqlite-wal", "journal.sqlite-shm"];
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {

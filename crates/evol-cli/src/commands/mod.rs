@@ -8,6 +8,7 @@ pub mod merge;
 pub mod models;
 pub mod run;
 pub mod score;
+pub mod select;
 pub mod serve;
 pub mod status;
 pub mod templates;

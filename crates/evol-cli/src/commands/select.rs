@@ -1,0 +1,248 @@
+//! `evol select IN -o OUT --budget K`: DEITA's selection over a dataset.
+//!
+//! Reads every row, computes its score (the product of `--by` fields) and
+//! its vector (embeddings from a server, cached in OUT's journal by model
+//! and text digest; or the lexical fallback), then runs
+//! [`evol_select::select`] and writes the rows taken as they were read.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use evol_io::{open_rows, Layout, Row, RowWriter, TextField};
+use evol_llm::ChatModel;
+use evol_openai::{ClientConfig, OpenAiClient};
+use evol_store::output::{SELECTED, SIMILAR, STATS};
+use evol_store::{OutputDir, SqliteJournal};
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cli::SelectArgs;
+use crate::settings::UsageError;
+
+/// Embedding requests in flight at once.
+const EMBED_CONCURRENCY: usize = 4;
+
+/// What `stats.json` holds for a selection.
+#[derive(Serialize)]
+struct StatsFile<'a> {
+    evol_version: &'static str,
+    rows: usize,
+    scored: usize,
+    unscored: usize,
+    taken: usize,
+    /// Rows left out as too similar to a row taken.
+    similar: usize,
+    budget: usize,
+    threshold: f32,
+    by: &'a [String],
+    /// What the similarity is computed from.
+    similarity: String,
+    /// Embeddings computed by this run, and taken from the cache.
+    embedded: usize,
+    cached: usize,
+    /// The lowest and highest score among the rows taken.
+    taken_scores: Option<(f64, f64)>,
+}
+
+/// One line of `similar.jsonl`.
+#[derive(Serialize)]
+struct SimilarLine {
+    removed: evol_io::seeds::Place,
+    kept: evol_io::seeds::Place,
+    similarity: f32,
+}
+
+pub async fn select(args: SelectArgs) -> anyhow::Result<()> {
+    let by: Vec<String> = args.by.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if by.is_empty() {
+        return Err(UsageError("--by names no field".into()).into());
+    }
+    if args.budget == 0 {
+        return Err(UsageError("--budget must be at least 1".into()).into());
+    }
+    if !(args.threshold.is_finite() && (-1.0..=1.0).contains(&args.threshold)) {
+        return Err(UsageError("--threshold must be a cosine similarity, from -1 to 1".into()).into());
+    }
+    if !(1..=2048).contains(&args.embed_batch) {
+        return Err(UsageError("--embed-batch must be between 1 and 2048".into()).into());
+    }
+    let field: TextField = args.field.parse().map_err(|e: String| UsageError(format!("--field: {e}")))?;
+    let format = args.format.parse().map_err(|e: String| UsageError(format!("--format: {e}")))?;
+    let client = match &args.embed_endpoint {
+        None => None,
+        Some(url) => {
+            let Some(model) = args.embed_model.clone() else {
+                return Err(UsageError("--embed-endpoint needs --embed-model".into()).into());
+            };
+            let mut config = ClientConfig::new(url, model);
+            config.api_key = std::env::var(&args.api_key_env).ok().filter(|k| !k.trim().is_empty());
+            Some(OpenAiClient::new(config).map_err(|e| UsageError(format!("--embed-endpoint: {e}")))?)
+        }
+    };
+
+    // The rows, their texts and scores.
+    let reader = open_rows(&args.input, format)?;
+    if reader.layout() == Layout::Text {
+        bail!("`{}` is plain text: selection needs rows with score fields (JSONL or JSON)", args.input.display());
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
+    let mut scores: Vec<Option<f64>> = Vec::new();
+    for row in reader {
+        let row = row?;
+        let place = row.place;
+        let object = row.object().map_err(|e| anyhow::anyhow!("`{}` {place}: {e}", args.input.display()))?;
+        let (instruction, _) =
+            row.text(&field).map_err(|e| anyhow::anyhow!("`{}` {place}: {e}", args.input.display()))?;
+        let response = ["output", "response"].iter().find_map(|k| object.get(*k).and_then(Value::as_str));
+        texts.push(match response {
+            Some(r) if !r.trim().is_empty() => format!("{instruction}\n\n{r}"),
+            _ => instruction,
+        });
+        scores.push(by.iter().try_fold(1.0, |acc, f| object.get(f).and_then(Value::as_f64).map(|v| acc * v)));
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        bail!("`{}` holds no row", args.input.display());
+    }
+    let scored = scores.iter().filter(|s| s.is_some()).count();
+    if scored == 0 {
+        bail!(
+            "no row of `{}` has the numeric field(s) {} (score them with `evol score`, or name others with --by)",
+            args.input.display(),
+            by.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
+
+    let out = OutputDir::prepare(&args.output, args.fresh)?;
+    let journal = Arc::new(out.journal()?);
+    let (vectors, similarity, embedded, cached) = match &client {
+        None => {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            (evol_select::lexical(&refs), evol_select::LEXICAL.to_string(), 0, 0)
+        }
+        Some(client) => {
+            let (vectors, embedded, cached) = embed(client, &journal, &texts, args.embed_batch, args.quiet).await?;
+            let name = format!("embeddings of `{}` from `{}`", client.name(), evol_text::redact_url(client.base_url()));
+            (vectors, name, embedded, cached)
+        }
+    };
+
+    let selection = evol_select::select(&scores, &vectors, args.budget, args.threshold);
+    let mut writer = RowWriter::create(&out.path(SELECTED), evol_io::Layout::Jsonl)
+        .with_context(|| format!("cannot write `{}`", out.path(SELECTED).display()))?;
+    for &i in &selection.taken {
+        match &rows[i].body {
+            evol_io::Body::Line(_) => writer.write(&rows[i]),
+            _ => writer.write_object(&rows[i].object().map_err(anyhow::Error::msg)?),
+        }
+        .with_context(|| format!("cannot write `{}`", out.path(SELECTED).display()))?;
+    }
+    writer.finish().with_context(|| format!("cannot write `{}`", out.path(SELECTED).display()))?;
+    let mut similar = RowWriter::create(&out.path(SIMILAR), evol_io::Layout::Jsonl)
+        .with_context(|| format!("cannot write `{}`", out.path(SIMILAR).display()))?;
+    for &(row, kept, s) in &selection.similar {
+        let line =
+            SimilarLine { removed: rows[row].place, kept: rows[kept].place, similarity: (s * 1000.0).round() / 1000.0 };
+        similar.write_json(&line).with_context(|| format!("cannot write `{}`", out.path(SIMILAR).display()))?;
+    }
+    similar.finish().with_context(|| format!("cannot write `{}`", out.path(SIMILAR).display()))?;
+    let taken_scores = selection
+        .taken
+        .iter()
+        .filter_map(|&i| scores[i])
+        .fold(None, |acc: Option<(f64, f64)>, s| Some(acc.map_or((s, s), |(lo, hi)| (lo.min(s), hi.max(s)))));
+    out.write_json(
+        STATS,
+        &StatsFile {
+            evol_version: env!("CARGO_PKG_VERSION"),
+            rows: rows.len(),
+            scored,
+            unscored: selection.unscored.len(),
+            taken: selection.taken.len(),
+            similar: selection.similar.len(),
+            budget: args.budget,
+            threshold: args.threshold,
+            by: &by,
+            similarity: similarity.clone(),
+            embedded,
+            cached,
+            taken_scores,
+        },
+    )?;
+    if !args.quiet {
+        let short = if selection.taken.len() < args.budget { " (fewer than the budget: the pool ran out)" } else { "" };
+        eprintln!(
+            "{}",
+            evol_text::shown(&format!(
+                "evol: took {} of {} rows{short} by {} (threshold {}, {similarity}); {} left out as too similar, {} without a score",
+                selection.taken.len(),
+                rows.len(),
+                by.join(" x "),
+                args.threshold,
+                selection.similar.len(),
+                selection.unscored.len()
+            ))
+        );
+        eprintln!(
+            "evol: wrote {}, {}, {}",
+            out.path(SELECTED).display(),
+            out.path(SIMILAR).display(),
+            out.path(STATS).display()
+        );
+    }
+    Ok(())
+}
+
+/// Every text's embedding, L2-normalised: from the journal's cache, else
+/// from the server in batches (each batch cached once it arrives, so a
+/// stopped run keeps what it got). Returns the vectors and how many were
+/// computed and cached.
+async fn embed(
+    client: &OpenAiClient,
+    journal: &Arc<SqliteJournal>,
+    texts: &[String],
+    batch: usize,
+    quiet: bool,
+) -> anyhow::Result<(Vec<Vec<f32>>, usize, usize)> {
+    let model = client.name().to_string();
+    let digests: Vec<String> = texts.iter().map(|t| blake3::hash(t.as_bytes()).to_hex().to_string()).collect();
+    let mut known = journal.embeddings(&model, &digests)?;
+    let cached = known.len();
+    let mut missing: Vec<usize> = (0..texts.len()).filter(|&i| !known.contains_key(&digests[i])).collect();
+    missing.dedup_by(|a, b| digests[*a] == digests[*b]);
+    let mut seen = std::collections::HashSet::new();
+    missing.retain(|&i| seen.insert(digests[i].clone()));
+    if !quiet && !missing.is_empty() {
+        eprintln!("evol: embedding {} texts with `{model}` ({cached} cached)", missing.len());
+    }
+    let chunks: Vec<Vec<usize>> = missing.chunks(batch).map(<[usize]>::to_vec).collect();
+    let mut replies = futures::stream::iter(chunks)
+        .map(|chunk| async move {
+            let inputs: Vec<String> = chunk.iter().map(|&i| texts[i].clone()).collect();
+            client.embed(&inputs).await.map(|vectors| (chunk, vectors))
+        })
+        .buffer_unordered(EMBED_CONCURRENCY);
+    let mut embedded = 0;
+    while let Some(reply) = replies.next().await {
+        let (chunk, vectors) = reply.map_err(|e| anyhow::anyhow!("embedding failed: {e}"))?;
+        let items: Vec<(String, Vec<f32>)> = chunk.iter().zip(vectors).map(|(&i, v)| (digests[i].clone(), v)).collect();
+        journal.put_embeddings(&model, &items)?;
+        embedded += items.len();
+        known.extend(items);
+    }
+    let dim = known.values().next().map_or(0, Vec::len);
+    let vectors = digests
+        .iter()
+        .map(|d| {
+            let mut v = known[d].clone();
+            if v.len() != dim {
+                bail!("the embeddings of `{model}` have different lengths ({} and {dim})", v.len());
+            }
+            evol_select::normalize(&mut v);
+            Ok(v)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((vectors, embedded, cached))
+}
