@@ -627,6 +627,20 @@ mod tests {
     use evol_llm::{FinishReason, Usage};
 
     #[test]
+    fn embeddings_are_cached_by_model_and_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+        j.put_embeddings("m", &[("d1".into(), vec![0.5, -1.25]), ("d2".into(), vec![3.0, 0.0])]).unwrap();
+        let found = j.embeddings("m", &["d1".into(), "d3".into()]).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found["d1"], [0.5, -1.25]);
+        assert!(j.embeddings("other", &["d1".into()]).unwrap().is_empty(), "another model's are not used");
+        drop(j);
+        let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+        assert_eq!(j.embeddings("m", &["d2".into()]).unwrap()["d2"], [3.0, 0.0], "kept across opens");
+    }
+
+    #[test]
     fn commits_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE);
