@@ -383,14 +383,18 @@ pub struct ServeArgs {
 const RUN_ABOUT: &str = "\
 Evolve seed instructions through rounds, filter failed evolutions, answer what survives, and write the dataset.
 
-Every seed runs its own chain of --rounds steps. A step draws one operation (from --ops), asks the model to rewrite the instruction with it, cleans the reply, and eliminates failed evolutions: copied prompt words, an \"Equal\" verdict of the judge (no information gain), an answer that says sorry in fewer than 80 words, an answer of only stop words and punctuation. A failed step leaves the parent to be evolved again in the next round.
+Every seed runs its own chain of --rounds steps. A step draws one operation (from --ops), asks the model to rewrite the instruction with it, cleans the reply, and eliminates failed evolutions: copied prompt words, a near duplicate of the parent, an earlier evolution or any seed (--no-dedup; --dedup-* set the comparison, as `evol dedup`'s), an \"Equal\" verdict of the judge (no information gain), an answer that says sorry in fewer than 80 words, an answer of only stop words and punctuation. A failed step leaves the parent to be evolved again in the next round. Rows of the dataset that duplicate a row before them (in the dataset's order) are left out of it and listed in duplicates.jsonl.
+
+--score-difficulty: a scorer (--score-model) rates every seed and accepted evolution from 1 to 10 as the run goes; the summary and stats.json show the mean and spread per round, which should rise. A reply without a readable score is kept as unreadable and counted, never given a default.
 
 Output files in OUT:
   evolved.jsonl   one line per accepted evolution, written as soon as it is accepted
                   (id, seed_id, parent_id, round, operation, instruction, response, model, usage)
   rejected.jsonl  one line per failed evolution, with `reason` (the rule, or request_failed)
   seeds.jsonl     the seeds' own answers (with --include-seeds)
-  dataset.jsonl   the final merged dataset: instruction + output, shuffled by --seed
+  seed_scores.jsonl  the seeds' difficulty scores (with --score-difficulty)
+  dataset.jsonl   the final merged dataset: instruction + output (+ difficulty), shuffled by --seed
+  duplicates.jsonl  dataset rows left out as duplicates of earlier rows, with the row kept
   stats.json      per round and per operation: attempted, accepted, rejected by reason,
                   requests, retries, failures, tokens, busy and wall time
 

@@ -53,6 +53,47 @@ fn run_uses_the_embedded_default_model() {
 }
 
 #[test]
+fn the_default_model_scores_difficulty_and_every_reply_is_counted() {
+    // The tiny default model is a weak scorer: what matters is that each
+    // reply is either a score in range or kept as unreadable, none lost
+    // and none defaulted, and that a rerun sends nothing.
+    let dir = Dir::new();
+    let input = dir.write(
+        "rows.jsonl",
+        "{\"instruction\": \"Name a fruit.\"}\n{\"instruction\": \"Prove that there are infinitely many primes, then generalise the proof to primes of the form 4k+3.\"}\n{\"instruction\": \"What is 2 + 2?\"}\n",
+    );
+    let out = dir.path("scores");
+    let args = [
+        "score",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--difficulty",
+        "--score-max-tokens",
+        "24",
+        "--ctx-size",
+        "4096",
+        "--parallel",
+        "4",
+    ];
+    assert_success(&evol(&args));
+    let stats = read_json(&out.join("stats.json"));
+    let d = &stats["scores"]["difficulty"];
+    assert_eq!(d["scored"].as_u64().unwrap() + d["unreadable"].as_u64().unwrap(), 3, "{d}");
+    assert_eq!(stats["model"], "smollm2-135m-instruct");
+    for row in read_lines(&out.join("scored.jsonl")) {
+        match row["difficulty"].as_f64() {
+            Some(score) => assert!((1.0..=10.0).contains(&score), "{row}"),
+            None => assert!(row["difficulty_unreadable"].is_string(), "{row}"),
+        }
+    }
+    let calls = stats["journal"]["calls"].as_u64().unwrap();
+    assert_success(&evol(&args));
+    assert_eq!(read_json(&out.join("stats.json"))["journal"]["calls"].as_u64().unwrap(), calls);
+    assert_eq!(read_json(&out.join("stats.json"))["replayed_calls"], 3, "replayed, not sent");
+}
+
+#[test]
 fn a_second_architecture_runs_with_a_chat_template() {
     let dir = Dir::new();
     let seeds = dir.write("seeds.txt", "Name a fruit.\nWhat is rain?\n");

@@ -102,6 +102,7 @@ fn evol_score_scores_any_file_ranks_versions_together_and_resumes_without_paying
     let requests = mock.stats().requests;
     assert_success(&evol(&[&["score", evolved.to_str().unwrap(), "-o", out.to_str().unwrap()], &flags[..]].concat()));
     assert_eq!(mock.stats().requests, requests);
+    assert_eq!(read_json(&out.join("stats.json"))["replayed_calls"].as_u64().unwrap() as usize, calls);
     assert_eq!(std::fs::read_to_string(out.join("scored.jsonl")).unwrap(), text);
     let other = evol(&[
         "score",

@@ -206,6 +206,7 @@ pub async fn score(args: ScoreArgs) -> anyhow::Result<()> {
             unreadable_rows: unreadable,
             calls: jobs.len(),
             calls_done: done,
+            replayed_calls: snapshot.replayed_calls,
             scores: &tallies,
             total: &snapshot.total,
             journal: journal.call_totals()?,
@@ -251,6 +252,8 @@ struct StatsFile<'a> {
     unreadable_rows: usize,
     calls: usize,
     calls_done: usize,
+    /// Calls answered from the journal (made by an earlier attempt).
+    replayed_calls: u64,
     /// Per measure: scores read, replies unreadable, calls failed, mean
     /// and standard deviation of the scores read.
     scores: &'a BTreeMap<Measure, ScoreTally>,
