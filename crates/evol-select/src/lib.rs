@@ -13,7 +13,6 @@
 //! such in every output). Everything here is pure computation.
 
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// What a selection did with each row.
@@ -100,40 +99,49 @@ pub fn normalize(v: &mut [f32]) {
 }
 
 /// Dimensions of the lexical vectors.
-pub const LEXICAL_DIM: usize = 1024;
+pub const LEXICAL_DIM: usize = 256;
 
 /// The name outputs give the lexical fallback.
-pub const LEXICAL: &str = "lexical: hashed TF-IDF of words and word pairs (1024 dims)";
+pub const LEXICAL: &str = "lexical: hashed TF-IDF of words and word pairs (256 dims)";
+
+/// Buckets of the document-frequency table (a count per hashed term).
+const DF_BUCKETS: usize = 1 << 22;
 
 /// Lexical vectors: the TF-IDF weights of each text's words and word
 /// pairs (after `evol-dedup`'s normalisation), hashed with signs into
 /// [`LEXICAL_DIM`] dimensions, L2-normalised. Texts sharing rare words
 /// and phrases are close; the weights come from the texts given.
+///
+/// Document frequencies are counted in a fixed table of hashed terms
+/// (16 MB whatever the number of texts; two terms sharing a bucket share
+/// a count, which only lowers a rare term's weight a little), and terms
+/// are computed again for the weights rather than kept.
 pub fn lexical(texts: &[&str]) -> Vec<Vec<f32>> {
-    let terms: Vec<Vec<u64>> = texts.par_iter().map(|t| terms(t)).collect();
-    let mut df: FxHashMap<u64, u32> = FxHashMap::default();
-    for doc in &terms {
-        let mut seen: Vec<u64> = doc.clone();
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    let df: Vec<AtomicU32> = (0..DF_BUCKETS).map(|_| AtomicU32::new(0)).collect();
+    texts.par_iter().for_each(|t| {
+        let mut seen = terms(t);
         seen.sort_unstable();
         seen.dedup();
-        for t in seen {
-            *df.entry(t).or_default() += 1;
+        for term in seen {
+            df[(term % DF_BUCKETS as u64) as usize].fetch_add(1, Relaxed);
         }
-    }
+    });
     let n = texts.len() as f32;
-    terms
+    texts
         .par_iter()
-        .map(|doc| {
-            let mut tf: FxHashMap<u64, f32> = FxHashMap::default();
-            for t in doc {
-                *tf.entry(*t).or_default() += 1.0;
-            }
+        .map(|t| {
+            let mut doc = terms(t);
+            doc.sort_unstable();
             let mut v = vec![0f32; LEXICAL_DIM];
-            for (t, count) in tf {
-                let idf = ((1.0 + n) / (1.0 + df[&t] as f32)).ln() + 1.0;
+            for run in doc.chunk_by(|a, b| a == b) {
+                let term = run[0];
+                let count = run.len() as f32;
+                let frequency = df[(term % DF_BUCKETS as u64) as usize].load(Relaxed).max(1) as f32;
+                let idf = ((1.0 + n) / (1.0 + frequency)).ln() + 1.0;
                 let weight = (1.0 + count.ln()) * idf;
-                let sign = if t >> 63 == 0 { 1.0 } else { -1.0 };
-                v[(t % LEXICAL_DIM as u64) as usize] += sign * weight;
+                let sign = if term >> 63 == 0 { 1.0 } else { -1.0 };
+                v[((term >> 32) % LEXICAL_DIM as u64) as usize] += sign * weight;
             }
             normalize(&mut v);
             v
@@ -144,10 +152,10 @@ pub fn lexical(texts: &[&str]) -> Vec<Vec<f32>> {
 /// A text's terms: its normalised words and pairs of neighbouring words.
 fn terms(text: &str) -> Vec<u64> {
     let normal = evol_dedup::normalize(text);
-    let words: Vec<&str> = evol_dedup::words(&normal).collect();
-    let mut out: Vec<u64> = words.iter().map(|w| xxh3_64(w.as_bytes())).collect();
+    let words: Vec<u64> = evol_dedup::words(&normal).map(|w| xxh3_64(w.as_bytes())).collect();
+    let mut out = words.clone();
     for pair in words.windows(2) {
-        out.push(xxh3_64(format!("{} {}", pair[0], pair[1]).as_bytes()));
+        out.push(xxh3_64(&[pair[0].to_le_bytes(), pair[1].to_le_bytes()].concat()));
     }
     out
 }
