@@ -87,8 +87,11 @@ pub struct SelectArgs {
     /// lexical similarity is used and named in the output).
     #[arg(long, value_name = "URL")]
     pub embed_endpoint: Option<String>,
-    /// The embedding model the server serves.
-    #[arg(long, value_name = "NAME", requires = "embed_endpoint")]
+    /// The embedding model: with --embed-endpoint, the name the server
+    /// serves; without, a static embedding model from `evol models list`
+    /// run in-process (wordllama-l2-supercat-256, fetched from the package
+    /// registry on first use).
+    #[arg(long, value_name = "NAME")]
     pub embed_model: Option<String>,
     /// Name of the environment variable that holds the server's API key.
     #[arg(long, default_value = "OPENAI_API_KEY", value_name = "VAR")]

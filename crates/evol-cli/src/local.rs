@@ -15,6 +15,9 @@ pub fn resolve(model: Option<&str>, args: &EngineSettings, quiet: bool) -> anyho
     }
     let name = model.unwrap_or(evol_models::DEFAULT_MODEL);
     let entry = evol_models::find(name)?;
+    if entry.kind != evol_models::ModelKind::Chat {
+        anyhow::bail!("`{name}` is not a chat model (see `evol models list`)");
+    }
     let cache = evol_models::cache_dir()?;
     let path = evol_models::cached_path(&cache, entry);
     let cached = std::fs::metadata(&path).map(|m| m.len() == entry.size).unwrap_or(false);

@@ -119,3 +119,40 @@ fn selection_refuses_what_it_cannot_do() {
     assert_eq!(run.status.code(), Some(1));
     assert!(stderr(&run).contains("bad.jsonl` line 2: not valid JSON"), "{}", stderr(&run));
 }
+
+#[test]
+fn selection_with_the_in_process_embedding_model_drops_the_paraphrase() {
+    // The static model from the package registry (pulled on first use).
+    let dir = Dir::new();
+    let input = dir.write("scored.jsonl", &rows());
+    let out = dir.path("sel");
+    let args = [
+        "select",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--budget",
+        "5",
+        "--embed-model",
+        "wordllama-l2-supercat-256",
+    ];
+    assert_success(&evol(&args));
+    assert_eq!(ids(&out.join("selected.jsonl")), ["b", "a", "c", "low"]);
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!(stats["similarity"], "embeddings of `wordllama-l2-supercat-256`, in-process");
+    assert_eq!((stats["embedded"].as_u64(), stats["similar"].as_u64()), (Some(6), Some(1)));
+    assert_success(&evol(&args));
+    assert_eq!(read_json(&out.join("stats.json"))["cached"], 6, "the rerun takes them from the journal");
+    // A chat model is not an embedding model.
+    let run = evol(&[
+        "select",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--budget",
+        "5",
+        "--embed-model",
+        "smollm2-135m-instruct",
+    ]);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+}

