@@ -130,6 +130,128 @@ impl Index {
     }
 }
 
+/// A read-only index of a set of texts known at once (a run's seeds), in
+/// sorted arrays: about 8 bytes per band and one byte per hash of each
+/// text, half of [`Index`]'s hash tables. Built with [`FrozenBuilder`];
+/// [`FrozenIndex::find`] answers as [`Index::find`] would for the same
+/// texts inserted in the same order.
+#[derive(Debug)]
+pub struct FrozenIndex {
+    params: Params,
+    /// (exact hash, position), sorted.
+    exact: Vec<(u128, u32)>,
+    /// Per band: (key, position), sorted.
+    bands: Vec<Vec<(u32, u32)>>,
+    signatures: Vec<u8>,
+    len: u32,
+}
+
+/// Gathers the texts of a [`FrozenIndex`].
+#[derive(Debug)]
+pub struct FrozenBuilder {
+    index: FrozenIndex,
+}
+
+impl FrozenBuilder {
+    pub fn new(params: Params) -> FrozenBuilder {
+        FrozenBuilder {
+            index: FrozenIndex {
+                params,
+                exact: Vec::new(),
+                bands: (0..params.bands).map(|_| Vec::new()).collect(),
+                signatures: Vec::new(),
+                len: 0,
+            },
+        }
+    }
+
+    /// Adds a text; returns its position.
+    pub fn push(&mut self, fingerprint: &Fingerprint) -> u32 {
+        let index = &mut self.index;
+        let at = index.len;
+        assert!(at < NONE, "an index holds fewer than 2^32 - 1 texts");
+        index.exact.push((fingerprint.exact, at));
+        match fingerprint.signature() {
+            Some(signature) => {
+                index.signatures.extend_from_slice(signature);
+                for (band, key) in fingerprint.bands().iter().enumerate() {
+                    index.bands[band].push((*key, at));
+                }
+            }
+            None => index.signatures.resize(index.signatures.len() + index.params.hashes, 0),
+        }
+        index.len += 1;
+        at
+    }
+
+    pub fn finish(mut self) -> FrozenIndex {
+        let index = &mut self.index;
+        index.exact.sort_unstable();
+        for band in &mut index.bands {
+            band.sort_unstable();
+            band.shrink_to_fit();
+        }
+        index.exact.shrink_to_fit();
+        index.signatures.shrink_to_fit();
+        self.index
+    }
+}
+
+impl FrozenIndex {
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// As [`Index::find`]: an exact duplicate, else the most similar text
+    /// sharing a band at the threshold or above (the earliest of equals),
+    /// looking at the [`BUCKET_CHECKS`] latest texts of each bucket.
+    pub fn find(&self, fingerprint: &Fingerprint) -> Option<Match> {
+        self.find_among(fingerprint, u32::MAX, |_| true)
+    }
+
+    /// [`FrozenIndex::find`] among the texts before position `before` that
+    /// `kept` keeps: what an [`Index`] holding just those, inserted in
+    /// order, would answer. So a dataset known in advance is deduplicated
+    /// in two passes (index every row, then decide each in order) in the
+    /// memory of this index.
+    pub fn find_among(&self, fingerprint: &Fingerprint, before: u32, kept: impl Fn(u32) -> bool) -> Option<Match> {
+        let exact = self.exact.partition_point(|(hash, _)| *hash < fingerprint.exact);
+        let same = self.exact[exact..].iter().take_while(|(hash, at)| *hash == fingerprint.exact && *at < before);
+        if let Some(&(_, at)) = same.into_iter().find(|(_, at)| kept(*at)) {
+            return Some(Match { index: at, similarity: 1.0, exact: true });
+        }
+        let signature = fingerprint.signature()?;
+        let mut best: Option<Match> = None;
+        let mut seen: Vec<u32> = Vec::new();
+        for (band, key) in fingerprint.bands().iter().enumerate() {
+            let entries = &self.bands[band];
+            let end = entries.partition_point(|&(k, at)| k < *key || (k == *key && at < before));
+            let start = entries[..end].partition_point(|(k, _)| k < key);
+            let candidates = entries[start..end].iter().rev().filter(|(_, at)| kept(*at)).take(BUCKET_CHECKS);
+            for &(_, at) in candidates {
+                if seen.contains(&at) {
+                    continue;
+                }
+                seen.push(at);
+                let from = at as usize * self.params.hashes;
+                let s = similarity(signature, &self.signatures[from..from + self.params.hashes]);
+                let better = match best {
+                    None => true,
+                    Some(b) => s > b.similarity || (s == b.similarity && at < b.index),
+                };
+                if s >= self.params.threshold && better {
+                    best = Some(Match { index: at, similarity: s, exact: false });
+                }
+            }
+        }
+        best
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +298,62 @@ mod tests {
         assert!(index.check(&h.fingerprint("!!")).is_ok());
         assert_eq!(index.check(&h.fingerprint("?")).unwrap_err().index, 2);
         assert!(index.find(&h.fingerprint(&sentence(9, 40))).is_none());
+    }
+
+    #[test]
+    fn a_frozen_index_answers_as_the_index_does() {
+        let h = Hasher::new(Params::default());
+        // Each new text, an exact copy of it, then a near copy.
+        let texts: Vec<String> = (0..300)
+            .map(|i| {
+                let base = sentence(i - i % 3, 40);
+                match i % 3 {
+                    0 => base,
+                    1 => base.to_uppercase(),
+                    _ => format!("{} changed", base.rsplit_once(' ').unwrap().0),
+                }
+            })
+            .collect();
+        let mut index = Index::new(Params::default());
+        let mut frozen = FrozenBuilder::new(Params::default());
+        for t in &texts[..200] {
+            index.insert(&h.fingerprint(t));
+            frozen.push(&h.fingerprint(t));
+        }
+        frozen.push(&h.fingerprint("!!"));
+        index.insert(&h.fingerprint("!!"));
+        let frozen = frozen.finish();
+        assert_eq!(frozen.len(), 201);
+        let mut found = 0;
+        for t in texts.iter().chain(["?"].iter().map(|s| s.to_string()).collect::<Vec<_>>().iter()) {
+            let print = h.fingerprint(t);
+            assert_eq!(frozen.find(&print), index.find(&print), "{t}");
+            found += usize::from(frozen.find(&print).is_some());
+        }
+        assert!(found > 200, "{found}");
+
+        // Among the earlier kept texts only: as an index of just those.
+        let prints: Vec<Fingerprint> = texts.iter().map(|t| h.fingerprint(t)).collect();
+        let mut all = FrozenBuilder::new(Params::default());
+        for p in &prints {
+            all.push(p);
+        }
+        let all = all.finish();
+        let mut kept = vec![false; prints.len()];
+        let mut incremental = Index::new(Params::default());
+        let mut positions = Vec::new();
+        for (i, p) in prints.iter().enumerate() {
+            let two_pass = all.find_among(p, i as u32, |q| kept[q as usize]).map(|m| m.index);
+            let one_pass = incremental.find(p).map(|m| positions[m.index as usize]);
+            assert_eq!(two_pass, one_pass, "text {i}");
+            if one_pass.is_none() {
+                kept[i] = true;
+                incremental.insert(p);
+                positions.push(i as u32);
+            }
+        }
+        let removed = kept.iter().filter(|k| !**k).count();
+        assert_eq!(removed, 200);
     }
 
     #[test]

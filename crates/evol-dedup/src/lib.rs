@@ -30,7 +30,7 @@ mod minhash;
 mod normalize;
 
 pub use curve::{caught, flagged, Explanation};
-pub use index::{Index, Match};
+pub use index::{FrozenBuilder, FrozenIndex, Index, Match, BUCKET_CHECKS};
 pub use minhash::{similarity, Fingerprint, Hasher};
 pub use normalize::{normalize, words};
 

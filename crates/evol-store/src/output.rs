@@ -179,33 +179,21 @@ impl OutputDir {
         }
         let mut exported = Exported::default();
         let mut duplicates = Vec::new();
+        // With dedup, a first pass indexes every row; the second decides
+        // each in order against the rows kept before it.
+        let mut dedup = match dedup {
+            Some(params) => Some(DatasetDedup::index(journal, include_seeds, params)?),
+            None => None,
+        };
         self.write_lines(DATASET, |out| {
-            let mut dedup = dedup.map(DatasetDedup::new);
             journal.for_each_dataset_row(include_seeds, |source| {
-                let (id, row) = match source {
-                    DatasetSource::Evolved(body) => {
-                        let e: Evolution = serde_json::from_str(body)?;
-                        let difficulty = e.difficulty.and_then(|d| d.score);
-                        (e.lineage.id, DatasetRow { instruction: e.instruction, output: e.response, difficulty })
-                    }
-                    DatasetSource::Seed { id, instruction, answer, score } => {
-                        let output = match answer {
-                            Some(a) => serde_json::from_str::<SeedAnswer>(a)?.response,
-                            None => None,
-                        };
-                        let difficulty = match score {
-                            Some(s) => serde_json::from_str::<SeedScore>(s)?.difficulty.score,
-                            None => None,
-                        };
-                        (id.to_string(), DatasetRow { instruction: instruction.to_string(), output, difficulty })
-                    }
-                };
+                let (id, row) = dataset_row(source)?;
                 match &mut dedup {
                     Some(dedup) => dedup.push(id, row, out, &mut exported, &mut duplicates),
                     None => write_row(out, &row, &mut exported),
                 }
             })?;
-            if let Some(mut dedup) = dedup {
+            if let Some(dedup) = &mut dedup {
                 dedup.flush(out, &mut exported, &mut duplicates)?;
             }
             Ok(())
@@ -289,23 +277,76 @@ pub struct DuplicateLine {
 /// Rows waiting to be fingerprinted together, on every core.
 const DEDUP_BATCH: usize = 8192;
 
+/// A dataset row from its source in the journal, with its id.
+fn dataset_row(source: DatasetSource<'_>) -> Result<(String, DatasetRow), Export> {
+    Ok(match source {
+        DatasetSource::Evolved(body) => {
+            let e: Evolution = serde_json::from_str(body)?;
+            let difficulty = e.difficulty.and_then(|d| d.score);
+            (e.lineage.id, DatasetRow { instruction: e.instruction, output: e.response, difficulty })
+        }
+        DatasetSource::Seed { id, instruction, answer, score } => {
+            let output = match answer {
+                Some(a) => serde_json::from_str::<SeedAnswer>(a)?.response,
+                None => None,
+            };
+            let difficulty = match score {
+                Some(s) => serde_json::from_str::<SeedScore>(s)?.difficulty.score,
+                None => None,
+            };
+            (id.to_string(), DatasetRow { instruction: instruction.to_string(), output, difficulty })
+        }
+    })
+}
+
 /// The dataset's rows in order, each kept only if it duplicates no row
-/// kept before it.
+/// kept before it: every row indexed first (a frozen index, in sorted
+/// arrays), then each decided in order among the earlier rows kept.
 struct DatasetDedup {
     hasher: evol_dedup::Hasher,
-    index: evol_dedup::Index,
-    kept: Vec<Box<str>>,
+    index: evol_dedup::FrozenIndex,
+    ids: Vec<Box<str>>,
+    kept: Vec<bool>,
+    /// The position of the next row to decide.
+    next: u32,
     pending: Vec<(String, DatasetRow)>,
 }
 
 impl DatasetDedup {
-    fn new(params: evol_dedup::Params) -> DatasetDedup {
-        DatasetDedup {
-            hasher: evol_dedup::Hasher::new(params),
-            index: evol_dedup::Index::new(params),
-            kept: Vec::new(),
-            pending: Vec::new(),
+    /// Indexes every row of the dataset, in its order.
+    fn index(
+        journal: &SqliteJournal,
+        include_seeds: bool,
+        params: evol_dedup::Params,
+    ) -> Result<DatasetDedup, StoreError> {
+        let hasher = evol_dedup::Hasher::new(params);
+        let mut builder = evol_dedup::FrozenBuilder::new(params);
+        let mut ids: Vec<Box<str>> = Vec::new();
+        let mut texts: Vec<String> = Vec::new();
+        let add = |texts: &mut Vec<String>, builder: &mut evol_dedup::FrozenBuilder| {
+            for print in hasher.fingerprints(texts) {
+                builder.push(&print);
+            }
+            texts.clear();
+        };
+        let result = journal.for_each_dataset_row(include_seeds, |source| {
+            let (id, row) = dataset_row(source)?;
+            ids.push(id.into_boxed_str());
+            texts.push(row.instruction);
+            if texts.len() >= DEDUP_BATCH {
+                add(&mut texts, &mut builder);
+            }
+            Ok::<(), Export>(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(Export::Journal(e)) => return Err(e),
+            Err(Export::Record(e)) => return Err(StoreError::Record(e)),
+            Err(Export::Io(e)) => return Err(StoreError::Journal(e.to_string())),
         }
+        add(&mut texts, &mut builder);
+        let kept = vec![false; ids.len()];
+        Ok(DatasetDedup { hasher, index: builder.finish(), ids, kept, next: 0, pending: Vec::new() })
     }
 
     fn push(
@@ -332,12 +373,15 @@ impl DatasetDedup {
         let texts: Vec<&str> = self.pending.iter().map(|(_, row)| row.instruction.as_str()).collect();
         let prints = self.hasher.fingerprints(&texts);
         for ((id, row), print) in self.pending.drain(..).zip(prints) {
-            match self.index.check(&print) {
-                Ok(_) => {
-                    self.kept.push(id.into_boxed_str());
+            let at = self.next;
+            self.next += 1;
+            let kept = &self.kept;
+            match self.index.find_among(&print, at, |q| kept[q as usize]) {
+                None => {
+                    self.kept[at as usize] = true;
                     write_row(out, &row, exported)?;
                 }
-                Err(found) => {
+                Some(found) => {
                     if found.exact {
                         exported.exact_duplicates += 1;
                     } else {
@@ -345,7 +389,7 @@ impl DatasetDedup {
                     }
                     duplicates.push(DuplicateLine {
                         removed: id,
-                        kept: self.kept[found.index as usize].to_string(),
+                        kept: self.ids[found.index as usize].to_string(),
                         similarity: (found.similarity * 1000.0).round() / 1000.0,
                         exact: found.exact,
                     });

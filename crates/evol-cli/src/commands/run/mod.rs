@@ -239,7 +239,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let out = OutputDir::prepare(&settings.output, settings.fresh)?;
     let new_run = !out.has_journal();
     let journal = Arc::new(out.journal()?);
-    let Begun { input, models, endpoint, identity, committed } = match begin(&settings, &journal).await {
+    let Begun { mut input, models, endpoint, identity, committed } = match begin(&settings, &journal).await {
         Ok(begun) => begun,
         Err(e) => {
             if new_run {
@@ -308,6 +308,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Ended::Stopped(stop) => (Err(EngineError::Stopped), Some(stop)),
     };
     progress.finish();
+    // The seeds' index is done with: its memory goes before the export's.
+    drop(engine);
+    input.seed_index = None;
 
     // Whatever happened, what was decided is on disk: export the files.
     let snapshot = stats.snapshot();
