@@ -216,13 +216,7 @@ impl RunSettings {
                 dedup,
                 difficulty,
             },
-            execution: Execution {
-                concurrency: model.concurrency,
-                retry_failed: args.retry_failed,
-                caps: model.caps,
-                prices: model.prices,
-                default_price: model.default_price,
-            },
+            execution: model.execution(args.retry_failed),
             templates: Templates::builtin(),
             models,
             backend: model.backend,
@@ -267,6 +261,17 @@ pub struct ModelSettings {
 }
 
 impl ModelSettings {
+    /// The execution settings these model settings give an attempt.
+    pub fn execution(&self, retry_failed: bool) -> Execution {
+        Execution {
+            concurrency: self.concurrency,
+            retry_failed,
+            caps: self.caps,
+            prices: self.prices.clone(),
+            default_price: self.default_price,
+        }
+    }
+
     pub fn from_args(args: ModelArgs) -> Result<ModelSettings, UsageError> {
         if args.concurrency == 0 || args.concurrency > 100_000 {
             return Err(usage("--concurrency must be between 1 and 100000"));
@@ -630,13 +635,7 @@ impl ScoreSettings {
         let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
         let sampling = sampling("--score-", 0.0, 1.0, args.score_max_tokens)?;
         let model = ModelSettings::from_args(args.models)?;
-        let execution = Execution {
-            concurrency: model.concurrency,
-            retry_failed: args.retry_failed,
-            caps: model.caps,
-            prices: model.prices.clone(),
-            default_price: model.default_price,
-        };
+        let execution = model.execution(args.retry_failed);
         Ok(ScoreSettings {
             input: args.input,
             output: args.output,

@@ -64,7 +64,12 @@ impl Scored {
     /// A score read from `reply` (or the reply kept as unreadable).
     pub fn read(reply: &str, measure: Measure) -> Scored {
         let (low, high) = measure.range();
-        match parse_score(reply, low, high) {
+        Scored::of(parse_score(reply, low, high), reply)
+    }
+
+    /// A score read from `reply`, or, when none was, the reply kept.
+    pub fn of(score: Option<f64>, reply: &str) -> Scored {
+        match score {
             Some(score) => Scored { score: Some(score), unreadable: None, error: None },
             None => Scored { score: None, unreadable: Some(reply.to_string()), error: None },
         }

@@ -283,11 +283,6 @@ impl RowWriter {
         self.finished = true;
         Ok(self.rows)
     }
-
-    /// Where the rows go once finished.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 impl Drop for RowWriter {

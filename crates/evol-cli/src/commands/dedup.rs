@@ -62,7 +62,8 @@ pub fn dedup(args: DedupArgs) -> anyhow::Result<()> {
     for (n, corpus) in settings.against.iter().enumerate() {
         names.push(corpus.display().to_string());
         let file = n as u32 + 1;
-        each_batch(corpus, &settings, &hasher, &mut counts, |row, fingerprint, id| {
+        let reader = open_rows(corpus, settings.format)?;
+        each_batch(reader, corpus, &settings, &hasher, &mut counts, |row, fingerprint, id| {
             if index.check(fingerprint).is_ok() {
                 kept.push(Kept { file, place: row.place, id });
             }
@@ -75,7 +76,6 @@ pub fn dedup(args: DedupArgs) -> anyhow::Result<()> {
 
     let reader = open_rows(&files.input, settings.format)?;
     let layout = reader.layout();
-    drop(reader);
     let mut out = RowWriter::create(&files.output, layout)
         .with_context(|| format!("cannot write `{}`", files.output.display()))?;
     let mut clusters = RowWriter::create(&files.clusters, evol_io::Layout::Jsonl)
@@ -85,17 +85,19 @@ pub fn dedup(args: DedupArgs) -> anyhow::Result<()> {
         move |e: std::io::Error| anyhow::anyhow!("cannot write `{path}`: {e}")
     };
     let (mut exact, mut near, mut against) = (0, 0, 0);
-    each_batch(&files.input, &settings, &hasher, &mut counts, |row, fingerprint, id| match index.check(fingerprint) {
-        Ok(_) => {
-            kept.push(Kept { file: 0, place: row.place, id });
-            out.write(row).map_err(io(&files.output))
-        }
-        Err(found) => {
-            let original = &kept[found.index as usize];
-            *if found.exact { &mut exact } else { &mut near } += 1;
-            against += usize::from(original.file != 0);
-            let line = cluster_line(row.place, id.as_deref(), original, &names, found);
-            clusters.write_json(&line).map_err(io(&files.clusters))
+    each_batch(reader, &files.input, &settings, &hasher, &mut counts, |row, fingerprint, id| {
+        match index.check(fingerprint) {
+            Ok(_) => {
+                kept.push(Kept { file: 0, place: row.place, id });
+                out.write(row).map_err(io(&files.output))
+            }
+            Err(found) => {
+                let original = &kept[found.index as usize];
+                *if found.exact { &mut exact } else { &mut near } += 1;
+                against += usize::from(original.file != 0);
+                let line = cluster_line(row.place, id.as_deref(), original, &names, found);
+                clusters.write_json(&line).map_err(io(&files.clusters))
+            }
         }
     })?;
     (counts.exact, counts.near, counts.against) = (exact, near, against);
@@ -157,13 +159,14 @@ fn cluster_line<'a>(
 /// read is an error naming its place, or is counted and left out with
 /// `--skip-invalid`.
 fn each_batch(
+    reader: evol_io::RowReader,
     path: &Path,
     settings: &DedupSettings,
     hasher: &Hasher,
     counts: &mut Counts,
     mut decide: impl FnMut(&Row, &Fingerprint, Option<Box<str>>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut reader = open_rows(path, settings.format)?.peekable();
+    let mut reader = reader.peekable();
     let field = &settings.field;
     while reader.peek().is_some() {
         let rows: Vec<Row> = reader.by_ref().take(BATCH).collect::<Result<_, _>>()?;

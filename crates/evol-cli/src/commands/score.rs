@@ -268,10 +268,9 @@ struct StatsFile<'a> {
 /// Reads every row; returns them, a digest of the file's bytes and how
 /// many rows were left out as unreadable.
 fn read_items(settings: &ScoreSettings) -> anyhow::Result<(Vec<Item>, String, usize)> {
-    let bytes =
-        std::fs::read(&settings.input).with_context(|| format!("cannot read `{}`", settings.input.display()))?;
-    let digest = blake3::hash(&bytes).to_hex().to_string();
-    drop(bytes);
+    let read = || format!("cannot read `{}`", settings.input.display());
+    let file = std::fs::File::open(&settings.input).with_context(read)?;
+    let digest = blake3::Hasher::new().update_reader(file).with_context(read)?.finalize().to_hex().to_string();
     let mut items = Vec::new();
     let mut unreadable = 0;
     for row in open_rows(&settings.input, settings.format)? {
@@ -393,13 +392,7 @@ fn read_reply(job: &Job, outcome: Result<evol_llm::ChatResponse, String>) -> Vec
         return vec![Scored::read(&reply, job.measure)];
     }
     let (low, high) = job.measure.range();
-    parse_scores(&reply, job.rows.len(), low, high)
-        .into_iter()
-        .map(|score| match score {
-            Some(score) => Scored { score: Some(score), unreadable: None, error: None },
-            None => Scored { score: None, unreadable: Some(reply.clone()), error: None },
-        })
-        .collect()
+    parse_scores(&reply, job.rows.len(), low, high).into_iter().map(|score| Scored::of(score, &reply)).collect()
 }
 
 /// Each row with its scores (null, with the reply or the error, when
