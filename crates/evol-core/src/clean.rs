@@ -15,17 +15,38 @@ const QUOTES: &[(char, char)] = &[('"', '"'), ('\'', '\''), ('“', '”'), ('�
 /// start, surrounding quotes and surrounding whitespace. Text in the middle
 /// is left alone (a marker there is for the elimination rules to catch).
 pub fn clean_reply(reply: &str) -> String {
+    clean_reply_with(reply, &[])
+}
+
+/// [`clean_reply`], also stripping a leading `marker:` of an operation's
+/// own markers (in any case, with `#` or `*` around it, a colon after it).
+pub fn clean_reply_with(reply: &str, markers: &[String]) -> String {
     let mut text = reply.trim();
     loop {
         let before = text;
         if let Some(m) = LEADING_MARKER.find(text) {
             text = text[m.end()..].trim();
         }
+        for marker in markers {
+            if let Some(rest) = strip_marker(text, marker) {
+                text = rest.trim();
+            }
+        }
         text = strip_quotes(text).trim();
         if text == before {
             return text.to_string();
         }
     }
+}
+
+fn strip_marker<'a>(text: &'a str, marker: &str) -> Option<&'a str> {
+    let core = marker.trim().trim_matches(|c| c == '#' || c == ':').trim();
+    let start = text.trim_start_matches(|c: char| c == '#' || c == '*' || c.is_whitespace());
+    let head = start.get(..core.len())?;
+    if core.is_empty() || !head.eq_ignore_ascii_case(core) {
+        return None;
+    }
+    start[core.len()..].trim_start_matches(['#', '*', ' ']).strip_prefix(':').map(|r| r.trim_start_matches(['*', ' ']))
 }
 
 fn strip_quotes(text: &str) -> &str {
@@ -59,6 +80,17 @@ mod tests {
         check("**Rewritten Prompt:** Do X.", "Do X.");
         check("The rewritten prompt: Do X.", "Do X.");
         check("REWRITTEN PROMPT:\n\"Do X.\"", "Do X.");
+    }
+
+    #[test]
+    fn strips_an_operations_own_markers() {
+        let markers = vec!["#new problem#".to_string(), "original problem".to_string()];
+        let with = |reply: &str| super::clean_reply_with(reply, &markers);
+        assert_eq!(with("#New Problem#: Add 2 and 3."), "Add 2 and 3.");
+        assert_eq!(with("**NEW PROBLEM:** \"Add 2 and 3.\""), "Add 2 and 3.");
+        assert_eq!(with("New problems arise: add 2 and 3."), "New problems arise: add 2 and 3.");
+        assert_eq!(with("Original problem solved? No."), "Original problem solved? No.");
+        assert_eq!(clean_reply("#New Problem#: Add."), "#New Problem#: Add.", "not a marker of the evol set");
     }
 
     #[test]

@@ -36,6 +36,13 @@ pub enum Reason {
     NearDuplicate,
     /// The evolving reply was cut off by the token limit.
     TruncatedEvolution,
+    /// The reply lacks the line its operation's final marker introduces
+    /// (a multi-step method whose final step cannot be read).
+    UnparsableEvolution,
+    /// The answer asks for input instead of answering: it starts with
+    /// "Understood", "Thank you" or "Sure" and ends with a question mark,
+    /// or says "please provide" (Auto Evol-Instruct's failure rules).
+    AnswerAsksForInput,
     /// A reply was withheld by the server's content filter.
     ContentFiltered,
     /// A model call failed (after retries) or was refused.
@@ -53,6 +60,8 @@ impl Reason {
             Reason::EmptyAnswer => "empty_answer",
             Reason::NearDuplicate => "near_duplicate",
             Reason::TruncatedEvolution => "truncated_evolution",
+            Reason::UnparsableEvolution => "unparsable_evolution",
+            Reason::AnswerAsksForInput => "answer_asks_for_input",
             Reason::ContentFiltered => "content_filtered",
             Reason::RequestFailed => "request_failed",
         }
@@ -72,16 +81,27 @@ pub struct Rules {
     pub sorry: bool,
     pub stop_words: bool,
     pub copied_prompt: bool,
+    /// Written only when off, so the identities of runs begun before the
+    /// rule existed are unchanged.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub asks_for_input: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for Rules {
     fn default() -> Rules {
-        Rules { equality: true, sorry: true, stop_words: true, copied_prompt: true }
+        Rules { equality: true, sorry: true, stop_words: true, copied_prompt: true, asks_for_input: true }
     }
 }
 
-/// One of the method's four rules, as an operation names those that apply
-/// to it.
+/// One of the rules, as an operation names those that apply to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
@@ -89,12 +109,26 @@ pub enum Rule {
     Sorry,
     StopWords,
     CopiedPrompt,
+    /// Auto Evol-Instruct's: the answer asks for input (opt-in per
+    /// operation).
+    AsksForInput,
 }
 
 impl Rule {
-    /// Every rule (what an operation gets unless it says otherwise).
+    /// The method's four rules: what an operation gets unless it says
+    /// otherwise.
     pub fn all() -> Vec<Rule> {
         vec![Rule::Equality, Rule::Sorry, Rule::StopWords, Rule::CopiedPrompt]
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Equality => "equality",
+            Rule::Sorry => "sorry",
+            Rule::StopWords => "stop_words",
+            Rule::CopiedPrompt => "copied_prompt",
+            Rule::AsksForInput => "asks_for_input",
+        }
     }
 }
 
@@ -107,6 +141,7 @@ impl Rules {
             sorry: self.sorry && op.applies(Rule::Sorry),
             stop_words: self.stop_words && op.applies(Rule::StopWords),
             copied_prompt: self.copied_prompt && op.applies(Rule::CopiedPrompt),
+            asks_for_input: self.asks_for_input && op.applies(Rule::AsksForInput),
         }
     }
 }
@@ -122,10 +157,75 @@ static STOP_WORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
     include_str!("../templates/stopwords.txt").lines().map(str::trim).filter(|w| !w.is_empty()).collect()
 });
 
-/// Rule 4: the evolved instruction copies words of the evolving prompt.
+/// Rule 4: the evolved instruction copies words of the evolving prompt
+/// (those of the `evol` set's prompts).
 pub fn copies_prompt_words(instruction: &str) -> bool {
+    copies_words(instruction, &[])
+}
+
+/// Rule 4 for an operation's own marker words (lower case; none: the
+/// `evol` set's).
+pub fn copies_words(instruction: &str, markers: &[String]) -> bool {
     let lower = instruction.to_lowercase();
-    PROMPT_WORDS.iter().any(|w| lower.contains(w))
+    if markers.is_empty() {
+        PROMPT_WORDS.iter().any(|w| lower.contains(w))
+    } else {
+        markers.iter().any(|w| lower.contains(&w.to_lowercase()))
+    }
+}
+
+/// Auto Evol-Instruct's failure rule: the answer asks for input instead of
+/// answering.
+pub fn asks_for_input(answer: &str) -> bool {
+    let text = answer.trim();
+    let lower = text.to_lowercase();
+    let start = |word: &str| lower.starts_with(word);
+    let asks = text.ends_with('?') && (start("understood") || start("thank you") || start("sure"));
+    asks || lower.contains("please provide")
+}
+
+/// What an evolving reply makes, for `op`: the cleaned instruction, or why
+/// the evolution failed. The checks of the reply alone, in order: a
+/// content filter, the token limit, the final marker (for an operation
+/// that has one), an empty result, copied prompt words.
+pub fn read_evolution(
+    op: &crate::ops::Operation,
+    rules: &Rules,
+    reply: &str,
+    finish: evol_llm::FinishReason,
+) -> Result<String, (Reason, String)> {
+    use evol_llm::FinishReason;
+    let cleaned = |text: &str| crate::clean::clean_reply_with(text, &op.markers);
+    if finish == FinishReason::ContentFilter {
+        return Err((Reason::ContentFiltered, cleaned(reply)));
+    }
+    if finish == FinishReason::Length {
+        return Err((Reason::TruncatedEvolution, cleaned(reply)));
+    }
+    let instruction = match &op.final_marker {
+        None => cleaned(reply),
+        Some(marker) => match rfind_ignore_case(reply, marker) {
+            Some(at) => cleaned(&reply[at + marker.len()..]),
+            None => return Err((Reason::UnparsableEvolution, reply.trim().to_string())),
+        },
+    };
+    if instruction.is_empty() {
+        return Err((Reason::EmptyEvolution, instruction));
+    }
+    if rules.copied_prompt && copies_words(&instruction, &op.markers) {
+        return Err((Reason::CopiedPromptWords, instruction));
+    }
+    Ok(instruction)
+}
+
+/// The byte offset of the last occurrence of `needle` in `haystack`,
+/// ignoring ASCII case.
+fn rfind_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    if n.is_empty() || n.len() > h.len() {
+        return None;
+    }
+    (0..=h.len() - n.len()).rev().find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
 }
 
 /// Rule 2: the answer says sorry and is shorter than 80 words.
@@ -175,6 +275,9 @@ pub fn check_answer(rules: &Rules, answer: &str) -> Option<Reason> {
     if answer.trim().is_empty() {
         return Some(Reason::EmptyAnswer);
     }
+    if rules.asks_for_input && asks_for_input(answer) {
+        return Some(Reason::AnswerAsksForInput);
+    }
     None
 }
 
@@ -188,10 +291,52 @@ mod tests {
 
     #[test]
     fn an_empty_answer_is_rejected_whatever_rules_are_off() {
-        let off = Rules { equality: false, sorry: false, stop_words: false, copied_prompt: false };
+        let off =
+            Rules { equality: false, sorry: false, stop_words: false, copied_prompt: false, asks_for_input: false };
         assert_eq!(check_answer(&off, " \n "), Some(Reason::EmptyAnswer));
         assert_eq!(check_answer(&Rules::default(), ""), Some(Reason::AnswerStopWordsOnly), "as before");
         assert_eq!(check_answer(&off, "of the"), None);
+    }
+
+    #[test]
+    fn asks_for_input_follows_auto_evol_instructs_rules() {
+        assert!(asks_for_input("Understood. Which instruction should I rewrite?"));
+        assert!(asks_for_input("Thank you! Could you share the text?"));
+        assert!(asks_for_input("Sure, what would you like me to do?"));
+        assert!(asks_for_input("To answer this, please provide the data set."));
+        assert!(!asks_for_input("Sure. The answer is 42."));
+        assert!(!asks_for_input("Is this a question? Yes: here is the answer."));
+        let on = Rules::default();
+        assert_eq!(check_answer(&on, "Understood. What next?"), Some(Reason::AnswerAsksForInput));
+        assert_eq!(check_answer(&Rules { asks_for_input: false, ..on }, "Understood. What next?"), None);
+    }
+
+    #[test]
+    fn evolutions_are_read_with_the_operations_markers() {
+        use evol_llm::FinishReason::{Length, Stop};
+        let auto = crate::OperatorSet::builtin("auto").unwrap().operations.at(0).clone();
+        let rules = Rules::default();
+        let reply = "Step 1 #Methods List#: a, b\nStep 4 #Review#: fine\n#Finally Rewritten Instruction#: Sort the list in place.";
+        assert_eq!(read_evolution(&auto, &rules, reply, Stop).unwrap(), "Sort the list in place.");
+        let lower = "... #finally rewritten instruction#:\n\"Do X.\"";
+        assert_eq!(read_evolution(&auto, &rules, lower, Stop).unwrap(), "Do X.");
+        let (reason, kept) = read_evolution(&auto, &rules, "Step 1: I would add...", Stop).unwrap_err();
+        assert_eq!((reason, kept.as_str()), (Reason::UnparsableEvolution, "Step 1: I would add..."));
+        let copied = "#Finally Rewritten Instruction#: Apply the #Plan# to X.";
+        assert_eq!(read_evolution(&auto, &rules, copied, Stop).unwrap_err().0, Reason::CopiedPromptWords);
+        assert_eq!(
+            read_evolution(&auto, &rules, "#Finally Rewritten Instruction#:", Stop).unwrap_err().0,
+            Reason::EmptyEvolution
+        );
+        assert_eq!(read_evolution(&auto, &rules, reply, Length).unwrap_err().0, Reason::TruncatedEvolution);
+        let math = crate::OperatorSet::builtin("math").unwrap().operations.at(0).clone();
+        assert_eq!(read_evolution(&math, &rules, "#New Problem#: Add 2 and 3.", Stop).unwrap(), "Add 2 and 3.");
+        let leak = "Solve the original problem with x = 2.";
+        assert_eq!(read_evolution(&math, &rules, leak, Stop).unwrap_err().0, Reason::CopiedPromptWords);
+        assert!(
+            read_evolution(&math, &rules, "Explain the rewritten prompt idea.", Stop).is_ok(),
+            "its own words only"
+        );
     }
 
     #[test]
@@ -243,7 +388,8 @@ mod tests {
     #[test]
     fn answer_rules_can_be_switched_off() {
         let all = Rules::default();
-        let none = Rules { equality: false, sorry: false, stop_words: false, copied_prompt: false };
+        let none =
+            Rules { equality: false, sorry: false, stop_words: false, copied_prompt: false, asks_for_input: false };
         assert_eq!(check_answer(&all, "Sorry, no."), Some(Reason::AnswerSorry));
         assert_eq!(check_answer(&none, "Sorry, no."), None);
         assert_eq!(check_answer(&all, "the of"), Some(Reason::AnswerStopWordsOnly));

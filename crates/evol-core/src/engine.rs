@@ -20,7 +20,6 @@ use evol_llm::{FinishReason, Usage};
 use futures::StreamExt;
 
 use crate::caller::{seeded, CallError, CallKey, CallSpec, Caller, Prompt};
-use crate::clean::clean_reply;
 use crate::cost::CapReached;
 use crate::dedup::{Ancestors, Duplicate, SeedIndex};
 use crate::eliminate::{self, parse_verdict, Reason, Verdict};
@@ -411,19 +410,10 @@ impl Engine {
                         Err(e) => return reject(Reason::RequestFailed, None, None, Some(e), usage),
                     };
                     usage += reply.usage;
-                    instruction = clean_reply(&reply.text);
-                    if reply.finish_reason == FinishReason::ContentFilter {
-                        return reject(Reason::ContentFiltered, Some(instruction), None, None, usage);
-                    }
-                    if reply.finish_reason == FinishReason::Length {
-                        return reject(Reason::TruncatedEvolution, Some(instruction), None, None, usage);
-                    }
-                    if instruction.is_empty() {
-                        return reject(Reason::EmptyEvolution, Some(instruction), None, None, usage);
-                    }
-                    if rules.copied_prompt && eliminate::copies_prompt_words(&instruction) {
-                        return reject(Reason::CopiedPromptWords, Some(instruction), None, None, usage);
-                    }
+                    instruction = match eliminate::read_evolution(operation, &rules, &reply.text, reply.finish_reason) {
+                        Ok(instruction) => instruction,
+                        Err((reason, text)) => return reject(reason, Some(text), None, None, usage),
+                    };
                     if let Some(hasher) = &self.hasher {
                         let this = hasher.fingerprint(&instruction);
                         let threshold = hasher.params().threshold;
@@ -847,7 +837,8 @@ mod tests {
     async fn switched_off_rules_let_evolutions_through() {
         let model = Scripted { equal: true, answer: "Sorry.".into(), ..Scripted::new() };
         let mut s = settings();
-        s.rules = Rules { equality: false, sorry: false, stop_words: false, copied_prompt: false };
+        s.rules =
+            Rules { equality: false, sorry: false, stop_words: false, copied_prompt: false, asks_for_input: false };
         let (sink, stats) = run(model, s, 2).await;
         assert_eq!(sink.accepted.lock().unwrap().len(), 6);
         assert_eq!(stats.total.requests, 12, "no judge calls when the rule is off");

@@ -42,7 +42,7 @@ pub use caller::{CallError, CallKey, CallSpec, Caller, CallerSettings, Prompt};
 pub use engine::{Engine, EngineError, SeedSourceError, Sink, SinkError};
 pub use journal::{Journal, NoJournal};
 pub use method::{Method, PlannedCall, Stage};
-pub use ops::{Operation, OperationSet};
+pub use ops::{Operation, OperationSet, OperatorSet};
 pub use record::{Evolution, Lineage, Rejection, Seed, SeedAnswer, SeedScore};
 pub use roles::{Role, Roles};
 pub use shard::Shard;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use minijinja::{context, AutoEscape, Environment, UndefinedBehavior};
 use rand::Rng;
 
-use crate::ops::{Operation, OperationSet};
+use crate::ops::{Operation, OperationSet, OperatorSet, SetTemplate};
 
 /// The template files, by name, with the variables each must use.
 pub const TEMPLATE_FILES: &[(&str, &[&str])] = &[
@@ -65,6 +65,10 @@ pub enum TemplateError {
     Unknown(String),
     #[error("`{DATA_FORMATS_FILE}` lists no data format")]
     NoDataFormats,
+    #[error("the template `{0}` is replaced twice: by the operator set and by the templates directory")]
+    Conflict(String),
+    #[error("operator `{operator}`: {message}")]
+    Operator { operator: String, message: String },
 }
 
 fn known_names() -> String {
@@ -75,6 +79,9 @@ fn known_names() -> String {
 #[derive(Debug, Clone)]
 pub struct Templates {
     env: Environment<'static>,
+    /// An operator set's literal texts, by name: passed as values, never
+    /// compiled.
+    literals: BTreeMap<String, String>,
     data_formats: Vec<String>,
     digest: String,
     score_digest: String,
@@ -99,13 +106,49 @@ impl Templates {
         DEFAULTS.iter().copied()
     }
 
-    /// The built-in templates with some files replaced (file name -> text).
+    /// The built-in templates with some files replaced (file name -> text),
+    /// for the `evol` set.
     pub fn with_overrides(overrides: BTreeMap<String, String>) -> Result<Templates, TemplateError> {
+        let set = OperatorSet::builtin("evol").expect("built in");
+        let enabled = set.operations.clone();
+        Templates::new(overrides, &set, &enabled)
+    }
+
+    /// The templates of a run that draws `enabled` from `set`: the
+    /// built-in files, some replaced (`overrides`, file name -> text), and
+    /// the set's own templates (which may replace a built-in file too).
+    /// Every enabled operation is checked: its templates exist and use
+    /// their variables, and it renders.
+    pub fn new(
+        mut overrides: BTreeMap<String, String>,
+        set: &OperatorSet,
+        enabled: &OperationSet,
+    ) -> Result<Templates, TemplateError> {
         for name in overrides.keys() {
             if !DEFAULTS.iter().any(|(n, _)| n == name) {
                 return Err(TemplateError::Unknown(name.clone()));
             }
         }
+        let is_builtin = |name: &str| DEFAULTS.iter().any(|(n, _)| *n == name);
+        for (name, template) in &set.templates {
+            if !is_builtin(name) {
+                continue;
+            }
+            match template {
+                SetTemplate::Source(text) => {
+                    if overrides.insert(name.clone(), text.clone()).is_some() {
+                        return Err(TemplateError::Conflict(name.clone()));
+                    }
+                }
+                SetTemplate::Literal(_) => {
+                    return Err(TemplateError::Operator {
+                        operator: "-".into(),
+                        message: format!("the built-in template `{name}` can only be replaced by template source"),
+                    })
+                }
+            }
+        }
+        let overrides = overrides;
         let source = |name: &str| -> String {
             overrides
                 .get(name)
@@ -132,6 +175,45 @@ impl Templates {
                 }
             }
         }
+        let mut literals = BTreeMap::new();
+        for (name, template) in set.templates.iter().filter(|(name, _)| !is_builtin(name)) {
+            match template {
+                SetTemplate::Source(text) => env
+                    .add_template_owned(name.clone(), text.clone())
+                    .map_err(|e| TemplateError::Syntax { name: name.clone(), source: e })?,
+                SetTemplate::Literal(text) => {
+                    literals.insert(name.clone(), text.clone());
+                }
+            }
+        }
+        for op in enabled.iter() {
+            let fail = |message: String| TemplateError::Operator { operator: op.name.clone(), message };
+            let known = || {
+                let mut names: Vec<&str> = DEFAULTS.iter().map(|(n, _)| *n).collect();
+                names.extend(set.templates.keys().map(String::as_str));
+                names.join(", ")
+            };
+            if literals.contains_key(&op.template) {
+                return Err(fail(format!(
+                    "the template `{}` is literal text, but an operator's template must use `{{{{ instruction }}}}`",
+                    op.template
+                )));
+            }
+            let Ok(template) = env.get_template(&op.template) else {
+                return Err(fail(format!("no template `{}` (known: {})", op.template, known())));
+            };
+            let used = template.undeclared_variables(false);
+            let mut needed = vec!["instruction"];
+            if let Some(method) = &op.method {
+                if !literals.contains_key(method) && env.get_template(method).is_err() {
+                    return Err(fail(format!("no method template `{method}` (known: {})", known())));
+                }
+                needed.push("method");
+            }
+            if let Some(missing) = needed.into_iter().find(|v| !used.contains(*v)) {
+                return Err(fail(format!("the template `{}` must use `{{{{ {missing} }}}}`", op.template)));
+            }
+        }
         let data_formats: Vec<String> = source(DATA_FORMATS_FILE)
             .lines()
             .map(str::trim)
@@ -149,13 +231,29 @@ impl Templates {
                     hasher.update(part);
                 }
             }
+            if !scoring {
+                // The set's own templates (none for the `evol` set, whose
+                // runs keep the digest they always had).
+                for (name, template) in set.templates.iter().filter(|(name, _)| !is_builtin(name)) {
+                    let kind: &[u8] = match template {
+                        SetTemplate::Source(_) => b"source",
+                        SetTemplate::Literal(_) => b"literal",
+                    };
+                    for part in [name.as_bytes(), kind, template.text().as_bytes()] {
+                        hasher.update(&(part.len() as u64).to_le_bytes());
+                        hasher.update(part);
+                    }
+                }
+            }
             hasher.finalize().to_hex().to_string()
         };
         let (digest, score_digest) = (digest_of(false), digest_of(true));
-        let templates = Templates { env, data_formats, digest, score_digest };
+        let templates = Templates { env, literals, data_formats, digest, score_digest };
         // Render each once so that errors surface before any model call.
-        for op in OperationSet::builtin().iter() {
-            templates.evolve_prompt(op, "x", &mut crate::rng::step_rng(0, "", 0, 0))?;
+        for op in enabled.iter() {
+            templates
+                .evolve_prompt(op, "x", &mut crate::rng::step_rng(0, "", 0, 0))
+                .map_err(|e| TemplateError::Operator { operator: op.name.clone(), message: e.to_string() })?;
         }
         templates.equality_prompt("x", "y")?;
         templates.difficulty_prompt("x")?;
@@ -217,12 +315,31 @@ impl Templates {
         Ok(EvolvePrompt { text, data_format })
     }
 
+    /// The prompt of `op` with another method's text in it (a candidate
+    /// method of an optimisation), passed as a value.
+    pub fn evolve_prompt_with(&self, op: &Operation, method: &str, instruction: &str) -> Result<String, TemplateError> {
+        self.render(&op.template, context! { method => method.trim(), instruction })
+    }
+
+    /// The text of a template or literal, rendered with `ctx`'s values.
+    pub fn render_named(&self, name: &str, ctx: impl serde::Serialize) -> Result<String, TemplateError> {
+        self.render(name, minijinja::Value::from_serialize(ctx))
+    }
+
+    /// The literal text of the set's template `name`, if it is one.
+    pub fn literal(&self, name: &str) -> Option<&str> {
+        self.literals.get(name).map(String::as_str)
+    }
+
     /// The prompt that asks a judge whether `second` adds anything to `first`.
     pub fn equality_prompt(&self, first: &str, second: &str) -> Result<String, TemplateError> {
         self.render("equality.txt", context! { first, second })
     }
 
     fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, TemplateError> {
+        if let Some(text) = self.literals.get(name) {
+            return Ok(text.clone());
+        }
         self.env
             .get_template(name)
             .and_then(|t| t.render(ctx))
@@ -249,6 +366,63 @@ mod tests {
         let eq = t.equality_prompt(HOSTILE, "{{ first }}").unwrap();
         assert!(eq.contains(HOSTILE));
         assert!(eq.contains("{{ first }}"));
+    }
+
+    /// Every built-in set, rendered with hostile text (template syntax,
+    /// and each scaffold's own marker words): the text stays literal,
+    /// once, and the prompt still ends with the set's marker.
+    #[test]
+    fn every_set_keeps_hostile_text_literal() {
+        for name in OperatorSet::builtin_names() {
+            let set = OperatorSet::builtin(name).unwrap();
+            let t = Templates::new(BTreeMap::new(), &set, &set.operations).unwrap();
+            assert_eq!(t.digest() == Templates::builtin().digest(), name == "evol", "{name}");
+            for op in set.operations.iter() {
+                let hostile = format!(
+                    "{HOSTILE} {{{{ method }}}} #Original Question#: #Harder Question#: #New Problem#: \
+                     #Finally Rewritten Instruction#: {{% raw %}} {}",
+                    op.markers.join(" ")
+                );
+                let p = t.evolve_prompt(op, &hostile, &mut step_rng(1, "a", 1, 0)).unwrap();
+                assert_eq!(p.text.matches(&hostile).count(), 1, "{name}/{op}: {}", p.text);
+                assert!(!p.text.contains("{{") || p.text.matches("{{").count() == hostile.matches("{{").count());
+                match name {
+                    "code" => assert!(p.text.trim_end().ends_with("#Harder Question#:"), "{op}"),
+                    "math" => assert!(p.text.trim_end().ends_with("#New Problem#:"), "{op}"),
+                    "auto" => {
+                        let heading = p.text.rfind("#Instruction#:\n").unwrap();
+                        assert_eq!(p.text[heading + 15..].trim_end(), hostile.trim_end(), "{op}");
+                        assert!(p.text[..heading].contains("\"#Finally Rewritten Instruction#:\""));
+                    }
+                    _ => {}
+                }
+                let with = t.evolve_prompt_with(op, "{{ instruction }} {% if %}", "Q").unwrap();
+                assert!(op.method.is_none() || with.contains("{{ instruction }} {% if %}"), "{name}/{op}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_sets_templates_are_checked_per_operator() {
+        let set = |templates: &str, op: &str| {
+            let set = OperatorSet::parse(&format!(
+                "name = \"s\"\n[[operator]]\nname = \"x\"\nkind = \"k\"\n{op}\n[templates]\n{templates}"
+            ))
+            .unwrap();
+            Templates::new(BTreeMap::new(), &set, &set.operations).map(|_| ()).unwrap_err().to_string()
+        };
+        let e = set("t = \"no variable\"", "template = \"t\"");
+        assert_eq!(e, "operator `x`: the template `t` must use `{{ instruction }}`");
+        let e = set("t = \"{{ instruction }}\"", "template = \"u\"");
+        assert!(e.starts_with("operator `x`: no template `u` (known: in_depth.txt"), "{e}");
+        let e = set("t = \"{{ instruction }}\"", "template = \"t\"\nmethod = \"m\"");
+        assert!(e.starts_with("operator `x`: no method template `m`"), "{e}");
+        let e = set("t = \"{{ instruction }}\"\nm = \"x\"", "template = \"t\"\nmethod = \"m\"");
+        assert!(e.contains("must use `{{ method }}`"), "{e}");
+        let e = set("t = \"{{ instruction }\"", "template = \"t\"");
+        assert!(e.contains("template `t`"), "{e}");
+        let e = set("t.literal = \"{{ instruction }}\"", "template = \"t\"");
+        assert!(e.contains("literal text"), "{e}");
     }
 
     #[test]
