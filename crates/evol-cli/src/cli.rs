@@ -61,7 +61,116 @@ pub enum Command {
     /// by score, skipping rows too similar to one already taken.
     #[command(long_about = SELECT_ABOUT)]
     Select(SelectArgs),
+    /// List and print the operator sets (`evol`, `code`, `math`, `auto`),
+    /// to copy, edit and pass to `evol run --ops-file`.
+    #[command(subcommand)]
+    Ops(OpsCommand),
+    /// Auto Evol-Instruct: let an optimiser model improve the evolving
+    /// method on your seeds, and write it as an operator file.
+    #[command(long_about = OPTIMIZE_ABOUT)]
+    Optimize(Box<OptimizeArgs>),
 }
+
+#[derive(Subcommand, Debug)]
+pub enum OpsCommand {
+    /// The built-in operator sets and their operators (name, kind, weight,
+    /// rules).
+    List,
+    /// Print an operator set as a self-contained TOML file (its templates
+    /// written into it), or one operator of it (`SET:OPERATOR`): edit it and
+    /// pass it to `evol run --ops-file FILE`.
+    Show {
+        /// A built-in set (`evol`, `code`, `math`, `auto`), a set file, or
+        /// `SET:OPERATOR`.
+        name: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct OptimizeArgs {
+    /// The seed instructions (any file `evol run` reads): the mini-batches
+    /// are drawn from them, and the last --dev of them (in a seeded
+    /// shuffle) are held out to measure each method.
+    pub seeds: PathBuf,
+    /// Output directory: `method.toml` (the best method, an operator file
+    /// for `evol run --ops-file`), `history.jsonl`, `stats.json` and the
+    /// journal.
+    #[arg(short, long, value_name = "METHOD_DIR")]
+    pub output: PathBuf,
+    /// Optimisation steps at most (it stops earlier when the failure rate
+    /// stops falling).
+    #[arg(long, default_value_t = 10)]
+    pub steps: u32,
+    /// Instructions evolved per step to show the optimiser.
+    #[arg(long, default_value_t = 10)]
+    pub batch: usize,
+    /// Times each of them is evolved in a row (the trajectory's length).
+    #[arg(long, default_value_t = 3)]
+    pub evolutions: u32,
+    /// Candidate methods the optimiser proposes per step.
+    #[arg(long, default_value_t = 5)]
+    pub candidates: u32,
+    /// Held-out instructions on which each method's failure rate is
+    /// measured.
+    #[arg(long, default_value_t = 50)]
+    pub dev: usize,
+    /// The operator file to start from (one operator with a literal
+    /// method; default: the built-in `auto` set).
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// The optimiser's model (default: --model).
+    #[arg(long)]
+    pub optimizer_model: Option<String>,
+    /// The model that answers evolved instructions, for the answer rules
+    /// (default: --model).
+    #[arg(long)]
+    pub answer_model: Option<String>,
+    /// The model that judges the information gain (default: --model).
+    #[arg(long)]
+    pub judge_model: Option<String>,
+    /// Sampling temperature of the evolving and answering calls.
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+    /// Sampling temperature of the optimiser (its candidates differ by
+    /// their request seeds).
+    #[arg(long, default_value_t = 1.0)]
+    pub optimizer_temperature: f32,
+    /// Token limit of evolving, answering and judging replies.
+    #[arg(long, default_value_t = 1024)]
+    pub max_tokens: u32,
+    /// Token limit of the optimiser's replies.
+    #[arg(long, default_value_t = 2048)]
+    pub optimizer_max_tokens: u32,
+    /// Seed of every random choice (the split, the mini-batches, request
+    /// seeds).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Layout of the seeds: auto, jsonl, json or text.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// Start over: remove METHOD_DIR's earlier files and journal.
+    #[arg(long)]
+    pub fresh: bool,
+    /// On resume, send again the calls that failed.
+    #[arg(long)]
+    pub retry_failed: bool,
+    #[command(flatten)]
+    pub models: ModelArgs,
+    /// No progress display or log lines; errors only.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+const OPTIMIZE_ABOUT: &str = "\
+Auto Evol-Instruct: improve the evolving method itself with an optimiser model, on your seeds.
+
+It starts from a universal evolving method (the built-in `auto` set, or --from FILE): list ways to make the instruction more complex, plan, rewrite adding 10 to 20 words, review, and end with the final instruction after `#Finally Rewritten Instruction#:`. It first measures that method's failure rate on --dev held-out seeds. Then each step: evolves --batch seeds --evolutions times in a row with the current method; shows these trajectories, failures marked, to the optimiser model, which analyses them and proposes a better method (--candidates times, each its own call); measures every candidate's failure rate on the held-out seeds; and keeps the best if it fails less than the current method, else stops. At most --steps steps.
+
+A failure is what `evol run` eliminates (an empty, cut-off or copied evolution, a reply without the final line, which is recorded as `unparsable_evolution` and never replaced by the old instruction; the judge's \"Equal\"; an answer that says sorry or holds only stop words) plus Auto Evol-Instruct's own rule: an answer that asks for input (starts with \"Understood\", \"Thank you\" or \"Sure\" and ends with a question mark, or says \"please provide\"). So each measurement is an evolve, a judge and an answer call per held-out seed. A candidate reply without an `#Improved Method#:` section is recorded as unparsable and not measured.
+
+Calls with the defaults (--dev 50, --batch 10, --evolutions 3, --candidates 5): 150 to measure the start, then per step 30 + 5 + 750 = 785; ten steps at most 8,000 calls.
+
+Every call goes through the journal in METHOD_DIR, as with `evol run`: rerun the same command to resume (nothing done is sent again), with the same budgets (--max-cost, --max-tokens-total, --max-requests), rate control, retries and progress. Writes METHOD_DIR/method.toml after every step (the best method so far, an operator file: `evol run --ops-file METHOD_DIR/method.toml`), METHOD_DIR/history.jsonl (per step: the trajectories, each candidate with its analysis, method, failure rate and failures by reason, which was kept) and METHOD_DIR/stats.json.";
 
 #[derive(Args, Debug)]
 pub struct SelectArgs {
@@ -594,11 +703,24 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 4, help_heading = "Method")]
     pub rounds: u32,
 
-    /// Operations to draw from, uniformly: a comma-separated list of
-    /// add_constraints, deepen, concretize, reasoning, complicate_input,
-    /// breadth; or `all`, or `in-depth` (the five without breadth).
+    /// Operations to draw from: `[SET:]LIST`. SET is a built-in operator
+    /// set (`evol`, the default: add_constraints, deepen, concretize,
+    /// reasoning, complicate_input, breadth; `code`: Code Evol-Instruct;
+    /// `math`: upward and downward maths evolution; `auto`: Auto
+    /// Evol-Instruct's method) or the --ops-file's; LIST is
+    /// comma-separated operator names, `all`, or kinds (`in-depth`,
+    /// `in-breadth`, `upward`, `downward`), each optionally `=WEIGHT`:
+    /// `--ops code`, `--ops math:downward`, `--ops add_constraints=2,breadth=1`.
+    /// Drawn in proportion to the weights (the set's, 1 unless it says).
+    /// `evol ops list` shows them all.
     #[arg(long, default_value = "all", help_heading = "Method")]
     pub ops: String,
+
+    /// An operator set of your own (TOML: `[[operator]]` tables with a
+    /// name, kind, template, method, weight, rules; `[templates]`): `evol
+    /// ops show evol` prints one to start from. --ops then selects from it.
+    #[arg(long, value_name = "FILE", help_heading = "Method")]
+    pub ops_file: Option<PathBuf>,
 
     /// Seed of every random choice (operations, data formats, request seeds,
     /// dataset order).
@@ -634,6 +756,11 @@ pub struct RunArgs {
     /// prompt", "#Rewritten Prompt#", ...).
     #[arg(long, help_heading = "Elimination")]
     pub no_copy_check: bool,
+
+    /// Keep evolutions whose answer asks for input instead of answering (the
+    /// Auto Evol-Instruct rule, for operators that name `asks_for_input`).
+    #[arg(long, help_heading = "Elimination")]
+    pub no_asks_check: bool,
 
     /// Keep evolutions that are near duplicates of their parent, an
     /// ancestor or any seed (rejected as `near_duplicate` by default), and

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use evol_core::cost::{Caps, Price, Prices};
 use evol_core::eliminate::Rules;
-use evol_core::{Method, OperationSet, Shard, Templates};
+use evol_core::{Method, OperationSet, OperatorSet, Shard, Templates};
 use evol_llm::Sampling;
 use evol_openai::RetryPolicy;
 use evol_store::ingest::IngestOptions;
@@ -132,13 +132,15 @@ impl RunSettings {
     /// [`UsageError`]; templates that do not load are a plain error.
     pub fn from_args(args: RunArgs) -> anyhow::Result<RunSettings> {
         let dir = args.templates.clone();
-        let mut settings = RunSettings::validate(args)?;
-        settings.templates = load_templates(dir.as_deref())?;
+        let file = args.ops_file.as_deref().map(read_operator_file).transpose()?;
+        let (set, operations) =
+            OperatorSet::choose(&args.ops, file).map_err(|e| usage(format!("--ops {}: {e}", args.ops)))?;
+        let mut settings = RunSettings::validate(args, operations)?;
+        settings.templates = load_templates(dir.as_deref(), &set, &settings.method.operations)?;
         Ok(settings)
     }
 
-    fn validate(args: RunArgs) -> Result<RunSettings, UsageError> {
-        let operations = OperationSet::builtin().select(&args.ops).map_err(|e| usage(format!("--ops: {e}")))?;
+    fn validate(args: RunArgs, operations: OperationSet) -> Result<RunSettings, UsageError> {
         if !(1..=MAX_ROUNDS).contains(&args.rounds) {
             return Err(usage(format!("--rounds must be between 1 and {MAX_ROUNDS}")));
         }
@@ -206,6 +208,7 @@ impl RunSettings {
                     sorry: !args.no_sorry_check,
                     stop_words: !args.no_stop_words_check,
                     copied_prompt: !args.no_copy_check,
+                    asks_for_input: !args.no_asks_check,
                 },
                 answer: !args.no_answer,
                 answer_seeds: args.include_seeds && !args.no_answer,
@@ -500,9 +503,10 @@ fn sampling(prefix: &str, temperature: f32, top_p: f32, max_tokens: u32) -> Resu
 /// Loads a `--templates` directory: every `.txt` file in it replaces the
 /// built-in file of the same name; an unknown `.txt` name is an error (it is
 /// most likely a typo that would otherwise be silently ignored).
-pub fn load_templates(dir: Option<&Path>) -> anyhow::Result<Templates> {
+pub fn load_templates(dir: Option<&Path>, set: &OperatorSet, enabled: &OperationSet) -> anyhow::Result<Templates> {
     let Some(dir) = dir else {
-        return Ok(Templates::builtin());
+        return Templates::new(BTreeMap::new(), set, enabled)
+            .map_err(|e| anyhow::anyhow!("the operator set `{}`: {e}", set.name));
     };
     let entries = std::fs::read_dir(dir)
         .map_err(|e| anyhow::anyhow!("cannot read the templates directory `{}`: {e}", dir.display()))?;
@@ -517,7 +521,16 @@ pub fn load_templates(dir: Option<&Path>) -> anyhow::Result<Templates> {
             std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
         overrides.insert(name, text);
     }
-    Templates::with_overrides(overrides).map_err(|e| anyhow::anyhow!("templates in `{}`: {e}", dir.display()))
+    Templates::new(overrides, set, enabled)
+        .map_err(|e| anyhow::anyhow!("templates in `{}` with the operator set `{}`: {e}", dir.display(), set.name))
+}
+
+/// Reads an operator file (`--ops-file`): a mistake names the file, the
+/// operator and the field.
+pub fn read_operator_file(path: &Path) -> anyhow::Result<OperatorSet> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read the operator file `{}`: {e}", path.display()))?;
+    OperatorSet::parse(&text).map_err(|e| anyhow::anyhow!("the operator file `{}`: {e}", path.display()))
 }
 
 /// Near-duplicate settings from their flags (`flag` names them in errors).

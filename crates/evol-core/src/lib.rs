@@ -29,6 +29,7 @@ pub mod engine;
 pub mod journal;
 pub mod method;
 pub mod ops;
+pub mod optimize;
 pub mod record;
 pub mod rng;
 pub mod roles;

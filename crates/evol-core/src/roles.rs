@@ -24,6 +24,8 @@ pub enum Role {
     Answer,
     /// Scores instructions and responses (difficulty, complexity, quality).
     Score,
+    /// Improves the evolving method (Auto Evol-Instruct).
+    Optimize,
 }
 
 impl Role {
@@ -36,6 +38,7 @@ impl Role {
             Role::Judge => "judge",
             Role::Answer => "answer",
             Role::Score => "score",
+            Role::Optimize => "optimize",
         }
     }
 }

@@ -133,6 +133,9 @@ pub struct MockStats {
     /// Scoring requests (difficulty, complexity, quality).
     #[serde(default)]
     pub score: u64,
+    /// Optimiser requests answered (Auto Evol-Instruct's method proposals).
+    #[serde(default)]
+    pub optimize: u64,
     /// Texts embedded (`/v1/embeddings` inputs).
     #[serde(default)]
     pub embedded: u64,
@@ -175,6 +178,7 @@ pub(crate) struct Shared {
     judge: AtomicU64,
     answer: AtomicU64,
     score: AtomicU64,
+    optimize: AtomicU64,
     embedded: AtomicU64,
     faults: AtomicU64,
     busy_micros: AtomicU64,
@@ -212,6 +216,7 @@ impl Shared {
             judge: self.judge.load(Ordering::Relaxed),
             answer: self.answer.load(Ordering::Relaxed),
             score: self.score.load(Ordering::Relaxed),
+            optimize: self.optimize.load(Ordering::Relaxed),
             embedded: self.embedded.load(Ordering::Relaxed),
             faults: self.faults.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
@@ -231,6 +236,7 @@ impl Shared {
             Kind::Judge => &self.judge,
             Kind::Answer => &self.answer,
             Kind::Score => &self.score,
+            Kind::Optimize => &self.optimize,
         }
         .fetch_add(1, Ordering::Relaxed);
     }
@@ -284,6 +290,7 @@ pub fn app(config: MockConfig) -> Router {
         judge: AtomicU64::new(0),
         answer: AtomicU64::new(0),
         score: AtomicU64::new(0),
+        optimize: AtomicU64::new(0),
         embedded: AtomicU64::new(0),
         faults: AtomicU64::new(0),
         busy_micros: AtomicU64::new(0),
@@ -576,6 +583,7 @@ pub(crate) enum Kind {
     Judge,
     Answer,
     Score,
+    Optimize,
 }
 
 const CLAUSES: &[&str] = &[
@@ -652,10 +660,13 @@ fn stage(tag: Option<&str>, prompt: &str) -> Kind {
         Some("evolve") => Kind::Rewrite,
         Some("judge") => Kind::Judge,
         Some("score") => Kind::Score,
+        Some("optimize") => Kind::Optimize,
         Some(_) => Kind::Answer,
         None => {
             let trimmed = prompt.trim_end();
-            if ["#Rewritten Prompt#:", "#Created Prompt#:"].iter().any(|m| trimmed.ends_with(m)) {
+            if prompt.contains("#Improved Method#") {
+                Kind::Optimize
+            } else if trimmed.ends_with("#:") || prompt.contains(FINAL_MARKER) {
                 Kind::Rewrite
             } else if prompt.contains("Not Equal") {
                 Kind::Judge
@@ -667,17 +678,26 @@ fn stage(tag: Option<&str>, prompt: &str) -> Kind {
 }
 
 fn reply_for(config: &MockConfig, kind: Kind, prompt: &str, h: u64, unit: impl Fn(u64) -> f64) -> (Kind, String) {
+    if kind == Kind::Optimize {
+        return (Kind::Optimize, optimizer_reply(prompt, h));
+    }
+    if kind == Kind::Rewrite && prompt.contains(FINAL_MARKER) {
+        return (Kind::Rewrite, auto_reply(prompt, h, unit));
+    }
     if kind == Kind::Rewrite {
-        // The instruction is what follows the prompt's last `...Prompt#:`
-        // heading (the whole prompt if it has none); a prompt that ends by
-        // asking for a created prompt gets a new instruction, any other a
-        // harder one.
+        // The instruction is what follows the prompt's last `#...#:`
+        // heading but one (the whole prompt if it has none); a prompt that
+        // ends by asking for a created prompt gets a new instruction, any
+        // other a harder one.
         let trimmed = prompt.trim_end();
         let (body, created) = match trimmed.strip_suffix("#Created Prompt#:") {
             Some(body) => (body, true),
-            None => (trimmed.strip_suffix("#Rewritten Prompt#:").unwrap_or(trimmed), false),
+            None => (strip_heading(trimmed), false),
         };
-        let given = body.rfind("Prompt#:").map(|i| body[i + "Prompt#:".len()..].trim()).unwrap_or(body.trim());
+        let given = match body.rfind("#:") {
+            Some(i) if body[..i].rfind('#').is_some() => body[i + 2..].trim(),
+            _ => body.trim(),
+        };
         let leak = if unit(3) < config.leak_rate { " (as the rewritten prompt asks)" } else { "" };
         let text = if created {
             let topic = TOPICS[(h % TOPICS.len() as u64) as usize];
@@ -710,6 +730,56 @@ fn reply_for(config: &MockConfig, kind: Kind, prompt: &str, h: u64, unit: impl F
     }
     text.push('.');
     (Kind::Answer, text)
+}
+
+/// The final line Auto Evol-Instruct's evolving prompts ask for.
+const FINAL_MARKER: &str = "#Finally Rewritten Instruction#:";
+
+/// `text` without a last line that is a `#Heading#:`.
+fn strip_heading(text: &str) -> &str {
+    match text.rfind('\n') {
+        Some(i) if text[i + 1..].trim_start().starts_with('#') && text.ends_with("#:") => &text[..i],
+        None if text.starts_with('#') && text.ends_with("#:") => "",
+        _ => text,
+    }
+}
+
+/// A reply to an Auto Evol-Instruct evolving prompt: the steps, then the
+/// final line with a harder instruction. It leaves the final line out
+/// (an unreadable reply) with a chance that halves with every `Check`
+/// line of the method, so a method the optimiser improved fails less.
+fn auto_reply(prompt: &str, h: u64, unit: impl Fn(u64) -> f64) -> String {
+    let given = prompt.rfind("#Instruction#:").map_or(prompt, |i| &prompt[i + "#Instruction#:".len()..]).trim();
+    let checks = prompt.lines().filter(|l| l.trim_start().starts_with("Check ")).count() as i32;
+    let clause = CLAUSES[(h % CLAUSES.len() as u64) as usize];
+    let steps = format!(
+        "Step 1 #Methods List#: add a requirement; ask for an example.\nStep 2 #Plan#: add one requirement.\n\
+         Step 3 #Rewritten Instruction#: {given} {clause}\nStep 4 #Review#: it is harder and still answerable."
+    );
+    if unit(5) < 0.6 * 0.5f64.powi(checks) {
+        return steps;
+    }
+    format!("{steps}\n{FINAL_MARKER} {given} {clause}")
+}
+
+/// A reply to an optimiser prompt: an analysis, then the current method
+/// (between `#Current Method#:` and `#End of Current Method#`) with 0 to 2
+/// `Check` lines added, by the request; one reply in five has no method
+/// heading (an unparsable proposal).
+fn optimizer_reply(prompt: &str, h: u64) -> String {
+    let method = match (prompt.find("#Current Method#:"), prompt.find("#End of Current Method#")) {
+        (Some(a), Some(b)) if a < b => prompt[a + "#Current Method#:".len()..b].trim(),
+        _ => "Step 1: Rewrite the instruction to be more complex.",
+    };
+    let analysis = "#Analysis#:\n1. Some rewrites stop before the final line, so the rewrite is lost.";
+    if h % 5 == 4 {
+        return format!("{analysis}\nThe method looks fine to me otherwise.");
+    }
+    let checks = prompt.lines().filter(|l| l.trim_start().starts_with("Check ")).count();
+    let added: String = (0..h % 3)
+        .map(|i| format!("\nCheck {}: make sure the reply ends with the final rewritten instruction.", checks as u64 + i + 1))
+        .collect();
+    format!("{analysis}\n\n#Improved Method#:\n{method}{added}")
 }
 
 /// A score for a scoring prompt that rises with the length of what it
@@ -793,8 +863,30 @@ mod tests {
             Kind::Judge => "judge",
             Kind::Answer => "answer",
             Kind::Score => "score",
+            Kind::Optimize => "optimize",
         };
         (text, kind)
+    }
+
+    #[test]
+    fn other_sets_and_auto_evol_instruct_are_understood() {
+        let code = "Make it harder.\n\n#Original Question#:\nWrite fizzbuzz.\n\n#Harder Question#:\n";
+        let (text, kind) = reply(code, 3);
+        assert!(kind == "rewrite" && text.starts_with("Write fizzbuzz. "), "{text}");
+        let auto = "Follow the method.\nStep 1: list.\nEnd with \"#Finally Rewritten Instruction#:\".\n\n#Instruction#:\nName a colour.\n";
+        let config = MockConfig::default();
+        let (_, never) = reply_for(&config, Kind::Rewrite, auto, 1, |_| 0.99);
+        assert!(never.ends_with(&format!("{FINAL_MARKER} Name a colour. {}", CLAUSES[1])), "{never}");
+        let (_, fails) = reply_for(&config, Kind::Rewrite, auto, 1, |_| 0.5);
+        assert!(!fails.contains(FINAL_MARKER), "p = 0.6 without checks: {fails}");
+        let checked = auto.replace("Step 1: list.", "Step 1: list.\nCheck 1: x.");
+        let (_, passes) = reply_for(&config, Kind::Rewrite, &checked, 1, |_| 0.5);
+        assert!(passes.contains(FINAL_MARKER), "p = 0.3 with one check: {passes}");
+        let optimizer = "#Current Method#:\nStep 1: list.\n#End of Current Method#\nRewrite 1: x";
+        let proposed = |h| reply_for(&config, Kind::Optimize, optimizer, h, |_| 0.0).1;
+        assert!(proposed(2).ends_with("#Improved Method#:\nStep 1: list.\nCheck 1: make sure the reply ends with the final rewritten instruction.\nCheck 2: make sure the reply ends with the final rewritten instruction."), "{}", proposed(2));
+        assert!(proposed(0).ends_with("#Improved Method#:\nStep 1: list."));
+        assert!(!proposed(4).contains("#Improved Method#"));
     }
 
     #[test]
