@@ -38,6 +38,8 @@ fn main() -> ExitCode {
             Command::Dedup(args) => commands::dedup::dedup(args),
             Command::Score(args) => commands::score::score(*args).await,
             Command::Select(args) => commands::select::select(args).await,
+            Command::Ops(command) => commands::ops::ops(command),
+            Command::Optimize(args) => commands::optimize::optimize(*args).await,
         }
     });
     // Do not wait for calls still in flight after an error or Ctrl-C.

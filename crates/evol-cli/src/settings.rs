@@ -90,6 +90,7 @@ pub struct RoleModels {
     pub judge: Option<String>,
     pub answer: Option<String>,
     pub score: Option<String>,
+    pub optimize: Option<String>,
 }
 
 /// The settings that may change between attempts of one run: how fast and
@@ -132,11 +133,16 @@ impl RunSettings {
     /// [`UsageError`]; templates that do not load are a plain error.
     pub fn from_args(args: RunArgs) -> anyhow::Result<RunSettings> {
         let dir = args.templates.clone();
-        let file = args.ops_file.as_deref().map(read_operator_file).transpose()?;
+        let ops_file = args.ops_file.clone();
+        let file = ops_file.as_deref().map(read_operator_file).transpose()?;
         let (set, operations) =
             OperatorSet::choose(&args.ops, file).map_err(|e| usage(format!("--ops {}: {e}", args.ops)))?;
         let mut settings = RunSettings::validate(args, operations)?;
-        settings.templates = load_templates(dir.as_deref(), &set, &settings.method.operations)?;
+        settings.templates =
+            load_templates(dir.as_deref(), &set, &settings.method.operations).map_err(|e| match &ops_file {
+                Some(path) => anyhow::anyhow!("the operator file `{}`: {e:#}", path.display()),
+                None => e,
+            })?;
         Ok(settings)
     }
 
@@ -169,6 +175,7 @@ impl RunSettings {
             judge: non_empty("--judge-model", &args.judge_model)?,
             answer: non_empty("--answer-model", &args.answer_model)?,
             score: non_empty("--score-model", &args.score_model)?,
+            optimize: None,
         };
         let difficulty = args
             .score_difficulty
@@ -528,8 +535,8 @@ pub fn load_templates(dir: Option<&Path>, set: &OperatorSet, enabled: &Operation
 /// Reads an operator file (`--ops-file`): a mistake names the file, the
 /// operator and the field.
 pub fn read_operator_file(path: &Path) -> anyhow::Result<OperatorSet> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read the operator file `{}`: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the operator file `{}`: {e}", path.display()))?;
     OperatorSet::parse(&text).map_err(|e| anyhow::anyhow!("the operator file `{}`: {e}", path.display()))
 }
 
@@ -662,6 +669,125 @@ impl ScoreSettings {
             format,
             skip_invalid: args.skip_invalid,
             sampling,
+            model,
+            execution,
+        })
+    }
+
+    pub fn servers(&self) -> Option<&Servers> {
+        match &self.model.backend {
+            Backend::Servers(s) => Some(s),
+            Backend::Embedded(_) => None,
+        }
+    }
+}
+
+/// `evol optimize`'s settings, validated.
+pub struct OptimizeRunSettings {
+    pub seeds: PathBuf,
+    pub output: PathBuf,
+    pub fresh: bool,
+    pub quiet: bool,
+    pub format: evol_io::SeedFormat,
+    pub dev: usize,
+    /// The set the method comes from, and the operator whose literal
+    /// method is optimised.
+    pub set: OperatorSet,
+    pub operator: String,
+    pub templates: Templates,
+    pub optimize: evol_core::optimize::OptimizeSettings,
+    pub models: RoleModels,
+    pub model: ModelSettings,
+    pub execution: Execution,
+}
+
+impl OptimizeRunSettings {
+    pub fn from_args(args: crate::cli::OptimizeArgs) -> anyhow::Result<OptimizeRunSettings> {
+        let mut set = match &args.from {
+            Some(path) => read_operator_file(path)?,
+            None => OperatorSet::builtin("auto").expect("built in"),
+        };
+        let auto = OperatorSet::builtin("auto").expect("built in");
+        let optimizer = evol_core::optimize::OPTIMIZER_TEMPLATE;
+        if !set.templates.contains_key(optimizer) {
+            set.templates.insert(optimizer.to_string(), auto.templates[optimizer].clone());
+        }
+        let from = args.from.as_ref().map_or("the `auto` set".to_string(), |p| format!("`{}`", p.display()));
+        let operator = set
+            .operations
+            .iter()
+            .find(|op| {
+                op.method
+                    .as_ref()
+                    .is_some_and(|m| matches!(set.templates.get(m), Some(evol_core::ops::SetTemplate::Literal(_))))
+            })
+            .ok_or_else(|| {
+                usage(format!(
+                    "--from {from}: no operator has a literal method (`[templates.NAME] literal = ...`) to optimise"
+                ))
+            })?
+            .clone();
+        let enabled = set.operations.select(&operator.name).expect("it exists");
+        let templates =
+            Templates::new(BTreeMap::new(), &set, &enabled).map_err(|e| anyhow::anyhow!("--from {from}: {e}"))?;
+        let bounded = |flag: &str, value: u64, low: u64, high: u64| {
+            if (low..=high).contains(&value) {
+                Ok(())
+            } else {
+                Err(usage(format!("--{flag} must be between {low} and {high}")))
+            }
+        };
+        bounded("steps", u64::from(args.steps), 1, 100)?;
+        bounded("batch", args.batch as u64, 1, 1000)?;
+        bounded("evolutions", u64::from(args.evolutions), 1, 10)?;
+        bounded("candidates", u64::from(args.candidates), 1, 20)?;
+        bounded("dev", args.dev as u64, 1, 100_000)?;
+        let evolve = sampling("", args.temperature, 1.0, args.max_tokens)?;
+        let optimizer_sampling = sampling("--optimizer-", args.optimizer_temperature, 1.0, args.optimizer_max_tokens)?;
+        let judge = sampling("--judge-", 0.0, 1.0, args.max_tokens)?;
+        let model = ModelSettings::from_args(args.models)?;
+        if matches!(model.backend, Backend::Embedded(_))
+            && (args.answer_model.is_some() || args.judge_model.is_some() || args.optimizer_model.is_some())
+        {
+            return Err(usage(
+                "--optimizer-model, --answer-model and --judge-model need --endpoint (the embedded engine runs one model)",
+            )
+            .into());
+        }
+        let models = RoleModels {
+            evolve: model.model.clone(),
+            judge: non_empty("--judge-model", &args.judge_model)?,
+            answer: non_empty("--answer-model", &args.answer_model)?,
+            score: None,
+            optimize: non_empty("--optimizer-model", &args.optimizer_model)?,
+        };
+        let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
+        let execution = model.execution(args.retry_failed);
+        let optimize = evol_core::optimize::OptimizeSettings {
+            steps: args.steps,
+            batch: args.batch,
+            evolutions: args.evolutions,
+            candidates: args.candidates,
+            run_seed: args.seed,
+            rules: Rules::default(),
+            evolve_sampling: evolve,
+            answer_sampling: evolve,
+            judge_sampling: judge,
+            optimizer_sampling,
+            request_seeds: model.request_seeds,
+        };
+        Ok(OptimizeRunSettings {
+            seeds: args.seeds,
+            output: args.output,
+            fresh: args.fresh,
+            quiet: args.quiet,
+            format,
+            dev: args.dev,
+            operator: operator.name.clone(),
+            set,
+            templates,
+            optimize,
+            models,
             model,
             execution,
         })

@@ -94,6 +94,62 @@ fn the_default_model_scores_difficulty_and_every_reply_is_counted() {
 }
 
 #[test]
+fn the_default_model_runs_an_optimisation_step_and_every_failure_is_named() {
+    // Auto Evol-Instruct on a tiny batch: the small model often misses the
+    // final line; each measured seed must be a pass or a named failure, the
+    // step's candidates recorded, the method file readable, and a rerun
+    // replay every call.
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.txt", "Name a fruit.\nWhat is 2 + 2?\nDescribe a cat.\nList three colours.\n");
+    let out = dir.path("method");
+    let args = [
+        "optimize",
+        seeds.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--batch",
+        "1",
+        "--evolutions",
+        "1",
+        "--candidates",
+        "1",
+        "--dev",
+        "2",
+        "--max-tokens",
+        "96",
+        "--optimizer-max-tokens",
+        "160",
+        "--ctx-size",
+        "4096",
+        "--parallel",
+        "4",
+        "--quiet",
+    ];
+    assert_success(&evol(&args));
+    let stats = read_json(&out.join("stats.json"));
+    let start = &stats["result"]["start"];
+    assert_eq!(start["measured"], 2, "{stats}");
+    let failed: u64 = start["by_reason"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(failed, start["failed"].as_u64().unwrap());
+    let history = read_lines(&out.join("history.jsonl"));
+    assert!(history.len() <= 1);
+    for step in &history {
+        let c = &step["candidates"][0];
+        assert!(c["method"].is_string() || c["reply"].is_string() || c["error"].is_string(), "{c}");
+    }
+    let shown = evol(&["ops", "show", out.join("method.toml").to_str().unwrap()]);
+    assert_success(&shown);
+    let calls = stats["journal"]["calls"].as_u64().unwrap();
+    assert!(calls >= 2, "the start evolves both held-out seeds: {calls}");
+    assert_success(&evol(&args));
+    let again = read_json(&out.join("stats.json"));
+    assert_eq!(again["journal"]["calls"].as_u64().unwrap(), calls);
+    assert_eq!(again["replayed_calls"].as_u64().unwrap(), calls, "replayed, not sent");
+}
+
+#[test]
 fn a_second_architecture_runs_with_a_chat_template() {
     let dir = Dir::new();
     let seeds = dir.write("seeds.txt", "Name a fruit.\nWhat is rain?\n");

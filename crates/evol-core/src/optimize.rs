@@ -285,7 +285,8 @@ impl Optimizer<'_> {
         let prompt = self.templates.evolve_prompt_with(self.operation, method, instruction)?;
         let rules = self.settings.rules.for_operation(self.operation);
         let slice = Slice { round: step, operation: part };
-        let reply = self.call(Role::Evolve, item, round, "evolve", slice, &prompt, self.settings.evolve_sampling).await?;
+        let reply =
+            self.call(Role::Evolve, item, round, "evolve", slice, &prompt, self.settings.evolve_sampling).await?;
         Ok(match reply {
             Ok(reply) => eliminate::read_evolution(self.operation, &rules, &reply.text, reply.finish_reason),
             Err(e) => Err((Reason::RequestFailed, e)),
@@ -309,7 +310,13 @@ impl Optimizer<'_> {
     }
 
     /// One held-out seed with one method: why it failed, if it did.
-    async fn attempt(&self, step: u32, candidate: u32, method: &str, seed: &Seed) -> Result<Option<Reason>, OptimizeError> {
+    async fn attempt(
+        &self,
+        step: u32,
+        candidate: u32,
+        method: &str,
+        seed: &Seed,
+    ) -> Result<Option<Reason>, OptimizeError> {
         let item = format!("m{step}c{candidate}/{}", seed.id);
         let evolved = match self.evolve(&item, 0, step, "measure", method, &seed.instruction).await? {
             Ok(evolved) => evolved,
@@ -373,8 +380,9 @@ impl Optimizer<'_> {
             self.templates.render_named(OPTIMIZER_TEMPLATE, Context { method: method.trim(), trajectories: shown })?;
         let item = format!("o{step}");
         let slice = Slice { round: step, operation: "optimize" };
-        let reply =
-            self.call(Role::Optimize, &item, index + 1, "optimize", slice, &prompt, self.settings.optimizer_sampling).await?;
+        let reply = self
+            .call(Role::Optimize, &item, index + 1, "optimize", slice, &prompt, self.settings.optimizer_sampling)
+            .await?;
         let mut candidate = Candidate { index, analysis: None, method: None, reply: None, error: None, measured: None };
         match reply {
             Ok(reply) => {
@@ -416,6 +424,15 @@ impl Optimizer<'_> {
         self.stats.outcome(slice, None);
         Ok(outcome)
     }
+}
+
+/// The seeds split into the mini-batch pool and the last `dev` of a
+/// shuffle keyed by the run seed (held out).
+pub fn split(mut seeds: Vec<Seed>, dev: usize, run_seed: u64) -> (Vec<Seed>, Vec<Seed>) {
+    use rand::seq::SliceRandom;
+    seeds.shuffle(&mut keyed_rng(run_seed, &[b"split"]));
+    let held = seeds.split_off(seeds.len().saturating_sub(dev));
+    (seeds, held)
 }
 
 /// An optimiser's reply as analysis and method: the method is what follows

@@ -777,7 +777,9 @@ fn optimizer_reply(prompt: &str, h: u64) -> String {
     }
     let checks = prompt.lines().filter(|l| l.trim_start().starts_with("Check ")).count();
     let added: String = (0..h % 3)
-        .map(|i| format!("\nCheck {}: make sure the reply ends with the final rewritten instruction.", checks as u64 + i + 1))
+        .map(|i| {
+            format!("\nCheck {}: make sure the reply ends with the final rewritten instruction.", checks as u64 + i + 1)
+        })
         .collect();
     format!("{analysis}\n\n#Improved Method#:\n{method}{added}")
 }

@@ -38,9 +38,25 @@ pub const SIMILAR: &str = "similar.jsonl";
 pub const DUPLICATES: &str = "duplicates.jsonl";
 /// The journal of committed calls (SQLite, with its `-wal` and `-shm`).
 pub const JOURNAL: &str = "journal.sqlite";
+/// `evol optimize`'s best method, an operator file.
+pub const METHOD: &str = "method.toml";
+/// `evol optimize`'s steps.
+pub const HISTORY: &str = "history.jsonl";
 
-const RUN_FILES: &[&str] =
-    &[EVOLVED, REJECTED, SEED_ANSWERS, SEED_SCORES, DATASET, STATS, DUPLICATES, SCORED, SELECTED, SIMILAR];
+const RUN_FILES: &[&str] = &[
+    EVOLVED,
+    REJECTED,
+    SEED_ANSWERS,
+    SEED_SCORES,
+    DATASET,
+    STATS,
+    DUPLICATES,
+    SCORED,
+    SELECTED,
+    SIMILAR,
+    METHOD,
+    HISTORY,
+];
 const JOURNAL_FILES: &[&str] = &[JOURNAL, "journal.sqlite-wal", "journal.sqlite-shm"];
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -145,6 +161,11 @@ impl OutputDir {
             seeds: Mutex::new(None),
             seeds_path: self.path(SEED_ANSWERS),
         })
+    }
+
+    /// Writes `text`, atomically (temporary file + rename).
+    pub fn write_text(&self, file: &str, text: &str) -> Result<(), StoreError> {
+        write_atomic(&self.path(file), text.as_bytes())
     }
 
     /// Writes `value` as pretty JSON, atomically (temporary file + rename).

@@ -6,6 +6,8 @@ pub mod estimate;
 pub mod export;
 pub mod merge;
 pub mod models;
+pub mod ops;
+pub mod optimize;
 pub mod run;
 pub mod score;
 pub mod select;

@@ -64,7 +64,8 @@ fn show(name: &str) -> anyhow::Result<String> {
             let chosen = set.operations.get(op).cloned().with_context(|| {
                 format!("the set `{}` has no operator `{op}` (it has: {})", set.name, set.operations.names().join(", "))
             })?;
-            let used: Vec<&str> = [Some(chosen.template.as_str()), chosen.method.as_deref()].into_iter().flatten().collect();
+            let used: Vec<&str> =
+                [Some(chosen.template.as_str()), chosen.method.as_deref()].into_iter().flatten().collect();
             let templates = set.templates.iter().filter(|(k, _)| used.contains(&k.as_str()));
             OperatorSet {
                 templates: templates.map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -98,7 +99,7 @@ fn one(ops: &OperationSet, name: &str) -> OperationSet {
 
 /// The built-in template files the set's operators name and the set does
 /// not define itself (and the data formats, when an operator draws one).
-fn builtin_templates_used(set: &OperatorSet) -> BTreeMap<String, String> {
+pub(crate) fn builtin_templates_used(set: &OperatorSet) -> BTreeMap<String, String> {
     let mut used: Vec<&str> = Vec::new();
     for op in set.operations.iter() {
         used.extend([Some(op.template.as_str()), op.method.as_deref()].into_iter().flatten());

@@ -136,6 +136,7 @@ fn role_models(wanted: &RoleModels, evolve: &str, roles: &[Role]) -> std::collec
                 Role::Judge => wanted.judge.as_ref(),
                 Role::Answer => wanted.answer.as_ref(),
                 Role::Score => wanted.score.as_ref().or(wanted.judge.as_ref()),
+                Role::Optimize => wanted.optimize.as_ref(),
             };
             (role, asked.cloned().unwrap_or_else(|| evolve.to_string()))
         })
@@ -245,7 +246,10 @@ async fn check_endpoint(
             // A model the server does not list may still be served (an
             // alias): one trial call tells, before any work and before the
             // run leaves anything behind.
-            for m in [Some(&model), wanted.answer.as_ref(), wanted.judge.as_ref()].into_iter().flatten() {
+            for m in [Some(&model), wanted.answer.as_ref(), wanted.judge.as_ref(), wanted.optimize.as_ref()]
+                .into_iter()
+                .flatten()
+            {
                 if !list.contains(m) {
                     trial_call(&client.with_model(m), &url).await.map_err(|e| {
                         anyhow!("the server `{url}` does not list the model `{m}` (it offers: {}): {e}", shorten(list))

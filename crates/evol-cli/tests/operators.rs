@@ -1,0 +1,313 @@
+//! Operator sets (`--ops code|math`, `--ops-file`, `evol ops`) and Auto
+//! Evol-Instruct (`evol optimize`), end to end against the simulator.
+
+mod util;
+
+use std::collections::BTreeMap;
+
+use evol_mock::MockConfig;
+use util::*;
+
+fn operations(out: &std::path::Path) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for file in ["evolved.jsonl", "rejected.jsonl"] {
+        for row in read_lines(&out.join(file)) {
+            *counts.entry(row["operation"].as_str().unwrap().to_string()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[test]
+fn the_code_and_math_sets_run_with_their_own_operators_and_weights() {
+    let mock = Mock::start(MockConfig { leak_rate: 0.0, ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(60));
+
+    let code = dir.path("code");
+    assert_success(&evol_run(&mock.url, &seeds, &code, &["--rounds", "2", "--ops", "code", "--no-dedup"]));
+    let counts = operations(&code);
+    let names: Vec<&str> = counts.keys().map(String::as_str).collect();
+    assert!(
+        names.iter().all(|n| [
+            "add_constraints",
+            "rarer_requirement",
+            "more_reasoning",
+            "misleading_code",
+            "complexity"
+        ]
+        .contains(n)),
+        "{counts:?}"
+    );
+    assert!(!counts.contains_key("breadth"));
+    // complexity has a quarter of the weight of each other method.
+    assert!(counts.get("complexity").copied().unwrap_or(0) < counts["add_constraints"], "{counts:?}");
+    let stats = read_json(&code.join("stats.json"));
+    assert_eq!(stats["identity"]["settings"]["operations"][4]["weight"], 0.25);
+    // The code scaffold's heading reached the model, and the evolution is
+    // the question made harder, not the prompt.
+    let evolved = read_lines(&code.join("evolved.jsonl"));
+    assert!(!evolved.is_empty());
+    assert!(evolved.iter().all(|e| !e["instruction"].as_str().unwrap().contains("#Original Question#")));
+
+    let math = dir.path("math");
+    assert_success(&evol_run(
+        &mock.url,
+        &seeds,
+        &math,
+        &["--rounds", "1", "--ops", "math:downward=3,add_constraints", "--no-dedup"],
+    ));
+    let counts = operations(&math);
+    assert_eq!(counts.keys().map(String::as_str).collect::<Vec<_>>(), ["add_constraints", "easier_topic", "simplify"]);
+    assert!(counts["simplify"] > counts["add_constraints"], "{counts:?}");
+
+    // A mistyped operator names the set's operators; nothing is left.
+    let bad = evol_run(&mock.url, &seeds, &dir.path("bad"), &["--ops", "code:breadth"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("unknown operation `breadth`") && stderr(&bad).contains("misleading_code"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(!dir.path("bad").exists());
+}
+
+#[test]
+fn a_users_operator_file_runs_and_its_mistakes_name_the_file_operator_and_field() {
+    let mock = Mock::start(MockConfig { leak_rate: 0.0, ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(20));
+
+    // `evol ops show` prints a file that runs as is.
+    let shown = evol(&["ops", "show", "evol"]);
+    assert_success(&shown);
+    let evol_file = dir.write("evol.toml", &String::from_utf8_lossy(&shown.stdout));
+    let a = dir.path("a");
+    let b = dir.path("b");
+    assert_success(&evol_run(&mock.url, &seeds, &a, &["--rounds", "1", "--no-dedup"]));
+    assert_success(&evol_run(
+        &mock.url,
+        &seeds,
+        &b,
+        &["--rounds", "1", "--no-dedup", "--ops-file", evol_file.to_str().unwrap()],
+    ));
+    let (ia, ib) =
+        (read_json(&a.join("stats.json"))["identity"].clone(), read_json(&b.join("stats.json"))["identity"].clone());
+    assert_eq!(ia["templates"], ib["templates"], "the printed set is the built-in one");
+    assert_eq!(ia["settings"]["operations"], ib["settings"]["operations"]);
+
+    // A domain of one's own, with a hostile seed.
+    let own = r##"
+name = "legal"
+description = "Harder legal questions"
+
+[templates]
+scaffold = '''
+Make this legal question harder. {{ method }}
+#Question#:
+{{ instruction }}
+#Harder#:
+'''
+jurisdiction = { literal = "Ask about one named jurisdiction. {{ not_a_variable }}" }
+
+[[operator]]
+name = "jurisdiction"
+kind = "in_depth"
+template = "scaffold"
+method = "jurisdiction"
+weight = 2
+markers = ["#question#", "#harder#"]
+rules = ["sorry", "copied_prompt"]
+"##;
+    let own = dir.write("legal.toml", own);
+    let hostile = dir.write(
+        "hostile.jsonl",
+        "{\"id\":\"h\",\"instruction\":\"Explain {{ method }} and {% if x %}y{% endif %} under #Harder# law.\"}\n",
+    );
+    let out = dir.path("legal");
+    let judged = mock.stats().judge;
+    let run =
+        evol_run(&mock.url, &hostile, &out, &["--rounds", "1", "--no-dedup", "--ops-file", own.to_str().unwrap()]);
+    assert_success(&run);
+    let rows: Vec<_> =
+        read_lines(&out.join("evolved.jsonl")).into_iter().chain(read_lines(&out.join("rejected.jsonl"))).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["operation"], "jurisdiction");
+    // The instruction went in as a value: the simulator saw it literally
+    // (it echoes it), and the copied-prompt rule caught the set's heading.
+    assert_eq!(rows[0]["reason"], "copied_prompt_words", "{}", rows[0]);
+    assert!(rows[0]["instruction"].as_str().unwrap().starts_with("Explain {{ method }} and {% if x %}y{% endif %}"));
+    assert_eq!(mock.stats().judge, judged, "the equality rule is not among the operator's rules");
+
+    let check = |text: &str, expected: &[&str]| {
+        let file = dir.write("broken.toml", text);
+        let run = evol_run(&mock.url, &seeds, &dir.path("broken"), &["--ops-file", file.to_str().unwrap()]);
+        assert_ne!(run.status.code(), Some(0));
+        let err = stderr(&run);
+        assert!(err.contains("broken.toml"), "{err}");
+        for e in expected {
+            assert!(err.contains(e), "{e:?} not in {err}");
+        }
+        assert!(!dir.path("broken").exists());
+    };
+    let op = "name = \"s\"\n[templates]\nt = \"{{ instruction }}\"\n[[operator]]\nname = \"x\"\nkind = \"k\"\ntemplate = \"t\"\n";
+    check(&format!("{op}weight = -1\n"), &["operator `x`, field `weight`", "positive"]);
+    check(&format!("{op}rules = [\"sory\"]\n"), &["operator `x`, field `rules[0]`", "sory"]);
+    check(&format!("{op}temperature = 1\n"), &["operator `x`, field `temperature`", "unknown field"]);
+    check(&op.replace("template = \"t\"", "template = \"u\""), &["operator `x`", "no template `u`"]);
+    check(&op.replace("{{ instruction }}", "{{ instruction }"), &["template `t`"]);
+    check("name = \"s\"\n[[operator]\n", &["line 2"]);
+}
+
+#[test]
+fn evol_ops_lists_the_sets() {
+    let list = evol(&["ops", "list"]);
+    assert_success(&list);
+    let text = String::from_utf8_lossy(&list.stdout);
+    for word in ["evol:", "code:", "math:", "auto:", "misleading_code", "easier_topic", "downward", "asks_for_input"] {
+        assert!(text.contains(word), "{word} in {text}");
+    }
+    let one = evol(&["ops", "show", "math:simplify"]);
+    assert_success(&one);
+    let text = String::from_utf8_lossy(&one.stdout);
+    assert!(
+        text.contains("name = \"simplify\"") && !text.contains("easier_topic") && text.contains("math_downward ="),
+        "{text}"
+    );
+}
+
+/// The optimisation loop against the simulator, whose evolving replies
+/// lose their final line less often the more `Check` steps a method has,
+/// and whose optimiser adds 0 to 2 such steps (or writes no method): the
+/// failure rate must fall, every candidate be recorded, the method file
+/// run, and a rerun resume without sending anything.
+#[test]
+fn optimize_lowers_the_failure_rate_records_every_candidate_and_resumes() {
+    let mock = Mock::start(MockConfig { leak_rate: 0.0, sorry_rate: 0.0, equal_rate: 0.0, ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(40));
+    let out = dir.path("method");
+    let args = |extra: &[&str]| {
+        let mut a = vec!["optimize", seeds.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", &mock.url];
+        a.extend([
+            "--model",
+            "mock",
+            "--steps",
+            "4",
+            "--batch",
+            "4",
+            "--evolutions",
+            "2",
+            "--candidates",
+            "3",
+            "--dev",
+            "20",
+            "--quiet",
+        ]);
+        a.extend(extra.iter().copied());
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = evol(&args(&[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_success(&run);
+    let history = read_lines(&out.join("history.jsonl"));
+    assert!(!history.is_empty());
+    let stats = read_json(&out.join("stats.json"));
+    let result = &stats["result"];
+    let start = result["start"]["failure_rate"].as_f64().unwrap();
+    let end = result["failure_rate"].as_f64().unwrap();
+    assert!(start > 0.3, "the universal method loses the final line often: {start}");
+    assert!(end < start, "{start} -> {end}");
+    assert_eq!(result["start"]["by_reason"]["unparsable_evolution"].as_u64().unwrap() as f64, (start * 20.0).round());
+    let mut unparsable = 0;
+    for step in &history {
+        let candidates = step["candidates"].as_array().unwrap();
+        assert_eq!(candidates.len(), 3);
+        assert_eq!(step["trajectories"].as_array().unwrap().len(), 4);
+        assert!(step["trajectories"].as_array().unwrap().iter().all(|t| t["steps"].as_array().unwrap().len() == 2));
+        for c in candidates {
+            match c["method"].as_str() {
+                Some(_) => assert_eq!(c["measured"]["measured"], 20),
+                None => {
+                    unparsable += 1;
+                    assert!(c["measured"].is_null() && c["reply"].as_str().unwrap().contains("#Analysis#"));
+                }
+            }
+        }
+        if let Some(chosen) = step["chosen"].as_u64() {
+            let c = &candidates[chosen as usize];
+            assert!(c["measured"]["failure_rate"].as_f64().unwrap() < step["failure_rate_before"].as_f64().unwrap());
+            assert_eq!(c["method"], step["method_after"]);
+        }
+    }
+    let optimize_calls = mock.stats().optimize as usize;
+    assert_eq!(optimize_calls, 3 * history.len());
+    eprintln!("{unparsable} unparsable proposals");
+    // The method file holds the best method and runs.
+    let method = std::fs::read_to_string(out.join("method.toml")).unwrap();
+    assert!(method.contains("Check 1: make sure"), "{method}");
+    let run_out = dir.path("run");
+    let method_file = out.join("method.toml");
+    assert_success(&evol_run(
+        &mock.url,
+        &seeds,
+        &run_out,
+        &["--rounds", "1", "--no-dedup", "--ops-file", method_file.to_str().unwrap()],
+    ));
+    assert_eq!(read_json(&run_out.join("stats.json"))["identity"]["settings"]["operations"][0]["name"], "auto");
+
+    // A rerun sends nothing and writes the same history.
+    let requests = mock.stats().requests;
+    let again = evol(&args(&[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_success(&again);
+    assert_eq!(mock.stats().requests, requests);
+    assert_eq!(read_lines(&out.join("history.jsonl")), history);
+    // Other settings on the same directory are refused.
+    let other = evol(&args(&["--temperature", "0.5"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(other.status.code(), Some(1));
+    assert!(stderr(&other).contains("other settings"), "{}", stderr(&other));
+}
+
+#[test]
+fn optimize_stops_at_a_budget_and_resumes_to_the_same_result() {
+    let mock = Mock::start(MockConfig { leak_rate: 0.0, sorry_rate: 0.0, equal_rate: 0.0, ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(30));
+    let run = |out: &std::path::Path, extra: &[&str]| {
+        let mut a = vec!["optimize", seeds.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", &mock.url];
+        a.extend([
+            "--model",
+            "mock",
+            "--steps",
+            "3",
+            "--batch",
+            "3",
+            "--evolutions",
+            "1",
+            "--candidates",
+            "2",
+            "--quiet",
+        ]);
+        if !extra.contains(&"--dev") {
+            a.extend(["--dev", "10"]);
+        }
+        a.extend(extra.iter().copied());
+        evol(&a)
+    };
+    let whole = dir.path("whole");
+    assert_success(&run(&whole, &[]));
+    let capped = dir.path("capped");
+    let first = run(&capped, &["--max-requests", "40"]);
+    assert_ne!(first.status.code(), Some(0));
+    assert_eq!(read_json(&capped.join("stats.json"))["state"], "capped");
+    assert!(capped.join("method.toml").exists(), "the method so far is written");
+    assert_success(&run(&capped, &[]));
+    assert_eq!(read_lines(&capped.join("history.jsonl")), read_lines(&whole.join("history.jsonl")));
+    assert_eq!(
+        std::fs::read_to_string(capped.join("method.toml")).unwrap(),
+        std::fs::read_to_string(whole.join("method.toml")).unwrap()
+    );
+    // Too few seeds for the held-out set: a clear usage error.
+    let few = run(&dir.path("few"), &["--dev", "30"]);
+    assert_eq!(few.status.code(), Some(2));
+    assert!(stderr(&few).contains("--dev 30"), "{}", stderr(&few));
+}
