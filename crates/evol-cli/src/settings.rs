@@ -68,6 +68,22 @@ pub enum Backend {
     Servers(Servers),
 }
 
+impl Backend {
+    /// The servers, if the models live on servers.
+    pub fn servers(&self) -> Option<&Servers> {
+        match self {
+            Backend::Servers(s) => Some(s),
+            Backend::Embedded(_) => None,
+        }
+    }
+
+    /// How long a command waits with no server answering before it stops
+    /// (`--stall-timeout`; never, for the embedded engine).
+    pub fn stall_after(&self) -> std::time::Duration {
+        self.servers().map_or(std::time::Duration::MAX, |s| s.stall_timeout)
+    }
+}
+
 /// The servers of a run and how to talk to them.
 pub struct Servers {
     pub endpoints: Vec<Endpoint>,
@@ -241,10 +257,7 @@ impl RunSettings {
 
     /// The servers, if the run uses servers.
     pub fn servers(&self) -> Option<&Servers> {
-        match &self.backend {
-            Backend::Servers(s) => Some(s),
-            Backend::Embedded(_) => None,
-        }
+        self.backend.servers()
     }
 }
 
@@ -673,13 +686,6 @@ impl ScoreSettings {
             execution,
         })
     }
-
-    pub fn servers(&self) -> Option<&Servers> {
-        match &self.model.backend {
-            Backend::Servers(s) => Some(s),
-            Backend::Embedded(_) => None,
-        }
-    }
 }
 
 /// `evol optimize`'s settings, validated.
@@ -690,10 +696,12 @@ pub struct OptimizeRunSettings {
     pub quiet: bool,
     pub format: evol_io::SeedFormat,
     pub dev: usize,
-    /// The set the method comes from, and the operator whose literal
-    /// method is optimised.
+    /// The set the method comes from, the operator whose literal method
+    /// is optimised, that method's template name and its text.
     pub set: OperatorSet,
-    pub operator: String,
+    pub operation: evol_core::Operation,
+    pub method_name: String,
+    pub start_method: String,
     pub templates: Templates,
     pub optimize: evol_core::optimize::OptimizeSettings,
     pub models: RoleModels,
@@ -713,20 +721,15 @@ impl OptimizeRunSettings {
             set.templates.insert(optimizer.to_string(), auto.templates[optimizer].clone());
         }
         let from = args.from.as_ref().map_or("the `auto` set".to_string(), |p| format!("`{}`", p.display()));
-        let operator = set
-            .operations
-            .iter()
-            .find(|op| {
-                op.method
-                    .as_ref()
-                    .is_some_and(|m| matches!(set.templates.get(m), Some(evol_core::ops::SetTemplate::Literal(_))))
-            })
-            .ok_or_else(|| {
-                usage(format!(
-                    "--from {from}: no operator has a literal method (`[templates.NAME] literal = ...`) to optimise"
-                ))
-            })?
-            .clone();
+        let literal = |op: &evol_core::Operation| match op.method.as_ref().and_then(|m| set.templates.get(m)) {
+            Some(evol_core::ops::SetTemplate::Literal(text)) => Some((op.clone(), op.method.clone()?, text.clone())),
+            _ => None,
+        };
+        let (operator, method_name, start_method) = set.operations.iter().find_map(literal).ok_or_else(|| {
+            usage(format!(
+                "--from {from}: no operator has a literal method (`[templates.NAME] literal = ...`) to optimise"
+            ))
+        })?;
         let enabled = set.operations.select(&operator.name).expect("it exists");
         let templates =
             Templates::new(BTreeMap::new(), &set, &enabled).map_err(|e| anyhow::anyhow!("--from {from}: {e}"))?;
@@ -783,7 +786,9 @@ impl OptimizeRunSettings {
             quiet: args.quiet,
             format,
             dev: args.dev,
-            operator: operator.name.clone(),
+            operation: operator,
+            method_name,
+            start_method,
             set,
             templates,
             optimize,
@@ -791,12 +796,5 @@ impl OptimizeRunSettings {
             model,
             execution,
         })
-    }
-
-    pub fn servers(&self) -> Option<&Servers> {
-        match &self.model.backend {
-            Backend::Servers(s) => Some(s),
-            Backend::Embedded(_) => None,
-        }
     }
 }

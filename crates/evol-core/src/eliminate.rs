@@ -157,14 +157,8 @@ static STOP_WORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
     include_str!("../templates/stopwords.txt").lines().map(str::trim).filter(|w| !w.is_empty()).collect()
 });
 
-/// Rule 4: the evolved instruction copies words of the evolving prompt
-/// (those of the `evol` set's prompts).
-pub fn copies_prompt_words(instruction: &str) -> bool {
-    copies_words(instruction, &[])
-}
-
-/// Rule 4 for an operation's own marker words (lower case; none: the
-/// `evol` set's).
+/// Rule 4: the evolved instruction copies words of the evolving prompt:
+/// an operation's own marker words (none: the `evol` set's).
 pub fn copies_words(instruction: &str, markers: &[String]) -> bool {
     let lower = instruction.to_lowercase();
     if markers.is_empty() {
@@ -363,14 +357,14 @@ mod tests {
 
     #[test]
     fn copied_prompt_words_in_any_case() {
-        assert!(copies_prompt_words("Rewrite the GIVEN PROMPT to be harder"));
-        assert!(copies_prompt_words("#Rewritten Prompt#: foo"));
-        assert!(copies_prompt_words("as the rewritten prompt says"));
-        assert!(copies_prompt_words("#created prompt#"));
-        assert!(copies_prompt_words("Created Prompt: x"));
-        assert!(copies_prompt_words("#The Given Prompt#: x"));
-        assert!(!copies_prompt_words("Write a prompt for a given task."));
-        assert!(!copies_prompt_words("Explain prompt engineering."));
+        assert!(copies_words("Rewrite the GIVEN PROMPT to be harder", &[]));
+        assert!(copies_words("#Rewritten Prompt#: foo", &[]));
+        assert!(copies_words("as the rewritten prompt says", &[]));
+        assert!(copies_words("#created prompt#", &[]));
+        assert!(copies_words("Created Prompt: x", &[]));
+        assert!(copies_words("#The Given Prompt#: x", &[]));
+        assert!(!copies_words("Write a prompt for a given task.", &[]));
+        assert!(!copies_words("Explain prompt engineering.", &[]));
     }
 
     #[test]

@@ -163,7 +163,9 @@ pub struct Optimizer<'a> {
 /// The calls an optimisation makes at most, for progress and estimates:
 /// the start's measurement, then per step the trajectories, the optimiser
 /// and every candidate's measurement (evolve, judge, answer per seed).
-pub fn max_calls(settings: &OptimizeSettings, batch: usize, dev: usize, per_seed: usize) -> u64 {
+pub fn max_calls(settings: &OptimizeSettings, operation: &Operation, batch: usize, dev: usize) -> u64 {
+    let rules = settings.rules.for_operation(operation);
+    let per_seed = 1 + usize::from(rules.equality) + usize::from(answers(&rules));
     let measure = (dev * per_seed) as u64;
     let step = (batch as u64) * u64::from(settings.evolutions)
         + u64::from(settings.candidates)
@@ -171,14 +173,12 @@ pub fn max_calls(settings: &OptimizeSettings, batch: usize, dev: usize, per_seed
     measure + u64::from(settings.steps) * step
 }
 
-impl Optimizer<'_> {
-    /// Calls per held-out seed in a measurement (evolve, then judge and
-    /// answer as the rules need).
-    pub fn calls_per_seed(&self) -> usize {
-        let rules = self.settings.rules.for_operation(self.operation);
-        1 + usize::from(rules.equality) + usize::from(rules.sorry || rules.stop_words || rules.asks_for_input)
-    }
+/// Whether a measurement answers the evolution: some rule reads the answer.
+fn answers(rules: &Rules) -> bool {
+    rules.sorry || rules.stop_words || rules.asks_for_input
+}
 
+impl Optimizer<'_> {
     /// Runs the optimisation from `method`; `pool` gives the mini-batches,
     /// `dev` measures. `on_step` gets each step's record as it ends.
     pub async fn run(
@@ -334,7 +334,7 @@ impl Optimizer<'_> {
                 Err(_) => return Ok(Some(Reason::RequestFailed)),
             }
         }
-        if rules.sorry || rules.stop_words || rules.asks_for_input {
+        if answers(&rules) {
             match self.call(Role::Answer, &item, 0, "answer", slice, &evolved, self.settings.answer_sampling).await? {
                 Ok(answer) if answer.finish_reason == FinishReason::ContentFilter => {
                     return Ok(Some(Reason::ContentFiltered))

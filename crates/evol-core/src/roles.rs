@@ -1,5 +1,5 @@
-//! Roles: the named jobs models do in a run (evolve, judge, answer; later
-//! scorer, embedder, pairwise judge, optimiser), each resolved to one model.
+//! Roles: the named jobs models do (evolve, judge, answer, score, optimize;
+//! later embedder, pairwise judge), each resolved to one model.
 //!
 //! Commands and backends speak of roles by name, never by position, so a
 //! new role is one more variant here and one more entry where models are

@@ -326,11 +326,6 @@ impl Templates {
         self.render(name, minijinja::Value::from_serialize(ctx))
     }
 
-    /// The literal text of the set's template `name`, if it is one.
-    pub fn literal(&self, name: &str) -> Option<&str> {
-        self.literals.get(name).map(String::as_str)
-    }
-
     /// The prompt that asks a judge whether `second` adds anything to `first`.
     pub fn equality_prompt(&self, first: &str, second: &str) -> Result<String, TemplateError> {
         self.render("equality.txt", context! { first, second })

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::cli::OptimizeArgs;
 use crate::commands::run::models::{connect, embedded, Connected};
-use crate::commands::run::{until_stopped, CapStop, Ended, Interrupted, Stalled, Stop};
+use crate::commands::run::{check_job_identity, until_stopped, Ended, WorkError};
 use crate::progress::{human, Counting, Progress, Watched};
 use crate::settings::{Backend, OptimizeRunSettings};
 
@@ -65,9 +65,7 @@ pub async fn optimize(args: OptimizeArgs) -> anyhow::Result<()> {
     let digest = hasher.finalize().to_hex().to_string();
     let (pool, dev) = evol_core::optimize::split(seeds, settings.dev, settings.optimize.run_seed);
 
-    let operation = settings.set.operations.get(&settings.operator).expect("chosen from the set").clone();
-    let method_name = operation.method.clone().expect("a literal method");
-    let start = settings.templates.literal(&method_name).expect("a literal method").to_string();
+    let (operation, method_name, start) = (&settings.operation, &settings.method_name, &settings.start_method);
 
     let out = OutputDir::prepare(&settings.output, settings.fresh)?;
     let journal = Arc::new(out.journal()?);
@@ -84,26 +82,15 @@ pub async fn optimize(args: OptimizeArgs) -> anyhow::Result<()> {
         settings: &settings.optimize,
         models: names.clone(),
         templates: settings.templates.digest(),
-        operator: &operation,
-        method: &start,
+        operator: operation,
+        method: start,
     };
     let identity_json = serde_json::to_string(&identity)?;
-    match journal.fact(IDENTITY)? {
-        Some(stored) if stored != identity_json => bail!(
-            "`{}` holds an optimisation of other seeds or other settings; rerun with the same ones to resume it, or pass --fresh to start over",
-            settings.output.display()
-        ),
-        Some(_) => {}
-        None => journal.set_fact(IDENTITY, &identity_json)?,
-    }
+    check_job_identity(&journal, IDENTITY, &identity_json, &settings.output, "an optimisation")?;
     journal.set_state(RunState::Running)?;
 
     let optimizer_settings = &settings.optimize;
-    let per_seed = {
-        let rules = optimizer_settings.rules.for_operation(&operation);
-        1 + usize::from(rules.equality) + usize::from(rules.sorry || rules.stop_words || rules.asks_for_input)
-    };
-    let total = max_calls(optimizer_settings, settings.optimize.batch.min(pool.len()), dev.len(), per_seed);
+    let total = max_calls(optimizer_settings, operation, settings.optimize.batch.min(pool.len()), dev.len());
     let stats = Arc::new(StatsRecorder::new(total));
     let model_names: Vec<&str> = names.values().map(String::as_str).collect();
     let prices = settings.execution.prices_for(&model_names);
@@ -132,17 +119,17 @@ pub async fn optimize(args: OptimizeArgs) -> anyhow::Result<()> {
         caller: &caller,
         roles: &connected.roles,
         templates: &settings.templates,
-        operation: &operation,
+        operation,
         settings: optimizer_settings,
         stats: &stats,
     };
     let write_step = |record: &StepRecord| -> Result<(), String> {
         let mut steps = history.lock().unwrap();
         steps.push(record.clone());
-        write_outputs(&out, &settings.set, &method_name, &steps, None).map_err(|e| format!("{e:#}"))
+        write_outputs(&out, &settings.set, method_name, &steps, None).map_err(|e| format!("{e:#}"))
     };
     let work = optimizer.run(&pool, &dev, start.clone(), write_step);
-    let stall_after = settings.servers().map(|s| s.stall_timeout).unwrap_or(std::time::Duration::MAX);
+    let stall_after = settings.model.backend.stall_after();
     let ended = until_stopped(
         work,
         || caller.stop(),
@@ -158,13 +145,8 @@ pub async fn optimize(args: OptimizeArgs) -> anyhow::Result<()> {
         Ended::Done(Ok(result)) => Some(result.clone()),
         _ => None,
     };
-    write_outputs(&out, &settings.set, &method_name, &steps, result.as_ref())?;
-    let state = match &ended {
-        Ended::Done(Ok(_)) => RunState::Completed,
-        Ended::Done(Err(OptimizeError::Call(CallError::Cap(_)))) => RunState::Capped,
-        Ended::Done(Err(OptimizeError::Call(CallError::Stopped))) | Ended::Stopped(_) => RunState::Interrupted,
-        _ => RunState::Failed,
-    };
+    write_outputs(&out, &settings.set, method_name, &steps, result.as_ref())?;
+    let state = ended.state(true);
     journal.set_state(state)?;
     let snapshot = stats.snapshot();
     out.write_json(
@@ -208,15 +190,22 @@ pub async fn optimize(args: OptimizeArgs) -> anyhow::Result<()> {
             out.path(METHOD).display()
         );
     }
-    let root = out.root().display().to_string();
-    match ended {
-        Ended::Done(Ok(_)) => Ok(()),
-        Ended::Done(Err(OptimizeError::Call(CallError::Cap(reached)))) => Err(CapStop { reached, out: root }.into()),
-        Ended::Done(Err(OptimizeError::Call(CallError::Stopped))) | Ended::Stopped(Stop::Signal) => {
-            Err(Interrupted(root).into())
+    ended.exit(stall_after, out.root().display().to_string())
+}
+
+impl WorkError for OptimizeError {
+    fn as_call(&self) -> Option<&CallError> {
+        match self {
+            OptimizeError::Call(e) => Some(e),
+            _ => None,
         }
-        Ended::Stopped(Stop::Stalled(last)) => Err(Stalled { waited: human(stall_after), last, out: root }.into()),
-        Ended::Done(Err(e)) => Err(e.into()),
+    }
+
+    fn into_call(self) -> Result<CallError, Self> {
+        match self {
+            OptimizeError::Call(e) => Ok(e),
+            other => Err(other),
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 
 use crate::cli::ScoreArgs;
 use crate::commands::run::models::{connect, connect_batches, embedded, Connected};
-use crate::commands::run::{until_stopped, CapStop, Ended, Interrupted, Stalled, Stop};
+use crate::commands::run::{check_job_identity, until_stopped};
 use crate::progress::{human, Counting, Progress, Watched};
 use crate::settings::{Backend, RoleModels, ScoreSettings};
 
@@ -107,14 +107,7 @@ pub async fn score(args: ScoreArgs) -> anyhow::Result<()> {
         templates: templates.score_digest(),
     };
     let identity_json = serde_json::to_string(&identity)?;
-    match journal.fact(IDENTITY)? {
-        Some(stored) if stored != identity_json => bail!(
-            "`{}` holds a scoring job of another input or other settings; rerun with the same ones to resume it, or pass --fresh to start over",
-            settings.output.display()
-        ),
-        Some(_) => {}
-        None => journal.set_fact(IDENTITY, &identity_json)?,
-    }
+    check_job_identity(&journal, IDENTITY, &identity_json, &settings.output, "a scoring job")?;
     journal.set_state(RunState::Running)?;
 
     let stats = Arc::new(StatsRecorder::new(jobs.len() as u64));
@@ -167,7 +160,7 @@ pub async fn score(args: ScoreArgs) -> anyhow::Result<()> {
         }
         Ok::<(), CallError>(())
     };
-    let stall_after = settings.servers().map(|s| s.stall_timeout).unwrap_or(std::time::Duration::MAX);
+    let stall_after = settings.model.backend.stall_after();
     let ended = until_stopped(
         work,
         || caller.stop(),
@@ -189,12 +182,7 @@ pub async fn score(args: ScoreArgs) -> anyhow::Result<()> {
     }
     writer.finish().with_context(|| format!("cannot write `{}`", out.path(SCORED).display()))?;
     let done = results.iter().filter(|r| r.is_some()).count();
-    let state = match &ended {
-        Ended::Done(Ok(())) if done == jobs.len() => RunState::Completed,
-        Ended::Done(Err(CallError::Cap(_))) => RunState::Capped,
-        Ended::Done(Err(CallError::Stopped)) | Ended::Stopped(_) => RunState::Interrupted,
-        _ => RunState::Failed,
-    };
+    let state = ended.state(done == jobs.len());
     journal.set_state(state)?;
     let snapshot = stats.snapshot();
     out.write_json(
@@ -231,14 +219,7 @@ pub async fn score(args: ScoreArgs) -> anyhow::Result<()> {
         eprintln!("{}", evol_text::shown(&line));
         eprintln!("evol: wrote {}, {}", out.path(SCORED).display(), out.path(STATS).display());
     }
-    let root = out.root().display().to_string();
-    match ended {
-        Ended::Done(Ok(())) => Ok(()),
-        Ended::Done(Err(CallError::Cap(reached))) => Err(CapStop { reached, out: root }.into()),
-        Ended::Done(Err(CallError::Stopped)) | Ended::Stopped(Stop::Signal) => Err(Interrupted(root).into()),
-        Ended::Stopped(Stop::Stalled(last)) => Err(Stalled { waited: human(stall_after), last, out: root }.into()),
-        Ended::Done(Err(e)) => Err(e.into()),
-    }
+    ended.exit(stall_after, out.root().display().to_string())
 }
 
 /// What `stats.json` holds for a scoring job.

@@ -51,6 +51,78 @@ pub(crate) enum Ended<T> {
     Stopped(Stop),
 }
 
+/// An error a command's work (calls through a [`evol_core::Caller`]) may
+/// end with: a caller's own, or another that wraps one.
+pub(crate) trait WorkError: Into<anyhow::Error> + Sized {
+    fn as_call(&self) -> Option<&evol_core::CallError>;
+    fn into_call(self) -> Result<evol_core::CallError, Self>;
+}
+
+impl WorkError for evol_core::CallError {
+    fn as_call(&self) -> Option<&evol_core::CallError> {
+        Some(self)
+    }
+
+    fn into_call(self) -> Result<evol_core::CallError, Self> {
+        Ok(self)
+    }
+}
+
+impl<T, E: WorkError> Ended<Result<T, E>> {
+    /// The state the work leaves its job in; `complete`: all of it was
+    /// done (work that ended well but not complete failed).
+    pub(crate) fn state(&self, complete: bool) -> RunState {
+        use evol_core::CallError;
+        match self {
+            Ended::Done(Ok(_)) if complete => RunState::Completed,
+            Ended::Done(Err(e)) => match e.as_call() {
+                Some(CallError::Cap(_)) => RunState::Capped,
+                Some(CallError::Stopped) => RunState::Interrupted,
+                _ => RunState::Failed,
+            },
+            Ended::Stopped(_) => RunState::Interrupted,
+            Ended::Done(Ok(_)) => RunState::Failed,
+        }
+    }
+
+    /// The command's result: a cap, a stop and a stall are their own
+    /// errors (and exit codes), naming the directory `out` to rerun on.
+    pub(crate) fn exit(self, stall_after: std::time::Duration, out: String) -> anyhow::Result<()> {
+        use evol_core::CallError;
+        match self {
+            Ended::Done(Ok(_)) => Ok(()),
+            Ended::Stopped(Stop::Signal) => Err(Interrupted(out).into()),
+            Ended::Stopped(Stop::Stalled(last)) => Err(Stalled { waited: human(stall_after), last, out }.into()),
+            Ended::Done(Err(e)) => match e.into_call() {
+                Ok(CallError::Cap(reached)) => Err(CapStop { reached, out }.into()),
+                Ok(CallError::Stopped) => Err(Interrupted(out).into()),
+                Ok(e) => Err(e.into()),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}
+
+/// Records a job's identity in its journal the first time; after that, a
+/// job of another identity on the same directory is refused (`what` names
+/// the job: "a scoring job").
+pub(crate) fn check_job_identity(
+    journal: &SqliteJournal,
+    key: &str,
+    identity: &str,
+    out: &std::path::Path,
+    what: &str,
+) -> anyhow::Result<()> {
+    match journal.fact(key)? {
+        Some(stored) if stored != identity => bail!(
+            "`{}` holds {what} of other inputs or other settings; rerun with the same ones to resume it, or pass --fresh to start over",
+            out.display()
+        ),
+        Some(_) => Ok(()),
+        None => Ok(journal.set_fact(key, identity)?),
+    }
+}
+
 /// Runs `work` (every model call of a command) until it ends, Ctrl-C or
 /// SIGTERM, or a stall of the servers (`stall_after`). A stop makes
 /// `stop_work` send nothing new, closes the pool (or the batches) so calls
@@ -301,7 +373,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let watched = Watched { stats: stats.clone(), budget: budget.clone(), pool: pool.clone() };
     let progress = Progress::start(watched, Counting::Steps { seeds, rounds: settings.method.rounds }, quiet);
     let run = engine.run(journal.seeds(), &sink);
-    let stall_after = settings.servers().map(|s| s.stall_timeout).unwrap_or(std::time::Duration::MAX);
+    let stall_after = settings.backend.stall_after();
     let ended = until_stopped(run, || engine.stop(), pool.as_ref(), batches.as_ref(), stall_after, &progress).await;
     let (result, stop): (Result<(), EngineError>, Option<Stop>) = match ended {
         Ended::Done(r) => (r, None),
