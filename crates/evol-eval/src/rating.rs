@@ -1,0 +1,810 @@
+//! Bradley-Terry ratings on the Elo scale, with bootstrap intervals.
+//!
+//! The model: model `i` beats model `j` with probability
+//! `1 / (1 + 10^((R_j - R_i) / 400))`, a tie counting as half a win to
+//! each side. The ratings are the maximum-likelihood fit of the battles,
+//! found by Newton's method with a backtracking line search over the
+//! counts of each pair's outcomes (so a million battles cost one pass to
+//! count, and each fit then costs as much as the number of pairs).
+//!
+//! **A model that never wins** (or never loses) has no finite maximum
+//! likelihood: its rating would run off to minus infinity. The fit adds a
+//! weak Gaussian prior on the log-strengths, [`PRIOR`] (a penalty of
+//! `PRIOR / 2 * theta^2`, theta in natural-log odds), which keeps every
+//! rating finite and moves ratings backed by a few dozen battles by well
+//! under one Elo point; a model that lost all of its `n` battles against
+//! one opponent lands far below it but finite (about 970 points for 10
+//! battles, 1,320 for 100, 1,680 for 1,000).
+//!
+//! **A disconnected comparison graph** (models that never met, directly or
+//! through others) is refused with [`RatingError::Disconnected`], naming
+//! the groups: ratings across groups would be set by the prior alone.
+//!
+//! Intervals: `rounds` bootstrap rounds, each resampling every pair's
+//! outcome counts from their observed shares (a multinomial draw of the
+//! pair's battle count: the battles resampled within each pair) and
+//! fitting again from the full fit; the interval is the 2.5th to 97.5th
+//! percentile of each model's rating over the rounds. Each round's
+//! generator is keyed by (seed, round), so results do not depend on the
+//! number of threads.
+
+use std::f64::consts::LN_10;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Binomial, Distribution, Poisson};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::quantile;
+
+/// Elo points per unit of natural-log odds: 400 per factor of 10.
+pub const ELO_PER_NAT: f64 = 400.0 / LN_10;
+
+/// The prior's weight on each log-strength (see the module's notes).
+pub const PRIOR: f64 = 0.01;
+
+/// The mean rating when no model is anchored.
+pub const MEAN_RATING: f64 = 1000.0;
+
+/// The interval's level.
+pub const LEVEL: f64 = 0.95;
+
+/// Who won a game.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Winner {
+    ModelA,
+    ModelB,
+    Tie,
+}
+
+impl Winner {
+    /// Model A's points: 1, 0.5 or 0.
+    pub fn points_a(self) -> f64 {
+        match self {
+            Winner::ModelA => 1.0,
+            Winner::Tie => 0.5,
+            Winner::ModelB => 0.0,
+        }
+    }
+
+    /// The winner of a game scored `a` to `b`: the higher score, equal a tie.
+    pub fn of_scores(a: f64, b: f64) -> Winner {
+        match a.partial_cmp(&b) {
+            Some(std::cmp::Ordering::Greater) => Winner::ModelA,
+            Some(std::cmp::Ordering::Less) => Winner::ModelB,
+            _ => Winner::Tie,
+        }
+    }
+}
+
+/// One judged game between two models (by index).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Battle {
+    pub a: usize,
+    pub b: usize,
+    pub winner: Winner,
+}
+
+/// How ratings are fitted and reported.
+#[derive(Debug, Clone, Copy)]
+pub struct RatingSettings {
+    /// Bootstrap rounds (0: no intervals; they then equal the rating).
+    pub rounds: usize,
+    pub seed: u64,
+    /// This model gets this rating (in every round, so its interval is a
+    /// point); otherwise the mean rating is [`MEAN_RATING`].
+    pub anchor: Option<(usize, f64)>,
+}
+
+/// One model's place on a leaderboard.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rated {
+    /// The fit on every battle.
+    pub rating: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    /// The median over the bootstrap rounds.
+    pub median: f64,
+    /// 1 + the number of models whose interval lies wholly above this one's.
+    pub rank: usize,
+    pub battles: u64,
+    pub wins: u64,
+    pub ties: u64,
+    pub losses: u64,
+}
+
+/// Ratings of every model, in model order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ratings {
+    pub models: Vec<Rated>,
+    /// The interval's level (0.95).
+    pub level: f64,
+    pub rounds: usize,
+    /// Style coefficients, per standard deviation of each covariate, in
+    /// Elo points (style-controlled fits only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coefficients: Option<Vec<f64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RatingError {
+    #[error("there are no battles to rate")]
+    NoBattles,
+    #[error("fewer than two models took part in the battles")]
+    OneModel,
+    #[error("a battle names model {0}, beyond the models given")]
+    UnknownModel(usize),
+    /// The models fall into groups that never met: ratings across them
+    /// would mean nothing.
+    #[error("the battles do not connect every model: {} groups never met (directly or through other models)", groups.len())]
+    Disconnected { groups: Vec<Vec<usize>> },
+}
+
+/// Each pair's outcomes: (a, b, [a's wins, ties, b's wins]), a < b.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairCounts {
+    pub models: usize,
+    pub pairs: Vec<(usize, usize, [u64; 3])>,
+}
+
+impl PairCounts {
+    /// Counts the battles among `models` models; a model's battles with
+    /// itself are left out.
+    pub fn count(models: usize, battles: &[Battle]) -> Result<PairCounts, RatingError> {
+        let mut cells = vec![[0u64; 3]; models * models];
+        for battle in battles {
+            for m in [battle.a, battle.b] {
+                if m >= models {
+                    return Err(RatingError::UnknownModel(m));
+                }
+            }
+            if battle.a == battle.b {
+                continue;
+            }
+            let (lo, hi, winner) = match battle.a < battle.b {
+                true => (battle.a, battle.b, battle.winner),
+                false => (
+                    battle.b,
+                    battle.a,
+                    match battle.winner {
+                        Winner::ModelA => Winner::ModelB,
+                        Winner::ModelB => Winner::ModelA,
+                        Winner::Tie => Winner::Tie,
+                    },
+                ),
+            };
+            let slot = match winner {
+                Winner::ModelA => 0,
+                Winner::Tie => 1,
+                Winner::ModelB => 2,
+            };
+            cells[lo * models + hi][slot] += 1;
+        }
+        let mut pairs = Vec::new();
+        for a in 0..models {
+            for b in a + 1..models {
+                let c = cells[a * models + b];
+                if c.iter().sum::<u64>() > 0 {
+                    pairs.push((a, b, c));
+                }
+            }
+        }
+        Ok(PairCounts { models, pairs })
+    }
+
+    /// Each model's battles, wins, ties and losses.
+    fn records(&self) -> Vec<[u64; 4]> {
+        let mut r = vec![[0u64; 4]; self.models];
+        for &(a, b, [wa, t, wb]) in &self.pairs {
+            let n = wa + t + wb;
+            r[a] = [r[a][0] + n, r[a][1] + wa, r[a][2] + t, r[a][3] + wb];
+            r[b] = [r[b][0] + n, r[b][1] + wb, r[b][2] + t, r[b][3] + wa];
+        }
+        r
+    }
+
+    /// The groups of models connected by battles, each sorted, in order of
+    /// their first model; models with no battle at all form no group.
+    pub fn groups(&self) -> Vec<Vec<usize>> {
+        let mut parent: Vec<usize> = (0..self.models).collect();
+        fn root(parent: &mut [usize], mut i: usize) -> usize {
+            while parent[i] != i {
+                parent[i] = parent[parent[i]];
+                i = parent[i];
+            }
+            i
+        }
+        let mut played = vec![false; self.models];
+        for &(a, b, _) in &self.pairs {
+            played[a] = true;
+            played[b] = true;
+            let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+            parent[ra.max(rb)] = ra.min(rb);
+        }
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut index_of = vec![usize::MAX; self.models];
+        for m in 0..self.models {
+            if !played[m] {
+                continue;
+            }
+            let r = root(&mut parent, m);
+            if index_of[r] == usize::MAX {
+                index_of[r] = groups.len();
+                groups.push(Vec::new());
+            }
+            groups[index_of[r]].push(m);
+        }
+        groups
+    }
+
+    fn check(&self) -> Result<(), RatingError> {
+        if self.pairs.is_empty() {
+            return Err(RatingError::NoBattles);
+        }
+        let mut groups = self.groups();
+        let unplayed: Vec<usize> = (0..self.models).filter(|m| !groups.iter().any(|g| g.contains(m))).collect();
+        groups.extend(unplayed.into_iter().map(|m| vec![m]));
+        match groups.len() {
+            1 => Ok(()),
+            _ => Err(RatingError::Disconnected { groups }),
+        }
+    }
+}
+
+/// Fits the ratings of `models` models from their battles, with bootstrap
+/// intervals.
+pub fn rate(models: usize, battles: &[Battle], settings: &RatingSettings) -> Result<Ratings, RatingError> {
+    rate_counts(&PairCounts::count(models, battles)?, settings)
+}
+
+/// [`rate`] over counts already made.
+pub fn rate_counts(counts: &PairCounts, settings: &RatingSettings) -> Result<Ratings, RatingError> {
+    if counts.models < 2 {
+        return Err(RatingError::OneModel);
+    }
+    counts.check()?;
+    let n = counts.models;
+    let observed: Vec<(usize, usize, [f64; 3])> =
+        counts.pairs.iter().map(|&(a, b, c)| (a, b, c.map(|x| x as f64))).collect();
+    let mut theta = vec![0.0; n];
+    fit_pairs(n, &observed, &mut theta);
+    let full = to_elo(&theta, settings.anchor);
+    let samples: Vec<Vec<f64>> = (0..settings.rounds)
+        .into_par_iter()
+        .map(|round| {
+            let mut rng = round_rng(settings.seed, round);
+            let resampled: Vec<(usize, usize, [f64; 3])> =
+                counts.pairs.iter().map(|&(a, b, c)| (a, b, multinomial(&mut rng, c))).collect();
+            let mut t = theta.clone();
+            fit_pairs(n, &resampled, &mut t);
+            to_elo(&t, settings.anchor)
+        })
+        .collect();
+    Ok(leaderboard(full, &samples, &counts.records(), settings.rounds, None))
+}
+
+/// Style covariates of one game: model A's and model B's raw features
+/// (answer length, markdown density).
+pub type Style = ([f64; STYLE_FEATURES], [f64; STYLE_FEATURES]);
+
+/// Covariates of the style-controlled fit.
+pub const STYLE_FEATURES: usize = 2;
+
+/// Ratings with style as covariates, as Chatbot Arena's style control
+/// does: per game, each feature's normalized difference `(a - b) / (a +
+/// b)` (0 when both are 0), standardized over the games, enters the
+/// logistic model beside the ratings, so a rating says how strong a model
+/// is apart from how long and how formatted its answers are. Fitted on the
+/// games themselves (the covariates differ per game); intervals from a
+/// Poisson bootstrap (each game weighted by a Poisson(1) draw per round).
+pub fn rate_styled(
+    models: usize,
+    battles: &[Battle],
+    styles: &[Style],
+    settings: &RatingSettings,
+) -> Result<Ratings, RatingError> {
+    assert_eq!(battles.len(), styles.len(), "one style per battle");
+    let counts = PairCounts::count(models, battles)?;
+    if models < 2 {
+        return Err(RatingError::OneModel);
+    }
+    counts.check()?;
+    let mut rows: Vec<Row> = Vec::with_capacity(battles.len());
+    for (battle, (sa, sb)) in battles.iter().zip(styles) {
+        if battle.a == battle.b {
+            continue;
+        }
+        let mut x = [0.0; STYLE_FEATURES];
+        for k in 0..STYLE_FEATURES {
+            let sum = sa[k] + sb[k];
+            x[k] = if sum.abs() > 0.0 && sum.is_finite() { (sa[k] - sb[k]) / sum } else { 0.0 };
+        }
+        rows.push(Row { a: battle.a, b: battle.b, y: battle.winner.points_a(), x });
+    }
+    for k in 0..STYLE_FEATURES {
+        let mean = rows.iter().map(|r| r.x[k]).sum::<f64>() / rows.len() as f64;
+        let var = rows.iter().map(|r| (r.x[k] - mean).powi(2)).sum::<f64>() / rows.len() as f64;
+        let sd = var.sqrt();
+        for r in &mut rows {
+            r.x[k] = if sd > 1e-12 { (r.x[k] - mean) / sd } else { 0.0 };
+        }
+    }
+    let weights = vec![1.0; rows.len()];
+    let mut params = vec![0.0; models + STYLE_FEATURES];
+    fit_rows(models, &rows, &weights, &mut params);
+    let full = to_elo(&params[..models], settings.anchor);
+    let coefficients = params[models..].iter().map(|b| b * ELO_PER_NAT).collect();
+    let samples: Vec<Vec<f64>> = (0..settings.rounds)
+        .into_par_iter()
+        .map(|round| {
+            let mut rng = round_rng(settings.seed, round);
+            let poisson = Poisson::new(1.0).expect("a valid rate");
+            let weights: Vec<f64> = rows.iter().map(|_| poisson.sample(&mut rng)).collect();
+            let mut p = params.clone();
+            fit_rows(models, &rows, &weights, &mut p);
+            to_elo(&p[..models], settings.anchor)
+        })
+        .collect();
+    Ok(leaderboard(full, &samples, &counts.records(), settings.rounds, Some(coefficients)))
+}
+
+/// One game of the style-controlled fit: A's points and the standardized
+/// covariates.
+struct Row {
+    a: usize,
+    b: usize,
+    y: f64,
+    x: [f64; STYLE_FEATURES],
+}
+
+fn round_rng(seed: u64, round: usize) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    let digest = blake3::Hasher::new()
+        .update(b"evol-eval bootstrap")
+        .update(&seed.to_le_bytes())
+        .update(&(round as u64).to_le_bytes())
+        .finalize();
+    key.copy_from_slice(digest.as_bytes());
+    ChaCha8Rng::from_seed(key)
+}
+
+/// A resampling of one pair's outcome counts, from their observed shares.
+fn multinomial(rng: &mut ChaCha8Rng, [wa, t, wb]: [u64; 3]) -> [f64; 3] {
+    let n = wa + t + wb;
+    let draw = |rng: &mut ChaCha8Rng, n: u64, p: f64| -> u64 {
+        if n == 0 || p <= 0.0 {
+            0
+        } else if p >= 1.0 {
+            n
+        } else {
+            Binomial::new(n, p).expect("a valid binomial").sample(rng)
+        }
+    };
+    let a = draw(rng, n, wa as f64 / n as f64);
+    let rest = n - a;
+    let ties = draw(rng, rest, if t + wb == 0 { 0.0 } else { t as f64 / (t + wb) as f64 });
+    [a as f64, ties as f64, (rest - ties) as f64]
+}
+
+/// Elo ratings from log-strengths: anchored, or with mean [`MEAN_RATING`].
+fn to_elo(theta: &[f64], anchor: Option<(usize, f64)>) -> Vec<f64> {
+    let shift = match anchor {
+        Some((m, rating)) => rating - theta[m] * ELO_PER_NAT,
+        None => MEAN_RATING - theta.iter().sum::<f64>() / theta.len() as f64 * ELO_PER_NAT,
+    };
+    theta.iter().map(|t| t * ELO_PER_NAT + shift).collect()
+}
+
+fn leaderboard(
+    full: Vec<f64>,
+    samples: &[Vec<f64>],
+    records: &[[u64; 4]],
+    rounds: usize,
+    coefficients: Option<Vec<f64>>,
+) -> Ratings {
+    let tail = (1.0 - LEVEL) / 2.0;
+    let intervals: Vec<(f64, f64, f64)> = (0..full.len())
+        .map(|m| {
+            if samples.is_empty() {
+                return (full[m], full[m], full[m]);
+            }
+            let mut v: Vec<f64> = samples.iter().map(|s| s[m]).collect();
+            v.sort_by(f64::total_cmp);
+            (quantile(&v, tail), quantile(&v, 0.5), quantile(&v, 1.0 - tail))
+        })
+        .collect();
+    let models = (0..full.len())
+        .map(|m| {
+            let (low, median, high) = intervals[m];
+            let above = intervals.iter().filter(|(other_low, _, _)| *other_low > high).count();
+            let [battles, wins, ties, losses] = records[m];
+            Rated { rating: full[m], ci_low: low, ci_high: high, median, rank: 1 + above, battles, wins, ties, losses }
+        })
+        .collect();
+    Ratings { models, level: LEVEL, rounds, coefficients }
+}
+
+fn ln_sigmoid(x: f64) -> f64 {
+    if x > 0.0 {
+        -(-x).exp().ln_1p()
+    } else {
+        x - x.exp().ln_1p()
+    }
+}
+
+fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// The penalized log-likelihood of pair counts.
+fn objective_pairs(pairs: &[(usize, usize, [f64; 3])], theta: &[f64]) -> f64 {
+    let mut f = -0.5 * PRIOR * theta.iter().map(|t| t * t).sum::<f64>();
+    for &(a, b, [wa, t, wb]) in pairs {
+        let d = theta[a] - theta[b];
+        f += (wa + t / 2.0) * ln_sigmoid(d) + (wb + t / 2.0) * ln_sigmoid(-d);
+    }
+    f
+}
+
+/// Newton's method from `theta` to the penalized maximum likelihood.
+fn fit_pairs(n: usize, pairs: &[(usize, usize, [f64; 3])], theta: &mut [f64]) {
+    newton(theta, |theta, grad, info| {
+        for i in 0..n {
+            grad[i] = -PRIOR * theta[i];
+            info[i * n + i] = PRIOR;
+        }
+        for &(a, b, [wa, t, wb]) in pairs {
+            let total = wa + t + wb;
+            let p = sigmoid(theta[a] - theta[b]);
+            let r = wa + t / 2.0 - total * p;
+            grad[a] += r;
+            grad[b] -= r;
+            let w = total * p * (1.0 - p);
+            info[a * n + a] += w;
+            info[b * n + b] += w;
+            info[a * n + b] -= w;
+            info[b * n + a] -= w;
+        }
+    }, |theta| objective_pairs(pairs, theta));
+}
+
+/// Newton's method over games with covariates (weights: the bootstrap's).
+fn fit_rows(models: usize, rows: &[Row], weights: &[f64], params: &mut [f64]) {
+    let p = models + STYLE_FEATURES;
+    let objective = |params: &[f64]| {
+        let mut f = -0.5 * PRIOR * params.iter().map(|t| t * t).sum::<f64>();
+        for (r, &w) in rows.iter().zip(weights) {
+            if w == 0.0 {
+                continue;
+            }
+            let z = eta(params, models, r);
+            f += w * (r.y * ln_sigmoid(z) + (1.0 - r.y) * ln_sigmoid(-z));
+        }
+        f
+    };
+    newton(params, |params, grad, info| {
+        for i in 0..p {
+            grad[i] = -PRIOR * params[i];
+            info[i * p + i] = PRIOR;
+        }
+        for (r, &w) in rows.iter().zip(weights) {
+            if w == 0.0 {
+                continue;
+            }
+            let q = sigmoid(eta(params, models, r));
+            let resid = w * (r.y - q);
+            let h = w * q * (1.0 - q);
+            grad[r.a] += resid;
+            grad[r.b] -= resid;
+            info[r.a * p + r.a] += h;
+            info[r.b * p + r.b] += h;
+            info[r.a * p + r.b] -= h;
+            info[r.b * p + r.a] -= h;
+            for k in 0..STYLE_FEATURES {
+                let c = models + k;
+                grad[c] += resid * r.x[k];
+                let hx = h * r.x[k];
+                info[r.a * p + c] += hx;
+                info[c * p + r.a] += hx;
+                info[r.b * p + c] -= hx;
+                info[c * p + r.b] -= hx;
+                for l in 0..STYLE_FEATURES {
+                    info[c * p + models + l] += hx * r.x[l];
+                }
+            }
+        }
+    }, objective);
+}
+
+fn eta(params: &[f64], models: usize, r: &Row) -> f64 {
+    let mut z = params[r.a] - params[r.b];
+    for k in 0..STYLE_FEATURES {
+        z += params[models + k] * r.x[k];
+    }
+    z
+}
+
+/// Maximizes a concave objective: `derivatives` fills the gradient and the
+/// information (minus the Hessian, positive definite thanks to the prior);
+/// each Newton step is halved until the objective does not fall.
+fn newton(
+    x: &mut [f64],
+    derivatives: impl Fn(&[f64], &mut [f64], &mut [f64]),
+    objective: impl Fn(&[f64]) -> f64,
+) {
+    let p = x.len();
+    let mut grad = vec![0.0; p];
+    let mut info = vec![0.0; p * p];
+    let mut f = objective(x);
+    let mut trial = vec![0.0; p];
+    for _ in 0..200 {
+        info.iter_mut().for_each(|v| *v = 0.0);
+        derivatives(x, &mut grad, &mut info);
+        let Some(step) = solve_spd(&mut info, &grad, p) else { break };
+        let mut scale = 1.0;
+        let mut moved = false;
+        for _ in 0..60 {
+            for i in 0..p {
+                trial[i] = x[i] + scale * step[i];
+            }
+            let g = objective(&trial);
+            if g >= f - 1e-12 * f.abs().max(1.0) {
+                x.copy_from_slice(&trial);
+                f = g;
+                moved = true;
+                break;
+            }
+            scale /= 2.0;
+        }
+        let largest = step.iter().fold(0.0f64, |m, s| m.max(s.abs())) * scale;
+        if !moved || largest < 1e-9 {
+            break;
+        }
+    }
+}
+
+/// Solves `a x = b` for a symmetric positive definite `a` (row-major,
+/// overwritten with its Cholesky factor). Written here because the systems
+/// are small and dense (one row per model); a linear-algebra crate would
+/// be a large dependency for these twenty lines.
+fn solve_spd(a: &mut [f64], b: &[f64], n: usize) -> Option<Vec<f64>> {
+    for j in 0..n {
+        let mut d = a[j * n + j];
+        for k in 0..j {
+            d -= a[j * n + k] * a[j * n + k];
+        }
+        if d <= 0.0 || !d.is_finite() {
+            return None;
+        }
+        let d = d.sqrt();
+        a[j * n + j] = d;
+        for i in j + 1..n {
+            let mut s = a[i * n + j];
+            for k in 0..j {
+                s -= a[i * n + k] * a[j * n + k];
+            }
+            a[i * n + j] = s / d;
+        }
+    }
+    let mut y = b.to_vec();
+    for i in 0..n {
+        for k in 0..i {
+            y[i] -= a[i * n + k] * y[k];
+        }
+        y[i] /= a[i * n + i];
+    }
+    for i in (0..n).rev() {
+        for k in i + 1..n {
+            y[i] -= a[k * n + i] * y[k];
+        }
+        y[i] /= a[i * n + i];
+    }
+    Some(y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    fn games(a: usize, b: usize, wins_a: usize, ties: usize, wins_b: usize) -> Vec<Battle> {
+        let mut v = Vec::new();
+        v.extend((0..wins_a).map(|_| Battle { a, b, winner: Winner::ModelA }));
+        v.extend((0..ties).map(|_| Battle { a, b, winner: Winner::Tie }));
+        v.extend((0..wins_b).map(|_| Battle { a, b, winner: Winner::ModelB }));
+        v
+    }
+
+    fn settings(rounds: usize) -> RatingSettings {
+        RatingSettings { rounds, seed: 7, anchor: None }
+    }
+
+    #[test]
+    fn two_models_recover_the_log_odds_by_hand() {
+        // 30 wins to 10: odds 3, so the gap is 400 * log10(3) = 190.85
+        // (the prior moves it by about 0.1 points).
+        let r = rate(2, &games(0, 1, 30, 0, 10), &settings(0)).unwrap();
+        let gap = r.models[0].rating - r.models[1].rating;
+        assert!((gap - 400.0 * 3f64.log10()).abs() < 0.5, "gap {gap}");
+        assert!((r.models[0].rating + r.models[1].rating - 2000.0).abs() < 1e-6);
+        // Ties count half to each side: 20 wins, 20 ties, 0 losses is 30
+        // points to 10, the same gap.
+        let t = rate(2, &games(0, 1, 20, 20, 0), &settings(0)).unwrap();
+        let tied_gap = t.models[0].rating - t.models[1].rating;
+        assert!((tied_gap - gap).abs() < 1e-6, "{tied_gap} vs {gap}");
+        assert_eq!((t.models[0].wins, t.models[0].ties, t.models[0].losses), (20, 20, 0));
+        assert_eq!((t.models[1].wins, t.models[1].ties, t.models[1].losses), (0, 20, 20));
+    }
+
+    #[test]
+    fn three_models_by_hand_and_orientation_does_not_matter() {
+        // A beats B 2:1, B beats C 2:1, C beats A 1:2: a cycle-free chain.
+        let mut battles = games(0, 1, 20, 0, 10);
+        battles.extend(games(1, 2, 20, 0, 10));
+        battles.extend(games(0, 2, 20, 0, 10));
+        let r = rate(3, &battles, &settings(0)).unwrap();
+        // The MLE satisfies: each model's points equal its expected points.
+        let theta: Vec<f64> = r.models.iter().map(|m| m.rating / ELO_PER_NAT).collect();
+        let p = |i: usize, j: usize| sigmoid(theta[i] - theta[j]);
+        let expected_a = 30.0 * p(0, 1) + 30.0 * p(0, 2);
+        assert!((expected_a - 40.0).abs() < 0.05, "{expected_a}");
+        // Swapping the sides of every battle changes nothing.
+        let flipped: Vec<Battle> = battles
+            .iter()
+            .map(|b| Battle {
+                a: b.b,
+                b: b.a,
+                winner: match b.winner {
+                    Winner::ModelA => Winner::ModelB,
+                    Winner::ModelB => Winner::ModelA,
+                    Winner::Tie => Winner::Tie,
+                },
+            })
+            .collect();
+        let f = rate(3, &flipped, &settings(0)).unwrap();
+        for (x, y) in r.models.iter().zip(&f.models) {
+            assert!((x.rating - y.rating).abs() < 1e-6);
+        }
+        assert!(r.models[0].rating > r.models[1].rating && r.models[1].rating > r.models[2].rating);
+    }
+
+    #[test]
+    fn a_model_that_never_wins_stays_finite() {
+        let mut battles = games(0, 1, 0, 0, 50);
+        battles.extend(games(1, 2, 25, 10, 25));
+        battles.extend(games(0, 2, 0, 0, 50));
+        let r = rate(3, &battles, &settings(200)).unwrap();
+        let loser = &r.models[0];
+        assert!(loser.rating.is_finite() && loser.ci_low.is_finite(), "{loser:?}");
+        // Far below the others, and last by rank.
+        assert!(r.models[1].rating - loser.rating > 600.0, "{r:?}");
+        assert!(r.models[1].rating - loser.rating < 400.0 * (100.0 / PRIOR).log10() + 400.0);
+        assert_eq!(loser.rank, 3);
+        assert_eq!(loser.wins, 0);
+    }
+
+    #[test]
+    fn a_disconnected_graph_is_refused_naming_the_groups() {
+        let mut battles = games(0, 1, 5, 0, 5);
+        battles.extend(games(2, 3, 5, 1, 5));
+        match rate(4, &battles, &settings(0)) {
+            Err(RatingError::Disconnected { groups }) => assert_eq!(groups, vec![vec![0, 1], vec![2, 3]]),
+            other => panic!("{other:?}"),
+        }
+        // A model with no battle at all is its own group.
+        match rate(3, &games(0, 1, 5, 0, 5), &settings(0)) {
+            Err(RatingError::Disconnected { groups }) => assert_eq!(groups, vec![vec![0, 1], vec![2]]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rate(2, &[], &settings(0)), Err(RatingError::NoBattles));
+        assert_eq!(
+            rate(2, &[Battle { a: 0, b: 5, winner: Winner::Tie }], &settings(0)),
+            Err(RatingError::UnknownModel(5))
+        );
+    }
+
+    /// Battles simulated from known strengths: the fit recovers each rating
+    /// within its interval and ranks the models in order.
+    #[test]
+    fn simulated_strengths_are_recovered_within_their_intervals() {
+        let truth = [1200.0, 1100.0, 1000.0, 900.0, 800.0];
+        let mean = truth.iter().sum::<f64>() / truth.len() as f64;
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut battles = Vec::new();
+        for _ in 0..6000 {
+            let a = rng.random_range(0..5);
+            let b = (a + rng.random_range(1..5)) % 5;
+            let p_a = 1.0 / (1.0 + 10f64.powf((truth[b] - truth[a]) / 400.0));
+            // Ties as the model counts them (half a win each): a tie with
+            // chance t, A's win with p_a - t/2, so A's expected points stay p_a.
+            let t = 0.4 * p_a.min(1.0 - p_a);
+            let u = rng.random::<f64>();
+            let winner = if u < t {
+                Winner::Tie
+            } else if u < t + p_a - t / 2.0 {
+                Winner::ModelA
+            } else {
+                Winner::ModelB
+            };
+            battles.push(Battle { a, b, winner });
+        }
+        let r = rate(5, &battles, &settings(300)).unwrap();
+        for (m, rated) in r.models.iter().enumerate() {
+            let t = truth[m] - mean + MEAN_RATING;
+            assert!(rated.ci_low <= t && t <= rated.ci_high, "model {m}: {t} outside {rated:?}");
+            assert!(rated.ci_high - rated.ci_low < 80.0, "{rated:?}");
+            assert_eq!(rated.rank, m + 1, "{r:?}");
+        }
+        // The same seed gives the same intervals; another seed others.
+        let again = rate(5, &battles, &settings(300)).unwrap();
+        assert_eq!(again, r);
+        let other = rate(5, &battles, &RatingSettings { seed: 8, ..settings(300) }).unwrap();
+        assert_ne!(other.models[0].ci_low, r.models[0].ci_low);
+    }
+
+    #[test]
+    fn an_anchor_fixes_one_rating_and_ranks_share_overlapping_intervals() {
+        let mut battles = games(0, 1, 11, 0, 9);
+        battles.extend(games(1, 2, 40, 0, 5));
+        let anchored = rate(3, &battles, &RatingSettings { anchor: Some((1, 1500.0)), ..settings(200) }).unwrap();
+        let b = &anchored.models[1];
+        assert_eq!((b.rating, b.ci_low, b.ci_high), (1500.0, 1500.0, 1500.0));
+        let free = rate(3, &battles, &settings(200)).unwrap();
+        let gap = |r: &Ratings| r.models[0].rating - r.models[2].rating;
+        assert!((gap(&anchored) - gap(&free)).abs() < 1e-6);
+        // Models 0 and 1 are close (11:9): their intervals overlap, so
+        // both rank first; model 2 is far below.
+        assert_eq!(free.models[0].rank, 1);
+        assert_eq!(free.models[1].rank, 1);
+        assert_eq!(free.models[2].rank, 3);
+    }
+
+    #[test]
+    fn style_control_takes_out_a_length_preference() {
+        // Two equally strong models; the judge prefers the longer answer,
+        // and model 0 writes longer answers more often. Without style
+        // control model 0 looks stronger; with it, the gap mostly goes and
+        // the length coefficient is positive.
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut battles = Vec::new();
+        let mut styles = Vec::new();
+        for i in 0..4000 {
+            let (a, b) = if i % 2 == 0 { (0, 1) } else { (1, 0) };
+            let long = |m: usize, rng: &mut ChaCha8Rng| {
+                if rng.random::<f64>() < if m == 0 { 0.8 } else { 0.2 } {
+                    400.0
+                } else {
+                    100.0
+                }
+            };
+            let (la, lb) = (long(a, &mut rng), long(b, &mut rng));
+            let p_a = if la > lb {
+                0.8
+            } else if la < lb {
+                0.2
+            } else {
+                0.5
+            };
+            let winner = if rng.random::<f64>() < p_a { Winner::ModelA } else { Winner::ModelB };
+            battles.push(Battle { a, b, winner });
+            styles.push(([la, 0.0], [lb, 0.0]));
+        }
+        let plain = rate(2, &battles, &settings(0)).unwrap();
+        let styled = rate_styled(2, &battles, &styles, &settings(50)).unwrap();
+        let plain_gap = plain.models[0].rating - plain.models[1].rating;
+        let styled_gap = styled.models[0].rating - styled.models[1].rating;
+        assert!(plain_gap > 100.0, "{plain_gap}");
+        assert!(styled_gap.abs() < 30.0, "{styled_gap}");
+        let coefficients = styled.coefficients.unwrap();
+        assert!(coefficients[0] > 100.0, "{coefficients:?}");
+        assert!(coefficients[1].abs() < 1e-6, "a constant feature has no effect: {coefficients:?}");
+        assert!(styled.models[0].ci_low <= styled.models[0].rating && styled.models[0].rating <= styled.models[0].ci_high);
+    }
+}
