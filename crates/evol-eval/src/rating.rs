@@ -455,24 +455,28 @@ fn objective_pairs(pairs: &[(usize, usize, [f64; 3])], theta: &[f64]) -> f64 {
 
 /// Newton's method from `theta` to the penalized maximum likelihood.
 fn fit_pairs(n: usize, pairs: &[(usize, usize, [f64; 3])], theta: &mut [f64]) {
-    newton(theta, |theta, grad, info| {
-        for i in 0..n {
-            grad[i] = -PRIOR * theta[i];
-            info[i * n + i] = PRIOR;
-        }
-        for &(a, b, [wa, t, wb]) in pairs {
-            let total = wa + t + wb;
-            let p = sigmoid(theta[a] - theta[b]);
-            let r = wa + t / 2.0 - total * p;
-            grad[a] += r;
-            grad[b] -= r;
-            let w = total * p * (1.0 - p);
-            info[a * n + a] += w;
-            info[b * n + b] += w;
-            info[a * n + b] -= w;
-            info[b * n + a] -= w;
-        }
-    }, |theta| objective_pairs(pairs, theta));
+    newton(
+        theta,
+        |theta, grad, info| {
+            for i in 0..n {
+                grad[i] = -PRIOR * theta[i];
+                info[i * n + i] = PRIOR;
+            }
+            for &(a, b, [wa, t, wb]) in pairs {
+                let total = wa + t + wb;
+                let p = sigmoid(theta[a] - theta[b]);
+                let r = wa + t / 2.0 - total * p;
+                grad[a] += r;
+                grad[b] -= r;
+                let w = total * p * (1.0 - p);
+                info[a * n + a] += w;
+                info[b * n + b] += w;
+                info[a * n + b] -= w;
+                info[b * n + a] -= w;
+            }
+        },
+        |theta| objective_pairs(pairs, theta),
+    );
 }
 
 /// Newton's method over games with covariates (weights: the bootstrap's).
@@ -489,38 +493,42 @@ fn fit_rows(models: usize, rows: &[Row], weights: &[f64], params: &mut [f64]) {
         }
         f
     };
-    newton(params, |params, grad, info| {
-        for i in 0..p {
-            grad[i] = -PRIOR * params[i];
-            info[i * p + i] = PRIOR;
-        }
-        for (r, &w) in rows.iter().zip(weights) {
-            if w == 0.0 {
-                continue;
+    newton(
+        params,
+        |params, grad, info| {
+            for i in 0..p {
+                grad[i] = -PRIOR * params[i];
+                info[i * p + i] = PRIOR;
             }
-            let q = sigmoid(eta(params, models, r));
-            let resid = w * (r.y - q);
-            let h = w * q * (1.0 - q);
-            grad[r.a] += resid;
-            grad[r.b] -= resid;
-            info[r.a * p + r.a] += h;
-            info[r.b * p + r.b] += h;
-            info[r.a * p + r.b] -= h;
-            info[r.b * p + r.a] -= h;
-            for k in 0..STYLE_FEATURES {
-                let c = models + k;
-                grad[c] += resid * r.x[k];
-                let hx = h * r.x[k];
-                info[r.a * p + c] += hx;
-                info[c * p + r.a] += hx;
-                info[r.b * p + c] -= hx;
-                info[c * p + r.b] -= hx;
-                for l in 0..STYLE_FEATURES {
-                    info[c * p + models + l] += hx * r.x[l];
+            for (r, &w) in rows.iter().zip(weights) {
+                if w == 0.0 {
+                    continue;
+                }
+                let q = sigmoid(eta(params, models, r));
+                let resid = w * (r.y - q);
+                let h = w * q * (1.0 - q);
+                grad[r.a] += resid;
+                grad[r.b] -= resid;
+                info[r.a * p + r.a] += h;
+                info[r.b * p + r.b] += h;
+                info[r.a * p + r.b] -= h;
+                info[r.b * p + r.a] -= h;
+                for k in 0..STYLE_FEATURES {
+                    let c = models + k;
+                    grad[c] += resid * r.x[k];
+                    let hx = h * r.x[k];
+                    info[r.a * p + c] += hx;
+                    info[c * p + r.a] += hx;
+                    info[r.b * p + c] -= hx;
+                    info[c * p + r.b] -= hx;
+                    for l in 0..STYLE_FEATURES {
+                        info[c * p + models + l] += hx * r.x[l];
+                    }
                 }
             }
-        }
-    }, objective);
+        },
+        objective,
+    );
 }
 
 fn eta(params: &[f64], models: usize, r: &Row) -> f64 {
@@ -534,11 +542,7 @@ fn eta(params: &[f64], models: usize, r: &Row) -> f64 {
 /// Maximizes a concave objective: `derivatives` fills the gradient and the
 /// information (minus the Hessian, positive definite thanks to the prior);
 /// each Newton step is halved until the objective does not fall.
-fn newton(
-    x: &mut [f64],
-    derivatives: impl Fn(&[f64], &mut [f64], &mut [f64]),
-    objective: impl Fn(&[f64]) -> f64,
-) {
+fn newton(x: &mut [f64], derivatives: impl Fn(&[f64], &mut [f64], &mut [f64]), objective: impl Fn(&[f64]) -> f64) {
     let p = x.len();
     let mut grad = vec![0.0; p];
     let mut info = vec![0.0; p * p];
@@ -805,6 +809,8 @@ mod tests {
         let coefficients = styled.coefficients.unwrap();
         assert!(coefficients[0] > 100.0, "{coefficients:?}");
         assert!(coefficients[1].abs() < 1e-6, "a constant feature has no effect: {coefficients:?}");
-        assert!(styled.models[0].ci_low <= styled.models[0].rating && styled.models[0].rating <= styled.models[0].ci_high);
+        assert!(
+            styled.models[0].ci_low <= styled.models[0].rating && styled.models[0].rating <= styled.models[0].ci_high
+        );
     }
 }

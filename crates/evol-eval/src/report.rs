@@ -177,7 +177,11 @@ fn summary(items: &[&Item], rounds: usize, seed: u64, group: &str) -> Option<Sum
     let ratio = t.candidate / t.reference;
     let win_rate = t.points / n as f64;
     let (mut ratios, mut rates) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
-    let key = blake3::Hasher::new().update(b"evol-eval report").update(&seed.to_le_bytes()).update(group.as_bytes()).finalize();
+    let key = blake3::Hasher::new()
+        .update(b"evol-eval report")
+        .update(&seed.to_le_bytes())
+        .update(group.as_bytes())
+        .finalize();
     let mut rng = ChaCha8Rng::from_seed(*key.as_bytes());
     for _ in 0..rounds {
         let r = totals((0..n).map(|_| items[rng.random_range(0..n)]));

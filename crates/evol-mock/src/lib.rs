@@ -90,6 +90,15 @@ pub struct MockConfig {
     /// terminal escape sequences, as a careless proxy's might (for tests
     /// that secrets and escapes never reach the user).
     pub hostile_errors: bool,
+    /// Per served model, its strength as a pairwise judge sees it (score
+    /// points above the others'). When set, every answer ends with
+    /// `(mock answer by MODEL)` and the pairwise judge scores each answer
+    /// `6 + strength + noise` (noise: a normal draw with deviation 1.5 from
+    /// the request's hash), rounded and held to 1..=10, so a test knows the
+    /// ranking a judge should find.
+    pub strengths: std::collections::BTreeMap<String, f64>,
+    /// Score points the pairwise judge adds to the answer shown first.
+    pub position_bias: f64,
 }
 
 /// How the batch API (`/v1/files`, `/v1/batches`) behaves.
@@ -118,6 +127,8 @@ impl Default for MockConfig {
             batch: BatchConfig::default(),
             rate_limit: None,
             hostile_errors: false,
+            strengths: std::collections::BTreeMap::new(),
+            position_bias: 0.0,
         }
     }
 }
@@ -136,6 +147,9 @@ pub struct MockStats {
     /// Optimiser requests answered (Auto Evol-Instruct's method proposals).
     #[serde(default)]
     pub optimize: u64,
+    /// Pairwise judge requests answered (two answers scored).
+    #[serde(default)]
+    pub pairwise: u64,
     /// Texts embedded (`/v1/embeddings` inputs).
     #[serde(default)]
     pub embedded: u64,
@@ -179,6 +193,7 @@ pub(crate) struct Shared {
     answer: AtomicU64,
     score: AtomicU64,
     optimize: AtomicU64,
+    pairwise: AtomicU64,
     embedded: AtomicU64,
     faults: AtomicU64,
     busy_micros: AtomicU64,
@@ -217,6 +232,7 @@ impl Shared {
             answer: self.answer.load(Ordering::Relaxed),
             score: self.score.load(Ordering::Relaxed),
             optimize: self.optimize.load(Ordering::Relaxed),
+            pairwise: self.pairwise.load(Ordering::Relaxed),
             embedded: self.embedded.load(Ordering::Relaxed),
             faults: self.faults.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
@@ -237,6 +253,7 @@ impl Shared {
             Kind::Answer => &self.answer,
             Kind::Score => &self.score,
             Kind::Optimize => &self.optimize,
+            Kind::Pairwise => &self.pairwise,
         }
         .fetch_add(1, Ordering::Relaxed);
     }
@@ -249,6 +266,8 @@ impl Shared {
             &self.judge,
             &self.answer,
             &self.score,
+            &self.optimize,
+            &self.pairwise,
             &self.faults,
             &self.busy_micros,
         ] {
@@ -291,6 +310,7 @@ pub fn app(config: MockConfig) -> Router {
         answer: AtomicU64::new(0),
         score: AtomicU64::new(0),
         optimize: AtomicU64::new(0),
+        pairwise: AtomicU64::new(0),
         embedded: AtomicU64::new(0),
         faults: AtomicU64::new(0),
         busy_micros: AtomicU64::new(0),
@@ -453,7 +473,7 @@ pub(crate) fn complete(
     let hash = blake3::hash(body);
     let h = u64::from_le_bytes(hash.as_bytes()[..8].try_into().unwrap());
     let unit = |salt: u64| -> f64 { (splitmix(h ^ salt) >> 11) as f64 / (1u64 << 53) as f64 };
-    let (kind, text) = reply_for(config, stage(tag, &prompt), &prompt, h, unit);
+    let (kind, text) = reply_for(config, stage(tag, &prompt), &prompt, &model, h, unit);
     let (text, finish) = cap_tokens(&text, max_tokens);
     let (prompt_tokens, completion_tokens) = (tokens(&prompt), tokens(&text));
     let completion = ChatCompletion {
@@ -584,6 +604,7 @@ pub(crate) enum Kind {
     Answer,
     Score,
     Optimize,
+    Pairwise,
 }
 
 const CLAUSES: &[&str] = &[
@@ -661,11 +682,14 @@ fn stage(tag: Option<&str>, prompt: &str) -> Kind {
         Some("judge") => Kind::Judge,
         Some("score") => Kind::Score,
         Some("optimize") => Kind::Optimize,
+        Some("pairwise") => Kind::Pairwise,
         Some(_) => Kind::Answer,
         None => {
             let trimmed = prompt.trim_end();
             if prompt.contains("#Improved Method#") {
                 Kind::Optimize
+            } else if prompt.contains("[Answer 1 begins]") || prompt.contains("[Conversation 1 begins]") {
+                Kind::Pairwise
             } else if trimmed.ends_with("#:") || prompt.contains(FINAL_MARKER) {
                 Kind::Rewrite
             } else if prompt.contains("Not Equal") {
@@ -677,7 +701,17 @@ fn stage(tag: Option<&str>, prompt: &str) -> Kind {
     }
 }
 
-fn reply_for(config: &MockConfig, kind: Kind, prompt: &str, h: u64, unit: impl Fn(u64) -> f64) -> (Kind, String) {
+fn reply_for(
+    config: &MockConfig,
+    kind: Kind,
+    prompt: &str,
+    model: &str,
+    h: u64,
+    unit: impl Fn(u64) -> f64,
+) -> (Kind, String) {
+    if kind == Kind::Pairwise {
+        return (Kind::Pairwise, pairwise_reply(config, prompt, unit));
+    }
     if kind == Kind::Optimize {
         return (Kind::Optimize, optimizer_reply(prompt, h));
     }
@@ -729,7 +763,49 @@ fn reply_for(config: &MockConfig, kind: Kind, prompt: &str, h: u64, unit: impl F
         first.make_ascii_uppercase();
     }
     text.push('.');
+    if !config.strengths.is_empty() {
+        text.push_str(&format!(" {SIGNATURE}{model})"));
+    }
     (Kind::Answer, text)
+}
+
+/// How an answer names its model when strengths are set.
+const SIGNATURE: &str = "(mock answer by ";
+
+/// A pairwise judge's reply: the two scores on the first line (from each
+/// answer's model's strength, the first answer's position bias and hashed
+/// noise), then a reason; with `unreadable_rate`, a reply without scores.
+fn pairwise_reply(config: &MockConfig, prompt: &str, unit: impl Fn(u64) -> f64) -> String {
+    if unit(4) < config.unreadable_rate {
+        return "Both answers have their merits, and I cannot choose between them.".to_string();
+    }
+    let score = |side: u64| {
+        let open = [format!("[Answer {side} begins]"), format!("[Conversation {side} begins]")];
+        let start = open.iter().find_map(|o| prompt.find(o.as_str()).map(|i| i + o.len())).unwrap_or(0);
+        let end = [format!("[Answer {side} ends]"), format!("[Conversation {side} ends]")]
+            .iter()
+            .find_map(|c| prompt[start..].find(c.as_str()).map(|i| start + i))
+            .unwrap_or(prompt.len());
+        let section = &prompt[start..end];
+        let strength = section
+            .rfind(SIGNATURE)
+            .and_then(|i| section[i + SIGNATURE.len()..].split(')').next())
+            .and_then(|name| config.strengths.get(name))
+            .copied()
+            .unwrap_or(0.0);
+        // Box-Muller from two hashed uniforms.
+        let (u1, u2) = (unit(20 + side).max(1e-12), unit(30 + side));
+        let noise = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos() * 1.5;
+        let bias = if side == 1 { config.position_bias } else { 0.0 };
+        (6.0 + strength + bias + noise).round().clamp(1.0, 10.0)
+    };
+    let (a, b) = (score(1), score(2));
+    let reason = match a.partial_cmp(&b) {
+        Some(std::cmp::Ordering::Greater) => "Answer 1 is more helpful and more accurate.",
+        Some(std::cmp::Ordering::Less) => "Answer 2 is more helpful and more accurate.",
+        _ => "Both answers are about as good.",
+    };
+    format!("{a} {b}\n{reason}")
 }
 
 /// The final line Auto Evol-Instruct's evolving prompts ask for.
@@ -857,7 +933,7 @@ mod tests {
 
     fn reply(prompt: &str, h: u64) -> (String, &'static str) {
         let config = MockConfig { leak_rate: 0.0, ..MockConfig::default() };
-        let (kind, text) = reply_for(&config, stage(None, prompt), prompt, h, |s| {
+        let (kind, text) = reply_for(&config, stage(None, prompt), prompt, "mock", h, |s| {
             (splitmix(h ^ s) >> 11) as f64 / (1u64 << 53) as f64
         });
         let kind = match kind {
@@ -866,6 +942,7 @@ mod tests {
             Kind::Answer => "answer",
             Kind::Score => "score",
             Kind::Optimize => "optimize",
+            Kind::Pairwise => "pairwise",
         };
         (text, kind)
     }
@@ -877,15 +954,15 @@ mod tests {
         assert!(kind == "rewrite" && text.starts_with("Write fizzbuzz. "), "{text}");
         let auto = "Follow the method.\nStep 1: list.\nEnd with \"#Finally Rewritten Instruction#:\".\n\n#Instruction#:\nName a colour.\n";
         let config = MockConfig::default();
-        let (_, never) = reply_for(&config, Kind::Rewrite, auto, 1, |_| 0.99);
+        let (_, never) = reply_for(&config, Kind::Rewrite, auto, "mock", 1, |_| 0.99);
         assert!(never.ends_with(&format!("{FINAL_MARKER} Name a colour. {}", CLAUSES[1])), "{never}");
-        let (_, fails) = reply_for(&config, Kind::Rewrite, auto, 1, |_| 0.5);
+        let (_, fails) = reply_for(&config, Kind::Rewrite, auto, "mock", 1, |_| 0.5);
         assert!(!fails.contains(FINAL_MARKER), "p = 0.6 without checks: {fails}");
         let checked = auto.replace("Step 1: list.", "Step 1: list.\nCheck 1: x.");
-        let (_, passes) = reply_for(&config, Kind::Rewrite, &checked, 1, |_| 0.5);
+        let (_, passes) = reply_for(&config, Kind::Rewrite, &checked, "mock", 1, |_| 0.5);
         assert!(passes.contains(FINAL_MARKER), "p = 0.3 with one check: {passes}");
         let optimizer = "#Current Method#:\nStep 1: list.\n#End of Current Method#\nRewrite 1: x";
-        let proposed = |h| reply_for(&config, Kind::Optimize, optimizer, h, |_| 0.0).1;
+        let proposed = |h| reply_for(&config, Kind::Optimize, optimizer, "mock", h, |_| 0.0).1;
         assert!(proposed(2).ends_with("#Improved Method#:\nStep 1: list.\nCheck 1: make sure the reply ends with the final rewritten instruction.\nCheck 2: make sure the reply ends with the final rewritten instruction."), "{}", proposed(2));
         assert!(proposed(0).ends_with("#Improved Method#:\nStep 1: list."));
         assert!(!proposed(4).contains("#Improved Method#"));
@@ -897,7 +974,7 @@ mod tests {
         assert_eq!(stage(Some("judge"), "Anything at all"), Kind::Judge);
         assert_eq!(stage(Some("answer"), "Reply \"Equal\" or \"Not Equal\"."), Kind::Answer);
         let (kind, text) =
-            reply_for(&MockConfig::default(), Kind::Rewrite, "Harder, please:\nName a fruit.", 5, |_| 1.0);
+            reply_for(&MockConfig::default(), Kind::Rewrite, "Harder, please:\nName a fruit.", "mock", 5, |_| 1.0);
         assert_eq!(kind, Kind::Rewrite);
         assert!(text.starts_with("Harder, please:\nName a fruit. "), "{text}");
     }
@@ -943,12 +1020,53 @@ mod tests {
         let config = MockConfig { equal_rate: 0.3, ..MockConfig::default() };
         let equal = (0..10_000u64)
             .filter(|&h| {
-                let (_, text) = reply_for(&config, Kind::Judge, "Is it equal?", h, |s| {
+                let (_, text) = reply_for(&config, Kind::Judge, "Is it equal?", "mock", h, |s| {
                     (splitmix(h ^ s) >> 11) as f64 / (1u64 << 53) as f64
                 });
                 text == "Equal"
             })
             .count();
         assert!((2_800..3_200).contains(&equal), "{equal}");
+    }
+
+    #[test]
+    fn the_pairwise_judge_follows_strengths_and_position_bias() {
+        let config = MockConfig {
+            strengths: [("strong".to_string(), 2.0), ("weak".to_string(), -2.0)].into_iter().collect(),
+            ..MockConfig::default()
+        };
+        let (_, answer) = reply_for(&config, Kind::Answer, "Name a fruit.", "strong", 9, |_| 0.5);
+        assert!(answer.ends_with("(mock answer by strong)"), "{answer}");
+        let prompt = |first: &str, second: &str| {
+            format!(
+                "Judge.\n[Question]\nq\n\n[Answer 1 begins]\nx (mock answer by {first})\n[Answer 1 ends]\n\n\
+                 [Answer 2 begins]\ny (mock answer by {second})\n[Answer 2 ends]\n"
+            )
+        };
+        assert_eq!(stage(None, &prompt("a", "b")), Kind::Pairwise);
+        let mut strong_ahead = 0;
+        for h in 0..400u64 {
+            let unit = |salt: u64| (splitmix(h ^ salt) >> 11) as f64 / (1u64 << 53) as f64;
+            let (kind, reply) = reply_for(&config, Kind::Pairwise, &prompt("weak", "strong"), "judge", h, unit);
+            assert_eq!(kind, Kind::Pairwise);
+            let first = reply.lines().next().unwrap();
+            let scores: Vec<f64> = first.split(' ').map(|x| x.parse().unwrap()).collect();
+            assert!(scores.iter().all(|s| (1.0..=10.0).contains(s)), "{reply}");
+            strong_ahead += usize::from(scores[1] > scores[0]);
+        }
+        assert!(strong_ahead > 300, "{strong_ahead} of 400");
+        let biased = MockConfig { position_bias: 3.0, strengths: Default::default(), ..MockConfig::default() };
+        let firsts = (0..200u64)
+            .filter(|&h| {
+                let unit = |salt: u64| (splitmix(h ^ salt) >> 11) as f64 / (1u64 << 53) as f64;
+                let reply = reply_for(&biased, Kind::Pairwise, &prompt("a", "b"), "judge", h, unit).1;
+                let s: Vec<f64> = reply.lines().next().unwrap().split(' ').map(|x| x.parse().unwrap()).collect();
+                s[0] > s[1]
+            })
+            .count();
+        assert!(firsts > 150, "{firsts} of 200");
+        let unreadable = MockConfig { unreadable_rate: 1.0, ..config.clone() };
+        let reply = reply_for(&unreadable, Kind::Pairwise, &prompt("a", "b"), "judge", 1, |_| 0.5).1;
+        assert!(!reply.lines().next().unwrap().chars().any(|c| c.is_ascii_digit()));
     }
 }

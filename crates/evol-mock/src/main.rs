@@ -78,6 +78,14 @@ struct Args {
     /// terminal escape sequences (as a careless proxy's might).
     #[arg(long)]
     hostile_errors: bool,
+    /// Pairwise judge strengths per model, e.g. `big=2,small=-1` (score
+    /// points): answers then name their model, and the judge scores each
+    /// 6 + strength + noise.
+    #[arg(long, value_delimiter = ',', value_name = "MODEL=POINTS")]
+    strengths: Vec<String>,
+    /// Score points the pairwise judge adds to the answer shown first.
+    #[arg(long, default_value_t = 0.0)]
+    position_bias: f64,
 }
 
 #[tokio::main]
@@ -120,6 +128,17 @@ async fn main() -> anyhow::Result<()> {
         batch: evol_mock::BatchConfig { delay_ms: args.batch_delay_ms, expire_rate: args.batch_expire },
         rate_limit: args.rate_limit,
         hostile_errors: args.hostile_errors,
+        strengths: args
+            .strengths
+            .iter()
+            .map(|pair| {
+                let (model, points) = pair.split_once('=').context("--strengths takes MODEL=POINTS pairs")?;
+                let points: f64 =
+                    points.trim().parse().with_context(|| format!("--strengths: `{points}` is no number"))?;
+                Ok((model.trim().to_string(), points))
+            })
+            .collect::<anyhow::Result<_>>()?,
+        position_bias: args.position_bias,
     };
     if config.rate_limit.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
         anyhow::bail!("--rate-limit must be a positive number of requests a second");
