@@ -40,6 +40,9 @@ fn main() -> ExitCode {
             Command::Select(args) => commands::select::select(args).await,
             Command::Ops(command) => commands::ops::ops(command),
             Command::Optimize(args) => commands::optimize::optimize(*args).await,
+            Command::Answer(args) => commands::eval::answer::answer(*args).await,
+            Command::Judge(args) => commands::eval::judge::judge(*args).await,
+            Command::Arena(args) => commands::eval::arena::arena(*args).await,
         }
     });
     // Do not wait for calls still in flight after an error or Ctrl-C.

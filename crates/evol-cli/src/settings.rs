@@ -798,3 +798,208 @@ impl OptimizeRunSettings {
         })
     }
 }
+
+/// The model of an evaluation command (`evol answer`, `judge`, `arena`):
+/// the one model it calls and how to reach it.
+pub struct EvalModel {
+    pub model: ModelSettings,
+    pub execution: Execution,
+    pub sampling: Sampling,
+    /// The run seed of the request seeds (and the bootstrap).
+    pub seed: u64,
+}
+
+impl EvalModel {
+    fn new(
+        mut model: ModelSettings,
+        named: Option<(&str, &Option<String>)>,
+        retry_failed: bool,
+        sampling: Sampling,
+        seed: u64,
+    ) -> Result<EvalModel, UsageError> {
+        if let Some((flag, value)) = named {
+            if let Some(name) = non_empty(flag, value)? {
+                if model.model.as_ref().is_some_and(|m| m != &name) {
+                    return Err(usage(format!("pass {flag} or --model, not both (the command calls one model)")));
+                }
+                model.model = Some(name);
+            }
+        }
+        let execution = model.execution(retry_failed);
+        Ok(EvalModel { model, execution, sampling, seed })
+    }
+}
+
+/// `evol answer`'s settings.
+pub struct AnswerSettings {
+    pub testset: PathBuf,
+    pub output: PathBuf,
+    pub fresh: bool,
+    pub quiet: bool,
+    pub format: evol_io::SeedFormat,
+    pub name: Option<String>,
+    pub system: Option<String>,
+    pub limit: Option<usize>,
+    pub eval: EvalModel,
+}
+
+impl AnswerSettings {
+    pub fn from_args(args: crate::cli::AnswerArgs) -> Result<AnswerSettings, UsageError> {
+        let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
+        let sampling = sampling("", args.temperature, args.top_p, args.max_tokens)?;
+        if args.limit == Some(0) {
+            return Err(usage("--limit must be at least 1"));
+        }
+        let name = non_empty("--name", &args.name)?;
+        let system = non_empty("--system", &args.system)?;
+        let model = ModelSettings::from_args(args.models)?;
+        Ok(AnswerSettings {
+            testset: args.testset,
+            output: args.output,
+            fresh: args.fresh,
+            quiet: args.quiet,
+            format,
+            name,
+            system,
+            limit: args.limit,
+            eval: EvalModel::new(model, None, args.retry_failed, sampling, args.seed)?,
+        })
+    }
+}
+
+/// `evol judge`'s settings.
+pub struct JudgeSettings {
+    pub testset: PathBuf,
+    pub candidate: PathBuf,
+    pub reference: PathBuf,
+    pub output: PathBuf,
+    pub fresh: bool,
+    pub quiet: bool,
+    pub format: evol_io::SeedFormat,
+    pub both_orders: bool,
+    pub bootstrap: usize,
+    pub eval: EvalModel,
+}
+
+fn bootstrap_rounds(rounds: usize) -> Result<usize, UsageError> {
+    if rounds > 100_000 {
+        return Err(usage("--bootstrap must be at most 100000"));
+    }
+    Ok(rounds)
+}
+
+impl JudgeSettings {
+    pub fn from_args(args: crate::cli::JudgeArgs) -> Result<JudgeSettings, UsageError> {
+        let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
+        let sampling = sampling("", args.temperature, 1.0, args.max_tokens)?;
+        let model = ModelSettings::from_args(args.models)?;
+        Ok(JudgeSettings {
+            testset: args.testset,
+            candidate: args.candidate,
+            reference: args.reference,
+            output: args.output,
+            fresh: args.fresh,
+            quiet: args.quiet,
+            format,
+            both_orders: !args.single_order,
+            bootstrap: bootstrap_rounds(args.bootstrap)?,
+            eval: EvalModel::new(model, Some(("--judge-model", &args.judge_model)), args.retry_failed, sampling, args.seed)?,
+        })
+    }
+}
+
+/// Where an arena's games come from.
+pub enum ArenaSource {
+    /// Answers files, each with the name it goes under (none: the rows').
+    Answers(Vec<(Option<String>, PathBuf)>),
+    /// Battle logs to refit, calling no model.
+    Battles(Vec<PathBuf>),
+}
+
+/// `evol arena`'s settings.
+pub struct ArenaSettings {
+    pub source: ArenaSource,
+    pub output: PathBuf,
+    pub fresh: bool,
+    pub quiet: bool,
+    pub pairs_per_question: Option<usize>,
+    pub bootstrap: usize,
+    pub anchor: Option<(String, f64)>,
+    pub style_control: bool,
+    /// Arena Learning: the target and the directory of its data.
+    pub learn: Option<(String, PathBuf)>,
+    pub min_margin: f64,
+    pub eval: EvalModel,
+}
+
+impl ArenaSettings {
+    pub fn from_args(args: crate::cli::ArenaArgs) -> Result<ArenaSettings, UsageError> {
+        let source = match (args.answers.is_empty(), args.battles.is_empty()) {
+            (false, true) => {
+                let files: Vec<(Option<String>, PathBuf)> = args
+                    .answers
+                    .iter()
+                    .map(|a| match a.split_once('=') {
+                        Some((name, path)) if !name.trim().is_empty() && !Path::new(a).exists() => {
+                            (Some(name.trim().to_string()), PathBuf::from(path))
+                        }
+                        _ => (None, PathBuf::from(a)),
+                    })
+                    .collect();
+                if files.len() < 2 {
+                    return Err(usage("--answers needs the answers of at least two models"));
+                }
+                ArenaSource::Answers(files)
+            }
+            (true, false) => {
+                if args.learn.is_some() {
+                    return Err(usage(
+                        "--learn needs the answers (--answers): battle logs hold the scores, not the texts",
+                    ));
+                }
+                ArenaSource::Battles(args.battles)
+            }
+            _ => return Err(usage("pass the models' answers (--answers A B ...) or battle logs (--battles FILE ...)")),
+        };
+        if args.pairs_per_question == Some(0) {
+            return Err(usage("--pairs-per-question must be at least 1"));
+        }
+        let anchor = args
+            .anchor
+            .as_deref()
+            .map(|a| {
+                let (model, rating) =
+                    a.rsplit_once('=').ok_or_else(|| usage("--anchor takes MODEL=RATING, e.g. gpt-4=1200"))?;
+                let rating: f64 = rating
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|r: &f64| r.is_finite())
+                    .ok_or_else(|| usage(format!("--anchor: `{rating}` is not a rating")))?;
+                Ok::<_, UsageError>((model.trim().to_string(), rating))
+            })
+            .transpose()?;
+        if !(args.min_margin.is_finite() && args.min_margin >= 0.0) {
+            return Err(usage("--min-margin must be a number of at least 0"));
+        }
+        let learn = match (non_empty("--target", &args.target)?, args.learn) {
+            (Some(target), Some(dir)) => Some((target, dir)),
+            _ => None,
+        };
+        let sampling = sampling("", args.temperature, 1.0, args.max_tokens)?;
+        let model = ModelSettings::from_args(args.models)?;
+        Ok(ArenaSettings {
+            source,
+            output: args.output,
+            fresh: args.fresh,
+            quiet: args.quiet,
+            pairs_per_question: args.pairs_per_question,
+            bootstrap: bootstrap_rounds(args.bootstrap)?,
+            anchor,
+            style_control: args.style_control,
+            learn,
+            min_margin: args.min_margin,
+            eval: EvalModel::new(model, Some(("--judge-model", &args.judge_model)), args.retry_failed, sampling, args.seed)?,
+        })
+    }
+}

@@ -42,6 +42,18 @@ pub const JOURNAL: &str = "journal.sqlite";
 pub const METHOD: &str = "method.toml";
 /// `evol optimize`'s steps.
 pub const HISTORY: &str = "history.jsonl";
+/// `evol answer`'s answers.
+pub const ANSWERS: &str = "answers.jsonl";
+/// `evol judge`'s games per question, and its figures.
+pub const JUDGMENTS: &str = "judgments.jsonl";
+pub const REPORT_JSON: &str = "report.json";
+pub const REPORT_MD: &str = "report.md";
+/// `evol arena`'s judged games, the games without a verdict, and the
+/// ratings.
+pub const BATTLES: &str = "battles.jsonl";
+pub const UNJUDGED: &str = "unjudged.jsonl";
+pub const RATINGS: &str = "ratings.json";
+pub const LEADERBOARD: &str = "leaderboard.md";
 
 const RUN_FILES: &[&str] = &[
     EVOLVED,
@@ -56,6 +68,14 @@ const RUN_FILES: &[&str] = &[
     SIMILAR,
     METHOD,
     HISTORY,
+    ANSWERS,
+    JUDGMENTS,
+    REPORT_JSON,
+    REPORT_MD,
+    BATTLES,
+    UNJUDGED,
+    RATINGS,
+    LEADERBOARD,
 ];
 const JOURNAL_FILES: &[&str] = &[JOURNAL, "journal.sqlite-wal", "journal.sqlite-shm"];
 

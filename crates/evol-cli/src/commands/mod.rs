@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod dedup;
 pub mod estimate;
+pub mod eval;
 pub mod export;
 pub mod merge;
 pub mod models;

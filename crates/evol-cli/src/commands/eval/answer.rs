@@ -1,0 +1,243 @@
+//! `evol answer TESTSET -o OUT`: a model's answers to a test set.
+//!
+//! One call per turn (a conversation's turns in order, each seeing the
+//! answers before it), keyed by (question id, turn, `answer`) in OUT's
+//! journal, so a rerun sends only what is missing. The answers are
+//! written in test-set order at the end of every attempt, finished or
+//! stopped.
+
+use std::sync::Mutex;
+
+use anyhow::Context;
+use evol_core::stats::Slice;
+use evol_core::{CallError, CallKey, CallSpec, Prompt, Role};
+use evol_llm::{Message, Role as Speaker, Usage};
+use evol_store::output::{ANSWERS, STATS};
+use evol_store::{OutputDir, RunState};
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::{read_testset, request_seed, Question, Session};
+use crate::cli::AnswerArgs;
+use crate::progress::human;
+use crate::settings::AnswerSettings;
+
+/// One question's outcome: the answers to its turns, or the error that
+/// stopped them.
+struct Outcome {
+    answers: Vec<String>,
+    finish_reason: Option<String>,
+    usage: Usage,
+    error: Option<String>,
+}
+
+pub async fn answer(args: AnswerArgs) -> anyhow::Result<()> {
+    let settings = AnswerSettings::from_args(args)?;
+    let quiet = settings.quiet;
+    let questions = read_testset(&settings.testset, settings.format, settings.limit)?;
+    let calls: u64 = questions.iter().map(|q| q.turns.len() as u64).sum();
+    let out = OutputDir::prepare(&settings.output, settings.fresh)?;
+    let session = Session::open(out, &settings.eval, Role::Answer, questions.len() as u64, quiet).await?;
+    session.journal.set_state(RunState::Running)?;
+    let name = settings.name.clone().unwrap_or_else(|| session.model.name().to_string());
+    if !quiet {
+        eprintln!(
+            "{}",
+            evol_text::shown(&format!(
+                "evol: answering {} questions ({calls} calls) with `{}` as `{name}` -> `{}`",
+                questions.len(),
+                session.model.name(),
+                session.out.root().display()
+            ))
+        );
+    }
+    let progress = session.progress(questions.len() as u64, "questions", quiet);
+    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..questions.len()).map(|_| None).collect());
+    let work = async {
+        let mut done = futures::stream::iter(questions.iter().enumerate())
+            .map(|(i, q)| answer_one(&session, &settings, i, q))
+            .buffer_unordered(session.connected.admitted.max(1));
+        while let Some(finished) = done.next().await {
+            let (i, outcome) = finished?;
+            results.lock().unwrap()[i] = Some(outcome);
+        }
+        Ok::<(), CallError>(())
+    };
+    let ended = session.until_stopped(work, &settings.eval, &progress).await;
+    progress.finish();
+    let results = results.into_inner().unwrap();
+
+    let path = session.out.path(ANSWERS);
+    let mut writer = evol_io::RowWriter::create(&path, evol_io::Layout::Jsonl)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    let (mut answered, mut failed) = (0, 0);
+    for (q, outcome) in questions.iter().zip(&results) {
+        let Some(outcome) = outcome else { continue };
+        match outcome.error {
+            Some(_) => failed += 1,
+            None => answered += 1,
+        }
+        writer.write_json(&row(q, &name, outcome)).with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    writer.finish().with_context(|| format!("cannot write `{}`", path.display()))?;
+    let state = ended.state(answered + failed == questions.len());
+    session.journal.set_state(state)?;
+    let snapshot = session.stats.snapshot();
+    session.out.write_json(
+        STATS,
+        &StatsFile {
+            evol_version: env!("CARGO_PKG_VERSION"),
+            state,
+            questions: questions.len(),
+            answered,
+            failed,
+            calls,
+            replayed_calls: snapshot.replayed_calls,
+            total: &snapshot.total,
+            journal: session.journal.call_totals()?,
+            model: session.model.name(),
+            name: &name,
+            sampling: settings.eval.sampling,
+        },
+    )?;
+    if !quiet {
+        eprintln!(
+            "evol: answered {answered} of {} questions ({failed} failed) in {}; wrote {}",
+            questions.len(),
+            human(std::time::Duration::from_secs_f64(snapshot.wall_seconds)),
+            path.display()
+        );
+    }
+    ended.exit(settings.eval.model.backend.stall_after(), session.out.root().display().to_string())
+}
+
+/// Answers one question's turns in order.
+async fn answer_one(
+    session: &Session,
+    settings: &AnswerSettings,
+    i: usize,
+    q: &Question,
+) -> Result<(usize, Outcome), CallError> {
+    let mut messages: Vec<Message> = settings.system.iter().map(Message::system).collect();
+    let mut outcome = Outcome { answers: Vec::new(), finish_reason: None, usage: Usage::default(), error: None };
+    let slice = Slice { round: 0, operation: "answer" };
+    for (turn, text) in q.turns.iter().enumerate() {
+        messages.push(Message::user(text.as_str()));
+        let mut sampling = settings.eval.sampling;
+        sampling.seed = request_seed(&settings.eval, &[b"answer", q.id.as_bytes(), &(turn as u64).to_le_bytes()]);
+        let spec = CallSpec {
+            model: &session.model,
+            key: CallKey { item: &q.id, round: turn as u32, stage: "answer" },
+            slice,
+            prompt: Prompt::Messages(messages.clone()),
+            sampling,
+            tag: Some("answer"),
+            priority: i as u64,
+        };
+        match session.caller.call(spec).await? {
+            Ok(reply) => {
+                outcome.usage.prompt_tokens += reply.usage.prompt_tokens;
+                outcome.usage.completion_tokens += reply.usage.completion_tokens;
+                outcome.finish_reason = Some(finish_name(&reply.finish_reason));
+                messages.push(Message { role: Speaker::Assistant, content: reply.text.clone() });
+                outcome.answers.push(reply.text);
+            }
+            Err(error) => {
+                outcome.error = Some(error);
+                break;
+            }
+        }
+    }
+    session.stats.outcome(slice, None);
+    Ok((i, outcome))
+}
+
+fn finish_name(reason: &evol_llm::FinishReason) -> String {
+    match serde_json::to_value(reason) {
+        Ok(Value::String(s)) => s,
+        Ok(Value::Object(o)) => o.values().next().and_then(Value::as_str).unwrap_or("other").to_string(),
+        _ => "unknown".to_string(),
+    }
+}
+
+/// A question's row in `answers.jsonl`.
+#[derive(Serialize)]
+struct AnswerRow<'a> {
+    id: &'a str,
+    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instruction: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    turns: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skill: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    difficulty: Option<Value>,
+    /// The answer (a conversation's: in `answers`); null when a call failed.
+    #[serde(skip_serializing_if = "is_conversation")]
+    answer: Answer<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answers: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish_reason: Option<&'a str>,
+    usage: Value,
+}
+
+/// A row's `answer`: the text, null (failed), or left out (a conversation
+/// answered in full).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Answer<'a> {
+    Text(&'a str),
+    Failed(Option<()>),
+    Conversation,
+}
+
+fn is_conversation(a: &Answer) -> bool {
+    matches!(a, Answer::Conversation)
+}
+
+fn row<'a>(q: &'a Question, name: &'a str, outcome: &'a Outcome) -> AnswerRow<'a> {
+    let complete = outcome.error.is_none();
+    AnswerRow {
+        id: &q.id,
+        model: name,
+        instruction: (!q.conversation).then(|| q.turns[0].as_str()),
+        turns: q.conversation.then_some(q.turns.as_slice()),
+        skill: q.skill.as_deref(),
+        // A whole number as written in the test set (3, not 3.0).
+        difficulty: q.difficulty.map(|d| match d.fract() == 0.0 && d.abs() < 1e15 {
+            true => json!(d as i64),
+            false => json!(d),
+        }),
+        answer: match (complete, q.conversation) {
+            (false, _) => Answer::Failed(None),
+            (true, false) => Answer::Text(&outcome.answers[0]),
+            (true, true) => Answer::Conversation,
+        },
+        answers: (complete && q.conversation).then_some(outcome.answers.as_slice()),
+        error: outcome.error.as_deref(),
+        finish_reason: outcome.finish_reason.as_deref(),
+        usage: json!({ "prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens }),
+    }
+}
+
+/// What `stats.json` holds for `evol answer`.
+#[derive(Serialize)]
+struct StatsFile<'a> {
+    evol_version: &'static str,
+    state: RunState,
+    questions: usize,
+    answered: usize,
+    failed: usize,
+    calls: u64,
+    replayed_calls: u64,
+    total: &'a evol_core::stats::Tally,
+    journal: evol_store::CallTotals,
+    model: &'a str,
+    name: &'a str,
+    sampling: evol_llm::Sampling,
+}

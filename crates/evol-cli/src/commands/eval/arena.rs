@@ -1,0 +1,742 @@
+//! `evol arena`: battles between models on the same questions, ratings
+//! from them, and Arena Learning data.
+//!
+//! Every pair of models that answered a question (or `--pairs-per-question`
+//! pairs drawn with a generator keyed by the seed and the question) plays
+//! two games, one per order. A game's call key is (question, the pair's
+//! names in sorted order, `pairwise`) with the order as its round, so the
+//! order of `--answers` does not matter and a rerun with more models
+//! judges only the new pairs. Prompts are rendered only when a call may be
+//! sent. The ratings are `evol_eval::rating`'s; `--battles` refits them
+//! from battle logs alone.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context};
+use evol_core::stats::Slice;
+use evol_core::{CallError, CallKey, CallSpec, Prompt, Role};
+use evol_eval::prompts::{self, JudgeKind};
+use evol_eval::rating::{self, Battle, Rated, Ratings, RatingSettings, Style, Winner};
+use evol_store::output::{BATTLES, LEADERBOARD, RATINGS, STATS, UNJUDGED};
+use evol_store::{OutputDir, RunState};
+use futures::StreamExt;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{cell, read_answers, request_seed, same_question, Session};
+use crate::cli::ArenaArgs;
+use crate::progress::human;
+use crate::settings::{ArenaSettings, ArenaSource};
+
+/// A question of the arena, with each model's answers to it.
+struct Question {
+    id: String,
+    turns: Vec<String>,
+    conversation: bool,
+    kind: JudgeKind,
+    /// Per model (by index), its answers to the turns, when it answered.
+    answers: Vec<Option<Vec<String>>>,
+}
+
+/// One game to judge: a question, the pair (by index, the first name
+/// first in sorted order) and the order (0: `a` shown first).
+#[derive(Clone, Copy)]
+struct GameSpec {
+    question: usize,
+    a: usize,
+    b: usize,
+    order: u32,
+}
+
+impl GameSpec {
+    /// The models as shown: first, second.
+    fn shown(self) -> (usize, usize) {
+        if self.order == 0 {
+            (self.a, self.b)
+        } else {
+            (self.b, self.a)
+        }
+    }
+}
+
+/// One judged game, as `battles.jsonl` holds it (`model_a` was shown first).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BattleRow {
+    #[serde(default)]
+    id: Option<Value>,
+    model_a: String,
+    model_b: String,
+    winner: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    score_a: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    score_b: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    judge: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    game: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    length_a: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    length_b: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    markdown_a: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    markdown_b: Option<f64>,
+}
+
+impl BattleRow {
+    fn winner(&self) -> Option<Winner> {
+        match self.winner.as_str() {
+            "model_a" => Some(Winner::ModelA),
+            "model_b" => Some(Winner::ModelB),
+            // Chatbot Arena's logs also say "tie (bothbad)".
+            w if w == "tie" || w.starts_with("tie ") => Some(Winner::Tie),
+            _ => None,
+        }
+    }
+
+    fn style(&self) -> Option<Style> {
+        Some(([self.length_a?, self.markdown_a?], [self.length_b?, self.markdown_b?]))
+    }
+}
+
+/// A game the judge did not decide: its reply held no scores, or the call
+/// failed.
+#[derive(Serialize)]
+struct UnjudgedRow<'a> {
+    id: &'a str,
+    model_a: &'a str,
+    model_b: &'a str,
+    game: u32,
+    judge: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unreadable: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+/// What became of a game's call.
+enum Judged {
+    Scores(f64, f64),
+    Unreadable(String),
+    Failed(String),
+}
+
+pub async fn arena(args: ArenaArgs) -> anyhow::Result<()> {
+    let settings = ArenaSettings::from_args(args)?;
+    match &settings.source {
+        ArenaSource::Battles(files) => refit(&settings, files),
+        ArenaSource::Answers(files) => battle(&settings, files).await,
+    }
+}
+
+/// The models' names (sorted) and the arena's questions.
+fn read_arena(files: &[(Option<String>, PathBuf)]) -> anyhow::Result<(Vec<String>, Vec<Question>)> {
+    let mut named = Vec::new();
+    for (name, path) in files {
+        let file = read_answers(path)?;
+        let name = match (name, &file.model) {
+            (Some(n), _) => n.clone(),
+            (None, Some(m)) => m.clone(),
+            (None, None) => bail!(
+                "`{}` does not name its model (a `model` field): pass it as NAME={}",
+                file.path.display(),
+                path.display()
+            ),
+        };
+        named.push((name, file));
+    }
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    for pair in named.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            bail!(
+                "`{}` and `{}` both hold answers of `{}`: name them apart (NAME=PATH)",
+                pair[0].1.path.display(),
+                pair[1].1.path.display(),
+                pair[0].0
+            );
+        }
+    }
+    let names: Vec<String> = named.iter().map(|(n, _)| n.clone()).collect();
+    // Questions in the order the first file that has them gives.
+    let mut order: Vec<String> = Vec::new();
+    let mut questions: BTreeMap<String, Question> = BTreeMap::new();
+    let mut stated: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (m, (_, file)) in named.iter().enumerate() {
+        for id in &file.order {
+            let row = &file.rows[id];
+            let Some(turns) = &row.turns else {
+                bail!(
+                    "`{}`: the answer to `{id}` does not state its question (`instruction` or `turns`), which the judge needs",
+                    file.path.display()
+                );
+            };
+            let q = questions.entry(id.clone()).or_insert_with(|| {
+                order.push(id.clone());
+                stated.insert(id.clone(), file.path.clone());
+                Question {
+                    id: id.clone(),
+                    turns: turns.clone(),
+                    conversation: turns.len() > 1,
+                    kind: JudgeKind::for_skill(row.skill.as_deref()),
+                    answers: vec![None; names.len()],
+                }
+            });
+            if !same_question(&q.turns, turns) {
+                bail!(
+                    "the question `{id}` reads differently in `{}` and `{}`: are they answers to the same test set?",
+                    stated[id].display(),
+                    file.path.display()
+                );
+            }
+            if row.error.is_none() && row.answers.len() == turns.len() {
+                q.answers[m] = Some(row.answers.clone());
+            }
+        }
+    }
+    let questions = order.into_iter().map(|id| questions.remove(&id).expect("listed")).collect();
+    Ok((names, questions))
+}
+
+/// The games of every question: every pair of models that answered it, or
+/// `per_question` pairs drawn, each in both orders.
+fn plan(questions: &[Question], per_question: Option<usize>, seed: u64) -> Vec<GameSpec> {
+    let mut games = Vec::new();
+    for (qi, q) in questions.iter().enumerate() {
+        let answered: Vec<usize> = (0..q.answers.len()).filter(|&m| q.answers[m].is_some()).collect();
+        let mut pairs: Vec<(usize, usize)> = Vec::new();
+        for (i, &a) in answered.iter().enumerate() {
+            for &b in &answered[i + 1..] {
+                pairs.push((a, b));
+            }
+        }
+        if let Some(k) = per_question {
+            if k < pairs.len() {
+                let mut rng = evol_core::rng::keyed_rng(seed, &[b"arena-pairs", q.id.as_bytes()]);
+                pairs.shuffle(&mut rng);
+                pairs.truncate(k);
+                pairs.sort_unstable();
+            }
+        }
+        for (a, b) in pairs {
+            for order in 0..2 {
+                games.push(GameSpec { question: qi, a, b, order });
+            }
+        }
+    }
+    games
+}
+
+async fn battle(settings: &ArenaSettings, files: &[(Option<String>, PathBuf)]) -> anyhow::Result<()> {
+    let quiet = settings.quiet;
+    let (names, questions) = read_arena(files)?;
+    let index = |name: &str, flag: &str| {
+        names.iter().position(|n| n == name).ok_or_else(|| {
+            crate::settings::UsageError(format!(
+                "{flag}: no model `{name}` among the answers ({})",
+                names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+            ))
+        })
+    };
+    let anchor = settings.anchor.as_ref().map(|(m, r)| Ok::<_, anyhow::Error>((index(m, "--anchor")?, *r))).transpose()?;
+    let target = settings.learn.as_ref().map(|(t, _)| index(t, "--target")).transpose()?;
+    let games = plan(&questions, settings.pairs_per_question, settings.eval.seed);
+    if games.is_empty() {
+        bail!("no question was answered by two of the models: there is no battle to judge");
+    }
+    let out = OutputDir::prepare(&settings.output, settings.fresh)?;
+    let session = Session::open(out, &settings.eval, Role::Judge, games.len() as u64, quiet).await?;
+    session.journal.set_state(RunState::Running)?;
+    let judge = session.model.name().to_string();
+    if !quiet {
+        eprintln!(
+            "{}",
+            evol_text::shown(&format!(
+                "evol: arena of {} models on {} questions: {} games (both orders) judged by `{judge}` -> `{}`",
+                names.len(),
+                questions.len(),
+                games.len(),
+                session.out.root().display()
+            ))
+        );
+    }
+    let progress = session.progress(games.len() as u64, "games", quiet);
+    let results: Mutex<Vec<Option<Judged>>> = Mutex::new((0..games.len()).map(|_| None).collect());
+    let work = async {
+        let mut done = futures::stream::iter(games.iter().enumerate())
+            .map(|(i, &game)| {
+                let (session, questions, names) = (&session, &questions, &names);
+                async move {
+                    let q = &questions[game.question];
+                    let (first, second) = game.shown();
+                    let answers = |m: usize| q.answers[m].as_deref().expect("a model that answered");
+                    let prompt = prompts::render(q.kind, &q.turns, answers(first), answers(second));
+                    let item = format!("{}\t{}\t{}", q.id, names[game.a], names[game.b]);
+                    let mut sampling = settings.eval.sampling;
+                    sampling.seed = request_seed(&settings.eval, &[b"arena", item.as_bytes(), &[game.order as u8]]);
+                    let slice = Slice { round: 0, operation: q.kind.name() };
+                    let spec = CallSpec {
+                        model: &session.model,
+                        key: CallKey { item: &item, round: game.order, stage: "pairwise" },
+                        slice,
+                        prompt: Prompt::User(&prompt),
+                        sampling,
+                        tag: Some("pairwise"),
+                        priority: i as u64,
+                    };
+                    let outcome = session.caller.call(spec).await?;
+                    session.stats.outcome(slice, None);
+                    let judged = match outcome {
+                        Err(e) => Judged::Failed(e),
+                        Ok(reply) => match evol_eval::reply::parse_pair(&reply.text) {
+                            Some((x, y)) => Judged::Scores(x, y),
+                            None => Judged::Unreadable(reply.text),
+                        },
+                    };
+                    Ok::<_, CallError>((i, judged))
+                }
+            })
+            .buffer_unordered(session.connected.admitted.max(1));
+        while let Some(finished) = done.next().await {
+            let (i, judged) = finished?;
+            results.lock().unwrap()[i] = Some(judged);
+        }
+        Ok::<(), CallError>(())
+    };
+    let ended = session.until_stopped(work, &settings.eval, &progress).await;
+    progress.finish();
+    let results = results.into_inner().unwrap();
+
+    // The battle log and the games without a verdict, whatever happened.
+    let battles_path = session.out.path(BATTLES);
+    let unjudged_path = session.out.path(UNJUDGED);
+    let cannot = |p: &Path| format!("cannot write `{}`", p.display());
+    let mut battle_log = evol_io::RowWriter::create(&battles_path, evol_io::Layout::Jsonl).with_context(|| cannot(&battles_path))?;
+    let mut unjudged_log =
+        evol_io::RowWriter::create(&unjudged_path, evol_io::Layout::Jsonl).with_context(|| cannot(&unjudged_path))?;
+    let mut battles = Vec::new();
+    let mut styles = Vec::new();
+    let mut learned = Vec::new();
+    let (mut unreadable, mut failed) = (0usize, 0usize);
+    for (game, result) in games.iter().zip(&results) {
+        let Some(result) = result else { continue };
+        let q = &questions[game.question];
+        let (first, second) = game.shown();
+        match result {
+            Judged::Scores(x, y) => {
+                let winner = Winner::of_scores(*x, *y);
+                let style = |m: usize| {
+                    let text: String = q.answers[m].as_deref().expect("answered").join("\n");
+                    evol_eval::style::features(&text)
+                };
+                let (sa, sb) = (style(first), style(second));
+                let row = BattleRow {
+                    id: Some(Value::String(q.id.clone())),
+                    model_a: names[first].clone(),
+                    model_b: names[second].clone(),
+                    winner: match winner {
+                        Winner::ModelA => "model_a",
+                        Winner::ModelB => "model_b",
+                        Winner::Tie => "tie",
+                    }
+                    .to_string(),
+                    score_a: Some(*x),
+                    score_b: Some(*y),
+                    judge: Some(judge.clone()),
+                    game: Some(game.order),
+                    length_a: Some(sa[0]),
+                    length_b: Some(sb[0]),
+                    markdown_a: Some(sa[1]),
+                    markdown_b: Some(sb[1]),
+                };
+                battle_log.write_json(&row).with_context(|| cannot(&battles_path))?;
+                battles.push(Battle { a: first, b: second, winner });
+                styles.push((sa, sb));
+                learned.push(evol_eval::learn::Game { question: &q.id, a: first, b: second, score_a: *x, score_b: *y });
+            }
+            Judged::Unreadable(reply) | Judged::Failed(reply) => {
+                let is_failed = matches!(result, Judged::Failed(_));
+                if is_failed {
+                    failed += 1;
+                } else {
+                    unreadable += 1;
+                }
+                let row = UnjudgedRow {
+                    id: &q.id,
+                    model_a: &names[first],
+                    model_b: &names[second],
+                    game: game.order,
+                    judge: &judge,
+                    unreadable: (!is_failed).then_some(reply.as_str()),
+                    error: is_failed.then_some(reply.as_str()),
+                };
+                unjudged_log.write_json(&row).with_context(|| cannot(&unjudged_path))?;
+            }
+        }
+    }
+    battle_log.finish().with_context(|| cannot(&battles_path))?;
+    unjudged_log.finish().with_context(|| cannot(&unjudged_path))?;
+    let done = results.iter().filter(|r| r.is_some()).count();
+    let state = ended.state(done == games.len());
+    session.journal.set_state(state)?;
+
+    let counts = Counts { games: games.len(), judged: battles.len(), unreadable, failed };
+    let fitted = fit(settings, &names, &battles, Some(&styles), anchor, Some(&judge), &counts, &session.out);
+    let lessons = match (target, &settings.learn) {
+        (Some(t), Some((_, dir))) => Some(write_lessons(dir, t, &names, &questions, &learned, settings.min_margin)?),
+        _ => None,
+    };
+    let snapshot = session.stats.snapshot();
+    session.out.write_json(
+        STATS,
+        &json!({
+            "evol_version": env!("CARGO_PKG_VERSION"),
+            "state": state,
+            "models": names,
+            "questions": questions.len(),
+            "games": counts,
+            "fit_seconds": fitted.as_ref().ok().map(|f| f.seconds),
+            "rating_error": fitted.as_ref().err().map(|e| format!("{e:#}")),
+            "lessons": lessons,
+            "replayed_calls": snapshot.replayed_calls,
+            "total": snapshot.total,
+            "journal": session.journal.call_totals()?,
+            "judge": judge,
+            "sampling": settings.eval.sampling,
+            "prompts": prompts::digest(),
+        }),
+    )?;
+    let fitted = fitted?;
+    if !quiet {
+        eprint!("{}", fitted.terminal);
+        if let (Some(l), Some((_, dir))) = (&lessons, &settings.learn) {
+            eprintln!(
+                "evol: Arena Learning for `{}`: {} SFT records, {} DPO pairs ({} battles undecided) -> `{}`",
+                evol_text::shown_inline(&names[target.expect("a target")]),
+                l.sft,
+                l.dpo,
+                l.undecided,
+                dir.display()
+            );
+        }
+        eprintln!(
+            "evol: {} games judged in {}; wrote {}, {}, {}",
+            counts.judged,
+            human(std::time::Duration::from_secs_f64(snapshot.wall_seconds)),
+            session.out.path(RATINGS).display(),
+            session.out.path(LEADERBOARD).display(),
+            battles_path.display()
+        );
+    }
+    ended.exit(settings.eval.model.backend.stall_after(), session.out.root().display().to_string())
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Counts {
+    games: usize,
+    judged: usize,
+    unreadable: usize,
+    failed: usize,
+}
+
+/// A fit written out: its terminal table and how long it took.
+struct Fitted {
+    terminal: String,
+    seconds: f64,
+}
+
+/// Fits the ratings (and the style-controlled ones), writes
+/// `ratings.json` and `leaderboard.md`.
+#[allow(clippy::too_many_arguments)]
+fn fit(
+    settings: &ArenaSettings,
+    names: &[String],
+    battles: &[Battle],
+    styles: Option<&[Style]>,
+    anchor: Option<(usize, f64)>,
+    judge: Option<&str>,
+    counts: &Counts,
+    out: &OutputDir,
+) -> anyhow::Result<Fitted> {
+    let rating_settings = RatingSettings { rounds: settings.bootstrap, seed: settings.eval.seed, anchor };
+    let named_error = |e: rating::RatingError| match e {
+        rating::RatingError::Disconnected { groups } => anyhow!(
+            "the battles do not connect every model, so no rating compares them: {} never met (directly or through other models); add battles between them",
+            groups
+                .iter()
+                .map(|g| format!("[{}]", g.iter().map(|&m| format!("`{}`", names[m])).collect::<Vec<_>>().join(", ")))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+        other => anyhow!("{other}"),
+    };
+    let started = Instant::now();
+    let plain = rating::rate(names.len(), battles, &rating_settings).map_err(named_error)?;
+    let styled = match (settings.style_control, styles) {
+        (true, Some(styles)) => {
+            Some(rating::rate_styled(names.len(), battles, styles, &rating_settings).map_err(named_error)?)
+        }
+        (true, None) => bail!("--style-control needs the answers' lengths and markdown densities in the battle logs"),
+        _ => None,
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let board = |r: &Ratings| -> Vec<Value> {
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        order.sort_by(|&x, &y| r.models[y].rating.total_cmp(&r.models[x].rating).then(x.cmp(&y)));
+        order
+            .into_iter()
+            .map(|m| {
+                let Rated { rating, ci_low, ci_high, median, rank, battles, wins, ties, losses } = r.models[m].clone();
+                json!({ "model": names[m], "rating": rating, "ci_low": ci_low, "ci_high": ci_high, "median": median,
+                        "rank": rank, "battles": battles, "wins": wins, "ties": ties, "losses": losses })
+            })
+            .collect()
+    };
+    let mut file = json!({
+        "judge": judge,
+        "level": plain.level,
+        "rounds": plain.rounds,
+        "seed": settings.eval.seed,
+        "anchor": anchor.map(|(m, r)| json!({ "model": names[m], "rating": r })),
+        "mean_rating": anchor.is_none().then_some(rating::MEAN_RATING),
+        "prior": rating::PRIOR,
+        "games": counts,
+        "leaderboard": board(&plain),
+    });
+    if let Some(s) = &styled {
+        let c = s.coefficients.clone().unwrap_or_default();
+        file["style_controlled"] = json!({
+            "coefficients": { "length": c.first(), "markdown_density": c.get(1) },
+            "leaderboard": board(s),
+        });
+    }
+    out.write_json(RATINGS, &file)?;
+    let mut md = String::from("# Leaderboard\n\n");
+    let _ = writeln!(
+        md,
+        "Bradley-Terry ratings on the Elo scale ({}), {:.0}% intervals from {} bootstrap rounds. {} games judged{}.\n",
+        match anchor {
+            Some((m, r)) => format!("`{}` anchored at {r}", cell(&names[m])),
+            None => "mean 1000".to_string(),
+        },
+        plain.level * 100.0,
+        plain.rounds,
+        counts.judged,
+        judge.map_or(String::new(), |j| format!(" by `{}`", cell(j)))
+    );
+    let mut terminal = String::new();
+    for (title, r) in [("Ratings", Some(&plain)), ("Style-controlled ratings", styled.as_ref())] {
+        let Some(r) = r else { continue };
+        let rows = board(r);
+        let _ = writeln!(md, "## {title}\n");
+        if let Some(c) = &r.coefficients {
+            let _ = writeln!(
+                md,
+                "Style coefficients (Elo points per standard deviation): length {:.1}, markdown density {:.1}.\n",
+                c[0], c[1]
+            );
+        }
+        md.push_str("| rank | model | rating | 95% interval | battles | wins | ties | losses |\n");
+        md.push_str("|---:|---|---:|---|---:|---:|---:|---:|\n");
+        let _ = writeln!(terminal, "{title} ({:.0}% intervals, {} rounds):", r.level * 100.0, r.rounds);
+        let _ = writeln!(
+            terminal,
+            "{:>4}  {:<32} {:>8}  {:>19}  {:>7} {:>6} {:>6} {:>6}",
+            "rank", "model", "rating", "95% interval", "battles", "wins", "ties", "losses"
+        );
+        for row in &rows {
+            let f = |k: &str| row[k].as_f64().unwrap_or(f64::NAN);
+            let u = |k: &str| row[k].as_u64().unwrap_or(0);
+            let name = row["model"].as_str().unwrap_or_default();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.1} | {:.1} – {:.1} | {} | {} | {} | {} |",
+                u("rank"),
+                cell(name),
+                f("rating"),
+                f("ci_low"),
+                f("ci_high"),
+                u("battles"),
+                u("wins"),
+                u("ties"),
+                u("losses")
+            );
+            let shown: String = evol_text::shown_inline(name).chars().take(32).collect();
+            let _ = writeln!(
+                terminal,
+                "{:>4}  {shown:<32} {:>8.1}  {:>19}  {:>7} {:>6} {:>6} {:>6}",
+                u("rank"),
+                f("rating"),
+                format!("[{:.1}, {:.1}]", f("ci_low"), f("ci_high")),
+                u("battles"),
+                u("wins"),
+                u("ties"),
+                u("losses")
+            );
+        }
+        if let Some(c) = &r.coefficients {
+            let _ = writeln!(terminal, "style coefficients: length {:.1}, markdown density {:.1}", c[0], c[1]);
+        }
+        md.push('\n');
+    }
+    out.write_text(LEADERBOARD, &md)?;
+    Ok(Fitted { terminal, seconds })
+}
+
+/// What Arena Learning wrote.
+#[derive(Debug, Serialize)]
+struct LessonCounts {
+    sft: usize,
+    dpo: usize,
+    undecided: usize,
+}
+
+/// Writes DIR/sft.jsonl and DIR/dpo.jsonl for the target.
+fn write_lessons(
+    dir: &Path,
+    target: usize,
+    names: &[String],
+    questions: &[Question],
+    games: &[evol_eval::learn::Game],
+    min_margin: f64,
+) -> anyhow::Result<LessonCounts> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let lessons = evol_eval::learn::lessons(target, games, min_margin);
+    let by_id: BTreeMap<&str, &Question> = questions.iter().map(|q| (q.id.as_str(), q)).collect();
+    let answers = |q: &Question, m: usize| q.answers[m].clone().expect("a model that battled answered");
+    let conversation = |q: &Question, m: usize| {
+        let mut messages = Vec::new();
+        for (turn, answer) in q.turns.iter().zip(answers(q, m)) {
+            messages.push(json!({ "role": "user", "content": turn }));
+            messages.push(json!({ "role": "assistant", "content": answer }));
+        }
+        Value::Array(messages)
+    };
+    let path = dir.join("sft.jsonl");
+    let mut sft = evol_io::RowWriter::create(&path, evol_io::Layout::Jsonl)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    for d in &lessons.sft {
+        let q = by_id[d.question.as_str()];
+        let row = match q.conversation {
+            false => json!({ "id": q.id, "instruction": q.turns[0], "input": "", "output": answers(q, d.winner)[0],
+                             "model": names[d.winner], "target": names[target], "margin": d.margin }),
+            true => json!({ "id": q.id, "messages": conversation(q, d.winner), "model": names[d.winner],
+                            "target": names[target], "margin": d.margin }),
+        };
+        sft.write_json(&row).with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    sft.finish().with_context(|| format!("cannot write `{}`", path.display()))?;
+    let path = dir.join("dpo.jsonl");
+    let mut dpo = evol_io::RowWriter::create(&path, evol_io::Layout::Jsonl)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    for d in &lessons.dpo {
+        let q = by_id[d.question.as_str()];
+        let row = match q.conversation {
+            false => json!({ "id": q.id, "prompt": q.turns[0], "chosen": answers(q, d.winner)[0],
+                             "rejected": answers(q, d.loser)[0], "chosen_model": names[d.winner],
+                             "rejected_model": names[d.loser], "margin": d.margin }),
+            // TRL's conversational form: the whole conversations, the
+            // prompt implicit in them.
+            true => json!({ "id": q.id, "chosen": conversation(q, d.winner), "rejected": conversation(q, d.loser),
+                            "chosen_model": names[d.winner], "rejected_model": names[d.loser], "margin": d.margin }),
+        };
+        dpo.write_json(&row).with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    dpo.finish().with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(LessonCounts { sft: lessons.sft.len(), dpo: lessons.dpo.len(), undecided: lessons.undecided })
+}
+
+/// `evol arena --battles FILE...`: ratings from battle logs alone.
+fn refit(settings: &ArenaSettings, files: &[PathBuf]) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    let mut rows: Vec<(String, String, Winner, Option<Style>)> = Vec::new();
+    let mut judges: BTreeMap<String, u64> = BTreeMap::new();
+    for path in files {
+        let file = std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.with_context(|| format!("cannot read `{}`", path.display()))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let place = || format!("`{}` line {}", path.display(), n + 1);
+            let row: BattleRow = serde_json::from_str(&line).with_context(|| format!("{}: not a battle", place()))?;
+            let winner = row.winner().ok_or_else(|| {
+                anyhow!("{}: `winner` is `{}`; it must be model_a, model_b or tie", place(), evol_text::shown_inline(&row.winner))
+            })?;
+            let style = row.style();
+            if settings.style_control && style.is_none() {
+                bail!("{}: --style-control needs length_a, length_b, markdown_a and markdown_b", place());
+            }
+            if let Some(j) = &row.judge {
+                *judges.entry(j.clone()).or_default() += 1;
+            }
+            for m in [&row.model_a, &row.model_b] {
+                let next = index.len();
+                index.entry(m.clone()).or_insert(next);
+            }
+            rows.push((row.model_a, row.model_b, winner, style));
+        }
+    }
+    if rows.is_empty() {
+        bail!("the battle logs hold no battle");
+    }
+    // Models by name, so the result does not depend on the files' order.
+    let names: Vec<String> = index.keys().cloned().collect();
+    let position: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let battles: Vec<Battle> =
+        rows.iter().map(|(a, b, w, _)| Battle { a: position[a.as_str()], b: position[b.as_str()], winner: *w }).collect();
+    let styles: Option<Vec<Style>> = settings.style_control.then(|| rows.iter().map(|r| r.3.expect("checked")).collect());
+    let anchor = match &settings.anchor {
+        Some((m, r)) => Some((
+            *position.get(m.as_str()).ok_or_else(|| {
+                crate::settings::UsageError(format!("--anchor: no model `{m}` in the battle logs"))
+            })?,
+            *r,
+        )),
+        None => None,
+    };
+    let read_seconds = started.elapsed().as_secs_f64();
+    let out = OutputDir::prepare(&settings.output, settings.fresh)?;
+    let journal = out.journal()?;
+    let judge = match judges.len() {
+        1 => judges.keys().next().cloned(),
+        _ => None,
+    };
+    let counts = Counts { games: battles.len(), judged: battles.len(), unreadable: 0, failed: 0 };
+    let fitted = fit(settings, &names, &battles, styles.as_deref(), anchor, judge.as_deref(), &counts, &out)?;
+    journal.set_state(RunState::Completed)?;
+    out.write_json(
+        STATS,
+        &json!({
+            "evol_version": env!("CARGO_PKG_VERSION"),
+            "state": RunState::Completed,
+            "battle_logs": files,
+            "battles": battles.len(),
+            "models": names,
+            "judges": judges,
+            "read_seconds": read_seconds,
+            "fit_seconds": fitted.seconds,
+        }),
+    )?;
+    if !settings.quiet {
+        eprint!("{}", fitted.terminal);
+        eprintln!(
+            "evol: {} battles of {} models read in {:.2}s, rated in {:.2}s; wrote {}, {}",
+            battles.len(),
+            names.len(),
+            read_seconds,
+            fitted.seconds,
+            out.path(RATINGS).display(),
+            out.path(LEADERBOARD).display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! Evaluation: `evol answer` (a model's answers to a test set), `evol
+//! judge` (a candidate against a reference, both orders) and `evol arena`
+//! (battles among models, Bradley-Terry ratings, Arena Learning data).
+//!
+//! What they share lives here: reading test sets and answers files, and
+//! the [`Session`] every one of them calls its model through: OUT's
+//! journal, one [`Caller`] (replay, budget, rate control), progress, and
+//! the stop on Ctrl-C, SIGTERM or a stall, as `evol run` and `evol score`
+//! do. The arithmetic is `evol-eval`'s.
+
+pub mod answer;
+pub mod arena;
+pub mod judge;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use evol_core::cost::Budget;
+use evol_core::journal::Journal;
+use evol_core::{Caller, CallerSettings, Role, StatsRecorder};
+use evol_io::{open_rows, SeedFormat};
+use evol_llm::ChatModel;
+use evol_store::{OutputDir, SqliteJournal};
+use rand::RngCore;
+use serde_json::{Map, Value};
+
+use crate::commands::run::models::{connect, connect_batches, embedded, Connected};
+use crate::commands::run::{until_stopped, Ended};
+use crate::progress::{Counting, Progress, Watched};
+use crate::settings::{Backend, EvalModel, RoleModels};
+
+/// One question of a test set.
+#[derive(Debug, Clone)]
+pub(crate) struct Question {
+    pub id: String,
+    /// The user's turns (one, or a conversation's).
+    pub turns: Vec<String>,
+    /// The row gave `turns` (a conversation), not one instruction.
+    pub conversation: bool,
+    pub skill: Option<String>,
+    pub difficulty: Option<f64>,
+}
+
+/// The value of the first of `names` the object has (any case).
+fn field<'a>(object: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
+    names.iter().find_map(|name| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+}
+
+/// An id as text: a string, or a number as written.
+fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn texts(v: &Value) -> Option<Vec<String>> {
+    let items = v.as_array()?;
+    let texts: Vec<String> = items.iter().map(|t| t.as_str().map(String::from)).collect::<Option<_>>()?;
+    (!texts.is_empty() && texts.iter().all(|t| !t.trim().is_empty())).then_some(texts)
+}
+
+/// A digest of a file's bytes.
+fn file_digest(path: &Path) -> anyhow::Result<String> {
+    let read = || format!("cannot read `{}`", path.display());
+    let file = std::fs::File::open(path).with_context(read)?;
+    Ok(blake3::Hasher::new().update_reader(file).with_context(read)?.finalize().to_hex()[..16].to_string())
+}
+
+/// Reads a test set: every row a question, ids unique (a row without one
+/// is named by its row number).
+pub(crate) fn read_testset(path: &Path, format: SeedFormat, limit: Option<usize>) -> anyhow::Result<Vec<Question>> {
+    let mut questions = Vec::new();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for (n, row) in open_rows(path, format)?.enumerate() {
+        if limit.is_some_and(|l| questions.len() >= l) {
+            break;
+        }
+        let row = row?;
+        let place = format!("`{}` {}", path.display(), row.place);
+        let object = row.object().map_err(|e| anyhow::anyhow!("{place}: {e}"))?;
+        let id = match field(&object, &["idx", "id", "question_id"]) {
+            Some(v) => id_text(v).ok_or_else(|| anyhow::anyhow!("{place}: the id must be a number or a text"))?,
+            None => (n + 1).to_string(),
+        };
+        let (turns, conversation) = match field(&object, &["turns"]) {
+            Some(v) => {
+                (texts(v).ok_or_else(|| anyhow::anyhow!("{place}: `turns` must be a list of non-empty texts"))?, true)
+            }
+            None => match field(&object, &["instruction", "question", "prompt"]) {
+                Some(Value::String(s)) if !s.trim().is_empty() => (vec![s.clone()], false),
+                Some(_) => bail!("{place}: the question is empty or not a text"),
+                None => bail!("{place}: no question (`Instruction`, `instruction`, `question`, `prompt` or `turns`)"),
+            },
+        };
+        let skill = match field(&object, &["skill", "category"]) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            _ => None,
+        };
+        let difficulty = field(&object, &["difficulty"]).and_then(|v| match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        });
+        if let Some(earlier) = seen.insert(id.clone(), place.clone()) {
+            bail!("{place}: the id `{id}` is already used at {earlier}");
+        }
+        questions.push(Question { id, turns, conversation, skill, difficulty });
+    }
+    if questions.is_empty() {
+        bail!("`{}` holds no question", path.display());
+    }
+    Ok(questions)
+}
+
+/// One model's answer to one question, as an answers file holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct Answered {
+    /// One answer per turn; empty when the answer failed.
+    pub answers: Vec<String>,
+    /// The question as the answers file states it (to check it is the
+    /// test set's).
+    pub turns: Option<Vec<String>>,
+    pub skill: Option<String>,
+    pub error: Option<String>,
+}
+
+/// One model's answers.
+#[derive(Debug)]
+pub(crate) struct AnswerFile {
+    pub path: PathBuf,
+    /// The name the rows give (`model`, `model_id` or `generator`).
+    pub model: Option<String>,
+    pub rows: BTreeMap<String, Answered>,
+    /// Ids in file order.
+    pub order: Vec<String>,
+    pub digest: String,
+}
+
+/// Reads an answers file (or the `answers.jsonl` of an `evol answer`
+/// directory): `evol answer`'s rows, and the common shapes of others
+/// (`output` / `response` with `instruction`, AlpacaEval's `generator`,
+/// FastChat's `choices[0].turns`).
+pub(crate) fn read_answers(given: &Path) -> anyhow::Result<AnswerFile> {
+    let path = if given.is_dir() { given.join(evol_store::output::ANSWERS) } else { given.to_path_buf() };
+    if !path.is_file() {
+        bail!("no answers at `{}` (an `evol answer` directory or an answers file)", given.display());
+    }
+    let digest = file_digest(&path)?;
+    let mut model: Option<String> = None;
+    let mut rows = BTreeMap::new();
+    let mut order = Vec::new();
+    for (n, row) in open_rows(&path, SeedFormat::Auto)?.enumerate() {
+        let row = row?;
+        let place = format!("`{}` {}", path.display(), row.place);
+        let object = row.object().map_err(|e| anyhow::anyhow!("{place}: {e}"))?;
+        let id = match field(&object, &["id", "idx", "question_id"]) {
+            Some(v) => id_text(v).ok_or_else(|| anyhow::anyhow!("{place}: the id must be a number or a text"))?,
+            None => (n + 1).to_string(),
+        };
+        if let Some(name) = field(&object, &["model", "model_id", "generator"]).and_then(Value::as_str) {
+            match &model {
+                Some(m) if m != name => {
+                    bail!("{place}: the model `{name}`, where earlier rows name `{m}` (one model a file)")
+                }
+                _ => model = Some(name.to_string()),
+            }
+        }
+        let error = field(&object, &["error"]).and_then(Value::as_str).map(String::from);
+        let answers = match field(&object, &["answers"]).and_then(texts) {
+            Some(a) => a,
+            None => match field(&object, &["answer", "output", "response"]) {
+                Some(Value::String(s)) => vec![s.clone()],
+                Some(Value::Null) | None if error.is_some() => Vec::new(),
+                _ => match object.get("choices").and_then(|c| c.get(0)).and_then(|c| c.get("turns")).and_then(texts) {
+                    Some(t) => t,
+                    None => bail!("{place}: no answer (`answer`, `answers`, `output` or `response`)"),
+                },
+            },
+        };
+        let turns = match field(&object, &["turns"]).and_then(texts) {
+            Some(t) => Some(t),
+            None => field(&object, &["instruction", "question", "prompt"]).and_then(Value::as_str).map(|s| vec![s.to_string()]),
+        };
+        let skill = field(&object, &["skill", "category"]).and_then(Value::as_str).map(String::from);
+        if rows.insert(id.clone(), Answered { answers, turns, skill, error }).is_some() {
+            bail!("{place}: a second answer to the question `{id}`");
+        }
+        order.push(id);
+    }
+    if rows.is_empty() {
+        bail!("`{}` holds no answer", path.display());
+    }
+    Ok(AnswerFile { path, model, rows, order, digest })
+}
+
+/// Whether an answers file's statement of a question is the test set's
+/// (same turns, whitespace aside).
+pub(crate) fn same_question(a: &[String], b: &[String]) -> bool {
+    let norm = |s: &String| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| norm(x) == norm(y))
+}
+
+/// A request seed for a call, keyed by the job's seed and the call's key;
+/// none when request seeds are off.
+pub(crate) fn request_seed(eval: &EvalModel, key: &[&[u8]]) -> Option<u64> {
+    eval.model.request_seeds.then(|| evol_core::rng::keyed_rng(eval.seed, key).next_u64())
+}
+
+/// An evaluation command's model calls: OUT, its journal, the model and
+/// one journaled caller.
+pub(crate) struct Session {
+    pub out: OutputDir,
+    pub journal: Arc<SqliteJournal>,
+    pub connected: Connected,
+    pub model: Arc<dyn ChatModel>,
+    pub caller: Arc<Caller>,
+    pub stats: Arc<StatsRecorder>,
+    pub budget: Arc<Budget>,
+}
+
+impl Session {
+    /// Connects the model of `role` (the servers checked, or the embedded
+    /// engine started) and builds the caller over OUT's journal, for
+    /// `calls` calls.
+    pub(crate) async fn open(
+        out: OutputDir,
+        eval: &EvalModel,
+        role: Role,
+        calls: u64,
+        quiet: bool,
+    ) -> anyhow::Result<Session> {
+        let journal = Arc::new(out.journal()?);
+        let roles = [role];
+        let wanted = RoleModels { evolve: eval.model.model.clone(), ..RoleModels::default() };
+        let concurrency = eval.execution.concurrency;
+        let connected: Connected = match &eval.model.backend {
+            Backend::Servers(servers) => match servers.batch {
+                Some(batch) => connect_batches(servers, &wanted, &roles, batch, journal.clone(), quiet).await?,
+                None => connect(servers, &wanted, &roles, concurrency, quiet).await?,
+            },
+            Backend::Embedded(engine) => embedded(engine, &wanted, &roles, concurrency, quiet)?,
+        };
+        let model = connected.roles.get(role)?.clone();
+        let stats = Arc::new(StatsRecorder::new(calls));
+        let prices = eval.execution.prices_for(&[model.name()]);
+        let budget = Arc::new(Budget::new(eval.execution.caps));
+        let settings = CallerSettings { concurrency: connected.admitted, retry_failed: eval.execution.retry_failed };
+        let caller = Arc::new(
+            Caller::new(settings, journal.clone() as Arc<dyn Journal>, stats.clone())?.with_costs(prices, budget.clone()),
+        );
+        Ok(Session { out, journal, connected, model, caller, stats, budget })
+    }
+
+    /// The progress display over `total` items.
+    pub(crate) fn progress(&self, total: u64, unit: &'static str, quiet: bool) -> Progress {
+        let watched =
+            Watched { stats: self.stats.clone(), budget: self.budget.clone(), pool: self.connected.pool.clone() };
+        Progress::start(watched, Counting::Items { total, unit }, quiet)
+    }
+
+    /// Runs `work` until it ends, Ctrl-C or SIGTERM, or a stall.
+    pub(crate) async fn until_stopped<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+        eval: &EvalModel,
+        progress: &Progress,
+    ) -> Ended<T> {
+        until_stopped(
+            work,
+            || self.caller.stop(),
+            self.connected.pool.as_ref(),
+            self.connected.batches.as_ref(),
+            eval.model.backend.stall_after(),
+            progress,
+        )
+        .await
+    }
+}
+
+/// Text for one cell of a markdown table: shown safely (no control
+/// characters), pipes escaped, on one line.
+pub(crate) fn cell(text: &str) -> String {
+    evol_text::shown_inline(text).replace('|', "\\|")
+}
