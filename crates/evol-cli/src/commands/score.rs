@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 
 use crate::cli::ScoreArgs;
 use crate::commands::run::models::{connect, connect_batches, embedded, Connected};
-use crate::commands::run::{check_job_identity, until_stopped};
+use crate::commands::run::{check_job_identity, drain, until_stopped};
 use crate::progress::{human, Counting, Progress, Watched};
 use crate::settings::{Backend, RoleModels, ScoreSettings};
 
@@ -133,8 +133,8 @@ pub async fn score(args: ScoreArgs) -> anyhow::Result<()> {
     let watched = Watched { stats: stats.clone(), budget: budget.clone(), pool: connected.pool.clone() };
     let progress = Progress::start(watched, Counting::Items { total: jobs.len() as u64, unit: "calls" }, quiet);
     let results: std::sync::Mutex<Vec<Option<Vec<Scored>>>> = std::sync::Mutex::new(vec![None; jobs.len()]);
-    let work = async {
-        let mut calls = futures::stream::iter(jobs.iter().enumerate())
+    let work = {
+        let calls = futures::stream::iter(jobs.iter().enumerate())
             .map(|(i, job)| {
                 let (caller, model, stats, settings) = (&caller, &model, &stats, &settings);
                 async move {
@@ -154,11 +154,7 @@ pub async fn score(args: ScoreArgs) -> anyhow::Result<()> {
                 }
             })
             .buffer_unordered(connected.admitted.max(1));
-        while let Some(done) = calls.next().await {
-            let (i, scores) = done?;
-            results.lock().unwrap()[i] = Some(scores);
-        }
-        Ok::<(), CallError>(())
+        drain(calls, &caller, |(i, scores)| results.lock().unwrap()[i] = Some(scores))
     };
     let stall_after = settings.model.backend.stall_after();
     let ended = until_stopped(

@@ -18,6 +18,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::commands::run::drain;
 use super::{read_testset, request_seed, Question, Session};
 use crate::cli::AnswerArgs;
 use crate::progress::human;
@@ -54,16 +55,10 @@ pub async fn answer(args: AnswerArgs) -> anyhow::Result<()> {
     }
     let progress = session.progress(questions.len() as u64, "questions", quiet);
     let results: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..questions.len()).map(|_| None).collect());
-    let work = async {
-        let mut done = futures::stream::iter(questions.iter().enumerate())
-            .map(|(i, q)| answer_one(&session, &settings, i, q))
-            .buffer_unordered(session.connected.admitted.max(1));
-        while let Some(finished) = done.next().await {
-            let (i, outcome) = finished?;
-            results.lock().unwrap()[i] = Some(outcome);
-        }
-        Ok::<(), CallError>(())
-    };
+    let asked = futures::stream::iter(questions.iter().enumerate())
+        .map(|(i, q)| answer_one(&session, &settings, i, q))
+        .buffer_unordered(session.connected.admitted.max(1));
+    let work = drain(asked, &session.caller, |(i, outcome)| results.lock().unwrap()[i] = Some(outcome));
     let ended = session.until_stopped(work, &settings.eval, &progress).await;
     progress.finish();
     let results = results.into_inner().unwrap();

@@ -29,6 +29,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::commands::run::drain;
 use super::{cell, read_answers, request_seed, same_question, Session};
 use crate::cli::ArenaArgs;
 use crate::progress::human;
@@ -269,8 +270,8 @@ async fn battle(settings: &ArenaSettings, files: &[(Option<String>, PathBuf)]) -
     }
     let progress = session.progress(games.len() as u64, "games", quiet);
     let results: Mutex<Vec<Option<Judged>>> = Mutex::new((0..games.len()).map(|_| None).collect());
-    let work = async {
-        let mut done = futures::stream::iter(games.iter().enumerate())
+    let work = {
+        let done = futures::stream::iter(games.iter().enumerate())
             .map(|(i, &game)| {
                 let (session, questions, names) = (&session, &questions, &names);
                 async move {
@@ -304,11 +305,7 @@ async fn battle(settings: &ArenaSettings, files: &[(Option<String>, PathBuf)]) -
                 }
             })
             .buffer_unordered(session.connected.admitted.max(1));
-        while let Some(finished) = done.next().await {
-            let (i, judged) = finished?;
-            results.lock().unwrap()[i] = Some(judged);
-        }
-        Ok::<(), CallError>(())
+        drain(done, &session.caller, |(i, judged)| results.lock().unwrap()[i] = Some(judged))
     };
     let ended = session.until_stopped(work, &settings.eval, &progress).await;
     progress.finish();

@@ -19,6 +19,7 @@ use evol_store::{OutputDir, RunState};
 use futures::StreamExt;
 use serde::Serialize;
 
+use crate::commands::run::drain;
 use super::{cell, read_answers, read_testset, request_seed, same_question, AnswerFile, Question, Session};
 use crate::cli::JudgeArgs;
 use crate::progress::human;
@@ -171,8 +172,8 @@ pub async fn judge(args: JudgeArgs) -> anyhow::Result<()> {
     }
     let progress = session.progress(calls.len() as u64, "calls", quiet);
     let games: Mutex<Vec<Vec<Option<GameRecord>>>> = Mutex::new(jobs.iter().map(|j| vec![None; j.orders.len()]).collect());
-    let work = async {
-        let mut done = futures::stream::iter(calls.iter().enumerate())
+    let work = {
+        let done = futures::stream::iter(calls.iter().enumerate())
             .map(|(i, (j, candidate_first, prompt))| {
                 let (session, settings, jobs) = (&session, &settings, &jobs);
                 async move {
@@ -196,12 +197,10 @@ pub async fn judge(args: JudgeArgs) -> anyhow::Result<()> {
                 }
             })
             .buffer_unordered(session.connected.admitted.max(1));
-        while let Some(finished) = done.next().await {
-            let (j, candidate_first, record) = finished?;
+        drain(done, &session.caller, |(j, candidate_first, record)| {
             let slot = jobs[j].orders.iter().position(|&o| o == candidate_first).expect("an order judged");
             games.lock().unwrap()[j][slot] = Some(record);
-        }
-        Ok::<(), CallError>(())
+        })
     };
     let ended = session.until_stopped(work, &settings.eval, &progress).await;
     progress.finish();

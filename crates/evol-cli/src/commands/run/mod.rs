@@ -171,6 +171,32 @@ pub(crate) async fn until_stopped<T>(
     Ended::Stopped(stop)
 }
 
+/// Drives a command's calls to their end, handing each result to `each`.
+/// On the first error the caller stops sending, the calls already in
+/// flight still finish (so what was paid for is committed and handed on),
+/// and that first error is returned.
+pub(crate) async fn drain<T>(
+    calls: impl futures::Stream<Item = Result<T, evol_core::CallError>>,
+    caller: &evol_core::Caller,
+    mut each: impl FnMut(T),
+) -> Result<(), evol_core::CallError> {
+    use futures::StreamExt;
+    futures::pin_mut!(calls);
+    let mut first = None;
+    while let Some(done) = calls.next().await {
+        match done {
+            Ok(value) => each(value),
+            Err(e) => {
+                if first.is_none() {
+                    caller.stop();
+                    first = Some(e);
+                }
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
 /// Resolves at Ctrl-C or SIGTERM (what `docker stop`, Kubernetes, systemd
 /// and `timeout` send).
 pub(crate) async fn stop_signal() {
