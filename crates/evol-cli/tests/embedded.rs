@@ -94,6 +94,81 @@ fn the_default_model_scores_difficulty_and_every_reply_is_counted() {
 }
 
 #[test]
+fn the_default_model_answers_judges_and_battles_and_every_game_is_counted() {
+    // The tiny default model is a weak judge: what matters is that each
+    // game is either two scores in range or kept as unreadable, and that a
+    // rerun sends nothing.
+    let dir = Dir::new();
+    let set = dir.write(
+        "set.jsonl",
+        "{\"idx\": 1, \"Skill\": \"Math\", \"Difficulty\": 1, \"Instruction\": \"What is 2 + 2?\"}\n\
+         {\"idx\": 2, \"Skill\": \"Writting\", \"Difficulty\": 3, \"Instruction\": \"Name three fruits.\"}\n",
+    );
+    let engine = ["--ctx-size", "4096", "--parallel", "4"];
+    for (name, temperature) in [("hot", "1.0"), ("cold", "0.0")] {
+        let out = dir.path(name);
+        let mut args = vec!["answer", set.to_str().unwrap(), "-o", out.to_str().unwrap(), "--name", name];
+        args.extend(["--temperature", temperature, "--max-tokens", "48"]);
+        args.extend(engine);
+        assert_success(&evol(&args));
+        let rows = read_lines(&out.join("answers.jsonl"));
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r["model"] == name && r["answer"].is_string()), "{rows:?}");
+    }
+    let judge = dir.path("judge");
+    let (hot, cold) = (dir.path("hot"), dir.path("cold"));
+    let mut args = vec![
+        "judge",
+        set.to_str().unwrap(),
+        "--candidate",
+        hot.to_str().unwrap(),
+        "--reference",
+        cold.to_str().unwrap(),
+        "-o",
+        judge.to_str().unwrap(),
+        "--max-tokens",
+        "32",
+    ];
+    args.extend(engine);
+    assert_success(&evol(&args));
+    let report = read_json(&judge.join("report.json"));
+    let games = &report["games"];
+    assert_eq!(games["judged"].as_u64().unwrap() + games["unreadable"].as_u64().unwrap(), 4, "{report}");
+    assert_eq!(report["judge"], "smollm2-135m-instruct");
+    for j in read_lines(&judge.join("judgments.jsonl")) {
+        for g in j["games"].as_array().unwrap() {
+            match g["candidate_score"].as_f64() {
+                Some(s) => assert!((1.0..=10.0).contains(&s) && g["reference_score"].is_number(), "{g}"),
+                None => assert!(g["unreadable"] == true && g["reply"].is_string(), "{g}"),
+            }
+        }
+    }
+    assert_success(&evol(&args));
+    assert_eq!(read_json(&judge.join("stats.json"))["replayed_calls"], 4, "replayed, not sent");
+    let arena = dir.path("arena");
+    let mut args = vec![
+        "arena",
+        "--answers",
+        hot.to_str().unwrap(),
+        cold.to_str().unwrap(),
+        "-o",
+        arena.to_str().unwrap(),
+        "--max-tokens",
+        "32",
+    ];
+    args.extend(engine);
+    let run = evol(&args);
+    let battles = read_lines(&arena.join("battles.jsonl")).len();
+    let unjudged = read_lines(&arena.join("unjudged.jsonl")).len();
+    assert_eq!(battles + unjudged, 4);
+    // Ratings need a battle; a judge that read none says so.
+    match battles {
+        0 => assert_eq!(run.status.code(), Some(1), "{}", stderr(&run)),
+        _ => assert_success(&run),
+    }
+}
+
+#[test]
 fn the_default_model_runs_an_optimisation_step_and_every_failure_is_named() {
     // Auto Evol-Instruct on a tiny batch: the small model often misses the
     // final line; each measured seed must be a pass or a named failure, the
