@@ -903,7 +903,13 @@ impl JudgeSettings {
             format,
             both_orders: !args.single_order,
             bootstrap: bootstrap_rounds(args.bootstrap)?,
-            eval: EvalModel::new(model, Some(("--judge-model", &args.judge_model)), args.retry_failed, sampling, args.seed)?,
+            eval: EvalModel::new(
+                model,
+                Some(("--judge-model", &args.judge_model)),
+                args.retry_failed,
+                sampling,
+                args.seed,
+            )?,
         })
     }
 }
@@ -999,7 +1005,13 @@ impl ArenaSettings {
             style_control: args.style_control,
             learn,
             min_margin: args.min_margin,
-            eval: EvalModel::new(model, Some(("--judge-model", &args.judge_model)), args.retry_failed, sampling, args.seed)?,
+            eval: EvalModel::new(
+                model,
+                Some(("--judge-model", &args.judge_model)),
+                args.retry_failed,
+                sampling,
+                args.seed,
+            )?,
         })
     }
 }

@@ -85,7 +85,10 @@ fn answer_judge_and_arena_on_the_evol_instruct_test_set() {
     assert_success(&run);
     assert_eq!(mock.stats().pairwise - before, 436, "both orders of 218 questions");
     let text = stderr(&run);
-    assert!(text.contains("overall") && text.contains("difficulty 8-10") && text.contains("skill Code Debug"), "{text}");
+    assert!(
+        text.contains("overall") && text.contains("difficulty 8-10") && text.contains("skill Code Debug"),
+        "{text}"
+    );
     let report = read_json(&judge.join("report.json"));
     let overall = &report["report"]["overall"];
     let ratio = overall["score_ratio"].as_f64().unwrap();
@@ -206,7 +209,8 @@ fn answer_judge_and_arena_on_the_evol_instruct_test_set() {
     let ranks: Vec<u64> = board.iter().map(|m| m["rank"].as_u64().unwrap()).collect();
     assert_eq!(ranks, [1, 2, 3]);
     for m in board {
-        let (r, lo, hi) = (m["rating"].as_f64().unwrap(), m["ci_low"].as_f64().unwrap(), m["ci_high"].as_f64().unwrap());
+        let (r, lo, hi) =
+            (m["rating"].as_f64().unwrap(), m["ci_low"].as_f64().unwrap(), m["ci_high"].as_f64().unwrap());
         assert!(lo < r && r < hi, "{m}");
         let (w, t, l) = (m["wins"].as_u64().unwrap(), m["ties"].as_u64().unwrap(), m["losses"].as_u64().unwrap());
         assert_eq!(w + t + l, m["battles"].as_u64().unwrap());
@@ -468,13 +472,17 @@ fn bad_input_is_refused_naming_the_place() {
     };
     let out = judge(&bad);
     assert!(stderr(&out).contains("bad.jsonl") && stderr(&out).contains("line 1"), "{}", stderr(&out));
-    let other = dir.write("other.jsonl", "{\"id\": 1, \"model\": \"m\", \"instruction\": \"Something else\", \"answer\": \"x\"}\n");
+    let other = dir.write(
+        "other.jsonl",
+        "{\"id\": 1, \"model\": \"m\", \"instruction\": \"Something else\", \"answer\": \"x\"}\n",
+    );
     let out = judge(&other);
     assert!(stderr(&out).contains("another question"), "{}", stderr(&out));
     assert!(stderr(&judge(&dir.path("missing"))).contains("no answers at"));
 
     // The arena needs two models, known anchors and targets, connected battles.
-    let one = evol(&["arena", "--answers", dir.path("strong").to_str().unwrap(), "-o", dir.path("a").to_str().unwrap()]);
+    let one =
+        evol(&["arena", "--answers", dir.path("strong").to_str().unwrap(), "-o", dir.path("a").to_str().unwrap()]);
     assert_eq!(one.status.code(), Some(2), "{}", stderr(&one));
     assert_success(&answer(&mock, &set, &dir.path("weak"), "weak", &["-q", "--limit", "3"]));
     let unknown = evol(&[
@@ -503,9 +511,24 @@ fn bad_input_is_refused_naming_the_place() {
     let out = evol(&["arena", "--battles", garbled.to_str().unwrap(), "-o", dir.path("r2").to_str().unwrap()]);
     assert!(stderr(&out).contains("line 1") && stderr(&out).contains("model_a, model_b or tie"), "{}", stderr(&out));
     let no_style = dir.write("plain.jsonl", "{\"model_a\": \"a\", \"model_b\": \"b\", \"winner\": \"model_b\"}\n");
-    let out = evol(&["arena", "--battles", no_style.to_str().unwrap(), "-o", dir.path("r3").to_str().unwrap(), "--style-control"]);
+    let out = evol(&[
+        "arena",
+        "--battles",
+        no_style.to_str().unwrap(),
+        "-o",
+        dir.path("r3").to_str().unwrap(),
+        "--style-control",
+    ]);
     assert!(stderr(&out).contains("length_a"), "{}", stderr(&out));
-    let out = evol(&["arena", "--battles", no_style.to_str().unwrap(), "-o", dir.path("r4").to_str().unwrap(), "--learn", "x"]);
+    let out = evol(&[
+        "arena",
+        "--battles",
+        no_style.to_str().unwrap(),
+        "-o",
+        dir.path("r4").to_str().unwrap(),
+        "--learn",
+        "x",
+    ]);
     assert_eq!(out.status.code(), Some(2));
 
     // An unreachable judge fails at once, naming the server.

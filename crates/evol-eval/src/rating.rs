@@ -32,7 +32,7 @@ use std::f64::consts::LN_10;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Binomial, Distribution, Poisson};
+use rand_distr::{Binomial, Distribution};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -340,8 +340,7 @@ pub fn rate_styled(
         .into_par_iter()
         .map(|round| {
             let mut rng = round_rng(settings.seed, round);
-            let poisson = Poisson::new(1.0).expect("a valid rate");
-            let weights: Vec<f64> = rows.iter().map(|_| poisson.sample(&mut rng)).collect();
+            let weights: Vec<f64> = rows.iter().map(|_| poisson_one(&mut rng)).collect();
             let mut p = params.clone();
             fit_rows(models, &rows, &weights, &mut p);
             to_elo(&p[..models], settings.anchor)
@@ -540,18 +539,33 @@ fn eta(params: &[f64], models: usize, r: &Row) -> f64 {
 }
 
 /// Maximizes a concave objective: `derivatives` fills the gradient and the
-/// information (minus the Hessian, positive definite thanks to the prior);
-/// each Newton step is halved until the objective does not fall.
+/// information (minus the Hessian, positive definite thanks to the prior).
+/// A Newton step longer than [`TRUST`] is halved until the objective does
+/// not fall; a shorter one, near the maximum where the objective is close
+/// to its quadratic model, is taken whole without evaluating it (which
+/// saves a pass over the games per step in the bootstrap's warm starts).
 fn newton(x: &mut [f64], derivatives: impl Fn(&[f64], &mut [f64], &mut [f64]), objective: impl Fn(&[f64]) -> f64) {
     let p = x.len();
     let mut grad = vec![0.0; p];
     let mut info = vec![0.0; p * p];
-    let mut f = objective(x);
+    let mut f: Option<f64> = None;
     let mut trial = vec![0.0; p];
     for _ in 0..200 {
         info.iter_mut().for_each(|v| *v = 0.0);
         derivatives(x, &mut grad, &mut info);
         let Some(step) = solve_spd(&mut info, &grad, p) else { break };
+        let longest = step.iter().fold(0.0f64, |m, s| m.max(s.abs()));
+        if longest <= TRUST {
+            for i in 0..p {
+                x[i] += step[i];
+            }
+            f = None;
+            if longest < 1e-8 {
+                break;
+            }
+            continue;
+        }
+        let here = *f.get_or_insert_with(|| objective(x));
         let mut scale = 1.0;
         let mut moved = false;
         for _ in 0..60 {
@@ -559,19 +573,36 @@ fn newton(x: &mut [f64], derivatives: impl Fn(&[f64], &mut [f64], &mut [f64]), o
                 trial[i] = x[i] + scale * step[i];
             }
             let g = objective(&trial);
-            if g >= f - 1e-12 * f.abs().max(1.0) {
+            if g >= here - 1e-12 * here.abs().max(1.0) {
                 x.copy_from_slice(&trial);
-                f = g;
+                f = Some(g);
                 moved = true;
                 break;
             }
             scale /= 2.0;
         }
-        let largest = step.iter().fold(0.0f64, |m, s| m.max(s.abs())) * scale;
-        if !moved || largest < 1e-9 {
+        if !moved {
             break;
         }
     }
+}
+
+/// The longest Newton step (in natural-log odds, about 43 Elo points)
+/// taken without checking that the objective rose.
+const TRUST: f64 = 0.25;
+
+/// A Poisson(1) draw by its inverse distribution function (the bootstrap
+/// draws one per game per round, so it must be cheap).
+fn poisson_one(rng: &mut ChaCha8Rng) -> f64 {
+    use rand::Rng;
+    let u: f64 = rng.random();
+    let (mut k, mut p, mut cumulative) = (0u32, (-1f64).exp(), (-1f64).exp());
+    while u > cumulative && k < 30 {
+        k += 1;
+        p /= f64::from(k);
+        cumulative += p;
+    }
+    f64::from(k)
 }
 
 /// Solves `a x = b` for a symmetric positive definite `a` (row-major,
@@ -768,6 +799,17 @@ mod tests {
         assert_eq!(free.models[0].rank, 1);
         assert_eq!(free.models[1].rank, 1);
         assert_eq!(free.models[2].rank, 3);
+    }
+
+    #[test]
+    fn poisson_draws_have_mean_and_variance_one() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let draws: Vec<f64> = (0..200_000).map(|_| poisson_one(&mut rng)).collect();
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / draws.len() as f64;
+        assert!((mean - 1.0).abs() < 0.01 && (var - 1.0).abs() < 0.02, "{mean} {var}");
+        let zeros = draws.iter().filter(|&&d| d == 0.0).count() as f64 / draws.len() as f64;
+        assert!((zeros - (-1f64).exp()).abs() < 0.005);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::quantile;
@@ -135,9 +136,12 @@ pub fn report(items: &[Item], rounds: usize, seed: u64) -> Option<Report> {
             bands.entry(b).or_default().push(item);
         }
     }
+    let skills: Vec<(String, Vec<&Item>)> = skills.into_iter().collect();
     let by_skill = skills
+        .par_iter()
+        .filter_map(|(skill, group)| Some((skill.clone(), summary(group, rounds, seed, skill)?)))
+        .collect::<Vec<_>>()
         .into_iter()
-        .filter_map(|(skill, group)| Some((skill.clone(), summary(&group, rounds, seed, &skill)?)))
         .collect();
     let by_band = ["1-4", "5-7", "8-10"]
         .iter()
@@ -146,26 +150,25 @@ pub fn report(items: &[Item], rounds: usize, seed: u64) -> Option<Report> {
     Some(Report { overall, by_skill, by_band, level: crate::rating::LEVEL, rounds })
 }
 
+/// An item's share of the sums: the candidate's and the reference's score
+/// sums, and the candidate's points (1 a win, 0.5 a tie).
+#[derive(Clone, Copy)]
 struct Totals {
     candidate: f64,
     reference: f64,
     points: f64,
 }
 
-fn totals<'a>(items: impl Iterator<Item = &'a Item>) -> Totals {
-    let mut t = Totals { candidate: 0.0, reference: 0.0, points: 0.0 };
-    for item in items {
-        for g in &item.games {
-            t.candidate += g.candidate;
-            t.reference += g.reference;
-        }
-        t.points += match verdict(&item.games) {
+impl Totals {
+    fn of(item: &Item) -> Totals {
+        let points = match verdict(&item.games) {
             Some(Verdict::Win) => 1.0,
             Some(Verdict::Tie) => 0.5,
             _ => 0.0,
         };
+        let (candidate, reference) = item.games.iter().fold((0.0, 0.0), |(c, r), g| (c + g.candidate, r + g.reference));
+        Totals { candidate, reference, points }
     }
-    t
 }
 
 fn summary(items: &[&Item], rounds: usize, seed: u64, group: &str) -> Option<Summary> {
@@ -173,7 +176,15 @@ fn summary(items: &[&Item], rounds: usize, seed: u64, group: &str) -> Option<Sum
         return None;
     }
     let n = items.len();
-    let t = totals(items.iter().copied());
+    let per_item: Vec<Totals> = items.iter().map(|i| Totals::of(i)).collect();
+    let sum = |picks: &mut dyn Iterator<Item = usize>| {
+        picks.fold(Totals { candidate: 0.0, reference: 0.0, points: 0.0 }, |t, i| Totals {
+            candidate: t.candidate + per_item[i].candidate,
+            reference: t.reference + per_item[i].reference,
+            points: t.points + per_item[i].points,
+        })
+    };
+    let t = sum(&mut (0..n));
     let ratio = t.candidate / t.reference;
     let win_rate = t.points / n as f64;
     let (mut ratios, mut rates) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
@@ -184,7 +195,7 @@ fn summary(items: &[&Item], rounds: usize, seed: u64, group: &str) -> Option<Sum
         .finalize();
     let mut rng = ChaCha8Rng::from_seed(*key.as_bytes());
     for _ in 0..rounds {
-        let r = totals((0..n).map(|_| items[rng.random_range(0..n)]));
+        let r = sum(&mut (0..n).map(|_| rng.random_range(0..n)));
         ratios.push(r.candidate / r.reference);
         rates.push(r.points / n as f64);
     }

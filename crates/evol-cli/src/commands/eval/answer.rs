@@ -18,9 +18,9 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::commands::run::drain;
 use super::{read_testset, request_seed, Question, Session};
 use crate::cli::AnswerArgs;
+use crate::commands::run::drain;
 use crate::progress::human;
 use crate::settings::AnswerSettings;
 

@@ -21,7 +21,7 @@ use anyhow::{anyhow, bail, Context};
 use evol_core::stats::Slice;
 use evol_core::{CallError, CallKey, CallSpec, Prompt, Role};
 use evol_eval::prompts::{self, JudgeKind};
-use evol_eval::rating::{self, Battle, Rated, Ratings, RatingSettings, Style, Winner};
+use evol_eval::rating::{self, Battle, Rated, RatingSettings, Ratings, Style, Winner};
 use evol_store::output::{BATTLES, LEADERBOARD, RATINGS, STATS, UNJUDGED};
 use evol_store::{OutputDir, RunState};
 use futures::StreamExt;
@@ -29,9 +29,9 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::commands::run::drain;
 use super::{cell, read_answers, request_seed, same_question, Session};
 use crate::cli::ArenaArgs;
+use crate::commands::run::drain;
 use crate::progress::human;
 use crate::settings::{ArenaSettings, ArenaSource};
 
@@ -246,7 +246,8 @@ async fn battle(settings: &ArenaSettings, files: &[(Option<String>, PathBuf)]) -
             ))
         })
     };
-    let anchor = settings.anchor.as_ref().map(|(m, r)| Ok::<_, anyhow::Error>((index(m, "--anchor")?, *r))).transpose()?;
+    let anchor =
+        settings.anchor.as_ref().map(|(m, r)| Ok::<_, anyhow::Error>((index(m, "--anchor")?, *r))).transpose()?;
     let target = settings.learn.as_ref().map(|(t, _)| index(t, "--target")).transpose()?;
     let games = plan(&questions, settings.pairs_per_question, settings.eval.seed);
     if games.is_empty() {
@@ -315,7 +316,8 @@ async fn battle(settings: &ArenaSettings, files: &[(Option<String>, PathBuf)]) -
     let battles_path = session.out.path(BATTLES);
     let unjudged_path = session.out.path(UNJUDGED);
     let cannot = |p: &Path| format!("cannot write `{}`", p.display());
-    let mut battle_log = evol_io::RowWriter::create(&battles_path, evol_io::Layout::Jsonl).with_context(|| cannot(&battles_path))?;
+    let mut battle_log =
+        evol_io::RowWriter::create(&battles_path, evol_io::Layout::Jsonl).with_context(|| cannot(&battles_path))?;
     let mut unjudged_log =
         evol_io::RowWriter::create(&unjudged_path, evol_io::Layout::Jsonl).with_context(|| cannot(&unjudged_path))?;
     let mut battles = Vec::new();
@@ -463,7 +465,8 @@ fn fit(
     out: &OutputDir,
 ) -> anyhow::Result<Fitted> {
     let rating_settings = RatingSettings { rounds: settings.bootstrap, seed: settings.eval.seed, anchor };
-    let named_error = |e: rating::RatingError| match e {
+    let named_error = |e: rating::RatingError| {
+        match e {
         rating::RatingError::Disconnected { groups } => anyhow!(
             "the battles do not connect every model, so no rating compares them: {} never met (directly or through other models); add battles between them",
             groups
@@ -473,6 +476,7 @@ fn fit(
                 .join(" and ")
         ),
         other => anyhow!("{other}"),
+    }
     };
     let started = Instant::now();
     let plain = rating::rate(names.len(), battles, &rating_settings).map_err(named_error)?;
@@ -654,7 +658,7 @@ fn write_lessons(
 fn refit(settings: &ArenaSettings, files: &[PathBuf]) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
-    let mut rows: Vec<(String, String, Winner, Option<Style>)> = Vec::new();
+    let mut rows: Vec<(usize, usize, Winner, Option<Style>)> = Vec::new();
     let mut judges: BTreeMap<String, u64> = BTreeMap::new();
     for path in files {
         let file = std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
@@ -666,7 +670,11 @@ fn refit(settings: &ArenaSettings, files: &[PathBuf]) -> anyhow::Result<()> {
             let place = || format!("`{}` line {}", path.display(), n + 1);
             let row: BattleRow = serde_json::from_str(&line).with_context(|| format!("{}: not a battle", place()))?;
             let winner = row.winner().ok_or_else(|| {
-                anyhow!("{}: `winner` is `{}`; it must be model_a, model_b or tie", place(), evol_text::shown_inline(&row.winner))
+                anyhow!(
+                    "{}: `winner` is `{}`; it must be model_a, model_b or tie",
+                    place(),
+                    evol_text::shown_inline(&row.winner)
+                )
             })?;
             let style = row.style();
             if settings.style_control && style.is_none() {
@@ -675,11 +683,12 @@ fn refit(settings: &ArenaSettings, files: &[PathBuf]) -> anyhow::Result<()> {
             if let Some(j) = &row.judge {
                 *judges.entry(j.clone()).or_default() += 1;
             }
-            for m in [&row.model_a, &row.model_b] {
+            let mut seen = |m: String| {
                 let next = index.len();
-                index.entry(m.clone()).or_insert(next);
-            }
-            rows.push((row.model_a, row.model_b, winner, style));
+                *index.entry(m).or_insert(next)
+            };
+            let (a, b) = (seen(row.model_a), seen(row.model_b));
+            rows.push((a, b, winner, style));
         }
     }
     if rows.is_empty() {
@@ -688,14 +697,19 @@ fn refit(settings: &ArenaSettings, files: &[PathBuf]) -> anyhow::Result<()> {
     // Models by name, so the result does not depend on the files' order.
     let names: Vec<String> = index.keys().cloned().collect();
     let position: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let mut sorted = vec![0; names.len()];
+    for (name, &seen) in &index {
+        sorted[seen] = position[name.as_str()];
+    }
     let battles: Vec<Battle> =
-        rows.iter().map(|(a, b, w, _)| Battle { a: position[a.as_str()], b: position[b.as_str()], winner: *w }).collect();
-    let styles: Option<Vec<Style>> = settings.style_control.then(|| rows.iter().map(|r| r.3.expect("checked")).collect());
+        rows.iter().map(|&(a, b, winner, _)| Battle { a: sorted[a], b: sorted[b], winner }).collect();
+    let styles: Option<Vec<Style>> =
+        settings.style_control.then(|| rows.iter().map(|r| r.3.expect("checked")).collect());
     let anchor = match &settings.anchor {
         Some((m, r)) => Some((
-            *position.get(m.as_str()).ok_or_else(|| {
-                crate::settings::UsageError(format!("--anchor: no model `{m}` in the battle logs"))
-            })?,
+            *position
+                .get(m.as_str())
+                .ok_or_else(|| crate::settings::UsageError(format!("--anchor: no model `{m}` in the battle logs")))?,
             *r,
         )),
         None => None,

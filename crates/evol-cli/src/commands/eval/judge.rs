@@ -19,9 +19,9 @@ use evol_store::{OutputDir, RunState};
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::commands::run::drain;
 use super::{cell, read_answers, read_testset, request_seed, same_question, AnswerFile, Question, Session};
 use crate::cli::JudgeArgs;
+use crate::commands::run::drain;
 use crate::progress::human;
 use crate::settings::JudgeSettings;
 
@@ -55,8 +55,14 @@ struct GameRecord {
 
 impl GameRecord {
     fn read(candidate_first: bool, outcome: Result<evol_llm::ChatResponse, String>) -> GameRecord {
-        let empty =
-            GameRecord { candidate_first, candidate_score: None, reference_score: None, reply: None, unreadable: false, error: None };
+        let empty = GameRecord {
+            candidate_first,
+            candidate_score: None,
+            reference_score: None,
+            reply: None,
+            unreadable: false,
+            error: None,
+        };
         match outcome {
             Err(error) => GameRecord { error: Some(error), ..empty },
             Ok(reply) => match evol_eval::reply::parse_pair(&reply.text) {
@@ -115,7 +121,10 @@ pub async fn judge(args: JudgeArgs) -> anyhow::Result<()> {
             }
         }
         let [c, r] = sides[..] else { continue };
-        if c.error.is_some() || r.error.is_some() || c.answers.len() != q.turns.len() || r.answers.len() != q.turns.len()
+        if c.error.is_some()
+            || r.error.is_some()
+            || c.answers.len() != q.turns.len()
+            || r.answers.len() != q.turns.len()
         {
             missing.failed_answers += 1;
             continue;
@@ -142,17 +151,10 @@ pub async fn judge(args: JudgeArgs) -> anyhow::Result<()> {
             reference.path.display()
         );
     }
-    let calls: Vec<(usize, bool, String)> = jobs
-        .iter()
-        .enumerate()
-        .flat_map(|(j, job)| {
-            job.orders.iter().map(move |&candidate_first| {
-                let (first, second) =
-                    if candidate_first { (job.candidate, job.reference) } else { (job.reference, job.candidate) };
-                (j, candidate_first, prompts::render(job.kind, &job.question.turns, first, second))
-            })
-        })
-        .collect();
+    // The calls, by job and order; each prompt is rendered only when its
+    // call is about to be made.
+    let calls: Vec<(usize, bool)> =
+        jobs.iter().enumerate().flat_map(|(j, job)| job.orders.iter().map(move |&first| (j, first))).collect();
 
     let out = OutputDir::prepare(&settings.output, settings.fresh)?;
     let session = Session::open(out, &settings.eval, Role::Judge, calls.len() as u64, quiet).await?;
@@ -171,13 +173,18 @@ pub async fn judge(args: JudgeArgs) -> anyhow::Result<()> {
         );
     }
     let progress = session.progress(calls.len() as u64, "calls", quiet);
-    let games: Mutex<Vec<Vec<Option<GameRecord>>>> = Mutex::new(jobs.iter().map(|j| vec![None; j.orders.len()]).collect());
+    let games: Mutex<Vec<Vec<Option<GameRecord>>>> =
+        Mutex::new(jobs.iter().map(|j| vec![None; j.orders.len()]).collect());
     let work = {
         let done = futures::stream::iter(calls.iter().enumerate())
-            .map(|(i, (j, candidate_first, prompt))| {
+            .map(|(i, (j, candidate_first))| {
                 let (session, settings, jobs) = (&session, &settings, &jobs);
                 async move {
-                    let id = &jobs[*j].question.id;
+                    let job = &jobs[*j];
+                    let (first, second) =
+                        if *candidate_first { (job.candidate, job.reference) } else { (job.reference, job.candidate) };
+                    let prompt = prompts::render(job.kind, &job.question.turns, first, second);
+                    let id = &job.question.id;
                     let order = u32::from(!candidate_first);
                     let mut sampling = settings.eval.sampling;
                     sampling.seed = request_seed(&settings.eval, &[b"judge", id.as_bytes(), &[order as u8]]);
@@ -186,7 +193,7 @@ pub async fn judge(args: JudgeArgs) -> anyhow::Result<()> {
                         model: &session.model,
                         key: CallKey { item: id, round: order, stage: "pairwise" },
                         slice,
-                        prompt: Prompt::User(prompt),
+                        prompt: Prompt::User(&prompt),
                         sampling,
                         tag: Some("pairwise"),
                         priority: i as u64,

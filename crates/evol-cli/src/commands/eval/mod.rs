@@ -183,7 +183,9 @@ pub(crate) fn read_answers(given: &Path) -> anyhow::Result<AnswerFile> {
         };
         let turns = match field(&object, &["turns"]).and_then(texts) {
             Some(t) => Some(t),
-            None => field(&object, &["instruction", "question", "prompt"]).and_then(Value::as_str).map(|s| vec![s.to_string()]),
+            None => field(&object, &["instruction", "question", "prompt"])
+                .and_then(Value::as_str)
+                .map(|s| vec![s.to_string()]),
         };
         let skill = field(&object, &["skill", "category"]).and_then(Value::as_str).map(String::from);
         if rows.insert(id.clone(), Answered { answers, turns, skill, error }).is_some() {
@@ -200,8 +202,8 @@ pub(crate) fn read_answers(given: &Path) -> anyhow::Result<AnswerFile> {
 /// Whether an answers file's statement of a question is the test set's
 /// (same turns, whitespace aside).
 pub(crate) fn same_question(a: &[String], b: &[String]) -> bool {
-    let norm = |s: &String| s.split_whitespace().collect::<Vec<_>>().join(" ");
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| norm(x) == norm(y))
+    let same = |x: &String, y: &String| x == y || x.split_whitespace().eq(y.split_whitespace());
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
 }
 
 /// A request seed for a call, keyed by the job's seed and the call's key;
@@ -250,7 +252,8 @@ impl Session {
         let budget = Arc::new(Budget::new(eval.execution.caps));
         let settings = CallerSettings { concurrency: connected.admitted, retry_failed: eval.execution.retry_failed };
         let caller = Arc::new(
-            Caller::new(settings, journal.clone() as Arc<dyn Journal>, stats.clone())?.with_costs(prices, budget.clone()),
+            Caller::new(settings, journal.clone() as Arc<dyn Journal>, stats.clone())?
+                .with_costs(prices, budget.clone()),
         );
         Ok(Session { out, journal, connected, model, caller, stats, budget })
     }
