@@ -225,10 +225,7 @@ impl PairCounts {
         }
         let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut index_of = vec![usize::MAX; self.models];
-        for m in 0..self.models {
-            if !played[m] {
-                continue;
-            }
+        for m in (0..self.models).filter(|&m| played[m]) {
             let r = root(&mut parent, m);
             if index_of[r] == usize::MAX {
                 index_of[r] = groups.len();

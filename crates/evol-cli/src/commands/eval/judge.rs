@@ -361,7 +361,7 @@ fn pct(x: f64) -> String {
 }
 
 /// The rows of the figures: overall, by band, by skill.
-fn rows<'a>(report: &'a Report) -> Vec<(String, &'a Summary)> {
+fn rows(report: &Report) -> Vec<(String, &Summary)> {
     let mut rows = vec![("overall".to_string(), &report.overall)];
     rows.extend(report.by_band.iter().map(|(band, s)| (format!("difficulty {band}"), s)));
     rows.extend(report.by_skill.iter().map(|(skill, s)| (format!("skill {skill}"), s)));
