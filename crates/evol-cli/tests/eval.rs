@@ -13,7 +13,7 @@ use serde_json::Value;
 use util::*;
 
 fn testset() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/wizardlm_testset.jsonl")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wizardlm_testset.jsonl")
 }
 
 /// A simulator whose judge knows three models' strengths.
