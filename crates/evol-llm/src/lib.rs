@@ -96,6 +96,17 @@ pub enum FinishReason {
 }
 
 impl FinishReason {
+    /// The reason as servers write it (`unknown` when none was sent).
+    pub fn as_str(&self) -> &str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ContentFilter => "content_filter",
+            FinishReason::Other(other) => other,
+            FinishReason::Unknown => "unknown",
+        }
+    }
+
     pub fn parse(s: Option<&str>) -> FinishReason {
         match s {
             None => FinishReason::Unknown,
@@ -302,6 +313,15 @@ impl fmt::Display for Role {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn finish_reasons_name_themselves_as_servers_do() {
+        for name in ["stop", "length", "content_filter", "tool_calls"] {
+            assert_eq!(FinishReason::parse(Some(name)).as_str(), name);
+        }
+        assert_eq!(FinishReason::parse(None).as_str(), "unknown");
+        assert_eq!(FinishReason::parse(Some("eos")).as_str(), "stop");
+    }
+
     use super::*;
 
     #[test]

@@ -13,7 +13,7 @@ use evol_core::stats::Slice;
 use evol_core::{CallError, CallKey, CallSpec, Prompt, Role};
 use evol_llm::{Message, Role as Speaker, Usage};
 use evol_store::output::{ANSWERS, STATS};
-use evol_store::{OutputDir, RunState};
+use evol_store::RunState;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -38,9 +38,9 @@ pub async fn answer(args: AnswerArgs) -> anyhow::Result<()> {
     let quiet = settings.quiet;
     let questions = read_testset(&settings.testset, settings.format, settings.limit)?;
     let calls: u64 = questions.iter().map(|q| q.turns.len() as u64).sum();
-    let out = OutputDir::prepare(&settings.output, settings.fresh)?;
-    let session = Session::open(out, &settings.eval, Role::Answer, questions.len() as u64, quiet).await?;
-    session.journal.set_state(RunState::Running)?;
+    let session =
+        Session::open(&settings.output, settings.fresh, &settings.eval, Role::Answer, questions.len() as u64, quiet)
+            .await?;
     let name = settings.name.clone().unwrap_or_else(|| session.model.name().to_string());
     if !quiet {
         eprintln!(
@@ -134,7 +134,7 @@ async fn answer_one(
             Ok(reply) => {
                 outcome.usage.prompt_tokens += reply.usage.prompt_tokens;
                 outcome.usage.completion_tokens += reply.usage.completion_tokens;
-                outcome.finish_reason = Some(finish_name(&reply.finish_reason));
+                outcome.finish_reason = Some(reply.finish_reason.as_str().to_string());
                 messages.push(Message { role: Speaker::Assistant, content: reply.text.clone() });
                 outcome.answers.push(reply.text);
             }
@@ -146,14 +146,6 @@ async fn answer_one(
     }
     session.stats.outcome(slice, None);
     Ok((i, outcome))
-}
-
-fn finish_name(reason: &evol_llm::FinishReason) -> String {
-    match serde_json::to_value(reason) {
-        Ok(Value::String(s)) => s,
-        Ok(Value::Object(o)) => o.values().next().and_then(Value::as_str).unwrap_or("other").to_string(),
-        _ => "unknown".to_string(),
-    }
 }
 
 /// A question's row in `answers.jsonl`.

@@ -253,9 +253,8 @@ async fn battle(settings: &ArenaSettings, files: &[(Option<String>, PathBuf)]) -
     if games.is_empty() {
         bail!("no question was answered by two of the models: there is no battle to judge");
     }
-    let out = OutputDir::prepare(&settings.output, settings.fresh)?;
-    let session = Session::open(out, &settings.eval, Role::Judge, games.len() as u64, quiet).await?;
-    session.journal.set_state(RunState::Running)?;
+    let session =
+        Session::open(&settings.output, settings.fresh, &settings.eval, Role::Judge, games.len() as u64, quiet).await?;
     let judge = session.model.name().to_string();
     if !quiet {
         eprintln!(

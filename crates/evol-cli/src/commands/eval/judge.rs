@@ -15,7 +15,7 @@ use evol_core::{CallError, CallKey, CallSpec, Prompt, Role};
 use evol_eval::prompts::{self, JudgeKind};
 use evol_eval::report::{self, Game, Item, Report, Summary};
 use evol_store::output::{JUDGMENTS, REPORT_JSON, REPORT_MD, STATS};
-use evol_store::{OutputDir, RunState};
+use evol_store::RunState;
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -156,9 +156,8 @@ pub async fn judge(args: JudgeArgs) -> anyhow::Result<()> {
     let calls: Vec<(usize, bool)> =
         jobs.iter().enumerate().flat_map(|(j, job)| job.orders.iter().map(move |&first| (j, first))).collect();
 
-    let out = OutputDir::prepare(&settings.output, settings.fresh)?;
-    let session = Session::open(out, &settings.eval, Role::Judge, calls.len() as u64, quiet).await?;
-    session.journal.set_state(RunState::Running)?;
+    let session =
+        Session::open(&settings.output, settings.fresh, &settings.eval, Role::Judge, calls.len() as u64, quiet).await?;
     let judge_name = session.model.name().to_string();
     if !quiet {
         eprintln!(

@@ -225,16 +225,19 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Connects the model of `role` (the servers checked, or the embedded
-    /// engine started) and builds the caller over OUT's journal, for
-    /// `calls` calls.
+    /// Prepares OUT (locked; `fresh`: earlier files removed), connects the
+    /// model of `role` (the servers checked, or the embedded engine
+    /// started), builds the caller over OUT's journal for `calls` calls, and
+    /// marks the job running.
     pub(crate) async fn open(
-        out: OutputDir,
+        output: &Path,
+        fresh: bool,
         eval: &EvalModel,
         role: Role,
         calls: u64,
         quiet: bool,
     ) -> anyhow::Result<Session> {
+        let out = OutputDir::prepare(output, fresh)?;
         let journal = Arc::new(out.journal()?);
         let roles = [role];
         let wanted = RoleModels { evolve: eval.model.model.clone(), ..RoleModels::default() };
@@ -255,6 +258,7 @@ impl Session {
             Caller::new(settings, journal.clone() as Arc<dyn Journal>, stats.clone())?
                 .with_costs(prices, budget.clone()),
         );
+        journal.set_state(evol_store::RunState::Running)?;
         Ok(Session { out, journal, connected, model, caller, stats, budget })
     }
 
