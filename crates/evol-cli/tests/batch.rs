@@ -46,13 +46,26 @@ fn expired_batches_give_partial_results_and_the_rest_is_sent_again() {
     assert_eq!(stats["total"]["requests"].as_u64().unwrap(), server.batch_requests, "each answered once");
 }
 
-/// Waits until the simulator has created `n` batches.
-fn wait_for_batches(mock: &Mock, n: u64) {
+/// Waits until the simulator has created `n` batches and the run's journal
+/// holds them: a run killed between the two cannot know the batch exists.
+fn wait_for_batches(mock: &Mock, out: &std::path::Path, n: u64) {
     let started = Instant::now();
-    while mock.stats().batches < n {
-        assert!(started.elapsed() < Duration::from_secs(30), "no batch was created");
+    while mock.stats().batches < n || journaled_batches(out) < n {
+        assert!(started.elapsed() < Duration::from_secs(30), "no batch was created and journaled");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// How many batches the journal under `out` has recorded (0 before it exists).
+fn journaled_batches(out: &std::path::Path) -> u64 {
+    let path = out.join("journal.sqlite");
+    if !path.exists() {
+        return 0;
+    }
+    let Ok(conn) = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return 0;
+    };
+    conn.query_row("SELECT COUNT(*) FROM batches", [], |row| row.get(0)).unwrap_or(0)
 }
 
 fn spawn_run(mock: &Mock, seeds: &std::path::Path, out: &std::path::Path) -> std::process::Child {
@@ -73,7 +86,7 @@ fn a_killed_batch_run_adopts_its_batches_instead_of_paying_again() {
     let out = dir.path("out");
     for batches in [1, 3] {
         let mut child = spawn_run(&mock, &seeds, &out);
-        wait_for_batches(&mock, batches);
+        wait_for_batches(&mock, &out, batches);
         child.kill().unwrap();
         child.wait().unwrap();
     }
@@ -104,7 +117,7 @@ fn killed_with_a_batch_in_flight() -> (Mock, Dir, std::path::PathBuf, std::path:
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(5));
     let out = dir.path("out");
     let mut child = spawn_run(&mock, &seeds, &out);
-    wait_for_batches(&mock, 1);
+    wait_for_batches(&mock, &out, 1);
     child.kill().unwrap();
     child.wait().unwrap();
     (mock, dir, seeds, out)
@@ -158,7 +171,7 @@ fn a_batch_server_that_stops_answering_stops_the_run_cleanly() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_batches(&mock, 1);
+    wait_for_batches(&mock, &out, 1);
     mock.kill();
     let started = Instant::now();
     let output = child.wait_with_output().unwrap();
