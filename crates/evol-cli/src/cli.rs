@@ -82,13 +82,29 @@ pub enum Command {
     /// Bradley-Terry ratings with intervals, and Arena Learning data.
     #[command(long_about = ARENA_ABOUT)]
     Arena(Box<ArenaArgs>),
+    /// Print a shell completion script.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
+}
+
+const COMPLETIONS_EXAMPLES: &str = "Examples:
+  evol completions bash > ~/.local/share/bash-completion/completions/evol
+  evol completions zsh > \"${fpath[1]}/_evol\"
+  evol completions fish > ~/.config/fish/completions/evol.fish";
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug)]
 pub struct AnswerArgs {
-    /// The test set: JSONL or a JSON array, one question a row (`idx` or
-    /// `id`; `Instruction`, `instruction`, `question` or `prompt`, or
-    /// `turns`, a list of user turns; optional `Skill`, `Difficulty`).
+    /// The test set: JSONL, a JSON array, CSV/TSV or Parquet, one question
+    /// a row (`idx` or `id`; `Instruction`, `instruction`, `question` or
+    /// `prompt`, or `turns`, a list of user turns, or a chat as
+    /// `conversations` or `messages`; optional `Skill`, `Difficulty`).
     pub testset: PathBuf,
     /// Output directory: `answers.jsonl`, `stats.json` and the journal.
     #[arg(short, long, value_name = "OUT")]
@@ -114,7 +130,7 @@ pub struct AnswerArgs {
     /// Seed of the request seeds.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Layout of the test set: auto, jsonl or json.
+    /// Layout of the test set: auto (by extension, else by content), jsonl, json, csv, tsv, parquet or text.
     #[arg(long, default_value = "auto")]
     pub format: String,
     /// Start over: remove OUT's earlier files and journal.
@@ -172,7 +188,7 @@ pub struct JudgeArgs {
     /// Seed of the bootstrap and of the request seeds.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Layout of the test set: auto, jsonl or json.
+    /// Layout of the test set: auto (by extension, else by content), jsonl, json, csv, tsv, parquet or text.
     #[arg(long, default_value = "auto")]
     pub format: String,
     /// Start over: remove OUT's earlier files and journal.
@@ -350,7 +366,7 @@ pub struct OptimizeArgs {
     /// seeds).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Layout of the seeds: auto, jsonl, json or text.
+    /// Layout of the seeds: auto (by extension, else by content), jsonl, json, csv, tsv, parquet or text.
     #[arg(long, default_value = "auto")]
     pub format: String,
     /// Start over: remove METHOD_DIR's earlier files and journal.
@@ -418,7 +434,7 @@ pub struct SelectArgs {
     /// `response`) when there is one.
     #[arg(long, default_value = "instruction", value_name = "NAME")]
     pub field: String,
-    /// Layout of the input: auto, jsonl or json.
+    /// Layout of the input: auto (by extension, else by content), jsonl, json, csv, tsv, parquet or text.
     #[arg(long, default_value = "auto")]
     pub format: String,
     /// Start over: remove OUT's earlier files and journal (and its cached
@@ -473,7 +489,7 @@ pub struct ScoreArgs {
     /// Token limit of the scorer's replies.
     #[arg(long, default_value_t = 256)]
     pub score_max_tokens: u32,
-    /// Layout of the input: auto, jsonl, json or text.
+    /// Layout of the input: auto (by extension, else by content), jsonl, json, csv, tsv, parquet or text.
     #[arg(long, default_value = "auto")]
     pub format: String,
     /// Leave rows whose text cannot be read unscored (counted) instead of
@@ -540,7 +556,7 @@ pub struct DedupArgs {
     /// or any string field by name, e.g. `output`.
     #[arg(long, default_value = "instruction", value_name = "NAME")]
     pub field: String,
-    /// Layout of the input and corpora: auto, jsonl, json or text.
+    /// Layout of the input and corpora: auto (by extension, else by content), jsonl, json, csv, tsv, parquet or text.
     #[arg(long, default_value = "auto")]
     pub format: String,
     /// Only exact duplicates (after normalising), no MinHash.
@@ -1027,9 +1043,23 @@ pub struct RunArgs {
     pub score_max_tokens: Option<u32>,
 
     // Input.
-    /// Seed file layout.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "jsonl", "json", "text"], help_heading = "Input")]
+    /// Seed file container: auto (by extension, else by content), jsonl,
+    /// json (an array), csv or tsv (with a header row), parquet, or text
+    /// (one instruction per line).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "jsonl", "json", "csv", "tsv", "parquet", "text"], help_heading = "Input")]
     pub format: String,
+
+    /// The field holding each seed's instruction: a text, or a list of chat
+    /// turns (its first user turn). By default the layout is found per
+    /// record: Alpaca `instruction`/`prompt` (+ `input`), ShareGPT
+    /// `conversations`, or chat `messages`.
+    #[arg(long, value_name = "NAME", help_heading = "Input")]
+    pub instruction_field: Option<String>,
+
+    /// The field holding each seed's id (default: `id` or `idx`, else the
+    /// record's place, such as `line-12` or `row-3`).
+    #[arg(long, value_name = "NAME", help_heading = "Input")]
+    pub id_field: Option<String>,
 
     /// Skip malformed seed records (and count them) instead of stopping.
     #[arg(long, help_heading = "Input")]

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
             Command::Answer(args) => commands::eval::answer::answer(*args).await,
             Command::Judge(args) => commands::eval::judge::judge(*args).await,
             Command::Arena(args) => commands::eval::arena::arena(*args).await,
+            Command::Completions(args) => completions(args.shell),
         }
     });
     // Do not wait for calls still in flight after an error or Ctrl-C.
@@ -70,6 +71,15 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `evol completions SHELL`: the completion script, from the same
+/// definitions that parse the command line.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "evol", &mut script);
+    stdout(&String::from_utf8(script)?)
 }
 
 /// Writes a command's output to stdout (an error, not a panic, when the

@@ -216,6 +216,10 @@ impl RunSettings {
         Ok(RunSettings {
             ingest: IngestOptions {
                 format,
+                fields: evol_io::Fields {
+                    instruction: field_name(args.instruction_field.as_deref(), "--instruction-field")?,
+                    id: field_name(args.id_field.as_deref(), "--id-field")?,
+                },
                 limit: args.limit.map(|l| l as u64),
                 shard,
                 skip_invalid: args.skip_invalid,
@@ -1014,4 +1018,15 @@ impl ArenaSettings {
             )?,
         })
     }
+}
+
+/// A field name given on the command line: not empty, no control
+/// characters.
+fn field_name(name: Option<&str>, flag: &str) -> Result<Option<String>, UsageError> {
+    let Some(name) = name else { return Ok(None) };
+    let name = name.trim();
+    if name.is_empty() || name.chars().any(|c| c.is_control() || evol_text::is_unsafe(c)) {
+        return Err(usage(format!("{flag}: a field name must be a non-empty text without control characters")));
+    }
+    Ok(Some(name.to_string()))
 }

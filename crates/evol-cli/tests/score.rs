@@ -132,7 +132,7 @@ fn evol_score_refuses_bad_rows_and_settings_naming_the_place() {
     assert!(stderr(&run).contains("--difficulty, --deita"), "{}", stderr(&run));
     let run = evol(&[&base[..], &["--difficulty"]].concat());
     assert_eq!(run.status.code(), Some(1));
-    assert!(stderr(&run).contains("in.jsonl` line 2: missing the `instruction` field"), "{}", stderr(&run));
+    assert!(stderr(&run).contains("in.jsonl` line 2: missing an instruction (`instruction`, `prompt`, `conversations` or `messages`); the record has `text`"), "{}", stderr(&run));
     assert_eq!(mock.stats().requests, 0, "nothing is sent before the input is read");
     let run = evol(&[&base[..], &["--difficulty", "--skip-invalid"]].concat());
     assert_success(&run);

@@ -1,10 +1,12 @@
-//! Dataset files: seed files read record by record ([`seeds`]: JSONL, a
-//! JSON array in the Alpaca layout, or plain text), and any dataset read
-//! and written back row by row, unchanged ([`rows`]). The run directory
-//! and its outputs belong to `evol-store`.
+//! Dataset files: the records of JSONL, JSON arrays, CSV/TSV tables,
+//! Parquet and plain text ([`source`]), read as seeds in the Alpaca,
+//! ShareGPT or chat-messages layout ([`seeds`]), or as rows kept whole and
+//! written back unchanged ([`rows`]). The run directory and its outputs
+//! belong to `evol-store`.
 
 pub mod rows;
 pub mod seeds;
+mod source;
 
 pub use rows::{open_rows, Body, Layout, Row, RowReader, RowWriter, TextField};
-pub use seeds::{read_seeds, ReadOptions, SeedError, SeedFormat, SeedSet};
+pub use seeds::{read_seeds, user_turns, Fields, ReadOptions, RecordLayout, SeedError, SeedFormat, SeedSet};

@@ -8,12 +8,13 @@
 //! read, in the layout it came in.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::seeds::{field, instruction_of, kind, Place, SeedError, SeedFormat};
+use crate::seeds::{field, instruction_of, kind, text_or_first_turn, Place, SeedError, SeedFormat};
+use crate::source::{Raw, Records};
 
 /// A dataset file's layout, once known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +48,8 @@ pub enum TextField {
     /// The instruction: `instruction` or `prompt` (any case), with an
     /// Alpaca `input` joined after a blank line, as seeds are read.
     Instruction,
-    /// A top-level string field by name (any case).
+    /// A top-level field by name (any case): a string, or a list of chat
+    /// turns (the first user turn).
     Named(String),
 }
 
@@ -85,8 +87,7 @@ impl Row {
         let text = match field_name {
             TextField::Instruction => instruction_of(&map)?,
             TextField::Named(name) => match field(&map, &[name.as_str()])? {
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => return Err(format!("`{name}` must be a string, found {}", kind(other))),
+                Some(value) => text_or_first_turn(value, name)?,
                 None => return Err(format!("missing the `{name}` field")),
             },
         };
@@ -101,54 +102,21 @@ impl Row {
 
 /// Reads a dataset file row by row (a JSON array is parsed whole).
 pub struct RowReader {
-    name: String,
     layout: Layout,
-    source: Source,
-}
-
-enum Source {
-    Lines { reader: Box<dyn BufRead + Send>, number: usize, line: Vec<u8> },
-    Items(std::iter::Enumerate<std::vec::IntoIter<Value>>),
+    records: Records,
 }
 
 /// Opens a dataset file; the layout comes from `format` as for seeds (by
-/// extension, else by the first character).
+/// extension, else by content).
 pub fn open_rows(path: &Path, format: SeedFormat) -> Result<RowReader, SeedError> {
-    let name = path.display().to_string();
-    let io = |source| SeedError::Io { path: name.clone(), source };
-    let file = File::open(path).map_err(io)?;
-    let mut reader: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(1 << 20, file));
-    let layout = match crate::seeds::resolve(path, format) {
-        SeedFormat::Jsonl => Layout::Jsonl,
+    let records = crate::source::open(path, format)?;
+    let layout = match records.format() {
         SeedFormat::Json => Layout::Json,
         SeedFormat::Text => Layout::Text,
-        SeedFormat::Auto => {
-            let head = reader.fill_buf().map_err(io)?;
-            let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
-            match head.iter().find(|b| !b.is_ascii_whitespace()) {
-                Some(b'[') => Layout::Json,
-                Some(b'{') => Layout::Jsonl,
-                _ => Layout::Text,
-            }
-        }
+        // Tables and Parquet rows are written back as JSONL objects.
+        _ => Layout::Jsonl,
     };
-    let source = match layout {
-        Layout::Json => {
-            let mut text = String::new();
-            reader.read_to_string(&mut text).map_err(io)?;
-            let items: Vec<Value> =
-                serde_json::from_str(text.strip_prefix('\u{FEFF}').unwrap_or(&text)).map_err(|e| {
-                    SeedError::Invalid {
-                        path: name.clone(),
-                        place: Place::Line(e.line()),
-                        message: format!("not a JSON array of objects ({e})"),
-                    }
-                })?;
-            Source::Items(items.into_iter().enumerate())
-        }
-        Layout::Jsonl | Layout::Text => Source::Lines { reader, number: 0, line: Vec::new() },
-    };
-    Ok(RowReader { name, layout, source })
+    Ok(RowReader { layout, records })
 }
 
 impl RowReader {
@@ -157,49 +125,29 @@ impl RowReader {
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        self.records.name()
     }
 }
 
 impl Iterator for RowReader {
-    /// A row, or an error naming the file (and the line, for text that is
-    /// not UTF-8).
+    /// A row, or an error naming the file and the place (a line that is
+    /// not UTF-8, a table row with the wrong number of fields).
     type Item = Result<Row, SeedError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match &mut self.source {
-            Source::Items(items) => {
-                let (i, value) = items.next()?;
-                Some(Ok(Row { place: Place::Item(i + 1), body: Body::Item(value) }))
+        let (place, raw) = match self.records.next()? {
+            Ok(next) => next,
+            Err(e) => return Some(Err(e)),
+        };
+        let body = match raw {
+            Raw::Line(line) => Body::Line(line),
+            Raw::Value(value) => Body::Item(value),
+            Raw::Text(text) => Body::Text(text),
+            Raw::Invalid(message) => {
+                return Some(Err(SeedError::Invalid { path: self.records.name().to_string(), place, message }))
             }
-            Source::Lines { reader, number, line } => loop {
-                line.clear();
-                match reader.read_until(b'\n', line) {
-                    Ok(0) => return None,
-                    Ok(_) => {}
-                    Err(source) => return Some(Err(SeedError::Io { path: self.name.clone(), source })),
-                }
-                *number += 1;
-                let place = Place::Line(*number);
-                let Ok(content) = std::str::from_utf8(line) else {
-                    return Some(Err(SeedError::Invalid {
-                        path: self.name.clone(),
-                        place,
-                        message: "not valid UTF-8".into(),
-                    }));
-                };
-                let content = if *number == 1 { content.strip_prefix('\u{FEFF}').unwrap_or(content) } else { content };
-                let content = content.trim_end_matches(['\n', '\r']);
-                if content.trim().is_empty() {
-                    continue;
-                }
-                let body = match self.layout {
-                    Layout::Text => Body::Text(content.trim().to_string()),
-                    _ => Body::Line(content.to_string()),
-                };
-                return Some(Ok(Row { place, body }));
-            },
-        }
+        };
+        Some(Ok(Row { place, body }))
     }
 }
 
@@ -228,7 +176,8 @@ impl RowWriter {
     pub fn write(&mut self, row: &Row) -> std::io::Result<()> {
         match &row.body {
             Body::Line(line) | Body::Text(line) => self.line(line),
-            Body::Item(value) => self.value(value),
+            Body::Item(value) if self.layout == Layout::Json => self.value(value),
+            Body::Item(value) => self.line(&serde_json::to_string(value).map_err(std::io::Error::other)?),
         }
     }
 

@@ -1,16 +1,22 @@
-//! Reading seed instructions: JSONL, a JSON array (Alpaca layout), or plain
-//! text with one instruction per line.
+//! Reading seed instructions from JSONL, a JSON array, CSV or TSV (with a
+//! header row), Parquet, or plain text with one instruction per line.
 //!
-//! Records may name their instruction `instruction` (any case) or `prompt`,
-//! carry an Alpaca `input` (joined to the instruction after a blank line),
-//! and an `id` or `idx` (string or number). Records without one get an id
-//! from their place in the file (`line-12`, `item-3`), which does not move
-//! when other lines are skipped.
+//! A record holds its instruction in one of the ecosystem's layouts, found
+//! per record when unambiguous: Alpaca (`instruction` or `prompt`, any
+//! case, with an `input` joined after a blank line), ShareGPT
+//! (`conversations` of `{from, value}` turns: the first human turn), chat
+//! messages (`messages` of `{role, content}` turns: the first user turn),
+//! or any field named by [`Fields`]. Its id is `id` or `idx` (text or
+//! number) or the field [`Fields::id`] names; records without one get an id
+//! from their place in the file (`line-12`, `item-3`, `row-4`), which does
+//! not move when other records are skipped.
 
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::Path;
 use std::str::FromStr;
+
+use crate::source::{self, Raw, Records};
 
 use evol_core::Seed;
 use serde_json::{Map, Value};
@@ -19,12 +25,18 @@ use serde_json::{Map, Value};
 pub const MAX_INSTRUCTION_CHARS: usize = 100_000;
 
 /// The layout of a seed file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SeedFormat {
-    /// By extension (`.jsonl`, `.json`, `.txt`), else by the first character.
+    /// By extension (`.jsonl`, `.json`, `.csv`, `.tsv`, `.parquet`,
+    /// `.txt`), else by content (Parquet's magic bytes, then the first
+    /// character: `[` a JSON array, `{` JSONL, else text).
+    #[default]
     Auto,
     Jsonl,
     Json,
+    Csv,
+    Tsv,
+    Parquet,
     Text,
 }
 
@@ -35,19 +47,24 @@ impl FromStr for SeedFormat {
             "auto" => Ok(SeedFormat::Auto),
             "jsonl" | "ndjson" => Ok(SeedFormat::Jsonl),
             "json" | "alpaca" => Ok(SeedFormat::Json),
+            "csv" => Ok(SeedFormat::Csv),
+            "tsv" => Ok(SeedFormat::Tsv),
+            "parquet" => Ok(SeedFormat::Parquet),
             "text" | "txt" => Ok(SeedFormat::Text),
-            _ => Err(format!("unknown seed format `{s}` (expected auto, jsonl, json or text)")),
+            _ => Err(format!("unknown format `{s}` (expected auto, jsonl, json, csv, tsv, parquet or text)")),
         }
     }
 }
 
-/// A place in a seed file: a line, or an item of a JSON array (in JSON,
-/// `{"line": 12}` or `{"item": 3}`).
+/// A place in a seed file: a line, an item of a JSON array, or a row of a
+/// table or Parquet file, counted from 1 without the header (in JSON,
+/// `{"line": 12}`, `{"item": 3}` or `{"row": 4}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Place {
     Line(usize),
     Item(usize),
+    Row(usize),
 }
 
 impl std::fmt::Display for Place {
@@ -55,6 +72,7 @@ impl std::fmt::Display for Place {
         match self {
             Place::Line(n) => write!(f, "line {n}"),
             Place::Item(n) => write!(f, "item {n}"),
+            Place::Row(n) => write!(f, "row {n}"),
         }
     }
 }
@@ -77,11 +95,12 @@ pub enum SeedError {
 }
 
 /// Options for reading.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct ReadOptions {
     pub format: SeedFormat,
     /// Skip malformed records (and count them) instead of failing.
     pub skip_invalid: bool,
+    pub fields: Fields,
 }
 
 /// Seeds, with what was left out and why.
@@ -104,78 +123,96 @@ pub enum Item {
     Empty(Place),
 }
 
+/// Which fields hold a record's instruction and id, when the record's
+/// layout does not say (`--instruction-field`, `--id-field`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fields {
+    /// The instruction's field: a text, or a list of chat turns (the first
+    /// user turn is taken).
+    pub instruction: Option<String>,
+    /// The id's field (a text or a number).
+    pub id: Option<String>,
+}
+
+/// How a record holds its instruction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordLayout {
+    /// `instruction` (or `prompt`) with an optional `input`.
+    Alpaca,
+    /// `conversations` of `{from, value}` turns: the first human turn.
+    ShareGpt,
+    /// `messages` of `{role, content}` turns: the first user turn.
+    Messages,
+    /// A field named by `--instruction-field`.
+    Field(String),
+    /// A line of plain text.
+    Text,
+}
+
+impl std::fmt::Display for RecordLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordLayout::Alpaca => f.write_str("Alpaca (`instruction`, `input`)"),
+            RecordLayout::ShareGpt => f.write_str("ShareGPT (`conversations`, the first human turn)"),
+            RecordLayout::Messages => f.write_str("chat messages (`messages`, the first user turn)"),
+            RecordLayout::Field(name) => write!(f, "the field `{name}`"),
+            RecordLayout::Text => f.write_str("plain text, one instruction per line"),
+        }
+    }
+}
+
 /// Reads a seed file one record at a time, so files of any size are read
 /// in flat memory (a JSON array is the exception: it is parsed whole).
 /// Duplicate ids are not checked here (that needs every id seen so far).
 pub struct SeedReader {
-    name: String,
-    source: Source,
-}
-
-enum Source {
-    Lines { reader: Box<dyn BufRead + Send>, number: usize, text: bool, line: Vec<u8> },
-    Items(std::iter::Enumerate<std::vec::IntoIter<Value>>),
-    Done,
+    records: Records,
+    fields: Fields,
+    layout: Option<RecordLayout>,
+    mixed: bool,
 }
 
 /// Opens a seed file for reading record by record.
-pub fn open_seeds(path: &Path, format: SeedFormat) -> Result<SeedReader, SeedError> {
-    let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| SeedError::Io { path: name.clone(), source })?;
-    let format = resolve(path, format);
-    SeedReader::new(Box::new(std::io::BufReader::new(file)), &name, format)
-}
-
-/// The format a path's extension names, when `format` is `Auto` (else
-/// `format`); `Auto` when the extension says nothing.
-pub(crate) fn resolve(path: &Path, format: SeedFormat) -> SeedFormat {
-    match format {
-        SeedFormat::Auto => match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-            Some("jsonl" | "ndjson") => SeedFormat::Jsonl,
-            Some("json") => SeedFormat::Json,
-            Some("txt" | "text") => SeedFormat::Text,
-            _ => SeedFormat::Auto,
-        },
-        f => f,
-    }
+pub fn open_seeds(path: &Path, format: SeedFormat, fields: &Fields) -> Result<SeedReader, SeedError> {
+    Ok(SeedReader::from_records(source::open(path, format)?, fields))
 }
 
 impl SeedReader {
     /// Reads seeds from any reader; `name` is used in messages.
-    pub fn new(mut reader: Box<dyn BufRead + Send>, name: &str, format: SeedFormat) -> Result<SeedReader, SeedError> {
-        let io = |source| SeedError::Io { path: name.to_string(), source };
-        let mut format = format;
-        if format == SeedFormat::Auto {
-            let head = reader.fill_buf().map_err(io)?;
-            let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
-            format = match head.iter().find(|b| !b.is_ascii_whitespace()) {
-                Some(b'[') => SeedFormat::Json,
-                Some(b'{') => SeedFormat::Jsonl,
-                _ => SeedFormat::Text,
-            };
-        }
-        let source = match format {
-            SeedFormat::Json => {
-                let mut text = String::new();
-                reader.read_to_string(&mut text).map_err(io)?;
-                let items: Vec<Value> = serde_json::from_str(strip_bom(&text)).map_err(|e| SeedError::Invalid {
-                    path: name.to_string(),
-                    place: Place::Line(e.line()),
-                    message: format!("not a JSON array of seed objects ({e})"),
-                })?;
-                Source::Items(items.into_iter().enumerate())
-            }
-            SeedFormat::Jsonl | SeedFormat::Text => {
-                Source::Lines { reader, number: 0, text: format == SeedFormat::Text, line: Vec::new() }
-            }
-            SeedFormat::Auto => unreachable!("resolved above"),
-        };
-        Ok(SeedReader { name: name.to_string(), source })
+    pub fn new(
+        reader: Box<dyn BufRead + Send>,
+        name: &str,
+        format: SeedFormat,
+        fields: &Fields,
+    ) -> Result<SeedReader, SeedError> {
+        Ok(SeedReader::from_records(Records::new(reader, name, format)?, fields))
+    }
+
+    fn from_records(records: Records, fields: &Fields) -> SeedReader {
+        SeedReader { records, fields: fields.clone(), layout: None, mixed: false }
     }
 
     /// The file's name, as used in messages.
     pub fn name(&self) -> &str {
-        &self.name
+        self.records.name()
+    }
+
+    /// The container the file turned out to be.
+    pub fn format(&self) -> SeedFormat {
+        self.records.format()
+    }
+
+    /// How the records read so far hold their instruction, and whether
+    /// they differ (then the first one's).
+    pub fn layout(&self) -> Option<(&RecordLayout, bool)> {
+        self.layout.as_ref().map(|l| (l, self.mixed))
+    }
+
+    fn seen(&mut self, layout: RecordLayout) {
+        match &self.layout {
+            None => self.layout = Some(layout),
+            Some(first) if *first != layout => self.mixed = true,
+            Some(_) => {}
+        }
     }
 }
 
@@ -183,55 +220,29 @@ impl Iterator for SeedReader {
     type Item = Result<Item, SeedError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            match &mut self.source {
-                Source::Done => return None,
-                Source::Items(items) => {
-                    let Some((i, value)) = items.next() else {
-                        self.source = Source::Done;
-                        return None;
-                    };
-                    let place = Place::Item(i + 1);
-                    return Some(Ok(match record(value) {
-                        Ok((id, instruction)) => seed(place, id, instruction),
-                        Err(message) => Item::Invalid(place, message),
-                    }));
-                }
-                Source::Lines { reader, number, text, line } => {
-                    line.clear();
-                    match reader.read_until(b'\n', line) {
-                        Ok(0) => {
-                            self.source = Source::Done;
-                            return None;
-                        }
-                        Ok(_) => {}
-                        Err(source) => {
-                            self.source = Source::Done;
-                            return Some(Err(SeedError::Io { path: self.name.clone(), source }));
-                        }
-                    }
-                    *number += 1;
-                    let place = Place::Line(*number);
-                    let Ok(content) = std::str::from_utf8(line) else {
-                        return Some(Ok(Item::Invalid(place, "not valid UTF-8".to_string())));
-                    };
-                    let content = if *number == 1 { strip_bom(content) } else { content };
-                    if content.trim().is_empty() {
-                        continue;
-                    }
-                    if *text {
-                        return Some(Ok(seed(place, None, content.trim().to_string())));
-                    }
-                    return Some(Ok(match serde_json::from_str::<Value>(content) {
-                        Ok(value) => match record(value) {
-                            Ok((id, instruction)) => seed(place, id, instruction),
-                            Err(message) => Item::Invalid(place, message),
-                        },
-                        Err(e) => Item::Invalid(place, format!("not valid JSON ({e})")),
-                    }));
-                }
+        let (place, raw) = match self.records.next()? {
+            Ok(next) => next,
+            Err(e) => return Some(Err(e)),
+        };
+        let value = match raw {
+            Raw::Invalid(message) => return Some(Ok(Item::Invalid(place, message))),
+            Raw::Text(text) => {
+                self.seen(RecordLayout::Text);
+                return Some(Ok(seed(place, None, text)));
             }
-        }
+            Raw::Line(line) => match serde_json::from_str::<Value>(&line) {
+                Ok(value) => value,
+                Err(e) => return Some(Ok(Item::Invalid(place, format!("not valid JSON ({e})")))),
+            },
+            Raw::Value(value) => value,
+        };
+        Some(Ok(match record(value, &self.fields) {
+            Ok((id, instruction, layout)) => {
+                self.seen(layout);
+                seed(place, id, instruction)
+            }
+            Err(message) => Item::Invalid(place, message),
+        }))
     }
 }
 
@@ -251,13 +262,14 @@ fn seed(place: Place, id: Option<String>, instruction: String) -> Item {
     let id = id.unwrap_or_else(|| match place {
         Place::Line(n) => format!("line-{n}"),
         Place::Item(n) => format!("item-{n}"),
+        Place::Row(n) => format!("row-{n}"),
     });
     Item::Seed(place, Seed { id, instruction: instruction.trim().to_string() })
 }
 
 /// Reads a whole seed file into memory, checking that ids are unique.
 pub fn read_seeds(path: &Path, options: ReadOptions) -> Result<SeedSet, SeedError> {
-    collect(open_seeds(path, options.format)?, options)
+    collect(open_seeds(path, options.format, &options.fields)?, options)
 }
 
 /// Reads seeds from any reader; `name` is used in messages.
@@ -266,7 +278,7 @@ pub fn parse_seeds(
     name: &str,
     options: ReadOptions,
 ) -> Result<SeedSet, SeedError> {
-    collect(SeedReader::new(Box::new(reader), name, options.format)?, options)
+    collect(SeedReader::new(Box::new(reader), name, options.format, &options.fields)?, options)
 }
 
 fn collect(reader: SeedReader, options: ReadOptions) -> Result<SeedSet, SeedError> {
@@ -293,47 +305,150 @@ fn collect(reader: SeedReader, options: ReadOptions) -> Result<SeedSet, SeedErro
     Ok(set)
 }
 
-fn strip_bom(s: &str) -> &str {
-    s.strip_prefix('\u{FEFF}').unwrap_or(s)
-}
-
-/// The id and instruction of one JSON record.
-fn record(value: Value) -> Result<(Option<String>, String), String> {
+/// The id, instruction and layout of one JSON record.
+fn record(value: Value, fields: &Fields) -> Result<(Option<String>, String, RecordLayout), String> {
     let Value::Object(map) = value else {
-        return Err(format!("expected a JSON object with an `instruction` field, found {}", kind(&value)));
+        return Err(format!("expected a JSON object with an instruction, found {}", kind(&value)));
     };
-    let instruction = instruction_of(&map)?;
-    let id = match field(&map, &["id", "idx"])? {
+    let (instruction, layout) = instruction_in(&map, fields)?;
+    let (id_value, id_name) = match &fields.id {
+        Some(name) => match field(&map, &[name.as_str()])? {
+            Some(v) => (Some(v), name.as_str()),
+            None => return Err(missing(&map, &format!("the `{name}` field (--id-field)"))),
+        },
+        None => (field(&map, &["id", "idx"])?, "id"),
+    };
+    let id = match id_value {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.chars().any(|c| c.is_control() || evol_text::is_unsafe(c)) => {
-            return Err(format!("`id` must not hold control characters, found {:?}", s))
+            return Err(format!("`{id_name}` must not hold control characters, found {:?}", s))
         }
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 256 => Some(s.trim().to_string()),
         Some(Value::Number(n)) => Some(n.to_string()),
         Some(other) => {
             return Err(format!(
-                "`id` must be a non-empty string (at most 256 bytes) or a number, found {}",
+                "`{id_name}` must be a non-empty string (at most 256 bytes) or a number, found {}",
                 kind(other)
             ))
         }
     };
-    Ok((id, instruction))
+    Ok((id, instruction, layout))
 }
 
-/// A record's instruction: `instruction` or `prompt`, with an Alpaca
-/// `input` joined after a blank line.
+/// A record's instruction: the Alpaca `instruction` (with `input` joined
+/// after a blank line), as seeds are read by default.
 pub(crate) fn instruction_of(map: &Map<String, Value>) -> Result<String, String> {
-    let instruction = match field(map, &["instruction", "prompt"])? {
+    instruction_in(map, &Fields::default()).map(|(text, _)| text)
+}
+
+/// A record's instruction and the layout it was found in: the field
+/// `fields` names, else the one layout the record has.
+pub(crate) fn instruction_in(map: &Map<String, Value>, fields: &Fields) -> Result<(String, RecordLayout), String> {
+    if let Some(name) = &fields.instruction {
+        return match field(map, &[name.as_str()])? {
+            Some(value) => Ok((text_or_first_turn(value, name)?, RecordLayout::Field(name.clone()))),
+            None => Err(missing(map, &format!("the `{name}` field (--instruction-field)"))),
+        };
+    }
+    let alpaca = field(map, &["instruction", "prompt"])?;
+    let sharegpt = field(map, &["conversations"])?;
+    let messages = field(map, &["messages"])?;
+    let found: Vec<&str> = [(alpaca.is_some(), "instruction"), (sharegpt.is_some(), "conversations")]
+        .into_iter()
+        .chain([(messages.is_some(), "messages")])
+        .filter_map(|(present, name)| present.then_some(name))
+        .collect();
+    if found.len() > 1 {
+        let names: Vec<String> = found.iter().map(|n| format!("`{n}`")).collect();
+        return Err(format!(
+            "the record has both {}; name the field to read with --instruction-field",
+            names.join(" and ")
+        ));
+    }
+    if let Some(value) = sharegpt {
+        return Ok((first_turn(value, "conversations")?, RecordLayout::ShareGpt));
+    }
+    if let Some(value) = messages {
+        return Ok((first_turn(value, "messages")?, RecordLayout::Messages));
+    }
+    let instruction = match alpaca {
         Some(Value::String(s)) => s.clone(),
+        // TRL's conversational prompt: a list of turns.
+        Some(value @ Value::Array(_)) if field(map, &["prompt"])?.is_some() => {
+            return Ok((first_turn(value, "prompt")?, RecordLayout::Messages))
+        }
         Some(other) => return Err(format!("`instruction` must be a string, found {}", kind(other))),
-        None => return Err("missing the `instruction` field".to_string()),
+        None => return Err(missing(map, "an instruction (`instruction`, `prompt`, `conversations` or `messages`)")),
     };
-    Ok(match field(map, &["input"])? {
+    let text = match field(map, &["input"])? {
         None | Some(Value::Null) => instruction,
         Some(Value::String(input)) if input.trim().is_empty() => instruction,
         Some(Value::String(input)) => format!("{}\n\n{}", instruction.trim_end(), input.trim()),
         Some(other) => return Err(format!("`input` must be a string, found {}", kind(other))),
-    })
+    };
+    Ok((text, RecordLayout::Alpaca))
+}
+
+/// "missing WHAT; the record has `a`, `b`": the fields that were found, so
+/// a user sees which one to name.
+pub(crate) fn missing(map: &Map<String, Value>, what: &str) -> String {
+    const SHOWN: usize = 20;
+    if map.is_empty() {
+        return format!("missing {what}; the record has no fields");
+    }
+    let mut keys: Vec<String> = map.keys().take(SHOWN).map(|k| format!("`{}`", evol_text::shown_inline(k))).collect();
+    if map.len() > SHOWN {
+        keys.push(format!("and {} more", map.len() - SHOWN));
+    }
+    format!("missing {what}; the record has {}", keys.join(", "))
+}
+
+/// A field's text: a string as it is, or a list of chat turns' first user
+/// turn.
+pub(crate) fn text_or_first_turn(value: &Value, name: &str) -> Result<String, String> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(_) => first_turn(value, name),
+        other => Err(format!("`{name}` must be a string or a list of chat turns, found {}", kind(other))),
+    }
+}
+
+/// Every user turn of a list of chat turns (ShareGPT's `{from: human,
+/// value}` or chat messages' `{role: user, content}`), in order.
+pub fn user_turns(value: &Value, name: &str) -> Result<Vec<String>, String> {
+    let Value::Array(turns) = value else {
+        return Err(format!("`{name}` must be a list of turns, found {}", kind(value)));
+    };
+    let mut users = Vec::new();
+    for (i, turn) in turns.iter().enumerate() {
+        let Value::Object(turn) = turn else {
+            return Err(format!("`{name}[{i}]` must be an object, found {}", kind(turn)));
+        };
+        let speaker = match field(turn, &["from", "role"])? {
+            Some(Value::String(s)) => s.trim().to_ascii_lowercase(),
+            Some(other) => return Err(format!("`{name}[{i}]`: the speaker must be a string, found {}", kind(other))),
+            None => return Err(format!("`{name}[{i}]` names no speaker (`from` or `role`)")),
+        };
+        if speaker != "human" && speaker != "user" {
+            continue;
+        }
+        let text = match field(turn, &["value", "content"])? {
+            Some(Value::String(s)) => s.clone(),
+            // OpenAI-style content parts: their text, joined.
+            Some(Value::Array(parts)) => {
+                parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+            }
+            Some(other) => return Err(format!("`{name}[{i}]`: the text must be a string, found {}", kind(other))),
+            None => return Err(format!("`{name}[{i}]` has no text (`value` or `content`)")),
+        };
+        users.push(text);
+    }
+    Ok(users)
+}
+
+fn first_turn(value: &Value, name: &str) -> Result<String, String> {
+    let count = value.as_array().map_or(0, Vec::len);
+    user_turns(value, name)?.into_iter().next().ok_or_else(|| format!("`{name}` has no user turn (of {count} turns)"))
 }
 
 /// A field by any of its names, matched case-insensitively; two keys that
@@ -368,7 +483,11 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, format: SeedFormat, skip: bool) -> Result<SeedSet, SeedError> {
-        parse_seeds(std::io::Cursor::new(text.to_string()), "seeds", ReadOptions { format, skip_invalid: skip })
+        parse_seeds(
+            std::io::Cursor::new(text.to_string()),
+            "seeds",
+            ReadOptions { format, skip_invalid: skip, ..Default::default() },
+        )
     }
 
     fn ids(set: &SeedSet) -> Vec<&str> {
@@ -416,7 +535,11 @@ mod tests {
         let err = parse("{\"instruction\":\"A\"}\n[1]\n", SeedFormat::Jsonl, false).unwrap_err();
         assert!(err.to_string().contains("line 2: expected a JSON object"), "{err}");
         let err = parse(r#"[{"instruction":"A"},{"text":"B"}]"#, SeedFormat::Json, false).unwrap_err();
-        assert_eq!(err.to_string(), "`seeds` item 2: missing the `instruction` field");
+        assert_eq!(
+            err.to_string(),
+            "`seeds` item 2: missing an instruction (`instruction`, `prompt`, `conversations` or `messages`); \
+             the record has `text`"
+        );
         let err = parse("[{\"instruction\":\"A\"},\n{", SeedFormat::Json, false).unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
     }
@@ -455,7 +578,7 @@ mod tests {
         let err = parse_seeds(
             std::io::Cursor::new(bytes.to_vec()),
             "s",
-            ReadOptions { format: SeedFormat::Jsonl, skip_invalid: false },
+            ReadOptions { format: SeedFormat::Jsonl, ..Default::default() },
         )
         .unwrap_err();
         assert_eq!(err.to_string(), "`s` line 2: not valid UTF-8");
@@ -475,6 +598,147 @@ mod tests {
         assert!(err.to_string().contains("the limit is 100000"), "{err}");
         assert!(matches!(parse("\n\n", SeedFormat::Auto, false), Err(SeedError::NoSeeds { .. })));
         assert!(matches!(parse("{\"instruction\":\"  \"}", SeedFormat::Auto, false), Err(SeedError::NoSeeds { .. })));
+    }
+
+    fn reader(text: &str, format: SeedFormat, fields: &Fields) -> SeedReader {
+        SeedReader::new(Box::new(std::io::Cursor::new(text.as_bytes().to_vec())), "seeds", format, fields).unwrap()
+    }
+
+    #[test]
+    fn sharegpt_and_chat_layouts_take_the_first_user_turn() {
+        let text = concat!(
+            r#"{"id": "a", "conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Name a prime."}, {"from": "gpt", "value": "7"}]}"#,
+            "\n",
+            r#"{"id": "b", "conversations": [{"from": "gpt", "value": "Hi"}, {"from": "human", "value": "Why?"}]}"#,
+            "\n"
+        );
+        let mut r = reader(text, SeedFormat::Auto, &Fields::default());
+        let items: Vec<Item> = r.by_ref().map(Result::unwrap).collect();
+        assert_eq!(r.layout(), Some((&RecordLayout::ShareGpt, false)));
+        let instructions: Vec<&str> = items
+            .iter()
+            .map(|i| match i {
+                Item::Seed(_, s) => s.instruction.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(instructions, ["Name a prime.", "Why?"]);
+
+        let text = concat!(
+            r#"{"messages": [{"role": "user", "content": [{"type": "text", "text": "Part one"}, {"type": "text", "text": "part two"}]}]}"#,
+            "\n",
+            r#"{"prompt": [{"role": "user", "content": "TRL prompt"}], "chosen": [], "rejected": []}"#,
+            "\n",
+            r#"{"instruction": "Alpaca one"}"#,
+            "\n"
+        );
+        let mut r = reader(text, SeedFormat::Jsonl, &Fields::default());
+        let items: Vec<Item> = r.by_ref().map(Result::unwrap).collect();
+        assert_eq!(r.layout(), Some((&RecordLayout::Messages, true)), "a mixed file says so");
+        assert!(matches!(&items[0], Item::Seed(_, s) if s.instruction == "Part one\npart two"));
+        assert!(matches!(&items[1], Item::Seed(_, s) if s.instruction == "TRL prompt"));
+
+        let err = parse(r#"{"messages": [{"role": "assistant", "content": "x"}]}"#, SeedFormat::Jsonl, false)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "`seeds` line 1: `messages` has no user turn (of 1 turns)");
+        let err = parse(r#"{"messages": [{"content": "x"}]}"#, SeedFormat::Jsonl, false).unwrap_err().to_string();
+        assert!(err.contains("`messages[0]` names no speaker"), "{err}");
+        let err = parse(r#"{"instruction": "a", "messages": []}"#, SeedFormat::Jsonl, false).unwrap_err().to_string();
+        assert!(err.contains("both `instruction` and `messages`") && err.contains("--instruction-field"), "{err}");
+    }
+
+    #[test]
+    fn named_fields_and_their_absence() {
+        let fields = Fields { instruction: Some("question".into()), id: Some("qid".into()) };
+        let text = "{\"qid\": 17, \"question\": \"Why is the sky blue?\", \"instruction\": \"ignored\"}\n{\"question\": \"Q\"}\n";
+        let mut r = reader(text, SeedFormat::Jsonl, &fields);
+        let first = r.next().unwrap().unwrap();
+        assert_eq!(
+            first,
+            Item::Seed(Place::Line(1), Seed { id: "17".into(), instruction: "Why is the sky blue?".into() })
+        );
+        assert_eq!(r.layout(), Some((&RecordLayout::Field("question".into()), false)));
+        assert_eq!(
+            r.next().unwrap().unwrap(),
+            Item::Invalid(Place::Line(2), "missing the `qid` field (--id-field); the record has `question`".into())
+        );
+        let only = Fields { instruction: Some("body".into()), id: None };
+        let err = parse_seeds(
+            std::io::Cursor::new(b"{\"title\": \"t\", \"text\": \"x\"}\n".to_vec()),
+            "seeds",
+            ReadOptions { fields: only, ..Default::default() },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`seeds` line 1: missing the `body` field (--instruction-field); the record has `text`, `title`"
+        );
+    }
+
+    #[test]
+    fn csv_and_tsv_with_a_header() {
+        let csv =
+            "\u{FEFF}id,instruction,input\n1,\"Sum, please\",\"1, 2\"\n\n2,\"Say \"\"hi\"\"\nnicely\",\nshort,row\n";
+        let mut r = reader(csv, SeedFormat::Csv, &Fields::default());
+        let items: Vec<Item> = r.by_ref().map(Result::unwrap).collect();
+        assert_eq!(r.format(), SeedFormat::Csv);
+        assert_eq!(
+            items,
+            [
+                Item::Seed(Place::Row(1), Seed { id: "1".into(), instruction: "Sum, please\n\n1, 2".into() }),
+                Item::Seed(Place::Row(2), Seed { id: "2".into(), instruction: "Say \"hi\"\nnicely".into() }),
+                Item::Invalid(Place::Row(3), "has 2 fields; the header has 3".into()),
+            ]
+        );
+        let tsv = "prompt\tnotes\nFirst one\tx\nSecond\ty\n";
+        let set = parse(tsv, SeedFormat::Tsv, false).unwrap();
+        assert_eq!(ids(&set), ["row-1", "row-2"]);
+        assert_eq!(set.seeds[1].instruction, "Second");
+        let err = parse("question,notes\nWhy?,x\n", SeedFormat::Csv, false).unwrap_err().to_string();
+        assert!(
+            err.starts_with("`seeds` row 1: missing an instruction") && err.ends_with("`notes`, `question`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn parquet_rows_are_records() {
+        use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+        let batch = RecordBatch::try_from_iter([
+            ("idx", std::sync::Arc::new(Int64Array::from(vec![5, 6])) as ArrayRef),
+            ("instruction", std::sync::Arc::new(StringArray::from(vec![Some("Parquet A"), None])) as ArrayRef),
+        ])
+        .unwrap();
+        let mut bytes = Vec::new();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let mut r =
+            SeedReader::new(Box::new(std::io::Cursor::new(bytes)), "s", SeedFormat::Auto, &Fields::default()).unwrap();
+        assert_eq!(r.format(), SeedFormat::Parquet, "found by its magic bytes");
+        assert_eq!(
+            r.next().unwrap().unwrap(),
+            Item::Seed(Place::Row(1), Seed { id: "5".into(), instruction: "Parquet A".into() })
+        );
+        assert_eq!(
+            r.next().unwrap().unwrap(),
+            Item::Invalid(
+                Place::Row(2),
+                "missing an instruction (`instruction`, `prompt`, `conversations` or `messages`); the record has `idx`"
+                    .into()
+            ),
+            "a null is an absent field"
+        );
+        let err = SeedReader::new(
+            Box::new(std::io::Cursor::new(b"PAR1 not really".to_vec())),
+            "s",
+            SeedFormat::Auto,
+            &Fields::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().starts_with("`s` row 1: not a readable Parquet file"), "{err}");
     }
 
     #[test]

@@ -6,15 +6,17 @@
 use evol_core::rng::order_key;
 use evol_core::Shard;
 use evol_io::seeds::{open_seeds, Item, Place, SeedReader};
-use evol_io::{SeedError, SeedFormat};
+use evol_io::{Fields, SeedError, SeedFormat};
 
 use crate::journal::{SeedRow, SqliteJournal};
 use crate::StoreError;
 
 /// How to read a seed file.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct IngestOptions {
     pub format: SeedFormat,
+    /// The fields holding the instruction and the id, when named.
+    pub fields: Fields,
     /// Take only the first this many seeds of the file.
     pub limit: Option<u64>,
     /// Take only this shard's seeds (all shards count in the digest).
@@ -39,6 +41,9 @@ pub struct Input {
     pub invalid_count: usize,
     pub empty: Vec<Place>,
     pub empty_count: usize,
+    /// How the records hold their instruction, as a log line names it
+    /// (`Alpaca (...)`, with "and other layouts" when they differ).
+    pub layout: Option<String>,
     /// Every seed of the file (all shards), with `dedup`.
     pub seed_index: Option<std::sync::Arc<evol_core::dedup::SeedIndex>>,
 }
@@ -48,7 +53,8 @@ const SHOWN: usize = 5;
 
 /// The seeds of a file, as rows for the journal, counting what it skips.
 pub struct Scan {
-    reader: std::iter::Enumerate<SeedReader>,
+    reader: SeedReader,
+    read: usize,
     name: String,
     options: IngestOptions,
     input: Input,
@@ -58,15 +64,17 @@ pub struct Scan {
 
 impl Scan {
     pub fn open(path: &std::path::Path, options: IngestOptions) -> Result<Scan, StoreError> {
-        let reader = open_seeds(path, options.format)?;
+        let reader = open_seeds(path, options.format, &options.fields)?;
         let name = reader.name().to_string();
+        let dedup = options.dedup;
         Ok(Scan {
-            reader: reader.enumerate(),
+            reader,
+            read: 0,
             name,
             options,
             input: Input::default(),
             hasher: blake3::Hasher::new(),
-            seed_index: options.dedup.map(evol_core::dedup::SeedIndex::new),
+            seed_index: dedup.map(evol_core::dedup::SeedIndex::new),
         })
     }
 
@@ -77,6 +85,16 @@ impl Scan {
             return Err(SeedError::NoSeeds { path: self.name }.into());
         }
         self.input.digest = self.hasher.finalize().to_hex().to_string();
+        self.input.layout =
+            self.reader.layout().map(
+                |(layout, mixed)| {
+                    if mixed {
+                        format!("{layout} and other layouts")
+                    } else {
+                        layout.to_string()
+                    }
+                },
+            );
         self.input.seed_index = self.seed_index.map(|index| std::sync::Arc::new(index.finish()));
         Ok(self.input)
     }
@@ -93,7 +111,9 @@ impl Iterator for Scan {
                 // or partly broken file reads five seeds.
                 return None;
             }
-            let (pos, item) = self.reader.next()?;
+            let item = self.reader.next()?;
+            let pos = self.read;
+            self.read += 1;
             let item = match item {
                 Ok(item) => item,
                 Err(e) => return Some(Err(e.into())),

@@ -126,16 +126,19 @@ struct RowRef<'a> {
     line: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     item: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    row: Option<usize>,
     id: Option<&'a str>,
 }
 
 impl<'a> RowRef<'a> {
     fn new(file: Option<&'a str>, place: Place, id: Option<&'a str>) -> RowRef<'a> {
-        let (line, item) = match place {
-            Place::Line(n) => (Some(n), None),
-            Place::Item(n) => (None, Some(n)),
+        let (line, item, row) = match place {
+            Place::Line(n) => (Some(n), None, None),
+            Place::Item(n) => (None, Some(n), None),
+            Place::Row(n) => (None, None, Some(n)),
         };
-        RowRef { file, line, item, id }
+        RowRef { file, line, item, row, id }
     }
 }
 

@@ -38,7 +38,7 @@ pub fn dry_run(settings: &RunSettings) -> anyhow::Result<()> {
     let mut total = Tokens::default();
     let overheads = Overheads::of(&settings.method, &settings.templates)?;
     // The estimate needs no index of the seeds.
-    let mut scan = Scan::open(&settings.seeds, IngestOptions { dedup: None, ..settings.ingest })?;
+    let mut scan = Scan::open(&settings.seeds, IngestOptions { dedup: None, ..settings.ingest.clone() })?;
     for row in &mut scan {
         let row = row?;
         seeds += 1;

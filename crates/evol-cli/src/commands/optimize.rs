@@ -45,7 +45,7 @@ pub async fn optimize(args: OptimizeArgs) -> anyhow::Result<()> {
     let settings = OptimizeRunSettings::from_args(args)?;
     let quiet = settings.quiet;
     let read =
-        evol_io::read_seeds(&settings.seeds, evol_io::ReadOptions { format: settings.format, skip_invalid: false })?;
+        evol_io::read_seeds(&settings.seeds, evol_io::ReadOptions { format: settings.format, ..Default::default() })?;
     let seeds = read.seeds;
     if seeds.len() <= settings.dev {
         bail!(crate::settings::UsageError(format!(

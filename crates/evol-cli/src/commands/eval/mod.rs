@@ -90,10 +90,31 @@ pub(crate) fn read_testset(path: &Path, format: SeedFormat, limit: Option<usize>
             Some(v) => {
                 (texts(v).ok_or_else(|| anyhow::anyhow!("{place}: `turns` must be a list of non-empty texts"))?, true)
             }
-            None => match field(&object, &["instruction", "question", "prompt"]) {
-                Some(Value::String(s)) if !s.trim().is_empty() => (vec![s.clone()], false),
-                Some(_) => bail!("{place}: the question is empty or not a text"),
-                None => bail!("{place}: no question (`Instruction`, `instruction`, `question`, `prompt` or `turns`)"),
+            None => match (
+                field(&object, &["instruction", "question", "prompt"]),
+                field(&object, &["conversations"]),
+                field(&object, &["messages"]),
+            ) {
+                (Some(Value::String(s)), None, None) if !s.trim().is_empty() => (vec![s.clone()], false),
+                (Some(Value::String(_)), None, None) => bail!("{place}: the question is empty"),
+                // A chat (ShareGPT `conversations`, `messages`, or TRL's
+                // `prompt` as turns): every user turn is a turn to answer.
+                (Some(v @ Value::Array(_)), None, None) => chat_turns(v, "prompt", &place)?,
+                (None, Some(v), None) => chat_turns(v, "conversations", &place)?,
+                (None, None, Some(v)) => chat_turns(v, "messages", &place)?,
+                (None, None, None) => {
+                    let mut keys: Vec<String> =
+                        object.keys().take(20).map(|k| format!("`{}`", evol_text::shown_inline(k))).collect();
+                    if object.len() > 20 {
+                        keys.push(format!("and {} more", object.len() - 20));
+                    }
+                    bail!(
+                        "{place}: no question (`Instruction`, `instruction`, `question`, `prompt`, `turns`, `conversations` or `messages`); the record has {}",
+                        if keys.is_empty() { "no fields".to_string() } else { keys.join(", ") }
+                    )
+                }
+                (Some(_), None, None) => bail!("{place}: the question is not a text"),
+                _ => bail!("{place}: the record holds its question in more than one field (a text and a chat)"),
             },
         };
         let skill = match field(&object, &["skill", "category"]) {
@@ -114,6 +135,17 @@ pub(crate) fn read_testset(path: &Path, format: SeedFormat, limit: Option<usize>
         bail!("`{}` holds no question", path.display());
     }
     Ok(questions)
+}
+
+/// A chat's user turns, the turns of a question (a conversation when more
+/// than one).
+fn chat_turns(value: &Value, name: &str, place: &str) -> anyhow::Result<(Vec<String>, bool)> {
+    let turns = evol_io::user_turns(value, name).map_err(|e| anyhow::anyhow!("{place}: {e}"))?;
+    if turns.is_empty() || turns.iter().any(|t| t.trim().is_empty()) {
+        bail!("{place}: `{name}` has no user turn, or an empty one");
+    }
+    let conversation = turns.len() > 1;
+    Ok((turns, conversation))
 }
 
 /// One model's answer to one question, as an answers file holds it.

@@ -318,6 +318,9 @@ struct InputInfo {
     shard: Option<String>,
     skipped_invalid: usize,
     skipped_empty: usize,
+    /// How the seeds held their instruction (Alpaca, ShareGPT, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layout: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -388,8 +391,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let sink = RunSink::new(journal.clone(), out.sink()?, settings.method.run_seed);
     if !quiet {
         let shard = settings.ingest.shard.map(|s| format!(" (shard {s})")).unwrap_or_default();
+        let layout = input.layout.as_deref().map(|l| format!(" read as {l},")).unwrap_or_default();
         eprintln!(
-            "evol: {seeds} seeds{shard} x {} rounds with `{}` at {endpoint} (concurrency {}) -> `{}`",
+            "evol: {seeds} seeds{shard}{layout} x {} rounds with `{}` at {endpoint} (concurrency {}) -> `{}`",
             settings.method.rounds,
             identity.model(Role::Evolve),
             models.concurrency,
@@ -439,6 +443,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 shard: settings.ingest.shard.map(|s| s.to_string()),
                 skipped_invalid: input.invalid_count,
                 skipped_empty: input.empty_count,
+                layout: input.layout.clone(),
             },
             models: ModelInfo {
                 endpoint: &endpoint,
@@ -499,7 +504,7 @@ struct Begun {
 /// Loads the seeds, connects the models and records (or checks) the run's
 /// identity: everything that can fail before the first call.
 async fn begin(settings: &RunSettings, journal: &Arc<SqliteJournal>) -> anyhow::Result<Begun> {
-    let input = ingest(&settings.seeds, settings.ingest, journal)?;
+    let input = ingest(&settings.seeds, settings.ingest.clone(), journal)?;
     report_skipped(settings, &input);
     let concurrency = settings.execution.concurrency;
     let roles = run_roles(&settings.method);

@@ -1,0 +1,301 @@
+//! The records of a dataset file, in whatever container it comes in: JSONL
+//! lines, the items of a JSON array, the rows of a CSV or TSV table (with a
+//! header row), the rows of a Parquet file, or the lines of a text file.
+//! Seeds ([`crate::seeds`]) and rows ([`crate::rows`]) are both read
+//! through this one place, so every command accepts the same files.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, Read};
+use std::path::Path;
+
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use serde_json::{Map, Value};
+
+use crate::seeds::{Place, SeedError, SeedFormat};
+
+/// One record, as the container gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Raw {
+    /// A JSONL line, unparsed, without its line break.
+    Line(String),
+    /// A JSON array's item, or a table or Parquet row as an object.
+    Value(Value),
+    /// A line of a text file, trimmed.
+    Text(String),
+    /// A record the container itself cannot give (not UTF-8, a table row
+    /// with the wrong number of fields), and what is wrong with it.
+    Invalid(String),
+}
+
+/// A dataset file's records, one at a time.
+pub(crate) struct Records {
+    name: String,
+    format: SeedFormat,
+    inner: Inner,
+}
+
+enum Inner {
+    Lines { reader: Box<dyn BufRead + Send>, number: usize, line: Vec<u8> },
+    Items(std::iter::Enumerate<std::vec::IntoIter<Value>>),
+    Table { reader: csv::Reader<Box<dyn BufRead + Send>>, header: Vec<String>, record: csv::ByteRecord, row: usize },
+    Parquet { reader: ParquetRecordBatchReader, pending: VecDeque<Value>, row: usize },
+    Done,
+}
+
+/// Rows of a Parquet file converted per batch.
+const PARQUET_BATCH: usize = 1024;
+
+/// Opens a file; `format` `Auto` goes by extension, then by content.
+pub(crate) fn open(path: &Path, format: SeedFormat) -> Result<Records, SeedError> {
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|source| SeedError::Io { path: name.clone(), source })?;
+    let format = resolve(path, format);
+    if format == SeedFormat::Parquet {
+        // Parquet is read from its footer first, so it needs the file
+        // itself, not a stream.
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file);
+        return parquet(builder, name);
+    }
+    Records::new(Box::new(std::io::BufReader::with_capacity(1 << 20, file)), &name, format)
+}
+
+/// The format a path's extension names, when `format` is `Auto` (else
+/// `format`); `Auto` when the extension says nothing.
+pub(crate) fn resolve(path: &Path, format: SeedFormat) -> SeedFormat {
+    match format {
+        SeedFormat::Auto => match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("jsonl" | "ndjson") => SeedFormat::Jsonl,
+            Some("json") => SeedFormat::Json,
+            Some("csv") => SeedFormat::Csv,
+            Some("tsv" | "tab") => SeedFormat::Tsv,
+            Some("parquet" | "pq") => SeedFormat::Parquet,
+            Some("txt" | "text") => SeedFormat::Text,
+            _ => SeedFormat::Auto,
+        },
+        f => f,
+    }
+}
+
+fn parquet(
+    builder: parquet::errors::Result<
+        ParquetRecordBatchReaderBuilder<impl parquet::file::reader::ChunkReader + 'static>,
+    >,
+    name: String,
+) -> Result<Records, SeedError> {
+    let invalid = |e: &dyn std::fmt::Display| SeedError::Invalid {
+        path: name.clone(),
+        place: Place::Row(1),
+        message: format!("not a readable Parquet file ({e})"),
+    };
+    let reader = builder.and_then(|b| b.with_batch_size(PARQUET_BATCH).build()).map_err(|e| invalid(&e))?;
+    Ok(Records {
+        name: name.clone(),
+        format: SeedFormat::Parquet,
+        inner: Inner::Parquet { reader, pending: VecDeque::new(), row: 0 },
+    })
+}
+
+impl Records {
+    /// Reads records from any reader; `name` is used in messages.
+    pub(crate) fn new(
+        mut reader: Box<dyn BufRead + Send>,
+        name: &str,
+        format: SeedFormat,
+    ) -> Result<Records, SeedError> {
+        let io = |source| SeedError::Io { path: name.to_string(), source };
+        let mut format = format;
+        if format == SeedFormat::Auto {
+            let head = reader.fill_buf().map_err(io)?;
+            let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+            format = if head.starts_with(b"PAR1") {
+                SeedFormat::Parquet
+            } else {
+                match head.iter().find(|b| !b.is_ascii_whitespace()) {
+                    Some(b'[') => SeedFormat::Json,
+                    Some(b'{') => SeedFormat::Jsonl,
+                    _ => SeedFormat::Text,
+                }
+            };
+        }
+        let inner = match format {
+            SeedFormat::Parquet => {
+                let mut bytes = Vec::new();
+                reader.read_to_end(&mut bytes).map_err(io)?;
+                return parquet(ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)), name.to_string());
+            }
+            SeedFormat::Json => {
+                let mut text = String::new();
+                reader.read_to_string(&mut text).map_err(io)?;
+                let items: Vec<Value> = serde_json::from_str(strip_bom(&text)).map_err(|e| SeedError::Invalid {
+                    path: name.to_string(),
+                    place: Place::Line(e.line()),
+                    message: format!("not a JSON array of objects ({e})"),
+                })?;
+                Inner::Items(items.into_iter().enumerate())
+            }
+            SeedFormat::Csv | SeedFormat::Tsv => {
+                let delimiter = if format == SeedFormat::Tsv { b'\t' } else { b',' };
+                let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(reader);
+                let header = reader.byte_headers().map_err(|e| table_error(name, 0, e))?;
+                let mut names = Vec::with_capacity(header.len());
+                for (i, field) in header.iter().enumerate() {
+                    let field = std::str::from_utf8(field).map_err(|_| SeedError::Invalid {
+                        path: name.to_string(),
+                        place: Place::Line(1),
+                        message: "the header row is not valid UTF-8".into(),
+                    })?;
+                    let field = if i == 0 { strip_bom(field) } else { field };
+                    names.push(field.trim().to_string());
+                }
+                if names.iter().all(String::is_empty) {
+                    return Err(SeedError::Invalid {
+                        path: name.to_string(),
+                        place: Place::Line(1),
+                        message: "a table needs a header row naming its columns".into(),
+                    });
+                }
+                Inner::Table { reader, header: names, record: csv::ByteRecord::new(), row: 0 }
+            }
+            SeedFormat::Jsonl | SeedFormat::Text => Inner::Lines { reader, number: 0, line: Vec::new() },
+            SeedFormat::Auto => unreachable!("resolved above"),
+        };
+        Ok(Records { name: name.to_string(), format, inner })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The container, once known (never `Auto`).
+    pub(crate) fn format(&self) -> SeedFormat {
+        self.format
+    }
+}
+
+fn table_error(name: &str, row: usize, e: csv::Error) -> SeedError {
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => SeedError::Io { path: name.to_string(), source },
+        other => SeedError::Invalid {
+            path: name.to_string(),
+            place: if row == 0 { Place::Line(1) } else { Place::Row(row) },
+            message: format!("not a readable table ({other:?})"),
+        },
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<(Place, Raw), SeedError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let text = self.format == SeedFormat::Text;
+        match &mut self.inner {
+            Inner::Done => None,
+            Inner::Items(items) => {
+                let (i, value) = items.next()?;
+                Some(Ok((Place::Item(i + 1), Raw::Value(value))))
+            }
+            Inner::Lines { reader, number, line } => loop {
+                line.clear();
+                match reader.read_until(b'\n', line) {
+                    Ok(0) => {
+                        self.inner = Inner::Done;
+                        return None;
+                    }
+                    Ok(_) => {}
+                    Err(source) => {
+                        self.inner = Inner::Done;
+                        return Some(Err(SeedError::Io { path: self.name.clone(), source }));
+                    }
+                }
+                *number += 1;
+                let place = Place::Line(*number);
+                let Ok(content) = std::str::from_utf8(line) else {
+                    return Some(Ok((place, Raw::Invalid("not valid UTF-8".into()))));
+                };
+                let content = if *number == 1 { strip_bom(content) } else { content };
+                let content = content.trim_end_matches(['\n', '\r']);
+                if content.trim().is_empty() {
+                    continue;
+                }
+                let raw = if text { Raw::Text(content.trim().to_string()) } else { Raw::Line(content.to_string()) };
+                return Some(Ok((place, raw)));
+            },
+            Inner::Table { reader, header, record, row } => loop {
+                match reader.read_byte_record(record) {
+                    Ok(false) => {
+                        self.inner = Inner::Done;
+                        return None;
+                    }
+                    Ok(true) => {}
+                    Err(e) => {
+                        let e = table_error(&self.name, *row + 1, e);
+                        self.inner = Inner::Done;
+                        return Some(Err(e));
+                    }
+                }
+                *row += 1;
+                let place = Place::Row(*row);
+                if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+                    continue;
+                }
+                if record.len() != header.len() {
+                    let message = format!("has {} fields; the header has {}", record.len(), header.len());
+                    return Some(Ok((place, Raw::Invalid(message))));
+                }
+                let mut map = Map::new();
+                for (name, field) in header.iter().zip(record.iter()) {
+                    let Ok(field) = std::str::from_utf8(field) else {
+                        return Some(Ok((place, Raw::Invalid(format!("the `{name}` field is not valid UTF-8")))));
+                    };
+                    if !name.is_empty() {
+                        map.insert(name.clone(), Value::String(field.to_string()));
+                    }
+                }
+                return Some(Ok((place, Raw::Value(Value::Object(map)))));
+            },
+            Inner::Parquet { reader, pending, row } => loop {
+                if let Some(value) = pending.pop_front() {
+                    *row += 1;
+                    return Some(Ok((Place::Row(*row), Raw::Value(value))));
+                }
+                let batch = match reader.next()? {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        let e = SeedError::Invalid {
+                            path: self.name.clone(),
+                            place: Place::Row(*row + 1),
+                            message: format!("cannot read the Parquet rows ({e})"),
+                        };
+                        self.inner = Inner::Done;
+                        return Some(Err(e));
+                    }
+                };
+                match batch_rows(&batch) {
+                    Ok(rows) => pending.extend(rows),
+                    Err(message) => {
+                        let e = SeedError::Invalid { path: self.name.clone(), place: Place::Row(*row + 1), message };
+                        self.inner = Inner::Done;
+                        return Some(Err(e));
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// A Parquet batch's rows as JSON objects (nested lists and structs
+/// become arrays and objects; nulls are left out).
+fn batch_rows(batch: &arrow_array::RecordBatch) -> Result<Vec<Value>, String> {
+    let mut writer = arrow_json::LineDelimitedWriter::new(Vec::new());
+    writer.write(batch).and_then(|()| writer.finish()).map_err(|e| format!("cannot convert the Parquet rows ({e})"))?;
+    let bytes = writer.into_inner();
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        rows.push(serde_json::from_slice(line).map_err(|e| format!("cannot convert a Parquet row ({e})"))?);
+    }
+    Ok(rows)
+}
+
+pub(crate) fn strip_bom(s: &str) -> &str {
+    s.strip_prefix('\u{FEFF}').unwrap_or(s)
+}
