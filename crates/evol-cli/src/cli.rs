@@ -41,7 +41,11 @@ pub enum Command {
     Templates(TemplatesArgs),
     /// Show a run's progress from its journal, while it runs or after.
     Status(StatusArgs),
-    /// Rewrite a run's output files (records, dataset) from its journal.
+    /// Rewrite a run's output files from its journal, and write its
+    /// dataset in the ecosystem's layouts (Alpaca, ShareGPT, chat messages,
+    /// TRL preference pairs) as JSONL, Parquet or a Hugging Face dataset
+    /// directory with a dataset card.
+    #[command(long_about = EXPORT_ABOUT, after_help = EXPORT_EXAMPLES)]
     Export(ExportArgs),
     /// Merge the outputs of a sharded run (`evol run --shard I/N`) into one,
     /// checking that no seed is missing or doubled.
@@ -599,10 +603,39 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+const EXPORT_ABOUT: &str = "Rewrite a run's output files (records, dataset) from its journal, and, with --to, write its dataset in another layout.
+
+OUT is a run's output directory (its dataset rows, with their lineage), or an `evol arena --learn` directory (its SFT records, or with --format dpo its preference pairs). --to PATH writes a `.jsonl` file, a `.parquet` file (zstd), or, for any other path, a Hugging Face dataset directory: data/train-0000K-of-0000N.parquet files of at most --max-file-mb each and a README.md dataset card (YAML front matter with configs, features and split sizes; a body saying how the data was made, and the command that makes it again), which `datasets.load_dataset(PATH)` loads and the Hub accepts as is.
+
+Layouts (--format): alpaca (`instruction`, `input`, `output`), sharegpt (`conversations` of `{from, value}`), messages (`messages` of `{role, content}`), jsonl (evol's own `instruction`, `output`), dpo (TRL's `prompt`, `chosen`, `rejected`). The lineage (id, seed_id, parent_id, round, operation, models) and scores (difficulty) are extra columns unless --plain.";
+
+const EXPORT_EXAMPLES: &str = "Examples:
+  evol export OUT                                   # rewrite OUT's files from its journal
+  evol export OUT --format messages --to train.parquet
+  evol export OUT --format sharegpt --plain --to sharegpt.jsonl
+  evol export OUT --format alpaca --to hub/         # then: datasets.load_dataset(\"hub\")
+  evol export LEARN_DIR --format dpo --to dpo.parquet";
+
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// The run's output directory.
+    /// The run's output directory (or an `evol arena --learn` directory).
     pub output: PathBuf,
+    /// Also write the dataset here: a `.jsonl` or `.parquet` file, or a
+    /// directory (the Hugging Face layout, with a dataset card).
+    #[arg(long, value_name = "PATH")]
+    pub to: Option<PathBuf>,
+    /// The layout of --to.
+    #[arg(long, default_value = "alpaca", value_parser = ["alpaca", "sharegpt", "messages", "jsonl", "dpo"])]
+    pub format: String,
+    /// Only the layout's own columns: no lineage or score columns.
+    #[arg(long)]
+    pub plain: bool,
+    /// The largest Parquet file of a dataset directory, in megabytes.
+    #[arg(long, value_name = "MB", default_value_t = 500)]
+    pub max_file_mb: u64,
+    /// Print what was written as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

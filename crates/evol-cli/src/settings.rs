@@ -23,6 +23,11 @@ fn usage(message: impl Into<String>) -> UsageError {
     UsageError(message.into())
 }
 
+/// A usage error for a command that checks its own flags.
+pub fn usage_error(message: impl Into<String>) -> anyhow::Error {
+    usage(message).into()
+}
+
 /// One server of a run, from `--endpoint` or a `--config` file.
 /// (No `Debug`: it holds the key.)
 #[derive(Clone, serde::Deserialize)]

@@ -118,7 +118,7 @@ fn shell_completions() {
         let out = evol(&["completions", shell]);
         assert_success(&out);
         let script = String::from_utf8(out.stdout).unwrap();
-        for word in ["run", "export", "dedup", "instruction-field"] {
+        for word in ["run", "export", "dedup", "instruction-field", "max-file-mb"] {
             assert!(script.contains(word), "{shell} completions lack {word}");
         }
     }
@@ -133,4 +133,153 @@ fn shell_completions() {
         .unwrap();
     assert!(String::from_utf8_lossy(&loaded.stdout).contains("evol"), "{}", stderr(&loaded));
     assert_eq!(evol(&["completions", "tcsh"]).status.code(), Some(2));
+}
+
+/// A judged simulator that knows two models' strengths.
+fn arena_mock() -> Mock {
+    Mock::start(MockConfig {
+        strengths: [("strong", 2.0), ("weak", -2.0)].iter().map(|(m, s)| (m.to_string(), *s)).collect(),
+        sorry_rate: 0.0,
+        models: ["strong", "weak", "judge"].iter().map(|m| m.to_string()).collect(),
+        ..MockConfig::default()
+    })
+}
+
+/// Python with pyarrow and datasets, which the test setup installs.
+fn python_reads(args: &[&str]) -> serde_json::Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_export.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .env("HF_HOME", Dir::new().path("hf"))
+        .output()
+        .expect("python3 runs (scripts/test installs pyarrow and datasets)");
+    assert!(out.status.success(), "read_export.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn export_writes_what_pyarrow_and_datasets_read() {
+    let mock = arena_mock();
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(40));
+    let out = dir.path("out");
+    assert_success(&evol_run(&mock.url, &seeds, &out, &["--rounds", "2", "--model", "strong", "-q"]));
+    let rows = read_lines(&out.join("dataset.jsonl")).len();
+    let evolved = read_lines(&out.join("evolved.jsonl"));
+    assert!(rows > 40, "two rounds of 40 seeds keep most evolutions: {rows}");
+
+    // JSONL in every SFT layout, plain and with lineage.
+    let sharegpt = dir.path("sharegpt.jsonl");
+    let export =
+        evol(&["export", out.to_str().unwrap(), "--format", "sharegpt", "--plain", "--to", sharegpt.to_str().unwrap()]);
+    assert_success(&export);
+    let lines = read_lines(&sharegpt);
+    assert_eq!(lines.len(), rows);
+    assert_eq!(lines[0].as_object().unwrap().keys().collect::<Vec<_>>(), ["conversations"], "plain: the layout only");
+    assert_eq!(lines[0]["conversations"][0]["from"], "human");
+    assert_eq!(lines[0]["conversations"][1]["from"], "gpt");
+    let alpaca = dir.path("alpaca.jsonl");
+    assert_success(&evol(&["export", out.to_str().unwrap(), "--to", alpaca.to_str().unwrap()]));
+    let lines = read_lines(&alpaca);
+    let first = &lines[0];
+    assert_eq!(first["input"], "");
+    let record = evolved.iter().find(|e| e["id"] == first["id"]).expect("a row's id is an evolution's");
+    assert_eq!(
+        (&first["instruction"], &first["seed_id"], &first["round"]),
+        (&record["instruction"], &record["seed_id"], &record["round"])
+    );
+    assert_eq!(first["operation"], record["operation"]);
+
+    // Parquet and the Hugging Face directory, read back by the real
+    // libraries.
+    let messages = dir.path("messages.parquet");
+    assert_success(&evol(&[
+        "export",
+        out.to_str().unwrap(),
+        "--format",
+        "messages",
+        "--to",
+        messages.to_str().unwrap(),
+    ]));
+    let hub = dir.path("hub");
+    let export = evol(&["export", out.to_str().unwrap(), "--to", hub.to_str().unwrap(), "--json"]);
+    assert_success(&export);
+    let summary: serde_json::Value = serde_json::from_slice(&export.stdout).unwrap();
+    assert_eq!(summary["rows"], rows as u64);
+    assert_eq!(summary["files"], serde_json::json!(["data/train-00000-of-00001.parquet"]));
+    let card = std::fs::read_to_string(hub.join("README.md")).unwrap();
+    for needle in [
+        "## Operations",
+        "| add\\_constraints |",
+        "Rejected evolutions by reason",
+        "seeds.jsonl -o ",
+        "--rounds 2",
+        "--model strong",
+    ] {
+        assert!(card.contains(needle), "the card lacks {needle}:\n{card}");
+    }
+    let again = evol(&["export", out.to_str().unwrap(), "--to", hub.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1), "a directory that holds files is not overwritten");
+    assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
+
+    // Arena Learning's preference pairs.
+    let set = dir.write(
+        "set.jsonl",
+        &(0..12)
+            .map(|i| serde_json::json!({"id": i, "instruction": format!("Question {i}?")}).to_string() + "\n")
+            .collect::<String>(),
+    );
+    for model in ["strong", "weak"] {
+        let a = dir.path(model);
+        assert_success(&evol(&[
+            "answer",
+            set.to_str().unwrap(),
+            "-o",
+            a.to_str().unwrap(),
+            "--endpoint",
+            &mock.url,
+            "--model",
+            model,
+            "-q",
+        ]));
+    }
+    let learn = dir.path("learn");
+    assert_success(&evol(&[
+        "arena",
+        "--answers",
+        dir.path("strong").to_str().unwrap(),
+        dir.path("weak").to_str().unwrap(),
+        "-o",
+        dir.path("arena").to_str().unwrap(),
+        "--endpoint",
+        &mock.url,
+        "--judge-model",
+        "judge",
+        "--target",
+        "weak",
+        "--learn",
+        learn.to_str().unwrap(),
+        "--bootstrap",
+        "10",
+        "-q",
+    ]));
+    let pairs = read_lines(&learn.join("dpo.jsonl"));
+    assert!(!pairs.is_empty());
+    let dpo = dir.path("dpo.parquet");
+    assert_success(&evol(&["export", learn.to_str().unwrap(), "--format", "dpo", "--to", dpo.to_str().unwrap()]));
+    let wrong =
+        evol(&["export", out.to_str().unwrap(), "--format", "dpo", "--to", dir.path("x.parquet").to_str().unwrap()]);
+    assert_eq!(wrong.status.code(), Some(1));
+
+    let found =
+        python_reads(&[hub.to_str().unwrap(), messages.to_str().unwrap(), dpo.to_str().unwrap(), &rows.to_string()]);
+    assert_eq!(found["compression"], "ZSTD");
+    assert_eq!(found["card_size_category"], serde_json::json!(["n<1K"]));
+    assert_eq!(found["hub_first"]["instruction"], first["instruction"]);
+    assert_eq!(found["hub_first"]["round"], first["round"]);
+    assert_eq!(found["dpo_rows"], pairs.len());
+    assert_eq!(found["dpo_first"]["prompt"], pairs[0]["prompt"]);
+    assert_eq!(found["dpo_first"]["chosen"], pairs[0]["chosen"]);
+    assert!(found["messages_columns"].as_array().unwrap().iter().any(|c| c == "seed_id"));
 }

@@ -25,7 +25,7 @@ pub mod output;
 pub use dir::DirLock;
 pub use identity::{RunIdentity, RunState};
 pub use journal::{BatchServer, CallTotals, DatasetSource, Kind, SqliteJournal, SCHEMA_VERSION};
-pub use output::{DuplicateLine, Exported, OutputDir, RunSink};
+pub use output::{DatasetEntry, DuplicateLine, Exported, OutputDir, RunSink};
 
 /// Anything that goes wrong with a run directory, naming the place.
 #[derive(Debug, thiserror::Error)]

@@ -208,6 +208,20 @@ impl OutputDir {
         include_seeds: bool,
         dedup: Option<evol_dedup::Params>,
     ) -> Result<Exported, StoreError> {
+        self.export_with(journal, include_seeds, dedup, |_| Ok(()))
+    }
+
+    /// [`OutputDir::export`], handing every dataset row it writes to
+    /// `each` as well, with its lineage (for `evol export --to`, which
+    /// writes the same rows in another layout).
+    pub fn export_with(
+        &self,
+        journal: &SqliteJournal,
+        include_seeds: bool,
+        dedup: Option<evol_dedup::Params>,
+        mut each: impl FnMut(&DatasetEntry) -> std::io::Result<()>,
+    ) -> Result<Exported, StoreError> {
+        let each: &mut dyn FnMut(&DatasetEntry) -> std::io::Result<()> = &mut each;
         for (file, kind) in RECORD_FILES {
             if matches!(kind, Kind::SeedAnswer | Kind::SeedScore) && journal.record_count(kind)? == 0 {
                 continue;
@@ -228,14 +242,14 @@ impl OutputDir {
         };
         self.write_lines(DATASET, |out| {
             journal.for_each_dataset_row(include_seeds, |source| {
-                let (id, row) = dataset_row(source)?;
+                let entry = dataset_row(source)?;
                 match &mut dedup {
-                    Some(dedup) => dedup.push(id, row, out, &mut exported, &mut duplicates),
-                    None => write_row(out, &row, &mut exported),
+                    Some(dedup) => dedup.push(entry, out, &mut exported, &mut duplicates, each),
+                    None => write_row(out, &entry, &mut exported, each),
                 }
             })?;
             if let Some(dedup) = &mut dedup {
-                dedup.flush(out, &mut exported, &mut duplicates)?;
+                dedup.flush(out, &mut exported, &mut duplicates, each)?;
             }
             Ok(())
         })?;
@@ -318,13 +332,31 @@ pub struct DuplicateLine {
 /// Rows waiting to be fingerprinted together, on every core.
 const DEDUP_BATCH: usize = 8192;
 
+/// A dataset row with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetEntry {
+    pub id: String,
+    /// The evolution's lineage; `None` for a seed (`--include-seeds`).
+    pub lineage: Option<evol_core::Lineage>,
+    /// The models that evolved and answered it.
+    pub model: Option<String>,
+    pub answer_model: Option<String>,
+    pub row: DatasetRow,
+}
+
 /// A dataset row from its source in the journal, with its id.
-fn dataset_row(source: DatasetSource<'_>) -> Result<(String, DatasetRow), Export> {
+fn dataset_row(source: DatasetSource<'_>) -> Result<DatasetEntry, Export> {
     Ok(match source {
         DatasetSource::Evolved(body) => {
             let e: Evolution = serde_json::from_str(body)?;
             let difficulty = e.difficulty.and_then(|d| d.score);
-            (e.lineage.id, DatasetRow { instruction: e.instruction, output: e.response, difficulty })
+            DatasetEntry {
+                id: e.lineage.id.clone(),
+                lineage: Some(e.lineage),
+                model: Some(e.model),
+                answer_model: e.answer_model,
+                row: DatasetRow { instruction: e.instruction, output: e.response, difficulty },
+            }
         }
         DatasetSource::Seed { id, instruction, answer, score } => {
             let output = match answer {
@@ -335,7 +367,13 @@ fn dataset_row(source: DatasetSource<'_>) -> Result<(String, DatasetRow), Export
                 Some(s) => serde_json::from_str::<SeedScore>(s)?.difficulty.score,
                 None => None,
             };
-            (id.to_string(), DatasetRow { instruction: instruction.to_string(), output, difficulty })
+            DatasetEntry {
+                id: id.to_string(),
+                lineage: None,
+                model: None,
+                answer_model: None,
+                row: DatasetRow { instruction: instruction.to_string(), output, difficulty },
+            }
         }
     })
 }
@@ -350,7 +388,7 @@ struct DatasetDedup {
     kept: Vec<bool>,
     /// The position of the next row to decide.
     next: u32,
-    pending: Vec<(String, DatasetRow)>,
+    pending: Vec<DatasetEntry>,
 }
 
 impl DatasetDedup {
@@ -371,9 +409,9 @@ impl DatasetDedup {
             texts.clear();
         };
         let result = journal.for_each_dataset_row(include_seeds, |source| {
-            let (id, row) = dataset_row(source)?;
-            ids.push(id.into_boxed_str());
-            texts.push(row.instruction);
+            let entry = dataset_row(source)?;
+            ids.push(entry.id.into_boxed_str());
+            texts.push(entry.row.instruction);
             if texts.len() >= DEDUP_BATCH {
                 add(&mut texts, &mut builder);
             }
@@ -392,15 +430,15 @@ impl DatasetDedup {
 
     fn push(
         &mut self,
-        id: String,
-        row: DatasetRow,
+        entry: DatasetEntry,
         out: &mut BufWriter<File>,
         exported: &mut Exported,
         duplicates: &mut Vec<DuplicateLine>,
+        each: &mut dyn FnMut(&DatasetEntry) -> std::io::Result<()>,
     ) -> Result<(), Export> {
-        self.pending.push((id, row));
+        self.pending.push(entry);
         if self.pending.len() >= DEDUP_BATCH {
-            self.flush(out, exported, duplicates)?;
+            self.flush(out, exported, duplicates, each)?;
         }
         Ok(())
     }
@@ -410,17 +448,18 @@ impl DatasetDedup {
         out: &mut BufWriter<File>,
         exported: &mut Exported,
         duplicates: &mut Vec<DuplicateLine>,
+        each: &mut dyn FnMut(&DatasetEntry) -> std::io::Result<()>,
     ) -> Result<(), Export> {
-        let texts: Vec<&str> = self.pending.iter().map(|(_, row)| row.instruction.as_str()).collect();
+        let texts: Vec<&str> = self.pending.iter().map(|e| e.row.instruction.as_str()).collect();
         let prints = self.hasher.fingerprints(&texts);
-        for ((id, row), print) in self.pending.drain(..).zip(prints) {
+        for (entry, print) in self.pending.drain(..).zip(prints) {
             let at = self.next;
             self.next += 1;
             let kept = &self.kept;
             match self.index.find_among(&print, at, |q| kept[q as usize]) {
                 None => {
                     self.kept[at as usize] = true;
-                    write_row(out, &row, exported)?;
+                    write_row(out, &entry, exported, each)?;
                 }
                 Some(found) => {
                     if found.exact {
@@ -429,7 +468,7 @@ impl DatasetDedup {
                         exported.near_duplicates += 1;
                     }
                     duplicates.push(DuplicateLine {
-                        removed: id,
+                        removed: entry.id,
                         kept: self.ids[found.index as usize].to_string(),
                         similarity: (found.similarity * 1000.0).round() / 1000.0,
                         exact: found.exact,
@@ -441,9 +480,15 @@ impl DatasetDedup {
     }
 }
 
-fn write_row(out: &mut BufWriter<File>, row: &DatasetRow, exported: &mut Exported) -> Result<(), Export> {
-    serde_json::to_writer(&mut *out, row)?;
+fn write_row(
+    out: &mut BufWriter<File>,
+    entry: &DatasetEntry,
+    exported: &mut Exported,
+    each: &mut dyn FnMut(&DatasetEntry) -> std::io::Result<()>,
+) -> Result<(), Export> {
+    serde_json::to_writer(&mut *out, &entry.row)?;
     out.write_all(b"\n").map_err(Export::Io)?;
+    each(entry).map_err(Export::Io)?;
     exported.rows += 1;
     Ok(())
 }

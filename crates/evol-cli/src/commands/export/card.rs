@@ -1,0 +1,357 @@
+//! The dataset card (`README.md`) of an exported dataset directory: YAML
+//! front matter as the Hugging Face Hub reads it (configs, features, split
+//! sizes, task and size categories, tags) and a body that says how the
+//! data was made, from the run's `stats.json`.
+//!
+//! The YAML is written by hand: its shape is fixed and small, and every
+//! string goes through JSON string quoting, which YAML reads as a
+//! double-quoted scalar. No YAML crate would add more than a dependency.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use arrow_schema::SchemaRef;
+use evol_io::Written;
+use serde_json::Value;
+
+use super::{Format, Made};
+
+/// Where the exported rows came from.
+pub(crate) enum Source<'a> {
+    /// A run, with its `stats.json` when it has one.
+    Run { stats: Option<&'a Value>, made: &'a Made },
+    /// An `evol arena --learn` directory: SFT records or preference pairs.
+    Learned { pairs: bool },
+}
+
+pub(crate) struct Card<'a> {
+    pub format: Format,
+    pub plain: bool,
+    pub schema: &'a SchemaRef,
+    pub written: &'a Written,
+    pub source: Source<'a>,
+    pub out: &'a Path,
+    pub to: &'a Path,
+}
+
+/// The Hub's size category for a row count.
+fn size_category(rows: u64) -> &'static str {
+    match rows {
+        0..1_000 => "n<1K",
+        1_000..10_000 => "1K<n<10K",
+        10_000..100_000 => "10K<n<100K",
+        100_000..1_000_000 => "100K<n<1M",
+        1_000_000..10_000_000 => "1M<n<10M",
+        10_000_000..100_000_000 => "10M<n<100M",
+        _ => "100M<n<1B",
+    }
+}
+
+fn q(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serializes")
+}
+
+fn feature_yaml(out: &mut String, feature: &Value, indent: usize) {
+    let pad = " ".repeat(indent);
+    let name = feature["name"].as_str().unwrap_or_default();
+    let _ = writeln!(out, "{pad}- name: {}", q(name));
+    if let Some(dtype) = feature["dtype"].as_str() {
+        let _ = writeln!(out, "{pad}  dtype: {dtype}");
+    } else if let Some(list) = feature["list"].as_array() {
+        let _ = writeln!(out, "{pad}  list:");
+        for f in list {
+            feature_yaml(out, f, indent + 2);
+        }
+    } else if let Some(dtype) = feature["sequence"].as_str() {
+        let _ = writeln!(out, "{pad}  sequence: {dtype}");
+    }
+}
+
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MB", bytes as f64 / 1_048_576.0),
+    }
+}
+
+pub(crate) fn card(card: &Card) -> String {
+    let mut s = String::new();
+    let rows = card.written.rows;
+    s.push_str("---\n");
+    s.push_str("# license: choose the licence that the seeds and the models' terms allow\n");
+    s.push_str("task_categories:\n- text-generation\n");
+    s.push_str("annotations_creators:\n- machine-generated\n");
+    s.push_str("language_creators:\n- machine-generated\n");
+    let _ = writeln!(s, "size_categories:\n- {}", size_category(rows));
+    s.push_str("tags:\n- synthetic\n- evol-instruct\n");
+    if matches!(card.source, Source::Learned { pairs: true, .. }) {
+        s.push_str("- dpo\n");
+    }
+    s.push_str("configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n");
+    s.push_str("dataset_info:\n  features:\n");
+    for feature in evol_io::table::hub_features(card.schema) {
+        feature_yaml(&mut s, &feature, 2);
+    }
+    let _ = writeln!(s, "  splits:\n  - name: train\n    num_bytes: {}\n    num_examples: {rows}", card.written.bytes);
+    let _ = writeln!(s, "  download_size: {}\n  dataset_size: {}", card.written.bytes, card.written.bytes);
+    s.push_str("---\n\n");
+
+    let version = env!("CARGO_PKG_VERSION");
+    let title = card.to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
+    let _ = writeln!(s, "# {}\n", md(&title));
+    match &card.source {
+        Source::Run { stats, made } => run_body(&mut s, card, *stats, made),
+        Source::Learned { pairs, .. } => {
+            let what =
+                if *pairs { "preference pairs (`prompt`, `chosen`, `rejected`, TRL's layout)" } else { "SFT records" };
+            let _ = writeln!(
+                s,
+                "{rows} {what} from the battles of `evol arena`: for each question a target model lost, the winning answer{}.\n",
+                if *pairs { " is chosen and the target's rejected" } else { "" }
+            );
+        }
+    }
+    let _ = writeln!(s, "## Files\n");
+    let _ = writeln!(
+        s,
+        "{} Parquet file{} (zstd), {} in all, {rows} rows in the `{}` layout{}.\n",
+        card.written.files.len(),
+        if card.written.files.len() == 1 { "" } else { "s" },
+        human_bytes(card.written.bytes),
+        card.format.name(),
+        if card.plain { "" } else { ", with the lineage and score columns" }
+    );
+    s.push_str("```python\nfrom datasets import load_dataset\n\nds = load_dataset(\"path/to/this/directory\")  # or the Hub repository's name\n```\n\n");
+    let _ = writeln!(s, "## How to make it again\n");
+    s.push_str("```sh\n");
+    if let Source::Run { stats: Some(stats), .. } = &card.source {
+        let _ = writeln!(s, "{}", run_command(stats, card.out));
+    }
+    let _ = writeln!(
+        s,
+        "evol export {} --format {}{} --to {}",
+        shell(&card.out.display().to_string()),
+        card.format.name(),
+        if card.plain { " --plain" } else { "" },
+        shell(&card.to.display().to_string())
+    );
+    s.push_str("```\n\n");
+    let _ = writeln!(s, "Made with evol {version}, an implementation of Evol-Instruct (WizardLM, Xu et al. 2023).");
+    s
+}
+
+/// Text in a Markdown code span (where backslashes do not escape).
+fn code(text: &str) -> String {
+    format!("`{}`", evol_text::shown_inline(text).replace('`', "'"))
+}
+
+/// Text from files and settings, shown in Markdown as text.
+fn md(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in evol_text::shown_inline(text).chars() {
+        if matches!(c, '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '|') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn shell(word: &str) -> String {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@".contains(c)) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// The `evol run` command line that makes the run again, from its
+/// settings.
+fn run_command(stats: &Value, out: &Path) -> String {
+    let settings = &stats["settings"];
+    let mut words = vec!["evol".to_string(), "run".to_string()];
+    words.push(shell(stats["input"]["file"].as_str().unwrap_or("SEEDS")));
+    words.push("-o".into());
+    words.push(shell(&out.display().to_string()));
+    words.push(format!("--rounds {}", settings["rounds"]));
+    words.push(format!("--seed {}", settings["run_seed"]));
+    if let Some(ops) = settings["operations"].as_array() {
+        let list: Vec<String> =
+            ops.iter().map(|o| format!("{}={}", o["name"].as_str().unwrap_or("?"), o["weight"])).collect();
+        words.push(format!("--ops {}", shell(&list.join(","))));
+    }
+    let models = &stats["models"];
+    match models["endpoint"].as_str() {
+        Some(endpoint) if endpoint != "the embedded engine" && !endpoint.ends_with(" servers") => {
+            words.push(format!("--endpoint {}", shell(endpoint)));
+            words.push(format!("--model {}", shell(models["evolve"].as_str().unwrap_or("MODEL"))));
+        }
+        Some(endpoint) if endpoint.ends_with(" servers") => {
+            words.push("--config SERVERS.toml".into());
+            words.push(format!("--model {}", shell(models["evolve"].as_str().unwrap_or("MODEL"))));
+        }
+        _ => words.push(format!("--model {}", shell(models["evolve"].as_str().unwrap_or("MODEL")))),
+    }
+    for (role, flag) in [("judge", "--judge-model"), ("answer", "--answer-model")] {
+        if models[role] != models["evolve"] && models[role].is_string() {
+            words.push(format!("{flag} {}", shell(models[role].as_str().unwrap_or_default())));
+        }
+    }
+    if settings["dedup"].is_null() {
+        words.push("--no-dedup".into());
+    }
+    if let Some(shard) = stats["input"]["shard"].as_str() {
+        words.push(format!("--shard {shard}"));
+    }
+    words.join(" ")
+}
+
+fn run_body(s: &mut String, card: &Card, stats: Option<&Value>, made: &Made) {
+    let rows = card.written.rows;
+    let Some(stats) = stats else {
+        let _ = writeln!(s, "{rows} instructions evolved with Evol-Instruct by evol. (The run's `stats.json` was not found, so how it was made is not told here.)\n");
+        return;
+    };
+    let settings = &stats["settings"];
+    let models = &stats["models"];
+    let total = &stats["total"];
+    let _ = writeln!(
+        s,
+        "{rows} instructions made with Evol-Instruct by evol: {} seeds from {} ({}) evolved through {} rounds, each step rewriting an instruction with one operation, failed evolutions eliminated, and what survived answered.\n",
+        stats["input"]["seeds"],
+        code(stats["input"]["file"].as_str().unwrap_or("?")),
+        md(stats["input"]["layout"].as_str().unwrap_or("layout not recorded")),
+        settings["rounds"]
+    );
+    let _ = writeln!(s, "## Models\n");
+    let _ = writeln!(s, "- Evolving: {}", code(models["evolve"].as_str().unwrap_or("?")));
+    let _ = writeln!(s, "- Judging information gain: {}", code(models["judge"].as_str().unwrap_or("?")));
+    let _ = writeln!(s, "- Answering: {}", code(models["answer"].as_str().unwrap_or("?")));
+    let _ = writeln!(s, "- Served by: {}", code(models["endpoint"].as_str().unwrap_or("?")));
+    if let Some(servers) = stats["endpoints"].as_array().filter(|e| e.len() > 1) {
+        let _ = writeln!(s, "  ({} servers)", servers.len());
+    }
+    let sampling = &settings["evolve_sampling"];
+    let _ = writeln!(
+        s,
+        "- Sampling: temperature {}, top-p {}, at most {} tokens per reply{}\n",
+        sampling["temperature"],
+        sampling["top_p"],
+        sampling["max_tokens"],
+        if settings["request_seeds"] == true { ", a seeded request per call" } else { "" }
+    );
+
+    let _ = writeln!(s, "## Operations\n");
+    s.push_str("| Operation | Kind | Weight | Attempted | Accepted |\n|---|---|---:|---:|---:|\n");
+    for op in settings["operations"].as_array().into_iter().flatten() {
+        let name = op["name"].as_str().unwrap_or("?");
+        let counts = &stats["operations"][name];
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            md(name),
+            md(op["kind"].as_str().unwrap_or("")),
+            op["weight"],
+            counts["attempted"].as_u64().unwrap_or(0),
+            counts["accepted"].as_u64().unwrap_or(0)
+        );
+    }
+    s.push('\n');
+
+    let _ = writeln!(s, "## Rounds and elimination\n");
+    s.push_str(
+        "| Round | Attempted | Accepted | Rejected | Rows here | Mean difficulty |\n|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let rounds = stats["rounds"].as_object().cloned().unwrap_or_default();
+    let mut keys: Vec<u32> = rounds.keys().filter_map(|k| k.parse().ok()).collect();
+    keys.sort_unstable();
+    if made.rounds.contains_key(&0) {
+        keys.insert(0, 0);
+    }
+    for round in keys {
+        let r = &rounds.get(&round.to_string()).cloned().unwrap_or(Value::Null);
+        let rejected: u64 = r["rejected"].as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+        let difficulty = made
+            .difficulty
+            .get(&round)
+            .map(|(sum, n)| format!("{:.2} ({n} scored)", sum / *n as f64))
+            .unwrap_or_else(|| "not scored".into());
+        let label = if round == 0 { "seeds".to_string() } else { round.to_string() };
+        let _ = writeln!(
+            s,
+            "| {label} | {} | {} | {rejected} | {} | {difficulty} |",
+            r["attempted"].as_u64().unwrap_or(0),
+            r["accepted"].as_u64().unwrap_or(0),
+            made.rounds.get(&round).copied().unwrap_or(0)
+        );
+    }
+    s.push('\n');
+    if let Some(reasons) = total["rejected"].as_object().filter(|m| !m.is_empty()) {
+        s.push_str("Rejected evolutions by reason:\n\n");
+        for (reason, n) in reasons {
+            let _ = writeln!(s, "- {}: {n}", md(reason));
+        }
+        s.push('\n');
+    }
+    let rules = &settings["rules"];
+    if let Some(rules) = rules.as_object() {
+        let on: Vec<&str> = rules.iter().filter(|(_, v)| **v == true).map(|(k, _)| k.as_str()).collect();
+        let _ =
+            writeln!(s, "Elimination rules on: {}.\n", if on.is_empty() { "none".to_string() } else { on.join(", ") });
+    }
+    let dataset = &stats["dataset"];
+    match settings["dedup"].as_object() {
+        Some(d) => {
+            let _ = writeln!(
+                s,
+                "Near-duplicate removal: MinHash over {}-word shingles, {} hashes in {} bands, threshold {}; {} exact and {} near duplicates left out of the dataset.\n",
+                d.get("shingle").unwrap_or(&Value::Null),
+                d.get("hashes").unwrap_or(&Value::Null),
+                d.get("bands").unwrap_or(&Value::Null),
+                d.get("threshold").unwrap_or(&Value::Null),
+                dataset["exact_duplicates"].as_u64().unwrap_or(0),
+                dataset["near_duplicates"].as_u64().unwrap_or(0)
+            );
+        }
+        None => s.push_str("Near-duplicate removal: off.\n\n"),
+    }
+    if made.unanswered > 0 {
+        let _ = writeln!(s, "{} rows have no answer (answering was off or failed for them).\n", made.unanswered);
+    }
+    s.push_str("No selection was applied (`evol select` picks a subset by score and diversity).\n\n");
+
+    let _ = writeln!(s, "## Calls and cost\n");
+    let _ = writeln!(
+        s,
+        "{} requests ({} retries, {} failures), {} prompt and {} completion tokens, cost {:.4} (by the prices the run was given), in {:.1} s.\n",
+        total["requests"].as_u64().unwrap_or(0),
+        total["retries"].as_u64().unwrap_or(0),
+        total["failures"].as_u64().unwrap_or(0),
+        total["prompt_tokens"].as_u64().unwrap_or(0),
+        total["completion_tokens"].as_u64().unwrap_or(0),
+        num(&total["cost"]),
+        num(&stats["wall_seconds"])
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_categories_and_quoting() {
+        assert_eq!(size_category(0), "n<1K");
+        assert_eq!(size_category(999), "n<1K");
+        assert_eq!(size_category(1_000), "1K<n<10K");
+        assert_eq!(size_category(250_000), "100K<n<1M");
+        assert_eq!(q("a \"b\": c\n"), "\"a \\\"b\\\": c\\n\"");
+        assert_eq!(md("<script>*x*"), "\\<script\\>\\*x\\*");
+        assert_eq!(shell("seeds.jsonl"), "seeds.jsonl");
+        assert_eq!(shell("my seeds's.jsonl"), "'my seeds'\\''s.jsonl'");
+    }
+}

@@ -1,0 +1,451 @@
+//! `evol export OUT [--to PATH --format F]`: rewrites a run's record files
+//! and dataset from its journal (for instance after a crash), and with
+//! `--to` writes the same dataset rows in one of the ecosystem's layouts,
+//! as JSONL, Parquet or a Hugging Face dataset directory with its card. It
+//! holds the directory's lock, so it waits for no run and no run starts
+//! while it writes. An `evol arena --learn` directory exports its SFT
+//! records or preference pairs the same way.
+
+mod card;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use arrow_schema::{Field, Schema};
+use evol_io::table::{self, TableWriter, Target};
+use evol_store::{DatasetEntry, OutputDir};
+use serde_json::{json, Map, Value};
+
+use crate::cli::ExportArgs;
+use crate::commands::status::identity;
+
+/// A layout of `--to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Alpaca,
+    ShareGpt,
+    Messages,
+    Jsonl,
+    Dpo,
+}
+
+impl Format {
+    fn parse(s: &str) -> Format {
+        match s {
+            "alpaca" => Format::Alpaca,
+            "sharegpt" => Format::ShareGpt,
+            "messages" => Format::Messages,
+            "jsonl" => Format::Jsonl,
+            "dpo" => Format::Dpo,
+            _ => unreachable!("clap checks the value"),
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Format::Alpaca => "alpaca",
+            Format::ShareGpt => "sharegpt",
+            Format::Messages => "messages",
+            Format::Jsonl => "jsonl",
+            Format::Dpo => "dpo",
+        }
+    }
+
+    /// The layout's own columns.
+    fn fields(self, conversational: bool) -> Vec<Field> {
+        match self {
+            Format::Alpaca => {
+                vec![table::text("instruction", false), table::text("input", false), table::text("output", true)]
+            }
+            Format::Jsonl => vec![table::text("instruction", false), table::text("output", true)],
+            Format::ShareGpt => vec![table::turns("conversations", ["from", "value"])],
+            Format::Messages => vec![table::turns("messages", ["role", "content"])],
+            Format::Dpo if conversational => vec![
+                table::turns("prompt", ["role", "content"]),
+                table::turns("chosen", ["role", "content"]),
+                table::turns("rejected", ["role", "content"]),
+            ],
+            Format::Dpo => {
+                vec![table::text("prompt", false), table::text("chosen", false), table::text("rejected", false)]
+            }
+        }
+    }
+}
+
+/// One SFT example: its turns (user text, the answer when there is one)
+/// and its extra columns.
+struct Example {
+    id: String,
+    turns: Vec<(String, Option<String>)>,
+    extra: Map<String, Value>,
+}
+
+/// What an export read, for the card and the summary.
+#[derive(Default)]
+pub(crate) struct Made {
+    pub rows: u64,
+    pub unanswered: u64,
+    /// Per round: (sum of difficulty, how many scored).
+    pub difficulty: BTreeMap<u32, (f64, u64)>,
+    pub rounds: BTreeMap<u32, u64>,
+}
+
+pub fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let format = Format::parse(&args.format);
+    let learn = args.output.join("sft.jsonl").is_file() && !args.output.join(evol_store::output::JOURNAL).exists();
+    if learn {
+        let Some(to) = &args.to else {
+            bail!("`{}` is an `evol arena --learn` directory: name where to write it with --to", args.output.display())
+        };
+        return export_learned(&args, format, to);
+    }
+    if format == Format::Dpo {
+        bail!(
+            "--format dpo writes the preference pairs of an `evol arena --learn` directory; `{}` is a run",
+            args.output.display()
+        );
+    }
+    let out = OutputDir::existing(&args.output)?;
+    let journal = out.journal()?;
+    let identity = identity(&journal, &args.output)?;
+    let plain = args.plain;
+    let mut made = Made::default();
+    let mut writer = match &args.to {
+        Some(to) => Some(create(to, &args, schema(format, false, plain, &run_extra_fields()))?),
+        None => None,
+    };
+    let mut failure: Option<anyhow::Error> = None;
+    let exported = out.export_with(&journal, identity.include_seeds, identity.settings.dedup, |entry| {
+        let Some(writer) = &mut writer else { return Ok(()) };
+        let example = run_example(entry);
+        note(&mut made, entry);
+        match layout(format, &example, plain).and_then(|row| writer.write(row).map_err(anyhow::Error::from)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let message = e.to_string();
+                failure = Some(e);
+                Err(std::io::Error::other(message))
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let exported = exported?;
+    let removed = exported.exact_duplicates + exported.near_duplicates;
+    let left_out = if removed > 0 { format!(" ({removed} duplicates left out)") } else { String::new() };
+    eprintln!(
+        "evol: exported {} dataset rows{left_out} and the record files to `{}`",
+        exported.rows,
+        args.output.display()
+    );
+    let Some(writer) = writer else {
+        if args.json {
+            crate::stdout(&format!(
+                "{}\n",
+                json!({ "rows": exported.rows, "exact_duplicates": exported.exact_duplicates, "near_duplicates": exported.near_duplicates })
+            ))?;
+        }
+        return Ok(());
+    };
+    let to = args.to.as_ref().expect("a writer has a target");
+    let stats = read_stats(&args.output);
+    let source = card::Source::Run { stats: stats.as_ref(), made: &made };
+    finish(writer, to, &args, format, source)
+}
+
+/// The extra columns of a run's rows.
+fn run_extra_fields() -> Vec<Field> {
+    vec![
+        table::text("id", false),
+        table::text("seed_id", false),
+        table::text("parent_id", true),
+        table::integer("round", false),
+        table::text("operation", true),
+        table::text("model", true),
+        table::text("answer_model", true),
+        table::float("difficulty", true),
+    ]
+}
+
+fn schema(format: Format, conversational: bool, plain: bool, extra: &[Field]) -> Schema {
+    let mut fields = format.fields(conversational);
+    if !plain {
+        fields.extend(extra.iter().cloned());
+    }
+    Schema::new(fields)
+}
+
+fn create(to: &Path, args: &ExportArgs, schema: Schema) -> anyhow::Result<TableWriter> {
+    if args.max_file_mb == 0 {
+        return Err(crate::settings::usage_error("--max-file-mb must be at least 1"));
+    }
+    let target = Target::from_path(to, args.max_file_mb.saturating_mul(1 << 20));
+    if let Target::Jsonl(path) | Target::Parquet(path) = &target {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create `{}`", parent.display()))?;
+        }
+    }
+    Ok(TableWriter::create(target, schema)?)
+}
+
+fn run_example(entry: &DatasetEntry) -> Example {
+    let mut extra = Map::new();
+    let (seed_id, parent_id, round, operation) = match &entry.lineage {
+        Some(l) => (l.seed_id.clone(), Some(l.parent_id.clone()), l.round, Some(l.operation.clone())),
+        None => (entry.id.clone(), None, 0, None),
+    };
+    extra.insert("id".into(), json!(entry.id));
+    extra.insert("seed_id".into(), json!(seed_id));
+    extra.insert("parent_id".into(), json!(parent_id));
+    extra.insert("round".into(), json!(round));
+    extra.insert("operation".into(), json!(operation));
+    extra.insert("model".into(), json!(entry.model));
+    extra.insert("answer_model".into(), json!(entry.answer_model));
+    extra.insert("difficulty".into(), json!(entry.row.difficulty));
+    Example { id: entry.id.clone(), turns: vec![(entry.row.instruction.clone(), entry.row.output.clone())], extra }
+}
+
+fn note(made: &mut Made, entry: &DatasetEntry) {
+    made.rows += 1;
+    if entry.row.output.is_none() {
+        made.unanswered += 1;
+    }
+    let round = entry.lineage.as_ref().map_or(0, |l| l.round);
+    *made.rounds.entry(round).or_default() += 1;
+    if let Some(d) = entry.row.difficulty {
+        let slot = made.difficulty.entry(round).or_default();
+        slot.0 += d;
+        slot.1 += 1;
+    }
+}
+
+/// An example in a layout, with its extra columns unless `plain`.
+fn layout(format: Format, example: &Example, plain: bool) -> anyhow::Result<Value> {
+    let mut row = Map::new();
+    match format {
+        Format::Alpaca | Format::Jsonl => {
+            let [(instruction, output)] = example.turns.as_slice() else {
+                bail!(
+                    "`{}` is a conversation of {} turns; --format {} holds one: use --format messages or sharegpt",
+                    example.id,
+                    example.turns.len(),
+                    format.name()
+                )
+            };
+            row.insert("instruction".into(), json!(instruction));
+            if format == Format::Alpaca {
+                row.insert("input".into(), json!(""));
+            }
+            row.insert("output".into(), json!(output));
+        }
+        Format::ShareGpt | Format::Messages => {
+            let (key, speaker, user, assistant, text) = match format {
+                Format::ShareGpt => ("conversations", "from", "human", "gpt", "value"),
+                _ => ("messages", "role", "user", "assistant", "content"),
+            };
+            let mut turns = Vec::new();
+            for (question, answer) in &example.turns {
+                turns.push(json!({ speaker: user, text: question }));
+                if let Some(answer) = answer {
+                    turns.push(json!({ speaker: assistant, text: answer }));
+                }
+            }
+            row.insert(key.into(), Value::Array(turns));
+        }
+        Format::Dpo => unreachable!("preference pairs are written by export_learned"),
+    }
+    if !plain {
+        row.extend(example.extra.clone());
+    }
+    Ok(Value::Object(row))
+}
+
+/// Ends the target, writes a directory's card, and says what was written.
+fn finish(
+    writer: TableWriter,
+    to: &Path,
+    args: &ExportArgs,
+    format: Format,
+    source: card::Source,
+) -> anyhow::Result<()> {
+    let schema = writer.schema().clone();
+    let written = writer.finish()?;
+    if matches!(Target::from_path(to, 1), Target::HubDir { .. }) {
+        let text = card::card(&card::Card {
+            format,
+            plain: args.plain,
+            schema: &schema,
+            written: &written,
+            source,
+            out: &args.output,
+            to,
+        });
+        std::fs::write(to.join("README.md"), text)
+            .with_context(|| format!("cannot write `{}`", to.join("README.md").display()))?;
+    }
+    eprintln!(
+        "evol: wrote {} rows as {} to `{}` ({} file{}, {})",
+        written.rows,
+        format.name(),
+        to.display(),
+        written.files.len(),
+        if written.files.len() == 1 { "" } else { "s" },
+        card::human_bytes(written.bytes)
+    );
+    if args.json {
+        let files: Vec<String> = written.files.iter().map(|f| f.display().to_string()).collect();
+        crate::stdout(&format!(
+            "{}\n",
+            json!({ "rows": written.rows, "format": format.name(), "to": to.display().to_string(), "files": files, "bytes": written.bytes })
+        ))?;
+    }
+    Ok(())
+}
+
+fn read_stats(dir: &Path) -> Option<Value> {
+    let text = std::fs::read_to_string(dir.join(evol_store::output::STATS)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// `evol export LEARN_DIR --to PATH`: the SFT records (`sft.jsonl`) in an
+/// SFT layout, or the preference pairs (`dpo.jsonl`) with `--format dpo`.
+fn export_learned(args: &ExportArgs, format: Format, to: &Path) -> anyhow::Result<()> {
+    let file: PathBuf = args.output.join(if format == Format::Dpo { "dpo.jsonl" } else { "sft.jsonl" });
+    let rows = read_rows(&file)?;
+    if format == Format::Dpo {
+        let conversational = rows.iter().any(|(_, r)| !r.get("chosen").is_some_and(Value::is_string));
+        let extra = vec![
+            table::text("id", false),
+            table::text("chosen_model", true),
+            table::text("rejected_model", true),
+            table::float("margin", true),
+        ];
+        let mut writer = create(to, args, schema(Format::Dpo, conversational, args.plain, &extra))?;
+        for (place, row) in &rows {
+            let mut out = dpo_row(row, conversational).with_context(|| format!("`{}` {place}", file.display()))?;
+            if !args.plain {
+                for key in ["id", "chosen_model", "rejected_model", "margin"] {
+                    out.insert(key.into(), id_or(row, key));
+                }
+            }
+            writer.write(Value::Object(out))?;
+        }
+        return finish(writer, to, args, format, card::Source::Learned { pairs: true });
+    }
+    let extra = vec![
+        table::text("id", false),
+        table::text("model", true),
+        table::text("target", true),
+        table::float("margin", true),
+    ];
+    let mut writer = create(to, args, schema(format, false, args.plain, &extra))?;
+    for (place, row) in &rows {
+        let example = learned_example(row).with_context(|| format!("`{}` {place}", file.display()))?;
+        writer.write(layout(format, &example, args.plain).with_context(|| format!("`{}` {place}", file.display()))?)?;
+    }
+    finish(writer, to, args, format, card::Source::Learned { pairs: false })
+}
+
+fn read_rows(file: &Path) -> anyhow::Result<Vec<(String, Map<String, Value>)>> {
+    let mut rows = Vec::new();
+    for row in evol_io::open_rows(file, evol_io::SeedFormat::Jsonl)? {
+        let row = row?;
+        let object = row.object().map_err(|e| anyhow::anyhow!("`{}` {}: {e}", file.display(), row.place))?;
+        rows.push((row.place.to_string(), object));
+    }
+    Ok(rows)
+}
+
+fn id_or(row: &Map<String, Value>, key: &str) -> Value {
+    match row.get(key) {
+        Some(Value::Number(n)) if key == "id" => json!(n.to_string()),
+        Some(v) => v.clone(),
+        None => Value::Null,
+    }
+}
+
+fn text(row: &Map<String, Value>, key: &str) -> anyhow::Result<String> {
+    match row.get(key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => bail!("`{key}` is missing or not a text"),
+    }
+}
+
+/// A `{role, content}` list, checked.
+fn turns(value: Option<&Value>, key: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let Some(Value::Array(items)) = value else { bail!("`{key}` is missing or not a list of turns") };
+    items
+        .iter()
+        .map(|t| match (t.get("role").and_then(Value::as_str), t.get("content").and_then(Value::as_str)) {
+            (Some(r), Some(c)) => Ok((r.to_string(), c.to_string())),
+            _ => bail!("`{key}` has a turn without a text `role` and `content`"),
+        })
+        .collect()
+}
+
+fn learned_example(row: &Map<String, Value>) -> anyhow::Result<Example> {
+    let id = match id_or(row, "id") {
+        Value::String(s) => s,
+        _ => bail!("`id` is missing"),
+    };
+    let turns_of = if row.contains_key("messages") {
+        let mut pairs: Vec<(String, Option<String>)> = Vec::new();
+        for (role, content) in turns(row.get("messages"), "messages")? {
+            match role.as_str() {
+                "user" => pairs.push((content, None)),
+                "assistant" => match pairs.last_mut() {
+                    Some((_, answer @ None)) => *answer = Some(content),
+                    _ => bail!("`messages` has an assistant turn without a user turn before it"),
+                },
+                _ => {}
+            }
+        }
+        pairs
+    } else {
+        vec![(text(row, "instruction")?, Some(text(row, "output")?))]
+    };
+    let mut extra = Map::new();
+    for key in ["id", "model", "target", "margin"] {
+        extra.insert(key.into(), id_or(row, key));
+    }
+    Ok(Example { id, turns: turns_of, extra })
+}
+
+/// A preference pair in TRL's layout: `prompt`, `chosen`, `rejected` as
+/// texts, or, when any pair is a conversation, as lists of messages (a
+/// text pair becomes one user and one assistant turn; the turns two
+/// conversations share before their answers differ become the prompt).
+fn dpo_row(row: &Map<String, Value>, conversational: bool) -> anyhow::Result<Map<String, Value>> {
+    let mut out = Map::new();
+    match (row.get("chosen"), conversational) {
+        (Some(Value::String(_)), false) => {
+            for key in ["prompt", "chosen", "rejected"] {
+                out.insert(key.into(), json!(text(row, key)?));
+            }
+        }
+        (Some(Value::String(_)), true) => {
+            out.insert("prompt".into(), json!([{ "role": "user", "content": text(row, "prompt")? }]));
+            out.insert("chosen".into(), json!([{ "role": "assistant", "content": text(row, "chosen")? }]));
+            out.insert("rejected".into(), json!([{ "role": "assistant", "content": text(row, "rejected")? }]));
+        }
+        _ => {
+            let chosen = turns(row.get("chosen"), "chosen")?;
+            let rejected = turns(row.get("rejected"), "rejected")?;
+            // The turns both share (up to the first answer that differs)
+            // are the prompt.
+            let shared = chosen.iter().zip(&rejected).take_while(|(a, b)| a == b).count();
+            if shared == 0 || shared == chosen.len() || shared == rejected.len() {
+                bail!("`chosen` and `rejected` must be conversations that start alike and then differ");
+            }
+            let as_json = |t: &[(String, String)]| -> Value {
+                t.iter().map(|(r, c)| json!({ "role": r, "content": c })).collect()
+            };
+            out.insert("prompt".into(), as_json(&chosen[..shared]));
+            out.insert("chosen".into(), as_json(&chosen[shared..]));
+            out.insert("rejected".into(), as_json(&rejected[shared..]));
+        }
+    }
+    Ok(out)
+}
