@@ -86,9 +86,34 @@ pub enum Command {
     /// Bradley-Terry ratings with intervals, and Arena Learning data.
     #[command(long_about = ARENA_ABOUT)]
     Arena(Box<ArenaArgs>),
+    /// Write a self-contained HTML report of a run (charts, an
+    /// evolution-tree browser, the dataset) and of `evol judge` and `evol
+    /// arena` results.
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
     /// Print a shell completion script.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
+}
+
+const REPORT_EXAMPLES: &str = "The file needs no network to view: styles, script and data are inside it. Every text from seeds and models is shown as text, never run. The view is kept in the address (#seed=ID&q=TEXT&page=N), so a link opens the same seed and search.
+
+Examples:
+  evol report OUT -o report.html
+  evol report OUT judge-out arena-out -o report.html";
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Directories to show: one `evol run` output, and any `evol judge` or
+    /// `evol arena` outputs.
+    #[arg(required = true, num_args = 1..)]
+    pub dirs: Vec<PathBuf>,
+    /// The HTML file to write.
+    #[arg(short, long, value_name = "FILE", default_value = "report.html")]
+    pub output: PathBuf,
+    /// No log line.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 const COMPLETIONS_EXAMPLES: &str = "Examples:

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
             Command::Answer(args) => commands::eval::answer::answer(*args).await,
             Command::Judge(args) => commands::eval::judge::judge(*args).await,
             Command::Arena(args) => commands::eval::arena::arena(*args).await,
+            Command::Report(args) => commands::report::report(args),
             Command::Completions(args) => completions(args.shell),
         }
     });

@@ -118,7 +118,7 @@ fn shell_completions() {
         let out = evol(&["completions", shell]);
         assert_success(&out);
         let script = String::from_utf8(out.stdout).unwrap();
-        for word in ["run", "export", "dedup", "instruction-field", "max-file-mb"] {
+        for word in ["run", "export", "report", "dedup", "instruction-field", "max-file-mb"] {
             assert!(script.contains(word), "{shell} completions lack {word}");
         }
     }

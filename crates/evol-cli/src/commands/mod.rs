@@ -9,6 +9,7 @@ pub mod merge;
 pub mod models;
 pub mod ops;
 pub mod optimize;
+pub mod report;
 pub mod run;
 pub mod score;
 pub mod select;

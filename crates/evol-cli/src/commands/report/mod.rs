@@ -1,0 +1,293 @@
+//! `evol report DIR... -o report.html`: one self-contained HTML file (no
+//! network at view time: styles, script and data inline) that shows a run
+//! (accepted and rejected evolutions per operation and round, rejection
+//! reasons, instruction length and difficulty per round, requests, tokens,
+//! cost and throughput, an evolution-tree browser and a searchable,
+//! paginated table of the dataset) and the results of `evol judge` and
+//! `evol arena` directories.
+//!
+//! The data goes in as JSON inside a `<script type="application/json">`
+//! element, with `<`, `>` and `&` written as JSON escapes so no text can
+//! close the element; the page's script puts every text in with
+//! `textContent`, never as HTML, and a Content-Security-Policy forbids any
+//! fetch. Records are stored column by column and long texts shortened, so
+//! a report of 100,000 records stays small enough to open at once.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use evol_store::output::{DATASET, EVOLVED, RATINGS, REJECTED, REPORT_JSON, SEED_SCORES, STATS};
+use serde_json::{json, Value};
+
+use crate::cli::ReportArgs;
+
+/// The page, with `/*EVOL_DATA*/` where the data goes.
+const PAGE: &str = include_str!("report.html");
+
+/// Instructions are shortened to this many characters in the report.
+const TEXT_LIMIT: usize = 2000;
+/// Answers are shortened to this many characters.
+const OUTPUT_LIMIT: usize = 400;
+
+pub fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let mut data = json!({ "title": "evol report", "text_limit": TEXT_LIMIT, "judges": [], "arenas": [] });
+    let mut subtitle = Vec::new();
+    let mut runs = 0;
+    for dir in &args.dirs {
+        if !dir.is_dir() {
+            bail!("`{}` is not a directory (an `evol run`, `evol judge` or `evol arena` output)", dir.display());
+        }
+        let mut known = false;
+        if dir.join(EVOLVED).is_file() {
+            runs += 1;
+            if runs > 1 {
+                bail!("a report shows one run; `{}` is a second", dir.display());
+            }
+            data["run"] = run_data(dir)?;
+            subtitle.push(format!("run {}", dir.display()));
+            known = true;
+        }
+        if dir.join(REPORT_JSON).is_file() {
+            let file = read_json(&dir.join(REPORT_JSON))?;
+            let entry = json!({ "candidate": file["candidate"], "reference": file["reference"], "judge": file["judge"], "file": file });
+            data["judges"].as_array_mut().expect("an array").push(entry);
+            subtitle.push(format!("judge {}", dir.display()));
+            known = true;
+        }
+        if dir.join(RATINGS).is_file() {
+            let file = read_json(&dir.join(RATINGS))?;
+            data["arenas"].as_array_mut().expect("an array").push(json!({ "file": file }));
+            subtitle.push(format!("arena {}", dir.display()));
+            known = true;
+        }
+        if !known {
+            bail!(
+                "`{}` holds no run (`{EVOLVED}`), judgment (`{REPORT_JSON}`) or ratings (`{RATINGS}`)",
+                dir.display()
+            );
+        }
+    }
+    data["subtitle"] = json!(format!("{} · evol {}", subtitle.join(" · "), env!("CARGO_PKG_VERSION")));
+    let html = page(&data);
+    let tmp = args.output.with_extension("html.tmp");
+    std::fs::write(&tmp, &html).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, &args.output).with_context(|| format!("cannot write `{}`", args.output.display()))?;
+    if !args.quiet {
+        eprintln!("evol: wrote `{}` ({:.1} MB)", args.output.display(), html.len() as f64 / 1_048_576.0);
+    }
+    Ok(())
+}
+
+/// The page with the data in it, escaped so that no text can end the
+/// script element or be read as markup.
+pub(crate) fn page(data: &Value) -> String {
+    let json = serde_json::to_string(data).expect("JSON serializes");
+    let mut safe = String::with_capacity(json.len() + json.len() / 50);
+    for c in json.chars() {
+        match c {
+            '<' => safe.push_str("\\u003c"),
+            '>' => safe.push_str("\\u003e"),
+            '&' => safe.push_str("\\u0026"),
+            '\u{2028}' => safe.push_str("\\u2028"),
+            '\u{2029}' => safe.push_str("\\u2029"),
+            c => safe.push(c),
+        }
+    }
+    PAGE.replacen("/*EVOL_DATA*/", &safe, 1)
+}
+
+fn read_json(path: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", path.display()))
+}
+
+fn short(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// Reads a JSONL file line by line, naming the line of a bad record.
+fn each_line(path: &Path, mut each: impl FnMut(Value) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    for (n, line) in std::io::BufReader::with_capacity(1 << 20, file).lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read `{}`", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(&line)
+            .with_context(|| format!("`{}` line {}: not valid JSON", path.display(), n + 1))?;
+        each(value).with_context(|| format!("`{}` line {}", path.display(), n + 1))?;
+    }
+    Ok(())
+}
+
+fn text_of<'a>(v: &'a Value, key: &str) -> anyhow::Result<&'a str> {
+    v[key].as_str().with_context(|| format!("`{key}` is missing or not a text"))
+}
+
+/// Interns names (operations, reasons) as small numbers.
+#[derive(Default)]
+struct Names {
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl Names {
+    fn id(&mut self, name: &str) -> usize {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        self.names.push(name.to_string());
+        self.index.insert(name.to_string(), self.names.len() - 1);
+        self.names.len() - 1
+    }
+}
+
+fn run_data(dir: &Path) -> anyhow::Result<Value> {
+    let stats = read_json(&dir.join(STATS)).ok();
+    // The seeds, from the journal (read only); their scores when scored.
+    let journal = evol_store::SqliteJournal::open_existing(dir)?;
+    let mut seeds: Vec<(String, String)> = Vec::new();
+    let mut after = i64::MIN;
+    loop {
+        let page = journal.seeds_after(after, 10_000)?;
+        let Some((last, _)) = page.last() else { break };
+        after = *last;
+        seeds.extend(page.into_iter().map(|(_, s)| (s.id, s.instruction)));
+    }
+    drop(journal);
+    let seed_index: HashMap<String, usize> = seeds.iter().enumerate().map(|(i, (id, _))| (id.clone(), i)).collect();
+    let mut seed_difficulty: Vec<Value> = vec![Value::Null; seeds.len()];
+    let scores = dir.join(SEED_SCORES);
+    if scores.is_file() {
+        each_line(&scores, |v| {
+            if let Some(&i) = v["id"].as_str().and_then(|id| seed_index.get(id)) {
+                seed_difficulty[i] = v["difficulty"]["score"].clone();
+            }
+            Ok(())
+        })?;
+    }
+
+    let mut ops = Names::default();
+    // The set's operations first, in its order, so the charts follow it.
+    if let Some(list) = stats.as_ref().and_then(|s| s["settings"]["operations"].as_array()) {
+        for op in list {
+            if let Some(name) = op["name"].as_str() {
+                ops.id(name);
+            }
+        }
+    }
+    let seed_of = |v: &Value| -> anyhow::Result<usize> {
+        let id = text_of(v, "seed_id")?;
+        seed_index
+            .get(id)
+            .copied()
+            .with_context(|| format!("the seed `{}` is not in the run's journal", evol_text::shown_inline(id)))
+    };
+    let (mut e_id, mut e_seed, mut e_parent, mut e_round, mut e_op, mut e_text, mut e_difficulty) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut by_text: HashMap<String, usize> = HashMap::new();
+    each_line(&dir.join(EVOLVED), |v| {
+        let text = text_of(&v, "instruction")?;
+        by_text.entry(text.to_string()).or_insert(e_id.len());
+        e_id.push(json!(text_of(&v, "id")?));
+        e_seed.push(json!(seed_of(&v)?));
+        e_parent.push(json!(text_of(&v, "parent_id")?));
+        e_round.push(v["round"].clone());
+        e_op.push(json!(ops.id(text_of(&v, "operation")?)));
+        e_text.push(json!(short(text, TEXT_LIMIT)));
+        e_difficulty.push(v["difficulty"]["score"].clone());
+        Ok(())
+    })?;
+    let mut reasons = Names::default();
+    let (mut r_seed, mut r_parent, mut r_round, mut r_op, mut r_text, mut r_reason) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let rejected = dir.join(REJECTED);
+    if rejected.is_file() {
+        each_line(&rejected, |v| {
+            r_seed.push(json!(seed_of(&v)?));
+            r_parent.push(json!(text_of(&v, "parent_id")?));
+            r_round.push(v["round"].clone());
+            r_op.push(json!(ops.id(text_of(&v, "operation")?)));
+            r_text.push(v["instruction"].as_str().map_or(Value::Null, |t| json!(short(t, TEXT_LIMIT))));
+            r_reason.push(json!(reasons.id(text_of(&v, "reason")?)));
+            Ok(())
+        })?;
+    }
+    // The dataset's rows, pointing at their evolution (or seed, -1-i).
+    let seed_by_text: HashMap<&str, usize> = seeds.iter().enumerate().map(|(i, (_, t))| (t.as_str(), i)).collect();
+    let mut dataset = Vec::new();
+    let mut outputs = Vec::new();
+    let mut unmatched = 0usize;
+    let path = dir.join(DATASET);
+    if path.is_file() {
+        each_line(&path, |v| {
+            let text = text_of(&v, "instruction")?;
+            let at = match by_text.get(text) {
+                Some(&i) => i as i64,
+                None => match seed_by_text.get(text) {
+                    Some(&i) => -1 - i as i64,
+                    None => {
+                        unmatched += 1;
+                        return Ok(());
+                    }
+                },
+            };
+            dataset.push(json!([at, outputs.len()]));
+            outputs.push(v["output"].as_str().map_or(Value::Null, |o| json!(short(o, OUTPUT_LIMIT))));
+            Ok(())
+        })?;
+    }
+    if unmatched > 0 {
+        eprintln!(
+            "warning: {unmatched} rows of `{}` match no record of the run and are left out of the report",
+            path.display()
+        );
+    }
+    let seeds: Vec<Value> = seeds
+        .into_iter()
+        .zip(seed_difficulty)
+        .map(|((id, text), d)| json!([id, short(&text, TEXT_LIMIT), d]))
+        .collect();
+    let stats = stats.map(|s| {
+        json!({ "total": s["total"], "rounds": s["rounds"], "operations": s["operations"], "wall_seconds": s["wall_seconds"] })
+    });
+    Ok(json!({
+        "stats": stats,
+        "ops": ops.names,
+        "reasons": reasons.names,
+        "seeds": seeds,
+        "evolved": { "id": e_id, "seed": e_seed, "parent": e_parent, "round": e_round, "op": e_op, "text": e_text, "difficulty": e_difficulty },
+        "rejected": { "seed": r_seed, "parent": r_parent, "round": r_round, "op": r_op, "text": r_text, "reason": r_reason },
+        "dataset": dataset,
+        "outputs": outputs,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_text_can_close_the_data_element() {
+        let data = json!({ "t": "</script><script>alert(1)</script> & <img src=x onerror=alert(1)> \u{2028}" });
+        let html = page(&data);
+        let start = html.find("id=\"evol-data\">").unwrap();
+        let end = html[start..].find("</script>").unwrap() + start;
+        let inside = &html[start..end];
+        assert!(!inside.contains('<') || inside.starts_with("id=\"evol-data\">"), "{inside}");
+        assert!(!inside["id=\"evol-data\">".len()..].contains(['<', '>', '&', '\u{2028}']), "{inside}");
+        let back: Value = serde_json::from_str(&inside["id=\"evol-data\">".len()..]).unwrap();
+        assert_eq!(back, data, "the escapes are JSON's: the data reads back the same");
+    }
+
+    #[test]
+    fn texts_are_shortened_on_a_character_boundary() {
+        assert_eq!(short("héllo", 2), "hé…");
+        assert_eq!(short("hé", 2), "hé");
+    }
+}
