@@ -95,7 +95,10 @@ fn the_report_renders_in_chromium_and_hostile_seeds_stay_text() {
     let url = format!("file://{}#seed=h2&q=copper", report.display());
     let dom = dump_dom(&url);
     let body = between(&dom, "<body", ">");
-    assert!(body.contains("data-ready=\"1\""), "the script ran to the end: {body}");
+    assert!(
+        body.contains("data-ready=\"1\"") && body.contains("data-complete=\"1\""),
+        "the script ran to the end: {body}"
+    );
     assert!(!dom.contains("data-pwned=\""), "a hostile seed ran");
     assert!(!dom.contains("<img") && !dom.contains("<a href"), "hostile markup became elements");
     assert!(dom.contains("&lt;/script&gt;&lt;script&gt;"), "the hostile seed is shown, as text");

@@ -6,9 +6,9 @@
 //! paginated table of the dataset) and the results of `evol judge` and
 //! `evol arena` directories.
 //!
-//! The data goes in as JSON inside a `<script type="application/json">`
-//! element, with `<`, `>` and `&` written as JSON escapes so no text can
-//! close the element; the page's script puts every text in with
+//! The data goes in as gzip-compressed JSON in base64 inside a `<script
+//! type="application/octet-stream">` element, so no text can close the
+//! element; the page's script puts every text in with
 //! `textContent`, never as HTML, and a Content-Security-Policy forbids any
 //! fetch. Records are stored column by column and long texts shortened, so
 //! a report of 100,000 records stays small enough to open at once.
@@ -25,15 +25,17 @@ use crate::cli::ReportArgs;
 /// The page, with `/*EVOL_DATA*/` where the data goes.
 const PAGE: &str = include_str!("report.html");
 
-/// Instructions are shortened to this many characters in the report.
-const TEXT_LIMIT: usize = 2000;
+/// Instructions are shortened to this many characters in the report (the
+/// run's files hold them whole).
+const TEXT_LIMIT: usize = 1000;
 /// Answers are shortened to this many characters.
-const OUTPUT_LIMIT: usize = 400;
+const OUTPUT_LIMIT: usize = 160;
 
 pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     let mut data = json!({ "title": "evol report", "text_limit": TEXT_LIMIT, "judges": [], "arenas": [] });
     let mut subtitle = Vec::new();
     let mut runs = 0;
+    let mut more = None;
     for dir in &args.dirs {
         if !dir.is_dir() {
             bail!("`{}` is not a directory (an `evol run`, `evol judge` or `evol arena` output)", dir.display());
@@ -44,7 +46,9 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
             if runs > 1 {
                 bail!("a report shows one run; `{}` is a second", dir.display());
             }
-            data["run"] = run_data(dir)?;
+            let (run, rest) = run_data(dir)?;
+            data["run"] = run;
+            more = Some(rest);
             subtitle.push(format!("run {}", dir.display()));
             known = true;
         }
@@ -69,7 +73,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
         }
     }
     data["subtitle"] = json!(format!("{} · evol {}", subtitle.join(" · "), env!("CARGO_PKG_VERSION")));
-    let html = page(&data);
+    let html = page(&data, more.as_ref());
     let tmp = args.output.with_extension("html.tmp");
     std::fs::write(&tmp, &html).with_context(|| format!("cannot write `{}`", tmp.display()))?;
     std::fs::rename(&tmp, &args.output).with_context(|| format!("cannot write `{}`", args.output.display()))?;
@@ -79,22 +83,23 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The page with the data in it, escaped so that no text can end the
-/// script element or be read as markup.
-pub(crate) fn page(data: &Value) -> String {
-    let json = serde_json::to_string(data).expect("JSON serializes");
-    let mut safe = String::with_capacity(json.len() + json.len() / 50);
-    for c in json.chars() {
-        match c {
-            '<' => safe.push_str("\\u003c"),
-            '>' => safe.push_str("\\u003e"),
-            '&' => safe.push_str("\\u0026"),
-            '\u{2028}' => safe.push_str("\\u2028"),
-            '\u{2029}' => safe.push_str("\\u2029"),
-            c => safe.push(c),
-        }
-    }
-    PAGE.replacen("/*EVOL_DATA*/", &safe, 1)
+/// The page with the data in it: JSON, gzip-compressed and base64-encoded
+/// (the page inflates it with the browser's own `DecompressionStream`), so
+/// a big run's report stays small, and no text of it can end the script
+/// element or be read as markup: base64 has no `<`, `>` or `&`.
+/// `more` is what the page reads after drawing `data` (the answers and
+/// the rejected texts), so a big run's page is usable before it is read
+/// whole.
+pub(crate) fn page(data: &Value, more: Option<&Value>) -> String {
+    let packed = |value: &Value| {
+        use base64::Engine as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        serde_json::to_writer(&mut gz, value).expect("JSON serializes into memory");
+        let bytes = gz.finish().expect("compresses into memory");
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    };
+    let more = more.map(packed).unwrap_or_default();
+    PAGE.replacen("/*EVOL_DATA*/", &packed(data), 1).replacen("/*EVOL_MORE*/", &more, 1)
 }
 
 fn read_json(path: &Path) -> anyhow::Result<Value> {
@@ -147,7 +152,8 @@ impl Names {
     }
 }
 
-fn run_data(dir: &Path) -> anyhow::Result<Value> {
+/// A run's data for the page, and what the page reads after drawing it.
+fn run_data(dir: &Path) -> anyhow::Result<(Value, Value)> {
     let stats = read_json(&dir.join(STATS)).ok();
     // The seeds, from the journal (read only); their scores when scored.
     let journal = evol_store::SqliteJournal::open_existing(dir)?;
@@ -256,16 +262,17 @@ fn run_data(dir: &Path) -> anyhow::Result<Value> {
     let stats = stats.map(|s| {
         json!({ "total": s["total"], "rounds": s["rounds"], "operations": s["operations"], "wall_seconds": s["wall_seconds"] })
     });
-    Ok(json!({
+    let more = json!({ "outputs": outputs, "rejected_text": r_text });
+    let run = json!({
         "stats": stats,
         "ops": ops.names,
         "reasons": reasons.names,
         "seeds": seeds,
         "evolved": { "id": e_id, "seed": e_seed, "parent": e_parent, "round": e_round, "op": e_op, "text": e_text, "difficulty": e_difficulty },
-        "rejected": { "seed": r_seed, "parent": r_parent, "round": r_round, "op": r_op, "text": r_text, "reason": r_reason },
+        "rejected": { "seed": r_seed, "parent": r_parent, "round": r_round, "op": r_op, "reason": r_reason },
         "dataset": dataset,
-        "outputs": outputs,
-    }))
+    });
+    Ok((run, more))
 }
 
 #[cfg(test)]
@@ -274,15 +281,19 @@ mod tests {
 
     #[test]
     fn no_text_can_close_the_data_element() {
+        use base64::Engine as _;
+        use std::io::Read as _;
         let data = json!({ "t": "</script><script>alert(1)</script> & <img src=x onerror=alert(1)> \u{2028}" });
-        let html = page(&data);
-        let start = html.find("id=\"evol-data\">").unwrap();
+        let html = page(&data, None);
+        let start = html.find("id=\"evol-data\">").unwrap() + "id=\"evol-data\">".len();
         let end = html[start..].find("</script>").unwrap() + start;
         let inside = &html[start..end];
-        assert!(!inside.contains('<') || inside.starts_with("id=\"evol-data\">"), "{inside}");
-        assert!(!inside["id=\"evol-data\">".len()..].contains(['<', '>', '&', '\u{2028}']), "{inside}");
-        let back: Value = serde_json::from_str(&inside["id=\"evol-data\">".len()..]).unwrap();
-        assert_eq!(back, data, "the escapes are JSON's: the data reads back the same");
+        assert!(inside.chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c)), "{inside}");
+        let packed = base64::engine::general_purpose::STANDARD.decode(inside).unwrap();
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&packed[..]).read_to_string(&mut text).unwrap();
+        let back: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, data, "the data reads back the same");
     }
 
     #[test]
