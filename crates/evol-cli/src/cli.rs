@@ -91,6 +91,10 @@ pub enum Command {
     /// arena` results.
     #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
+    /// Show the settings a command line resolves to (flags, --config file,
+    /// environment), secrets masked.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print a shell completion script.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
@@ -114,6 +118,26 @@ pub struct ReportArgs {
     /// No log line.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print, as JSON, the settings `evol run ARGS...` would run with:
+    /// flags, the --config file's servers and prices, and which keys the
+    /// environment sets (never the keys themselves). Nothing is sent.
+    #[command(
+        after_help = "Examples:\n  evol config show run seeds.jsonl -o out --config servers.toml\n  evol config show run seeds.jsonl -o out --endpoint http://localhost:8000/v1 --rounds 2"
+    )]
+    Show {
+        #[command(subcommand)]
+        command: ShowCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ShowCommand {
+    /// The settings of `evol run` with these arguments.
+    Run(Box<RunArgs>),
 }
 
 const COMPLETIONS_EXAMPLES: &str = "Examples:
@@ -231,6 +255,9 @@ pub struct JudgeArgs {
     /// No progress display or log lines; errors only.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Print the results as JSON on stdout (logs stay on stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 const JUDGE_ABOUT: &str = "\
@@ -306,6 +333,9 @@ pub struct ArenaArgs {
     /// No progress display or log lines; errors only.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Print the results as JSON on stdout (logs stay on stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 const ARENA_ABOUT: &str = "\
@@ -473,6 +503,9 @@ pub struct SelectArgs {
     /// No log lines; errors only.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Print the results as JSON on stdout (logs stay on stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 const SELECT_ABOUT: &str = "\
@@ -536,6 +569,9 @@ pub struct ScoreArgs {
     /// No progress display or log lines; errors only.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Print the results as JSON on stdout (logs stay on stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 const SCORE_ABOUT: &str = "\
@@ -600,6 +636,9 @@ pub struct DedupArgs {
     pub explain: bool,
     #[command(flatten)]
     pub params: DedupParamArgs,
+    /// Print the results as JSON on stdout (logs stay on stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 const DEDUP_ABOUT: &str = "\

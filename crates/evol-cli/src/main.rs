@@ -15,6 +15,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 use crate::commands::run::{CapStop, Interrupted, Stalled};
 use crate::settings::UsageError;
+use evol_store::output::{RATINGS, REPORT_JSON, STATS};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -36,13 +37,26 @@ fn main() -> ExitCode {
             Command::Merge(args) => commands::merge::merge(args),
             Command::Batch(command) => commands::batch::batch(command).await,
             Command::Dedup(args) => commands::dedup::dedup(args),
-            Command::Score(args) => commands::score::score(*args).await,
-            Command::Select(args) => commands::select::select(args).await,
+            Command::Score(args) => {
+                let result = (args.json, args.output.clone());
+                commands::score::score(*args).await.and_then(|()| print_result(result, STATS))
+            }
+            Command::Select(args) => {
+                let result = (args.json, args.output.clone());
+                commands::select::select(args).await.and_then(|()| print_result(result, STATS))
+            }
             Command::Ops(command) => commands::ops::ops(command),
             Command::Optimize(args) => commands::optimize::optimize(*args).await,
             Command::Answer(args) => commands::eval::answer::answer(*args).await,
-            Command::Judge(args) => commands::eval::judge::judge(*args).await,
-            Command::Arena(args) => commands::eval::arena::arena(*args).await,
+            Command::Judge(args) => {
+                let result = (args.json, args.output.clone());
+                commands::eval::judge::judge(*args).await.and_then(|()| print_result(result, REPORT_JSON))
+            }
+            Command::Arena(args) => {
+                let result = (args.json, args.output.clone());
+                commands::eval::arena::arena(*args).await.and_then(|()| print_result(result, RATINGS))
+            }
+            Command::Config(command) => commands::config::config(command),
             Command::Report(args) => commands::report::report(args),
             Command::Completions(args) => completions(args.shell),
         }
@@ -72,6 +86,18 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `--json`: the command's result file (what it also wrote to OUT), on
+/// stdout, so a script reads results there and logs on stderr.
+fn print_result((json, dir): (bool, std::path::PathBuf), file: &str) -> anyhow::Result<()> {
+    if !json {
+        return Ok(());
+    }
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)?;
+    stdout(&(serde_json::to_string(&value)? + "\n"))
 }
 
 /// `evol completions SHELL`: the completion script, from the same

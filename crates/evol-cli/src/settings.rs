@@ -582,6 +582,8 @@ pub struct DedupSettings {
     pub exact_only: bool,
     pub skip_invalid: bool,
     pub explain: bool,
+    /// The summary as JSON on stdout.
+    pub json: bool,
 }
 
 #[derive(Debug)]
@@ -633,6 +635,7 @@ impl DedupSettings {
             exact_only: args.exact_only,
             skip_invalid: args.skip_invalid,
             explain: args.explain,
+            json: args.json,
         })
     }
 }

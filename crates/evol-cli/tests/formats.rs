@@ -283,3 +283,83 @@ fn export_writes_what_pyarrow_and_datasets_read() {
     assert_eq!(found["dpo_first"]["chosen"], pairs[0]["chosen"]);
     assert!(found["messages_columns"].as_array().unwrap().iter().any(|c| c == "seed_id"));
 }
+
+#[test]
+fn config_show_resolves_settings_and_masks_secrets() {
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.csv", "prompt\nWhy?\n");
+    let config = dir.write(
+        "servers.toml",
+        "[[endpoints]]\nurl = \"http://alice:hunter2-pass@127.0.0.1:9/v1\"\nmodel = \"m1\"\nweight = 2.0\napi_key_env = \"EVOL_TEST_KEY_A\"\n\n[[endpoints]]\nurl = \"http://127.0.0.1:10/v1\"\n",
+    );
+    let out = evol_env(
+        &[
+            "config",
+            "show",
+            "run",
+            seeds.to_str().unwrap(),
+            "-o",
+            dir.path("out").to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--rounds",
+            "2",
+            "--ops",
+            "code",
+            "--instruction-field",
+            "prompt",
+        ],
+        &[("EVOL_TEST_KEY_A", "sk-test-very-secret-key-123"), ("OPENAI_API_KEY", "")],
+    );
+    assert_success(&out);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("sk-test-very-secret-key-123") && !text.contains("hunter2-pass"), "{text}");
+    let shown: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let endpoints = shown["backend"]["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints[0]["api_key"], "set (from $EVOL_TEST_KEY_A)");
+    assert_eq!(endpoints[1]["api_key"], "not set ($OPENAI_API_KEY is empty or unset)");
+    assert_eq!(endpoints[0]["url"], "http://<redacted>@127.0.0.1:9/v1");
+    assert_eq!(endpoints[0]["weight"], 2.0);
+    assert_eq!(shown["method"]["rounds"], 2);
+    assert_eq!(shown["input"]["instruction_field"], "prompt");
+    let ops: Vec<&str> =
+        shown["method"]["operations"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert!(ops.contains(&"misleading_code"), "{ops:?}");
+    assert!(!dir.path("out").exists(), "nothing is written");
+    let bad = evol(&["config", "show", "run", seeds.to_str().unwrap(), "-o", "x", "--rounds", "0"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn json_results_on_stdout() {
+    let dir = Dir::new();
+    let input = dir.write(
+        "in.jsonl",
+        "{\"instruction\": \"Name a metal.\"}\n{\"instruction\": \"Name a metal.\"}\n{\"instruction\": \"Why is the sky blue?\"}\n",
+    );
+    let out = evol(&["dedup", input.to_str().unwrap(), "-o", dir.path("kept.jsonl").to_str().unwrap(), "--json"]);
+    assert_success(&out);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["read"].as_u64(), summary["kept"].as_u64(), summary["exact"].as_u64()),
+        (Some(3), Some(2), Some(1))
+    );
+    assert!(stderr(&out).contains("2 kept"), "the human summary goes to stderr");
+
+    let mock = Mock::start(MockConfig::default());
+    let scored = dir.path("scored");
+    let out = evol(&[
+        "score",
+        input.to_str().unwrap(),
+        "-o",
+        scored.to_str().unwrap(),
+        "--endpoint",
+        &mock.url,
+        "--difficulty",
+        "--json",
+        "-q",
+    ]);
+    assert_success(&out);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats, read_json(&scored.join("stats.json")), "the result file, as written");
+}

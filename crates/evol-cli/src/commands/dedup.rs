@@ -223,5 +223,15 @@ fn report(
         let _ = write!(text, ", {} unreadable rows left out", counts.invalid);
     }
     let _ = write!(text, "\n  kept rows: `{}`\n  clusters:  `{}`\n", files.output.display(), files.clusters.display());
+    if settings.json {
+        let summary = serde_json::json!({
+            "input": files.input, "output": files.output, "clusters": files.clusters, "field": field,
+            "read": counts.read, "kept": counts.kept, "removed": removed, "exact": counts.exact, "near": counts.near,
+            "against_corpus": counts.against, "corpus_rows": counts.corpus_rows, "unreadable": counts.invalid,
+            "seconds": elapsed.as_secs_f64(),
+        });
+        eprint!("{}", evol_text::shown(&text));
+        return crate::stdout(&(summary.to_string() + "\n"));
+    }
     crate::stdout(&evol_text::shown(&text))
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod batch;
+pub mod config;
 pub mod dedup;
 pub mod estimate;
 pub mod eval;
