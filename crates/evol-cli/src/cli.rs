@@ -17,7 +17,7 @@ pub struct Cli {
 pub enum Command {
     /// Evolve seed instructions through rounds, filter failed evolutions,
     /// answer what survives, and write the dataset.
-    #[command(long_about = RUN_ABOUT)]
+    #[command(long_about = RUN_ABOUT, after_help = "Examples:\n  evol run seeds.jsonl -o out                       # the embedded default model\n  evol run seeds.jsonl -o out --rounds 4 --endpoint http://localhost:8000/v1 --model qwen\n  evol run seeds.parquet -o out --instruction-field question --config servers.toml\n  evol run seeds.jsonl -o out --ops code --max-cost 5 --dry-run")]
     Run(Box<RunArgs>),
     /// Serve the embedded engine as an OpenAI-compatible HTTP server.
     ///
@@ -32,14 +32,21 @@ pub enum Command {
     /// text. Slow clients are cut off (--header-timeout, --body-timeout) and
     /// at most --max-connections are open at once. Ctrl-C or SIGTERM stops
     /// it after the requests in progress.
+    #[command(
+        after_help = "Examples:\n  evol serve --port 8080\n  evol serve --model smollm2-135m-instruct --parallel 8"
+    )]
     Serve(Box<ServeArgs>),
     /// Fetch and list the models of the embedded engine.
     #[command(subcommand)]
     Models(ModelsCommand),
     /// Write the built-in prompt templates to a directory, to edit and pass
     /// back with `evol run --templates DIR`.
+    #[command(
+        after_help = "Examples:\n  evol templates my-templates/\n  evol run seeds.jsonl -o out --templates my-templates/"
+    )]
     Templates(TemplatesArgs),
     /// Show a run's progress from its journal, while it runs or after.
+    #[command(after_help = "Examples:\n  evol status out\n  evol status out --json")]
     Status(StatusArgs),
     /// Rewrite a run's output files from its journal, and write its
     /// dataset in the ecosystem's layouts (Alpaca, ShareGPT, chat messages,
@@ -49,21 +56,22 @@ pub enum Command {
     Export(ExportArgs),
     /// Merge the outputs of a sharded run (`evol run --shard I/N`) into one,
     /// checking that no seed is missing or doubled.
+    #[command(after_help = "Examples:\n  evol merge out-0 out-1 out-2 -o merged")]
     Merge(MergeArgs),
     /// Manage the provider batches of a `--batch-api` run.
     #[command(subcommand)]
     Batch(BatchCommand),
     /// Remove exact and near duplicates from a dataset file, keeping the
     /// first of each cluster.
-    #[command(long_about = DEDUP_ABOUT)]
+    #[command(long_about = DEDUP_ABOUT, after_help = "Examples:\n  evol dedup data.jsonl -o kept.jsonl\n  evol dedup data.parquet -o kept.jsonl --against train.jsonl --threshold 0.7\n  evol dedup --explain")]
     Dedup(DedupArgs),
     /// Score a dataset's rows with a model: difficulty (1-10), DEITA
     /// complexity and quality (1-6).
-    #[command(long_about = SCORE_ABOUT)]
+    #[command(long_about = SCORE_ABOUT, after_help = "Examples:\n  evol score data.jsonl -o scored --difficulty --endpoint http://localhost:8000/v1\n  evol score data.jsonl -o scored --deita --json")]
     Score(Box<ScoreArgs>),
     /// Select the best rows of a dataset within a budget, the DEITA way:
     /// by score, skipping rows too similar to one already taken.
-    #[command(long_about = SELECT_ABOUT)]
+    #[command(long_about = SELECT_ABOUT, after_help = "Examples:\n  evol select scored/scored.jsonl -o selected --budget 6000\n  evol select scored/scored.jsonl -o selected --budget 6000 --threshold 0.85 --json")]
     Select(SelectArgs),
     /// List and print the operator sets (`evol`, `code`, `math`, `auto`),
     /// to copy, edit and pass to `evol run --ops-file`.
@@ -71,20 +79,20 @@ pub enum Command {
     Ops(OpsCommand),
     /// Auto Evol-Instruct: let an optimiser model improve the evolving
     /// method on your seeds, and write it as an operator file.
-    #[command(long_about = OPTIMIZE_ABOUT)]
+    #[command(long_about = OPTIMIZE_ABOUT, after_help = "Examples:\n  evol optimize seeds.jsonl -o method --endpoint http://localhost:8000/v1\n  evol run seeds.jsonl -o out --ops-file method/method.toml")]
     Optimize(Box<OptimizeArgs>),
     /// A model's answers to a test set (such as the Evol-Instruct test set),
     /// to judge with `evol judge` or `evol arena`.
-    #[command(long_about = ANSWER_ABOUT)]
+    #[command(long_about = ANSWER_ABOUT, after_help = "Examples:\n  evol answer testset.jsonl -o answers-mine --endpoint http://localhost:8000/v1 --model mine\n  evol answer testset.jsonl -o answers-local   # the embedded default model")]
     Answer(Box<AnswerArgs>),
     /// Judge a candidate model's answers against a reference's, both
     /// orders: "X% of the reference" overall, by skill and by difficulty,
     /// win / tie / loss.
-    #[command(long_about = JUDGE_ABOUT)]
+    #[command(long_about = JUDGE_ABOUT, after_help = "Examples:\n  evol judge testset.jsonl --candidate answers-mine --reference answers-ref -o judged --judge-model gpt-4o --endpoint https://api.openai.com/v1\n  evol judge testset.jsonl --candidate a --reference b -o judged --single-order --json")]
     Judge(Box<JudgeArgs>),
     /// Battles between models on the same questions, judged both ways:
     /// Bradley-Terry ratings with intervals, and Arena Learning data.
-    #[command(long_about = ARENA_ABOUT)]
+    #[command(long_about = ARENA_ABOUT, after_help = "Examples:\n  evol arena --answers a b c -o arena --judge-model judge --endpoint http://localhost:8000/v1\n  evol arena --answers a b -o arena --judge-model judge --target a --learn lessons\n  evol arena --battles arena/battles.jsonl -o refit --style-control")]
     Arena(Box<ArenaArgs>),
     /// Write a self-contained HTML report of a run (charts, an
     /// evolution-tree browser, the dataset) and of `evol judge` and `evol
