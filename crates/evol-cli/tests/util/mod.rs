@@ -164,3 +164,21 @@ pub fn assert_complete_lineage(out: &Path, seed_ids: &[String], rounds: u64) {
         }
     }
 }
+
+/// `evol answer SET -o DIR/MODEL` for each model, against the simulator.
+pub fn answer_each(url: &str, set: &Path, dir: &Dir, models: &[&str]) {
+    for model in models {
+        let out = dir.path(model);
+        assert_success(&evol(&[
+            "answer",
+            set.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--endpoint",
+            url,
+            "--model",
+            model,
+            "-q",
+        ]));
+    }
+}
