@@ -368,7 +368,9 @@ pub enum OpsCommand {
     /// Print an operator set as a self-contained TOML file (its templates
     /// written into it), or one operator of it (`SET:OPERATOR`): edit it and
     /// pass it to `evol run --ops-file FILE`.
-    #[command(after_help = "Examples:\n  evol ops show evol\n  evol ops show code:misleading_code\n  evol ops show my-set.toml")]
+    #[command(
+        after_help = "Examples:\n  evol ops show evol\n  evol ops show code:misleading_code\n  evol ops show my-set.toml"
+    )]
     Show {
         /// A built-in set (`evol`, `code`, `math`, `auto`), a set file, or
         /// `SET:OPERATOR`.
