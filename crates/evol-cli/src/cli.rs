@@ -682,7 +682,7 @@ pub struct StatusArgs {
 
 const EXPORT_ABOUT: &str = "Rewrite a run's output files (records, dataset) from its journal, and, with --to, write its dataset in another layout.
 
-OUT is a run's output directory (its dataset rows, with their lineage), or an `evol arena --learn` directory (its SFT records, or with --format dpo its preference pairs). --to PATH writes a `.jsonl` file, a `.parquet` file (zstd), or, for any other path, a Hugging Face dataset directory: data/train-0000K-of-0000N.parquet files of at most --max-file-mb each and a README.md dataset card (YAML front matter with configs, features and split sizes; a body saying how the data was made, and the command that makes it again), which `datasets.load_dataset(PATH)` loads and the Hub accepts as is.
+OUT is a run's output directory (its dataset rows, with their lineage), any dataset file or an `evol score` / `evol select` output (its rows, with their other fields such as the scores as columns), or an `evol arena --learn` directory (its SFT records, or with --format dpo its preference pairs). --to PATH writes a `.jsonl` file, a `.parquet` file (zstd), or, for any other path, a Hugging Face dataset directory: data/train-0000K-of-0000N.parquet files of at most --max-file-mb each and a README.md dataset card (YAML front matter with configs, features and split sizes; a body saying how the data was made, and the command that makes it again), which `datasets.load_dataset(PATH)` loads and the Hub accepts as is.
 
 Layouts (--format): alpaca (`instruction`, `input`, `output`), sharegpt (`conversations` of `{from, value}`), messages (`messages` of `{role, content}`), jsonl (evol's own `instruction`, `output`), dpo (TRL's `prompt`, `chosen`, `rejected`). The lineage (id, seed_id, parent_id, round, operation, models) and scores (difficulty) are extra columns unless --plain.";
 
@@ -695,7 +695,8 @@ const EXPORT_EXAMPLES: &str = "Examples:
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// The run's output directory (or an `evol arena --learn` directory).
+    /// The run's output directory (or a dataset file, an `evol score` or
+    /// `evol select` output, or an `evol arena --learn` directory).
     pub output: PathBuf,
     /// Also write the dataset here: a `.jsonl` or `.parquet` file, or a
     /// directory (the Hugging Face layout, with a dataset card).

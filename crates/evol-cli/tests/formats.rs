@@ -350,3 +350,74 @@ fn json_results_on_stdout() {
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stats, read_json(&scored.join("stats.json")), "the result file, as written");
 }
+
+#[test]
+fn scored_rows_export_with_their_scores_as_columns() {
+    let mock = Mock::start(MockConfig::default());
+    let dir = Dir::new();
+    let input = dir.write(
+        "in.jsonl",
+        &(0..6)
+            .map(|i| {
+                serde_json::json!({"instruction": format!("Explain idea {i}."), "output": format!("Answer {i}.")})
+                    .to_string()
+                    + "\n"
+            })
+            .collect::<String>(),
+    );
+    let scored = dir.path("scored");
+    assert_success(&evol(&[
+        "score",
+        input.to_str().unwrap(),
+        "-o",
+        scored.to_str().unwrap(),
+        "--endpoint",
+        &mock.url,
+        "--difficulty",
+        "--deita",
+        "-q",
+    ]));
+    let rows = read_lines(&scored.join("scored.jsonl"));
+    let jsonl = dir.path("scored-export.jsonl");
+    assert_success(&evol(&[
+        "export",
+        scored.to_str().unwrap(),
+        "--format",
+        "messages",
+        "--to",
+        jsonl.to_str().unwrap(),
+    ]));
+    let out = read_lines(&jsonl);
+    assert_eq!(out.len(), rows.len());
+    for (row, exported) in rows.iter().zip(&out) {
+        for score in ["difficulty", "complexity", "quality"] {
+            assert_eq!(exported[score], row[score], "{score} carried as a column");
+        }
+        assert_eq!(exported["messages"][0]["content"], row["instruction"]);
+        assert_eq!(exported["messages"][1]["content"], row["output"]);
+    }
+    let parquet = dir.path("scored.parquet");
+    assert_success(&evol(&[
+        "export",
+        scored.join("scored.jsonl").to_str().unwrap(),
+        "--to",
+        parquet.to_str().unwrap(),
+    ]));
+    let read = std::process::Command::new("python3")
+        .args(["-c", "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); print(t.schema.field('quality').type, t.num_rows)"])
+        .arg(&parquet)
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), format!("double {}", rows.len()));
+
+    let mixed =
+        dir.write("mixed.jsonl", "{\"instruction\": \"a\", \"tag\": 1}\n{\"instruction\": \"b\", \"tag\": \"x\"}\n");
+    let bad = evol(&["export", mixed.to_str().unwrap(), "--to", dir.path("m.parquet").to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("line 2: the field `tag` is text here and int in an earlier row"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -451,6 +451,12 @@ fn first_turn(value: &Value, name: &str) -> Result<String, String> {
     user_turns(value, name)?.into_iter().next().ok_or_else(|| format!("`{name}` has no user turn (of {count} turns)"))
 }
 
+/// A field by any of its names, matched case-insensitively; none when two
+/// keys match (see [`field`] for the error).
+pub fn field_of<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
+    field(map, names).ok().flatten()
+}
+
 /// A field by any of its names, matched case-insensitively; two keys that
 /// both match (`Instruction` and `instruction`, or `id` and `idx`) are an
 /// error, not a silent choice.

@@ -22,6 +22,8 @@ pub(crate) enum Source<'a> {
     Run { stats: Option<&'a Value>, made: &'a Made },
     /// An `evol arena --learn` directory: SFT records or preference pairs.
     Learned { pairs: bool },
+    /// Any dataset file (such as `evol score`'s or `evol select`'s).
+    Rows { file: &'a Path, made: &'a Made },
 }
 
 pub(crate) struct Card<'a> {
@@ -102,6 +104,14 @@ pub(crate) fn card(card: &Card) -> String {
     let _ = writeln!(s, "# {}\n", md(&title));
     match &card.source {
         Source::Run { stats, made } => run_body(&mut s, card, *stats, made),
+        Source::Rows { file, made } => {
+            let _ = writeln!(
+                s,
+                "{rows} instructions exported from {}, with its other fields (such as `evol score`'s difficulty, complexity and quality) as columns{}.\n",
+                code(&file.display().to_string()),
+                if made.unanswered > 0 { format!("; {} rows have no answer", made.unanswered) } else { String::new() }
+            );
+        }
         Source::Learned { pairs, .. } => {
             let what =
                 if *pairs { "preference pairs (`prompt`, `chosen`, `rejected`, TRL's layout)" } else { "SFT records" };

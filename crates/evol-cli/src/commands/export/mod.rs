@@ -93,6 +93,15 @@ pub(crate) struct Made {
 
 pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     let format = Format::parse(&args.format);
+    if let Some(file) = rows_file(&args.output) {
+        let Some(to) = &args.to else {
+            bail!("`{}` is a dataset file: name where to write it with --to", file.display())
+        };
+        if format == Format::Dpo {
+            bail!("--format dpo writes the preference pairs of an `evol arena --learn` directory");
+        }
+        return export_rows(&args, format, &file, to);
+    }
     let learn = args.output.join("sft.jsonl").is_file() && !args.output.join(evol_store::output::JOURNAL).exists();
     if learn {
         let Some(to) = &args.to else {
@@ -346,6 +355,87 @@ fn export_learned(args: &ExportArgs, format: Format, to: &Path) -> anyhow::Resul
         writer.write(layout(format, &example, args.plain).with_context(|| format!("`{}` {place}", file.display()))?)?;
     }
     finish(writer, to, args, format, card::Source::Learned { pairs: false })
+}
+
+/// The dataset file `path` names: a file itself, or the output of `evol
+/// select` or `evol score` (`selected.jsonl`, else `scored.jsonl`).
+fn rows_file(path: &Path) -> Option<PathBuf> {
+    if path.is_file() {
+        return Some(path.to_path_buf());
+    }
+    [evol_store::output::SELECTED, evol_store::output::SCORED].iter().map(|f| path.join(f)).find(|p| p.is_file())
+}
+
+/// Keys a dataset row's layout holds (not extra columns).
+const LAYOUT_KEYS: [&str; 8] =
+    ["instruction", "input", "output", "response", "prompt", "messages", "conversations", "id"];
+
+/// `evol export FILE --to PATH`: any dataset file's rows (such as `evol
+/// score`'s, with their scores), the instruction read as seeds are and the
+/// answer from `output` or `response`; the other scalar fields become
+/// columns, typed from every row (integers, floats, texts, booleans).
+fn export_rows(args: &ExportArgs, format: Format, file: &Path, to: &Path) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for row in evol_io::open_rows(file, evol_io::SeedFormat::Auto)? {
+        let row = row?;
+        let place = format!("`{}` {}", file.display(), row.place);
+        let (instruction, id) =
+            row.text(&evol_io::TextField::Instruction).map_err(|e| anyhow::anyhow!("{place}: {e}"))?;
+        let object = row.object().map_err(|e| anyhow::anyhow!("{place}: {e}"))?;
+        rows.push((place, instruction, id, object));
+    }
+    // The extra columns and their types, over every row.
+    let mut kinds: BTreeMap<String, &'static str> = BTreeMap::new();
+    for (place, _, _, object) in &rows {
+        for (key, value) in object {
+            if LAYOUT_KEYS.iter().any(|k| key.eq_ignore_ascii_case(k)) {
+                continue;
+            }
+            let kind = match value {
+                Value::Null | Value::Array(_) | Value::Object(_) => continue,
+                Value::Bool(_) => "bool",
+                Value::Number(n) if n.is_i64() => "int",
+                Value::Number(_) => "float",
+                Value::String(_) => "text",
+            };
+            let entry = kinds.entry(key.clone()).or_insert(kind);
+            match (*entry, kind) {
+                (a, b) if a == b => {}
+                ("int", "float") | ("float", "int") => *entry = "float",
+                (a, b) => {
+                    bail!("{place}: the field `{}` is {b} here and {a} in an earlier row", evol_text::shown_inline(key))
+                }
+            }
+        }
+    }
+    let mut extra = vec![table::text("id", false)];
+    for (key, kind) in &kinds {
+        extra.push(match *kind {
+            "int" => table::integer(key, true),
+            "float" => table::float(key, true),
+            "bool" => arrow_schema::Field::new(key, arrow_schema::DataType::Boolean, true),
+            _ => table::text(key, true),
+        });
+    }
+    let mut writer = create(to, args, schema(format, false, args.plain, &extra))?;
+    let mut made = Made::default();
+    for (n, (place, instruction, id, object)) in rows.into_iter().enumerate() {
+        let output = match evol_io::seeds::field_of(&object, &["output", "response"]) {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let mut columns = Map::new();
+        columns.insert("id".into(), json!(id.unwrap_or_else(|| (n + 1).to_string())));
+        for key in kinds.keys() {
+            let value = object.get(key).cloned().unwrap_or(Value::Null);
+            columns.insert(key.clone(), value);
+        }
+        made.rows += 1;
+        made.unanswered += u64::from(output.is_none());
+        let example = Example { id: place.clone(), turns: vec![(instruction, output)], extra: columns };
+        writer.write(layout(format, &example, args.plain).with_context(|| place.clone())?)?;
+    }
+    finish(writer, to, args, format, card::Source::Rows { file, made: &made })
 }
 
 fn read_rows(file: &Path) -> anyhow::Result<Vec<(String, Map<String, Value>)>> {
