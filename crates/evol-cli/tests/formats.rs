@@ -148,10 +148,11 @@ fn arena_mock() -> Mock {
 /// Python with pyarrow and datasets, which the test setup installs.
 fn python_reads(args: &[&str]) -> serde_json::Value {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_export.py");
+    let cache = Dir::new();
     let out = std::process::Command::new("python3")
         .arg(&script)
         .args(args)
-        .env("HF_HOME", Dir::new().path("hf"))
+        .env("HF_HOME", cache.path("hf"))
         .output()
         .expect("python3 runs (scripts/test installs pyarrow and datasets)");
     assert!(out.status.success(), "read_export.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
