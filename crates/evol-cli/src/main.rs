@@ -96,8 +96,7 @@ fn print_result((json, dir): (bool, std::path::PathBuf), file: &str) -> anyhow::
     }
     let path = dir.join(file);
     let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)?;
-    stdout(&(serde_json::to_string(&value)? + "\n"))
+    stdout(&format!("{}\n", text.trim_end()))
 }
 
 /// `evol completions SHELL`: the completion script, from the same

@@ -159,7 +159,7 @@ fn judge_and_arena_results_are_shown() {
     );
     answer_each(&mock.url, &set, &dir, &["strong", "weak"]);
     let judge = dir.path("judge");
-    assert_success(&evol(&[
+    let judged_run = evol(&[
         "judge",
         set.to_str().unwrap(),
         "--candidate",
@@ -173,9 +173,13 @@ fn judge_and_arena_results_are_shown() {
         "--judge-model",
         "judge",
         "-q",
-    ]));
+        "--json",
+    ]);
+    assert_success(&judged_run);
+    let printed: serde_json::Value = serde_json::from_slice(&judged_run.stdout).unwrap();
+    assert_eq!(printed, read_json(&judge.join("report.json")), "--json prints the judge's report");
     let arena = dir.path("arena");
-    assert_success(&evol(&[
+    let arena_run = evol(&[
         "arena",
         "--answers",
         dir.path("strong").to_str().unwrap(),
@@ -189,7 +193,11 @@ fn judge_and_arena_results_are_shown() {
         "--bootstrap",
         "20",
         "-q",
-    ]));
+        "--json",
+    ]);
+    assert_success(&arena_run);
+    let printed: serde_json::Value = serde_json::from_slice(&arena_run.stdout).unwrap();
+    assert_eq!(printed, read_json(&arena.join("ratings.json")), "--json prints the ratings");
     let report = dir.path("r.html");
     assert_success(&evol(&[
         "report",

@@ -392,15 +392,21 @@ pub(crate) fn instruction_in(map: &Map<String, Value>, fields: &Fields) -> Resul
 /// "missing WHAT; the record has `a`, `b`": the fields that were found, so
 /// a user sees which one to name.
 pub(crate) fn missing(map: &Map<String, Value>, what: &str) -> String {
+    format!("missing {what}; {}", fields_found(map))
+}
+
+/// "the record has `a`, `b`" (the first 20 fields, their names shown
+/// safely), or "the record has no fields".
+pub fn fields_found(map: &Map<String, Value>) -> String {
     const SHOWN: usize = 20;
     if map.is_empty() {
-        return format!("missing {what}; the record has no fields");
+        return "the record has no fields".to_string();
     }
     let mut keys: Vec<String> = map.keys().take(SHOWN).map(|k| format!("`{}`", evol_text::shown_inline(k))).collect();
     if map.len() > SHOWN {
         keys.push(format!("and {} more", map.len() - SHOWN));
     }
-    format!("missing {what}; the record has {}", keys.join(", "))
+    format!("the record has {}", keys.join(", "))
 }
 
 /// A field's text: a string as it is, or a list of chat turns' first user
@@ -449,12 +455,6 @@ pub fn user_turns(value: &Value, name: &str) -> Result<Vec<String>, String> {
 fn first_turn(value: &Value, name: &str) -> Result<String, String> {
     let count = value.as_array().map_or(0, Vec::len);
     user_turns(value, name)?.into_iter().next().ok_or_else(|| format!("`{name}` has no user turn (of {count} turns)"))
-}
-
-/// A field by any of its names, matched case-insensitively; none when two
-/// keys match (see [`field`] for the error).
-pub fn field_of<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
-    field(map, names).ok().flatten()
 }
 
 /// A field by any of its names, matched case-insensitively; two keys that

@@ -131,7 +131,10 @@ impl TableWriter {
                 let out = BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io(&tmp))?);
                 Inner::Jsonl { tmp, out }
             }
-            Target::Parquet(path) => parquet_file(tmp_name(path), &schema)?,
+            Target::Parquet(path) => {
+                let tmp = tmp_name(path);
+                Inner::Parquet { writer: Some(open_parquet(&tmp, &schema)?), tmp, pending: Vec::new() }
+            }
             Target::HubDir { dir, .. } => {
                 if dir.exists() && std::fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
                     return Err(TableError::Exists { path: dir.display().to_string() });
@@ -139,7 +142,8 @@ impl TableWriter {
                 let staging = staging(dir);
                 let _ = std::fs::remove_dir_all(&staging);
                 std::fs::create_dir_all(staging.join("data")).map_err(io(&staging))?;
-                parquet_file(staging.join("data").join("part-0.parquet"), &schema)?
+                let tmp = staging.join("data").join("part-0.parquet");
+                Inner::Parquet { writer: Some(open_parquet(&tmp, &schema)?), tmp, pending: Vec::new() }
             }
         };
         Ok(TableWriter { target, schema, inner, rows: 0, done: Vec::new(), finished: false })
@@ -182,15 +186,19 @@ impl TableWriter {
         decoder.serialize(pending).map_err(|e| err(e.to_string()))?;
         pending.clear();
         let Some(batch) = decoder.flush().map_err(|e| err(e.to_string()))? else { return Ok(()) };
-        let w = writer.as_mut().expect("open until finished");
+        // A directory's next file is opened by the first rows it gets, so
+        // no file is ever left empty.
+        if writer.is_none() {
+            *writer = Some(open_parquet(tmp, &self.schema)?);
+        }
+        let w = writer.as_mut().expect("just opened");
         w.write(&batch).map_err(|e| err(e.to_string()))?;
         if let Target::HubDir { max_file_bytes, dir } = &self.target {
             if w.bytes_written() as u64 + w.in_progress_size() as u64 >= *max_file_bytes {
                 let w = writer.take().expect("open");
                 w.close().map_err(|e| err(e.to_string()))?;
                 self.done.push(tmp.clone());
-                let next = staging(dir).join("data").join(format!("part-{}.parquet", self.done.len()));
-                self.inner = parquet_file(next, &self.schema)?;
+                *tmp = staging(dir).join("data").join(format!("part-{}.parquet", self.done.len()));
             }
         }
         Ok(())
@@ -212,7 +220,11 @@ impl TableWriter {
                 std::fs::rename(&tmp, path).map_err(io(path))?;
                 Written { rows, files: vec![path.clone()], bytes: size(path) }
             }
-            Inner::Parquet { tmp, writer, .. } => {
+            Inner::Parquet { tmp, mut writer, .. } => {
+                if writer.is_none() && self.done.is_empty() {
+                    // An empty dataset still has its one file.
+                    writer = Some(open_parquet(&tmp, &self.schema)?);
+                }
                 if let Some(w) = writer {
                     let file = w
                         .into_inner()
@@ -226,12 +238,6 @@ impl TableWriter {
                         Written { rows, files: vec![path.clone()], bytes: size(path) }
                     }
                     Target::HubDir { dir, .. } => {
-                        // A last file that got no row is dropped (unless
-                        // it is the only one: an empty dataset has one).
-                        if self.done.len() > 1 && rows_in(self.done.last().expect("one")) == Some(0) {
-                            let last = self.done.pop().expect("one");
-                            let _ = std::fs::remove_file(last);
-                        }
                         let staging = staging(dir);
                         let n = self.done.len();
                         let mut files = Vec::with_capacity(n);
@@ -283,21 +289,14 @@ fn size(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-fn rows_in(path: &Path) -> Option<i64> {
-    use parquet::file::reader::FileReader;
-    let file = File::open(path).ok()?;
-    let reader = parquet::file::reader::SerializedFileReader::new(file).ok()?;
-    Some(reader.metadata().file_metadata().num_rows())
-}
-
-fn parquet_file(tmp: PathBuf, schema: &SchemaRef) -> Result<Inner, TableError> {
-    let file = File::create(&tmp).map_err(io(&tmp))?;
+fn open_parquet(tmp: &Path, schema: &SchemaRef) -> Result<Box<ArrowWriter<File>>, TableError> {
+    let file = File::create(tmp).map_err(io(tmp))?;
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("a valid level")))
         .build();
     let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties))
         .map_err(|e| TableError::Parquet { path: tmp.display().to_string(), message: e.to_string() })?;
-    Ok(Inner::Parquet { tmp, writer: Some(Box::new(writer)), pending: Vec::new() })
+    Ok(Box::new(writer))
 }
 
 /// The Hugging Face `features` of a schema, as the dataset card's YAML
@@ -393,6 +392,15 @@ mod tests {
         assert_eq!(total, BATCH * 2 + 5);
         assert_eq!(read_back(&target.join(&written.files[2]))[0]["id"], json!(format!("r{}", BATCH * 2)));
         assert!(!tmp_name(&target).exists());
+
+        // Rows that fill their last file exactly leave no empty file.
+        let even = dir.path().join("even");
+        let mut w = TableWriter::create(Target::from_path(&even, 1), schema()).unwrap();
+        for i in 0..(BATCH * 2) {
+            w.write(row(i)).unwrap();
+        }
+        assert_eq!(w.finish().unwrap().files.len(), 2);
+        assert_eq!(std::fs::read_dir(even.join("data")).unwrap().count(), 2);
 
         // A target that holds files is refused; an abandoned one leaves
         // nothing.

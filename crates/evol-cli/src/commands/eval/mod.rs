@@ -44,7 +44,7 @@ pub(crate) struct Question {
 }
 
 /// The value of the first of `names` the object has (any case).
-fn field<'a>(object: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
+pub(crate) fn field<'a>(object: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
     names.iter().find_map(|name| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
@@ -102,17 +102,10 @@ pub(crate) fn read_testset(path: &Path, format: SeedFormat, limit: Option<usize>
                 (Some(v @ Value::Array(_)), None, None) => chat_turns(v, "prompt", &place)?,
                 (None, Some(v), None) => chat_turns(v, "conversations", &place)?,
                 (None, None, Some(v)) => chat_turns(v, "messages", &place)?,
-                (None, None, None) => {
-                    let mut keys: Vec<String> =
-                        object.keys().take(20).map(|k| format!("`{}`", evol_text::shown_inline(k))).collect();
-                    if object.len() > 20 {
-                        keys.push(format!("and {} more", object.len() - 20));
-                    }
-                    bail!(
-                        "{place}: no question (`Instruction`, `instruction`, `question`, `prompt`, `turns`, `conversations` or `messages`); the record has {}",
-                        if keys.is_empty() { "no fields".to_string() } else { keys.join(", ") }
-                    )
-                }
+                (None, None, None) => bail!(
+                    "{place}: no question (`Instruction`, `instruction`, `question`, `prompt`, `turns`, `conversations` or `messages`); {}",
+                    evol_io::seeds::fields_found(&object)
+                ),
                 (Some(_), None, None) => bail!("{place}: the question is not a text"),
                 _ => bail!("{place}: the record holds its question in more than one field (a text and a chat)"),
             },

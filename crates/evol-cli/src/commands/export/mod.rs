@@ -84,7 +84,7 @@ struct Example {
 /// What an export read, for the card and the summary.
 #[derive(Default)]
 pub(crate) struct Made {
-    pub rows: u64,
+    /// Rows without an answer.
     pub unanswered: u64,
     /// Per round: (sum of difficulty, how many scored).
     pub difficulty: BTreeMap<u32, (f64, u64)>,
@@ -217,7 +217,6 @@ fn run_example(entry: &DatasetEntry) -> Example {
 }
 
 fn note(made: &mut Made, entry: &DatasetEntry) {
-    made.rows += 1;
     if entry.row.output.is_none() {
         made.unanswered += 1;
     }
@@ -420,7 +419,7 @@ fn export_rows(args: &ExportArgs, format: Format, file: &Path, to: &Path) -> any
     let mut writer = create(to, args, schema(format, false, args.plain, &extra))?;
     let mut made = Made::default();
     for (n, (place, instruction, id, object)) in rows.into_iter().enumerate() {
-        let output = match evol_io::seeds::field_of(&object, &["output", "response"]) {
+        let output = match crate::commands::eval::field(&object, &["output", "response"]) {
             Some(Value::String(s)) => Some(s.clone()),
             _ => None,
         };
@@ -430,7 +429,6 @@ fn export_rows(args: &ExportArgs, format: Format, file: &Path, to: &Path) -> any
             let value = object.get(key).cloned().unwrap_or(Value::Null);
             columns.insert(key.clone(), value);
         }
-        made.rows += 1;
         made.unanswered += u64::from(output.is_none());
         let example = Example { id: place.clone(), turns: vec![(instruction, output)], extra: columns };
         writer.write(layout(format, &example, args.plain).with_context(|| place.clone())?)?;

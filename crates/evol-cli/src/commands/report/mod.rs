@@ -114,18 +114,14 @@ fn short(text: &str, limit: usize) -> String {
     }
 }
 
-/// Reads a JSONL file line by line, naming the line of a bad record.
+/// Reads a JSONL file of the run row by row (the project's row reader),
+/// naming the line of a bad record.
 fn each_line(path: &Path, mut each: impl FnMut(Value) -> anyhow::Result<()>) -> anyhow::Result<()> {
-    use std::io::BufRead;
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    for (n, line) in std::io::BufReader::with_capacity(1 << 20, file).lines().enumerate() {
-        let line = line.with_context(|| format!("cannot read `{}`", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: Value = serde_json::from_str(&line)
-            .with_context(|| format!("`{}` line {}: not valid JSON", path.display(), n + 1))?;
-        each(value).with_context(|| format!("`{}` line {}", path.display(), n + 1))?;
+    for row in evol_io::open_rows(path, evol_io::SeedFormat::Jsonl)? {
+        let row = row?;
+        let place = || format!("`{}` {}", path.display(), row.place);
+        let object = row.object().map_err(|e| anyhow::anyhow!("{}: {e}", place()))?;
+        each(Value::Object(object)).with_context(place)?;
     }
     Ok(())
 }
