@@ -4,7 +4,7 @@
 
 mod cli;
 mod commands;
-mod local;
+mod printer;
 mod progress;
 mod settings;
 
@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::commands::run::{CapStop, Interrupted, Stalled};
 use crate::settings::UsageError;
+use evol::session::{CapStop, Interrupted, Stalled};
 use evol_store::output::{RATINGS, REPORT_JSON, STATS};
 
 fn main() -> ExitCode {
@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            crate::say!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -47,14 +47,14 @@ fn main() -> ExitCode {
             }
             Command::Ops(command) => commands::ops::ops(command),
             Command::Optimize(args) => commands::optimize::optimize(*args).await,
-            Command::Answer(args) => commands::eval::answer::answer(*args).await,
+            Command::Answer(args) => commands::eval::answer(*args).await,
             Command::Judge(args) => {
                 let result = (args.json, args.output.clone());
-                commands::eval::judge::judge(*args).await.and_then(|()| print_result(result, REPORT_JSON))
+                commands::eval::judge(*args).await.and_then(|()| print_result(result, REPORT_JSON))
             }
             Command::Arena(args) => {
                 let result = (args.json, args.output.clone());
-                commands::eval::arena::arena(*args).await.and_then(|()| print_result(result, RATINGS))
+                commands::eval::arena(*args).await.and_then(|()| print_result(result, RATINGS))
             }
             Command::Config(command) => commands::config::config(command),
             Command::Report(args) => commands::report::report(args),
@@ -71,9 +71,9 @@ fn main() -> ExitCode {
         Err(e) => {
             // Errors quote servers, files and seeds: no secret and no
             // control sequence reaches the terminal.
-            eprintln!("error: {}", evol_text::shown(&chain(&e)));
+            crate::say!("error: {}", evol_text::shown(&chain(&e)));
             if e.is::<UsageError>() {
-                eprintln!("\nFor more information, try '--help'.");
+                crate::say!("\nFor more information, try '--help'.");
                 ExitCode::from(2)
             } else if e.is::<CapStop>() {
                 ExitCode::from(3)

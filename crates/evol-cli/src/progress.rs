@@ -4,11 +4,11 @@
 //! the calls waiting.
 
 use std::io::IsTerminal;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use evol::observe::{human, Counting, Watched};
 use evol_core::cost::Budget;
-use evol_core::{RunStats, StatsRecorder};
+use evol_core::RunStats;
 use evol_pool::{Pool, PoolHealth};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -20,49 +20,6 @@ pub struct Progress {
     task: Option<tokio::task::JoinHandle<()>>,
     bar: Option<ProgressBar>,
     quiet: bool,
-}
-
-/// What progress is counted in: evolution steps of seeds (`evol run`), or
-/// items of another command (`evol score`).
-#[derive(Debug, Clone, Copy)]
-pub enum Counting {
-    /// `seeds` x `rounds` steps: seeds advance together and finish near the
-    /// end, steps advance steadily.
-    Steps { seeds: u64, rounds: u32 },
-    /// Items, each counted when its outcome is (`StatsRecorder::outcome`).
-    Items { total: u64, unit: &'static str },
-}
-
-impl Counting {
-    fn total(self) -> u64 {
-        match self {
-            Counting::Steps { seeds, rounds } => seeds * u64::from(rounds),
-            Counting::Items { total, .. } => total,
-        }
-    }
-
-    fn unit(self) -> &'static str {
-        match self {
-            Counting::Steps { .. } => "steps",
-            Counting::Items { unit, .. } => unit,
-        }
-    }
-
-    /// The part of the line about seeds, for steps.
-    fn seeds(self, s: &RunStats) -> String {
-        match self {
-            Counting::Steps { seeds, .. } => format!("{}/{seeds} seeds done, ", s.seeds_done),
-            Counting::Items { .. } => String::new(),
-        }
-    }
-}
-
-/// What is watched: the run's counters, its budget and, with servers, how
-/// they are doing.
-pub struct Watched {
-    pub stats: Arc<StatsRecorder>,
-    pub budget: Arc<Budget>,
-    pub pool: Option<Pool>,
 }
 
 impl Progress {
@@ -117,7 +74,7 @@ impl Progress {
                         let eta = eta(s.total.attempted, steps, elapsed)
                             .map(|d| format!(", eta {}", human(d)))
                             .unwrap_or_default();
-                        eprintln!(
+                        crate::say!(
                             "evol: {}/{steps} {unit}, {}{eta} | {}{trouble}",
                             s.total.attempted,
                             counting.seeds(&s).trim_end_matches(", "),
@@ -151,7 +108,7 @@ impl Progress {
 fn say(bar: Option<&ProgressBar>, line: &str) {
     match bar {
         Some(bar) => bar.println(line),
-        None => eprintln!("{line}"),
+        None => crate::printer::err_line(line),
     }
 }
 
@@ -221,18 +178,6 @@ fn eta(done: u64, total: u64, elapsed: Duration) -> Option<Duration> {
     (done > 0 && done < total).then(|| elapsed.mul_f64((total - done) as f64 / done as f64))
 }
 
-/// A duration as `1h02m`, `3m05s` or `12s`.
-pub fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,13 +198,6 @@ mod tests {
         let fine = PoolHealth { waiting: 3, out: Vec::new(), failing_for: None };
         assert_eq!(trouble(&fine), None);
         assert_eq!(changes(&["http://a/v1".into()], &fine), vec!["evol: the server `http://a/v1` is back"]);
-    }
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(human(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(human(Duration::from_secs(185)), "3m05s");
-        assert_eq!(human(Duration::from_secs(3720)), "1h02m");
     }
 
     #[test]

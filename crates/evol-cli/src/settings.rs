@@ -12,12 +12,17 @@ use evol_llm::Sampling;
 use evol_openai::RetryPolicy;
 use evol_store::ingest::IngestOptions;
 
+pub use evol::settings::*;
+pub use evol::UsageError;
+
 use crate::cli::{EngineArgs, ModelArgs, RunArgs};
 
-/// A mistake in how `evol` was called.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+/// Settings made from a command's flags: consumed once, validated, and
+/// never seen again past this file.
+pub trait FromArgs<A>: Sized {
+    type Error;
+    fn from_args(args: A) -> Result<Self, Self::Error>;
+}
 
 fn usage(message: impl Into<String>) -> UsageError {
     UsageError(message.into())
@@ -26,33 +31,6 @@ fn usage(message: impl Into<String>) -> UsageError {
 /// A usage error for a command that checks its own flags.
 pub fn usage_error(message: impl Into<String>) -> anyhow::Error {
     usage(message).into()
-}
-
-/// One server of a run, from `--endpoint` or a `--config` file.
-/// (No `Debug`: it holds the key.)
-#[derive(Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Endpoint {
-    pub url: String,
-    /// The served model name (default: `--model`, or the server's only one).
-    pub model: Option<String>,
-    /// The environment variable holding this server's key (default:
-    /// `--api-key-env`).
-    pub api_key_env: Option<String>,
-    /// Share of the load relative to the other servers.
-    #[serde(default = "one")]
-    pub weight: f64,
-    pub rpm: Option<u32>,
-    pub tpm: Option<u64>,
-    /// This server's concurrency ceiling (default: `--concurrency`).
-    pub max_concurrency: Option<usize>,
-    /// The key, read from the environment (never printed).
-    #[serde(skip)]
-    pub api_key: Option<String>,
-}
-
-fn one() -> f64 {
-    1.0
 }
 
 /// A `--config` file.
@@ -65,100 +43,19 @@ struct ConfigFile {
     prices: BTreeMap<String, Price>,
 }
 
-/// Where a run's models live.
-pub enum Backend {
-    /// The embedded llama.cpp engine.
-    Embedded(EngineSettings),
-    /// OpenAI-compatible servers.
-    Servers(Servers),
-}
+impl FromArgs<RunArgs> for RunSettings {
+    type Error = anyhow::Error;
 
-impl Backend {
-    /// The servers, if the models live on servers.
-    pub fn servers(&self) -> Option<&Servers> {
-        match self {
-            Backend::Servers(s) => Some(s),
-            Backend::Embedded(_) => None,
-        }
-    }
-
-    /// How long a command waits with no server answering before it stops
-    /// (`--stall-timeout`; never, for the embedded engine).
-    pub fn stall_after(&self) -> std::time::Duration {
-        self.servers().map_or(std::time::Duration::MAX, |s| s.stall_timeout)
-    }
-}
-
-/// The servers of a run and how to talk to them.
-pub struct Servers {
-    pub endpoints: Vec<Endpoint>,
-    pub api_key_env: String,
-    /// Adapt each server's concurrency to its health.
-    pub adaptive: bool,
-    pub timeout: Duration,
-    pub retry: RetryPolicy,
-    /// Stop when nothing has succeeded for this long while calls fail.
-    pub stall_timeout: Duration,
-    /// Send calls as provider batches (one server).
-    pub batch: Option<evol_openai::BatchSettings>,
-}
-
-/// The model each role asks for (none: the server's only model, or the
-/// embedded engine's default).
-#[derive(Debug, Clone, Default)]
-pub struct RoleModels {
-    pub evolve: Option<String>,
-    pub judge: Option<String>,
-    pub answer: Option<String>,
-    pub score: Option<String>,
-    pub optimize: Option<String>,
-}
-
-/// The settings that may change between attempts of one run: how fast and
-/// how far it goes, never what it produces. Recorded in `stats.json` as
-/// used.
-pub struct Execution {
-    /// The most calls in flight on each server (its `max_concurrency` in a
-    /// config file overrides it); with the embedded engine, in all.
-    pub concurrency: usize,
-    /// Send again the calls the journal holds as failed or cut short.
-    pub retry_failed: bool,
-    pub caps: Caps,
-    /// Prices by model name, from the config file.
-    pub prices: Prices,
-    /// The price of models not in `prices`, from the flags.
-    pub default_price: Option<Price>,
-}
-
-/// What `evol run` will do, validated: the raw flags are consumed here and
-/// nothing past this point sees them.
-pub struct RunSettings {
-    pub seeds: PathBuf,
-    pub output: PathBuf,
-    pub fresh: bool,
-    pub dry_run: bool,
-    pub quiet: bool,
-    /// The dataset includes the seeds (answered, unless answering is off).
-    pub include_seeds: bool,
-    pub ingest: IngestOptions,
-    pub method: Method,
-    pub templates: Templates,
-    pub models: RoleModels,
-    pub backend: Backend,
-    pub execution: Execution,
-}
-
-impl RunSettings {
     /// Consumes the flags (and reads the `--config` and `--templates`
     /// files they name). A mistake in the flags or the config is a
     /// [`UsageError`]; templates that do not load are a plain error.
-    pub fn from_args(args: RunArgs) -> anyhow::Result<RunSettings> {
+    fn from_args(args: RunArgs) -> anyhow::Result<RunSettings> {
         let dir = args.templates.clone();
         let ops_file = args.ops_file.clone();
         let file = ops_file.as_deref().map(read_operator_file).transpose()?;
         let (set, operations) =
             OperatorSet::choose(&args.ops, file).map_err(|e| usage(format!("--ops {}: {e}", args.ops)))?;
-        let mut settings = RunSettings::validate(args, operations)?;
+        let mut settings = validate_run(args, operations)?;
         settings.templates =
             load_templates(dir.as_deref(), &set, &settings.method.operations).map_err(|e| match &ops_file {
                 Some(path) => anyhow::anyhow!("the operator file `{}`: {e:#}", path.display()),
@@ -166,108 +63,101 @@ impl RunSettings {
             })?;
         Ok(settings)
     }
+}
 
-    fn validate(args: RunArgs, operations: OperationSet) -> Result<RunSettings, UsageError> {
-        if !(1..=MAX_ROUNDS).contains(&args.rounds) {
-            return Err(usage(format!("--rounds must be between 1 and {MAX_ROUNDS}")));
-        }
-        let max_tokens = args.max_tokens;
-        let evolve = sampling("", args.temperature, args.top_p, max_tokens)?;
-        let answer = sampling(
-            "--answer-",
-            args.answer_temperature.unwrap_or(args.temperature),
-            args.answer_top_p.unwrap_or(args.top_p),
-            args.answer_max_tokens.unwrap_or(max_tokens),
-        )?;
-        // The judge is asked for one of two words: greedy, and by default
-        // the same token limit (reasoning models spend tokens before they
-        // answer).
-        let judge = sampling("--judge-", 0.0, 1.0, args.judge_max_tokens.unwrap_or(max_tokens))?;
-        let model = ModelSettings::from_args(args.models)?;
-        if matches!(model.backend, Backend::Embedded(_))
-            && (args.answer_model.is_some() || args.judge_model.is_some() || args.score_model.is_some())
-        {
-            return Err(usage(
-                "--answer-model, --judge-model and --score-model need --endpoint (the embedded engine runs one model)",
-            ));
-        }
-        let models = RoleModels {
-            evolve: model.model.clone(),
-            judge: non_empty("--judge-model", &args.judge_model)?,
-            answer: non_empty("--answer-model", &args.answer_model)?,
-            score: non_empty("--score-model", &args.score_model)?,
-            optimize: None,
-        };
-        let difficulty = args
-            .score_difficulty
-            .then(|| {
-                sampling("--score-", 0.0, 1.0, args.score_max_tokens.or(args.judge_max_tokens).unwrap_or(max_tokens))
-            })
-            .transpose()?;
-        let shard =
-            args.shard.as_deref().map(|s| s.parse::<Shard>().map_err(|e| usage(format!("--shard {e}")))).transpose()?;
-        let format = args.format.parse().map_err(usage)?;
-        let dedup = if args.no_dedup {
-            None
-        } else {
-            let params = crate::cli::DedupParamArgs {
-                shingle: args.dedup_shingle,
-                hashes: args.dedup_hashes,
-                bands: args.dedup_bands,
-                threshold: args.dedup_threshold,
-            };
-            Some(dedup_params(&params, "--dedup-*")?)
-        };
-        Ok(RunSettings {
-            ingest: IngestOptions {
-                format,
-                fields: evol_io::Fields {
-                    instruction: field_name(args.instruction_field.as_deref(), "--instruction-field")?,
-                    id: field_name(args.id_field.as_deref(), "--id-field")?,
-                },
-                limit: args.limit.map(|l| l as u64),
-                shard,
-                skip_invalid: args.skip_invalid,
-                run_seed: args.seed,
-                dedup,
-            },
-            method: Method {
-                rounds: args.rounds,
-                operations,
-                run_seed: args.seed,
-                rules: Rules {
-                    equality: !args.no_equality_check,
-                    sorry: !args.no_sorry_check,
-                    stop_words: !args.no_stop_words_check,
-                    copied_prompt: !args.no_copy_check,
-                    asks_for_input: !args.no_asks_check,
-                },
-                answer: !args.no_answer,
-                answer_seeds: args.include_seeds && !args.no_answer,
-                evolve_sampling: evolve,
-                answer_sampling: answer,
-                judge_sampling: judge,
-                request_seeds: model.request_seeds,
-                dedup,
-                difficulty,
-            },
-            execution: model.execution(args.retry_failed),
-            templates: Templates::builtin(),
-            models,
-            backend: model.backend,
-            include_seeds: args.include_seeds,
-            seeds: args.seeds,
-            output: args.output,
-            fresh: args.fresh,
-            dry_run: args.dry_run,
-            quiet: args.quiet,
-        })
+fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, UsageError> {
+    if !(1..=MAX_ROUNDS).contains(&args.rounds) {
+        return Err(usage(format!("--rounds must be between 1 and {MAX_ROUNDS}")));
     }
-
-    /// The servers, if the run uses servers.
-    pub fn servers(&self) -> Option<&Servers> {
-        self.backend.servers()
+    let max_tokens = args.max_tokens;
+    let evolve = sampling("", args.temperature, args.top_p, max_tokens)?;
+    let answer = sampling(
+        "--answer-",
+        args.answer_temperature.unwrap_or(args.temperature),
+        args.answer_top_p.unwrap_or(args.top_p),
+        args.answer_max_tokens.unwrap_or(max_tokens),
+    )?;
+    // The judge is asked for one of two words: greedy, and by default
+    // the same token limit (reasoning models spend tokens before they
+    // answer).
+    let judge = sampling("--judge-", 0.0, 1.0, args.judge_max_tokens.unwrap_or(max_tokens))?;
+    let model = ModelSettings::from_args(args.models)?;
+    if matches!(model.backend, Backend::Embedded(_))
+        && (args.answer_model.is_some() || args.judge_model.is_some() || args.score_model.is_some())
+    {
+        return Err(usage(
+            "--answer-model, --judge-model and --score-model need --endpoint (the embedded engine runs one model)",
+        ));
     }
+    let models = RoleModels {
+        evolve: model.model.clone(),
+        judge: non_empty("--judge-model", &args.judge_model)?,
+        answer: non_empty("--answer-model", &args.answer_model)?,
+        score: non_empty("--score-model", &args.score_model)?,
+        optimize: None,
+    };
+    let difficulty = args
+        .score_difficulty
+        .then(|| sampling("--score-", 0.0, 1.0, args.score_max_tokens.or(args.judge_max_tokens).unwrap_or(max_tokens)))
+        .transpose()?;
+    let shard =
+        args.shard.as_deref().map(|s| s.parse::<Shard>().map_err(|e| usage(format!("--shard {e}")))).transpose()?;
+    let format = args.format.parse().map_err(usage)?;
+    let dedup = if args.no_dedup {
+        None
+    } else {
+        let params = crate::cli::DedupParamArgs {
+            shingle: args.dedup_shingle,
+            hashes: args.dedup_hashes,
+            bands: args.dedup_bands,
+            threshold: args.dedup_threshold,
+        };
+        Some(dedup_params(&params, "--dedup-*")?)
+    };
+    Ok(RunSettings {
+        ingest: IngestOptions {
+            format,
+            fields: evol_io::Fields {
+                instruction: field_name(args.instruction_field.as_deref(), "--instruction-field")?,
+                id: field_name(args.id_field.as_deref(), "--id-field")?,
+            },
+            limit: args.limit.map(|l| l as u64),
+            shard,
+            skip_invalid: args.skip_invalid,
+            run_seed: args.seed,
+            dedup,
+        },
+        method: Method {
+            rounds: args.rounds,
+            operations,
+            run_seed: args.seed,
+            rules: Rules {
+                equality: !args.no_equality_check,
+                sorry: !args.no_sorry_check,
+                stop_words: !args.no_stop_words_check,
+                copied_prompt: !args.no_copy_check,
+                asks_for_input: !args.no_asks_check,
+            },
+            answer: !args.no_answer,
+            answer_seeds: args.include_seeds && !args.no_answer,
+            evolve_sampling: evolve,
+            answer_sampling: answer,
+            judge_sampling: judge,
+            request_seeds: model.request_seeds,
+            dedup,
+            difficulty,
+        },
+        execution: model.execution(args.retry_failed),
+        templates: Templates::builtin(),
+        models,
+        backend: model.backend,
+        include_seeds: args.include_seeds,
+        seeds: args.seeds,
+        output: args.output,
+        fresh: args.fresh,
+        dry_run: args.dry_run,
+        quiet: args.quiet,
+    })
 }
 
 /// A flag's text, trimmed; an empty one is a mistake.
@@ -278,33 +168,10 @@ fn non_empty(flag: &str, v: &Option<String>) -> Result<Option<String>, UsageErro
     }
 }
 
-/// The model flags every command that calls models shares, validated:
-/// where the models are, how to call them, and what may be spent.
-pub struct ModelSettings {
-    pub backend: Backend,
-    /// The model asked for with `--model` (none: the server's only model,
-    /// or the embedded engine's default).
-    pub model: Option<String>,
-    pub concurrency: usize,
-    pub caps: Caps,
-    pub prices: Prices,
-    pub default_price: Option<Price>,
-    pub request_seeds: bool,
-}
+impl FromArgs<ModelArgs> for ModelSettings {
+    type Error = UsageError;
 
-impl ModelSettings {
-    /// The execution settings these model settings give an attempt.
-    pub fn execution(&self, retry_failed: bool) -> Execution {
-        Execution {
-            concurrency: self.concurrency,
-            retry_failed,
-            caps: self.caps,
-            prices: self.prices.clone(),
-            default_price: self.default_price,
-        }
-    }
-
-    pub fn from_args(args: ModelArgs) -> Result<ModelSettings, UsageError> {
+    fn from_args(args: ModelArgs) -> Result<ModelSettings, UsageError> {
         if args.concurrency == 0 || args.concurrency > 100_000 {
             return Err(usage("--concurrency must be between 1 and 100000"));
         }
@@ -446,23 +313,10 @@ fn seconds(flag: &str, value: f64, zero: bool) -> Result<Duration, UsageError> {
     Ok(Duration::from_secs_f64(value))
 }
 
-/// The embedded engine's settings, validated.
-#[derive(Debug, Clone)]
-#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
-pub struct EngineSettings {
-    pub model_path: Option<PathBuf>,
-    pub chat_template: Option<String>,
-    pub threads: Option<u32>,
-    pub ctx_size: u32,
-    pub parallel: u32,
-    pub batch_size: u32,
-    pub prefix_cache: bool,
-    #[cfg(feature = "embedded")]
-    pub kv_cache: evol_llama::KvCache,
-}
+impl FromArgs<EngineArgs> for EngineSettings {
+    type Error = UsageError;
 
-impl EngineSettings {
-    pub fn from_args(args: EngineArgs) -> Result<EngineSettings, UsageError> {
+    fn from_args(args: EngineArgs) -> Result<EngineSettings, UsageError> {
         #[cfg(feature = "embedded")]
         let kv_cache = args.kv_cache.parse().map_err(|e: String| usage(format!("--kv-cache: {e}")))?;
         Ok(EngineSettings {
@@ -500,20 +354,6 @@ fn read_config(path: &Path) -> Result<ConfigFile, UsageError> {
         }
     }
     Ok(config)
-}
-
-impl Execution {
-    /// The price table for the models a run uses: the config's entries, and
-    /// the flags' price for the others.
-    pub fn prices_for(&self, models: &[&str]) -> Prices {
-        let mut prices = self.prices.clone();
-        if let Some(price) = self.default_price {
-            for m in models {
-                prices.0.entry(m.to_string()).or_insert(price);
-            }
-        }
-        prices
-    }
 }
 
 fn sampling(prefix: &str, temperature: f32, top_p: f32, max_tokens: u32) -> Result<Sampling, UsageError> {
@@ -569,32 +409,10 @@ pub fn dedup_params(args: &crate::cli::DedupParamArgs, flag: &str) -> Result<evo
     params.validate().map_err(|e| usage(format!("{flag}: {e}")))
 }
 
-/// `evol dedup`'s settings, validated.
-#[derive(Debug)]
-pub struct DedupSettings {
-    /// The input and where its kept rows and clusters go; none with only
-    /// `--explain`.
-    pub files: Option<DedupFiles>,
-    pub against: Vec<PathBuf>,
-    pub field: evol_io::TextField,
-    pub format: evol_io::SeedFormat,
-    pub params: evol_dedup::Params,
-    pub exact_only: bool,
-    pub skip_invalid: bool,
-    pub explain: bool,
-    /// The summary as JSON on stdout.
-    pub json: bool,
-}
+impl FromArgs<crate::cli::DedupArgs> for DedupSettings {
+    type Error = UsageError;
 
-#[derive(Debug)]
-pub struct DedupFiles {
-    pub input: PathBuf,
-    pub output: PathBuf,
-    pub clusters: PathBuf,
-}
-
-impl DedupSettings {
-    pub fn from_args(args: crate::cli::DedupArgs) -> Result<DedupSettings, UsageError> {
+    fn from_args(args: crate::cli::DedupArgs) -> Result<DedupSettings, UsageError> {
         let params = dedup_params(&args.params, "near duplicates")?;
         let field = args.field.parse().map_err(|e: String| usage(format!("--field: {e}")))?;
         let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
@@ -640,26 +458,10 @@ impl DedupSettings {
     }
 }
 
-/// `evol score`'s settings, validated.
-pub struct ScoreSettings {
-    pub input: PathBuf,
-    pub output: PathBuf,
-    pub fresh: bool,
-    pub quiet: bool,
-    pub measures: Vec<evol_core::score::Measure>,
-    pub field: evol_io::TextField,
-    pub response_field: Option<String>,
-    pub group_field: String,
-    pub group_size: usize,
-    pub format: evol_io::SeedFormat,
-    pub skip_invalid: bool,
-    pub sampling: Sampling,
-    pub model: ModelSettings,
-    pub execution: Execution,
-}
+impl FromArgs<crate::cli::ScoreArgs> for ScoreSettings {
+    type Error = UsageError;
 
-impl ScoreSettings {
-    pub fn from_args(args: crate::cli::ScoreArgs) -> Result<ScoreSettings, UsageError> {
+    fn from_args(args: crate::cli::ScoreArgs) -> Result<ScoreSettings, UsageError> {
         use evol_core::score::Measure;
         let mut measures = Vec::new();
         if args.difficulty {
@@ -700,29 +502,10 @@ impl ScoreSettings {
     }
 }
 
-/// `evol optimize`'s settings, validated.
-pub struct OptimizeRunSettings {
-    pub seeds: PathBuf,
-    pub output: PathBuf,
-    pub fresh: bool,
-    pub quiet: bool,
-    pub format: evol_io::SeedFormat,
-    pub dev: usize,
-    /// The set the method comes from, the operator whose literal method
-    /// is optimised, that method's template name and its text.
-    pub set: OperatorSet,
-    pub operation: evol_core::Operation,
-    pub method_name: String,
-    pub start_method: String,
-    pub templates: Templates,
-    pub optimize: evol_core::optimize::OptimizeSettings,
-    pub models: RoleModels,
-    pub model: ModelSettings,
-    pub execution: Execution,
-}
+impl FromArgs<crate::cli::OptimizeArgs> for OptimizeRunSettings {
+    type Error = anyhow::Error;
 
-impl OptimizeRunSettings {
-    pub fn from_args(args: crate::cli::OptimizeArgs) -> anyhow::Result<OptimizeRunSettings> {
+    fn from_args(args: crate::cli::OptimizeArgs) -> anyhow::Result<OptimizeRunSettings> {
         let mut set = match &args.from {
             Some(path) => read_operator_file(path)?,
             None => OperatorSet::builtin("auto").expect("built in"),
@@ -811,52 +594,29 @@ impl OptimizeRunSettings {
     }
 }
 
-/// The model of an evaluation command (`evol answer`, `judge`, `arena`):
-/// the one model it calls and how to reach it.
-pub struct EvalModel {
-    pub model: ModelSettings,
-    pub execution: Execution,
-    pub sampling: Sampling,
-    /// The run seed of the request seeds (and the bootstrap).
-    pub seed: u64,
-}
-
-impl EvalModel {
-    fn new(
-        mut model: ModelSettings,
-        named: Option<(&str, &Option<String>)>,
-        retry_failed: bool,
-        sampling: Sampling,
-        seed: u64,
-    ) -> Result<EvalModel, UsageError> {
-        if let Some((flag, value)) = named {
-            if let Some(name) = non_empty(flag, value)? {
-                if model.model.as_ref().is_some_and(|m| m != &name) {
-                    return Err(usage(format!("pass {flag} or --model, not both (the command calls one model)")));
-                }
-                model.model = Some(name);
+fn eval_model(
+    mut model: ModelSettings,
+    named: Option<(&str, &Option<String>)>,
+    retry_failed: bool,
+    sampling: Sampling,
+    seed: u64,
+) -> Result<EvalModel, UsageError> {
+    if let Some((flag, value)) = named {
+        if let Some(name) = non_empty(flag, value)? {
+            if model.model.as_ref().is_some_and(|m| m != &name) {
+                return Err(usage(format!("pass {flag} or --model, not both (the command calls one model)")));
             }
+            model.model = Some(name);
         }
-        let execution = model.execution(retry_failed);
-        Ok(EvalModel { model, execution, sampling, seed })
     }
+    let execution = model.execution(retry_failed);
+    Ok(EvalModel { model, execution, sampling, seed })
 }
 
-/// `evol answer`'s settings.
-pub struct AnswerSettings {
-    pub testset: PathBuf,
-    pub output: PathBuf,
-    pub fresh: bool,
-    pub quiet: bool,
-    pub format: evol_io::SeedFormat,
-    pub name: Option<String>,
-    pub system: Option<String>,
-    pub limit: Option<usize>,
-    pub eval: EvalModel,
-}
+impl FromArgs<crate::cli::AnswerArgs> for AnswerSettings {
+    type Error = UsageError;
 
-impl AnswerSettings {
-    pub fn from_args(args: crate::cli::AnswerArgs) -> Result<AnswerSettings, UsageError> {
+    fn from_args(args: crate::cli::AnswerArgs) -> Result<AnswerSettings, UsageError> {
         let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
         let sampling = sampling("", args.temperature, args.top_p, args.max_tokens)?;
         if args.limit == Some(0) {
@@ -874,23 +634,9 @@ impl AnswerSettings {
             name,
             system,
             limit: args.limit,
-            eval: EvalModel::new(model, None, args.retry_failed, sampling, args.seed)?,
+            eval: eval_model(model, None, args.retry_failed, sampling, args.seed)?,
         })
     }
-}
-
-/// `evol judge`'s settings.
-pub struct JudgeSettings {
-    pub testset: PathBuf,
-    pub candidate: PathBuf,
-    pub reference: PathBuf,
-    pub output: PathBuf,
-    pub fresh: bool,
-    pub quiet: bool,
-    pub format: evol_io::SeedFormat,
-    pub both_orders: bool,
-    pub bootstrap: usize,
-    pub eval: EvalModel,
 }
 
 fn bootstrap_rounds(rounds: usize) -> Result<usize, UsageError> {
@@ -900,8 +646,10 @@ fn bootstrap_rounds(rounds: usize) -> Result<usize, UsageError> {
     Ok(rounds)
 }
 
-impl JudgeSettings {
-    pub fn from_args(args: crate::cli::JudgeArgs) -> Result<JudgeSettings, UsageError> {
+impl FromArgs<crate::cli::JudgeArgs> for JudgeSettings {
+    type Error = UsageError;
+
+    fn from_args(args: crate::cli::JudgeArgs) -> Result<JudgeSettings, UsageError> {
         let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
         let sampling = sampling("", args.temperature, 1.0, args.max_tokens)?;
         let model = ModelSettings::from_args(args.models)?;
@@ -915,7 +663,7 @@ impl JudgeSettings {
             format,
             both_orders: !args.single_order,
             bootstrap: bootstrap_rounds(args.bootstrap)?,
-            eval: EvalModel::new(
+            eval: eval_model(
                 model,
                 Some(("--judge-model", &args.judge_model)),
                 args.retry_failed,
@@ -926,32 +674,10 @@ impl JudgeSettings {
     }
 }
 
-/// Where an arena's games come from.
-pub enum ArenaSource {
-    /// Answers files, each with the name it goes under (none: the rows').
-    Answers(Vec<(Option<String>, PathBuf)>),
-    /// Battle logs to refit, calling no model.
-    Battles(Vec<PathBuf>),
-}
+impl FromArgs<crate::cli::ArenaArgs> for ArenaSettings {
+    type Error = UsageError;
 
-/// `evol arena`'s settings.
-pub struct ArenaSettings {
-    pub source: ArenaSource,
-    pub output: PathBuf,
-    pub fresh: bool,
-    pub quiet: bool,
-    pub pairs_per_question: Option<usize>,
-    pub bootstrap: usize,
-    pub anchor: Option<(String, f64)>,
-    pub style_control: bool,
-    /// Arena Learning: the target and the directory of its data.
-    pub learn: Option<(String, PathBuf)>,
-    pub min_margin: f64,
-    pub eval: EvalModel,
-}
-
-impl ArenaSettings {
-    pub fn from_args(args: crate::cli::ArenaArgs) -> Result<ArenaSettings, UsageError> {
+    fn from_args(args: crate::cli::ArenaArgs) -> Result<ArenaSettings, UsageError> {
         let source = match (args.answers.is_empty(), args.battles.is_empty()) {
             (false, true) => {
                 let files: Vec<(Option<String>, PathBuf)> = args
@@ -1017,7 +743,7 @@ impl ArenaSettings {
             style_control: args.style_control,
             learn,
             min_margin: args.min_margin,
-            eval: EvalModel::new(
+            eval: eval_model(
                 model,
                 Some(("--judge-model", &args.judge_model)),
                 args.retry_failed,
@@ -1037,4 +763,49 @@ fn field_name(name: Option<&str>, flag: &str) -> Result<Option<String>, UsageErr
         return Err(usage(format!("{flag}: a field name must be a non-empty text without control characters")));
     }
     Ok(Some(name.to_string()))
+}
+
+impl FromArgs<crate::cli::SelectArgs> for SelectSettings {
+    type Error = UsageError;
+
+    fn from_args(args: crate::cli::SelectArgs) -> Result<SelectSettings, UsageError> {
+        let by: Vec<String> = args.by.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        if by.is_empty() {
+            return Err(usage("--by names no field"));
+        }
+        if args.budget == 0 {
+            return Err(usage("--budget must be at least 1"));
+        }
+        if !(args.threshold.is_finite() && (-1.0..=1.0).contains(&args.threshold)) {
+            return Err(usage("--threshold must be a cosine similarity, from -1 to 1"));
+        }
+        if !(1..=2048).contains(&args.embed_batch) {
+            return Err(usage("--embed-batch must be between 1 and 2048"));
+        }
+        let field = args.field.parse().map_err(|e: String| usage(format!("--field: {e}")))?;
+        let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
+        let embeddings = match (args.embed_endpoint, args.embed_model) {
+            (None, None) => Embeddings::Lexical,
+            (Some(_), None) => return Err(usage("--embed-endpoint needs --embed-model")),
+            (Some(url), Some(model)) => {
+                evol_openai::parse_base_url(&url).map_err(|e| usage(format!("--embed-endpoint: {e}")))?;
+                let api_key = std::env::var(&args.api_key_env).ok().filter(|k| !k.trim().is_empty());
+                Embeddings::Server { url, model, api_key }
+            }
+            (None, Some(name)) => Embeddings::Local { name },
+        };
+        Ok(SelectSettings {
+            input: args.input,
+            output: args.output,
+            fresh: args.fresh,
+            quiet: args.quiet,
+            budget: args.budget,
+            by,
+            threshold: args.threshold,
+            embeddings,
+            embed_batch: args.embed_batch,
+            field,
+            format,
+        })
+    }
 }

@@ -101,6 +101,23 @@ impl Templates {
         Templates::with_overrides(BTreeMap::new()).expect("built-in templates are valid")
     }
 
+    /// The built-in template files the set's operators name and the set
+    /// does not define itself (and the data formats, when an operator draws
+    /// one): what a set file written stand-alone must carry.
+    pub fn builtin_used_by(set: &OperatorSet) -> BTreeMap<String, String> {
+        let mut used: Vec<&str> = Vec::new();
+        for op in set.operations.iter() {
+            used.extend([Some(op.template.as_str()), op.method.as_deref()].into_iter().flatten());
+            if op.data_formats {
+                used.push(DATA_FORMATS_FILE);
+            }
+        }
+        Templates::builtin_sources()
+            .filter(|(name, _)| used.contains(name) && !set.templates.contains_key(*name))
+            .map(|(name, text)| (name.to_string(), text.to_string()))
+            .collect()
+    }
+
     /// The built-in texts of every template file, by file name.
     pub fn builtin_sources() -> impl Iterator<Item = (&'static str, &'static str)> {
         DEFAULTS.iter().copied()

@@ -23,7 +23,7 @@ pub async fn batch(command: BatchCommand) -> anyhow::Result<()> {
         let unknown = |e: &evol_llm::ChatError| e.kind == evol_llm::ErrorKind::NotFound;
         let info = match client.batch(id).await {
             Err(e) if unknown(&e) => {
-                eprintln!("evol: batch `{}`: unknown to the server, nothing to cancel", evol_text::shown(id));
+                crate::say!("evol: batch `{}`: unknown to the server, nothing to cancel", evol_text::shown(id));
                 continue;
             }
             info => info?,
@@ -33,14 +33,14 @@ pub async fn batch(command: BatchCommand) -> anyhow::Result<()> {
         }
         match client.cancel_batch(id).await {
             Err(e) if unknown(&e) => {
-                eprintln!("evol: batch `{}`: unknown to the server, nothing to cancel", evol_text::shown(id));
+                crate::say!("evol: batch `{}`: unknown to the server, nothing to cancel", evol_text::shown(id));
                 continue;
             }
-            info => eprintln!("evol: batch `{}`: {}", evol_text::shown(id), evol_text::shown(&info?.status)),
+            info => crate::say!("evol: batch `{}`: {}", evol_text::shown(id), evol_text::shown(&info?.status)),
         }
         cancelled += 1;
     }
-    eprintln!(
+    crate::say!(
         "evol: cancelled {cancelled} of the run's {} unsettled batches; rerun the run's command to take their partial results and send the rest",
         batches.len()
     );

@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use crate::cli::{ConfigCommand, ShowCommand};
-use crate::settings::{Backend, RunSettings};
+use crate::settings::{Backend, FromArgs, RunSettings};
 
 pub fn config(command: ConfigCommand) -> anyhow::Result<()> {
     let ConfigCommand::Show { command: ShowCommand::Run(args) } = command;

@@ -18,7 +18,7 @@ use evol_io::{open_rows, Row, RowWriter, TextField};
 use rayon::prelude::*;
 
 use crate::cli::DedupArgs;
-use crate::settings::{DedupFiles, DedupSettings};
+use crate::settings::{DedupFiles, DedupSettings, FromArgs};
 
 /// Rows fingerprinted together.
 const BATCH: usize = 16_384;
@@ -230,7 +230,7 @@ fn report(
             "against_corpus": counts.against, "corpus_rows": counts.corpus_rows, "unreadable": counts.invalid,
             "seconds": elapsed.as_secs_f64(),
         });
-        eprint!("{}", evol_text::shown(&text));
+        crate::printer::err_text(&evol_text::shown(&text));
         return crate::stdout(&(summary.to_string() + "\n"));
     }
     crate::stdout(&evol_text::shown(&text))

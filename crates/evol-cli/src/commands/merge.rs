@@ -91,7 +91,7 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
     merged.mark_seeds_loaded()?;
     merged.set_state(RunState::Completed)?;
     let exported = out.export(&merged, identity.include_seeds, identity.settings.dedup)?;
-    eprintln!(
+    crate::say!(
         "evol: merged {} shards ({seeds} seeds, {} dataset rows) into `{}`",
         first.count,
         exported.rows,

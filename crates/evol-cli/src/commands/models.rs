@@ -10,8 +10,8 @@ pub fn models(command: ModelsCommand) -> anyhow::Result<()> {
         ModelsCommand::Pull { name, force } => {
             let model = evol_models::find(&name)?;
             let options = evol_models::PullOptions { force, ..Default::default() };
-            let path = evol_models::pull(&cache, model, &options, &mut |step| eprintln!("evol: {step}"))?;
-            eprintln!("evol: `{name}` is ready");
+            let path = evol_models::pull(&cache, model, &options, &mut |step| crate::say!("evol: {step}"))?;
+            crate::say!("evol: `{name}` is ready");
             crate::stdout(&format!("{}\n", path.display()))?;
         }
         ModelsCommand::List => {
@@ -27,7 +27,7 @@ pub fn models(command: ModelsCommand) -> anyhow::Result<()> {
                 );
             }
             crate::stdout(&out)?;
-            eprintln!("cache: {}", cache.display());
+            crate::say!("cache: {}", cache.display());
         }
     }
     Ok(())

@@ -1,8 +1,6 @@
 //! `evol ops list` and `evol ops show NAME`: the operator sets, to read,
 //! copy and edit.
 
-use std::collections::BTreeMap;
-
 use anyhow::{bail, Context};
 use evol_core::ops::{OperatorSet, BUILTIN_SETS};
 use evol_core::{OperationSet, Templates};
@@ -74,7 +72,7 @@ fn show(name: &str) -> anyhow::Result<String> {
             }
         }
     };
-    let extra = builtin_templates_used(&set);
+    let extra = Templates::builtin_used_by(&set);
     if let (Some(text), None, true) = (shipped, operator, extra.is_empty()) {
         return Ok(text.to_string());
     }
@@ -97,22 +95,6 @@ fn one(ops: &OperationSet, name: &str) -> OperationSet {
     ops.select(name).expect("the operator exists")
 }
 
-/// The built-in template files the set's operators name and the set does
-/// not define itself (and the data formats, when an operator draws one).
-pub(crate) fn builtin_templates_used(set: &OperatorSet) -> BTreeMap<String, String> {
-    let mut used: Vec<&str> = Vec::new();
-    for op in set.operations.iter() {
-        used.extend([Some(op.template.as_str()), op.method.as_deref()].into_iter().flatten());
-        if op.data_formats {
-            used.push(evol_core::templates::DATA_FORMATS_FILE);
-        }
-    }
-    Templates::builtin_sources()
-        .filter(|(name, _)| used.contains(name) && !set.templates.contains_key(*name))
-        .map(|(name, text)| (name.to_string(), text.to_string()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,7 +107,7 @@ mod tests {
             let text = show(name).unwrap();
             let set = OperatorSet::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
             assert_eq!(set.operations, OperatorSet::builtin(name).unwrap().operations, "{name}");
-            let t = Templates::new(BTreeMap::new(), &set, &set.operations).unwrap();
+            let t = Templates::new(std::collections::BTreeMap::new(), &set, &set.operations).unwrap();
             if name == "evol" {
                 assert_eq!(t.digest(), Templates::builtin().digest());
                 assert!(text.contains("[templates]") && text.contains("\"in_depth.txt\" = '''"));

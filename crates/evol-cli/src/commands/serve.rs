@@ -14,7 +14,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::io::Write;
 
-    let engine_settings = crate::settings::EngineSettings::from_args(args.engine)?;
+    let engine_settings = <evol::settings::EngineSettings as crate::settings::FromArgs<_>>::from_args(args.engine)?;
     let seconds = |flag: &str, v: f64| {
         if v.is_finite() && v > 0.0 && v <= 1e7 {
             Ok(std::time::Duration::from_secs_f64(v))
@@ -35,17 +35,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         body_timeout: seconds("--body-timeout", args.body_timeout)?,
     };
-    let (name, path) = crate::local::resolve(Some(&args.model), &engine_settings, args.quiet)?;
-    let engine = crate::local::start(name, path, &engine_settings)?;
+    let (name, path) =
+        evol::engine::resolve(Some(&args.model), &engine_settings, &crate::printer::Printer::new(args.quiet))?;
+    let engine = evol::engine::start(name, path, &engine_settings)?;
     if !args.quiet {
-        eprintln!("evol: embedded engine: {}", crate::local::describe(&engine));
+        crate::say!("evol: embedded engine: {}", evol::engine::describe(&engine));
     }
     let listener =
         tokio::net::TcpListener::bind(&args.addr).await.with_context(|| format!("cannot listen on `{}`", args.addr))?;
     let addr = listener.local_addr()?;
     println!("listening on http://{addr}/v1");
     std::io::stdout().flush()?;
-    evol_serve::serve_with(listener, evol_serve::app(engine, config), crate::commands::run::stop_signal(), limits)
-        .await?;
+    evol_serve::serve_with(listener, evol_serve::app(engine, config), crate::printer::stop_signal(), limits).await?;
     Ok(())
 }

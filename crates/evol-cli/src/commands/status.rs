@@ -11,7 +11,7 @@ use evol_store::{CallTotals, Kind, RunIdentity, RunState, SqliteJournal};
 use serde::Serialize;
 
 use crate::cli::StatusArgs;
-use crate::progress::human;
+use evol::observe::human;
 
 #[derive(Serialize)]
 struct Status {

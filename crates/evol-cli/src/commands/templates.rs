@@ -18,7 +18,7 @@ pub fn templates(args: TemplatesArgs) -> anyhow::Result<()> {
         std::fs::write(&path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
         crate::stdout(&format!("{}\n", path.display()))?;
     }
-    eprintln!(
+    crate::say!(
         "evol: wrote {} template files; edit them and pass `--templates {}` to `evol run` (delete the ones you keep as they are)",
         sources.len(),
         args.dir.display()

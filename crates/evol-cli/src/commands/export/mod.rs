@@ -144,7 +144,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     let exported = exported?;
     let removed = exported.exact_duplicates + exported.near_duplicates;
     let left_out = if removed > 0 { format!(" ({removed} duplicates left out)") } else { String::new() };
-    eprintln!(
+    crate::say!(
         "evol: exported {} dataset rows{left_out} and the record files to `{}`",
         exported.rows,
         args.output.display()
@@ -293,7 +293,7 @@ fn finish(
         std::fs::write(to.join("README.md"), text)
             .with_context(|| format!("cannot write `{}`", to.join("README.md").display()))?;
     }
-    eprintln!(
+    crate::say!(
         "evol: wrote {} rows as {} to `{}` ({} file{}, {})",
         written.rows,
         format.name(),
@@ -419,7 +419,7 @@ fn export_rows(args: &ExportArgs, format: Format, file: &Path, to: &Path) -> any
     let mut writer = create(to, args, schema(format, false, args.plain, &extra))?;
     let mut made = Made::default();
     for (n, (place, instruction, id, object)) in rows.into_iter().enumerate() {
-        let output = match crate::commands::eval::field(&object, &["output", "response"]) {
+        let output = match evol::jobs::testset::field(&object, &["output", "response"]) {
             Some(Value::String(s)) => Some(s.clone()),
             _ => None,
         };

@@ -78,7 +78,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     std::fs::write(&tmp, &html).with_context(|| format!("cannot write `{}`", tmp.display()))?;
     std::fs::rename(&tmp, &args.output).with_context(|| format!("cannot write `{}`", args.output.display()))?;
     if !args.quiet {
-        eprintln!("evol: wrote `{}` ({:.1} MB)", args.output.display(), html.len() as f64 / 1_048_576.0);
+        crate::say!("evol: wrote `{}` ({:.1} MB)", args.output.display(), html.len() as f64 / 1_048_576.0);
     }
     Ok(())
 }
@@ -245,7 +245,7 @@ fn run_data(dir: &Path) -> anyhow::Result<(Value, Value)> {
         })?;
     }
     if unmatched > 0 {
-        eprintln!(
+        crate::say!(
             "warning: {unmatched} rows of `{}` match no record of the run and are left out of the report",
             path.display()
         );

@@ -1,245 +1,24 @@
 //! `evol run`: seeds in, evolved dataset out.
 
-pub(crate) mod models;
-
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use anyhow::bail;
-use evol_core::cost::{Budget, CapReached, Caps, Prices};
+use evol_core::cost::{Budget, Caps, Prices};
 use evol_core::{Caller, CallerSettings, Engine, EngineError, Method, Role, RunStats, StatsRecorder};
 use evol_store::ingest::{ingest, Input};
 use evol_store::output::{RunSink, DATASET, EVOLVED, REJECTED, SEED_ANSWERS, STATS};
 use evol_store::{OutputDir, RunIdentity, RunState, SqliteJournal};
 use serde::Serialize;
 
+use evol::backend::{connect_models, describe_backend, Connected, ServerLimits};
+use evol::observe::{human, Counting, Observer, Watched};
+use evol::session::{until_stopped, CapStop, Ended, Interrupted, Stalled, Stop};
+use evol::settings::RunSettings;
+
 use crate::cli::RunArgs;
-use crate::progress::{human, Counting, Progress, Watched};
-use crate::settings::{Backend, RunSettings};
-
-use models::{connect, connect_batches, embedded, ServerLimits};
-
-/// How long a first Ctrl-C waits for the calls in flight.
-const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The run was stopped with Ctrl-C or SIGTERM (exit code 130).
-#[derive(Debug, thiserror::Error)]
-#[error("interrupted; what was done is in `{0}` (rerun the same command to resume)")]
-pub struct Interrupted(pub String);
-
-/// The run stopped because no server answered for `--stall-timeout`
-/// (exit code 4).
-#[derive(Debug, thiserror::Error)]
-#[error("stopped: no call succeeded for {waited} (last error: {last}); what was done is in `{out}`: rerun the same command once a server answers, the calls that were waiting are sent then")]
-pub struct Stalled {
-    pub waited: String,
-    pub last: String,
-    pub out: String,
-}
-
-/// Why a run was stopped before its end.
-pub(crate) enum Stop {
-    Signal,
-    Stalled(String),
-}
-
-/// How a command's work ended.
-pub(crate) enum Ended<T> {
-    /// It ran to its end (or to an error of its own).
-    Done(T),
-    /// Ctrl-C, SIGTERM or a stall stopped it.
-    Stopped(Stop),
-}
-
-/// An error a command's work (calls through a [`evol_core::Caller`]) may
-/// end with: a caller's own, or another that wraps one.
-pub(crate) trait WorkError: Into<anyhow::Error> + Sized {
-    fn as_call(&self) -> Option<&evol_core::CallError>;
-    fn into_call(self) -> Result<evol_core::CallError, Self>;
-}
-
-impl WorkError for evol_core::CallError {
-    fn as_call(&self) -> Option<&evol_core::CallError> {
-        Some(self)
-    }
-
-    fn into_call(self) -> Result<evol_core::CallError, Self> {
-        Ok(self)
-    }
-}
-
-impl<T, E: WorkError> Ended<Result<T, E>> {
-    /// The state the work leaves its job in; `complete`: all of it was
-    /// done (work that ended well but not complete failed).
-    pub(crate) fn state(&self, complete: bool) -> RunState {
-        use evol_core::CallError;
-        match self {
-            Ended::Done(Ok(_)) if complete => RunState::Completed,
-            Ended::Done(Err(e)) => match e.as_call() {
-                Some(CallError::Cap(_)) => RunState::Capped,
-                Some(CallError::Stopped) => RunState::Interrupted,
-                _ => RunState::Failed,
-            },
-            Ended::Stopped(_) => RunState::Interrupted,
-            Ended::Done(Ok(_)) => RunState::Failed,
-        }
-    }
-
-    /// The command's result: a cap, a stop and a stall are their own
-    /// errors (and exit codes), naming the directory `out` to rerun on.
-    pub(crate) fn exit(self, stall_after: std::time::Duration, out: String) -> anyhow::Result<()> {
-        use evol_core::CallError;
-        match self {
-            Ended::Done(Ok(_)) => Ok(()),
-            Ended::Stopped(Stop::Signal) => Err(Interrupted(out).into()),
-            Ended::Stopped(Stop::Stalled(last)) => Err(Stalled { waited: human(stall_after), last, out }.into()),
-            Ended::Done(Err(e)) => match e.into_call() {
-                Ok(CallError::Cap(reached)) => Err(CapStop { reached, out }.into()),
-                Ok(CallError::Stopped) => Err(Interrupted(out).into()),
-                Ok(e) => Err(e.into()),
-                Err(e) => Err(e.into()),
-            },
-        }
-    }
-}
-
-/// Records a job's identity in its journal the first time; after that, a
-/// job of another identity on the same directory is refused (`what` names
-/// the job: "a scoring job").
-pub(crate) fn check_job_identity(
-    journal: &SqliteJournal,
-    key: &str,
-    identity: &str,
-    out: &std::path::Path,
-    what: &str,
-) -> anyhow::Result<()> {
-    match journal.fact(key)? {
-        Some(stored) if stored != identity => bail!(
-            "`{}` holds {what} of other inputs or other settings; rerun with the same ones to resume it, or pass --fresh to start over",
-            out.display()
-        ),
-        Some(_) => Ok(()),
-        None => Ok(journal.set_fact(key, identity)?),
-    }
-}
-
-/// Runs `work` (every model call of a command) until it ends, Ctrl-C or
-/// SIGTERM, or a stall of the servers (`stall_after`). A stop makes
-/// `stop_work` send nothing new, closes the pool (or the batches) so calls
-/// waiting for a server return unsent (a rerun makes them), and gives the
-/// calls in flight [`STOP_GRACE`] to finish and be committed; a second
-/// signal aborts.
-pub(crate) async fn until_stopped<T>(
-    work: impl std::future::Future<Output = T>,
-    stop_work: impl FnOnce(),
-    pool: Option<&evol_pool::Pool>,
-    batches: Option<&evol_openai::Batches>,
-    stall_after: std::time::Duration,
-    progress: &Progress,
-) -> Ended<T> {
-    tokio::pin!(work);
-    let stop = tokio::select! {
-        r = &mut work => return Ended::Done(r),
-        _ = stop_signal() => Stop::Signal,
-        last = stalled(pool.cloned(), batches.cloned(), stall_after) => Stop::Stalled(last),
-    };
-    stop_work();
-    let waiting = pool.map_or(0, |p| p.health().waiting);
-    if let Some(pool) = pool {
-        pool.close();
-    }
-    if let Some(batches) = batches {
-        batches.close();
-    }
-    let why = match &stop {
-        Stop::Signal => "stopping".to_string(),
-        Stop::Stalled(last) => evol_text::shown(&format!(
-            "no call succeeded for {}; stopping, {waiting} calls waiting for a server are left for the rerun (last error: {last})",
-            human(stall_after)
-        ))
-        .into_owned(),
-    };
-    progress.println(&format!(
-        "evol: {why}: waiting up to {}s for the calls in flight (press Ctrl-C again to abort)",
-        STOP_GRACE.as_secs()
-    ));
-    tokio::select! {
-        _ = &mut work => {}
-        _ = stop_signal() => {}
-        _ = tokio::time::sleep(STOP_GRACE) => {}
-    }
-    Ended::Stopped(stop)
-}
-
-/// Drives a command's calls to their end, handing each result to `each`.
-/// On the first error the caller stops sending, the calls already in
-/// flight still finish (so what was paid for is committed and handed on),
-/// and that first error is returned.
-pub(crate) async fn drain<T>(
-    calls: impl futures::Stream<Item = Result<T, evol_core::CallError>>,
-    caller: &evol_core::Caller,
-    mut each: impl FnMut(T),
-) -> Result<(), evol_core::CallError> {
-    use futures::StreamExt;
-    futures::pin_mut!(calls);
-    let mut first = None;
-    while let Some(done) = calls.next().await {
-        match done {
-            Ok(value) => each(value),
-            Err(e) => {
-                if first.is_none() {
-                    caller.stop();
-                    first = Some(e);
-                }
-            }
-        }
-    }
-    first.map_or(Ok(()), Err)
-}
-
-/// Resolves at Ctrl-C or SIGTERM (what `docker stop`, Kubernetes, systemd
-/// and `timeout` send).
-pub(crate) async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// Resolves with the last error once the servers (the pool, or the batch
-/// server) have had no success for `after` while requests failed; never
-/// on the embedded engine.
-async fn stalled(
-    pool: Option<evol_pool::Pool>,
-    batches: Option<evol_openai::Batches>,
-    after: std::time::Duration,
-) -> String {
-    if pool.is_none() && batches.is_none() {
-        return std::future::pending().await;
-    }
-    loop {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let last = pool.as_ref().and_then(|p| p.stalled(after)).or_else(|| batches.as_ref()?.stalled(after));
-        if let Some(last) = last {
-            return last;
-        }
-    }
-}
+use crate::printer::{signals, Printer};
+use crate::settings::FromArgs;
 
 /// What `stats.json` holds.
 #[derive(Serialize)]
@@ -340,7 +119,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let out = OutputDir::prepare(&settings.output, settings.fresh)?;
     let new_run = !out.has_journal();
     let journal = Arc::new(out.journal()?);
-    let Begun { mut input, models, endpoint, identity, committed } = match begin(&settings, &journal).await {
+    let printer = Printer::new(settings.quiet);
+    let Begun { mut input, models, endpoint, identity, committed } = match begin(&settings, &journal, &printer).await {
         Ok(begun) => begun,
         Err(e) => {
             if new_run {
@@ -353,7 +133,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let quiet = settings.quiet;
     if committed > 0 && !quiet {
-        eprintln!(
+        crate::say!(
             "evol: resuming the run in `{}`: {committed} calls are already committed and will not be sent again",
             out.root().display()
         );
@@ -368,7 +148,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
         for name in unique {
             if prices.get(name).is_none() {
-                eprintln!(
+                crate::say!(
                     "warning: no price for the model `{name}`: its calls count as free against --max-cost (set --price-prompt/--price-completion or [prices] in --config)"
                 );
             }
@@ -380,11 +160,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let caller = Arc::new(
         Caller::new(caller_settings, journal.clone(), stats.clone())?.with_costs(prices.clone(), budget.clone()),
     );
-    let pool = models.pool;
-    let batches = models.batches.clone();
-    let engine_activity = models.engine;
-    let mut engine =
-        Engine::new(settings.method.clone(), models.roles, settings.templates.clone(), stats.clone(), caller.clone())?;
+    let pool = models.pool.clone();
+    let mut engine = Engine::new(
+        settings.method.clone(),
+        models.roles.clone(),
+        settings.templates.clone(),
+        stats.clone(),
+        caller.clone(),
+    )?;
     if let Some(index) = input.seed_index.clone() {
         engine = engine.with_seed_index(index);
     }
@@ -392,7 +175,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if !quiet {
         let shard = settings.ingest.shard.map(|s| format!(" (shard {s})")).unwrap_or_default();
         let layout = input.layout.as_deref().map(|l| format!(" read as {l},")).unwrap_or_default();
-        eprintln!(
+        crate::say!(
             "evol: {seeds} seeds{shard}{layout} x {} rounds with `{}` at {endpoint} (concurrency {}) -> `{}`",
             settings.method.rounds,
             identity.model(Role::Evolve),
@@ -401,15 +184,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let watched = Watched { stats: stats.clone(), budget: budget.clone(), pool: pool.clone() };
-    let progress = Progress::start(watched, Counting::Steps { seeds, rounds: settings.method.rounds }, quiet);
+    printer.watch(watched, Counting::Steps { seeds, rounds: settings.method.rounds });
     let run = engine.run(journal.seeds(), &sink);
     let stall_after = settings.backend.stall_after();
-    let ended = until_stopped(run, || engine.stop(), pool.as_ref(), batches.as_ref(), stall_after, &progress).await;
+    let mut shutdown = signals();
+    let ended = until_stopped(run, || engine.stop(), &models, stall_after, &mut shutdown, &printer).await;
     let (result, stop): (Result<(), EngineError>, Option<Stop>) = match ended {
         Ended::Done(r) => (r, None),
         Ended::Stopped(stop) => (Err(EngineError::Stopped), Some(stop)),
     };
-    progress.finish();
+    printer.unwatch();
     // The seeds' index is done with: its memory goes before the export's.
     drop(engine);
     input.seed_index = None;
@@ -455,7 +239,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             settings: &settings.method,
             execution: ExecutionInfo {
                 concurrency: models.concurrency,
-                servers: models.limits,
+                servers: models.limits.clone(),
                 timeout_seconds: servers.map(|s| s.timeout.as_secs_f64()),
                 max_retries: servers.map(|s| s.retry.max_retries),
                 adaptive: servers.map(|s| s.adaptive),
@@ -465,15 +249,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             identity: &identity,
             endpoints: endpoint_info(pool.as_ref(), quiet),
             journal: journal.call_totals()?,
-            engine: engine_activity.as_ref().map(|report| report()),
+            engine: models.engine.as_ref().map(|report| report()),
         },
     )?;
     // `--quiet` shows only errors: the summary and warnings are in
     // stats.json.
     if !quiet {
-        eprint!("{}", evol_text::shown(&summary(&snapshot, exported, &out, settings.include_seeds)));
+        crate::printer::err_text(&evol_text::shown(&summary(&snapshot, exported, &out, settings.include_seeds)));
         if let Some(warning) = judge_warning(&snapshot.judge, identity.model(Role::Judge)) {
-            eprintln!("{}", evol_text::shown(&warning));
+            crate::say!("{}", evol_text::shown(&warning));
         }
     }
     match result {
@@ -493,7 +277,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// connected, and its identity checked against the journal's.
 struct Begun {
     input: Input,
-    models: models::Connected,
+    models: Connected,
     /// Where the models are, in words.
     endpoint: String,
     identity: RunIdentity,
@@ -503,30 +287,13 @@ struct Begun {
 
 /// Loads the seeds, connects the models and records (or checks) the run's
 /// identity: everything that can fail before the first call.
-async fn begin(settings: &RunSettings, journal: &Arc<SqliteJournal>) -> anyhow::Result<Begun> {
+async fn begin(settings: &RunSettings, journal: &Arc<SqliteJournal>, observer: &dyn Observer) -> anyhow::Result<Begun> {
     let input = ingest(&settings.seeds, settings.ingest.clone(), journal)?;
     report_skipped(settings, &input);
     let concurrency = settings.execution.concurrency;
     let roles = run_roles(&settings.method);
-    let (models, endpoint) = match &settings.backend {
-        Backend::Servers(servers) => {
-            let models = match servers.batch {
-                Some(batch) => {
-                    connect_batches(servers, &settings.models, &roles, batch, journal.clone(), settings.quiet).await?
-                }
-                None => connect(servers, &settings.models, &roles, concurrency, settings.quiet).await?,
-            };
-            let endpoint = match servers.endpoints.len() {
-                1 => evol_text::redact_url(&servers.endpoints[0].url).into_owned(),
-                n => format!("{n} servers"),
-            };
-            (models, endpoint)
-        }
-        Backend::Embedded(engine) => {
-            let connected = embedded(engine, &settings.models, &roles, concurrency, settings.quiet)?;
-            (connected, "the embedded engine".to_string())
-        }
-    };
+    let models = connect_models(&settings.backend, &settings.models, &roles, concurrency, journal, observer).await?;
+    let endpoint = describe_backend(&settings.backend);
     let identity = RunIdentity {
         seeds: input.digest.clone(),
         seed_count: input.total,
@@ -557,14 +324,14 @@ fn report_skipped(settings: &RunSettings, input: &Input) {
     }
     let file = settings.seeds.display();
     for (place, message) in &input.invalid {
-        eprintln!("{}", evol_text::shown(&format!("warning: `{file}` {place}: {message}; skipped")));
+        crate::say!("{}", evol_text::shown(&format!("warning: `{file}` {place}: {message}; skipped")));
     }
     for place in &input.empty {
-        eprintln!("{}", evol_text::shown(&format!("warning: `{file}` {place}: empty instruction; skipped")));
+        crate::say!("{}", evol_text::shown(&format!("warning: `{file}` {place}: empty instruction; skipped")));
     }
     let more = (input.invalid_count - input.invalid.len()) + (input.empty_count - input.empty.len());
     if more > 0 {
-        eprintln!("warning: ... and {more} more skipped");
+        crate::say!("warning: ... and {more} more skipped");
     }
 }
 
@@ -576,7 +343,7 @@ fn endpoint_info(pool: Option<&evol_pool::Pool>, quiet: bool) -> Vec<EndpointInf
         .map(|s| {
             if let Some(why) = s.out.as_ref().filter(|_| !quiet) {
                 let line = format!("warning: the server `{}` was out of the run at its end: {why}", s.name);
-                eprintln!("{}", evol_text::shown(&line));
+                crate::say!("{}", evol_text::shown(&line));
             }
             EndpointInfo { url: s.name, requests: s.requests, failures: s.failures, concurrency: s.limit, out: s.out }
         })
@@ -595,23 +362,6 @@ fn judge_warning(judge: &evol_core::stats::Verdicts, model: &str) -> Option<Stri
         "warning: the judge `{model}` answered neither \"Equal\" nor \"Not Equal\" to {} of {total} equality questions; those evolutions passed the check unjudged (use a stronger --judge-model; a reasoning judge may need a larger --judge-max-tokens)",
         judge.unclear
     ))
-}
-
-/// A budget cap stopped the run (exit code 3).
-#[derive(Debug, thiserror::Error)]
-#[error("stopped: {reached}; what was done is in `{out}` (raise {flag} and rerun the same command to continue)", flag = cap_flag(reached))]
-pub struct CapStop {
-    pub reached: CapReached,
-    pub out: String,
-}
-
-/// The flag that sets a cap.
-fn cap_flag(reached: &CapReached) -> &'static str {
-    match reached {
-        CapReached::Requests { .. } => "--max-requests",
-        CapReached::Tokens { .. } => "--max-tokens-total",
-        CapReached::Cost { .. } => "--max-cost",
-    }
 }
 
 /// Records the run's identity in a new journal, or checks it against the one
@@ -714,15 +464,7 @@ fn summary(s: &RunStats, exported: evol_store::Exported, out: &OutputDir, seeds_
 mod tests {
     use evol_core::stats::Verdicts;
 
-    use super::{cap_flag, judge_warning};
-
-    #[test]
-    fn each_cap_names_its_flag() {
-        use evol_core::cost::CapReached;
-        assert_eq!(cap_flag(&CapReached::Cost { cap: 0.01, used: 0.01 }), "--max-cost");
-        assert_eq!(cap_flag(&CapReached::Requests { cap: 1 }), "--max-requests");
-        assert_eq!(cap_flag(&CapReached::Tokens { cap: 1, used: 1 }), "--max-tokens-total");
-    }
+    use super::judge_warning;
 
     #[test]
     fn the_judge_warning_needs_many_unclear_replies() {

@@ -1,9 +1,7 @@
 //! `evol select`: DEITA selection by score with a diversity threshold.
 
-mod util;
-
+use crate::util::*;
 use evol_mock::MockConfig;
-use util::*;
 
 /// Rows with scores: `a` and `a2` say the same, `b` and `c` are their own.
 fn rows() -> String {

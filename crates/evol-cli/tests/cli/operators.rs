@@ -1,12 +1,10 @@
 //! Operator sets (`--ops code|math`, `--ops-file`, `evol ops`) and Auto
 //! Evol-Instruct (`evol optimize`), end to end against the simulator.
 
-mod util;
-
 use std::collections::BTreeMap;
 
+use crate::util::*;
 use evol_mock::MockConfig;
-use util::*;
 
 fn operations(out: &std::path::Path) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();

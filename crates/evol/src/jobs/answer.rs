@@ -18,11 +18,11 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{read_testset, request_seed, Question, Session};
-use crate::cli::AnswerArgs;
-use crate::commands::run::drain;
-use crate::progress::human;
+use super::testset::{read_testset, request_seed, Question};
+use crate::observe::{human, Observer};
+use crate::session::{drain, Session};
 use crate::settings::AnswerSettings;
+use crate::shutdown::Shutdown;
 
 /// One question's outcome: the answers to its turns, or the error that
 /// stopped them.
@@ -33,34 +33,30 @@ struct Outcome {
     error: Option<String>,
 }
 
-pub async fn answer(args: AnswerArgs) -> anyhow::Result<()> {
-    let settings = AnswerSettings::from_args(args)?;
-    let quiet = settings.quiet;
+/// Answers every question of the test set (what a rerun finds in OUT's
+/// journal is not asked again) and writes `answers.jsonl` and `stats.json`.
+pub async fn answer(settings: AnswerSettings, observer: &dyn Observer, mut shutdown: Shutdown) -> anyhow::Result<()> {
     let questions = read_testset(&settings.testset, settings.format, settings.limit)?;
     let calls: u64 = questions.iter().map(|q| q.turns.len() as u64).sum();
+    let n = questions.len() as u64;
+    let eval = &settings.eval;
     let session =
-        Session::open(&settings.output, settings.fresh, &settings.eval, Role::Answer, questions.len() as u64, quiet)
+        Session::open(&settings.output, settings.fresh, &eval.model, &eval.execution, Role::Answer, n, observer)
             .await?;
+    session.begin()?;
     let name = settings.name.clone().unwrap_or_else(|| session.model.name().to_string());
-    if !quiet {
-        eprintln!(
-            "{}",
-            evol_text::shown(&format!(
-                "evol: answering {} questions ({calls} calls) with `{}` as `{name}` -> `{}`",
-                questions.len(),
-                session.model.name(),
-                session.out.root().display()
-            ))
-        );
-    }
-    let progress = session.progress(questions.len() as u64, "questions", quiet);
+    observer.say(&format!(
+        "evol: answering {} questions ({calls} calls) with `{}` as `{name}` -> `{}`",
+        questions.len(),
+        session.model.name(),
+        session.out.root().display()
+    ));
     let results: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..questions.len()).map(|_| None).collect());
     let asked = futures::stream::iter(questions.iter().enumerate())
         .map(|(i, q)| answer_one(&session, &settings, i, q))
         .buffer_unordered(session.connected.admitted.max(1));
     let work = drain(asked, &session.caller, |(i, outcome)| results.lock().unwrap()[i] = Some(outcome));
-    let ended = session.until_stopped(work, &settings.eval, &progress).await;
-    progress.finish();
+    let ended = session.run(work, (n, "questions"), &mut shutdown, observer).await;
     let results = results.into_inner().unwrap();
 
     let path = session.out.path(ANSWERS);
@@ -96,15 +92,13 @@ pub async fn answer(args: AnswerArgs) -> anyhow::Result<()> {
             sampling: settings.eval.sampling,
         },
     )?;
-    if !quiet {
-        eprintln!(
-            "evol: answered {answered} of {} questions ({failed} failed) in {}; wrote {}",
-            questions.len(),
-            human(std::time::Duration::from_secs_f64(snapshot.wall_seconds)),
-            path.display()
-        );
-    }
-    ended.exit(settings.eval.model.backend.stall_after(), session.out.root().display().to_string())
+    observer.say(&format!(
+        "evol: answered {answered} of {} questions ({failed} failed) in {}; wrote {}",
+        questions.len(),
+        human(std::time::Duration::from_secs_f64(snapshot.wall_seconds)),
+        path.display()
+    ));
+    ended.exit(session.stall_after(), session.out_name())
 }
 
 /// Answers one question's turns in order.

@@ -1,5 +1,7 @@
-//! The models of a run: servers behind a pool, provider batches, or the
-//! embedded engine; each server checked before any work.
+//! Connecting a backend: servers behind a pool, provider batches, or the
+//! embedded engine; each server checked before any work (a trial call
+//! where it does not list the model), so a wrong URL, key or model fails
+//! in seconds.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -11,11 +13,13 @@ use evol_openai::{BatchLedger, BatchSettings, Batches, ClientConfig, OpenAiClien
 use evol_pool::{Endpoint, EndpointConfig, Pool};
 use evol_store::{BatchServer, SqliteJournal};
 
-use crate::settings::{EngineSettings, RoleModels, Servers, UsageError};
+use crate::observe::Observer;
+use crate::settings::{Backend, EngineSettings, Execution, ModelSettings, RoleModels, Servers};
+use crate::UsageError;
 
 /// The limits a server was used with, for `stats.json`.
 #[derive(Debug, Clone, serde::Serialize)]
-pub(crate) struct ServerLimits {
+pub struct ServerLimits {
     pub url: String,
     /// The most calls in flight on it (the ceiling its adapted concurrency
     /// moves under).
@@ -26,7 +30,7 @@ pub(crate) struct ServerLimits {
 }
 
 /// The models of a run and how many calls may be in flight in all.
-pub(crate) struct Connected {
+pub struct Connected {
     pub roles: Roles,
     /// The most calls in flight in all (the sum of the servers' ceilings).
     pub concurrency: usize,
@@ -43,16 +47,60 @@ pub(crate) struct Connected {
     pub engine: Option<Box<dyn Fn() -> serde_json::Value + Send + Sync>>,
 }
 
+/// Connects the models of `roles` on `backend`: the servers (or their
+/// batch API), or the embedded engine. `journal` keeps a batch run's
+/// batches.
+pub async fn connect_models(
+    backend: &Backend,
+    wanted: &RoleModels,
+    roles: &[Role],
+    concurrency: usize,
+    journal: &Arc<SqliteJournal>,
+    observer: &dyn Observer,
+) -> anyhow::Result<Connected> {
+    match backend {
+        Backend::Servers(servers) => match servers.batch {
+            Some(batch) => connect_batches(servers, wanted, roles, batch, journal.clone(), observer).await,
+            None => connect(servers, wanted, roles, concurrency, observer).await,
+        },
+        Backend::Embedded(engine) => embedded(engine, wanted, roles, concurrency, observer),
+    }
+}
+
+/// Connects the one model of a job that plays `role` (the model flags'
+/// `--model`).
+pub async fn connect_role(
+    model: &ModelSettings,
+    execution: &Execution,
+    role: Role,
+    journal: &Arc<SqliteJournal>,
+    observer: &dyn Observer,
+) -> anyhow::Result<Connected> {
+    let wanted = RoleModels { evolve: model.model.clone(), ..RoleModels::default() };
+    connect_models(&model.backend, &wanted, &[role], execution.concurrency, journal, observer).await
+}
+
+/// Where the models are, in words (URLs without credentials).
+pub fn describe_backend(backend: &Backend) -> String {
+    match backend {
+        Backend::Servers(servers) => match servers.endpoints.len() {
+            1 => evol_text::redact_url(&servers.endpoints[0].url).into_owned(),
+            n => format!("{n} servers"),
+        },
+        Backend::Embedded(_) => "the embedded engine".to_string(),
+    }
+}
+
 /// Builds one client per server and role, checks before any work that each
 /// server answers and knows its model (a wrong URL or key fails in seconds,
 /// not after minutes of retries), and puts them behind one pool. With
 /// several servers, one that fails the check is left out with a warning.
-pub(crate) async fn connect(
+pub async fn connect(
     servers: &Servers,
     wanted: &RoleModels,
     roles: &[Role],
     concurrency: usize,
-    quiet: bool,
+    observer: &dyn Observer,
 ) -> anyhow::Result<Connected> {
     let many = servers.endpoints.len() > 1;
     let mut endpoints = Vec::new();
@@ -60,7 +108,7 @@ pub(crate) async fn connect(
     let mut names: Option<std::collections::BTreeMap<Role, String>> = None;
     let mut failures = Vec::new();
     for endpoint in &servers.endpoints {
-        match check_endpoint(servers, wanted, endpoint, quiet).await {
+        match check_endpoint(servers, wanted, endpoint, observer).await {
             Ok((client, model)) => {
                 let role_models = role_models(wanted, &model, roles);
                 let clients = role_models
@@ -89,15 +137,8 @@ pub(crate) async fn connect(
                 endpoints.push(Endpoint { config, clients });
             }
             Err(e) if many => {
-                if !quiet {
-                    eprintln!(
-                        "{}",
-                        evol_text::shown(&format!(
-                            "warning: leaving out the server `{}`: {e:#}",
-                            evol_text::redact_url(&endpoint.url)
-                        ))
-                    );
-                }
+                observer
+                    .say(&format!("warning: leaving out the server `{}`: {e:#}", evol_text::redact_url(&endpoint.url)));
                 failures.push(e);
             }
             Err(e) => return Err(e),
@@ -145,22 +186,24 @@ fn role_models(wanted: &RoleModels, evolve: &str, roles: &[Role]) -> std::collec
 
 /// Sends the calls as provider batches on the one server: its batches are
 /// journaled, and those a stopped run left unsettled are adopted.
-pub(crate) async fn connect_batches(
+pub async fn connect_batches(
     servers: &Servers,
     wanted: &RoleModels,
     roles: &[Role],
     batch: BatchSettings,
     journal: Arc<SqliteJournal>,
-    quiet: bool,
+    observer: &dyn Observer,
 ) -> anyhow::Result<Connected> {
     let endpoint = &servers.endpoints[0];
-    let (client, model) = check_endpoint(servers, wanted, endpoint, quiet).await?;
+    let (client, model) = check_endpoint(servers, wanted, endpoint, observer).await?;
     let url = client.base_url().to_string();
     let key_env = endpoint.api_key_env.clone().unwrap_or_else(|| servers.api_key_env.clone());
     journal.set_batch_server(&BatchServer { url: url.clone(), api_key_env: key_env })?;
     let adopted = journal.unsettled_batches()?.len();
-    if adopted > 0 && !quiet {
-        eprintln!("evol: adopting {adopted} batches of the earlier attempt (their results are not paid again)");
+    if adopted > 0 {
+        observer.say(&format!(
+            "evol: adopting {adopted} batches of the earlier attempt (their results are not paid again)"
+        ));
     }
     let client = OpenAiClient::new(ClientConfig { retry: servers.retry, ..client_config(servers, endpoint) })
         .map_err(|e| UsageError(e.to_string()))?;
@@ -214,7 +257,7 @@ async fn check_endpoint(
     servers: &Servers,
     wanted: &RoleModels,
     endpoint: &crate::settings::Endpoint,
-    quiet: bool,
+    observer: &dyn Observer,
 ) -> anyhow::Result<(OpenAiClient, String)> {
     let client = OpenAiClient::new(client_config(servers, endpoint)).map_err(|e| UsageError(e.to_string()))?;
     let url = client.base_url().to_string();
@@ -230,9 +273,7 @@ async fn check_endpoint(
     let model = match (endpoint.model.as_ref().or(wanted.evolve.as_ref()), &listed) {
         (Some(m), _) => m.clone(),
         (None, Some(list)) if list.len() == 1 => {
-            if !quiet {
-                eprintln!("evol: using `{}`, the model `{url}` offers", list[0]);
-            }
+            observer.say(&format!("evol: using `{}`, the model `{url}` offers", list[0]));
             list[0].clone()
         }
         (None, Some(list)) if !list.is_empty() => {
@@ -263,20 +304,18 @@ async fn check_endpoint(
 }
 
 /// Starts the embedded engine: every role uses the one model.
-pub(crate) fn embedded(
+pub fn embedded(
     engine: &EngineSettings,
     wanted: &RoleModels,
     roles: &[Role],
     concurrency: usize,
-    quiet: bool,
+    observer: &dyn Observer,
 ) -> anyhow::Result<Connected> {
-    let (name, path) = crate::local::resolve(wanted.evolve.as_deref(), engine, quiet)?;
+    let (name, path) = crate::engine::resolve(wanted.evolve.as_deref(), engine, observer)?;
     #[cfg(feature = "embedded")]
     {
-        let engine = crate::local::start(name, path, engine)?;
-        if !quiet {
-            eprintln!("evol: embedded engine: {}", crate::local::describe(&engine));
-        }
+        let engine = crate::engine::start(name, path, engine)?;
+        observer.say(&format!("evol: embedded engine: {}", crate::engine::describe(&engine)));
         let report = engine.clone();
         let model: Arc<dyn ChatModel> = Arc::new(engine);
         Ok(Connected {
@@ -286,13 +325,13 @@ pub(crate) fn embedded(
             limits: Vec::new(),
             pool: None,
             batches: None,
-            engine: Some(Box::new(move || crate::local::activity(&report))),
+            engine: Some(Box::new(move || crate::engine::activity(&report))),
         })
     }
     #[cfg(not(feature = "embedded"))]
     {
         let _ = concurrency;
-        match crate::local::start(name, path, engine)? {}
+        match crate::engine::start(name, path, engine)? {}
     }
 }
 

@@ -1,9 +1,7 @@
 //! Difficulty and quality scores: `evol run --score-difficulty` and `evol score`.
 
-mod util;
-
+use crate::util::*;
 use evol_mock::MockConfig;
-use util::*;
 
 #[test]
 fn a_run_scores_the_seeds_and_each_round_and_the_mean_rises() {

@@ -2,10 +2,8 @@
 //! and CSV layouts, named fields, test sets as chats, and shell
 //! completions.
 
-mod util;
-
+use crate::util::*;
 use evol_mock::MockConfig;
-use util::*;
 
 #[test]
 fn sharegpt_seeds_are_read_and_their_layout_named() {

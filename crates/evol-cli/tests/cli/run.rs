@@ -1,11 +1,9 @@
 //! End-to-end tests of `evol run` against the simulator on loopback.
 
-mod util;
-
 use std::time::{Duration, Instant};
 
+use crate::util::*;
 use evol_mock::{Faults, MockConfig};
-use util::*;
 
 #[test]
 fn a_run_writes_every_attempt_with_its_lineage() {

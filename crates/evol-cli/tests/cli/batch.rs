@@ -1,11 +1,9 @@
 //! `--batch-api` against the simulator's `/v1/files` and `/v1/batches`.
 
-mod util;
-
 use std::time::{Duration, Instant};
 
+use crate::util::*;
 use evol_mock::{BatchConfig, MockConfig};
-use util::*;
 
 fn batch_mock(delay_ms: u64, expire_rate: f64) -> Mock {
     Mock::start(MockConfig { batch: BatchConfig { delay_ms, expire_rate }, ..MockConfig::default() })

@@ -1,11 +1,9 @@
 //! Run directories made by earlier releases resume under this one.
 
-mod util;
-
 use std::path::Path;
 
+use crate::util::*;
 use evol_mock::MockConfig;
-use util::*;
 
 /// The fixture of a 0.1.0 run killed midway (see its README).
 fn fixture() -> &'static Path {

@@ -3,9 +3,7 @@
 
 #![cfg(feature = "embedded")]
 
-mod util;
-
-use util::*;
+use crate::util::*;
 
 #[test]
 fn run_uses_the_embedded_default_model() {

@@ -1,10 +1,8 @@
 //! `evol dedup` over dataset files, and the near-duplicate check of `evol run`.
 
-mod util;
-
+use crate::util::*;
 use evol_mock::MockConfig;
 use serde_json::Value;
-use util::*;
 
 /// Forty distinct words, a seed of `n` words, and so on.
 fn words(prefix: &str, n: usize) -> String {

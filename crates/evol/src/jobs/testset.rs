@@ -1,39 +1,21 @@
-//! Evaluation: `evol answer` (a model's answers to a test set), `evol
-//! judge` (a candidate against a reference, both orders) and `evol arena`
-//! (battles among models, Bradley-Terry ratings, Arena Learning data).
-//!
-//! What they share lives here: reading test sets and answers files, and
-//! the [`Session`] every one of them calls its model through: OUT's
-//! journal, one [`Caller`] (replay, budget, rate control), progress, and
-//! the stop on Ctrl-C, SIGTERM or a stall, as `evol run` and `evol score`
-//! do. The arithmetic is `evol-eval`'s.
-
-pub mod answer;
-pub mod arena;
-pub mod judge;
+//! What the evaluation jobs (`answer`, `judge`, `arena`) read: test sets
+//! (any container and layout `evol_io` reads: an instruction, a question,
+//! turns, a chat) and answers files (`evol answer`'s rows and the common
+//! shapes of others), each checked as it is read.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use evol_core::cost::Budget;
-use evol_core::journal::Journal;
-use evol_core::{Caller, CallerSettings, Role, StatsRecorder};
 use evol_io::{open_rows, SeedFormat};
-use evol_llm::ChatModel;
-use evol_store::{OutputDir, SqliteJournal};
 use rand::RngCore;
 use serde_json::{Map, Value};
 
-use crate::commands::run::models::{connect, connect_batches, embedded, Connected};
-use crate::commands::run::{until_stopped, Ended};
-use crate::progress::{Counting, Progress, Watched};
-use crate::settings::{Backend, EvalModel, RoleModels};
+use crate::settings::EvalModel;
 
 /// One question of a test set.
 #[derive(Debug, Clone)]
-pub(crate) struct Question {
+pub struct Question {
     pub id: String,
     /// The user's turns (one, or a conversation's).
     pub turns: Vec<String>,
@@ -44,7 +26,7 @@ pub(crate) struct Question {
 }
 
 /// The value of the first of `names` the object has (any case).
-pub(crate) fn field<'a>(object: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
+pub fn field<'a>(object: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
     names.iter().find_map(|name| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
@@ -72,7 +54,7 @@ fn file_digest(path: &Path) -> anyhow::Result<String> {
 
 /// Reads a test set: every row a question, ids unique (a row without one
 /// is named by its row number).
-pub(crate) fn read_testset(path: &Path, format: SeedFormat, limit: Option<usize>) -> anyhow::Result<Vec<Question>> {
+pub fn read_testset(path: &Path, format: SeedFormat, limit: Option<usize>) -> anyhow::Result<Vec<Question>> {
     let mut questions = Vec::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for (n, row) in open_rows(path, format)?.enumerate() {
@@ -143,7 +125,7 @@ fn chat_turns(value: &Value, name: &str, place: &str) -> anyhow::Result<(Vec<Str
 
 /// One model's answer to one question, as an answers file holds it.
 #[derive(Debug, Clone)]
-pub(crate) struct Answered {
+pub struct Answered {
     /// One answer per turn; empty when the answer failed.
     pub answers: Vec<String>,
     /// The question as the answers file states it (to check it is the
@@ -155,7 +137,7 @@ pub(crate) struct Answered {
 
 /// One model's answers.
 #[derive(Debug)]
-pub(crate) struct AnswerFile {
+pub struct AnswerFile {
     pub path: PathBuf,
     /// The name the rows give (`model`, `model_id` or `generator`).
     pub model: Option<String>,
@@ -169,7 +151,7 @@ pub(crate) struct AnswerFile {
 /// directory): `evol answer`'s rows, and the common shapes of others
 /// (`output` / `response` with `instruction`, AlpacaEval's `generator`,
 /// FastChat's `choices[0].turns`).
-pub(crate) fn read_answers(given: &Path) -> anyhow::Result<AnswerFile> {
+pub fn read_answers(given: &Path) -> anyhow::Result<AnswerFile> {
     let path = if given.is_dir() { given.join(evol_store::output::ANSWERS) } else { given.to_path_buf() };
     if !path.is_file() {
         bail!("no answers at `{}` (an `evol answer` directory or an answers file)", given.display());
@@ -226,95 +208,19 @@ pub(crate) fn read_answers(given: &Path) -> anyhow::Result<AnswerFile> {
 
 /// Whether an answers file's statement of a question is the test set's
 /// (same turns, whitespace aside).
-pub(crate) fn same_question(a: &[String], b: &[String]) -> bool {
+pub fn same_question(a: &[String], b: &[String]) -> bool {
     let same = |x: &String, y: &String| x == y || x.split_whitespace().eq(y.split_whitespace());
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
 }
 
 /// A request seed for a call, keyed by the job's seed and the call's key;
 /// none when request seeds are off.
-pub(crate) fn request_seed(eval: &EvalModel, key: &[&[u8]]) -> Option<u64> {
+pub fn request_seed(eval: &EvalModel, key: &[&[u8]]) -> Option<u64> {
     eval.model.request_seeds.then(|| evol_core::rng::keyed_rng(eval.seed, key).next_u64())
-}
-
-/// An evaluation command's model calls: OUT, its journal, the model and
-/// one journaled caller.
-pub(crate) struct Session {
-    pub out: OutputDir,
-    pub journal: Arc<SqliteJournal>,
-    pub connected: Connected,
-    pub model: Arc<dyn ChatModel>,
-    pub caller: Arc<Caller>,
-    pub stats: Arc<StatsRecorder>,
-    pub budget: Arc<Budget>,
-}
-
-impl Session {
-    /// Prepares OUT (locked; `fresh`: earlier files removed), connects the
-    /// model of `role` (the servers checked, or the embedded engine
-    /// started), builds the caller over OUT's journal for `calls` calls, and
-    /// marks the job running.
-    pub(crate) async fn open(
-        output: &Path,
-        fresh: bool,
-        eval: &EvalModel,
-        role: Role,
-        calls: u64,
-        quiet: bool,
-    ) -> anyhow::Result<Session> {
-        let out = OutputDir::prepare(output, fresh)?;
-        let journal = Arc::new(out.journal()?);
-        let roles = [role];
-        let wanted = RoleModels { evolve: eval.model.model.clone(), ..RoleModels::default() };
-        let concurrency = eval.execution.concurrency;
-        let connected: Connected = match &eval.model.backend {
-            Backend::Servers(servers) => match servers.batch {
-                Some(batch) => connect_batches(servers, &wanted, &roles, batch, journal.clone(), quiet).await?,
-                None => connect(servers, &wanted, &roles, concurrency, quiet).await?,
-            },
-            Backend::Embedded(engine) => embedded(engine, &wanted, &roles, concurrency, quiet)?,
-        };
-        let model = connected.roles.get(role)?.clone();
-        let stats = Arc::new(StatsRecorder::new(calls));
-        let prices = eval.execution.prices_for(&[model.name()]);
-        let budget = Arc::new(Budget::new(eval.execution.caps));
-        let settings = CallerSettings { concurrency: connected.admitted, retry_failed: eval.execution.retry_failed };
-        let caller = Arc::new(
-            Caller::new(settings, journal.clone() as Arc<dyn Journal>, stats.clone())?
-                .with_costs(prices, budget.clone()),
-        );
-        journal.set_state(evol_store::RunState::Running)?;
-        Ok(Session { out, journal, connected, model, caller, stats, budget })
-    }
-
-    /// The progress display over `total` items.
-    pub(crate) fn progress(&self, total: u64, unit: &'static str, quiet: bool) -> Progress {
-        let watched =
-            Watched { stats: self.stats.clone(), budget: self.budget.clone(), pool: self.connected.pool.clone() };
-        Progress::start(watched, Counting::Items { total, unit }, quiet)
-    }
-
-    /// Runs `work` until it ends, Ctrl-C or SIGTERM, or a stall.
-    pub(crate) async fn until_stopped<T>(
-        &self,
-        work: impl std::future::Future<Output = T>,
-        eval: &EvalModel,
-        progress: &Progress,
-    ) -> Ended<T> {
-        until_stopped(
-            work,
-            || self.caller.stop(),
-            self.connected.pool.as_ref(),
-            self.connected.batches.as_ref(),
-            eval.model.backend.stall_after(),
-            progress,
-        )
-        .await
-    }
 }
 
 /// Text for one cell of a markdown table: shown safely (no control
 /// characters), pipes escaped, on one line.
-pub(crate) fn cell(text: &str) -> String {
+pub fn cell(text: &str) -> String {
     evol_text::shown_inline(text).replace('|', "\\|")
 }

@@ -29,11 +29,11 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{cell, read_answers, request_seed, same_question, Session};
-use crate::cli::ArenaArgs;
-use crate::commands::run::drain;
-use crate::progress::human;
+use super::testset::{cell, read_answers, request_seed, same_question};
+use crate::observe::{human, Observer};
+use crate::session::{drain, Session};
 use crate::settings::{ArenaSettings, ArenaSource};
+use crate::shutdown::Shutdown;
 
 /// A question of the arena, with each model's answers to it.
 struct Question {
@@ -130,11 +130,13 @@ enum Judged {
     Failed(String),
 }
 
-pub async fn arena(args: ArenaArgs) -> anyhow::Result<()> {
-    let settings = ArenaSettings::from_args(args)?;
+/// Battles among the models' answers, judged (or battle logs refitted,
+/// calling no model), with their ratings, leaderboard and, for a target,
+/// Arena Learning data.
+pub async fn arena(settings: ArenaSettings, observer: &dyn Observer, shutdown: Shutdown) -> anyhow::Result<()> {
     match &settings.source {
-        ArenaSource::Battles(files) => refit(&settings, files),
-        ArenaSource::Answers(files) => battle(&settings, files).await,
+        ArenaSource::Battles(files) => refit(&settings, files, observer),
+        ArenaSource::Answers(files) => battle(&settings, files, observer, shutdown).await,
     }
 }
 
@@ -235,12 +237,16 @@ fn plan(questions: &[Question], per_question: Option<usize>, seed: u64) -> Vec<G
     games
 }
 
-async fn battle(settings: &ArenaSettings, files: &[(Option<String>, PathBuf)]) -> anyhow::Result<()> {
-    let quiet = settings.quiet;
+async fn battle(
+    settings: &ArenaSettings,
+    files: &[(Option<String>, PathBuf)],
+    observer: &dyn Observer,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let (names, questions) = read_arena(files)?;
     let index = |name: &str, flag: &str| {
         names.iter().position(|n| n == name).ok_or_else(|| {
-            crate::settings::UsageError(format!(
+            crate::UsageError(format!(
                 "{flag}: no model `{name}` among the answers ({})",
                 names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
             ))
@@ -253,22 +259,19 @@ async fn battle(settings: &ArenaSettings, files: &[(Option<String>, PathBuf)]) -
     if games.is_empty() {
         bail!("no question was answered by two of the models: there is no battle to judge");
     }
+    let eval = &settings.eval;
+    let n = games.len() as u64;
     let session =
-        Session::open(&settings.output, settings.fresh, &settings.eval, Role::Judge, games.len() as u64, quiet).await?;
+        Session::open(&settings.output, settings.fresh, &eval.model, &eval.execution, Role::Judge, n, observer).await?;
+    session.begin()?;
     let judge = session.model.name().to_string();
-    if !quiet {
-        eprintln!(
-            "{}",
-            evol_text::shown(&format!(
-                "evol: arena of {} models on {} questions: {} games (both orders) judged by `{judge}` -> `{}`",
-                names.len(),
-                questions.len(),
-                games.len(),
-                session.out.root().display()
-            ))
-        );
-    }
-    let progress = session.progress(games.len() as u64, "games", quiet);
+    observer.say(&format!(
+        "evol: arena of {} models on {} questions: {} games (both orders) judged by `{judge}` -> `{}`",
+        names.len(),
+        questions.len(),
+        games.len(),
+        session.out.root().display()
+    ));
     let results: Mutex<Vec<Option<Judged>>> = Mutex::new((0..games.len()).map(|_| None).collect());
     let work = {
         let done = futures::stream::iter(games.iter().enumerate())
@@ -307,8 +310,7 @@ async fn battle(settings: &ArenaSettings, files: &[(Option<String>, PathBuf)]) -
             .buffer_unordered(session.connected.admitted.max(1));
         drain(done, &session.caller, |(i, judged)| results.lock().unwrap()[i] = Some(judged))
     };
-    let ended = session.until_stopped(work, &settings.eval, &progress).await;
-    progress.finish();
+    let ended = session.run(work, (n, "games"), &mut shutdown, observer).await;
     let results = results.into_inner().unwrap();
 
     // The battle log and the games without a verdict, whatever happened.
@@ -412,28 +414,26 @@ async fn battle(settings: &ArenaSettings, files: &[(Option<String>, PathBuf)]) -
         }),
     )?;
     let fitted = fitted?;
-    if !quiet {
-        eprint!("{}", fitted.terminal);
-        if let (Some(l), Some((_, dir))) = (&lessons, &settings.learn) {
-            eprintln!(
-                "evol: Arena Learning for `{}`: {} SFT records, {} DPO pairs ({} battles undecided) -> `{}`",
-                evol_text::shown_inline(&names[target.expect("a target")]),
-                l.sft,
-                l.dpo,
-                l.undecided,
-                dir.display()
-            );
-        }
-        eprintln!(
-            "evol: {} games judged in {}; wrote {}, {}, {}",
-            counts.judged,
-            human(std::time::Duration::from_secs_f64(snapshot.wall_seconds)),
-            session.out.path(RATINGS).display(),
-            session.out.path(LEADERBOARD).display(),
-            battles_path.display()
-        );
+    observer.say(fitted.terminal.trim_end());
+    if let (Some(l), Some((_, dir))) = (&lessons, &settings.learn) {
+        observer.say(&format!(
+            "evol: Arena Learning for `{}`: {} SFT records, {} DPO pairs ({} battles undecided) -> `{}`",
+            evol_text::shown_inline(&names[target.expect("a target")]),
+            l.sft,
+            l.dpo,
+            l.undecided,
+            dir.display()
+        ));
     }
-    ended.exit(settings.eval.model.backend.stall_after(), session.out.root().display().to_string())
+    observer.say(&format!(
+        "evol: {} games judged in {}; wrote {}, {}, {}",
+        counts.judged,
+        human(std::time::Duration::from_secs_f64(snapshot.wall_seconds)),
+        session.out.path(RATINGS).display(),
+        session.out.path(LEADERBOARD).display(),
+        battles_path.display()
+    ));
+    ended.exit(session.stall_after(), session.out_name())
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -654,7 +654,7 @@ fn write_lessons(
 }
 
 /// `evol arena --battles FILE...`: ratings from battle logs alone.
-fn refit(settings: &ArenaSettings, files: &[PathBuf]) -> anyhow::Result<()> {
+fn refit(settings: &ArenaSettings, files: &[PathBuf], observer: &dyn Observer) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     let mut rows: Vec<(usize, usize, Winner, Option<Style>)> = Vec::new();
@@ -708,7 +708,7 @@ fn refit(settings: &ArenaSettings, files: &[PathBuf]) -> anyhow::Result<()> {
         Some((m, r)) => Some((
             *position
                 .get(m.as_str())
-                .ok_or_else(|| crate::settings::UsageError(format!("--anchor: no model `{m}` in the battle logs")))?,
+                .ok_or_else(|| crate::UsageError(format!("--anchor: no model `{m}` in the battle logs")))?,
             *r,
         )),
         None => None,
@@ -736,17 +736,15 @@ fn refit(settings: &ArenaSettings, files: &[PathBuf]) -> anyhow::Result<()> {
             "fit_seconds": fitted.seconds,
         }),
     )?;
-    if !settings.quiet {
-        eprint!("{}", fitted.terminal);
-        eprintln!(
-            "evol: {} battles of {} models read in {:.2}s, rated in {:.2}s; wrote {}, {}",
-            battles.len(),
-            names.len(),
-            read_seconds,
-            fitted.seconds,
-            out.path(RATINGS).display(),
-            out.path(LEADERBOARD).display()
-        );
-    }
+    observer.say(fitted.terminal.trim_end());
+    observer.say(&format!(
+        "evol: {} battles of {} models read in {:.2}s, rated in {:.2}s; wrote {}, {}",
+        battles.len(),
+        names.len(),
+        read_seconds,
+        fitted.seconds,
+        out.path(RATINGS).display(),
+        out.path(LEADERBOARD).display()
+    ));
     Ok(())
 }

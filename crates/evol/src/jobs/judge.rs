@@ -19,11 +19,11 @@ use evol_store::RunState;
 use futures::StreamExt;
 use serde::Serialize;
 
-use super::{cell, read_answers, read_testset, request_seed, same_question, AnswerFile, Question, Session};
-use crate::cli::JudgeArgs;
-use crate::commands::run::drain;
-use crate::progress::human;
+use super::testset::{cell, read_answers, read_testset, request_seed, same_question, AnswerFile, Question};
+use crate::observe::{human, Observer};
+use crate::session::{drain, Session};
 use crate::settings::JudgeSettings;
+use crate::shutdown::Shutdown;
 
 /// A question both sides answered, to judge.
 struct Job<'a> {
@@ -90,9 +90,10 @@ struct Missing {
     failed_answers: usize,
 }
 
-pub async fn judge(args: JudgeArgs) -> anyhow::Result<()> {
-    let settings = JudgeSettings::from_args(args)?;
-    let quiet = settings.quiet;
+/// Judges the candidate's answers against the reference's, question by
+/// question (in both orders unless told otherwise), and writes the
+/// judgments, `report.json`, `report.md` and `stats.json`.
+pub async fn judge(settings: JudgeSettings, observer: &dyn Observer, mut shutdown: Shutdown) -> anyhow::Result<()> {
     let questions = read_testset(&settings.testset, settings.format, None)?;
     let candidate = read_answers(&settings.candidate)?;
     let reference = read_answers(&settings.reference)?;
@@ -156,22 +157,19 @@ pub async fn judge(args: JudgeArgs) -> anyhow::Result<()> {
     let calls: Vec<(usize, bool)> =
         jobs.iter().enumerate().flat_map(|(j, job)| job.orders.iter().map(move |&first| (j, first))).collect();
 
+    let eval = &settings.eval;
+    let n = calls.len() as u64;
     let session =
-        Session::open(&settings.output, settings.fresh, &settings.eval, Role::Judge, calls.len() as u64, quiet).await?;
+        Session::open(&settings.output, settings.fresh, &eval.model, &eval.execution, Role::Judge, n, observer).await?;
+    session.begin()?;
     let judge_name = session.model.name().to_string();
-    if !quiet {
-        eprintln!(
-            "{}",
-            evol_text::shown(&format!(
+    observer.say(&format!(
                 "evol: judging `{candidate_name}` against `{reference_name}` on {} questions ({} calls, {}) with `{judge_name}` -> `{}`",
                 jobs.len(),
                 calls.len(),
                 if settings.both_orders { "both orders" } else { "one order each" },
                 session.out.root().display()
-            ))
-        );
-    }
-    let progress = session.progress(calls.len() as u64, "calls", quiet);
+            ));
     let games: Mutex<Vec<Vec<Option<GameRecord>>>> =
         Mutex::new(jobs.iter().map(|j| vec![None; j.orders.len()]).collect());
     let work = {
@@ -208,8 +206,7 @@ pub async fn judge(args: JudgeArgs) -> anyhow::Result<()> {
             games.lock().unwrap()[j][slot] = Some(record);
         })
     };
-    let ended = session.until_stopped(work, &settings.eval, &progress).await;
-    progress.finish();
+    let ended = session.run(work, (n, "calls"), &mut shutdown, observer).await;
     let games = games.into_inner().unwrap();
 
     // Whatever happened, what was judged is written out.
@@ -289,17 +286,15 @@ pub async fn judge(args: JudgeArgs) -> anyhow::Result<()> {
             prompts: prompts::digest(),
         },
     )?;
-    if !quiet {
-        eprint!("{}", terminal(&file));
-        eprintln!(
-            "evol: judged in {}; wrote {}, {}, {}",
-            human(std::time::Duration::from_secs_f64(snapshot.wall_seconds)),
-            session.out.path(REPORT_MD).display(),
-            session.out.path(REPORT_JSON).display(),
-            path.display()
-        );
-    }
-    ended.exit(settings.eval.model.backend.stall_after(), session.out.root().display().to_string())
+    observer.say(terminal(&file).trim_end());
+    observer.say(&format!(
+        "evol: judged in {}; wrote {}, {}, {}",
+        human(std::time::Duration::from_secs_f64(snapshot.wall_seconds)),
+        session.out.path(REPORT_MD).display(),
+        session.out.path(REPORT_JSON).display(),
+        path.display()
+    ));
+    ended.exit(session.stall_after(), session.out_name())
 }
 
 /// Games by what became of them.

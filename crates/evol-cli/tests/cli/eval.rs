@@ -3,14 +3,12 @@
 //! (ratings, refit from battle logs, Arena Learning data), resumes, caps
 //! and bad input.
 
-mod util;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::util::*;
 use evol_mock::MockConfig;
 use serde_json::Value;
-use util::*;
 
 fn testset() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wizardlm_testset.jsonl")

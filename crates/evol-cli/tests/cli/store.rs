@@ -2,12 +2,10 @@
 //! collide, damage found before any call, and failures that end a run with
 //! its files written.
 
-mod util;
-
 use std::time::{Duration, Instant};
 
+use crate::util::*;
 use evol_mock::MockConfig;
-use util::*;
 
 /// A mock whose every step is accepted (no judge "Equal", no apology, no
 /// leaked prompt words).

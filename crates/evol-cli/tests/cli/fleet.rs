@@ -1,12 +1,10 @@
 //! Many servers, budgets, dry runs, shards, status and export: `evol` run as
 //! a user runs it, against simulators on loopback.
 
-mod util;
-
 use std::time::{Duration, Instant};
 
+use crate::util::*;
 use evol_mock::{Faults, MockConfig};
-use util::*;
 
 fn slow_mock() -> Mock {
     Mock::start(MockConfig { latency_median_ms: 20.0, latency_sigma: 0.3, ..MockConfig::default() })

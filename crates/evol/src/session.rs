@@ -1,0 +1,337 @@
+//! Driving a job's model calls to their end: the one place where how a job
+//! ended (done, stopped, stalled, capped, failed) becomes a run state and
+//! an error of its own kind.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use evol_core::cost::{Budget, CapReached};
+use evol_core::journal::Journal;
+use evol_core::{CallError, Caller, CallerSettings, Role, StatsRecorder};
+use evol_llm::ChatModel;
+use evol_store::{OutputDir, RunState, SqliteJournal};
+
+use crate::backend::{connect_role, Connected};
+use crate::observe::{human, Counting, Observer, Watched};
+use crate::settings::{Execution, ModelSettings};
+use crate::shutdown::Shutdown;
+
+/// How long a first stop request waits for the calls in flight.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// The job was asked to stop (the binary: Ctrl-C or SIGTERM; exit code 130).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted; what was done is in `{0}` (rerun the same command to resume)")]
+pub struct Interrupted(pub String);
+
+/// The job stopped because no server answered for the stall timeout
+/// (exit code 4).
+#[derive(Debug, thiserror::Error)]
+#[error("stopped: no call succeeded for {waited} (last error: {last}); what was done is in `{out}`: rerun the same command once a server answers, the calls that were waiting are sent then")]
+pub struct Stalled {
+    pub waited: String,
+    pub last: String,
+    pub out: String,
+}
+
+/// A budget cap stopped the job (exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("stopped: {reached}; what was done is in `{out}` (raise {flag} and rerun the same command to continue)", flag = cap_flag(reached))]
+pub struct CapStop {
+    pub reached: CapReached,
+    pub out: String,
+}
+
+/// The flag that sets a cap.
+fn cap_flag(reached: &CapReached) -> &'static str {
+    match reached {
+        CapReached::Requests { .. } => "--max-requests",
+        CapReached::Tokens { .. } => "--max-tokens-total",
+        CapReached::Cost { .. } => "--max-cost",
+    }
+}
+
+/// Why a job was stopped before its end.
+pub enum Stop {
+    Requested,
+    Stalled(String),
+}
+
+/// How a job's work ended.
+pub enum Ended<T> {
+    /// It ran to its end (or to an error of its own).
+    Done(T),
+    /// A shutdown request or a stall stopped it.
+    Stopped(Stop),
+}
+
+/// An error a job's work (calls through a [`Caller`]) may end with: a
+/// caller's own, or another that wraps one.
+pub trait WorkError: Into<anyhow::Error> + Sized {
+    fn as_call(&self) -> Option<&CallError>;
+    fn into_call(self) -> Result<CallError, Self>;
+}
+
+impl WorkError for CallError {
+    fn as_call(&self) -> Option<&CallError> {
+        Some(self)
+    }
+
+    fn into_call(self) -> Result<CallError, Self> {
+        Ok(self)
+    }
+}
+
+impl<T, E: WorkError> Ended<Result<T, E>> {
+    /// The state the work leaves its job in; `complete`: all of it was
+    /// done (work that ended well but not complete failed).
+    pub fn state(&self, complete: bool) -> RunState {
+        match self {
+            Ended::Done(Ok(_)) if complete => RunState::Completed,
+            Ended::Done(Err(e)) => match e.as_call() {
+                Some(CallError::Cap(_)) => RunState::Capped,
+                Some(CallError::Stopped) => RunState::Interrupted,
+                _ => RunState::Failed,
+            },
+            Ended::Stopped(_) => RunState::Interrupted,
+            Ended::Done(Ok(_)) => RunState::Failed,
+        }
+    }
+
+    /// The job's result: a cap, a stop and a stall are their own errors
+    /// (and exit codes), naming the directory `out` to rerun on.
+    pub fn exit(self, stall_after: Duration, out: String) -> anyhow::Result<()> {
+        match self {
+            Ended::Done(Ok(_)) => Ok(()),
+            Ended::Stopped(Stop::Requested) => Err(Interrupted(out).into()),
+            Ended::Stopped(Stop::Stalled(last)) => Err(Stalled { waited: human(stall_after), last, out }.into()),
+            Ended::Done(Err(e)) => match e.into_call() {
+                Ok(CallError::Cap(reached)) => Err(CapStop { reached, out }.into()),
+                Ok(CallError::Stopped) => Err(Interrupted(out).into()),
+                Ok(e) => Err(e.into()),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}
+
+/// Records a job's identity in its journal the first time; after that, a
+/// job of another identity on the same directory is refused (`what` names
+/// the job: "a scoring job").
+pub fn check_job_identity(
+    journal: &SqliteJournal,
+    key: &str,
+    identity: &str,
+    out: &Path,
+    what: &str,
+) -> anyhow::Result<()> {
+    match journal.fact(key)? {
+        Some(stored) if stored != identity => bail!(
+            "`{}` holds {what} of other inputs or other settings; rerun with the same ones to resume it, or pass --fresh to start over",
+            out.display()
+        ),
+        Some(_) => Ok(()),
+        None => Ok(journal.set_fact(key, identity)?),
+    }
+}
+
+/// Runs `work` (every model call of a job) until it ends, a shutdown
+/// request, or a stall of the servers (`stall_after`). A stop makes
+/// `stop_work` send nothing new, closes the pool (or the batches) so calls
+/// waiting for a server return unsent (a rerun makes them), and gives the
+/// calls in flight [`STOP_GRACE`] to finish and be committed; a second
+/// request stops the wait.
+pub async fn until_stopped<T>(
+    work: impl std::future::Future<Output = T>,
+    stop_work: impl FnOnce(),
+    connected: &Connected,
+    stall_after: Duration,
+    shutdown: &mut Shutdown,
+    observer: &dyn Observer,
+) -> Ended<T> {
+    let pool = connected.pool.as_ref();
+    let batches = connected.batches.as_ref();
+    tokio::pin!(work);
+    let stop = tokio::select! {
+        r = &mut work => return Ended::Done(r),
+        _ = shutdown.requested() => Stop::Requested,
+        last = stalled(pool.cloned(), batches.cloned(), stall_after) => Stop::Stalled(last),
+    };
+    stop_work();
+    let waiting = pool.map_or(0, |p| p.health().waiting);
+    if let Some(pool) = pool {
+        pool.close();
+    }
+    if let Some(batches) = batches {
+        batches.close();
+    }
+    let why = match &stop {
+        Stop::Requested => "stopping".to_string(),
+        Stop::Stalled(last) => format!(
+            "no call succeeded for {}; stopping, {waiting} calls waiting for a server are left for the rerun (last error: {last})",
+            human(stall_after)
+        ),
+    };
+    observer.say(&format!(
+        "evol: {why}: waiting up to {}s for the calls in flight (press Ctrl-C again to abort)",
+        STOP_GRACE.as_secs()
+    ));
+    tokio::select! {
+        _ = &mut work => {}
+        _ = shutdown.requested() => {}
+        _ = tokio::time::sleep(STOP_GRACE) => {}
+    }
+    Ended::Stopped(stop)
+}
+
+/// Drives a job's calls to their end, handing each result to `each`. On
+/// the first error the caller stops sending, the calls already in flight
+/// still finish (so what was paid for is committed and handed on), and
+/// that first error is returned.
+pub async fn drain<T>(
+    calls: impl futures::Stream<Item = Result<T, CallError>>,
+    caller: &Caller,
+    mut each: impl FnMut(T),
+) -> Result<(), CallError> {
+    use futures::StreamExt;
+    futures::pin_mut!(calls);
+    let mut first = None;
+    while let Some(done) = calls.next().await {
+        match done {
+            Ok(value) => each(value),
+            Err(e) => {
+                if first.is_none() {
+                    caller.stop();
+                    first = Some(e);
+                }
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Resolves with the last error once the servers (the pool, or the batch
+/// server) have had no success for `after` while requests failed; never
+/// on the embedded engine.
+async fn stalled(pool: Option<evol_pool::Pool>, batches: Option<evol_openai::Batches>, after: Duration) -> String {
+    if pool.is_none() && batches.is_none() {
+        return std::future::pending().await;
+    }
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let last = pool.as_ref().and_then(|p| p.stalled(after)).or_else(|| batches.as_ref()?.stalled(after));
+        if let Some(last) = last {
+            return last;
+        }
+    }
+}
+
+/// A job that calls one model: its output directory (locked), the
+/// directory's journal, the model connected and one journaled caller.
+pub struct Session {
+    pub out: OutputDir,
+    pub journal: Arc<SqliteJournal>,
+    pub connected: Connected,
+    pub model: Arc<dyn ChatModel>,
+    pub caller: Arc<Caller>,
+    pub stats: Arc<StatsRecorder>,
+    pub budget: Arc<Budget>,
+    stall_after: Duration,
+}
+
+impl Session {
+    /// Prepares OUT (locked; `fresh`: earlier files removed), connects the
+    /// model of `role` (the servers checked, or the embedded engine
+    /// started), and builds the caller over OUT's journal for `calls`
+    /// calls. The job is not marked running yet: see [`Session::begin`].
+    pub async fn open(
+        output: &Path,
+        fresh: bool,
+        model: &ModelSettings,
+        execution: &Execution,
+        role: Role,
+        calls: u64,
+        observer: &dyn Observer,
+    ) -> anyhow::Result<Session> {
+        let out = OutputDir::prepare(output, fresh)?;
+        let journal = Arc::new(out.journal()?);
+        let connected = connect_role(model, execution, role, &journal, observer).await?;
+        let chat = connected.roles.get(role)?.clone();
+        let stats = Arc::new(StatsRecorder::new(calls));
+        let prices = execution.prices_for(&[chat.name()]);
+        let budget = Arc::new(Budget::new(execution.caps));
+        let settings = CallerSettings { concurrency: connected.admitted, retry_failed: execution.retry_failed };
+        let caller = Arc::new(
+            Caller::new(settings, journal.clone() as Arc<dyn Journal>, stats.clone())?
+                .with_costs(prices, budget.clone()),
+        );
+        let stall_after = model.backend.stall_after();
+        Ok(Session { out, journal, connected, model: chat, caller, stats, budget, stall_after })
+    }
+
+    /// Marks the job running: its identity is checked, its calls begin.
+    pub fn begin(&self) -> anyhow::Result<()> {
+        Ok(self.journal.set_state(RunState::Running)?)
+    }
+
+    /// What an observer watches over `total` items.
+    pub fn watched(&self) -> Watched {
+        Watched { stats: self.stats.clone(), budget: self.budget.clone(), pool: self.connected.pool.clone() }
+    }
+
+    /// Runs `work` until it ends, a shutdown request or a stall, showing
+    /// its progress over `total` items of `unit` meanwhile.
+    pub async fn run<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+        (total, unit): (u64, &'static str),
+        shutdown: &mut Shutdown,
+        observer: &dyn Observer,
+    ) -> Ended<T> {
+        observer.watch(self.watched(), Counting::Items { total, unit });
+        let ended =
+            until_stopped(work, || self.caller.stop(), &self.connected, self.stall_after, shutdown, observer).await;
+        observer.unwatch();
+        ended
+    }
+
+    /// How long the job waits with no server answering before it stops.
+    pub fn stall_after(&self) -> Duration {
+        self.stall_after
+    }
+
+    /// OUT, as messages name it.
+    pub fn out_name(&self) -> String {
+        self.out.root().display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cap_names_its_flag() {
+        assert_eq!(cap_flag(&CapReached::Cost { cap: 0.01, used: 0.01 }), "--max-cost");
+        assert_eq!(cap_flag(&CapReached::Requests { cap: 1 }), "--max-requests");
+        assert_eq!(cap_flag(&CapReached::Tokens { cap: 1, used: 1 }), "--max-tokens-total");
+    }
+
+    #[test]
+    fn how_work_ended_is_a_state() {
+        let done: Ended<Result<(), CallError>> = Ended::Done(Ok(()));
+        assert_eq!(done.state(true), RunState::Completed);
+        assert_eq!(done.state(false), RunState::Failed, "done but incomplete");
+        let stopped: Ended<Result<(), CallError>> = Ended::Stopped(Stop::Requested);
+        assert_eq!(stopped.state(true), RunState::Interrupted);
+        let capped: Ended<Result<(), CallError>> = Ended::Done(Err(CallError::Cap(CapReached::Requests { cap: 3 })));
+        assert_eq!(capped.state(true), RunState::Capped);
+        let err = capped.exit(Duration::from_secs(1), "OUT".into()).unwrap_err();
+        assert!(err.is::<CapStop>() && err.to_string().contains("--max-requests"), "{err}");
+        let stalled: Ended<Result<(), CallError>> = Ended::Stopped(Stop::Stalled("refused".into()));
+        let err = stalled.exit(Duration::from_secs(5), "OUT".into()).unwrap_err();
+        assert!(err.is::<Stalled>() && err.to_string().contains("5.0s"), "{err}");
+    }
+}

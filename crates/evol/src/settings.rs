@@ -1,0 +1,339 @@
+//! The settings of every job, validated: plain values a program builds
+//! (the `evol` binary builds them from its flags) and hands to a job. A
+//! job trusts them: whatever could be wrong in them was refused when they
+//! were made.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use evol_core::cost::{Caps, Price, Prices};
+use evol_core::{Method, OperatorSet, Templates};
+use evol_llm::Sampling;
+use evol_openai::RetryPolicy;
+use evol_store::ingest::IngestOptions;
+
+/// One server of a run, from `--endpoint` or a `--config` file.
+/// (No `Debug`: it holds the key.)
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub url: String,
+    /// The served model name (default: `--model`, or the server's only one).
+    pub model: Option<String>,
+    /// The environment variable holding this server's key (default:
+    /// `--api-key-env`).
+    pub api_key_env: Option<String>,
+    /// Share of the load relative to the other servers.
+    #[serde(default = "one")]
+    pub weight: f64,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    /// This server's concurrency ceiling (default: `--concurrency`).
+    pub max_concurrency: Option<usize>,
+    /// The key, read from the environment (never printed).
+    #[serde(skip)]
+    pub api_key: Option<String>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Where a run's models live.
+pub enum Backend {
+    /// The embedded llama.cpp engine.
+    Embedded(EngineSettings),
+    /// OpenAI-compatible servers.
+    Servers(Servers),
+}
+
+impl Backend {
+    /// The servers, if the models live on servers.
+    pub fn servers(&self) -> Option<&Servers> {
+        match self {
+            Backend::Servers(s) => Some(s),
+            Backend::Embedded(_) => None,
+        }
+    }
+
+    /// How long a command waits with no server answering before it stops
+    /// (`--stall-timeout`; never, for the embedded engine).
+    pub fn stall_after(&self) -> std::time::Duration {
+        self.servers().map_or(std::time::Duration::MAX, |s| s.stall_timeout)
+    }
+}
+
+/// The servers of a run and how to talk to them.
+pub struct Servers {
+    pub endpoints: Vec<Endpoint>,
+    pub api_key_env: String,
+    /// Adapt each server's concurrency to its health.
+    pub adaptive: bool,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    /// Stop when nothing has succeeded for this long while calls fail.
+    pub stall_timeout: Duration,
+    /// Send calls as provider batches (one server).
+    pub batch: Option<evol_openai::BatchSettings>,
+}
+
+/// The model each role asks for (none: the server's only model, or the
+/// embedded engine's default).
+#[derive(Debug, Clone, Default)]
+pub struct RoleModels {
+    pub evolve: Option<String>,
+    pub judge: Option<String>,
+    pub answer: Option<String>,
+    pub score: Option<String>,
+    pub optimize: Option<String>,
+}
+
+/// The settings that may change between attempts of one run: how fast and
+/// how far it goes, never what it produces. Recorded in `stats.json` as
+/// used.
+pub struct Execution {
+    /// The most calls in flight on each server (its `max_concurrency` in a
+    /// config file overrides it); with the embedded engine, in all.
+    pub concurrency: usize,
+    /// Send again the calls the journal holds as failed or cut short.
+    pub retry_failed: bool,
+    pub caps: Caps,
+    /// Prices by model name, from the config file.
+    pub prices: Prices,
+    /// The price of models not in `prices`, from the flags.
+    pub default_price: Option<Price>,
+}
+
+/// What `evol run` will do, validated: the raw flags are consumed here and
+/// nothing past this point sees them.
+pub struct RunSettings {
+    pub seeds: PathBuf,
+    pub output: PathBuf,
+    pub fresh: bool,
+    pub dry_run: bool,
+    pub quiet: bool,
+    /// The dataset includes the seeds (answered, unless answering is off).
+    pub include_seeds: bool,
+    pub ingest: IngestOptions,
+    pub method: Method,
+    pub templates: Templates,
+    pub models: RoleModels,
+    pub backend: Backend,
+    pub execution: Execution,
+}
+
+/// The model flags every command that calls models shares, validated:
+/// where the models are, how to call them, and what may be spent.
+pub struct ModelSettings {
+    pub backend: Backend,
+    /// The model asked for with `--model` (none: the server's only model,
+    /// or the embedded engine's default).
+    pub model: Option<String>,
+    pub concurrency: usize,
+    pub caps: Caps,
+    pub prices: Prices,
+    pub default_price: Option<Price>,
+    pub request_seeds: bool,
+}
+
+/// The embedded engine's settings, validated.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+pub struct EngineSettings {
+    pub model_path: Option<PathBuf>,
+    pub chat_template: Option<String>,
+    pub threads: Option<u32>,
+    pub ctx_size: u32,
+    pub parallel: u32,
+    pub batch_size: u32,
+    pub prefix_cache: bool,
+    #[cfg(feature = "embedded")]
+    pub kv_cache: evol_llama::KvCache,
+}
+
+impl Execution {
+    /// The price table for the models a run uses: the config's entries, and
+    /// the flags' price for the others.
+    pub fn prices_for(&self, models: &[&str]) -> Prices {
+        let mut prices = self.prices.clone();
+        if let Some(price) = self.default_price {
+            for m in models {
+                prices.0.entry(m.to_string()).or_insert(price);
+            }
+        }
+        prices
+    }
+}
+
+/// `evol dedup`'s settings, validated.
+#[derive(Debug)]
+pub struct DedupSettings {
+    /// The input and where its kept rows and clusters go; none with only
+    /// `--explain`.
+    pub files: Option<DedupFiles>,
+    pub against: Vec<PathBuf>,
+    pub field: evol_io::TextField,
+    pub format: evol_io::SeedFormat,
+    pub params: evol_dedup::Params,
+    pub exact_only: bool,
+    pub skip_invalid: bool,
+    pub explain: bool,
+    /// The summary as JSON on stdout.
+    pub json: bool,
+}
+
+#[derive(Debug)]
+pub struct DedupFiles {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub clusters: PathBuf,
+}
+
+/// `evol score`'s settings, validated.
+pub struct ScoreSettings {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub fresh: bool,
+    pub quiet: bool,
+    pub measures: Vec<evol_core::score::Measure>,
+    pub field: evol_io::TextField,
+    pub response_field: Option<String>,
+    pub group_field: String,
+    pub group_size: usize,
+    pub format: evol_io::SeedFormat,
+    pub skip_invalid: bool,
+    pub sampling: Sampling,
+    pub model: ModelSettings,
+    pub execution: Execution,
+}
+
+/// `evol optimize`'s settings, validated.
+pub struct OptimizeRunSettings {
+    pub seeds: PathBuf,
+    pub output: PathBuf,
+    pub fresh: bool,
+    pub quiet: bool,
+    pub format: evol_io::SeedFormat,
+    pub dev: usize,
+    /// The set the method comes from, the operator whose literal method
+    /// is optimised, that method's template name and its text.
+    pub set: OperatorSet,
+    pub operation: evol_core::Operation,
+    pub method_name: String,
+    pub start_method: String,
+    pub templates: Templates,
+    pub optimize: evol_core::optimize::OptimizeSettings,
+    pub models: RoleModels,
+    pub model: ModelSettings,
+    pub execution: Execution,
+}
+
+/// The model of an evaluation command (`evol answer`, `judge`, `arena`):
+/// the one model it calls and how to reach it.
+pub struct EvalModel {
+    pub model: ModelSettings,
+    pub execution: Execution,
+    pub sampling: Sampling,
+    /// The run seed of the request seeds (and the bootstrap).
+    pub seed: u64,
+}
+
+/// `evol answer`'s settings.
+pub struct AnswerSettings {
+    pub testset: PathBuf,
+    pub output: PathBuf,
+    pub fresh: bool,
+    pub quiet: bool,
+    pub format: evol_io::SeedFormat,
+    pub name: Option<String>,
+    pub system: Option<String>,
+    pub limit: Option<usize>,
+    pub eval: EvalModel,
+}
+
+/// `evol judge`'s settings.
+pub struct JudgeSettings {
+    pub testset: PathBuf,
+    pub candidate: PathBuf,
+    pub reference: PathBuf,
+    pub output: PathBuf,
+    pub fresh: bool,
+    pub quiet: bool,
+    pub format: evol_io::SeedFormat,
+    pub both_orders: bool,
+    pub bootstrap: usize,
+    pub eval: EvalModel,
+}
+
+/// Where an arena's games come from.
+pub enum ArenaSource {
+    /// Answers files, each with the name it goes under (none: the rows').
+    Answers(Vec<(Option<String>, PathBuf)>),
+    /// Battle logs to refit, calling no model.
+    Battles(Vec<PathBuf>),
+}
+
+/// `evol arena`'s settings.
+pub struct ArenaSettings {
+    pub source: ArenaSource,
+    pub output: PathBuf,
+    pub fresh: bool,
+    pub quiet: bool,
+    pub pairs_per_question: Option<usize>,
+    pub bootstrap: usize,
+    pub anchor: Option<(String, f64)>,
+    pub style_control: bool,
+    /// Arena Learning: the target and the directory of its data.
+    pub learn: Option<(String, PathBuf)>,
+    pub min_margin: f64,
+    pub eval: EvalModel,
+}
+
+impl RunSettings {
+    /// The servers, if the run uses servers.
+    pub fn servers(&self) -> Option<&Servers> {
+        self.backend.servers()
+    }
+}
+
+impl ModelSettings {
+    /// The execution settings these model settings give an attempt.
+    pub fn execution(&self, retry_failed: bool) -> Execution {
+        Execution {
+            concurrency: self.concurrency,
+            retry_failed,
+            caps: self.caps,
+            prices: self.prices.clone(),
+            default_price: self.default_price,
+        }
+    }
+}
+
+/// Where `evol select` takes its vectors from.
+pub enum Embeddings {
+    /// Hashed TF-IDF of words and word pairs (no model).
+    Lexical,
+    /// A server's `/v1/embeddings`. (No `Debug`: it holds the key.)
+    Server { url: String, model: String, api_key: Option<String> },
+    /// A static embedding model of the catalogue, run in-process.
+    Local { name: String },
+}
+
+/// `evol select`'s settings, validated.
+pub struct SelectSettings {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub fresh: bool,
+    pub quiet: bool,
+    /// How many rows to take.
+    pub budget: usize,
+    /// The score: the product of these numeric fields.
+    pub by: Vec<String>,
+    /// The most cosine similarity a row may have to a row taken.
+    pub threshold: f32,
+    pub embeddings: Embeddings,
+    /// Texts per embeddings request.
+    pub embed_batch: usize,
+    pub field: evol_io::TextField,
+    pub format: evol_io::SeedFormat,
+}
