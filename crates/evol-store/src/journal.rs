@@ -338,13 +338,18 @@ impl SqliteJournal {
 
     /// Stores a decided record, replacing an earlier one of the same id in
     /// the same space (a step's fate, a seed's answer).
-    pub fn put_record(&self, kind: Kind, id: &str, body: &str, order_key: i64) -> Result<(), StoreError> {
+    /// Returns whether the record is new or changed (a replayed record,
+    /// the same as the one kept, changes nothing).
+    pub fn put_record(&self, kind: Kind, id: &str, body: &str, order_key: i64) -> Result<bool, StoreError> {
         let conn = self.conn.lock().unwrap();
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO records (space, id, kind, body, order_key) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![kind.space(), id, kind.as_str(), body, order_key])?;
-        Ok(())
+        let changed = conn
+            .prepare_cached(
+                "INSERT INTO records (space, id, kind, body, order_key) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (space, id) DO UPDATE SET kind = excluded.kind, body = excluded.body, order_key = excluded.order_key
+                 WHERE records.kind != excluded.kind OR records.body != excluded.body OR records.order_key != excluded.order_key",
+            )?
+            .execute(params![kind.space(), id, kind.as_str(), body, order_key])?;
+        Ok(changed > 0)
     }
 
     /// How many records of a kind there are.
@@ -716,8 +721,9 @@ mod tests {
         j.load_seeds([row(1, "a"), row(2, "b")].into_iter()).unwrap();
         j.put_record(Kind::Evolved, "b.r1", "{\"e\":\"b\"}", 5).unwrap();
         j.put_record(Kind::Rejected, "a.r1", "{\"r\":1}", 0).unwrap();
-        j.put_record(Kind::Evolved, "a.r1", "{\"e\":\"a\"}", 9).unwrap(); // replaces the rejection
-        j.put_record(Kind::SeedAnswer, "b", "{\"answer\":\"b\"}", 0).unwrap();
+        assert!(j.put_record(Kind::Evolved, "a.r1", "{\"e\":\"a\"}", 9).unwrap(), "replaces the rejection");
+        assert!(!j.put_record(Kind::Evolved, "a.r1", "{\"e\":\"a\"}", 9).unwrap(), "a replay changes nothing");
+        assert!(j.put_record(Kind::SeedAnswer, "b", "{\"answer\":\"b\"}", 0).unwrap(), "new");
         let mut evolved = vec![];
         j.for_each_record(Kind::Evolved, |b| {
             evolved.push(b.to_string());

@@ -25,7 +25,7 @@ pub mod output;
 pub use dir::DirLock;
 pub use identity::{RunIdentity, RunState};
 pub use journal::{BatchServer, CallTotals, DatasetSource, Kind, SqliteJournal, SCHEMA_VERSION};
-pub use output::{DatasetEntry, DuplicateLine, Exported, OutputDir, RunSink};
+pub use output::{DatasetEntry, DuplicateLine, Exported, JobKind, OutputDir, RunSink};
 
 /// Anything that goes wrong with a run directory, naming the place.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,8 @@ pub enum StoreError {
     NotADirectory { path: String },
     #[error("`{path}` already holds the output of a run without a journal (`{file}`); pass --fresh to replace it, or choose another directory")]
     NotEmpty { path: String, file: String },
+    #[error("`{path}` holds {holds}; {wanted} does not write into it, with or without --fresh (its files and journal, with every call paid for, stay as they are): choose another directory")]
+    OtherJob { path: String, holds: String, wanted: String },
     #[error("`{path}` holds no run journal (`{}`): is it the output directory of `evol run`?", journal::FILE)]
     NoJournal { path: String },
     #[error("cannot open the journal `{path}`: {message}")]

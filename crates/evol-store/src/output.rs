@@ -78,6 +78,100 @@ const RUN_FILES: &[&str] = &[
     LEADERBOARD,
 ];
 const JOURNAL_FILES: &[&str] = &[JOURNAL, "journal.sqlite-wal", "journal.sqlite-shm"];
+/// Which command made the directory (a [`JobKind`], as JSON).
+pub const JOB_FILE: &str = "evol.job";
+
+/// Which command's output a directory holds: recorded when a command first
+/// prepares it, and checked by every later one, so no command writes into
+/// (or, with `--fresh`, removes) another's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Run,
+    Score,
+    Select,
+    Answer,
+    Judge,
+    Arena,
+    Optimize,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 7] = [
+        JobKind::Run,
+        JobKind::Score,
+        JobKind::Select,
+        JobKind::Answer,
+        JobKind::Judge,
+        JobKind::Arena,
+        JobKind::Optimize,
+    ];
+
+    /// What such a directory holds, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            JobKind::Run => "a run of `evol run`",
+            JobKind::Score => "the scores of `evol score`",
+            JobKind::Select => "a selection of `evol select`",
+            JobKind::Answer => "the answers of `evol answer`",
+            JobKind::Judge => "the judgments of `evol judge`",
+            JobKind::Arena => "the arena of `evol arena`",
+            JobKind::Optimize => "a method of `evol optimize`",
+        }
+    }
+
+    /// The command, for messages.
+    pub fn command(self) -> &'static str {
+        match self {
+            JobKind::Run => "`evol run`",
+            JobKind::Score => "`evol score`",
+            JobKind::Select => "`evol select`",
+            JobKind::Answer => "`evol answer`",
+            JobKind::Judge => "`evol judge`",
+            JobKind::Arena => "`evol arena`",
+            JobKind::Optimize => "`evol optimize`",
+        }
+    }
+
+    /// The files only this kind writes: how a directory made before the
+    /// kind was recorded is known.
+    fn own_files(self) -> &'static [&'static str] {
+        match self {
+            JobKind::Run => &[EVOLVED, REJECTED, DATASET, SEED_ANSWERS, SEED_SCORES, DUPLICATES],
+            JobKind::Score => &[SCORED],
+            JobKind::Select => &[SELECTED, SIMILAR],
+            JobKind::Answer => &[ANSWERS],
+            JobKind::Judge => &[JUDGMENTS, REPORT_JSON, REPORT_MD],
+            JobKind::Arena => &[BATTLES, UNJUDGED, RATINGS, LEADERBOARD],
+            JobKind::Optimize => &[METHOD, HISTORY],
+        }
+    }
+
+    /// The kind recorded in `root`, or the one its files betray (a
+    /// directory of an older evol); none for a directory without either.
+    pub fn of(root: &Path) -> Result<Option<JobKind>, StoreError> {
+        let path = root.join(JOB_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let kind = serde_json::from_str::<JobFile>(&text).map_err(|e| StoreError::Corrupt {
+                    path: path.display().to_string(),
+                    line: e.line(),
+                    message: e.to_string(),
+                })?;
+                return Ok(Some(kind.job));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(&path)(e)),
+        }
+        Ok(JobKind::ALL.into_iter().find(|k| k.own_files().iter().any(|f| root.join(f).exists())))
+    }
+}
+
+/// What `evol.job` holds.
+#[derive(Serialize, Deserialize)]
+struct JobFile {
+    job: JobKind,
+}
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.display().to_string(), source }
@@ -97,7 +191,10 @@ impl OutputDir {
     /// run's files (and only those). Otherwise a directory with a journal is
     /// a run to resume (its record files are rebuilt from the journal), and
     /// one with run files but no journal is refused.
-    pub fn prepare(root: &Path, fresh: bool) -> Result<OutputDir, StoreError> {
+    ///
+    /// A directory holding another command's output ([`JobKind`]) is
+    /// refused, `fresh` or not; the kind is recorded in a new one.
+    pub fn prepare(root: &Path, fresh: bool, kind: JobKind) -> Result<OutputDir, StoreError> {
         if root.exists() && !root.is_dir() {
             return Err(StoreError::NotADirectory { path: root.display().to_string() });
         }
@@ -116,6 +213,15 @@ impl OutputDir {
                 return Err(e);
             }
         };
+        if let Some(holds) = JobKind::of(root)? {
+            if holds != kind {
+                return Err(StoreError::OtherJob {
+                    path: root.display().to_string(),
+                    holds: holds.describe().to_string(),
+                    wanted: kind.command().to_string(),
+                });
+            }
+        }
         let resuming = root.join(JOURNAL).exists();
         for file in RUN_FILES.iter().chain(JOURNAL_FILES) {
             let path = root.join(file);
@@ -129,16 +235,33 @@ impl OutputDir {
                 std::fs::remove_file(&path).map_err(io_error(&path))?;
             }
         }
+        let job = root.join(JOB_FILE);
+        if !job.exists() {
+            let text = serde_json::to_string(&JobFile { job: kind }).expect("serializable") + "\n";
+            write_atomic(&job, text.as_bytes())?;
+        }
         Ok(OutputDir { root: root.to_path_buf(), created, lock })
     }
 
-    /// Locks an existing run directory (one with a journal) for a command
-    /// that rewrites it, such as `evol export`.
-    pub fn existing(root: &Path) -> Result<OutputDir, StoreError> {
+    /// Locks an existing directory of `kind` (one with a journal) for a
+    /// command that rewrites it, such as `evol export` a run's.
+    pub fn existing(root: &Path, kind: JobKind) -> Result<OutputDir, StoreError> {
         if !root.join(JOURNAL).is_file() {
             return Err(StoreError::NoJournal { path: root.display().to_string() });
         }
-        OutputDir::prepare(root, false)
+        OutputDir::prepare(root, false, kind)
+    }
+
+    /// Locks an existing directory of any kind with a journal (`evol
+    /// batch cancel`: any job may have sent batches).
+    pub fn existing_any(root: &Path) -> Result<OutputDir, StoreError> {
+        let kind = JobKind::of(root)?.unwrap_or(JobKind::Run);
+        OutputDir::existing(root, kind)
+    }
+
+    /// The kind of job the directory holds.
+    pub fn kind(root: &Path) -> Result<Option<JobKind>, StoreError> {
+        JobKind::of(root)
     }
 
     /// Undoes a run that failed before its first call: removes the journal
@@ -146,7 +269,7 @@ impl OutputDir {
     /// and nothing else is in it. Best effort: a file that cannot be
     /// removed stays.
     pub fn abandon(self) {
-        for file in JOURNAL_FILES {
+        for file in JOURNAL_FILES.iter().chain(&[JOB_FILE]) {
             let _ = std::fs::remove_file(self.root.join(file));
         }
         if self.created {
@@ -547,8 +670,11 @@ struct Appender {
 
 impl Appender {
     fn create(path: &Path) -> Result<Appender, StoreError> {
-        // Truncated: on a resumed run the journal replays every record.
-        let file = OpenOptions::new().create(true).write(true).truncate(true).open(path).map_err(io_error(path))?;
+        // Never truncated: a finished file stays whole until the export
+        // replaces it (atomically); a resumed run appends only records that
+        // are new or changed, and the export rewrites the file from the
+        // journal at the end of every attempt.
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io_error(path))?;
         Ok(Appender { path: path.to_path_buf(), writer: Mutex::new(BufWriter::new(file)) })
     }
 
@@ -632,32 +758,40 @@ impl RunSink {
         RunSink { journal, files, run_seed }
     }
 
-    fn put(&self, kind: Kind, id: &str, record: &impl Serialize) -> Result<(), SinkError> {
+    /// Into the journal; whether the record is new or changed (only then
+    /// is it appended to its file: a resumed run replays what its files
+    /// already hold).
+    fn put(&self, kind: Kind, id: &str, record: &impl Serialize) -> Result<bool, SinkError> {
         let body = serde_json::to_string(record)?;
-        self.journal.put_record(kind, id, &body, order_key(self.run_seed, id))?;
-        Ok(())
+        Ok(self.journal.put_record(kind, id, &body, order_key(self.run_seed, id))?)
     }
 }
 
 impl Sink for RunSink {
     fn accepted(&self, evolution: &Evolution) -> Result<(), SinkError> {
-        self.put(Kind::Evolved, &evolution.lineage.id, evolution)?;
-        self.files.accepted(evolution)
+        match self.put(Kind::Evolved, &evolution.lineage.id, evolution)? {
+            true => self.files.accepted(evolution),
+            false => Ok(()),
+        }
     }
 
     fn rejected(&self, rejection: &Rejection) -> Result<(), SinkError> {
-        self.put(Kind::Rejected, &rejection.lineage.id, rejection)?;
-        self.files.rejected(rejection)
+        match self.put(Kind::Rejected, &rejection.lineage.id, rejection)? {
+            true => self.files.rejected(rejection),
+            false => Ok(()),
+        }
     }
 
     fn seed_answered(&self, answer: &SeedAnswer) -> Result<(), SinkError> {
-        self.put(Kind::SeedAnswer, &answer.id, answer)?;
-        self.files.seed_answered(answer)
+        match self.put(Kind::SeedAnswer, &answer.id, answer)? {
+            true => self.files.seed_answered(answer),
+            false => Ok(()),
+        }
     }
 
     /// Into the journal only; `seed_scores.jsonl` is written by the export.
     fn seed_scored(&self, score: &SeedScore) -> Result<(), SinkError> {
-        self.put(Kind::SeedScore, &score.id, score)
+        self.put(Kind::SeedScore, &score.id, score).map(|_| ())
     }
 
     fn seed_done(&self, seed: &Seed) -> Result<(), SinkError> {
@@ -720,31 +854,31 @@ mod tests {
     #[test]
     fn refuses_a_used_directory_unless_fresh() {
         let dir = tempfile::tempdir().unwrap();
-        let out = OutputDir::prepare(dir.path(), false).unwrap();
+        let out = OutputDir::prepare(dir.path(), false, JobKind::Run).unwrap();
         out.sink().unwrap().accepted(&evolution("a.r1", "x")).unwrap();
         drop(out);
-        let err = OutputDir::prepare(dir.path(), false).unwrap_err();
+        let err = OutputDir::prepare(dir.path(), false, JobKind::Run).unwrap_err();
         assert!(err.to_string().contains("--fresh"), "{err}");
         std::fs::write(dir.path().join(JOURNAL), "").unwrap();
-        assert!(OutputDir::prepare(dir.path(), false).unwrap().has_journal(), "a journal means resume");
-        let held = OutputDir::prepare(dir.path(), false).unwrap();
-        let err = OutputDir::prepare(dir.path(), false).unwrap_err();
+        assert!(OutputDir::prepare(dir.path(), false, JobKind::Run).unwrap().has_journal(), "a journal means resume");
+        let held = OutputDir::prepare(dir.path(), false, JobKind::Run).unwrap();
+        let err = OutputDir::prepare(dir.path(), false, JobKind::Run).unwrap_err();
         assert!(matches!(err, StoreError::Locked { .. }), "{err}");
         drop(held);
         std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
-        OutputDir::prepare(dir.path(), true).unwrap();
+        OutputDir::prepare(dir.path(), true, JobKind::Run).unwrap();
         assert!(!dir.path().join(EVOLVED).exists());
         assert!(!dir.path().join(JOURNAL).exists());
         assert!(dir.path().join("notes.txt").exists(), "only run files are removed");
         let file = dir.path().join("notes.txt");
-        assert!(matches!(OutputDir::prepare(&file, false), Err(StoreError::NotADirectory { .. })));
+        assert!(matches!(OutputDir::prepare(&file, false, JobKind::Run), Err(StoreError::NotADirectory { .. })));
     }
 
     #[test]
     fn export_is_the_same_whatever_the_completion_order() {
         let build = |order: &[&str]| {
             let dir = tempfile::tempdir().unwrap();
-            let out = OutputDir::prepare(dir.path(), false).unwrap();
+            let out = OutputDir::prepare(dir.path(), false, JobKind::Run).unwrap();
             let journal = Arc::new(SqliteJournal::open(&out.path(JOURNAL)).unwrap());
             let seed = SeedRow {
                 pos: 0,
@@ -789,7 +923,7 @@ mod tests {
         ];
         let build = |order: &[usize]| {
             let dir = tempfile::tempdir().unwrap();
-            let out = OutputDir::prepare(dir.path(), false).unwrap();
+            let out = OutputDir::prepare(dir.path(), false, JobKind::Run).unwrap();
             let journal = Arc::new(SqliteJournal::open(&out.path(JOURNAL)).unwrap());
             let sink = RunSink::new(journal.clone(), out.sink().unwrap(), 9);
             for &i in order {
@@ -823,5 +957,30 @@ mod tests {
         std::fs::write(&path, "{\"instruction\":\"a\",\"output\":null}\n{bad\n").unwrap();
         let err = read_jsonl::<DatasetRow>(&path).unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_belongs_to_the_command_that_made_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputDir::prepare(dir.path(), false, JobKind::Score).unwrap();
+        out.write_text(SCORED, "{}\n").unwrap();
+        drop(out);
+        assert_eq!(JobKind::of(dir.path()).unwrap(), Some(JobKind::Score));
+        for fresh in [false, true] {
+            let err = OutputDir::prepare(dir.path(), fresh, JobKind::Run).unwrap_err();
+            assert!(matches!(err, StoreError::OtherJob { .. }), "{err}");
+            assert!(err.to_string().contains("the scores of `evol score`"), "{err}");
+            assert!(dir.path().join(SCORED).exists(), "nothing removed, fresh {fresh}");
+        }
+        assert!(OutputDir::prepare(dir.path(), true, JobKind::Score).is_ok(), "its own command may start over");
+
+        // A directory of an older evol, without the record, is known by its files.
+        let old = tempfile::tempdir().unwrap();
+        std::fs::write(old.path().join(EVOLVED), "").unwrap();
+        std::fs::write(old.path().join(JOURNAL), "").unwrap();
+        assert_eq!(JobKind::of(old.path()).unwrap(), Some(JobKind::Run));
+        let err = OutputDir::prepare(old.path(), true, JobKind::Answer).unwrap_err();
+        assert!(err.to_string().contains("a run of `evol run`") && err.to_string().contains("`evol answer`"), "{err}");
+        assert!(old.path().join(JOURNAL).exists());
     }
 }

@@ -11,7 +11,7 @@ use evol_core::cost::{Budget, CapReached};
 use evol_core::journal::Journal;
 use evol_core::{CallError, Caller, CallerSettings, Role, StatsRecorder};
 use evol_llm::ChatModel;
-use evol_store::{OutputDir, RunState, SqliteJournal};
+use evol_store::{JobKind, OutputDir, RunState, SqliteJournal};
 
 use crate::backend::{connect_role, Connected};
 use crate::observe::{human, Counting, Observer, Watched};
@@ -242,20 +242,20 @@ pub struct Session {
 }
 
 impl Session {
-    /// Prepares OUT (locked; `fresh`: earlier files removed), connects the
+    /// Prepares OUT for a job of `kind` (locked; refused if another kind
+    /// of job made it; `fresh`: earlier files removed), connects the
     /// model of `role` (the servers checked, or the embedded engine
     /// started), and builds the caller over OUT's journal for `calls`
     /// calls. The job is not marked running yet: see [`Session::begin`].
     pub async fn open(
-        output: &Path,
-        fresh: bool,
+        (output, fresh, kind): (&Path, bool, JobKind),
         model: &ModelSettings,
         execution: &Execution,
         role: Role,
         calls: u64,
         observer: &dyn Observer,
     ) -> anyhow::Result<Session> {
-        let out = OutputDir::prepare(output, fresh)?;
+        let out = OutputDir::prepare(output, fresh, kind)?;
         let journal = Arc::new(out.journal()?);
         let connected = connect_role(model, execution, role, &journal, observer).await?;
         let chat = connected.roles.get(role)?.clone();

@@ -8,7 +8,7 @@ use crate::cli::BatchCommand;
 
 pub async fn batch(command: BatchCommand) -> anyhow::Result<()> {
     let BatchCommand::Cancel { output } = command;
-    let out = OutputDir::existing(&output)?;
+    let out = OutputDir::existing_any(&output)?;
     let journal = out.journal()?;
     let Some(server) = journal.batch_server()? else {
         bail!("`{}` is not a --batch-api run", output.display());

@@ -69,7 +69,7 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
         }
     }
 
-    let out = OutputDir::prepare(&args.output, false)?;
+    let out = OutputDir::prepare(&args.output, false, evol_store::JobKind::Run)?;
     if out.has_journal() {
         bail!("`{}` already holds a run; merge into a new directory", args.output.display());
     }

@@ -14,6 +14,7 @@ mod formats;
 mod operators;
 mod report;
 mod run;
+mod safety;
 mod score;
 mod select;
 mod serve;

@@ -13,7 +13,7 @@ use evol_core::stats::Slice;
 use evol_core::{CallError, CallKey, CallSpec, Prompt, Role};
 use evol_llm::{Message, Role as Speaker, Usage};
 use evol_store::output::{ANSWERS, STATS};
-use evol_store::RunState;
+use evol_store::{JobKind, RunState};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -40,9 +40,15 @@ pub async fn answer(settings: AnswerSettings, observer: &dyn Observer, mut shutd
     let calls: u64 = questions.iter().map(|q| q.turns.len() as u64).sum();
     let n = questions.len() as u64;
     let eval = &settings.eval;
-    let session =
-        Session::open(&settings.output, settings.fresh, &eval.model, &eval.execution, Role::Answer, n, observer)
-            .await?;
+    let session = Session::open(
+        (&settings.output, settings.fresh, JobKind::Answer),
+        &eval.model,
+        &eval.execution,
+        Role::Answer,
+        n,
+        observer,
+    )
+    .await?;
     session.begin()?;
     let name = settings.name.clone().unwrap_or_else(|| session.model.name().to_string());
     observer.say(&format!(

@@ -23,7 +23,7 @@ use evol_core::{CallError, CallKey, CallSpec, Prompt, Role};
 use evol_eval::prompts::{self, JudgeKind};
 use evol_eval::rating::{self, Battle, Rated, RatingSettings, Ratings, Style, Winner};
 use evol_store::output::{BATTLES, LEADERBOARD, RATINGS, STATS, UNJUDGED};
-use evol_store::{OutputDir, RunState};
+use evol_store::{JobKind, OutputDir, RunState};
 use futures::StreamExt;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -261,8 +261,15 @@ async fn battle(
     }
     let eval = &settings.eval;
     let n = games.len() as u64;
-    let session =
-        Session::open(&settings.output, settings.fresh, &eval.model, &eval.execution, Role::Judge, n, observer).await?;
+    let session = Session::open(
+        (&settings.output, settings.fresh, JobKind::Arena),
+        &eval.model,
+        &eval.execution,
+        Role::Judge,
+        n,
+        observer,
+    )
+    .await?;
     session.begin()?;
     let judge = session.model.name().to_string();
     observer.say(&format!(
@@ -714,7 +721,7 @@ fn refit(settings: &ArenaSettings, files: &[PathBuf], observer: &dyn Observer) -
         None => None,
     };
     let read_seconds = started.elapsed().as_secs_f64();
-    let out = OutputDir::prepare(&settings.output, settings.fresh)?;
+    let out = OutputDir::prepare(&settings.output, settings.fresh, JobKind::Arena)?;
     let journal = out.journal()?;
     let judge = match judges.len() {
         1 => judges.keys().next().cloned(),

@@ -15,7 +15,7 @@ use evol_core::{CallError, CallKey, CallSpec, Prompt, Role};
 use evol_eval::prompts::{self, JudgeKind};
 use evol_eval::report::{self, Game, Item, Report, Summary};
 use evol_store::output::{JUDGMENTS, REPORT_JSON, REPORT_MD, STATS};
-use evol_store::RunState;
+use evol_store::{JobKind, RunState};
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -159,8 +159,15 @@ pub async fn judge(settings: JudgeSettings, observer: &dyn Observer, mut shutdow
 
     let eval = &settings.eval;
     let n = calls.len() as u64;
-    let session =
-        Session::open(&settings.output, settings.fresh, &eval.model, &eval.execution, Role::Judge, n, observer).await?;
+    let session = Session::open(
+        (&settings.output, settings.fresh, JobKind::Judge),
+        &eval.model,
+        &eval.execution,
+        Role::Judge,
+        n,
+        observer,
+    )
+    .await?;
     session.begin()?;
     let judge_name = session.model.name().to_string();
     observer.say(&format!(

@@ -72,7 +72,7 @@ pub async fn optimize(
 
     let (operation, method_name, start) = (&settings.operation, &settings.method_name, &settings.start_method);
 
-    let out = OutputDir::prepare(&settings.output, settings.fresh)?;
+    let out = OutputDir::prepare(&settings.output, settings.fresh, evol_store::JobKind::Optimize)?;
     let journal = Arc::new(out.journal()?);
     let roles = [Role::Evolve, Role::Judge, Role::Answer, Role::Optimize];
     let concurrency = settings.execution.concurrency;

@@ -17,7 +17,7 @@ use evol_core::stats::{ScoreTally, Slice};
 use evol_core::{CallError, CallKey, CallSpec, Prompt, Role, Templates};
 use evol_io::{open_rows, Row, TextField};
 use evol_store::output::{SCORED, STATS};
-use evol_store::RunState;
+use evol_store::{JobKind, RunState};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -73,9 +73,15 @@ pub async fn score(settings: ScoreSettings, observer: &dyn Observer, mut shutdow
     let templates = Templates::builtin();
     let jobs = plan(&settings, &items, &templates)?;
     let n = jobs.len() as u64;
-    let session =
-        Session::open(&settings.output, settings.fresh, &settings.model, &settings.execution, Role::Score, n, observer)
-            .await?;
+    let session = Session::open(
+        (&settings.output, settings.fresh, JobKind::Score),
+        &settings.model,
+        &settings.execution,
+        Role::Score,
+        n,
+        observer,
+    )
+    .await?;
     let Session { out, journal, connected, model, caller, stats, .. } = &session;
     let field = match &settings.field {
         TextField::Instruction => "instruction".to_string(),

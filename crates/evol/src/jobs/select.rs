@@ -113,7 +113,7 @@ pub async fn select(settings: SelectSettings, observer: &dyn Observer) -> anyhow
         );
     }
 
-    let out = OutputDir::prepare(&args.output, args.fresh)?;
+    let out = OutputDir::prepare(&args.output, args.fresh, evol_store::JobKind::Select)?;
     let journal = Arc::new(out.journal()?);
     let (vectors, similarity, embedded, cached) = match &source {
         Source::Lexical => {

@@ -115,7 +115,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
             args.output.display()
         );
     }
-    let out = OutputDir::existing(&args.output)?;
+    let out = OutputDir::existing(&args.output, evol_store::JobKind::Run)?;
     let journal = out.journal()?;
     let identity = identity(&journal, &args.output)?;
     let plain = args.plain;

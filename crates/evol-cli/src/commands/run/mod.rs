@@ -116,7 +116,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         return crate::commands::estimate::dry_run(&settings);
     }
 
-    let out = OutputDir::prepare(&settings.output, settings.fresh)?;
+    let out = OutputDir::prepare(&settings.output, settings.fresh, evol_store::JobKind::Run)?;
     let new_run = !out.has_journal();
     let journal = Arc::new(out.journal()?);
     let printer = Printer::new(settings.quiet);

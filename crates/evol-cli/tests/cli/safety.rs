@@ -1,0 +1,116 @@
+//! What a process alone can show about keeping finished work: a closed
+//! stderr, output directories owned by the command that made them.
+
+use std::process::{Command, Stdio};
+
+use crate::util::*;
+use evol_mock::MockConfig;
+
+/// `cmd` with its stderr a pipe whose reader is already gone (as in
+/// `evol ... 2>&1 | head -1` once `head` has its line).
+fn with_closed_stderr(cmd: &mut Command) -> std::process::ExitStatus {
+    let mut child = cmd
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    child.wait().unwrap()
+}
+
+#[test]
+fn a_closed_stderr_neither_stops_a_command_nor_empties_its_files() {
+    let mock = Mock::start(MockConfig::default());
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(6));
+    let out = dir.path("out");
+    assert_success(&evol_run(&mock.url, &seeds, &out, &["--model", "mock", "--rounds", "2"]));
+    let before: Vec<Vec<u8>> = ["evolved.jsonl", "rejected.jsonl", "dataset.jsonl"]
+        .iter()
+        .map(|f| std::fs::read(out.join(f)).unwrap())
+        .collect();
+    assert!(!before[0].is_empty());
+
+    // The finished run, rerun with nobody reading its messages.
+    let status = with_closed_stderr(Command::new(env!("CARGO_BIN_EXE_evol")).args([
+        "run",
+        seeds.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--endpoint",
+        &mock.url,
+        "--model",
+        "mock",
+        "--rounds",
+        "2",
+    ]));
+    assert_eq!(status.code(), Some(0), "the rerun of a finished run goes on quietly");
+    let after: Vec<Vec<u8>> = ["evolved.jsonl", "rejected.jsonl", "dataset.jsonl"]
+        .iter()
+        .map(|f| std::fs::read(out.join(f)).unwrap())
+        .collect();
+    assert_eq!(before, after, "the record files are whole");
+    assert_eq!(read_json(&out.join("stats.json"))["state"], "completed");
+
+    // And a scoring job, which prints progress and a summary.
+    let scored = dir.path("scored");
+    let status = with_closed_stderr(Command::new(env!("CARGO_BIN_EXE_evol")).args([
+        "score",
+        out.join("dataset.jsonl").to_str().unwrap(),
+        "-o",
+        scored.to_str().unwrap(),
+        "--difficulty",
+        "--endpoint",
+        &mock.url,
+        "--model",
+        "mock",
+    ]));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(read_lines(&scored.join("scored.jsonl")).len(), read_lines(&out.join("dataset.jsonl")).len());
+}
+
+#[test]
+fn no_command_writes_into_another_commands_directory() {
+    let mock = Mock::start(MockConfig::default());
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(4));
+    let run = dir.path("run");
+    assert_success(&evol_run(&mock.url, &seeds, &run, &["--model", "mock", "--rounds", "1"]));
+    let dataset = run.join("dataset.jsonl");
+    let model = ["--endpoint", mock.url.as_str(), "--model", "mock"];
+    let scored = dir.path("scored");
+    let mut args = vec!["score", dataset.to_str().unwrap(), "-o", scored.to_str().unwrap(), "--difficulty"];
+    args.extend(model);
+    assert_success(&evol(&args));
+    let scored_rows = scored.join("scored.jsonl");
+
+    let journal = std::fs::read(run.join("journal.sqlite")).unwrap();
+    for fresh in [&[][..], &["--fresh"][..]] {
+        for (command, input, extra) in [
+            ("score", &dataset, &["--difficulty"][..]),
+            ("select", &scored_rows, &["--budget", "2", "--by", "difficulty"][..]),
+            ("answer", &dataset, &[][..]),
+        ] {
+            let mut args = vec![command, input.to_str().unwrap(), "-o", run.to_str().unwrap()];
+            args.extend(extra);
+            if command != "select" {
+                args.extend(model);
+            }
+            args.extend(fresh);
+            let out = evol(&args);
+            assert_eq!(out.status.code(), Some(1), "{command} {fresh:?}: {}", stderr(&out));
+            assert!(stderr(&out).contains("holds a run of `evol run`"), "{command}: {}", stderr(&out));
+        }
+    }
+    assert_eq!(std::fs::read(run.join("journal.sqlite")).unwrap(), journal, "the run's journal is untouched");
+    assert_eq!(read_json(&run.join("stats.json"))["state"], "completed");
+    assert_success(&evol(&["export", run.to_str().unwrap()]));
+
+    // And the other way: a run into a scoring job's directory.
+    let out = evol_run(&mock.url, &seeds, &scored, &["--model", "mock", "--fresh"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("holds the scores of `evol score`"), "{}", stderr(&out));
+    assert!(scored_rows.exists());
+}
