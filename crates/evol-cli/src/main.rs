@@ -1,6 +1,7 @@
 //! The `evol` binary: parses the command line, runs a subcommand, and maps
 //! errors to exit codes (0 success, 1 run error, 2 usage error, 3 stopped
-//! at a budget cap, 4 stopped because no server answered, 130 interrupted).
+//! at a budget cap, 4 stopped because no server answered, 5 finished with
+//! nothing produced, 130 interrupted).
 
 mod cli;
 mod commands;
@@ -14,7 +15,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 use crate::settings::UsageError;
-use evol::session::{CapStop, Interrupted, Stalled};
+use evol::session::{CapStop, Interrupted, NothingProduced, Stalled};
 use evol_store::output::{RATINGS, REPORT_JSON, STATS};
 
 fn main() -> ExitCode {
@@ -79,6 +80,8 @@ fn main() -> ExitCode {
                 ExitCode::from(3)
             } else if e.is::<Stalled>() {
                 ExitCode::from(4)
+            } else if e.is::<NothingProduced>() {
+                ExitCode::from(5)
             } else if e.is::<Interrupted>() {
                 ExitCode::from(130)
             } else {

@@ -28,11 +28,6 @@ fn usage(message: impl Into<String>) -> UsageError {
     UsageError(message.into())
 }
 
-/// A usage error for a command that checks its own flags.
-pub fn usage_error(message: impl Into<String>) -> anyhow::Error {
-    usage(message).into()
-}
-
 /// A `--config` file.
 #[derive(Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -418,10 +413,7 @@ impl FromArgs<crate::cli::DedupArgs> for DedupSettings {
         let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
         let files = match (args.input, args.output) {
             (Some(input), Some(output)) => {
-                let clusters = args.clusters.unwrap_or_else(|| {
-                    let stem = output.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-                    output.with_file_name(format!("{stem}.clusters.jsonl"))
-                });
+                let clusters = args.clusters.unwrap_or_else(|| default_clusters(&output));
                 let same = |a: &Path, b: &Path| {
                     a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
                 };
@@ -807,5 +799,45 @@ impl FromArgs<crate::cli::SelectArgs> for SelectSettings {
             field,
             format,
         })
+    }
+}
+
+impl FromArgs<crate::cli::ExportArgs> for ExportSettings {
+    type Error = UsageError;
+
+    fn from_args(args: crate::cli::ExportArgs) -> Result<ExportSettings, UsageError> {
+        if args.max_file_mb == 0 {
+            return Err(usage("--max-file-mb must be at least 1"));
+        }
+        Ok(ExportSettings {
+            output: args.output,
+            to: args.to,
+            format: args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?,
+            plain: args.plain,
+            max_file_bytes: args.max_file_mb.saturating_mul(1 << 20),
+        })
+    }
+}
+
+/// `kept.jsonl` -> `kept.clusters.jsonl`; an output of another extension
+/// keeps it in the name (`kept.json` -> `kept.json.clusters.jsonl`), so two
+/// outputs that differ only in extension never share a clusters file.
+fn default_clusters(output: &Path) -> PathBuf {
+    let name = match output.extension().and_then(|e| e.to_str()) {
+        Some("jsonl") | None => output.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
+        Some(_) => output.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+    };
+    output.with_file_name(format!("{name}.clusters.jsonl"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_differing_in_extension_get_their_own_clusters_file() {
+        assert_eq!(default_clusters(Path::new("d/kept.jsonl")), Path::new("d/kept.clusters.jsonl"));
+        assert_eq!(default_clusters(Path::new("d/kept.json")), Path::new("d/kept.json.clusters.jsonl"));
+        assert_eq!(default_clusters(Path::new("kept")), Path::new("kept.clusters.jsonl"));
     }
 }

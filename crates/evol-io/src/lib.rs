@@ -11,5 +11,8 @@ mod source;
 pub mod table;
 
 pub use rows::{open_rows, Body, Layout, Row, RowReader, RowWriter, TextField};
-pub use seeds::{read_seeds, user_turns, Fields, ReadOptions, RecordLayout, SeedError, SeedFormat, SeedSet};
+pub use seeds::{
+    chat_turns, read_seeds, user_turns, Dialogue, Fields, ReadOptions, RecordLayout, SeedError, SeedFormat, SeedSet,
+    Speaker, Turn,
+};
 pub use table::{TableError, TableWriter, Target, Written};

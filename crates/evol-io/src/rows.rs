@@ -151,6 +151,25 @@ impl Iterator for RowReader {
     }
 }
 
+/// Why `path` cannot hold rows written in `layout`, if its extension names
+/// another container.
+fn misnamed(path: &Path, layout: Layout) -> Option<String> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    let (written, fits): (&str, &[&str]) = match layout {
+        Layout::Jsonl => ("JSON lines", &["jsonl", "ndjson", "jsonlines", "jl"]),
+        Layout::Json => ("a JSON array", &["json"]),
+        Layout::Text => ("text lines", &["txt", "text"]),
+    };
+    let containers = ["jsonl", "ndjson", "json", "csv", "tsv", "parquet", "pq", "txt", "arrow", "feather"];
+    (containers.contains(&ext.as_str()) && !fits.contains(&ext.as_str())).then(|| {
+        format!(
+            "`{}` names a .{ext} file, but its rows are written as {written} (CSV, TSV and Parquet rows are written as JSON lines): name it .{}",
+            path.display(),
+            fits[0]
+        )
+    })
+}
+
 /// Writes rows in a layout, to a temporary file renamed into place by
 /// [`RowWriter::finish`], so a failed command never leaves half a file
 /// under the output's name.
@@ -164,7 +183,12 @@ pub struct RowWriter {
 }
 
 impl RowWriter {
+    /// A name whose extension says another container (`kept.parquet` for
+    /// JSON lines) is refused: the file would not be what its name says.
     pub fn create(path: &Path, layout: Layout) -> std::io::Result<RowWriter> {
+        if let Some(message) = misnamed(path, layout) {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, message));
+        }
         let mut name = path.file_name().unwrap_or_default().to_os_string();
         name.push(".tmp");
         let tmp = path.with_file_name(name);
@@ -245,6 +269,22 @@ impl Drop for RowWriter {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_file_is_never_named_for_another_container() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["kept.parquet", "kept.csv", "kept.json", "kept.tsv"] {
+            let err = RowWriter::create(&dir.path().join(name), Layout::Jsonl).err().expect(name);
+            assert!(err.to_string().contains("JSON lines") && err.to_string().contains(".jsonl"), "{err}");
+            assert!(!dir.path().join(name).exists());
+        }
+        assert!(RowWriter::create(&dir.path().join("kept.jsonl"), Layout::Json).is_err());
+        for (name, layout) in
+            [("a.jsonl", Layout::Jsonl), ("b", Layout::Jsonl), ("c.json", Layout::Json), ("d.txt", Layout::Text)]
+        {
+            RowWriter::create(&dir.path().join(name), layout).unwrap().finish().unwrap();
+        }
+    }
+
     use super::*;
 
     fn read(dir: &Path, name: &str, text: &str) -> (Layout, Vec<Row>) {

@@ -419,25 +419,45 @@ pub(crate) fn text_or_first_turn(value: &Value, name: &str) -> Result<String, St
     }
 }
 
-/// Every user turn of a list of chat turns (ShareGPT's `{from: human,
-/// value}` or chat messages' `{role: user, content}`), in order.
-pub fn user_turns(value: &Value, name: &str) -> Result<Vec<String>, String> {
+/// Who speaks a turn of a chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Speaker {
+    System,
+    User,
+    Assistant,
+    /// A tool, a function, or a name of its own: kept as it is named.
+    Other(String),
+}
+
+/// One turn of a chat, as a record holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub speaker: Speaker,
+    pub text: String,
+}
+
+/// Every turn of a list of chat turns (ShareGPT's `{from, value}` or chat
+/// messages' `{role, content}`), in order: `human`/`user`, `gpt`/
+/// `assistant`/`model`, `system`, or another speaker by its name.
+pub fn chat_turns(value: &Value, name: &str) -> Result<Vec<Turn>, String> {
     let Value::Array(turns) = value else {
         return Err(format!("`{name}` must be a list of turns, found {}", kind(value)));
     };
-    let mut users = Vec::new();
+    let mut out = Vec::with_capacity(turns.len());
     for (i, turn) in turns.iter().enumerate() {
         let Value::Object(turn) = turn else {
             return Err(format!("`{name}[{i}]` must be an object, found {}", kind(turn)));
         };
         let speaker = match field(turn, &["from", "role"])? {
-            Some(Value::String(s)) => s.trim().to_ascii_lowercase(),
+            Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+                "human" | "user" => Speaker::User,
+                "gpt" | "assistant" | "model" | "chatgpt" | "bard" => Speaker::Assistant,
+                "system" => Speaker::System,
+                other => Speaker::Other(other.to_string()),
+            },
             Some(other) => return Err(format!("`{name}[{i}]`: the speaker must be a string, found {}", kind(other))),
             None => return Err(format!("`{name}[{i}]` names no speaker (`from` or `role`)")),
         };
-        if speaker != "human" && speaker != "user" {
-            continue;
-        }
         let text = match field(turn, &["value", "content"])? {
             Some(Value::String(s)) => s.clone(),
             // OpenAI-style content parts: their text, joined.
@@ -447,9 +467,69 @@ pub fn user_turns(value: &Value, name: &str) -> Result<Vec<String>, String> {
             Some(other) => return Err(format!("`{name}[{i}]`: the text must be a string, found {}", kind(other))),
             None => return Err(format!("`{name}[{i}]` has no text (`value` or `content`)")),
         };
-        users.push(text);
+        out.push(Turn { speaker, text });
     }
-    Ok(users)
+    Ok(out)
+}
+
+/// Every user turn of a list of chat turns, in order.
+pub fn user_turns(value: &Value, name: &str) -> Result<Vec<String>, String> {
+    Ok(chat_turns(value, name)?.into_iter().filter(|t| t.speaker == Speaker::User).map(|t| t.text).collect())
+}
+
+/// A record's conversation: its system prompt and its exchanges (a user
+/// turn and the answer to it, when there is one), whatever layout holds
+/// it: ShareGPT `conversations`, chat `messages`, or an instruction (with
+/// an Alpaca `input`) and `output` / `response`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Dialogue {
+    pub system: Option<String>,
+    pub exchanges: Vec<(String, Option<String>)>,
+}
+
+impl Dialogue {
+    /// The dialogue of a chat's turns: each user turn with the assistant
+    /// turn after it. Two assistant turns in a row, an answer before any
+    /// question, or a system turn after the first are refused (they would
+    /// not survive a conversion), and so is a speaker other than the
+    /// system, the user and the assistant (a tool's turn).
+    pub fn from_turns(turns: Vec<Turn>, name: &str) -> Result<Dialogue, String> {
+        let mut dialogue = Dialogue::default();
+        for (i, turn) in turns.into_iter().enumerate() {
+            match turn.speaker {
+                Speaker::System if i == 0 => dialogue.system = Some(turn.text),
+                Speaker::System => return Err(format!("`{name}[{i}]`: a system turn after the first turn")),
+                Speaker::User => dialogue.exchanges.push((turn.text, None)),
+                Speaker::Assistant => match dialogue.exchanges.last_mut() {
+                    Some((_, answer @ None)) => *answer = Some(turn.text),
+                    Some(_) => return Err(format!("`{name}[{i}]`: two assistant turns in a row")),
+                    None => return Err(format!("`{name}[{i}]`: an assistant turn before any user turn")),
+                },
+                Speaker::Other(who) => {
+                    return Err(format!(
+                        "`{name}[{i}]`: a turn of `{who}` (only system, user and assistant turns can be carried over)"
+                    ))
+                }
+            }
+        }
+        if dialogue.exchanges.is_empty() {
+            return Err(format!("`{name}` has no user turn"));
+        }
+        Ok(dialogue)
+    }
+
+    /// The dialogue a record holds in `conversations` or `messages`; none
+    /// when it holds neither (an instruction record).
+    pub fn of_chat(record: &Map<String, Value>) -> Result<Option<Dialogue>, String> {
+        let chat = [("conversations", field(record, &["conversations"])?), ("messages", field(record, &["messages"])?)];
+        match chat {
+            [(name, Some(v)), (_, None)] | [(_, None), (name, Some(v))] => {
+                Ok(Some(Dialogue::from_turns(chat_turns(v, name)?, name)?))
+            }
+            [(_, Some(_)), (_, Some(_))] => Err("the record holds both `conversations` and `messages`".into()),
+            _ => Ok(None),
+        }
+    }
 }
 
 fn first_turn(value: &Value, name: &str) -> Result<String, String> {
@@ -486,6 +566,31 @@ pub(crate) fn kind(v: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_dialogue_keeps_every_turn_or_refuses() {
+        let chat = serde_json::json!({"conversations": [
+            {"from": "system", "value": "Be brief."},
+            {"from": "human", "value": "你好"},
+            {"from": "gpt", "value": "नमस्ते"},
+            {"from": "human", "value": "And then?"}
+        ]});
+        let d = Dialogue::of_chat(chat.as_object().unwrap()).unwrap().unwrap();
+        assert_eq!(d.system.as_deref(), Some("Be brief."));
+        assert_eq!(d.exchanges, vec![("你好".into(), Some("नमस्ते".into())), ("And then?".into(), None)]);
+        let tool = serde_json::json!({"messages": [
+            {"role": "user", "content": "x"}, {"role": "tool", "content": "y"}
+        ]});
+        let err = Dialogue::of_chat(tool.as_object().unwrap()).unwrap_err();
+        assert!(err.contains("`tool`"), "{err}");
+        assert_eq!(user_turns(&tool["messages"], "messages").unwrap(), vec!["x"], "seeds skip a tool's turn");
+        let twice = serde_json::json!({"messages": [
+            {"role": "user", "content": "x"}, {"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}
+        ]});
+        assert!(Dialogue::of_chat(twice.as_object().unwrap()).unwrap_err().contains("two assistant turns"));
+        let plain = serde_json::json!({"instruction": "x"});
+        assert_eq!(Dialogue::of_chat(plain.as_object().unwrap()).unwrap(), None);
+    }
+
     use super::*;
 
     fn parse(text: &str, format: SeedFormat, skip: bool) -> Result<SeedSet, SeedError> {

@@ -44,6 +44,16 @@ pub struct CapStop {
     pub out: String,
 }
 
+/// The job ran to its end but produced nothing (exit code 5): every call
+/// failed, every reply was unreadable, or every row was rejected. Its
+/// files are written: they say why.
+#[derive(Debug, thiserror::Error)]
+#[error("nothing was produced: {what}; the files in `{out}` say why (fix the cause, then rerun the same command with --retry-failed)")]
+pub struct NothingProduced {
+    pub what: String,
+    pub out: String,
+}
+
 /// The flag that sets a cap.
 fn cap_flag(reached: &CapReached) -> &'static str {
     match reached {
@@ -97,6 +107,17 @@ impl<T, E: WorkError> Ended<Result<T, E>> {
             },
             Ended::Stopped(_) => RunState::Interrupted,
             Ended::Done(Ok(_)) => RunState::Failed,
+        }
+    }
+
+    /// [`Ended::exit`], and when the work ran to its end but `produced`
+    /// nothing, [`NothingProduced`] (`what` says what is missing).
+    pub fn exit_producing(self, stall_after: Duration, out: String, produced: bool, what: &str) -> anyhow::Result<()> {
+        let done = matches!(self, Ended::Done(Ok(_)));
+        self.exit(stall_after, out.clone())?;
+        match done && !produced {
+            true => Err(NothingProduced { what: what.to_string(), out }.into()),
+            false => Ok(()),
         }
     }
 

@@ -337,3 +337,129 @@ pub struct SelectSettings {
     pub field: evol_io::TextField,
     pub format: evol_io::SeedFormat,
 }
+
+impl Servers {
+    /// OpenAI-compatible servers at `urls` (each ending in `/v1`), with the
+    /// `evol` binary's defaults: adaptive concurrency, a 600 s timeout, six
+    /// retries, a stall after 180 s; keys from `OPENAI_API_KEY`.
+    pub fn at(urls: &[&str]) -> Servers {
+        let endpoints = urls
+            .iter()
+            .map(|url| Endpoint {
+                url: url.to_string(),
+                model: None,
+                api_key_env: None,
+                weight: 1.0,
+                rpm: None,
+                tpm: None,
+                max_concurrency: None,
+                api_key: std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.trim().is_empty()),
+            })
+            .collect();
+        Servers {
+            endpoints,
+            api_key_env: "OPENAI_API_KEY".to_string(),
+            adaptive: true,
+            timeout: Duration::from_secs(600),
+            retry: RetryPolicy { max_retries: 6, max_retry_after: Duration::from_secs(120), ..RetryPolicy::default() },
+            stall_timeout: Duration::from_secs(180),
+            batch: None,
+        }
+    }
+}
+
+impl ModelSettings {
+    /// `model` (none: the server's only one, or the embedded engine's
+    /// default) on `backend`, 64 calls in flight, no cap and no prices.
+    pub fn new(backend: Backend, model: Option<&str>) -> ModelSettings {
+        ModelSettings {
+            backend,
+            model: model.map(String::from),
+            concurrency: 64,
+            caps: Caps::default(),
+            prices: Prices::default(),
+            default_price: None,
+            request_seeds: true,
+        }
+    }
+}
+
+impl EvalModel {
+    /// The one model of an evaluation job, sampled with `sampling`, its
+    /// request seeds drawn from `seed`.
+    pub fn new(model: ModelSettings, sampling: Sampling, seed: u64) -> EvalModel {
+        let execution = model.execution(false);
+        EvalModel { model, execution, sampling, seed }
+    }
+}
+
+/// A layout `evol export --to` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Alpaca,
+    ShareGpt,
+    Messages,
+    Jsonl,
+    /// Preference pairs in TRL's layout (an `evol arena --learn` directory).
+    Dpo,
+}
+
+impl ExportFormat {
+    pub const NAMES: [&'static str; 5] = ["alpaca", "sharegpt", "messages", "jsonl", "dpo"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportFormat::Alpaca => "alpaca",
+            ExportFormat::ShareGpt => "sharegpt",
+            ExportFormat::Messages => "messages",
+            ExportFormat::Jsonl => "jsonl",
+            ExportFormat::Dpo => "dpo",
+        }
+    }
+}
+
+impl std::str::FromStr for ExportFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ExportFormat, String> {
+        match s {
+            "alpaca" => Ok(ExportFormat::Alpaca),
+            "sharegpt" => Ok(ExportFormat::ShareGpt),
+            "messages" => Ok(ExportFormat::Messages),
+            "jsonl" => Ok(ExportFormat::Jsonl),
+            "dpo" => Ok(ExportFormat::Dpo),
+            other => Err(format!("`{other}` is not a layout ({})", ExportFormat::NAMES.join(", "))),
+        }
+    }
+}
+
+/// `evol export`'s settings.
+pub struct ExportSettings {
+    /// A run's directory, a dataset file (or `evol score` / `evol select`
+    /// output), or an `evol arena --learn` directory.
+    pub output: PathBuf,
+    /// Where to write the rows in `format` (none: only the run's own files
+    /// are rewritten from its journal).
+    pub to: Option<PathBuf>,
+    pub format: ExportFormat,
+    /// No lineage or score columns.
+    pub plain: bool,
+    /// The most bytes a file of a dataset directory holds.
+    pub max_file_bytes: u64,
+}
+
+/// `evol merge`'s settings.
+pub struct MergeSettings {
+    /// The shards' directories (journals or exports).
+    pub shards: Vec<PathBuf>,
+    /// A new directory for the merged run.
+    pub output: PathBuf,
+}
+
+/// `evol report`'s settings.
+pub struct ReportSettings {
+    /// One run's directory, and any `evol judge` and `evol arena` outputs.
+    pub dirs: Vec<PathBuf>,
+    /// The HTML file to write.
+    pub output: PathBuf,
+}

@@ -3,7 +3,6 @@
 pub mod batch;
 pub mod config;
 pub mod dedup;
-pub mod estimate;
 pub mod eval;
 pub mod export;
 pub mod merge;

@@ -90,7 +90,8 @@ fn dedup_against_a_corpus_removes_its_duplicates_and_leaves_it_untouched() {
     assert!(said.contains("1 kept, 2 removed") && said.contains("2 of a corpus row"), "{said}");
     let kept: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(kept, serde_json::json!([{"instruction": "A new question?", "output": "o2"}]));
-    let clusters = read_lines(&dir.path("kept.clusters.jsonl"));
+    // `kept.json`'s clusters keep its extension in their name.
+    let clusters = read_lines(&dir.path("kept.json.clusters.jsonl"));
     assert_eq!(clusters[0]["removed"], serde_json::json!({"item": 1, "id": null}));
     assert_eq!(clusters[0]["kept"]["file"], corpus.to_str().unwrap());
     assert_eq!(clusters[1]["kept"]["line"], 2);

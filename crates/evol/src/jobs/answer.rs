@@ -104,7 +104,8 @@ pub async fn answer(settings: AnswerSettings, observer: &dyn Observer, mut shutd
         human(std::time::Duration::from_secs_f64(snapshot.wall_seconds)),
         path.display()
     ));
-    ended.exit(session.stall_after(), session.out_name())
+    let what = format!("no question of {} was answered ({failed} calls failed)", questions.len());
+    ended.exit_producing(session.stall_after(), session.out_name(), answered > 0, &what)
 }
 
 /// Answers one question's turns in order.

@@ -440,7 +440,11 @@ async fn battle(
         session.out.path(LEADERBOARD).display(),
         battles_path.display()
     ));
-    ended.exit(session.stall_after(), session.out_name())
+    let what = format!(
+        "no game of {} has a readable verdict ({} unreadable, {} failed)",
+        counts.games, counts.unreadable, counts.failed
+    );
+    ended.exit_producing(session.stall_after(), session.out_name(), counts.judged > 0, &what)
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]

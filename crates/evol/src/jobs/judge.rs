@@ -301,7 +301,13 @@ pub async fn judge(settings: JudgeSettings, observer: &dyn Observer, mut shutdow
         session.out.path(REPORT_JSON).display(),
         path.display()
     ));
-    ended.exit(session.stall_after(), session.out_name())
+    let what = format!(
+        "no game of {} has a readable verdict ({} unreadable, {} failed)",
+        calls.len(),
+        counts.unreadable,
+        counts.failed
+    );
+    ended.exit_producing(session.stall_after(), session.out_name(), counts.judged > 0, &what)
 }
 
 /// Games by what became of them.

@@ -3,15 +3,23 @@
 
 pub mod answer;
 pub mod arena;
+pub mod dedup;
+pub mod estimate;
+pub mod export;
 pub mod judge;
+pub mod merge;
 pub mod optimize;
+pub mod report;
+pub mod run;
 pub mod score;
 pub mod select;
 pub mod testset;
 
 pub use answer::answer;
 pub use arena::arena;
+pub use export::export;
 pub use judge::judge;
 pub use optimize::optimize;
+pub use run::run;
 pub use score::score;
 pub use select::select;

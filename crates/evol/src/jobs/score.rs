@@ -166,9 +166,20 @@ pub async fn score(settings: ScoreSettings, observer: &dyn Observer, mut shutdow
         },
     )?;
     {
+        let pending = pending_rows(&jobs, &results, rows.len());
+        let done_rows = if pending == 0 {
+            format!("{} rows", rows.len())
+        } else {
+            format!(
+                "{} of {} rows ({pending} not scored: {} of {} calls were not made; rerun the same command to finish, they carry `_not_scored`)",
+                rows.len() - pending,
+                rows.len(),
+                jobs.len() - done,
+                jobs.len()
+            )
+        };
         let mut line = format!(
-            "evol: scored {} rows in {}:",
-            rows.len(),
+            "evol: scored {done_rows} in {}:",
             human(std::time::Duration::from_secs_f64(snapshot.wall_seconds))
         );
         for (measure, t) in &tallies {
@@ -182,7 +193,9 @@ pub async fn score(settings: ScoreSettings, observer: &dyn Observer, mut shutdow
         observer.say(&line);
         observer.say(&format!("evol: wrote {}, {}", out.path(SCORED).display(), out.path(STATS).display()));
     }
-    ended.exit(session.stall_after(), session.out_name())
+    let scored: u64 = tallies.values().map(|t| t.scored).sum();
+    let what = format!("no score could be read from {} calls", jobs.len());
+    ended.exit_producing(session.stall_after(), session.out_name(), scored > 0, &what)
 }
 
 /// What `stats.json` holds for a scoring job.
@@ -344,6 +357,19 @@ fn read_reply(job: &Job, outcome: Result<evol_llm::ChatResponse, String>) -> Vec
 /// and the tallies per measure. A JSONL row keeps its line, the scores
 /// added at its end; a row that already has a field of those names is
 /// written from its parsed fields instead.
+/// How many rows lack a score because their call was not made.
+fn pending_rows(jobs: &[Job], results: &[Option<Vec<Scored>>], rows: usize) -> usize {
+    let mut pending = vec![false; rows];
+    for (job, result) in jobs.iter().zip(results) {
+        if result.is_none() {
+            for &row in &job.rows {
+                pending[row] = true;
+            }
+        }
+    }
+    pending.iter().filter(|p| **p).count()
+}
+
 fn merge(
     measures: &[Measure],
     jobs: &[Job],
@@ -353,7 +379,15 @@ fn merge(
     let mut tallies: BTreeMap<Measure, ScoreTally> = measures.iter().map(|m| (*m, ScoreTally::default())).collect();
     let mut added: Vec<Vec<(String, Value)>> = vec![Vec::new(); items.len()];
     for (job, result) in jobs.iter().zip(results) {
-        let Some(scores) = result else { continue };
+        let Some(scores) = result else {
+            // A call the job stopped before: its rows say so, never a
+            // silent gap.
+            for &row in &job.rows {
+                added[row].push((job.measure.name().to_string(), Value::Null));
+                added[row].push((format!("{}_not_scored", job.measure.name()), Value::Bool(true)));
+            }
+            continue;
+        };
         for (&row, scored) in job.rows.iter().zip(scores) {
             tallies.get_mut(&job.measure).expect("a measure asked for").add(scored);
             let name = job.measure.name();
@@ -427,5 +461,21 @@ mod tests {
         assert_eq!(groups, [vec![2, 0], vec![1], vec![3], vec![4]]);
         let groups = group_by(&items, 6, |i| i.group.clone(), |a, b| a.round.unwrap().total_cmp(&b.round.unwrap()));
         assert_eq!(groups, [vec![2, 0, 4], vec![1], vec![3]]);
+    }
+
+    #[test]
+    fn rows_whose_call_was_not_made_are_marked() {
+        let job = |rows: Vec<usize>| Job { measure: Measure::Difficulty, rows, key: "k".into(), prompt: "p".into() };
+        let jobs = [job(vec![0]), job(vec![1])];
+        let scored = Scored { score: Some(7.0), unreadable: None, error: None };
+        let results = [Some(vec![scored]), None];
+        let mut items = vec![item(None, None), item(None, None)];
+        items[1].line = Some("{\"instruction\":\"q\"}".into());
+        items[1].object.insert("instruction".into(), "q".into());
+        let (rows, tallies) = merge(&[Measure::Difficulty], &jobs, &results, items);
+        assert_eq!(rows[0], "{\"difficulty\":7.0}");
+        assert_eq!(rows[1], "{\"instruction\":\"q\",\"difficulty\":null,\"difficulty_not_scored\":true}");
+        assert_eq!(tallies[&Measure::Difficulty].scored, 1);
+        assert_eq!(pending_rows(&jobs, &results, 2), 1);
     }
 }

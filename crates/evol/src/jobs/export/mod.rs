@@ -14,71 +14,49 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use arrow_schema::{Field, Schema};
 use evol_io::table::{self, TableWriter, Target};
+use evol_io::Dialogue;
 use evol_store::{DatasetEntry, OutputDir};
 use serde_json::{json, Map, Value};
 
-use crate::cli::ExportArgs;
-use crate::commands::status::identity;
+use crate::observe::Observer;
+use crate::settings::{ExportFormat as Format, ExportSettings};
 
-/// A layout of `--to`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
-    Alpaca,
-    ShareGpt,
-    Messages,
-    Jsonl,
-    Dpo,
-}
-
-impl Format {
-    fn parse(s: &str) -> Format {
-        match s {
-            "alpaca" => Format::Alpaca,
-            "sharegpt" => Format::ShareGpt,
-            "messages" => Format::Messages,
-            "jsonl" => Format::Jsonl,
-            "dpo" => Format::Dpo,
-            _ => unreachable!("clap checks the value"),
+/// The layout's own columns.
+fn fields(format: Format, conversational: bool) -> Vec<Field> {
+    match format {
+        Format::Alpaca => {
+            vec![table::text("instruction", false), table::text("input", false), table::text("output", true)]
         }
-    }
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Format::Alpaca => "alpaca",
-            Format::ShareGpt => "sharegpt",
-            Format::Messages => "messages",
-            Format::Jsonl => "jsonl",
-            Format::Dpo => "dpo",
-        }
-    }
-
-    /// The layout's own columns.
-    fn fields(self, conversational: bool) -> Vec<Field> {
-        match self {
-            Format::Alpaca => {
-                vec![table::text("instruction", false), table::text("input", false), table::text("output", true)]
-            }
-            Format::Jsonl => vec![table::text("instruction", false), table::text("output", true)],
-            Format::ShareGpt => vec![table::turns("conversations", ["from", "value"])],
-            Format::Messages => vec![table::turns("messages", ["role", "content"])],
-            Format::Dpo if conversational => vec![
-                table::turns("prompt", ["role", "content"]),
-                table::turns("chosen", ["role", "content"]),
-                table::turns("rejected", ["role", "content"]),
-            ],
-            Format::Dpo => {
-                vec![table::text("prompt", false), table::text("chosen", false), table::text("rejected", false)]
-            }
+        Format::Jsonl => vec![table::text("instruction", false), table::text("output", true)],
+        Format::ShareGpt => vec![table::turns("conversations", ["from", "value"])],
+        Format::Messages => vec![table::turns("messages", ["role", "content"])],
+        Format::Dpo if conversational => vec![
+            table::turns("prompt", ["role", "content"]),
+            table::turns("chosen", ["role", "content"]),
+            table::turns("rejected", ["role", "content"]),
+        ],
+        Format::Dpo => {
+            vec![table::text("prompt", false), table::text("chosen", false), table::text("rejected", false)]
         }
     }
 }
 
-/// One SFT example: its turns (user text, the answer when there is one)
-/// and its extra columns.
+/// One SFT example: its dialogue (a system prompt, user texts and the
+/// answers there are) and its extra columns.
 struct Example {
     id: String,
-    turns: Vec<(String, Option<String>)>,
+    dialogue: Dialogue,
     extra: Map<String, Value>,
+}
+
+/// What an export wrote, as `--json` prints it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum ExportReport {
+    /// A run's files rewritten from its journal (no `--to`).
+    Rewritten { rows: usize, exact_duplicates: usize, near_duplicates: usize },
+    /// Rows written in a layout to `to`.
+    Written { rows: u64, format: String, to: PathBuf, files: Vec<PathBuf>, bytes: u64 },
 }
 
 /// What an export read, for the card and the summary.
@@ -91,8 +69,15 @@ pub(crate) struct Made {
     pub rounds: BTreeMap<u32, u64>,
 }
 
-pub fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let format = Format::parse(&args.format);
+/// Rewrites a run's files from its journal and, with a target, writes its
+/// dataset (or any dataset file's rows, or an Arena Learning directory's
+/// records) in a layout there.
+pub fn export(settings: ExportSettings, observer: &dyn Observer) -> anyhow::Result<ExportReport> {
+    let args = &settings;
+    let format = settings.format;
+    if let Some(to) = &args.to {
+        refuse_target(to, &args.output)?;
+    }
     if let Some(file) = rows_file(&args.output) {
         let Some(to) = &args.to else {
             bail!("`{}` is a dataset file: name where to write it with --to", file.display())
@@ -100,14 +85,14 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         if format == Format::Dpo {
             bail!("--format dpo writes the preference pairs of an `evol arena --learn` directory");
         }
-        return export_rows(&args, format, &file, to);
+        return export_rows(args, format, &file, to, observer);
     }
     let learn = args.output.join("sft.jsonl").is_file() && !args.output.join(evol_store::output::JOURNAL).exists();
     if learn {
         let Some(to) = &args.to else {
             bail!("`{}` is an `evol arena --learn` directory: name where to write it with --to", args.output.display())
         };
-        return export_learned(&args, format, to);
+        return export_learned(args, format, to, observer);
     }
     if format == Format::Dpo {
         bail!(
@@ -115,13 +100,23 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
             args.output.display()
         );
     }
+    match evol_store::JobKind::of(&args.output)? {
+        Some(evol_store::JobKind::Run) => {}
+        Some(kind) => bail!(
+            "`{}` holds {}, not a run: `evol export` takes a run's directory or a dataset file",
+            args.output.display(),
+            kind.describe()
+        ),
+        None => {}
+    }
     let out = OutputDir::existing(&args.output, evol_store::JobKind::Run)?;
     let journal = out.journal()?;
-    let identity = identity(&journal, &args.output)?;
+    let identity =
+        journal.identity()?.ok_or_else(|| anyhow::anyhow!("`{}`: the run never started", args.output.display()))?;
     let plain = args.plain;
     let mut made = Made::default();
     let mut writer = match &args.to {
-        Some(to) => Some(create(to, &args, schema(format, false, plain, &run_extra_fields()))?),
+        Some(to) => Some(create(to, args, schema(format, false, plain, &run_extra_fields()))?),
         None => None,
     };
     let mut failure: Option<anyhow::Error> = None;
@@ -144,24 +139,22 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     let exported = exported?;
     let removed = exported.exact_duplicates + exported.near_duplicates;
     let left_out = if removed > 0 { format!(" ({removed} duplicates left out)") } else { String::new() };
-    crate::say!(
+    observer.say(&format!(
         "evol: exported {} dataset rows{left_out} and the record files to `{}`",
         exported.rows,
         args.output.display()
-    );
+    ));
     let Some(writer) = writer else {
-        if args.json {
-            crate::stdout(&format!(
-                "{}\n",
-                json!({ "rows": exported.rows, "exact_duplicates": exported.exact_duplicates, "near_duplicates": exported.near_duplicates })
-            ))?;
-        }
-        return Ok(());
+        return Ok(ExportReport::Rewritten {
+            rows: exported.rows,
+            exact_duplicates: exported.exact_duplicates,
+            near_duplicates: exported.near_duplicates,
+        });
     };
     let to = args.to.as_ref().expect("a writer has a target");
     let stats = read_stats(&args.output);
     let source = card::Source::Run { stats: stats.as_ref(), made: &made };
-    finish(writer, to, &args, format, source)
+    finish(writer, to, args, format, source, observer)
 }
 
 /// The extra columns of a run's rows.
@@ -179,18 +172,28 @@ fn run_extra_fields() -> Vec<Field> {
 }
 
 fn schema(format: Format, conversational: bool, plain: bool, extra: &[Field]) -> Schema {
-    let mut fields = format.fields(conversational);
+    let mut fields = fields(format, conversational);
     if !plain {
         fields.extend(extra.iter().cloned());
     }
     Schema::new(fields)
 }
 
-fn create(to: &Path, args: &ExportArgs, schema: Schema) -> anyhow::Result<TableWriter> {
-    if args.max_file_mb == 0 {
-        return Err(crate::settings::usage_error("--max-file-mb must be at least 1"));
+/// Refuses a target that would overwrite a file (the run's own dataset, a
+/// seed file, the input itself): an export never replaces what is there.
+fn refuse_target(to: &Path, input: &Path) -> anyhow::Result<()> {
+    let same = |a: &Path, b: &Path| a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    if same(to, input) {
+        bail!("--to `{}` is the input: write the export elsewhere", to.display());
     }
-    let target = Target::from_path(to, args.max_file_mb.saturating_mul(1 << 20));
+    if to.is_file() {
+        bail!("--to `{}` exists: an export does not overwrite a file (remove it, or name another)", to.display());
+    }
+    Ok(())
+}
+
+fn create(to: &Path, args: &ExportSettings, schema: Schema) -> anyhow::Result<TableWriter> {
+    let target = Target::from_path(to, args.max_file_bytes);
     if let Target::Jsonl(path) | Target::Parquet(path) = &target {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).with_context(|| format!("cannot create `{}`", parent.display()))?;
@@ -213,7 +216,9 @@ fn run_example(entry: &DatasetEntry) -> Example {
     extra.insert("model".into(), json!(entry.model));
     extra.insert("answer_model".into(), json!(entry.answer_model));
     extra.insert("difficulty".into(), json!(entry.row.difficulty));
-    Example { id: entry.id.clone(), turns: vec![(entry.row.instruction.clone(), entry.row.output.clone())], extra }
+    let dialogue =
+        Dialogue { system: None, exchanges: vec![(entry.row.instruction.clone(), entry.row.output.clone())] };
+    Example { id: entry.id.clone(), dialogue, extra }
 }
 
 fn note(made: &mut Made, entry: &DatasetEntry) {
@@ -234,14 +239,21 @@ fn layout(format: Format, example: &Example, plain: bool) -> anyhow::Result<Valu
     let mut row = Map::new();
     match format {
         Format::Alpaca | Format::Jsonl => {
-            let [(instruction, output)] = example.turns.as_slice() else {
+            let [(instruction, output)] = example.dialogue.exchanges.as_slice() else {
                 bail!(
-                    "`{}` is a conversation of {} turns; --format {} holds one: use --format messages or sharegpt",
+                    "`{}` is a conversation of {} exchanges; --format {} holds one: use --format messages or sharegpt",
                     example.id,
-                    example.turns.len(),
+                    example.dialogue.exchanges.len(),
                     format.name()
                 )
             };
+            if example.dialogue.system.is_some() {
+                bail!(
+                    "`{}` has a system prompt; --format {} has no place for it: use --format messages or sharegpt",
+                    example.id,
+                    format.name()
+                );
+            }
             row.insert("instruction".into(), json!(instruction));
             if format == Format::Alpaca {
                 row.insert("input".into(), json!(""));
@@ -254,7 +266,10 @@ fn layout(format: Format, example: &Example, plain: bool) -> anyhow::Result<Valu
                 _ => ("messages", "role", "user", "assistant", "content"),
             };
             let mut turns = Vec::new();
-            for (question, answer) in &example.turns {
+            if let Some(system) = &example.dialogue.system {
+                turns.push(json!({ speaker: "system", text: system }));
+            }
+            for (question, answer) in &example.dialogue.exchanges {
                 turns.push(json!({ speaker: user, text: question }));
                 if let Some(answer) = answer {
                     turns.push(json!({ speaker: assistant, text: answer }));
@@ -274,10 +289,11 @@ fn layout(format: Format, example: &Example, plain: bool) -> anyhow::Result<Valu
 fn finish(
     writer: TableWriter,
     to: &Path,
-    args: &ExportArgs,
+    args: &ExportSettings,
     format: Format,
     source: card::Source,
-) -> anyhow::Result<()> {
+    observer: &dyn Observer,
+) -> anyhow::Result<ExportReport> {
     let schema = writer.schema().clone();
     let written = writer.finish()?;
     if matches!(Target::from_path(to, 1), Target::HubDir { .. }) {
@@ -293,7 +309,7 @@ fn finish(
         std::fs::write(to.join("README.md"), text)
             .with_context(|| format!("cannot write `{}`", to.join("README.md").display()))?;
     }
-    crate::say!(
+    observer.say(&format!(
         "evol: wrote {} rows as {} to `{}` ({} file{}, {})",
         written.rows,
         format.name(),
@@ -301,15 +317,14 @@ fn finish(
         written.files.len(),
         if written.files.len() == 1 { "" } else { "s" },
         card::human_bytes(written.bytes)
-    );
-    if args.json {
-        let files: Vec<String> = written.files.iter().map(|f| f.display().to_string()).collect();
-        crate::stdout(&format!(
-            "{}\n",
-            json!({ "rows": written.rows, "format": format.name(), "to": to.display().to_string(), "files": files, "bytes": written.bytes })
-        ))?;
-    }
-    Ok(())
+    ));
+    Ok(ExportReport::Written {
+        rows: written.rows,
+        format: format.name().to_string(),
+        to: to.to_path_buf(),
+        files: written.files.clone(),
+        bytes: written.bytes,
+    })
 }
 
 fn read_stats(dir: &Path) -> Option<Value> {
@@ -319,7 +334,12 @@ fn read_stats(dir: &Path) -> Option<Value> {
 
 /// `evol export LEARN_DIR --to PATH`: the SFT records (`sft.jsonl`) in an
 /// SFT layout, or the preference pairs (`dpo.jsonl`) with `--format dpo`.
-fn export_learned(args: &ExportArgs, format: Format, to: &Path) -> anyhow::Result<()> {
+fn export_learned(
+    args: &ExportSettings,
+    format: Format,
+    to: &Path,
+    observer: &dyn Observer,
+) -> anyhow::Result<ExportReport> {
     let file: PathBuf = args.output.join(if format == Format::Dpo { "dpo.jsonl" } else { "sft.jsonl" });
     let rows = read_rows(&file)?;
     if format == Format::Dpo {
@@ -340,7 +360,7 @@ fn export_learned(args: &ExportArgs, format: Format, to: &Path) -> anyhow::Resul
             }
             writer.write(Value::Object(out))?;
         }
-        return finish(writer, to, args, format, card::Source::Learned { pairs: true });
+        return finish(writer, to, args, format, card::Source::Learned { pairs: true }, observer);
     }
     let extra = vec![
         table::text("id", false),
@@ -353,7 +373,7 @@ fn export_learned(args: &ExportArgs, format: Format, to: &Path) -> anyhow::Resul
         let example = learned_example(row).with_context(|| format!("`{}` {place}", file.display()))?;
         writer.write(layout(format, &example, args.plain).with_context(|| format!("`{}` {place}", file.display()))?)?;
     }
-    finish(writer, to, args, format, card::Source::Learned { pairs: false })
+    finish(writer, to, args, format, card::Source::Learned { pairs: false }, observer)
 }
 
 /// The dataset file `path` names: a file itself, or the output of `evol
@@ -373,15 +393,40 @@ const LAYOUT_KEYS: [&str; 8] =
 /// score`'s, with their scores), the instruction read as seeds are and the
 /// answer from `output` or `response`; the other scalar fields become
 /// columns, typed from every row (integers, floats, texts, booleans).
-fn export_rows(args: &ExportArgs, format: Format, file: &Path, to: &Path) -> anyhow::Result<()> {
+fn export_rows(
+    args: &ExportSettings,
+    format: Format,
+    file: &Path,
+    to: &Path,
+    observer: &dyn Observer,
+) -> anyhow::Result<ExportReport> {
     let mut rows = Vec::new();
     for row in evol_io::open_rows(file, evol_io::SeedFormat::Auto)? {
         let row = row?;
         let place = format!("`{}` {}", file.display(), row.place);
-        let (instruction, id) =
-            row.text(&evol_io::TextField::Instruction).map_err(|e| anyhow::anyhow!("{place}: {e}"))?;
         let object = row.object().map_err(|e| anyhow::anyhow!("{place}: {e}"))?;
-        rows.push((place, instruction, id, object));
+        // A chat is carried over whole, every turn; an instruction record
+        // is read as seeds are, its answer from `output` or `response`.
+        let (dialogue, id) = match Dialogue::of_chat(&object).map_err(|e| anyhow::anyhow!("{place}: {e}"))? {
+            Some(dialogue) => {
+                let id = crate::jobs::testset::field(&object, &["id", "idx"]).and_then(|v| match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                });
+                (dialogue, id)
+            }
+            None => {
+                let (instruction, id) =
+                    row.text(&evol_io::TextField::Instruction).map_err(|e| anyhow::anyhow!("{place}: {e}"))?;
+                let output = match crate::jobs::testset::field(&object, &["output", "response"]) {
+                    Some(Value::String(s)) => Some(s.clone()),
+                    _ => None,
+                };
+                (Dialogue { system: None, exchanges: vec![(instruction, output)] }, id)
+            }
+        };
+        rows.push((place, dialogue, id, object));
     }
     // The extra columns and their types, over every row.
     let mut kinds: BTreeMap<String, &'static str> = BTreeMap::new();
@@ -418,22 +463,18 @@ fn export_rows(args: &ExportArgs, format: Format, file: &Path, to: &Path) -> any
     }
     let mut writer = create(to, args, schema(format, false, args.plain, &extra))?;
     let mut made = Made::default();
-    for (n, (place, instruction, id, object)) in rows.into_iter().enumerate() {
-        let output = match evol::jobs::testset::field(&object, &["output", "response"]) {
-            Some(Value::String(s)) => Some(s.clone()),
-            _ => None,
-        };
+    for (n, (place, dialogue, id, object)) in rows.into_iter().enumerate() {
         let mut columns = Map::new();
         columns.insert("id".into(), json!(id.unwrap_or_else(|| (n + 1).to_string())));
         for key in kinds.keys() {
             let value = object.get(key).cloned().unwrap_or(Value::Null);
             columns.insert(key.clone(), value);
         }
-        made.unanswered += u64::from(output.is_none());
-        let example = Example { id: place.clone(), turns: vec![(instruction, output)], extra: columns };
+        made.unanswered += u64::from(dialogue.exchanges.iter().any(|(_, a)| a.is_none()));
+        let example = Example { id: place.clone(), dialogue, extra: columns };
         writer.write(layout(format, &example, args.plain).with_context(|| place.clone())?)?;
     }
-    finish(writer, to, args, format, card::Source::Rows { file, made: &made })
+    finish(writer, to, args, format, card::Source::Rows { file, made: &made }, observer)
 }
 
 fn read_rows(file: &Path) -> anyhow::Result<Vec<(String, Map<String, Value>)>> {
@@ -478,27 +519,15 @@ fn learned_example(row: &Map<String, Value>) -> anyhow::Result<Example> {
         Value::String(s) => s,
         _ => bail!("`id` is missing"),
     };
-    let turns_of = if row.contains_key("messages") {
-        let mut pairs: Vec<(String, Option<String>)> = Vec::new();
-        for (role, content) in turns(row.get("messages"), "messages")? {
-            match role.as_str() {
-                "user" => pairs.push((content, None)),
-                "assistant" => match pairs.last_mut() {
-                    Some((_, answer @ None)) => *answer = Some(content),
-                    _ => bail!("`messages` has an assistant turn without a user turn before it"),
-                },
-                _ => {}
-            }
-        }
-        pairs
-    } else {
-        vec![(text(row, "instruction")?, Some(text(row, "output")?))]
+    let dialogue = match Dialogue::of_chat(row).map_err(anyhow::Error::msg)? {
+        Some(dialogue) => dialogue,
+        None => Dialogue { system: None, exchanges: vec![(text(row, "instruction")?, Some(text(row, "output")?))] },
     };
     let mut extra = Map::new();
     for key in ["id", "model", "target", "margin"] {
         extra.insert(key.into(), id_or(row, key));
     }
-    Ok(Example { id, turns: turns_of, extra })
+    Ok(Example { id, dialogue, extra })
 }
 
 /// A preference pair in TRL's layout: `prompt`, `chosen`, `rejected` as

@@ -11,14 +11,12 @@ use evol_store::output::{RunSink, DATASET, EVOLVED, REJECTED, SEED_ANSWERS, STAT
 use evol_store::{OutputDir, RunIdentity, RunState, SqliteJournal};
 use serde::Serialize;
 
-use evol::backend::{connect_models, describe_backend, Connected, ServerLimits};
-use evol::observe::{human, Counting, Observer, Watched};
-use evol::session::{until_stopped, CapStop, Ended, Interrupted, Stalled, Stop};
-use evol::settings::RunSettings;
+use crate::backend::{connect_models, describe_backend, Connected, ServerLimits};
+use crate::observe::{human, Counting, Observer, Watched};
+use crate::session::{until_stopped, CapStop, Ended, Interrupted, NothingProduced, Stalled, Stop};
+use crate::settings::RunSettings;
 
-use crate::cli::RunArgs;
-use crate::printer::{signals, Printer};
-use crate::settings::FromArgs;
+use crate::shutdown::Shutdown;
 
 /// What `stats.json` holds.
 #[derive(Serialize)]
@@ -110,17 +108,14 @@ struct ModelInfo<'a> {
     answer: &'a str,
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let settings = RunSettings::from_args(args)?;
-    if settings.dry_run {
-        return crate::commands::estimate::dry_run(&settings);
-    }
-
+/// Evolves the seeds (a rerun resumes from OUT's journal), answers what
+/// survives, and writes the record files, the dataset and `stats.json`
+/// whatever way the run ends.
+pub async fn run(settings: RunSettings, observer: &dyn Observer, mut shutdown: Shutdown) -> anyhow::Result<()> {
     let out = OutputDir::prepare(&settings.output, settings.fresh, evol_store::JobKind::Run)?;
     let new_run = !out.has_journal();
     let journal = Arc::new(out.journal()?);
-    let printer = Printer::new(settings.quiet);
-    let Begun { mut input, models, endpoint, identity, committed } = match begin(&settings, &journal, &printer).await {
+    let Begun { mut input, models, endpoint, identity, committed } = match begin(&settings, &journal, observer).await {
         Ok(begun) => begun,
         Err(e) => {
             if new_run {
@@ -131,12 +126,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    let quiet = settings.quiet;
-    if committed > 0 && !quiet {
-        crate::say!(
+    if committed > 0 {
+        observer.say(&format!(
             "evol: resuming the run in `{}`: {committed} calls are already committed and will not be sent again",
             out.root().display()
-        );
+        ));
     }
     journal.set_state(RunState::Running)?;
 
@@ -144,13 +138,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let stats = Arc::new(StatsRecorder::new(seeds));
     let names: Vec<&str> = run_roles(&settings.method).iter().map(|r| identity.model(*r)).collect();
     let prices = settings.execution.prices_for(&names);
-    if settings.execution.caps.max_cost.is_some() && !quiet {
+    if settings.execution.caps.max_cost.is_some() {
         let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
         for name in unique {
             if prices.get(name).is_none() {
-                crate::say!(
+                observer.say(&format!(
                     "warning: no price for the model `{name}`: its calls count as free against --max-cost (set --price-prompt/--price-completion or [prices] in --config)"
-                );
+                ));
             }
         }
     }
@@ -172,28 +166,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         engine = engine.with_seed_index(index);
     }
     let sink = RunSink::new(journal.clone(), out.sink()?, settings.method.run_seed);
-    if !quiet {
+    {
         let shard = settings.ingest.shard.map(|s| format!(" (shard {s})")).unwrap_or_default();
         let layout = input.layout.as_deref().map(|l| format!(" read as {l},")).unwrap_or_default();
-        crate::say!(
+        observer.say(&format!(
             "evol: {seeds} seeds{shard}{layout} x {} rounds with `{}` at {endpoint} (concurrency {}) -> `{}`",
             settings.method.rounds,
             identity.model(Role::Evolve),
             models.concurrency,
             out.root().display()
-        );
+        ));
     }
     let watched = Watched { stats: stats.clone(), budget: budget.clone(), pool: pool.clone() };
-    printer.watch(watched, Counting::Steps { seeds, rounds: settings.method.rounds });
+    observer.watch(watched, Counting::Steps { seeds, rounds: settings.method.rounds });
     let run = engine.run(journal.seeds(), &sink);
     let stall_after = settings.backend.stall_after();
-    let mut shutdown = signals();
-    let ended = until_stopped(run, || engine.stop(), &models, stall_after, &mut shutdown, &printer).await;
+    let ended = until_stopped(run, || engine.stop(), &models, stall_after, &mut shutdown, observer).await;
     let (result, stop): (Result<(), EngineError>, Option<Stop>) = match ended {
         Ended::Done(r) => (r, None),
         Ended::Stopped(stop) => (Err(EngineError::Stopped), Some(stop)),
     };
-    printer.unwatch();
+    observer.unwatch();
     // The seeds' index is done with: its memory goes before the export's.
     drop(engine);
     input.seed_index = None;
@@ -247,20 +240,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 retry_failed: settings.execution.retry_failed,
             },
             identity: &identity,
-            endpoints: endpoint_info(pool.as_ref(), quiet),
+            endpoints: endpoint_info(pool.as_ref(), observer),
             journal: journal.call_totals()?,
             engine: models.engine.as_ref().map(|report| report()),
         },
     )?;
-    // `--quiet` shows only errors: the summary and warnings are in
-    // stats.json.
-    if !quiet {
-        crate::printer::err_text(&evol_text::shown(&summary(&snapshot, exported, &out, settings.include_seeds)));
-        if let Some(warning) = judge_warning(&snapshot.judge, identity.model(Role::Judge)) {
-            crate::say!("{}", evol_text::shown(&warning));
-        }
+    // The summary and warnings are in stats.json too.
+    observer.say(summary(&snapshot, exported, &out, settings.include_seeds).trim_end());
+    if let Some(warning) = judge_warning(&snapshot.judge, identity.model(Role::Judge)) {
+        observer.say(&warning);
     }
     match result {
+        // Rules that reject every evolution are a result; calls that all
+        // fail are not.
+        Ok(()) if exported.rows == 0 && snapshot.seeds > 0 && snapshot.total.failures > 0 => Err(NothingProduced {
+            what: format!(
+                "0 dataset rows from {} seeds ({} evolutions attempted, {} rejected, {} calls failed)",
+                snapshot.seeds,
+                snapshot.total.attempted,
+                snapshot.total.rejected_total(),
+                snapshot.total.failures
+            ),
+            out: out.root().display().to_string(),
+        }
+        .into()),
         Ok(()) => Ok(()),
         Err(EngineError::Stopped) => match stop {
             Some(Stop::Stalled(last)) => {
@@ -289,7 +292,7 @@ struct Begun {
 /// identity: everything that can fail before the first call.
 async fn begin(settings: &RunSettings, journal: &Arc<SqliteJournal>, observer: &dyn Observer) -> anyhow::Result<Begun> {
     let input = ingest(&settings.seeds, settings.ingest.clone(), journal)?;
-    report_skipped(settings, &input);
+    report_skipped(settings, &input, observer);
     let concurrency = settings.execution.concurrency;
     let roles = run_roles(&settings.method);
     let models = connect_models(&settings.backend, &settings.models, &roles, concurrency, journal, observer).await?;
@@ -318,32 +321,29 @@ fn run_roles(method: &Method) -> Vec<Role> {
     roles
 }
 
-fn report_skipped(settings: &RunSettings, input: &Input) {
-    if settings.quiet {
-        return; // counted in stats.json (`input`)
-    }
+/// Warns of the seeds left out (they are counted in `stats.json` too).
+fn report_skipped(settings: &RunSettings, input: &Input, observer: &dyn Observer) {
     let file = settings.seeds.display();
     for (place, message) in &input.invalid {
-        crate::say!("{}", evol_text::shown(&format!("warning: `{file}` {place}: {message}; skipped")));
+        observer.say(&format!("warning: `{file}` {place}: {message}; skipped"));
     }
     for place in &input.empty {
-        crate::say!("{}", evol_text::shown(&format!("warning: `{file}` {place}: empty instruction; skipped")));
+        observer.say(&format!("warning: `{file}` {place}: empty instruction; skipped"));
     }
     let more = (input.invalid_count - input.invalid.len()) + (input.empty_count - input.empty.len());
     if more > 0 {
-        crate::say!("warning: ... and {more} more skipped");
+        observer.say(&format!("warning: ... and {more} more skipped"));
     }
 }
 
 /// How each server of the pool did; warns about those taken out.
-fn endpoint_info(pool: Option<&evol_pool::Pool>, quiet: bool) -> Vec<EndpointInfo> {
+fn endpoint_info(pool: Option<&evol_pool::Pool>, observer: &dyn Observer) -> Vec<EndpointInfo> {
     let Some(pool) = pool else { return Vec::new() };
     pool.status()
         .into_iter()
         .map(|s| {
-            if let Some(why) = s.out.as_ref().filter(|_| !quiet) {
-                let line = format!("warning: the server `{}` was out of the run at its end: {why}", s.name);
-                crate::say!("{}", evol_text::shown(&line));
+            if let Some(why) = &s.out {
+                observer.say(&format!("warning: the server `{}` was out of the run at its end: {why}", s.name));
             }
             EndpointInfo { url: s.name, requests: s.requests, failures: s.failures, concurrency: s.limit, out: s.out }
         })

@@ -33,7 +33,8 @@ struct Tokens {
     completion_max: f64,
 }
 
-pub fn dry_run(settings: &RunSettings) -> anyhow::Result<()> {
+/// `evol run --dry-run`: the estimate of a run, as text.
+pub fn dry_run(settings: &RunSettings) -> anyhow::Result<String> {
     let mut seeds = 0u64;
     let mut total = Tokens::default();
     let overheads = Overheads::of(&settings.method, &settings.templates)?;
@@ -87,7 +88,7 @@ pub fn dry_run(settings: &RunSettings) -> anyhow::Result<()> {
         text,
         "  assumptions: {BYTES_PER_TOKEN} bytes a token; each round's instruction {GROWTH}x its parent's; answers of {ANSWER_TOKENS} tokens (or the limit if lower); verdicts of {VERDICT_TOKENS} tokens"
     );
-    crate::stdout(&text)
+    Ok(text)
 }
 
 /// The tokens the prompt templates add around the instructions.

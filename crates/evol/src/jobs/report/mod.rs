@@ -20,7 +20,8 @@ use anyhow::{bail, Context};
 use evol_store::output::{DATASET, EVOLVED, RATINGS, REJECTED, REPORT_JSON, SEED_SCORES, STATS};
 use serde_json::{json, Value};
 
-use crate::cli::ReportArgs;
+use crate::observe::Observer;
+use crate::settings::ReportSettings;
 
 /// The page, with `/*EVOL_DATA*/` where the data goes.
 const PAGE: &str = include_str!("report.html");
@@ -31,7 +32,11 @@ const TEXT_LIMIT: usize = 1000;
 /// Answers are shortened to this many characters.
 const OUTPUT_LIMIT: usize = 160;
 
-pub fn report(args: ReportArgs) -> anyhow::Result<()> {
+/// Writes the report page of the directories (one run, and any judge and
+/// arena outputs).
+pub fn report(settings: &ReportSettings, observer: &dyn Observer) -> anyhow::Result<()> {
+    let args = settings;
+    refuse_target(&args.output)?;
     let mut data = json!({ "title": "evol report", "text_limit": TEXT_LIMIT, "judges": [], "arenas": [] });
     let mut subtitle = Vec::new();
     let mut runs = 0;
@@ -46,7 +51,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
             if runs > 1 {
                 bail!("a report shows one run; `{}` is a second", dir.display());
             }
-            let (run, rest) = run_data(dir)?;
+            let (run, rest) = run_data(dir, observer)?;
             data["run"] = run;
             more = Some(rest);
             subtitle.push(format!("run {}", dir.display()));
@@ -77,10 +82,30 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     let tmp = args.output.with_extension("html.tmp");
     std::fs::write(&tmp, &html).with_context(|| format!("cannot write `{}`", tmp.display()))?;
     std::fs::rename(&tmp, &args.output).with_context(|| format!("cannot write `{}`", args.output.display()))?;
-    if !args.quiet {
-        crate::say!("evol: wrote `{}` ({:.1} MB)", args.output.display(), html.len() as f64 / 1_048_576.0);
-    }
+    observer.say(&format!("evol: wrote `{}` ({:.1} MB)", args.output.display(), html.len() as f64 / 1_048_576.0));
     Ok(())
+}
+
+/// Refuses to write over a file that is not an earlier report (the run's
+/// own `dataset.jsonl`, a seed file): `-o` names where the page goes, and a
+/// slip must not destroy data.
+fn refuse_target(output: &Path) -> anyhow::Result<()> {
+    if output.is_dir() {
+        bail!("`{}` is a directory: name the report's file with -o, e.g. report.html", output.display());
+    }
+    if !output.exists() {
+        return Ok(());
+    }
+    let mut head = [0u8; 512];
+    let n = std::fs::File::open(output).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).unwrap_or(0);
+    let text = String::from_utf8_lossy(&head[..n]);
+    if text.starts_with("<!doctype html>") && text.contains("<title>evol report</title>") {
+        return Ok(()); // an earlier report: replaced
+    }
+    bail!(
+        "`{}` exists and is not an evol report: name another file with -o (it is never overwritten)",
+        output.display()
+    )
 }
 
 /// The page with the data in it: JSON, gzip-compressed and base64-encoded
@@ -149,7 +174,7 @@ impl Names {
 }
 
 /// A run's data for the page, and what the page reads after drawing it.
-fn run_data(dir: &Path) -> anyhow::Result<(Value, Value)> {
+fn run_data(dir: &Path, observer: &dyn Observer) -> anyhow::Result<(Value, Value)> {
     let stats = read_json(&dir.join(STATS)).ok();
     // The seeds, from the journal (read only); their scores when scored.
     let journal = evol_store::SqliteJournal::open_existing(dir)?;
@@ -245,10 +270,10 @@ fn run_data(dir: &Path) -> anyhow::Result<(Value, Value)> {
         })?;
     }
     if unmatched > 0 {
-        crate::say!(
+        observer.say(&format!(
             "warning: {unmatched} rows of `{}` match no record of the run and are left out of the report",
             path.display()
-        );
+        ));
     }
     let seeds: Vec<Value> = seeds
         .into_iter()

@@ -1,0 +1,120 @@
+//! Jobs run in-process through the library, against the simulator on
+//! loopback: what a program embedding `evol` sees.
+
+#[path = "../examples/in_process.rs"]
+mod example;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use evol::session::Interrupted;
+use evol::Observer;
+
+/// Keeps every line a job says.
+#[derive(Default)]
+struct Lines(Mutex<Vec<String>>);
+
+impl Observer for Lines {
+    fn say(&self, line: &str) {
+        self.0.lock().unwrap().push(line.to_string());
+    }
+}
+
+fn testset(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let path = dir.join("questions.jsonl");
+    let rows: String =
+        (1..=n).map(|i| format!("{{\"id\": {i}, \"instruction\": \"Say something about {i}.\"}}\n")).collect();
+    std::fs::write(&path, rows).unwrap();
+    path
+}
+
+fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stopped_by_a_future_keeps_its_work_and_resumes() {
+    let config = evol_mock::MockConfig { latency_median_ms: 150.0, ..Default::default() };
+    let url = evol_mock::spawn(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let set = testset(dir.path(), 300);
+    let out = dir.path().join("out");
+
+    let said = Lines::default();
+    let err = example::answer(&url, &set, &out, Some(Duration::from_millis(400)), &said).await.unwrap_err();
+    assert!(err.is::<Interrupted>(), "{err}");
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(stats["state"], "interrupted");
+    let first = lines(&out.join("answers.jsonl")).len();
+    assert!(first > 0 && first < 300, "some answered before the stop: {first}");
+    assert!(said.0.lock().unwrap().iter().any(|l| l.contains("stopping")), "the stop is told");
+
+    example::answer(&url, &set, &out, None, &evol::Silent).await.unwrap();
+    let answers = lines(&out.join("answers.jsonl"));
+    assert_eq!(answers.len(), 300);
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(stats["state"], "completed");
+    assert!(stats["replayed_calls"].as_u64().unwrap() >= first as u64, "{stats}");
+}
+
+fn export_to(source: &std::path::Path, to: &std::path::Path, format: &str) -> anyhow::Result<()> {
+    let settings = evol::settings::ExportSettings {
+        output: source.to_path_buf(),
+        to: Some(to.to_path_buf()),
+        format: format.parse().map_err(anyhow::Error::msg)?,
+        plain: true,
+        max_file_bytes: 1 << 30,
+    };
+    evol::jobs::export(settings, &evol::Silent).map(|_| ())
+}
+
+#[test]
+fn an_export_carries_every_turn_of_a_chat_or_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let chats = dir.path().join("chats.jsonl");
+    let rows = [
+        serde_json::json!({"id": "a", "conversations": [
+            {"from": "system", "value": "Réponds en français."},
+            {"from": "human", "value": "Bonjour ?"},
+            {"from": "gpt", "value": "Bonjour !"},
+            {"from": "human", "value": "日本語で？"},
+            {"from": "gpt", "value": "こんにちは。"}
+        ]}),
+        serde_json::json!({"id": "b", "conversations": [
+            {"from": "human", "value": "नमस्ते"}, {"from": "gpt", "value": "नमस्ते, कैसे हैं?"}
+        ]}),
+    ];
+    std::fs::write(&chats, rows.iter().map(|r| r.to_string() + "\n").collect::<String>()).unwrap();
+
+    // ShareGPT to messages, then back to ShareGPT: every turn survives both.
+    let messages = dir.path().join("messages.jsonl");
+    export_to(&chats, &messages, "messages").unwrap();
+    let written = lines(&messages);
+    let turns: Vec<(String, String)> = written[0]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["role"].as_str().unwrap().into(), t["content"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(turns.len(), 5, "{turns:?}");
+    assert_eq!(turns[0], ("system".into(), "Réponds en français.".into()));
+    assert_eq!(turns[4], ("assistant".into(), "こんにちは。".into()));
+    let back = dir.path().join("back.jsonl");
+    export_to(&messages, &back, "sharegpt").unwrap();
+    assert_eq!(lines(&back)[0]["conversations"], rows[0]["conversations"], "a round trip changes nothing");
+    assert_eq!(lines(&back)[1]["conversations"], rows[1]["conversations"]);
+
+    // What would lose content is refused, and nothing is written.
+    let alpaca = dir.path().join("alpaca.jsonl");
+    let err = format!("{:#}", export_to(&chats, &alpaca, "alpaca").unwrap_err());
+    assert!(err.contains("conversation of 2 exchanges") || err.contains("system prompt"), "{err}");
+    assert!(!alpaca.exists());
+    // The input itself, or any existing file, is never overwritten.
+    let err = export_to(&messages, &messages, "messages").unwrap_err().to_string();
+    assert!(err.contains("is the input"), "{err}");
+    let err = export_to(&chats, &back, "messages").unwrap_err().to_string();
+    assert!(err.contains("exists"), "{err}");
+    assert_eq!(lines(&back).len(), 2);
+}
