@@ -7,6 +7,14 @@ use evol_llama::{Event, LlamaEngine, LlamaSettings};
 use evol_llm::{ChatModel, ChatRequest, FinishReason, Message, Sampling};
 
 /// One engine for the whole test binary (loading takes a moment).
+/// One test at a time: each engine's threads spin while they wait, so two
+/// engines (or one and another test's work) on a small machine slow each
+/// other many times over (93 s in parallel, 37 s one after another).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn engine() -> &'static LlamaEngine {
     static ENGINE: OnceLock<LlamaEngine> = OnceLock::new();
     ENGINE.get_or_init(|| {
@@ -32,6 +40,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn greedy_output_is_the_same_alone_and_in_a_batch() {
+    let _serial = serial();
     let rt = runtime();
     let probe = greedy("What is the capital of France? Answer in one sentence.", 48);
     let alone = rt.block_on(engine().chat(probe.clone())).unwrap();
@@ -58,6 +67,7 @@ fn greedy_output_is_the_same_alone_and_in_a_batch() {
 
 #[test]
 fn a_fixed_seed_reproduces_a_sampled_output() {
+    let _serial = serial();
     let rt = runtime();
     let sampled = |seed| {
         let r = ChatRequest::new(
@@ -74,6 +84,7 @@ fn a_fixed_seed_reproduces_a_sampled_output() {
 
 #[test]
 fn max_tokens_and_stop_strings_end_generation() {
+    let _serial = serial();
     let rt = runtime();
     let r = rt.block_on(engine().chat(greedy("Count from 1 to 50, separated by commas.", 5))).unwrap();
     assert_eq!(r.finish_reason, FinishReason::Length);
@@ -94,6 +105,7 @@ fn max_tokens_and_stop_strings_end_generation() {
 
 #[test]
 fn sixty_four_concurrent_requests_all_complete() {
+    let _serial = serial();
     let rt = runtime();
     let requests = (0..64).map(|i| engine().chat(greedy(&format!("Give one fact about the number {i}."), 12)));
     let replies = rt.block_on(futures::future::join_all(requests));
@@ -105,6 +117,7 @@ fn sixty_four_concurrent_requests_all_complete() {
 
 #[test]
 fn streaming_pieces_add_up_and_cancellation_frees_the_slot() {
+    let _serial = serial();
     let rt = runtime();
     let request = greedy("Name three colours.", 32);
     let whole = rt.block_on(engine().chat(request.clone())).unwrap();
@@ -129,6 +142,7 @@ fn streaming_pieces_add_up_and_cancellation_frees_the_slot() {
 
 #[test]
 fn prompts_longer_than_a_sequence_are_refused() {
+    let _serial = serial();
     let rt = runtime();
     let err = rt.block_on(engine().chat(greedy(&"word ".repeat(3000), 4))).unwrap_err();
     assert!(err.message.contains("context of a sequence holds"), "{}", err.message);
@@ -140,6 +154,7 @@ fn prompts_longer_than_a_sequence_are_refused() {
 
 #[test]
 fn the_build_uses_avx2_and_fma() {
+    let _serial = serial();
     let info = evol_llama::system_info();
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         assert!(info.contains("AVX2 = 1"), "{info}");
@@ -149,6 +164,7 @@ fn the_build_uses_avx2_and_fma() {
 
 #[test]
 fn shared_prefixes_are_reused_from_the_kv_cache() {
+    let _serial = serial();
     let rt = runtime();
     let scaffold = "You rewrite prompts. Keep the meaning, add one constraint, stay brief. ".repeat(6);
     let requests: Vec<ChatRequest> = ["Name a fruit.", "Name a river.", "Name a city.", "Name a bird."]
@@ -193,6 +209,7 @@ fn shared_prefixes_are_reused_from_the_kv_cache() {
 
 #[test]
 fn a_model_template_minijinja_cannot_render_falls_back_to_llama_cpp() {
+    let _serial = serial();
     use evol_llama::template::{ChatTemplate, TemplateSource};
     // ChatML markers, with Python's `%` string formatting, which minijinja
     // does not support: llama.cpp recognises the family and formats it.
@@ -215,6 +232,7 @@ fn a_model_template_minijinja_cannot_render_falls_back_to_llama_cpp() {
 
 #[test]
 fn special_token_text_in_a_message_is_tokenized_as_text() {
+    let _serial = serial();
     let engine = engine();
     let vocab = engine.model().vocab();
     let im_end = vocab.tokenize(b"<|im_end|>", false, true);
@@ -245,6 +263,7 @@ fn special_token_text_in_a_message_is_tokenized_as_text() {
 
 #[test]
 fn a_reply_cut_by_the_context_counts_no_more_tokens_than_the_context_holds() {
+    let _serial = serial();
     let engine = engine();
     let seq_ctx = u64::from(engine.info().seq_ctx);
     let prompt = "Repeat after me, forever: apple. ".repeat(100);

@@ -7,6 +7,7 @@ use crate::util::*;
 
 #[test]
 fn run_uses_the_embedded_default_model() {
+    let _alone = alone();
     let dir = Dir::new();
     let seeds = dir.write("seeds.jsonl", &seeds_jsonl(4));
     let out = dir.path("out");
@@ -52,6 +53,7 @@ fn run_uses_the_embedded_default_model() {
 
 #[test]
 fn the_default_model_scores_difficulty_and_every_reply_is_counted() {
+    let _alone = alone();
     // The tiny default model is a weak scorer: what matters is that each
     // reply is either a score in range or kept as unreadable, none lost
     // and none defaulted, and that a rerun sends nothing.
@@ -93,6 +95,7 @@ fn the_default_model_scores_difficulty_and_every_reply_is_counted() {
 
 #[test]
 fn the_default_model_answers_judges_and_battles_and_every_game_is_counted() {
+    let _alone = alone();
     // The tiny default model is a weak judge: what matters is that each
     // game is either two scores in range or kept as unreadable, and that a
     // rerun sends nothing.
@@ -128,10 +131,15 @@ fn the_default_model_answers_judges_and_battles_and_every_game_is_counted() {
         "32",
     ];
     args.extend(engine);
-    assert_success(&evol(&args));
+    let run = evol(&args);
     let report = read_json(&judge.join("report.json"));
     let games = &report["games"];
     assert_eq!(games["judged"].as_u64().unwrap() + games["unreadable"].as_u64().unwrap(), 4, "{report}");
+    // A judge that read no verdict produced nothing, and says so.
+    match games["judged"].as_u64().unwrap() {
+        0 => assert_eq!(run.status.code(), Some(5), "{}", stderr(&run)),
+        _ => assert_success(&run),
+    }
     assert_eq!(report["judge"], "smollm2-135m-instruct");
     for j in read_lines(&judge.join("judgments.jsonl")) {
         for g in j["games"].as_array().unwrap() {
@@ -141,7 +149,7 @@ fn the_default_model_answers_judges_and_battles_and_every_game_is_counted() {
             }
         }
     }
-    assert_success(&evol(&args));
+    let _ = evol(&args);
     assert_eq!(read_json(&judge.join("stats.json"))["replayed_calls"], 4, "replayed, not sent");
     let arena = dir.path("arena");
     let mut args = vec![
@@ -168,6 +176,7 @@ fn the_default_model_answers_judges_and_battles_and_every_game_is_counted() {
 
 #[test]
 fn the_default_model_runs_an_optimisation_step_and_every_failure_is_named() {
+    let _alone = alone();
     // Auto Evol-Instruct on a tiny batch: the small model often misses the
     // final line; each measured seed must be a pass or a named failure, the
     // step's candidates recorded, the method file readable, and a rerun
@@ -224,6 +233,7 @@ fn the_default_model_runs_an_optimisation_step_and_every_failure_is_named() {
 
 #[test]
 fn a_second_architecture_runs_with_a_chat_template() {
+    let _alone = alone();
     let dir = Dir::new();
     let seeds = dir.write("seeds.txt", "Name a fruit.\nWhat is rain?\n");
     let out = dir.path("out");
@@ -257,6 +267,7 @@ fn a_second_architecture_runs_with_a_chat_template() {
 
 #[test]
 fn bad_model_files_get_clear_errors() {
+    let _alone = alone();
     let dir = Dir::new();
     let seeds = dir.write("seeds.txt", "Name a fruit.\n");
     let fails_with = |out: &str, model: &[&str], needle: &str| {

@@ -6,6 +6,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+use crate::util::alone;
+
 /// A running `evol serve`, killed on drop.
 struct Server {
     child: Child,
@@ -38,6 +40,7 @@ fn start(args: &[&str]) -> Server {
 
 #[test]
 fn the_official_openai_client_works() {
+    let _alone = alone();
     let probe = Command::new("python3").args(["-c", "import openai"]).status();
     assert!(
         probe.map(|s| s.success()).unwrap_or(false),
@@ -116,6 +119,7 @@ async fn bad_requests_get_openai_style_errors() {
 
 #[test]
 fn serve_binds_loopback_by_default() {
+    let _alone = alone();
     let help = Command::new(env!("CARGO_BIN_EXE_evol")).args(["serve", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("[default: 127.0.0.1:8080]"));
 }
