@@ -708,6 +708,10 @@ pub struct ExportArgs {
     /// Only the layout's own columns: no lineage or score columns.
     #[arg(long)]
     pub plain: bool,
+    /// Leave out the rows whose answer was cut off by the token limit
+    /// (flagged `answer_truncated` in the dataset).
+    #[arg(long)]
+    pub drop_truncated: bool,
     /// The largest Parquet file of a dataset directory, in megabytes.
     #[arg(long, value_name = "MB", default_value_t = 500)]
     pub max_file_mb: u64,

@@ -814,6 +814,7 @@ impl FromArgs<crate::cli::ExportArgs> for ExportSettings {
             to: args.to,
             format: args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?,
             plain: args.plain,
+            drop_truncated: args.drop_truncated,
             max_file_bytes: args.max_file_mb.saturating_mul(1 << 20),
         })
     }

@@ -296,13 +296,22 @@ impl Engine {
         let mut rng = keyed_rng(self.method.run_seed, &[b"seed-answer", seed.id.as_bytes()]);
         let slice = Slice { round: 0, operation: SEED_ANSWER };
         let model = self.roles.get(planned.role)?;
-        let (response, error, usage) = match self
+        let (response, error, usage, rejected, answer_truncated) = match self
             .caller
             .call(self.spec(order, &seed.id, 0, planned, slice, &seed.instruction, &mut rng)?)
             .await?
         {
-            Ok(reply) => (Some(reply.text), None, reply.usage),
-            Err(e) => (None, Some(e), Usage::default()),
+            Ok(reply) => {
+                // The answer rules an evolution's answer passes, a seed's
+                // answer passes too.
+                let rejected = match reply.finish_reason {
+                    FinishReason::ContentFilter => Some(Reason::ContentFiltered),
+                    _ => eliminate::check_answer(&self.method.rules, &reply.text),
+                };
+                let truncated = reply.finish_reason == FinishReason::Length;
+                (Some(reply.text), None, reply.usage, rejected.map(|r| r.name().to_string()), truncated)
+            }
+            Err(e) => (None, Some(e), Usage::default(), None, false),
         };
         let answer = SeedAnswer {
             id: seed.id.clone(),
@@ -311,6 +320,8 @@ impl Engine {
             error,
             model: model.name().to_string(),
             usage,
+            rejected,
+            answer_truncated,
         };
         sink.seed_answered(&answer).map_err(EngineError::Sink)
     }

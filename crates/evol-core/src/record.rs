@@ -104,6 +104,14 @@ pub struct SeedAnswer {
     pub error: Option<String>,
     pub model: String,
     pub usage: Usage,
+    /// The answer rule (or the content filter) that rejects the answer,
+    /// as a reason name: such a seed is left out of the dataset, as a
+    /// rejected evolution is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
+    /// The answer was cut off by the token limit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answer_truncated: bool,
 }
 
 #[cfg(test)]

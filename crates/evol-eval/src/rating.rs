@@ -21,9 +21,11 @@
 //! the groups: ratings across groups would be set by the prior alone.
 //!
 //! Intervals: `rounds` bootstrap rounds, each resampling every pair's
-//! outcome counts from their observed shares (a multinomial draw of the
-//! pair's battle count: the battles resampled within each pair) and
-//! fitting again from the full fit; the interval is the 2.5th to 97.5th
+//! outcome counts (a multinomial draw of the pair's battle count: the
+//! battles resampled within each pair) from their shares smoothed by half
+//! a game of each outcome ([`SMOOTHING`]: a pair with a perfect record of
+//! six games is not certain, and its interval must say so; for many games
+//! the smoothing vanishes), and fitting again from the full fit; the interval is the 2.5th to 97.5th
 //! percentile of each model's rating over the rounds. Each round's
 //! generator is keyed by (seed, round), so results do not depend on the
 //! number of threads.
@@ -43,6 +45,14 @@ pub const ELO_PER_NAT: f64 = 400.0 / LN_10;
 
 /// The prior's weight on each log-strength (see the module's notes).
 pub const PRIOR: f64 = 0.01;
+
+/// Pseudo-games of each outcome (win, tie, loss) added to a pair's counts
+/// when its battles are resampled (Jeffreys' prior: half a game each).
+pub const SMOOTHING: f64 = 0.5;
+
+/// A pair with fewer games than this has a wide interval, whatever its
+/// record: the arena warns of it.
+pub const FEW_GAMES: u64 = 10;
 
 /// The mean rating when no model is anchored.
 pub const MEAN_RATING: f64 = 1000.0;
@@ -103,11 +113,14 @@ pub struct RatingSettings {
 pub struct Rated {
     /// The fit on every battle.
     pub rating: f64,
-    pub ci_low: f64,
-    pub ci_high: f64,
+    /// The interval; none without bootstrap rounds (a zero-width interval
+    /// would claim a certainty nobody measured).
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
     /// The median over the bootstrap rounds.
-    pub median: f64,
-    /// 1 + the number of models whose interval lies wholly above this one's.
+    pub median: Option<f64>,
+    /// 1 + the number of models whose interval lies wholly above this
+    /// one's (without intervals: whose rating is higher).
     pub rank: usize,
     pub battles: u64,
     pub wins: u64,
@@ -195,6 +208,16 @@ impl PairCounts {
     }
 
     /// Each model's battles, wins, ties and losses.
+    /// The pairs that met fewer than [`FEW_GAMES`] times: (model, model,
+    /// games).
+    pub fn thin_pairs(&self) -> Vec<(usize, usize, u64)> {
+        self.pairs
+            .iter()
+            .map(|&(a, b, c)| (a, b, c.iter().sum::<u64>()))
+            .filter(|&(_, _, games)| games < FEW_GAMES)
+            .collect()
+    }
+
     fn records(&self) -> Vec<[u64; 4]> {
         let mut r = vec![[0u64; 4]; self.models];
         for &(a, b, [wa, t, wb]) in &self.pairs {
@@ -366,9 +389,11 @@ fn round_rng(seed: u64, round: usize) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(key)
 }
 
-/// A resampling of one pair's outcome counts, from their observed shares.
+/// A resampling of one pair's outcome counts, from their shares smoothed
+/// by [`SMOOTHING`].
 fn multinomial(rng: &mut ChaCha8Rng, [wa, t, wb]: [u64; 3]) -> [f64; 3] {
     let n = wa + t + wb;
+    let (sa, st, sb) = (wa as f64 + SMOOTHING, t as f64 + SMOOTHING, wb as f64 + SMOOTHING);
     let draw = |rng: &mut ChaCha8Rng, n: u64, p: f64| -> u64 {
         if n == 0 || p <= 0.0 {
             0
@@ -378,9 +403,9 @@ fn multinomial(rng: &mut ChaCha8Rng, [wa, t, wb]: [u64; 3]) -> [f64; 3] {
             Binomial::new(n, p).expect("a valid binomial").sample(rng)
         }
     };
-    let a = draw(rng, n, wa as f64 / n as f64);
+    let a = draw(rng, n, sa / (sa + st + sb));
     let rest = n - a;
-    let ties = draw(rng, rest, if t + wb == 0 { 0.0 } else { t as f64 / (t + wb) as f64 });
+    let ties = draw(rng, rest, st / (st + sb));
     [a as f64, ties as f64, (rest - ties) as f64]
 }
 
@@ -401,22 +426,34 @@ fn leaderboard(
     coefficients: Option<Vec<f64>>,
 ) -> Ratings {
     let tail = (1.0 - LEVEL) / 2.0;
-    let intervals: Vec<(f64, f64, f64)> = (0..full.len())
+    let intervals: Vec<Option<(f64, f64, f64)>> = (0..full.len())
         .map(|m| {
             if samples.is_empty() {
-                return (full[m], full[m], full[m]);
+                return None;
             }
             let mut v: Vec<f64> = samples.iter().map(|s| s[m]).collect();
             v.sort_by(f64::total_cmp);
-            (quantile(&v, tail), quantile(&v, 0.5), quantile(&v, 1.0 - tail))
+            Some((quantile(&v, tail), quantile(&v, 0.5), quantile(&v, 1.0 - tail)))
         })
         .collect();
     let models = (0..full.len())
         .map(|m| {
-            let (low, median, high) = intervals[m];
-            let above = intervals.iter().filter(|(other_low, _, _)| *other_low > high).count();
+            let above = match intervals[m] {
+                Some((_, _, high)) => intervals.iter().flatten().filter(|(other_low, _, _)| *other_low > high).count(),
+                None => full.iter().filter(|&&r| r > full[m]).count(),
+            };
             let [battles, wins, ties, losses] = records[m];
-            Rated { rating: full[m], ci_low: low, ci_high: high, median, rank: 1 + above, battles, wins, ties, losses }
+            Rated {
+                rating: full[m],
+                ci_low: intervals[m].map(|i| i.0),
+                ci_high: intervals[m].map(|i| i.2),
+                median: intervals[m].map(|i| i.1),
+                rank: 1 + above,
+                battles,
+                wins,
+                ties,
+                losses,
+            }
         })
         .collect();
     Ratings { models, level: LEVEL, rounds, coefficients }
@@ -714,7 +751,7 @@ mod tests {
         battles.extend(games(0, 2, 0, 0, 50));
         let r = rate(3, &battles, &settings(200)).unwrap();
         let loser = &r.models[0];
-        assert!(loser.rating.is_finite() && loser.ci_low.is_finite(), "{loser:?}");
+        assert!(loser.rating.is_finite() && loser.ci_low.unwrap().is_finite(), "{loser:?}");
         // Far below the others, and last by rank.
         assert!(r.models[1].rating - loser.rating > 600.0, "{r:?}");
         assert!(r.models[1].rating - loser.rating < 400.0 * (100.0 / PRIOR).log10() + 400.0);
@@ -770,8 +807,8 @@ mod tests {
         let r = rate(5, &battles, &settings(300)).unwrap();
         for (m, rated) in r.models.iter().enumerate() {
             let t = truth[m] - mean + MEAN_RATING;
-            assert!(rated.ci_low <= t && t <= rated.ci_high, "model {m}: {t} outside {rated:?}");
-            assert!(rated.ci_high - rated.ci_low < 80.0, "{rated:?}");
+            assert!(rated.ci_low.unwrap() <= t && t <= rated.ci_high.unwrap(), "model {m}: {t} outside {rated:?}");
+            assert!(rated.ci_high.unwrap() - rated.ci_low.unwrap() < 80.0, "{rated:?}");
             assert_eq!(rated.rank, m + 1, "{r:?}");
         }
         // The same seed gives the same intervals; another seed others.
@@ -787,7 +824,7 @@ mod tests {
         battles.extend(games(1, 2, 40, 0, 5));
         let anchored = rate(3, &battles, &RatingSettings { anchor: Some((1, 1500.0)), ..settings(200) }).unwrap();
         let b = &anchored.models[1];
-        assert_eq!((b.rating, b.ci_low, b.ci_high), (1500.0, 1500.0, 1500.0));
+        assert_eq!((b.rating, b.ci_low, b.ci_high), (1500.0, Some(1500.0), Some(1500.0)));
         let free = rate(3, &battles, &settings(200)).unwrap();
         let gap = |r: &Ratings| r.models[0].rating - r.models[2].rating;
         assert!((gap(&anchored) - gap(&free)).abs() < 1e-6);
@@ -849,7 +886,29 @@ mod tests {
         assert!(coefficients[0] > 100.0, "{coefficients:?}");
         assert!(coefficients[1].abs() < 1e-6, "a constant feature has no effect: {coefficients:?}");
         assert!(
-            styled.models[0].ci_low <= styled.models[0].rating && styled.models[0].rating <= styled.models[0].ci_high
+            styled.models[0].ci_low.unwrap() <= styled.models[0].rating
+                && styled.models[0].rating <= styled.models[0].ci_high.unwrap()
         );
+    }
+
+    #[test]
+    fn a_perfect_record_of_few_games_has_a_wide_interval() {
+        // Three models, each pair six games, each won by the stronger.
+        let mut battles = games(0, 1, 6, 0, 0);
+        battles.extend(games(1, 2, 6, 0, 0));
+        battles.extend(games(0, 2, 6, 0, 0));
+        let r = rate(3, &battles, &settings(200)).unwrap();
+        for m in &r.models {
+            let width = m.ci_high.unwrap() - m.ci_low.unwrap();
+            assert!(width > 50.0, "six games say little: {m:?}");
+        }
+        assert!(r.models.iter().any(|m| m.rank > 1), "the ranks still see the gaps");
+        let counts = PairCounts::count(3, &battles).unwrap();
+        assert_eq!(counts.thin_pairs().len(), 3);
+        // No bootstrap: no interval, not a zero-width one.
+        let none = rate(3, &battles, &settings(0)).unwrap();
+        assert!(none.models.iter().all(|m| m.ci_low.is_none() && m.ci_high.is_none()));
+        let ranks: Vec<usize> = none.models.iter().map(|m| m.rank).collect();
+        assert_eq!(ranks, [1, 2, 3], "ranked by rating without intervals");
     }
 }

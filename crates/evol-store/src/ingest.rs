@@ -118,6 +118,18 @@ impl Iterator for Scan {
                 Ok(item) => item,
                 Err(e) => return Some(Err(e.into())),
             };
+            // A seed named like an evolution (`a.r1`) would share its id
+            // with the first evolution of the seed `a` in every output.
+            let item = match item {
+                Item::Seed(place, seed) if evolution_like(&seed.id) => Item::Invalid(
+                    place,
+                    format!(
+                        "the id `{}` ends like an evolution's id (SEED.rROUND) and would collide with one: rename it",
+                        seed.id
+                    ),
+                ),
+                item => item,
+            };
             match item {
                 Item::Seed(place, seed) => {
                     self.input.total += 1;
@@ -155,6 +167,14 @@ impl Iterator for Scan {
     }
 }
 
+/// Whether `id` has the shape of an evolution's id: `SEED.r` and a round.
+fn evolution_like(id: &str) -> bool {
+    match id.rsplit_once(".r") {
+        Some((seed, round)) => !seed.is_empty() && !round.is_empty() && round.bytes().all(|b| b.is_ascii_digit()),
+        None => false,
+    }
+}
+
 /// Reads the seed file once, streaming: on a new run its seeds (of this
 /// shard) are loaded into the journal; on a resume they are only digested
 /// and counted, to check that the file did not change. A journal whose run
@@ -170,4 +190,16 @@ pub fn ingest(path: &std::path::Path, options: IngestOptions, journal: &SqliteJo
         journal.load_seeds(&mut scan)?;
     }
     scan.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_shaped_like_an_evolutions_are_refused() {
+        assert!(evolution_like("a.r1") && evolution_like("s.r1.r12"));
+        assert!(!evolution_like("a.r") && !evolution_like(".r1") && !evolution_like("a.rx") && !evolution_like("ar1"));
+        assert!(!evolution_like("数学.题目"));
+    }
 }

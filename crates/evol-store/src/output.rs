@@ -365,7 +365,10 @@ impl OutputDir {
         };
         self.write_lines(DATASET, |out| {
             journal.for_each_dataset_row(include_seeds, |source| {
-                let entry = dataset_row(source)?;
+                let Some(entry) = dataset_row(source)? else {
+                    exported.seeds_left_out += 1;
+                    return Ok(());
+                };
                 match &mut dedup {
                     Some(dedup) => dedup.push(entry, out, &mut exported, &mut duplicates, each),
                     None => write_row(out, &entry, &mut exported, each),
@@ -439,6 +442,12 @@ pub struct Exported {
     /// normalising), and as near duplicates.
     pub exact_duplicates: usize,
     pub near_duplicates: usize,
+    /// Seeds (`--include-seeds`) left out because their answer failed or
+    /// broke an answer rule.
+    pub seeds_left_out: usize,
+    /// Rows whose answer was cut off by the token limit (they are in the
+    /// dataset, flagged `answer_truncated`).
+    pub truncated: usize,
 }
 
 /// One line of `duplicates.jsonl`: a dataset row left out, and the row
@@ -467,9 +476,11 @@ pub struct DatasetEntry {
     pub row: DatasetRow,
 }
 
-/// A dataset row from its source in the journal, with its id.
-fn dataset_row(source: DatasetSource<'_>) -> Result<DatasetEntry, Export> {
-    Ok(match source {
+/// A dataset row from its source in the journal, with its id; none for a
+/// seed whose answer failed or was rejected by an answer rule (left out,
+/// as a rejected evolution is).
+fn dataset_row(source: DatasetSource<'_>) -> Result<Option<DatasetEntry>, Export> {
+    Ok(Some(match source {
         DatasetSource::Evolved(body) => {
             let e: Evolution = serde_json::from_str(body)?;
             let difficulty = e.difficulty.and_then(|d| d.score);
@@ -478,13 +489,27 @@ fn dataset_row(source: DatasetSource<'_>) -> Result<DatasetEntry, Export> {
                 lineage: Some(e.lineage),
                 model: Some(e.model),
                 answer_model: e.answer_model,
-                row: DatasetRow { instruction: e.instruction, output: e.response, difficulty },
+                row: DatasetRow {
+                    instruction: e.instruction,
+                    output: e.response,
+                    difficulty,
+                    answer_truncated: e.answer_truncated,
+                },
             }
         }
         DatasetSource::Seed { id, instruction, answer, score } => {
-            let output = match answer {
-                Some(a) => serde_json::from_str::<SeedAnswer>(a)?.response,
-                None => None,
+            // Without answering there is no answer record: the seed is an
+            // instruction alone. With one, a failed or rejected answer
+            // leaves the seed out.
+            let (output, answer_truncated) = match answer {
+                Some(a) => {
+                    let a = serde_json::from_str::<SeedAnswer>(a)?;
+                    if a.response.is_none() || a.rejected.is_some() {
+                        return Ok(None);
+                    }
+                    (a.response, a.answer_truncated)
+                }
+                None => (None, false),
             };
             let difficulty = match score {
                 Some(s) => serde_json::from_str::<SeedScore>(s)?.difficulty.score,
@@ -495,10 +520,10 @@ fn dataset_row(source: DatasetSource<'_>) -> Result<DatasetEntry, Export> {
                 lineage: None,
                 model: None,
                 answer_model: None,
-                row: DatasetRow { instruction: instruction.to_string(), output, difficulty },
+                row: DatasetRow { instruction: instruction.to_string(), output, difficulty, answer_truncated },
             }
         }
-    })
+    }))
 }
 
 /// The dataset's rows in order, each kept only if it duplicates no row
@@ -532,7 +557,7 @@ impl DatasetDedup {
             texts.clear();
         };
         let result = journal.for_each_dataset_row(include_seeds, |source| {
-            let entry = dataset_row(source)?;
+            let Some(entry) = dataset_row(source)? else { return Ok(()) };
             ids.push(entry.id.into_boxed_str());
             texts.push(entry.row.instruction);
             if texts.len() >= DEDUP_BATCH {
@@ -613,6 +638,7 @@ fn write_row(
     out.write_all(b"\n").map_err(Export::Io)?;
     each(entry).map_err(Export::Io)?;
     exported.rows += 1;
+    exported.truncated += usize::from(entry.row.answer_truncated);
     Ok(())
 }
 
@@ -624,6 +650,10 @@ pub struct DatasetRow {
     /// The difficulty score, when the run scored it (`--score-difficulty`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub difficulty: Option<f64>,
+    /// The answer was cut off by the token limit (`--max-tokens`): kept,
+    /// and said, so a dataset can leave it out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answer_truncated: bool,
 }
 
 /// The record files, and the kind of record each holds.
@@ -902,12 +932,14 @@ mod tests {
         let b = build(&["d.r1", "b.r1", "a.r1", "c.r1"]);
         assert_eq!(a, b);
         let rows: Vec<DatasetRow> = a.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert!(rows.contains(&DatasetRow { instruction: "seed q".into(), output: None, difficulty: None }));
-        assert!(rows.contains(&DatasetRow {
-            instruction: "q c.r1".into(),
-            output: Some("answer to q c.r1".into()),
-            difficulty: None
-        }));
+        let plain = |instruction: &str, output: Option<&str>| DatasetRow {
+            instruction: instruction.into(),
+            output: output.map(String::from),
+            difficulty: None,
+            answer_truncated: false,
+        };
+        assert!(rows.contains(&plain("seed q", None)));
+        assert!(rows.contains(&plain("q c.r1", Some("answer to q c.r1"))));
     }
 
     #[test]
@@ -930,7 +962,7 @@ mod tests {
                 sink.accepted(&evolution(texts[i].0, &texts[i].1)).unwrap();
             }
             let exported = out.export(&journal, false, Some(evol_dedup::Params::default())).unwrap();
-            assert_eq!(exported, Exported { rows: 3, exact_duplicates: 1, near_duplicates: 1 });
+            assert_eq!(exported, Exported { rows: 3, exact_duplicates: 1, near_duplicates: 1, ..Exported::default() });
             let read = |f| std::fs::read_to_string(out.path(f)).unwrap();
             assert_eq!(read(EVOLVED).lines().count(), 5, "the records keep every accepted evolution");
             (read(DATASET), read(DUPLICATES))
@@ -982,5 +1014,47 @@ mod tests {
         let err = OutputDir::prepare(old.path(), true, JobKind::Answer).unwrap_err();
         assert!(err.to_string().contains("a run of `evol run`") && err.to_string().contains("`evol answer`"), "{err}");
         assert!(old.path().join(JOURNAL).exists());
+    }
+
+    #[test]
+    fn seed_answers_pass_the_answer_rules_and_truncation_is_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputDir::prepare(dir.path(), false, JobKind::Run).unwrap();
+        let journal = Arc::new(SqliteJournal::open(&out.path(JOURNAL)).unwrap());
+        let seeds = ["ok", "sorry", "failed", "cut"].map(|id| {
+            Ok(SeedRow {
+                pos: 0,
+                seed: Seed { id: id.into(), instruction: format!("q {id}") },
+                place: "line 1".into(),
+                order_key: order_key(9, id),
+            })
+        });
+        journal
+            .load_seeds(seeds.into_iter().enumerate().map(|(i, s)| s.map(|s| SeedRow { pos: i as i64, ..s })))
+            .unwrap();
+        let sink = RunSink::new(journal.clone(), out.sink().unwrap(), 9);
+        let answer = |id: &str, response: Option<&str>, rejected: Option<&str>, truncated: bool| SeedAnswer {
+            id: id.into(),
+            instruction: format!("q {id}"),
+            response: response.map(String::from),
+            error: response.is_none().then(|| "HTTP 500".to_string()),
+            model: "m".into(),
+            usage: Default::default(),
+            rejected: rejected.map(String::from),
+            answer_truncated: truncated,
+        };
+        sink.seed_answered(&answer("ok", Some("fine"), None, false)).unwrap();
+        sink.seed_answered(&answer("sorry", Some("Sorry, I cannot."), Some("answer_sorry"), false)).unwrap();
+        sink.seed_answered(&answer("failed", None, None, false)).unwrap();
+        sink.seed_answered(&answer("cut", Some("half an ans"), None, true)).unwrap();
+        let exported = out.export(&journal, true, None).unwrap();
+        assert_eq!((exported.rows, exported.seeds_left_out, exported.truncated), (2, 2, 1));
+        let dataset = std::fs::read_to_string(out.path(DATASET)).unwrap();
+        assert!(!dataset.contains("Sorry") && !dataset.contains("q failed"), "{dataset}");
+        assert!(
+            dataset.lines().any(|l| l.contains("half an ans") && l.contains("\"answer_truncated\":true")),
+            "{dataset}"
+        );
+        assert!(dataset.lines().any(|l| l.contains("fine") && !l.contains("answer_truncated")), "{dataset}");
     }
 }

@@ -444,6 +444,8 @@ pub struct ExportSettings {
     pub format: ExportFormat,
     /// No lineage or score columns.
     pub plain: bool,
+    /// Leave out rows whose answer was cut off by the token limit.
+    pub drop_truncated: bool,
     /// The most bytes a file of a dataset directory holds.
     pub max_file_bytes: u64,
 }

@@ -65,6 +65,7 @@ fn export_to(source: &std::path::Path, to: &std::path::Path, format: &str) -> an
         to: Some(to.to_path_buf()),
         format: format.parse().map_err(anyhow::Error::msg)?,
         plain: true,
+        drop_truncated: false,
         max_file_bytes: 1 << 30,
     };
     evol::jobs::export(settings, &evol::Silent).map(|_| ())

@@ -178,7 +178,10 @@ fn a_run_rejects_near_duplicates_and_leaves_duplicates_across_seeds_out_of_the_d
     assert_eq!(duplicates.len(), 2);
     assert!(duplicates.iter().all(|d| d["exact"] == true));
     let stats = read_json(&out.join("stats.json"));
-    assert_eq!(stats["dataset"], serde_json::json!({"rows": 3, "exact_duplicates": 2, "near_duplicates": 0}));
+    assert_eq!(
+        stats["dataset"],
+        serde_json::json!({"rows": 3, "exact_duplicates": 2, "near_duplicates": 0, "seeds_left_out": 0, "truncated": 0})
+    );
     assert_eq!(stats["total"]["rejected"]["near_duplicate"], 1);
     assert_eq!(stats["settings"]["dedup"]["threshold"], 0.8);
     // `evol export` writes the same dataset again.

@@ -155,10 +155,19 @@ fn no_answer_skips_answers_and_include_seeds_adds_them() {
     let answers = read_lines(&out.join("seeds.jsonl"));
     assert_eq!(answers.len(), 3);
     let dataset = read_lines(&out.join("dataset.jsonl"));
-    let seed_row = dataset.iter().find(|r| r["instruction"] == "Name three rivers.").unwrap();
-    assert!(
-        seed_row["output"].as_str().unwrap().len() > 100 || seed_row["output"].as_str().unwrap().starts_with("Sorry")
-    );
+    // A seed's answer passes the answer rules: a refusal leaves it out,
+    // counted.
+    let sorry = answers.iter().filter(|a| a["rejected"].is_string()).count();
+    assert!(answers
+        .iter()
+        .filter(|a| a["rejected"].is_string())
+        .all(|a| a["response"].as_str().unwrap().starts_with("Sorry")));
+    assert_eq!(read_json(&out.join("stats.json"))["dataset"]["seeds_left_out"], sorry as u64);
+    let seed_rows: Vec<_> = dataset
+        .iter()
+        .filter(|r| ["Why is the sky blue?", "Name three rivers."].contains(&r["instruction"].as_str().unwrap_or("")))
+        .collect();
+    assert!(seed_rows.iter().all(|r| r["output"].as_str().unwrap().len() > 100), "{seed_rows:?}");
 }
 
 #[test]
@@ -740,7 +749,8 @@ fn secrets_echoed_by_a_server_and_escape_sequences_never_reach_the_user() {
         &[&["run", seeds.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", &mock.url], &args[..]].concat(),
         &[("OPENAI_API_KEY", key)],
     );
-    assert_success(&run);
+    // Every call failed: nothing was produced (exit 5), the files say why.
+    assert!(run.status.code() == Some(0) || run.status.code() == Some(5), "{}", stderr(&run));
     let rejected = std::fs::read_to_string(out.join("rejected.jsonl")).unwrap();
     assert!(rejected.contains("request had authorization: Bearer <redacted>"), "{rejected}");
     assert!(!rejected.contains(key) && !stderr(&run).contains(key));

@@ -114,3 +114,29 @@ fn no_command_writes_into_another_commands_directory() {
     assert!(stderr(&out).contains("holds the scores of `evol score`"), "{}", stderr(&out));
     assert!(scored_rows.exists());
 }
+
+#[test]
+fn a_seed_named_like_an_evolution_is_refused() {
+    let mock = Mock::start(MockConfig::default());
+    let dir = Dir::new();
+    let seeds = dir.write(
+        "seeds.jsonl",
+        "{\"id\": \"a\", \"instruction\": \"Name a fruit.\"}\n{\"id\": \"a.r1\", \"instruction\": \"Name a tree.\"}\n",
+    );
+    let out = dir.path("out");
+    let run = evol_run(&mock.url, &seeds, &out, &["--model", "mock", "--rounds", "1"]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("line 2") && stderr(&run).contains("`a.r1` ends like an evolution's id"),
+        "{}",
+        stderr(&run)
+    );
+    // With --skip-invalid it is left out and counted, and ids stay unique.
+    let run = evol_run(&mock.url, &seeds, &out, &["--model", "mock", "--rounds", "1", "--skip-invalid"]);
+    assert_success(&run);
+    assert_eq!(read_json(&out.join("stats.json"))["input"]["skipped_invalid"], 1);
+    let ids: Vec<String> =
+        read_lines(&out.join("evolved.jsonl")).iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len());
+}

@@ -60,12 +60,21 @@ fn a_second_command_on_a_run_directory_is_refused_and_a_killed_holder_blocks_not
 fn seed_answers_and_evolutions_never_share_a_key() {
     let mock = Mock::start(accepting());
     let dir = Dir::new();
-    // Seed `a`'s first evolution is named `a.r1`, like the second seed.
+    // Seed `a`'s first evolution is named `a.r1`: a seed of that name would
+    // share it in every output, so it is refused before any call.
     let seeds = dir.write(
         "seeds.jsonl",
         "{\"id\":\"a.r1\",\"instruction\":\"Name a river.\"}\n{\"id\":\"a\",\"instruction\":\"Name a mountain.\"}\n",
     );
     let out = dir.path("out");
+    let run = evol_run(&mock.url, &seeds, &out, &["--model", "mock", "--rounds", "2", "--include-seeds"]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert_eq!(mock.stats().requests, 0);
+    // Seeds and their evolutions keep apart in the journal all the same.
+    let seeds = dir.write(
+        "seeds2.jsonl",
+        "{\"id\":\"b\",\"instruction\":\"Name a river.\"}\n{\"id\":\"a\",\"instruction\":\"Name a mountain.\"}\n",
+    );
     assert_success(&evol_run(&mock.url, &seeds, &out, &["--model", "mock", "--rounds", "2", "--include-seeds"]));
     let answers = read_lines(&out.join("seeds.jsonl"));
     assert_eq!(answers.len(), 2, "both seeds' paid answers are kept");

@@ -395,7 +395,7 @@ async fn battle(
     session.journal.set_state(state)?;
 
     let counts = Counts { games: games.len(), judged: battles.len(), unreadable, failed };
-    let fitted = fit(settings, &names, &battles, Some(&styles), anchor, Some(&judge), &counts, &session.out);
+    let fitted = fit(settings, &names, &battles, Some(&styles), anchor, Some(&judge), &counts, &session.out, observer);
     let lessons = match (target, &settings.learn) {
         (Some(t), Some((_, dir))) => Some(write_lessons(dir, t, &names, &questions, &learned, settings.min_margin)?),
         _ => None,
@@ -473,6 +473,7 @@ fn fit(
     judge: Option<&str>,
     counts: &Counts,
     out: &OutputDir,
+    observer: &dyn Observer,
 ) -> anyhow::Result<Fitted> {
     let rating_settings = RatingSettings { rounds: settings.bootstrap, seed: settings.eval.seed, anchor };
     let named_error = |e: rating::RatingError| {
@@ -488,6 +489,20 @@ fn fit(
         other => anyhow!("{other}"),
     }
     };
+    if let Ok(pairs) = rating::PairCounts::count(names.len(), battles) {
+        let thin = pairs.thin_pairs();
+        if let Some(&(a, b, games)) = thin.first() {
+            observer.say(&format!(
+                "warning: {} pair{} of models met fewer than {} times (`{}` and `{}`: {games} games); {} intervals are wide, whatever the record",
+                thin.len(),
+                if thin.len() == 1 { "" } else { "s" },
+                rating::FEW_GAMES,
+                names[a],
+                names[b],
+                if thin.len() == 1 { "its" } else { "their" }
+            ));
+        }
+    }
     let started = Instant::now();
     let plain = rating::rate(names.len(), battles, &rating_settings).map_err(named_error)?;
     let styled = match (settings.style_control, styles) {
@@ -566,14 +581,19 @@ fn fit(
             let f = |k: &str| row[k].as_f64().unwrap_or(f64::NAN);
             let u = |k: &str| row[k].as_u64().unwrap_or(0);
             let name = row["model"].as_str().unwrap_or_default();
+            // No bootstrap rounds: no interval, shown as such.
+            let interval = |open: &str, sep: &str, close: &str| match (row["ci_low"].as_f64(), row["ci_high"].as_f64())
+            {
+                (Some(low), Some(high)) => format!("{open}{low:.1}{sep}{high:.1}{close}"),
+                _ => "-".to_string(),
+            };
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.1} | {:.1} – {:.1} | {} | {} | {} | {} |",
+                "| {} | {} | {:.1} | {} | {} | {} | {} | {} |",
                 u("rank"),
                 cell(name),
                 f("rating"),
-                f("ci_low"),
-                f("ci_high"),
+                interval("", " – ", ""),
                 u("battles"),
                 u("wins"),
                 u("ties"),
@@ -585,7 +605,7 @@ fn fit(
                 "{:>4}  {shown:<32} {:>8.1}  {:>19}  {:>7} {:>6} {:>6} {:>6}",
                 u("rank"),
                 f("rating"),
-                format!("[{:.1}, {:.1}]", f("ci_low"), f("ci_high")),
+                interval("[", ", ", "]"),
                 u("battles"),
                 u("wins"),
                 u("ties"),
@@ -732,7 +752,7 @@ fn refit(settings: &ArenaSettings, files: &[PathBuf], observer: &dyn Observer) -
         _ => None,
     };
     let counts = Counts { games: battles.len(), judged: battles.len(), unreadable: 0, failed: 0 };
-    let fitted = fit(settings, &names, &battles, styles.as_deref(), anchor, judge.as_deref(), &counts, &out)?;
+    let fitted = fit(settings, &names, &battles, styles.as_deref(), anchor, judge.as_deref(), &counts, &out, observer)?;
     journal.set_state(RunState::Completed)?;
     out.write_json(
         STATS,

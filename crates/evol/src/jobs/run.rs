@@ -452,6 +452,21 @@ fn summary(s: &RunStats, exported: evol_store::Exported, out: &OutputDir, seeds_
         ),
     };
     let mut files = vec![dataset, path(EVOLVED), path(REJECTED)];
+    if exported.seeds_left_out > 0 {
+        let _ = writeln!(
+            text,
+            "evol: {} seeds left out of the dataset: their answers failed or broke an answer rule (see {})",
+            exported.seeds_left_out,
+            path(SEED_ANSWERS)
+        );
+    }
+    if exported.truncated > 0 {
+        let _ = writeln!(
+            text,
+            "warning: {} dataset rows have answers cut off by the token limit (flagged `answer_truncated`): raise --answer-max-tokens, or leave them out with `evol export --drop-truncated`",
+            exported.truncated
+        );
+    }
     if seeds_file && out.path(SEED_ANSWERS).exists() {
         files.push(path(SEED_ANSWERS));
     }

@@ -67,6 +67,8 @@ pub(crate) struct Made {
     /// Per round: (sum of difficulty, how many scored).
     pub difficulty: BTreeMap<u32, (f64, u64)>,
     pub rounds: BTreeMap<u32, u64>,
+    /// Rows left out as cut off by the token limit (`--drop-truncated`).
+    pub dropped_truncated: u64,
 }
 
 /// Rewrites a run's files from its journal and, with a target, writes its
@@ -122,6 +124,10 @@ pub fn export(settings: ExportSettings, observer: &dyn Observer) -> anyhow::Resu
     let mut failure: Option<anyhow::Error> = None;
     let exported = out.export_with(&journal, identity.include_seeds, identity.settings.dedup, |entry| {
         let Some(writer) = &mut writer else { return Ok(()) };
+        if args.drop_truncated && entry.row.answer_truncated {
+            made.dropped_truncated += 1;
+            return Ok(());
+        }
         let example = run_example(entry);
         note(&mut made, entry);
         match layout(format, &example, plain).and_then(|row| writer.write(row).map_err(anyhow::Error::from)) {
@@ -168,6 +174,7 @@ fn run_extra_fields() -> Vec<Field> {
         table::text("model", true),
         table::text("answer_model", true),
         table::float("difficulty", true),
+        arrow_schema::Field::new("answer_truncated", arrow_schema::DataType::Boolean, false),
     ]
 }
 
@@ -216,6 +223,7 @@ fn run_example(entry: &DatasetEntry) -> Example {
     extra.insert("model".into(), json!(entry.model));
     extra.insert("answer_model".into(), json!(entry.answer_model));
     extra.insert("difficulty".into(), json!(entry.row.difficulty));
+    extra.insert("answer_truncated".into(), json!(entry.row.answer_truncated));
     let dialogue =
         Dialogue { system: None, exchanges: vec![(entry.row.instruction.clone(), entry.row.output.clone())] };
     Example { id: entry.id.clone(), dialogue, extra }
@@ -464,6 +472,10 @@ fn export_rows(
     let mut writer = create(to, args, schema(format, false, args.plain, &extra))?;
     let mut made = Made::default();
     for (n, (place, dialogue, id, object)) in rows.into_iter().enumerate() {
+        if args.drop_truncated && object.get("answer_truncated") == Some(&Value::Bool(true)) {
+            made.dropped_truncated += 1;
+            continue;
+        }
         let mut columns = Map::new();
         columns.insert("id".into(), json!(id.unwrap_or_else(|| (n + 1).to_string())));
         for key in kinds.keys() {
