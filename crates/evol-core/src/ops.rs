@@ -206,6 +206,9 @@ impl OperatorSet {
             Some(toml::Value::String(s)) => Ok(Some(s.clone())),
             Some(_) => Err(definition(None, Some(key), "must be a string")),
         };
+        if string("name")?.is_some_and(|n| n.chars().any(|c| c.is_control() || is_format_control(c))) {
+            return Err(definition(None, Some("name"), "must not hold control characters"));
+        }
         let name = string("name")?.filter(|n| !n.trim().is_empty()).ok_or_else(|| {
             definition(None, Some("name"), "the set needs a name (`name = \"...\"` at the top of the file)")
         })?;
@@ -254,6 +257,9 @@ impl OperatorSet {
             let bad = |field: &str, message: &str| Err(definition(Some(label.clone()), Some(field), message));
             if op.name.trim().is_empty() {
                 return bad("name", "must not be empty");
+            }
+            if op.name.chars().any(|c| c.is_control() || is_format_control(c)) {
+                return bad("name", "must not hold control characters");
             }
             if op.name.contains([',', '=', ':']) || op.name.chars().any(char::is_whitespace) {
                 return bad("name", "must not contain spaces, `,`, `=` or `:` (it is selected by `--ops`)");
@@ -485,8 +491,27 @@ impl OperationSet {
     }
 }
 
+/// Bidirectional overrides and invisible format characters: a name with
+/// them shows as another name.
+fn is_format_control(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn names_with_control_characters_are_refused() {
+        let op = |name: &str| {
+            format!("name = \"s\"\n[[operator]]\nname = \"{name}\"\nkind = \"in-depth\"\ntemplate = \"deepen.txt\"\n")
+        };
+        for name in ["a\\u001b[2J", "a\\u202eb"] {
+            let err = OperatorSet::parse(&op(name)).unwrap_err().to_string();
+            assert!(err.contains("control characters"), "{err}");
+        }
+        let set = "name = \"x\\u0007\"\n[[operator]]\nname = \"a\"\nkind = \"in-depth\"\ntemplate = \"deepen.txt\"\n";
+        assert!(OperatorSet::parse(set).unwrap_err().to_string().contains("control characters"));
+    }
+
     use super::*;
 
     #[test]

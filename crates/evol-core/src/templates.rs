@@ -230,6 +230,22 @@ impl Templates {
             if let Some(missing) = needed.into_iter().find(|v| !used.contains(*v)) {
                 return Err(fail(format!("the template `{}` must use `{{{{ {missing} }}}}`", op.template)));
             }
+            // A drawn data format goes into the method: a method that never
+            // uses it would lose it silently.
+            if op.data_formats {
+                let uses_format = op
+                    .method
+                    .as_ref()
+                    .filter(|m| !literals.contains_key(*m))
+                    .and_then(|m| env.get_template(m).ok())
+                    .is_some_and(|t| t.undeclared_variables(false).contains("format"));
+                if !uses_format {
+                    return Err(fail(
+                        "`data_formats = true` needs a method template that uses `{{ format }}` (the drawn format goes there)"
+                            .to_string(),
+                    ));
+                }
+            }
         }
         let data_formats: Vec<String> = source(DATA_FORMATS_FILE)
             .lines()
@@ -361,6 +377,23 @@ impl Templates {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn data_formats_need_a_method_that_uses_the_format() {
+        let set = |method: &str| {
+            format!(
+                "name = \"s\"\n[[operator]]\nname = \"a\"\nkind = \"in-depth\"\ntemplate = \"t\"\nmethod = \"m\"\ndata_formats = true\n[templates]\nt = \"{{{{ method }}}} {{{{ instruction }}}}\"\nm = \"{method}\"\n"
+            )
+        };
+        let build = |method: &str| {
+            let set = OperatorSet::parse(&set(method)).unwrap();
+            Templates::new(BTreeMap::new(), &set, &set.operations)
+        };
+        let Err(err) = build("Add a table.") else { panic!("the format is never used") };
+        let err = err.to_string();
+        assert!(err.contains("{{ format }}"), "{err}");
+        assert!(build("Add data as {{ format }}.").is_ok());
+    }
+
     use super::*;
     use crate::rng::step_rng;
 
