@@ -11,7 +11,7 @@ mod settings;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command};
 use crate::settings::UsageError;
@@ -19,7 +19,8 @@ use evol::session::{CapStop, Interrupted, NothingProduced, Stalled};
 use evol_store::output::{RATINGS, REPORT_JSON, STATS};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => commands::run::run(*args).await,
+            Command::Run(args) => commands::run::run(*args, given(&matches, "run")).await,
             Command::Templates(args) => commands::templates::templates(args),
             Command::Models(command) => commands::models::models(command),
             Command::Serve(args) => commands::serve::serve(*args).await,
@@ -89,6 +90,22 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The flags a subcommand was given on its command line or through the
+/// environment (by their argument ids), not left at their defaults.
+fn given(matches: &clap::ArgMatches, subcommand: &str) -> Vec<String> {
+    let Some(matches) = matches.subcommand_matches(subcommand) else { return Vec::new() };
+    matches
+        .ids()
+        .filter(|id| {
+            matches!(
+                matches.value_source(id.as_str()),
+                Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+            )
+        })
+        .map(|id| id.as_str().to_string())
+        .collect()
 }
 
 /// `--json`: the command's result file (what it also wrote to OUT), on

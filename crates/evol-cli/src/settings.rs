@@ -64,6 +64,9 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
     if !(1..=MAX_ROUNDS).contains(&args.rounds) {
         return Err(usage(format!("--rounds must be between 1 and {MAX_ROUNDS}")));
     }
+    if args.limit == Some(0) {
+        return Err(usage("--limit must be at least 1: it is how many seeds to use"));
+    }
     let max_tokens = args.max_tokens;
     let evolve = sampling("", args.temperature, args.top_p, max_tokens)?;
     let answer = sampling(
@@ -152,7 +155,39 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
         fresh: args.fresh,
         dry_run: args.dry_run,
         quiet: args.quiet,
+        command: Vec::new(),
+        defaulted: Default::default(),
     })
+}
+
+/// The method settings that each `evol run` flag decides (by argument id).
+/// A resume keeps the earlier run's value of a setting none of whose flags
+/// was given; a test checks that every flag that shapes the method is here.
+const METHOD_FLAGS: &[(&str, &[&str])] = &[
+    ("rounds", &["rounds"]),
+    ("operations", &["ops", "ops_file"]),
+    ("run_seed", &["seed"]),
+    ("rules", &["no_equality_check", "no_sorry_check", "no_stop_words_check", "no_copy_check", "no_asks_check"]),
+    ("answer", &["no_answer"]),
+    ("answer_seeds", &["no_answer", "include_seeds"]),
+    ("evolve_sampling", &["temperature", "top_p", "max_tokens"]),
+    (
+        "answer_sampling",
+        &["answer_temperature", "answer_top_p", "answer_max_tokens", "temperature", "top_p", "max_tokens"],
+    ),
+    ("judge_sampling", &["judge_max_tokens", "max_tokens"]),
+    ("request_seeds", &["no_request_seed"]),
+    ("dedup", &["no_dedup", "dedup_shingle", "dedup_hashes", "dedup_bands", "dedup_threshold"]),
+    ("difficulty", &["score_difficulty", "score_max_tokens", "judge_max_tokens", "max_tokens"]),
+];
+
+/// The method settings none of whose flags is among `given`.
+pub fn defaulted_method_settings(given: &[String]) -> std::collections::BTreeSet<String> {
+    METHOD_FLAGS
+        .iter()
+        .filter(|(_, flags)| !flags.iter().any(|f| given.iter().any(|g| g == f)))
+        .map(|(setting, _)| setting.to_string())
+        .collect()
 }
 
 /// A flag's text, trimmed; an empty one is a mistake.
@@ -330,7 +365,7 @@ impl FromArgs<EngineArgs> for EngineSettings {
 
 /// Reads a `--config` file; a mistake in it is a usage error naming it.
 fn read_config(path: &Path) -> Result<ConfigFile, UsageError> {
-    let text = std::fs::read_to_string(path)
+    let text = evol_io::bounded::read_text(path, evol_io::bounded::MAX_SETTINGS_BYTES)
         .map_err(|e| usage(format!("cannot read the config file `{}`: {e}", path.display())))?;
     let config: ConfigFile =
         toml::from_str(&text).map_err(|e| usage(format!("the config file `{}`: {e}", path.display())))?;
@@ -381,8 +416,8 @@ pub fn load_templates(dir: Option<&Path>, set: &OperatorSet, enabled: &Operation
             continue;
         }
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
+        let text = evol_io::bounded::read_text(&path, evol_io::bounded::MAX_SETTINGS_BYTES)
+            .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
         overrides.insert(name, text);
     }
     Templates::new(overrides, set, enabled)
@@ -392,7 +427,7 @@ pub fn load_templates(dir: Option<&Path>, set: &OperatorSet, enabled: &Operation
 /// Reads an operator file (`--ops-file`): a mistake names the file, the
 /// operator and the field.
 pub fn read_operator_file(path: &Path) -> anyhow::Result<OperatorSet> {
-    let text = std::fs::read_to_string(path)
+    let text = evol_io::bounded::read_text(path, evol_io::bounded::MAX_SETTINGS_BYTES)
         .map_err(|e| anyhow::anyhow!("cannot read the operator file `{}`: {e}", path.display()))?;
     OperatorSet::parse(&text).map_err(|e| anyhow::anyhow!("the operator file `{}`: {e}", path.display()))
 }
@@ -840,5 +875,58 @@ mod tests {
         assert_eq!(default_clusters(Path::new("d/kept.jsonl")), Path::new("d/kept.clusters.jsonl"));
         assert_eq!(default_clusters(Path::new("d/kept.json")), Path::new("d/kept.json.clusters.jsonl"));
         assert_eq!(default_clusters(Path::new("kept")), Path::new("kept.clusters.jsonl"));
+    }
+
+    /// The method of `evol run s.jsonl -o o EXTRA...`, if those flags are
+    /// accepted.
+    fn method(extra: &[String]) -> Option<serde_json::Value> {
+        use clap::Parser;
+        let words = ["evol", "run", "s.jsonl", "-o", "o"].iter().map(|w| w.to_string()).chain(extra.iter().cloned());
+        let cli = crate::cli::Cli::try_parse_from(words).ok()?;
+        let crate::cli::Command::Run(args) = cli.command else { return None };
+        let settings = RunSettings::from_args(*args).ok()?;
+        Some(serde_json::to_value(&settings.method).unwrap())
+    }
+
+    #[test]
+    fn every_flag_that_shapes_the_method_is_listed_with_its_setting() {
+        use clap::CommandFactory;
+        let default = method(&[]).unwrap();
+        let scored = method(&["--score-difficulty".into()]).unwrap();
+        for key in scored.as_object().unwrap().keys() {
+            assert!(METHOD_FLAGS.iter().any(|(k, _)| k == key), "the setting `{key}` has no flags listed");
+        }
+        let command = crate::cli::Cli::command();
+        let run = command.find_subcommand("run").unwrap();
+        let ids: Vec<&str> = run.get_arguments().map(|a| a.get_id().as_str()).collect();
+        for flag in METHOD_FLAGS.iter().flat_map(|(_, flags)| flags.iter()) {
+            assert!(ids.contains(flag), "`{flag}` is not a flag of `evol run`");
+        }
+        // A flag not listed leaves the method as it is, whatever its value.
+        let listed = |id: &str| METHOD_FLAGS.iter().any(|(_, flags)| flags.contains(&id));
+        for arg in run.get_arguments().filter(|a| !a.is_positional() && !listed(a.get_id().as_str())) {
+            let Some(long) = arg.get_long() else { continue };
+            let tries: Vec<Vec<String>> = if arg.get_action().takes_values() {
+                ["3", "0.5", "7", "alpaca", "jsonl", "text"]
+                    .iter()
+                    .map(|v| vec![format!("--{long}"), v.to_string()])
+                    .collect()
+            } else {
+                vec![vec![format!("--{long}")]]
+            };
+            for extra in tries {
+                if let Some(changed) = method(&extra) {
+                    assert_eq!(changed, default, "{extra:?} changes the method: list it in METHOD_FLAGS");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_setting_is_defaulted_only_when_none_of_its_flags_is_given() {
+        let defaulted = defaulted_method_settings(&["temperature".into(), "no_dedup".into()]);
+        assert!(!defaulted.contains("evolve_sampling") && !defaulted.contains("answer_sampling"));
+        assert!(!defaulted.contains("dedup"));
+        assert!(defaulted.contains("rounds") && defaulted.contains("judge_sampling"));
     }
 }

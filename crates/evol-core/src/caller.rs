@@ -211,7 +211,23 @@ impl Caller {
                 let retries = reply.retries + earlier.attempts;
                 let cost = self.prices.cost(model.name(), usage);
                 self.budget.spend(usage, cost);
-                self.stats.call(slice, started, Call { usage, cost, retries, failed: false });
+                let overlong = overlong(&reply, sampling.max_tokens);
+                self.stats.call(slice, started, Call { usage, cost, retries, failed: overlong.is_some() });
+                if let Some(why) = overlong {
+                    // Paid for, recorded as the failure it is: never kept.
+                    let message = format!("{} call failed: {why}", key.stage);
+                    let record = CallRecord {
+                        text: None,
+                        finish_reason: None,
+                        usage,
+                        retries,
+                        error: Some(message.clone()),
+                        prompt: asked,
+                        attempt,
+                    };
+                    self.journal.commit(&journal_key, &record).map_err(CallError::Journal)?;
+                    return Ok(Err(message));
+                }
                 let record = CallRecord {
                     text: Some(reply.text.clone()),
                     finish_reason: Some(reply.finish_reason.clone()),
@@ -278,6 +294,23 @@ impl Caller {
     }
 }
 
+/// The most bytes a reply may take per token it was allowed: a token is a
+/// few bytes of text in every script (the longest, runs of spaces in code,
+/// a few dozen), so a reply past this ignored `max_tokens`.
+pub const MAX_BYTES_PER_TOKEN: usize = 64;
+
+/// Why a reply is too long to have obeyed `max_tokens`, if it is.
+fn overlong(reply: &ChatResponse, max_tokens: u32) -> Option<String> {
+    let limit = (max_tokens as usize).saturating_mul(MAX_BYTES_PER_TOKEN).saturating_add(1024);
+    let bytes = reply.text.len() + reply.reasoning.as_ref().map_or(0, String::len);
+    (bytes > limit).then(|| {
+        format!(
+            "the reply holds {bytes} bytes, more than {max_tokens} tokens can (at most {limit}): \
+             the server ignored max_tokens, so the reply was not kept"
+        )
+    })
+}
+
 /// What the earlier attempts of a call cost.
 #[derive(Debug, Clone, Copy, Default)]
 struct Paid {
@@ -312,4 +345,81 @@ pub fn question_digest(model: &str, prompt: &Prompt<'_>, sampling: Sampling) -> 
 pub fn seeded(base: Sampling, send_seed: bool, rng: &mut impl RngCore) -> Sampling {
     let seed = rng.next_u64() >> 1; // some servers take only non-negative i64
     base.with_seed(send_seed.then_some(seed))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A model whose reply is `len` bytes of text.
+    struct Long(usize);
+
+    #[async_trait::async_trait]
+    impl ChatModel for Long {
+        fn name(&self) -> &str {
+            "long"
+        }
+        async fn chat(&self, _request: ChatRequest) -> Result<ChatResponse, evol_llm::ChatError> {
+            Ok(ChatResponse {
+                text: "語".repeat(self.0 / 3),
+                reasoning: None,
+                finish_reason: FinishReason::Stop,
+                usage: Usage { prompt_tokens: 1, completion_tokens: 7, ..Default::default() },
+                retries: 0,
+                signals: Default::default(),
+            })
+        }
+    }
+
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<CallRecord>>);
+
+    impl Journal for Kept {
+        fn lookup(&self, _key: &str) -> Result<Option<CallRecord>, JournalError> {
+            Ok(None)
+        }
+        fn commit(&self, _key: &str, record: &CallRecord) -> Result<(), JournalError> {
+            self.0.lock().unwrap().push(record.clone());
+            Ok(())
+        }
+    }
+
+    async fn call(len: usize, max_tokens: u32) -> (Result<ChatResponse, String>, CallRecord) {
+        let journal = Arc::new(Kept::default());
+        let settings = CallerSettings { concurrency: 1, retry_failed: false };
+        let caller = Caller::new(settings, journal.clone(), Arc::new(StatsRecorder::new(1))).unwrap();
+        let model: Arc<dyn ChatModel> = Arc::new(Long(len));
+        let spec = CallSpec {
+            model: &model,
+            key: CallKey { item: "a", round: 1, stage: "evolve" },
+            slice: Slice { round: 1, operation: "deepen" },
+            prompt: Prompt::User("hi"),
+            sampling: Sampling { temperature: 0.0, top_p: 1.0, max_tokens, seed: None },
+            tag: None,
+            priority: 0,
+        };
+        let outcome = caller.call(spec).await.unwrap();
+        let record = journal.0.lock().unwrap().pop().unwrap();
+        (outcome, record)
+    }
+
+    #[tokio::test]
+    async fn a_reply_that_ignored_max_tokens_is_recorded_as_a_failure() {
+        let (outcome, record) = call(3 << 20, 100).await;
+        let message = outcome.unwrap_err();
+        assert!(message.contains("ignored max_tokens"), "{message}");
+        assert_eq!(record.error.as_deref(), Some(message.as_str()));
+        assert_eq!(record.text, None, "the runaway text is not journaled");
+        assert_eq!(record.usage.completion_tokens, 7, "what was paid stays counted");
+    }
+
+    #[tokio::test]
+    async fn a_long_reply_within_its_tokens_is_kept() {
+        // 100 tokens of three-byte characters, a generous reading.
+        let (outcome, record) = call(100 * 3 * 4, 100).await;
+        assert_eq!(outcome.unwrap().text.len(), 1200);
+        assert!(record.error.is_none());
+    }
 }

@@ -5,6 +5,7 @@
 //! as JSONL, Parquet or a Hugging Face dataset directory ([`table`]). The run directory and its outputs
 //! belong to `evol-store`.
 
+pub mod bounded;
 pub mod rows;
 pub mod seeds;
 mod source;
@@ -12,7 +13,7 @@ pub mod table;
 
 pub use rows::{open_rows, Body, Layout, Row, RowReader, RowWriter, TextField};
 pub use seeds::{
-    chat_turns, read_seeds, user_turns, Dialogue, Fields, ReadOptions, RecordLayout, SeedError, SeedFormat, SeedSet,
-    Speaker, Turn,
+    chat_turns, field, number, read_seeds, user_turns, Dialogue, Fields, ReadOptions, RecordLayout, SeedError,
+    SeedFormat, SeedSet, Speaker, Turn,
 };
 pub use table::{TableError, TableWriter, Target, Written};

@@ -29,6 +29,8 @@ pub enum Layout {
 pub struct Row {
     pub place: Place,
     pub body: Body,
+    /// A line that ended with CR LF, written back so.
+    pub crlf: bool,
 }
 
 /// A row's content.
@@ -127,6 +129,11 @@ impl RowReader {
     pub fn name(&self) -> &str {
         self.records.name()
     }
+
+    /// Whether the file starts with a UTF-8 byte order mark.
+    pub fn bom(&self) -> bool {
+        self.records.bom()
+    }
 }
 
 impl Iterator for RowReader {
@@ -147,7 +154,7 @@ impl Iterator for RowReader {
                 return Some(Err(SeedError::Invalid { path: self.records.name().to_string(), place, message }))
             }
         };
-        Some(Ok(Row { place, body }))
+        Some(Ok(Row { place, body, crlf: self.records.crlf() }))
     }
 }
 
@@ -199,7 +206,7 @@ impl RowWriter {
     /// Writes a row as it was read (a JSON array's item as compact JSON).
     pub fn write(&mut self, row: &Row) -> std::io::Result<()> {
         match &row.body {
-            Body::Line(line) | Body::Text(line) => self.line(line),
+            Body::Line(line) | Body::Text(line) => self.line_ending(line, if row.crlf { b"\r\n" } else { b"\n" }),
             Body::Item(value) if self.layout == Layout::Json => self.value(value),
             Body::Item(value) => self.line(&serde_json::to_string(value).map_err(std::io::Error::other)?),
         }
@@ -233,10 +240,23 @@ impl RowWriter {
         self.line(line)
     }
 
+    /// Starts the file with a UTF-8 byte order mark, as its input did
+    /// (JSON lines and text; call before the first row).
+    pub fn with_bom(mut self, bom: bool) -> std::io::Result<RowWriter> {
+        if bom && self.rows == 0 && self.layout != Layout::Json {
+            self.out.write_all(b"\xEF\xBB\xBF")?;
+        }
+        Ok(self)
+    }
+
     fn line(&mut self, line: &str) -> std::io::Result<()> {
+        self.line_ending(line, b"\n")
+    }
+
+    fn line_ending(&mut self, line: &str, ending: &[u8]) -> std::io::Result<()> {
         self.rows += 1;
         self.out.write_all(line.as_bytes())?;
-        self.out.write_all(b"\n")
+        self.out.write_all(ending)
     }
 
     fn value(&mut self, value: &Value) -> std::io::Result<()> {
@@ -305,15 +325,18 @@ mod tests {
         assert_eq!(rows[1].place, Place::Line(3));
         assert_eq!(rows[1].text(&TextField::Instruction).unwrap(), ("B\n\nin".to_string(), Some("7".to_string())));
         let out = dir.path().join("out.jsonl");
-        let mut w = RowWriter::create(&out, layout).unwrap();
+        let mut w = RowWriter::create(&out, layout).unwrap().with_bom(true).unwrap();
         for row in &rows {
             w.write(row).unwrap();
         }
         assert_eq!(w.finish().unwrap(), 2);
+        // The byte order mark and each row's line ending are kept (the
+        // blank line is not a row).
         assert_eq!(
             std::fs::read_to_string(&out).unwrap(),
-            "{\"instruction\": \"A\",  \"x\": 1}\n{\"Prompt\":\"B\",\"input\":\"in\",\"id\":7}\n"
+            "\u{FEFF}{\"instruction\": \"A\",  \"x\": 1}\r\n{\"Prompt\":\"B\",\"input\":\"in\",\"id\":7}\n"
         );
+        assert!(open_rows(&dir.path().join("a.jsonl"), SeedFormat::Auto).unwrap().bom());
 
         let (layout, rows) = read(dir.path(), "b.json", r#"[{"instruction":"A","output":"o"},{"instruction":"B"}]"#);
         assert_eq!(layout, Layout::Json);

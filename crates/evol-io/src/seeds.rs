@@ -409,6 +409,23 @@ pub fn fields_found(map: &Map<String, Value>) -> String {
     format!("the record has {}", keys.join(", "))
 }
 
+/// A field's number: a JSON number, or a text that reads as one (the cells
+/// of CSV and TSV files are texts). `Err` for a value of another kind, and
+/// for a number that is not finite.
+pub fn number(value: &Value) -> Result<Option<f64>, String> {
+    let number = match value {
+        Value::Null => return Ok(None),
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) if s.trim().is_empty() => return Ok(None),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        other => return Err(format!("expected a number, found {}", kind(other))),
+    };
+    match number {
+        Some(n) if n.is_finite() => Ok(Some(n)),
+        _ => Err(format!("expected a number, found `{}`", evol_text::shown_inline(&value.to_string()))),
+    }
+}
+
 /// A field's text: a string as it is, or a list of chat turns' first user
 /// turn.
 pub(crate) fn text_or_first_turn(value: &Value, name: &str) -> Result<String, String> {
@@ -540,7 +557,10 @@ fn first_turn(value: &Value, name: &str) -> Result<String, String> {
 /// A field by any of its names, matched case-insensitively; two keys that
 /// both match (`Instruction` and `instruction`, or `id` and `idx`) are an
 /// error, not a silent choice.
-pub(crate) fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Result<Option<&'a Value>, String> {
+/// The one field-lookup rule of every command: a top-level field whose
+/// name is one of `names`, in any ASCII case; a record that gives it under
+/// two spellings is an error naming both.
+pub fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Result<Option<&'a Value>, String> {
     let matching: Vec<(&String, &Value)> =
         map.iter().filter(|(k, _)| names.iter().any(|name| k.eq_ignore_ascii_case(name))).collect();
     match matching.as_slice() {
@@ -553,7 +573,8 @@ pub(crate) fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Result<O
     }
 }
 
-pub(crate) fn kind(v: &Value) -> &'static str {
+/// What kind of JSON value this is, in words.
+pub fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -5,20 +5,22 @@
 //! through this one place, so every command accepts the same files.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::path::Path;
 
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use crate::bounded::{self, LineBound, MAX_DOCUMENT_BYTES, MAX_LINE_BYTES};
 use crate::seeds::{Place, SeedError, SeedFormat};
 
 /// One record, as the container gives it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Raw {
-    /// A JSONL line, unparsed, without its line break.
+    /// A JSONL line, or a table or Parquet row as a JSON object's text,
+    /// unparsed, without a line break.
     Line(String),
-    /// A JSON array's item, or a table or Parquet row as an object.
+    /// A JSON array's item.
     Value(Value),
     /// A line of a text file, trimmed.
     Text(String),
@@ -32,13 +34,30 @@ pub(crate) struct Records {
     name: String,
     format: SeedFormat,
     inner: Inner,
+    /// The file starts with a UTF-8 byte order mark.
+    bom: bool,
+    /// The last line read ended with CR LF (JSONL and text lines).
+    crlf: bool,
 }
 
 enum Inner {
-    Lines { reader: Box<dyn BufRead + Send>, number: usize, line: Vec<u8> },
+    Lines {
+        reader: Box<dyn BufRead + Send>,
+        number: usize,
+        line: Vec<u8>,
+    },
     Items(std::iter::Enumerate<std::vec::IntoIter<Value>>),
-    Table { reader: csv::Reader<Box<dyn BufRead + Send>>, header: Vec<String>, record: csv::ByteRecord, row: usize },
-    Parquet { reader: ParquetRecordBatchReader, pending: VecDeque<Value>, row: usize },
+    Table {
+        reader: csv::Reader<LineBound<Box<dyn BufRead + Send>>>,
+        header: Vec<String>,
+        record: csv::ByteRecord,
+        row: usize,
+    },
+    Parquet {
+        reader: ParquetRecordBatchReader,
+        pending: VecDeque<String>,
+        row: usize,
+    },
     Done,
 }
 
@@ -92,6 +111,8 @@ fn parquet(
         name: name.clone(),
         format: SeedFormat::Parquet,
         inner: Inner::Parquet { reader, pending: VecDeque::new(), row: 0 },
+        bom: false,
+        crlf: false,
     })
 }
 
@@ -103,6 +124,7 @@ impl Records {
         format: SeedFormat,
     ) -> Result<Records, SeedError> {
         let io = |source| SeedError::Io { path: name.to_string(), source };
+        let bom = reader.fill_buf().map_err(io)?.starts_with(b"\xEF\xBB\xBF");
         let mut format = format;
         if format == SeedFormat::Auto {
             let head = reader.fill_buf().map_err(io)?;
@@ -119,13 +141,11 @@ impl Records {
         }
         let inner = match format {
             SeedFormat::Parquet => {
-                let mut bytes = Vec::new();
-                reader.read_to_end(&mut bytes).map_err(io)?;
+                let bytes = bounded::read_bytes(reader, MAX_DOCUMENT_BYTES).map_err(io)?;
                 return parquet(ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)), name.to_string());
             }
             SeedFormat::Json => {
-                let mut text = String::new();
-                reader.read_to_string(&mut text).map_err(io)?;
+                let text = bounded::read_all(reader, MAX_DOCUMENT_BYTES).map_err(io)?;
                 let items: Vec<Value> = serde_json::from_str(strip_bom(&text)).map_err(|e| SeedError::Invalid {
                     path: name.to_string(),
                     place: Place::Line(e.line()),
@@ -135,7 +155,10 @@ impl Records {
             }
             SeedFormat::Csv | SeedFormat::Tsv => {
                 let delimiter = if format == SeedFormat::Tsv { b'\t' } else { b',' };
-                let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(reader);
+                let mut reader = csv::ReaderBuilder::new()
+                    .delimiter(delimiter)
+                    .flexible(true)
+                    .from_reader(LineBound::new(reader, MAX_LINE_BYTES));
                 let header = reader.byte_headers().map_err(|e| table_error(name, 0, e))?;
                 let mut names = Vec::with_capacity(header.len());
                 for (i, field) in header.iter().enumerate() {
@@ -159,7 +182,17 @@ impl Records {
             SeedFormat::Jsonl | SeedFormat::Text => Inner::Lines { reader, number: 0, line: Vec::new() },
             SeedFormat::Auto => unreachable!("resolved above"),
         };
-        Ok(Records { name: name.to_string(), format, inner })
+        Ok(Records { name: name.to_string(), format, inner, bom, crlf: false })
+    }
+
+    /// Whether the file starts with a UTF-8 byte order mark.
+    pub(crate) fn bom(&self) -> bool {
+        self.bom
+    }
+
+    /// Whether the last line read ended with CR LF.
+    pub(crate) fn crlf(&self) -> bool {
+        self.crlf
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -196,13 +229,20 @@ impl Iterator for Records {
             }
             Inner::Lines { reader, number, line } => loop {
                 line.clear();
-                match reader.read_until(b'\n', line) {
+                match bounded::read_line(reader, line, MAX_LINE_BYTES) {
                     Ok(0) => {
                         self.inner = Inner::Done;
                         return None;
                     }
                     Ok(_) => {}
                     Err(source) => {
+                        // Not a record to skip: nothing after it can be read.
+                        let source = match source.kind() {
+                            std::io::ErrorKind::InvalidData => {
+                                std::io::Error::new(source.kind(), format!("line {}: {source}", *number + 1))
+                            }
+                            _ => source,
+                        };
                         self.inner = Inner::Done;
                         return Some(Err(SeedError::Io { path: self.name.clone(), source }));
                     }
@@ -213,7 +253,9 @@ impl Iterator for Records {
                     return Some(Ok((place, Raw::Invalid("not valid UTF-8".into()))));
                 };
                 let content = if *number == 1 { strip_bom(content) } else { content };
-                let content = content.trim_end_matches(['\n', '\r']);
+                self.crlf = content.ends_with("\r\n");
+                let content = content.strip_suffix('\n').unwrap_or(content);
+                let content = content.strip_suffix('\r').unwrap_or(content);
                 if content.trim().is_empty() {
                     continue;
                 }
@@ -242,21 +284,29 @@ impl Iterator for Records {
                     let message = format!("has {} fields; the header has {}", record.len(), header.len());
                     return Some(Ok((place, Raw::Invalid(message))));
                 }
-                let mut map = Map::new();
+                // A JSON object's text, its keys in the header's order (a
+                // row is written back with its columns as they were).
+                let mut object = String::from("{");
                 for (name, field) in header.iter().zip(record.iter()) {
                     let Ok(field) = std::str::from_utf8(field) else {
                         return Some(Ok((place, Raw::Invalid(format!("the `{name}` field is not valid UTF-8")))));
                     };
                     if !name.is_empty() {
-                        map.insert(name.clone(), Value::String(field.to_string()));
+                        if object.len() > 1 {
+                            object.push(',');
+                        }
+                        object.push_str(&Value::String(name.clone()).to_string());
+                        object.push(':');
+                        object.push_str(&Value::String(field.to_string()).to_string());
                     }
                 }
-                return Some(Ok((place, Raw::Value(Value::Object(map)))));
+                object.push('}');
+                return Some(Ok((place, Raw::Line(object))));
             },
             Inner::Parquet { reader, pending, row } => loop {
-                if let Some(value) = pending.pop_front() {
+                if let Some(line) = pending.pop_front() {
                     *row += 1;
-                    return Some(Ok((Place::Row(*row), Raw::Value(value))));
+                    return Some(Ok((Place::Row(*row), Raw::Line(line))));
                 }
                 let batch = match reader.next()? {
                     Ok(batch) => batch,
@@ -283,17 +333,15 @@ impl Iterator for Records {
     }
 }
 
-/// A Parquet batch's rows as JSON objects (nested lists and structs
-/// become arrays and objects; nulls are left out).
-fn batch_rows(batch: &arrow_array::RecordBatch) -> Result<Vec<Value>, String> {
+/// A Parquet batch's rows as JSON objects' texts, keys in the schema's
+/// order (nested lists and structs become arrays and objects; nulls are
+/// left out).
+fn batch_rows(batch: &arrow_array::RecordBatch) -> Result<Vec<String>, String> {
     let mut writer = arrow_json::LineDelimitedWriter::new(Vec::new());
     writer.write(batch).and_then(|()| writer.finish()).map_err(|e| format!("cannot convert the Parquet rows ({e})"))?;
     let bytes = writer.into_inner();
-    let mut rows = Vec::with_capacity(batch.num_rows());
-    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        rows.push(serde_json::from_slice(line).map_err(|e| format!("cannot convert a Parquet row ({e})"))?);
-    }
-    Ok(rows)
+    let text = String::from_utf8(bytes).map_err(|e| format!("cannot convert the Parquet rows ({e})"))?;
+    Ok(text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect())
 }
 
 pub(crate) fn strip_bom(s: &str) -> &str {

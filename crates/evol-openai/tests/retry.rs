@@ -34,6 +34,8 @@ enum Scripted {
     Ok,
     Status(u16, &'static str, &'static [(&'static str, &'static str)]),
     Sleep(Duration),
+    /// A status, a content type and a body made on the spot.
+    Body(u16, &'static str, fn() -> String),
 }
 
 impl Scripted {
@@ -46,6 +48,9 @@ impl Scripted {
                     r.headers_mut().insert(*k, v.parse().unwrap());
                 }
                 r
+            }
+            Scripted::Body(code, content_type, body) => {
+                (StatusCode::from_u16(code).unwrap(), [("content-type", content_type)], body()).into_response()
             }
             Scripted::Sleep(d) => {
                 tokio::time::sleep(d).await;
@@ -239,4 +244,44 @@ async fn slow_bodies_time_out_and_are_retried() {
     let client = client_with(&base, Duration::from_millis(300), 20);
     let retries = ask_all(&client, 20, |reply| assert!(!reply.text.is_empty())).await;
     assert!(retries > 0, "some bodies stalled past the timeout");
+}
+
+#[tokio::test]
+async fn a_web_page_is_named_as_such() {
+    fn page() -> String {
+        "<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Corporate proxy login</body></html>".into()
+    }
+    for status in [200, 502] {
+        let (base, _) = match status {
+            200 => scripted(|_| Scripted::Body(200, "text/html; charset=utf-8", page)).await,
+            _ => scripted(|_| Scripted::Body(502, "text/html", page)).await,
+        };
+        let err = client_with(&base, Duration::from_secs(5), 0).chat(request()).await.unwrap_err();
+        let m = &err.message;
+        assert!(m.contains("web page"), "{m}");
+        assert!(m.contains(&format!("HTTP {status}")), "{m}");
+        assert!(m.contains("text/html"), "{m}");
+        assert!(m.contains("Sign in"), "{m}");
+        assert!(m.contains("proxy"), "{m}");
+    }
+}
+
+#[tokio::test]
+async fn a_runaway_reply_is_not_read_nor_retried() {
+    fn huge() -> String {
+        let content = "x".repeat(3 << 20);
+        format!(r#"{{"choices":[{{"message":{{"content":"{content}"}},"finish_reason":"stop"}}]}}"#)
+    }
+    let (base, hits) = scripted(|_| Scripted::Body(200, "application/json", huge)).await;
+    let mut config = ClientConfig::new(base.as_str(), "m");
+    config.max_reply_bytes = 1 << 20;
+    config.retry.initial_backoff = Duration::from_millis(10);
+    let err = OpenAiClient::new(config).unwrap().chat(request()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Rejected);
+    assert!(err.message.contains("larger than 1 MiB"), "{}", err.message);
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "not retried");
+    // Under the limit, the same reply is read.
+    let (base, _) = scripted(|_| Scripted::Body(200, "application/json", huge)).await;
+    let reply = client(&base, Duration::from_secs(5)).chat(request()).await.unwrap();
+    assert_eq!(reply.text.len(), 3 << 20);
 }

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 
 use evol_core::journal::{CallRecord, Journal, JournalError};
 use evol_core::Seed;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use crate::identity::{RunIdentity, RunState};
 use crate::StoreError;
@@ -101,6 +101,49 @@ impl SqliteJournal {
             return Err(StoreError::NoJournal { path: dir.display().to_string() });
         }
         SqliteJournal::open(&path)
+    }
+
+    /// Opens the journal of the directory `dir` for reading only (`evol
+    /// status`, `evol report`, an export's snapshot): it needs no write
+    /// access and changes nothing, while a run may go on writing it. A
+    /// journal of an older schema is opened as [`SqliteJournal::open`] does
+    /// (upgrading it needs write access once).
+    pub fn open_read_only(dir: &Path) -> Result<SqliteJournal, StoreError> {
+        let path = dir.join(FILE);
+        if !path.is_file() {
+            return Err(StoreError::NoJournal { path: dir.display().to_string() });
+        }
+        let shown = || path.display().to_string();
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let open = |immutable: bool| -> Result<(Connection, i64), rusqlite::Error> {
+            let conn = match immutable {
+                false => Connection::open_with_flags(&path, flags)?,
+                // No writer can be at work where the journal's side files
+                // cannot even be made (a read-only directory): read the file
+                // as it stands.
+                true => {
+                    let mut uri = url_path(&path);
+                    uri.push_str("?immutable=1");
+                    Connection::open_with_flags(uri, flags)?
+                }
+            };
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            Ok((conn, version))
+        };
+        let (conn, version) = match open(false) {
+            Ok(opened) => opened,
+            Err(first) => open(true).map_err(|_| damaged_or(first, &path))?,
+        };
+        check(&conn, &path)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Newer { path: shown(), found: version, supported: SCHEMA_VERSION });
+        }
+        if version < SCHEMA_VERSION {
+            drop(conn);
+            return SqliteJournal::open(&path);
+        }
+        Ok(SqliteJournal { conn: Mutex::new(conn) })
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -452,6 +495,19 @@ fn damaged_or(e: rusqlite::Error, path: &Path) -> StoreError {
 
 /// `PRAGMA quick_check`: the b-trees and pages are sound (it reads every
 /// page once).
+/// A path as a `file:` URI, for SQLite's URI parameters.
+fn url_path(path: &Path) -> String {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut uri = String::from("file:");
+    for byte in absolute.to_string_lossy().bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => uri.push(byte as char),
+            other => uri.push_str(&format!("%{other:02X}")),
+        }
+    }
+    uri
+}
+
 fn check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let mut query = conn.prepare("PRAGMA quick_check(5)").map_err(|e| damaged_or(e, path))?;
     let findings: Vec<String> =
@@ -630,6 +686,25 @@ impl Journal for SqliteJournal {
 mod tests {
     use super::*;
     use evol_llm::{FinishReason, Usage};
+
+    #[test]
+    fn a_read_only_journal_reads_while_a_writer_holds_it_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = SqliteJournal::open(&dir.path().join(FILE)).unwrap();
+        writer.set_state(RunState::Running).unwrap();
+        let reader = SqliteJournal::open_read_only(dir.path()).unwrap();
+        assert_eq!(reader.state().unwrap(), Some(RunState::Running));
+        // What the writer commits next is seen; the reader cannot write.
+        writer.set_state(RunState::Completed).unwrap();
+        assert_eq!(reader.state().unwrap(), Some(RunState::Completed));
+        let refused = reader.set_state(RunState::Failed).unwrap_err().to_string();
+        assert!(refused.contains("readonly") || refused.contains("read-only"), "{refused}");
+        drop((writer, reader));
+        // Closed, its side files gone: read as it stands.
+        let reader = SqliteJournal::open_read_only(dir.path()).unwrap();
+        assert_eq!(reader.state().unwrap(), Some(RunState::Completed));
+        assert!(matches!(SqliteJournal::open_read_only(&dir.path().join("none")), Err(StoreError::NoJournal { .. })));
+    }
 
     #[test]
     fn embeddings_are_cached_by_model_and_digest() {

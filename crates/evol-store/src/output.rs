@@ -355,30 +355,12 @@ impl OutputDir {
                 })
             })?;
         }
-        let mut exported = Exported::default();
-        let mut duplicates = Vec::new();
-        // With dedup, a first pass indexes every row; the second decides
-        // each in order against the rows kept before it.
-        let mut dedup = match dedup {
-            Some(params) => Some(DatasetDedup::index(journal, include_seeds, params)?),
-            None => None,
-        };
+        let mut pass = None;
         self.write_lines(DATASET, |out| {
-            journal.for_each_dataset_row(include_seeds, |source| {
-                let Some(entry) = dataset_row(source)? else {
-                    exported.seeds_left_out += 1;
-                    return Ok(());
-                };
-                match &mut dedup {
-                    Some(dedup) => dedup.push(entry, out, &mut exported, &mut duplicates, each),
-                    None => write_row(out, &entry, &mut exported, each),
-                }
-            })?;
-            if let Some(dedup) = &mut dedup {
-                dedup.flush(out, &mut exported, &mut duplicates, each)?;
-            }
+            pass = Some(dataset_pass(journal, include_seeds, dedup, out, each)?);
             Ok(())
         })?;
+        let (exported, duplicates) = pass.expect("filled");
         if dedup.is_some() {
             self.write_lines(DUPLICATES, |out| {
                 for line in &duplicates {
@@ -412,6 +394,56 @@ impl OutputDir {
         file.sync_all().map_err(io_error(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_error(&path))
     }
+}
+
+/// The dataset's rows from a journal, as an export gives them (same order,
+/// same rows left out), without writing the run's files: a snapshot of a
+/// run that may still be going on, taken without its lock.
+pub fn snapshot_rows(
+    journal: &SqliteJournal,
+    include_seeds: bool,
+    dedup: Option<evol_dedup::Params>,
+    mut each: impl FnMut(&DatasetEntry) -> std::io::Result<()>,
+) -> Result<Exported, StoreError> {
+    match dataset_pass(journal, include_seeds, dedup, &mut std::io::sink(), &mut each) {
+        Ok((exported, _)) => Ok(exported),
+        Err(Export::Io(e)) => Err(StoreError::Io { path: "the snapshot".into(), source: e }),
+        Err(Export::Journal(e)) => Err(e),
+        Err(Export::Record(e)) => Err(StoreError::Record(e)),
+    }
+}
+
+/// One pass over the dataset's rows: each kept row is written to `out` as
+/// a `dataset.jsonl` line and handed to `each`.
+fn dataset_pass(
+    journal: &SqliteJournal,
+    include_seeds: bool,
+    dedup: Option<evol_dedup::Params>,
+    out: &mut dyn Write,
+    each: &mut dyn FnMut(&DatasetEntry) -> std::io::Result<()>,
+) -> Result<(Exported, Vec<DuplicateLine>), Export> {
+    let mut exported = Exported::default();
+    let mut duplicates = Vec::new();
+    // With dedup, a first pass indexes every row; the second decides each
+    // in order against the rows kept before it.
+    let mut dedup = match dedup {
+        Some(params) => Some(DatasetDedup::index(journal, include_seeds, params)?),
+        None => None,
+    };
+    journal.for_each_dataset_row(include_seeds, |source| {
+        let Some(entry) = dataset_row(source)? else {
+            exported.seeds_left_out += 1;
+            return Ok(());
+        };
+        match &mut dedup {
+            Some(dedup) => dedup.push(entry, out, &mut exported, &mut duplicates, each),
+            None => write_row(out, &entry, &mut exported, each),
+        }
+    })?;
+    if let Some(dedup) = &mut dedup {
+        dedup.flush(out, &mut exported, &mut duplicates, each)?;
+    }
+    Ok((exported, duplicates))
 }
 
 /// An error while streaming an export.
@@ -579,7 +611,7 @@ impl DatasetDedup {
     fn push(
         &mut self,
         entry: DatasetEntry,
-        out: &mut BufWriter<File>,
+        out: &mut dyn Write,
         exported: &mut Exported,
         duplicates: &mut Vec<DuplicateLine>,
         each: &mut dyn FnMut(&DatasetEntry) -> std::io::Result<()>,
@@ -593,7 +625,7 @@ impl DatasetDedup {
 
     fn flush(
         &mut self,
-        out: &mut BufWriter<File>,
+        out: &mut dyn Write,
         exported: &mut Exported,
         duplicates: &mut Vec<DuplicateLine>,
         each: &mut dyn FnMut(&DatasetEntry) -> std::io::Result<()>,
@@ -629,7 +661,7 @@ impl DatasetDedup {
 }
 
 fn write_row(
-    out: &mut BufWriter<File>,
+    out: &mut dyn Write,
     entry: &DatasetEntry,
     exported: &mut Exported,
     each: &mut dyn FnMut(&DatasetEntry) -> std::io::Result<()>,

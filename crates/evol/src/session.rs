@@ -297,7 +297,7 @@ impl Session {
         Ok(self.journal.set_state(RunState::Running)?)
     }
 
-    /// What an observer watches over `total` items.
+    /// The live counters an observer reads: stats, budget and servers.
     pub fn watched(&self) -> Watched {
         Watched { stats: self.stats.clone(), budget: self.budget.clone(), pool: self.connected.pool.clone() }
     }

@@ -120,6 +120,15 @@ pub struct RunSettings {
     pub models: RoleModels,
     pub backend: Backend,
     pub execution: Execution,
+    /// The command line's words after `evol` (`run SEEDS -o OUT ...`), for
+    /// the dataset card's "make it again"; empty when a program runs the
+    /// job.
+    pub command: Vec<String>,
+    /// The method settings (by their names in `stats.json`) left at their
+    /// defaults: a resume takes the earlier run's value of these, so a run
+    /// begun by an older evol, or before a default changed, resumes with
+    /// the same command line. Empty: every setting is compared.
+    pub defaulted: std::collections::BTreeSet<String>,
 }
 
 /// The model flags every command that calls models shares, validated:

@@ -5,8 +5,10 @@ use crate::cli::RunArgs;
 use crate::printer::{signals, Printer};
 use crate::settings::{FromArgs, RunSettings};
 
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let settings = RunSettings::from_args(args)?;
+pub async fn run(args: RunArgs, given: Vec<String>) -> anyhow::Result<()> {
+    let mut settings = RunSettings::from_args(args)?;
+    settings.defaulted = crate::settings::defaulted_method_settings(&given);
+    settings.command = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     if settings.dry_run {
         return crate::stdout(&evol::jobs::estimate::dry_run(&settings)?);
     }

@@ -40,7 +40,7 @@ pub fn identity(journal: &SqliteJournal, dir: &std::path::Path) -> anyhow::Resul
 }
 
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let journal = SqliteJournal::open_existing(&args.output)?;
+    let journal = SqliteJournal::open_read_only(&args.output)?;
     let identity = identity(&journal, &args.output)?;
     let rounds = u64::from(identity.settings.rounds);
     let accepted = journal.record_count(Kind::Evolved)?;

@@ -194,8 +194,13 @@ fn a_run_rejects_near_duplicates_and_leaves_duplicates_across_seeds_out_of_the_d
     assert_eq!(read_lines(&plain.join("evolved.jsonl")).len(), 3);
     assert_eq!(read_lines(&plain.join("dataset.jsonl")).len(), 6);
     assert!(!plain.join("duplicates.jsonl").exists());
-    // A resume must use the settings the run began with.
-    let run = evol_run(&mock.url, &seeds, &plain, &flags);
+    // A resume uses the settings the run began with: one given explicitly
+    // must match; one left at its default takes the run's own value.
+    let run = evol_run(&mock.url, &seeds, &plain, &[&flags[..], &["--dedup-threshold", "0.9"]].concat());
     assert_eq!(run.status.code(), Some(1));
     assert!(stderr(&run).contains("changed: dedup"), "{}", stderr(&run));
+    let run = evol_run(&mock.url, &seeds, &plain, &flags);
+    assert_success(&run);
+    assert!(stderr(&run).contains("resuming with the run's own dedup"), "{}", stderr(&run));
+    assert_eq!(read_lines(&plain.join("dataset.jsonl")).len(), 6, "still without the check");
 }

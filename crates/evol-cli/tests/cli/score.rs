@@ -41,10 +41,22 @@ fn a_run_scores_the_seeds_and_each_round_and_the_mean_rises() {
     assert_eq!(with as u64, dataset.len() as u64 - expected - difficulty["0"]["unreadable"].as_u64().unwrap());
     assert_eq!(stats["identity"]["models"]["score"], "mock");
 
-    // A resume with the scorer switched off is another run.
-    let again = evol_run(&mock.url, &seeds, &out, &["--rounds", "3", "--include-seeds", "--no-dedup"]);
+    // A resume with another scoring setting given is another run; without
+    // the scoring flags, it keeps the run's own scoring.
+    let again = evol_run(
+        &mock.url,
+        &seeds,
+        &out,
+        &["--rounds", "3", "--include-seeds", "--no-dedup", "--score-difficulty", "--score-max-tokens", "9"],
+    );
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).contains("difficulty"), "{}", stderr(&again));
+    assert!(stderr(&again).contains("changed: difficulty"), "{}", stderr(&again));
+    let requests = mock.stats().requests;
+    let again = evol_run(&mock.url, &seeds, &out, &["--rounds", "3", "--include-seeds", "--no-dedup"]);
+    assert_success(&again);
+    assert!(stderr(&again).contains("resuming with the run's own difficulty"), "{}", stderr(&again));
+    assert_eq!(mock.stats().requests, requests, "nothing is sent again");
+    assert_eq!(read_json(&out.join("stats.json"))["identity"]["models"]["score"], "mock");
 }
 
 #[test]

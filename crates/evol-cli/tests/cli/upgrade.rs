@@ -27,18 +27,23 @@ fn a_run_killed_under_the_previous_release_resumes_and_ends_as_it_would_have() {
     let out = dir.path("out");
     copy_dir(&fixture().join("out"), &out);
     let input = fixture().join("input.jsonl");
-    // 0.1.0 had no near-duplicate check: the default refuses the resume
-    // and says what to add, before any call.
-    let refused = evol_run(&mock.url, &input, &out, RUN);
+    // 0.1.0 had no near-duplicate check. A setting given explicitly is
+    // compared, and a change refused, naming it, before any call.
+    let refused = evol_run(&mock.url, &input, &out, &[RUN, &["--dedup-threshold", "0.8"]].concat());
     assert_eq!(refused.status.code(), Some(1));
     assert!(
         stderr(&refused).contains("changed: dedup") && stderr(&refused).contains("add --no-dedup"),
         "{}",
         stderr(&refused)
     );
+    let refused = evol_run(&mock.url, &input, &out, &[&RUN[..7], &["--seed", "8"]].concat());
+    assert!(stderr(&refused).contains("changed: run_seed"), "{}", stderr(&refused));
     assert_eq!(mock.stats().requests, 0);
-    let run = evol_run(&mock.url, &input, &out, &[RUN, &["--no-dedup"]].concat());
+    // The very same command line resumes it: a setting left at its default
+    // takes the run's own value.
+    let run = evol_run(&mock.url, &input, &out, RUN);
     assert_success(&run);
+    assert!(stderr(&run).contains("resuming with the run's own dedup"), "{}", stderr(&run));
     assert!(stderr(&run).contains("64 calls are already committed"), "{}", stderr(&run));
     // 104 calls in all, 64 of them committed before the kill.
     assert_eq!(mock.stats().requests, 40);

@@ -40,8 +40,13 @@ struct Counts {
     /// Removed rows whose kept row is in a corpus.
     against: usize,
     invalid: usize,
+    /// The first rows left out as unreadable: file, place and why.
+    left_out: Vec<String>,
     corpus_rows: usize,
 }
+
+/// Unreadable rows named in the report; the rest are counted.
+const NAMED_UNREADABLE: usize = 20;
 
 /// What a deduplication did, as `--json` prints it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -59,9 +64,15 @@ pub struct DedupReport {
     /// Removed rows whose kept row is in a corpus (`--against`).
     pub against_corpus: usize,
     pub corpus_rows: usize,
+    /// The corpus files compared against (`--against`).
+    #[serde(skip)]
+    pub corpora: usize,
     /// Rows left out because their text could not be read
     /// (`--skip-invalid`).
     pub unreadable: usize,
+    /// The first of them (up to 20): file, place and why.
+    #[serde(default)]
+    pub unreadable_rows: Vec<String>,
     pub seconds: f64,
 }
 
@@ -81,12 +92,18 @@ impl DedupReport {
             self.exact,
             self.near
         );
-        if self.corpus_rows > 0 || self.against_corpus > 0 {
+        if self.corpora > 0 {
             let _ = write!(text, "; {} of a corpus row, {} corpus rows read", self.against_corpus, self.corpus_rows);
         }
         text.push(')');
         if self.unreadable > 0 {
             let _ = write!(text, ", {} unreadable rows left out", self.unreadable);
+            for row in &self.unreadable_rows {
+                let _ = write!(text, "\n  left out: {row}");
+            }
+            if self.unreadable > self.unreadable_rows.len() {
+                let _ = write!(text, "\n  left out: and {} more", self.unreadable - self.unreadable_rows.len());
+            }
         }
         let _ =
             write!(text, "\n  kept rows: `{}`\n  clusters:  `{}`\n", self.output.display(), self.clusters.display());
@@ -131,7 +148,9 @@ pub fn dedup(settings: &DedupSettings) -> anyhow::Result<DedupReport> {
 
     let reader = open_rows(&files.input, settings.format)?;
     let layout = reader.layout();
+    let bom = reader.bom();
     let mut out = RowWriter::create(&files.output, layout)
+        .and_then(|out| out.with_bom(bom))
         .with_context(|| format!("cannot write `{}`", files.output.display()))?;
     let mut clusters = RowWriter::create(&files.clusters, evol_io::Layout::Jsonl)
         .with_context(|| format!("cannot write `{}`", files.clusters.display()))?;
@@ -175,7 +194,9 @@ pub fn dedup(settings: &DedupSettings) -> anyhow::Result<DedupReport> {
         near: counts.near,
         against_corpus: counts.against,
         corpus_rows: counts.corpus_rows,
+        corpora: settings.against.len(),
         unreadable: counts.invalid,
+        unreadable_rows: counts.left_out,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -244,8 +265,26 @@ fn each_batch(
 ) -> anyhow::Result<()> {
     let mut reader = reader.peekable();
     let field = &settings.field;
+    let leave_out = |counts: &mut Counts, place: Place, message: String| {
+        counts.invalid += 1;
+        if counts.left_out.len() < NAMED_UNREADABLE {
+            counts.left_out.push(format!("`{}` {place}: {message}", path.display()));
+        }
+    };
     while reader.peek().is_some() {
-        let rows: Vec<Row> = reader.by_ref().take(BATCH).collect::<Result<_, _>>()?;
+        // A record the container cannot give (not UTF-8, a table row with
+        // the wrong number of fields) is left out like an unreadable text.
+        let mut rows: Vec<Row> = Vec::with_capacity(BATCH);
+        for row in reader.by_ref().take(BATCH) {
+            match row {
+                Ok(row) => rows.push(row),
+                Err(evol_io::SeedError::Invalid { place, message, .. }) if settings.skip_invalid => {
+                    counts.read += 1;
+                    leave_out(counts, place, message);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let prints: Vec<Result<(Fingerprint, Option<String>), String>> = rows
             .par_iter()
             .map(|row| {
@@ -258,7 +297,7 @@ fn each_batch(
             counts.read += 1;
             match print {
                 Ok((print, id)) => decide(row, &print, id.map(String::into_boxed_str))?,
-                Err(_) if settings.skip_invalid => counts.invalid += 1,
+                Err(message) if settings.skip_invalid => leave_out(counts, row.place, message),
                 Err(message) => anyhow::bail!("`{}` {}: {message}", path.display(), row.place),
             }
         }

@@ -53,6 +53,10 @@ struct StatsFile<'a> {
     /// What makes the run's results what they are: lets `evol merge` check
     /// exported shards without their journals.
     identity: &'a RunIdentity,
+    /// The command line that ran it (the words after `evol`), secrets and
+    /// URL credentials removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    command: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -111,10 +115,21 @@ struct ModelInfo<'a> {
 /// Evolves the seeds (a rerun resumes from OUT's journal), answers what
 /// survives, and writes the record files, the dataset and `stats.json`
 /// whatever way the run ends.
-pub async fn run(settings: RunSettings, observer: &dyn Observer, mut shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(mut settings: RunSettings, observer: &dyn Observer, mut shutdown: Shutdown) -> anyhow::Result<()> {
     let out = OutputDir::prepare(&settings.output, settings.fresh, evol_store::JobKind::Run)?;
     let new_run = !out.has_journal();
     let journal = Arc::new(out.journal()?);
+    // A resume keeps the earlier run's value of every setting left at its
+    // default here (an older evol's run may lack one, or have had another
+    // default).
+    if let Some((method, names)) = adopt_stored_settings(&journal, &settings.method, &settings.defaulted)? {
+        observer.say(&format!(
+            "evol: resuming with the run's own {} (not given on this command line; the run was begun with {})",
+            names.join(", "),
+            if names.len() == 1 { "that value" } else { "those values" }
+        ));
+        settings.method = method;
+    }
     let Begun { mut input, models, endpoint, identity, committed } = match begin(&settings, &journal, observer).await {
         Ok(begun) => begun,
         Err(e) => {
@@ -162,7 +177,7 @@ pub async fn run(settings: RunSettings, observer: &dyn Observer, mut shutdown: S
         stats.clone(),
         caller.clone(),
     )?;
-    if let Some(index) = input.seed_index.clone() {
+    if let (Some(index), Some(_)) = (input.seed_index.clone(), settings.method.dedup) {
         engine = engine.with_seed_index(index);
     }
     let sink = RunSink::new(journal.clone(), out.sink()?, settings.method.run_seed);
@@ -243,6 +258,11 @@ pub async fn run(settings: RunSettings, observer: &dyn Observer, mut shutdown: S
             endpoints: endpoint_info(pool.as_ref(), observer),
             journal: journal.call_totals()?,
             engine: models.engine.as_ref().map(|report| report()),
+            command: settings
+                .command
+                .iter()
+                .map(|word| evol_text::redact_url(&evol_text::scrub(word)).into_owned())
+                .collect(),
         },
     )?;
     // The summary and warnings are in stats.json too.
@@ -362,6 +382,41 @@ fn judge_warning(judge: &evol_core::stats::Verdicts, model: &str) -> Option<Stri
         "warning: the judge `{model}` answered neither \"Equal\" nor \"Not Equal\" to {} of {total} equality questions; those evolutions passed the check unjudged (use a stronger --judge-model; a reasoning judge may need a larger --judge-max-tokens)",
         judge.unclear
     ))
+}
+
+/// The method to resume with: `method` with the stored run's value of each
+/// `defaulted` setting that differs from it, and the names of those; `None`
+/// for a new run, or when nothing is taken.
+fn adopt_stored_settings(
+    journal: &SqliteJournal,
+    method: &Method,
+    defaulted: &std::collections::BTreeSet<String>,
+) -> anyhow::Result<Option<(Method, Vec<String>)>> {
+    let stored = match journal.identity()? {
+        Some(stored) if journal.has_begun()? => stored,
+        _ => return Ok(None),
+    };
+    let as_map = |m: &Method| match serde_json::to_value(m).expect("serializable") {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!("a method is an object"),
+    };
+    let (mut now, then) = (as_map(method), as_map(&stored.settings));
+    let mut taken = Vec::new();
+    for name in defaulted {
+        if now.get(name) != then.get(name) {
+            match then.get(name) {
+                Some(value) => now.insert(name.clone(), value.clone()),
+                None => now.remove(name),
+            };
+            taken.push(name.clone());
+        }
+    }
+    if taken.is_empty() {
+        return Ok(None);
+    }
+    let method = serde_json::from_value(serde_json::Value::Object(now))
+        .map_err(|e| anyhow::anyhow!("the run's stored settings cannot be read: {e}"))?;
+    Ok(Some((method, taken)))
 }
 
 /// Records the run's identity in a new journal, or checks it against the one

@@ -98,7 +98,7 @@ pub async fn select(settings: SelectSettings, observer: &dyn Observer) -> anyhow
             Some(r) if !r.trim().is_empty() => format!("{instruction}\n\n{r}"),
             _ => instruction,
         });
-        scores.push(by.iter().try_fold(1.0, |acc, f| object.get(f).and_then(Value::as_f64).map(|v| acc * v)));
+        scores.push(score(&object, by).map_err(|e| anyhow::anyhow!("`{}` {place}: {e}", args.input.display()))?);
         rows.push(row);
     }
     if rows.is_empty() {
@@ -192,6 +192,24 @@ pub async fn select(settings: SelectSettings, observer: &dyn Observer) -> anyhow
     Ok(())
 }
 
+/// A row's score: the product of its `by` fields (found in any case, read
+/// from numbers or numeric texts); `None` when one is missing or empty. A
+/// negative score is refused: the product of two would rank as high.
+fn score(object: &serde_json::Map<String, Value>, by: &[String]) -> Result<Option<f64>, String> {
+    let mut product = 1.0;
+    for name in by {
+        let value = evol_io::field(object, &[name.as_str()])?;
+        let Some(n) = value.map(evol_io::number).transpose().map_err(|e| format!("`{name}`: {e}"))?.flatten() else {
+            return Ok(None);
+        };
+        if n < 0.0 {
+            return Err(format!("`{name}` is {n}: scores must be zero or more"));
+        }
+        product *= n;
+    }
+    Ok(Some(product))
+}
+
 /// Where the vectors come from.
 enum Source {
     Lexical,
@@ -227,10 +245,18 @@ fn in_order(model: &str, digests: &[String], known: &Vectors) -> anyhow::Result<
     let dim = known.values().next().map_or(0, Vec::len);
     digests
         .iter()
-        .map(|d| {
+        .enumerate()
+        .map(|(i, d)| {
             let mut v = known[d].clone();
             if v.len() != dim {
                 bail!("the embeddings of `{model}` have different lengths ({} and {dim})", v.len());
+            }
+            if !v.iter().all(|x| x.is_finite()) || v.iter().all(|x| *x == 0.0) {
+                bail!(
+                    "the embedding of `{model}` for row {} is all zeros or not finite: no similarity can be measured \
+                     (is the server's model an embedding model?)",
+                    i + 1
+                );
             }
             evol_select::normalize(&mut v);
             Ok(v)

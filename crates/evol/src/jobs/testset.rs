@@ -30,8 +30,8 @@ pub fn field<'a>(object: &'a Map<String, Value>, names: &[&str]) -> Option<&'a V
     names.iter().find_map(|name| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
-/// An id as text: a string, or a number as written.
-fn id_text(v: &Value) -> Option<String> {
+/// A record's id as text: a non-blank string, or a number.
+pub(crate) fn id_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
         Value::Number(n) => Some(n.to_string()),
@@ -182,10 +182,18 @@ pub fn read_answers(given: &Path) -> anyhow::Result<AnswerFile> {
             None => match field(&object, &["answer", "output", "response"]) {
                 Some(Value::String(s)) => vec![s.clone()],
                 Some(Value::Null) | None if error.is_some() => Vec::new(),
-                _ => match object.get("choices").and_then(|c| c.get(0)).and_then(|c| c.get("turns")).and_then(texts) {
-                    Some(t) => t,
-                    None => bail!("{place}: no answer (`answer`, `answers`, `output` or `response`)"),
-                },
+                found => {
+                    match object.get("choices").and_then(|c| c.get(0)).and_then(|c| c.get("turns")).and_then(texts) {
+                        Some(t) => t,
+                        None => match found.or_else(|| field(&object, &["answers"])) {
+                            Some(v) if !v.is_null() => bail!(
+                                "{place}: the answer must be a text (or `answers` a list of texts), found {}",
+                                evol_io::seeds::kind(v)
+                            ),
+                            _ => bail!("{place}: no answer (`answer`, `answers`, `output` or `response`)"),
+                        },
+                    }
+                }
             },
         };
         let turns = match field(&object, &["turns"]).and_then(texts) {

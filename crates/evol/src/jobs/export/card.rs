@@ -180,12 +180,77 @@ fn num(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
-/// The `evol run` command line that makes the run again, from its
-/// settings.
+/// Flags whose value is a file: the card names the file, not where it was
+/// on the machine that ran the job.
+const FILE_FLAGS: [&str; 6] = ["--config", "--ops-file", "--templates", "--model-path", "--chat-template", "--prices"];
+/// Flags whose value is a server's address: the card does not publish it.
+const URL_FLAGS: [&str; 1] = ["--endpoint"];
+/// Flags that say how one attempt ran, not what it made.
+const ATTEMPT_FLAGS: [&str; 5] = ["--fresh", "--dry-run", "-q", "--quiet", "--retry-failed"];
+
+/// The `evol run` command line that makes the run again: the recorded one
+/// (the seed file and other files by name, server addresses as `URL`, the
+/// output as exported), else one rebuilt from the settings of an older run.
 fn run_command(stats: &Value, out: &Path) -> String {
+    let recorded: Option<Vec<&str>> =
+        stats["command"].as_array().and_then(|words| words.iter().map(Value::as_str).collect());
+    match recorded {
+        Some(words) if words.first() == Some(&"run") => {
+            let seeds = stats["input"]["file"].as_str().unwrap_or_default();
+            recorded_command(&words, seeds, out)
+        }
+        _ => rebuilt_command(stats, out),
+    }
+}
+
+fn file_name(path: &str) -> String {
+    Path::new(path).file_name().map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+fn recorded_command(words: &[&str], seeds: &str, out: &Path) -> String {
+    let mut shown = vec!["evol".to_string()];
+    let mut words = words.iter().copied().peekable();
+    let mut after_flags = false;
+    while let Some(word) = words.next() {
+        let (flag, inline) = match word.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") && !after_flags => (flag, Some(value)),
+            _ => (word, None),
+        };
+        if word == "--" {
+            after_flags = true;
+            shown.push(word.to_string());
+            continue;
+        }
+        if !after_flags && ATTEMPT_FLAGS.contains(&flag) {
+            continue;
+        }
+        let rewrite: Option<fn(&str, &Path) -> String> = match flag {
+            "-o" | "--output" if !after_flags => Some(|_, out| shell(&out.display().to_string())),
+            f if !after_flags && FILE_FLAGS.contains(&f) => Some(|v, _| shell(&file_name(v))),
+            f if !after_flags && URL_FLAGS.contains(&f) => Some(|_, _| "URL".to_string()),
+            _ => None,
+        };
+        match (rewrite, inline) {
+            (Some(rewrite), Some(value)) => shown.push(format!("{flag}={}", rewrite(value, out))),
+            (Some(rewrite), None) => {
+                shown.push(flag.to_string());
+                if let Some(value) = words.next() {
+                    shown.push(rewrite(value, out));
+                }
+            }
+            (None, _) if !seeds.is_empty() && word == seeds => shown.push(shell(&file_name(word))),
+            (None, _) => shown.push(shell(word)),
+        }
+    }
+    shown.join(" ")
+}
+
+/// The command rebuilt from a run's settings (a run whose command line was
+/// not recorded).
+fn rebuilt_command(stats: &Value, out: &Path) -> String {
     let settings = &stats["settings"];
     let mut words = vec!["evol".to_string(), "run".to_string()];
-    words.push(shell(stats["input"]["file"].as_str().unwrap_or("SEEDS")));
+    words.push(shell(&file_name(stats["input"]["file"].as_str().unwrap_or("SEEDS"))));
     words.push("-o".into());
     words.push(shell(&out.display().to_string()));
     words.push(format!("--rounds {}", settings["rounds"]));
@@ -198,7 +263,8 @@ fn run_command(stats: &Value, out: &Path) -> String {
     let models = &stats["models"];
     match models["endpoint"].as_str() {
         Some(endpoint) if endpoint != "the embedded engine" && !endpoint.ends_with(" servers") => {
-            words.push(format!("--endpoint {}", shell(endpoint)));
+            let _ = endpoint;
+            words.push("--endpoint URL".to_string());
             words.push(format!("--model {}", shell(models["evolve"].as_str().unwrap_or("MODEL"))));
         }
         Some(endpoint) if endpoint.ends_with(" servers") => {
@@ -280,7 +346,7 @@ fn run_body(s: &mut String, card: &Card, stats: Option<&Value>, made: &Made) {
     let rounds = stats["rounds"].as_object().cloned().unwrap_or_default();
     let mut keys: Vec<u32> = rounds.keys().filter_map(|k| k.parse().ok()).collect();
     keys.sort_unstable();
-    if made.rounds.contains_key(&0) {
+    if made.rounds.contains_key(&0) && !keys.contains(&0) {
         keys.insert(0, 0);
     }
     for round in keys {
@@ -308,11 +374,25 @@ fn run_body(s: &mut String, card: &Card, stats: Option<&Value>, made: &Made) {
         }
         s.push('\n');
     }
-    let rules = &settings["rules"];
-    if let Some(rules) = rules.as_object() {
-        let on: Vec<&str> = rules.iter().filter(|(_, v)| **v == true).map(|(k, _)| k.as_str()).collect();
-        let _ =
-            writeln!(s, "Elimination rules on: {}.\n", if on.is_empty() { "none".to_string() } else { on.join(", ") });
+    // Read as the run's own type: a rule written only when off (see
+    // `Rules`) is on when absent.
+    if let Ok(rules) = serde_json::from_value::<evol_core::eliminate::Rules>(settings["rules"].clone()) {
+        let all = [
+            ("equality", rules.equality),
+            ("sorry", rules.sorry),
+            ("stop_words", rules.stop_words),
+            ("copied_prompt", rules.copied_prompt),
+            ("asks_for_input", rules.asks_for_input),
+        ];
+        let list = |on: bool| {
+            let names: Vec<&str> = all.iter().filter(|(_, v)| *v == on).map(|(k, _)| *k).collect();
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        let _ = writeln!(s, "Elimination rules on: {}; off: {}.\n", list(true), list(false));
     }
     let dataset = &stats["dataset"];
     match settings["dedup"].as_object() {
@@ -352,6 +432,34 @@ fn run_body(s: &mut String, card: &Card, stats: Option<&Value>, made: &Made) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recorded_command_names_files_and_hides_addresses() {
+        let stats = serde_json::json!({
+            "input": {"file": "/home/someone/data/my seeds.jsonl"},
+            "command": ["run", "/home/someone/data/my seeds.jsonl", "-o", "/tmp/x/out", "--ops-file",
+                "/home/someone/ops.toml", "--templates=/srv/t", "--endpoint", "http://10.1.2.3:8000/v1",
+                "--include-seeds", "--temperature", "0.9", "--fresh", "--rounds", "3"],
+        });
+        let shown = run_command(&stats, Path::new("runs/out"));
+        assert_eq!(
+            shown,
+            "evol run 'my seeds.jsonl' -o runs/out --ops-file ops.toml --templates=t --endpoint URL \
+             --include-seeds --temperature 0.9 --rounds 3"
+        );
+        assert!(!shown.contains("/home") && !shown.contains("10.1.2.3"), "{shown}");
+    }
+
+    #[test]
+    fn an_older_run_gets_a_rebuilt_command_without_paths_or_addresses() {
+        let stats = serde_json::json!({
+            "input": {"file": "/abs/seeds.jsonl"},
+            "settings": {"rounds": 2, "run_seed": 7, "dedup": null},
+            "models": {"endpoint": "http://10.1.2.3:8000/v1", "evolve": "m", "judge": "m", "answer": "m"},
+        });
+        let shown = run_command(&stats, Path::new("out"));
+        assert!(shown.starts_with("evol run seeds.jsonl -o out --rounds 2 --seed 7 --endpoint URL"), "{shown}");
+    }
 
     #[test]
     fn size_categories_and_quoting() {

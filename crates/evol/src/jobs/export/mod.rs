@@ -111,8 +111,28 @@ pub fn export(settings: ExportSettings, observer: &dyn Observer) -> anyhow::Resu
         ),
         None => {}
     }
-    let out = OutputDir::existing(&args.output, evol_store::JobKind::Run)?;
-    let journal = out.journal()?;
+    // A run going on holds its directory: an export elsewhere takes a
+    // snapshot from the journal, read only, and leaves the run's own files
+    // to the run.
+    let (out, journal) = match OutputDir::existing(&args.output, evol_store::JobKind::Run) {
+        Ok(out) => {
+            let journal = out.journal()?;
+            (Some(out), journal)
+        }
+        Err(evol_store::StoreError::Locked { path, holder }) if args.to.is_some() => {
+            observer.say(&format!(
+                "evol: `{path}` is in use by {holder}: exporting a snapshot of its rows so far (its own files are left to it)"
+            ));
+            (None, evol_store::SqliteJournal::open_read_only(&args.output)?)
+        }
+        Err(e @ evol_store::StoreError::Locked { .. }) => {
+            return Err(anyhow::Error::from(e).context(
+                "a run's own files are rewritten only when nothing else writes them; \
+                 `evol export OUT --to PATH` writes a snapshot elsewhere while the run goes on",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let identity =
         journal.identity()?.ok_or_else(|| anyhow::anyhow!("`{}`: the run never started", args.output.display()))?;
     let plain = args.plain;
@@ -122,7 +142,7 @@ pub fn export(settings: ExportSettings, observer: &dyn Observer) -> anyhow::Resu
         None => None,
     };
     let mut failure: Option<anyhow::Error> = None;
-    let exported = out.export_with(&journal, identity.include_seeds, identity.settings.dedup, |entry| {
+    let each = |entry: &evol_store::DatasetEntry| {
         let Some(writer) = &mut writer else { return Ok(()) };
         if args.drop_truncated && entry.row.answer_truncated {
             made.dropped_truncated += 1;
@@ -138,18 +158,25 @@ pub fn export(settings: ExportSettings, observer: &dyn Observer) -> anyhow::Resu
                 Err(std::io::Error::other(message))
             }
         }
-    });
+    };
+    let (include_seeds, dedup) = (identity.include_seeds, identity.settings.dedup);
+    let exported = match &out {
+        Some(out) => out.export_with(&journal, include_seeds, dedup, each),
+        None => evol_store::output::snapshot_rows(&journal, include_seeds, dedup, each),
+    };
     if let Some(e) = failure {
         return Err(e);
     }
     let exported = exported?;
     let removed = exported.exact_duplicates + exported.near_duplicates;
     let left_out = if removed > 0 { format!(" ({removed} duplicates left out)") } else { String::new() };
-    observer.say(&format!(
-        "evol: exported {} dataset rows{left_out} and the record files to `{}`",
-        exported.rows,
-        args.output.display()
-    ));
+    if out.is_some() {
+        observer.say(&format!(
+            "evol: exported {} dataset rows{left_out} and the record files to `{}`",
+            exported.rows,
+            args.output.display()
+        ));
+    }
     let Some(writer) = writer else {
         return Ok(ExportReport::Rewritten {
             rows: exported.rows,
@@ -417,11 +444,7 @@ fn export_rows(
         // is read as seeds are, its answer from `output` or `response`.
         let (dialogue, id) = match Dialogue::of_chat(&object).map_err(|e| anyhow::anyhow!("{place}: {e}"))? {
             Some(dialogue) => {
-                let id = crate::jobs::testset::field(&object, &["id", "idx"]).and_then(|v| match v {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                });
+                let id = crate::jobs::testset::field(&object, &["id", "idx"]).and_then(crate::jobs::testset::id_text);
                 (dialogue, id)
             }
             None => {

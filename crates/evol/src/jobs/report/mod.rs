@@ -177,7 +177,7 @@ impl Names {
 fn run_data(dir: &Path, observer: &dyn Observer) -> anyhow::Result<(Value, Value)> {
     let stats = read_json(&dir.join(STATS)).ok();
     // The seeds, from the journal (read only); their scores when scored.
-    let journal = evol_store::SqliteJournal::open_existing(dir)?;
+    let journal = evol_store::SqliteJournal::open_read_only(dir)?;
     let mut seeds: Vec<(String, String)> = Vec::new();
     let mut after = i64::MIN;
     loop {
