@@ -140,3 +140,80 @@ fn a_seed_named_like_an_evolution_is_refused() {
     let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len());
 }
+
+#[test]
+fn endless_input_fails_at_its_bound_with_the_place_named() {
+    let dir = Dir::new();
+    let out = dir.path("out");
+    // Seeds with no line break at all (as `/dev/zero` is): refused at the
+    // line bound, not after filling memory.
+    let run = evol(&["run", "/dev/zero", "-o", out.to_str().unwrap(), "--endpoint", "http://127.0.0.1:9/v1"]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert!(stderr(&run).contains("line 1: a line longer than 64 MiB"), "{}", stderr(&run));
+    // A settings file is bounded too.
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(2));
+    let run = evol(&["run", seeds.to_str().unwrap(), "-o", out.to_str().unwrap(), "--config", "/dev/zero"]);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(stderr(&run).contains("larger than 4 MiB"), "{}", stderr(&run));
+    let run = evol(&["run", seeds.to_str().unwrap(), "-o", out.to_str().unwrap(), "--ops-file", "/dev/zero"]);
+    assert!(stderr(&run).contains("larger than 4 MiB"), "{}", stderr(&run));
+    // And dedup's input.
+    let kept = dir.path("kept.jsonl");
+    let dedup = evol(&["dedup", "/dev/zero", "-o", kept.to_str().unwrap(), "--format", "jsonl"]);
+    assert!(!dedup.status.success());
+    assert!(stderr(&dedup).contains("longer than 64 MiB"), "{}", stderr(&dedup));
+}
+
+#[test]
+fn a_zero_limit_is_refused_as_such() {
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(2));
+    let out = dir.path("out");
+    let run = evol(&["run", seeds.to_str().unwrap(), "-o", out.to_str().unwrap(), "--limit", "0"]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(stderr(&run).contains("--limit must be at least 1"), "{}", stderr(&run));
+    assert!(!out.exists());
+}
+
+#[test]
+fn an_export_elsewhere_during_a_run_is_a_snapshot_and_leaves_the_run_alone() {
+    let mock = Mock::start(MockConfig { latency_median_ms: 150.0, ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(30));
+    let out = dir.path("out");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_evol"))
+        .args(["run", seeds.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", &mock.url])
+        .args(["--model", "mock", "--rounds", "3", "--concurrency", "2", "-q"])
+        .env_remove("OPENAI_BASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for some rows to be decided.
+    let started = std::time::Instant::now();
+    while mock.stats().requests < 20 && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = evol(&["status", out.to_str().unwrap()]);
+    assert_success(&status);
+    let snapshot = dir.path("snapshot.jsonl");
+    let export = evol(&["export", out.to_str().unwrap(), "--to", snapshot.to_str().unwrap()]);
+    let still_running = run.try_wait().unwrap().is_none();
+    assert_success(&export);
+    if still_running {
+        assert!(stderr(&export).contains("exporting a snapshot"), "{}", stderr(&export));
+        // Its own files are the run's to write.
+        let refused = evol(&["export", out.to_str().unwrap()]);
+        if run.try_wait().unwrap().is_none() {
+            assert_eq!(refused.status.code(), Some(1));
+            assert!(stderr(&refused).contains("writes a snapshot elsewhere"), "{}", stderr(&refused));
+        }
+    }
+    assert!(snapshot.is_file());
+    assert!(run.wait().unwrap().success());
+    // The snapshot's rows are rows of the finished dataset.
+    let dataset = read_lines(&out.join("dataset.jsonl"));
+    for row in read_lines(&snapshot) {
+        assert!(dataset.iter().any(|d| d["instruction"] == row["instruction"]), "{row}");
+    }
+}
