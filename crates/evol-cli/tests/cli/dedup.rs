@@ -204,3 +204,35 @@ fn a_run_rejects_near_duplicates_and_leaves_duplicates_across_seeds_out_of_the_d
     assert!(stderr(&run).contains("resuming with the run's own dedup"), "{}", stderr(&run));
     assert_eq!(read_lines(&plain.join("dataset.jsonl")).len(), 6, "still without the check");
 }
+
+#[test]
+fn skip_invalid_leaves_out_unreadable_rows_naming_them_and_keeps_the_file_s_bytes() {
+    let dir = Dir::new();
+    // A BOM, CRLF line ends, a line that is not UTF-8 and a row whose field is null.
+    let mut bytes = b"\xEF\xBB\xBF{\"instruction\": \"Name a fruit.\"}\r\n".to_vec();
+    bytes.extend_from_slice(b"{\"instruction\": \"caf\xE9 \xFF\"}\r\n");
+    bytes.extend_from_slice(b"{\"instruction\": null}\r\n");
+    bytes.extend_from_slice("{\"instruction\": \"name a FRUIT\"}\r\n".as_bytes());
+    bytes.extend_from_slice("{\"instruction\": \"एक फल का नाम बताइए।\"}\r\n".as_bytes());
+    let input = dir.path("in.jsonl");
+    std::fs::write(&input, &bytes).unwrap();
+    let out = dir.path("out.jsonl");
+    let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
+
+    // Without the flag, the first unreadable row stops the command, naming its line.
+    let run = evol(&["dedup", i, "-o", o]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(stderr(&run).contains("line 2"), "{}", stderr(&run));
+    assert!(!out.exists());
+
+    let run = evol(&["dedup", i, "-o", o, "--skip-invalid"]);
+    assert_success(&run);
+    let said = String::from_utf8_lossy(&run.stdout).to_string();
+    assert!(said.contains("2 unreadable rows left out"), "{said}");
+    assert!(said.contains("line 2") && said.contains("line 3"), "each row left out is named: {said}");
+    let kept = std::fs::read(&out).unwrap();
+    let mut expected = b"\xEF\xBB\xBF{\"instruction\": \"Name a fruit.\"}\r\n".to_vec();
+    expected.extend_from_slice("{\"instruction\": \"एक फल का नाम बताइए।\"}\r\n".as_bytes());
+    assert_eq!(String::from_utf8_lossy(&kept), String::from_utf8_lossy(&expected));
+    assert_eq!(kept, expected, "the BOM and CRLF line ends are kept byte for byte");
+}

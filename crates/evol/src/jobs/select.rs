@@ -330,3 +330,52 @@ async fn embed(
     }
     Ok((in_order(&model, &digests, &known)?, embedded, cached))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(v: Value) -> serde_json::Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_score_is_read_from_numbers_or_numeric_text_in_any_case() {
+        let by = ["Quality".to_string(), "complexity".to_string()];
+        // A CSV or TSV column arrives as text.
+        assert_eq!(score(&object(json!({"quality": "4.5", "COMPLEXITY": 2})), &by), Ok(Some(9.0)));
+        assert_eq!(score(&object(json!({"quality": " 3 ", "complexity": "2e0"})), &by), Ok(Some(6.0)));
+        assert_eq!(score(&object(json!({"quality": 4})), &by), Ok(None), "a missing field leaves the row unscored");
+        assert_eq!(score(&object(json!({"quality": null, "complexity": 1})), &by), Ok(None));
+        let bad = score(&object(json!({"quality": "high", "complexity": 1})), &by).unwrap_err();
+        assert!(bad.contains("`Quality`"), "{bad}");
+    }
+
+    #[test]
+    fn a_negative_score_is_refused_naming_the_field() {
+        let by = ["quality".to_string(), "complexity".to_string()];
+        // Two negatives would multiply into a high rank.
+        let bad = score(&object(json!({"quality": -2, "complexity": -3})), &by).unwrap_err();
+        assert!(bad.contains("`quality` is -2") && bad.contains("zero or more"), "{bad}");
+        assert_eq!(score(&object(json!({"quality": 0, "complexity": 3})), &by), Ok(Some(0.0)));
+    }
+
+    #[test]
+    fn an_empty_or_broken_embedding_is_refused_naming_the_row() {
+        let digests = vec!["a".to_string(), "b".to_string()];
+        let mut known = Vectors::new();
+        known.insert("a".into(), vec![3.0, 4.0]);
+        known.insert("b".into(), vec![0.0, 0.0]);
+        let e = in_order("m", &digests, &known).unwrap_err().to_string();
+        assert!(e.contains("row 2") && e.contains("all zeros"), "{e}");
+        known.insert("b".into(), vec![f32::NAN, 1.0]);
+        assert!(in_order("m", &digests, &known).is_err());
+        known.insert("b".into(), vec![1.0]);
+        let e = in_order("m", &digests, &known).unwrap_err().to_string();
+        assert!(e.contains("different lengths"), "{e}");
+        known.insert("b".into(), vec![0.0, 2.0]);
+        let v = in_order("m", &digests, &known).unwrap();
+        assert!((v[0][0] - 0.6).abs() < 1e-6 && (v[1][1] - 1.0).abs() < 1e-6, "unit length: {v:?}");
+    }
+}

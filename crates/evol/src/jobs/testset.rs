@@ -232,3 +232,48 @@ pub fn request_seed(eval: &EvalModel, key: &[&[u8]]) -> Option<u64> {
 pub fn cell(text: &str) -> String {
     evol_text::shown_inline(text).replace('|', "\\|")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers(text: &str) -> anyhow::Result<AnswerFile> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("answers.jsonl");
+        std::fs::write(&path, text).unwrap();
+        read_answers(&path)
+    }
+
+    #[test]
+    fn answers_are_read_in_the_common_shapes() {
+        let file = answers(concat!(
+            "{\"id\": 1, \"output\": \"a\", \"generator\": \"m\"}\n",
+            "{\"question_id\": \"q2\", \"choices\": [{\"turns\": [\"b1\", \"b2\"]}]}\n",
+            "{\"idx\": 3, \"answer\": null, \"error\": \"timeout\"}\n",
+            "{\"ID\": 4, \"Response\": \"उत्तर\", \"instruction\": \"प्रश्न\"}\n",
+        ))
+        .unwrap();
+        assert_eq!(file.order, ["1", "q2", "3", "4"]);
+        assert_eq!(file.model.as_deref(), Some("m"));
+        assert_eq!(file.rows["q2"].answers, ["b1", "b2"]);
+        assert!(file.rows["3"].answers.is_empty() && file.rows["3"].error.as_deref() == Some("timeout"));
+        assert_eq!(file.rows["4"].answers, ["उत्तर"]);
+        assert_eq!(file.rows["4"].turns.as_deref(), Some(&["प्रश्न".to_string()][..]));
+    }
+
+    #[test]
+    fn an_answer_that_is_not_text_names_its_type_and_line() {
+        let e = answers("{\"id\": 1, \"output\": \"a\"}\n{\"id\": 2, \"output\": 42}\n").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("must be a text") && e.contains("a number"), "{e}");
+        let e = answers("{\"id\": 1, \"answer\": {\"text\": \"a\"}}\n").unwrap_err().to_string();
+        assert!(e.contains("an object"), "{e}");
+        let e = answers("{\"id\": 1}\n").unwrap_err().to_string();
+        assert!(e.contains("no answer"), "{e}");
+        let e = answers("{\"id\": 1, \"output\": \"a\"}\n{\"id\": 1, \"output\": \"b\"}\n").unwrap_err().to_string();
+        assert!(e.contains("a second answer to the question `1`"), "{e}");
+        let e = answers("{\"output\": \"a\", \"model\": \"x\"}\n{\"output\": \"b\", \"model\": \"y\"}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("one model a file"), "{e}");
+    }
+}
