@@ -138,24 +138,72 @@ impl<T, E: WorkError> Ended<Result<T, E>> {
     }
 }
 
-/// Records a job's identity in its journal the first time; after that, a
-/// job of another identity on the same directory is refused (`what` names
-/// the job: "a scoring job").
+/// Records a job's identity (what its model calls are asked with) in its
+/// journal the first time; after that, a job of another identity on the
+/// same directory is refused, naming each setting that changed (`what`
+/// names the job: "a scoring job"). A setting the stored identity does not
+/// have (the job was made by an older `evol`) is not compared: the job
+/// resumes as it was made.
 pub fn check_job_identity(
     journal: &SqliteJournal,
     key: &str,
-    identity: &str,
+    identity: &impl serde::Serialize,
     out: &Path,
     what: &str,
 ) -> anyhow::Result<()> {
-    match journal.fact(key)? {
-        Some(stored) if stored != identity => bail!(
-            "`{}` holds {what} of other inputs or other settings; rerun with the same ones to resume it, or pass --fresh to start over",
-            out.display()
-        ),
-        Some(_) => Ok(()),
-        None => Ok(journal.set_fact(key, identity)?),
+    // Through its text, as it is stored: an `f32` reads back as written
+    // (0.7, not 0.699999988).
+    let now: serde_json::Value = serde_json::from_str(&serde_json::to_string(identity)?)?;
+    let Some(stored) = journal.fact(key)? else {
+        return Ok(journal.set_fact(key, &now.to_string())?);
+    };
+    let then: serde_json::Value = serde_json::from_str(&stored).unwrap_or(serde_json::Value::Null);
+    let mut changed = Vec::new();
+    changed_settings("", &now, &then, &mut changed);
+    if changed.is_empty() {
+        return Ok(());
     }
+    bail!(
+        "`{}` holds {what} made with other settings (changed: {}); rerun with the same ones to resume it, or pass --fresh to start over",
+        out.display(),
+        changed.join(", ")
+    )
+}
+
+/// The settings of `now` whose values differ from `then`'s, as dotted
+/// names, each with its two values when they are short enough to show.
+fn changed_settings(name: &str, now: &serde_json::Value, then: &serde_json::Value, changed: &mut Vec<String>) {
+    use serde_json::Value;
+    match (now, then) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (key, value) in a {
+                let path = if name.is_empty() { key.clone() } else { format!("{name}.{key}") };
+                if let Some(earlier) = b.get(key) {
+                    changed_settings(&path, value, earlier, changed);
+                }
+            }
+        }
+        (a, b) if a == b => {}
+        _ if name.is_empty() => changed.push("the settings".to_string()),
+        (a, b) => match (shown(b), shown(a)) {
+            (Some(b), Some(a)) => changed.push(format!("{name} ({b} -> {a})")),
+            _ => changed.push(name.to_string()),
+        },
+    }
+}
+
+/// A setting's value as a message shows it: short scalars only (a digest
+/// or a long text is named, not shown), never raw control characters.
+fn shown(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let text = match value {
+        Value::Null => "none".to_string(),
+        Value::String(s) => format!("`{}`", evol_text::shown_inline(s)),
+        Value::Number(_) | Value::Bool(_) => value.to_string(),
+        _ => return None,
+    };
+    let digest = matches!(value, Value::String(s) if s.len() >= 32 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+    (!digest && text.chars().count() <= 60).then_some(text)
 }
 
 /// Runs `work` (every model call of a job) until it ends, a shutdown
@@ -292,8 +340,11 @@ impl Session {
         Ok(Session { out, journal, connected, model: chat, caller, stats, budget, stall_after })
     }
 
-    /// Marks the job running: its identity is checked, its calls begin.
-    pub fn begin(&self) -> anyhow::Result<()> {
+    /// Marks the job running once its identity (what its calls are asked
+    /// with, kept in the journal under `key`) is checked: a rerun with
+    /// other settings is refused, naming them (`what` names the job).
+    pub fn begin(&self, key: &str, identity: &impl serde::Serialize, what: &str) -> anyhow::Result<()> {
+        check_job_identity(&self.journal, key, identity, self.out.root(), what)?;
         Ok(self.journal.set_state(RunState::Running)?)
     }
 
@@ -332,6 +383,27 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn changes(now: serde_json::Value, then: serde_json::Value) -> Vec<String> {
+        let mut changed = Vec::new();
+        changed_settings("", &now, &then, &mut changed);
+        changed
+    }
+
+    #[test]
+    fn a_changed_setting_is_named_with_its_values_when_they_are_short() {
+        use serde_json::json;
+        let digest = "a".repeat(64);
+        let then = json!({"input": digest, "model": "m", "sampling": {"top_p": 1.0, "max_tokens": 512}, "kept": [1]});
+        let now = json!({"input": "b".repeat(64), "model": "मॉडल\u{1b}[2J", "sampling": {"top_p": 1.0, "max_tokens": 64}, "kept": [2], "new": 1});
+        assert_eq!(
+            changes(now, then),
+            ["input", "kept", "model (`m` -> `मॉडल\\u{1b}[2J`)", "sampling.max_tokens (512 -> 64)"],
+            "a digest or a list is named, a text shown escaped; a setting the earlier job lacked is not compared"
+        );
+        assert!(changes(json!({"a": 1}), json!({"a": 1})).is_empty());
+        assert_eq!(changes(json!({"a": 1}), json!("old")), ["the settings"]);
+    }
 
     #[test]
     fn each_cap_names_its_flag() {

@@ -59,6 +59,49 @@ async fn a_job_stopped_by_a_future_keeps_its_work_and_resumes() {
     assert!(stats["replayed_calls"].as_u64().unwrap() >= first as u64, "{stats}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_with_other_settings_is_refused_naming_each_and_another_input_is_welcome() {
+    use evol::settings::{AnswerSettings, Backend, EvalModel, ModelSettings, Servers};
+    let url = evol_mock::spawn(evol_mock::MockConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let settings = |set: &std::path::Path, temperature: f32, system: Option<&str>| {
+        let model = ModelSettings::new(Backend::Servers(Servers::at(&[&url])), Some("mock"));
+        let sampling = evol_llm::Sampling { temperature, top_p: 1.0, max_tokens: 64, seed: None };
+        AnswerSettings {
+            testset: set.to_path_buf(),
+            output: out.clone(),
+            fresh: false,
+            quiet: true,
+            format: evol_io::SeedFormat::Auto,
+            name: None,
+            system: system.map(String::from),
+            limit: None,
+            eval: EvalModel::new(model, sampling, 0),
+        }
+    };
+    let set = testset(dir.path(), 3);
+    evol::jobs::answer(settings(&set, 0.7, None), &evol::Silent, evol::Shutdown::never()).await.unwrap();
+    let answers = std::fs::read_to_string(out.join("answers.jsonl")).unwrap();
+
+    let err = evol::jobs::answer(settings(&set, 0.2, Some("Be brief.")), &evol::Silent, evol::Shutdown::never())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("temperature (0.7 -> 0.2)") && err.contains("system (none -> `Be brief.`)"), "{err}");
+    assert!(err.contains("--fresh"), "{err}");
+    assert_eq!(std::fs::read_to_string(out.join("answers.jsonl")).unwrap(), answers, "nothing is touched");
+
+    // One more question, same settings: only it is asked.
+    let bigger = dir.path().join("more");
+    std::fs::create_dir(&bigger).unwrap();
+    let bigger = testset(&bigger, 4);
+    evol::jobs::answer(settings(&bigger, 0.7, None), &evol::Silent, evol::Shutdown::never()).await.unwrap();
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("stats.json")).unwrap()).unwrap();
+    assert_eq!((stats["answered"].as_u64(), stats["replayed_calls"].as_u64()), (Some(4), Some(3)), "{stats}");
+}
+
 fn export_to(source: &std::path::Path, to: &std::path::Path, format: &str) -> anyhow::Result<()> {
     let settings = evol::settings::ExportSettings {
         output: source.to_path_buf(),

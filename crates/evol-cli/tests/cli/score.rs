@@ -126,7 +126,7 @@ fn evol_score_scores_any_file_ranks_versions_together_and_resumes_without_paying
         "--difficulty",
     ]);
     assert_eq!(other.status.code(), Some(1));
-    assert!(stderr(&other).contains("--fresh"), "{}", stderr(&other));
+    assert!(stderr(&other).contains("changed: measures") && stderr(&other).contains("--fresh"), "{}", stderr(&other));
 }
 
 #[test]

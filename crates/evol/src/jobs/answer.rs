@@ -18,7 +18,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::testset::{read_testset, request_seed, Question};
+use super::testset::{read_testset, request_seed, Asked, Question};
 use crate::observe::{human, Observer};
 use crate::session::{drain, Session};
 use crate::settings::AnswerSettings;
@@ -49,7 +49,8 @@ pub async fn answer(settings: AnswerSettings, observer: &dyn Observer, mut shutd
         observer,
     )
     .await?;
-    session.begin()?;
+    let asked = Asked::new(session.model.name(), eval, json!({ "system": settings.system }));
+    session.begin("answer_identity", &asked, "answers")?;
     let name = settings.name.clone().unwrap_or_else(|| session.model.name().to_string());
     observer.say(&format!(
         "evol: answering {} questions ({calls} calls) with `{}` as `{name}` -> `{}`",

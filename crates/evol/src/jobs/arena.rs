@@ -29,7 +29,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::testset::{cell, read_answers, request_seed, same_question};
+use super::testset::{cell, read_answers, request_seed, same_question, Asked};
 use crate::observe::{human, Observer};
 use crate::session::{drain, Session};
 use crate::settings::{ArenaSettings, ArenaSource};
@@ -270,7 +270,12 @@ async fn battle(
         observer,
     )
     .await?;
-    session.begin()?;
+    let asked = Asked::new(
+        session.model.name(),
+        eval,
+        serde_json::json!({ "pairs_per_question": settings.pairs_per_question }),
+    );
+    session.begin("arena_identity", &asked, "an arena")?;
     let judge = session.model.name().to_string();
     observer.say(&format!(
         "evol: arena of {} models on {} questions: {} games (both orders) judged by `{judge}` -> `{}`",

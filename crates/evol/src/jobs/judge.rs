@@ -19,7 +19,7 @@ use evol_store::{JobKind, RunState};
 use futures::StreamExt;
 use serde::Serialize;
 
-use super::testset::{cell, read_answers, read_testset, request_seed, same_question, AnswerFile, Question};
+use super::testset::{cell, read_answers, read_testset, request_seed, same_question, AnswerFile, Asked, Question};
 use crate::observe::{human, Observer};
 use crate::session::{drain, Session};
 use crate::settings::JudgeSettings;
@@ -168,7 +168,8 @@ pub async fn judge(settings: JudgeSettings, observer: &dyn Observer, mut shutdow
         observer,
     )
     .await?;
-    session.begin()?;
+    let asked = Asked::new(session.model.name(), eval, serde_json::json!({ "single_order": !settings.both_orders }));
+    session.begin("judge_identity", &asked, "judgments")?;
     let judge_name = session.model.name().to_string();
     observer.say(&format!(
                 "evol: judging `{candidate_name}` against `{reference_name}` on {} questions ({} calls, {}) with `{judge_name}` -> `{}`",

@@ -88,8 +88,7 @@ pub async fn optimize(
         operator: operation,
         method: start,
     };
-    let identity_json = serde_json::to_string(&identity)?;
-    check_job_identity(&journal, IDENTITY, &identity_json, &settings.output, "an optimisation")?;
+    check_job_identity(&journal, IDENTITY, &identity, &settings.output, "an optimisation")?;
     journal.set_state(RunState::Running)?;
 
     let optimizer_settings = &settings.optimize;

@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::observe::{human, Observer};
-use crate::session::{check_job_identity, drain, Session};
+use crate::session::{drain, Session};
 use crate::settings::ScoreSettings;
 use crate::shutdown::Shutdown;
 
@@ -98,9 +98,7 @@ pub async fn score(settings: ScoreSettings, observer: &dyn Observer, mut shutdow
         sampling: settings.sampling,
         templates: templates.score_digest(),
     };
-    let identity_json = serde_json::to_string(&identity)?;
-    check_job_identity(journal, IDENTITY, &identity_json, &settings.output, "a scoring job")?;
-    session.begin()?;
+    session.begin(IDENTITY, &identity, "a scoring job")?;
     observer.say(&format!(
         "evol: scoring {} rows ({}) with `{}`: {} calls -> `{}`",
         items.len(),

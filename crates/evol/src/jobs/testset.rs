@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use evol_io::{open_rows, SeedFormat};
 use rand::RngCore;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::settings::EvalModel;
@@ -225,6 +226,36 @@ pub fn same_question(a: &[String], b: &[String]) -> bool {
 /// none when request seeds are off.
 pub fn request_seed(eval: &EvalModel, key: &[&[u8]]) -> Option<u64> {
     eval.model.request_seeds.then(|| evol_core::rng::keyed_rng(eval.seed, key).next_u64())
+}
+
+/// What an evaluation's calls are asked with, recorded in its journal: a
+/// rerun with another value is refused, naming it (other inputs are
+/// welcome: a call whose prompt changed is made again, never replayed).
+#[derive(Serialize)]
+pub struct Asked<'a> {
+    pub model: &'a str,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub max_tokens: u32,
+    /// The run seed, when request seeds are sent.
+    pub seed: Option<u64>,
+    /// What the job adds (`system`, `single_order`, `pairs_per_question`).
+    #[serde(flatten)]
+    pub job: Value,
+}
+
+impl<'a> Asked<'a> {
+    pub fn new(model: &'a str, eval: &EvalModel, job: Value) -> Asked<'a> {
+        let sampling = eval.sampling;
+        Asked {
+            model,
+            temperature: sampling.temperature,
+            top_p: sampling.top_p,
+            max_tokens: sampling.max_tokens,
+            seed: eval.model.request_seeds.then_some(eval.seed),
+            job,
+        }
+    }
 }
 
 /// Text for one cell of a markdown table: shown safely (no control
