@@ -68,6 +68,7 @@ pub enum Command {
     /// Score a dataset's rows with a model: difficulty (1-10), DEITA
     /// complexity and quality (1-6).
     #[command(long_about = SCORE_ABOUT, after_help = "Examples:\n  evol score data.jsonl -o scored --difficulty --endpoint http://localhost:8000/v1\n  evol score data.jsonl -o scored --deita --json")]
+    #[command(mut_arg("model", |a| a.help("Model that scores the rows. With --endpoint: the served name (default: the server's only model). Without: a model from `evol models list` (default: smollm2-135m-instruct, pulled on first use).")))]
     Score(Box<ScoreArgs>),
     /// Select the best rows of a dataset within a budget, the DEITA way:
     /// by score, skipping rows too similar to one already taken.
@@ -80,19 +81,23 @@ pub enum Command {
     /// Auto Evol-Instruct: let an optimiser model improve the evolving
     /// method on your seeds, and write it as an operator file.
     #[command(long_about = OPTIMIZE_ABOUT, after_help = "Examples:\n  evol optimize seeds.jsonl -o method --endpoint http://localhost:8000/v1\n  evol run seeds.jsonl -o out --ops-file method/method.toml")]
+    #[command(mut_arg("model", |a| a.help("Model that evolves the dev seeds with each method tried, and the optimiser, answerer and judge unless --optimizer-model, --answer-model or --judge-model name others. With --endpoint: the served name (default: the server's only model). Without: a model from `evol models list` (default: smollm2-135m-instruct, pulled on first use).")))]
     Optimize(Box<OptimizeArgs>),
     /// A model's answers to a test set (such as the Evol-Instruct test set),
     /// to judge with `evol judge` or `evol arena`.
     #[command(long_about = ANSWER_ABOUT, after_help = "Examples:\n  evol answer testset.jsonl -o answers-mine --endpoint http://localhost:8000/v1 --model mine\n  evol answer testset.jsonl -o answers-local   # the embedded default model")]
+    #[command(mut_arg("model", |a| a.help("Model that answers the test set. With --endpoint: the served name (default: the server's only model). Without: a model from `evol models list` (default: smollm2-135m-instruct, pulled on first use).")))]
     Answer(Box<AnswerArgs>),
     /// Judge a candidate model's answers against a reference's, both
     /// orders: "X% of the reference" overall, by skill and by difficulty,
     /// win / tie / loss.
     #[command(long_about = JUDGE_ABOUT, after_help = "Examples:\n  evol judge testset.jsonl --candidate answers-mine --reference answers-ref -o judged --judge-model gpt-4o --endpoint https://api.openai.com/v1\n  evol judge testset.jsonl --candidate a --reference b -o judged --single-order --json")]
+    #[command(mut_arg("model", |a| a.help("Model that judges, unless --judge-model names another. With --endpoint: the served name (default: the server's only model). Without: a model from `evol models list` (default: smollm2-135m-instruct, pulled on first use).")))]
     Judge(Box<JudgeArgs>),
     /// Battles between models on the same questions, judged both ways:
     /// Bradley-Terry ratings with intervals, and Arena Learning data.
     #[command(long_about = ARENA_ABOUT, after_help = "Examples:\n  evol arena --answers a b c -o arena --judge-model judge --endpoint http://localhost:8000/v1\n  evol arena --answers a b -o arena --judge-model judge --target a --learn lessons\n  evol arena --battles arena/battles.jsonl -o refit --style-control")]
+    #[command(mut_arg("model", |a| a.help("Model that judges the battles, unless --judge-model names another. With --endpoint: the served name (default: the server's only model). Without: a model from `evol models list` (default: smollm2-135m-instruct, pulled on first use).")))]
     Arena(Box<ArenaArgs>),
     /// Write a self-contained HTML report of a run (charts, an
     /// evolution-tree browser, the dataset) and of `evol judge` and `evol
@@ -210,7 +215,7 @@ pub struct AnswerArgs {
 const ANSWER_ABOUT: &str = "\
 A model's answers to a test set, resumable: every call goes through the journal in OUT (rerun the same command to finish a stopped job; nothing answered is asked again), with the budgets, rate control, retries and progress of `evol run`.
 
-The test set is JSONL or a JSON array with one question a row: its id (`idx`, `id` or `question_id`; the row number when there is none), the question (`Instruction`, `instruction`, `question` or `prompt`), or `turns`, a list of user turns answered one after the other in one conversation; and, if present, `Skill` (or `category`) and `Difficulty`, carried to the answers for `evol judge`. The Evol-Instruct test set (218 questions, 29 skills, difficulty 1-10) reads as it is.
+The test set is JSONL, a JSON array, CSV/TSV, Parquet or a Hugging Face dataset directory, with one question a row: its id (`idx`, `id` or `question_id`; the row number when there is none), the question (`Instruction`, `instruction`, `question` or `prompt`), or `turns`, a list of user turns answered one after the other in one conversation; and, if present, `Skill` (or `category`) and `Difficulty`, carried to the answers for `evol judge`. The Evol-Instruct test set (218 questions, 29 skills, difficulty 1-10) reads as it is.
 
 Writes OUT/answers.jsonl, one row per question in test-set order: `id`, `model` (--name, or the model's), `instruction` (or `turns`), `skill`, `difficulty`, `answer` (or `answers`, one per turn), `finish_reason`, `usage` (prompt and completion tokens); a failed call is written with `answer: null` and its `error`. And OUT/stats.json.";
 
@@ -466,7 +471,8 @@ Every call goes through the journal in METHOD_DIR, as with `evol run`: rerun the
 
 #[derive(Args, Debug)]
 pub struct SelectArgs {
-    /// The dataset file (JSONL or a JSON array), e.g. `evol score`'s
+    /// The dataset file (JSONL, a JSON array, CSV/TSV, Parquet or a dataset
+    /// directory), e.g. `evol score`'s
     /// `scored.jsonl`.
     pub input: PathBuf,
     /// Output directory: `selected.jsonl`, `similar.jsonl`, `stats.json`,
@@ -531,7 +537,8 @@ Writes OUT/selected.jsonl (the rows taken, as read, in the order taken), OUT/sim
 
 #[derive(Args, Debug)]
 pub struct ScoreArgs {
-    /// The dataset file (JSONL, JSON array, or text, one instruction a line).
+    /// The dataset file: JSONL, a JSON array, CSV/TSV, Parquet, text (one
+    /// instruction a line) or a Hugging Face dataset directory.
     pub input: PathBuf,
     /// Output directory: `scored.jsonl`, `stats.json` and the journal.
     #[arg(short, long, value_name = "OUT")]
@@ -615,7 +622,8 @@ pub struct DedupParamArgs {
 
 #[derive(Args, Debug)]
 pub struct DedupArgs {
-    /// The dataset file (JSONL, JSON array, or text, one instruction a line).
+    /// The dataset file: JSONL, a JSON array, CSV/TSV, Parquet, text (one
+    /// instruction a line) or a Hugging Face dataset directory.
     #[arg(required_unless_present = "explain")]
     pub input: Option<PathBuf>,
     /// Where to write the kept rows (same layout as the input).
@@ -990,7 +998,8 @@ pub struct ModelArgs {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Seed file: JSONL (`instruction`, optional `input`, `id`), a JSON array
-    /// in the Alpaca layout, or plain text with one instruction per line.
+    /// in the Alpaca layout, CSV/TSV, Parquet, plain text with one
+    /// instruction per line, or a Hugging Face dataset directory.
     pub seeds: PathBuf,
 
     /// Output directory.
@@ -1203,4 +1212,30 @@ pub struct TemplatesArgs {
     /// Overwrite files that already exist.
     #[arg(long)]
     pub force: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn each_command_says_what_its_model_does() {
+        let command = Cli::command();
+        let help = |name: &str| {
+            let sub = command.find_subcommand(name).unwrap();
+            let model = sub.get_arguments().find(|a| a.get_id() == "model").unwrap();
+            model.get_help().unwrap().to_string()
+        };
+        assert!(help("run").starts_with("Model that evolves instructions"));
+        for (name, does) in [("score", "scores"), ("answer", "answers"), ("judge", "judges"), ("arena", "judges")] {
+            let said = help(name);
+            assert!(said.contains(does) && !said.contains("evolves instructions"), "{name}: {said}");
+        }
+    }
 }

@@ -9,6 +9,7 @@ pub mod bounded;
 pub mod rows;
 pub mod seeds;
 mod source;
+pub use source::{dataset_parts, input_digest};
 pub mod table;
 
 pub use rows::{open_rows, Body, Layout, Row, RowReader, RowWriter, TextField};

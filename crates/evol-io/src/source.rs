@@ -57,6 +57,8 @@ enum Inner {
         reader: ParquetRecordBatchReader,
         pending: VecDeque<String>,
         row: usize,
+        /// The parts of a dataset directory still to read, in order.
+        rest: VecDeque<std::path::PathBuf>,
     },
     Done,
 }
@@ -64,18 +66,77 @@ enum Inner {
 /// Rows of a Parquet file converted per batch.
 const PARQUET_BATCH: usize = 1024;
 
-/// Opens a file; `format` `Auto` goes by extension, then by content.
+/// Opens a file, or a Hugging Face dataset directory (its Parquet parts,
+/// read in order as one table, see [`dataset_parts`]); `format` `Auto`
+/// goes by extension, then by content.
 pub(crate) fn open(path: &Path, format: SeedFormat) -> Result<Records, SeedError> {
     let name = path.display().to_string();
+    if path.is_dir() {
+        return open_parts(path, format, name);
+    }
     let file = std::fs::File::open(path).map_err(|source| SeedError::Io { path: name.clone(), source })?;
     let format = resolve(path, format);
     if format == SeedFormat::Parquet {
         // Parquet is read from its footer first, so it needs the file
         // itself, not a stream.
         let builder = ParquetRecordBatchReaderBuilder::try_new(file);
-        return parquet(builder, name);
+        return parquet(builder, name, VecDeque::new());
     }
     Records::new(Box::new(std::io::BufReader::with_capacity(1 << 20, file)), &name, format)
+}
+
+/// The data files of a Hugging Face dataset directory (what `evol export
+/// --to DIR` writes, and what `datasets` saves): the Parquet files under
+/// `data/` (else at its top), sorted by name so `train-00000-of-00002`
+/// comes first. `None` when `dir` holds none.
+pub fn dataset_parts(dir: &Path) -> Option<Vec<std::path::PathBuf>> {
+    let parquet_in = |d: &Path| -> Vec<std::path::PathBuf> {
+        let mut parts: Vec<_> = std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && resolve(p, SeedFormat::Auto) == SeedFormat::Parquet)
+            .collect();
+        parts.sort();
+        parts
+    };
+    [dir.join("data"), dir.to_path_buf()].iter().map(|d| parquet_in(d)).find(|parts| !parts.is_empty())
+}
+
+/// A digest (BLAKE3, hex) of what a dataset path holds: a file's bytes,
+/// or a dataset directory's parts in order.
+pub fn input_digest(path: &Path) -> std::io::Result<String> {
+    let parts = match path.is_dir() {
+        true => dataset_parts(path).ok_or_else(|| std::io::Error::other("a directory without dataset files"))?,
+        false => vec![path.to_path_buf()],
+    };
+    let mut hasher = blake3::Hasher::new();
+    for part in parts {
+        hasher.update_reader(std::fs::File::open(part)?)?;
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+fn open_parts(dir: &Path, format: SeedFormat, name: String) -> Result<Records, SeedError> {
+    let Some(parts) = dataset_parts(dir) else {
+        return Err(SeedError::Io {
+            path: name,
+            source: std::io::Error::other(
+                "a directory without dataset files (a Hugging Face dataset directory holds data/*.parquet)",
+            ),
+        });
+    };
+    if !matches!(format, SeedFormat::Auto | SeedFormat::Parquet) {
+        return Err(SeedError::Invalid {
+            path: name,
+            place: Place::Row(1),
+            message: format!("a dataset directory holds Parquet files, not {format:?}"),
+        });
+    }
+    let mut rest: VecDeque<_> = parts.into();
+    let first = rest.pop_front().expect("found");
+    let file = std::fs::File::open(&first).map_err(|source| SeedError::Io { path: name.clone(), source })?;
+    parquet(ParquetRecordBatchReaderBuilder::try_new(file), name, rest)
 }
 
 /// The format a path's extension names, when `format` is `Auto` (else
@@ -100,6 +161,7 @@ fn parquet(
         ParquetRecordBatchReaderBuilder<impl parquet::file::reader::ChunkReader + 'static>,
     >,
     name: String,
+    rest: VecDeque<std::path::PathBuf>,
 ) -> Result<Records, SeedError> {
     let invalid = |e: &dyn std::fmt::Display| SeedError::Invalid {
         path: name.clone(),
@@ -110,7 +172,7 @@ fn parquet(
     Ok(Records {
         name: name.clone(),
         format: SeedFormat::Parquet,
-        inner: Inner::Parquet { reader, pending: VecDeque::new(), row: 0 },
+        inner: Inner::Parquet { reader, pending: VecDeque::new(), row: 0, rest },
         bom: false,
         crlf: false,
     })
@@ -142,7 +204,11 @@ impl Records {
         let inner = match format {
             SeedFormat::Parquet => {
                 let bytes = bounded::read_bytes(reader, MAX_DOCUMENT_BYTES).map_err(io)?;
-                return parquet(ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)), name.to_string());
+                return parquet(
+                    ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)),
+                    name.to_string(),
+                    VecDeque::new(),
+                );
             }
             SeedFormat::Json => {
                 let text = bounded::read_all(reader, MAX_DOCUMENT_BYTES).map_err(io)?;
@@ -303,12 +369,36 @@ impl Iterator for Records {
                 object.push('}');
                 return Some(Ok((place, Raw::Line(object))));
             },
-            Inner::Parquet { reader, pending, row } => loop {
+            Inner::Parquet { reader, pending, row, rest } => loop {
                 if let Some(line) = pending.pop_front() {
                     *row += 1;
                     return Some(Ok((Place::Row(*row), Raw::Line(line))));
                 }
-                let batch = match reader.next()? {
+                let next = match reader.next() {
+                    Some(next) => next,
+                    // The next part of a dataset directory, numbered on.
+                    None => {
+                        let part = rest.pop_front()?;
+                        let opened = std::fs::File::open(&part)
+                            .map_err(|e| e.to_string())
+                            .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| e.to_string()))
+                            .and_then(|b| b.with_batch_size(PARQUET_BATCH).build().map_err(|e| e.to_string()));
+                        match opened {
+                            Ok(next) => *reader = next,
+                            Err(e) => {
+                                let e = SeedError::Invalid {
+                                    path: self.name.clone(),
+                                    place: Place::Row(*row + 1),
+                                    message: format!("`{}` is not a readable Parquet file ({e})", part.display()),
+                                };
+                                self.inner = Inner::Done;
+                                return Some(Err(e));
+                            }
+                        }
+                        continue;
+                    }
+                };
+                let batch = match next {
                     Ok(batch) => batch,
                     Err(e) => {
                         let e = SeedError::Invalid {

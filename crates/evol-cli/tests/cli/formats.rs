@@ -420,3 +420,51 @@ fn scored_rows_export_with_their_scores_as_columns() {
         stderr(&bad)
     );
 }
+
+#[test]
+fn a_dataset_directory_that_export_wrote_is_an_input_everywhere() {
+    let dir = Dir::new();
+    // Enough text for three parts of at most 1 MB.
+    let filler = "विस्तार से समझाइए। ".repeat(40);
+    let rows: String = (0..1500)
+        .map(|i| {
+            format!("{{\"id\": \"r{i}\", \"instruction\": \"Question {i}: {filler}\", \"output\": \"{filler}\"}}\n")
+        })
+        .collect();
+    let input = dir.write("rows.jsonl", &rows);
+    let hub = dir.path("hub");
+    assert_success(&evol(&["export", input.to_str().unwrap(), "--to", hub.to_str().unwrap(), "--max-file-mb", "1"]));
+    let parts = std::fs::read_dir(hub.join("data")).unwrap().count();
+    assert!(parts >= 2, "{parts} parts");
+
+    // Exported again, from the directory: every row, in order.
+    let back = dir.path("back.jsonl");
+    assert_success(&evol(&["export", hub.to_str().unwrap(), "--to", back.to_str().unwrap()]));
+    let back = read_lines(&back);
+    assert_eq!(back.len(), 1500);
+    assert_eq!((back[0]["id"].as_str(), back[1499]["id"].as_str()), (Some("r0"), Some("r1499")));
+    // Not onto itself.
+    let onto = evol(&["export", hub.to_str().unwrap(), "--to", hub.to_str().unwrap()]);
+    assert_ne!(onto.status.code(), Some(0));
+
+    // As dedup's input and as seeds.
+    let kept = dir.path("kept.jsonl");
+    let run = evol(&["dedup", hub.to_str().unwrap(), "-o", kept.to_str().unwrap()]);
+    assert_success(&run);
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("1500 rows read"),
+        "{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+    let run = evol(&["run", hub.to_str().unwrap(), "-o", dir.path("out").to_str().unwrap(), "--dry-run"]);
+    assert_success(&run);
+    let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), stderr(&run));
+    assert!(said.contains("1500 seeds"), "{said}");
+
+    // A directory without data files is named as such.
+    let empty = dir.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let run = evol(&["dedup", empty.to_str().unwrap(), "-o", dir.path("k2.jsonl").to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(stderr(&run).contains("without dataset files"), "{}", stderr(&run));
+}

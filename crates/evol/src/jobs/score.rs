@@ -223,9 +223,8 @@ struct StatsFile<'a> {
 /// Reads every row; returns them, a digest of the file's bytes and how
 /// many rows were left out as unreadable.
 fn read_items(settings: &ScoreSettings) -> anyhow::Result<(Vec<Item>, String, usize)> {
-    let read = || format!("cannot read `{}`", settings.input.display());
-    let file = std::fs::File::open(&settings.input).with_context(read)?;
-    let digest = blake3::Hasher::new().update_reader(file).with_context(read)?.finalize().to_hex().to_string();
+    let digest = evol_io::input_digest(&settings.input)
+        .with_context(|| format!("cannot read `{}`", settings.input.display()))?;
     let mut items = Vec::new();
     let mut unreadable = 0;
     for row in open_rows(&settings.input, settings.format)? {

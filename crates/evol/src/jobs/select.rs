@@ -82,7 +82,10 @@ pub async fn select(settings: SelectSettings, observer: &dyn Observer) -> anyhow
     // The rows, their texts and scores.
     let reader = open_rows(&args.input, format)?;
     if reader.layout() == Layout::Text {
-        bail!("`{}` is plain text: selection needs rows with score fields (JSONL or JSON)", args.input.display());
+        bail!(
+            "`{}` is plain text: selection needs rows with score fields (JSONL, JSON, CSV/TSV or Parquet)",
+            args.input.display()
+        );
     }
     let mut rows: Vec<Row> = Vec::new();
     let mut texts: Vec<String> = Vec::new();

@@ -46,11 +46,10 @@ fn texts(v: &Value) -> Option<Vec<String>> {
     (!texts.is_empty() && texts.iter().all(|t| !t.trim().is_empty())).then_some(texts)
 }
 
-/// A digest of a file's bytes.
+/// A short digest of a file's bytes (or a dataset directory's).
 fn file_digest(path: &Path) -> anyhow::Result<String> {
-    let read = || format!("cannot read `{}`", path.display());
-    let file = std::fs::File::open(path).with_context(read)?;
-    Ok(blake3::Hasher::new().update_reader(file).with_context(read)?.finalize().to_hex()[..16].to_string())
+    let digest = evol_io::input_digest(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    Ok(digest[..16].to_string())
 }
 
 /// Reads a test set: every row a question, ids unique (a row without one
@@ -153,8 +152,13 @@ pub struct AnswerFile {
 /// (`output` / `response` with `instruction`, AlpacaEval's `generator`,
 /// FastChat's `choices[0].turns`).
 pub fn read_answers(given: &Path) -> anyhow::Result<AnswerFile> {
-    let path = if given.is_dir() { given.join(evol_store::output::ANSWERS) } else { given.to_path_buf() };
-    if !path.is_file() {
+    // An `evol answer` directory, an answers file, or a dataset directory.
+    let path = match given.is_dir() && !given.join(evol_store::output::ANSWERS).is_file() {
+        true if evol_io::dataset_parts(given).is_some() => given.to_path_buf(),
+        _ if given.is_dir() => given.join(evol_store::output::ANSWERS),
+        _ => given.to_path_buf(),
+    };
+    if !path.is_file() && !path.is_dir() {
         bail!("no answers at `{}` (an `evol answer` directory or an answers file)", given.display());
     }
     let digest = file_digest(&path)?;

@@ -414,7 +414,10 @@ fn export_learned(
 /// The dataset file `path` names: a file itself, or the output of `evol
 /// select` or `evol score` (`selected.jsonl`, else `scored.jsonl`).
 fn rows_file(path: &Path) -> Option<PathBuf> {
-    if path.is_file() {
+    // A file, or a dataset directory (such as one `evol export` wrote).
+    let dataset =
+        path.is_dir() && !path.join(evol_store::output::JOURNAL).exists() && evol_io::dataset_parts(path).is_some();
+    if path.is_file() || dataset {
         return Some(path.to_path_buf());
     }
     [evol_store::output::SELECTED, evol_store::output::SCORED].iter().map(|f| path.join(f)).find(|p| p.is_file())
