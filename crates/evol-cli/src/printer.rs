@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use evol::observe::{Counting, Observer, Watched};
 
-use crate::progress::Progress;
+use crate::progress::{Progress, Stage};
 
 /// Writes a line to stderr as it is; a closed or failing stderr is
 /// ignored (the line is lost, the work is not).
@@ -31,11 +31,12 @@ macro_rules! say {
 pub struct Printer {
     quiet: bool,
     progress: Mutex<Option<Progress>>,
+    stage: Mutex<Option<Stage>>,
 }
 
 impl Printer {
     pub fn new(quiet: bool) -> Printer {
-        Printer { quiet, progress: Mutex::new(None) }
+        Printer { quiet, progress: Mutex::new(None), stage: Mutex::new(None) }
     }
 }
 
@@ -45,9 +46,29 @@ impl Observer for Printer {
             return;
         }
         let shown = evol_text::shown(line);
+        if let Some(stage) = self.stage.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            return stage.println(&shown);
+        }
         match self.progress.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             Some(progress) => progress.println(&shown),
             None => err_line(&shown),
+        }
+    }
+
+    fn stage(&self, unit: &'static str, done: u64, total: Option<u64>) {
+        if self.quiet {
+            return;
+        }
+        let mut stage = self.stage.lock().unwrap_or_else(|e| e.into_inner());
+        if stage.as_ref().is_some_and(|s| s.unit() != unit) {
+            stage.take().expect("checked").finish();
+        }
+        stage.get_or_insert_with(|| Stage::start(unit)).set(done, total);
+    }
+
+    fn stage_done(&self) {
+        if let Some(stage) = self.stage.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            stage.finish();
         }
     }
 
@@ -67,6 +88,7 @@ impl Observer for Printer {
 
 impl Drop for Printer {
     fn drop(&mut self) {
+        self.stage_done();
         self.unwatch();
     }
 }

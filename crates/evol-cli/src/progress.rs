@@ -35,12 +35,7 @@ impl Progress {
         let Watched { stats, budget, pool } = watched;
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr_with_hz(5));
-            bar.set_style(
-                ProgressStyle::with_template(&format!(
-                    "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit}, eta {{eta}} | {{msg}}"
-                ))
-                .expect("valid template"),
-            );
+            bar.set_style(bar_style(unit));
             bar
         });
         let shown = bar.clone();
@@ -103,6 +98,71 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// The progress of a long stage without model calls: a bar (a spinner
+/// while the total is unknown) on a terminal, a line every [`LOG_EVERY`]
+/// elsewhere.
+pub struct Stage {
+    unit: &'static str,
+    bar: Option<ProgressBar>,
+    started: Instant,
+    logged: Instant,
+}
+
+impl Stage {
+    pub fn start(unit: &'static str) -> Stage {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5));
+            bar.set_style(stage_style(unit, false));
+            bar
+        });
+        Stage { unit, bar, started: Instant::now(), logged: Instant::now() }
+    }
+
+    pub fn unit(&self) -> &'static str {
+        self.unit
+    }
+
+    pub fn set(&mut self, done: u64, total: Option<u64>) {
+        match &self.bar {
+            Some(bar) => {
+                if let (Some(total), None) = (total, bar.length()) {
+                    bar.set_length(total);
+                    bar.set_style(stage_style(self.unit, true));
+                }
+                bar.set_position(done);
+            }
+            None if self.logged.elapsed() >= LOG_EVERY => {
+                self.logged = Instant::now();
+                let eta = total
+                    .and_then(|t| eta(done, t, self.started.elapsed()))
+                    .map(|d| format!(", eta {}", human(d)))
+                    .unwrap_or_default();
+                let of = total.map(|t| format!("/{t}")).unwrap_or_default();
+                crate::say!("evol: {done}{of} {}{eta}", self.unit);
+            }
+            None => {}
+        }
+    }
+
+    pub fn println(&self, line: &str) {
+        say(self.bar.as_ref(), line);
+    }
+
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn stage_style(unit: &str, known: bool) -> ProgressStyle {
+    let template = match known {
+        true => format!("{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit}{{until_done}}"),
+        false => format!("{{spinner}} [{{elapsed_precise}}] {{pos}} {unit}"),
+    };
+    ProgressStyle::with_template(&template).expect("valid template").with_key("until_done", until_done)
 }
 
 fn say(bar: Option<&ProgressBar>, line: &str) {
@@ -174,6 +234,24 @@ fn rates(s: &RunStats, budget: &Budget, elapsed: Duration, items: bool) -> Strin
     line
 }
 
+/// The bar: elapsed time, the bar, steps done of all, an estimate of the
+/// time left (none before the first step is done: never "eta 0s"), and
+/// the message.
+fn bar_style(unit: &str) -> ProgressStyle {
+    ProgressStyle::with_template(&format!(
+        "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit}{{until_done}} | {{msg}}"
+    ))
+    .expect("valid template")
+    .with_key("until_done", until_done)
+}
+
+/// ", eta 3m" once a step is done (never "eta 0s" before), else nothing.
+fn until_done(state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write) {
+    if let Some(d) = eta(state.pos(), state.len().unwrap_or(0), state.elapsed()) {
+        let _ = write!(w, ", eta {}", human(d));
+    }
+}
+
 fn eta(done: u64, total: u64, elapsed: Duration) -> Option<Duration> {
     (done > 0 && done < total).then(|| elapsed.mul_f64((total - done) as f64 / done as f64))
 }
@@ -181,6 +259,57 @@ fn eta(done: u64, total: u64, elapsed: Duration) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A terminal that keeps what is written to it.
+    #[derive(Debug, Default, Clone)]
+    struct Screen(std::sync::Arc<std::sync::Mutex<String>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            120
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(&format!("{s}\n"))
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            self.0.lock().unwrap().clear();
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_bar_gives_no_estimate_before_the_first_step() {
+        let screen = Screen::default();
+        let bar = ProgressBar::with_draw_target(Some(10), ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        bar.set_style(bar_style("seeds"));
+        bar.tick();
+        let first = screen.0.lock().unwrap().clone();
+        assert!(first.contains("0/10 seeds |") && !first.contains("eta"), "{first:?}");
+        std::thread::sleep(Duration::from_millis(20));
+        bar.set_position(5);
+        bar.tick();
+        let later = screen.0.lock().unwrap().clone();
+        assert!(later.contains("5/10 seeds, eta "), "{later:?}");
+    }
 
     #[test]
     fn servers_out_are_announced_and_shown_escaped() {

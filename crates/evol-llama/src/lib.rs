@@ -16,7 +16,7 @@ pub mod template;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, FinishReason, Message, Usage};
+use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, Message, Usage};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -453,17 +453,6 @@ pub fn system_info() -> String {
             return String::new();
         }
         std::ffi::CStr::from_ptr(ptr).to_string_lossy().into_owned()
-    }
-}
-
-/// Why a finished generation stopped, for a finish event without text.
-pub fn finish_reason_name(reason: &FinishReason) -> &str {
-    match reason {
-        FinishReason::Stop => "stop",
-        FinishReason::Length => "length",
-        FinishReason::ContentFilter => "content_filter",
-        FinishReason::Other(s) => s,
-        FinishReason::Unknown => "stop",
     }
 }
 

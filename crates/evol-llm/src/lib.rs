@@ -107,6 +107,15 @@ impl FinishReason {
         }
     }
 
+    /// The reason as an OpenAI-compatible server sends it: one of its
+    /// names, `stop` when none is known (clients expect a value).
+    pub fn as_sent(&self) -> &str {
+        match self {
+            FinishReason::Unknown => "stop",
+            known => known.as_str(),
+        }
+    }
+
     pub fn parse(s: Option<&str>) -> FinishReason {
         match s {
             None => FinishReason::Unknown,
@@ -320,6 +329,8 @@ mod tests {
         }
         assert_eq!(FinishReason::parse(None).as_str(), "unknown");
         assert_eq!(FinishReason::parse(Some("eos")).as_str(), "stop");
+        assert_eq!(FinishReason::Unknown.as_sent(), "stop", "a server always names a reason");
+        assert_eq!(FinishReason::Length.as_sent(), "length");
     }
 
     use super::*;

@@ -25,7 +25,7 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use evol_llama::{finish_reason_name, Event, LlamaEngine};
+use evol_llama::{Event, LlamaEngine};
 use evol_llm::ChatModel;
 use evol_wire::{
     ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, CompletionUsage, Delta, ModelList, ResponseMessage,
@@ -229,7 +229,7 @@ async fn chat(
             choices: vec![Choice {
                 index: 0,
                 message: Some(ResponseMessage::assistant(reply.text)),
-                finish_reason: Some(finish_reason_name(&reply.finish_reason).to_string()),
+                finish_reason: Some(reply.finish_reason.as_sent().to_string()),
                 ..Choice::default()
             }],
             usage: Some(CompletionUsage::new(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)),
@@ -258,7 +258,7 @@ async fn chat(
         let events = match event {
             Event::Text(piece) => vec![data(text(&chunk(Delta { content: Some(piece), ..Delta::default() }, None)))],
             Event::Done(Ok(f)) => {
-                let mut events = vec![data(text(&chunk(Delta::default(), Some(finish_reason_name(&f.reason)))))];
+                let mut events = vec![data(text(&chunk(Delta::default(), Some(f.reason.as_sent()))))];
                 if include_usage {
                     // As OpenAI sends it: one more chunk, with no choices.
                     let (prompt, completion, cached) =

@@ -148,9 +148,53 @@ pub fn shown_inline(text: &str) -> String {
     shown(text).replace('\n', "\\n").replace('\t', "\\t")
 }
 
+/// `text` shown on one line (see [`shown_inline`]) in a terminal table's
+/// cell of `columns` columns: cut to fit (with `…`) and padded with spaces,
+/// by display width, so wide (CJK) characters take their two columns and
+/// combining marks none.
+pub fn cell_of_width(text: &str, columns: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
+    let shown = shown_inline(text);
+    let width = |c: char| c.width().unwrap_or(0);
+    let total: usize = shown.chars().map(width).sum();
+    let mut out = String::new();
+    let mut used = 0;
+    if total <= columns {
+        out.push_str(&shown);
+        used = total;
+    } else if columns > 0 {
+        for c in shown.chars() {
+            if used + width(c) > columns - 1 {
+                break;
+            }
+            used += width(c);
+            out.push(c);
+        }
+        out.push('…');
+        used += 1;
+    }
+    out.extend(std::iter::repeat_n(' ', columns.saturating_sub(used)));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cell_is_cut_and_padded_by_display_width() {
+        use unicode_width::UnicodeWidthStr;
+        assert_eq!(cell_of_width("abc", 5), "abc  ");
+        assert_eq!(cell_of_width("通义千问", 10), "通义千问  ", "four wide characters take eight columns");
+        assert_eq!(cell_of_width("通义千问-大模型", 8), "通义千… ", "a wide character that does not fit leaves a space");
+        assert_eq!(cell_of_width("नमस्ते", 6).width(), 6);
+        for text in ["模型模型模型模型", "mixed 模型 text", "ไทย", "\u{1b}[2Jx"] {
+            for columns in 1..12 {
+                assert_eq!(cell_of_width(text, columns).width(), columns, "{text:?} in {columns}");
+            }
+        }
+        assert!(!cell_of_width("\u{1b}[2J", 10).contains('\u{1b}'));
+    }
 
     #[test]
     fn secrets_are_scrubbed_longest_first() {

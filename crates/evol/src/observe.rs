@@ -26,6 +26,18 @@ pub trait Observer: Send + Sync {
 
     /// The calls are over (done or stopped).
     fn unwatch(&self) {}
+
+    /// How far a long stage without model calls is (reading and comparing
+    /// rows in `evol dedup`, embedding and selecting in `evol select`):
+    /// `done` of `total` (unknown while a file is streamed) counted in
+    /// `unit`. Called every so many rows, not for each; a stage ends when
+    /// another begins or the job says [`Observer::stage_done`].
+    fn stage(&self, unit: &'static str, done: u64, total: Option<u64>) {
+        let _ = (unit, done, total);
+    }
+
+    /// The stage shown by [`Observer::stage`] is over.
+    fn stage_done(&self) {}
 }
 
 /// An observer that drops everything.

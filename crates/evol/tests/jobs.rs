@@ -162,3 +162,48 @@ fn an_export_carries_every_turn_of_a_chat_or_refuses() {
     assert!(err.contains("exists"), "{err}");
     assert_eq!(lines(&back).len(), 2);
 }
+
+/// Keeps the stages shown.
+#[derive(Default)]
+struct Stages(Mutex<Vec<(&'static str, u64, Option<u64>)>>, Mutex<usize>);
+
+impl Observer for Stages {
+    fn say(&self, _line: &str) {}
+    fn stage(&self, unit: &'static str, done: u64, total: Option<u64>) {
+        self.0.lock().unwrap().push((unit, done, total));
+    }
+    fn stage_done(&self) {
+        *self.1.lock().unwrap() += 1;
+    }
+}
+
+#[test]
+fn dedup_of_a_large_file_shows_how_far_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let rows: String = (0..40_000).map(|i| format!("{{\"instruction\": \"row {i} of many\"}}\n")).collect();
+    std::fs::write(&input, rows).unwrap();
+    let settings = evol::settings::DedupSettings {
+        files: Some(evol::settings::DedupFiles {
+            input,
+            output: dir.path().join("out.jsonl"),
+            clusters: dir.path().join("out.clusters.jsonl"),
+        }),
+        against: Vec::new(),
+        field: evol_io::TextField::Instruction,
+        format: evol_io::SeedFormat::Auto,
+        params: evol_dedup::Params::default(),
+        exact_only: true,
+        skip_invalid: false,
+        explain: false,
+        json: false,
+    };
+    let stages = Stages::default();
+    let report = evol::jobs::dedup::dedup(&settings, &stages).unwrap();
+    assert_eq!(report.read, 40_000);
+    let shown = stages.0.lock().unwrap().clone();
+    assert!(shown.len() >= 3 && shown.iter().all(|(unit, _, _)| *unit == "rows read"), "{shown:?}");
+    assert!(shown.windows(2).all(|w| w[0].1 < w[1].1), "rising: {shown:?}");
+    assert_eq!(shown.last().unwrap().1, 40_000);
+    assert!(*stages.1.lock().unwrap() >= 1, "the stage is ended");
+}

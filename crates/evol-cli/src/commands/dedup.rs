@@ -13,7 +13,7 @@ pub fn dedup(args: DedupArgs) -> anyhow::Result<()> {
     if settings.files.is_none() {
         return Ok(());
     }
-    let report = evol::jobs::dedup::dedup(&settings)?;
+    let report = evol::jobs::dedup::dedup(&settings, &crate::printer::Printer::new(false))?;
     let text = evol_text::shown(&report.text()).into_owned();
     if settings.json {
         crate::printer::err_text(&text);

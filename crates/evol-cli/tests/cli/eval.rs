@@ -252,8 +252,15 @@ fn answer_judge_and_arena_on_the_evol_instruct_test_set() {
         assert!(r["output"].as_str().unwrap().contains(r["model"].as_str().unwrap()), "the winner's own answer");
         assert!(r["instruction"].is_string() && r["margin"].as_f64().unwrap() > 0.0);
     }
+    let ids: std::collections::HashSet<&str> = dpo.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), dpo.len(), "every pair has its own id");
     for r in &dpo {
         assert!(r["chosen_model"] == "weak" || r["rejected_model"] == "weak");
+        let opponent = if r["chosen_model"] == "weak" { &r["rejected_model"] } else { &r["chosen_model"] };
+        assert_eq!(
+            r["id"].as_str().unwrap(),
+            format!("{}/{}", r["question_id"].as_str().unwrap(), opponent.as_str().unwrap())
+        );
         assert!(r["chosen"].as_str().unwrap().contains(r["chosen_model"].as_str().unwrap()));
         assert!(r["rejected"].as_str().unwrap().contains(r["rejected_model"].as_str().unwrap()));
     }
@@ -262,7 +269,7 @@ fn answer_judge_and_arena_on_the_evol_instruct_test_set() {
     let games: Vec<&Value> = battles
         .iter()
         .filter(|b| {
-            b["id"] == first["id"]
+            b["id"] == first["question_id"]
                 && [&b["model_a"], &b["model_b"]].contains(&&first["chosen_model"])
                 && [&b["model_a"], &b["model_b"]].contains(&&first["rejected_model"])
         })

@@ -604,10 +604,10 @@ fn fit(
                 u("ties"),
                 u("losses")
             );
-            let shown: String = evol_text::shown_inline(name).chars().take(32).collect();
+            let shown = evol_text::cell_of_width(name, 32);
             let _ = writeln!(
                 terminal,
-                "{:>4}  {shown:<32} {:>8.1}  {:>19}  {:>7} {:>6} {:>6} {:>6}",
+                "{:>4}  {shown} {:>8.1}  {:>19}  {:>7} {:>6} {:>6} {:>6}",
                 u("rank"),
                 f("rating"),
                 interval("[", ", ", "]"),
@@ -674,14 +674,20 @@ fn write_lessons(
         .with_context(|| format!("cannot write `{}`", path.display()))?;
     for d in &lessons.dpo {
         let q = by_id[d.question.as_str()];
+        // One pair per question and opponent: the id names both, so it is
+        // unique when the target met several opponents on a question.
+        let opponent = if d.winner == target { d.loser } else { d.winner };
+        let id = format!("{}/{}", q.id, names[opponent]);
         let row = match q.conversation {
-            false => json!({ "id": q.id, "prompt": q.turns[0], "chosen": answers(q, d.winner)[0],
+            false => json!({ "id": id, "question_id": q.id, "prompt": q.turns[0], "chosen": answers(q, d.winner)[0],
                              "rejected": answers(q, d.loser)[0], "chosen_model": names[d.winner],
                              "rejected_model": names[d.loser], "margin": d.margin }),
             // TRL's conversational form: the whole conversations, the
             // prompt implicit in them.
-            true => json!({ "id": q.id, "chosen": conversation(q, d.winner), "rejected": conversation(q, d.loser),
-                            "chosen_model": names[d.winner], "rejected_model": names[d.loser], "margin": d.margin }),
+            true => {
+                json!({ "id": id, "question_id": q.id, "chosen": conversation(q, d.winner), "rejected": conversation(q, d.loser),
+                            "chosen_model": names[d.winner], "rejected_model": names[d.loser], "margin": d.margin })
+            }
         };
         dpo.write_json(&row).with_context(|| format!("cannot write `{}`", path.display()))?;
     }

@@ -120,7 +120,7 @@ pub fn explain(settings: &DedupSettings) -> String {
 /// Removes the duplicates of the input's rows (among themselves and
 /// against the corpora), writing the kept rows as they were read and the
 /// clusters file.
-pub fn dedup(settings: &DedupSettings) -> anyhow::Result<DedupReport> {
+pub fn dedup(settings: &DedupSettings, observer: &dyn crate::Observer) -> anyhow::Result<DedupReport> {
     let Some(files) = &settings.files else {
         anyhow::bail!("no input to deduplicate");
     };
@@ -135,7 +135,8 @@ pub fn dedup(settings: &DedupSettings) -> anyhow::Result<DedupReport> {
         names.push(corpus.display().to_string());
         let file = n as u32 + 1;
         let reader = open_rows(corpus, settings.format)?;
-        each_batch(reader, corpus, settings, &hasher, &mut counts, |row, fingerprint, id| {
+        let shown = (observer, "corpus rows read");
+        each_batch(reader, corpus, settings, &hasher, &mut counts, shown, |row, fingerprint, id| {
             if index.check(fingerprint).is_ok() {
                 kept.push(Kept { file, place: row.place, id });
             }
@@ -159,8 +160,14 @@ pub fn dedup(settings: &DedupSettings) -> anyhow::Result<DedupReport> {
         move |e: std::io::Error| anyhow::anyhow!("cannot write `{path}`: {e}")
     };
     let (mut exact, mut near, mut against) = (0, 0, 0);
-    each_batch(reader, &files.input, settings, &hasher, &mut counts, |row, fingerprint, id| {
-        match index.check(fingerprint) {
+    each_batch(
+        reader,
+        &files.input,
+        settings,
+        &hasher,
+        &mut counts,
+        (observer, "rows read"),
+        |row, fingerprint, id| match index.check(fingerprint) {
             Ok(_) => {
                 kept.push(Kept { file: 0, place: row.place, id });
                 out.write(row).map_err(io(&files.output))
@@ -172,8 +179,9 @@ pub fn dedup(settings: &DedupSettings) -> anyhow::Result<DedupReport> {
                 let line = cluster_line(row.place, id.as_deref(), original, &names, found);
                 clusters.write_json(&line).map_err(io(&files.clusters))
             }
-        }
-    })?;
+        },
+    )?;
+    observer.stage_done();
     (counts.exact, counts.near, counts.against) = (exact, near, against);
     counts.kept = kept.len() - corpus_kept;
     out.finish().map_err(io(&files.output))?;
@@ -254,13 +262,15 @@ fn cluster_line<'a>(
 /// Reads `path` in batches, fingerprints each batch on every core, and
 /// hands the rows to `decide` in file order. A row whose text cannot be
 /// read is an error naming its place, or is counted and left out with
-/// `--skip-invalid`.
+/// `--skip-invalid`. The rows read so far are shown to `observer` in
+/// `unit` after each batch.
 fn each_batch(
     reader: evol_io::RowReader,
     path: &Path,
     settings: &DedupSettings,
     hasher: &Hasher,
     counts: &mut Counts,
+    (observer, unit): (&dyn crate::Observer, &'static str),
     mut decide: impl FnMut(&Row, &Fingerprint, Option<Box<str>>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let mut reader = reader.peekable();
@@ -301,6 +311,7 @@ fn each_batch(
                 Err(message) => anyhow::bail!("`{}` {}: {message}", path.display(), row.place),
             }
         }
+        observer.stage(unit, counts.read as u64, None);
     }
     Ok(())
 }

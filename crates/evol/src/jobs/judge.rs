@@ -407,10 +407,10 @@ fn terminal(file: &ReportFile) -> String {
         "", "n", "ratio", "95% interval", "win", "tie", "loss", "adj. win", "consistency"
     );
     for (label, s) in rows(report) {
-        let label: String = evol_text::shown_inline(&label).chars().take(28).collect();
+        let label = evol_text::cell_of_width(&label, 28);
         let _ = writeln!(
             t,
-            "{label:<28} {:>4}  {:>7}  {:>17}  {:>4} {:>4} {:>4}  {:>8}  {:>11}",
+            "{label} {:>4}  {:>7}  {:>17}  {:>4} {:>4} {:>4}  {:>8}  {:>11}",
             s.items,
             pct(s.score_ratio),
             format!("[{}, {}]", pct(s.ratio_ci_low), pct(s.ratio_ci_high)),

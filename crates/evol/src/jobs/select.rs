@@ -103,7 +103,11 @@ pub async fn select(settings: SelectSettings, observer: &dyn Observer) -> anyhow
         });
         scores.push(score(&object, by).map_err(|e| anyhow::anyhow!("`{}` {place}: {e}", args.input.display()))?);
         rows.push(row);
+        if rows.len().is_multiple_of(SHOW_EVERY) {
+            observer.stage("rows read", rows.len() as u64, None);
+        }
     }
+    observer.stage_done();
     if rows.is_empty() {
         bail!("`{}` holds no row", args.input.display());
     }
@@ -212,6 +216,9 @@ fn score(object: &serde_json::Map<String, Value>, by: &[String]) -> Result<Optio
     }
     Ok(Some(product))
 }
+
+/// Rows read between two showings of the progress.
+const SHOW_EVERY: usize = 16_384;
 
 /// Where the vectors come from.
 enum Source {
@@ -330,7 +337,9 @@ async fn embed(
         journal.put_embeddings(&model, &items)?;
         embedded += items.len();
         known.extend(items);
+        observer.stage("texts embedded", embedded as u64, Some(missing.len() as u64));
     }
+    observer.stage_done();
     Ok((in_order(&model, &digests, &known)?, embedded, cached))
 }
 
