@@ -186,7 +186,11 @@ mod tests {
         use unicode_width::UnicodeWidthStr;
         assert_eq!(cell_of_width("abc", 5), "abc  ");
         assert_eq!(cell_of_width("通义千问", 10), "通义千问  ", "four wide characters take eight columns");
-        assert_eq!(cell_of_width("通义千问-大模型", 8), "通义千… ", "a wide character that does not fit leaves a space");
+        assert_eq!(
+            cell_of_width("通义千问-大模型", 8),
+            "通义千… ",
+            "a wide character that does not fit leaves a space"
+        );
         assert_eq!(cell_of_width("नमस्ते", 6).width(), 6);
         for text in ["模型模型模型模型", "mixed 模型 text", "ไทย", "\u{1b}[2Jx"] {
             for columns in 1..12 {

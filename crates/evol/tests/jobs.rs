@@ -103,12 +103,22 @@ async fn a_rerun_with_other_settings_is_refused_naming_each_and_another_input_is
 }
 
 fn export_to(source: &std::path::Path, to: &std::path::Path, format: &str) -> anyhow::Result<()> {
+    export_with(source, to, format, true, false)
+}
+
+fn export_with(
+    source: &std::path::Path,
+    to: &std::path::Path,
+    format: &str,
+    plain: bool,
+    drop_truncated: bool,
+) -> anyhow::Result<()> {
     let settings = evol::settings::ExportSettings {
         output: source.to_path_buf(),
         to: Some(to.to_path_buf()),
         format: format.parse().map_err(anyhow::Error::msg)?,
-        plain: true,
-        drop_truncated: false,
+        plain,
+        drop_truncated,
         max_file_bytes: 1 << 30,
     };
     evol::jobs::export(settings, &evol::Silent).map(|_| ())
@@ -161,6 +171,29 @@ fn an_export_carries_every_turn_of_a_chat_or_refuses() {
     let err = export_to(&chats, &back, "messages").unwrap_err().to_string();
     assert!(err.contains("exists"), "{err}");
     assert_eq!(lines(&back).len(), 2);
+}
+
+#[test]
+fn answers_cut_off_by_the_token_limit_stay_flagged_or_are_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = dir.path().join("dataset.jsonl");
+    let rows = [
+        serde_json::json!({"instruction": "Explique la photosynthèse.", "output": "La lumière", "answer_truncated": true}),
+        serde_json::json!({"instruction": "用一句话解释引力。", "output": "质量相互吸引。"}),
+    ];
+    std::fs::write(&dataset, rows.iter().map(|r| r.to_string() + "\n").collect::<String>()).unwrap();
+
+    let kept = dir.path().join("kept.jsonl");
+    export_with(&dataset, &kept, "alpaca", false, false).unwrap();
+    let kept = lines(&kept);
+    assert_eq!(kept.len(), 2, "kept unless asked: {kept:?}");
+    assert_eq!(kept[0]["answer_truncated"], serde_json::json!(true), "the flag travels with the row: {kept:?}");
+
+    let dropped = dir.path().join("dropped.jsonl");
+    export_with(&dataset, &dropped, "alpaca", true, true).unwrap();
+    let dropped = lines(&dropped);
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(dropped[0]["instruction"], "用一句话解释引力。");
 }
 
 /// Keeps the stages shown.
