@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use evol_digest::Digest;
 use evol_llm::{
     ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, FinishReason, Message, Role as Speaker, Sampling, Usage,
 };
@@ -332,12 +333,7 @@ pub fn question_digest(model: &str, prompt: &Prompt<'_>, sampling: Sampling) -> 
             messages => serde_json::to_string(messages).expect("serializable").into(),
         },
     };
-    let mut hasher = blake3::Hasher::new();
-    for part in [model, &sampling, &*prompt] {
-        hasher.update(&(part.len() as u64).to_le_bytes());
-        hasher.update(part.as_bytes());
-    }
-    hasher.finalize().to_hex()[..32].to_string()
+    Digest::new().part(model).part(&sampling).part(&*prompt).hex(32)
 }
 
 /// The sampling of a call with its request seed drawn from `rng` (always

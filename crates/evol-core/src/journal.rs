@@ -69,11 +69,6 @@ pub fn call_key(seed_id: &str, round: u32, stage: &str) -> String {
     serde_json::json!([seed_id, round, stage]).to_string()
 }
 
-/// A stable digest of some bytes (for run fingerprints).
-pub fn digest(bytes: &[u8]) -> String {
-    blake3::hash(bytes).to_hex().to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! keyed by (run seed, seed id, round, attempt), so the same inputs make the
 //! same choices whatever the concurrency or the order in which calls finish.
 
+use evol_digest::Digest;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -13,31 +14,21 @@ pub fn step_rng(run_seed: u64, seed_id: &str, round: u32, attempt: u32) -> ChaCh
 /// An RNG keyed by the run seed and any list of byte strings. Parts are
 /// length-prefixed so that ("ab", "c") and ("a", "bc") differ.
 pub fn keyed_rng(run_seed: u64, parts: &[&[u8]]) -> ChaCha8Rng {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&run_seed.to_le_bytes());
-    for part in parts {
-        hasher.update(&(part.len() as u64).to_le_bytes());
-        hasher.update(part);
-    }
-    ChaCha8Rng::from_seed(*hasher.finalize().as_bytes())
+    let digest = parts.iter().fold(Digest::new().raw(run_seed.to_le_bytes()), |d, part| d.part(part));
+    ChaCha8Rng::from_seed(digest.bytes())
 }
 
 /// A record's place in the shuffled dataset: a keyed hash of its id, so the
 /// order depends only on the run seed and the ids, never on when records
 /// were decided or which shard decided them.
 pub fn order_key(run_seed: u64, id: &str) -> i64 {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(b"dataset-order");
-    hasher.update(&run_seed.to_le_bytes());
-    hasher.update(id.as_bytes());
-    i64::from_le_bytes(hasher.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
+    Digest::new().raw(b"dataset-order").raw(run_seed.to_le_bytes()).raw(id).u64() as i64
 }
 
 /// The shard (0-based, of `shards`) a seed belongs to: a hash of its id
 /// alone, so every run seed and every machine agree.
 pub fn shard_of(seed_id: &str, shards: u32) -> u32 {
-    let hash = blake3::hash(seed_id.as_bytes());
-    (u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes")) % u64::from(shards.max(1))) as u32
+    (Digest::new().raw(seed_id).u64() % u64::from(shards.max(1))) as u32
 }
 
 #[cfg(test)]

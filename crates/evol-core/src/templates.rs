@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use evol_digest::Digest;
 use minijinja::{context, AutoEscape, Environment, UndefinedBehavior};
 use rand::Rng;
 
@@ -257,12 +258,9 @@ impl Templates {
             return Err(TemplateError::NoDataFormats);
         }
         let digest_of = |scoring: bool| {
-            let mut hasher = blake3::Hasher::new();
+            let mut digest = Digest::new();
             for (name, _) in DEFAULTS.iter().filter(|(name, _)| SCORE_FILES.contains(name) == scoring) {
-                for part in [name.as_bytes(), source(name).as_bytes()] {
-                    hasher.update(&(part.len() as u64).to_le_bytes());
-                    hasher.update(part);
-                }
+                digest = digest.part(name).part(source(name));
             }
             if !scoring {
                 // The set's own templates (none for the `evol` set, whose
@@ -272,13 +270,10 @@ impl Templates {
                         SetTemplate::Source(_) => b"source",
                         SetTemplate::Literal(_) => b"literal",
                     };
-                    for part in [name.as_bytes(), kind, template.text().as_bytes()] {
-                        hasher.update(&(part.len() as u64).to_le_bytes());
-                        hasher.update(part);
-                    }
+                    digest = digest.part(name).part(kind).part(template.text());
                 }
             }
-            hasher.finalize().to_hex().to_string()
+            digest.full_hex()
         };
         let (digest, score_digest) = (digest_of(false), digest_of(true));
         let templates = Templates { env, literals, data_formats, digest, score_digest };

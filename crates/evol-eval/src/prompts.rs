@@ -60,12 +60,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
 
 /// A digest of the judge prompts' texts, for a job's identity.
 pub fn digest() -> String {
-    let mut h = blake3::Hasher::new();
-    for source in [FRAME, GENERAL, CODE, MATH] {
-        h.update(&(source.len() as u64).to_le_bytes());
-        h.update(source.as_bytes());
-    }
-    h.finalize().to_hex()[..16].to_string()
+    [FRAME, GENERAL, CODE, MATH].iter().fold(evol_digest::Digest::new(), |d, source| d.part(source)).hex(16)
 }
 
 /// The judge's prompt: the user's turns (one, or a conversation) and each

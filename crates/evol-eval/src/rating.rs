@@ -32,6 +32,7 @@
 
 use std::f64::consts::LN_10;
 
+use evol_digest::Digest;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Binomial, Distribution};
@@ -379,14 +380,8 @@ struct Row {
 }
 
 fn round_rng(seed: u64, round: usize) -> ChaCha8Rng {
-    let mut key = [0u8; 32];
-    let digest = blake3::Hasher::new()
-        .update(b"evol-eval bootstrap")
-        .update(&seed.to_le_bytes())
-        .update(&(round as u64).to_le_bytes())
-        .finalize();
-    key.copy_from_slice(digest.as_bytes());
-    ChaCha8Rng::from_seed(key)
+    let key = Digest::new().raw(b"evol-eval bootstrap").raw(seed.to_le_bytes()).raw((round as u64).to_le_bytes());
+    ChaCha8Rng::from_seed(key.bytes())
 }
 
 /// A resampling of one pair's outcome counts, from their shares smoothed

@@ -188,12 +188,8 @@ fn summary(items: &[&Item], rounds: usize, seed: u64, group: &str) -> Option<Sum
     let ratio = t.candidate / t.reference;
     let win_rate = t.points / n as f64;
     let (mut ratios, mut rates) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
-    let key = blake3::Hasher::new()
-        .update(b"evol-eval report")
-        .update(&seed.to_le_bytes())
-        .update(group.as_bytes())
-        .finalize();
-    let mut rng = ChaCha8Rng::from_seed(*key.as_bytes());
+    let key = evol_digest::Digest::new().raw(b"evol-eval report").raw(seed.to_le_bytes()).raw(group);
+    let mut rng = ChaCha8Rng::from_seed(key.bytes());
     for _ in 0..rounds {
         let r = sum(&mut (0..n).map(|_| rng.random_range(0..n)));
         ratios.push(r.candidate / r.reference);

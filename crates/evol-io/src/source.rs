@@ -110,11 +110,11 @@ pub fn input_digest(path: &Path) -> std::io::Result<String> {
         true => dataset_parts(path).ok_or_else(|| std::io::Error::other("a directory without dataset files"))?,
         false => vec![path.to_path_buf()],
     };
-    let mut hasher = blake3::Hasher::new();
+    let mut digest = evol_digest::Digest::new();
     for part in parts {
-        hasher.update_reader(std::fs::File::open(part)?)?;
+        digest = digest.read(std::fs::File::open(part)?)?;
     }
-    Ok(hasher.finalize().to_hex().to_string())
+    Ok(digest.full_hex())
 }
 
 fn open_parts(dir: &Path, format: SeedFormat, name: String) -> Result<Records, SeedError> {

@@ -470,14 +470,14 @@ pub(crate) fn complete(
     }
     let prompt = request.prompt_text();
     let max_tokens = request.max_tokens.as_ref().and_then(|n| n.as_u64()).unwrap_or(u64::MAX);
-    let hash = blake3::hash(body);
-    let h = u64::from_le_bytes(hash.as_bytes()[..8].try_into().unwrap());
+    let hash = evol_digest::Digest::new().raw(body);
+    let h = hash.u64();
     let unit = |salt: u64| -> f64 { (splitmix(h ^ salt) >> 11) as f64 / (1u64 << 53) as f64 };
     let (kind, text) = reply_for(config, stage(tag, &prompt), &prompt, &model, h, unit);
     let (text, finish) = cap_tokens(&text, max_tokens);
     let (prompt_tokens, completion_tokens) = (tokens(&prompt), tokens(&text));
     let completion = ChatCompletion {
-        id: format!("mock-{}", &hash.to_hex()[..16]),
+        id: format!("mock-{}", hash.hex(16)),
         object: "chat.completion".into(),
         created: 0,
         model,

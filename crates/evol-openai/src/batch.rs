@@ -475,10 +475,10 @@ fn result_line(line: &str, batch: &str) -> Option<(String, Reply)> {
 /// A request's name in a batch: its tag (what it is for, which the
 /// simulator reads; batch lines carry no headers) and a digest of its body.
 fn digest(body: &Value, tag: Option<&str>) -> String {
-    let hash = blake3::hash(body.to_string().as_bytes()).to_hex();
+    let hash = evol_digest::Digest::new().raw(body.to_string()).hex(32);
     match tag.filter(|t| t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
-        Some(tag) => format!("evol-{tag}-{}", &hash[..32]),
-        None => format!("evol-{}", &hash[..32]),
+        Some(tag) => format!("evol-{tag}-{hash}"),
+        None => format!("evol-{hash}"),
     }
 }
 

@@ -58,7 +58,7 @@ pub struct Scan {
     name: String,
     options: IngestOptions,
     input: Input,
-    hasher: blake3::Hasher,
+    digest: evol_digest::Digest,
     seed_index: Option<evol_core::dedup::SeedIndex>,
 }
 
@@ -73,7 +73,7 @@ impl Scan {
             name,
             options,
             input: Input::default(),
-            hasher: blake3::Hasher::new(),
+            digest: evol_digest::Digest::new(),
             seed_index: dedup.map(evol_core::dedup::SeedIndex::new),
         })
     }
@@ -84,7 +84,7 @@ impl Scan {
         if self.input.total == 0 {
             return Err(SeedError::NoSeeds { path: self.name }.into());
         }
-        self.input.digest = self.hasher.finalize().to_hex().to_string();
+        self.input.digest = self.digest.full_hex();
         self.input.layout =
             self.reader.layout().map(
                 |(layout, mixed)| {
@@ -133,10 +133,8 @@ impl Iterator for Scan {
             match item {
                 Item::Seed(place, seed) => {
                     self.input.total += 1;
-                    for part in [&seed.id, &seed.instruction] {
-                        self.hasher.update(&(part.len() as u64).to_le_bytes());
-                        self.hasher.update(part.as_bytes());
-                    }
+                    self.digest.push_part(&seed.id);
+                    self.digest.push_part(&seed.instruction);
                     if let Some(index) = &mut self.seed_index {
                         index.add(&seed.id, &seed.instruction);
                     }

@@ -60,14 +60,8 @@ pub async fn optimize(
             settings.dev
         )));
     }
-    let mut hasher = blake3::Hasher::new();
-    for seed in &seeds {
-        for part in [seed.id.as_bytes(), seed.instruction.as_bytes()] {
-            hasher.update(&(part.len() as u64).to_le_bytes());
-            hasher.update(part);
-        }
-    }
-    let digest = hasher.finalize().to_hex().to_string();
+    let digest = seeds.iter().fold(evol_digest::Digest::new(), |d, seed| d.part(&seed.id).part(&seed.instruction));
+    let digest = digest.full_hex();
     let (pool, dev) = evol_core::optimize::split(seeds, settings.dev, settings.optimize.run_seed);
 
     let (operation, method_name, start) = (&settings.operation, &settings.method_name, &settings.start_method);

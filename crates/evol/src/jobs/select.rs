@@ -242,7 +242,7 @@ fn cached(
     model: &str,
     texts: &[String],
 ) -> anyhow::Result<(Vec<usize>, Vec<String>, Vectors)> {
-    let digests: Vec<String> = texts.iter().map(|t| blake3::hash(t.as_bytes()).to_hex().to_string()).collect();
+    let digests: Vec<String> = texts.iter().map(evol_digest::of).collect();
     let known = journal.embeddings(model, &digests)?;
     let mut seen = std::collections::HashSet::new();
     let missing =
