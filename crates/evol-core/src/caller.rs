@@ -92,6 +92,31 @@ pub struct CallSpec<'a> {
     pub priority: u64,
 }
 
+impl<'a> CallSpec<'a> {
+    /// A call of `model` journaled under `key`, asking `prompt` with
+    /// `sampling`; counted under the key's round and stage, untagged, at
+    /// the first priority until told otherwise.
+    pub fn new(model: &'a Arc<dyn ChatModel>, key: CallKey<'a>, prompt: Prompt<'a>, sampling: Sampling) -> Self {
+        let slice = Slice { round: key.round, operation: key.stage };
+        CallSpec { model, key, slice, prompt, sampling, tag: None, priority: 0 }
+    }
+
+    /// Counts the call under `slice` in the statistics.
+    pub fn counted_as(self, slice: Slice<'a>) -> Self {
+        CallSpec { slice, ..self }
+    }
+
+    /// Sends `tag` as the request's tag.
+    pub fn tagged(self, tag: &'static str) -> Self {
+        CallSpec { tag: Some(tag), ..self }
+    }
+
+    /// Gives the call its place among waiting calls (lowest first).
+    pub fn priority(self, priority: u64) -> Self {
+        CallSpec { priority, ..self }
+    }
+}
+
 /// The journaled, budgeted, rate-limited caller shared by a command.
 pub struct Caller {
     settings: CallerSettings,
@@ -387,15 +412,10 @@ mod tests {
         let settings = CallerSettings { concurrency: 1, retry_failed: false };
         let caller = Caller::new(settings, journal.clone(), Arc::new(StatsRecorder::new(1))).unwrap();
         let model: Arc<dyn ChatModel> = Arc::new(Long(len));
-        let spec = CallSpec {
-            model: &model,
-            key: CallKey { item: "a", round: 1, stage: "evolve" },
-            slice: Slice { round: 1, operation: "deepen" },
-            prompt: Prompt::User("hi"),
-            sampling: Sampling { temperature: 0.0, top_p: 1.0, max_tokens, seed: None },
-            tag: None,
-            priority: 0,
-        };
+        let sampling = Sampling { temperature: 0.0, top_p: 1.0, max_tokens, seed: None };
+        let spec =
+            CallSpec::new(&model, CallKey { item: "a", round: 1, stage: "evolve" }, Prompt::User("hi"), sampling)
+                .counted_as(Slice { round: 1, operation: "deepen" });
         let outcome = caller.call(spec).await.unwrap();
         let record = journal.0.lock().unwrap().pop().unwrap();
         (outcome, record)

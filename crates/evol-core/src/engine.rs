@@ -528,15 +528,12 @@ impl Engine {
         rng: &mut impl rand::RngCore,
     ) -> Result<CallSpec<'a>, EngineError> {
         let stage = planned.stage.name();
-        Ok(CallSpec {
-            model: self.roles.get(planned.role)?,
-            key: CallKey { item: seed_id, round, stage },
-            slice,
-            prompt: Prompt::User(prompt),
-            sampling: seeded(planned.sampling, self.method.request_seeds, rng),
-            tag: Some(stage),
-            priority: order,
-        })
+        let sampling = seeded(planned.sampling, self.method.request_seeds, rng);
+        let key = CallKey { item: seed_id, round, stage };
+        Ok(CallSpec::new(self.roles.get(planned.role)?, key, Prompt::User(prompt), sampling)
+            .counted_as(slice)
+            .tagged(stage)
+            .priority(order))
     }
 }
 

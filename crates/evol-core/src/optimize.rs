@@ -411,15 +411,11 @@ impl Optimizer<'_> {
     ) -> Result<Result<evol_llm::ChatResponse, String>, OptimizeError> {
         let model = self.roles.get(role)?;
         let mut rng = keyed_rng(self.settings.run_seed, &[item.as_bytes(), stage.as_bytes(), &round.to_le_bytes()]);
-        let spec = CallSpec {
-            model,
-            key: CallKey { item, round, stage },
-            slice,
-            prompt: Prompt::User(prompt),
-            sampling: seeded(sampling, self.settings.request_seeds, &mut rng),
-            tag: Some(stage),
-            priority: u64::from(slice.round),
-        };
+        let sampling = seeded(sampling, self.settings.request_seeds, &mut rng);
+        let spec = CallSpec::new(model, CallKey { item, round, stage }, Prompt::User(prompt), sampling)
+            .counted_as(slice)
+            .tagged(stage)
+            .priority(u64::from(slice.round));
         let outcome = self.caller.call(spec).await?;
         self.stats.outcome(slice, None);
         Ok(outcome)

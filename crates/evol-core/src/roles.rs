@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 pub enum Role {
     /// Rewrites instructions.
     Evolve,
-    /// Says whether an evolution gained anything over its parent.
+    /// Says whether an evolution gained anything over its parent (the
+    /// equality check of `evol run`).
     Judge,
     /// Answers instructions.
     Answer,
@@ -26,6 +27,9 @@ pub enum Role {
     Score,
     /// Improves the evolving method (Auto Evol-Instruct).
     Optimize,
+    /// Compares two answers to one question and scores each (`evol judge`,
+    /// `evol arena`): a pairwise judge, not the equality check.
+    Compare,
 }
 
 impl Role {
@@ -39,6 +43,7 @@ impl Role {
             Role::Answer => "answer",
             Role::Score => "score",
             Role::Optimize => "optimize",
+            Role::Compare => "compare",
         }
     }
 }

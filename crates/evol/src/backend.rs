@@ -178,6 +178,8 @@ fn role_models(wanted: &RoleModels, evolve: &str, roles: &[Role]) -> std::collec
                 Role::Answer => wanted.answer.as_ref(),
                 Role::Score => wanted.score.as_ref().or(wanted.judge.as_ref()),
                 Role::Optimize => wanted.optimize.as_ref(),
+                // The evaluation commands' one model (`-m`).
+                Role::Compare => None,
             };
             (role, asked.cloned().unwrap_or_else(|| evolve.to_string()))
         })

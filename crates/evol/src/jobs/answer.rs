@@ -123,15 +123,11 @@ async fn answer_one(
         messages.push(Message::user(text.as_str()));
         let mut sampling = settings.eval.sampling;
         sampling.seed = request_seed(&settings.eval, &[b"answer", q.id.as_bytes(), &(turn as u64).to_le_bytes()]);
-        let spec = CallSpec {
-            model: &session.model,
-            key: CallKey { item: &q.id, round: turn as u32, stage: "answer" },
-            slice,
-            prompt: Prompt::Messages(messages.clone()),
-            sampling,
-            tag: Some("answer"),
-            priority: i as u64,
-        };
+        let key = CallKey { item: &q.id, round: turn as u32, stage: "answer" };
+        let spec = CallSpec::new(&session.model, key, Prompt::Messages(messages.clone()), sampling)
+            .counted_as(slice)
+            .tagged("answer")
+            .priority(i as u64);
         match session.caller.call(spec).await? {
             Ok(reply) => {
                 outcome.usage.prompt_tokens += reply.usage.prompt_tokens;

@@ -265,7 +265,7 @@ async fn battle(
         (&settings.output, settings.fresh, JobKind::Arena),
         &eval.model,
         &eval.execution,
-        Role::Judge,
+        Role::Compare,
         n,
         observer,
     )
@@ -298,15 +298,11 @@ async fn battle(
                     let mut sampling = settings.eval.sampling;
                     sampling.seed = request_seed(&settings.eval, &[b"arena", item.as_bytes(), &[game.order as u8]]);
                     let slice = Slice { round: 0, operation: q.kind.name() };
-                    let spec = CallSpec {
-                        model: &session.model,
-                        key: CallKey { item: &item, round: game.order, stage: "pairwise" },
-                        slice,
-                        prompt: Prompt::User(&prompt),
-                        sampling,
-                        tag: Some("pairwise"),
-                        priority: i as u64,
-                    };
+                    let key = CallKey { item: &item, round: game.order, stage: "pairwise" };
+                    let spec = CallSpec::new(&session.model, key, Prompt::User(&prompt), sampling)
+                        .counted_as(slice)
+                        .tagged("pairwise")
+                        .priority(i as u64);
                     let outcome = session.caller.call(spec).await?;
                     session.stats.outcome(slice, None);
                     let judged = match outcome {

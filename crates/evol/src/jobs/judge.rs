@@ -163,7 +163,7 @@ pub async fn judge(settings: JudgeSettings, observer: &dyn Observer, mut shutdow
         (&settings.output, settings.fresh, JobKind::Judge),
         &eval.model,
         &eval.execution,
-        Role::Judge,
+        Role::Compare,
         n,
         observer,
     )
@@ -194,15 +194,11 @@ pub async fn judge(settings: JudgeSettings, observer: &dyn Observer, mut shutdow
                     let mut sampling = settings.eval.sampling;
                     sampling.seed = request_seed(&settings.eval, &[b"judge", id.as_bytes(), &[order as u8]]);
                     let slice = Slice { round: 0, operation: jobs[*j].kind.name() };
-                    let spec = CallSpec {
-                        model: &session.model,
-                        key: CallKey { item: id, round: order, stage: "pairwise" },
-                        slice,
-                        prompt: Prompt::User(&prompt),
-                        sampling,
-                        tag: Some("pairwise"),
-                        priority: i as u64,
-                    };
+                    let key = CallKey { item: id, round: order, stage: "pairwise" };
+                    let spec = CallSpec::new(&session.model, key, Prompt::User(&prompt), sampling)
+                        .counted_as(slice)
+                        .tagged("pairwise")
+                        .priority(i as u64);
                     let outcome = session.caller.call(spec).await?;
                     session.stats.outcome(slice, None);
                     Ok::<_, CallError>((*j, *candidate_first, GameRecord::read(*candidate_first, outcome)))

@@ -114,15 +114,11 @@ pub async fn score(settings: ScoreSettings, observer: &dyn Observer, mut shutdow
                 let settings = &settings;
                 async move {
                     let slice = Slice { round: 0, operation: job.measure.name() };
-                    let spec = CallSpec {
-                        model,
-                        key: CallKey { item: &job.key, round: 0, stage: job.measure.name() },
-                        slice,
-                        prompt: Prompt::User(&job.prompt),
-                        sampling: settings.sampling,
-                        tag: Some("score"),
-                        priority: i as u64,
-                    };
+                    let key = CallKey { item: &job.key, round: 0, stage: job.measure.name() };
+                    let spec = CallSpec::new(model, key, Prompt::User(&job.prompt), settings.sampling)
+                        .counted_as(slice)
+                        .tagged("score")
+                        .priority(i as u64);
                     let outcome = caller.call(spec).await?;
                     stats.outcome(slice, None);
                     Ok::<_, CallError>((i, read_reply(job, outcome)))
