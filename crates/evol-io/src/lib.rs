@@ -6,6 +6,7 @@
 //! belong to `evol-store`.
 
 pub mod bounded;
+mod container;
 pub mod rows;
 pub mod seeds;
 mod source;

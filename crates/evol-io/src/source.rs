@@ -12,7 +12,7 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use serde_json::Value;
 
 use crate::bounded::{self, LineBound, MAX_DOCUMENT_BYTES, MAX_LINE_BYTES};
-use crate::seeds::{Place, SeedError, SeedFormat};
+use crate::container::{Place, SeedError, SeedFormat};
 
 /// One record, as the container gives it.
 #[derive(Debug, Clone, PartialEq)]
