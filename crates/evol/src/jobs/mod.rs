@@ -13,6 +13,7 @@ pub mod report;
 pub mod run;
 pub mod score;
 pub mod select;
+pub mod status;
 pub mod testset;
 
 pub use answer::answer;
@@ -23,3 +24,4 @@ pub use optimize::optimize;
 pub use run::run;
 pub use score::score;
 pub use select::select;
+pub use status::status;
