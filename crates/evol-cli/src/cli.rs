@@ -2,7 +2,29 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+
+/// The containers a dataset input may be, as choices `--help` lists (with
+/// the aliases `evol_io::SeedFormat` reads).
+fn seed_format() -> impl TypedValueParser<Value = evol_io::SeedFormat> {
+    PossibleValuesParser::new([
+        PossibleValue::new("auto"),
+        PossibleValue::new("jsonl").alias("ndjson"),
+        PossibleValue::new("json").alias("alpaca"),
+        PossibleValue::new("csv"),
+        PossibleValue::new("tsv"),
+        PossibleValue::new("parquet"),
+        PossibleValue::new("text").alias("txt"),
+    ])
+    .map(|s| s.parse().expect("every listed container is read"))
+}
+
+/// The layouts `evol export --to` writes, as choices `--help` lists.
+fn export_format() -> impl TypedValueParser<Value = evol::settings::ExportFormat> {
+    PossibleValuesParser::new(evol::settings::ExportFormat::NAMES)
+        .map(|s| s.parse().expect("every listed layout is written"))
+}
 
 /// Turn simple seed instructions into a larger, harder, more diverse
 /// instruction dataset with Evol-Instruct (WizardLM).
@@ -197,8 +219,8 @@ pub struct AnswerArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Layout of the test set: auto (by extension, else by content), jsonl, json, csv, tsv, parquet or text.
-    #[arg(long, default_value = "auto")]
-    pub format: String,
+    #[arg(long, default_value = "auto", value_parser = seed_format())]
+    pub format: evol_io::SeedFormat,
     /// Start over: remove OUT's earlier files and journal.
     #[arg(long)]
     pub fresh: bool,
@@ -255,8 +277,8 @@ pub struct JudgeArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Layout of the test set: auto (by extension, else by content), jsonl, json, csv, tsv, parquet or text.
-    #[arg(long, default_value = "auto")]
-    pub format: String,
+    #[arg(long, default_value = "auto", value_parser = seed_format())]
+    pub format: evol_io::SeedFormat,
     /// Start over: remove OUT's earlier files and journal.
     #[arg(long)]
     pub fresh: bool,
@@ -443,8 +465,8 @@ pub struct OptimizeArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Layout of the seeds: auto (by extension, else by content), jsonl, json, csv, tsv, parquet or text.
-    #[arg(long, default_value = "auto")]
-    pub format: String,
+    #[arg(long, default_value = "auto", value_parser = seed_format())]
+    pub format: evol_io::SeedFormat,
     /// Start over: remove METHOD_DIR's earlier files and journal.
     #[arg(long)]
     pub fresh: bool,
@@ -512,8 +534,8 @@ pub struct SelectArgs {
     #[arg(long, default_value = "instruction", value_name = "NAME")]
     pub field: String,
     /// Layout of the input: auto (by extension, else by content), jsonl, json, csv, tsv, parquet or text.
-    #[arg(long, default_value = "auto")]
-    pub format: String,
+    #[arg(long, default_value = "auto", value_parser = seed_format())]
+    pub format: evol_io::SeedFormat,
     /// Start over: remove OUT's earlier files and journal (and its cached
     /// embeddings).
     #[arg(long)]
@@ -571,8 +593,8 @@ pub struct ScoreArgs {
     #[arg(long, default_value_t = 256)]
     pub score_max_tokens: u32,
     /// Layout of the input: auto (by extension, else by content), jsonl, json, csv, tsv, parquet or text.
-    #[arg(long, default_value = "auto")]
-    pub format: String,
+    #[arg(long, default_value = "auto", value_parser = seed_format())]
+    pub format: evol_io::SeedFormat,
     /// Leave rows whose text cannot be read unscored (counted) instead of
     /// failing.
     #[arg(long)]
@@ -642,8 +664,8 @@ pub struct DedupArgs {
     #[arg(long, default_value = "instruction", value_name = "NAME")]
     pub field: String,
     /// Layout of the input and corpora: auto (by extension, else by content), jsonl, json, csv, tsv, parquet or text.
-    #[arg(long, default_value = "auto")]
-    pub format: String,
+    #[arg(long, default_value = "auto", value_parser = seed_format())]
+    pub format: evol_io::SeedFormat,
     /// Only exact duplicates (after normalising), no MinHash.
     #[arg(long)]
     pub exact_only: bool,
@@ -711,8 +733,8 @@ pub struct ExportArgs {
     #[arg(long, value_name = "PATH")]
     pub to: Option<PathBuf>,
     /// The layout of --to.
-    #[arg(long, default_value = "alpaca", value_parser = ["alpaca", "sharegpt", "messages", "jsonl", "dpo"])]
-    pub format: String,
+    #[arg(long, default_value = "alpaca", value_parser = export_format())]
+    pub format: evol::settings::ExportFormat,
     /// Only the layout's own columns: no lineage or score columns.
     #[arg(long)]
     pub plain: bool,
@@ -1172,8 +1194,8 @@ pub struct RunArgs {
     /// Seed file container: auto (by extension, else by content), jsonl,
     /// json (an array), csv or tsv (with a header row), parquet, or text
     /// (one instruction per line).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "jsonl", "json", "csv", "tsv", "parquet", "text"], help_heading = "Input")]
-    pub format: String,
+    #[arg(long, default_value = "auto", value_parser = seed_format(), help_heading = "Input")]
+    pub format: evol_io::SeedFormat,
 
     /// The field holding each seed's instruction: a text, or a list of chat
     /// turns (its first user turn). By default the layout is found per
@@ -1236,6 +1258,30 @@ mod tests {
         for (name, does) in [("score", "scores"), ("answer", "answers"), ("judge", "judges"), ("arena", "judges")] {
             let said = help(name);
             assert!(said.contains(does) && !said.contains("evolves instructions"), "{name}: {said}");
+        }
+    }
+
+    #[test]
+    fn input_containers_are_typed_choices_with_their_aliases() {
+        use evol_io::SeedFormat;
+        let format = |args: &[&str]| match Cli::try_parse_from(args) {
+            Ok(Cli { command: Command::Dedup(d), .. }) => Ok(d.format),
+            Ok(_) => unreachable!("a dedup command"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(format(&["evol", "dedup", "in.jsonl", "-o", "out.jsonl"]).unwrap(), SeedFormat::Auto);
+        for (given, read) in
+            [("ndjson", SeedFormat::Jsonl), ("parquet", SeedFormat::Parquet), ("txt", SeedFormat::Text)]
+        {
+            assert_eq!(format(&["evol", "dedup", "in", "-o", "out.jsonl", "--format", given]).unwrap(), read);
+        }
+        let err = format(&["evol", "dedup", "in", "-o", "out.jsonl", "--format", "xlsx"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
+        assert!(err.to_string().contains("--format") && err.to_string().contains("parquet"), "{err}");
+        for name in evol::settings::ExportFormat::NAMES {
+            let cli = Cli::try_parse_from(["evol", "export", "out", "--to", "x", "--format", name]).unwrap();
+            let Command::Export(export) = cli.command else { unreachable!("an export command") };
+            assert_eq!(export.format.name(), name);
         }
     }
 }

@@ -100,7 +100,7 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
         .transpose()?;
     let shard =
         args.shard.as_deref().map(|s| s.parse::<Shard>().map_err(|e| usage(format!("--shard {e}")))).transpose()?;
-    let format = args.format.parse().map_err(usage)?;
+    let format = args.format;
     let dedup = if args.no_dedup {
         None
     } else {
@@ -445,7 +445,7 @@ impl FromArgs<crate::cli::DedupArgs> for DedupSettings {
     fn from_args(args: crate::cli::DedupArgs) -> Result<DedupSettings, UsageError> {
         let params = dedup_params(&args.params, "near duplicates")?;
         let field = args.field.parse().map_err(|e: String| usage(format!("--field: {e}")))?;
-        let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
+        let format = args.format;
         let files = match (args.input, args.output) {
             (Some(input), Some(output)) => {
                 let clusters = args.clusters.unwrap_or_else(|| default_clusters(&output));
@@ -506,7 +506,7 @@ impl FromArgs<crate::cli::ScoreArgs> for ScoreSettings {
         let field = args.field.parse().map_err(|e: String| usage(format!("--field: {e}")))?;
         let response_field = non_empty("--response-field", &args.response_field)?;
         let group_field = non_empty("--group-field", &Some(args.group_field))?.unwrap_or_default();
-        let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
+        let format = args.format;
         let sampling = sampling("--score-", 0.0, 1.0, args.score_max_tokens)?;
         let model = ModelSettings::from_args(args.models)?;
         let execution = model.execution(args.retry_failed);
@@ -586,7 +586,7 @@ impl FromArgs<crate::cli::OptimizeArgs> for OptimizeRunSettings {
             score: None,
             optimize: non_empty("--optimizer-model", &args.optimizer_model)?,
         };
-        let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
+        let format = args.format;
         let execution = model.execution(args.retry_failed);
         let optimize = evol_core::optimize::OptimizeSettings {
             steps: args.steps,
@@ -644,7 +644,7 @@ impl FromArgs<crate::cli::AnswerArgs> for AnswerSettings {
     type Error = UsageError;
 
     fn from_args(args: crate::cli::AnswerArgs) -> Result<AnswerSettings, UsageError> {
-        let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
+        let format = args.format;
         let sampling = sampling("", args.temperature, args.top_p, args.max_tokens)?;
         if args.limit == Some(0) {
             return Err(usage("--limit must be at least 1"));
@@ -677,7 +677,7 @@ impl FromArgs<crate::cli::JudgeArgs> for JudgeSettings {
     type Error = UsageError;
 
     fn from_args(args: crate::cli::JudgeArgs) -> Result<JudgeSettings, UsageError> {
-        let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
+        let format = args.format;
         let sampling = sampling("", args.temperature, 1.0, args.max_tokens)?;
         let model = ModelSettings::from_args(args.models)?;
         Ok(JudgeSettings {
@@ -810,7 +810,7 @@ impl FromArgs<crate::cli::SelectArgs> for SelectSettings {
             return Err(usage("--embed-batch must be between 1 and 2048"));
         }
         let field = args.field.parse().map_err(|e: String| usage(format!("--field: {e}")))?;
-        let format = args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?;
+        let format = args.format;
         let embeddings = match (args.embed_endpoint, args.embed_model) {
             (None, None) => Embeddings::Lexical,
             (Some(_), None) => return Err(usage("--embed-endpoint needs --embed-model")),
@@ -847,7 +847,7 @@ impl FromArgs<crate::cli::ExportArgs> for ExportSettings {
         Ok(ExportSettings {
             output: args.output,
             to: args.to,
-            format: args.format.parse().map_err(|e: String| usage(format!("--format: {e}")))?,
+            format: args.format,
             plain: args.plain,
             drop_truncated: args.drop_truncated,
             max_file_bytes: args.max_file_mb.saturating_mul(1 << 20),
