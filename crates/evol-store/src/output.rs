@@ -666,7 +666,7 @@ fn write_row(
     exported: &mut Exported,
     each: &mut dyn FnMut(&DatasetEntry) -> std::io::Result<()>,
 ) -> Result<(), Export> {
-    serde_json::to_writer(&mut *out, &entry.row)?;
+    serde_json::to_writer(&mut *out, &DatasetLine { id: &entry.id, row: &entry.row })?;
     out.write_all(b"\n").map_err(Export::Io)?;
     each(entry).map_err(Export::Io)?;
     exported.rows += 1;
@@ -674,7 +674,16 @@ fn write_row(
     Ok(())
 }
 
-/// One row of `dataset.jsonl`.
+/// A line of `dataset.jsonl`: the row under the id of the evolution (or
+/// seed) it came from, so its lineage is found by id.
+#[derive(Serialize)]
+struct DatasetLine<'a> {
+    id: &'a str,
+    #[serde(flatten)]
+    row: &'a DatasetRow,
+}
+
+/// One row of `dataset.jsonl` (its `id` apart).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetRow {
     pub instruction: String,

@@ -20,6 +20,32 @@ fn copy_dir(from: &Path, to: &Path) {
 
 const RUN: &[&str] = &["--model", "mock", "--rounds", "2", "--include-seeds", "--concurrency", "2", "--seed", "7"];
 
+/// The record files are byte for byte those 0.1.0 made; the dataset's rows
+/// too, each now under the id of the record it came from.
+fn same_files_as_the_previous_release(out: &Path) {
+    for file in ["evolved.jsonl", "rejected.jsonl", "seeds.jsonl"] {
+        let got = std::fs::read_to_string(out.join(file)).unwrap();
+        let want = std::fs::read_to_string(fixture().join("expected").join(file)).unwrap();
+        assert!(got == want, "{file} differs from what the previous release made");
+    }
+    let lines = |path: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let want = lines(&fixture().join("expected/dataset.jsonl"));
+    let mut got = lines(&out.join("dataset.jsonl"));
+    assert_eq!(got.len(), want.len());
+    let records: std::collections::HashMap<String, String> = [out.join("evolved.jsonl"), out.join("seeds.jsonl")]
+        .iter()
+        .flat_map(|path| lines(path))
+        .map(|r| (r["id"].as_str().unwrap().to_string(), r["instruction"].as_str().unwrap().to_string()))
+        .collect();
+    for (got, want) in got.iter_mut().zip(&want) {
+        let id = got.as_object_mut().unwrap().remove("id").expect("every dataset row has an id");
+        assert_eq!(records.get(id.as_str().unwrap()), got["instruction"].as_str().map(String::from).as_ref(), "{id}");
+        assert_eq!(got, want, "the row is the one the previous release made");
+    }
+}
+
 #[test]
 fn a_run_killed_under_the_previous_release_resumes_and_ends_as_it_would_have() {
     let mock = Mock::start(MockConfig::default());
@@ -47,11 +73,7 @@ fn a_run_killed_under_the_previous_release_resumes_and_ends_as_it_would_have() {
     assert!(stderr(&run).contains("64 calls are already committed"), "{}", stderr(&run));
     // 104 calls in all, 64 of them committed before the kill.
     assert_eq!(mock.stats().requests, 40);
-    for file in ["dataset.jsonl", "evolved.jsonl", "rejected.jsonl", "seeds.jsonl"] {
-        let got = std::fs::read_to_string(out.join(file)).unwrap();
-        let want = std::fs::read_to_string(fixture().join("expected").join(file)).unwrap();
-        assert!(got == want, "{file} differs from what the previous release made");
-    }
+    same_files_as_the_previous_release(&out);
     let stats = read_json(&out.join("stats.json"));
     assert_eq!(stats["state"], "completed");
     assert_eq!(stats["total"]["requests"], 104);
@@ -64,9 +86,5 @@ fn a_fresh_run_makes_the_files_the_previous_release_made() {
     let out = dir.path("out");
     assert_success(&evol_run(&mock.url, &fixture().join("input.jsonl"), &out, RUN));
     assert_eq!(mock.stats().requests, 104);
-    for file in ["dataset.jsonl", "evolved.jsonl", "rejected.jsonl", "seeds.jsonl"] {
-        let got = std::fs::read_to_string(out.join(file)).unwrap();
-        let want = std::fs::read_to_string(fixture().join("expected").join(file)).unwrap();
-        assert!(got == want, "{file} differs from what the previous release made");
-    }
+    same_files_as_the_previous_release(&out);
 }

@@ -173,6 +173,38 @@ impl Names {
     }
 }
 
+/// Records by id and by text.
+struct Index<'a, T> {
+    by_id: &'a HashMap<String, usize>,
+    by_text: &'a HashMap<T, usize>,
+}
+
+impl<T> Clone for Index<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Index<'_, T> {}
+
+/// Where a dataset row came from: the evolution `i` (as `i`) or the seed
+/// `i` (as `-1 - i`), found by the row's id; by its text only in a dataset
+/// written before rows had ids (texts can repeat, ids cannot).
+fn origin<T: std::borrow::Borrow<str> + std::hash::Hash + Eq>(
+    row: &Value,
+    evolved: Index<'_, String>,
+    seeds: Index<'_, T>,
+) -> anyhow::Result<Option<i64>> {
+    let (evolution, seed) = (|i: &usize| *i as i64, |i: &usize| -1 - *i as i64);
+    Ok(match row["id"].as_str() {
+        Some(id) => evolved.by_id.get(id).map(evolution).or_else(|| seeds.by_id.get(id).map(seed)),
+        None => {
+            let text = text_of(row, "instruction")?;
+            evolved.by_text.get(text).map(evolution).or_else(|| seeds.by_text.get(text).map(seed))
+        }
+    })
+}
+
 /// A run's data for the page, and what the page reads after drawing it.
 fn run_data(dir: &Path, observer: &dyn Observer) -> anyhow::Result<(Value, Value)> {
     let stats = read_json(&dir.join(STATS)).ok();
@@ -217,9 +249,10 @@ fn run_data(dir: &Path, observer: &dyn Observer) -> anyhow::Result<(Value, Value
     };
     let (mut e_id, mut e_seed, mut e_parent, mut e_round, mut e_op, mut e_text, mut e_difficulty) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut by_text: HashMap<String, usize> = HashMap::new();
+    let (mut by_id, mut by_text): (HashMap<String, usize>, HashMap<String, usize>) = Default::default();
     each_line(&dir.join(EVOLVED), |v| {
         let text = text_of(&v, "instruction")?;
+        by_id.insert(text_of(&v, "id")?.to_string(), e_id.len());
         by_text.entry(text.to_string()).or_insert(e_id.len());
         e_id.push(json!(text_of(&v, "id")?));
         e_seed.push(json!(seed_of(&v)?));
@@ -245,7 +278,8 @@ fn run_data(dir: &Path, observer: &dyn Observer) -> anyhow::Result<(Value, Value
             Ok(())
         })?;
     }
-    // The dataset's rows, pointing at their evolution (or seed, -1-i).
+    // The dataset's rows, pointing at their evolution (or seed, -1-i): by
+    // the row's id, or by its text in a dataset written before rows had ids.
     let seed_by_text: HashMap<&str, usize> = seeds.iter().enumerate().map(|(i, (_, t))| (t.as_str(), i)).collect();
     let mut dataset = Vec::new();
     let mut outputs = Vec::new();
@@ -253,16 +287,11 @@ fn run_data(dir: &Path, observer: &dyn Observer) -> anyhow::Result<(Value, Value
     let path = dir.join(DATASET);
     if path.is_file() {
         each_line(&path, |v| {
-            let text = text_of(&v, "instruction")?;
-            let at = match by_text.get(text) {
-                Some(&i) => i as i64,
-                None => match seed_by_text.get(text) {
-                    Some(&i) => -1 - i as i64,
-                    None => {
-                        unmatched += 1;
-                        return Ok(());
-                    }
-                },
+            let evolved = Index { by_id: &by_id, by_text: &by_text };
+            let seeds = Index { by_id: &seed_index, by_text: &seed_by_text };
+            let Some(at) = origin(&v, evolved, seeds)? else {
+                unmatched += 1;
+                return Ok(());
             };
             dataset.push(json!([at, outputs.len()]));
             outputs.push(v["output"].as_str().map_or(Value::Null, |o| json!(short(o, OUTPUT_LIMIT))));
@@ -315,6 +344,23 @@ mod tests {
         flate2::read::GzDecoder::new(&packed[..]).read_to_string(&mut text).unwrap();
         let back: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back, data, "the data reads back the same");
+    }
+
+    #[test]
+    fn a_dataset_row_is_traced_by_its_id_even_when_texts_repeat() {
+        let ids = |pairs: &[(&str, usize)]| pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect::<HashMap<_, _>>();
+        let (e_ids, e_texts) = (ids(&[("s1.r1", 0), ("s2.r1", 1)]), ids(&[("用三句话解释引力。", 0)]));
+        let (s_ids, s_texts) = (ids(&[("s1", 0), ("s2", 1)]), ids(&[("用三句话解释引力。", 1)]));
+        let evolved = Index { by_id: &e_ids, by_text: &e_texts };
+        let seeds = Index { by_id: &s_ids, by_text: &s_texts };
+        let row = |v: Value| origin(&v, evolved, seeds).unwrap();
+        // Two rows with one text: each goes to its own record.
+        assert_eq!(row(json!({"id": "s2.r1", "instruction": "用三句话解释引力。"})), Some(1));
+        assert_eq!(row(json!({"id": "s2", "instruction": "用三句话解释引力。"})), Some(-2));
+        assert_eq!(row(json!({"id": "elsewhere", "instruction": "用三句话解释引力。"})), None);
+        // A dataset written before rows had ids: by text.
+        assert_eq!(row(json!({"instruction": "用三句话解释引力。"})), Some(0));
+        assert!(origin(&json!({"output": "x"}), evolved, seeds).is_err());
     }
 
     #[test]
