@@ -15,6 +15,7 @@ pub mod backend;
 pub mod engine;
 pub mod jobs;
 pub mod observe;
+pub mod results;
 pub mod session;
 pub mod settings;
 pub mod shutdown;

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::backend::{connect_models, describe_backend, Connected, ServerLimits};
 use crate::observe::{human, Counting, Observer, Watched};
+use crate::results::{BackendKind, RunModels};
 use crate::session::{until_stopped, CapStop, Ended, Interrupted, NothingProduced, Stalled, Stop};
 use crate::settings::RunSettings;
 
@@ -31,7 +32,7 @@ struct StatsFile<'a> {
     /// The dataset as written: its rows, and the rows left out as exact or
     /// near duplicates of earlier rows (listed in `duplicates.jsonl`).
     dataset: evol_store::Exported,
-    models: ModelInfo<'a>,
+    models: RunModels,
     budget: BudgetInfo<'a>,
     /// The method: every setting that changes the results.
     settings: &'a Method,
@@ -102,14 +103,6 @@ struct InputInfo {
     /// How the seeds held their instruction (Alpaca, ShareGPT, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     layout: Option<String>,
-}
-
-#[derive(Serialize)]
-struct ModelInfo<'a> {
-    endpoint: &'a str,
-    evolve: &'a str,
-    judge: &'a str,
-    answer: &'a str,
 }
 
 /// Evolves the seeds (a rerun resumes from OUT's journal), answers what
@@ -237,11 +230,12 @@ pub async fn run(mut settings: RunSettings, observer: &dyn Observer, mut shutdow
                 skipped_empty: input.empty_count,
                 layout: input.layout.clone(),
             },
-            models: ModelInfo {
-                endpoint: &endpoint,
-                evolve: identity.model(Role::Evolve),
-                judge: identity.model(Role::Judge),
-                answer: identity.model(Role::Answer),
+            models: RunModels {
+                endpoint: endpoint.clone(),
+                backend: Some(BackendKind::of(&settings.backend)),
+                evolve: identity.model(Role::Evolve).to_string(),
+                judge: identity.model(Role::Judge).to_string(),
+                answer: identity.model(Role::Answer).to_string(),
             },
             budget: BudgetInfo { caps: budget.caps(), prices: &prices },
             settings: &settings.method,

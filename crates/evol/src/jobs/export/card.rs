@@ -15,6 +15,7 @@ use evol_io::Written;
 use serde_json::Value;
 
 use super::{Format, Made};
+use crate::results::{BackendKind, RunModels};
 
 /// Where the exported rows came from.
 pub(crate) enum Source<'a> {
@@ -260,22 +261,17 @@ fn rebuilt_command(stats: &Value, out: &Path) -> String {
             ops.iter().map(|o| format!("{}={}", o["name"].as_str().unwrap_or("?"), o["weight"])).collect();
         words.push(format!("--ops {}", shell(&list.join(","))));
     }
-    let models = &stats["models"];
-    match models["endpoint"].as_str() {
-        Some(endpoint) if endpoint != "the embedded engine" && !endpoint.ends_with(" servers") => {
-            let _ = endpoint;
-            words.push("--endpoint URL".to_string());
-            words.push(format!("--model {}", shell(models["evolve"].as_str().unwrap_or("MODEL"))));
-        }
-        Some(endpoint) if endpoint.ends_with(" servers") => {
-            words.push("--config SERVERS.toml".into());
-            words.push(format!("--model {}", shell(models["evolve"].as_str().unwrap_or("MODEL"))));
-        }
-        _ => words.push(format!("--model {}", shell(models["evolve"].as_str().unwrap_or("MODEL")))),
+    let models: RunModels = serde_json::from_value(stats["models"].clone()).unwrap_or_default();
+    match models.backend() {
+        Some(BackendKind::Server) => words.push("--endpoint URL".to_string()),
+        Some(BackendKind::Servers) => words.push("--config SERVERS.toml".into()),
+        Some(BackendKind::Embedded) | None => {}
     }
-    for (role, flag) in [("judge", "--judge-model"), ("answer", "--answer-model")] {
-        if models[role] != models["evolve"] && models[role].is_string() {
-            words.push(format!("{flag} {}", shell(models[role].as_str().unwrap_or_default())));
+    let evolve = if models.evolve.is_empty() { "MODEL" } else { &models.evolve };
+    words.push(format!("--model {}", shell(evolve)));
+    for (model, flag) in [(&models.judge, "--judge-model"), (&models.answer, "--answer-model")] {
+        if !model.is_empty() && model != evolve {
+            words.push(format!("{flag} {}", shell(model)));
         }
     }
     if settings["dedup"].is_null() {
@@ -459,6 +455,25 @@ mod tests {
         });
         let shown = run_command(&stats, Path::new("out"));
         assert!(shown.starts_with("evol run seeds.jsonl -o out --rounds 2 --seed 7 --endpoint URL"), "{shown}");
+        assert!(shown.ends_with("--model m --no-dedup"), "one model for every role: {shown}");
+    }
+
+    #[test]
+    fn the_backend_is_read_as_recorded_not_from_its_words() {
+        let stats = |models: Value| serde_json::json!({"settings": {"rounds": 1, "run_seed": 0}, "models": models});
+        let shown = run_command(
+            &stats(
+                serde_json::json!({"endpoint": "2 servers", "backend": "embedded", "evolve": "qwen", "judge": "qwen", "answer": "a b"}),
+            ),
+            Path::new("out"),
+        );
+        assert!(!shown.contains("URL") && !shown.contains("--config"), "{shown}");
+        assert!(shown.contains("--model qwen --answer-model 'a b'") && !shown.contains("--judge-model"), "{shown}");
+        let shown = run_command(
+            &stats(serde_json::json!({"endpoint": "http://h/v1", "backend": "servers", "evolve": "m"})),
+            Path::new("out"),
+        );
+        assert!(shown.contains("--config SERVERS.toml --model m") && !shown.contains("--endpoint"), "{shown}");
     }
 
     #[test]
