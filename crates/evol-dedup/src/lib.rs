@@ -36,6 +36,26 @@ pub use normalize::{normalize, words};
 
 use serde::{Deserialize, Serialize};
 
+/// One line of a duplicates file (the run's `duplicates.jsonl`, `evol
+/// dedup`'s clusters file): a text left out and the earlier one it
+/// duplicates, each named by `R` (a dataset row's id, or a file row's
+/// place and id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DuplicateLine<R> {
+    pub removed: R,
+    pub kept: R,
+    /// The estimated Jaccard similarity, to three decimals (1 for an exact
+    /// duplicate).
+    pub similarity: f64,
+    pub exact: bool,
+}
+
+impl<R> DuplicateLine<R> {
+    pub fn new(removed: R, kept: R, found: Match) -> DuplicateLine<R> {
+        DuplicateLine { removed, kept, similarity: (found.similarity * 1000.0).round() / 1000.0, exact: found.exact }
+    }
+}
+
 /// How texts are compared. Validated by [`Params::validate`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

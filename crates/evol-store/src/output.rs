@@ -483,15 +483,8 @@ pub struct Exported {
 }
 
 /// One line of `duplicates.jsonl`: a dataset row left out, and the row
-/// before it that it duplicates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DuplicateLine {
-    pub removed: String,
-    pub kept: String,
-    /// The estimated Jaccard similarity (1 for an exact duplicate).
-    pub similarity: f64,
-    pub exact: bool,
-}
+/// before it that it duplicates, by id.
+pub type DuplicateLine = evol_dedup::DuplicateLine<String>;
 
 /// Rows waiting to be fingerprinted together, on every core.
 const DEDUP_BATCH: usize = 8192;
@@ -647,12 +640,7 @@ impl DatasetDedup {
                     } else {
                         exported.near_duplicates += 1;
                     }
-                    duplicates.push(DuplicateLine {
-                        removed: entry.id,
-                        kept: self.ids[found.index as usize].to_string(),
-                        similarity: (found.similarity * 1000.0).round() / 1000.0,
-                        exact: found.exact,
-                    });
+                    duplicates.push(DuplicateLine::new(entry.id, self.ids[found.index as usize].to_string(), found));
                 }
             }
         }

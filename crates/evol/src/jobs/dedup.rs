@@ -209,15 +209,9 @@ pub fn dedup(settings: &DedupSettings, observer: &dyn crate::Observer) -> anyhow
     })
 }
 
-/// One line of the clusters file: a removed row and the row it duplicates.
-#[derive(serde::Serialize)]
-struct ClusterLine<'a> {
-    removed: RowRef<'a>,
-    kept: RowRef<'a>,
-    /// The estimated Jaccard similarity (1 for an exact duplicate).
-    similarity: f64,
-    exact: bool,
-}
+/// One line of the clusters file: a removed row and the row it duplicates,
+/// by place and id (the run's duplicates lines, by row).
+type ClusterLine<'a> = evol_dedup::DuplicateLine<RowRef<'a>>;
 
 /// A row by file, place and id.
 #[derive(serde::Serialize)]
@@ -251,12 +245,8 @@ fn cluster_line<'a>(
     names: &'a [String],
     found: Match,
 ) -> ClusterLine<'a> {
-    ClusterLine {
-        removed: RowRef::new(None, place, id),
-        kept: RowRef::new(Some(&names[kept.file as usize]), kept.place, kept.id.as_deref()),
-        similarity: (found.similarity * 1000.0).round() / 1000.0,
-        exact: found.exact,
-    }
+    let removed = RowRef::new(None, place, id);
+    ClusterLine::new(removed, RowRef::new(Some(&names[kept.file as usize]), kept.place, kept.id.as_deref()), found)
 }
 
 /// Reads `path` in batches, fingerprints each batch on every core, and
