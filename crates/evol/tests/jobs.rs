@@ -240,3 +240,36 @@ fn dedup_of_a_large_file_shows_how_far_it_is() {
     assert_eq!(shown.last().unwrap().1, 40_000);
     assert!(*stages.1.lock().unwrap() >= 1, "the stage is ended");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selection_returns_its_report_and_stats_read_back_as_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("scored.jsonl");
+    let rows = [
+        serde_json::json!({"instruction": "用三句话解释引力是如何让行星绕着恒星运行的。", "quality": 5}),
+        serde_json::json!({"instruction": "用三句话解释引力是如何让行星绕着恒星运行的。", "quality": 4}),
+        serde_json::json!({"instruction": "सूर्य ग्रहण कैसे होता है, सरल शब्दों में समझाइए।", "quality": "3"}),
+        serde_json::json!({"instruction": "Write a haiku about rain on a tin roof.", "quality": null}),
+    ];
+    std::fs::write(&input, rows.iter().map(|r| r.to_string() + "\n").collect::<String>()).unwrap();
+    let settings = evol::settings::SelectSettings {
+        input,
+        output: dir.path().join("out"),
+        fresh: false,
+        quiet: true,
+        budget: 3,
+        by: vec!["Quality".into()],
+        threshold: 0.9,
+        embeddings: evol::settings::Embeddings::Lexical,
+        embed_batch: 64,
+        field: evol_io::TextField::Instruction,
+        format: evol_io::SeedFormat::Auto,
+    };
+    let report = evol::jobs::select(settings, &evol::Silent).await.unwrap();
+    assert_eq!((report.rows, report.scored, report.unscored), (4, 3, 1), "{report:?}");
+    assert_eq!((report.taken, report.similar), (2, 1), "the repeated question is taken once: {report:?}");
+    assert_eq!(report.taken_scores, Some((3.0, 5.0)));
+    let stats: evol::jobs::select::SelectReport =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/stats.json")).unwrap()).unwrap();
+    assert_eq!(stats, report, "stats.json is the report");
+}

@@ -8,5 +8,5 @@ use crate::settings::FromArgs;
 pub async fn select(args: SelectArgs) -> anyhow::Result<()> {
     let settings = evol::settings::SelectSettings::from_args(args)?;
     let printer = Printer::new(settings.quiet);
-    evol::jobs::select(settings, &printer).await
+    evol::jobs::select(settings, &printer).await.map(|_report| ())
 }

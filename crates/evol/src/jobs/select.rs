@@ -24,26 +24,26 @@ use crate::UsageError;
 /// Embedding requests in flight at once.
 const EMBED_CONCURRENCY: usize = 4;
 
-/// What `stats.json` holds for a selection.
-#[derive(Serialize)]
-struct StatsFile<'a> {
-    evol_version: &'static str,
-    rows: usize,
-    scored: usize,
-    unscored: usize,
-    taken: usize,
+/// What a selection did: its report, and what `stats.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SelectReport {
+    pub evol_version: String,
+    pub rows: usize,
+    pub scored: usize,
+    pub unscored: usize,
+    pub taken: usize,
     /// Rows left out as too similar to a row taken.
-    similar: usize,
-    budget: usize,
-    threshold: f32,
-    by: &'a [String],
+    pub similar: usize,
+    pub budget: usize,
+    pub threshold: f32,
+    pub by: Vec<String>,
     /// What the similarity is computed from.
-    similarity: String,
+    pub similarity: String,
     /// Embeddings computed by this run, and taken from the cache.
-    embedded: usize,
-    cached: usize,
+    pub embedded: usize,
+    pub cached: usize,
     /// The lowest and highest score among the rows taken.
-    taken_scores: Option<(f64, f64)>,
+    pub taken_scores: Option<(f64, f64)>,
 }
 
 /// One line of `similar.jsonl`.
@@ -56,7 +56,7 @@ struct SimilarLine {
 
 /// Takes up to the budget of rows by score, each only if no row taken is
 /// too similar, and writes them with `similar.jsonl` and `stats.json`.
-pub async fn select(settings: SelectSettings, observer: &dyn Observer) -> anyhow::Result<()> {
+pub async fn select(settings: SelectSettings, observer: &dyn Observer) -> anyhow::Result<SelectReport> {
     let args = &settings;
     let by = &settings.by;
     let (field, format) = (&settings.field, settings.format);
@@ -162,24 +162,22 @@ pub async fn select(settings: SelectSettings, observer: &dyn Observer) -> anyhow
         .iter()
         .filter_map(|&i| scores[i])
         .fold(None, |acc: Option<(f64, f64)>, s| Some(acc.map_or((s, s), |(lo, hi)| (lo.min(s), hi.max(s)))));
-    out.write_json(
-        STATS,
-        &StatsFile {
-            evol_version: env!("CARGO_PKG_VERSION"),
-            rows: rows.len(),
-            scored,
-            unscored: selection.unscored.len(),
-            taken: selection.taken.len(),
-            similar: selection.similar.len(),
-            budget: args.budget,
-            threshold: args.threshold,
-            by,
-            similarity: similarity.clone(),
-            embedded,
-            cached,
-            taken_scores,
-        },
-    )?;
+    let report = SelectReport {
+        evol_version: env!("CARGO_PKG_VERSION").to_string(),
+        rows: rows.len(),
+        scored,
+        unscored: selection.unscored.len(),
+        taken: selection.taken.len(),
+        similar: selection.similar.len(),
+        budget: args.budget,
+        threshold: args.threshold,
+        by: by.clone(),
+        similarity: similarity.clone(),
+        embedded,
+        cached,
+        taken_scores,
+    };
+    out.write_json(STATS, &report)?;
     let short = if selection.taken.len() < args.budget { " (fewer than the budget: the pool ran out)" } else { "" };
     observer.say(&format!(
         "evol: took {} of {} rows{short} by {} (threshold {}, {similarity}); {} left out as too similar, {} without a score",
@@ -196,7 +194,7 @@ pub async fn select(settings: SelectSettings, observer: &dyn Observer) -> anyhow
         out.path(SIMILAR).display(),
         out.path(STATS).display()
     ));
-    Ok(())
+    Ok(report)
 }
 
 /// A row's score: the product of its `by` fields (found in any case, read
