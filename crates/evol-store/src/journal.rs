@@ -566,7 +566,7 @@ fn migrate_0_to_1(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// Totals over a journal's calls.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CallTotals {
     pub calls: u64,
     pub failed: u64,

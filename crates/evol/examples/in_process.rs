@@ -12,6 +12,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use evol::jobs::answer::AnswerReport;
 use evol::settings::{AnswerSettings, Backend, EvalModel, ModelSettings, Servers};
 use evol::{Observer, Shutdown};
 use evol_llm::Sampling;
@@ -33,7 +34,7 @@ pub async fn answer(
     out: &Path,
     stop: Option<Duration>,
     observer: &dyn Observer,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<AnswerReport> {
     let model = ModelSettings::new(Backend::Servers(Servers::at(&[url])), Some("mock"));
     let sampling = Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 256, seed: None };
     let settings = AnswerSettings {
@@ -69,9 +70,14 @@ async fn main() -> anyhow::Result<()> {
 
     // Stopped after half a second: interrupted, with what was answered kept.
     let stopped = answer(&url, &testset, &out, Some(Duration::from_millis(500)), &Print).await;
-    println!("first attempt: {}", stopped.map_or_else(|e| e.to_string(), |()| "done".into()));
+    println!("first attempt: {}", stopped.map_or_else(|e| e.to_string(), |r| format!("done, {} answered", r.answered)));
     // The same job again: only the missing calls are sent.
-    answer(&url, &testset, &out, None, &Print).await?;
-    println!("answers in {}", out.join("answers.jsonl").display());
+    let report = answer(&url, &testset, &out, None, &Print).await?;
+    println!(
+        "{} answered ({} from the journal) in {}",
+        report.answered,
+        report.replayed_calls,
+        out.join("answers.jsonl").display()
+    );
     Ok(())
 }

@@ -50,9 +50,17 @@ async fn a_job_stopped_by_a_future_keeps_its_work_and_resumes() {
     assert!(first > 0 && first < 300, "some answered before the stop: {first}");
     assert!(said.0.lock().unwrap().iter().any(|l| l.contains("stopping")), "the stop is told");
 
-    example::answer(&url, &set, &out, None, &evol::Silent).await.unwrap();
+    let report = example::answer(&url, &set, &out, None, &evol::Silent).await.unwrap();
     let answers = lines(&out.join("answers.jsonl"));
     assert_eq!(answers.len(), 300);
+    assert_eq!((report.questions, report.answered, report.failed), (300, 300, 0), "{report:?}");
+    let written: evol::jobs::answer::AnswerReport =
+        serde_json::from_str(&std::fs::read_to_string(out.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(
+        serde_json::to_value(&written).unwrap(),
+        serde_json::to_value(&report).unwrap(),
+        "stats.json is the report"
+    );
     let stats: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("stats.json")).unwrap()).unwrap();
     assert_eq!(stats["state"], "completed");

@@ -8,7 +8,7 @@ use crate::settings::FromArgs;
 pub async fn answer(args: AnswerArgs) -> anyhow::Result<()> {
     let settings = evol::settings::AnswerSettings::from_args(args)?;
     let printer = Printer::new(settings.quiet);
-    evol::jobs::answer(settings, &printer, signals()).await
+    evol::jobs::answer(settings, &printer, signals()).await.map(|_report| ())
 }
 
 pub async fn judge(args: JudgeArgs) -> anyhow::Result<()> {

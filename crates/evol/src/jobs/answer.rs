@@ -35,7 +35,11 @@ struct Outcome {
 
 /// Answers every question of the test set (what a rerun finds in OUT's
 /// journal is not asked again) and writes `answers.jsonl` and `stats.json`.
-pub async fn answer(settings: AnswerSettings, observer: &dyn Observer, mut shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn answer(
+    settings: AnswerSettings,
+    observer: &dyn Observer,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<AnswerReport> {
     let questions = read_testset(&settings.testset, settings.format, settings.limit)?;
     let calls: u64 = questions.iter().map(|q| q.turns.len() as u64).sum();
     let n = questions.len() as u64;
@@ -82,23 +86,21 @@ pub async fn answer(settings: AnswerSettings, observer: &dyn Observer, mut shutd
     let state = ended.state(answered + failed == questions.len());
     session.journal.set_state(state)?;
     let snapshot = session.stats.snapshot();
-    session.out.write_json(
-        STATS,
-        &StatsFile {
-            evol_version: env!("CARGO_PKG_VERSION"),
-            state,
-            questions: questions.len(),
-            answered,
-            failed,
-            calls,
-            replayed_calls: snapshot.replayed_calls,
-            total: &snapshot.total,
-            journal: session.journal.call_totals()?,
-            model: session.model.name(),
-            name: &name,
-            sampling: settings.eval.sampling,
-        },
-    )?;
+    let report = AnswerReport {
+        evol_version: env!("CARGO_PKG_VERSION").to_string(),
+        state,
+        questions: questions.len(),
+        answered,
+        failed,
+        calls,
+        replayed_calls: snapshot.replayed_calls,
+        total: snapshot.total.clone(),
+        journal: session.journal.call_totals()?,
+        model: session.model.name().to_string(),
+        name: name.clone(),
+        sampling: settings.eval.sampling,
+    };
+    session.out.write_json(STATS, &report)?;
     observer.say(&format!(
         "evol: answered {answered} of {} questions ({failed} failed) in {}; wrote {}",
         questions.len(),
@@ -106,7 +108,7 @@ pub async fn answer(settings: AnswerSettings, observer: &dyn Observer, mut shutd
         path.display()
     ));
     let what = format!("no question of {} was answered ({failed} calls failed)", questions.len());
-    ended.exit_producing(session.stall_after(), session.out_name(), answered > 0, &what)
+    ended.exit_producing(session.stall_after(), session.out_name(), answered > 0, &what).map(|()| report)
 }
 
 /// Answers one question's turns in order.
@@ -210,19 +212,23 @@ fn row<'a>(q: &'a Question, name: &'a str, outcome: &'a Outcome) -> AnswerRow<'a
     }
 }
 
-/// What `stats.json` holds for `evol answer`.
-#[derive(Serialize)]
-struct StatsFile<'a> {
-    evol_version: &'static str,
-    state: RunState,
-    questions: usize,
-    answered: usize,
-    failed: usize,
-    calls: u64,
-    replayed_calls: u64,
-    total: &'a evol_core::stats::Tally,
-    journal: evol_store::CallTotals,
-    model: &'a str,
-    name: &'a str,
-    sampling: evol_llm::Sampling,
+/// What `evol answer` did: its report, and what `stats.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct AnswerReport {
+    pub evol_version: String,
+    pub state: RunState,
+    pub questions: usize,
+    pub answered: usize,
+    pub failed: usize,
+    pub calls: u64,
+    /// Calls answered from the journal (made by an earlier attempt).
+    pub replayed_calls: u64,
+    /// This attempt's calls.
+    pub total: evol_core::stats::Tally,
+    /// Every call the journal holds, of every attempt.
+    pub journal: evol_store::CallTotals,
+    pub model: String,
+    /// The name the answers are recorded under (`--name`).
+    pub name: String,
+    pub sampling: evol_llm::Sampling,
 }
