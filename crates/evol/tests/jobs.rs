@@ -281,3 +281,46 @@ async fn a_selection_returns_its_report_and_stats_read_back_as_it() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/stats.json")).unwrap()).unwrap();
     assert_eq!(stats, report, "stats.json is the report");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoring_job_returns_its_report_and_stats_read_back_as_it() {
+    use evol::settings::{Backend, Execution, ModelSettings, ScoreSettings, Servers};
+    let url = evol_mock::spawn(evol_mock::MockConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("rows.jsonl");
+    let rows = ["Explique la photosynthèse.", "用三句话解释引力。", "सूर्य ग्रहण कैसे होता है?"];
+    std::fs::write(
+        &input,
+        rows.iter().map(|r| serde_json::json!({ "instruction": r }).to_string() + "\n").collect::<String>(),
+    )
+    .unwrap();
+    let settings = ScoreSettings {
+        input,
+        output: dir.path().join("out"),
+        fresh: false,
+        quiet: true,
+        measures: vec![evol_core::score::Measure::Difficulty],
+        field: evol_io::TextField::Instruction,
+        response_field: None,
+        group_field: "group".into(),
+        group_size: 6,
+        format: evol_io::SeedFormat::Auto,
+        skip_invalid: false,
+        sampling: evol_llm::Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 64, seed: None },
+        model: ModelSettings::new(Backend::Servers(Servers::at(&[&url])), Some("mock")),
+        execution: Execution {
+            concurrency: 4,
+            retry_failed: false,
+            caps: Default::default(),
+            prices: Default::default(),
+            default_price: None,
+        },
+    };
+    let report = evol::jobs::score(settings, &evol::Silent, evol::Shutdown::never()).await.unwrap();
+    assert_eq!((report.rows, report.calls, report.calls_done), (3, 3, 3), "{report:?}");
+    let difficulty = report.scores[&evol_core::score::Measure::Difficulty];
+    assert_eq!(difficulty.scored + difficulty.unreadable + difficulty.failed, 3, "{difficulty:?}");
+    let written: evol::jobs::score::ScoreReport =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/stats.json")).unwrap()).unwrap();
+    assert_eq!(serde_json::to_value(&written).unwrap(), serde_json::to_value(&report).unwrap());
+}

@@ -7,5 +7,5 @@ use crate::settings::FromArgs;
 pub async fn score(args: ScoreArgs) -> anyhow::Result<()> {
     let settings = evol::settings::ScoreSettings::from_args(args)?;
     let printer = Printer::new(settings.quiet);
-    evol::jobs::score(settings, &printer, signals()).await
+    evol::jobs::score(settings, &printer, signals()).await.map(|_report| ())
 }

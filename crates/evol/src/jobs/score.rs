@@ -68,7 +68,11 @@ struct Identity<'a> {
 
 /// Scores every row of the input (a rerun replays what OUT's journal
 /// holds) and writes the rows with their scores, and `stats.json`.
-pub async fn score(settings: ScoreSettings, observer: &dyn Observer, mut shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn score(
+    settings: ScoreSettings,
+    observer: &dyn Observer,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<ScoreReport> {
     let (items, digest, unreadable) = read_items(&settings)?;
     let templates = Templates::builtin();
     let jobs = plan(&settings, &items, &templates)?;
@@ -142,23 +146,21 @@ pub async fn score(settings: ScoreSettings, observer: &dyn Observer, mut shutdow
     let state = ended.state(done == jobs.len());
     journal.set_state(state)?;
     let snapshot = stats.snapshot();
-    out.write_json(
-        STATS,
-        &StatsFile {
-            evol_version: env!("CARGO_PKG_VERSION"),
-            state,
-            rows: rows.len(),
-            unreadable_rows: unreadable,
-            calls: jobs.len(),
-            calls_done: done,
-            replayed_calls: snapshot.replayed_calls,
-            scores: &tallies,
-            total: &snapshot.total,
-            journal: journal.call_totals()?,
-            model: model.name(),
-            identity: &identity,
-        },
-    )?;
+    let report = ScoreReport {
+        evol_version: env!("CARGO_PKG_VERSION").to_string(),
+        state,
+        rows: rows.len(),
+        unreadable_rows: unreadable,
+        calls: jobs.len(),
+        calls_done: done,
+        replayed_calls: snapshot.replayed_calls,
+        scores: tallies.clone(),
+        total: snapshot.total.clone(),
+        journal: journal.call_totals()?,
+        model: model.name().to_string(),
+        identity: serde_json::to_value(&identity)?,
+    };
+    out.write_json(STATS, &report)?;
     {
         let pending = pending_rows(&jobs, &results, rows.len());
         let done_rows = if pending == 0 {
@@ -189,31 +191,32 @@ pub async fn score(settings: ScoreSettings, observer: &dyn Observer, mut shutdow
     }
     let scored: u64 = tallies.values().map(|t| t.scored).sum();
     let what = format!("no score could be read from {} calls", jobs.len());
-    ended.exit_producing(session.stall_after(), session.out_name(), scored > 0, &what)
+    ended.exit_producing(session.stall_after(), session.out_name(), scored > 0, &what).map(|()| report)
 }
 
-/// What `stats.json` holds for a scoring job.
-#[derive(Serialize)]
-struct StatsFile<'a> {
-    evol_version: &'static str,
-    state: RunState,
-    rows: usize,
+/// What a scoring job did: its report, and what `stats.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ScoreReport {
+    pub evol_version: String,
+    pub state: RunState,
+    pub rows: usize,
     /// Rows left unscored because their text could not be read
     /// (`--skip-invalid`).
-    unreadable_rows: usize,
-    calls: usize,
-    calls_done: usize,
+    pub unreadable_rows: usize,
+    pub calls: usize,
+    pub calls_done: usize,
     /// Calls answered from the journal (made by an earlier attempt).
-    replayed_calls: u64,
+    pub replayed_calls: u64,
     /// Per measure: scores read, replies unreadable, calls failed, mean
     /// and standard deviation of the scores read.
-    scores: &'a BTreeMap<Measure, ScoreTally>,
+    pub scores: BTreeMap<Measure, ScoreTally>,
     /// This attempt's calls.
-    total: &'a evol_core::stats::Tally,
+    pub total: evol_core::stats::Tally,
     /// Every call the journal holds, of every attempt.
-    journal: evol_store::CallTotals,
-    model: &'a str,
-    identity: &'a Identity<'a>,
+    pub journal: evol_store::CallTotals,
+    pub model: String,
+    /// What the job's calls were asked with (the rerun policy compares it).
+    pub identity: serde_json::Value,
 }
 
 /// Reads every row; returns them, a digest of the file's bytes and how
