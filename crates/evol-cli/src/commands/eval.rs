@@ -14,7 +14,7 @@ pub async fn answer(args: AnswerArgs) -> anyhow::Result<()> {
 pub async fn judge(args: JudgeArgs) -> anyhow::Result<()> {
     let settings = evol::settings::JudgeSettings::from_args(args)?;
     let printer = Printer::new(settings.quiet);
-    evol::jobs::judge(settings, &printer, signals()).await
+    evol::jobs::judge(settings, &printer, signals()).await.map(|_report| ())
 }
 
 pub async fn arena(args: ArenaArgs) -> anyhow::Result<()> {

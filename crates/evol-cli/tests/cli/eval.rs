@@ -394,6 +394,10 @@ fn a_capped_judge_writes_what_it_has_and_resumes_without_paying_twice() {
     assert_success(&done);
     let report = read_json(&judge.join("report.json"));
     assert_eq!(report["games"]["judged"], 120, "60 questions, both orders");
+    // stats.json reads back as the job's typed report.
+    let stats: evol::jobs::judge::JudgeReport =
+        serde_json::from_str(&std::fs::read_to_string(judge.join("stats.json")).unwrap()).unwrap();
+    assert_eq!((stats.state, stats.games.judged), (evol_store::RunState::Completed, 120), "{stats:?}");
     assert_eq!(mock.stats().pairwise - before, 120, "no game judged twice");
     // The stronger candidate wins: more than its reference, and the
     // mock's position bias shows as imperfect consistency.

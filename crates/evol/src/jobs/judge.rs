@@ -93,7 +93,11 @@ struct Missing {
 /// Judges the candidate's answers against the reference's, question by
 /// question (in both orders unless told otherwise), and writes the
 /// judgments, `report.json`, `report.md` and `stats.json`.
-pub async fn judge(settings: JudgeSettings, observer: &dyn Observer, mut shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn judge(
+    settings: JudgeSettings,
+    observer: &dyn Observer,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<JudgeReport> {
     let questions = read_testset(&settings.testset, settings.format, None)?;
     let candidate = read_answers(&settings.candidate)?;
     let reference = read_answers(&settings.reference)?;
@@ -274,22 +278,20 @@ pub async fn judge(settings: JudgeSettings, observer: &dyn Observer, mut shutdow
     let state = ended.state(complete);
     session.journal.set_state(state)?;
     let snapshot = session.stats.snapshot();
-    session.out.write_json(
-        STATS,
-        &StatsFile {
-            evol_version: env!("CARGO_PKG_VERSION"),
-            state,
-            games: &counts,
-            replayed_calls: snapshot.replayed_calls,
-            total: &snapshot.total,
-            journal: session.journal.call_totals()?,
-            judge: &judge_name,
-            sampling: settings.eval.sampling,
-            candidate_digest: &candidate.digest,
-            reference_digest: &reference.digest,
-            prompts: prompts::digest(),
-        },
-    )?;
+    let report = JudgeReport {
+        evol_version: env!("CARGO_PKG_VERSION").to_string(),
+        state,
+        games: counts.clone(),
+        replayed_calls: snapshot.replayed_calls,
+        total: snapshot.total.clone(),
+        journal: session.journal.call_totals()?,
+        judge: judge_name.clone(),
+        sampling: settings.eval.sampling,
+        candidate_digest: candidate.digest.clone(),
+        reference_digest: reference.digest.clone(),
+        prompts: prompts::digest(),
+    };
+    session.out.write_json(STATS, &report)?;
     observer.say(terminal(&file).trim_end());
     observer.say(&format!(
         "evol: judged in {}; wrote {}, {}, {}",
@@ -304,16 +306,17 @@ pub async fn judge(settings: JudgeSettings, observer: &dyn Observer, mut shutdow
         counts.unreadable,
         counts.failed
     );
-    ended.exit_producing(session.stall_after(), session.out_name(), counts.judged > 0, &what)
+    ended.exit_producing(session.stall_after(), session.out_name(), counts.judged > 0, &what).map(|()| report)
 }
 
 /// Games by what became of them.
-#[derive(Debug, Default, Serialize)]
-struct GameCounts {
-    calls: usize,
-    judged: usize,
-    unreadable: usize,
-    failed: usize,
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct GameCounts {
+    pub calls: usize,
+    pub judged: usize,
+    /// Replies with no score that could be read.
+    pub unreadable: usize,
+    pub failed: usize,
 }
 
 #[derive(Serialize)]
@@ -345,19 +348,25 @@ struct ReportFile<'a> {
     report: Option<&'a Report>,
 }
 
-#[derive(Serialize)]
-struct StatsFile<'a> {
-    evol_version: &'static str,
-    state: RunState,
-    games: &'a GameCounts,
-    replayed_calls: u64,
-    total: &'a evol_core::stats::Tally,
-    journal: evol_store::CallTotals,
-    judge: &'a str,
-    sampling: evol_llm::Sampling,
-    candidate_digest: &'a str,
-    reference_digest: &'a str,
-    prompts: String,
+/// What a judging job did: its report, and what `stats.json` holds (the
+/// figures themselves are in `report.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct JudgeReport {
+    pub evol_version: String,
+    pub state: RunState,
+    pub games: GameCounts,
+    /// Calls answered from the journal (made by an earlier attempt).
+    pub replayed_calls: u64,
+    /// This attempt's calls.
+    pub total: evol_core::stats::Tally,
+    /// Every call the journal holds, of every attempt.
+    pub journal: evol_store::CallTotals,
+    pub judge: String,
+    pub sampling: evol_llm::Sampling,
+    pub candidate_digest: String,
+    pub reference_digest: String,
+    /// A digest of the judge prompts.
+    pub prompts: String,
 }
 
 fn pct(x: f64) -> String {
