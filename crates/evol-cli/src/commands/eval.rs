@@ -20,5 +20,5 @@ pub async fn judge(args: JudgeArgs) -> anyhow::Result<()> {
 pub async fn arena(args: ArenaArgs) -> anyhow::Result<()> {
     let settings = evol::settings::ArenaSettings::from_args(args)?;
     let printer = Printer::new(settings.quiet);
-    evol::jobs::arena(settings, &printer, signals()).await
+    evol::jobs::arena(settings, &printer, signals()).await.map(|_report| ())
 }

@@ -324,6 +324,20 @@ fn answer_judge_and_arena_on_the_evol_instruct_test_set() {
     assert_eq!(refitted["leaderboard"], ratings["leaderboard"]);
     assert_eq!(refitted["style_controlled"], ratings["style_controlled"]);
     assert_eq!(refitted["judge"], "judge");
+    // Each arena's stats.json reads back as the job's typed report.
+    let report = |dir: &std::path::Path| -> evol::jobs::arena::ArenaReport {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap()
+    };
+    match (report(&arena), report(&refit)) {
+        (evol::jobs::arena::ArenaReport::Battled(b), evol::jobs::arena::ArenaReport::Refitted(r)) => {
+            assert_eq!(
+                (b.games.games, b.judge.as_str(), b.lessons.map(|l| l.dpo)),
+                (218 * 3 * 2, "judge", Some(strict.len()))
+            );
+            assert_eq!((r.battles, r.judges["judge"]), (b.games.judged, b.games.judged as u64));
+        }
+        other => panic!("an arena and a refit: {other:?}"),
+    }
 
     // A fourth model joins: only its battles are judged.
     assert_success(&answer(&mock, &set, &dir.path("fourth"), "fourth", &["-q"]));

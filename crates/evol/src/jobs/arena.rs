@@ -133,7 +133,11 @@ enum Judged {
 /// Battles among the models' answers, judged (or battle logs refitted,
 /// calling no model), with their ratings, leaderboard and, for a target,
 /// Arena Learning data.
-pub async fn arena(settings: ArenaSettings, observer: &dyn Observer, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn arena(
+    settings: ArenaSettings,
+    observer: &dyn Observer,
+    shutdown: Shutdown,
+) -> anyhow::Result<ArenaReport> {
     match &settings.source {
         ArenaSource::Battles(files) => refit(&settings, files, observer),
         ArenaSource::Answers(files) => battle(&settings, files, observer, shutdown).await,
@@ -242,7 +246,7 @@ async fn battle(
     files: &[(Option<String>, PathBuf)],
     observer: &dyn Observer,
     mut shutdown: Shutdown,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ArenaReport> {
     let (names, questions) = read_arena(files)?;
     let index = |name: &str, flag: &str| {
         names.iter().position(|n| n == name).ok_or_else(|| {
@@ -402,25 +406,23 @@ async fn battle(
         _ => None,
     };
     let snapshot = session.stats.snapshot();
-    session.out.write_json(
-        STATS,
-        &json!({
-            "evol_version": env!("CARGO_PKG_VERSION"),
-            "state": state,
-            "models": names,
-            "questions": questions.len(),
-            "games": counts,
-            "fit_seconds": fitted.as_ref().ok().map(|f| f.seconds),
-            "rating_error": fitted.as_ref().err().map(|e| format!("{e:#}")),
-            "lessons": lessons,
-            "replayed_calls": snapshot.replayed_calls,
-            "total": snapshot.total,
-            "journal": session.journal.call_totals()?,
-            "judge": judge,
-            "sampling": settings.eval.sampling,
-            "prompts": prompts::digest(),
-        }),
-    )?;
+    let report = BattleReport {
+        evol_version: env!("CARGO_PKG_VERSION").to_string(),
+        state,
+        models: names.clone(),
+        questions: questions.len(),
+        games: counts,
+        fit_seconds: fitted.as_ref().ok().map(|f| f.seconds),
+        rating_error: fitted.as_ref().err().map(|e| format!("{e:#}")),
+        lessons: lessons.clone(),
+        replayed_calls: snapshot.replayed_calls,
+        total: snapshot.total.clone(),
+        journal: session.journal.call_totals()?,
+        judge: judge.clone(),
+        sampling: settings.eval.sampling,
+        prompts: prompts::digest(),
+    };
+    session.out.write_json(STATS, &report)?;
     let fitted = fitted?;
     observer.say(fitted.terminal.trim_end());
     if let (Some(l), Some((_, dir))) = (&lessons, &settings.learn) {
@@ -445,15 +447,68 @@ async fn battle(
         "no game of {} has a readable verdict ({} unreadable, {} failed)",
         counts.games, counts.unreadable, counts.failed
     );
-    ended.exit_producing(session.stall_after(), session.out_name(), counts.judged > 0, &what)
+    ended
+        .exit_producing(session.stall_after(), session.out_name(), counts.judged > 0, &what)
+        .map(|()| ArenaReport::Battled(Box::new(report)))
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
-struct Counts {
-    games: usize,
-    judged: usize,
-    unreadable: usize,
-    failed: usize,
+/// Games by what became of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Counts {
+    pub games: usize,
+    pub judged: usize,
+    /// Verdicts that could not be read.
+    pub unreadable: usize,
+    pub failed: usize,
+}
+
+/// What an arena job did: its report, and what `stats.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum ArenaReport {
+    /// Battles judged from the models' answers.
+    Battled(Box<BattleReport>),
+    /// Ratings fitted again from battle logs (`--battles`).
+    Refitted(RefitReport),
+}
+
+/// An arena of answers: the games judged and the ratings fitted.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct BattleReport {
+    pub evol_version: String,
+    pub state: RunState,
+    pub models: Vec<String>,
+    pub questions: usize,
+    pub games: Counts,
+    pub fit_seconds: Option<f64>,
+    /// Why no ratings could be fitted, if none could.
+    pub rating_error: Option<String>,
+    /// What Arena Learning wrote (`--learn`).
+    pub lessons: Option<LessonCounts>,
+    /// Calls answered from the journal (made by an earlier attempt).
+    pub replayed_calls: u64,
+    /// This attempt's calls.
+    pub total: evol_core::stats::Tally,
+    /// Every call the journal holds, of every attempt.
+    pub journal: evol_store::CallTotals,
+    pub judge: String,
+    pub sampling: evol_llm::Sampling,
+    /// A digest of the judge prompts.
+    pub prompts: String,
+}
+
+/// Ratings fitted again from battle logs.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RefitReport {
+    pub evol_version: String,
+    pub state: RunState,
+    pub battle_logs: Vec<std::path::PathBuf>,
+    pub battles: usize,
+    pub models: Vec<String>,
+    /// Battles by the judge that decided them.
+    pub judges: BTreeMap<String, u64>,
+    pub read_seconds: f64,
+    pub fit_seconds: f64,
 }
 
 /// A fit written out: its terminal table and how long it took.
@@ -623,11 +678,12 @@ fn fit(
 }
 
 /// What Arena Learning wrote.
-#[derive(Debug, Serialize)]
-struct LessonCounts {
-    sft: usize,
-    dpo: usize,
-    undecided: usize,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LessonCounts {
+    pub sft: usize,
+    pub dpo: usize,
+    /// Battles with no margin wide enough to learn from.
+    pub undecided: usize,
 }
 
 /// Writes DIR/sft.jsonl and DIR/dpo.jsonl for the target.
@@ -692,7 +748,7 @@ fn write_lessons(
 }
 
 /// `evol arena --battles FILE...`: ratings from battle logs alone.
-fn refit(settings: &ArenaSettings, files: &[PathBuf], observer: &dyn Observer) -> anyhow::Result<()> {
+fn refit(settings: &ArenaSettings, files: &[PathBuf], observer: &dyn Observer) -> anyhow::Result<ArenaReport> {
     let started = Instant::now();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     let mut rows: Vec<(usize, usize, Winner, Option<Style>)> = Vec::new();
@@ -761,19 +817,17 @@ fn refit(settings: &ArenaSettings, files: &[PathBuf], observer: &dyn Observer) -
     let counts = Counts { games: battles.len(), judged: battles.len(), unreadable: 0, failed: 0 };
     let fitted = fit(settings, &names, &battles, styles.as_deref(), anchor, judge.as_deref(), &counts, &out, observer)?;
     journal.set_state(RunState::Completed)?;
-    out.write_json(
-        STATS,
-        &json!({
-            "evol_version": env!("CARGO_PKG_VERSION"),
-            "state": RunState::Completed,
-            "battle_logs": files,
-            "battles": battles.len(),
-            "models": names,
-            "judges": judges,
-            "read_seconds": read_seconds,
-            "fit_seconds": fitted.seconds,
-        }),
-    )?;
+    let report = RefitReport {
+        evol_version: env!("CARGO_PKG_VERSION").to_string(),
+        state: RunState::Completed,
+        battle_logs: files.to_vec(),
+        battles: battles.len(),
+        models: names.clone(),
+        judges: judges.clone(),
+        read_seconds,
+        fit_seconds: fitted.seconds,
+    };
+    out.write_json(STATS, &report)?;
     observer.say(fitted.terminal.trim_end());
     observer.say(&format!(
         "evol: {} battles of {} models read in {:.2}s, rated in {:.2}s; wrote {}, {}",
@@ -784,5 +838,5 @@ fn refit(settings: &ArenaSettings, files: &[PathBuf], observer: &dyn Observer) -
         out.path(RATINGS).display(),
         out.path(LEADERBOARD).display()
     ));
-    Ok(())
+    Ok(ArenaReport::Refitted(report))
 }
