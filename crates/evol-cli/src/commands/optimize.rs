@@ -8,5 +8,5 @@ use crate::settings::FromArgs;
 pub async fn optimize(args: OptimizeArgs) -> anyhow::Result<()> {
     let settings = evol::settings::OptimizeRunSettings::from_args(args)?;
     let printer = Printer::new(settings.quiet);
-    evol::jobs::optimize(settings, &printer, signals()).await
+    evol::jobs::optimize(settings, &printer, signals()).await.map(|_report| ())
 }

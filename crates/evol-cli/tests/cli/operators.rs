@@ -216,6 +216,11 @@ fn optimize_lowers_the_failure_rate_records_every_candidate_and_resumes() {
     assert!(start > 0.3, "the universal method loses the final line often: {start}");
     assert!(end < start, "{start} -> {end}");
     assert_eq!(result["start"]["by_reason"]["unparsable_evolution"].as_u64().unwrap() as f64, (start * 20.0).round());
+    // stats.json reads back as the job's typed report.
+    let report: evol::jobs::optimize::OptimizeReport =
+        serde_json::from_str(&std::fs::read_to_string(out.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(report.result.map(|r| (r.start.failure_rate, r.failure_rate)), Some((start, end)));
+    assert_eq!(report.steps_recorded, history.len());
     for step in &history {
         let candidates = step["candidates"].as_array().unwrap();
         assert_eq!(candidates.len(), 3);

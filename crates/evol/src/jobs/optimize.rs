@@ -48,7 +48,7 @@ pub async fn optimize(
     settings: OptimizeRunSettings,
     observer: &dyn Observer,
     mut shutdown: Shutdown,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<OptimizeReport> {
     let read =
         evol_io::read_seeds(&settings.seeds, evol_io::ReadOptions { format: settings.format, ..Default::default() })?;
     let seeds = read.seeds;
@@ -135,23 +135,21 @@ pub async fn optimize(
     let state = ended.state(true);
     journal.set_state(state)?;
     let snapshot = stats.snapshot();
-    out.write_json(
-        STATS,
-        &StatsFile {
-            evol_version: env!("CARGO_PKG_VERSION"),
-            state,
-            result: result.as_ref(),
-            steps_recorded: steps.len(),
-            pool: pool.len(),
-            dev: dev.len(),
-            max_calls: total,
-            replayed_calls: snapshot.replayed_calls,
-            total: &snapshot.total,
-            journal: journal.call_totals()?,
-            models: &names,
-            identity: &identity,
-        },
-    )?;
+    let report = OptimizeReport {
+        evol_version: env!("CARGO_PKG_VERSION").to_string(),
+        state,
+        result: result.clone(),
+        steps_recorded: steps.len(),
+        pool: pool.len(),
+        dev: dev.len(),
+        max_calls: total,
+        replayed_calls: snapshot.replayed_calls,
+        total: snapshot.total.clone(),
+        journal: journal.call_totals()?,
+        models: names.clone(),
+        identity: serde_json::to_value(&identity)?,
+    };
+    out.write_json(STATS, &report)?;
     {
         if let Some(r) = &result {
             let ending = match r.ending {
@@ -176,7 +174,7 @@ pub async fn optimize(
             out.path(METHOD).display()
         ));
     }
-    ended.exit(stall_after, out.root().display().to_string())
+    ended.exit(stall_after, out.root().display().to_string()).map(|()| report)
 }
 
 impl WorkError for OptimizeError {
@@ -195,22 +193,28 @@ impl WorkError for OptimizeError {
     }
 }
 
-#[derive(Serialize)]
-struct StatsFile<'a> {
-    evol_version: &'static str,
-    state: RunState,
+/// What an optimisation did: its report, and what `stats.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct OptimizeReport {
+    pub evol_version: String,
+    pub state: RunState,
     /// The start's measurement, the best method's failure rate, the step
     /// it came from, and why it ended (absent when it did not finish).
-    result: Option<&'a Optimized>,
-    steps_recorded: usize,
-    pool: usize,
-    dev: usize,
-    max_calls: u64,
-    replayed_calls: u64,
-    total: &'a evol_core::stats::Tally,
-    journal: evol_store::CallTotals,
-    models: &'a BTreeMap<Role, String>,
-    identity: &'a Identity<'a>,
+    pub result: Option<Optimized>,
+    pub steps_recorded: usize,
+    /// Seeds evolved, and seeds held out to measure each method on.
+    pub pool: usize,
+    pub dev: usize,
+    pub max_calls: u64,
+    /// Calls answered from the journal (made by an earlier attempt).
+    pub replayed_calls: u64,
+    /// This attempt's calls.
+    pub total: evol_core::stats::Tally,
+    /// Every call the journal holds, of every attempt.
+    pub journal: evol_store::CallTotals,
+    pub models: BTreeMap<Role, String>,
+    /// What makes the optimisation's results what they are.
+    pub identity: serde_json::Value,
 }
 
 /// Writes `history.jsonl` and `method.toml`: the method of the last step
