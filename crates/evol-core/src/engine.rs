@@ -433,7 +433,7 @@ impl Engine {
                             .or_else(|| self.seed_index.as_ref().and_then(|seeds| seeds.find(&this)));
                         if let Some(Duplicate { id, similarity }) = found {
                             let mut r = rejection(Reason::NearDuplicate, Some(instruction), None, None, usage);
-                            (r.duplicate_of, r.similarity) = (Some(id), Some((similarity * 1000.0).round() / 1000.0));
+                            (r.duplicate_of, r.similarity) = (Some(id), Some(evol_dedup::shown_similarity(similarity)));
                             return Ok(Err(r));
                         }
                         print = Some(this);

@@ -52,8 +52,14 @@ pub struct DuplicateLine<R> {
 
 impl<R> DuplicateLine<R> {
     pub fn new(removed: R, kept: R, found: Match) -> DuplicateLine<R> {
-        DuplicateLine { removed, kept, similarity: (found.similarity * 1000.0).round() / 1000.0, exact: found.exact }
+        DuplicateLine { removed, kept, similarity: shown_similarity(found.similarity), exact: found.exact }
     }
+}
+
+/// A similarity as every record and duplicates file writes it: to three
+/// decimals.
+pub fn shown_similarity(similarity: f64) -> f64 {
+    (similarity * 1000.0).round() / 1000.0
 }
 
 /// How texts are compared. Validated by [`Params::validate`].
