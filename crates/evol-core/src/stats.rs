@@ -77,6 +77,7 @@ pub struct RunStats {
     pub replayed_calls: u64,
     pub total: Tally,
     /// Per round (round 0 holds the seeds' own answers).
+    #[serde(deserialize_with = "by_round")]
     pub rounds: BTreeMap<u32, Tally>,
     /// Per operation (`seed_answer` holds the seeds' own answers).
     pub operations: BTreeMap<String, Tally>,
@@ -85,8 +86,22 @@ pub struct RunStats {
     pub judge: Verdicts,
     /// Difficulty scores per round (round 0: the seeds), with
     /// `--score-difficulty`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "by_round")]
     pub difficulty: BTreeMap<u32, ScoreTally>,
+}
+
+/// A map by round number, read from JSON's text keys whether or not the
+/// map sits in a flattened struct (where serde hands the keys over as
+/// text, not as numbers).
+fn by_round<'de, D, T>(d: D) -> Result<BTreeMap<u32, T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let text: BTreeMap<String, T> = BTreeMap::deserialize(d)?;
+    text.into_iter()
+        .map(|(k, v)| k.parse().map(|k| (k, v)).map_err(|_| serde::de::Error::custom(format!("`{k}` is not a round"))))
+        .collect()
 }
 
 /// Scores of one slice: how many were read, unreadable or failed, and the

@@ -466,7 +466,7 @@ impl From<serde_json::Error> for Export {
 }
 
 /// What an export wrote.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exported {
     /// Rows of `dataset.jsonl`.
     pub rows: usize,

@@ -18,7 +18,7 @@ use crate::settings::{Backend, EngineSettings, Execution, ModelSettings, RoleMod
 use crate::UsageError;
 
 /// The limits a server was used with, for `stats.json`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServerLimits {
     pub url: String,
     /// The most calls in flight on it (the ceiling its adapted concurrency

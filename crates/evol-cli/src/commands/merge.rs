@@ -6,5 +6,5 @@ use crate::printer::Printer;
 
 pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
     let settings = evol::settings::MergeSettings { shards: args.shards, output: args.output };
-    evol::jobs::merge::merge(&settings, &Printer::new(false))
+    evol::jobs::merge::merge(&settings, &Printer::new(false)).map(|_report| ())
 }

@@ -13,5 +13,5 @@ pub async fn run(args: RunArgs, given: Vec<String>) -> anyhow::Result<()> {
         return crate::stdout(&evol::jobs::estimate::dry_run(&settings)?);
     }
     let printer = Printer::new(settings.quiet);
-    evol::jobs::run(settings, &printer, signals()).await
+    evol::jobs::run(settings, &printer, signals()).await.map(|_report| ())
 }

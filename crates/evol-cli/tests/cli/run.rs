@@ -49,6 +49,11 @@ fn a_run_writes_every_attempt_with_its_lineage() {
     let per_op: u64 = stats["operations"].as_object().unwrap().values().map(|t| t["attempted"].as_u64().unwrap()).sum();
     assert_eq!(per_op, 120);
     assert!(stats["rounds"]["1"]["wall_seconds"].as_f64().unwrap() > 0.0);
+    // The file is the library's typed report, and reads back as it whole.
+    let typed = evol::results::RunReport::read(&out).unwrap().expect("written");
+    assert_eq!(typed.run.rounds[&2].attempted, stats["rounds"]["2"]["attempted"].as_u64().unwrap());
+    let text = std::fs::read_to_string(out.join("stats.json")).unwrap();
+    assert_eq!(format!("{}\n", serde_json::to_string_pretty(&typed).unwrap()), text, "written again byte for byte");
 }
 
 #[test]

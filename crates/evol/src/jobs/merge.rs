@@ -19,6 +19,7 @@ use evol_store::output::{import_export, SEED_ANSWERS, STATS};
 use evol_store::{DirLock, OutputDir, RunIdentity, RunState, SqliteJournal};
 
 use crate::observe::Observer;
+use crate::results::RunReport;
 use crate::settings::MergeSettings;
 
 /// A run's identity, or an error saying the run never started.
@@ -38,9 +39,20 @@ struct Shard {
     _rebuilt: Option<tempfile::TempDir>,
 }
 
+/// What a merge made.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MergeReport {
+    /// How many shards the run was cut into (each merged once).
+    pub shards: u32,
+    /// The run's seeds, all done.
+    pub seeds: u64,
+    /// The dataset and record files exported from the merged journal.
+    pub dataset: evol_store::Exported,
+}
+
 /// Joins the shards of a run (their journals, or their exports) into one
 /// run directory, checked to be exactly what one unsharded run holds.
-pub fn merge(settings: &MergeSettings, observer: &dyn Observer) -> anyhow::Result<()> {
+pub fn merge(settings: &MergeSettings, observer: &dyn Observer) -> anyhow::Result<MergeReport> {
     let args = settings;
     // Each shard directory is locked (once, however often it is named) for
     // as long as the merge reads it.
@@ -105,7 +117,7 @@ pub fn merge(settings: &MergeSettings, observer: &dyn Observer) -> anyhow::Resul
         exported.rows,
         args.output.display()
     ));
-    Ok(())
+    Ok(MergeReport { shards: first.count, seeds, dataset: exported })
 }
 
 /// Opens a shard's journal, or rebuilds one from its export.
@@ -116,13 +128,10 @@ fn open_shard(dir: &Path) -> anyhow::Result<Shard> {
         let state = journal.state()?;
         (identity(&journal, dir)?, state, dir.join(JOURNAL), None)
     } else if dir.join(STATS).is_file() {
-        let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(STATS))?)
-            .map_err(|e| anyhow!("`{}`: {e}", dir.join(STATS).display()))?;
-        if !stats["identity"].is_object() {
-            bail!("`{name}`: its `{STATS}` names no run identity (made by an older evol?); merge its journal instead");
-        }
-        let identity = RunIdentity::from_json(stats["identity"].clone())
-            .map_err(|e| anyhow!("`{name}`: the run identity in its `{STATS}`: {e}"))?;
+        let stats = RunReport::read(dir)
+            .map_err(|e| anyhow!("{e}; merge the shard's journal instead"))?
+            .ok_or_else(|| anyhow!("`{name}`: its `{STATS}` is gone"))?;
+        let identity = stats.identity;
         let answered = identity.settings.answer_seeds;
         if identity.include_seeds && !answered && !dir.join(SEED_ANSWERS).exists() {
             bail!("`{name}`: an export of a run with --include-seeds --no-answer lacks the seeds' instructions; merge its journal instead");
@@ -132,7 +141,7 @@ fn open_shard(dir: &Path) -> anyhow::Result<Shard> {
         let journal = SqliteJournal::open(&path)?;
         import_export(dir, &journal, identity.settings.run_seed)
             .map_err(|e| anyhow!("reading the export `{name}`: {e}"))?;
-        let state = stats["state"].as_str().and_then(RunState::parse);
+        let state = Some(stats.state);
         (identity, state, path, Some(tmp))
     } else {
         bail!("`{name}` holds neither a run journal (`{JOURNAL}`) nor an export (`{STATS}`)");

@@ -4,111 +4,28 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use anyhow::bail;
-use evol_core::cost::{Budget, Caps, Prices};
+use evol_core::cost::Budget;
 use evol_core::{Caller, CallerSettings, Engine, EngineError, Method, Role, RunStats, StatsRecorder};
 use evol_store::ingest::{ingest, Input};
 use evol_store::output::{RunSink, DATASET, EVOLVED, REJECTED, SEED_ANSWERS, STATS};
 use evol_store::{OutputDir, RunIdentity, RunState, SqliteJournal};
-use serde::Serialize;
 
-use crate::backend::{connect_models, describe_backend, Connected, ServerLimits};
+use crate::backend::{connect_models, describe_backend, Connected};
 use crate::observe::{human, Counting, Observer, Watched};
-use crate::results::{BackendKind, RunModels};
+use crate::results::{BackendKind, EndpointReport, RunBudget, RunExecution, RunInput, RunModels, RunReport};
 use crate::session::{until_stopped, CapStop, Ended, Interrupted, NothingProduced, Stalled, Stop};
 use crate::settings::RunSettings;
 
 use crate::shutdown::Shutdown;
 
-/// What `stats.json` holds.
-#[derive(Serialize)]
-struct StatsFile<'a> {
-    evol_version: &'static str,
-    /// False when the run stopped early (error, interruption, budget cap).
-    completed: bool,
-    state: RunState,
-    #[serde(flatten)]
-    run: &'a RunStats,
-    input: InputInfo,
-    /// The dataset as written: its rows, and the rows left out as exact or
-    /// near duplicates of earlier rows (listed in `duplicates.jsonl`).
-    dataset: evol_store::Exported,
-    models: RunModels,
-    budget: BudgetInfo<'a>,
-    /// The method: every setting that changes the results.
-    settings: &'a Method,
-    /// How this attempt ran: the settings that may change between attempts,
-    /// as used.
-    execution: ExecutionInfo,
-    /// Per server (with `--endpoint`): calls, failures, the adapted
-    /// concurrency at the end, and why a server is out if it is.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    endpoints: Vec<EndpointInfo>,
-    /// Every call the journal holds, of this attempt and the earlier ones,
-    /// with their retries and tokens: what was paid, as `evol status` shows
-    /// it (calls whose questions no later attempt asked again included).
-    journal: evol_store::CallTotals,
-    /// The embedded engine's activity: decode steps, the mean number of
-    /// sequences in its batch, tokens computed, busy and decode seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    engine: Option<serde_json::Value>,
-    /// What makes the run's results what they are: lets `evol merge` check
-    /// exported shards without their journals.
-    identity: &'a RunIdentity,
-    /// The command line that ran it (the words after `evol`), secrets and
-    /// URL credentials removed.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    command: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct EndpointInfo {
-    url: String,
-    requests: u64,
-    failures: u64,
-    concurrency: usize,
-    out: Option<String>,
-}
-
-#[derive(Serialize)]
-struct ExecutionInfo {
-    /// The most calls in flight in all.
-    concurrency: usize,
-    /// Each server's limits (none for the embedded engine).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    servers: Vec<ServerLimits>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timeout_seconds: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_retries: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    adaptive: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    batch_api: Option<bool>,
-    retry_failed: bool,
-}
-
-#[derive(Serialize)]
-struct BudgetInfo<'a> {
-    caps: Caps,
-    prices: &'a Prices,
-}
-
-#[derive(Serialize)]
-struct InputInfo {
-    file: String,
-    seeds: usize,
-    shard: Option<String>,
-    skipped_invalid: usize,
-    skipped_empty: usize,
-    /// How the seeds held their instruction (Alpaca, ShareGPT, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    layout: Option<String>,
-}
-
 /// Evolves the seeds (a rerun resumes from OUT's journal), answers what
 /// survives, and writes the record files, the dataset and `stats.json`
 /// whatever way the run ends.
-pub async fn run(mut settings: RunSettings, observer: &dyn Observer, mut shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(
+    mut settings: RunSettings,
+    observer: &dyn Observer,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<RunReport> {
     let out = OutputDir::prepare(&settings.output, settings.fresh, evol_store::JobKind::Run)?;
     let new_run = !out.has_journal();
     let journal = Arc::new(out.journal()?);
@@ -214,51 +131,49 @@ pub async fn run(mut settings: RunSettings, observer: &dyn Observer, mut shutdow
     };
     journal.set_state(state)?;
     let servers = settings.servers();
-    out.write_json(
-        STATS,
-        &StatsFile {
-            evol_version: env!("CARGO_PKG_VERSION"),
-            completed: result.is_ok(),
-            state,
-            run: &snapshot,
-            dataset: exported,
-            input: InputInfo {
-                file: settings.seeds.display().to_string(),
-                seeds: snapshot.seeds as usize,
-                shard: settings.ingest.shard.map(|s| s.to_string()),
-                skipped_invalid: input.invalid_count,
-                skipped_empty: input.empty_count,
-                layout: input.layout.clone(),
-            },
-            models: RunModels {
-                endpoint: endpoint.clone(),
-                backend: Some(BackendKind::of(&settings.backend)),
-                evolve: identity.model(Role::Evolve).to_string(),
-                judge: identity.model(Role::Judge).to_string(),
-                answer: identity.model(Role::Answer).to_string(),
-            },
-            budget: BudgetInfo { caps: budget.caps(), prices: &prices },
-            settings: &settings.method,
-            execution: ExecutionInfo {
-                concurrency: models.concurrency,
-                servers: models.limits.clone(),
-                timeout_seconds: servers.map(|s| s.timeout.as_secs_f64()),
-                max_retries: servers.map(|s| s.retry.max_retries),
-                adaptive: servers.map(|s| s.adaptive),
-                batch_api: servers.map(|s| s.batch.is_some()),
-                retry_failed: settings.execution.retry_failed,
-            },
-            identity: &identity,
-            endpoints: endpoint_info(pool.as_ref(), observer),
-            journal: journal.call_totals()?,
-            engine: models.engine.as_ref().map(|report| report()),
-            command: settings
-                .command
-                .iter()
-                .map(|word| evol_text::redact_url(&evol_text::scrub(word)).into_owned())
-                .collect(),
+    let report = RunReport {
+        evol_version: env!("CARGO_PKG_VERSION").to_string(),
+        completed: result.is_ok(),
+        state,
+        run: snapshot.clone(),
+        dataset: exported,
+        input: RunInput {
+            file: settings.seeds.display().to_string(),
+            seeds: snapshot.seeds as usize,
+            shard: settings.ingest.shard.map(|s| s.to_string()),
+            skipped_invalid: input.invalid_count,
+            skipped_empty: input.empty_count,
+            layout: input.layout.clone(),
         },
-    )?;
+        models: RunModels {
+            endpoint: endpoint.clone(),
+            backend: Some(BackendKind::of(&settings.backend)),
+            evolve: identity.model(Role::Evolve).to_string(),
+            judge: identity.model(Role::Judge).to_string(),
+            answer: identity.model(Role::Answer).to_string(),
+        },
+        budget: RunBudget { caps: budget.caps(), prices: prices.clone() },
+        settings: settings.method.clone(),
+        execution: RunExecution {
+            concurrency: models.concurrency,
+            servers: models.limits.clone(),
+            timeout_seconds: servers.map(|s| s.timeout.as_secs_f64()),
+            max_retries: servers.map(|s| s.retry.max_retries),
+            adaptive: servers.map(|s| s.adaptive),
+            batch_api: servers.map(|s| s.batch.is_some()),
+            retry_failed: settings.execution.retry_failed,
+        },
+        identity: identity.clone(),
+        endpoints: endpoint_info(pool.as_ref(), observer),
+        journal: journal.call_totals()?,
+        engine: models.engine.as_ref().map(|report| report()),
+        command: settings
+            .command
+            .iter()
+            .map(|word| evol_text::redact_url(&evol_text::scrub(word)).into_owned())
+            .collect(),
+    };
+    out.write_json(STATS, &report)?;
     // The summary and warnings are in stats.json too.
     observer.say(summary(&snapshot, exported, &out, settings.include_seeds).trim_end());
     if let Some(warning) = judge_warning(&snapshot.judge, identity.model(Role::Judge)) {
@@ -278,7 +193,7 @@ pub async fn run(mut settings: RunSettings, observer: &dyn Observer, mut shutdow
             out: out.root().display().to_string(),
         }
         .into()),
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(report),
         Err(EngineError::Stopped) => match stop {
             Some(Stop::Stalled(last)) => {
                 Err(Stalled { waited: human(stall_after), last, out: out.root().display().to_string() }.into())
@@ -351,7 +266,7 @@ fn report_skipped(settings: &RunSettings, input: &Input, observer: &dyn Observer
 }
 
 /// How each server of the pool did; warns about those taken out.
-fn endpoint_info(pool: Option<&evol_pool::Pool>, observer: &dyn Observer) -> Vec<EndpointInfo> {
+fn endpoint_info(pool: Option<&evol_pool::Pool>, observer: &dyn Observer) -> Vec<EndpointReport> {
     let Some(pool) = pool else { return Vec::new() };
     pool.status()
         .into_iter()
@@ -359,7 +274,7 @@ fn endpoint_info(pool: Option<&evol_pool::Pool>, observer: &dyn Observer) -> Vec
             if let Some(why) = &s.out {
                 observer.say(&format!("warning: the server `{}` was out of the run at its end: {why}", s.name));
             }
-            EndpointInfo { url: s.name, requests: s.requests, failures: s.failures, concurrency: s.limit, out: s.out }
+            EndpointReport { url: s.name, requests: s.requests, failures: s.failures, concurrency: s.limit, out: s.out }
         })
         .collect()
 }

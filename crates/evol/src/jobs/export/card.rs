@@ -15,12 +15,13 @@ use evol_io::Written;
 use serde_json::Value;
 
 use super::{Format, Made};
-use crate::results::{BackendKind, RunModels};
+use crate::results::{BackendKind, ResultFileError, RunReport};
 
 /// Where the exported rows came from.
 pub(crate) enum Source<'a> {
-    /// A run, with its `stats.json` when it has one.
-    Run { stats: Option<&'a Value>, made: &'a Made },
+    /// A run, with its `stats.json` when it has one (or why it could not be
+    /// read).
+    Run { stats: &'a Result<Option<RunReport>, ResultFileError>, made: &'a Made },
     /// An `evol arena --learn` directory: SFT records or preference pairs.
     Learned { pairs: bool },
     /// Any dataset file (such as `evol score`'s or `evol select`'s).
@@ -104,7 +105,7 @@ pub(crate) fn card(card: &Card) -> String {
     let title = card.to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
     let _ = writeln!(s, "# {}\n", md(&title));
     match &card.source {
-        Source::Run { stats, made } => run_body(&mut s, card, *stats, made),
+        Source::Run { stats, made } => run_body(&mut s, card, stats, made),
         Source::Rows { file, made } => {
             let _ = writeln!(
                 s,
@@ -136,7 +137,7 @@ pub(crate) fn card(card: &Card) -> String {
     s.push_str("```python\nfrom datasets import load_dataset\n\nds = load_dataset(\"path/to/this/directory\")  # or the Hub repository's name\n```\n\n");
     let _ = writeln!(s, "## How to make it again\n");
     s.push_str("```sh\n");
-    if let Source::Run { stats: Some(stats), .. } = &card.source {
+    if let Source::Run { stats: Ok(Some(stats)), .. } = &card.source {
         let _ = writeln!(s, "{}", run_command(stats, card.out));
     }
     let _ = writeln!(
@@ -177,8 +178,9 @@ fn shell(word: &str) -> String {
     }
 }
 
-fn num(v: &Value) -> f64 {
-    v.as_f64().unwrap_or(0.0)
+/// A number as `stats.json` writes it (`1.0`, not `1`).
+fn num(v: impl serde::Serialize) -> String {
+    serde_json::to_string(&v).expect("a number serializes")
 }
 
 /// Flags whose value is a file: the card names the file, not where it was
@@ -192,14 +194,10 @@ const ATTEMPT_FLAGS: [&str; 5] = ["--fresh", "--dry-run", "-q", "--quiet", "--re
 /// The `evol run` command line that makes the run again: the recorded one
 /// (the seed file and other files by name, server addresses as `URL`, the
 /// output as exported), else one rebuilt from the settings of an older run.
-fn run_command(stats: &Value, out: &Path) -> String {
-    let recorded: Option<Vec<&str>> =
-        stats["command"].as_array().and_then(|words| words.iter().map(Value::as_str).collect());
-    match recorded {
-        Some(words) if words.first() == Some(&"run") => {
-            let seeds = stats["input"]["file"].as_str().unwrap_or_default();
-            recorded_command(&words, seeds, out)
-        }
+fn run_command(stats: &RunReport, out: &Path) -> String {
+    let words: Vec<&str> = stats.command.iter().map(String::as_str).collect();
+    match words.first() {
+        Some(&"run") => recorded_command(&words, &stats.input.file, out),
         _ => rebuilt_command(stats, out),
     }
 }
@@ -248,20 +246,19 @@ fn recorded_command(words: &[&str], seeds: &str, out: &Path) -> String {
 
 /// The command rebuilt from a run's settings (a run whose command line was
 /// not recorded).
-fn rebuilt_command(stats: &Value, out: &Path) -> String {
-    let settings = &stats["settings"];
+fn rebuilt_command(stats: &RunReport, out: &Path) -> String {
+    let settings = &stats.settings;
     let mut words = vec!["evol".to_string(), "run".to_string()];
-    words.push(shell(&file_name(stats["input"]["file"].as_str().unwrap_or("SEEDS"))));
+    words.push(shell(&file_name(&stats.input.file)));
     words.push("-o".into());
     words.push(shell(&out.display().to_string()));
-    words.push(format!("--rounds {}", settings["rounds"]));
-    words.push(format!("--seed {}", settings["run_seed"]));
-    if let Some(ops) = settings["operations"].as_array() {
-        let list: Vec<String> =
-            ops.iter().map(|o| format!("{}={}", o["name"].as_str().unwrap_or("?"), o["weight"])).collect();
+    words.push(format!("--rounds {}", settings.rounds));
+    words.push(format!("--seed {}", settings.run_seed));
+    let list: Vec<String> = settings.operations.iter().map(|o| format!("{}={}", o.name, num(o.weight))).collect();
+    if !list.is_empty() {
         words.push(format!("--ops {}", shell(&list.join(","))));
     }
-    let models: RunModels = serde_json::from_value(stats["models"].clone()).unwrap_or_default();
+    let models = &stats.models;
     match models.backend() {
         Some(BackendKind::Server) => words.push("--endpoint URL".to_string()),
         Some(BackendKind::Servers) => words.push("--config SERVERS.toml".into()),
@@ -274,63 +271,70 @@ fn rebuilt_command(stats: &Value, out: &Path) -> String {
             words.push(format!("{flag} {}", shell(model)));
         }
     }
-    if settings["dedup"].is_null() {
+    if settings.dedup.is_none() {
         words.push("--no-dedup".into());
     }
-    if let Some(shard) = stats["input"]["shard"].as_str() {
+    if let Some(shard) = &stats.input.shard {
         words.push(format!("--shard {shard}"));
     }
     words.join(" ")
 }
 
-fn run_body(s: &mut String, card: &Card, stats: Option<&Value>, made: &Made) {
+fn run_body(s: &mut String, card: &Card, stats: &Result<Option<RunReport>, ResultFileError>, made: &Made) {
     let rows = card.written.rows;
-    let Some(stats) = stats else {
-        let _ = writeln!(s, "{rows} instructions evolved with Evol-Instruct by evol. (The run's `stats.json` was not found, so how it was made is not told here.)\n");
-        return;
+    let stats = match stats {
+        Ok(Some(stats)) => stats,
+        Ok(None) => {
+            let _ = writeln!(s, "{rows} instructions evolved with Evol-Instruct by evol. (The run's `stats.json` was not found, so how it was made is not told here.)\n");
+            return;
+        }
+        Err(e) => {
+            let _ = writeln!(s, "{rows} instructions evolved with Evol-Instruct by evol. (The run's `stats.json` could not be read, so how it was made is not told here: {}.)\n", md(&e.to_string()));
+            return;
+        }
     };
-    let settings = &stats["settings"];
-    let models = &stats["models"];
-    let total = &stats["total"];
+    let settings = &stats.settings;
+    let models = &stats.models;
+    let total = &stats.run.total;
     let _ = writeln!(
         s,
         "{rows} instructions made with Evol-Instruct by evol: {} seeds from {} ({}) evolved through {} rounds, each step rewriting an instruction with one operation, failed evolutions eliminated, and what survived answered.\n",
-        stats["input"]["seeds"],
-        code(stats["input"]["file"].as_str().unwrap_or("?")),
-        md(stats["input"]["layout"].as_str().unwrap_or("layout not recorded")),
-        settings["rounds"]
+        stats.input.seeds,
+        code(&stats.input.file),
+        md(stats.input.layout.as_deref().unwrap_or("layout not recorded")),
+        settings.rounds
     );
+    let or_unknown = |name: &str| code(if name.is_empty() { "?" } else { name });
     let _ = writeln!(s, "## Models\n");
-    let _ = writeln!(s, "- Evolving: {}", code(models["evolve"].as_str().unwrap_or("?")));
-    let _ = writeln!(s, "- Judging information gain: {}", code(models["judge"].as_str().unwrap_or("?")));
-    let _ = writeln!(s, "- Answering: {}", code(models["answer"].as_str().unwrap_or("?")));
-    let _ = writeln!(s, "- Served by: {}", code(models["endpoint"].as_str().unwrap_or("?")));
-    if let Some(servers) = stats["endpoints"].as_array().filter(|e| e.len() > 1) {
-        let _ = writeln!(s, "  ({} servers)", servers.len());
+    let _ = writeln!(s, "- Evolving: {}", or_unknown(&models.evolve));
+    let _ = writeln!(s, "- Judging information gain: {}", or_unknown(&models.judge));
+    let _ = writeln!(s, "- Answering: {}", or_unknown(&models.answer));
+    let _ = writeln!(s, "- Served by: {}", or_unknown(&models.endpoint));
+    if stats.endpoints.len() > 1 {
+        let _ = writeln!(s, "  ({} servers)", stats.endpoints.len());
     }
-    let sampling = &settings["evolve_sampling"];
+    let sampling = &settings.evolve_sampling;
     let _ = writeln!(
         s,
         "- Sampling: temperature {}, top-p {}, at most {} tokens per reply{}\n",
-        sampling["temperature"],
-        sampling["top_p"],
-        sampling["max_tokens"],
-        if settings["request_seeds"] == true { ", a seeded request per call" } else { "" }
+        num(sampling.temperature),
+        num(sampling.top_p),
+        sampling.max_tokens,
+        if settings.request_seeds { ", a seeded request per call" } else { "" }
     );
 
     let _ = writeln!(s, "## Operations\n");
     s.push_str("| Operation | Kind | Weight | Attempted | Accepted |\n|---|---|---:|---:|---:|\n");
-    for op in settings["operations"].as_array().into_iter().flatten() {
-        let name = op["name"].as_str().unwrap_or("?");
-        let counts = &stats["operations"][name];
+    for op in settings.operations.iter() {
+        let counts = stats.run.operations.get(&op.name).cloned().unwrap_or_default();
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} |",
-            md(name),
-            md(op["kind"].as_str().unwrap_or("")),
-            op["weight"],
-            counts["attempted"].as_u64().unwrap_or(0),
-            counts["accepted"].as_u64().unwrap_or(0)
+            md(&op.name),
+            md(op.kind.name()),
+            num(op.weight),
+            counts.attempted,
+            counts.accepted
         );
     }
     s.push('\n');
@@ -339,15 +343,12 @@ fn run_body(s: &mut String, card: &Card, stats: Option<&Value>, made: &Made) {
     s.push_str(
         "| Round | Attempted | Accepted | Rejected | Rows here | Mean difficulty |\n|---:|---:|---:|---:|---:|---:|\n",
     );
-    let rounds = stats["rounds"].as_object().cloned().unwrap_or_default();
-    let mut keys: Vec<u32> = rounds.keys().filter_map(|k| k.parse().ok()).collect();
-    keys.sort_unstable();
+    let mut keys: Vec<u32> = stats.run.rounds.keys().copied().collect();
     if made.rounds.contains_key(&0) && !keys.contains(&0) {
         keys.insert(0, 0);
     }
     for round in keys {
-        let r = &rounds.get(&round.to_string()).cloned().unwrap_or(Value::Null);
-        let rejected: u64 = r["rejected"].as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+        let r = stats.run.rounds.get(&round).cloned().unwrap_or_default();
         let difficulty = made
             .difficulty
             .get(&round)
@@ -356,52 +357,49 @@ fn run_body(s: &mut String, card: &Card, stats: Option<&Value>, made: &Made) {
         let label = if round == 0 { "seeds".to_string() } else { round.to_string() };
         let _ = writeln!(
             s,
-            "| {label} | {} | {} | {rejected} | {} | {difficulty} |",
-            r["attempted"].as_u64().unwrap_or(0),
-            r["accepted"].as_u64().unwrap_or(0),
+            "| {label} | {} | {} | {} | {} | {difficulty} |",
+            r.attempted,
+            r.accepted,
+            r.rejected_total(),
             made.rounds.get(&round).copied().unwrap_or(0)
         );
     }
     s.push('\n');
-    if let Some(reasons) = total["rejected"].as_object().filter(|m| !m.is_empty()) {
+    if !total.rejected.is_empty() {
         s.push_str("Rejected evolutions by reason:\n\n");
-        for (reason, n) in reasons {
+        for (reason, n) in &total.rejected {
             let _ = writeln!(s, "- {}: {n}", md(reason));
         }
         s.push('\n');
     }
-    // Read as the run's own type: a rule written only when off (see
-    // `Rules`) is on when absent.
-    if let Ok(rules) = serde_json::from_value::<evol_core::eliminate::Rules>(settings["rules"].clone()) {
-        let all = [
-            ("equality", rules.equality),
-            ("sorry", rules.sorry),
-            ("stop_words", rules.stop_words),
-            ("copied_prompt", rules.copied_prompt),
-            ("asks_for_input", rules.asks_for_input),
-        ];
-        let list = |on: bool| {
-            let names: Vec<&str> = all.iter().filter(|(_, v)| *v == on).map(|(k, _)| *k).collect();
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
-        };
-        let _ = writeln!(s, "Elimination rules on: {}; off: {}.\n", list(true), list(false));
-    }
-    let dataset = &stats["dataset"];
-    match settings["dedup"].as_object() {
+    let rules = settings.rules;
+    let all = [
+        ("equality", rules.equality),
+        ("sorry", rules.sorry),
+        ("stop_words", rules.stop_words),
+        ("copied_prompt", rules.copied_prompt),
+        ("asks_for_input", rules.asks_for_input),
+    ];
+    let list = |on: bool| {
+        let names: Vec<&str> = all.iter().filter(|(_, v)| *v == on).map(|(k, _)| *k).collect();
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    };
+    let _ = writeln!(s, "Elimination rules on: {}; off: {}.\n", list(true), list(false));
+    match &settings.dedup {
         Some(d) => {
             let _ = writeln!(
                 s,
                 "Near-duplicate removal: MinHash over {}-word shingles, {} hashes in {} bands, threshold {}; {} exact and {} near duplicates left out of the dataset.\n",
-                d.get("shingle").unwrap_or(&Value::Null),
-                d.get("hashes").unwrap_or(&Value::Null),
-                d.get("bands").unwrap_or(&Value::Null),
-                d.get("threshold").unwrap_or(&Value::Null),
-                dataset["exact_duplicates"].as_u64().unwrap_or(0),
-                dataset["near_duplicates"].as_u64().unwrap_or(0)
+                d.shingle,
+                d.hashes,
+                d.bands,
+                num(d.threshold),
+                stats.dataset.exact_duplicates,
+                stats.dataset.near_duplicates
             );
         }
         None => s.push_str("Near-duplicate removal: off.\n\n"),
@@ -415,28 +413,116 @@ fn run_body(s: &mut String, card: &Card, stats: Option<&Value>, made: &Made) {
     let _ = writeln!(
         s,
         "{} requests ({} retries, {} failures), {} prompt and {} completion tokens, cost {:.4} (by the prices the run was given), in {:.1} s.\n",
-        total["requests"].as_u64().unwrap_or(0),
-        total["retries"].as_u64().unwrap_or(0),
-        total["failures"].as_u64().unwrap_or(0),
-        total["prompt_tokens"].as_u64().unwrap_or(0),
-        total["completion_tokens"].as_u64().unwrap_or(0),
-        num(&total["cost"]),
-        num(&stats["wall_seconds"])
+        total.requests,
+        total.retries,
+        total.failures,
+        total.prompt_tokens,
+        total.completion_tokens,
+        total.cost,
+        stats.run.wall_seconds
     );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::RunModels;
+
+    /// A run's report with these input file, command and models.
+    fn report(file: &str, command: &[&str], models: crate::results::RunModels) -> RunReport {
+        use evol_core::eliminate::Rules;
+        use evol_llm::Sampling;
+        let sampling = Sampling { temperature: 1.0, top_p: 0.9, max_tokens: 64, seed: None };
+        let method = evol_core::Method {
+            rounds: 2,
+            operations: evol_core::OperationSet::builtin(),
+            run_seed: 7,
+            rules: Rules::default(),
+            answer: true,
+            answer_seeds: false,
+            evolve_sampling: sampling,
+            answer_sampling: sampling,
+            judge_sampling: sampling,
+            request_seeds: true,
+            dedup: None,
+            difficulty: None,
+        };
+        RunReport {
+            evol_version: "0.1.0".into(),
+            completed: true,
+            state: evol_store::RunState::Completed,
+            run: evol_core::RunStats::default(),
+            input: crate::results::RunInput {
+                file: file.into(),
+                seeds: 1,
+                shard: None,
+                skipped_invalid: 0,
+                skipped_empty: 0,
+                layout: None,
+            },
+            dataset: evol_store::Exported::default(),
+            models,
+            budget: crate::results::RunBudget { caps: Default::default(), prices: Default::default() },
+            settings: method.clone(),
+            execution: crate::results::RunExecution {
+                concurrency: 1,
+                servers: Vec::new(),
+                timeout_seconds: None,
+                max_retries: None,
+                adaptive: None,
+                batch_api: None,
+                retry_failed: false,
+            },
+            endpoints: Vec::new(),
+            journal: Default::default(),
+            engine: None,
+            identity: evol_store::RunIdentity {
+                seeds: "d".into(),
+                seed_count: 1,
+                shard: None,
+                settings: method,
+                models: Default::default(),
+                templates: "t".into(),
+                score_templates: None,
+                include_seeds: false,
+            },
+            command: command.iter().map(|w| w.to_string()).collect(),
+        }
+    }
+
+    fn models(endpoint: &str, backend: Option<BackendKind>, [evolve, judge, answer]: [&str; 3]) -> RunModels {
+        RunModels {
+            endpoint: endpoint.into(),
+            backend,
+            evolve: evolve.into(),
+            judge: judge.into(),
+            answer: answer.into(),
+        }
+    }
 
     #[test]
     fn the_recorded_command_names_files_and_hides_addresses() {
-        let stats = serde_json::json!({
-            "input": {"file": "/home/someone/data/my seeds.jsonl"},
-            "command": ["run", "/home/someone/data/my seeds.jsonl", "-o", "/tmp/x/out", "--ops-file",
-                "/home/someone/ops.toml", "--templates=/srv/t", "--endpoint", "http://10.1.2.3:8000/v1",
-                "--include-seeds", "--temperature", "0.9", "--fresh", "--rounds", "3"],
-        });
+        let stats = report(
+            "/home/someone/data/my seeds.jsonl",
+            &[
+                "run",
+                "/home/someone/data/my seeds.jsonl",
+                "-o",
+                "/tmp/x/out",
+                "--ops-file",
+                "/home/someone/ops.toml",
+                "--templates=/srv/t",
+                "--endpoint",
+                "http://10.1.2.3:8000/v1",
+                "--include-seeds",
+                "--temperature",
+                "0.9",
+                "--fresh",
+                "--rounds",
+                "3",
+            ],
+            RunModels::default(),
+        );
         let shown = run_command(&stats, Path::new("runs/out"));
         assert_eq!(
             shown,
@@ -448,32 +534,36 @@ mod tests {
 
     #[test]
     fn an_older_run_gets_a_rebuilt_command_without_paths_or_addresses() {
-        let stats = serde_json::json!({
-            "input": {"file": "/abs/seeds.jsonl"},
-            "settings": {"rounds": 2, "run_seed": 7, "dedup": null},
-            "models": {"endpoint": "http://10.1.2.3:8000/v1", "evolve": "m", "judge": "m", "answer": "m"},
-        });
+        let stats = report("/abs/seeds.jsonl", &[], models("http://10.1.2.3:8000/v1", None, ["m", "m", "m"]));
         let shown = run_command(&stats, Path::new("out"));
-        assert!(shown.starts_with("evol run seeds.jsonl -o out --rounds 2 --seed 7 --endpoint URL"), "{shown}");
-        assert!(shown.ends_with("--model m --no-dedup"), "one model for every role: {shown}");
+        assert!(shown.starts_with("evol run seeds.jsonl -o out --rounds 2 --seed 7 --ops "), "{shown}");
+        assert!(shown.contains("deepen=1.0"), "weights as the run wrote them: {shown}");
+        assert!(shown.ends_with("--endpoint URL --model m --no-dedup"), "one model for every role: {shown}");
     }
 
     #[test]
     fn the_backend_is_read_as_recorded_not_from_its_words() {
-        let stats = |models: Value| serde_json::json!({"settings": {"rounds": 1, "run_seed": 0}, "models": models});
-        let shown = run_command(
-            &stats(
-                serde_json::json!({"endpoint": "2 servers", "backend": "embedded", "evolve": "qwen", "judge": "qwen", "answer": "a b"}),
-            ),
-            Path::new("out"),
-        );
+        let stats = report("s.jsonl", &[], models("2 servers", Some(BackendKind::Embedded), ["qwen", "qwen", "a b"]));
+        let shown = run_command(&stats, Path::new("out"));
         assert!(!shown.contains("URL") && !shown.contains("--config"), "{shown}");
         assert!(shown.contains("--model qwen --answer-model 'a b'") && !shown.contains("--judge-model"), "{shown}");
-        let shown = run_command(
-            &stats(serde_json::json!({"endpoint": "http://h/v1", "backend": "servers", "evolve": "m"})),
-            Path::new("out"),
-        );
+        let stats = report("s.jsonl", &[], models("http://h/v1", Some(BackendKind::Servers), ["m", "", ""]));
+        let shown = run_command(&stats, Path::new("out"));
         assert!(shown.contains("--config SERVERS.toml --model m") && !shown.contains("--endpoint"), "{shown}");
+    }
+
+    #[test]
+    fn a_run_report_reads_back_as_written() {
+        let mut stats = report("种子.jsonl", &["run", "种子.jsonl"], models("e", Some(BackendKind::Server), ["m"; 3]));
+        let mut round = evol_core::stats::Tally::default();
+        round.attempted = 3;
+        round.rejected.insert("equal".into(), 1);
+        stats.run.rounds.insert(1, round);
+        stats.run.wall_seconds = 0.1 + 0.2;
+        let text = serde_json::to_string_pretty(&stats).unwrap();
+        let back: RunReport = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, stats);
+        assert_eq!(serde_json::to_string_pretty(&back).unwrap(), text, "written again byte for byte");
     }
 
     #[test]

@@ -185,8 +185,11 @@ pub fn export(settings: ExportSettings, observer: &dyn Observer) -> anyhow::Resu
         });
     };
     let to = args.to.as_ref().expect("a writer has a target");
-    let stats = read_stats(&args.output);
-    let source = card::Source::Run { stats: stats.as_ref(), made: &made };
+    let stats = crate::results::RunReport::read(&args.output);
+    if let Err(e) = &stats {
+        observer.say(&format!("warning: {e}; the dataset card does not tell how the data was made"));
+    }
+    let source = card::Source::Run { stats: &stats, made: &made };
     finish(writer, to, args, format, source, observer)
 }
 
@@ -360,11 +363,6 @@ fn finish(
         files: written.files.clone(),
         bytes: written.bytes,
     })
-}
-
-fn read_stats(dir: &Path) -> Option<Value> {
-    let text = std::fs::read_to_string(dir.join(evol_store::output::STATS)).ok()?;
-    serde_json::from_str(&text).ok()
 }
 
 /// `evol export LEARN_DIR --to PATH`: the SFT records (`sft.jsonl`) in an

@@ -14,13 +14,14 @@
 //! a report of 100,000 records stays small enough to open at once.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use evol_store::output::{DATASET, EVOLVED, RATINGS, REJECTED, REPORT_JSON, SEED_SCORES, STATS};
+use evol_store::output::{DATASET, EVOLVED, RATINGS, REJECTED, REPORT_JSON, SEED_SCORES};
 use serde_json::{json, Value};
 
 use crate::observe::Observer;
+use crate::results::RunReport;
 use crate::settings::ReportSettings;
 
 /// The page, with `/*EVOL_DATA*/` where the data goes.
@@ -32,15 +33,28 @@ const TEXT_LIMIT: usize = 1000;
 /// Answers are shortened to this many characters.
 const OUTPUT_LIMIT: usize = 160;
 
+/// What a report page shows, and where it was written.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReportPage {
+    pub file: PathBuf,
+    pub bytes: usize,
+    /// The run shown, if one is.
+    pub run: Option<PathBuf>,
+    /// How many `evol judge` and `evol arena` outputs are shown.
+    pub judges: usize,
+    pub arenas: usize,
+}
+
 /// Writes the report page of the directories (one run, and any judge and
 /// arena outputs).
-pub fn report(settings: &ReportSettings, observer: &dyn Observer) -> anyhow::Result<()> {
+pub fn report(settings: &ReportSettings, observer: &dyn Observer) -> anyhow::Result<ReportPage> {
     let args = settings;
     refuse_target(&args.output)?;
     let mut data = json!({ "title": "evol report", "text_limit": TEXT_LIMIT, "judges": [], "arenas": [] });
     let mut subtitle = Vec::new();
     let mut runs = 0;
     let mut more = None;
+    let mut page_of = ReportPage { file: args.output.clone(), bytes: 0, run: None, judges: 0, arenas: 0 };
     for dir in &args.dirs {
         if !dir.is_dir() {
             bail!("`{}` is not a directory (an `evol run`, `evol judge` or `evol arena` output)", dir.display());
@@ -55,6 +69,7 @@ pub fn report(settings: &ReportSettings, observer: &dyn Observer) -> anyhow::Res
             data["run"] = run;
             more = Some(rest);
             subtitle.push(format!("run {}", dir.display()));
+            page_of.run = Some(dir.clone());
             known = true;
         }
         if dir.join(REPORT_JSON).is_file() {
@@ -62,12 +77,14 @@ pub fn report(settings: &ReportSettings, observer: &dyn Observer) -> anyhow::Res
             let entry = json!({ "candidate": file["candidate"], "reference": file["reference"], "judge": file["judge"], "file": file });
             data["judges"].as_array_mut().expect("an array").push(entry);
             subtitle.push(format!("judge {}", dir.display()));
+            page_of.judges += 1;
             known = true;
         }
         if dir.join(RATINGS).is_file() {
             let file = read_json(&dir.join(RATINGS))?;
             data["arenas"].as_array_mut().expect("an array").push(json!({ "file": file }));
             subtitle.push(format!("arena {}", dir.display()));
+            page_of.arenas += 1;
             known = true;
         }
         if !known {
@@ -83,7 +100,7 @@ pub fn report(settings: &ReportSettings, observer: &dyn Observer) -> anyhow::Res
     std::fs::write(&tmp, &html).with_context(|| format!("cannot write `{}`", tmp.display()))?;
     std::fs::rename(&tmp, &args.output).with_context(|| format!("cannot write `{}`", args.output.display()))?;
     observer.say(&format!("evol: wrote `{}` ({:.1} MB)", args.output.display(), html.len() as f64 / 1_048_576.0));
-    Ok(())
+    Ok(ReportPage { bytes: html.len(), ..page_of })
 }
 
 /// Refuses to write over a file that is not an earlier report (the run's
@@ -207,7 +224,10 @@ fn origin<T: std::borrow::Borrow<str> + std::hash::Hash + Eq>(
 
 /// A run's data for the page, and what the page reads after drawing it.
 fn run_data(dir: &Path, observer: &dyn Observer) -> anyhow::Result<(Value, Value)> {
-    let stats = read_json(&dir.join(STATS)).ok();
+    let stats = RunReport::read(dir).unwrap_or_else(|e| {
+        observer.say(&format!("warning: {e}; the report shows the run's records without its figures"));
+        None
+    });
     // The seeds, from the journal (read only); their scores when scored.
     let journal = evol_store::SqliteJournal::open_read_only(dir)?;
     let mut seeds: Vec<(String, String)> = Vec::new();
@@ -233,11 +253,9 @@ fn run_data(dir: &Path, observer: &dyn Observer) -> anyhow::Result<(Value, Value
 
     let mut ops = Names::default();
     // The set's operations first, in its order, so the charts follow it.
-    if let Some(list) = stats.as_ref().and_then(|s| s["settings"]["operations"].as_array()) {
-        for op in list {
-            if let Some(name) = op["name"].as_str() {
-                ops.id(name);
-            }
+    if let Some(stats) = &stats {
+        for op in stats.settings.operations.iter() {
+            ops.id(&op.name);
         }
     }
     let seed_of = |v: &Value| -> anyhow::Result<usize> {
@@ -310,7 +328,7 @@ fn run_data(dir: &Path, observer: &dyn Observer) -> anyhow::Result<(Value, Value
         .map(|((id, text), d)| json!([id, short(&text, TEXT_LIMIT), d]))
         .collect();
     let stats = stats.map(|s| {
-        json!({ "total": s["total"], "rounds": s["rounds"], "operations": s["operations"], "wall_seconds": s["wall_seconds"] })
+        json!({ "total": s.run.total, "rounds": s.run.rounds, "operations": s.run.operations, "wall_seconds": s.run.wall_seconds })
     });
     let more = json!({ "outputs": outputs, "rejected_text": r_text });
     let run = json!({
