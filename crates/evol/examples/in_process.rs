@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "{} answered ({} from the journal) in {}",
         report.answered,
-        report.replayed_calls,
+        report.calls_made.replayed_calls,
         out.join("answers.jsonl").display()
     );
     Ok(())

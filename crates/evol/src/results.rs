@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use evol_core::cost::{Caps, Prices};
+use evol_core::stats::Tally;
 use evol_core::{Method, RunStats};
 use evol_store::journal::CallTotals;
 use evol_store::output::STATS;
-use evol_store::{Exported, RunIdentity, RunState};
+use evol_store::{Exported, RunIdentity, RunState, SqliteJournal};
 use serde::{Deserialize, Serialize};
 
 pub use crate::backend::ServerLimits;
@@ -163,6 +164,29 @@ pub struct EndpointReport {
     pub failures: u64,
     pub concurrency: usize,
     pub out: Option<String>,
+}
+
+/// What every job that calls models reports of its calls (flattened into
+/// its `stats.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallSummary {
+    /// Calls answered from the journal (made by an earlier attempt).
+    pub replayed_calls: u64,
+    /// This attempt's calls.
+    pub total: Tally,
+    /// Every call the journal holds, of every attempt.
+    pub journal: CallTotals,
+}
+
+impl CallSummary {
+    /// The summary of a job's statistics and its journal's calls.
+    pub fn of(stats: &RunStats, journal: &SqliteJournal) -> Result<CallSummary, evol_store::StoreError> {
+        Ok(CallSummary {
+            replayed_calls: stats.replayed_calls,
+            total: stats.total.clone(),
+            journal: journal.call_totals()?,
+        })
+    }
 }
 
 /// A result file that is there but cannot be read as what it should hold.

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 use super::testset::{read_testset, request_seed, Asked, Question};
 use crate::observe::{human, Observer};
+use crate::results::CallSummary;
 use crate::session::{drain, Session};
 use crate::settings::AnswerSettings;
 use crate::shutdown::Shutdown;
@@ -93,9 +94,7 @@ pub async fn answer(
         answered,
         failed,
         calls,
-        replayed_calls: snapshot.replayed_calls,
-        total: snapshot.total.clone(),
-        journal: session.journal.call_totals()?,
+        calls_made: CallSummary::of(&snapshot, &session.journal)?,
         model: session.model.name().to_string(),
         name: name.clone(),
         sampling: settings.eval.sampling,
@@ -221,12 +220,9 @@ pub struct AnswerReport {
     pub answered: usize,
     pub failed: usize,
     pub calls: u64,
-    /// Calls answered from the journal (made by an earlier attempt).
-    pub replayed_calls: u64,
-    /// This attempt's calls.
-    pub total: evol_core::stats::Tally,
-    /// Every call the journal holds, of every attempt.
-    pub journal: evol_store::CallTotals,
+    /// The calls: replayed, made by this attempt, and held by the journal.
+    #[serde(flatten)]
+    pub calls_made: CallSummary,
     pub model: String,
     /// The name the answers are recorded under (`--name`).
     pub name: String,

@@ -31,6 +31,7 @@ use serde_json::{json, Value};
 
 use super::testset::{cell, read_answers, request_seed, same_question, Asked};
 use crate::observe::{human, Observer};
+use crate::results::CallSummary;
 use crate::session::{drain, Session};
 use crate::settings::{ArenaSettings, ArenaSource};
 use crate::shutdown::Shutdown;
@@ -415,9 +416,7 @@ async fn battle(
         fit_seconds: fitted.as_ref().ok().map(|f| f.seconds),
         rating_error: fitted.as_ref().err().map(|e| format!("{e:#}")),
         lessons: lessons.clone(),
-        replayed_calls: snapshot.replayed_calls,
-        total: snapshot.total.clone(),
-        journal: session.journal.call_totals()?,
+        calls_made: CallSummary::of(&snapshot, &session.journal)?,
         judge: judge.clone(),
         sampling: settings.eval.sampling,
         prompts: prompts::digest(),
@@ -485,12 +484,9 @@ pub struct BattleReport {
     pub rating_error: Option<String>,
     /// What Arena Learning wrote (`--learn`).
     pub lessons: Option<LessonCounts>,
-    /// Calls answered from the journal (made by an earlier attempt).
-    pub replayed_calls: u64,
-    /// This attempt's calls.
-    pub total: evol_core::stats::Tally,
-    /// Every call the journal holds, of every attempt.
-    pub journal: evol_store::CallTotals,
+    /// The calls: replayed, made by this attempt, and held by the journal.
+    #[serde(flatten)]
+    pub calls_made: CallSummary,
     pub judge: String,
     pub sampling: evol_llm::Sampling,
     /// A digest of the judge prompts.

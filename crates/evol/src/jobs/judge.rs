@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use super::testset::{cell, read_answers, read_testset, request_seed, same_question, AnswerFile, Asked, Question};
 use crate::observe::{human, Observer};
+use crate::results::CallSummary;
 use crate::session::{drain, Session};
 use crate::settings::JudgeSettings;
 use crate::shutdown::Shutdown;
@@ -282,9 +283,7 @@ pub async fn judge(
         evol_version: env!("CARGO_PKG_VERSION").to_string(),
         state,
         games: counts.clone(),
-        replayed_calls: snapshot.replayed_calls,
-        total: snapshot.total.clone(),
-        journal: session.journal.call_totals()?,
+        calls_made: CallSummary::of(&snapshot, &session.journal)?,
         judge: judge_name.clone(),
         sampling: settings.eval.sampling,
         candidate_digest: candidate.digest.clone(),
@@ -355,12 +354,9 @@ pub struct JudgeReport {
     pub evol_version: String,
     pub state: RunState,
     pub games: GameCounts,
-    /// Calls answered from the journal (made by an earlier attempt).
-    pub replayed_calls: u64,
-    /// This attempt's calls.
-    pub total: evol_core::stats::Tally,
-    /// Every call the journal holds, of every attempt.
-    pub journal: evol_store::CallTotals,
+    /// The calls: replayed, made by this attempt, and held by the journal.
+    #[serde(flatten)]
+    pub calls_made: CallSummary,
     pub judge: String,
     pub sampling: evol_llm::Sampling,
     pub candidate_digest: String,

@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::backend::connect_models;
 use crate::observe::{human, Counting, Observer, Watched};
+use crate::results::CallSummary;
 use crate::session::{check_job_identity, until_stopped, Ended, WorkError};
 use crate::settings::OptimizeRunSettings;
 use crate::shutdown::Shutdown;
@@ -143,9 +144,7 @@ pub async fn optimize(
         pool: pool.len(),
         dev: dev.len(),
         max_calls: total,
-        replayed_calls: snapshot.replayed_calls,
-        total: snapshot.total.clone(),
-        journal: journal.call_totals()?,
+        calls_made: CallSummary::of(&snapshot, &journal)?,
         models: names.clone(),
         identity: serde_json::to_value(&identity)?,
     };
@@ -206,12 +205,9 @@ pub struct OptimizeReport {
     pub pool: usize,
     pub dev: usize,
     pub max_calls: u64,
-    /// Calls answered from the journal (made by an earlier attempt).
-    pub replayed_calls: u64,
-    /// This attempt's calls.
-    pub total: evol_core::stats::Tally,
-    /// Every call the journal holds, of every attempt.
-    pub journal: evol_store::CallTotals,
+    /// The calls: replayed, made by this attempt, and held by the journal.
+    #[serde(flatten)]
+    pub calls_made: CallSummary,
     pub models: BTreeMap<Role, String>,
     /// What makes the optimisation's results what they are.
     pub identity: serde_json::Value,

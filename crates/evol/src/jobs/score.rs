@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::observe::{human, Observer};
+use crate::results::CallSummary;
 use crate::session::{drain, Session};
 use crate::settings::ScoreSettings;
 use crate::shutdown::Shutdown;
@@ -153,10 +154,8 @@ pub async fn score(
         unreadable_rows: unreadable,
         calls: jobs.len(),
         calls_done: done,
-        replayed_calls: snapshot.replayed_calls,
         scores: tallies.clone(),
-        total: snapshot.total.clone(),
-        journal: journal.call_totals()?,
+        calls_made: CallSummary::of(&snapshot, &journal)?,
         model: model.name().to_string(),
         identity: serde_json::to_value(&identity)?,
     };
@@ -205,15 +204,12 @@ pub struct ScoreReport {
     pub unreadable_rows: usize,
     pub calls: usize,
     pub calls_done: usize,
-    /// Calls answered from the journal (made by an earlier attempt).
-    pub replayed_calls: u64,
     /// Per measure: scores read, replies unreadable, calls failed, mean
     /// and standard deviation of the scores read.
     pub scores: BTreeMap<Measure, ScoreTally>,
-    /// This attempt's calls.
-    pub total: evol_core::stats::Tally,
-    /// Every call the journal holds, of every attempt.
-    pub journal: evol_store::CallTotals,
+    /// The calls: replayed, made by this attempt, and held by the journal.
+    #[serde(flatten)]
+    pub calls_made: CallSummary,
     pub model: String,
     /// What the job's calls were asked with (the rerun policy compares it).
     pub identity: serde_json::Value,
