@@ -155,7 +155,7 @@ pub async fn score(
         calls: jobs.len(),
         calls_done: done,
         scores: tallies.clone(),
-        calls_made: CallSummary::of(&snapshot, &journal)?,
+        calls_made: CallSummary::of(&snapshot, journal)?,
         model: model.name().to_string(),
         identity: serde_json::to_value(&identity)?,
     };
