@@ -41,7 +41,6 @@ pub async fn answer(
         testset: testset.to_path_buf(),
         output: out.to_path_buf(),
         fresh: false,
-        quiet: false,
         format: evol_io::SeedFormat::Auto,
         name: None,
         system: None,

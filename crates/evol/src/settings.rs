@@ -111,7 +111,6 @@ pub struct RunSettings {
     pub output: PathBuf,
     pub fresh: bool,
     pub dry_run: bool,
-    pub quiet: bool,
     /// The dataset includes the seeds (answered, unless answering is off).
     pub include_seeds: bool,
     pub ingest: IngestOptions,
@@ -187,8 +186,6 @@ pub struct DedupSettings {
     pub exact_only: bool,
     pub skip_invalid: bool,
     pub explain: bool,
-    /// The summary as JSON on stdout.
-    pub json: bool,
 }
 
 #[derive(Debug)]
@@ -203,7 +200,6 @@ pub struct ScoreSettings {
     pub input: PathBuf,
     pub output: PathBuf,
     pub fresh: bool,
-    pub quiet: bool,
     pub measures: Vec<evol_core::score::Measure>,
     pub field: evol_io::TextField,
     pub response_field: Option<String>,
@@ -221,7 +217,6 @@ pub struct OptimizeRunSettings {
     pub seeds: PathBuf,
     pub output: PathBuf,
     pub fresh: bool,
-    pub quiet: bool,
     pub format: evol_io::SeedFormat,
     pub dev: usize,
     /// The set the method comes from, the operator whose literal method
@@ -252,7 +247,6 @@ pub struct AnswerSettings {
     pub testset: PathBuf,
     pub output: PathBuf,
     pub fresh: bool,
-    pub quiet: bool,
     pub format: evol_io::SeedFormat,
     pub name: Option<String>,
     pub system: Option<String>,
@@ -267,7 +261,6 @@ pub struct JudgeSettings {
     pub reference: PathBuf,
     pub output: PathBuf,
     pub fresh: bool,
-    pub quiet: bool,
     pub format: evol_io::SeedFormat,
     pub both_orders: bool,
     pub bootstrap: usize,
@@ -287,7 +280,6 @@ pub struct ArenaSettings {
     pub source: ArenaSource,
     pub output: PathBuf,
     pub fresh: bool,
-    pub quiet: bool,
     pub pairs_per_question: Option<usize>,
     pub bootstrap: usize,
     pub anchor: Option<(String, f64)>,
@@ -333,7 +325,6 @@ pub struct SelectSettings {
     pub input: PathBuf,
     pub output: PathBuf,
     pub fresh: bool,
-    pub quiet: bool,
     /// How many rows to take.
     pub budget: usize,
     /// The score: the product of these numeric fields.

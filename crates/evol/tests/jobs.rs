@@ -81,7 +81,6 @@ async fn a_rerun_with_other_settings_is_refused_naming_each_and_another_input_is
             testset: set.to_path_buf(),
             output: out.clone(),
             fresh: false,
-            quiet: true,
             format: evol_io::SeedFormat::Auto,
             name: None,
             system: system.map(String::from),
@@ -238,7 +237,6 @@ fn dedup_of_a_large_file_shows_how_far_it_is() {
         exact_only: true,
         skip_invalid: false,
         explain: false,
-        json: false,
     };
     let stages = Stages::default();
     let report = evol::jobs::dedup::dedup(&settings, &stages).unwrap();
@@ -265,7 +263,6 @@ async fn a_selection_returns_its_report_and_stats_read_back_as_it() {
         input,
         output: dir.path().join("out"),
         fresh: false,
-        quiet: true,
         budget: 3,
         by: vec!["Quality".into()],
         threshold: 0.9,
@@ -299,7 +296,6 @@ async fn a_scoring_job_returns_its_report_and_stats_read_back_as_it() {
         input,
         output: dir.path().join("out"),
         fresh: false,
-        quiet: true,
         measures: vec![evol_core::score::Measure::Difficulty],
         field: evol_io::TextField::Instruction,
         response_field: None,

@@ -6,6 +6,7 @@ use crate::cli::DedupArgs;
 use crate::settings::{DedupSettings, FromArgs};
 
 pub fn dedup(args: DedupArgs) -> anyhow::Result<()> {
+    let json = args.json;
     let settings = DedupSettings::from_args(args)?;
     if settings.explain {
         crate::stdout(&evol::jobs::dedup::explain(&settings))?;
@@ -15,7 +16,7 @@ pub fn dedup(args: DedupArgs) -> anyhow::Result<()> {
     }
     let report = evol::jobs::dedup::dedup(&settings, &crate::printer::Printer::new(false))?;
     let text = evol_text::shown(&report.text()).into_owned();
-    if settings.json {
+    if json {
         crate::printer::err_text(&text);
         return crate::stdout(&(serde_json::to_string(&report)? + "\n"));
     }

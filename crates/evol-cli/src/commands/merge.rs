@@ -3,8 +3,9 @@
 
 use crate::cli::MergeArgs;
 use crate::printer::Printer;
+use crate::settings::FromArgs;
 
 pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
-    let settings = evol::settings::MergeSettings { shards: args.shards, output: args.output };
+    let settings = evol::settings::MergeSettings::from_args(args)?;
     evol::jobs::merge::merge(&settings, &Printer::new(false)).map(|_report| ())
 }

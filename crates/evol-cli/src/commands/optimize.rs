@@ -6,7 +6,7 @@ use crate::printer::{signals, Printer};
 use crate::settings::FromArgs;
 
 pub async fn optimize(args: OptimizeArgs) -> anyhow::Result<()> {
+    let printer = Printer::new(args.quiet);
     let settings = evol::settings::OptimizeRunSettings::from_args(args)?;
-    let printer = Printer::new(settings.quiet);
     evol::jobs::optimize(settings, &printer, signals()).await.map(|_report| ())
 }

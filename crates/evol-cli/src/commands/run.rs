@@ -6,12 +6,12 @@ use crate::printer::{signals, Printer};
 use crate::settings::{FromArgs, RunSettings};
 
 pub async fn run(args: RunArgs, given: Vec<String>) -> anyhow::Result<()> {
+    let printer = Printer::new(args.quiet);
     let mut settings = RunSettings::from_args(args)?;
     settings.defaulted = crate::settings::defaulted_method_settings(&given);
     settings.command = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     if settings.dry_run {
         return crate::stdout(&evol::jobs::estimate::dry_run(&settings)?);
     }
-    let printer = Printer::new(settings.quiet);
     evol::jobs::run(settings, &printer, signals()).await.map(|_report| ())
 }

@@ -5,7 +5,7 @@ use crate::printer::{signals, Printer};
 use crate::settings::FromArgs;
 
 pub async fn score(args: ScoreArgs) -> anyhow::Result<()> {
+    let printer = Printer::new(args.quiet);
     let settings = evol::settings::ScoreSettings::from_args(args)?;
-    let printer = Printer::new(settings.quiet);
     evol::jobs::score(settings, &printer, signals()).await.map(|_report| ())
 }

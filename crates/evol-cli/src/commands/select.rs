@@ -6,7 +6,7 @@ use crate::printer::Printer;
 use crate::settings::FromArgs;
 
 pub async fn select(args: SelectArgs) -> anyhow::Result<()> {
+    let printer = Printer::new(args.quiet);
     let settings = evol::settings::SelectSettings::from_args(args)?;
-    let printer = Printer::new(settings.quiet);
     evol::jobs::select(settings, &printer).await.map(|_report| ())
 }

@@ -1,0 +1,204 @@
+//! Settings of the evaluation commands: `answer`, `judge` and `arena`.
+
+use std::path::{Path, PathBuf};
+
+use evol_llm::Sampling;
+
+use super::{non_empty, sampling, usage, FromArgs};
+use super::{AnswerSettings, ArenaSettings, ArenaSource, EvalModel, JudgeSettings, ModelSettings, UsageError};
+use crate::cli::{AnswerArgs, ArenaArgs, AttemptArgs, JudgeArgs};
+
+/// The one model an evaluation command calls: `--model`, or the command's
+/// own flag for it (`--judge-model`), not both.
+fn eval_model(
+    mut model: ModelSettings,
+    named: Option<(&str, &Option<String>)>,
+    retry_failed: bool,
+    sampling: Sampling,
+    seed: u64,
+) -> Result<EvalModel, UsageError> {
+    if let Some((flag, value)) = named {
+        if let Some(name) = non_empty(flag, value)? {
+            if model.model.as_ref().is_some_and(|m| m != &name) {
+                return Err(usage(format!("pass {flag} or --model, not both (the command calls one model)")));
+            }
+            model.model = Some(name);
+        }
+    }
+    let execution = model.execution(retry_failed);
+    Ok(EvalModel { model, execution, sampling, seed })
+}
+
+impl FromArgs<AnswerArgs> for AnswerSettings {
+    type Error = UsageError;
+
+    fn from_args(args: AnswerArgs) -> Result<AnswerSettings, UsageError> {
+        let AnswerArgs {
+            testset,
+            output,
+            name,
+            system,
+            temperature,
+            top_p,
+            max_tokens,
+            limit,
+            seed,
+            format,
+            attempt: AttemptArgs { fresh, retry_failed },
+            models,
+            quiet: _,
+        } = args;
+        let sampling = sampling("", temperature, top_p, max_tokens)?;
+        if limit == Some(0) {
+            return Err(usage("--limit must be at least 1"));
+        }
+        let name = non_empty("--name", &name)?;
+        let system = non_empty("--system", &system)?;
+        let model = ModelSettings::from_args(models)?;
+        Ok(AnswerSettings {
+            testset,
+            output,
+            fresh,
+            format,
+            name,
+            system,
+            limit,
+            eval: eval_model(model, None, retry_failed, sampling, seed)?,
+        })
+    }
+}
+
+fn bootstrap_rounds(rounds: usize) -> Result<usize, UsageError> {
+    if rounds > 100_000 {
+        return Err(usage("--bootstrap must be at most 100000"));
+    }
+    Ok(rounds)
+}
+
+impl FromArgs<JudgeArgs> for JudgeSettings {
+    type Error = UsageError;
+
+    fn from_args(args: JudgeArgs) -> Result<JudgeSettings, UsageError> {
+        let JudgeArgs {
+            testset,
+            candidate,
+            reference,
+            output,
+            judge_model,
+            single_order,
+            temperature,
+            max_tokens,
+            bootstrap,
+            seed,
+            format,
+            attempt: AttemptArgs { fresh, retry_failed },
+            models,
+            quiet: _,
+            json: _,
+        } = args;
+        let sampling = sampling("", temperature, 1.0, max_tokens)?;
+        let model = ModelSettings::from_args(models)?;
+        Ok(JudgeSettings {
+            testset,
+            candidate,
+            reference,
+            output,
+            fresh,
+            format,
+            both_orders: !single_order,
+            bootstrap: bootstrap_rounds(bootstrap)?,
+            eval: eval_model(model, Some(("--judge-model", &judge_model)), retry_failed, sampling, seed)?,
+        })
+    }
+}
+
+impl FromArgs<ArenaArgs> for ArenaSettings {
+    type Error = UsageError;
+
+    fn from_args(args: ArenaArgs) -> Result<ArenaSettings, UsageError> {
+        let ArenaArgs {
+            answers,
+            battles,
+            output,
+            judge_model,
+            pairs_per_question,
+            bootstrap,
+            seed,
+            anchor,
+            style_control,
+            target,
+            learn,
+            min_margin,
+            temperature,
+            max_tokens,
+            attempt: AttemptArgs { fresh, retry_failed },
+            models,
+            quiet: _,
+            json: _,
+        } = args;
+        let source = match (answers.is_empty(), battles.is_empty()) {
+            (false, true) => {
+                let files: Vec<(Option<String>, PathBuf)> = answers
+                    .iter()
+                    .map(|a| match a.split_once('=') {
+                        Some((name, path)) if !name.trim().is_empty() && !Path::new(a).exists() => {
+                            (Some(name.trim().to_string()), PathBuf::from(path))
+                        }
+                        _ => (None, PathBuf::from(a)),
+                    })
+                    .collect();
+                if files.len() < 2 {
+                    return Err(usage("--answers needs the answers of at least two models"));
+                }
+                ArenaSource::Answers(files)
+            }
+            (true, false) => {
+                if learn.is_some() {
+                    return Err(usage(
+                        "--learn needs the answers (--answers): battle logs hold the scores, not the texts",
+                    ));
+                }
+                ArenaSource::Battles(battles)
+            }
+            _ => return Err(usage("pass the models' answers (--answers A B ...) or battle logs (--battles FILE ...)")),
+        };
+        if pairs_per_question == Some(0) {
+            return Err(usage("--pairs-per-question must be at least 1"));
+        }
+        let anchor = anchor
+            .as_deref()
+            .map(|a| {
+                let (model, rating) =
+                    a.rsplit_once('=').ok_or_else(|| usage("--anchor takes MODEL=RATING, e.g. gpt-4=1200"))?;
+                let rating: f64 = rating
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|r: &f64| r.is_finite())
+                    .ok_or_else(|| usage(format!("--anchor: `{rating}` is not a rating")))?;
+                Ok::<_, UsageError>((model.trim().to_string(), rating))
+            })
+            .transpose()?;
+        if !(min_margin.is_finite() && min_margin >= 0.0) {
+            return Err(usage("--min-margin must be a number of at least 0"));
+        }
+        let learn = match (non_empty("--target", &target)?, learn) {
+            (Some(target), Some(dir)) => Some((target, dir)),
+            _ => None,
+        };
+        let sampling = sampling("", temperature, 1.0, max_tokens)?;
+        let model = ModelSettings::from_args(models)?;
+        Ok(ArenaSettings {
+            source,
+            output,
+            fresh,
+            pairs_per_question,
+            bootstrap: bootstrap_rounds(bootstrap)?,
+            anchor,
+            style_control,
+            learn,
+            min_margin,
+            eval: eval_model(model, Some(("--judge-model", &judge_model)), retry_failed, sampling, seed)?,
+        })
+    }
+}

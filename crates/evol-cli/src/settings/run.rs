@@ -1,0 +1,409 @@
+//! Settings of the commands that evolve: `run` and `optimize`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use evol_core::eliminate::Rules;
+use evol_core::{Method, OperationSet, OperatorSet, Shard, Templates};
+use evol_store::ingest::IngestOptions;
+
+use super::{dedup_params, field_name, non_empty, sampling, usage, FromArgs};
+use super::{Backend, ModelSettings, OptimizeRunSettings, RoleModels, RunSettings, UsageError};
+use crate::cli::{AttemptArgs, DedupParamArgs, OptimizeArgs, RunArgs};
+
+/// The most rounds a run may have.
+const MAX_ROUNDS: u32 = 1000;
+
+impl FromArgs<RunArgs> for RunSettings {
+    type Error = anyhow::Error;
+
+    /// Consumes the flags (and reads the `--config` and `--templates`
+    /// files they name). A mistake in the flags or the config is a
+    /// [`UsageError`]; templates that do not load are a plain error.
+    fn from_args(args: RunArgs) -> anyhow::Result<RunSettings> {
+        let dir = args.templates.clone();
+        let ops_file = args.ops_file.clone();
+        let file = ops_file.as_deref().map(read_operator_file).transpose()?;
+        let (set, operations) =
+            OperatorSet::choose(&args.ops, file).map_err(|e| usage(format!("--ops {}: {e}", args.ops)))?;
+        let mut settings = validate_run(args, operations)?;
+        settings.templates =
+            load_templates(dir.as_deref(), &set, &settings.method.operations).map_err(|e| match &ops_file {
+                Some(path) => anyhow::anyhow!("the operator file `{}`: {e:#}", path.display()),
+                None => e,
+            })?;
+        Ok(settings)
+    }
+}
+
+fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, UsageError> {
+    let RunArgs {
+        seeds,
+        output,
+        attempt: AttemptArgs { fresh, retry_failed },
+        models,
+        dry_run,
+        answer_model,
+        judge_model,
+        score_model,
+        score_difficulty,
+        rounds,
+        // Read by `from_args` (the operations and templates).
+        ops: _,
+        ops_file: _,
+        templates: _,
+        seed,
+        no_answer,
+        include_seeds,
+        no_equality_check,
+        no_sorry_check,
+        no_stop_words_check,
+        no_copy_check,
+        no_asks_check,
+        no_dedup,
+        dedup_shingle,
+        dedup_hashes,
+        dedup_bands,
+        dedup_threshold,
+        temperature,
+        top_p,
+        max_tokens,
+        answer_temperature,
+        answer_top_p,
+        answer_max_tokens,
+        judge_max_tokens,
+        score_max_tokens,
+        format,
+        instruction_field,
+        id_field,
+        skip_invalid,
+        limit,
+        shard,
+        quiet: _,
+    } = args;
+    if !(1..=MAX_ROUNDS).contains(&rounds) {
+        return Err(usage(format!("--rounds must be between 1 and {MAX_ROUNDS}")));
+    }
+    if limit == Some(0) {
+        return Err(usage("--limit must be at least 1: it is how many seeds to use"));
+    }
+    let evolve = sampling("", temperature, top_p, max_tokens)?;
+    let answer = sampling(
+        "--answer-",
+        answer_temperature.unwrap_or(temperature),
+        answer_top_p.unwrap_or(top_p),
+        answer_max_tokens.unwrap_or(max_tokens),
+    )?;
+    // The judge is asked for one of two words: greedy, and by default
+    // the same token limit (reasoning models spend tokens before they
+    // answer).
+    let judge = sampling("--judge-", 0.0, 1.0, judge_max_tokens.unwrap_or(max_tokens))?;
+    let model = ModelSettings::from_args(models)?;
+    if matches!(model.backend, Backend::Embedded(_))
+        && (answer_model.is_some() || judge_model.is_some() || score_model.is_some())
+    {
+        return Err(usage(
+            "--answer-model, --judge-model and --score-model need --endpoint (the embedded engine runs one model)",
+        ));
+    }
+    let models = RoleModels {
+        evolve: model.model.clone(),
+        judge: non_empty("--judge-model", &judge_model)?,
+        answer: non_empty("--answer-model", &answer_model)?,
+        score: non_empty("--score-model", &score_model)?,
+        optimize: None,
+    };
+    let difficulty = score_difficulty
+        .then(|| sampling("--score-", 0.0, 1.0, score_max_tokens.or(judge_max_tokens).unwrap_or(max_tokens)))
+        .transpose()?;
+    let shard = shard.as_deref().map(|s| s.parse::<Shard>().map_err(|e| usage(format!("--shard {e}")))).transpose()?;
+    let dedup = if no_dedup {
+        None
+    } else {
+        let params = DedupParamArgs {
+            shingle: dedup_shingle,
+            hashes: dedup_hashes,
+            bands: dedup_bands,
+            threshold: dedup_threshold,
+        };
+        Some(dedup_params(params, "--dedup-*")?)
+    };
+    Ok(RunSettings {
+        ingest: IngestOptions {
+            format,
+            fields: evol_io::Fields {
+                instruction: field_name(instruction_field.as_deref(), "--instruction-field")?,
+                id: field_name(id_field.as_deref(), "--id-field")?,
+            },
+            limit: limit.map(|l| l as u64),
+            shard,
+            skip_invalid,
+            run_seed: seed,
+            dedup,
+        },
+        method: Method {
+            rounds,
+            operations,
+            run_seed: seed,
+            rules: Rules {
+                equality: !no_equality_check,
+                sorry: !no_sorry_check,
+                stop_words: !no_stop_words_check,
+                copied_prompt: !no_copy_check,
+                asks_for_input: !no_asks_check,
+            },
+            answer: !no_answer,
+            answer_seeds: include_seeds && !no_answer,
+            evolve_sampling: evolve,
+            answer_sampling: answer,
+            judge_sampling: judge,
+            request_seeds: model.request_seeds,
+            dedup,
+            difficulty,
+        },
+        execution: model.execution(retry_failed),
+        templates: Templates::builtin(),
+        models,
+        backend: model.backend,
+        include_seeds,
+        seeds,
+        output,
+        fresh,
+        dry_run,
+        command: Vec::new(),
+        defaulted: Default::default(),
+    })
+}
+
+/// The method settings that each `evol run` flag decides (by argument id).
+/// A resume keeps the earlier run's value of a setting none of whose flags
+/// was given; a test checks that every flag that shapes the method is here.
+const METHOD_FLAGS: &[(&str, &[&str])] = &[
+    ("rounds", &["rounds"]),
+    ("operations", &["ops", "ops_file"]),
+    ("run_seed", &["seed"]),
+    ("rules", &["no_equality_check", "no_sorry_check", "no_stop_words_check", "no_copy_check", "no_asks_check"]),
+    ("answer", &["no_answer"]),
+    ("answer_seeds", &["no_answer", "include_seeds"]),
+    ("evolve_sampling", &["temperature", "top_p", "max_tokens"]),
+    (
+        "answer_sampling",
+        &["answer_temperature", "answer_top_p", "answer_max_tokens", "temperature", "top_p", "max_tokens"],
+    ),
+    ("judge_sampling", &["judge_max_tokens", "max_tokens"]),
+    ("request_seeds", &["no_request_seed"]),
+    ("dedup", &["no_dedup", "dedup_shingle", "dedup_hashes", "dedup_bands", "dedup_threshold"]),
+    ("difficulty", &["score_difficulty", "score_max_tokens", "judge_max_tokens", "max_tokens"]),
+];
+
+/// The method settings none of whose flags is among `given`.
+pub fn defaulted_method_settings(given: &[String]) -> std::collections::BTreeSet<String> {
+    METHOD_FLAGS
+        .iter()
+        .filter(|(_, flags)| !flags.iter().any(|f| given.iter().any(|g| g == f)))
+        .map(|(setting, _)| setting.to_string())
+        .collect()
+}
+
+/// Loads a `--templates` directory: every `.txt` file in it replaces the
+/// built-in file of the same name; an unknown `.txt` name is an error (it is
+/// most likely a typo that would otherwise be silently ignored).
+pub fn load_templates(dir: Option<&Path>, set: &OperatorSet, enabled: &OperationSet) -> anyhow::Result<Templates> {
+    let Some(dir) = dir else {
+        return Templates::new(BTreeMap::new(), set, enabled)
+            .map_err(|e| anyhow::anyhow!("the operator set `{}`: {e}", set.name));
+    };
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("cannot read the templates directory `{}`: {e}", dir.display()))?;
+    let mut overrides = BTreeMap::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("txt") {
+            continue;
+        }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let text = evol_io::bounded::read_text(&path, evol_io::bounded::MAX_SETTINGS_BYTES)
+            .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
+        overrides.insert(name, text);
+    }
+    Templates::new(overrides, set, enabled)
+        .map_err(|e| anyhow::anyhow!("templates in `{}` with the operator set `{}`: {e}", dir.display(), set.name))
+}
+
+/// Reads an operator file (`--ops-file`): a mistake names the file, the
+/// operator and the field.
+pub fn read_operator_file(path: &Path) -> anyhow::Result<OperatorSet> {
+    let text = evol_io::bounded::read_text(path, evol_io::bounded::MAX_SETTINGS_BYTES)
+        .map_err(|e| anyhow::anyhow!("cannot read the operator file `{}`: {e}", path.display()))?;
+    OperatorSet::parse(&text).map_err(|e| anyhow::anyhow!("the operator file `{}`: {e}", path.display()))
+}
+
+impl FromArgs<OptimizeArgs> for OptimizeRunSettings {
+    type Error = anyhow::Error;
+
+    fn from_args(args: OptimizeArgs) -> anyhow::Result<OptimizeRunSettings> {
+        let OptimizeArgs {
+            seeds,
+            output,
+            steps,
+            batch,
+            evolutions,
+            candidates,
+            dev,
+            from,
+            optimizer_model,
+            answer_model,
+            judge_model,
+            temperature,
+            optimizer_temperature,
+            max_tokens,
+            optimizer_max_tokens,
+            seed,
+            format,
+            attempt: AttemptArgs { fresh, retry_failed },
+            models,
+            quiet: _,
+        } = args;
+        let mut set = match &from {
+            Some(path) => read_operator_file(path)?,
+            None => OperatorSet::builtin("auto").expect("built in"),
+        };
+        let auto = OperatorSet::builtin("auto").expect("built in");
+        let optimizer = evol_core::optimize::OPTIMIZER_TEMPLATE;
+        if !set.templates.contains_key(optimizer) {
+            set.templates.insert(optimizer.to_string(), auto.templates[optimizer].clone());
+        }
+        let from = from.as_ref().map_or("the `auto` set".to_string(), |p| format!("`{}`", p.display()));
+        let literal = |op: &evol_core::Operation| match op.method.as_ref().and_then(|m| set.templates.get(m)) {
+            Some(evol_core::ops::SetTemplate::Literal(text)) => Some((op.clone(), op.method.clone()?, text.clone())),
+            _ => None,
+        };
+        let (operator, method_name, start_method) = set.operations.iter().find_map(literal).ok_or_else(|| {
+            usage(format!(
+                "--from {from}: no operator has a literal method (`[templates.NAME] literal = ...`) to optimise"
+            ))
+        })?;
+        let enabled = set.operations.select(&operator.name).expect("it exists");
+        let templates =
+            Templates::new(BTreeMap::new(), &set, &enabled).map_err(|e| anyhow::anyhow!("--from {from}: {e}"))?;
+        let bounded = |flag: &str, value: u64, low: u64, high: u64| {
+            if (low..=high).contains(&value) {
+                Ok(())
+            } else {
+                Err(usage(format!("--{flag} must be between {low} and {high}")))
+            }
+        };
+        bounded("steps", u64::from(steps), 1, 100)?;
+        bounded("batch", batch as u64, 1, 1000)?;
+        bounded("evolutions", u64::from(evolutions), 1, 10)?;
+        bounded("candidates", u64::from(candidates), 1, 20)?;
+        bounded("dev", dev as u64, 1, 100_000)?;
+        let evolve = sampling("", temperature, 1.0, max_tokens)?;
+        let optimizer_sampling = sampling("--optimizer-", optimizer_temperature, 1.0, optimizer_max_tokens)?;
+        let judge = sampling("--judge-", 0.0, 1.0, max_tokens)?;
+        let model = ModelSettings::from_args(models)?;
+        if matches!(model.backend, Backend::Embedded(_))
+            && (answer_model.is_some() || judge_model.is_some() || optimizer_model.is_some())
+        {
+            return Err(usage(
+                "--optimizer-model, --answer-model and --judge-model need --endpoint (the embedded engine runs one model)",
+            )
+            .into());
+        }
+        let models = RoleModels {
+            evolve: model.model.clone(),
+            judge: non_empty("--judge-model", &judge_model)?,
+            answer: non_empty("--answer-model", &answer_model)?,
+            score: None,
+            optimize: non_empty("--optimizer-model", &optimizer_model)?,
+        };
+        let execution = model.execution(retry_failed);
+        let optimize = evol_core::optimize::OptimizeSettings {
+            steps,
+            batch,
+            evolutions,
+            candidates,
+            run_seed: seed,
+            rules: Rules::default(),
+            evolve_sampling: evolve,
+            answer_sampling: evolve,
+            judge_sampling: judge,
+            optimizer_sampling,
+            request_seeds: model.request_seeds,
+        };
+        Ok(OptimizeRunSettings {
+            seeds,
+            output,
+            fresh,
+            format,
+            dev,
+            operation: operator,
+            method_name,
+            start_method,
+            set,
+            templates,
+            optimize,
+            models,
+            model,
+            execution,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The method of `evol run s.jsonl -o o EXTRA...`, if those flags are
+    /// accepted.
+    fn method(extra: &[String]) -> Option<serde_json::Value> {
+        use clap::Parser;
+        let words = ["evol", "run", "s.jsonl", "-o", "o"].iter().map(|w| w.to_string()).chain(extra.iter().cloned());
+        let cli = crate::cli::Cli::try_parse_from(words).ok()?;
+        let crate::cli::Command::Run(args) = cli.command else { return None };
+        let settings = RunSettings::from_args(*args).ok()?;
+        Some(serde_json::to_value(&settings.method).unwrap())
+    }
+
+    #[test]
+    fn every_flag_that_shapes_the_method_is_listed_with_its_setting() {
+        use clap::CommandFactory;
+        let default = method(&[]).unwrap();
+        let scored = method(&["--score-difficulty".into()]).unwrap();
+        for key in scored.as_object().unwrap().keys() {
+            assert!(METHOD_FLAGS.iter().any(|(k, _)| k == key), "the setting `{key}` has no flags listed");
+        }
+        let command = crate::cli::Cli::command();
+        let run = command.find_subcommand("run").unwrap();
+        let ids: Vec<&str> = run.get_arguments().map(|a| a.get_id().as_str()).collect();
+        for flag in METHOD_FLAGS.iter().flat_map(|(_, flags)| flags.iter()) {
+            assert!(ids.contains(flag), "`{flag}` is not a flag of `evol run`");
+        }
+        // A flag not listed leaves the method as it is, whatever its value.
+        let listed = |id: &str| METHOD_FLAGS.iter().any(|(_, flags)| flags.contains(&id));
+        for arg in run.get_arguments().filter(|a| !a.is_positional() && !listed(a.get_id().as_str())) {
+            let Some(long) = arg.get_long() else { continue };
+            let tries: Vec<Vec<String>> = if arg.get_action().takes_values() {
+                ["3", "0.5", "7", "alpaca", "jsonl", "text"]
+                    .iter()
+                    .map(|v| vec![format!("--{long}"), v.to_string()])
+                    .collect()
+            } else {
+                vec![vec![format!("--{long}")]]
+            };
+            for extra in tries {
+                if let Some(changed) = method(&extra) {
+                    assert_eq!(changed, default, "{extra:?} changes the method: list it in METHOD_FLAGS");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_setting_is_defaulted_only_when_none_of_its_flags_is_given() {
+        let defaulted = defaulted_method_settings(&["temperature".into(), "no_dedup".into()]);
+        assert!(!defaulted.contains("evolve_sampling") && !defaulted.contains("answer_sampling"));
+        assert!(!defaulted.contains("dedup"));
+        assert!(defaulted.contains("rounds") && defaulted.contains("judge_sampling"));
+    }
+}
