@@ -11,13 +11,15 @@
 //! record); what dooms every later call (a fatal model error, a failing
 //! journal, a cap, a stop) is a [`CallError`].
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use evol_digest::Digest;
 use evol_llm::{
-    ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, FinishReason, Message, Role as Speaker, Sampling, Usage,
+    ChatError, ChatModel, ChatRequest, ChatResponse, EmbeddingModel, ErrorKind, FinishReason, Message, Role as Speaker,
+    Sampling, Usage,
 };
 use rand::RngCore;
 
@@ -320,6 +322,94 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// Embeds a batch of texts with `model` (or replays their vectors from
+    /// the journal, where each is kept by the model's name and the text's
+    /// digest): only the texts not kept are sent, as one request, through
+    /// the same slots, budget, statistics and stop as every chat call. The
+    /// outer error stops the job; the inner one is the batch's failure,
+    /// counted (vectors are never made up).
+    pub async fn embed(&self, spec: EmbedSpec<'_>) -> Result<Result<Vec<Vec<f32>>, String>, CallError> {
+        let EmbedSpec { model, texts, slice, priority } = spec;
+        let digests: Vec<String> = texts.iter().map(|(digest, _)| digest.to_string()).collect();
+        let mut known = self.journal.vectors(model.name(), &digests).map_err(CallError::Journal)?;
+        let missing: Vec<usize> = (0..texts.len()).filter(|&i| !known.contains_key(texts[i].0)).collect();
+        let in_order = |known: &mut HashMap<String, Vec<f32>>| {
+            texts.iter().map(|(digest, _)| known.remove(*digest).expect("every text has its vector")).collect()
+        };
+        if missing.is_empty() {
+            // Kept vectors carry no record of their request: nothing is
+            // counted twice.
+            return Ok(Ok(in_order(&mut known)));
+        }
+        if self.is_stopping() {
+            return Err(CallError::Stopped);
+        }
+        let _slot = self.limit.acquire(priority).await;
+        if self.is_stopping() {
+            return Err(CallError::Stopped);
+        }
+        if let Err(reached) = self.budget.reserve() {
+            self.stop();
+            return Err(CallError::Cap(reached));
+        }
+        let inputs: Vec<String> = missing.iter().map(|&i| texts[i].1.to_string()).collect();
+        let started = Instant::now();
+        match model.embed(&inputs).await {
+            Ok(reply) => {
+                let cost = self.prices.cost(model.name(), reply.usage);
+                self.budget.spend(reply.usage, cost);
+                let wrong = reply.vectors.len() != inputs.len();
+                let call = Call { usage: reply.usage, cost, retries: reply.retries, failed: wrong };
+                self.stats.call(slice, started, call);
+                if wrong {
+                    return Ok(Err(format!(
+                        "embed call failed: {} vectors for {} texts",
+                        reply.vectors.len(),
+                        inputs.len()
+                    )));
+                }
+                let items: Vec<(String, Vec<f32>)> =
+                    missing.iter().map(|&i| texts[i].0.to_string()).zip(reply.vectors).collect();
+                self.journal.commit_vectors(model.name(), &items).map_err(CallError::Journal)?;
+                known.extend(items);
+                Ok(Ok(in_order(&mut known)))
+            }
+            Err(e) if e.kind == ErrorKind::Cancelled => {
+                self.budget.release();
+                Err(CallError::Stopped)
+            }
+            Err(e) => {
+                self.budget.spend(Usage::default(), 0.0);
+                self.stats.call(
+                    slice,
+                    started,
+                    Call { usage: Usage::default(), cost: 0.0, retries: e.retries, failed: true },
+                );
+                if e.kind.is_fatal() {
+                    return Err(CallError::Model {
+                        stage: "embed".to_string(),
+                        model: model.name().to_string(),
+                        source: Box::new(e),
+                    });
+                }
+                Ok(Err(format!("embed call failed: {e}")))
+            }
+        }
+    }
+}
+
+/// A batch of texts to embed.
+pub struct EmbedSpec<'a> {
+    pub model: &'a Arc<dyn EmbeddingModel>,
+    /// Each text with its digest (what its vector is kept under).
+    pub texts: &'a [(&'a str, &'a str)],
+    /// Where the call is counted in the statistics.
+    pub slice: Slice<'a>,
+    /// Which waiting call gets the next free slot (lowest first).
+    pub priority: u64,
+}
+
 /// The most bytes a reply may take per token it was allowed: a token is a
 /// few bytes of text in every script (the longest, runs of spaces in code,
 /// a few dozen), so a reply past this ignored `max_tokens`.
@@ -437,5 +527,115 @@ mod tests {
         let (outcome, record) = call(100 * 3 * 4, 100).await;
         assert_eq!(outcome.unwrap().text.len(), 1200);
         assert!(record.error.is_none());
+    }
+
+    /// A model that embeds each text as `[chars, 1]` and counts what it
+    /// was sent; `fail` makes every request fail after its retries.
+    #[derive(Default)]
+    struct Lengths {
+        sent: Mutex<Vec<String>>,
+        fail: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl EmbeddingModel for Lengths {
+        fn name(&self) -> &str {
+            "lengths"
+        }
+        async fn embed(&self, inputs: &[String]) -> Result<evol_llm::Embedded, evol_llm::ChatError> {
+            self.sent.lock().unwrap().extend(inputs.iter().cloned());
+            if self.fail {
+                return Err(evol_llm::ChatError::new(ErrorKind::Exhausted, "503 after 6 retries"));
+            }
+            let vectors = inputs.iter().map(|t| vec![t.chars().count() as f32, 1.0]).collect();
+            let usage = Usage { prompt_tokens: inputs.len() as u64 * 2, ..Usage::default() };
+            Ok(evol_llm::Embedded { vectors, usage, retries: 1 })
+        }
+    }
+
+    /// A journal that keeps vectors.
+    #[derive(Default)]
+    struct Vectors(Mutex<HashMap<(String, String), Vec<f32>>>);
+
+    impl Journal for Vectors {
+        fn lookup(&self, _key: &str) -> Result<Option<CallRecord>, JournalError> {
+            Ok(None)
+        }
+        fn commit(&self, _key: &str, _record: &CallRecord) -> Result<(), JournalError> {
+            Ok(())
+        }
+        fn vectors(&self, model: &str, digests: &[String]) -> Result<HashMap<String, Vec<f32>>, JournalError> {
+            let kept = self.0.lock().unwrap();
+            Ok(digests
+                .iter()
+                .filter_map(|d| Some((d.clone(), kept.get(&(model.into(), d.clone()))?.clone())))
+                .collect())
+        }
+        fn commit_vectors(&self, model: &str, items: &[(String, Vec<f32>)]) -> Result<(), JournalError> {
+            let mut kept = self.0.lock().unwrap();
+            for (digest, vector) in items {
+                kept.insert((model.to_string(), digest.clone()), vector.clone());
+            }
+            Ok(())
+        }
+    }
+
+    fn embedder(journal: Arc<Vectors>, caps: crate::cost::Caps) -> (Caller, Arc<StatsRecorder>, Arc<Budget>) {
+        let stats = Arc::new(StatsRecorder::new(1));
+        let budget = Arc::new(Budget::new(caps));
+        let settings = CallerSettings { concurrency: 2, retry_failed: false };
+        let caller =
+            Caller::new(settings, journal, stats.clone()).unwrap().with_costs(Prices::default(), budget.clone());
+        (caller, stats, budget)
+    }
+
+    #[tokio::test]
+    async fn embeddings_are_journaled_counted_and_never_sent_twice() {
+        let journal = Arc::new(Vectors::default());
+        let (caller, stats, _) = embedder(journal.clone(), Default::default());
+        let lengths = Arc::new(Lengths::default());
+        let model: Arc<dyn EmbeddingModel> = lengths.clone();
+        let slice = Slice { round: 0, operation: "embed" };
+        let first = [("d1", "नमस्ते"), ("d2", "こんにちは世界")];
+        let spec = EmbedSpec { model: &model, texts: &first, slice, priority: 0 };
+        assert_eq!(caller.embed(spec).await.unwrap().unwrap(), [vec![6.0, 1.0], vec![7.0, 1.0]]);
+        // A batch with one text kept: only the other is sent, and the
+        // vectors come back in the batch's order.
+        let second = [("d3", "สวัสดี"), ("d1", "नमस्ते")];
+        let spec = EmbedSpec { model: &model, texts: &second, slice, priority: 0 };
+        assert_eq!(caller.embed(spec).await.unwrap().unwrap(), [vec![6.0, 1.0], vec![6.0, 1.0]]);
+        assert_eq!(lengths.sent.lock().unwrap().len(), 3, "a kept text is not sent again");
+        // All kept: replayed, nothing sent.
+        let spec = EmbedSpec { model: &model, texts: &first, slice, priority: 0 };
+        caller.embed(spec).await.unwrap().unwrap();
+        assert_eq!(lengths.sent.lock().unwrap().len(), 3);
+        let snapshot = stats.snapshot();
+        assert_eq!((snapshot.total.requests, snapshot.total.retries), (2, 2), "two calls, each retried once");
+        assert_eq!(snapshot.total.prompt_tokens, 6, "the tokens the server read are counted");
+        assert_eq!(journal.0.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_embedding_is_counted_kept_out_of_the_journal_and_a_cap_stops_sending() {
+        let journal = Arc::new(Vectors::default());
+        let (caller, stats, _) = embedder(journal.clone(), Default::default());
+        let model: Arc<dyn EmbeddingModel> = Arc::new(Lengths { fail: true, ..Lengths::default() });
+        let texts = [("d1", "a")];
+        let spec =
+            EmbedSpec { model: &model, texts: &texts, slice: Slice { round: 0, operation: "embed" }, priority: 0 };
+        let failure = caller.embed(spec).await.unwrap().unwrap_err();
+        assert!(failure.contains("503"), "{failure}");
+        assert_eq!(stats.snapshot().total.failures, 1);
+        assert!(journal.0.lock().unwrap().is_empty(), "no vector is made up");
+
+        let caps = crate::cost::Caps { max_requests: Some(1), ..Default::default() };
+        let (caller, _, _) = embedder(Arc::new(Vectors::default()), caps);
+        let model: Arc<dyn EmbeddingModel> = Arc::new(Lengths::default());
+        let slice = Slice { round: 0, operation: "embed" };
+        let spec = EmbedSpec { model: &model, texts: &texts, slice, priority: 0 };
+        caller.embed(spec).await.unwrap().unwrap();
+        let more = [("d2", "b")];
+        let spec = EmbedSpec { model: &model, texts: &more, slice, priority: 0 };
+        assert!(matches!(caller.embed(spec).await, Err(CallError::Cap(_))), "the cap stops the second request");
     }
 }

@@ -7,6 +7,8 @@
 //! inputs and the earlier outcomes, replaying the journal retraces the run
 //! exactly. This module only defines the interface; storage lives elsewhere.
 
+use std::collections::HashMap;
+
 use evol_llm::{FinishReason, Usage};
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +50,17 @@ impl CallRecord {
 pub trait Journal: Send + Sync {
     fn lookup(&self, key: &str) -> Result<Option<CallRecord>, JournalError>;
     fn commit(&self, key: &str, record: &CallRecord) -> Result<(), JournalError>;
+
+    /// The vectors `model` gave for the texts of these digests, where
+    /// kept (none, for a journal that keeps no vectors).
+    fn vectors(&self, _model: &str, _digests: &[String]) -> Result<HashMap<String, Vec<f32>>, JournalError> {
+        Ok(HashMap::new())
+    }
+
+    /// Keeps vectors of `model` by text digest, all or none.
+    fn commit_vectors(&self, _model: &str, _items: &[(String, Vec<f32>)]) -> Result<(), JournalError> {
+        Ok(())
+    }
 }
 
 /// No journal: every call is made.

@@ -39,7 +39,7 @@ mod slots;
 pub mod stats;
 pub mod templates;
 
-pub use caller::{CallError, CallKey, CallSpec, Caller, CallerSettings, Prompt};
+pub use caller::{CallError, CallKey, CallSpec, Caller, CallerSettings, EmbedSpec, Prompt};
 pub use engine::{Engine, EngineError, SeedSourceError, Sink, SinkError};
 pub use journal::{Journal, NoJournal};
 pub use method::{Method, PlannedCall, Stage};

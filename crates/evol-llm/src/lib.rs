@@ -303,6 +303,31 @@ pub trait ChatModel: Send + Sync {
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ChatError>;
 }
 
+/// The vectors of a batch of texts, in the order given, and what they
+/// cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedded {
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens read (as `prompt_tokens`; none for a model that does not
+    /// count them).
+    pub usage: Usage,
+    /// Attempts the backend retried before this reply.
+    pub retries: u32,
+}
+
+/// An embedding model: a server's `/v1/embeddings` or a model run
+/// in-process. Like [`ChatModel`], every call to it goes through the
+/// journaled caller.
+#[async_trait::async_trait]
+pub trait EmbeddingModel: Send + Sync {
+    /// The model name the vectors are cached under.
+    fn name(&self) -> &str;
+
+    /// The vectors of `inputs`, one per input, including any retries the
+    /// backend makes.
+    async fn embed(&self, inputs: &[String]) -> Result<Embedded, ChatError>;
+}
+
 impl Role {
     /// The role's name on the wire and in chat templates.
     pub fn as_str(self) -> &'static str {

@@ -404,6 +404,12 @@ async fn embeddings(State(shared): State<Arc<Shared>>, headers: HeaderMap, body:
             return error(StatusCode::BAD_REQUEST, "`input` must be a string or an array of strings", "invalid_request")
         }
     };
+    // As slow as a chat reply (the configured latency), so a test can stop
+    // a job while its embeddings are in flight.
+    let latency = shared.latency.map(|d| d.sample(&mut rand::rng())).unwrap_or(0.0);
+    if latency > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(latency / 1000.0)).await;
+    }
     shared.embedded.fetch_add(inputs.len() as u64, Ordering::Relaxed);
     let data: Vec<Value> = inputs
         .iter()

@@ -16,7 +16,9 @@ mod wire;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, Message, Sampling, Signals};
+use evol_llm::{
+    ChatError, ChatModel, ChatRequest, ChatResponse, Embedded, EmbeddingModel, ErrorKind, Message, Sampling, Signals,
+};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::StatusCode;
 
@@ -184,9 +186,9 @@ impl OpenAiClient {
     }
 
     /// Embeds `inputs` with the client's model (`POST {base}/embeddings`),
-    /// one vector per input, in order; transient failures are retried as
-    /// chat calls are.
-    pub async fn embed(&self, inputs: &[String]) -> Result<Vec<Vec<f32>>, ChatError> {
+    /// one vector per input, in order, with the tokens the server read;
+    /// transient failures are retried as chat calls are.
+    async fn embed_texts(&self, inputs: &[String]) -> Result<Embedded, ChatError> {
         let url = format!("{}/embeddings", self.base);
         let body = serde_json::json!({ "model": self.model, "input": inputs });
         let mut retries = 0;
@@ -208,12 +210,14 @@ impl OpenAiClient {
                         Err(_) => String::new(),
                     };
                     if status.is_success() {
-                        return wire::parse_embeddings(&text, inputs.len()).map_err(|e| {
-                            ChatError::new(
-                                ErrorKind::Exhausted,
-                                evol_text::scrub(&format!("unreadable embeddings from `{url}`: {e}")).into_owned(),
-                            )
-                        });
+                        return wire::parse_embeddings(&text, inputs.len())
+                            .map(|(vectors, usage)| Embedded { vectors, usage, retries })
+                            .map_err(|e| {
+                                ChatError::new(
+                                    ErrorKind::Exhausted,
+                                    evol_text::scrub(&format!("unreadable embeddings from `{url}`: {e}")).into_owned(),
+                                )
+                            });
                     }
                     let code = wire::error_code(&text);
                     let message = http_message(status, &text, &url);
@@ -230,7 +234,8 @@ impl OpenAiClient {
             if !failure.retry || retries >= self.retry.max_retries {
                 return Err(failure.into_error(retries));
             }
-            tokio::time::sleep(self.retry.delay(retries, failure.signals.retry_after, &mut rand::rng())).await;
+            let wait = self.retry.delay(retries, failure.signals.retry_after, &mut rand::rng());
+            tokio::time::sleep(wait).await;
             retries += 1;
         }
     }
@@ -306,6 +311,17 @@ impl OpenAiClient {
         })?;
         reply.signals = signals;
         Ok(reply)
+    }
+}
+
+#[async_trait::async_trait]
+impl EmbeddingModel for OpenAiClient {
+    fn name(&self) -> &str {
+        &self.model
+    }
+
+    async fn embed(&self, inputs: &[String]) -> Result<Embedded, ChatError> {
+        self.embed_texts(inputs).await
     }
 }
 

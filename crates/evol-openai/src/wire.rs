@@ -70,10 +70,19 @@ pub fn parse_model_list(body: &str) -> Option<Vec<String>> {
 
 /// The vectors of an embeddings reply (`data[].embedding`, put in the
 /// order of `data[].index`), which must hold one per input.
-pub(crate) fn parse_embeddings(text: &str, inputs: usize) -> Result<Vec<Vec<f32>>, String> {
+pub(crate) fn parse_embeddings(text: &str, inputs: usize) -> Result<(Vec<Vec<f32>>, Usage), String> {
     #[derive(serde::Deserialize)]
     struct Reply {
         data: Vec<Item>,
+        #[serde(default)]
+        usage: Option<Tokens>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Tokens {
+        #[serde(default)]
+        prompt_tokens: Option<u64>,
+        #[serde(default)]
+        total_tokens: Option<u64>,
     }
     #[derive(serde::Deserialize)]
     struct Item {
@@ -100,7 +109,8 @@ pub(crate) fn parse_embeddings(text: &str, inputs: usize) -> Result<Vec<Vec<f32>
     if vectors.iter().any(|v| v.len() != vectors[0].len()) {
         return Err("embeddings of different lengths".into());
     }
-    Ok(vectors)
+    let read = reply.usage.and_then(|u| u.prompt_tokens.or(u.total_tokens)).unwrap_or(0);
+    Ok((vectors, Usage { prompt_tokens: read, ..Usage::default() }))
 }
 
 #[cfg(test)]
@@ -110,7 +120,11 @@ mod tests {
     #[test]
     fn embeddings_are_read_in_index_order_and_checked() {
         let text = r#"{"object":"list","data":[{"index":1,"embedding":[0.0,1.0]},{"index":0,"embedding":[1.0,0.0]}],"usage":{"prompt_tokens":3}}"#;
-        assert_eq!(parse_embeddings(text, 2).unwrap(), [vec![1.0, 0.0], vec![0.0, 1.0]]);
+        let (vectors, usage) = parse_embeddings(text, 2).unwrap();
+        assert_eq!(vectors, [vec![1.0, 0.0], vec![0.0, 1.0]]);
+        assert_eq!(usage.prompt_tokens, 3, "the tokens read are counted");
+        let (_, usage) = parse_embeddings(r#"{"data":[{"embedding":[1.0]}],"usage":{"total_tokens":5}}"#, 1).unwrap();
+        assert_eq!(usage.prompt_tokens, 5, "a server that gives only the total");
         assert!(parse_embeddings(text, 3).unwrap_err().contains("2 embeddings for 3"));
         assert!(parse_embeddings(r#"{"data":[{"embedding":[1.0]},{"embedding":[1.0,2.0]}]}"#, 2).is_err());
         assert!(parse_embeddings(r#"{"data":[{"index":5,"embedding":[1.0]}]}"#, 1).is_err());

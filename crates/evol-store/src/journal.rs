@@ -680,6 +680,18 @@ impl Journal for SqliteJournal {
         conn.execute("INSERT OR REPLACE INTO calls (key, record) VALUES (?1, ?2)", params![key, text])?;
         Ok(())
     }
+
+    fn vectors(
+        &self,
+        model: &str,
+        digests: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<f32>>, JournalError> {
+        Ok(self.embeddings(model, digests)?)
+    }
+
+    fn commit_vectors(&self, model: &str, items: &[(String, Vec<f32>)]) -> Result<(), JournalError> {
+        Ok(self.put_embeddings(model, items)?)
+    }
 }
 
 #[cfg(test)]

@@ -220,8 +220,30 @@ pub async fn until_stopped<T>(
     shutdown: &mut Shutdown,
     observer: &dyn Observer,
 ) -> Ended<T> {
-    let pool = connected.pool.as_ref();
-    let batches = connected.batches.as_ref();
+    let servers = (connected.pool.as_ref(), connected.batches.as_ref());
+    stop_on(work, stop_work, servers, stall_after, shutdown, observer).await
+}
+
+/// Runs `work` until it ends or a shutdown request, for calls made to no
+/// pool of servers (a job's embeddings): as [`until_stopped`], without
+/// watching for a stall.
+pub async fn until_requested<T>(
+    work: impl std::future::Future<Output = T>,
+    stop_work: impl FnOnce(),
+    shutdown: &mut Shutdown,
+    observer: &dyn Observer,
+) -> Ended<T> {
+    stop_on(work, stop_work, (None, None), Duration::MAX, shutdown, observer).await
+}
+
+async fn stop_on<T>(
+    work: impl std::future::Future<Output = T>,
+    stop_work: impl FnOnce(),
+    (pool, batches): (Option<&evol_pool::Pool>, Option<&evol_openai::Batches>),
+    stall_after: Duration,
+    shutdown: &mut Shutdown,
+    observer: &dyn Observer,
+) -> Ended<T> {
     tokio::pin!(work);
     let stop = tokio::select! {
         r = &mut work => return Ended::Done(r),

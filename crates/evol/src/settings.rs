@@ -334,6 +334,10 @@ pub struct SelectSettings {
     pub embeddings: Embeddings,
     /// Texts per embeddings request.
     pub embed_batch: usize,
+    /// Embedding requests in flight at once.
+    pub concurrency: usize,
+    /// Caps on the embedding requests (and the tokens they read).
+    pub caps: evol_core::cost::Caps,
     pub field: evol_io::TextField,
     pub format: evol_io::SeedFormat,
 }

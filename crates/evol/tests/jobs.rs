@@ -268,10 +268,12 @@ async fn a_selection_returns_its_report_and_stats_read_back_as_it() {
         threshold: 0.9,
         embeddings: evol::settings::Embeddings::Lexical,
         embed_batch: 64,
+        concurrency: 4,
+        caps: Default::default(),
         field: evol_io::TextField::Instruction,
         format: evol_io::SeedFormat::Auto,
     };
-    let report = evol::jobs::select(settings, &evol::Silent).await.unwrap();
+    let report = evol::jobs::select(settings, &evol::Silent, evol::Shutdown::never()).await.unwrap();
     assert_eq!((report.rows, report.scored, report.unscored), (4, 3, 1), "{report:?}");
     assert_eq!((report.taken, report.similar), (2, 1), "the repeated question is taken once: {report:?}");
     assert_eq!(report.taken_scores, Some((3.0, 5.0)));
@@ -320,4 +322,45 @@ async fn a_scoring_job_returns_its_report_and_stats_read_back_as_it() {
     let written: evol::jobs::score::ScoreReport =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/stats.json")).unwrap()).unwrap();
     assert_eq!(as_json(&written), as_json(&report), "stats.json is the report");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selection_over_embeddings_stopped_by_a_future_keeps_its_vectors_and_resumes() {
+    let config = evol_mock::MockConfig { latency_median_ms: 300.0, ..Default::default() };
+    let url = evol_mock::spawn(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("scored.jsonl");
+    let rows: String = (0..40)
+        .map(|i| {
+            serde_json::json!({"instruction": format!("第{i}个问题：解释 topic{i} 的原理"), "quality": i % 5})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&input, rows).unwrap();
+    let settings = || evol::settings::SelectSettings {
+        input: input.clone(),
+        output: dir.path().join("out"),
+        fresh: false,
+        budget: 10,
+        by: vec!["quality".into()],
+        threshold: 0.95,
+        embeddings: evol::settings::Embeddings::Server { url: url.clone(), model: "embedder".into(), api_key: None },
+        embed_batch: 4,
+        concurrency: 2,
+        caps: Default::default(),
+        field: evol_io::TextField::Instruction,
+        format: evol_io::SeedFormat::Auto,
+    };
+    // Stopped while the first requests are in flight: they finish and are
+    // kept; nothing is selected.
+    let stop = evol::Shutdown::on(tokio::time::sleep(Duration::from_millis(100)));
+    let err = evol::jobs::select(settings(), &evol::Silent, stop).await.unwrap_err();
+    assert!(err.is::<Interrupted>(), "{err}");
+    assert!(!dir.path().join("out/selected.jsonl").exists());
+    let report = evol::jobs::select(settings(), &evol::Silent, evol::Shutdown::never()).await.unwrap();
+    assert!(report.cached > 0, "the vectors of the stopped run are kept: {report:?}");
+    assert_eq!(report.cached + report.embedded, 40, "{report:?}");
+    assert_eq!(report.requests.requests as usize, report.embedded.div_ceil(4), "{report:?}");
+    assert_eq!(report.taken, 10);
 }

@@ -106,6 +106,17 @@ pub struct SelectArgs {
     /// Texts per embeddings request.
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub embed_batch: usize,
+    /// Embedding requests in flight at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub embed_concurrency: usize,
+    /// Stop sending embedding requests after this many (a rerun goes on
+    /// from the vectors kept).
+    #[arg(long, value_name = "N", help_heading = "Budget")]
+    pub max_requests: Option<u64>,
+    /// Stop sending embedding requests once the servers have read this
+    /// many tokens.
+    #[arg(long, value_name = "N", help_heading = "Budget")]
+    pub max_tokens_total: Option<u64>,
     /// The field holding the instruction (with an Alpaca `input` joined);
     /// the text compared is the instruction and the response (`output` or
     /// `response`) when there is one.

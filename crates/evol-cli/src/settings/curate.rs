@@ -138,6 +138,9 @@ impl FromArgs<SelectArgs> for SelectSettings {
             embed_model,
             api_key_env,
             embed_batch,
+            embed_concurrency,
+            max_requests,
+            max_tokens_total,
             field,
             format,
             fresh,
@@ -157,6 +160,9 @@ impl FromArgs<SelectArgs> for SelectSettings {
         if !(1..=2048).contains(&embed_batch) {
             return Err(usage("--embed-batch must be between 1 and 2048"));
         }
+        if !(1..=1024).contains(&embed_concurrency) {
+            return Err(usage("--embed-concurrency must be between 1 and 1024"));
+        }
         let field = field.parse().map_err(|e: String| usage(format!("--field: {e}")))?;
         let embeddings = match (embed_endpoint, embed_model) {
             (None, None) => Embeddings::Lexical,
@@ -168,7 +174,21 @@ impl FromArgs<SelectArgs> for SelectSettings {
             }
             (None, Some(name)) => Embeddings::Local { name },
         };
-        Ok(SelectSettings { input, output, fresh, budget, by, threshold, embeddings, embed_batch, field, format })
+        let caps = evol_core::cost::Caps { max_requests, max_tokens: max_tokens_total, max_cost: None };
+        Ok(SelectSettings {
+            input,
+            output,
+            fresh,
+            budget,
+            by,
+            threshold,
+            embeddings,
+            embed_batch,
+            concurrency: embed_concurrency,
+            caps,
+            field,
+            format,
+        })
     }
 }
 

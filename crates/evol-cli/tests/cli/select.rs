@@ -92,6 +92,26 @@ fn selection_over_embeddings_caches_them_so_a_rerun_computes_none() {
     assert_eq!(mock.stats().embedded, 6, "the rerun takes every embedding from the journal");
     let stats = read_json(&out.join("stats.json"));
     assert_eq!((stats["embedded"].as_u64(), stats["cached"].as_u64()), (Some(0), Some(6)));
+    assert_eq!(stats["requests"]["requests"], 0, "no request was sent");
+
+    // Embeddings go through the journaled caller: a cap stops them (exit
+    // 3) with what was received kept, and the rerun sends only the rest.
+    let capped = dir.path("capped");
+    let mut args: Vec<&str> = args.to_vec();
+    args[3] = capped.to_str().unwrap();
+    let mut first = args.clone();
+    first.extend(["--max-requests", "1", "--embed-concurrency", "1"]);
+    let run = evol(&first);
+    assert_eq!(run.status.code(), Some(3), "{}", stderr(&run));
+    assert!(!capped.join("selected.jsonl").exists(), "nothing is selected from half the vectors");
+    assert_eq!(mock.stats().embedded, 8, "one request of two texts");
+    let run = evol(&args);
+    assert_success(&run);
+    assert_eq!(mock.stats().embedded, 12, "the rerun sends only the four texts it lacks");
+    let stats = read_json(&capped.join("stats.json"));
+    assert_eq!((stats["embedded"].as_u64(), stats["cached"].as_u64()), (Some(4), Some(2)));
+    assert_eq!(stats["requests"]["requests"], 2);
+    assert!(stats["requests"]["prompt_tokens"].as_u64().unwrap() > 0, "the tokens the server read are counted");
 }
 
 #[test]

