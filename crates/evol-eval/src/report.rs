@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::quantile;
 
@@ -81,7 +81,7 @@ pub fn band(difficulty: f64) -> Option<&'static str> {
 }
 
 /// The figures of one group of items.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Items with at least one readable game.
     pub items: usize,
@@ -110,7 +110,7 @@ pub struct Summary {
 }
 
 /// Every figure of a judging job.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub overall: Summary,
     pub by_skill: BTreeMap<String, Summary>,

@@ -7,12 +7,14 @@
 
 pub mod bounded;
 mod container;
+pub mod layout;
 pub mod rows;
 pub mod seeds;
 mod source;
 pub use source::{dataset_parts, input_digest};
 pub mod table;
 
+pub use layout::ChatLayout;
 pub use rows::{open_rows, Body, Layout, Row, RowReader, RowWriter, TextField};
 pub use seeds::{
     chat_turns, field, number, read_seeds, user_turns, Dialogue, Fields, ReadOptions, RecordLayout, SeedError,

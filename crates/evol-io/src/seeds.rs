@@ -281,8 +281,9 @@ pub(crate) fn instruction_in(map: &Map<String, Value>, fields: &Fields) -> Resul
         };
     }
     let alpaca = field(map, &["instruction", "prompt"])?;
-    let sharegpt = field(map, &["conversations"])?;
-    let messages = field(map, &["messages"])?;
+    use crate::layout::ChatLayout;
+    let sharegpt = field(map, &[ChatLayout::ShareGpt.field()])?;
+    let messages = field(map, &[ChatLayout::Messages.field()])?;
     let found: Vec<&str> = [(alpaca.is_some(), "instruction"), (sharegpt.is_some(), "conversations")]
         .into_iter()
         .chain([(messages.is_some(), "messages")])
@@ -296,10 +297,10 @@ pub(crate) fn instruction_in(map: &Map<String, Value>, fields: &Fields) -> Resul
         ));
     }
     if let Some(value) = sharegpt {
-        return Ok((first_turn(value, "conversations")?, RecordLayout::ShareGpt));
+        return Ok((first_turn(value, ChatLayout::ShareGpt.field())?, RecordLayout::ShareGpt));
     }
     if let Some(value) = messages {
-        return Ok((first_turn(value, "messages")?, RecordLayout::Messages));
+        return Ok((first_turn(value, ChatLayout::Messages.field())?, RecordLayout::Messages));
     }
     let instruction = match alpaca {
         Some(Value::String(s)) => s.clone(),
@@ -395,7 +396,7 @@ pub fn chat_turns(value: &Value, name: &str) -> Result<Vec<Turn>, String> {
         let Value::Object(turn) = turn else {
             return Err(format!("`{name}[{i}]` must be an object, found {}", kind(turn)));
         };
-        let speaker = match field(turn, &["from", "role"])? {
+        let speaker = match field(turn, &crate::layout::SPEAKER_KEYS)? {
             Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
                 "human" | "user" => Speaker::User,
                 "gpt" | "assistant" | "model" | "chatgpt" | "bard" => Speaker::Assistant,
@@ -405,7 +406,7 @@ pub fn chat_turns(value: &Value, name: &str) -> Result<Vec<Turn>, String> {
             Some(other) => return Err(format!("`{name}[{i}]`: the speaker must be a string, found {}", kind(other))),
             None => return Err(format!("`{name}[{i}]` names no speaker (`from` or `role`)")),
         };
-        let text = match field(turn, &["value", "content"])? {
+        let text = match field(turn, &crate::layout::TEXT_KEYS)? {
             Some(Value::String(s)) => s.clone(),
             // OpenAI-style content parts: their text, joined.
             Some(Value::Array(parts)) => {
@@ -468,7 +469,8 @@ impl Dialogue {
     /// The dialogue a record holds in `conversations` or `messages`; none
     /// when it holds neither (an instruction record).
     pub fn of_chat(record: &Map<String, Value>) -> Result<Option<Dialogue>, String> {
-        let chat = [("conversations", field(record, &["conversations"])?), ("messages", field(record, &["messages"])?)];
+        let [sharegpt, messages] = crate::layout::ChatLayout::ALL.map(|l| l.field());
+        let chat = [(sharegpt, field(record, &[sharegpt])?), (messages, field(record, &[messages])?)];
         match chat {
             [(name, Some(v)), (_, None)] | [(_, None), (name, Some(v))] => {
                 Ok(Some(Dialogue::from_turns(chat_turns(v, name)?, name)?))

@@ -88,6 +88,10 @@ fn answer_judge_and_arena_on_the_evol_instruct_test_set() {
         "{text}"
     );
     let report = read_json(&judge.join("report.json"));
+    // The file is the library's type, written again byte for byte.
+    let text = std::fs::read_to_string(judge.join("report.json")).unwrap();
+    let typed: evol::jobs::judge::ReportFile = serde_json::from_str(&text).unwrap();
+    assert_eq!(serde_json::to_string_pretty(&typed).unwrap() + "\n", text);
     let overall = &report["report"]["overall"];
     let ratio = overall["score_ratio"].as_f64().unwrap();
     assert!(ratio < 0.9, "a weaker candidate scores below its reference: {ratio}");
@@ -201,6 +205,9 @@ fn answer_judge_and_arena_on_the_evol_instruct_test_set() {
     assert_success(&run);
     assert_eq!(mock.stats().pairwise - before, 218 * 3 * 2, "every pair, both orders");
     let ratings = read_json(&arena.join("ratings.json"));
+    let text = std::fs::read_to_string(arena.join("ratings.json")).unwrap();
+    let typed: evol::jobs::arena::RatingsFile = serde_json::from_str(&text).unwrap();
+    assert_eq!(serde_json::to_string_pretty(&typed).unwrap() + "\n", text, "the library's type, byte for byte");
     let board = ratings["leaderboard"].as_array().unwrap();
     let order: Vec<&str> = board.iter().map(|m| m["model"].as_str().unwrap()).collect();
     assert_eq!(order, ["strong", "mid", "weak"], "{ratings}");

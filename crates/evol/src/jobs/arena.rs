@@ -565,36 +565,36 @@ fn fit(
         _ => None,
     };
     let seconds = started.elapsed().as_secs_f64();
-    let board = |r: &Ratings| -> Vec<Value> {
+    let board = |r: &Ratings| -> Vec<Standing> {
         let mut order: Vec<usize> = (0..names.len()).collect();
         order.sort_by(|&x, &y| r.models[y].rating.total_cmp(&r.models[x].rating).then(x.cmp(&y)));
         order
             .into_iter()
             .map(|m| {
                 let Rated { rating, ci_low, ci_high, median, rank, battles, wins, ties, losses } = r.models[m].clone();
-                json!({ "model": names[m], "rating": rating, "ci_low": ci_low, "ci_high": ci_high, "median": median,
-                        "rank": rank, "battles": battles, "wins": wins, "ties": ties, "losses": losses })
+                let model = names[m].clone();
+                Standing { battles, ci_high, ci_low, losses, median, model, rank, rating, ties, wins }
             })
             .collect()
     };
-    let mut file = json!({
-        "judge": judge,
-        "level": plain.level,
-        "rounds": plain.rounds,
-        "seed": settings.eval.seed,
-        "anchor": anchor.map(|(m, r)| json!({ "model": names[m], "rating": r })),
-        "mean_rating": anchor.is_none().then_some(rating::MEAN_RATING),
-        "prior": rating::PRIOR,
-        "games": counts,
-        "leaderboard": board(&plain),
-    });
-    if let Some(s) = &styled {
-        let c = s.coefficients.clone().unwrap_or_default();
-        file["style_controlled"] = json!({
-            "coefficients": { "length": c.first(), "markdown_density": c.get(1) },
-            "leaderboard": board(s),
-        });
-    }
+    let file = RatingsFile {
+        anchor: anchor.map(|(m, rating)| Anchor { model: names[m].clone(), rating }),
+        games: *counts,
+        judge: judge.map(str::to_string),
+        leaderboard: board(&plain),
+        level: plain.level,
+        mean_rating: anchor.is_none().then_some(rating::MEAN_RATING),
+        prior: rating::PRIOR,
+        rounds: plain.rounds,
+        seed: settings.eval.seed,
+        style_controlled: styled.as_ref().map(|s| {
+            let c = s.coefficients.clone().unwrap_or_default();
+            StyleControlled {
+                coefficients: StyleCoefficients { length: c.first().copied(), markdown_density: c.get(1).copied() },
+                leaderboard: board(s),
+            }
+        }),
+    };
     out.write_json(RATINGS, &file)?;
     let mut md = String::from("# Leaderboard\n\n");
     let _ = writeln!(
@@ -630,38 +630,34 @@ fn fit(
             "rank", "model", "rating", "95% interval", "battles", "wins", "ties", "losses"
         );
         for row in &rows {
-            let f = |k: &str| row[k].as_f64().unwrap_or(f64::NAN);
-            let u = |k: &str| row[k].as_u64().unwrap_or(0);
-            let name = row["model"].as_str().unwrap_or_default();
             // No bootstrap rounds: no interval, shown as such.
-            let interval = |open: &str, sep: &str, close: &str| match (row["ci_low"].as_f64(), row["ci_high"].as_f64())
-            {
+            let interval = |open: &str, sep: &str, close: &str| match (row.ci_low, row.ci_high) {
                 (Some(low), Some(high)) => format!("{open}{low:.1}{sep}{high:.1}{close}"),
                 _ => "-".to_string(),
             };
             let _ = writeln!(
                 md,
                 "| {} | {} | {:.1} | {} | {} | {} | {} | {} |",
-                u("rank"),
-                cell(name),
-                f("rating"),
+                row.rank,
+                cell(&row.model),
+                row.rating,
                 interval("", " – ", ""),
-                u("battles"),
-                u("wins"),
-                u("ties"),
-                u("losses")
+                row.battles,
+                row.wins,
+                row.ties,
+                row.losses
             );
-            let shown = evol_text::cell_of_width(name, 32);
+            let shown = evol_text::cell_of_width(&row.model, 32);
             let _ = writeln!(
                 terminal,
                 "{:>4}  {shown} {:>8.1}  {:>19}  {:>7} {:>6} {:>6} {:>6}",
-                u("rank"),
-                f("rating"),
+                row.rank,
+                row.rating,
                 interval("[", ", ", "]"),
-                u("battles"),
-                u("wins"),
-                u("ties"),
-                u("losses")
+                row.battles,
+                row.wins,
+                row.ties,
+                row.losses
             );
         }
         if let Some(c) = &r.coefficients {
@@ -671,6 +667,67 @@ fn fit(
     }
     out.write_text(LEADERBOARD, &md)?;
     Ok(Fitted { terminal, seconds })
+}
+
+/// `ratings.json`: the fit's leaderboard (and the style-controlled one),
+/// how it was fitted, and the games it was fitted on. (Fields in the
+/// order the file has always listed them.)
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RatingsFile {
+    /// The model the ratings are anchored to, if any.
+    pub anchor: Option<Anchor>,
+    pub games: Counts,
+    /// The judge (none for battle logs of several judges).
+    pub judge: Option<String>,
+    /// Highest rating first.
+    pub leaderboard: Vec<Standing>,
+    /// The intervals' level (0.95).
+    pub level: f64,
+    /// The mean rating, when not anchored.
+    pub mean_rating: Option<f64>,
+    /// The weak prior that keeps a model that never wins finite.
+    pub prior: f64,
+    /// Bootstrap rounds.
+    pub rounds: usize,
+    pub seed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style_controlled: Option<StyleControlled>,
+}
+
+/// `--anchor MODEL=RATING`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Anchor {
+    pub model: String,
+    pub rating: f64,
+}
+
+/// One model's line of a leaderboard.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Standing {
+    pub battles: u64,
+    pub ci_high: Option<f64>,
+    pub ci_low: Option<f64>,
+    pub losses: u64,
+    pub median: Option<f64>,
+    pub model: String,
+    pub rank: usize,
+    pub rating: f64,
+    pub ties: u64,
+    pub wins: u64,
+}
+
+/// The style-controlled fit (`--style-control`).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StyleControlled {
+    pub coefficients: StyleCoefficients,
+    pub leaderboard: Vec<Standing>,
+}
+
+/// Elo points per standard deviation of each style covariate.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StyleCoefficients {
+    pub length: Option<f64>,
+    pub markdown_density: Option<f64>,
 }
 
 /// What Arena Learning wrote.
@@ -696,24 +753,26 @@ fn write_lessons(
     let by_id: BTreeMap<&str, &Question> = questions.iter().map(|q| (q.id.as_str(), q)).collect();
     let answers = |q: &Question, m: usize| q.answers[m].clone().expect("a model that battled answered");
     let conversation = |q: &Question, m: usize| {
-        let mut messages = Vec::new();
-        for (turn, answer) in q.turns.iter().zip(answers(q, m)) {
-            messages.push(json!({ "role": "user", "content": turn }));
-            messages.push(json!({ "role": "assistant", "content": answer }));
-        }
-        Value::Array(messages)
+        let exchanges = q.turns.iter().cloned().zip(answers(q, m).into_iter().map(Some)).collect();
+        evol_io::Dialogue { system: None, exchanges }.turns(evol_io::ChatLayout::Messages)
     };
     let path = dir.join("sft.jsonl");
     let mut sft = evol_io::RowWriter::create(&path, evol_io::Layout::Jsonl)
         .with_context(|| format!("cannot write `{}`", path.display()))?;
     for d in &lessons.sft {
         let q = by_id[d.question.as_str()];
-        let row = match q.conversation {
-            false => json!({ "id": q.id, "instruction": q.turns[0], "input": "", "output": answers(q, d.winner)[0],
-                             "model": names[d.winner], "target": names[target], "margin": d.margin }),
-            true => json!({ "id": q.id, "messages": conversation(q, d.winner), "model": names[d.winner],
-                            "target": names[target], "margin": d.margin }),
-        };
+        let mut row = serde_json::Map::from_iter([("id".to_string(), json!(q.id))]);
+        match q.conversation {
+            false => row.extend(evol_io::layout::alpaca(&q.turns[0], &answers(q, d.winner)[0])),
+            true => {
+                row.insert(evol_io::ChatLayout::Messages.field().into(), conversation(q, d.winner));
+            }
+        }
+        row.extend([
+            ("model".to_string(), json!(names[d.winner])),
+            ("target".to_string(), json!(names[target])),
+            ("margin".to_string(), json!(d.margin)),
+        ]);
         sft.write_json(&row).with_context(|| format!("cannot write `{}`", path.display()))?;
     }
     sft.finish().with_context(|| format!("cannot write `{}`", path.display()))?;
@@ -726,17 +785,26 @@ fn write_lessons(
         // unique when the target met several opponents on a question.
         let opponent = if d.winner == target { d.loser } else { d.winner };
         let id = format!("{}/{}", q.id, names[opponent]);
-        let row = match q.conversation {
-            false => json!({ "id": id, "question_id": q.id, "prompt": q.turns[0], "chosen": answers(q, d.winner)[0],
-                             "rejected": answers(q, d.loser)[0], "chosen_model": names[d.winner],
-                             "rejected_model": names[d.loser], "margin": d.margin }),
+        let [prompt, chosen, rejected] = evol_io::layout::PREFERENCE;
+        let mut row = serde_json::Map::from_iter([("id".to_string(), json!(id)), ("question_id".into(), json!(q.id))]);
+        match q.conversation {
+            false => row.extend([
+                (prompt.to_string(), json!(q.turns[0])),
+                (chosen.to_string(), json!(answers(q, d.winner)[0])),
+                (rejected.to_string(), json!(answers(q, d.loser)[0])),
+            ]),
             // TRL's conversational form: the whole conversations, the
             // prompt implicit in them.
-            true => {
-                json!({ "id": id, "question_id": q.id, "chosen": conversation(q, d.winner), "rejected": conversation(q, d.loser),
-                            "chosen_model": names[d.winner], "rejected_model": names[d.loser], "margin": d.margin })
-            }
-        };
+            true => row.extend([
+                (chosen.to_string(), conversation(q, d.winner)),
+                (rejected.to_string(), conversation(q, d.loser)),
+            ]),
+        }
+        row.extend([
+            ("chosen_model".to_string(), json!(names[d.winner])),
+            ("rejected_model".to_string(), json!(names[d.loser])),
+            ("margin".to_string(), json!(d.margin)),
+        ]);
         dpo.write_json(&row).with_context(|| format!("cannot write `{}`", path.display()))?;
     }
     dpo.finish().with_context(|| format!("cannot write `{}`", path.display()))?;

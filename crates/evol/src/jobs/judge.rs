@@ -82,13 +82,13 @@ impl GameRecord {
 }
 
 /// Why a question was not judged.
-#[derive(Debug, Default, Serialize)]
-struct Missing {
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Missing {
     /// No answer of the candidate's.
-    candidate: usize,
-    reference: usize,
+    pub candidate: usize,
+    pub reference: usize,
     /// An answer whose call failed (`error` in the answers file).
-    failed_answers: usize,
+    pub failed_answers: usize,
 }
 
 /// Judges the candidate's answers against the reference's, question by
@@ -263,15 +263,15 @@ pub async fn judge(
     counts.calls = calls.len();
     let report = report::report(&items, settings.bootstrap, settings.eval.seed);
     let file = ReportFile {
-        candidate: &candidate_name,
-        reference: &reference_name,
-        judge: &judge_name,
+        candidate: candidate_name.clone(),
+        reference: reference_name.clone(),
+        judge: judge_name.clone(),
         both_orders: settings.both_orders,
         questions: questions.len(),
         questions_judged: report.as_ref().map_or(0, |r| r.overall.items),
-        not_judged: &missing,
-        games: &counts,
-        report: report.as_ref(),
+        not_judged: missing,
+        games: counts.clone(),
+        report,
     };
     session.out.write_json(REPORT_JSON, &file)?;
     session.out.write_text(REPORT_MD, &markdown(&file))?;
@@ -334,17 +334,19 @@ struct JudgmentRow<'a> {
     games: &'a [&'a GameRecord],
 }
 
-#[derive(Serialize)]
-struct ReportFile<'a> {
-    candidate: &'a str,
-    reference: &'a str,
-    judge: &'a str,
-    both_orders: bool,
-    questions: usize,
-    questions_judged: usize,
-    not_judged: &'a Missing,
-    games: &'a GameCounts,
-    report: Option<&'a Report>,
+/// `report.json`: every figure of a judging job, and what it judged.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ReportFile {
+    pub candidate: String,
+    pub reference: String,
+    pub judge: String,
+    pub both_orders: bool,
+    pub questions: usize,
+    pub questions_judged: usize,
+    pub not_judged: Missing,
+    pub games: GameCounts,
+    /// None when no question could be judged.
+    pub report: Option<Report>,
 }
 
 /// What a judging job did: its report, and what `stats.json` holds (the
@@ -398,7 +400,7 @@ fn terminal(file: &ReportFile) -> String {
             file.games.failed
         ))
     );
-    let Some(report) = file.report else {
+    let Some(report) = &file.report else {
         t.push_str("no game could be read: no figures\n");
         return t;
     };
@@ -433,11 +435,11 @@ fn terminal(file: &ReportFile) -> String {
 
 fn markdown(file: &ReportFile) -> String {
     let mut m = String::new();
-    let _ = writeln!(m, "# `{}` against `{}`\n", cell(file.candidate), cell(file.reference));
+    let _ = writeln!(m, "# `{}` against `{}`\n", cell(&file.candidate), cell(&file.reference));
     let _ = writeln!(
         m,
         "Judged by `{}`, {}; {} of {} questions judged. Games: {} read, {} unreadable, {} failed.\n",
-        cell(file.judge),
+        cell(&file.judge),
         if file.both_orders { "both orders" } else { "one order per question" },
         file.questions_judged,
         file.questions,
@@ -445,7 +447,7 @@ fn markdown(file: &ReportFile) -> String {
         file.games.unreadable,
         file.games.failed
     );
-    let Some(report) = file.report else {
+    let Some(report) = &file.report else {
         m.push_str("No game could be read.\n");
         return m;
     };

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use evol_io::{open_rows, SeedFormat};
+use evol_io::{open_rows, ChatLayout, SeedFormat};
 use rand::RngCore;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -74,16 +74,16 @@ pub fn read_testset(path: &Path, format: SeedFormat, limit: Option<usize>) -> an
             }
             None => match (
                 field(&object, &["instruction", "question", "prompt"]),
-                field(&object, &["conversations"]),
-                field(&object, &["messages"]),
+                field(&object, &[ChatLayout::ShareGpt.field()]),
+                field(&object, &[ChatLayout::Messages.field()]),
             ) {
                 (Some(Value::String(s)), None, None) if !s.trim().is_empty() => (vec![s.clone()], false),
                 (Some(Value::String(_)), None, None) => bail!("{place}: the question is empty"),
                 // A chat (ShareGPT `conversations`, `messages`, or TRL's
                 // `prompt` as turns): every user turn is a turn to answer.
                 (Some(v @ Value::Array(_)), None, None) => chat_turns(v, "prompt", &place)?,
-                (None, Some(v), None) => chat_turns(v, "conversations", &place)?,
-                (None, None, Some(v)) => chat_turns(v, "messages", &place)?,
+                (None, Some(v), None) => chat_turns(v, ChatLayout::ShareGpt.field(), &place)?,
+                (None, None, Some(v)) => chat_turns(v, ChatLayout::Messages.field(), &place)?,
                 (None, None, None) => bail!(
                     "{place}: no question (`Instruction`, `instruction`, `question`, `prompt`, `turns`, `conversations` or `messages`); {}",
                     evol_io::seeds::fields_found(&object)

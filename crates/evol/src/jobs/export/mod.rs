@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use arrow_schema::{Field, Schema};
+use evol_io::layout::{ALPACA, PREFERENCE};
 use evol_io::table::{self, TableWriter, Target};
-use evol_io::Dialogue;
+use evol_io::{ChatLayout, Dialogue, Speaker};
 use evol_store::{DatasetEntry, OutputDir};
 use serde_json::{json, Map, Value};
 
@@ -25,19 +26,17 @@ use crate::settings::{ExportFormat as Format, ExportSettings};
 fn fields(format: Format, conversational: bool) -> Vec<Field> {
     match format {
         Format::Alpaca => {
-            vec![table::text("instruction", false), table::text("input", false), table::text("output", true)]
+            let [instruction, input, output] = ALPACA;
+            vec![table::text(instruction, false), table::text(input, false), table::text(output, true)]
         }
-        Format::Jsonl => vec![table::text("instruction", false), table::text("output", true)],
-        Format::ShareGpt => vec![table::turns("conversations", ["from", "value"])],
-        Format::Messages => vec![table::turns("messages", ["role", "content"])],
-        Format::Dpo if conversational => vec![
-            table::turns("prompt", ["role", "content"]),
-            table::turns("chosen", ["role", "content"]),
-            table::turns("rejected", ["role", "content"]),
-        ],
-        Format::Dpo => {
-            vec![table::text("prompt", false), table::text("chosen", false), table::text("rejected", false)]
+        Format::Jsonl => vec![table::text(ALPACA[0], false), table::text(ALPACA[2], true)],
+        Format::ShareGpt => vec![chat_column(ChatLayout::ShareGpt)],
+        Format::Messages => vec![chat_column(ChatLayout::Messages)],
+        Format::Dpo if conversational => {
+            let (who, what) = ChatLayout::Messages.keys();
+            PREFERENCE.iter().map(|name| table::turns(name, [who, what])).collect()
         }
+        Format::Dpo => PREFERENCE.iter().map(|name| table::text(name, false)).collect(),
     }
 }
 
@@ -292,28 +291,16 @@ fn layout(format: Format, example: &Example, plain: bool) -> anyhow::Result<Valu
                     format.name()
                 );
             }
-            row.insert("instruction".into(), json!(instruction));
+            let [instruction_key, input_key, output_key] = ALPACA;
+            row.insert(instruction_key.into(), json!(instruction));
             if format == Format::Alpaca {
-                row.insert("input".into(), json!(""));
+                row.insert(input_key.into(), json!(""));
             }
-            row.insert("output".into(), json!(output));
+            row.insert(output_key.into(), json!(output));
         }
         Format::ShareGpt | Format::Messages => {
-            let (key, speaker, user, assistant, text) = match format {
-                Format::ShareGpt => ("conversations", "from", "human", "gpt", "value"),
-                _ => ("messages", "role", "user", "assistant", "content"),
-            };
-            let mut turns = Vec::new();
-            if let Some(system) = &example.dialogue.system {
-                turns.push(json!({ speaker: "system", text: system }));
-            }
-            for (question, answer) in &example.dialogue.exchanges {
-                turns.push(json!({ speaker: user, text: question }));
-                if let Some(answer) = answer {
-                    turns.push(json!({ speaker: assistant, text: answer }));
-                }
-            }
-            row.insert(key.into(), Value::Array(turns));
+            let layout = if format == Format::ShareGpt { ChatLayout::ShareGpt } else { ChatLayout::Messages };
+            row.insert(layout.field().into(), example.dialogue.turns(layout));
         }
         Format::Dpo => unreachable!("preference pairs are written by export_learned"),
     }
@@ -538,16 +525,16 @@ fn text(row: &Map<String, Value>, key: &str) -> anyhow::Result<String> {
     }
 }
 
-/// A `{role, content}` list, checked.
-fn turns(value: Option<&Value>, key: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let Some(Value::Array(items)) = value else { bail!("`{key}` is missing or not a list of turns") };
-    items
-        .iter()
-        .map(|t| match (t.get("role").and_then(Value::as_str), t.get("content").and_then(Value::as_str)) {
-            (Some(r), Some(c)) => Ok((r.to_string(), c.to_string())),
-            _ => bail!("`{key}` has a turn without a text `role` and `content`"),
-        })
-        .collect()
+/// A chat layout's column: its field, a list of its turns.
+fn chat_column(layout: ChatLayout) -> Field {
+    let (who, what) = layout.keys();
+    table::turns(layout.field(), [who, what])
+}
+
+/// A list of chat turns (either layout), checked.
+fn turns(value: Option<&Value>, key: &str) -> anyhow::Result<Vec<(Speaker, String)>> {
+    let Some(value) = value else { bail!("`{key}` is missing or not a list of turns") };
+    Ok(evol_io::chat_turns(value, key).map_err(anyhow::Error::msg)?.into_iter().map(|t| (t.speaker, t.text)).collect())
 }
 
 fn learned_example(row: &Map<String, Value>) -> anyhow::Result<Example> {
@@ -572,32 +559,37 @@ fn learned_example(row: &Map<String, Value>) -> anyhow::Result<Example> {
 /// conversations share before their answers differ become the prompt).
 fn dpo_row(row: &Map<String, Value>, conversational: bool) -> anyhow::Result<Map<String, Value>> {
     let mut out = Map::new();
-    match (row.get("chosen"), conversational) {
+    let [prompt, chosen, rejected] = evol_io::layout::PREFERENCE;
+    match (row.get(chosen), conversational) {
         (Some(Value::String(_)), false) => {
-            for key in ["prompt", "chosen", "rejected"] {
+            for key in evol_io::layout::PREFERENCE {
                 out.insert(key.into(), json!(text(row, key)?));
             }
         }
         (Some(Value::String(_)), true) => {
-            out.insert("prompt".into(), json!([{ "role": "user", "content": text(row, "prompt")? }]));
-            out.insert("chosen".into(), json!([{ "role": "assistant", "content": text(row, "chosen")? }]));
-            out.insert("rejected".into(), json!([{ "role": "assistant", "content": text(row, "rejected")? }]));
+            let turn = |speaker: Speaker, key: &str| -> anyhow::Result<Value> {
+                Ok(json!([ChatLayout::Messages.turn(&speaker, &text(row, key)?)]))
+            };
+            out.insert(prompt.into(), turn(Speaker::User, prompt)?);
+            out.insert(chosen.into(), turn(Speaker::Assistant, chosen)?);
+            out.insert(rejected.into(), turn(Speaker::Assistant, rejected)?);
         }
         _ => {
-            let chosen = turns(row.get("chosen"), "chosen")?;
-            let rejected = turns(row.get("rejected"), "rejected")?;
+            let (chosen_key, rejected_key) = (chosen, rejected);
+            let chosen = turns(row.get(chosen_key), chosen_key)?;
+            let rejected = turns(row.get(rejected_key), rejected_key)?;
             // The turns both share (up to the first answer that differs)
             // are the prompt.
             let shared = chosen.iter().zip(&rejected).take_while(|(a, b)| a == b).count();
             if shared == 0 || shared == chosen.len() || shared == rejected.len() {
                 bail!("`chosen` and `rejected` must be conversations that start alike and then differ");
             }
-            let as_json = |t: &[(String, String)]| -> Value {
-                t.iter().map(|(r, c)| json!({ "role": r, "content": c })).collect()
+            let as_json = |t: &[(Speaker, String)]| -> Value {
+                t.iter().map(|(speaker, text)| ChatLayout::Messages.turn(speaker, text)).collect()
             };
-            out.insert("prompt".into(), as_json(&chosen[..shared]));
-            out.insert("chosen".into(), as_json(&chosen[shared..]));
-            out.insert("rejected".into(), as_json(&rejected[shared..]));
+            out.insert(prompt.into(), as_json(&chosen[..shared]));
+            out.insert(chosen_key.into(), as_json(&chosen[shared..]));
+            out.insert(rejected_key.into(), as_json(&rejected[shared..]));
         }
     }
     Ok(out)

@@ -73,15 +73,18 @@ pub fn report(settings: &ReportSettings, observer: &dyn Observer) -> anyhow::Res
             known = true;
         }
         if dir.join(REPORT_JSON).is_file() {
-            let file = read_json(&dir.join(REPORT_JSON))?;
-            let entry = json!({ "candidate": file["candidate"], "reference": file["reference"], "judge": file["judge"], "file": file });
+            let file: crate::jobs::judge::ReportFile = crate::results::read_file(&dir.join(REPORT_JSON))?
+                .with_context(|| format!("`{}` is gone", dir.join(REPORT_JSON).display()))?;
+            let entry =
+                json!({ "candidate": file.candidate, "reference": file.reference, "judge": file.judge, "file": file });
             data["judges"].as_array_mut().expect("an array").push(entry);
             subtitle.push(format!("judge {}", dir.display()));
             page_of.judges += 1;
             known = true;
         }
         if dir.join(RATINGS).is_file() {
-            let file = read_json(&dir.join(RATINGS))?;
+            let file: crate::jobs::arena::RatingsFile = crate::results::read_file(&dir.join(RATINGS))?
+                .with_context(|| format!("`{}` is gone", dir.join(RATINGS).display()))?;
             data["arenas"].as_array_mut().expect("an array").push(json!({ "file": file }));
             subtitle.push(format!("arena {}", dir.display()));
             page_of.arenas += 1;
@@ -142,11 +145,6 @@ pub(crate) fn page(data: &Value, more: Option<&Value>) -> String {
     };
     let more = more.map(packed).unwrap_or_default();
     PAGE.replacen("/*EVOL_DATA*/", &packed(data), 1).replacen("/*EVOL_MORE*/", &more, 1)
-}
-
-fn read_json(path: &Path) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", path.display()))
 }
 
 fn short(text: &str, limit: usize) -> String {
