@@ -904,3 +904,55 @@ fn refit(settings: &ArenaSettings, files: &[PathBuf], observer: &dyn Observer) -
     ));
     Ok(ArenaReport::Refitted(report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Questions answered by `models` models (all but the ones in `silent`
+    /// for the question of that index).
+    fn questions(n: usize, models: usize, silent: &[(usize, usize)]) -> Vec<Question> {
+        (0..n)
+            .map(|q| Question {
+                id: format!("q{q}"),
+                turns: vec!["?".into()],
+                conversation: false,
+                kind: JudgeKind::for_skill(None),
+                answers: (0..models).map(|m| (!silent.contains(&(q, m))).then(|| vec!["a".to_string()])).collect(),
+            })
+            .collect()
+    }
+
+    fn pairs(games: &[GameSpec]) -> Vec<(usize, usize, usize)> {
+        games.iter().filter(|g| g.order == 0).map(|g| (g.question, g.a, g.b)).collect()
+    }
+
+    #[test]
+    fn every_pair_of_the_models_that_answered_battles_in_both_orders() {
+        let games = plan(&questions(2, 3, &[(1, 2)]), None, 0);
+        assert_eq!(pairs(&games), [(0, 0, 1), (0, 0, 2), (0, 1, 2), (1, 0, 1)], "a model that did not answer sits out");
+        for pair in games.chunks(2) {
+            assert_eq!((pair[0].order, pair[1].order), (0, 1), "each pair twice, each model first once");
+            assert_eq!((pair[0].a, pair[0].b), (pair[1].a, pair[1].b));
+        }
+    }
+
+    #[test]
+    fn sampled_pairs_are_seeded_per_question_and_cover_every_model() {
+        let qs = questions(40, 4, &[]);
+        let drawn = pairs(&plan(&qs, Some(2), 1));
+        assert_eq!(drawn.len(), 80, "two pairs a question");
+        assert_eq!(drawn, pairs(&plan(&qs, Some(2), 1)), "the same seed draws the same pairs");
+        assert_ne!(drawn, pairs(&plan(&qs, Some(2), 2)), "another seed, other pairs");
+        let mut seen = [false; 4];
+        for &(_, a, b) in &drawn {
+            (seen[a], seen[b]) = (true, true);
+        }
+        assert_eq!(seen, [true; 4], "every model battles");
+        // The draw of a question depends on its id, not on the others.
+        let one = pairs(&plan(&qs[3..4], Some(2), 1));
+        let again: Vec<(usize, usize)> = drawn.iter().filter(|p| p.0 == 3).map(|p| (p.1, p.2)).collect();
+        assert_eq!(one.iter().map(|p| (p.1, p.2)).collect::<Vec<_>>(), again);
+        assert_eq!(pairs(&plan(&qs, Some(10), 1)).len(), 40 * 6, "more than there are: every pair");
+    }
+}

@@ -135,12 +135,7 @@ pub async fn judge(
             missing.failed_answers += 1;
             continue;
         }
-        let orders = match settings.both_orders {
-            true => vec![true, false],
-            // The paper's alternation: the candidate first for odd ids
-            // (non-numeric ids: odd positions in the test set).
-            false => vec![q.id.parse::<i64>().map_or(position % 2 == 0, |n| n % 2 != 0)],
-        };
+        let orders = orders(settings.both_orders, &q.id, position);
         jobs.push(Job {
             question: q,
             kind: JudgeKind::for_skill(q.skill.as_deref()),
@@ -367,6 +362,17 @@ pub struct JudgeReport {
     pub prompts: String,
 }
 
+/// The orders a question is judged in (`true`: the candidate shown
+/// first): both, or the paper's alternation, the candidate first for odd
+/// ids (a non-numeric id: for odd positions, counted from 1, in the test
+/// set).
+fn orders(both: bool, id: &str, position: usize) -> Vec<bool> {
+    match both {
+        true => vec![true, false],
+        false => vec![id.parse::<i64>().map_or(position.is_multiple_of(2), |n| n % 2 != 0)],
+    }
+}
+
 fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
 }
@@ -478,4 +484,21 @@ fn markdown(file: &ReportFile) -> String {
         );
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_single_order_alternates_by_id_as_the_paper_did() {
+        assert_eq!(orders(true, "7", 0), [true, false], "both orders by default");
+        let first: Vec<bool> = (1..=4).map(|id| orders(false, &id.to_string(), 99)[0]).collect();
+        assert_eq!(first, [true, false, true, false], "the candidate first for odd ids");
+        assert_eq!(orders(false, "-3", 0), [true], "a negative odd id is odd");
+        // Ids that are not numbers: by position (0 is the first row, an
+        // odd position counted from 1).
+        let by_position: Vec<bool> = (0..4).map(|p| orders(false, "问题-a", p)[0]).collect();
+        assert_eq!(by_position, [true, false, true, false]);
+    }
 }
