@@ -223,6 +223,10 @@ fn rates(s: &RunStats, budget: &Budget, elapsed: Duration, items: bool) -> Strin
         t.retries,
         t.failures
     );
+    if t.reasoning_tokens > 0 {
+        let share = 100.0 * t.reasoning_tokens as f64 / t.completion_tokens.max(1) as f64;
+        line.push_str(&format!(", {share:.0}% of completion tokens thinking"));
+    }
     // The budget counts calls of earlier attempts too: it is what the run cost.
     let (cost, cap) = (budget.cost(), budget.caps().max_cost);
     if cost > 0.0 || cap.is_some() {

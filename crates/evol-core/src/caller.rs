@@ -246,6 +246,7 @@ impl Caller {
                     let message = format!("{} call failed: {why}", key.stage);
                     let record = CallRecord {
                         text: None,
+                        reasoning: None,
                         finish_reason: None,
                         usage,
                         retries,
@@ -258,6 +259,7 @@ impl Caller {
                 }
                 let record = CallRecord {
                     text: Some(reply.text.clone()),
+                    reasoning: reply.reasoning.clone(),
                     finish_reason: Some(reply.finish_reason.clone()),
                     usage,
                     retries,
@@ -288,6 +290,7 @@ impl Caller {
                 let message = format!("{} call failed: {e}", key.stage);
                 let record = CallRecord {
                     text: None,
+                    reasoning: None,
                     finish_reason: None,
                     usage: earlier.usage,
                     retries,
@@ -312,7 +315,7 @@ impl Caller {
             Some(message) => Err(message),
             None => Ok(ChatResponse {
                 text: record.text.unwrap_or_default(),
-                reasoning: None,
+                reasoning: record.reasoning,
                 finish_reason: record.finish_reason.unwrap_or(FinishReason::Unknown),
                 usage: record.usage,
                 retries: record.retries,
@@ -637,5 +640,41 @@ mod tests {
         let more = [("d2", "b")];
         let spec = EmbedSpec { model: &model, texts: &more, slice, priority: 0 };
         assert!(matches!(caller.embed(spec).await, Err(CallError::Cap(_))), "the cap stops the second request");
+    }
+
+    /// A journal holding one committed call.
+    struct Holding(CallRecord);
+
+    impl Journal for Holding {
+        fn lookup(&self, _key: &str) -> Result<Option<CallRecord>, JournalError> {
+            Ok(Some(self.0.clone()))
+        }
+        fn commit(&self, _key: &str, _record: &CallRecord) -> Result<(), JournalError> {
+            unreachable!("a replayed call commits nothing")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replayed_call_keeps_its_thinking_trace() {
+        let model: Arc<dyn ChatModel> = Arc::new(Long(9));
+        let sampling = Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 100, seed: None };
+        let asked = question_digest(model.name(), &Prompt::User("hi"), sampling);
+        let record = CallRecord {
+            text: Some("答え".into()),
+            reasoning: Some("まず考える。".into()),
+            finish_reason: Some(FinishReason::Stop),
+            usage: Usage { prompt_tokens: 1, completion_tokens: 9, reasoning_tokens: 6, ..Default::default() },
+            retries: 0,
+            error: None,
+            prompt: asked,
+            attempt: 0,
+        };
+        let stats = Arc::new(StatsRecorder::new(1));
+        let settings = CallerSettings { concurrency: 1, retry_failed: false };
+        let caller = Caller::new(settings, Arc::new(Holding(record)), stats.clone()).unwrap();
+        let spec = CallSpec::new(&model, CallKey { item: "a", round: 1, stage: "answer" }, Prompt::User("hi"), sampling);
+        let reply = caller.call(spec).await.unwrap().unwrap();
+        assert_eq!((reply.text.as_str(), reply.reasoning.as_deref()), ("答え", Some("まず考える。")));
+        assert_eq!(stats.snapshot().total.reasoning_tokens, 6, "a replay counts its thinking tokens too");
     }
 }

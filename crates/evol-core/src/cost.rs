@@ -145,7 +145,7 @@ mod tests {
     use super::*;
 
     fn usage(p: u64, c: u64) -> Usage {
-        Usage { prompt_tokens: p, completion_tokens: c, cached_tokens: 0 }
+        Usage { prompt_tokens: p, completion_tokens: c, cached_tokens: 0, ..Default::default() }
     }
 
     #[test]
@@ -153,7 +153,7 @@ mod tests {
         let prices = Prices([("m".to_string(), Price { prompt: 0.5, completion: 2.0, cached_prompt: None })].into());
         assert!((prices.cost("m", usage(1_000_000, 500_000)) - 1.5).abs() < 1e-12);
         let cached = Price { prompt: 1.0, completion: 0.0, cached_prompt: Some(0.1) };
-        let u = Usage { prompt_tokens: 1_000_000, completion_tokens: 0, cached_tokens: 600_000 };
+        let u = Usage { prompt_tokens: 1_000_000, completion_tokens: 0, cached_tokens: 600_000, ..Default::default() };
         assert!((cached.cost(u) - 0.46).abs() < 1e-12);
         assert_eq!(prices.cost("other", usage(1_000_000, 1)), 0.0);
     }

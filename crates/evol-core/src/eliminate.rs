@@ -47,6 +47,9 @@ pub enum Reason {
     ContentFiltered,
     /// A model call failed (after retries) or was refused.
     RequestFailed,
+    /// A reasoning model's answer was cut off by the token limit while it
+    /// was still thinking: there is a trace but no answer.
+    TruncatedAnswer,
 }
 
 impl Reason {
@@ -64,6 +67,7 @@ impl Reason {
             Reason::AnswerAsksForInput => "answer_asks_for_input",
             Reason::ContentFiltered => "content_filtered",
             Reason::RequestFailed => "request_failed",
+            Reason::TruncatedAnswer => "truncated_answer",
         }
     }
 }
@@ -259,6 +263,21 @@ pub fn parse_verdict(reply: &str) -> Verdict {
 }
 
 /// Checks an answer against the answer rules that are on.
+/// Why an answer reply cannot stand, if it cannot: withheld by a content
+/// filter, cut off while its model was still thinking (a trace, no
+/// answer), or caught by an answer rule ([`check_answer`]). The rules
+/// read the answer alone, never the trace.
+pub fn check_answer_reply(rules: &Rules, reply: &evol_llm::ChatResponse) -> Option<Reason> {
+    use evol_llm::FinishReason;
+    match reply.finish_reason {
+        FinishReason::ContentFilter => Some(Reason::ContentFiltered),
+        FinishReason::Length if reply.text.trim().is_empty() && reply.reasoning.is_some() => {
+            Some(Reason::TruncatedAnswer)
+        }
+        _ => check_answer(rules, &reply.text),
+    }
+}
+
 pub fn check_answer(rules: &Rules, answer: &str) -> Option<Reason> {
     if rules.sorry && is_sorry_answer(answer) {
         return Some(Reason::AnswerSorry);

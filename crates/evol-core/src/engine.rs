@@ -296,7 +296,7 @@ impl Engine {
         let mut rng = keyed_rng(self.method.run_seed, &[b"seed-answer", seed.id.as_bytes()]);
         let slice = Slice { round: 0, operation: SEED_ANSWER };
         let model = self.roles.get(planned.role)?;
-        let (response, error, usage, rejected, answer_truncated) = match self
+        let (response, response_reasoning, error, usage, rejected, answer_truncated) = match self
             .caller
             .call(self.spec(order, &seed.id, 0, planned, slice, &seed.instruction, &mut rng)?)
             .await?
@@ -304,19 +304,18 @@ impl Engine {
             Ok(reply) => {
                 // The answer rules an evolution's answer passes, a seed's
                 // answer passes too.
-                let rejected = match reply.finish_reason {
-                    FinishReason::ContentFilter => Some(Reason::ContentFiltered),
-                    _ => eliminate::check_answer(&self.method.rules, &reply.text),
-                };
+                let rejected = eliminate::check_answer_reply(&self.method.rules, &reply);
                 let truncated = reply.finish_reason == FinishReason::Length;
-                (Some(reply.text), None, reply.usage, rejected.map(|r| r.name().to_string()), truncated)
+                let rejected = rejected.map(|r| r.name().to_string());
+                (Some(reply.text), reply.reasoning, None, reply.usage, rejected, truncated)
             }
-            Err(e) => (None, Some(e), Usage::default(), None, false),
+            Err(e) => (None, None, Some(e), Usage::default(), None, false),
         };
         let answer = SeedAnswer {
             id: seed.id.clone(),
             instruction: seed.instruction.clone(),
             response,
+            response_reasoning,
             error,
             model: model.name().to_string(),
             usage,
@@ -380,6 +379,9 @@ impl Engine {
             data_format: prompt.data_format.clone(),
         };
         let mut usage = Usage::default();
+        // The thinking traces of the evolving and answering replies, kept
+        // with the record whatever becomes of it.
+        let traces: std::cell::RefCell<(Option<String>, Option<String>)> = Default::default();
 
         let rejection = |reason: Reason,
                          instruction: Option<String>,
@@ -387,10 +389,13 @@ impl Engine {
                          detail: Option<String>,
                          usage: Usage| {
             self.stats.outcome(slice, Some(reason));
+            let (instruction_reasoning, response_reasoning) = traces.borrow().clone();
             Rejection {
                 lineage: lineage(),
                 instruction,
+                instruction_reasoning,
                 response,
+                response_reasoning,
                 reason,
                 detail,
                 duplicate_of: None,
@@ -421,6 +426,7 @@ impl Engine {
                         Err(e) => return reject(Reason::RequestFailed, None, None, Some(e), usage),
                     };
                     usage += reply.usage;
+                    traces.borrow_mut().0 = reply.reasoning.clone();
                     instruction = match eliminate::read_evolution(operation, &rules, &reply.text, reply.finish_reason) {
                         Ok(instruction) => instruction,
                         Err((reason, text)) => return reject(reason, Some(text), None, None, usage),
@@ -465,13 +471,11 @@ impl Engine {
                 {
                     Ok(answer) => {
                         usage += answer.usage;
-                        if answer.finish_reason == FinishReason::ContentFilter {
-                            return reject(Reason::ContentFiltered, Some(instruction), Some(answer.text), None, usage);
-                        }
-                        answer_truncated = answer.finish_reason == FinishReason::Length;
-                        if let Some(reason) = eliminate::check_answer(&rules, &answer.text) {
+                        traces.borrow_mut().1 = answer.reasoning.clone();
+                        if let Some(reason) = eliminate::check_answer_reply(&rules, &answer) {
                             return reject(reason, Some(instruction), Some(answer.text), None, usage);
                         }
+                        answer_truncated = answer.finish_reason == FinishReason::Length;
                         answer_model = Some(self.roles.get(planned.role)?.name().to_string());
                         response = Some(answer.text);
                     }
@@ -502,10 +506,13 @@ impl Engine {
         if let Some(print) = print {
             ancestors.push(&evolution_id(seed_id, round), print);
         }
+        let (instruction_reasoning, response_reasoning) = traces.into_inner();
         Ok(Ok(Evolution {
             lineage: lineage(),
             instruction,
+            instruction_reasoning,
             response,
+            response_reasoning,
             model: self.evolver.clone(),
             answer_model,
             answer_truncated,
@@ -556,6 +563,8 @@ mod tests {
         answer_finish: FinishReason,
         fail_answers: Option<ErrorKind>,
         score: String,
+        /// Replies carry a thinking trace (as a reasoning model's do).
+        think: bool,
         calls: Mutex<Vec<String>>,
     }
 
@@ -567,6 +576,7 @@ mod tests {
                 answer_finish: FinishReason::Stop,
                 fail_answers: None,
                 score: "I would rate it a 7 out of 10.".into(),
+                think: false,
                 calls: Mutex::new(vec![]),
             }
         }
@@ -599,11 +609,14 @@ mod tests {
                 finish_reason = self.answer_finish.clone();
                 self.answer.clone()
             };
+            let tag = request.tag.as_deref().unwrap_or_default();
+            let reasoning = self.think.then(|| format!("考えています ({tag}): sorry, I must weigh this."));
+            let reasoning_tokens = if self.think { 1 } else { 0 };
             Ok(ChatResponse {
                 text,
-                reasoning: None,
+                reasoning,
                 finish_reason,
-                usage: Usage { prompt_tokens: 3, completion_tokens: 2, cached_tokens: 0 },
+                usage: Usage { prompt_tokens: 3, completion_tokens: 2, cached_tokens: 0, reasoning_tokens },
                 retries: 0,
                 signals: Default::default(),
             })
@@ -1156,5 +1169,31 @@ mod tests {
         assert_eq!(accepted.len(), 2);
         assert!(accepted.iter().all(|e| e.answer_truncated));
         assert!(serde_json::to_string(&accepted[0]).unwrap().contains("\"answer_truncated\":true"));
+    }
+
+    #[tokio::test]
+    async fn thinking_traces_are_kept_apart_and_never_judged() {
+        // Each trace says "sorry": the answer rules read the answer alone.
+        let model = Scripted { think: true, ..Scripted::new() };
+        let (sink, stats) = run(model, Settings { rounds: 1, answer_seeds: true, ..settings() }, 2).await;
+        let accepted = sink.accepted.lock().unwrap().clone();
+        assert_eq!(accepted.len(), 2, "{:?}", stats.total.rejected);
+        for e in accepted.iter() {
+            assert!(e.instruction_reasoning.as_deref().unwrap().contains("(evolve)"));
+            assert!(e.response_reasoning.as_deref().unwrap().contains("(answer)"));
+            assert!(!e.instruction.contains("考え") && !e.response.as_deref().unwrap().contains("考え"));
+        }
+        let seeds = sink.seeds.lock().unwrap().clone();
+        assert!(seeds.iter().all(|a| a.response_reasoning.as_deref().is_some_and(|r| r.contains("(answer)"))));
+        assert_eq!(stats.total.reasoning_tokens, stats.total.requests, "one thinking token a call, counted apart");
+
+        // Cut off while thinking: a truncation with no answer, not an empty
+        // answer; the trace stays with the rejection.
+        let model =
+            Scripted { think: true, answer: String::new(), answer_finish: FinishReason::Length, ..Scripted::new() };
+        let (sink, stats) = run(model, Settings { rounds: 1, ..settings() }, 2).await;
+        assert_eq!(stats.total.rejected["truncated_answer"], 2);
+        let rejected = sink.rejected.lock().unwrap();
+        assert!(rejected.iter().all(|r| r.response_reasoning.is_some() && r.instruction_reasoning.is_some()));
     }
 }

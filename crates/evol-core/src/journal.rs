@@ -21,6 +21,9 @@ pub type JournalError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
     pub text: Option<String>,
+    /// The reasoning model's thinking trace, kept apart from the text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
     pub finish_reason: Option<FinishReason>,
     /// What the call's requests used, those of earlier failed attempts
     /// (retried with `--retry-failed`) included: what was paid.

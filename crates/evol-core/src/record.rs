@@ -44,8 +44,14 @@ pub struct Evolution {
     #[serde(flatten)]
     pub lineage: Lineage,
     pub instruction: String,
+    /// The evolving model's thinking trace, when it is a reasoning model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instruction_reasoning: Option<String>,
     /// The answer, or null when answering is off.
     pub response: Option<String>,
+    /// The answering model's thinking trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_reasoning: Option<String>,
     /// The model that evolved the instruction.
     pub model: String,
     /// The model that answered it, when answering is on.
@@ -68,7 +74,11 @@ pub struct Rejection {
     pub lineage: Lineage,
     /// The evolved text, or null when the evolving call itself failed.
     pub instruction: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instruction_reasoning: Option<String>,
     pub response: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_reasoning: Option<String>,
     pub reason: Reason,
     /// What the rule or the failure said: the judge's reply, the error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,6 +109,9 @@ pub struct SeedAnswer {
     pub id: String,
     pub instruction: String,
     pub response: Option<String>,
+    /// The answering model's thinking trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_reasoning: Option<String>,
     /// Why there is no response, when the call failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -130,7 +143,9 @@ mod tests {
                 data_format: None,
             },
             instruction: "q".into(),
+            instruction_reasoning: None,
             response: None,
+            response_reasoning: None,
             model: "m".into(),
             answer_model: None,
             answer_truncated: false,

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::eliminate::{Reason, Verdict};
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Counters for one slice of a run (a round, an operation, or all of it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tally {
@@ -27,6 +31,10 @@ pub struct Tally {
     pub completion_tokens: u64,
     /// Prompt tokens the server took from its prefix cache.
     pub cached_prompt_tokens: u64,
+    /// Completion tokens a reasoning model spent thinking, where the server
+    /// reports them (part of `completion_tokens`; absent when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning_tokens: u64,
     /// What the calls cost, from the price table (0 without prices).
     pub cost: f64,
     /// Sum of the durations of this slice's calls.
@@ -50,6 +58,7 @@ impl Tally {
         self.prompt_tokens += usage.prompt_tokens;
         self.completion_tokens += usage.completion_tokens;
         self.cached_prompt_tokens += usage.cached_tokens;
+        self.reasoning_tokens += usage.reasoning_tokens;
         self.cost += cost;
         self.busy_seconds += (end - start).as_secs_f64();
         let (first, last) = self.span.get_or_insert((start, end));
@@ -251,7 +260,7 @@ mod tests {
     fn calls_and_outcomes_land_in_every_slice() {
         let r = StatsRecorder::new(2);
         let slice = Slice { round: 1, operation: "deepen" };
-        let usage = Usage { prompt_tokens: 10, completion_tokens: 5, cached_tokens: 4 };
+        let usage = Usage { prompt_tokens: 10, completion_tokens: 5, cached_tokens: 4, ..Default::default() };
         r.call(slice, Instant::now(), Call { usage, cost: 0.25, retries: 2, failed: false });
         r.call(
             Slice { round: 2, operation: "breadth" },

@@ -428,6 +428,7 @@ impl ChatModel for LlamaEngine {
                             prompt_tokens: f.prompt_tokens.into(),
                             completion_tokens: f.completion_tokens.into(),
                             cached_tokens: f.cached_tokens.into(),
+                            reasoning_tokens: 0,
                         },
                         retries: 0,
                         signals: Default::default(),

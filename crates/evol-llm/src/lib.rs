@@ -136,6 +136,10 @@ pub struct Usage {
     /// computing (part of `prompt_tokens`; often billed lower).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cached_tokens: u64,
+    /// Completion tokens a reasoning model spent thinking (part of
+    /// `completion_tokens`), where the server reports them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning_tokens: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -153,6 +157,7 @@ impl std::ops::AddAssign for Usage {
         self.prompt_tokens += rhs.prompt_tokens;
         self.completion_tokens += rhs.completion_tokens;
         self.cached_tokens += rhs.cached_tokens;
+        self.reasoning_tokens += rhs.reasoning_tokens;
     }
 }
 
@@ -171,22 +176,34 @@ pub struct ChatResponse {
     pub signals: Signals,
 }
 
-/// Splits reasoning a model wrote inline from its answer: a leading
-/// `<think>...</think>` block, as reasoning models write when they are
-/// served without a reasoning parser. With `opened`, the prompt itself
-/// ended by opening the block, so the reasoning runs from the start of the
-/// reply to `</think>`. A block that never closes is left in the text (the
-/// reply was cut short).
+/// Splits reasoning a model wrote inline from its answer, in the shapes
+/// reasoning models write when served without a reasoning parser:
+/// - a leading `<think>...</think>` block;
+/// - text that ends its reasoning with `</think>` alone, because the chat
+///   template opened the block in the prompt (R1 distills, QwQ), or
+///   `opened` says the prompt did;
+/// - a `<think>` block that never closes (or, with `opened`, no
+///   `</think>` at all): the reply was cut off while thinking, so all of it
+///   is reasoning and the answer is empty (the finish reason says why).
 pub fn split_reasoning(content: &str, opened: bool) -> (String, Option<String>) {
     let trimmed = content.trim_start();
-    let inside = if opened { Some(trimmed) } else { trimmed.strip_prefix("<think>") };
-    if let Some(rest) = inside {
-        if let Some(end) = rest.find("</think>") {
-            let reasoning = rest[..end].trim().to_string();
-            return (rest[end + "</think>".len()..].trim_start().to_string(), Some(reasoning));
+    let inside = match trimmed.strip_prefix("<think>") {
+        Some(rest) => Some(rest),
+        // `</think>` with no `<think>` before it: the template opened it.
+        None if opened || content.find("</think>").is_some_and(|end| !content[..end].contains("<think>")) => {
+            Some(trimmed)
         }
+        None => None,
+    };
+    let Some(rest) = inside else { return (content.to_string(), None) };
+    match rest.find("</think>") {
+        Some(end) => {
+            let reasoning = rest[..end].trim().to_string();
+            (rest[end + "</think>".len()..].trim_start().to_string(), Some(reasoning))
+        }
+        // Cut off inside the block: no answer yet.
+        None => (String::new(), Some(rest.trim().to_string())),
     }
-    (content.to_string(), None)
 }
 
 /// What a backend learned about the server's load and limits, for callers
@@ -367,8 +384,15 @@ mod tests {
         // No block, a block later on, or one cut short: the text as it is.
         assert_eq!(split_reasoning("Answer", false), ("Answer".into(), None));
         assert_eq!(split_reasoning("A <think>x</think> B", false), ("A <think>x</think> B".into(), None));
-        assert_eq!(split_reasoning("<think>still going", false), ("<think>still going".into(), None));
-        assert_eq!(split_reasoning("still going", true), ("still going".into(), None));
+        // Cut off while thinking: all of it is reasoning, there is no answer.
+        assert_eq!(split_reasoning("<think>still going", false), (String::new(), Some("still going".into())));
+        assert_eq!(split_reasoning("still going", true), (String::new(), Some("still going".into())));
+        // The template opened the block: the reply ends it alone.
+        assert_eq!(
+            split_reasoning("Let me think: 2+2.\n</think>\n\n答案是 4。", false),
+            ("答案是 4。".into(), Some("Let me think: 2+2.".into()))
+        );
+        assert_eq!(split_reasoning("<think>a</think> and </think>", false), ("and </think>".into(), Some("a".into())));
     }
 
     #[test]

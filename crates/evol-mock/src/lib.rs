@@ -99,6 +99,35 @@ pub struct MockConfig {
     pub strengths: std::collections::BTreeMap<String, f64>,
     /// Score points the pairwise judge adds to the answer shown first.
     pub position_bias: f64,
+    /// Reply as a reasoning model: a thinking trace before every reply, in
+    /// this shape, its tokens reported as `reasoning_tokens`.
+    pub trace: Option<TraceShape>,
+}
+
+/// Where a reasoning model's server puts the thinking trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceShape {
+    /// In `reasoning_content` (DeepSeek's API; vLLM and SGLang with a
+    /// reasoning parser).
+    Field,
+    /// In the text, as `<think>...</think>` before the answer (a server
+    /// without a reasoning parser).
+    Inline,
+    /// In the text, ended by `</think>` alone: the chat template opened the
+    /// block in the prompt (R1 distills, QwQ).
+    Opened,
+}
+
+impl std::str::FromStr for TraceShape {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TraceShape, String> {
+        match s {
+            "field" => Ok(TraceShape::Field),
+            "inline" => Ok(TraceShape::Inline),
+            "opened" => Ok(TraceShape::Opened),
+            other => Err(format!("`{other}` is no trace shape (field, inline or opened)")),
+        }
+    }
 }
 
 /// How the batch API (`/v1/files`, `/v1/batches`) behaves.
@@ -129,6 +158,7 @@ impl Default for MockConfig {
             hostile_errors: false,
             strengths: std::collections::BTreeMap::new(),
             position_bias: 0.0,
+            trace: None,
         }
     }
 }
@@ -480,8 +510,38 @@ pub(crate) fn complete(
     let h = hash.u64();
     let unit = |salt: u64| -> f64 { (splitmix(h ^ salt) >> 11) as f64 / (1u64 << 53) as f64 };
     let (kind, text) = reply_for(config, stage(tag, &prompt), &prompt, &model, h, unit);
-    let (text, finish) = cap_tokens(&text, max_tokens);
-    let (prompt_tokens, completion_tokens) = (tokens(&prompt), tokens(&text));
+    let (message, finish, thinking_tokens, completion_tokens) = match config.trace {
+        None => {
+            let (text, finish) = cap_tokens(&text, max_tokens);
+            let n = tokens(&text);
+            (ResponseMessage::assistant(text), finish, None, n)
+        }
+        Some(shape) => {
+            // The trace comes first and spends the token limit first: a
+            // small limit cuts the reply off while it is still thinking.
+            let trace = thinking(h);
+            let (trace, trace_finish) = cap_tokens(&trace, max_tokens);
+            let thought = tokens(&trace);
+            let (text, finish) = match trace_finish {
+                "stop" => cap_tokens(&text, max_tokens.saturating_sub(thought)),
+                cut => (String::new(), cut),
+            };
+            let closed = trace_finish == "stop";
+            let content = match (shape, closed) {
+                (TraceShape::Field, _) => text.clone(),
+                (TraceShape::Inline, true) => format!("<think>\n{trace}\n</think>\n\n{text}"),
+                (TraceShape::Inline, false) => format!("<think>\n{trace}"),
+                (TraceShape::Opened, true) => format!("{trace}\n</think>\n\n{text}"),
+                (TraceShape::Opened, false) => trace.clone(),
+            };
+            let mut message = ResponseMessage::assistant(content);
+            if shape == TraceShape::Field {
+                message.reasoning_content = Some(trace);
+            }
+            (message, finish, Some(thought), thought + tokens(&text))
+        }
+    };
+    let prompt_tokens = tokens(&prompt);
     let completion = ChatCompletion {
         id: format!("mock-{}", hash.hex(16)),
         object: "chat.completion".into(),
@@ -489,7 +549,7 @@ pub(crate) fn complete(
         model,
         choices: vec![Choice {
             index: 0,
-            message: Some(ResponseMessage::assistant(text)),
+            message: Some(message),
             finish_reason: Some(finish.to_string()),
             ..Choice::default()
         }],
@@ -497,6 +557,8 @@ pub(crate) fn complete(
             prompt_tokens: Some(prompt_tokens),
             completion_tokens: Some(completion_tokens),
             total_tokens: Some(prompt_tokens + completion_tokens),
+            completion_tokens_details: thinking_tokens
+                .map(|n| evol_wire::CompletionTokensDetails { reasoning_tokens: Some(n) }),
             ..CompletionUsage::default()
         }),
     };
@@ -913,6 +975,23 @@ fn first_words(s: &str, n: usize) -> String {
 }
 
 /// A rough token count: 4 tokens per 3 words.
+/// A reasoning model's thinking, derived from the request's hash: a few
+/// sentences, some of them words the elimination rules would catch in an
+/// answer ("sorry", "rewritten prompt"), so a test sees that the rules read
+/// the answer alone.
+fn thinking(h: u64) -> String {
+    const STEPS: [&str; 6] = [
+        "Okay, let me think about what is being asked here.",
+        "Sorry, first I should restate the rewritten prompt in my own words.",
+        "The key constraint seems to be the format of the answer.",
+        "Let me check an edge case before I commit to an approach.",
+        "That works; now I can write the final answer clearly.",
+        "Wait, I should double-check the numbers once more.",
+    ];
+    let n = 3 + (h % 3) as usize;
+    (0..n).map(|i| STEPS[(h as usize).wrapping_add(i * 5) % STEPS.len()]).collect::<Vec<_>>().join(" ")
+}
+
 fn tokens(s: &str) -> u64 {
     (s.split_whitespace().count() as u64 * 4).div_ceil(3)
 }

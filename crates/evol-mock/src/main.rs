@@ -86,6 +86,11 @@ struct Args {
     /// Score points the pairwise judge adds to the answer shown first.
     #[arg(long, default_value_t = 0.0)]
     position_bias: f64,
+    /// Reply as a reasoning model, the thinking trace in this shape:
+    /// `field` (`reasoning_content`), `inline` (`<think>...</think>` in the
+    /// text) or `opened` (the text ends the trace with `</think>` alone).
+    #[arg(long, value_name = "SHAPE")]
+    trace: Option<evol_mock::TraceShape>,
 }
 
 #[tokio::main]
@@ -139,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .collect::<anyhow::Result<_>>()?,
         position_bias: args.position_bias,
+        trace: args.trace,
     };
     if config.rate_limit.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
         anyhow::bail!("--rate-limit must be a positive number of requests a second");

@@ -25,6 +25,7 @@ pub fn parse_completion(body: &str) -> Result<ChatResponse, String> {
             prompt_tokens: u.prompt_tokens.unwrap_or(0),
             completion_tokens: u.completion_tokens.unwrap_or(0),
             cached_tokens: u.cached(),
+            reasoning_tokens: u.reasoning(),
         })
         .unwrap_or_default();
     Ok(ChatResponse {
@@ -165,6 +166,20 @@ mod tests {
         let r = parse_completion(r#"{"choices":[{"message":{"content":"<think>hmm</think>\n\nAnswer"}}]}"#).unwrap();
         assert_eq!(r.text, "Answer");
         assert_eq!(r.reasoning.as_deref(), Some("hmm"));
+        // The chat template opened the block: the reply closes it alone.
+        let r = parse_completion(
+            r#"{"choices":[{"message":{"content":"Okay, 7 is prime.\n</think>\n\n7"}}],
+                "usage":{"prompt_tokens":9,"completion_tokens":20,"completion_tokens_details":{"reasoning_tokens":12}}}"#,
+        )
+        .unwrap();
+        assert_eq!((r.text.as_str(), r.reasoning.as_deref()), ("7", Some("Okay, 7 is prime.")));
+        assert_eq!(r.usage.reasoning_tokens, 12, "thinking tokens are counted apart");
+        // Cut off while thinking: a truncation with no answer, the trace kept.
+        let r =
+            parse_completion(r#"{"choices":[{"message":{"content":"<think>first, the"},"finish_reason":"length"}]}"#)
+                .unwrap();
+        assert_eq!((r.text.as_str(), r.reasoning.as_deref()), ("", Some("first, the")));
+        assert_eq!(r.finish_reason, FinishReason::Length);
         let r = parse_completion(r#"{"choices":[{"text":"legacy","finish_reason":"length"}]}"#).unwrap();
         assert_eq!(r.text, "legacy");
         assert_eq!(r.finish_reason, FinishReason::Length);

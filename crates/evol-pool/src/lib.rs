@@ -890,7 +890,7 @@ mod tests {
                     text: "ok".into(),
                     reasoning: None,
                     finish_reason: FinishReason::Stop,
-                    usage: Usage { prompt_tokens: 10, completion_tokens: 10, cached_tokens: 0 },
+                    usage: Usage { prompt_tokens: 10, completion_tokens: 10, cached_tokens: 0, ..Default::default() },
                     retries: 0,
                     signals: Signals { answered: true, ..Signals::default() },
                 }),

@@ -738,8 +738,9 @@ mod tests {
         let path = dir.path().join(FILE);
         let record = CallRecord {
             text: Some("reply".into()),
+            reasoning: Some("思考：先读题。".into()),
             finish_reason: Some(FinishReason::Other("weird".into())),
-            usage: Usage { prompt_tokens: 3, completion_tokens: 4, cached_tokens: 1 },
+            usage: Usage { prompt_tokens: 3, completion_tokens: 4, cached_tokens: 1, reasoning_tokens: 2 },
             retries: 2,
             error: None,
             prompt: "digest".into(),
@@ -843,6 +844,7 @@ mod tests {
                 &format!("[{name}]"),
                 &CallRecord {
                     text: None,
+                    reasoning: None,
                     finish_reason: None,
                     usage: Default::default(),
                     retries: 0,

@@ -167,12 +167,16 @@ pub struct ResponseMessage {
     pub role: Option<String>,
     #[serde(default)]
     pub content: Option<String>,
+    /// A reasoning model's thinking trace, as DeepSeek's API and vLLM's or
+    /// SGLang's reasoning parsers send it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 impl ResponseMessage {
     /// An assistant message with text content.
     pub fn assistant(text: impl Into<String>) -> ResponseMessage {
-        ResponseMessage { role: Some("assistant".into()), content: Some(text.into()) }
+        ResponseMessage { role: Some("assistant".into()), content: Some(text.into()), reasoning_content: None }
     }
 }
 
@@ -242,6 +246,10 @@ pub struct CompletionUsage {
     /// DeepSeek's name for prefix-cache hits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_cache_hit_tokens: Option<u64>,
+    /// OpenAI, DeepSeek and vLLM report a reasoning model's thinking
+    /// tokens as `reasoning_tokens` here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
 }
 
 impl CompletionUsage {
@@ -253,7 +261,13 @@ impl CompletionUsage {
             total_tokens: Some(prompt + completion),
             prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: Some(cached) }),
             prompt_cache_hit_tokens: None,
+            completion_tokens_details: None,
         }
+    }
+
+    /// Completion tokens spent thinking, where reported.
+    pub fn reasoning(&self) -> u64 {
+        self.completion_tokens_details.as_ref().and_then(|d| d.reasoning_tokens).unwrap_or(0)
     }
 
     /// Prompt tokens served from the prefix cache, in either reported form.
@@ -266,6 +280,13 @@ impl CompletionUsage {
 pub struct PromptTokensDetails {
     #[serde(default)]
     pub cached_tokens: Option<u64>,
+}
+
+/// What a reply's completion tokens were spent on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompletionTokensDetails {
+    #[serde(default)]
+    pub reasoning_tokens: Option<u64>,
 }
 
 /// One server-sent event of a streamed reply.

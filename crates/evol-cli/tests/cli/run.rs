@@ -843,3 +843,68 @@ fn every_paid_request_stays_counted_after_retry_failed() {
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["calls"], *journal, "evol status and stats.json agree");
 }
+
+#[test]
+fn reasoning_traces_are_kept_apart_in_every_shape_a_server_sends() {
+    use evol_mock::TraceShape;
+    for shape in [TraceShape::Field, TraceShape::Inline, TraceShape::Opened] {
+        let config = MockConfig {
+            trace: Some(shape),
+            equal_rate: 0.0,
+            sorry_rate: 0.0,
+            leak_rate: 0.0,
+            ..MockConfig::default()
+        };
+        let mock = Mock::start(config);
+        let dir = Dir::new();
+        let seeds = dir.write("seeds.jsonl", &seeds_jsonl(12));
+        let out = dir.path("out");
+        let args = ["--model", "r1", "--rounds", "2", "--include-seeds"];
+        let run = evol_run(&mock.url, &seeds, &out, &args);
+        assert_success(&run);
+        let evolved = read_lines(&out.join("evolved.jsonl"));
+        let rejected = read_lines(&out.join("rejected.jsonl"));
+        // The traces hold "rewritten prompt": had one leaked into an
+        // instruction, the copied-prompt rule would have rejected it.
+        assert!(rejected.iter().all(|r| r["reason"] != "copied_prompt_words"), "{shape:?}: {rejected:?}");
+        assert!(evolved.len() >= 20, "{shape:?}: {} accepted, {rejected:?}", evolved.len());
+        for e in &evolved {
+            let (instruction, answer) = (e["instruction"].as_str().unwrap(), e["response"].as_str().unwrap());
+            for text in [instruction, answer] {
+                assert!(!text.contains("think") && !text.contains("Okay, let me"), "{shape:?}: a trace leaked: {text}");
+            }
+            for trace in ["instruction_reasoning", "response_reasoning"] {
+                assert!(e[trace].as_str().is_some_and(|t| t.ends_with('.') && t.len() > 40), "{shape:?}: {e}");
+            }
+        }
+        let seed_answers = read_lines(&out.join("seeds.jsonl"));
+        assert!(seed_answers.iter().all(|a| a["response_reasoning"].is_string()), "{shape:?}");
+        let stats = read_json(&out.join("stats.json"));
+        let (thinking, completion) = (
+            stats["total"]["reasoning_tokens"].as_u64().unwrap(),
+            stats["total"]["completion_tokens"].as_u64().unwrap(),
+        );
+        assert!(thinking > 0 && thinking < completion, "{shape:?}: {thinking} of {completion} thinking");
+
+        // The same command again replays every call from the journal, traces
+        // and all: the files are written again as they were.
+        let before = std::fs::read(out.join("evolved.jsonl")).unwrap();
+        assert_success(&evol_run(&mock.url, &seeds, &out, &args));
+        assert_eq!(std::fs::read(out.join("evolved.jsonl")).unwrap(), before, "{shape:?}");
+    }
+
+    // A token limit that cuts the answers off while they think: each is a
+    // truncation with its trace, not an empty answer.
+    let mock = Mock::start(MockConfig { trace: Some(TraceShape::Inline), ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(4));
+    let out = dir.path("out");
+    let run = evol_run(&mock.url, &seeds, &out, &["--model", "r1", "--max-tokens", "2000", "--answer-max-tokens", "8"]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let stats = read_json(&out.join("stats.json"));
+    assert!(stats["total"]["rejected"]["truncated_answer"].as_u64().unwrap() > 0, "{}", stats["total"]);
+    assert_eq!(stats["total"]["accepted"], 0, "no answer was written, so none is kept");
+    let rejected = read_lines(&out.join("rejected.jsonl"));
+    assert!(rejected.iter().filter(|r| r["reason"] == "truncated_answer").all(|r| r["response_reasoning"].is_string()));
+    assert!(rejected.iter().all(|r| r["reason"] != "empty_answer"), "never an empty answer");
+}

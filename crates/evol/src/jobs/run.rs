@@ -395,8 +395,16 @@ fn summary(s: &RunStats, exported: evol_store::Exported, out: &OutputDir, seeds_
     }
     let _ = writeln!(
         text,
-        "; {} requests, {} retries, {} failed; {} prompt + {} completion tokens",
-        t.requests, t.retries, t.failures, t.prompt_tokens, t.completion_tokens
+        "; {} requests, {} retries, {} failed; {} prompt + {} completion tokens{}",
+        t.requests,
+        t.retries,
+        t.failures,
+        t.prompt_tokens,
+        t.completion_tokens,
+        match t.reasoning_tokens {
+            0 => String::new(),
+            n => format!(" ({n} of them thinking)"),
+        }
     );
     if t.cost > 0.0 {
         let _ = writeln!(text, "evol: cost {:.4} (from the price table)", t.cost);
