@@ -672,7 +672,8 @@ mod tests {
         let stats = Arc::new(StatsRecorder::new(1));
         let settings = CallerSettings { concurrency: 1, retry_failed: false };
         let caller = Caller::new(settings, Arc::new(Holding(record)), stats.clone()).unwrap();
-        let spec = CallSpec::new(&model, CallKey { item: "a", round: 1, stage: "answer" }, Prompt::User("hi"), sampling);
+        let spec =
+            CallSpec::new(&model, CallKey { item: "a", round: 1, stage: "answer" }, Prompt::User("hi"), sampling);
         let reply = caller.call(spec).await.unwrap().unwrap();
         assert_eq!((reply.text.as_str(), reply.reasoning.as_deref()), ("答え", Some("まず考える。")));
         assert_eq!(stats.snapshot().total.reasoning_tokens, 6, "a replay counts its thinking tokens too");

@@ -517,6 +517,7 @@ fn dataset_row(source: DatasetSource<'_>) -> Result<Option<DatasetEntry>, Export
                 row: DatasetRow {
                     instruction: e.instruction,
                     output: e.response,
+                    output_reasoning: e.response_reasoning,
                     difficulty,
                     answer_truncated: e.answer_truncated,
                 },
@@ -526,15 +527,15 @@ fn dataset_row(source: DatasetSource<'_>) -> Result<Option<DatasetEntry>, Export
             // Without answering there is no answer record: the seed is an
             // instruction alone. With one, a failed or rejected answer
             // leaves the seed out.
-            let (output, answer_truncated) = match answer {
+            let (output, output_reasoning, answer_truncated) = match answer {
                 Some(a) => {
                     let a = serde_json::from_str::<SeedAnswer>(a)?;
                     if a.response.is_none() || a.rejected.is_some() {
                         return Ok(None);
                     }
-                    (a.response, a.answer_truncated)
+                    (a.response, a.response_reasoning, a.answer_truncated)
                 }
-                None => (None, false),
+                None => (None, None, false),
             };
             let difficulty = match score {
                 Some(s) => serde_json::from_str::<SeedScore>(s)?.difficulty.score,
@@ -545,7 +546,13 @@ fn dataset_row(source: DatasetSource<'_>) -> Result<Option<DatasetEntry>, Export
                 lineage: None,
                 model: None,
                 answer_model: None,
-                row: DatasetRow { instruction: instruction.to_string(), output, difficulty, answer_truncated },
+                row: DatasetRow {
+                    instruction: instruction.to_string(),
+                    output,
+                    output_reasoning,
+                    difficulty,
+                    answer_truncated,
+                },
             }
         }
     }))
@@ -676,6 +683,9 @@ struct DatasetLine<'a> {
 pub struct DatasetRow {
     pub instruction: String,
     pub output: Option<String>,
+    /// The answering model's thinking trace, when it is a reasoning model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_reasoning: Option<String>,
     /// The difficulty score, when the run scored it (`--score-difficulty`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub difficulty: Option<f64>,
@@ -966,6 +976,7 @@ mod tests {
         let plain = |instruction: &str, output: Option<&str>| DatasetRow {
             instruction: instruction.into(),
             output: output.map(String::from),
+            output_reasoning: None,
             difficulty: None,
             answer_truncated: false,
         };

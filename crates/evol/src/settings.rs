@@ -437,6 +437,44 @@ impl std::str::FromStr for ExportFormat {
     }
 }
 
+/// Where an export puts a reasoning model's thinking trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TraceExport {
+    /// Left out.
+    #[default]
+    None,
+    /// In the assistant's text, `<think>\n...\n</think>\n\n` before the
+    /// answer (as open-r1 and OpenThoughts publish).
+    Inline,
+    /// In its own column, `reasoning_content`.
+    Field,
+}
+
+impl TraceExport {
+    pub const NAMES: [&'static str; 3] = ["none", "inline", "field"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TraceExport::None => "none",
+            TraceExport::Inline => "inline",
+            TraceExport::Field => "field",
+        }
+    }
+}
+
+impl std::str::FromStr for TraceExport {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<TraceExport, String> {
+        match s {
+            "none" => Ok(TraceExport::None),
+            "inline" => Ok(TraceExport::Inline),
+            "field" => Ok(TraceExport::Field),
+            other => Err(format!("`{other}` is not a place for traces ({})", TraceExport::NAMES.join(", "))),
+        }
+    }
+}
+
 /// `evol export`'s settings.
 pub struct ExportSettings {
     /// A run's directory, a dataset file (or `evol score` / `evol select`
@@ -450,6 +488,8 @@ pub struct ExportSettings {
     pub plain: bool,
     /// Leave out rows whose answer was cut off by the token limit.
     pub drop_truncated: bool,
+    /// Where the answers' thinking traces go.
+    pub reasoning: TraceExport,
     /// The most bytes a file of a dataset directory holds.
     pub max_file_bytes: u64,
 }

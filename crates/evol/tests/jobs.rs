@@ -127,6 +127,7 @@ fn export_with(
         format: format.parse().map_err(anyhow::Error::msg)?,
         plain,
         drop_truncated,
+        reasoning: Default::default(),
         max_file_bytes: 1 << 30,
     };
     evol::jobs::export(settings, &evol::Silent).map(|_| ())

@@ -39,6 +39,12 @@ fn export_format() -> impl TypedValueParser<Value = evol::settings::ExportFormat
         .map(|s| s.parse().expect("every listed layout is written"))
 }
 
+/// Where `evol export` puts thinking traces, as choices `--help` lists.
+fn trace_export() -> impl TypedValueParser<Value = evol::settings::TraceExport> {
+    PossibleValuesParser::new(evol::settings::TraceExport::NAMES)
+        .map(|s| s.parse().expect("every listed place is written"))
+}
+
 /// Turn simple seed instructions into a larger, harder, more diverse
 /// instruction dataset with Evol-Instruct (WizardLM).
 #[derive(Parser, Debug)]

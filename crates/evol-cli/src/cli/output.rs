@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::export_format;
+use super::{export_format, trace_export};
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -34,6 +34,12 @@ pub struct ExportArgs {
     /// (flagged `answer_truncated` in the dataset).
     #[arg(long)]
     pub drop_truncated: bool,
+    /// Where a reasoning model's thinking traces go: `none` (left out),
+    /// `inline` (`<think>...</think>` before the answer, as open-r1 and
+    /// OpenThoughts publish) or `field` (a `reasoning_content` column,
+    /// kept with --plain too).
+    #[arg(long, value_name = "WHERE", default_value = "none", value_parser = trace_export())]
+    pub reasoning: evol::settings::TraceExport,
     /// The largest Parquet file of a dataset directory, in megabytes.
     #[arg(long, value_name = "MB", default_value_t = 500)]
     pub max_file_mb: u64,

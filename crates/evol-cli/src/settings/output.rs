@@ -9,7 +9,7 @@ impl FromArgs<ExportArgs> for ExportSettings {
     type Error = UsageError;
 
     fn from_args(args: ExportArgs) -> Result<ExportSettings, UsageError> {
-        let ExportArgs { output, to, format, plain, drop_truncated, max_file_mb, json: _ } = args;
+        let ExportArgs { output, to, format, plain, drop_truncated, reasoning, max_file_mb, json: _ } = args;
         if max_file_mb == 0 {
             return Err(usage("--max-file-mb must be at least 1"));
         }
@@ -19,6 +19,7 @@ impl FromArgs<ExportArgs> for ExportSettings {
             format,
             plain,
             drop_truncated,
+            reasoning,
             max_file_bytes: max_file_mb.saturating_mul(1 << 20),
         })
     }

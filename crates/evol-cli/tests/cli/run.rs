@@ -893,6 +893,52 @@ fn reasoning_traces_are_kept_apart_in_every_shape_a_server_sends() {
         assert_eq!(std::fs::read(out.join("evolved.jsonl")).unwrap(), before, "{shape:?}");
     }
 
+    // Exports: the trace inline before the answer, in its own column, or
+    // left out; the card says which and how many rows have one.
+    let mock = Mock::start(MockConfig { trace: Some(TraceShape::Field), ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(6));
+    let out = dir.path("out");
+    assert_success(&evol_run(&mock.url, &seeds, &out, &["--model", "r1", "--rounds", "1"]));
+    let dataset = read_lines(&out.join("dataset.jsonl"));
+    assert!(!dataset.is_empty() && dataset.iter().all(|r| r["output_reasoning"].is_string()));
+    let export = |place: &str, to: &str, extra: &[&str]| {
+        let target = dir.path(to);
+        let mut args = vec!["export", out.to_str().unwrap(), "--to", target.to_str().unwrap(), "--reasoning", place];
+        args.extend(extra);
+        assert_success(&evol(&args));
+        target
+    };
+    let inline = read_lines(&export("inline", "inline.jsonl", &["--format", "alpaca"]));
+    for (row, source) in inline.iter().zip(&dataset) {
+        let (trace, answer) = (source["output_reasoning"].as_str().unwrap(), source["output"].as_str().unwrap());
+        assert_eq!(row["output"].as_str().unwrap(), format!("<think>\n{trace}\n</think>\n\n{answer}"));
+        assert!(row.get("reasoning_content").is_none());
+    }
+    let field = read_lines(&export("field", "field.jsonl", &["--format", "messages", "--plain"]));
+    for (row, source) in field.iter().zip(&dataset) {
+        assert_eq!(row["reasoning_content"], source["output_reasoning"], "kept with --plain too");
+        assert_eq!(row["messages"][1]["content"], source["output"], "the answer alone");
+    }
+    let none = read_lines(&export("none", "none.jsonl", &[]));
+    assert!(none
+        .iter()
+        .all(|r| r.get("reasoning_content").is_none() && !r["output"].as_str().unwrap().contains("<think>")));
+    let hub = export("field", "hub", &[]);
+    let card = std::fs::read_to_string(hub.join("README.md")).unwrap();
+    let said =
+        format!("Thinking traces: {n} of {n} answers have one, in the `reasoning_content` column", n = dataset.len());
+    assert!(card.contains(&said), "{card}");
+    let bad = evol(&[
+        "export",
+        out.join("dataset.jsonl").to_str().unwrap(),
+        "--to",
+        dir.path("x.jsonl").to_str().unwrap(),
+        "--reasoning",
+        "inline",
+    ]);
+    assert_eq!(bad.status.code(), Some(1), "a dataset file's traces are a column already");
+
     // A token limit that cuts the answers off while they think: each is a
     // truncation with its trace, not an empty answer.
     let mock = Mock::start(MockConfig { trace: Some(TraceShape::Inline), ..MockConfig::default() });

@@ -314,6 +314,18 @@ fn run_body(s: &mut String, card: &Card, stats: &Result<Option<RunReport>, Resul
         let _ = writeln!(s, "  ({} servers)", stats.endpoints.len());
     }
     let sampling = &settings.evolve_sampling;
+    if made.traced > 0 || made.traces != crate::settings::TraceExport::None {
+        let place = match made.traces {
+            crate::settings::TraceExport::Inline => {
+                "written inline, `<think>\\n...\\n</think>\\n\\n` before the answer".to_string()
+            }
+            crate::settings::TraceExport::Field => "in the `reasoning_content` column".to_string(),
+            crate::settings::TraceExport::None => {
+                "left out (`evol export --reasoning inline` or `field` keeps them)".to_string()
+            }
+        };
+        let _ = writeln!(s, "- Thinking traces: {} of {rows} answers have one, {place}", made.traced);
+    }
     let _ = writeln!(
         s,
         "- Sampling: temperature {}, top-p {}, at most {} tokens per reply{}\n",

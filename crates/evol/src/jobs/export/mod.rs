@@ -20,7 +20,7 @@ use evol_store::{DatasetEntry, OutputDir};
 use serde_json::{json, Map, Value};
 
 use crate::observe::Observer;
-use crate::settings::{ExportFormat as Format, ExportSettings};
+use crate::settings::{ExportFormat as Format, ExportSettings, TraceExport};
 
 /// The layout's own columns.
 fn fields(format: Format, conversational: bool) -> Vec<Field> {
@@ -68,6 +68,9 @@ pub(crate) struct Made {
     pub rounds: BTreeMap<u32, u64>,
     /// Rows left out as cut off by the token limit (`--drop-truncated`).
     pub dropped_truncated: u64,
+    /// Rows whose answer has a thinking trace, and where it went.
+    pub traced: u64,
+    pub traces: TraceExport,
 }
 
 /// Rewrites a run's files from its journal and, with a target, writes its
@@ -85,6 +88,12 @@ pub fn export(settings: ExportSettings, observer: &dyn Observer) -> anyhow::Resu
         };
         if format == Format::Dpo {
             bail!("--format dpo writes the preference pairs of an `evol arena --learn` directory");
+        }
+        if args.reasoning != TraceExport::None {
+            bail!(
+                "--reasoning {} places the traces of a run's answers: export the run's directory (a dataset file's `output_reasoning` is carried as a column as it is)",
+                args.reasoning.name()
+            );
         }
         return export_rows(args, format, &file, to, observer);
     }
@@ -135,9 +144,14 @@ pub fn export(settings: ExportSettings, observer: &dyn Observer) -> anyhow::Resu
     let identity =
         journal.identity()?.ok_or_else(|| anyhow::anyhow!("`{}`: the run never started", args.output.display()))?;
     let plain = args.plain;
-    let mut made = Made::default();
+    let mut made = Made { traces: args.reasoning, ..Made::default() };
+    let mut fields = run_extra_fields();
+    if args.reasoning == TraceExport::Field {
+        // The trace is content, not lineage: written with --plain too.
+        fields.insert(0, table::text(TRACE_COLUMN, true));
+    }
     let mut writer = match &args.to {
-        Some(to) => Some(create(to, args, schema(format, false, plain, &run_extra_fields()))?),
+        Some(to) => Some(create(to, args, schema(format, false, plain, &fields))?),
         None => None,
     };
     let mut failure: Option<anyhow::Error> = None;
@@ -147,7 +161,7 @@ pub fn export(settings: ExportSettings, observer: &dyn Observer) -> anyhow::Resu
             made.dropped_truncated += 1;
             return Ok(());
         }
-        let example = run_example(entry);
+        let example = run_example(entry, args.reasoning);
         note(&mut made, entry);
         match layout(format, &example, plain).and_then(|row| writer.write(row).map_err(anyhow::Error::from)) {
             Ok(()) => Ok(()),
@@ -209,11 +223,16 @@ fn run_extra_fields() -> Vec<Field> {
 
 fn schema(format: Format, conversational: bool, plain: bool, extra: &[Field]) -> Schema {
     let mut fields = fields(format, conversational);
-    if !plain {
-        fields.extend(extra.iter().cloned());
+    for field in extra {
+        if !plain || field.name() == TRACE_COLUMN {
+            fields.push(field.clone());
+        }
     }
     Schema::new(fields)
 }
+
+/// The column a trace goes in with `--reasoning field`.
+const TRACE_COLUMN: &str = "reasoning_content";
 
 /// Refuses a target that would overwrite a file (the run's own dataset, a
 /// seed file, the input itself): an export never replaces what is there.
@@ -238,7 +257,7 @@ fn create(to: &Path, args: &ExportSettings, schema: Schema) -> anyhow::Result<Ta
     Ok(TableWriter::create(target, schema)?)
 }
 
-fn run_example(entry: &DatasetEntry) -> Example {
+fn run_example(entry: &DatasetEntry, traces: TraceExport) -> Example {
     let mut extra = Map::new();
     let (seed_id, parent_id, round, operation) = match &entry.lineage {
         Some(l) => (l.seed_id.clone(), Some(l.parent_id.clone()), l.round, Some(l.operation.clone())),
@@ -253,14 +272,25 @@ fn run_example(entry: &DatasetEntry) -> Example {
     extra.insert("answer_model".into(), json!(entry.answer_model));
     extra.insert("difficulty".into(), json!(entry.row.difficulty));
     extra.insert("answer_truncated".into(), json!(entry.row.answer_truncated));
-    let dialogue =
-        Dialogue { system: None, exchanges: vec![(entry.row.instruction.clone(), entry.row.output.clone())] };
+    let trace = entry.row.output_reasoning.as_deref().filter(|t| !t.trim().is_empty());
+    let output = match (traces, trace, &entry.row.output) {
+        // As open-r1 and OpenThoughts publish: the trace opens the answer.
+        (TraceExport::Inline, Some(trace), Some(answer)) => Some(format!("<think>\n{trace}\n</think>\n\n{answer}")),
+        _ => entry.row.output.clone(),
+    };
+    if traces == TraceExport::Field {
+        extra.insert(TRACE_COLUMN.into(), json!(trace));
+    }
+    let dialogue = Dialogue { system: None, exchanges: vec![(entry.row.instruction.clone(), output)] };
     Example { id: entry.id.clone(), dialogue, extra }
 }
 
 fn note(made: &mut Made, entry: &DatasetEntry) {
     if entry.row.output.is_none() {
         made.unanswered += 1;
+    }
+    if entry.row.output_reasoning.as_deref().is_some_and(|t| !t.trim().is_empty()) {
+        made.traced += 1;
     }
     let round = entry.lineage.as_ref().map_or(0, |l| l.round);
     *made.rounds.entry(round).or_default() += 1;
@@ -306,6 +336,8 @@ fn layout(format: Format, example: &Example, plain: bool) -> anyhow::Result<Valu
     }
     if !plain {
         row.extend(example.extra.clone());
+    } else if let Some(trace) = example.extra.get(TRACE_COLUMN) {
+        row.insert(TRACE_COLUMN.into(), trace.clone());
     }
     Ok(Value::Object(row))
 }
