@@ -505,7 +505,7 @@ mod tests {
         let settings = CallerSettings { concurrency: 1, retry_failed: false };
         let caller = Caller::new(settings, journal.clone(), Arc::new(StatsRecorder::new(1))).unwrap();
         let model: Arc<dyn ChatModel> = Arc::new(Long(len));
-        let sampling = Sampling { temperature: 0.0, top_p: 1.0, max_tokens, seed: None };
+        let sampling = Sampling { temperature: 0.0, top_p: 1.0, max_tokens, seed: None, thinking: Default::default() };
         let spec =
             CallSpec::new(&model, CallKey { item: "a", round: 1, stage: "evolve" }, Prompt::User("hi"), sampling)
                 .counted_as(Slice { round: 1, operation: "deepen" });
@@ -657,7 +657,8 @@ mod tests {
     #[tokio::test]
     async fn a_replayed_call_keeps_its_thinking_trace() {
         let model: Arc<dyn ChatModel> = Arc::new(Long(9));
-        let sampling = Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 100, seed: None };
+        let sampling =
+            Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 100, seed: None, thinking: Default::default() };
         let asked = question_digest(model.name(), &Prompt::User("hi"), sampling);
         let record = CallRecord {
             text: Some("答え".into()),

@@ -651,7 +651,7 @@ mod tests {
     }
 
     fn sampling() -> Sampling {
-        Sampling { temperature: 1.0, top_p: 0.9, max_tokens: 64, seed: None }
+        Sampling { temperature: 1.0, top_p: 0.9, max_tokens: 64, seed: None, thinking: Default::default() }
     }
 
     /// The method and the caller's settings, in one struct for the tests.

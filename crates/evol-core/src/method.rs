@@ -129,7 +129,8 @@ mod tests {
     use super::*;
 
     fn method() -> Method {
-        let sampling = Sampling { temperature: 1.0, top_p: 0.9, max_tokens: 64, seed: None };
+        let sampling =
+            Sampling { temperature: 1.0, top_p: 0.9, max_tokens: 64, seed: None, thinking: Default::default() };
         Method {
             rounds: 2,
             operations: OperationSet::builtin(),

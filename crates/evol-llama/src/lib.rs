@@ -295,8 +295,13 @@ impl LlamaEngine {
 
     /// The prompt text for `messages`, as the model's template makes it.
     pub fn format(&self, messages: &[Message]) -> Result<String, ChatError> {
+        self.format_thinking(messages, None)
+    }
+
+    /// The prompt text, the template's `enable_thinking` set when given.
+    pub fn format_thinking(&self, messages: &[Message], thinking: Option<bool>) -> Result<String, ChatError> {
         self.template
-            .render(messages)
+            .render_with(messages, thinking)
             .map_err(|e| ChatError::new(ErrorKind::Rejected, format!("the chat template failed: {e}")))
     }
 
@@ -305,7 +310,16 @@ impl LlamaEngine {
     /// (`<|im_end|>`, `<|endoftext|>`) is tokenized as the text it is, so a
     /// message cannot close its turn or open another role's.
     pub fn tokenize(&self, messages: &[Message]) -> Result<(String, Vec<llama_cpp_2::token::LlamaToken>), ChatError> {
-        let prompt = self.format(messages)?;
+        self.tokenize_thinking(messages, None)
+    }
+
+    /// [`Self::tokenize`], the template's `enable_thinking` set when given.
+    pub fn tokenize_thinking(
+        &self,
+        messages: &[Message],
+        thinking: Option<bool>,
+    ) -> Result<(String, Vec<llama_cpp_2::token::LlamaToken>), ChatError> {
+        let prompt = self.format_thinking(messages, thinking)?;
         let vocab = self.model.vocab();
         let add_bos = vocab.should_add_bos() && (self.bos.is_empty() || !prompt.starts_with(&*self.bos));
         let spells_special =
@@ -320,7 +334,7 @@ impl LlamaEngine {
         let marks: Vec<String> = (0..messages.len()).map(|i| format!("\u{E000}evol-content-{i}\u{E001}")).collect();
         let marked: Vec<Message> =
             messages.iter().zip(&marks).map(|(m, mark)| Message { role: m.role, content: mark.clone() }).collect();
-        let skeleton = self.format(&marked)?;
+        let skeleton = self.format_thinking(&marked, thinking)?;
         let refused = || {
             ChatError::new(
                 ErrorKind::Rejected,
@@ -353,7 +367,13 @@ impl LlamaEngine {
     /// Starts a generation; also says whether the prompt ends by opening a
     /// reasoning block (`<think>`), which the reply then continues.
     fn generate(&self, request: &ChatRequest) -> Result<(UnboundedReceiver<Event>, bool), ChatError> {
-        let (prompt, tokens) = self.tokenize(&request.messages)?;
+        if request.sampling.thinking.effort.is_some() {
+            return Err(ChatError::new(
+                ErrorKind::Rejected,
+                "the embedded engine has no reasoning effort (the template's thinking switch is all it has)",
+            ));
+        }
+        let (prompt, tokens) = self.tokenize_thinking(&request.messages, request.sampling.thinking.enabled)?;
         let thinking = opens_reasoning(&prompt);
         // Refused here, before any event, so that a streaming caller can
         // still answer with an error status.

@@ -184,19 +184,35 @@ impl ChatTemplate {
 
     /// The prompt for `messages`, ending where the assistant's reply starts.
     pub fn render(&self, messages: &[Message]) -> Result<String, Error> {
+        self.render_with(messages, None)
+    }
+
+    /// The prompt, with the template's `enable_thinking` (Qwen3's switch)
+    /// defined when `thinking` is given and left undefined otherwise, as
+    /// Hugging Face's `apply_chat_template` does with its keyword.
+    pub fn render_with(&self, messages: &[Message], thinking: Option<bool>) -> Result<String, Error> {
         match &self.renderer {
             Renderer::Jinja(env) => {
                 let messages: Vec<_> = messages
                     .iter()
                     .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
                     .collect();
-                env.get_template("chat")?.render(context! {
+                let base = context! {
                     messages,
                     add_generation_prompt => true,
                     bos_token => self.bos.as_str(),
                     eos_token => self.eos.as_str(),
-                })
+                };
+                let ctx = match thinking {
+                    Some(on) => context! { enable_thinking => on, ..base },
+                    None => base,
+                };
+                env.get_template("chat")?.render(ctx)
             }
+            Renderer::LlamaCpp { .. } if thinking.is_some() => Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "this model's chat template is formatted by llama.cpp, which cannot switch thinking (pass a Jinja template with --chat-template)",
+            )),
             Renderer::LlamaCpp { model, template } => {
                 let failed = |e: &dyn std::fmt::Display| {
                     Error::new(ErrorKind::InvalidOperation, format!("llama.cpp could not format the chat: {e}"))
@@ -282,6 +298,20 @@ mod tests {
         assert_eq!(t.render(&[Message::user("  hi  ")]).unwrap(), "<|user|>\nhi\n<|assistant|>\n");
         let err = t.render(&[Message::user("a"), Message::system("b")]).unwrap_err();
         assert!(err.to_string().contains("system must come first"), "{err}");
+    }
+
+    #[test]
+    fn the_thinking_switch_reaches_the_template_only_when_set() {
+        // Qwen3's switch: an empty thinking block when thinking is off.
+        let qwen3 = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
+                     {% if add_generation_prompt %}<|im_start|>assistant\n\
+                     {% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}";
+        let t = ChatTemplate::new(TemplateSource::Custom(qwen3.into()), "", "").unwrap();
+        let q = [Message::user("1+1?")];
+        assert!(t.render_with(&q, Some(false)).unwrap().ends_with("<think>\n\n</think>\n\n"));
+        assert!(!t.render_with(&q, Some(true)).unwrap().contains("<think>"));
+        assert_eq!(t.render_with(&q, None).unwrap(), t.render(&q).unwrap(), "unset: the template's own default");
+        assert!(!t.render(&q).unwrap().contains("<think>"));
     }
 
     #[test]

@@ -31,7 +31,10 @@ fn engine() -> &'static LlamaEngine {
 }
 
 fn greedy(prompt: &str, max_tokens: u32) -> ChatRequest {
-    ChatRequest::new(vec![Message::user(prompt)], Sampling { temperature: 0.0, top_p: 1.0, max_tokens, seed: None })
+    ChatRequest::new(
+        vec![Message::user(prompt)],
+        Sampling { temperature: 0.0, top_p: 1.0, max_tokens, seed: None, thinking: Default::default() },
+    )
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -72,7 +75,7 @@ fn a_fixed_seed_reproduces_a_sampled_output() {
     let sampled = |seed| {
         let r = ChatRequest::new(
             vec![Message::user("Invent a name for a cat.")],
-            Sampling { temperature: 1.0, top_p: 0.95, max_tokens: 24, seed: Some(seed) },
+            Sampling { temperature: 1.0, top_p: 0.95, max_tokens: 24, seed: Some(seed), thinking: Default::default() },
         );
         rt.block_on(engine().chat(r)).unwrap().text
     };

@@ -52,12 +52,83 @@ pub struct Sampling {
     pub max_tokens: u32,
     /// A per-request seed for backends that support reproducible sampling.
     pub seed: Option<u64>,
+    /// A reasoning model's thinking switches (absent when none is set, so
+    /// the settings of runs without them read and digest as they always
+    /// did).
+    #[serde(default, skip_serializing_if = "Thinking::is_unset")]
+    pub thinking: Thinking,
 }
 
 impl Sampling {
+    /// Sampling without a request seed or thinking switches.
+    pub fn new(temperature: f32, top_p: f32, max_tokens: u32) -> Sampling {
+        Sampling { temperature, top_p, max_tokens, seed: None, thinking: Thinking::default() }
+    }
+
     /// The same settings with another seed.
     pub fn with_seed(self, seed: Option<u64>) -> Sampling {
         Sampling { seed, ..self }
+    }
+}
+
+/// How a reasoning model is asked to think: an effort (OpenAI's
+/// `reasoning_effort`) and a chat-template switch (Qwen3's
+/// `enable_thinking`, sent as `chat_template_kwargs` to vLLM and SGLang,
+/// and given to the embedded engine's template). Unset: the model's own
+/// default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thinking {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<Effort>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+impl Thinking {
+    pub fn is_unset(&self) -> bool {
+        self.effort.is_none() && self.enabled.is_none()
+    }
+
+    /// These switches, each set one taking the place of `base`'s.
+    pub fn or(self, base: Thinking) -> Thinking {
+        Thinking { effort: self.effort.or(base.effort), enabled: self.enabled.or(base.enabled) }
+    }
+}
+
+/// How hard a reasoning model thinks (`reasoning_effort`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effort {
+    Minimal,
+    Low,
+    Medium,
+    High,
+}
+
+impl Effort {
+    pub const NAMES: [&'static str; 4] = ["minimal", "low", "medium", "high"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Effort::Minimal => "minimal",
+            Effort::Low => "low",
+            Effort::Medium => "medium",
+            Effort::High => "high",
+        }
+    }
+}
+
+impl std::str::FromStr for Effort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Effort, String> {
+        match s {
+            "minimal" => Ok(Effort::Minimal),
+            "low" => Ok(Effort::Low),
+            "medium" => Ok(Effort::Medium),
+            "high" => Ok(Effort::High),
+            other => Err(format!("`{other}` is no reasoning effort ({})", Effort::NAMES.join(", "))),
+        }
     }
 }
 

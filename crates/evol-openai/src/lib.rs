@@ -377,6 +377,11 @@ fn request_body(model: &str, messages: &[Message], sampling: &Sampling, stop: &[
         max_tokens: Some(sampling.max_tokens.into()),
         seed: sampling.seed.map(Into::into),
         stop: (!stop.is_empty()).then(|| Stop::Many(stop.to_vec())),
+        reasoning_effort: sampling.thinking.effort.map(|e| e.name().to_string()),
+        chat_template_kwargs: sampling
+            .thinking
+            .enabled
+            .map(|on| serde_json::Map::from_iter([("enable_thinking".to_string(), serde_json::Value::Bool(on))])),
         ..Default::default()
     }
     .to_value()
@@ -490,13 +495,18 @@ mod tests {
 
     #[test]
     fn request_body_sends_plain_string_content() {
-        let s = Sampling { temperature: 0.0, top_p: 0.9, max_tokens: 7, seed: Some(3) };
+        let s = Sampling { temperature: 0.0, top_p: 0.9, max_tokens: 7, seed: Some(3), thinking: Default::default() };
         let body = request_body("m", &[Message::user("{{ hi }}")], &s, &["END".to_string()]);
         assert_eq!(body["messages"][0]["content"], "{{ hi }}");
         assert_eq!(body["messages"][0]["role"], "user");
         assert_eq!(body["max_tokens"], 7);
         assert_eq!(body["seed"], 3);
         assert_eq!(body["stop"][0], "END");
+        assert!(body.get("reasoning_effort").is_none() && body.get("chat_template_kwargs").is_none());
+        let thinking = evol_llm::Thinking { effort: Some(evol_llm::Effort::Low), enabled: Some(false) };
+        let body = request_body("m", &[Message::user("x")], &Sampling { thinking, ..s }, &[]);
+        assert_eq!(body["reasoning_effort"], "low");
+        assert_eq!(body["chat_template_kwargs"], serde_json::json!({"enable_thinking": false}));
         let body = request_body("m", &[], &s.with_seed(None), &[]);
         assert!(body.get("seed").is_none());
         assert!(body.get("stop").is_none());

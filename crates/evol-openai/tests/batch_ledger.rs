@@ -31,7 +31,7 @@ async fn an_unjournaled_batch_is_cancelled_and_fatal() {
     let model = batches.role("mock");
     let request = ChatRequest::new(
         vec![Message::user("Name a fruit.")],
-        Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 8, seed: None },
+        Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 8, seed: None, thinking: Default::default() },
     );
     let err = model.chat(request).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Backend);

@@ -78,7 +78,10 @@ fn client_with(base: &str, timeout: Duration, max_retries: u32) -> OpenAiClient 
 }
 
 fn request() -> ChatRequest {
-    ChatRequest::new(vec![Message::user("hi")], Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 5, seed: None })
+    ChatRequest::new(
+        vec![Message::user("hi")],
+        Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 5, seed: None, thinking: Default::default() },
+    )
 }
 
 #[tokio::test]

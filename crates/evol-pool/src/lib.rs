@@ -913,7 +913,7 @@ mod tests {
     fn request() -> ChatRequest {
         ChatRequest::new(
             vec![Message::user("hi")],
-            Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 10, seed: None },
+            Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 10, seed: None, thinking: Default::default() },
         )
     }
 

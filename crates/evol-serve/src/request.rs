@@ -133,7 +133,26 @@ pub fn validate(body: &[u8], model: &str, max_tokens_cap: u32) -> Result<Valid, 
         return Err(ApiError::invalid("stream_options", "`stream_options` is only allowed with `stream: true`"));
     }
     let include_usage = parsed.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
-    let sampling = Sampling { temperature, top_p, max_tokens, seed };
+    // The chat template's switches: `enable_thinking` reaches the
+    // template; any other variable would be ignored, so it is refused.
+    let mut thinking = evol_llm::Thinking::default();
+    for (key, value) in parsed.chat_template_kwargs.iter().flatten() {
+        match (key.as_str(), value) {
+            ("enable_thinking", serde_json::Value::Bool(on)) => thinking.enabled = Some(*on),
+            ("enable_thinking", _) => {
+                return Err(ApiError::invalid("chat_template_kwargs", "`enable_thinking` must be true or false"))
+            }
+            (other, _) => {
+                return Err(ApiError::invalid(
+                    "chat_template_kwargs",
+                    format!(
+                        "the chat template variable `{other}` is not supported by this server (only `enable_thinking`)"
+                    ),
+                ))
+            }
+        }
+    }
+    let sampling = Sampling { temperature, top_p, max_tokens, seed, thinking };
     Ok(Valid { request: ChatRequest { messages, sampling, stop, tag: None }, stream, include_usage })
 }
 
@@ -155,6 +174,7 @@ const KNOWN: &[&str] = &[
     "response_format",
     "logprobs",
     "top_logprobs",
+    "chat_template_kwargs",
 ];
 /// Fields that do not change the reply: accepted and ignored.
 const HARMLESS: &[&str] = &["user", "metadata", "store", "service_tier", "parallel_tool_calls"];
@@ -256,6 +276,10 @@ mod tests {
         assert!(v.stream && v.include_usage);
         let err = check(r#"{"model":"other","messages":[{"role":"user","content":"x"}]}"#).unwrap_err();
         assert!(err.contains("does not exist"), "{err}");
+        let v =
+            check(r#"{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"enable_thinking":false}}"#)
+                .unwrap();
+        assert_eq!(v.request.sampling.thinking.enabled, Some(false), "the switch reaches the template");
     }
 
     #[test]
@@ -271,6 +295,9 @@ mod tests {
             (r#""stream_options":{"include_usage":true}"#, "stream_options"),
             (r#""stream":true,"stream_options":{"include_usage":true,"include_obfuscation":true}"#, "stream_options"),
             (r#""stream":true,"stream_options":{"include_usage":"yes"}"#, "stream_options"),
+            (r#""reasoning_effort":"high""#, "reasoning_effort"),
+            (r#""chat_template_kwargs":{"thinking_budget":512}"#, "chat_template_kwargs"),
+            (r#""chat_template_kwargs":{"enable_thinking":"no"}"#, "chat_template_kwargs"),
         ] {
             let err = check(&format!("{{{m},{extra}}}")).unwrap_err();
             assert!(err.starts_with(&format!("{param}:")), "{extra}: {err}");

@@ -49,6 +49,14 @@ pub struct ChatCompletionRequest {
     pub logprobs: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_logprobs: Option<Value>,
+    /// How hard a reasoning model thinks (`minimal`, `low`, `medium`,
+    /// `high`), as OpenAI's API takes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
+    /// Variables for the server's chat template (vLLM, SGLang), such as
+    /// Qwen3's `enable_thinking`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template_kwargs: Option<serde_json::Map<String, Value>>,
 }
 
 impl ChatCompletionRequest {

@@ -36,7 +36,7 @@ pub async fn answer(
     observer: &dyn Observer,
 ) -> anyhow::Result<AnswerReport> {
     let model = ModelSettings::new(Backend::Servers(Servers::at(&[url])), Some("mock"));
-    let sampling = Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 256, seed: None };
+    let sampling = Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 256, seed: None, thinking: Default::default() };
     let settings = AnswerSettings {
         testset: testset.to_path_buf(),
         output: out.to_path_buf(),

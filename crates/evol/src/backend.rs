@@ -341,7 +341,7 @@ pub fn embedded(
 async fn trial_call(client: &OpenAiClient, url: &str) -> anyhow::Result<()> {
     let request = ChatRequest::new(
         vec![Message::user("Say OK.")],
-        Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 1, seed: None },
+        Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 1, seed: None, thinking: Default::default() },
     );
     match client.chat(request).await {
         Ok(_) => Ok(()),

@@ -142,6 +142,9 @@ pub struct ModelSettings {
     pub prices: Prices,
     pub default_price: Option<Price>,
     pub request_seeds: bool,
+    /// How a reasoning model is asked to think (every role, unless a
+    /// command sets a role's own).
+    pub thinking: evol_llm::Thinking,
 }
 
 /// The embedded engine's settings, validated.
@@ -384,6 +387,7 @@ impl ModelSettings {
             prices: Prices::default(),
             default_price: None,
             request_seeds: true,
+            thinking: Default::default(),
         }
     }
 }

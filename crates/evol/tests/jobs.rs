@@ -76,7 +76,8 @@ async fn a_rerun_with_other_settings_is_refused_naming_each_and_another_input_is
     let out = dir.path().join("out");
     let settings = |set: &std::path::Path, temperature: f32, system: Option<&str>| {
         let model = ModelSettings::new(Backend::Servers(Servers::at(&[&url])), Some("mock"));
-        let sampling = evol_llm::Sampling { temperature, top_p: 1.0, max_tokens: 64, seed: None };
+        let sampling =
+            evol_llm::Sampling { temperature, top_p: 1.0, max_tokens: 64, seed: None, thinking: Default::default() };
         AnswerSettings {
             testset: set.to_path_buf(),
             output: out.clone(),
@@ -306,7 +307,13 @@ async fn a_scoring_job_returns_its_report_and_stats_read_back_as_it() {
         group_size: 6,
         format: evol_io::SeedFormat::Auto,
         skip_invalid: false,
-        sampling: evol_llm::Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 64, seed: None },
+        sampling: evol_llm::Sampling {
+            temperature: 0.0,
+            top_p: 1.0,
+            max_tokens: 64,
+            seed: None,
+            thinking: Default::default(),
+        },
         model: ModelSettings::new(Backend::Servers(Servers::at(&[&url])), Some("mock")),
         execution: Execution {
             concurrency: 4,

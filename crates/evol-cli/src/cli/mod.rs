@@ -39,6 +39,16 @@ fn export_format() -> impl TypedValueParser<Value = evol::settings::ExportFormat
         .map(|s| s.parse().expect("every listed layout is written"))
 }
 
+/// `on` or `off`.
+pub(crate) fn on_off() -> impl TypedValueParser<Value = bool> {
+    PossibleValuesParser::new(["on", "off"]).map(|s| s == "on")
+}
+
+/// A reasoning effort, as choices `--help` lists.
+pub(crate) fn effort() -> impl TypedValueParser<Value = evol_llm::Effort> {
+    PossibleValuesParser::new(evol_llm::Effort::NAMES).map(|s| s.parse().expect("every listed effort is read"))
+}
+
 /// Where `evol export` puts thinking traces, as choices `--help` lists.
 fn trace_export() -> impl TypedValueParser<Value = evol::settings::TraceExport> {
     PossibleValuesParser::new(evol::settings::TraceExport::NAMES)
@@ -303,6 +313,18 @@ pub struct ModelArgs {
     /// Do not send a per-request `seed` (for servers that reject it).
     #[arg(long, help_heading = "Server")]
     pub no_request_seed: bool,
+
+    /// Switch a reasoning model's thinking on or off through its chat
+    /// template (`chat_template_kwargs: {enable_thinking}` on vLLM and
+    /// SGLang, Qwen3's switch; the embedded engine's template too).
+    /// Default: the model's own.
+    #[arg(long, value_name = "on|off", value_parser = on_off(), help_heading = "Thinking")]
+    pub thinking: Option<bool>,
+
+    /// How hard a reasoning model thinks: minimal, low, medium or high
+    /// (`reasoning_effort`, as OpenAI's API takes it; servers only).
+    #[arg(long, value_name = "EFFORT", value_parser = effort(), help_heading = "Thinking")]
+    pub reasoning_effort: Option<evol_llm::Effort>,
 
     /// Stop sending when the run's cost reaches this (in the unit of the
     /// prices; calls in flight may pass it slightly).

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::{seed_format, AttemptArgs, ModelArgs};
+use super::{effort, on_off, seed_format, AttemptArgs, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -166,6 +166,24 @@ pub struct RunArgs {
     /// with models that ramble on; reasoning models need room to think.
     #[arg(long, help_heading = "Sampling")]
     pub judge_max_tokens: Option<u32>,
+
+    /// The answering model's thinking switch (default: --thinking), e.g.
+    /// evolve with thinking off and answer with it on.
+    #[arg(long, value_name = "on|off", value_parser = on_off(), help_heading = "Thinking")]
+    pub answer_thinking: Option<bool>,
+
+    /// The answering model's reasoning effort (default: --reasoning-effort).
+    #[arg(long, value_name = "EFFORT", value_parser = effort(), help_heading = "Thinking")]
+    pub answer_reasoning_effort: Option<evol_llm::Effort>,
+
+    /// The judge's (and the scorer's) thinking switch (default: --thinking).
+    #[arg(long, value_name = "on|off", value_parser = on_off(), help_heading = "Thinking")]
+    pub judge_thinking: Option<bool>,
+
+    /// The judge's (and the scorer's) reasoning effort (default:
+    /// --reasoning-effort).
+    #[arg(long, value_name = "EFFORT", value_parser = effort(), help_heading = "Thinking")]
+    pub judge_reasoning_effort: Option<evol_llm::Effort>,
 
     /// Token limit of the scorer's replies (default: --judge-max-tokens,
     /// else --max-tokens).

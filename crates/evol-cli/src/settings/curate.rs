@@ -103,8 +103,9 @@ impl FromArgs<ScoreArgs> for ScoreSettings {
         let field = field.parse().map_err(|e: String| usage(format!("--field: {e}")))?;
         let response_field = non_empty("--response-field", &response_field)?;
         let group_field = non_empty("--group-field", &Some(group_field))?.unwrap_or_default();
-        let sampling = sampling("--score-", 0.0, 1.0, score_max_tokens)?;
         let model = ModelSettings::from_args(models)?;
+        let sampling =
+            evol_llm::Sampling { thinking: model.thinking, ..sampling("--score-", 0.0, 1.0, score_max_tokens)? };
         let execution = model.execution(retry_failed);
         Ok(ScoreSettings {
             input,

@@ -26,6 +26,7 @@ fn eval_model(
         }
     }
     let execution = model.execution(retry_failed);
+    let sampling = Sampling { thinking: model.thinking, ..sampling };
     Ok(EvalModel { model, execution, sampling, seed })
 }
 

@@ -95,6 +95,8 @@ impl FromArgs<ModelArgs> for ModelSettings {
             price_prompt,
             price_completion,
             price_cached_prompt,
+            thinking,
+            reasoning_effort,
             engine,
         } = args;
         if concurrency == 0 || concurrency > 100_000 {
@@ -196,6 +198,11 @@ impl FromArgs<ModelArgs> for ModelSettings {
             cached_prompt: price_cached_prompt,
         });
         let retry = RetryPolicy { max_retries, max_retry_after: max_retry_wait, ..RetryPolicy::default() };
+        if endpoints.is_empty() && reasoning_effort.is_some() {
+            return Err(usage(
+                "--reasoning-effort needs --endpoint: the embedded engine has no effort (--thinking on|off switches its template)",
+            ));
+        }
         let backend = match endpoints.is_empty() {
             true => Backend::Embedded(EngineSettings::from_args(engine)?),
             false => Backend::Servers(Servers {
@@ -216,6 +223,7 @@ impl FromArgs<ModelArgs> for ModelSettings {
             prices: Prices(config.prices),
             default_price,
             request_seeds: !no_request_seed,
+            thinking: evol_llm::Thinking { effort: reasoning_effort, enabled: thinking },
         })
     }
 }
@@ -301,7 +309,7 @@ fn sampling(prefix: &str, temperature: f32, top_p: f32, max_tokens: u32) -> Resu
     if max_tokens == 0 {
         return Err(usage(format!("--{}max-tokens must be at least 1", prefix.trim_start_matches("--"))));
     }
-    Ok(Sampling { temperature, top_p, max_tokens, seed: None })
+    Ok(Sampling { temperature, top_p, max_tokens, seed: None, thinking: Default::default() })
 }
 
 /// Near-duplicate settings from their flags (`flag` names them in errors).

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use evol_core::eliminate::Rules;
 use evol_core::{Method, OperationSet, OperatorSet, Shard, Templates};
+use evol_llm::Thinking;
 use evol_store::ingest::IngestOptions;
 
 use super::{dedup_params, field_name, non_empty, sampling, usage, FromArgs};
@@ -73,6 +74,10 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
         answer_max_tokens,
         judge_max_tokens,
         score_max_tokens,
+        answer_thinking,
+        answer_reasoning_effort,
+        judge_thinking,
+        judge_reasoning_effort,
         format,
         instruction_field,
         id_field,
@@ -87,8 +92,8 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
     if limit == Some(0) {
         return Err(usage("--limit must be at least 1: it is how many seeds to use"));
     }
-    let evolve = sampling("", temperature, top_p, max_tokens)?;
-    let answer = sampling(
+    let mut evolve = sampling("", temperature, top_p, max_tokens)?;
+    let mut answer = sampling(
         "--answer-",
         answer_temperature.unwrap_or(temperature),
         answer_top_p.unwrap_or(top_p),
@@ -97,8 +102,18 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
     // The judge is asked for one of two words: greedy, and by default
     // the same token limit (reasoning models spend tokens before they
     // answer).
-    let judge = sampling("--judge-", 0.0, 1.0, judge_max_tokens.unwrap_or(max_tokens))?;
+    let mut judge = sampling("--judge-", 0.0, 1.0, judge_max_tokens.unwrap_or(max_tokens))?;
     let model = ModelSettings::from_args(models)?;
+    // Each role thinks as its own flags say, else as --thinking and
+    // --reasoning-effort say (the scorer as the judge).
+    evolve.thinking = model.thinking;
+    answer.thinking = Thinking { effort: answer_reasoning_effort, enabled: answer_thinking }.or(model.thinking);
+    judge.thinking = Thinking { effort: judge_reasoning_effort, enabled: judge_thinking }.or(model.thinking);
+    if matches!(model.backend, Backend::Embedded(_))
+        && (answer.thinking.effort.is_some() || judge.thinking.effort.is_some())
+    {
+        return Err(usage("--answer-reasoning-effort and --judge-reasoning-effort need --endpoint"));
+    }
     if matches!(model.backend, Backend::Embedded(_))
         && (answer_model.is_some() || judge_model.is_some() || score_model.is_some())
     {
@@ -115,7 +130,8 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
     };
     let difficulty = score_difficulty
         .then(|| sampling("--score-", 0.0, 1.0, score_max_tokens.or(judge_max_tokens).unwrap_or(max_tokens)))
-        .transpose()?;
+        .transpose()?
+        .map(|s| evol_llm::Sampling { thinking: judge.thinking, ..s });
     let shard = shard.as_deref().map(|s| s.parse::<Shard>().map_err(|e| usage(format!("--shard {e}")))).transpose()?;
     let dedup = if no_dedup {
         None
@@ -185,15 +201,41 @@ const METHOD_FLAGS: &[(&str, &[&str])] = &[
     ("rules", &["no_equality_check", "no_sorry_check", "no_stop_words_check", "no_copy_check", "no_asks_check"]),
     ("answer", &["no_answer"]),
     ("answer_seeds", &["no_answer", "include_seeds"]),
-    ("evolve_sampling", &["temperature", "top_p", "max_tokens"]),
+    ("evolve_sampling", &["temperature", "top_p", "max_tokens", "thinking", "reasoning_effort"]),
     (
         "answer_sampling",
-        &["answer_temperature", "answer_top_p", "answer_max_tokens", "temperature", "top_p", "max_tokens"],
+        &[
+            "answer_temperature",
+            "answer_top_p",
+            "answer_max_tokens",
+            "temperature",
+            "top_p",
+            "max_tokens",
+            "answer_thinking",
+            "answer_reasoning_effort",
+            "thinking",
+            "reasoning_effort",
+        ],
     ),
-    ("judge_sampling", &["judge_max_tokens", "max_tokens"]),
+    (
+        "judge_sampling",
+        &["judge_max_tokens", "max_tokens", "judge_thinking", "judge_reasoning_effort", "thinking", "reasoning_effort"],
+    ),
     ("request_seeds", &["no_request_seed"]),
     ("dedup", &["no_dedup", "dedup_shingle", "dedup_hashes", "dedup_bands", "dedup_threshold"]),
-    ("difficulty", &["score_difficulty", "score_max_tokens", "judge_max_tokens", "max_tokens"]),
+    (
+        "difficulty",
+        &[
+            "score_difficulty",
+            "score_max_tokens",
+            "judge_max_tokens",
+            "max_tokens",
+            "judge_thinking",
+            "judge_reasoning_effort",
+            "thinking",
+            "reasoning_effort",
+        ],
+    ),
 ];
 
 /// The method settings none of whose flags is among `given`.
@@ -298,10 +340,11 @@ impl FromArgs<OptimizeArgs> for OptimizeRunSettings {
         bounded("evolutions", u64::from(evolutions), 1, 10)?;
         bounded("candidates", u64::from(candidates), 1, 20)?;
         bounded("dev", dev as u64, 1, 100_000)?;
-        let evolve = sampling("", temperature, 1.0, max_tokens)?;
-        let optimizer_sampling = sampling("--optimizer-", optimizer_temperature, 1.0, optimizer_max_tokens)?;
-        let judge = sampling("--judge-", 0.0, 1.0, max_tokens)?;
         let model = ModelSettings::from_args(models)?;
+        let thinking = |s: evol_llm::Sampling| evol_llm::Sampling { thinking: model.thinking, ..s };
+        let evolve = thinking(sampling("", temperature, 1.0, max_tokens)?);
+        let optimizer_sampling = thinking(sampling("--optimizer-", optimizer_temperature, 1.0, optimizer_max_tokens)?);
+        let judge = thinking(sampling("--judge-", 0.0, 1.0, max_tokens)?);
         if matches!(model.backend, Backend::Embedded(_))
             && (answer_model.is_some() || judge_model.is_some() || optimizer_model.is_some())
         {
@@ -397,6 +440,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn each_role_thinks_as_its_own_flags_say_else_as_the_shared_ones() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let m = method(&words(&["--thinking", "off", "--answer-thinking", "on", "--score-difficulty"])).unwrap();
+        assert_eq!(m["evolve_sampling"]["thinking"], serde_json::json!({"enabled": false}));
+        assert_eq!(m["answer_sampling"]["thinking"], serde_json::json!({"enabled": true}));
+        assert_eq!(m["judge_sampling"]["thinking"], serde_json::json!({"enabled": false}));
+        assert_eq!(m["difficulty"]["thinking"], m["judge_sampling"]["thinking"], "the scorer thinks as the judge");
+        let plain = method(&[]).unwrap();
+        assert!(plain["evolve_sampling"].get("thinking").is_none(), "unset: settings as runs always wrote them");
+        // An effort is a server's: the embedded engine has none.
+        assert!(method(&words(&["--reasoning-effort", "high"])).is_none());
+        let served = method(&words(&[
+            "--endpoint",
+            "http://127.0.0.1:9/v1",
+            "--reasoning-effort",
+            "high",
+            "--judge-reasoning-effort",
+            "low",
+        ]))
+        .unwrap();
+        assert_eq!(served["answer_sampling"]["thinking"], serde_json::json!({"effort": "high"}));
+        assert_eq!(served["judge_sampling"]["thinking"], serde_json::json!({"effort": "low"}));
     }
 
     #[test]

@@ -444,7 +444,8 @@ mod tests {
     fn report(file: &str, command: &[&str], models: crate::results::RunModels) -> RunReport {
         use evol_core::eliminate::Rules;
         use evol_llm::Sampling;
-        let sampling = Sampling { temperature: 1.0, top_p: 0.9, max_tokens: 64, seed: None };
+        let sampling =
+            Sampling { temperature: 1.0, top_p: 0.9, max_tokens: 64, seed: None, thinking: Default::default() };
         let method = evol_core::Method {
             rounds: 2,
             operations: evol_core::OperationSet::builtin(),
