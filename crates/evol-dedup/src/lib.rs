@@ -24,11 +24,13 @@
 //! Everything here is pure computation: no files, no threads but rayon's
 //! for fingerprinting many texts at once.
 
+pub mod contamination;
 mod curve;
 mod index;
 mod minhash;
 mod normalize;
 
+pub use contamination::Benchmarks;
 pub use curve::{caught, flagged, Explanation};
 pub use index::{FrozenBuilder, FrozenIndex, Index, Match, BUCKET_CHECKS};
 pub use minhash::{similarity, Fingerprint, Hasher};

@@ -78,8 +78,9 @@ pub enum Command {
     /// continuous batch. Bad requests get OpenAI-style 400 errors, including
     /// what this server cannot honour rather than ignore: tools, a
     /// response_format other than text, logprobs, n other than 1, sampling
-    /// it does not implement (penalties, logit_bias, top_k, min_p, ...) and
-    /// unknown fields. Message text that spells a special token is kept as
+    /// it does not implement (penalties, logit_bias, top_k, min_p, ...),
+    /// `reasoning_effort`, chat template variables other than
+    /// `enable_thinking` (which reaches the template), and unknown fields. Message text that spells a special token is kept as
     /// text. Slow clients are cut off (--header-timeout, --body-timeout) and
     /// at most --max-connections are open at once. Ctrl-C or SIGTERM stops
     /// it after the requests in progress.
