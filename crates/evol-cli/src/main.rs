@@ -39,6 +39,7 @@ fn main() -> ExitCode {
             Command::Merge(args) => commands::merge::merge(args),
             Command::Batch(command) => commands::batch::batch(command).await,
             Command::Dedup(args) => commands::dedup::dedup(args),
+            Command::Decontaminate(args) => commands::dedup::decontaminate(args),
             Command::Score(args) => {
                 let result = (args.json, args.output.clone());
                 commands::score::score(*args).await.and_then(|()| print_result(result, STATS))

@@ -198,6 +198,22 @@ pub struct DedupFiles {
     pub clusters: PathBuf,
 }
 
+/// `evol decontaminate`'s settings, validated.
+#[derive(Debug)]
+pub struct DecontaminateSettings {
+    pub input: PathBuf,
+    /// Where the rows kept go.
+    pub output: PathBuf,
+    /// Where the rows left out are listed.
+    pub contaminated: PathBuf,
+    /// The benchmark files (any test set `evol answer` reads).
+    pub benchmarks: Vec<PathBuf>,
+    /// The run length, in words.
+    pub ngram: usize,
+    pub field: evol_io::TextField,
+    pub format: evol_io::SeedFormat,
+}
+
 /// `evol score`'s settings, validated.
 pub struct ScoreSettings {
     pub input: PathBuf,

@@ -193,3 +193,43 @@ Remove exact and near duplicates from a dataset file, keeping the first of each 
 Texts are normalised first (Unicode NFKC, lower case, punctuation and symbols dropped, whitespace collapsed); equal normal forms are exact duplicates. Near duplicates: MinHash over word shingles (--shingle words each), --hashes values cut into --bands bands; two texts sharing a band are compared, and are near duplicates when their estimated Jaccard similarity is at least --threshold. A row is removed when it duplicates a row kept before it (or a row of an --against corpus), so the result is the same every time. --explain prints the S-curve of the settings.
 
 Writes OUT (the kept rows, byte for byte, in the input's layout) and the clusters file: one JSON line per removed row with `removed` (its place and id), `kept` (the file, place and id of the row it duplicates), `similarity` and `exact`.";
+
+#[derive(Args, Debug)]
+pub struct DecontaminateArgs {
+    /// The dataset file: JSONL, a JSON array, CSV/TSV, Parquet, text or a
+    /// Hugging Face dataset directory.
+    pub input: PathBuf,
+    /// The benchmarks: test sets as `evol answer` reads them (the
+    /// Evol-Instruct test set as it is; any file with a question field).
+    #[arg(long, value_name = "FILE", num_args = 1.., required = true)]
+    pub benchmark: Vec<PathBuf>,
+    /// Where to write the rows kept (same layout as the input).
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// Where to list the rows left out, with the benchmark item each
+    /// overlaps and the words they share (default: OUT with
+    /// `.contaminated.jsonl` for its extension).
+    #[arg(long, value_name = "FILE")]
+    pub contaminated: Option<PathBuf>,
+    /// The run of words a row must share with an item to be left out
+    /// (characters for scripts written without spaces).
+    #[arg(long, default_value_t = evol_dedup::contamination::DEFAULT_NGRAM, value_name = "N")]
+    pub ngram: usize,
+    /// The field checked with the answer (`output` or `response`):
+    /// `instruction` (with an Alpaca `input` joined), or any string field.
+    #[arg(long, default_value = "instruction", value_name = "NAME")]
+    pub field: String,
+    /// Layout of the input: auto (by extension, else by content), jsonl, json, csv, tsv, parquet or text.
+    #[arg(long, default_value = "auto", value_parser = seed_format())]
+    pub format: evol_io::SeedFormat,
+    /// Print the results as JSON on stdout (logs stay on stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(super) const DECONTAMINATE_ABOUT: &str = "\
+Leave out the rows of a dataset that overlap a benchmark: data made to be trained on must not hold the questions it will be tested on.
+
+A row overlaps a benchmark item when its instruction or its answer shares a run of --ngram words (13, as lm-eval's overlap checker) with the item, both in normal form (Unicode NFKC, lower case, punctuation and symbols as spaces); in Chinese, Japanese, Thai and other scripts written without spaces each character counts as a word. A copy, or a copy edited around the copied run, is found; text that only resembles an item is not. Items shorter than the run are checked whole; items of fewer than 8 words are too short to tell from a common phrase and are left unchecked (counted).
+
+Writes OUT (the rows kept, as read) and the contaminated list (each row left out: its place, which field overlaps, the benchmark item as FILE#ID, the words they share).";

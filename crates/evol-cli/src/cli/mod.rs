@@ -117,6 +117,10 @@ pub enum Command {
     /// first of each cluster.
     #[command(long_about = DEDUP_ABOUT, after_help = "Examples:\n  evol dedup data.jsonl -o kept.jsonl\n  evol dedup data.parquet -o kept.jsonl --against train.jsonl --threshold 0.7\n  evol dedup --explain")]
     Dedup(DedupArgs),
+    /// Leave out the rows of a dataset that overlap a benchmark's items (a
+    /// run of 13 words in common).
+    #[command(long_about = DECONTAMINATE_ABOUT, after_help = "Examples:\n  evol decontaminate data.jsonl --benchmark testset.jsonl -o clean.jsonl\n  evol decontaminate out/dataset.jsonl --benchmark gsm8k.parquet mmlu.jsonl -o clean.jsonl --json")]
+    Decontaminate(DecontaminateArgs),
     /// Score a dataset's rows with a model: difficulty (1-10), DEITA
     /// complexity and quality (1-6).
     #[command(long_about = SCORE_ABOUT, after_help = "Examples:\n  evol score data.jsonl -o scored --difficulty --endpoint http://localhost:8000/v1\n  evol score data.jsonl -o scored --deita --json")]

@@ -22,3 +22,16 @@ pub fn dedup(args: DedupArgs) -> anyhow::Result<()> {
     }
     crate::stdout(&text)
 }
+
+/// `evol decontaminate IN --benchmark FILE... -o OUT`: flags to settings,
+/// the library's job, `--json` on stdout.
+pub fn decontaminate(args: crate::cli::DecontaminateArgs) -> anyhow::Result<()> {
+    use evol::settings::DecontaminateSettings;
+    let json = args.json;
+    let settings = DecontaminateSettings::from_args(args)?;
+    let report = evol::jobs::decontaminate::decontaminate(&settings, &crate::printer::Printer::new(false))?;
+    if json {
+        crate::stdout(&(serde_json::to_string(&report)? + "\n"))?;
+    }
+    Ok(())
+}

@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use super::{dedup_params, non_empty, sampling, usage, FromArgs};
-use super::{DedupFiles, DedupSettings, Embeddings, ModelSettings, ScoreSettings, SelectSettings, UsageError};
-use crate::cli::{AttemptArgs, DedupArgs, ScoreArgs, SelectArgs};
+use super::{DecontaminateSettings, DedupFiles, DedupSettings, Embeddings, ModelSettings, ScoreSettings};
+use super::{SelectSettings, UsageError};
+use crate::cli::{AttemptArgs, DecontaminateArgs, DedupArgs, ScoreArgs, SelectArgs};
 
 impl FromArgs<DedupArgs> for DedupSettings {
     type Error = UsageError;
@@ -54,15 +55,45 @@ impl FromArgs<DedupArgs> for DedupSettings {
     }
 }
 
-/// `kept.jsonl` -> `kept.clusters.jsonl`; an output of another extension
-/// keeps it in the name (`kept.json` -> `kept.json.clusters.jsonl`), so two
-/// outputs that differ only in extension never share a clusters file.
-fn default_clusters(output: &Path) -> PathBuf {
+impl FromArgs<DecontaminateArgs> for DecontaminateSettings {
+    type Error = UsageError;
+
+    fn from_args(args: DecontaminateArgs) -> Result<DecontaminateSettings, UsageError> {
+        let DecontaminateArgs { input, benchmark, output, contaminated, ngram, field, format, json: _ } = args;
+        let min = evol_dedup::contamination::MIN_ITEM_WORDS;
+        if !(min..=1000).contains(&ngram) {
+            return Err(usage(format!("--ngram must be between {min} and 1000 words")));
+        }
+        let field = field.parse().map_err(|e: String| usage(format!("--field: {e}")))?;
+        let contaminated = contaminated.unwrap_or_else(|| sibling(&output, "contaminated"));
+        let same =
+            |a: &Path, b: &Path| a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+        for (what, path) in std::iter::once(("the input", &input)).chain(benchmark.iter().map(|b| ("a benchmark", b))) {
+            if same(path, &output) || same(path, &contaminated) {
+                return Err(usage(format!("`{}` is {what} and an output: write elsewhere", path.display())));
+            }
+        }
+        if same(&output, &contaminated) {
+            return Err(usage("-o and --contaminated name the same file"));
+        }
+        Ok(DecontaminateSettings { input, output, contaminated, benchmarks: benchmark, ngram, field, format })
+    }
+}
+
+/// `kept.jsonl` -> `kept.KIND.jsonl` (another extension kept in the name).
+fn sibling(output: &Path, kind: &str) -> PathBuf {
     let name = match output.extension().and_then(|e| e.to_str()) {
         Some("jsonl") | None => output.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
         Some(_) => output.file_name().unwrap_or_default().to_string_lossy().into_owned(),
     };
-    output.with_file_name(format!("{name}.clusters.jsonl"))
+    output.with_file_name(format!("{name}.{kind}.jsonl"))
+}
+
+/// `kept.jsonl` -> `kept.clusters.jsonl`; an output of another extension
+/// keeps it in the name (`kept.json` -> `kept.json.clusters.jsonl`), so two
+/// outputs that differ only in extension never share a clusters file.
+fn default_clusters(output: &Path) -> PathBuf {
+    sibling(output, "clusters")
 }
 
 impl FromArgs<ScoreArgs> for ScoreSettings {

@@ -236,3 +236,75 @@ fn skip_invalid_leaves_out_unreadable_rows_naming_them_and_keeps_the_file_s_byte
     assert_eq!(String::from_utf8_lossy(&kept), String::from_utf8_lossy(&expected));
     assert_eq!(kept, expected, "the BOM and CRLF line ends are kept byte for byte");
 }
+
+#[test]
+fn decontamination_finds_planted_benchmark_copies_and_no_unrelated_text() {
+    let dir = Dir::new();
+    let bench = dir.write(
+        "bench.jsonl",
+        &[
+            serde_json::json!({"id": "q1", "question": "Write a Python function that returns the longest palindromic substring of a given string and explain its complexity."}),
+            serde_json::json!({"id": "q2", "question": "请用三句话解释为什么天空是蓝色的，并给出一个日常生活中的例子，不要使用专业术语。"}),
+            serde_json::json!({"id": "q3", "question": "Name a prime."}),
+        ]
+        .iter()
+        .map(|v| v.to_string() + "\n")
+        .collect::<String>(),
+    );
+    let mut rows: Vec<serde_json::Value> = (0..50)
+        .map(|i| serde_json::json!({"instruction": format!("Describe step {i} of repotting a basil plant on a windowsill."), "output": "Carefully."}))
+        .collect();
+    rows.push(serde_json::json!({"instruction": "Name a prime.", "output": "7"}));
+    rows.push(serde_json::json!({"instruction": "PLEASE write a python function that returns the longest palindromic substring of a given string, then test it.", "output": "ok"}));
+    rows.push(serde_json::json!({"instruction": "翻译", "output": "背景：请用三句话解释为什么天空是蓝色的。"}));
+    rows.push(serde_json::json!({"instruction": "Write a Python function that returns the shortest path in a graph.", "output": "ok"}));
+    let input = dir.write("data.jsonl", &rows.iter().map(|v| v.to_string() + "\n").collect::<String>());
+    let out = dir.path("clean.jsonl");
+    let run = evol(&[
+        "decontaminate",
+        input.to_str().unwrap(),
+        "--benchmark",
+        bench.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_success(&run);
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!((report["rows"].as_u64(), report["contaminated"].as_u64()), (Some(54), Some(2)), "{report}");
+    assert_eq!(report["benchmark_items_too_short"], 1, "`Name a prime.` is too short to tell");
+    let listed = read_lines(&dir.path("clean.contaminated.jsonl"));
+    let found: Vec<(u64, &str, &str)> = listed
+        .iter()
+        .map(|l| {
+            (l["removed"]["line"].as_u64().unwrap(), l["field"].as_str().unwrap(), l["benchmark"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(found.len(), 2);
+    assert_eq!((found[0].0, found[0].1), (52, "instruction"), "the edited English copy");
+    assert!(found[0].2.ends_with("bench.jsonl#q1"));
+    assert_eq!((found[1].0, found[1].1), (53, "output"), "the Chinese copy in an answer");
+    assert!(found[1].2.ends_with("bench.jsonl#q2"));
+    assert_eq!(read_lines(&out).len(), 52, "the rest kept, as read");
+
+    let run = evol(&[
+        "decontaminate",
+        input.to_str().unwrap(),
+        "--benchmark",
+        bench.to_str().unwrap(),
+        "-o",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(2), "the input is never an output");
+    let run = evol(&[
+        "decontaminate",
+        input.to_str().unwrap(),
+        "--benchmark",
+        bench.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--ngram",
+        "3",
+    ]);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+}

@@ -3,6 +3,7 @@
 
 pub mod answer;
 pub mod arena;
+pub mod decontaminate;
 pub mod dedup;
 pub mod estimate;
 pub mod export;
