@@ -50,6 +50,9 @@ pub enum Reason {
     /// A reasoning model's answer was cut off by the token limit while it
     /// was still thinking: there is a trace but no answer.
     TruncatedAnswer,
+    /// The evolved instruction (or its answer) shares a run of words with
+    /// a benchmark item (`detail` names the item and the words).
+    Contaminated,
 }
 
 impl Reason {
@@ -68,6 +71,7 @@ impl Reason {
             Reason::ContentFiltered => "content_filtered",
             Reason::RequestFailed => "request_failed",
             Reason::TruncatedAnswer => "truncated_answer",
+            Reason::Contaminated => "contaminated",
         }
     }
 }

@@ -125,6 +125,7 @@ pub struct Engine {
     /// With the method's near-duplicate check: its hasher, and the seeds.
     hasher: Option<evol_dedup::Hasher>,
     seed_index: Option<Arc<SeedIndex>>,
+    benchmarks: Option<Arc<evol_dedup::Benchmarks>>,
 }
 
 /// The instruction a chain currently evolves.
@@ -152,7 +153,18 @@ impl Engine {
         let plans = method.operations.iter().map(|op| method.step_calls(op)).collect();
         let evolver = roles.get(Role::Evolve)?.name().to_string();
         let hasher = method.dedup.map(evol_dedup::Hasher::new);
-        Ok(Engine { method, plans, evolver, roles, templates, stats, caller, hasher, seed_index: None })
+        Ok(Engine {
+            method,
+            plans,
+            evolver,
+            roles,
+            templates,
+            stats,
+            caller,
+            hasher,
+            seed_index: None,
+            benchmarks: None,
+        })
     }
 
     /// The seeds an evolution must not duplicate, with the method's
@@ -162,6 +174,20 @@ impl Engine {
         debug_assert_eq!(Some(*index.hasher().params()), self.method.dedup);
         self.seed_index = Some(index);
         self
+    }
+
+    /// The benchmarks evolutions must not overlap (`contaminated`): an
+    /// instruction is checked before its judge and answer calls are made,
+    /// an answer when it arrives.
+    pub fn with_benchmarks(mut self, benchmarks: Arc<evol_dedup::Benchmarks>) -> Engine {
+        self.benchmarks = Some(benchmarks);
+        self
+    }
+
+    /// The benchmark item `text` overlaps, as a rejection's detail.
+    fn contaminated(&self, text: &str) -> Option<String> {
+        let hit = self.benchmarks.as_ref()?.find(text)?;
+        Some(format!("{}: \"{}\"", hit.item, hit.words))
     }
 
     /// Evolves every seed through every round, sending records to `sink` as
@@ -444,6 +470,9 @@ impl Engine {
                         }
                         print = Some(this);
                     }
+                    if let Some(detail) = self.contaminated(&instruction) {
+                        return reject(Reason::Contaminated, Some(instruction), None, Some(detail), usage);
+                    }
                 }
                 Stage::Judge => {
                     let question = self.templates.equality_prompt(&parent.instruction, &instruction)?;
@@ -476,6 +505,15 @@ impl Engine {
                             return reject(reason, Some(instruction), Some(answer.text), None, usage);
                         }
                         answer_truncated = answer.finish_reason == FinishReason::Length;
+                        if let Some(detail) = self.contaminated(&answer.text) {
+                            return reject(
+                                Reason::Contaminated,
+                                Some(instruction),
+                                Some(answer.text),
+                                Some(detail),
+                                usage,
+                            );
+                        }
                         answer_model = Some(self.roles.get(planned.role)?.name().to_string());
                         response = Some(answer.text);
                     }
@@ -698,6 +736,7 @@ mod tests {
             request_seeds: s.request_seeds,
             dedup: s.dedup,
             difficulty: s.difficulty,
+            contamination: None,
         };
         let caller = CallerSettings { concurrency: s.concurrency, retry_failed: s.retry_failed };
         let caller = Arc::new(costs(Caller::new(caller, journal, stats.clone()).unwrap()));
@@ -1195,5 +1234,29 @@ mod tests {
         assert_eq!(stats.total.rejected["truncated_answer"], 2);
         let rejected = sink.rejected.lock().unwrap();
         assert!(rejected.iter().all(|r| r.response_reasoning.is_some() && r.instruction_reasoning.is_some()));
+    }
+
+    #[tokio::test]
+    async fn an_evolution_that_copies_a_benchmark_item_is_rejected_before_its_judge_is_paid() {
+        let long = "Explain how a hash map resolves collisions with open addressing and linear probing in detail";
+        let mut benchmarks = evol_dedup::Benchmarks::new(evol_dedup::contamination::DEFAULT_NGRAM);
+        benchmarks.add("bench.jsonl#42".into(), long);
+        let model = Arc::new(Scripted::new());
+        let stats = Arc::new(StatsRecorder::new(2));
+        let engine = engine(Settings { rounds: 1, ..settings() }, model.clone(), stats.clone(), Arc::new(NoJournal))
+            .with_benchmarks(Arc::new(benchmarks));
+        let seeds: Vec<Result<Seed, SeedSourceError>> = vec![
+            Ok(Seed { id: "copy".into(), instruction: format!("{long}?") }),
+            Ok(Seed { id: "fresh".into(), instruction: "Question 1?".into() }),
+        ];
+        let sink = Collect::default();
+        engine.run(seeds, &sink).await.unwrap();
+        let rejected = sink.rejected.lock().unwrap().clone();
+        let [r] = rejected.as_slice() else { panic!("one rejection: {rejected:?}") };
+        assert_eq!((r.reason, r.lineage.seed_id.as_str()), (Reason::Contaminated, "copy"));
+        assert!(r.detail.as_deref().unwrap().starts_with("bench.jsonl#42: \"explain how a hash map"), "{r:?}");
+        assert_eq!(sink.accepted.lock().unwrap().len(), 1);
+        // The copy cost its evolving call alone: no judge, no answer.
+        assert_eq!(stats.snapshot().total.requests, 1 + 3);
     }
 }

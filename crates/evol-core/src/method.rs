@@ -47,6 +47,21 @@ pub struct Method {
     /// with this sampling (`None`: no scoring).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub difficulty: Option<Sampling>,
+    /// Reject evolutions that overlap a benchmark's items (`contaminated`),
+    /// before any call is made for them but the evolving one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contamination: Option<Contamination>,
+}
+
+/// The benchmarks a run keeps out of its data: what they are (a digest of
+/// their items) and the run of words that makes an overlap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contamination {
+    pub ngram: usize,
+    /// Items indexed, and a digest of their names and texts.
+    pub items: usize,
+    pub digest: String,
 }
 
 /// Which kind of call of a step.
@@ -144,6 +159,7 @@ mod tests {
             request_seeds: true,
             dedup: None,
             difficulty: None,
+            contamination: None,
         }
     }
 

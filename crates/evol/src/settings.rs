@@ -128,6 +128,10 @@ pub struct RunSettings {
     /// begun by an older evol, or before a default changed, resumes with
     /// the same command line. Empty: every setting is compared.
     pub defaulted: std::collections::BTreeSet<String>,
+    /// Benchmarks whose items evolutions must not overlap (none: no check),
+    /// and the run of words that makes an overlap.
+    pub benchmarks: Vec<PathBuf>,
+    pub benchmark_ngram: usize,
 }
 
 /// The model flags every command that calls models shares, validated:

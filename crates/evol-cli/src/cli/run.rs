@@ -167,6 +167,18 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Sampling")]
     pub judge_max_tokens: Option<u32>,
 
+    /// Benchmarks to keep out of the data (test sets as `evol answer`
+    /// reads them): an evolution whose instruction or answer shares a run
+    /// of --benchmark-ngram words with an item is rejected `contaminated`,
+    /// the item named, before its judge and answer calls are made.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub benchmark: Vec<PathBuf>,
+
+    /// The run of words that makes an overlap with a benchmark item
+    /// (characters for scripts written without spaces).
+    #[arg(long, value_name = "N", default_value_t = evol_dedup::contamination::DEFAULT_NGRAM)]
+    pub benchmark_ngram: usize,
+
     /// The answering model's thinking switch (default: --thinking), e.g.
     /// evolve with thinking off and answer with it on.
     #[arg(long, value_name = "on|off", value_parser = on_off(), help_heading = "Thinking")]

@@ -74,6 +74,8 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
         answer_max_tokens,
         judge_max_tokens,
         score_max_tokens,
+        benchmark,
+        benchmark_ngram,
         answer_thinking,
         answer_reasoning_effort,
         judge_thinking,
@@ -91,6 +93,10 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
     }
     if limit == Some(0) {
         return Err(usage("--limit must be at least 1: it is how many seeds to use"));
+    }
+    let min = evol_dedup::contamination::MIN_ITEM_WORDS;
+    if !(min..=1000).contains(&benchmark_ngram) {
+        return Err(usage(format!("--benchmark-ngram must be between {min} and 1000 words")));
     }
     let mut evolve = sampling("", temperature, top_p, max_tokens)?;
     let mut answer = sampling(
@@ -176,6 +182,7 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
             request_seeds: model.request_seeds,
             dedup,
             difficulty,
+            contamination: None,
         },
         execution: model.execution(retry_failed),
         templates: Templates::builtin(),
@@ -188,6 +195,8 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
         dry_run,
         command: Vec::new(),
         defaulted: Default::default(),
+        benchmarks: benchmark,
+        benchmark_ngram,
     })
 }
 

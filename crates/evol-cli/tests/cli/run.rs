@@ -954,3 +954,34 @@ fn reasoning_traces_are_kept_apart_in_every_shape_a_server_sends() {
     assert!(rejected.iter().filter(|r| r["reason"] == "truncated_answer").all(|r| r["response_reasoning"].is_string()));
     assert!(rejected.iter().all(|r| r["reason"] != "empty_answer"), "never an empty answer");
 }
+
+#[test]
+fn evolutions_that_copy_a_benchmark_item_are_rejected_as_contaminated() {
+    let mock = Mock::start(MockConfig { equal_rate: 0.0, sorry_rate: 0.0, leak_rate: 0.0, ..MockConfig::default() });
+    let dir = Dir::new();
+    let item = "Explain how a hash map resolves collisions with open addressing and linear probing in detail, with an example.";
+    let mut seeds: Vec<serde_json::Value> = vec![serde_json::json!({"instruction": item})];
+    seeds.extend(
+        (0..10).map(|i| serde_json::json!({"instruction": format!("Describe step {i} of repotting a basil plant.")})),
+    );
+    let seeds = dir.write("seeds.jsonl", &seeds.iter().map(|v| v.to_string() + "\n").collect::<String>());
+    let bench = dir.write("bench.jsonl", &(serde_json::json!({"id": "q1", "question": item}).to_string() + "\n"));
+    let out = dir.path("out");
+    let args = ["--model", "m", "--rounds", "2", "--benchmark", bench.to_str().unwrap()];
+    assert_success(&evol_run(&mock.url, &seeds, &out, &args));
+    let rejected = read_lines(&out.join("rejected.jsonl"));
+    let contaminated: Vec<&serde_json::Value> = rejected.iter().filter(|r| r["reason"] == "contaminated").collect();
+    assert!(!contaminated.is_empty(), "{rejected:?}");
+    for r in &contaminated {
+        assert_eq!(r["seed_id"], "line-1", "only the copy's chain: {r}");
+        assert!(r["detail"].as_str().unwrap().contains("bench.jsonl#q1: \"explain how a hash map"), "{r}");
+        assert!(r["response"].is_null(), "rejected before it was answered");
+    }
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!(stats["total"]["rejected"]["contaminated"].as_u64().unwrap() as usize, contaminated.len());
+    assert_eq!(stats["settings"]["contamination"]["items"], 1);
+    // The check is part of the run's settings: dropping it is a change.
+    let run = evol_run(&mock.url, &seeds, &out, &["--model", "m", "--rounds", "2"]);
+    assert_ne!(run.status.code(), Some(0));
+    assert!(stderr(&run).contains("contamination"), "{}", stderr(&run));
+}

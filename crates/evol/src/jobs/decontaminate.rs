@@ -51,17 +51,25 @@ struct ContaminatedLine<'a> {
     words: &'a str,
 }
 
-/// Checks every row of the input against the benchmarks; writes the rows
-/// kept and the rows left out.
-pub fn decontaminate(settings: &DecontaminateSettings, observer: &dyn Observer) -> anyhow::Result<DecontaminateReport> {
-    let started = std::time::Instant::now();
-    let mut index = Benchmarks::new(settings.ngram);
-    for file in &settings.benchmarks {
+/// Reads benchmark files (test sets, as `evol answer` reads them: each
+/// question's turns joined) into an index of their runs of `ngram` words,
+/// with what identifies them for a run's settings (a digest of every item's
+/// name and text). Benchmarks without an item long enough to check are an
+/// error, not a check that passes everything.
+pub fn load_benchmarks(
+    files: &[PathBuf],
+    ngram: usize,
+) -> anyhow::Result<(Benchmarks, evol_core::method::Contamination)> {
+    let mut index = Benchmarks::new(ngram);
+    let mut digest = evol_digest::Digest::new();
+    for file in files {
         let questions = crate::jobs::testset::read_testset(file, evol_io::SeedFormat::Auto, None)
             .with_context(|| format!("the benchmark `{}`", file.display()))?;
-        let name = file.display().to_string();
+        let name = file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
         for q in questions {
-            index.add(format!("{name}#{}", q.id), &q.turns.join("\n"));
+            let text = q.turns.join("\n");
+            digest = digest.part(&name).part(&q.id).part(&text);
+            index.add(format!("{}#{}", file.display(), q.id), &text);
         }
     }
     if index.items() == 0 {
@@ -70,6 +78,16 @@ pub fn decontaminate(settings: &DecontaminateSettings, observer: &dyn Observer) 
             evol_dedup::contamination::MIN_ITEM_WORDS
         );
     }
+    let contamination =
+        evol_core::method::Contamination { ngram: index.ngram(), items: index.items(), digest: digest.hex(32) };
+    Ok((index, contamination))
+}
+
+/// Checks every row of the input against the benchmarks; writes the rows
+/// kept and the rows left out.
+pub fn decontaminate(settings: &DecontaminateSettings, observer: &dyn Observer) -> anyhow::Result<DecontaminateReport> {
+    let started = std::time::Instant::now();
+    let (index, _) = load_benchmarks(&settings.benchmarks, settings.ngram)?;
     observer.say(&format!(
         "evol: {} benchmark items indexed by runs of {} words{}",
         index.items(),

@@ -26,6 +26,20 @@ pub async fn run(
     observer: &dyn Observer,
     mut shutdown: Shutdown,
 ) -> anyhow::Result<RunReport> {
+    // Read before OUT is touched: a bad benchmark file leaves nothing behind.
+    let benchmarks = match settings.benchmarks.as_slice() {
+        [] => None,
+        files => {
+            let (index, contamination) = crate::jobs::decontaminate::load_benchmarks(files, settings.benchmark_ngram)?;
+            observer.say(&format!(
+                "evol: evolutions overlapping any of {} benchmark items (runs of {} words) are rejected as contaminated",
+                index.items(),
+                index.ngram()
+            ));
+            settings.method.contamination = Some(contamination);
+            Some(Arc::new(index))
+        }
+    };
     let out = OutputDir::prepare(&settings.output, settings.fresh, evol_store::JobKind::Run)?;
     let new_run = !out.has_journal();
     let journal = Arc::new(out.journal()?);
@@ -89,6 +103,9 @@ pub async fn run(
     )?;
     if let (Some(index), Some(_)) = (input.seed_index.clone(), settings.method.dedup) {
         engine = engine.with_seed_index(index);
+    }
+    if let Some(benchmarks) = benchmarks {
+        engine = engine.with_benchmarks(benchmarks);
     }
     let sink = RunSink::new(journal.clone(), out.sink()?, settings.method.run_seed);
     {

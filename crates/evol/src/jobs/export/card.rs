@@ -459,6 +459,7 @@ mod tests {
             request_seeds: true,
             dedup: None,
             difficulty: None,
+            contamination: None,
         };
         RunReport {
             evol_version: "0.1.0".into(),
