@@ -10,7 +10,8 @@
 //!   / loss with order flips as ties, position consistency, answer lengths;
 //! - [`rating`]: Bradley-Terry ratings on the Elo scale with bootstrap
 //!   intervals and ranks, optionally with style covariates;
-//! - [`learn`]: Arena Learning's training data from battles.
+//! - [`learn`]: Arena Learning's training data from battles;
+//! - [`verify`]: a maths answer checked against a reference answer.
 
 pub mod learn;
 pub mod prompts;
@@ -18,6 +19,7 @@ pub mod rating;
 pub mod reply;
 pub mod report;
 pub mod style;
+pub mod verify;
 
 /// The `q` quantile of sorted `values` (linear between order statistics,
 /// as numpy's default).
