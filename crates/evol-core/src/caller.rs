@@ -184,6 +184,24 @@ impl Caller {
         self.stopping.load(Ordering::SeqCst)
     }
 
+    /// A slot for one request, and its place in the budget: none once the
+    /// caller is stopping (before or while waiting), and a cap reached
+    /// stops it.
+    async fn admit(&self, priority: u64) -> Result<crate::slots::Slot<'_>, CallError> {
+        if self.is_stopping() {
+            return Err(CallError::Stopped);
+        }
+        let slot = self.limit.acquire(priority).await;
+        if self.is_stopping() {
+            return Err(CallError::Stopped);
+        }
+        if let Err(reached) = self.budget.reserve() {
+            self.stop();
+            return Err(CallError::Cap(reached));
+        }
+        Ok(slot)
+    }
+
     /// Makes one call (or replays it from the journal). The outer error
     /// stops the command; the inner one is the item's failure, as recorded.
     pub async fn call(&self, spec: CallSpec<'_>) -> Result<Result<ChatResponse, String>, CallError> {
@@ -207,17 +225,7 @@ impl Caller {
             // record is replaced, and what it was paid moves to the new one.
             earlier = Paid { usage: record.usage, attempts: record.retries + 1 };
         }
-        if self.is_stopping() {
-            return Err(CallError::Stopped);
-        }
-        let _slot = self.limit.acquire(priority).await;
-        if self.is_stopping() {
-            return Err(CallError::Stopped);
-        }
-        if let Err(reached) = self.budget.reserve() {
-            self.stop();
-            return Err(CallError::Cap(reached));
-        }
+        let _slot = self.admit(priority).await?;
         // A retried call gets another request seed, or a deterministic
         // server would give the same failed reply again.
         let mut sampling = sampling;
@@ -345,17 +353,7 @@ impl Caller {
             // counted twice.
             return Ok(Ok(in_order(&mut known)));
         }
-        if self.is_stopping() {
-            return Err(CallError::Stopped);
-        }
-        let _slot = self.limit.acquire(priority).await;
-        if self.is_stopping() {
-            return Err(CallError::Stopped);
-        }
-        if let Err(reached) = self.budget.reserve() {
-            self.stop();
-            return Err(CallError::Cap(reached));
-        }
+        let _slot = self.admit(priority).await?;
         let inputs: Vec<String> = missing.iter().map(|&i| texts[i].1.to_string()).collect();
         let started = Instant::now();
         match model.embed(&inputs).await {

@@ -29,9 +29,6 @@ impl FromArgs<DedupArgs> for DedupSettings {
         let files = match (input, output) {
             (Some(input), Some(output)) => {
                 let clusters = clusters.unwrap_or_else(|| default_clusters(&output));
-                let same = |a: &Path, b: &Path| {
-                    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
-                };
                 for (what, path) in
                     std::iter::once(("the input", &input)).chain(against.iter().map(|c| ("a corpus", c)))
                 {
@@ -66,8 +63,6 @@ impl FromArgs<DecontaminateArgs> for DecontaminateSettings {
         }
         let field = field.parse().map_err(|e: String| usage(format!("--field: {e}")))?;
         let contaminated = contaminated.unwrap_or_else(|| sibling(&output, "contaminated"));
-        let same =
-            |a: &Path, b: &Path| a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
         for (what, path) in std::iter::once(("the input", &input)).chain(benchmark.iter().map(|b| ("a benchmark", b))) {
             if same(path, &output) || same(path, &contaminated) {
                 return Err(usage(format!("`{}` is {what} and an output: write elsewhere", path.display())));
@@ -78,6 +73,11 @@ impl FromArgs<DecontaminateArgs> for DecontaminateSettings {
         }
         Ok(DecontaminateSettings { input, output, contaminated, benchmarks: benchmark, ngram, field, format })
     }
+}
+
+/// Two paths that name one file (as given, or once resolved).
+fn same(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }
 
 /// `kept.jsonl` -> `kept.KIND.jsonl` (another extension kept in the name).
