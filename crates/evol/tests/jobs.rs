@@ -372,3 +372,23 @@ async fn a_selection_over_embeddings_stopped_by_a_future_keeps_its_vectors_and_r
     assert_eq!(report.requests.requests as usize, report.embedded.div_ceil(4), "{report:?}");
     assert_eq!(report.taken, 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reasoning_models_answers_keep_their_traces_apart() {
+    for shape in [evol_mock::TraceShape::Field, evol_mock::TraceShape::Opened] {
+        let config = evol_mock::MockConfig { trace: Some(shape), ..Default::default() };
+        let url = evol_mock::spawn(config).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let set = testset(dir.path(), 5);
+        let out = dir.path().join("out");
+        example::answer(&url, &set, &out, None, &evol::Silent).await.unwrap();
+        let rows = lines(&out.join("answers.jsonl"));
+        assert_eq!(rows.len(), 5);
+        for row in &rows {
+            let (answer, trace) = (row["answer"].as_str().unwrap(), row["reasoning"].as_str().unwrap());
+            assert!(!answer.contains("think") && !answer.contains("Okay, let me"), "{shape:?}: {answer}");
+            assert!(trace.len() > 40 && !trace.contains("</think>"), "{shape:?}: {trace}");
+            assert!(row["usage"]["reasoning_tokens"].as_u64().unwrap() > 0, "{shape:?}: {row}");
+        }
+    }
+}

@@ -54,7 +54,7 @@ A model's answers to a test set, resumable: every call goes through the journal 
 
 The test set is JSONL, a JSON array, CSV/TSV, Parquet or a Hugging Face dataset directory, with one question a row: its id (`idx`, `id` or `question_id`; the row number when there is none), the question (`Instruction`, `instruction`, `question` or `prompt`), or `turns`, a list of user turns answered one after the other in one conversation; and, if present, `Skill` (or `category`) and `Difficulty`, carried to the answers for `evol judge`. The Evol-Instruct test set (218 questions, 29 skills, difficulty 1-10) reads as it is.
 
-Writes OUT/answers.jsonl, one row per question in test-set order: `id`, `model` (--name, or the model's), `instruction` (or `turns`), `skill`, `difficulty`, `answer` (or `answers`, one per turn), `finish_reason`, `usage` (prompt and completion tokens); a failed call is written with `answer: null` and its `error`. And OUT/stats.json.";
+Writes OUT/answers.jsonl, one row per question in test-set order: `id`, `model` (--name, or the model's), `instruction` (or `turns`), `skill`, `difficulty`, `answer` (or `answers`, one per turn), `reasoning` (or `reasonings`: a reasoning model's thinking trace, kept apart from the answer; absent when it did not think), `finish_reason`, `usage` (prompt and completion tokens, and `reasoning_tokens` when the server reports them); a failed call is written with `answer: null` and its `error`. And OUT/stats.json.";
 
 #[derive(Args, Debug)]
 pub struct JudgeArgs {

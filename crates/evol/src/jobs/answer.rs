@@ -29,6 +29,8 @@ use crate::shutdown::Shutdown;
 /// stopped them.
 struct Outcome {
     answers: Vec<String>,
+    /// Each answer's thinking trace (a reasoning model's), in turn order.
+    reasonings: Vec<Option<String>>,
     finish_reason: Option<String>,
     usage: Usage,
     error: Option<String>,
@@ -118,7 +120,13 @@ async fn answer_one(
     q: &Question,
 ) -> Result<(usize, Outcome), CallError> {
     let mut messages: Vec<Message> = settings.system.iter().map(Message::system).collect();
-    let mut outcome = Outcome { answers: Vec::new(), finish_reason: None, usage: Usage::default(), error: None };
+    let mut outcome = Outcome {
+        answers: Vec::new(),
+        reasonings: Vec::new(),
+        finish_reason: None,
+        usage: Usage::default(),
+        error: None,
+    };
     let slice = Slice { round: 0, operation: "answer" };
     for (turn, text) in q.turns.iter().enumerate() {
         messages.push(Message::user(text.as_str()));
@@ -133,6 +141,8 @@ async fn answer_one(
             Ok(reply) => {
                 outcome.usage.prompt_tokens += reply.usage.prompt_tokens;
                 outcome.usage.completion_tokens += reply.usage.completion_tokens;
+                outcome.usage.reasoning_tokens += reply.usage.reasoning_tokens;
+                outcome.reasonings.push(reply.reasoning);
                 outcome.finish_reason = Some(reply.finish_reason.as_str().to_string());
                 messages.push(Message { role: Speaker::Assistant, content: reply.text.clone() });
                 outcome.answers.push(reply.text);
@@ -165,6 +175,12 @@ struct AnswerRow<'a> {
     answer: Answer<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     answers: Option<&'a [String]>,
+    /// A reasoning model's thinking trace of the answer (a conversation's,
+    /// turn by turn, in `reasonings`); absent when it did not think.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasonings: Option<&'a [Option<String>]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -205,9 +221,19 @@ fn row<'a>(q: &'a Question, name: &'a str, outcome: &'a Outcome) -> AnswerRow<'a
             (true, true) => Answer::Conversation,
         },
         answers: (complete && q.conversation).then_some(outcome.answers.as_slice()),
+        reasoning: (complete && !q.conversation).then(|| outcome.reasonings[0].as_deref()).flatten(),
+        reasonings: (complete && q.conversation && outcome.reasonings.iter().any(Option::is_some))
+            .then_some(outcome.reasonings.as_slice()),
         error: outcome.error.as_deref(),
         finish_reason: outcome.finish_reason.as_deref(),
-        usage: json!({ "prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens }),
+        usage: match outcome.usage.reasoning_tokens {
+            0 => {
+                json!({ "prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens })
+            }
+            thinking => {
+                json!({ "prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens, "reasoning_tokens": thinking })
+            }
+        },
     }
 }
 
