@@ -102,6 +102,10 @@ pub struct MockConfig {
     /// Reply as a reasoning model: a thinking trace before every reply, in
     /// this shape, its tokens reported as `reasoning_tokens`.
     pub trace: Option<TraceShape>,
+    /// Answer arithmetic questions (`A + B`, `A - B`, `A * B` with whole
+    /// numbers, the last such in the question) with a worked answer ending
+    /// in `\boxed{RESULT}`, wrong (off by one) at this rate; `None`: off.
+    pub maths: Option<f64>,
 }
 
 /// Where a reasoning model's server puts the thinking trace.
@@ -159,6 +163,7 @@ impl Default for MockConfig {
             strengths: std::collections::BTreeMap::new(),
             position_bias: 0.0,
             trace: None,
+            maths: None,
         }
     }
 }
@@ -816,6 +821,22 @@ fn reply_for(
         let verdict = if unit(1) < config.equal_rate { "Equal" } else { "Not Equal" };
         return (Kind::Judge, verdict.to_string());
     }
+    if let Some(wrong_rate) = config.maths {
+        if let Some((a, op, b)) = arithmetic(prompt) {
+            let right = match op {
+                '+' => a.checked_add(b),
+                '-' => a.checked_sub(b),
+                _ => a.checked_mul(b),
+            };
+            if let Some(right) = right {
+                let result = if unit(5) < wrong_rate { right + 1 } else { right };
+                return (
+                    Kind::Answer,
+                    format!("We compute {a} {op} {b} step by step.\n\nThe answer is \\boxed{{{result}}}."),
+                );
+            }
+        }
+    }
     if unit(2) < config.sorry_rate {
         return (Kind::Answer, "Sorry, I cannot help with that request.".to_string());
     }
@@ -835,6 +856,22 @@ fn reply_for(
         text.push_str(&format!(" {SIGNATURE}{model})"));
     }
     (Kind::Answer, text)
+}
+
+/// The last `A op B` of whole numbers in a question (`op`: `+`, `-`, `*`,
+/// `x` or `×`).
+fn arithmetic(prompt: &str) -> Option<(i64, char, i64)> {
+    let words: Vec<&str> = prompt.split_whitespace().collect();
+    words.windows(3).rev().find_map(|w| {
+        let number = |s: &str| s.trim_matches(|c: char| !c.is_ascii_digit()).replace(',', "").parse::<i64>().ok();
+        let op = match w[1] {
+            "+" => '+',
+            "-" => '-',
+            "*" | "x" | "×" => '*',
+            _ => return None,
+        };
+        Some((number(w[0])?, op, number(w[2])?))
+    })
 }
 
 /// How an answer names its model when strengths are set.
@@ -1153,5 +1190,17 @@ mod tests {
         let unreadable = MockConfig { unreadable_rate: 1.0, ..config.clone() };
         let reply = reply_for(&unreadable, Kind::Pairwise, &prompt("a", "b"), "judge", 1, |_| 0.5).1;
         assert!(!reply.lines().next().unwrap().chars().any(|c| c.is_ascii_digit()));
+    }
+
+    #[test]
+    fn arithmetic_questions_get_checkable_answers_right_or_wrong_at_the_rate() {
+        let answer = |wrong_rate: f64, prompt: &str| {
+            let config = MockConfig { maths: Some(wrong_rate), ..MockConfig::default() };
+            reply_for(&config, Kind::Answer, prompt, "m", 9, |_| 0.5).1
+        };
+        assert!(answer(0.0, "Compute 1,200 + 34 please.").ends_with("\\boxed{1234}."));
+        assert!(answer(1.0, "Compute 12 * 3.").ends_with("\\boxed{37}."), "off by one when wrong");
+        assert!(answer(0.0, "問題：7 × 6 は？").ends_with("\\boxed{42}."));
+        assert!(!answer(0.0, "Explain photosynthesis.").contains("boxed"), "other questions as before");
     }
 }

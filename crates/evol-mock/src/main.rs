@@ -91,6 +91,10 @@ struct Args {
     /// text) or `opened` (the text ends the trace with `</think>` alone).
     #[arg(long, value_name = "SHAPE")]
     trace: Option<evol_mock::TraceShape>,
+    /// Answer arithmetic questions (`A + B`, `A - B`, `A * B`) with a worked
+    /// answer ending in `\boxed{RESULT}`, wrong (off by one) at this rate.
+    #[arg(long, value_name = "WRONG_RATE")]
+    maths: Option<f64>,
 }
 
 #[tokio::main]
@@ -107,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         args.fail_drop,
         args.fail_slow,
         args.batch_expire,
+        args.maths.unwrap_or(0.0),
     ];
     if rates.iter().any(|r| !(0.0..=1.0).contains(r)) {
         anyhow::bail!("rates must lie between 0 and 1");
@@ -145,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?,
         position_bias: args.position_bias,
         trace: args.trace,
+        maths: args.maths,
     };
     if config.rate_limit.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
         anyhow::bail!("--rate-limit must be a positive number of requests a second");
