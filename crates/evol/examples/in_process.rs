@@ -36,17 +36,8 @@ pub async fn answer(
     observer: &dyn Observer,
 ) -> anyhow::Result<AnswerReport> {
     let model = ModelSettings::new(Backend::Servers(Servers::at(&[url])), Some("mock"));
-    let sampling = Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 256, seed: None, thinking: Default::default() };
-    let settings = AnswerSettings {
-        testset: testset.to_path_buf(),
-        output: out.to_path_buf(),
-        fresh: false,
-        format: evol_io::SeedFormat::Auto,
-        name: None,
-        system: None,
-        limit: None,
-        eval: EvalModel::new(model, sampling, 0),
-    };
+    let sampling = Sampling::new(0.0, 1.0, 256);
+    let settings = AnswerSettings::new(testset.to_path_buf(), out.to_path_buf(), EvalModel::new(model, sampling, 0));
     let shutdown = match stop {
         Some(after) => Shutdown::on(tokio::time::sleep(after)),
         None => Shutdown::never(),

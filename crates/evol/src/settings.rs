@@ -275,6 +275,45 @@ pub struct AnswerSettings {
     pub system: Option<String>,
     pub limit: Option<usize>,
     pub eval: EvalModel,
+    /// Answers sampled per question (each its own request seed); with more
+    /// than one, each is checked against the question's reference answer.
+    pub samples: u32,
+    /// The test set's field holding the reference answer.
+    pub reference_field: Option<String>,
+    /// Which correct answer a row keeps.
+    pub pick: Pick,
+}
+
+impl AnswerSettings {
+    /// Answers to the test set at `testset`, written to `output`, by the
+    /// model of `eval`: one answer a question, no system message, every
+    /// question, the container found by extension or content.
+    pub fn new(testset: PathBuf, output: PathBuf, eval: EvalModel) -> AnswerSettings {
+        AnswerSettings {
+            testset,
+            output,
+            fresh: false,
+            format: evol_io::SeedFormat::Auto,
+            name: None,
+            system: None,
+            limit: None,
+            eval,
+            samples: 1,
+            reference_field: None,
+            pick: Pick::First,
+        }
+    }
+}
+
+/// Which of a question's correct answers its row keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pick {
+    /// The first correct one, in sampling order.
+    #[default]
+    First,
+    /// The shortest correct one (in characters).
+    Shortest,
 }
 
 /// `evol judge`'s settings.

@@ -79,14 +79,8 @@ async fn a_rerun_with_other_settings_is_refused_naming_each_and_another_input_is
         let sampling =
             evol_llm::Sampling { temperature, top_p: 1.0, max_tokens: 64, seed: None, thinking: Default::default() };
         AnswerSettings {
-            testset: set.to_path_buf(),
-            output: out.clone(),
-            fresh: false,
-            format: evol_io::SeedFormat::Auto,
-            name: None,
             system: system.map(String::from),
-            limit: None,
-            eval: EvalModel::new(model, sampling, 0),
+            ..AnswerSettings::new(set.to_path_buf(), out.clone(), EvalModel::new(model, sampling, 0))
         }
     };
     let set = testset(dir.path(), 3);
@@ -391,4 +385,64 @@ async fn a_reasoning_models_answers_keep_their_traces_apart() {
             assert!(row["usage"]["reasoning_tokens"].as_u64().unwrap() > 0, "{shape:?}: {row}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn k_sampled_answers_are_checked_against_the_reference_and_give_pairs() {
+    use evol::settings::{AnswerSettings, Backend, EvalModel, ModelSettings, Pick, Servers};
+    let config = evol_mock::MockConfig { maths: Some(0.5), ..Default::default() };
+    let url = evol_mock::spawn(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("maths.jsonl");
+    let rows: String = (1..=30)
+        .map(|i| serde_json::json!({"id": i, "question": format!("计算 {} + {}。", i * 7, i), "answer": format!("#### {}", i * 8)}).to_string() + "\n")
+        .collect();
+    std::fs::write(&set, rows).unwrap();
+    let out = dir.path().join("out");
+    let settings = || {
+        let model = ModelSettings::new(Backend::Servers(Servers::at(&[&url])), Some("mock"));
+        AnswerSettings {
+            samples: 4,
+            reference_field: Some("answer".into()),
+            pick: Pick::Shortest,
+            ..AnswerSettings::new(
+                set.clone(),
+                out.clone(),
+                EvalModel::new(model, evol_llm::Sampling::new(0.7, 1.0, 64), 1),
+            )
+        }
+    };
+    let report = evol::jobs::answer(settings(), &evol::Silent, evol::Shutdown::never()).await.unwrap();
+    let v = report.verification.clone().expect("checked");
+    assert_eq!(v.correct + v.wrong + v.unreadable + v.failed, 120, "{v:?}");
+    assert!(v.correct > 30 && v.wrong > 30, "about half each: {v:?}");
+    let answers = lines(&out.join("answers.jsonl"));
+    let mut none_correct = 0;
+    for row in &answers {
+        let samples = row["samples"].as_array().unwrap();
+        assert_eq!(samples.len(), 4);
+        match row["answer"].as_str() {
+            Some(answer) => {
+                assert!(samples.iter().any(|s| s["answer"] == answer && s["verdict"] == "correct"), "{row}");
+                let id = row["id"].as_str().unwrap().parse::<i64>().unwrap();
+                assert!(answer.contains(&format!("\\boxed{{{}}}", id * 8)), "the kept answer is right: {row}");
+            }
+            None => {
+                none_correct += 1;
+                assert!(samples.iter().all(|s| s["verdict"] != "correct"), "{row}");
+                assert!(row["error"].as_str().unwrap().starts_with("no_correct_answer"), "{row}");
+            }
+        }
+    }
+    assert_eq!(none_correct, v.none_correct);
+    let pairs = lines(&out.join("pairs.jsonl"));
+    assert_eq!(pairs.len(), v.pairs);
+    for p in &pairs {
+        assert!(p["prompt"].is_string() && p["chosen"].is_string() && p["rejected"].is_string(), "{p}");
+        assert_ne!(p["chosen"], p["rejected"]);
+    }
+    // The same command again sends nothing: every sample is journaled.
+    let again = evol::jobs::answer(settings(), &evol::Silent, evol::Shutdown::never()).await.unwrap();
+    assert_eq!(again.calls_made.total.requests - again.calls_made.replayed_calls, 0, "{again:?}");
+    assert_eq!(again.verification, report.verification);
 }

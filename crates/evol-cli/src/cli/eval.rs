@@ -37,6 +37,20 @@ pub struct AnswerArgs {
     /// Seed of the request seeds.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Sample K answers to each one-turn question (each its own request
+    /// seed, each journaled) and check each against the question's
+    /// reference answer (--reference-field): the row keeps a correct one
+    /// (--pick), a question with none is left without an answer, and each
+    /// question with a correct and a wrong answer gives a preference pair.
+    #[arg(long, value_name = "K", default_value_t = 1, requires = "reference_field")]
+    pub samples: u32,
+    /// The test set's field holding each question's reference answer (a
+    /// final answer, `\boxed{...}`, or a worked solution ending in one).
+    #[arg(long, value_name = "NAME")]
+    pub reference_field: Option<String>,
+    /// Which correct sample a row keeps: the first, or the shortest.
+    #[arg(long, value_name = "first|shortest", default_value = "first", value_parser = ["first", "shortest"])]
+    pub pick: String,
     /// Layout of the test set: auto (by extension, else by content), jsonl, json, csv, tsv, parquet or text.
     #[arg(long, default_value = "auto", value_parser = seed_format())]
     pub format: evol_io::SeedFormat,

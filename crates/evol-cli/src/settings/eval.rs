@@ -44,11 +44,19 @@ impl FromArgs<AnswerArgs> for AnswerSettings {
             max_tokens,
             limit,
             seed,
+            samples,
+            reference_field,
+            pick,
             format,
             attempt: AttemptArgs { fresh, retry_failed },
             models,
             quiet: _,
         } = args;
+        if !(1..=64).contains(&samples) {
+            return Err(usage("--samples must be between 1 and 64"));
+        }
+        let reference_field = super::field_name(reference_field.as_deref(), "--reference-field")?;
+        let pick = if pick == "shortest" { evol::settings::Pick::Shortest } else { evol::settings::Pick::First };
         let sampling = sampling("", temperature, top_p, max_tokens)?;
         if limit == Some(0) {
             return Err(usage("--limit must be at least 1"));
@@ -65,6 +73,9 @@ impl FromArgs<AnswerArgs> for AnswerSettings {
             system,
             limit,
             eval: eval_model(model, None, retry_failed, sampling, seed)?,
+            samples,
+            reference_field,
+            pick,
         })
     }
 }

@@ -24,6 +24,8 @@ pub struct Question {
     pub conversation: bool,
     pub skill: Option<String>,
     pub difficulty: Option<f64>,
+    /// The reference answer, from the field a command names.
+    pub reference: Option<String>,
 }
 
 /// The value of the first of `names` the object has (any case).
@@ -55,6 +57,17 @@ fn file_digest(path: &Path) -> anyhow::Result<String> {
 /// Reads a test set: every row a question, ids unique (a row without one
 /// is named by its row number).
 pub fn read_testset(path: &Path, format: SeedFormat, limit: Option<usize>) -> anyhow::Result<Vec<Question>> {
+    read_testset_with(path, format, limit, None)
+}
+
+/// [`read_testset`], each question with its reference answer from the
+/// field `reference` (a row without one is an error naming it).
+pub fn read_testset_with(
+    path: &Path,
+    format: SeedFormat,
+    limit: Option<usize>,
+    reference: Option<&str>,
+) -> anyhow::Result<Vec<Question>> {
     let mut questions = Vec::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for (n, row) in open_rows(path, format)?.enumerate() {
@@ -101,10 +114,18 @@ pub fn read_testset(path: &Path, format: SeedFormat, limit: Option<usize>) -> an
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
         });
+        let reference = match reference {
+            None => None,
+            Some(name) => match field(&object, &[name]) {
+                Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => bail!("{place}: no reference answer in `{name}` (a non-empty text or a number)"),
+            },
+        };
         if let Some(earlier) = seen.insert(id.clone(), place.clone()) {
             bail!("{place}: the id `{id}` is already used at {earlier}");
         }
-        questions.push(Question { id, turns, conversation, skill, difficulty });
+        questions.push(Question { id, turns, conversation, skill, difficulty, reference });
     }
     if questions.is_empty() {
         bail!("`{}` holds no question", path.display());
