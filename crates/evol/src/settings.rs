@@ -404,6 +404,23 @@ pub struct SelectSettings {
     pub format: evol_io::SeedFormat,
 }
 
+impl Endpoint {
+    /// A server at `url` with the defaults a `--config` entry has: weight
+    /// 1, the command's limits, no model or key of its own.
+    pub fn at(url: &str) -> Endpoint {
+        Endpoint {
+            url: url.to_string(),
+            model: None,
+            api_key_env: None,
+            weight: 1.0,
+            rpm: None,
+            tpm: None,
+            max_concurrency: None,
+            api_key: None,
+        }
+    }
+}
+
 impl Servers {
     /// OpenAI-compatible servers at `urls` (each ending in `/v1`), with the
     /// `evol` binary's defaults: adaptive concurrency, a 600 s timeout, six
@@ -412,14 +429,8 @@ impl Servers {
         let endpoints = urls
             .iter()
             .map(|url| Endpoint {
-                url: url.to_string(),
-                model: None,
-                api_key_env: None,
-                weight: 1.0,
-                rpm: None,
-                tpm: None,
-                max_concurrency: None,
                 api_key: std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.trim().is_empty()),
+                ..Endpoint::at(url)
             })
             .collect();
         Servers {

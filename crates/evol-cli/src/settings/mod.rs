@@ -121,16 +121,7 @@ impl FromArgs<ModelArgs> for ModelSettings {
         };
         let mut endpoints = config.endpoints;
         for url in endpoint.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
-            endpoints.push(Endpoint {
-                url: url.to_string(),
-                model: None,
-                api_key_env: None,
-                weight: 1.0,
-                rpm: None,
-                tpm: None,
-                max_concurrency: None,
-                api_key: None,
-            });
+            endpoints.push(Endpoint::at(url));
         }
         for (i, e) in endpoints.iter_mut().enumerate() {
             evol_openai::parse_base_url(&e.url).map_err(|err| usage(format!("endpoint {}: {err}", i + 1)))?;

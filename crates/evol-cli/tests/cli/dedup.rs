@@ -260,15 +260,13 @@ fn decontamination_finds_planted_benchmark_copies_and_no_unrelated_text() {
     rows.push(serde_json::json!({"instruction": "Write a Python function that returns the shortest path in a graph.", "output": "ok"}));
     let input = dir.write("data.jsonl", &rows.iter().map(|v| v.to_string() + "\n").collect::<String>());
     let out = dir.path("clean.jsonl");
-    let run = evol(&[
-        "decontaminate",
-        input.to_str().unwrap(),
-        "--benchmark",
-        bench.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--json",
-    ]);
+    let decontaminate = |output: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["decontaminate", input.to_str().unwrap(), "--benchmark", bench.to_str().unwrap(), "-o"];
+        args.push(output.to_str().unwrap());
+        args.extend(extra);
+        evol(&args)
+    };
+    let run = decontaminate(&out, &["--json"]);
     assert_success(&run);
     let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!((report["rows"].as_u64(), report["contaminated"].as_u64()), (Some(54), Some(2)), "{report}");
@@ -287,24 +285,8 @@ fn decontamination_finds_planted_benchmark_copies_and_no_unrelated_text() {
     assert!(found[1].2.ends_with("bench.jsonl#q2"));
     assert_eq!(read_lines(&out).len(), 52, "the rest kept, as read");
 
-    let run = evol(&[
-        "decontaminate",
-        input.to_str().unwrap(),
-        "--benchmark",
-        bench.to_str().unwrap(),
-        "-o",
-        input.to_str().unwrap(),
-    ]);
+    let run = decontaminate(&input, &[]);
     assert_eq!(run.status.code(), Some(2), "the input is never an output");
-    let run = evol(&[
-        "decontaminate",
-        input.to_str().unwrap(),
-        "--benchmark",
-        bench.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--ngram",
-        "3",
-    ]);
+    let run = decontaminate(&out, &["--ngram", "3"]);
     assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
 }
