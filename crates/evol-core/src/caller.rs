@@ -109,6 +109,11 @@ impl<'a> CallSpec<'a> {
     }
 
     /// Sends `tag` as the request's tag.
+    /// Keys the call under another stage name (`answer#2`).
+    pub fn keyed(self, stage: &'a str) -> Self {
+        CallSpec { key: CallKey { stage, ..self.key }, ..self }
+    }
+
     pub fn tagged(self, tag: &'static str) -> Self {
         CallSpec { tag: Some(tag), ..self }
     }

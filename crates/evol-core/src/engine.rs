@@ -24,7 +24,7 @@ use crate::cost::CapReached;
 use crate::dedup::{Ancestors, Duplicate, SeedIndex};
 use crate::eliminate::{self, parse_verdict, Reason, Verdict};
 use crate::method::{Method, PlannedCall, Stage};
-use crate::record::{evolution_id, Evolution, Lineage, Rejection, Seed, SeedAnswer, SeedScore};
+use crate::record::{evolution_id, AnswerCandidate, Evolution, Lineage, Rejection, Seed, SeedAnswer, SeedScore};
 use crate::rng::{keyed_rng, step_rng};
 use crate::roles::{MissingRole, Role, Roles};
 use crate::score::{Measure, Scored};
@@ -94,6 +94,17 @@ impl From<MissingRole> for EngineError {
     fn from(e: MissingRole) -> EngineError {
         EngineError::Settings(e.to_string())
     }
+}
+
+/// A rejection's detail when none of an instruction's K answers can be
+/// kept: how many of each fate.
+fn none_kept(candidates: &[AnswerCandidate]) -> String {
+    let mut fates = std::collections::BTreeMap::<&str, usize>::new();
+    for c in candidates {
+        *fates.entry(c.rejected.map_or("kept", Reason::name)).or_default() += 1;
+    }
+    let fates: Vec<String> = fates.iter().map(|(fate, n)| format!("{n} {fate}")).collect();
+    format!("none of the {} answers could be kept ({})", candidates.len(), fates.join(", "))
 }
 
 /// The slice name under which seeds' own answers are counted.
@@ -428,6 +439,7 @@ impl Engine {
                 similarity: None,
                 model: self.evolver.clone(),
                 usage,
+                answers: Vec::new(),
             }
         };
         let reject = |reason, instruction, response, detail, usage| {
@@ -440,6 +452,11 @@ impl Engine {
         let mut answer_model = None;
         let mut answer_truncated = false;
         let mut difficulty = None;
+        // With `--answers K`: the answers so far, and the ranking's outcome
+        // (`Some(None)`: read whole).
+        let k = m.best_of.map_or(1, |b| b.answers.max(1));
+        let mut candidates: Vec<AnswerCandidate> = Vec::new();
+        let mut ranking: Option<Option<Scored>> = None;
         for &planned in &self.plans[drawn] {
             match planned.stage {
                 Stage::Evolve => {
@@ -493,6 +510,52 @@ impl Engine {
                         Err(e) => return reject(Reason::RequestFailed, Some(instruction), None, Some(e), usage),
                     }
                 }
+                Stage::Answer if k > 1 => {
+                    let stage = planned.key_stage();
+                    let spec = self.spec(order, seed_id, round, planned, slice, &instruction, &mut rng)?;
+                    let candidate = match self.caller.call(spec.keyed(&stage)).await? {
+                        Ok(answer) => {
+                            usage += answer.usage;
+                            let mut rejected = eliminate::check_answer_reply(&rules, &answer);
+                            let mut detail = None;
+                            if rejected.is_none() {
+                                detail = self.contaminated(&answer.text);
+                                rejected = detail.as_ref().map(|_| Reason::Contaminated);
+                            }
+                            AnswerCandidate {
+                                truncated: answer.finish_reason == FinishReason::Length,
+                                response: Some(answer.text),
+                                response_reasoning: answer.reasoning,
+                                rejected,
+                                detail,
+                                score: None,
+                                kept: false,
+                            }
+                        }
+                        Err(e) => AnswerCandidate {
+                            response: None,
+                            response_reasoning: None,
+                            rejected: Some(Reason::RequestFailed),
+                            detail: Some(e),
+                            score: None,
+                            truncated: false,
+                            kept: false,
+                        },
+                    };
+                    candidates.push(candidate);
+                    if candidates.len() as u32 == k && !candidates.iter().any(|c| c.rejected.is_none()) {
+                        // None can be kept: the evolution fails as its first
+                        // answer with a text does (or its first call).
+                        self.stats.best_of(&candidates, None);
+                        let first = candidates.iter().find(|c| c.response.is_some()).unwrap_or(&candidates[0]);
+                        let reason = first.rejected.expect("every candidate is rejected");
+                        let detail = Some(none_kept(&candidates));
+                        let mut r = rejection(reason, Some(instruction), first.response.clone(), detail, usage);
+                        r.response_reasoning = first.response_reasoning.clone();
+                        r.answers = candidates;
+                        return Ok(Err(r));
+                    }
+                }
                 Stage::Answer => match self
                     .caller
                     .call(self.spec(order, seed_id, round, planned, slice, &instruction, &mut rng)?)
@@ -519,6 +582,38 @@ impl Engine {
                     }
                     Err(e) => return reject(Reason::RequestFailed, Some(instruction), None, Some(e), usage),
                 },
+                // The usable answers ranked together by the judge, one
+                // quality score each (a single usable answer needs none).
+                Stage::Rank => {
+                    let usable: Vec<usize> =
+                        (0..candidates.len()).filter(|&i| candidates[i].rejected.is_none()).collect();
+                    if usable.len() < 2 {
+                        continue;
+                    }
+                    let texts: Vec<&str> =
+                        usable.iter().map(|&i| candidates[i].response.as_deref().unwrap_or("")).collect();
+                    let question = self.templates.quality_prompt(&instruction, &texts)?;
+                    let read = match self
+                        .caller
+                        .call(self.spec(order, seed_id, round, planned, slice, &question, &mut rng)?)
+                        .await?
+                    {
+                        Ok(reply) => {
+                            usage += reply.usage;
+                            let (low, high) = Measure::Quality.range();
+                            let scores = crate::score::parse_scores(&reply.text, usable.len(), low, high);
+                            for (&i, score) in usable.iter().zip(&scores) {
+                                candidates[i].score = *score;
+                            }
+                            match scores.iter().all(Option::is_some) {
+                                true => None,
+                                false => Some(Scored { score: None, unreadable: Some(reply.text), error: None }),
+                            }
+                        }
+                        Err(e) => Some(Scored::failed(e)),
+                    };
+                    ranking = Some(read);
+                }
                 // The evolution is accepted: its score is recorded with it,
                 // whatever the score (or its failure).
                 Stage::Score => {
@@ -540,6 +635,19 @@ impl Engine {
             }
         }
 
+        if !candidates.is_empty() {
+            // Every answer is in, at least one usable: keep the pick.
+            let pick = m.best_of.map_or(crate::best_of::Pick::First, |b| b.pick);
+            let seen: Vec<_> = candidates.iter().map(AnswerCandidate::as_candidate).collect();
+            let kept = crate::best_of::pick(&seen, pick).expect("a usable answer");
+            let c = &mut candidates[kept];
+            c.kept = true;
+            response = c.response.clone();
+            answer_truncated = c.truncated;
+            traces.borrow_mut().1 = c.response_reasoning.clone();
+            answer_model = Some(self.roles.get(Role::Answer)?.name().to_string());
+            self.stats.best_of(&candidates, ranking.as_ref().map(Option::is_none));
+        }
         self.stats.outcome(slice, None);
         if let Some(print) = print {
             ancestors.push(&evolution_id(seed_id, round), print);
@@ -556,6 +664,8 @@ impl Engine {
             answer_truncated,
             usage,
             difficulty,
+            answers: candidates,
+            ranking: ranking.flatten(),
         }))
     }
 
@@ -603,6 +713,12 @@ mod tests {
         score: String,
         /// Replies carry a thinking trace (as a reasoning model's do).
         think: bool,
+        /// When not empty: the n-th answer to one prompt is `answers[n]`
+        /// (cycling), instead of `answer`.
+        answers: Vec<String>,
+        /// The reply to a ranking of K answers.
+        rank: String,
+        asked: Mutex<BTreeMap<String, usize>>,
         calls: Mutex<Vec<String>>,
     }
 
@@ -615,6 +731,9 @@ mod tests {
                 fail_answers: None,
                 score: "I would rate it a 7 out of 10.".into(),
                 think: false,
+                answers: Vec::new(),
+                rank: String::new(),
+                asked: Mutex::default(),
                 calls: Mutex::new(vec![]),
             }
         }
@@ -634,6 +753,8 @@ mod tests {
                 format!("#Rewritten Prompt#: \"{given} More.\"")
             } else if request.tag.as_deref() == Some("score") {
                 self.score.clone()
+            } else if request.tag.as_deref() == Some("rank") {
+                self.rank.clone()
             } else if request.tag.as_deref() == Some("judge") {
                 if self.equal {
                     "Equal".into()
@@ -645,7 +766,13 @@ mod tests {
                     return Err(ChatError { retries: 3, ..ChatError::new(kind, "boom") });
                 }
                 finish_reason = self.answer_finish.clone();
-                self.answer.clone()
+                let mut asked = self.asked.lock().unwrap();
+                let n = asked.entry(prompt.clone()).or_default();
+                *n += 1;
+                match self.answers.is_empty() {
+                    true => self.answer.clone(),
+                    false => self.answers[(*n - 1) % self.answers.len()].clone(),
+                }
             };
             let tag = request.tag.as_deref().unwrap_or_default();
             let reasoning = self.think.then(|| format!("考えています ({tag}): sorry, I must weigh this."));
@@ -707,6 +834,7 @@ mod tests {
         request_seeds: bool,
         dedup: Option<evol_dedup::Params>,
         difficulty: Option<Sampling>,
+        best_of: Option<crate::method::BestOf>,
         concurrency: usize,
         retry_failed: bool,
     }
@@ -737,6 +865,7 @@ mod tests {
             dedup: s.dedup,
             difficulty: s.difficulty,
             contamination: None,
+            best_of: s.best_of,
         };
         let caller = CallerSettings { concurrency: s.concurrency, retry_failed: s.retry_failed };
         let caller = Arc::new(costs(Caller::new(caller, journal, stats.clone()).unwrap()));
@@ -768,6 +897,7 @@ mod tests {
             request_seeds: true,
             dedup: None,
             difficulty: None,
+            best_of: None,
             concurrency: 4,
             retry_failed: false,
         }
@@ -995,6 +1125,82 @@ mod tests {
         assert_eq!(sink.seeds.lock().unwrap().len(), 4);
         assert_eq!(stats.rounds[&0].requests, 4);
         assert_eq!(stats.operations[SEED_ANSWER].requests, 4);
+    }
+
+    fn best_of(answers: u32, pick: crate::best_of::Pick) -> Settings {
+        let rules = Rules { equality: false, ..Rules::default() };
+        Settings { rounds: 1, rules, best_of: Some(crate::method::BestOf { answers, pick }), ..settings() }
+    }
+
+    const SHORT: &str = "A short, useful answer.";
+    const LONG: &str = "A longer answer, with more useful detail about the topic.";
+
+    #[tokio::test]
+    async fn the_best_of_k_answers_is_kept_with_all_of_them() {
+        use crate::best_of::Pick;
+        let answers = vec!["Sorry, I cannot.".to_string(), LONG.to_string(), SHORT.to_string()];
+        let model = Scripted { answers: answers.clone(), ..Scripted::new() };
+        let (sink, stats) = run(model, best_of(3, Pick::Shortest), 2).await;
+        let accepted = sink.accepted.lock().unwrap();
+        assert_eq!(accepted.len(), 2);
+        for e in accepted.iter() {
+            assert_eq!(e.response.as_deref(), Some(SHORT), "the shortest usable answer");
+            let texts: Vec<_> = e.answers.iter().map(|a| a.response.clone().unwrap()).collect();
+            assert_eq!(texts, answers, "every answer kept, in sampling order");
+            assert_eq!(e.answers[0].rejected, Some(Reason::AnswerSorry));
+            assert_eq!(e.answers.iter().map(|a| a.kept).collect::<Vec<_>>(), [false, false, true]);
+            // The kept answer against the worst: the refusal.
+            let (chosen, rejected, margin) = crate::record::preference_pair(&e.answers).unwrap();
+            assert_eq!(
+                (chosen.response.as_deref(), rejected.response.as_deref(), margin),
+                (Some(SHORT), Some("Sorry, I cannot."), None)
+            );
+        }
+        let t = stats.best_of.unwrap();
+        assert_eq!((t.instructions, t.answers, t.rejected["answer_sorry"], t.none_kept), (2, 6, 2, 0));
+        // Three answers a step, each its own request seed: 2 x (evolve + 3).
+        assert_eq!(stats.total.requests, 8);
+
+        // By the judge's score: the ranking covers the usable answers only.
+        let model = Scripted { answers: answers.clone(), rank: "1: 5\n2: 3".into(), ..Scripted::new() };
+        let (sink, stats) = run(model, best_of(3, Pick::Score), 1).await;
+        let e = sink.accepted.lock().unwrap()[0].clone();
+        assert_eq!(e.response.as_deref(), Some(LONG));
+        assert_eq!(e.answers.iter().map(|a| a.score).collect::<Vec<_>>(), [None, Some(5.0), Some(3.0)]);
+        assert!(e.ranking.is_none(), "read whole");
+        assert_eq!(stats.best_of.unwrap().ranked, 1);
+        assert_eq!(stats.total.requests, 5, "evolve, 3 answers, 1 ranking");
+
+        // A ranking that cannot be read is kept, counted, and the first
+        // usable answer kept; never a made-up score.
+        let model = Scripted { answers: answers.clone(), rank: "Both are fine.".into(), ..Scripted::new() };
+        let (sink, stats) = run(model, best_of(3, Pick::Score), 1).await;
+        let e = sink.accepted.lock().unwrap()[0].clone();
+        assert_eq!(e.response.as_deref(), Some(LONG));
+        assert_eq!(e.ranking.as_ref().and_then(|r| r.unreadable.as_deref()), Some("Both are fine."));
+        assert!(e.answers.iter().all(|a| a.score.is_none()));
+        assert_eq!(stats.best_of.unwrap().unreadable_rankings, 1);
+    }
+
+    #[tokio::test]
+    async fn an_instruction_none_of_whose_answers_can_be_kept_is_rejected_with_them() {
+        use crate::best_of::Pick;
+        let model = Scripted { answers: vec!["Sorry.".into(), "Sorry, no.".into()], ..Scripted::new() };
+        let (sink, stats) = run(model, best_of(2, Pick::Score), 1).await;
+        assert!(sink.accepted.lock().unwrap().is_empty());
+        let r = sink.rejected.lock().unwrap()[0].clone();
+        assert_eq!(r.reason, Reason::AnswerSorry);
+        assert_eq!(r.response.as_deref(), Some("Sorry."));
+        assert_eq!(r.detail.as_deref(), Some("none of the 2 answers could be kept (2 answer_sorry)"));
+        assert_eq!(r.answers.len(), 2);
+        assert_eq!(stats.best_of.unwrap().none_kept, 1);
+        assert_eq!(stats.total.requests, 3, "no ranking of nothing usable");
+        // Failed calls are candidates too: counted, never kept.
+        let model = Scripted { fail_answers: Some(ErrorKind::Exhausted), ..Scripted::new() };
+        let (sink, _) = run(model, best_of(2, Pick::First), 1).await;
+        let r = sink.rejected.lock().unwrap()[0].clone();
+        assert_eq!(r.reason, Reason::RequestFailed);
+        assert!(r.answers.iter().all(|a| a.response.is_none() && a.detail.as_deref().unwrap().contains("boom")));
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@
 //! - [`clean`]: turning a reply into an evolved instruction.
 //! - [`eliminate`]: the rules that reject a failed evolution.
 //! - [`dedup`]: near duplicates of an ancestor or a seed.
+//! - [`best_of`]: which of K answers a row keeps, and the pair they make.
 //! - [`engine`]: the per-seed chains of rounds that drive it all.
 //! - [`record`] and [`stats`]: what a run produces.
 //! - [`rng`]: deterministic randomness keyed by seed, round and attempt.
@@ -20,6 +21,7 @@
 //! reached through [`evol_llm::ChatModel`], records leave through
 //! [`engine::Sink`].
 
+pub mod best_of;
 pub mod caller;
 pub mod clean;
 pub mod cost;
@@ -44,7 +46,7 @@ pub use engine::{Engine, EngineError, SeedSourceError, Sink, SinkError};
 pub use journal::{Journal, NoJournal};
 pub use method::{Method, PlannedCall, Stage};
 pub use ops::{Operation, OperationSet, OperatorSet};
-pub use record::{Evolution, Lineage, Rejection, Seed, SeedAnswer, SeedScore};
+pub use record::{AnswerCandidate, Evolution, Lineage, Rejection, Seed, SeedAnswer, SeedScore};
 pub use roles::{Role, Roles};
 pub use shard::Shard;
 pub use stats::{RunStats, StatsRecorder};

@@ -51,6 +51,19 @@ pub struct Method {
     /// before any call is made for them but the evolving one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contamination: Option<Contamination>,
+    /// Answer each accepted evolution K times and keep the best answer
+    /// (`None`: one answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_of: Option<BestOf>,
+}
+
+/// K answers an instruction, and how the kept one is picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BestOf {
+    /// Answers per instruction, at least 2.
+    pub answers: u32,
+    pub pick: crate::best_of::Pick,
 }
 
 /// The benchmarks a run keeps out of its data: what they are (a digest of
@@ -71,6 +84,8 @@ pub enum Stage {
     Judge,
     Answer,
     Score,
+    /// Ranking an instruction's K answers together (`--pick score`).
+    Rank,
 }
 
 impl Stage {
@@ -81,6 +96,7 @@ impl Stage {
             Stage::Judge => "judge",
             Stage::Answer => "answer",
             Stage::Score => "score",
+            Stage::Rank => "rank",
         }
     }
 }
@@ -97,31 +113,59 @@ pub struct PlannedCall {
     pub stage: Stage,
     pub role: Role,
     pub sampling: Sampling,
+    /// Which of an instruction's K answers (0 for every other call).
+    pub sample: u32,
+}
+
+impl PlannedCall {
+    fn new(stage: Stage, role: Role, sampling: Sampling) -> PlannedCall {
+        PlannedCall { stage, role, sampling, sample: 0 }
+    }
+
+    /// The stage's name in call keys: `answer`, then `answer#2`, `answer#3`
+    /// for the further answers of `--answers K`.
+    pub fn key_stage(&self) -> std::borrow::Cow<'static, str> {
+        match self.sample {
+            0 => self.stage.name().into(),
+            k => format!("{}#{}", self.stage.name(), k + 1).into(),
+        }
+    }
 }
 
 impl Method {
     /// The calls a seed makes before its first step: its own answer, when
     /// seeds are answered, and its difficulty score, when scoring.
     pub fn seed_calls(&self) -> Vec<PlannedCall> {
-        let answer = PlannedCall { stage: Stage::Answer, role: Role::Answer, sampling: self.answer_sampling };
-        let score = self.difficulty.map(|sampling| PlannedCall { stage: Stage::Score, role: Role::Score, sampling });
+        let answer = PlannedCall::new(Stage::Answer, Role::Answer, self.answer_sampling);
+        let score = self.difficulty.map(|sampling| PlannedCall::new(Stage::Score, Role::Score, sampling));
         self.answer_seeds.then_some(answer).into_iter().chain(score).collect()
     }
 
     /// The calls of one step with `op`, in order: evolve, judge the
     /// information gain (when the equality rule applies), answer (when
-    /// answering is on). A step that fails a check makes none of the rest.
+    /// answering is on; K times with `best_of`, then rank the answers
+    /// when the pick is by score), score the difficulty (when scoring). A
+    /// step that fails a check makes none of the rest.
     pub fn step_calls(&self, op: &Operation) -> Vec<PlannedCall> {
         let rules = self.rules.for_operation(op);
-        let mut calls = vec![PlannedCall { stage: Stage::Evolve, role: Role::Evolve, sampling: self.evolve_sampling }];
+        let mut calls = vec![PlannedCall::new(Stage::Evolve, Role::Evolve, self.evolve_sampling)];
         if rules.equality {
-            calls.push(PlannedCall { stage: Stage::Judge, role: Role::Judge, sampling: self.judge_sampling });
+            calls.push(PlannedCall::new(Stage::Judge, Role::Judge, self.judge_sampling));
         }
         if self.answer {
-            calls.push(PlannedCall { stage: Stage::Answer, role: Role::Answer, sampling: self.answer_sampling });
+            let k = self.best_of.map_or(1, |b| b.answers.max(1));
+            for sample in 0..k {
+                calls.push(PlannedCall {
+                    sample,
+                    ..PlannedCall::new(Stage::Answer, Role::Answer, self.answer_sampling)
+                });
+            }
+            if self.best_of.is_some_and(|b| b.answers > 1 && b.pick == crate::best_of::Pick::Score) {
+                calls.push(PlannedCall::new(Stage::Rank, Role::Score, self.judge_sampling));
+            }
         }
         if let Some(sampling) = self.difficulty {
-            calls.push(PlannedCall { stage: Stage::Score, role: Role::Score, sampling });
+            calls.push(PlannedCall::new(Stage::Score, Role::Score, sampling));
         }
         calls
     }
@@ -160,6 +204,7 @@ mod tests {
             dedup: None,
             difficulty: None,
             contamination: None,
+            best_of: None,
         }
     }
 
@@ -176,5 +221,12 @@ mod tests {
         let seeds = Method { answer_seeds: true, ..m.clone() };
         assert_eq!(seeds.seed_calls()[0].role, Role::Answer);
         assert_eq!(m.roles(), [Role::Evolve, Role::Judge, Role::Answer]);
+        let best = Method { best_of: Some(BestOf { answers: 3, pick: crate::best_of::Pick::Score }), ..m.clone() };
+        let calls = best.step_calls(&op);
+        let keys: Vec<_> = calls.iter().map(|c| c.key_stage()).collect();
+        assert_eq!(keys, ["evolve", "judge", "answer", "answer#2", "answer#3", "rank"]);
+        assert_eq!(best.roles(), [Role::Evolve, Role::Judge, Role::Answer, Role::Score]);
+        let first = Method { best_of: Some(BestOf { answers: 2, pick: crate::best_of::Pick::First }), ..m };
+        assert_eq!(first.step_calls(&op).len(), 4, "no ranking without --pick score");
     }
 }

@@ -65,6 +65,62 @@ pub struct Evolution {
     /// Its difficulty score, with `--score-difficulty`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub difficulty: Option<crate::score::Scored>,
+    /// With `--answers K`: every answer, what became of it, and which one
+    /// `response` is (`kept`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<AnswerCandidate>,
+    /// With `--pick score`: the judge's ranking reply when some answer's
+    /// score could not be read from it (or the error, when the call
+    /// failed); the answer kept is then the best of those scored, or the
+    /// first usable one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranking: Option<crate::score::Scored>,
+}
+
+/// One of an instruction's K answers (`--answers K`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerCandidate {
+    /// The answer; null when its call failed (`detail`: the error).
+    pub response: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_reasoning: Option<String>,
+    /// The answer rule that rejects it, or `request_failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<Reason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The judge's quality score, 1 to 6, with `--pick score`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// It was cut off by the token limit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// It is the answer the record keeps.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kept: bool,
+}
+
+impl AnswerCandidate {
+    /// The candidate as the choice among K sees it.
+    pub fn as_candidate(&self) -> crate::best_of::Candidate {
+        use crate::best_of::Standing;
+        let standing = match (&self.response, self.rejected) {
+            (None, _) => Standing::Failed,
+            (Some(_), Some(_)) => Standing::Unusable,
+            (Some(_), None) => Standing::Usable,
+        };
+        let chars = self.response.as_deref().map_or(0, |r| r.chars().count());
+        crate::best_of::Candidate { standing, chars, score: self.score }
+    }
+}
+
+/// The preference pair an evolution's K answers make (see
+/// [`crate::best_of::pair`]): the kept answer against the worst one.
+pub fn preference_pair(answers: &[AnswerCandidate]) -> Option<(&AnswerCandidate, &AnswerCandidate, Option<f64>)> {
+    let chosen = answers.iter().position(|a| a.kept)?;
+    let candidates: Vec<_> = answers.iter().map(AnswerCandidate::as_candidate).collect();
+    let pair = crate::best_of::pair(&candidates, chosen)?;
+    Some((&answers[pair.chosen], &answers[pair.rejected], pair.margin))
 }
 
 /// A failed evolution: the same lineage, the failed text and the reason.
@@ -91,6 +147,9 @@ pub struct Rejection {
     pub similarity: Option<f64>,
     pub model: String,
     pub usage: Usage,
+    /// With `--answers K`: every answer, none of which could be kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<AnswerCandidate>,
 }
 
 /// A seed's difficulty score, with `--score-difficulty`.
@@ -151,6 +210,8 @@ mod tests {
             answer_truncated: false,
             usage: Usage::default(),
             difficulty: None,
+            answers: Vec::new(),
+            ranking: None,
         };
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(

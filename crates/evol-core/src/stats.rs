@@ -97,6 +97,30 @@ pub struct RunStats {
     /// `--score-difficulty`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "by_round")]
     pub difficulty: BTreeMap<u32, ScoreTally>,
+    /// With `--answers K`: what became of the K answers of each instruction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_of: Option<BestOfTally>,
+}
+
+/// The K answers of the instructions answered with `--answers K`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BestOfTally {
+    /// Instructions answered K times.
+    pub instructions: u64,
+    /// Answers made (failed calls included).
+    pub answers: u64,
+    /// Answers an answer rule rejected, by the rule (`request_failed`:
+    /// the call failed).
+    pub rejected: BTreeMap<String, u64>,
+    /// Instructions none of whose answers could be kept (the evolution is
+    /// rejected).
+    pub none_kept: u64,
+    /// With `--pick score`: ranking replies whose scores were all read,
+    /// and those where some could not be (or the call failed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ranked: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unreadable_rankings: u64,
 }
 
 /// A map by round number, read from JSON's text keys whether or not the
@@ -238,6 +262,26 @@ impl StatsRecorder {
     /// Records a difficulty score of round `round` (0: a seed).
     pub fn difficulty(&self, round: u32, scored: &crate::score::Scored) {
         self.inner.lock().unwrap().difficulty.entry(round).or_default().add(scored);
+    }
+
+    /// Records the K answers of one instruction; `ranking`: whether a
+    /// ranking was asked for and read whole.
+    pub fn best_of(&self, answers: &[crate::record::AnswerCandidate], ranking: Option<bool>) {
+        let mut s = self.inner.lock().unwrap();
+        let t = s.best_of.get_or_insert_with(BestOfTally::default);
+        t.instructions += 1;
+        t.answers += answers.len() as u64;
+        for a in answers {
+            if let Some(reason) = a.rejected {
+                *t.rejected.entry(reason.name().to_string()).or_default() += 1;
+            }
+        }
+        t.none_kept += u64::from(!answers.iter().any(|a| a.kept));
+        match ranking {
+            Some(true) => t.ranked += 1,
+            Some(false) => t.unreadable_rankings += 1,
+            None => {}
+        }
     }
 
     pub fn seed_done(&self) {
