@@ -1141,7 +1141,7 @@ mod tests {
         let answers = vec!["Sorry, I cannot.".to_string(), LONG.to_string(), SHORT.to_string()];
         let model = Scripted { answers: answers.clone(), ..Scripted::new() };
         let (sink, stats) = run(model, best_of(3, Pick::Shortest), 2).await;
-        let accepted = sink.accepted.lock().unwrap();
+        let accepted = sink.accepted.lock().unwrap().clone();
         assert_eq!(accepted.len(), 2);
         for e in accepted.iter() {
             assert_eq!(e.response.as_deref(), Some(SHORT), "the shortest usable answer");

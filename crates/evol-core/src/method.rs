@@ -160,7 +160,7 @@ impl Method {
                     ..PlannedCall::new(Stage::Answer, Role::Answer, self.answer_sampling)
                 });
             }
-            if self.best_of.is_some_and(|b| b.answers > 1 && b.pick == crate::best_of::Pick::Score) {
+            if self.ranks_answers() {
                 calls.push(PlannedCall::new(Stage::Rank, Role::Score, self.judge_sampling));
             }
         }
@@ -168,6 +168,11 @@ impl Method {
             calls.push(PlannedCall::new(Stage::Score, Role::Score, sampling));
         }
         calls
+    }
+
+    /// Whether the judge ranks each instruction's K answers (`--pick score`).
+    pub fn ranks_answers(&self) -> bool {
+        self.answer && self.best_of.is_some_and(|b| b.answers > 1 && b.pick == crate::best_of::Pick::Score)
     }
 
     /// The roles whose models the run calls.

@@ -753,7 +753,7 @@ fn stage(tag: Option<&str>, prompt: &str) -> Kind {
     match tag {
         Some("evolve") => Kind::Rewrite,
         Some("judge") => Kind::Judge,
-        Some("score") => Kind::Score,
+        Some("score" | "rank") => Kind::Score,
         Some("optimize") => Kind::Optimize,
         Some("pairwise") => Kind::Pairwise,
         Some(_) => Kind::Answer,

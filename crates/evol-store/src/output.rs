@@ -36,6 +36,9 @@ pub const SELECTED: &str = "selected.jsonl";
 pub const SIMILAR: &str = "similar.jsonl";
 /// Dataset rows left out as duplicates of earlier rows.
 pub const DUPLICATES: &str = "duplicates.jsonl";
+/// Preference pairs from K answers an instruction (TRL's `prompt`,
+/// `chosen`, `rejected`).
+pub const PAIRS: &str = "pairs.jsonl";
 /// The journal of committed calls (SQLite, with its `-wal` and `-shm`).
 pub const JOURNAL: &str = "journal.sqlite";
 /// `evol optimize`'s best method, an operator file.
@@ -344,6 +347,23 @@ impl OutputDir {
         dedup: Option<evol_dedup::Params>,
         mut each: impl FnMut(&DatasetEntry) -> std::io::Result<()>,
     ) -> Result<Exported, StoreError> {
+        // The rows' preference pairs (`--answers K`), beside the dataset.
+        let pairs_path = self.path(PAIRS);
+        let pairs_tmp = pairs_path.with_extension("tmp");
+        let mut pairs: Option<BufWriter<File>> = None;
+        let mut pair_count = 0usize;
+        let mut each = |entry: &DatasetEntry| -> std::io::Result<()> {
+            if let Some(line) = entry.pair_line() {
+                let out = match &mut pairs {
+                    Some(out) => out,
+                    None => pairs.insert(BufWriter::new(File::create(&pairs_tmp)?)),
+                };
+                serde_json::to_writer(&mut *out, &line)?;
+                out.write_all(b"\n")?;
+                pair_count += 1;
+            }
+            each(entry)
+        };
         let each: &mut dyn FnMut(&DatasetEntry) -> std::io::Result<()> = &mut each;
         for (file, kind) in RECORD_FILES {
             if matches!(kind, Kind::SeedAnswer | Kind::SeedScore) && journal.record_count(kind)? == 0 {
@@ -360,7 +380,18 @@ impl OutputDir {
             pass = Some(dataset_pass(journal, include_seeds, dedup, out, each)?);
             Ok(())
         })?;
-        let (exported, duplicates) = pass.expect("filled");
+        let (mut exported, duplicates) = pass.expect("filled");
+        match pairs {
+            Some(out) => {
+                let file = out.into_inner().map_err(|e| io_error(&pairs_tmp)(e.into_error()))?;
+                file.sync_all().map_err(io_error(&pairs_tmp))?;
+                std::fs::rename(&pairs_tmp, &pairs_path).map_err(io_error(&pairs_path))?;
+            }
+            None => {
+                let _ = std::fs::remove_file(&pairs_path);
+            }
+        }
+        exported.pairs = pair_count;
         if dedup.is_some() {
             self.write_lines(DUPLICATES, |out| {
                 for line in &duplicates {
@@ -480,6 +511,13 @@ pub struct Exported {
     /// Rows whose answer was cut off by the token limit (they are in the
     /// dataset, flagged `answer_truncated`).
     pub truncated: usize,
+    /// Preference pairs written to `pairs.jsonl` (`--answers K`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pairs: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One line of `duplicates.jsonl`: a dataset row left out, and the row
@@ -499,6 +537,52 @@ pub struct DatasetEntry {
     pub model: Option<String>,
     pub answer_model: Option<String>,
     pub row: DatasetRow,
+    /// With `--answers K`: the row's kept answer against the worst one.
+    pub pair: Option<RowPair>,
+}
+
+/// The worse side of a dataset row's preference pair.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowPair {
+    pub rejected: String,
+    /// The rule that rejected it, if one did (else it scored lower).
+    pub rejected_reason: Option<evol_core::eliminate::Reason>,
+    pub chosen_score: Option<f64>,
+    pub rejected_score: Option<f64>,
+    pub margin: Option<f64>,
+}
+
+impl DatasetEntry {
+    /// The row's line of `pairs.jsonl`, if it has a pair.
+    fn pair_line(&self) -> Option<PairLine<'_>> {
+        let pair = self.pair.as_ref()?;
+        Some(PairLine {
+            id: &self.id,
+            prompt: &self.row.instruction,
+            chosen: self.row.output.as_deref().unwrap_or_default(),
+            rejected: &pair.rejected,
+            margin: pair.margin,
+            chosen_score: pair.chosen_score,
+            rejected_score: pair.rejected_score,
+            rejected_reason: pair.rejected_reason,
+            model: self.answer_model.as_deref(),
+        })
+    }
+}
+
+/// A line of `pairs.jsonl`: TRL's preference layout
+/// ([`evol_io::layout::PREFERENCE`]), with what decided it.
+#[derive(Serialize)]
+struct PairLine<'a> {
+    id: &'a str,
+    prompt: &'a str,
+    chosen: &'a str,
+    rejected: &'a str,
+    margin: Option<f64>,
+    chosen_score: Option<f64>,
+    rejected_score: Option<f64>,
+    rejected_reason: Option<evol_core::eliminate::Reason>,
+    model: Option<&'a str>,
 }
 
 /// A dataset row from its source in the journal, with its id; none for a
@@ -509,6 +593,13 @@ fn dataset_row(source: DatasetSource<'_>) -> Result<Option<DatasetEntry>, Export
         DatasetSource::Evolved(body) => {
             let e: Evolution = serde_json::from_str(body)?;
             let difficulty = e.difficulty.and_then(|d| d.score);
+            let pair = evol_core::record::preference_pair(&e.answers).map(|(chosen, rejected, margin)| RowPair {
+                rejected: rejected.response.clone().unwrap_or_default(),
+                rejected_reason: rejected.rejected,
+                chosen_score: chosen.score,
+                rejected_score: rejected.score,
+                margin,
+            });
             DatasetEntry {
                 id: e.lineage.id.clone(),
                 lineage: Some(e.lineage),
@@ -521,6 +612,7 @@ fn dataset_row(source: DatasetSource<'_>) -> Result<Option<DatasetEntry>, Export
                     difficulty,
                     answer_truncated: e.answer_truncated,
                 },
+                pair,
             }
         }
         DatasetSource::Seed { id, instruction, answer, score } => {
@@ -553,6 +645,7 @@ fn dataset_row(source: DatasetSource<'_>) -> Result<Option<DatasetEntry>, Export
                     difficulty,
                     answer_truncated,
                 },
+                pair: None,
             }
         }
     }))
@@ -919,6 +1012,8 @@ mod tests {
             answer_truncated: false,
             usage: Default::default(),
             difficulty: None,
+            answers: Vec::new(),
+            ranking: None,
         }
     }
 
@@ -943,6 +1038,63 @@ mod tests {
         assert!(dir.path().join("notes.txt").exists(), "only run files are removed");
         let file = dir.path().join("notes.txt");
         assert!(matches!(OutputDir::prepare(&file, false, JobKind::Run), Err(StoreError::NotADirectory { .. })));
+    }
+
+    #[test]
+    fn rows_with_a_worse_answer_give_preference_pairs_and_a_rerun_without_leaves_no_file() {
+        use evol_core::eliminate::Reason;
+        use evol_core::AnswerCandidate;
+        let candidate = |text: &str, rejected: Option<Reason>, score: Option<f64>, kept: bool| AnswerCandidate {
+            response: Some(text.into()),
+            response_reasoning: None,
+            rejected,
+            detail: None,
+            score,
+            truncated: false,
+            kept,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputDir::prepare(dir.path(), false, JobKind::Run).unwrap();
+        let journal = Arc::new(SqliteJournal::open(&out.path(JOURNAL)).unwrap());
+        let seed = SeedRow {
+            pos: 0,
+            seed: Seed { id: "s".into(), instruction: "seed q".into() },
+            place: "line 1".into(),
+            order_key: order_key(9, "s"),
+        };
+        journal.load_seeds([Ok(seed)].into_iter()).unwrap();
+        let sink = RunSink::new(journal.clone(), out.sink().unwrap(), 9);
+        let mut scored = evolution("a.r1", "q a");
+        scored.response = Some("better".into());
+        scored.answers = vec![candidate("worse", None, Some(2.0), false), candidate("better", None, Some(5.0), true)];
+        let mut even = evolution("b.r1", "q b");
+        even.answers = vec![candidate("x", None, Some(4.0), true), candidate("y", None, Some(4.0), false)];
+        let mut refused = evolution("c.r1", "q c");
+        refused.answers =
+            vec![candidate("Sorry.", Some(Reason::AnswerSorry), None, false), candidate("ok", None, None, true)];
+        for e in [&scored, &even, &refused] {
+            sink.accepted(e).unwrap();
+        }
+        let exported = out.export(&journal, false, None).unwrap();
+        assert_eq!(exported.pairs, 2, "equal scores make no pair");
+        let text = std::fs::read_to_string(out.path(PAIRS)).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let a = lines.iter().find(|l| l["id"] == "a.r1").unwrap();
+        let [prompt, chosen, rejected] = evol_io::layout::PREFERENCE;
+        assert_eq!((&a[prompt], &a[chosen], &a[rejected]), (&"q a".into(), &"better".into(), &"worse".into()));
+        assert_eq!(a["margin"], 3.0);
+        let c = lines.iter().find(|l| l["id"] == "c.r1").unwrap();
+        assert_eq!(
+            (&c[rejected], &c["rejected_reason"], &c["margin"]),
+            (&"Sorry.".into(), &"answer_sorry".into(), &serde_json::Value::Null)
+        );
+        // Exported again from a journal with no pairs: no stale file left.
+        let dir2 = tempfile::tempdir().unwrap();
+        std::fs::copy(out.path(PAIRS), dir2.path().join(PAIRS)).unwrap();
+        let out2 = OutputDir::prepare(dir2.path(), false, JobKind::Run).unwrap();
+        let journal2 = SqliteJournal::open(&out2.path(JOURNAL)).unwrap();
+        assert_eq!(out2.export(&journal2, false, None).unwrap().pairs, 0);
+        assert!(!out2.path(PAIRS).exists());
     }
 
     #[test]

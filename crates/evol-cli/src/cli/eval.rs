@@ -42,7 +42,7 @@ pub struct AnswerArgs {
     /// reference answer (--reference-field): the row keeps a correct one
     /// (--pick), a question with none is left without an answer, and each
     /// question with a correct and a wrong answer gives a preference pair.
-    #[arg(long, value_name = "K", default_value_t = 1, requires = "reference_field")]
+    #[arg(long = "answers", alias = "samples", value_name = "K", default_value_t = 1, requires = "reference_field")]
     pub samples: u32,
     /// The test set's field holding each question's reference answer (a
     /// final answer, `\boxed{...}`, or a worked solution ending in one).

@@ -49,6 +49,12 @@ pub(crate) fn effort() -> impl TypedValueParser<Value = evol_llm::Effort> {
     PossibleValuesParser::new(evol_llm::Effort::NAMES).map(|s| s.parse().expect("every listed effort is read"))
 }
 
+/// How the kept answer of K is picked, as choices `--help` lists.
+pub(crate) fn pick() -> impl TypedValueParser<Value = evol_core::best_of::Pick> {
+    PossibleValuesParser::new(evol_core::best_of::Pick::NAMES)
+        .map(|s| evol_core::best_of::Pick::parse(&s).expect("every listed pick is read"))
+}
+
 /// Where `evol export` puts thinking traces, as choices `--help` lists.
 fn trace_export() -> impl TypedValueParser<Value = evol::settings::TraceExport> {
     PossibleValuesParser::new(evol::settings::TraceExport::NAMES)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::{effort, on_off, seed_format, AttemptArgs, ModelArgs};
+use super::{effort, on_off, pick, seed_format, AttemptArgs, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -86,6 +86,25 @@ pub struct RunArgs {
     /// Do not answer evolved instructions (responses are null).
     #[arg(long, help_heading = "Method")]
     pub no_answer: bool,
+
+    /// Answer each evolution K times, each its own request seed and
+    /// journaled call, and keep one (--pick). Every answer goes on the
+    /// record (evolved.jsonl's `answers`: its text, trace, the rule that
+    /// rejects it, its score, which one is kept); an evolution none of
+    /// whose answers passes the answer rules is rejected with them.
+    /// OUT/pairs.jsonl gets a preference pair per dataset row that has a
+    /// worse answer: the kept one against the worst (rejected by a rule,
+    /// else the lowest scored), with the score margin.
+    #[arg(long, value_name = "K", default_value_t = 1, help_heading = "Method")]
+    pub answers: u32,
+
+    /// Which of K answers a row keeps, among those the answer rules pass:
+    /// `score` (the default: the score model ranks them together, each
+    /// scored 1 to 6 for quality, one call; the highest kept, the first of
+    /// equals; a ranking that cannot be read is kept on the record and
+    /// counted, and the first answer kept), `first` or `shortest`.
+    #[arg(long, value_name = "first|shortest|score", value_parser = pick(), requires = "answers", help_heading = "Method")]
+    pub pick: Option<evol_core::best_of::Pick>,
 
     /// Put the seeds (answered too, unless --no-answer) into dataset.jsonl.
     #[arg(long, help_heading = "Method")]

@@ -53,7 +53,7 @@ impl FromArgs<AnswerArgs> for AnswerSettings {
             quiet: _,
         } = args;
         if !(1..=64).contains(&samples) {
-            return Err(usage("--samples must be between 1 and 64"));
+            return Err(usage("--answers must be between 1 and 64"));
         }
         let reference_field = super::field_name(reference_field.as_deref(), "--reference-field")?;
         let pick = if pick == "shortest" { evol::settings::Pick::Shortest } else { evol::settings::Pick::First };

@@ -55,6 +55,8 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
         templates: _,
         seed,
         no_answer,
+        answers,
+        pick,
         include_seeds,
         no_equality_check,
         no_sorry_check,
@@ -94,6 +96,17 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
     if limit == Some(0) {
         return Err(usage("--limit must be at least 1: it is how many seeds to use"));
     }
+    if !(1..=64).contains(&answers) {
+        return Err(usage("--answers must be between 1 and 64"));
+    }
+    if answers > 1 && no_answer {
+        return Err(usage("--answers and --no-answer contradict each other"));
+    }
+    if answers == 1 && pick.is_some() {
+        return Err(usage("--pick chooses among several answers: give --answers K with K of 2 or more"));
+    }
+    let best_of = (answers > 1)
+        .then(|| evol_core::method::BestOf { answers, pick: pick.unwrap_or(evol_core::best_of::Pick::Score) });
     let min = evol_dedup::contamination::MIN_ITEM_WORDS;
     if !(min..=1000).contains(&benchmark_ngram) {
         return Err(usage(format!("--benchmark-ngram must be between {min} and 1000 words")));
@@ -183,6 +196,7 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
             dedup,
             difficulty,
             contamination: None,
+            best_of,
         },
         execution: model.execution(retry_failed),
         templates: Templates::builtin(),
@@ -231,6 +245,7 @@ const METHOD_FLAGS: &[(&str, &[&str])] = &[
         &["judge_max_tokens", "max_tokens", "judge_thinking", "judge_reasoning_effort", "thinking", "reasoning_effort"],
     ),
     ("request_seeds", &["no_request_seed"]),
+    ("best_of", &["answers", "pick"]),
     ("dedup", &["no_dedup", "dedup_shingle", "dedup_hashes", "dedup_bands", "dedup_threshold"]),
     (
         "difficulty",
@@ -421,7 +436,7 @@ mod tests {
     fn every_flag_that_shapes_the_method_is_listed_with_its_setting() {
         use clap::CommandFactory;
         let default = method(&[]).unwrap();
-        let scored = method(&["--score-difficulty".into()]).unwrap();
+        let scored = method(&["--score-difficulty".into(), "--answers".into(), "2".into()]).unwrap();
         for key in scored.as_object().unwrap().keys() {
             assert!(METHOD_FLAGS.iter().any(|(k, _)| k == key), "the setting `{key}` has no flags listed");
         }

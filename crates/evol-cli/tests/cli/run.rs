@@ -985,3 +985,91 @@ fn evolutions_that_copy_a_benchmark_item_are_rejected_as_contaminated() {
     assert_ne!(run.status.code(), Some(0));
     assert!(stderr(&run).contains("contamination"), "{}", stderr(&run));
 }
+
+#[test]
+fn k_answers_keep_the_best_scored_give_pairs_and_resume_without_paying_twice() {
+    let config = MockConfig { equal_rate: 0.0, sorry_rate: 0.3, leak_rate: 0.0, ..MockConfig::default() };
+    let mock = Mock::start(config);
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(10));
+    let out = dir.path("out");
+    let args = ["--model", "mock", "--rounds", "2", "--answers", "3", "--concurrency", "2"];
+    // Stopped by a cap part way, then resumed.
+    let mut capped = args.to_vec();
+    capped.extend(["--max-requests", "25"]);
+    let run = evol_run(&mock.url, &seeds, &out, &capped);
+    assert_eq!(run.status.code(), Some(3), "{}", stderr(&run));
+    let first = mock.stats().requests;
+    assert_success(&evol_run(&mock.url, &seeds, &out, &args));
+    let stats = read_json(&out.join("stats.json"));
+    let journal = &stats["journal"];
+    let paid = journal["calls"].as_u64().unwrap() + journal["retries"].as_u64().unwrap();
+    assert_eq!(
+        mock.stats().requests,
+        paid,
+        "the resume sent only what the capped attempt had not ({first} then): {journal}"
+    );
+
+    let evolved = read_lines(&out.join("evolved.jsonl"));
+    assert!(!evolved.is_empty());
+    for e in &evolved {
+        let answers = e["answers"].as_array().unwrap();
+        assert_eq!(answers.len(), 3, "{e}");
+        let kept: Vec<_> = answers.iter().filter(|a| a["kept"] == true).collect();
+        assert_eq!(kept.len(), 1, "{e}");
+        assert_eq!(kept[0]["response"], e["response"]);
+        assert!(kept[0]["rejected"].is_null());
+        // The highest score among the usable answers is kept.
+        let best =
+            answers.iter().filter(|a| a["rejected"].is_null()).filter_map(|a| a["score"].as_f64()).fold(0.0, f64::max);
+        if let Some(score) = kept[0]["score"].as_f64() {
+            assert_eq!(score, best, "{e}");
+        }
+        for a in answers.iter().filter(|a| !a["rejected"].is_null()) {
+            assert_eq!(a["rejected"], "answer_sorry", "{e}");
+            assert!(a["score"].is_null(), "only usable answers are ranked");
+        }
+    }
+    let b = &stats["best_of"];
+    assert_eq!(b["answers"].as_u64().unwrap(), 3 * b["instructions"].as_u64().unwrap());
+    assert!(b["rejected"]["answer_sorry"].as_u64().unwrap() > 0, "{b}");
+    let rejected = read_lines(&out.join("rejected.jsonl"));
+    for r in rejected.iter().filter(|r| r["reason"] == "answer_sorry") {
+        assert_eq!(r["answers"].as_array().unwrap().len(), 3, "none of three kept: {r}");
+    }
+
+    // The pairs: one per dataset row with a worse answer, in TRL's layout.
+    let pairs = read_lines(&out.join("pairs.jsonl"));
+    assert_eq!(pairs.len() as u64, stats["dataset"]["pairs"].as_u64().unwrap());
+    assert!(!pairs.is_empty());
+    let dataset = read_lines(&out.join("dataset.jsonl"));
+    for p in &pairs {
+        let row = dataset.iter().find(|r| r["id"] == p["id"]).expect("a pair of a dataset row");
+        assert_eq!((&p["prompt"], &p["chosen"]), (&row["instruction"], &row["output"]));
+        assert_ne!(p["chosen"], p["rejected"]);
+        assert!(p["rejected_reason"] == "answer_sorry" || p["margin"].as_f64().unwrap() > 0.0, "{p}");
+    }
+    let parquet = dir.path("dpo.parquet");
+    let export = evol(&["export", out.to_str().unwrap(), "--format", "dpo", "--to", parquet.to_str().unwrap()]);
+    assert_success(&export);
+    let read = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); print(t.num_rows, ','.join(t.column_names), t.schema.field('margin').type)")
+        .arg(&parquet)
+        .output()
+        .expect("python3 runs (the test setup installs pyarrow)");
+    let said = String::from_utf8_lossy(&read.stdout);
+    assert_eq!(
+        said.trim(),
+        format!(
+            "{} prompt,chosen,rejected,chosen_score,id,margin,model,rejected_reason,rejected_score double",
+            pairs.len()
+        ),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+
+    // One answer is the default; --pick needs several.
+    let bad = evol_run(&mock.url, &seeds, &dir.path("bad"), &["--pick", "first"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}

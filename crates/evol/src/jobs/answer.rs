@@ -34,7 +34,7 @@ struct Outcome {
     finish_reason: Option<String>,
     usage: Usage,
     error: Option<String>,
-    /// With `--samples K`: every answer sampled, checked against the
+    /// With `--answers K`: every answer sampled, checked against the
     /// reference; `answers` then holds the one picked, if any is correct.
     samples: Vec<Sample>,
 }
@@ -340,7 +340,7 @@ async fn sample(
     Ok(())
 }
 
-/// The preference pairs of `--samples K` (TRL's `prompt`, `chosen`,
+/// The preference pairs of `--answers K` (TRL's `prompt`, `chosen`,
 /// `rejected`).
 pub const PAIRS: &str = "pairs.jsonl";
 
@@ -376,7 +376,7 @@ struct AnswerRow<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     finish_reason: Option<&'a str>,
     usage: Value,
-    /// With `--samples K`: the reference, and every sample with its verdict.
+    /// With `--answers K`: the reference, and every sample with its verdict.
     #[serde(skip_serializing_if = "Option::is_none")]
     reference: Option<&'a str>,
     #[serde(skip_serializing_if = "<[Sample]>::is_empty")]
@@ -450,7 +450,7 @@ pub struct AnswerReport {
     /// The name the answers are recorded under (`--name`).
     pub name: String,
     pub sampling: evol_llm::Sampling,
-    /// With `--samples K`: what checking the samples found.
+    /// With `--answers K`: what checking the samples found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
 }

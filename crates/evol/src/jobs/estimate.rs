@@ -100,6 +100,8 @@ struct Overheads {
     judge: f64,
     /// A difficulty question.
     score: f64,
+    /// A ranking of answers (without them).
+    rank: f64,
 }
 
 impl Overheads {
@@ -112,7 +114,8 @@ impl Overheads {
         }
         let judge = templates.equality_prompt("", "")?.len() as f64 / BYTES_PER_TOKEN;
         let score = templates.difficulty_prompt("")?.len() as f64 / BYTES_PER_TOKEN;
-        Ok(Overheads { evolve: evolve / ops.len().max(1) as f64, judge, score })
+        let rank = templates.quality_prompt("", &["", ""])?.len() as f64 / BYTES_PER_TOKEN;
+        Ok(Overheads { evolve: evolve / ops.len().max(1) as f64, judge, score, rank })
     }
 }
 
@@ -158,6 +161,11 @@ fn per_seed(method: &Method, overheads: Overheads, instruction: f64) -> Tokens {
                 Stage::Score => {
                     t.prompt += overheads.score + child;
                     t.completion += VERDICT_TOKENS;
+                }
+                Stage::Rank => {
+                    let k = f64::from(method.best_of.map_or(1, |b| b.answers));
+                    t.prompt += overheads.rank + child + k * answer_tokens;
+                    t.completion += k * VERDICT_TOKENS;
                 }
             }
         }

@@ -250,7 +250,8 @@ async fn begin(settings: &RunSettings, journal: &Arc<SqliteJournal>, observer: &
         settings: settings.method.clone(),
         models: models.roles.names(),
         templates: settings.templates.digest().to_string(),
-        score_templates: settings.method.difficulty.map(|_| settings.templates.score_digest().to_string()),
+        score_templates: (settings.method.difficulty.is_some() || settings.method.ranks_answers())
+            .then(|| settings.templates.score_digest().to_string()),
         include_seeds: settings.include_seeds,
     };
     let committed = check_identity(journal, &identity)?;
@@ -258,10 +259,10 @@ async fn begin(settings: &RunSettings, journal: &Arc<SqliteJournal>, observer: &
 }
 
 /// The roles a run connects: evolve, judge and answer (as every run has
-/// recorded them), and the scorer when it scores.
+/// recorded them), and the scorer when it scores or ranks answers.
 fn run_roles(method: &Method) -> Vec<Role> {
     let mut roles = Role::RUN.to_vec();
-    if method.difficulty.is_some() {
+    if method.roles().contains(&Role::Score) {
         roles.push(Role::Score);
     }
     roles
@@ -455,6 +456,26 @@ fn summary(s: &RunStats, exported: evol_store::Exported, out: &OutputDir, seeds_
             "warning: {} dataset rows have answers cut off by the token limit (flagged `answer_truncated`): raise --answer-max-tokens, or leave them out with `evol export --drop-truncated`",
             exported.truncated
         );
+    }
+    if let Some(b) = &s.best_of {
+        let rejected: Vec<String> = b.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let rankings = match (b.ranked, b.unreadable_rankings) {
+            (0, 0) => String::new(),
+            (read, unread) => format!("; {read} rankings read, {unread} unreadable (the first usable answer kept)"),
+        };
+        let _ = writeln!(
+            text,
+            "evol: best of K: {} answers to {} instructions, {} rejected{}; {} instructions had none to keep{rankings}; {} preference pairs",
+            b.answers,
+            b.instructions,
+            b.rejected.values().sum::<u64>(),
+            if rejected.is_empty() { String::new() } else { format!(" ({})", rejected.join(", ")) },
+            b.none_kept,
+            exported.pairs,
+        );
+        if exported.pairs > 0 {
+            files.push(path(evol_store::output::PAIRS));
+        }
     }
     if seeds_file && out.path(SEED_ANSWERS).exists() {
         files.push(path(SEED_ANSWERS));

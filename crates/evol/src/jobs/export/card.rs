@@ -26,6 +26,8 @@ pub(crate) enum Source<'a> {
     Learned { pairs: bool },
     /// Any dataset file (such as `evol score`'s or `evol select`'s).
     Rows { file: &'a Path, made: &'a Made },
+    /// The preference pairs of K answers an instruction (`pairs.jsonl`).
+    Pairs { file: &'a Path },
 }
 
 pub(crate) struct Card<'a> {
@@ -89,7 +91,7 @@ pub(crate) fn card(card: &Card) -> String {
     s.push_str("language_creators:\n- machine-generated\n");
     let _ = writeln!(s, "size_categories:\n- {}", size_category(rows));
     s.push_str("tags:\n- synthetic\n- evol-instruct\n");
-    if matches!(card.source, Source::Learned { pairs: true, .. }) {
+    if matches!(card.source, Source::Learned { pairs: true, .. } | Source::Pairs { .. }) {
         s.push_str("- dpo\n");
     }
     s.push_str("configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n");
@@ -112,6 +114,13 @@ pub(crate) fn card(card: &Card) -> String {
                 "{rows} instructions exported from {}, with its other fields (such as `evol score`'s difficulty, complexity and quality) as columns{}.\n",
                 code(&file.display().to_string()),
                 if made.unanswered > 0 { format!("; {} rows have no answer", made.unanswered) } else { String::new() }
+            );
+        }
+        Source::Pairs { file } => {
+            let _ = writeln!(
+                s,
+                "{rows} preference pairs (`prompt`, `chosen`, `rejected`, TRL's layout) from {}: for each instruction answered K times, the answer kept is chosen and the worst one rejected (one a rule rejected or a wrong one, else the lowest scored); `margin` is the score difference where both are scored.\n",
+                code(&file.display().to_string()),
             );
         }
         Source::Learned { pairs, .. } => {
@@ -460,6 +469,7 @@ mod tests {
             dedup: None,
             difficulty: None,
             contamination: None,
+            best_of: None,
         };
         RunReport {
             evol_version: "0.1.0".into(),

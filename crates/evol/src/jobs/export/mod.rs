@@ -87,7 +87,7 @@ pub fn export(settings: ExportSettings, observer: &dyn Observer) -> anyhow::Resu
             bail!("`{}` is a dataset file: name where to write it with --to", file.display())
         };
         if format == Format::Dpo {
-            bail!("--format dpo writes the preference pairs of an `evol arena --learn` directory");
+            bail!("--format dpo writes the preference pairs of a run or an `evol answer` directory (made with --answers K), or of an `evol arena --learn` directory: `{}` is a dataset file", file.display());
         }
         if args.reasoning != TraceExport::None {
             bail!(
@@ -105,10 +105,15 @@ pub fn export(settings: ExportSettings, observer: &dyn Observer) -> anyhow::Resu
         return export_learned(args, format, to, observer);
     }
     if format == Format::Dpo {
-        bail!(
-            "--format dpo writes the preference pairs of an `evol arena --learn` directory; `{}` is a run",
-            args.output.display()
-        );
+        let pairs = args.output.join(evol_store::output::PAIRS);
+        let Some(to) = args.to.as_ref().filter(|_| pairs.is_file()) else {
+            bail!(
+                "--format dpo writes preference pairs: those of a run or of `evol answer` made with --answers K (`{}`), or of an `evol arena --learn` directory{}",
+                pairs.display(),
+                if args.to.is_none() { "; name where to write them with --to" } else { "" }
+            );
+        };
+        return export_pairs(args, &pairs, to, observer);
     }
     match evol_store::JobKind::of(&args.output)? {
         Some(evol_store::JobKind::Run) => {}
@@ -382,6 +387,53 @@ fn finish(
         files: written.files.clone(),
         bytes: written.bytes,
     })
+}
+
+/// `evol export OUT --format dpo --to PATH`: the preference pairs of K
+/// answers an instruction (a run's or `evol answer`'s `pairs.jsonl`), in
+/// TRL's layout, with every other field of the pairs as a column (a number
+/// column when every value is a number, else text).
+fn export_pairs(
+    args: &ExportSettings,
+    file: &Path,
+    to: &Path,
+    observer: &dyn Observer,
+) -> anyhow::Result<ExportReport> {
+    let rows = read_rows(file)?;
+    let mut extra: Vec<(String, bool)> = Vec::new();
+    if !args.plain {
+        for (_, row) in &rows {
+            for (key, value) in row {
+                if evol_io::layout::PREFERENCE.contains(&key.as_str()) {
+                    continue;
+                }
+                let numeric = value.is_number() || value.is_null();
+                match extra.iter_mut().find(|(k, _)| k == key) {
+                    Some((_, n)) => *n &= numeric,
+                    None => extra.push((key.clone(), numeric)),
+                }
+            }
+        }
+    }
+    let columns: Vec<_> = extra
+        .iter()
+        .map(|(key, numeric)| if *numeric { table::float(key, true) } else { table::text(key, true) })
+        .collect();
+    let mut writer = create(to, args, schema(Format::Dpo, false, args.plain, &columns))?;
+    for (place, row) in &rows {
+        let mut out = dpo_row(row, false).with_context(|| format!("`{}` {place}", file.display()))?;
+        for (key, numeric) in &extra {
+            let value = match row.get(key) {
+                None | Some(Value::Null) => Value::Null,
+                Some(v) if *numeric => v.clone(),
+                Some(Value::String(s)) => Value::String(s.clone()),
+                Some(v) => Value::String(v.to_string()),
+            };
+            out.insert(key.clone(), value);
+        }
+        writer.write(Value::Object(out))?;
+    }
+    finish(writer, to, args, Format::Dpo, card::Source::Pairs { file }, observer)
 }
 
 /// `evol export LEARN_DIR --to PATH`: the SFT records (`sft.jsonl`) in an
