@@ -24,7 +24,9 @@ use crate::cost::CapReached;
 use crate::dedup::{Ancestors, Duplicate, SeedIndex};
 use crate::eliminate::{self, parse_verdict, Reason, Verdict};
 use crate::method::{Method, PlannedCall, Stage};
-use crate::record::{evolution_id, AnswerCandidate, Evolution, Lineage, Rejection, Seed, SeedAnswer, SeedScore};
+use crate::record::{
+    evolution_id, AnswerCandidate, Evolution, Improvement, Lineage, Rejection, Seed, SeedAnswer, SeedScore,
+};
 use crate::rng::{keyed_rng, step_rng};
 use crate::roles::{MissingRole, Role, Roles};
 use crate::score::{Measure, Scored};
@@ -457,7 +459,20 @@ impl Engine {
         let k = m.best_of.map_or(1, |b| b.answers.max(1));
         let mut candidates: Vec<AnswerCandidate> = Vec::new();
         let mut ranking: Option<Option<Scored>> = None;
+        let mut best_kept = false;
+        // With `--improve-answers N`: the rounds so far, the one going on,
+        // and the answer before the first rewrite kept.
+        let mut improvements: Vec<Improvement> = Vec::new();
+        let mut improving: Option<Improvement> = None;
+        let mut original_response = None;
         for &planned in &self.plans[drawn] {
+            if !candidates.is_empty() && !best_kept && !matches!(planned.stage, Stage::Answer | Stage::Rank) {
+                let c = self.keep_best(&mut candidates, &ranking);
+                (response, answer_truncated) = (c.response.clone(), c.truncated);
+                traces.borrow_mut().1 = c.response_reasoning.clone();
+                answer_model = Some(self.roles.get(Role::Answer)?.name().to_string());
+                best_kept = true;
+            }
             match planned.stage {
                 Stage::Evolve => {
                     let reply = match self
@@ -614,6 +629,107 @@ impl Engine {
                     };
                     ranking = Some(read);
                 }
+                // Evol-Answer: a critique of the answer, a rewrite with it,
+                // and the two compared; the rewrite replaces the answer only
+                // if it scores higher. A round that fails ends there (the
+                // answer stays); the next starts from the answer kept.
+                Stage::Critique => {
+                    improvements.extend(improving.take());
+                    let Some(answer) = response.as_deref() else { continue };
+                    let question = self.templates.critique_prompt(&instruction, answer)?;
+                    let stage = planned.key_stage();
+                    let spec = self.spec(order, seed_id, round, planned, slice, &question, &mut rng)?;
+                    let mut this = Improvement {
+                        round: planned.sample + 1,
+                        critique: None,
+                        response: None,
+                        response_reasoning: None,
+                        score_before: None,
+                        score_after: None,
+                        kept: false,
+                        rejected: None,
+                        detail: None,
+                    };
+                    match self.caller.call(spec.keyed(&stage)).await? {
+                        Ok(reply) => {
+                            usage += reply.usage;
+                            this.critique = Some(reply.text);
+                            improving = Some(this);
+                        }
+                        Err(e) => {
+                            (this.rejected, this.detail) = (Some(Reason::RequestFailed), Some(e));
+                            improvements.push(this);
+                        }
+                    }
+                }
+                Stage::Improve => {
+                    let (Some(mut this), Some(answer)) = (improving.take(), response.as_deref()) else { continue };
+                    let critique = this.critique.as_deref().unwrap_or_default();
+                    let question = self.templates.improve_prompt(&instruction, answer, critique)?;
+                    let stage = planned.key_stage();
+                    let spec = self.spec(order, seed_id, round, planned, slice, &question, &mut rng)?;
+                    match self.caller.call(spec.keyed(&stage)).await? {
+                        Ok(reply) => {
+                            usage += reply.usage;
+                            // A rewrite passes the answer rules, and one cut
+                            // off by the token limit never replaces an answer.
+                            let mut rejected = eliminate::check_answer_reply(&rules, &reply);
+                            if rejected.is_none() && reply.finish_reason == FinishReason::Length {
+                                rejected = Some(Reason::TruncatedAnswer);
+                            }
+                            if rejected.is_none() {
+                                this.detail = self.contaminated(&reply.text);
+                                rejected = this.detail.as_ref().map(|_| Reason::Contaminated);
+                            }
+                            (this.response, this.response_reasoning, this.rejected) =
+                                (Some(reply.text), reply.reasoning, rejected);
+                            match rejected {
+                                Some(_) => improvements.push(this),
+                                None => improving = Some(this),
+                            }
+                        }
+                        Err(e) => {
+                            (this.rejected, this.detail) = (Some(Reason::RequestFailed), Some(e));
+                            improvements.push(this);
+                        }
+                    }
+                }
+                Stage::Compare => {
+                    let Some(mut this) = improving.take() else { continue };
+                    let (Some(before), Some(after)) = (response.clone(), this.response.clone()) else {
+                        improvements.push(this);
+                        continue;
+                    };
+                    // Which is shown first is drawn: judges favour a position.
+                    let swap = rand::Rng::random_bool(&mut rng, 0.5);
+                    let items =
+                        if swap { [after.as_str(), before.as_str()] } else { [before.as_str(), after.as_str()] };
+                    let question = self.templates.quality_prompt(&instruction, &items)?;
+                    let stage = planned.key_stage();
+                    let spec = self.spec(order, seed_id, round, planned, slice, &question, &mut rng)?;
+                    match self.caller.call(spec.keyed(&stage)).await? {
+                        Ok(reply) => {
+                            usage += reply.usage;
+                            let (low, high) = Measure::Quality.range();
+                            let scores = crate::score::parse_scores(&reply.text, 2, low, high);
+                            let (b, a) = if swap { (scores[1], scores[0]) } else { (scores[0], scores[1]) };
+                            (this.score_before, this.score_after) = (b, a);
+                            match (b, a) {
+                                (Some(b), Some(a)) if a > b => {
+                                    this.kept = true;
+                                    original_response.get_or_insert(before);
+                                    response = Some(after);
+                                    answer_truncated = false;
+                                    traces.borrow_mut().1 = this.response_reasoning.clone();
+                                }
+                                (Some(_), Some(_)) => {}
+                                _ => this.detail = Some(reply.text),
+                            }
+                        }
+                        Err(e) => (this.rejected, this.detail) = (Some(Reason::RequestFailed), Some(e)),
+                    }
+                    improvements.push(this);
+                }
                 // The evolution is accepted: its score is recorded with it,
                 // whatever the score (or its failure).
                 Stage::Score => {
@@ -635,18 +751,15 @@ impl Engine {
             }
         }
 
-        if !candidates.is_empty() {
-            // Every answer is in, at least one usable: keep the pick.
-            let pick = m.best_of.map_or(crate::best_of::Pick::First, |b| b.pick);
-            let seen: Vec<_> = candidates.iter().map(AnswerCandidate::as_candidate).collect();
-            let kept = crate::best_of::pick(&seen, pick).expect("a usable answer");
-            let c = &mut candidates[kept];
-            c.kept = true;
-            response = c.response.clone();
-            answer_truncated = c.truncated;
+        if !candidates.is_empty() && !best_kept {
+            let c = self.keep_best(&mut candidates, &ranking);
+            (response, answer_truncated) = (c.response.clone(), c.truncated);
             traces.borrow_mut().1 = c.response_reasoning.clone();
             answer_model = Some(self.roles.get(Role::Answer)?.name().to_string());
-            self.stats.best_of(&candidates, ranking.as_ref().map(Option::is_none));
+        }
+        improvements.extend(improving.take());
+        if !improvements.is_empty() {
+            self.stats.improvements(&improvements);
         }
         self.stats.outcome(slice, None);
         if let Some(print) = print {
@@ -666,7 +779,24 @@ impl Engine {
             difficulty,
             answers: candidates,
             ranking: ranking.flatten(),
+            improvements,
+            original_response,
         }))
+    }
+
+    /// Every answer is in, at least one usable: marks the one the pick
+    /// keeps (and counts them all).
+    fn keep_best<'c>(
+        &self,
+        candidates: &'c mut [AnswerCandidate],
+        ranking: &Option<Option<Scored>>,
+    ) -> &'c AnswerCandidate {
+        let pick = self.method.best_of.map_or(crate::best_of::Pick::First, |b| b.pick);
+        let seen: Vec<_> = candidates.iter().map(AnswerCandidate::as_candidate).collect();
+        let kept = crate::best_of::pick(&seen, pick).expect("a usable answer");
+        candidates[kept].kept = true;
+        self.stats.best_of(candidates, ranking.as_ref().map(Option::is_none));
+        &candidates[kept]
     }
 
     /// What one planned call sends, for the caller. Draws the request seed
@@ -718,6 +848,10 @@ mod tests {
         answers: Vec<String>,
         /// The reply to a ranking of K answers.
         rank: String,
+        /// The rewrite an improvement makes, and whether the comparison
+        /// scores it higher than the answer (else lower).
+        improved: String,
+        better: bool,
         asked: Mutex<BTreeMap<String, usize>>,
         calls: Mutex<Vec<String>>,
     }
@@ -733,6 +867,8 @@ mod tests {
                 think: false,
                 answers: Vec::new(),
                 rank: String::new(),
+                improved: "An improved answer, with an example of the topic.".into(),
+                better: true,
                 asked: Mutex::default(),
                 calls: Mutex::new(vec![]),
             }
@@ -755,6 +891,16 @@ mod tests {
                 self.score.clone()
             } else if request.tag.as_deref() == Some("rank") {
                 self.rank.clone()
+            } else if request.tag.as_deref() == Some("critique") {
+                "1. It lacks an example.".into()
+            } else if request.tag.as_deref() == Some("improve") {
+                self.improved.clone()
+            } else if request.tag.as_deref() == Some("compare") {
+                let first_is_rewrite = prompt.contains(&format!("[Response 1]\n{}", self.improved));
+                match first_is_rewrite == self.better {
+                    true => "1: 5\n2: 3".into(),
+                    false => "1: 3\n2: 5".into(),
+                }
             } else if request.tag.as_deref() == Some("judge") {
                 if self.equal {
                     "Equal".into()
@@ -835,6 +981,7 @@ mod tests {
         dedup: Option<evol_dedup::Params>,
         difficulty: Option<Sampling>,
         best_of: Option<crate::method::BestOf>,
+        improve_answers: u32,
         concurrency: usize,
         retry_failed: bool,
     }
@@ -866,6 +1013,7 @@ mod tests {
             difficulty: s.difficulty,
             contamination: None,
             best_of: s.best_of,
+            improve_answers: s.improve_answers,
         };
         let caller = CallerSettings { concurrency: s.concurrency, retry_failed: s.retry_failed };
         let caller = Arc::new(costs(Caller::new(caller, journal, stats.clone()).unwrap()));
@@ -898,6 +1046,7 @@ mod tests {
             dedup: None,
             difficulty: None,
             best_of: None,
+            improve_answers: 0,
             concurrency: 4,
             retry_failed: false,
         }
@@ -1201,6 +1350,47 @@ mod tests {
         let r = sink.rejected.lock().unwrap()[0].clone();
         assert_eq!(r.reason, Reason::RequestFailed);
         assert!(r.answers.iter().all(|a| a.response.is_none() && a.detail.as_deref().unwrap().contains("boom")));
+    }
+
+    #[tokio::test]
+    async fn improved_answers_replace_the_answer_only_when_they_score_higher() {
+        let rules = Rules { equality: false, ..Rules::default() };
+        let s = Settings { rounds: 1, rules, improve_answers: 2, ..settings() };
+        let (sink, stats) = run(Scripted::new(), s.clone(), 3).await;
+        let accepted = sink.accepted.lock().unwrap().clone();
+        assert_eq!(accepted.len(), 3);
+        for e in &accepted {
+            let improved = "An improved answer, with an example of the topic.";
+            assert_eq!(e.response.as_deref(), Some(improved));
+            assert_eq!(e.original_response.as_deref(), Some("A long and useful answer about the topic."));
+            assert_eq!(e.improvements.len(), 2);
+            let first = &e.improvements[0];
+            assert!(first.kept && first.round == 1 && first.critique.as_deref() == Some("1. It lacks an example."));
+            assert_eq!((first.score_before, first.score_after), (Some(3.0), Some(5.0)), "read in the order shown");
+            // The second round rewrites the improved answer into itself: a
+            // rewrite scores higher than the answer it would replace (here,
+            // the same text) only if the judge says so, and it did.
+            assert_eq!(e.improvements[1].round, 2);
+        }
+        let t = stats.improve.clone().unwrap();
+        assert_eq!((t.rounds, t.improved_answers), (6, 3));
+        assert_eq!(stats.total.requests, 3 * (2 + 2 * 3), "evolve, answer, 2 x (critique, improve, compare)");
+
+        // Scored lower: the answer stays, nothing is replaced.
+        let model = Scripted { better: false, ..Scripted::new() };
+        let (sink, stats) = run(model, s.clone(), 1).await;
+        let e = sink.accepted.lock().unwrap()[0].clone();
+        assert_eq!(e.response.as_deref(), Some("A long and useful answer about the topic."));
+        assert!(e.original_response.is_none() && e.improvements.iter().all(|r| !r.kept && r.rejected.is_none()));
+        assert_eq!(stats.improve.unwrap().not_better, 2);
+
+        // A rewrite an answer rule rejects ends its round without a
+        // comparison.
+        let model = Scripted { improved: "Sorry, I cannot.".into(), ..Scripted::new() };
+        let (sink, stats) = run(model, s, 1).await;
+        let e = sink.accepted.lock().unwrap()[0].clone();
+        assert!(e.improvements.iter().all(|r| r.rejected == Some(Reason::AnswerSorry) && r.score_after.is_none()));
+        assert_eq!(stats.total.requests, 2 + 2 * 2);
     }
 
     #[tokio::test]

@@ -46,7 +46,7 @@ pub use engine::{Engine, EngineError, SeedSourceError, Sink, SinkError};
 pub use journal::{Journal, NoJournal};
 pub use method::{Method, PlannedCall, Stage};
 pub use ops::{Operation, OperationSet, OperatorSet};
-pub use record::{AnswerCandidate, Evolution, Lineage, Rejection, Seed, SeedAnswer, SeedScore};
+pub use record::{AnswerCandidate, Evolution, Improvement, Lineage, Rejection, Seed, SeedAnswer, SeedScore};
 pub use roles::{Role, Roles};
 pub use shard::Shard;
 pub use stats::{RunStats, StatsRecorder};

@@ -55,6 +55,15 @@ pub struct Method {
     /// (`None`: one answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_of: Option<BestOf>,
+    /// Rounds of answer improvement (Evol-Answer): each a critique by the
+    /// score model, a rewrite by the answerer, and a comparison that keeps
+    /// the rewrite only if it scores higher (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub improve_answers: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// K answers an instruction, and how the kept one is picked.
@@ -86,6 +95,12 @@ pub enum Stage {
     Score,
     /// Ranking an instruction's K answers together (`--pick score`).
     Rank,
+    /// Critiquing the answer (Evol-Answer).
+    Critique,
+    /// Rewriting the answer with the critique.
+    Improve,
+    /// Scoring the rewrite against the answer it would replace.
+    Compare,
 }
 
 impl Stage {
@@ -97,6 +112,9 @@ impl Stage {
             Stage::Answer => "answer",
             Stage::Score => "score",
             Stage::Rank => "rank",
+            Stage::Critique => "critique",
+            Stage::Improve => "improve",
+            Stage::Compare => "compare",
         }
     }
 }
@@ -163,6 +181,16 @@ impl Method {
             if self.ranks_answers() {
                 calls.push(PlannedCall::new(Stage::Rank, Role::Score, self.judge_sampling));
             }
+            // A critique needs room to say what is wrong: the answer's
+            // token limit, greedy.
+            let critique = Sampling { max_tokens: self.answer_sampling.max_tokens, ..self.judge_sampling };
+            for sample in 0..self.improve_answers {
+                calls.extend([
+                    PlannedCall { sample, ..PlannedCall::new(Stage::Critique, Role::Score, critique) },
+                    PlannedCall { sample, ..PlannedCall::new(Stage::Improve, Role::Answer, self.answer_sampling) },
+                    PlannedCall { sample, ..PlannedCall::new(Stage::Compare, Role::Score, self.judge_sampling) },
+                ]);
+            }
         }
         if let Some(sampling) = self.difficulty {
             calls.push(PlannedCall::new(Stage::Score, Role::Score, sampling));
@@ -210,6 +238,7 @@ mod tests {
             difficulty: None,
             contamination: None,
             best_of: None,
+            improve_answers: 0,
         }
     }
 
@@ -231,7 +260,14 @@ mod tests {
         let keys: Vec<_> = calls.iter().map(|c| c.key_stage()).collect();
         assert_eq!(keys, ["evolve", "judge", "answer", "answer#2", "answer#3", "rank"]);
         assert_eq!(best.roles(), [Role::Evolve, Role::Judge, Role::Answer, Role::Score]);
-        let first = Method { best_of: Some(BestOf { answers: 2, pick: crate::best_of::Pick::First }), ..m };
+        let first = Method { best_of: Some(BestOf { answers: 2, pick: crate::best_of::Pick::First }), ..m.clone() };
         assert_eq!(first.step_calls(&op).len(), 4, "no ranking without --pick score");
+        let improved = Method { improve_answers: 2, ..m };
+        let keys: Vec<_> = improved.step_calls(&op).iter().map(|c| c.key_stage()).collect();
+        assert_eq!(
+            keys,
+            ["evolve", "judge", "answer", "critique", "improve", "compare", "critique#2", "improve#2", "compare#2"]
+        );
+        assert!(improved.roles().contains(&Role::Score));
     }
 }

@@ -75,6 +75,43 @@ pub struct Evolution {
     /// first usable one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ranking: Option<crate::score::Scored>,
+    /// With `--improve-answers N`: each round of improvement, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub improvements: Vec<Improvement>,
+    /// The answer before any improvement was kept (`response` is the
+    /// improved one); absent when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_response: Option<String>,
+}
+
+/// One round of answer improvement (Evol-Answer): the judge's critique of
+/// the current answer, the answerer's rewrite, and the scores that decided
+/// whether the rewrite replaced it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Improvement {
+    /// 1 for the first round.
+    pub round: u32,
+    /// The critique; null when its call failed (`detail`).
+    pub critique: Option<String>,
+    /// The rewritten answer; null when it was not made.
+    pub response: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_reasoning: Option<String>,
+    /// The quality scores (1 to 6) of the answer before and of the rewrite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_before: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_after: Option<f64>,
+    /// The rewrite replaced the answer.
+    pub kept: bool,
+    /// Why it did not: an answer rule's reason, `request_failed`, or
+    /// absent when it scored no higher (or the scores could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<Reason>,
+    /// A failed call's error, or the comparison's reply when its scores
+    /// could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// One of an instruction's K answers (`--answers K`).
@@ -212,6 +249,8 @@ mod tests {
             difficulty: None,
             answers: Vec::new(),
             ranking: None,
+            improvements: Vec::new(),
+            original_response: None,
         };
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(

@@ -100,6 +100,26 @@ pub struct RunStats {
     /// With `--answers K`: what became of the K answers of each instruction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_of: Option<BestOfTally>,
+    /// With `--improve-answers N`: what became of the rounds of improvement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub improve: Option<ImproveTally>,
+}
+
+/// The rounds of answer improvement (Evol-Answer).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImproveTally {
+    /// Rounds begun (a critique asked for).
+    pub rounds: u64,
+    /// Rewrites that scored higher and replaced the answer.
+    pub kept: u64,
+    /// Rewrites that scored no higher.
+    pub not_better: u64,
+    /// Comparisons whose scores could not be read (the answer stays).
+    pub unreadable: u64,
+    /// Rounds ended by a rule or a failed call, by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// Evolutions whose answer was improved at least once.
+    pub improved_answers: u64,
 }
 
 /// The K answers of the instructions answered with `--answers K`.
@@ -282,6 +302,22 @@ impl StatsRecorder {
             Some(false) => t.unreadable_rankings += 1,
             None => {}
         }
+    }
+
+    /// Records an evolution's rounds of answer improvement.
+    pub fn improvements(&self, rounds: &[crate::record::Improvement]) {
+        let mut s = self.inner.lock().unwrap();
+        let t = s.improve.get_or_insert_with(ImproveTally::default);
+        for r in rounds {
+            t.rounds += 1;
+            match (r.kept, r.rejected) {
+                (true, _) => t.kept += 1,
+                (false, Some(reason)) => *t.rejected.entry(reason.name().to_string()).or_default() += 1,
+                (false, None) if r.score_before.is_some() && r.score_after.is_some() => t.not_better += 1,
+                (false, None) => t.unreadable += 1,
+            }
+        }
+        t.improved_answers += u64::from(rounds.iter().any(|r| r.kept));
     }
 
     pub fn seed_done(&self) {

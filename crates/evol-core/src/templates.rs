@@ -27,11 +27,18 @@ pub const TEMPLATE_FILES: &[(&str, &[&str])] = &[
     ("difficulty.txt", &["instruction"]),
     ("deita_complexity.txt", &["items"]),
     ("deita_quality.txt", &["instruction", "items"]),
+    ("critique.txt", &["instruction", "answer"]),
+    ("improve_answer.txt", &["instruction", "answer", "critique"]),
 ];
 
 /// The scoring templates: digested apart ([`Templates::score_digest`]), so
 /// that they are part of the identity of the runs that score only.
 pub const SCORE_FILES: &[&str] = &["difficulty.txt", "deita_complexity.txt", "deita_quality.txt"];
+
+/// The answer-improving templates (Evol-Answer): digested apart too
+/// ([`Templates::improve_digest`]), part of the identity of the runs that
+/// improve answers only.
+pub const IMPROVE_FILES: &[&str] = &["critique.txt", "improve_answer.txt"];
 
 /// The list of data formats for `complicate_input`, one per line.
 pub const DATA_FORMATS_FILE: &str = "data_formats.txt";
@@ -49,6 +56,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("difficulty.txt", include_str!("../templates/difficulty.txt")),
     ("deita_complexity.txt", include_str!("../templates/deita_complexity.txt")),
     ("deita_quality.txt", include_str!("../templates/deita_quality.txt")),
+    ("critique.txt", include_str!("../templates/critique.txt")),
+    ("improve_answer.txt", include_str!("../templates/improve_answer.txt")),
 ];
 
 /// A template that does not compile, renders badly or misses a variable.
@@ -86,6 +95,7 @@ pub struct Templates {
     data_formats: Vec<String>,
     digest: String,
     score_digest: String,
+    improve_digest: String,
 }
 
 /// A rendered evolving prompt and what was drawn to make it.
@@ -257,12 +267,19 @@ impl Templates {
         if data_formats.is_empty() {
             return Err(TemplateError::NoDataFormats);
         }
-        let digest_of = |scoring: bool| {
+        // Each group of files is digested apart: the evolving ones, the
+        // scoring ones and the answer-improving ones.
+        let group = |name: &str| match (SCORE_FILES.contains(&name), IMPROVE_FILES.contains(&name)) {
+            (true, _) => 1,
+            (_, true) => 2,
+            _ => 0,
+        };
+        let digest_of = |wanted: u8| {
             let mut digest = Digest::new();
-            for (name, _) in DEFAULTS.iter().filter(|(name, _)| SCORE_FILES.contains(name) == scoring) {
+            for (name, _) in DEFAULTS.iter().filter(|(name, _)| group(name) == wanted) {
                 digest = digest.part(name).part(source(name));
             }
-            if !scoring {
+            if wanted == 0 {
                 // The set's own templates (none for the `evol` set, whose
                 // runs keep the digest they always had).
                 for (name, template) in set.templates.iter().filter(|(name, _)| !is_builtin(name)) {
@@ -275,8 +292,8 @@ impl Templates {
             }
             digest.full_hex()
         };
-        let (digest, score_digest) = (digest_of(false), digest_of(true));
-        let templates = Templates { env, literals, data_formats, digest, score_digest };
+        let (digest, score_digest, improve_digest) = (digest_of(0), digest_of(1), digest_of(2));
+        let templates = Templates { env, literals, data_formats, digest, score_digest, improve_digest };
         // Render each once so that errors surface before any model call.
         for op in enabled.iter() {
             templates
@@ -287,6 +304,8 @@ impl Templates {
         templates.difficulty_prompt("x")?;
         templates.complexity_prompt(&["x", "y"])?;
         templates.quality_prompt("x", &["y"])?;
+        templates.critique_prompt("x", "y")?;
+        templates.improve_prompt("x", "y", "z")?;
         Ok(templates)
     }
 
@@ -294,6 +313,22 @@ impl Templates {
     /// prompts have different digests.
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// A digest of the answer-improving templates' text.
+    pub fn improve_digest(&self) -> &str {
+        &self.improve_digest
+    }
+
+    /// The prompt that asks a judge to critique `answer` (Evol-Answer).
+    pub fn critique_prompt(&self, instruction: &str, answer: &str) -> Result<String, TemplateError> {
+        self.render("critique.txt", context! { instruction, answer })
+    }
+
+    /// The prompt that asks for a better answer, with the critique of the
+    /// current one (Evol-Answer).
+    pub fn improve_prompt(&self, instruction: &str, answer: &str, critique: &str) -> Result<String, TemplateError> {
+        self.render("improve_answer.txt", context! { instruction, answer, critique })
     }
 
     /// A digest of the scoring templates' text.

@@ -753,7 +753,7 @@ fn stage(tag: Option<&str>, prompt: &str) -> Kind {
     match tag {
         Some("evolve") => Kind::Rewrite,
         Some("judge") => Kind::Judge,
-        Some("score" | "rank") => Kind::Score,
+        Some("score" | "rank" | "compare") => Kind::Score,
         Some("optimize") => Kind::Optimize,
         Some("pairwise") => Kind::Pairwise,
         Some(_) => Kind::Answer,
@@ -969,7 +969,8 @@ fn optimizer_reply(prompt: &str, h: u64) -> String {
 /// scores (so evolved instructions score higher than their seeds): a
 /// difficulty from 1 to 10 for the text between `<<<` and `>>>` (else the
 /// whole prompt), in a few wordings; for a prompt of numbered items
-/// (`[Instruction 2]`, `[Response 2]`), one `N: SCORE` line each, 1 to 6.
+/// (`[Instruction 2]`, `[Response 2]`), one `N: SCORE` line each, 1 to 6
+/// (an item too long for the scale, 4 to 6 by the request's hash).
 fn score_reply(config: &MockConfig, prompt: &str, h: u64, unit: impl Fn(u64) -> f64) -> String {
     if unit(4) < config.unreadable_rate {
         return "That is hard to say without more context.".to_string();
@@ -986,7 +987,15 @@ fn score_reply(config: &MockConfig, prompt: &str, h: u64, unit: impl Fn(u64) -> 
         return items
             .iter()
             .enumerate()
-            .map(|(i, words)| format!("{}: {}", i + 1, (1 + words / 12 + (h as usize >> i) % 2).min(6)))
+            .map(|(i, words)| {
+                // Past the scale's top (long answers), 4 to 6 by the
+                // request's hash, so that answers compared still differ.
+                let score = match 1 + words / 12 {
+                    long if long > 6 => 4 + (h as usize >> (2 * i)) % 3,
+                    base => (base + (h as usize >> i) % 2).min(6),
+                };
+                format!("{}: {score}", i + 1)
+            })
             .collect::<Vec<_>>()
             .join("\n");
     }

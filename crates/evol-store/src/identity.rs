@@ -31,6 +31,10 @@ pub struct RunIdentity {
     /// The digest of the scoring templates, for a run that scores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score_templates: Option<String>,
+    /// The digest of the answer-improving templates, for a run that
+    /// improves answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub improve_templates: Option<String>,
     pub include_seeds: bool,
 }
 

@@ -1014,6 +1014,8 @@ mod tests {
             difficulty: None,
             answers: Vec::new(),
             ranking: None,
+            improvements: Vec::new(),
+            original_response: None,
         }
     }
 

@@ -106,6 +106,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "first|shortest|score", value_parser = pick(), requires = "answers", help_heading = "Method")]
     pub pick: Option<evol_core::best_of::Pick>,
 
+    /// Rounds of answer improvement (WizardLM-2's Evol-Answer): in each,
+    /// the score model critiques the answer, the answering model rewrites
+    /// it with the critique, and the score model scores the two together
+    /// (1 to 6, in a drawn order); the rewrite replaces the answer only if
+    /// it scores higher, and passes the answer rules (a cut-off rewrite
+    /// never replaces one). Each round is on the record (evolved.jsonl's
+    /// `improvements`; `original_response`, the answer before).
+    #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Method")]
+    pub improve_answers: u32,
+
     /// Put the seeds (answered too, unless --no-answer) into dataset.jsonl.
     #[arg(long, help_heading = "Method")]
     pub include_seeds: bool,

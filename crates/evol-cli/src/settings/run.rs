@@ -57,6 +57,7 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
         no_answer,
         answers,
         pick,
+        improve_answers,
         include_seeds,
         no_equality_check,
         no_sorry_check,
@@ -197,6 +198,7 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
             difficulty,
             contamination: None,
             best_of,
+            improve_answers,
         },
         execution: model.execution(retry_failed),
         templates: Templates::builtin(),
@@ -246,6 +248,7 @@ const METHOD_FLAGS: &[(&str, &[&str])] = &[
     ),
     ("request_seeds", &["no_request_seed"]),
     ("best_of", &["answers", "pick"]),
+    ("improve_answers", &["improve_answers"]),
     ("dedup", &["no_dedup", "dedup_shingle", "dedup_hashes", "dedup_bands", "dedup_threshold"]),
     (
         "difficulty",
@@ -436,7 +439,8 @@ mod tests {
     fn every_flag_that_shapes_the_method_is_listed_with_its_setting() {
         use clap::CommandFactory;
         let default = method(&[]).unwrap();
-        let scored = method(&["--score-difficulty".into(), "--answers".into(), "2".into()]).unwrap();
+        let words = ["--score-difficulty", "--answers", "2", "--improve-answers", "1"];
+        let scored = method(&words.map(String::from)).unwrap();
         for key in scored.as_object().unwrap().keys() {
             assert!(METHOD_FLAGS.iter().any(|(k, _)| k == key), "the setting `{key}` has no flags listed");
         }

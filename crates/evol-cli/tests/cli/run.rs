@@ -1073,3 +1073,46 @@ fn k_answers_keep_the_best_scored_give_pairs_and_resume_without_paying_twice() {
     let bad = evol_run(&mock.url, &seeds, &dir.path("bad"), &["--pick", "first"]);
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
 }
+
+#[test]
+fn improved_answers_keep_their_chain_and_replay_whole() {
+    let mock = Mock::start(MockConfig { equal_rate: 0.0, sorry_rate: 0.1, leak_rate: 0.0, ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(10));
+    let out = dir.path("out");
+    let args = ["--model", "mock", "--rounds", "2", "--improve-answers", "2"];
+    assert_success(&evol_run(&mock.url, &seeds, &out, &args));
+    let evolved = read_lines(&out.join("evolved.jsonl"));
+    let mut kept = 0;
+    for e in &evolved {
+        let rounds = e["improvements"].as_array().unwrap();
+        assert!(!rounds.is_empty() && rounds.len() <= 2, "{e}");
+        // The answer is the last rewrite kept, else the first answer.
+        let last_kept = rounds.iter().rev().find(|r| r["kept"] == true);
+        match last_kept {
+            Some(r) => {
+                kept += 1;
+                assert_eq!(e["response"], r["response"], "{e}");
+                assert!(e["original_response"].is_string() && e["original_response"] != e["response"]);
+                assert!(r["score_after"].as_f64().unwrap() > r["score_before"].as_f64().unwrap(), "{r}");
+            }
+            None => assert!(e.get("original_response").is_none(), "{e}"),
+        }
+        for r in rounds {
+            assert!(r["critique"].is_string(), "{r}");
+            if r["kept"] == false && r["rejected"].is_null() {
+                assert!(r["score_after"].as_f64() <= r["score_before"].as_f64(), "not better: {r}");
+            }
+        }
+    }
+    assert!(kept > 0, "some rewrites score higher against evol-mock");
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!(stats["improve"]["improved_answers"].as_u64().unwrap(), kept);
+    assert!(stats["identity"]["improve_templates"].is_string());
+    // The same command again replays every call: nothing is sent, the
+    // records come out the same.
+    let before = (std::fs::read(out.join("evolved.jsonl")).unwrap(), mock.stats().requests);
+    assert_success(&evol_run(&mock.url, &seeds, &out, &args));
+    assert_eq!(mock.stats().requests, before.1);
+    assert_eq!(std::fs::read(out.join("evolved.jsonl")).unwrap(), before.0);
+}

@@ -102,6 +102,9 @@ struct Overheads {
     score: f64,
     /// A ranking of answers (without them).
     rank: f64,
+    /// A critique and an improvement (without their texts).
+    critique: f64,
+    improve: f64,
 }
 
 impl Overheads {
@@ -115,7 +118,9 @@ impl Overheads {
         let judge = templates.equality_prompt("", "")?.len() as f64 / BYTES_PER_TOKEN;
         let score = templates.difficulty_prompt("")?.len() as f64 / BYTES_PER_TOKEN;
         let rank = templates.quality_prompt("", &["", ""])?.len() as f64 / BYTES_PER_TOKEN;
-        Ok(Overheads { evolve: evolve / ops.len().max(1) as f64, judge, score, rank })
+        let critique = templates.critique_prompt("", "")?.len() as f64 / BYTES_PER_TOKEN;
+        let improve = templates.improve_prompt("", "", "")?.len() as f64 / BYTES_PER_TOKEN;
+        Ok(Overheads { evolve: evolve / ops.len().max(1) as f64, judge, score, rank, critique, improve })
     }
 }
 
@@ -161,6 +166,18 @@ fn per_seed(method: &Method, overheads: Overheads, instruction: f64) -> Tokens {
                 Stage::Score => {
                     t.prompt += overheads.score + child;
                     t.completion += VERDICT_TOKENS;
+                }
+                Stage::Critique => {
+                    t.prompt += overheads.critique + child + answer_tokens;
+                    t.completion += answer_tokens;
+                }
+                Stage::Improve => {
+                    t.prompt += overheads.improve + child + 2.0 * answer_tokens;
+                    t.completion += answer_tokens;
+                }
+                Stage::Compare => {
+                    t.prompt += overheads.rank + child + 2.0 * answer_tokens;
+                    t.completion += 2.0 * VERDICT_TOKENS;
                 }
                 Stage::Rank => {
                     let k = f64::from(method.best_of.map_or(1, |b| b.answers));

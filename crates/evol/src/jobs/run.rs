@@ -252,6 +252,8 @@ async fn begin(settings: &RunSettings, journal: &Arc<SqliteJournal>, observer: &
         templates: settings.templates.digest().to_string(),
         score_templates: (settings.method.difficulty.is_some() || settings.method.ranks_answers())
             .then(|| settings.templates.score_digest().to_string()),
+        improve_templates: (settings.method.improve_answers > 0)
+            .then(|| settings.templates.improve_digest().to_string()),
         include_seeds: settings.include_seeds,
     };
     let committed = check_identity(journal, &identity)?;
@@ -476,6 +478,19 @@ fn summary(s: &RunStats, exported: evol_store::Exported, out: &OutputDir, seeds_
         if exported.pairs > 0 {
             files.push(path(evol_store::output::PAIRS));
         }
+    }
+    if let Some(t) = &s.improve {
+        let ended: Vec<String> = t.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let _ = writeln!(
+            text,
+            "evol: answer improvement: {} rounds, {} rewrites kept (scored higher), {} not better, {} unreadable comparisons{}; {} answers improved",
+            t.rounds,
+            t.kept,
+            t.not_better,
+            t.unreadable,
+            if ended.is_empty() { String::new() } else { format!(", ended by {}", ended.join(", ")) },
+            t.improved_answers,
+        );
     }
     if seeds_file && out.path(SEED_ANSWERS).exists() {
         files.push(path(SEED_ANSWERS));

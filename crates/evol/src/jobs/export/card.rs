@@ -470,6 +470,7 @@ mod tests {
             difficulty: None,
             contamination: None,
             best_of: None,
+            improve_answers: 0,
         };
         RunReport {
             evol_version: "0.1.0".into(),
@@ -508,6 +509,7 @@ mod tests {
                 models: Default::default(),
                 templates: "t".into(),
                 score_templates: None,
+                improve_templates: None,
                 include_seeds: false,
             },
             command: command.iter().map(|w| w.to_string()).collect(),
