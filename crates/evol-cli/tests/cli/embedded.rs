@@ -52,6 +52,59 @@ fn run_uses_the_embedded_default_model() {
 }
 
 #[test]
+fn the_default_model_answers_k_times_improves_and_replays_with_thinking_switched_off() {
+    let _alone = alone();
+    // Quality aside (the tiny model ranks and critiques poorly), every
+    // answer, ranking and round is recorded or counted, and a rerun sends
+    // nothing. `--thinking off` goes into the chat template, which this
+    // model's ignores.
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(3));
+    let out = dir.path("out");
+    let args = [
+        "run",
+        seeds.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--rounds",
+        "1",
+        "--no-equality-check",
+        "--answers",
+        "2",
+        "--improve-answers",
+        "1",
+        "--thinking",
+        "off",
+        "--max-tokens",
+        "64",
+        "--ctx-size",
+        "8192",
+        "--parallel",
+        "8",
+    ];
+    assert_success(&evol(&args));
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!(stats["settings"]["evolve_sampling"]["thinking"]["enabled"], false);
+    let b = &stats["best_of"];
+    let evolved = read_lines(&out.join("evolved.jsonl"));
+    let rejected = read_lines(&out.join("rejected.jsonl"));
+    let answered: Vec<_> = evolved.iter().chain(&rejected).filter(|r| r["answers"].is_array()).collect();
+    assert_eq!(b["instructions"].as_u64().unwrap() as usize, answered.len(), "{b}");
+    let rankings = b["ranked"].as_u64().unwrap_or(0) + b["unreadable_rankings"].as_u64().unwrap_or(0);
+    assert!(rankings <= evolved.len() as u64, "a ranking per evolution with two usable answers at most: {b}");
+    for e in &evolved {
+        let kept = e["answers"].as_array().unwrap().iter().filter(|a| a["kept"] == true).count();
+        assert_eq!(kept, 1, "{e}");
+        assert_eq!(e["improvements"].as_array().unwrap().len(), 1, "{e}");
+    }
+    let calls = stats["journal"]["calls"].as_u64().unwrap();
+    assert_success(&evol(&args));
+    let again = read_json(&out.join("stats.json"));
+    assert_eq!(again["journal"]["calls"].as_u64().unwrap(), calls);
+    assert_eq!(again["replayed_calls"].as_u64().unwrap(), calls, "replayed, not sent");
+}
+
+#[test]
 fn the_default_model_scores_difficulty_and_every_reply_is_counted() {
     let _alone = alone();
     // The tiny default model is a weak scorer: what matters is that each

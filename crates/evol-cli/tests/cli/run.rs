@@ -1069,6 +1069,12 @@ fn k_answers_keep_the_best_scored_give_pairs_and_resume_without_paying_twice() {
         String::from_utf8_lossy(&read.stderr)
     );
 
+    let hub = dir.path("hub");
+    assert_success(&evol(&["export", out.to_str().unwrap(), "--to", hub.to_str().unwrap()]));
+    let card = std::fs::read_to_string(hub.join("README.md")).unwrap();
+    let said = "answered 3 times and the row keeps the one the score model ranked highest";
+    assert!(card.contains(said) && card.contains(&format!("{} preference pairs", pairs.len())), "{card}");
+
     // One answer is the default; --pick needs several.
     let bad = evol_run(&mock.url, &seeds, &dir.path("bad"), &["--pick", "first"]);
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
@@ -1109,6 +1115,10 @@ fn improved_answers_keep_their_chain_and_replay_whole() {
     let stats = read_json(&out.join("stats.json"));
     assert_eq!(stats["improve"]["improved_answers"].as_u64().unwrap(), kept);
     assert!(stats["identity"]["improve_templates"].is_string());
+    let hub = dir.path("hub");
+    assert_success(&evol(&["export", out.to_str().unwrap(), "--to", hub.to_str().unwrap()]));
+    let card = std::fs::read_to_string(hub.join("README.md")).unwrap();
+    assert!(card.contains(&format!("{kept} answers improved")), "{card}");
     // The same command again replays every call: nothing is sent, the
     // records come out the same.
     let before = (std::fs::read(out.join("evolved.jsonl")).unwrap(), mock.stats().requests);

@@ -425,6 +425,41 @@ fn run_body(s: &mut String, card: &Card, stats: &Result<Option<RunReport>, Resul
         }
         None => s.push_str("Near-duplicate removal: off.\n\n"),
     }
+    if let Some(c) = &settings.contamination {
+        let _ = writeln!(
+            s,
+            "Benchmark decontamination: evolutions sharing a run of {} words with any of {} benchmark items were rejected (`contaminated`: {}).\n",
+            c.ngram,
+            c.items,
+            total.rejected.get("contaminated").copied().unwrap_or(0)
+        );
+    }
+    if let (Some(b), Some(t)) = (&settings.best_of, &stats.run.best_of) {
+        let how = match b.pick {
+            evol_core::best_of::Pick::Score => "the one the score model ranked highest (DEITA quality, 1 to 6)",
+            evol_core::best_of::Pick::First => "the first",
+            evol_core::best_of::Pick::Shortest => "the shortest",
+        };
+        let _ = writeln!(
+            s,
+            "Answers: each instruction was answered {} times and the row keeps {how} of those the answer rules pass ({} answers made, {} rejected by a rule, {} instructions with none to keep); {} preference pairs (the kept answer against the worst) were written beside the data.\n",
+            b.answers,
+            t.answers,
+            t.rejected.values().sum::<u64>(),
+            t.none_kept,
+            stats.dataset.pairs
+        );
+    }
+    if let Some(t) = &stats.run.improve {
+        let _ = writeln!(
+            s,
+            "Answer improvement (Evol-Answer): up to {} rounds an answer of a critique by the score model, a rewrite by the answering model, and a comparison that keeps the rewrite only if it scores higher: {} rounds, {} rewrites kept, {} answers improved.\n",
+            settings.improve_answers,
+            t.rounds,
+            t.kept,
+            t.improved_answers
+        );
+    }
     if made.unanswered > 0 {
         let _ = writeln!(s, "{} rows have no answer (answering was off or failed for them).\n", made.unanswered);
     }
