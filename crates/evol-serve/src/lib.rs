@@ -228,7 +228,11 @@ async fn chat(
             model,
             choices: vec![Choice {
                 index: 0,
-                message: Some(ResponseMessage::assistant(reply.text)),
+                // A thinking trace apart, as vLLM's reasoning parsers send it.
+                message: Some(ResponseMessage {
+                    reasoning_content: reply.reasoning,
+                    ..ResponseMessage::assistant(reply.text)
+                }),
                 finish_reason: Some(reply.finish_reason.as_sent().to_string()),
                 ..Choice::default()
             }],
