@@ -335,7 +335,24 @@ impl Engine {
         let mut rng = keyed_rng(self.method.run_seed, &[b"seed-answer", seed.id.as_bytes()]);
         let slice = Slice { round: 0, operation: SEED_ANSWER };
         let model = self.roles.get(planned.role)?;
-        let (response, response_reasoning, error, usage, rejected, answer_truncated) = match self
+        // A seed that overlaps a benchmark stays out of the dataset, and
+        // its answer is not paid for.
+        if let Some(detail) = self.contaminated(&seed.instruction) {
+            let answer = SeedAnswer {
+                id: seed.id.clone(),
+                instruction: seed.instruction.clone(),
+                response: None,
+                response_reasoning: None,
+                error: None,
+                model: model.name().to_string(),
+                usage: Usage::default(),
+                rejected: Some(Reason::Contaminated.name().to_string()),
+                detail: Some(detail),
+                answer_truncated: false,
+            };
+            return sink.seed_answered(&answer).map_err(EngineError::Sink);
+        }
+        let (response, response_reasoning, error, usage, rejected, answer_truncated, detail) = match self
             .caller
             .call(self.spec(order, &seed.id, 0, planned, slice, &seed.instruction, &mut rng)?)
             .await?
@@ -345,10 +362,12 @@ impl Engine {
                 // answer passes too.
                 let rejected = eliminate::check_answer_reply(&self.method.rules, &reply);
                 let truncated = reply.finish_reason == FinishReason::Length;
-                let rejected = rejected.map(|r| r.name().to_string());
-                (Some(reply.text), reply.reasoning, None, reply.usage, rejected, truncated)
+                let overlap = rejected.is_none().then(|| self.contaminated(&reply.text)).flatten();
+                let rejected =
+                    rejected.or(overlap.as_ref().map(|_| Reason::Contaminated)).map(|r| r.name().to_string());
+                (Some(reply.text), reply.reasoning, None, reply.usage, rejected, truncated, overlap)
             }
-            Err(e) => (None, None, Some(e), Usage::default(), None, false),
+            Err(e) => (None, None, Some(e), Usage::default(), None, false, None),
         };
         let answer = SeedAnswer {
             id: seed.id.clone(),
@@ -359,6 +378,7 @@ impl Engine {
             model: model.name().to_string(),
             usage,
             rejected,
+            detail,
             answer_truncated,
         };
         sink.seed_answered(&answer).map_err(EngineError::Sink)

@@ -218,6 +218,10 @@ pub struct SeedAnswer {
     /// rejected evolution is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<String>,
+    /// What the rule said: for `contaminated`, the benchmark item and the
+    /// words shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// The answer was cut off by the token limit.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub answer_truncated: bool,

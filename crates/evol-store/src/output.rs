@@ -1238,6 +1238,7 @@ mod tests {
             model: "m".into(),
             usage: Default::default(),
             rejected: rejected.map(String::from),
+            detail: None,
             answer_truncated: truncated,
         };
         sink.seed_answered(&answer("ok", Some("fine"), None, false)).unwrap();

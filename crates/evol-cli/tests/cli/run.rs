@@ -967,8 +967,16 @@ fn evolutions_that_copy_a_benchmark_item_are_rejected_as_contaminated() {
     let seeds = dir.write("seeds.jsonl", &seeds.iter().map(|v| v.to_string() + "\n").collect::<String>());
     let bench = dir.write("bench.jsonl", &(serde_json::json!({"id": "q1", "question": item}).to_string() + "\n"));
     let out = dir.path("out");
-    let args = ["--model", "m", "--rounds", "2", "--benchmark", bench.to_str().unwrap()];
+    let args = ["--model", "m", "--rounds", "2", "--include-seeds", "--benchmark", bench.to_str().unwrap()];
     assert_success(&evol_run(&mock.url, &seeds, &out, &args));
+    // The seed that is the benchmark item stays out of the dataset, unanswered.
+    let seed_answers = read_lines(&out.join("seeds.jsonl"));
+    let copy = seed_answers.iter().find(|a| a["id"] == "line-1").unwrap();
+    assert_eq!((&copy["rejected"], &copy["response"]), (&"contaminated".into(), &serde_json::Value::Null), "{copy}");
+    assert!(copy["detail"].as_str().unwrap().contains("bench.jsonl#q1"), "{copy}");
+    assert!(seed_answers.iter().filter(|a| a["id"] != "line-1").all(|a| a["rejected"].is_null()));
+    let dataset = read_lines(&out.join("dataset.jsonl"));
+    assert!(dataset.iter().all(|r| r["id"] != "line-1") && dataset.iter().any(|r| r["id"] == "line-2"));
     let rejected = read_lines(&out.join("rejected.jsonl"));
     let contaminated: Vec<&serde_json::Value> = rejected.iter().filter(|r| r["reason"] == "contaminated").collect();
     assert!(!contaminated.is_empty(), "{rejected:?}");
@@ -981,7 +989,7 @@ fn evolutions_that_copy_a_benchmark_item_are_rejected_as_contaminated() {
     assert_eq!(stats["total"]["rejected"]["contaminated"].as_u64().unwrap() as usize, contaminated.len());
     assert_eq!(stats["settings"]["contamination"]["items"], 1);
     // The check is part of the run's settings: dropping it is a change.
-    let run = evol_run(&mock.url, &seeds, &out, &["--model", "m", "--rounds", "2"]);
+    let run = evol_run(&mock.url, &seeds, &out, &["--model", "m", "--rounds", "2", "--include-seeds"]);
     assert_ne!(run.status.code(), Some(0));
     assert!(stderr(&run).contains("contamination"), "{}", stderr(&run));
 }

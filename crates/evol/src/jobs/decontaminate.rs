@@ -83,6 +83,28 @@ pub fn load_benchmarks(
     Ok((index, contamination))
 }
 
+/// The texts of a row besides its instruction, by field: its answer
+/// (`output` or `response`, text), and every turn of a chat (`messages`
+/// or `conversations`). A field given twice, or an answer that is not
+/// text, is an error, never a row left unchecked.
+fn answer_texts(object: &serde_json::Map<String, Value>) -> Result<Vec<(&'static str, &str)>, String> {
+    let mut texts = Vec::new();
+    for name in ["output", "response"] {
+        match evol_io::field(object, &[name])? {
+            None | Some(Value::Null) => {}
+            Some(Value::String(text)) => texts.push((name, text.as_str())),
+            Some(other) => return Err(format!("`{name}` is {}, not text", evol_io::seeds::kind(other))),
+        }
+    }
+    for layout in [evol_io::layout::ChatLayout::Messages, evol_io::layout::ChatLayout::ShareGpt] {
+        let name = layout.field();
+        let Some(Value::Array(turns)) = evol_io::field(object, &[name])? else { continue };
+        let (_, said) = layout.keys();
+        texts.extend(turns.iter().filter_map(|t| t.get(said)?.as_str()).map(|text| (name, text)));
+    }
+    Ok(texts)
+}
+
 /// Checks every row of the input against the benchmarks; writes the rows
 /// kept and the rows left out.
 pub fn decontaminate(settings: &DecontaminateSettings, observer: &dyn Observer) -> anyhow::Result<DecontaminateReport> {
@@ -118,10 +140,12 @@ pub fn decontaminate(settings: &DecontaminateSettings, observer: &dyn Observer) 
         let object = row.object().map_err(|e| anyhow::anyhow!("`{}` {place}: {e}", settings.input.display()))?;
         let (instruction, _) =
             row.text(&settings.field).map_err(|e| anyhow::anyhow!("`{}` {place}: {e}", settings.input.display()))?;
-        let answer = ["output", "response"].iter().find_map(|k| evol_io::field(&object, &[k]).ok().flatten());
-        let answer = answer.and_then(Value::as_str).unwrap_or_default();
-        let hit =
-            index.find(&instruction).map(|h| ("instruction", h)).or_else(|| index.find(answer).map(|h| ("output", h)));
+        let in_row = |e: String| anyhow::anyhow!("`{}` {place}: {e}", settings.input.display());
+        let answer = answer_texts(&object).map_err(in_row)?;
+        let hit = index
+            .find(&instruction)
+            .map(|h| ("instruction", h))
+            .or_else(|| answer.iter().find_map(|(field, text)| index.find(text).map(|h| (*field, h))));
         match hit {
             None => {
                 kept += 1;
@@ -164,4 +188,28 @@ pub fn decontaminate(settings: &DecontaminateSettings, observer: &dyn Observer) 
         settings.output.display()
     ));
     Ok(report)
+}
+
+#[cfg(test)]
+mod answer_tests {
+    use super::answer_texts;
+    use serde_json::json;
+
+    fn texts(v: serde_json::Value) -> Result<Vec<(&'static str, String)>, String> {
+        let object = v.as_object().unwrap().clone();
+        answer_texts(&object).map(|t| t.into_iter().map(|(f, s)| (f, s.to_string())).collect())
+    }
+
+    #[test]
+    fn every_text_of_a_row_is_checked_and_a_doubtful_one_is_an_error() {
+        assert_eq!(texts(json!({"instruction": "q", "output": "a"})).unwrap(), [("output", "a".to_string())]);
+        let chat = json!({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "उत्तर"}]});
+        assert_eq!(texts(chat).unwrap(), [("messages", "q".to_string()), ("messages", "उत्तर".to_string())]);
+        let sharegpt = json!({"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]});
+        assert_eq!(texts(sharegpt).unwrap().len(), 2);
+        assert!(texts(json!({"output": null})).unwrap().is_empty());
+        let twice = texts(json!({"output": "a", "Output": "b"})).unwrap_err();
+        assert!(twice.contains("`Output`") && twice.contains("`output`"), "{twice}");
+        assert_eq!(texts(json!({"response": ["a"]})).unwrap_err(), "`response` is an array, not text");
+    }
 }
