@@ -13,9 +13,9 @@ use evol_core::{CallError, Caller, CallerSettings, Role, StatsRecorder};
 use evol_llm::ChatModel;
 use evol_store::{JobKind, OutputDir, RunState, SqliteJournal};
 
-use crate::backend::{connect_role, Connected};
+use crate::backend::{connect_models, connect_role, Connected};
 use crate::observe::{human, Counting, Observer, Watched};
-use crate::settings::{Execution, ModelSettings};
+use crate::settings::{Execution, ModelSettings, RoleModels};
 use crate::shutdown::Shutdown;
 
 /// How long a first stop request waits for the calls in flight.
@@ -326,6 +326,8 @@ pub struct Session {
     pub journal: Arc<SqliteJournal>,
     pub connected: Connected,
     pub model: Arc<dyn ChatModel>,
+    /// The model that scores what `model` makes, for a job that has one.
+    pub scorer: Option<Arc<dyn ChatModel>>,
     pub caller: Arc<Caller>,
     pub stats: Arc<StatsRecorder>,
     pub budget: Arc<Budget>,
@@ -346,12 +348,39 @@ impl Session {
         calls: u64,
         observer: &dyn Observer,
     ) -> anyhow::Result<Session> {
+        Session::open_with_scorer((output, fresh, kind), model, execution, role, None, calls, observer).await
+    }
+
+    /// [`Session::open`], with a second model that scores what the first
+    /// makes when `scorer` is given (`Some(None)`: the first model itself;
+    /// `Some(Some(name))`: the model of that name on the same servers).
+    pub async fn open_with_scorer(
+        (output, fresh, kind): (&Path, bool, JobKind),
+        model: &ModelSettings,
+        execution: &Execution,
+        role: Role,
+        scorer: Option<Option<String>>,
+        calls: u64,
+        observer: &dyn Observer,
+    ) -> anyhow::Result<Session> {
         let out = OutputDir::prepare(output, fresh, kind)?;
         let journal = Arc::new(out.journal()?);
-        let connected = connect_role(model, execution, role, &journal, observer).await?;
+        let connected = match &scorer {
+            None => connect_role(model, execution, role, &journal, observer).await?,
+            Some(name) => {
+                let wanted = RoleModels { evolve: model.model.clone(), score: name.clone(), ..RoleModels::default() };
+                let roles = [role, Role::Score];
+                connect_models(&model.backend, &wanted, &roles, execution.concurrency, &journal, observer).await?
+            }
+        };
         let chat = connected.roles.get(role)?.clone();
+        let scorer = match scorer {
+            Some(_) => Some(connected.roles.get(Role::Score)?.clone()),
+            None => None,
+        };
         let stats = Arc::new(StatsRecorder::new(calls));
-        let prices = execution.prices_for(&[chat.name()]);
+        let names: Vec<&str> = std::iter::once(chat.name()).chain(scorer.as_ref().map(|s| s.name())).collect();
+        let prices = execution.prices_for(&names);
         let budget = Arc::new(Budget::new(execution.caps));
         let settings = CallerSettings { concurrency: connected.admitted, retry_failed: execution.retry_failed };
         let caller = Arc::new(
@@ -359,7 +388,7 @@ impl Session {
                 .with_costs(prices, budget.clone()),
         );
         let stall_after = model.backend.stall_after();
-        Ok(Session { out, journal, connected, model: chat, caller, stats, budget, stall_after })
+        Ok(Session { out, journal, connected, model: chat, scorer, caller, stats, budget, stall_after })
     }
 
     /// Marks the job running once its identity (what its calls are asked

@@ -276,12 +276,16 @@ pub struct AnswerSettings {
     pub limit: Option<usize>,
     pub eval: EvalModel,
     /// Answers sampled per question (each its own request seed); with more
-    /// than one, each is checked against the question's reference answer.
+    /// than one, each is checked against the question's reference answer
+    /// when there is one.
     pub samples: u32,
     /// The test set's field holding the reference answer.
     pub reference_field: Option<String>,
-    /// Which correct answer a row keeps.
+    /// Which answer a row keeps (among the correct ones, with a reference).
     pub pick: Pick,
+    /// With [`Pick::Score`]: the model that ranks the answers (`None`: the
+    /// answering model itself).
+    pub judge_model: Option<String>,
 }
 
 impl AnswerSettings {
@@ -301,20 +305,13 @@ impl AnswerSettings {
             samples: 1,
             reference_field: None,
             pick: Pick::First,
+            judge_model: None,
         }
     }
 }
 
-/// Which of a question's correct answers its row keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Pick {
-    /// The first correct one, in sampling order.
-    #[default]
-    First,
-    /// The shortest correct one (in characters).
-    Shortest,
-}
+/// Which of a question's K answers its row keeps (see [`evol_core::best_of`]).
+pub use evol_core::best_of::Pick;
 
 /// `evol judge`'s settings.
 pub struct JudgeSettings {

@@ -446,3 +446,60 @@ async fn k_sampled_answers_are_checked_against_the_reference_and_give_pairs() {
     assert_eq!(again.calls_made.total.requests - again.calls_made.replayed_calls, 0, "{again:?}");
     assert_eq!(again.verification, report.verification);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn k_answers_without_a_reference_are_ranked_by_the_judge_and_the_best_kept() {
+    use evol::settings::{AnswerSettings, Backend, EvalModel, ModelSettings, Pick, Servers};
+    let config =
+        evol_mock::MockConfig { sorry_rate: 0.0, models: vec!["mock".into(), "judge".into()], ..Default::default() };
+    let url = evol_mock::spawn(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("questions.jsonl");
+    let rows: String = (1..=12)
+        .map(|i| {
+            serde_json::json!({"id": i, "question": format!("Explain topic number {i} to a student.")}).to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&set, rows).unwrap();
+    let out = dir.path().join("out");
+    let settings = || {
+        let model = ModelSettings::new(Backend::Servers(Servers::at(&[&url])), Some("mock"));
+        AnswerSettings {
+            samples: 3,
+            pick: Pick::Score,
+            judge_model: Some("judge".into()),
+            ..AnswerSettings::new(
+                set.clone(),
+                out.clone(),
+                EvalModel::new(model, evol_llm::Sampling::new(0.7, 1.0, 256), 1),
+            )
+        }
+    };
+    let report = evol::jobs::answer(settings(), &evol::Silent, evol::Shutdown::never()).await.unwrap();
+    let v = report.verification.clone().expect("sampled");
+    assert_eq!((v.answered, v.ranked + v.unreadable_rankings), (36, 12), "{v:?}");
+    let answers = lines(&out.join("answers.jsonl"));
+    for row in &answers {
+        let samples = row["samples"].as_array().unwrap();
+        assert!(samples.iter().all(|s| s["verdict"] == "answered"), "{row}");
+        let scores: Vec<Option<f64>> = samples.iter().map(|s| s["score"].as_f64()).collect();
+        if scores.iter().all(Option::is_some) {
+            let best = scores.iter().flatten().fold(0.0, |a: f64, b| a.max(*b));
+            let kept = samples.iter().find(|s| s["answer"] == row["answer"]).unwrap();
+            assert_eq!(kept["score"].as_f64(), Some(best), "the highest scored is kept: {row}");
+        } else {
+            assert!(row["ranking"].is_string(), "an unreadable ranking is kept: {row}");
+        }
+    }
+    // Pairs where some answer scored lower: the kept one against the lowest.
+    let pairs = lines(&out.join("pairs.jsonl"));
+    assert_eq!(pairs.len(), v.pairs);
+    assert!(!pairs.is_empty());
+    for p in &pairs {
+        assert!(p["margin"].as_f64().unwrap() > 0.0, "{p}");
+        assert_eq!(p["rejected_verdict"], "answered");
+    }
+    let again = evol::jobs::answer(settings(), &evol::Silent, evol::Shutdown::never()).await.unwrap();
+    assert_eq!(again.calls_made.total.requests - again.calls_made.replayed_calls, 0, "{again:?}");
+}

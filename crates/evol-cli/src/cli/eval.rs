@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{seed_format, AttemptArgs, ModelArgs};
+use super::{pick, seed_format, AttemptArgs, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct AnswerArgs {
@@ -38,19 +38,28 @@ pub struct AnswerArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Sample K answers to each one-turn question (each its own request
-    /// seed, each journaled) and check each against the question's
-    /// reference answer (--reference-field): the row keeps a correct one
-    /// (--pick), a question with none is left without an answer, and each
-    /// question with a correct and a wrong answer gives a preference pair.
-    #[arg(long = "answers", alias = "samples", value_name = "K", default_value_t = 1, requires = "reference_field")]
+    /// seed, each journaled) and keep one (--pick). With --reference-field,
+    /// each is checked against the question's reference answer: the row
+    /// keeps a correct one, a question with none is left without an answer.
+    /// Each question with a worse answer than the kept one (wrong, else
+    /// scored lower) gives a preference pair in OUT/pairs.jsonl.
+    #[arg(long = "answers", alias = "samples", value_name = "K", default_value_t = 1)]
     pub samples: u32,
     /// The test set's field holding each question's reference answer (a
     /// final answer, `\boxed{...}`, or a worked solution ending in one).
     #[arg(long, value_name = "NAME")]
     pub reference_field: Option<String>,
-    /// Which correct sample a row keeps: the first, or the shortest.
-    #[arg(long, value_name = "first|shortest", default_value = "first", value_parser = ["first", "shortest"])]
-    pub pick: String,
+    /// Which of the K answers a row keeps (among the correct ones, with a
+    /// reference): `first`, `shortest`, or `score` (the judge model ranks
+    /// them together, each scored 1 to 6 for quality, one call; the
+    /// highest kept, the first of equals; the scores are on the row).
+    /// Default: `first` with a reference, else `score`.
+    #[arg(long, value_name = "first|shortest|score", value_parser = pick())]
+    pub pick: Option<evol_core::best_of::Pick>,
+    /// The model that ranks the answers with `--pick score` (default: the
+    /// answering model), on the same servers.
+    #[arg(long, value_name = "NAME")]
+    pub judge_model: Option<String>,
     /// Layout of the test set: auto (by extension, else by content), jsonl, json, csv, tsv, parquet or text.
     #[arg(long, default_value = "auto", value_parser = seed_format())]
     pub format: evol_io::SeedFormat,

@@ -47,6 +47,7 @@ impl FromArgs<AnswerArgs> for AnswerSettings {
             samples,
             reference_field,
             pick,
+            judge_model,
             format,
             attempt: AttemptArgs { fresh, retry_failed },
             models,
@@ -56,7 +57,18 @@ impl FromArgs<AnswerArgs> for AnswerSettings {
             return Err(usage("--answers must be between 1 and 64"));
         }
         let reference_field = super::field_name(reference_field.as_deref(), "--reference-field")?;
-        let pick = if pick == "shortest" { evol::settings::Pick::Shortest } else { evol::settings::Pick::First };
+        use evol::settings::Pick;
+        let pick = pick.unwrap_or(if reference_field.is_some() { Pick::First } else { Pick::Score });
+        if samples > 1 && reference_field.is_none() && pick != Pick::Score {
+            return Err(usage(
+                "--answers K without --reference-field needs --pick score: nothing else tells the answers apart",
+            ));
+        }
+        if samples == 1 && (reference_field.is_some() || judge_model.is_some()) {
+            return Err(usage("--reference-field and --judge-model choose among several answers: give --answers K"));
+        }
+        let judge_model = non_empty("--judge-model", &judge_model)?;
+
         let sampling = sampling("", temperature, top_p, max_tokens)?;
         if limit == Some(0) {
             return Err(usage("--limit must be at least 1"));
@@ -64,6 +76,9 @@ impl FromArgs<AnswerArgs> for AnswerSettings {
         let name = non_empty("--name", &name)?;
         let system = non_empty("--system", &system)?;
         let model = ModelSettings::from_args(models)?;
+        if judge_model.is_some() && matches!(model.backend, super::Backend::Embedded(_)) {
+            return Err(usage("--judge-model needs --endpoint (the embedded engine runs one model)"));
+        }
         Ok(AnswerSettings {
             testset,
             output,
@@ -76,6 +91,7 @@ impl FromArgs<AnswerArgs> for AnswerSettings {
             samples,
             reference_field,
             pick,
+            judge_model,
         })
     }
 }

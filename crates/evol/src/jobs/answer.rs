@@ -37,6 +37,13 @@ struct Outcome {
     /// With `--answers K`: every answer sampled, checked against the
     /// reference; `answers` then holds the one picked, if any is correct.
     samples: Vec<Sample>,
+    /// With `--pick score`: the ranking reply, when some score could not
+    /// be read from it (or the error of its call).
+    ranking: Option<String>,
+    /// Whether a ranking was asked for, and read whole.
+    ranked: Option<bool>,
+    /// Which sample `answers` holds.
+    kept: Option<usize>,
 }
 
 /// One of a question's K sampled answers.
@@ -48,13 +55,33 @@ struct Sample {
     #[serde(skip_serializing_if = "Option::is_none")]
     finish_reason: Option<String>,
     /// `correct`, `wrong`, `unreadable` (no final answer to read), or
-    /// `failed` (the call failed: `error`).
+    /// `failed` (the call failed: `error`); without a reference,
+    /// `answered`.
     verdict: &'static str,
+    /// The judge's quality score (1 to 6), with `--pick score`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
-/// What checking the sampled answers found, over every question sampled.
+impl Sample {
+    /// The sample as the choice among K sees it: a correct answer (any
+    /// answer, without a reference) may be kept.
+    fn candidate(&self) -> evol_core::best_of::Candidate {
+        use evol_core::best_of::{Candidate, Standing};
+        let standing = match self.verdict {
+            "correct" | "answered" => Standing::Usable,
+            "failed" => Standing::Failed,
+            _ => Standing::Unusable,
+        };
+        let chars = self.answer.as_deref().map_or(0, |a| a.chars().count());
+        Candidate { standing, chars, score: self.score }
+    }
+}
+
+/// What checking (against a reference) and ranking (`--pick score`) the
+/// sampled answers found, over every question sampled.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Verification {
     pub samples: u32,
@@ -62,11 +89,24 @@ pub struct Verification {
     pub wrong: usize,
     pub unreadable: usize,
     pub failed: usize,
+    /// Answers made without a reference to check them against.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub answered: usize,
+    /// With `--pick score`: rankings read whole, and those where some
+    /// score could not be read (the first answer that may be kept is).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ranked: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unreadable_rankings: usize,
     /// Questions with no correct answer among their samples: left without
     /// an answer (rejection sampling), their error `no_correct_answer`.
     pub none_correct: usize,
     /// Preference pairs written (a correct answer and a wrong one).
     pub pairs: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Answers every question of the test set (what a rerun finds in OUT's
@@ -82,11 +122,13 @@ pub async fn answer(
     let calls: u64 = questions.iter().map(|q| if q.conversation { q.turns.len() as u64 } else { k }).sum();
     let n = questions.len() as u64;
     let eval = &settings.eval;
-    let session = Session::open(
+    let ranks = settings.samples > 1 && settings.pick == Pick::Score;
+    let session = Session::open_with_scorer(
         (&settings.output, settings.fresh, JobKind::Answer),
         &eval.model,
         &eval.execution,
         Role::Answer,
+        ranks.then(|| settings.judge_model.clone()),
         n,
         observer,
     )
@@ -95,9 +137,13 @@ pub async fn answer(
     // it (an older job, one answer a question, records none of it).
     let job = match settings.samples {
         0 | 1 => json!({ "system": settings.system }),
-        n => {
-            json!({ "system": settings.system, "samples": n, "reference_field": settings.reference_field, "pick": settings.pick })
-        }
+        n => json!({
+            "system": settings.system,
+            "samples": n,
+            "reference_field": settings.reference_field,
+            "pick": settings.pick,
+            "judge": session.scorer.as_ref().map(|s| s.name()),
+        }),
     };
     let asked = Asked::new(session.model.name(), eval, job);
     session.begin("answer_identity", &asked, "answers")?;
@@ -146,26 +192,36 @@ pub async fn answer(
                     "correct" => v.correct += 1,
                     "wrong" => v.wrong += 1,
                     "unreadable" => v.unreadable += 1,
+                    "answered" => v.answered += 1,
                     _ => v.failed += 1,
                 }
+            }
+            match outcome.ranked {
+                Some(true) => v.ranked += 1,
+                Some(false) => v.unreadable_rankings += 1,
+                None => {}
             }
             if outcome.error.as_deref() == Some(NO_CORRECT_ANSWER) {
                 v.none_correct += 1;
             }
-            // Chosen: the answer kept; rejected: the first answered sample
-            // that is not correct (wrong, or with no final answer at all).
-            let rejected = outcome.samples.iter().find(|s| matches!(s.verdict, "wrong" | "unreadable"));
-            if let (Some(chosen), Some(rejected)) = (outcome.answers.first(), rejected) {
-                let [prompt_key, chosen_key, rejected_key] = evol_io::layout::PREFERENCE;
-                let line = json!({
-                    "id": q.id,
-                    prompt_key: q.turns[0],
-                    chosen_key: chosen,
-                    rejected_key: rejected.answer,
-                    "rejected_verdict": rejected.verdict,
-                    "reference": q.reference,
-                    "model": name,
-                });
+            // Chosen: the answer kept; rejected: the worst answered sample
+            // (one that is not correct, else the lowest scored below it).
+            let candidates: Vec<_> = outcome.samples.iter().map(Sample::candidate).collect();
+            let pair = outcome.kept.and_then(|kept| evol_core::best_of::pair(&candidates, kept));
+            if let Some(pair) = pair {
+                let (chosen, rejected) = (&outcome.samples[pair.chosen], &outcome.samples[pair.rejected]);
+                let line = PairLine {
+                    id: &q.id,
+                    prompt: &q.turns[0],
+                    chosen: chosen.answer.as_deref().unwrap_or_default(),
+                    rejected: rejected.answer.as_deref().unwrap_or_default(),
+                    margin: pair.margin,
+                    chosen_score: chosen.score,
+                    rejected_score: rejected.score,
+                    rejected_verdict: rejected.verdict,
+                    reference: q.reference.as_deref(),
+                    model: &name,
+                };
                 pairs.write_json(&line).with_context(|| format!("cannot write `{}`", pairs_path.display()))?;
                 v.pairs += 1;
             }
@@ -199,14 +255,20 @@ pub async fn answer(
         path.display()
     ));
     if let Some(v) = &report.verification {
+        let checked = match settings.reference_field.is_some() {
+            true => format!(
+                "checked against its reference: {} correct, {} wrong, {} unreadable, {} failed; {} questions with no correct answer are left without one",
+                v.correct, v.wrong, v.unreadable, v.failed, v.none_correct
+            ),
+            false => format!("{} answered, {} failed", v.answered, v.failed),
+        };
+        let ranked = match (v.ranked, v.unreadable_rankings) {
+            (0, 0) => String::new(),
+            (read, unread) => format!("; {read} rankings read, {unread} not read whole"),
+        };
         observer.say(&format!(
-            "evol: {} answers a question checked against its reference: {} correct, {} wrong, {} unreadable, {} failed; {} questions with no correct answer are left without one; {} preference pairs in {}",
+            "evol: {} answers a question {checked}{ranked}; {} preference pairs in {}",
             v.samples,
-            v.correct,
-            v.wrong,
-            v.unreadable,
-            v.failed,
-            v.none_correct,
             v.pairs,
             session.out.path(PAIRS).display()
         ));
@@ -230,6 +292,9 @@ async fn answer_one(
         usage: Usage::default(),
         error: None,
         samples: Vec::new(),
+        kept: None,
+        ranking: None,
+        ranked: None,
     };
     let slice = Slice { round: 0, operation: "answer" };
     if settings.samples > 1 && !q.conversation {
@@ -268,8 +333,9 @@ async fn answer_one(
 
 /// Samples `settings.samples` answers to a one-turn question, each its own
 /// call (the first keyed as a single answer is, the others `answer#K`) with
-/// its own request seed; checks each against the reference and keeps the
-/// one `settings.pick` picks among the correct ones.
+/// its own request seed; checks each against the reference, when there is
+/// one; with `--pick score`, has the judge rank those that may be kept
+/// (one call, keyed `rank`); and keeps the one `settings.pick` picks.
 async fn sample(
     session: &Session,
     settings: &AnswerSettings,
@@ -279,7 +345,6 @@ async fn sample(
 ) -> Result<(), CallError> {
     let mut messages: Vec<Message> = settings.system.iter().map(Message::system).collect();
     messages.push(Message::user(q.turns[0].as_str()));
-    let reference = q.reference.as_deref().unwrap_or_default();
     let slice = Slice { round: 0, operation: "answer" };
     let stages: Vec<String> = (0..settings.samples)
         .map(|k| if k == 0 { "answer".to_string() } else { format!("answer#{}", k + 1) })
@@ -302,33 +367,67 @@ async fn sample(
                 outcome.usage.prompt_tokens += reply.usage.prompt_tokens;
                 outcome.usage.completion_tokens += reply.usage.completion_tokens;
                 outcome.usage.reasoning_tokens += reply.usage.reasoning_tokens;
-                let verdict = match evol_eval::verify::check(&reply.text, reference) {
-                    evol_eval::verify::Check::Correct => "correct",
-                    evol_eval::verify::Check::Wrong => "wrong",
-                    evol_eval::verify::Check::Unreadable => "unreadable",
+                let verdict = match q.reference.as_deref() {
+                    None => "answered",
+                    Some(reference) => match evol_eval::verify::check(&reply.text, reference) {
+                        evol_eval::verify::Check::Correct => "correct",
+                        evol_eval::verify::Check::Wrong => "wrong",
+                        evol_eval::verify::Check::Unreadable => "unreadable",
+                    },
                 };
                 Sample {
                     answer: Some(reply.text),
                     reasoning: reply.reasoning,
                     finish_reason: Some(reply.finish_reason.as_str().to_string()),
                     verdict,
+                    score: None,
                     error: None,
                 }
             }
-            Err(error) => {
-                Sample { answer: None, reasoning: None, finish_reason: None, verdict: "failed", error: Some(error) }
-            }
+            Err(error) => Sample {
+                answer: None,
+                reasoning: None,
+                finish_reason: None,
+                verdict: "failed",
+                score: None,
+                error: Some(error),
+            },
         };
         outcome.samples.push(one);
     }
-    let mut correct = outcome.samples.iter().filter(|s| s.verdict == "correct");
-    let picked = match settings.pick {
-        Pick::First => correct.next(),
-        Pick::Shortest => correct.min_by_key(|s| s.answer.as_deref().map_or(usize::MAX, |a| a.chars().count())),
-    };
-    match picked {
+    let usable: Vec<usize> = (0..outcome.samples.len())
+        .filter(|&k| outcome.samples[k].candidate().standing == evol_core::best_of::Standing::Usable)
+        .collect();
+    if let (Pick::Score, Some(judge), 2..) = (settings.pick, session.scorer.as_ref(), usable.len()) {
+        let texts: Vec<&str> = usable.iter().map(|&k| outcome.samples[k].answer.as_deref().unwrap_or("")).collect();
+        let question = evol_core::Templates::builtin()
+            .quality_prompt(&q.turns[0], &texts)
+            .expect("the built-in quality template renders");
+        let sampling = evol_llm::Sampling { temperature: 0.0, top_p: 1.0, seed: None, ..settings.eval.sampling };
+        let key = CallKey { item: &q.id, round: 0, stage: "rank" };
+        let spec = CallSpec::new(judge, key, Prompt::User(&question), sampling)
+            .counted_as(slice)
+            .tagged("rank")
+            .priority(i as u64);
+        match session.caller.call(spec).await? {
+            Ok(reply) => {
+                let (low, high) = evol_core::score::Measure::Quality.range();
+                let scores = evol_core::score::parse_scores(&reply.text, usable.len(), low, high);
+                for (&k, score) in usable.iter().zip(&scores) {
+                    outcome.samples[k].score = *score;
+                }
+                let whole = scores.iter().all(Option::is_some);
+                outcome.ranked = Some(whole);
+                outcome.ranking = (!whole).then_some(reply.text);
+            }
+            Err(error) => (outcome.ranked, outcome.ranking) = (Some(false), Some(error)),
+        }
+    }
+    let candidates: Vec<_> = outcome.samples.iter().map(Sample::candidate).collect();
+    outcome.kept = evol_core::best_of::pick(&candidates, settings.pick);
+    match outcome.kept.map(|k| &outcome.samples[k]) {
         Some(s) => {
-            outcome.answers.push(s.answer.clone().expect("a correct sample has an answer"));
+            outcome.answers.push(s.answer.clone().expect("a kept sample has an answer"));
             outcome.reasonings.push(s.reasoning.clone());
             outcome.finish_reason = s.finish_reason.clone();
         }
@@ -338,6 +437,23 @@ async fn sample(
         None => outcome.error = Some(NO_CORRECT_ANSWER.to_string()),
     }
     Ok(())
+}
+
+/// A line of `pairs.jsonl`: TRL's `prompt`, `chosen`, `rejected`, and
+/// what decided it.
+#[derive(Serialize)]
+struct PairLine<'a> {
+    id: &'a str,
+    prompt: &'a str,
+    chosen: &'a str,
+    rejected: &'a str,
+    margin: Option<f64>,
+    chosen_score: Option<f64>,
+    rejected_score: Option<f64>,
+    rejected_verdict: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a str>,
+    model: &'a str,
 }
 
 /// The preference pairs of `--answers K` (TRL's `prompt`, `chosen`,
@@ -381,6 +497,10 @@ struct AnswerRow<'a> {
     reference: Option<&'a str>,
     #[serde(skip_serializing_if = "<[Sample]>::is_empty")]
     samples: &'a [Sample],
+    /// With `--pick score`: the ranking reply whose scores could not all
+    /// be read (or the error of its call).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ranking: Option<&'a str>,
 }
 
 /// A row's `answer`: the text, null (failed), or left out (a conversation
@@ -431,6 +551,7 @@ fn row<'a>(q: &'a Question, name: &'a str, outcome: &'a Outcome) -> AnswerRow<'a
         },
         reference: (!outcome.samples.is_empty()).then_some(q.reference.as_deref()).flatten(),
         samples: &outcome.samples,
+        ranking: outcome.ranking.as_deref(),
     }
 }
 
