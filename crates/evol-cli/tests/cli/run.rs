@@ -929,6 +929,17 @@ fn reasoning_traces_are_kept_apart_in_every_shape_a_server_sends() {
     let said =
         format!("Thinking traces: {n} of {n} answers have one, in the `reasoning_content` column", n = dataset.len());
     assert!(card.contains(&said), "{card}");
+    // The Hub directory loads with `datasets`, the trace a column of its own.
+    let cache = Dir::new();
+    let load = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sys, datasets; t = datasets.load_dataset(sys.argv[1])['train']; print(t.num_rows, 'reasoning_content' in t.column_names, all(r for r in t['reasoning_content']))")
+        .arg(&hub)
+        .env("HF_HOME", cache.path("hf"))
+        .output()
+        .expect("python3 runs (the test setup installs datasets)");
+    let said = String::from_utf8_lossy(&load.stdout);
+    assert_eq!(said.trim(), format!("{} True True", dataset.len()), "{}", String::from_utf8_lossy(&load.stderr));
     let bad = evol(&[
         "export",
         out.join("dataset.jsonl").to_str().unwrap(),
