@@ -545,40 +545,52 @@ impl Engine {
                         Err(e) => return reject(Reason::RequestFailed, Some(instruction), None, Some(e), usage),
                     }
                 }
+                // The K answers are asked for together (the first of them
+                // in the plan sends all K; their request seeds are drawn in
+                // order, so the choices do not depend on which comes back
+                // first).
+                Stage::Answer if k > 1 && planned.sample > 0 => continue,
                 Stage::Answer if k > 1 => {
-                    let stage = planned.key_stage();
-                    let spec = self.spec(order, seed_id, round, planned, slice, &instruction, &mut rng)?;
-                    let candidate = match self.caller.call(spec.keyed(&stage)).await? {
-                        Ok(answer) => {
-                            usage += answer.usage;
-                            let mut rejected = eliminate::check_answer_reply(&rules, &answer);
-                            let mut detail = None;
-                            if rejected.is_none() {
-                                detail = self.contaminated(&answer.text);
-                                rejected = detail.as_ref().map(|_| Reason::Contaminated);
+                    let planned: Vec<PlannedCall> =
+                        self.plans[drawn].iter().filter(|p| p.stage == Stage::Answer).copied().collect();
+                    let stages: Vec<_> = planned.iter().map(PlannedCall::key_stage).collect();
+                    let mut specs = Vec::with_capacity(planned.len());
+                    for (p, stage) in planned.iter().zip(&stages) {
+                        specs.push(self.spec(order, seed_id, round, *p, slice, &instruction, &mut rng)?.keyed(stage));
+                    }
+                    let replies = futures::future::join_all(specs.into_iter().map(|spec| self.caller.call(spec))).await;
+                    for reply in replies {
+                        candidates.push(match reply? {
+                            Ok(answer) => {
+                                usage += answer.usage;
+                                let mut rejected = eliminate::check_answer_reply(&rules, &answer);
+                                let mut detail = None;
+                                if rejected.is_none() {
+                                    detail = self.contaminated(&answer.text);
+                                    rejected = detail.as_ref().map(|_| Reason::Contaminated);
+                                }
+                                AnswerCandidate {
+                                    truncated: answer.finish_reason == FinishReason::Length,
+                                    response: Some(answer.text),
+                                    response_reasoning: answer.reasoning,
+                                    rejected,
+                                    detail,
+                                    score: None,
+                                    kept: false,
+                                }
                             }
-                            AnswerCandidate {
-                                truncated: answer.finish_reason == FinishReason::Length,
-                                response: Some(answer.text),
-                                response_reasoning: answer.reasoning,
-                                rejected,
-                                detail,
+                            Err(e) => AnswerCandidate {
+                                response: None,
+                                response_reasoning: None,
+                                rejected: Some(Reason::RequestFailed),
+                                detail: Some(e),
                                 score: None,
+                                truncated: false,
                                 kept: false,
-                            }
-                        }
-                        Err(e) => AnswerCandidate {
-                            response: None,
-                            response_reasoning: None,
-                            rejected: Some(Reason::RequestFailed),
-                            detail: Some(e),
-                            score: None,
-                            truncated: false,
-                            kept: false,
-                        },
-                    };
-                    candidates.push(candidate);
-                    if candidates.len() as u32 == k && !candidates.iter().any(|c| c.rejected.is_none()) {
+                            },
+                        });
+                    }
+                    if !candidates.iter().any(|c| c.rejected.is_none()) {
                         // None can be kept: the evolution fails as its first
                         // answer with a text does (or its first call).
                         self.stats.best_of(&candidates, None);
