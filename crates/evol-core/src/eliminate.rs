@@ -8,7 +8,6 @@
 //! limit. A reply withheld by a content filter fails too. Each rule can be
 //! switched off; every rejection names its rule.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::LazyLock;
 
@@ -161,8 +160,24 @@ pub const SORRY_WORD_LIMIT: usize = 80;
 const PROMPT_WORDS: &[&str] =
     &["given prompt", "rewritten prompt", "#rewritten prompt#", "created prompt", "#created prompt#"];
 
-static STOP_WORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    include_str!("../templates/stopwords.txt").lines().map(str::trim).filter(|w| !w.is_empty()).collect()
+static REFUSALS: LazyLock<evol_lang::Refusals> = LazyLock::new(evol_lang::Refusals::builtin);
+
+/// The languages whose refusal phrases and stop words an answer is read
+/// with: English (models often refuse in it whatever they were asked in)
+/// and the answer's own; every language when the answer is too short to
+/// tell.
+fn answer_languages(answer: &str) -> Vec<&'static str> {
+    match evol_lang::detect(answer).language() {
+        Some("en") => vec!["en"],
+        Some(language) => vec!["en", language],
+        None => ALL_LANGUAGES.clone(),
+    }
+}
+
+static ALL_LANGUAGES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut all: Vec<&'static str> = evol_lang::BUILTIN.to_vec();
+    all.extend(evol_lang::StopWords::get().languages().filter(|l| !evol_lang::BUILTIN.contains(l)));
+    all
 });
 
 /// Rule 4: the evolved instruction copies words of the evolving prompt:
@@ -230,18 +245,23 @@ fn rfind_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
     (0..=h.len() - n.len()).rev().find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
 }
 
-/// Rule 2: the answer says sorry and is shorter than 80 words.
+/// Rule 2: the answer says sorry (in English or its own language: see
+/// `evol_lang::Refusals`) and is shorter than 80 words, counted by word
+/// segmentation in every script.
 pub fn is_sorry_answer(answer: &str) -> bool {
-    answer.to_lowercase().contains("sorry") && answer.split_whitespace().count() < SORRY_WORD_LIMIT
+    // Cheapest first: most answers hold no phrase of any language.
+    REFUSALS.might_say_sorry(answer)
+        && evol_lang::word_count(answer) < SORRY_WORD_LIMIT
+        && REFUSALS.says_sorry(answer, &answer_languages(answer))
 }
 
-/// Rule 3: the answer holds nothing but punctuation and stop words.
+/// Rule 3: the answer holds nothing but punctuation and stop words (of
+/// English or its own language).
 pub fn is_stop_words_only(answer: &str) -> bool {
-    answer
-        .split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '’'))
-        .map(|w| w.trim_matches(|c| c == '\'' || c == '’').replace('’', "'").to_lowercase())
-        .filter(|w| !w.is_empty())
-        .all(|w| STOP_WORDS.contains(w.as_str()))
+    // Most answers have a word that is no language's stop word: ruled out
+    // before their language is detected.
+    let lists = evol_lang::StopWords::get();
+    lists.only_stop_words(answer, &ALL_LANGUAGES) && lists.only_stop_words(answer, &answer_languages(answer))
 }
 
 /// The judge's verdict, read leniently: only an explicit "Equal" fails.
@@ -313,6 +333,40 @@ mod tests {
         assert_eq!(check_answer(&off, " \n "), Some(Reason::EmptyAnswer));
         assert_eq!(check_answer(&Rules::default(), ""), Some(Reason::AnswerStopWordsOnly), "as before");
         assert_eq!(check_answer(&off, "of the"), None);
+    }
+
+    #[test]
+    fn the_sorry_rule_reads_refusals_and_counts_words_in_every_script() {
+        // Short refusals: "Sorry, I cannot help with this request."
+        for refusal in [
+            "抱歉，我无法帮助你完成这个请求。",
+            "माफ़ कीजिए, मैं इस अनुरोध में आपकी मदद नहीं कर सकता।",
+            "申し訳ありませんが、このご依頼にはお応えできません。",
+            "عذراً، لا يمكنني المساعدة في هذا الطلب.",
+            "抱歉。",
+            "Sorry, I can't help with that.",
+        ] {
+            assert!(is_sorry_answer(refusal), "{refusal}");
+        }
+        // Long answers that mention the English word "sorry" (a lesson on
+        // apologising: "In English, 'sorry' is used to apologise...") are
+        // answers: counted by segmentation, each has well over 80 words.
+        let zh = "在英语中，人们用 sorry 来道歉。".to_string()
+            + &"光合作用是植物利用阳光、水和二氧化碳制造葡萄糖并释放氧气的过程，它为地球上几乎所有的生命提供了能量和食物。".repeat(4);
+        let ja = "英語では sorry という言葉で謝ります。".to_string()
+            + &"光合成とは、植物が太陽の光と水と二酸化炭素を使ってブドウ糖を作り、酸素を放出する仕組みのことです。"
+                .repeat(4);
+        let ar = "في اللغة الإنجليزية تُستخدم كلمة sorry للاعتذار. ".to_string()
+            + &"التمثيل الضوئي هو العملية التي تستخدم فيها النباتات ضوء الشمس والماء وثاني أكسيد الكربون لصنع الغذاء وإطلاق الأكسجين في الهواء. ".repeat(4);
+        for long in [zh, ja, ar] {
+            assert!(evol_lang::word_count(&long) >= SORRY_WORD_LIMIT, "{long}");
+            assert!(!is_sorry_answer(&long), "{long}");
+        }
+        // Stop words in another language: Chinese "of, and" alone says
+        // nothing; a Hindi sentence ("Paris is the capital of France.") does.
+        assert!(is_stop_words_only("的，和。"));
+        assert!(!is_stop_words_only("पेरिस फ़्रांस की राजधानी है।"));
+        assert!(!is_stop_words_only("42"));
     }
 
     #[test]

@@ -268,6 +268,8 @@ pub enum RefusalsError {
 #[derive(Debug, Clone)]
 pub struct Refusals {
     by_language: BTreeMap<String, Vec<String>>,
+    /// Every phrase of every language, to rule most texts out at once.
+    any: aho_corasick::AhoCorasick,
 }
 
 impl Default for Refusals {
@@ -280,7 +282,18 @@ impl Refusals {
     /// The built-in phrases of the [`BUILTIN`] languages.
     pub fn builtin() -> Refusals {
         let by_language = REFUSALS.iter().map(|(code, text)| (code.to_string(), phrases(text))).collect();
-        Refusals { by_language }
+        Refusals::of(by_language)
+    }
+
+    fn of(by_language: BTreeMap<String, Vec<String>>) -> Refusals {
+        let any = aho_corasick::AhoCorasick::new(by_language.values().flatten()).expect("phrases make an automaton");
+        Refusals { by_language, any }
+    }
+
+    /// Whether `text` holds any language's phrase anywhere (a quick test
+    /// that rules most texts out; [`Refusals::says_sorry`] decides).
+    pub fn might_say_sorry(&self, text: &str) -> bool {
+        self.any.is_match(&text.to_lowercase())
     }
 
     /// The built-in phrases, with each `CODE.txt` of `dir` added to its
@@ -307,7 +320,7 @@ impl Refusals {
             }
             list.extend(phrases(&text));
         }
-        Ok(refusals)
+        Ok(Refusals::of(refusals.by_language))
     }
 
     /// The languages with phrases.
@@ -390,6 +403,11 @@ impl StopWords {
     /// The lists, loaded once.
     pub fn get() -> &'static StopWords {
         &STOP_WORDS
+    }
+
+    /// The languages with a list.
+    pub fn languages(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.by_language.keys().copied()
     }
 
     /// Whether every word of `text` is a stop word of one of `languages`
