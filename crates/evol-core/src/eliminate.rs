@@ -52,6 +52,9 @@ pub enum Reason {
     /// The evolved instruction (or its answer) shares a run of words with
     /// a benchmark item (`detail` names the item and the words).
     Contaminated,
+    /// The evolved instruction (or its answer) is not in the language it
+    /// should be in (`detail`: the language found, with its confidence).
+    LanguageChanged,
 }
 
 impl Reason {
@@ -71,6 +74,7 @@ impl Reason {
             Reason::RequestFailed => "request_failed",
             Reason::TruncatedAnswer => "truncated_answer",
             Reason::Contaminated => "contaminated",
+            Reason::LanguageChanged => "language_changed",
         }
     }
 }
@@ -92,6 +96,10 @@ pub struct Rules {
     /// rule existed are unchanged.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub asks_for_input: bool,
+    /// The language rule (`language_changed`), for runs that keep each
+    /// text's language; written only when off.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub language: bool,
 }
 
 fn yes() -> bool {
@@ -104,7 +112,14 @@ fn is_true(b: &bool) -> bool {
 
 impl Default for Rules {
     fn default() -> Rules {
-        Rules { equality: true, sorry: true, stop_words: true, copied_prompt: true, asks_for_input: true }
+        Rules {
+            equality: true,
+            sorry: true,
+            stop_words: true,
+            copied_prompt: true,
+            asks_for_input: true,
+            language: true,
+        }
     }
 }
 
@@ -149,6 +164,7 @@ impl Rules {
             stop_words: self.stop_words && op.applies(Rule::StopWords),
             copied_prompt: self.copied_prompt && op.applies(Rule::CopiedPrompt),
             asks_for_input: self.asks_for_input && op.applies(Rule::AsksForInput),
+            language: self.language,
         }
     }
 }
@@ -188,6 +204,21 @@ pub fn copies_words(instruction: &str, markers: &[String]) -> bool {
         PROMPT_WORDS.iter().any(|w| lower.contains(w))
     } else {
         markers.iter().any(|w| lower.contains(&w.to_lowercase()))
+    }
+}
+
+/// The language rule: what `text` is written in, when it is told and is
+/// not `expected`, as a rejection's detail. `Err(())`: not told (too short,
+/// mostly code or maths, or unsure): let through, and counted.
+pub fn language_changed(text: &str, expected: &str) -> Result<Option<String>, ()> {
+    match evol_lang::detect(text) {
+        evol_lang::Detection::Detected { language, .. } if language == expected => Ok(None),
+        evol_lang::Detection::Detected { language, confidence } => Ok(Some(format!(
+            "written in {} ({language}, confidence {confidence:.2}), not {} ({expected})",
+            evol_lang::name(language),
+            evol_lang::name(expected)
+        ))),
+        evol_lang::Detection::Undetermined => Err(()),
     }
 }
 
@@ -328,8 +359,14 @@ mod tests {
 
     #[test]
     fn an_empty_answer_is_rejected_whatever_rules_are_off() {
-        let off =
-            Rules { equality: false, sorry: false, stop_words: false, copied_prompt: false, asks_for_input: false };
+        let off = Rules {
+            equality: false,
+            sorry: false,
+            stop_words: false,
+            copied_prompt: false,
+            asks_for_input: false,
+            language: false,
+        };
         assert_eq!(check_answer(&off, " \n "), Some(Reason::EmptyAnswer));
         assert_eq!(check_answer(&Rules::default(), ""), Some(Reason::AnswerStopWordsOnly), "as before");
         assert_eq!(check_answer(&off, "of the"), None);
@@ -459,8 +496,14 @@ mod tests {
     #[test]
     fn answer_rules_can_be_switched_off() {
         let all = Rules::default();
-        let none =
-            Rules { equality: false, sorry: false, stop_words: false, copied_prompt: false, asks_for_input: false };
+        let none = Rules {
+            equality: false,
+            sorry: false,
+            stop_words: false,
+            copied_prompt: false,
+            asks_for_input: false,
+            language: false,
+        };
         assert_eq!(check_answer(&all, "Sorry, no."), Some(Reason::AnswerSorry));
         assert_eq!(check_answer(&none, "Sorry, no."), None);
         assert_eq!(check_answer(&all, "the of"), Some(Reason::AnswerStopWordsOnly));

@@ -141,6 +141,20 @@ pub struct Engine {
     benchmarks: Option<Arc<evol_dedup::Benchmarks>>,
 }
 
+/// What a seed's chain is written in: the seed's language, when told, and
+/// the language its texts must be in (the run's target, else the seed's).
+#[derive(Debug, Clone, Copy)]
+struct Language<'a> {
+    /// The run keeps each text's language (and counts per language).
+    kept: bool,
+    source: Option<&'a str>,
+    expected: Option<&'a str>,
+}
+
+/// The language of a chain whose seed's could not be told, in the
+/// statistics (ISO 639-2's "undetermined").
+pub const UNDETERMINED: &str = "und";
+
 /// The instruction a chain currently evolves.
 struct Current {
     id: String,
@@ -311,8 +325,17 @@ impl Engine {
         if let Some(hasher) = &self.hasher {
             ancestors.push(&seed.id, hasher.fingerprint(&seed.instruction));
         }
+        // The language each text of the chain is written in: the run's
+        // target, else the seed's own (when it can be told).
+        let source = self.method.language.as_ref().and_then(|_| evol_lang::detect(&seed.instruction).language());
+        let expected = self.method.language.as_ref().and_then(|p| p.target.as_deref().or(source));
+        let kept = self.method.language.is_some();
+        if kept {
+            self.stats.seed_language(expected.unwrap_or(UNDETERMINED));
+        }
+        let language = Language { kept, source, expected };
         for round in 1..=self.method.rounds {
-            match self.step(order, &seed.id, &current, round, &mut ancestors).await? {
+            match self.step(order, &seed.id, &current, round, &mut ancestors, language).await? {
                 Ok(evolution) => {
                     sink.accepted(&evolution).map_err(EngineError::Sink)?;
                     current = Current { id: evolution.lineage.id, instruction: evolution.instruction };
@@ -420,13 +443,29 @@ impl Engine {
         parent: &Current,
         round: u32,
         ancestors: &mut Ancestors,
+        language: Language<'_>,
     ) -> Result<Result<Evolution, Rejection>, EngineError> {
         let m = &self.method;
         let mut rng = step_rng(m.run_seed, seed_id, round, 0);
         let drawn = m.operations.draw_index(&mut rng);
         let operation = m.operations.at(drawn);
         let rules = m.rules.for_operation(operation);
-        let prompt = self.templates.evolve_prompt(operation, &parent.instruction, &mut rng)?;
+        let mut prompt = self.templates.evolve_prompt(operation, &parent.instruction, &mut rng)?;
+        if let Some(expected) = language.expected {
+            prompt.text =
+                format!("{}\n\n{}", self.templates.language_note(language.source, expected)?.trim_end(), prompt.text);
+        }
+        // The language rule: a text told to be in another language fails.
+        let wrong_language = |text: &str| -> Option<String> {
+            let expected = language.expected.filter(|_| rules.language)?;
+            match eliminate::language_changed(text, expected) {
+                Ok(found) => found,
+                Err(()) => {
+                    self.stats.language_undetermined(expected);
+                    None
+                }
+            }
+        };
         let slice = Slice { round, operation: operation.name() };
         // Built when the step's fate is known (kept small while it waits).
         let lineage = || Lineage {
@@ -448,6 +487,9 @@ impl Engine {
                          detail: Option<String>,
                          usage: Usage| {
             self.stats.outcome(slice, Some(reason));
+            if language.kept {
+                self.stats.language_outcome(language.expected.unwrap_or(UNDETERMINED), round, Some(reason));
+            }
             let (instruction_reasoning, response_reasoning) = traces.borrow().clone();
             Rejection {
                 lineage: lineage(),
@@ -461,6 +503,7 @@ impl Engine {
                 similarity: None,
                 model: self.evolver.clone(),
                 usage,
+                language: language.expected.map(String::from),
                 answers: Vec::new(),
             }
         };
@@ -525,6 +568,9 @@ impl Engine {
                     if let Some(detail) = self.contaminated(&instruction) {
                         return reject(Reason::Contaminated, Some(instruction), None, Some(detail), usage);
                     }
+                    if let Some(detail) = wrong_language(&instruction) {
+                        return reject(Reason::LanguageChanged, Some(instruction), None, Some(detail), usage);
+                    }
                 }
                 Stage::Judge => {
                     let question = self.templates.equality_prompt(&parent.instruction, &instruction)?;
@@ -556,7 +602,8 @@ impl Engine {
                     let stages: Vec<_> = planned.iter().map(PlannedCall::key_stage).collect();
                     let mut specs = Vec::with_capacity(planned.len());
                     for (p, stage) in planned.iter().zip(&stages) {
-                        specs.push(self.spec(order, seed_id, round, *p, slice, &instruction, &mut rng)?.keyed(stage));
+                        let spec = self.spec(order, seed_id, round, *p, slice, &instruction, &mut rng)?.keyed(stage);
+                        specs.push(self.answering(spec, &instruction, language)?);
                     }
                     let replies = futures::future::join_all(specs.into_iter().map(|spec| self.caller.call(spec))).await;
                     for reply in replies {
@@ -568,6 +615,10 @@ impl Engine {
                                 if rejected.is_none() {
                                     detail = self.contaminated(&answer.text);
                                     rejected = detail.as_ref().map(|_| Reason::Contaminated);
+                                }
+                                if rejected.is_none() {
+                                    detail = wrong_language(&answer.text);
+                                    rejected = detail.as_ref().map(|_| Reason::LanguageChanged);
                                 }
                                 AnswerCandidate {
                                     truncated: answer.finish_reason == FinishReason::Length,
@@ -605,7 +656,11 @@ impl Engine {
                 }
                 Stage::Answer => match self
                     .caller
-                    .call(self.spec(order, seed_id, round, planned, slice, &instruction, &mut rng)?)
+                    .call(self.answering(
+                        self.spec(order, seed_id, round, planned, slice, &instruction, &mut rng)?,
+                        &instruction,
+                        language,
+                    )?)
                     .await?
                 {
                     Ok(answer) => {
@@ -618,6 +673,15 @@ impl Engine {
                         if let Some(detail) = self.contaminated(&answer.text) {
                             return reject(
                                 Reason::Contaminated,
+                                Some(instruction),
+                                Some(answer.text),
+                                Some(detail),
+                                usage,
+                            );
+                        }
+                        if let Some(detail) = wrong_language(&answer.text) {
+                            return reject(
+                                Reason::LanguageChanged,
                                 Some(instruction),
                                 Some(answer.text),
                                 Some(detail),
@@ -697,7 +761,11 @@ impl Engine {
                 Stage::Improve => {
                     let (Some(mut this), Some(answer)) = (improving.take(), response.as_deref()) else { continue };
                     let critique = this.critique.as_deref().unwrap_or_default();
-                    let question = self.templates.improve_prompt(&instruction, answer, critique)?;
+                    let mut question = self.templates.improve_prompt(&instruction, answer, critique)?;
+                    if let Some(expected) = language.expected {
+                        let note = self.templates.language_note(language.source, expected)?;
+                        question = format!("{}\n\n{question}", note.trim_end());
+                    }
                     let stage = planned.key_stage();
                     let spec = self.spec(order, seed_id, round, planned, slice, &question, &mut rng)?;
                     match self.caller.call(spec.keyed(&stage)).await? {
@@ -712,6 +780,10 @@ impl Engine {
                             if rejected.is_none() {
                                 this.detail = self.contaminated(&reply.text);
                                 rejected = this.detail.as_ref().map(|_| Reason::Contaminated);
+                            }
+                            if rejected.is_none() {
+                                this.detail = wrong_language(&reply.text);
+                                rejected = this.detail.as_ref().map(|_| Reason::LanguageChanged);
                             }
                             (this.response, this.response_reasoning, this.rejected) =
                                 (Some(reply.text), reply.reasoning, rejected);
@@ -794,6 +866,9 @@ impl Engine {
             self.stats.improvements(&improvements);
         }
         self.stats.outcome(slice, None);
+        if language.kept {
+            self.stats.language_outcome(language.expected.unwrap_or(UNDETERMINED), round, None);
+        }
         if let Some(print) = print {
             ancestors.push(&evolution_id(seed_id, round), print);
         }
@@ -808,6 +883,7 @@ impl Engine {
             answer_model,
             answer_truncated,
             usage,
+            language: language.expected.map(String::from),
             difficulty,
             answers: candidates,
             ranking: ranking.flatten(),
@@ -829,6 +905,20 @@ impl Engine {
         candidates[kept].kept = true;
         self.stats.best_of(candidates, ranking.as_ref().map(Option::is_none));
         &candidates[kept]
+    }
+
+    /// An answering call's spec, asking for the answer in the chain's
+    /// language (a system message before the instruction) when it has one.
+    fn answering<'a>(
+        &self,
+        spec: CallSpec<'a>,
+        instruction: &str,
+        language: Language<'_>,
+    ) -> Result<CallSpec<'a>, EngineError> {
+        let Some(expected) = language.expected else { return Ok(spec) };
+        let note = self.templates.answer_language_note(expected)?;
+        let messages = vec![evol_llm::Message::system(note.trim()), evol_llm::Message::user(instruction)];
+        Ok(CallSpec { prompt: Prompt::Messages(messages), ..spec })
     }
 
     /// What one planned call sends, for the caller. Draws the request seed
@@ -1014,6 +1104,7 @@ mod tests {
         difficulty: Option<Sampling>,
         best_of: Option<crate::method::BestOf>,
         improve_answers: u32,
+        language: Option<crate::method::LanguagePolicy>,
         concurrency: usize,
         retry_failed: bool,
     }
@@ -1046,6 +1137,7 @@ mod tests {
             contamination: None,
             best_of: s.best_of,
             improve_answers: s.improve_answers,
+            language: s.language.clone(),
         };
         let caller = CallerSettings { concurrency: s.concurrency, retry_failed: s.retry_failed };
         let caller = Arc::new(costs(Caller::new(caller, journal, stats.clone()).unwrap()));
@@ -1079,6 +1171,7 @@ mod tests {
             difficulty: None,
             best_of: None,
             improve_answers: 0,
+            language: None,
             concurrency: 4,
             retry_failed: false,
         }
@@ -1208,8 +1301,14 @@ mod tests {
     async fn switched_off_rules_let_evolutions_through() {
         let model = Scripted { equal: true, answer: "Sorry.".into(), ..Scripted::new() };
         let mut s = settings();
-        s.rules =
-            Rules { equality: false, sorry: false, stop_words: false, copied_prompt: false, asks_for_input: false };
+        s.rules = Rules {
+            equality: false,
+            sorry: false,
+            stop_words: false,
+            copied_prompt: false,
+            asks_for_input: false,
+            language: false,
+        };
         let (sink, stats) = run(model, s, 2).await;
         assert_eq!(sink.accepted.lock().unwrap().len(), 6);
         assert_eq!(stats.total.requests, 12, "no judge calls when the rule is off");
@@ -1423,6 +1522,45 @@ mod tests {
         let e = sink.accepted.lock().unwrap()[0].clone();
         assert!(e.improvements.iter().all(|r| r.rejected == Some(Reason::AnswerSorry) && r.score_after.is_none()));
         assert_eq!(stats.total.requests, 2 + 2 * 2);
+    }
+
+    #[tokio::test]
+    async fn texts_that_leave_the_seeds_language_are_rejected_and_counted_by_language() {
+        let rules = Rules { equality: false, ..Rules::default() };
+        let language = Some(crate::method::LanguagePolicy { target: None });
+        let s = Settings { rounds: 1, rules, language, ..settings() };
+        // A Hindi seed ("Explain how photosynthesis turns sunlight into
+        // chemical energy.") answered in English; a Chinese one answered in
+        // Chinese ("Photosynthesis turns light into chemical energy.").
+        let seeds: Vec<Result<Seed, SeedSourceError>> = vec![
+            Ok(Seed {
+                id: "hi".into(),
+                instruction: "समझाइए कि प्रकाश संश्लेषण सूर्य के प्रकाश को रासायनिक ऊर्जा में कैसे बदलता है।".into(),
+            }),
+            Ok(Seed {
+                id: "zh".into(), instruction: "请解释光合作用是如何把阳光转化为化学能的。".into()
+            }),
+        ];
+        let model = Scripted {
+            answer: "光合作用把光能转化为化学能，储存在葡萄糖中。".into(), ..Scripted::new()
+        };
+        let model = Arc::new(model);
+        let stats = Arc::new(StatsRecorder::new(2));
+        let engine = engine(s, model.clone(), stats.clone(), Arc::new(NoJournal));
+        let sink = Collect::default();
+        engine.run(seeds, &sink).await.unwrap();
+        let rejected = sink.rejected.lock().unwrap().clone();
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert_eq!((rejected[0].reason, rejected[0].language.as_deref()), (Reason::LanguageChanged, Some("hi")));
+        assert!(rejected[0].detail.as_deref().unwrap().contains("written in Chinese (zh"), "{:?}", rejected[0].detail);
+        let accepted = sink.accepted.lock().unwrap().clone();
+        assert_eq!((accepted.len(), accepted[0].language.as_deref()), (1, Some("zh")));
+        // Every prompt said which language to write in.
+        let calls = model.calls.lock().unwrap().clone();
+        assert!(calls.iter().any(|c| c.starts_with("The instruction below is written in Hindi.")), "{calls:?}");
+        let stats = stats.snapshot();
+        assert_eq!((stats.languages["hi"].seeds, stats.languages["hi"].rejected["language_changed"]), (1, 1));
+        assert_eq!((stats.languages["zh"].accepted, stats.languages["zh"].rounds[&1].accepted), (1, 1));
     }
 
     #[tokio::test]

@@ -60,6 +60,22 @@ pub struct Method {
     /// the rewrite only if it scores higher (0: none).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub improve_answers: u32,
+    /// Keep each text in its language: the prompts say which, and the
+    /// language rule checks it (`None`: as runs begun before languages
+    /// were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<LanguagePolicy>,
+}
+
+/// Which language a run's evolutions and answers are written in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LanguagePolicy {
+    /// Every evolution and answer in this language (ISO 639-1), whatever
+    /// the seed's: cross-lingual evolution when they differ. `None`: each
+    /// seed's own, detected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -239,6 +255,7 @@ mod tests {
             contamination: None,
             best_of: None,
             improve_answers: 0,
+            language: None,
         }
     }
 

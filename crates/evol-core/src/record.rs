@@ -62,6 +62,10 @@ pub struct Evolution {
     pub answer_truncated: bool,
     /// Tokens of every call this evolution took (evolve, judge, answer).
     pub usage: Usage,
+    /// The language it is written in (ISO 639-1), for a run that keeps
+    /// each text's language; absent when the seed's could not be told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
     /// Its difficulty score, with `--score-difficulty`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub difficulty: Option<crate::score::Scored>,
@@ -184,6 +188,9 @@ pub struct Rejection {
     pub similarity: Option<f64>,
     pub model: String,
     pub usage: Usage,
+    /// The language it should have been written in (see [`Evolution`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
     /// With `--answers K`: every answer, none of which could be kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub answers: Vec<AnswerCandidate>,
@@ -250,6 +257,7 @@ mod tests {
             answer_model: None,
             answer_truncated: false,
             usage: Usage::default(),
+            language: None,
             difficulty: None,
             answers: Vec::new(),
             ranking: None,

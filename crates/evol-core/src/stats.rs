@@ -103,6 +103,33 @@ pub struct RunStats {
     /// With `--improve-answers N`: what became of the rounds of improvement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub improve: Option<ImproveTally>,
+    /// For a run that keeps each text's language: per language (ISO 639-1;
+    /// `und` for seeds whose language could not be told).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub languages: BTreeMap<String, LanguageTally>,
+}
+
+/// One language's seeds and evolutions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LanguageTally {
+    pub seeds: u64,
+    pub attempted: u64,
+    pub accepted: u64,
+    /// Rejections by the rule that made them.
+    pub rejected: BTreeMap<String, u64>,
+    /// Texts the language rule let through because their language could not
+    /// be told (too short, mostly code or maths, or unsure).
+    pub undetermined: u64,
+    /// Attempted and accepted per round.
+    #[serde(deserialize_with = "by_round")]
+    pub rounds: BTreeMap<u32, RoundCounts>,
+}
+
+/// How many evolutions a round attempted and accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundCounts {
+    pub attempted: u64,
+    pub accepted: u64,
 }
 
 /// The rounds of answer improvement (Evol-Answer).
@@ -318,6 +345,32 @@ impl StatsRecorder {
             }
         }
         t.improved_answers += u64::from(rounds.iter().any(|r| r.kept));
+    }
+
+    /// Counts a seed of `language`.
+    pub fn seed_language(&self, language: &str) {
+        self.inner.lock().unwrap().languages.entry(language.to_string()).or_default().seeds += 1;
+    }
+
+    /// Counts an evolution attempt of `language` in `round`.
+    pub fn language_outcome(&self, language: &str, round: u32, rejected: Option<Reason>) {
+        let mut s = self.inner.lock().unwrap();
+        let t = s.languages.entry(language.to_string()).or_default();
+        t.attempted += 1;
+        let r = t.rounds.entry(round).or_default();
+        r.attempted += 1;
+        match rejected {
+            None => {
+                t.accepted += 1;
+                r.accepted += 1;
+            }
+            Some(reason) => *t.rejected.entry(reason.name().to_string()).or_default() += 1,
+        }
+    }
+
+    /// Counts a text of `language` whose language could not be told.
+    pub fn language_undetermined(&self, language: &str) {
+        self.inner.lock().unwrap().languages.entry(language.to_string()).or_default().undetermined += 1;
     }
 
     pub fn seed_done(&self) {

@@ -29,6 +29,8 @@ pub const TEMPLATE_FILES: &[(&str, &[&str])] = &[
     ("deita_quality.txt", &["instruction", "items"]),
     ("critique.txt", &["instruction", "answer"]),
     ("improve_answer.txt", &["instruction", "answer", "critique"]),
+    ("language.txt", &["language"]),
+    ("answer_language.txt", &["language"]),
 ];
 
 /// The scoring templates: digested apart ([`Templates::score_digest`]), so
@@ -39,6 +41,10 @@ pub const SCORE_FILES: &[&str] = &["difficulty.txt", "deita_complexity.txt", "de
 /// ([`Templates::improve_digest`]), part of the identity of the runs that
 /// improve answers only.
 pub const IMPROVE_FILES: &[&str] = &["critique.txt", "improve_answer.txt"];
+
+/// The language templates: what a run that keeps each text's language
+/// puts before its prompts; digested apart ([`Templates::language_digest`]).
+pub const LANGUAGE_FILES: &[&str] = &["language.txt", "answer_language.txt"];
 
 /// The list of data formats for `complicate_input`, one per line.
 pub const DATA_FORMATS_FILE: &str = "data_formats.txt";
@@ -58,6 +64,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("deita_quality.txt", include_str!("../templates/deita_quality.txt")),
     ("critique.txt", include_str!("../templates/critique.txt")),
     ("improve_answer.txt", include_str!("../templates/improve_answer.txt")),
+    ("language.txt", include_str!("../templates/language.txt")),
+    ("answer_language.txt", include_str!("../templates/answer_language.txt")),
 ];
 
 /// A template that does not compile, renders badly or misses a variable.
@@ -96,6 +104,7 @@ pub struct Templates {
     digest: String,
     score_digest: String,
     improve_digest: String,
+    language_digest: String,
 }
 
 /// A rendered evolving prompt and what was drawn to make it.
@@ -269,10 +278,16 @@ impl Templates {
         }
         // Each group of files is digested apart: the evolving ones, the
         // scoring ones and the answer-improving ones.
-        let group = |name: &str| match (SCORE_FILES.contains(&name), IMPROVE_FILES.contains(&name)) {
-            (true, _) => 1,
-            (_, true) => 2,
-            _ => 0,
+        let group = |name: &str| {
+            if SCORE_FILES.contains(&name) {
+                1
+            } else if IMPROVE_FILES.contains(&name) {
+                2
+            } else if LANGUAGE_FILES.contains(&name) {
+                3
+            } else {
+                0
+            }
         };
         let digest_of = |wanted: u8| {
             let mut digest = Digest::new();
@@ -292,8 +307,10 @@ impl Templates {
             }
             digest.full_hex()
         };
-        let (digest, score_digest, improve_digest) = (digest_of(0), digest_of(1), digest_of(2));
-        let templates = Templates { env, literals, data_formats, digest, score_digest, improve_digest };
+        let (digest, score_digest) = (digest_of(0), digest_of(1));
+        let (improve_digest, language_digest) = (digest_of(2), digest_of(3));
+        let templates =
+            Templates { env, literals, data_formats, digest, score_digest, improve_digest, language_digest };
         // Render each once so that errors surface before any model call.
         for op in enabled.iter() {
             templates
@@ -306,6 +323,8 @@ impl Templates {
         templates.quality_prompt("x", &["y"])?;
         templates.critique_prompt("x", "y")?;
         templates.improve_prompt("x", "y", "z")?;
+        templates.language_note(Some("en"), "hi")?;
+        templates.answer_language_note("hi")?;
         Ok(templates)
     }
 
@@ -318,6 +337,23 @@ impl Templates {
     /// A digest of the answer-improving templates' text.
     pub fn improve_digest(&self) -> &str {
         &self.improve_digest
+    }
+
+    /// A digest of the language templates' text.
+    pub fn language_digest(&self) -> &str {
+        &self.language_digest
+    }
+
+    /// What goes before a prompt whose reply must be in `language` (an ISO
+    /// 639-1 code), the instruction being in `source` (when known).
+    pub fn language_note(&self, source: Option<&str>, language: &str) -> Result<String, TemplateError> {
+        let source = source.map(evol_lang::name);
+        self.render("language.txt", context! { source, language => evol_lang::name(language) })
+    }
+
+    /// The system message that asks for an answer in `language`.
+    pub fn answer_language_note(&self, language: &str) -> Result<String, TemplateError> {
+        self.render("answer_language.txt", context! { language => evol_lang::name(language) })
     }
 
     /// The prompt that asks a judge to critique `answer` (Evol-Answer).

@@ -216,6 +216,11 @@ fn iso639_1(lang: whatlang::Lang) -> Option<&'static str> {
 /// The English name of a language code, for prompts ("Write in Hindi"),
 /// or the code itself for one the detector does not know.
 pub fn name(code: &str) -> &str {
+    if code == "zh" {
+        // The detector's name is the spoken language's (Mandarin); the
+        // written one is Chinese.
+        return "Chinese";
+    }
     whatlang::Lang::all().iter().find(|l| iso639_1(**l) == Some(code)).map_or(code, |l| l.eng_name())
 }
 

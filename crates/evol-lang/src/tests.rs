@@ -125,6 +125,6 @@ fn stop_words_are_read_in_each_language_and_numbers_are_never_stop_words() {
 #[test]
 fn languages_have_names_for_prompts() {
     assert_eq!(name("hi"), "Hindi");
-    assert_eq!(name("zh"), "Mandarin");
+    assert_eq!(name("zh"), "Chinese");
     assert_eq!(name("xx"), "xx");
 }

@@ -35,6 +35,10 @@ pub struct RunIdentity {
     /// improves answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub improve_templates: Option<String>,
+    /// The digest of the language templates, for a run that keeps each
+    /// text's language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language_templates: Option<String>,
     pub include_seeds: bool,
 }
 

@@ -1011,6 +1011,7 @@ mod tests {
             answer_model: Some("m".into()),
             answer_truncated: false,
             usage: Default::default(),
+            language: None,
             difficulty: None,
             answers: Vec::new(),
             ranking: None,

@@ -106,6 +106,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "first|shortest|score", value_parser = pick(), requires = "answers", help_heading = "Method")]
     pub pick: Option<evol_core::best_of::Pick>,
 
+    /// The language evolutions and answers are written in: `auto` (each
+    /// seed's own, detected; the default), or an ISO 639-1 code (`hi`,
+    /// `zh`, `ar`...) for every seed: evolving into another language than
+    /// the seed's (cross-lingual). The prompts say which language to write
+    /// in, and the language rule rejects a text found in another one
+    /// (`language_changed`). `off`: neither, as releases before it did.
+    #[arg(long, value_name = "auto|CODE|off", default_value = "auto", help_heading = "Method")]
+    pub language: String,
+
     /// Rounds of answer improvement (WizardLM-2's Evol-Answer): in each,
     /// the score model critiques the answer, the answering model rewrites
     /// it with the critique, and the score model scores the two together
@@ -123,6 +132,11 @@ pub struct RunArgs {
     /// Do not ask the judge whether an evolution adds anything.
     #[arg(long, help_heading = "Elimination")]
     pub no_equality_check: bool,
+
+    /// Keep evolutions and answers found in another language than the
+    /// one they should be in (the prompts still ask for it).
+    #[arg(long, help_heading = "Elimination")]
+    pub no_language_check: bool,
 
     /// Keep answers that say "sorry" in fewer than 80 words.
     #[arg(long, help_heading = "Elimination")]

@@ -61,6 +61,8 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
         include_seeds,
         no_equality_check,
         no_sorry_check,
+        no_language_check,
+        language,
         no_stop_words_check,
         no_copy_check,
         no_asks_check,
@@ -108,6 +110,23 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
     }
     let best_of = (answers > 1)
         .then(|| evol_core::method::BestOf { answers, pick: pick.unwrap_or(evol_core::best_of::Pick::Score) });
+    if improve_answers > 16 {
+        return Err(usage("--improve-answers must be at most 16 rounds"));
+    }
+    if improve_answers > 0 && no_answer {
+        return Err(usage("--improve-answers and --no-answer contradict each other"));
+    }
+    let language = match language.as_str() {
+        "off" => None,
+        "auto" => Some(evol_core::method::LanguagePolicy { target: None }),
+        code if evol_lang::is_known(code) => Some(evol_core::method::LanguagePolicy { target: Some(code.to_string()) }),
+        other => {
+            return Err(usage(format!(
+                "--language `{}`: not a language code evol knows (ISO 639-1, such as en, zh, hi, ja, ar, es)",
+                evol_text::shown_inline(other)
+            )))
+        }
+    };
     let min = evol_dedup::contamination::MIN_ITEM_WORDS;
     if !(min..=1000).contains(&benchmark_ngram) {
         return Err(usage(format!("--benchmark-ngram must be between {min} and 1000 words")));
@@ -187,6 +206,7 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
                 stop_words: !no_stop_words_check,
                 copied_prompt: !no_copy_check,
                 asks_for_input: !no_asks_check,
+                language: !no_language_check,
             },
             answer: !no_answer,
             answer_seeds: include_seeds && !no_answer,
@@ -199,6 +219,7 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
             contamination: None,
             best_of,
             improve_answers,
+            language,
         },
         execution: model.execution(retry_failed),
         templates: Templates::builtin(),
@@ -223,7 +244,18 @@ const METHOD_FLAGS: &[(&str, &[&str])] = &[
     ("rounds", &["rounds"]),
     ("operations", &["ops", "ops_file"]),
     ("run_seed", &["seed"]),
-    ("rules", &["no_equality_check", "no_sorry_check", "no_stop_words_check", "no_copy_check", "no_asks_check"]),
+    (
+        "rules",
+        &[
+            "no_equality_check",
+            "no_sorry_check",
+            "no_stop_words_check",
+            "no_copy_check",
+            "no_asks_check",
+            "no_language_check",
+        ],
+    ),
+    ("language", &["language"]),
     ("answer", &["no_answer"]),
     ("answer_seeds", &["no_answer", "include_seeds"]),
     ("evolve_sampling", &["temperature", "top_p", "max_tokens", "thinking", "reasoning_effort"]),

@@ -254,6 +254,7 @@ async fn begin(settings: &RunSettings, journal: &Arc<SqliteJournal>, observer: &
             .then(|| settings.templates.score_digest().to_string()),
         improve_templates: (settings.method.improve_answers > 0)
             .then(|| settings.templates.improve_digest().to_string()),
+        language_templates: settings.method.language.as_ref().map(|_| settings.templates.language_digest().to_string()),
         include_seeds: settings.include_seeds,
     };
     let committed = check_identity(journal, &identity)?;

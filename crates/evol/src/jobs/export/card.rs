@@ -506,6 +506,7 @@ mod tests {
             contamination: None,
             best_of: None,
             improve_answers: 0,
+            language: None,
         };
         RunReport {
             evol_version: "0.1.0".into(),
@@ -545,6 +546,7 @@ mod tests {
                 templates: "t".into(),
                 score_templates: None,
                 improve_templates: None,
+                language_templates: None,
                 include_seeds: false,
             },
             command: command.iter().map(|w| w.to_string()).collect(),
