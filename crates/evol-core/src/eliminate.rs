@@ -207,18 +207,28 @@ pub fn copies_words(instruction: &str, markers: &[String]) -> bool {
     }
 }
 
-/// The language rule: what `text` is written in, when it is told and is
-/// not `expected`, as a rejection's detail. `Err(())`: not told (too short,
-/// mostly code or maths, or unsure): let through, and counted.
-pub fn language_changed(text: &str, expected: &str) -> Result<Option<String>, ()> {
+/// What the language rule finds in a text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LanguageCheck {
+    /// Written in the language expected.
+    Kept,
+    /// Written in another one: the rejection's detail.
+    Changed(String),
+    /// Not told (too short, mostly code or maths, or unsure): let through,
+    /// and counted.
+    Undetermined,
+}
+
+/// The language rule: whether `text` is written in `expected`.
+pub fn language_changed(text: &str, expected: &str) -> LanguageCheck {
     match evol_lang::detect(text) {
-        evol_lang::Detection::Detected { language, .. } if language == expected => Ok(None),
-        evol_lang::Detection::Detected { language, confidence } => Ok(Some(format!(
+        evol_lang::Detection::Detected { language, .. } if language == expected => LanguageCheck::Kept,
+        evol_lang::Detection::Detected { language, confidence } => LanguageCheck::Changed(format!(
             "written in {} ({language}, confidence {confidence:.2}), not {} ({expected})",
             evol_lang::name(language),
             evol_lang::name(expected)
-        ))),
-        evol_lang::Detection::Undetermined => Err(()),
+        )),
+        evol_lang::Detection::Undetermined => LanguageCheck::Undetermined,
     }
 }
 

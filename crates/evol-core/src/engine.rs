@@ -459,8 +459,9 @@ impl Engine {
         let wrong_language = |text: &str| -> Option<String> {
             let expected = language.expected.filter(|_| rules.language)?;
             match eliminate::language_changed(text, expected) {
-                Ok(found) => found,
-                Err(()) => {
+                eliminate::LanguageCheck::Kept => None,
+                eliminate::LanguageCheck::Changed(detail) => Some(detail),
+                eliminate::LanguageCheck::Undetermined => {
                     self.stats.language_undetermined(expected);
                     None
                 }
