@@ -106,6 +106,11 @@ pub struct MockConfig {
     /// numbers, the last such in the question) with a worked answer ending
     /// in `\boxed{RESULT}`, wrong (off by one) at this rate; `None`: off.
     pub maths: Option<f64>,
+    /// Share of evolutions and answers to a Hindi, Chinese, Japanese or
+    /// Arabic request written in English instead (as models drift). Such
+    /// requests are otherwise answered in their own language, and refused
+    /// in it at `sorry_rate`.
+    pub switch_rate: f64,
 }
 
 /// Where a reasoning model's server puts the thinking trace.
@@ -164,6 +169,7 @@ impl Default for MockConfig {
             position_bias: 0.0,
             trace: None,
             maths: None,
+            switch_rate: 0.0,
         }
     }
 }
@@ -774,6 +780,200 @@ fn stage(tag: Option<&str>, prompt: &str) -> Kind {
     }
 }
 
+/// The language a request is in, by the script of its letters: the mock
+/// writes Hindi, Chinese, Japanese and Arabic as well as English.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tongue {
+    English,
+    Hindi,
+    Chinese,
+    Japanese,
+    Arabic,
+}
+
+impl Tongue {
+    fn of(text: &str) -> Tongue {
+        let (mut deva, mut han, mut kana, mut arabic) = (0, 0, 0, 0);
+        for c in text.chars() {
+            match c as u32 {
+                0x0900..=0x097F => deva += 1,
+                0x3040..=0x30FF => kana += 1,
+                0x4E00..=0x9FFF => han += 1,
+                0x0600..=0x06FF => arabic += 1,
+                _ => {}
+            }
+        }
+        match [deva, han, kana, arabic].iter().max() {
+            Some(0) | None => Tongue::English,
+            _ if kana > 0 => Tongue::Japanese,
+            Some(&m) if m == deva => Tongue::Hindi,
+            Some(&m) if m == han => Tongue::Chinese,
+            _ => Tongue::Arabic,
+        }
+    }
+
+    /// Words an answer is made of (written for the simulator: "light",
+    /// "energy", "plant", "water", "sun", "life", "process", "cell",
+    /// "food", "air", "soil", "seed", "leaf", "root", "growth", "time").
+    fn words(self) -> &'static [&'static str] {
+        match self {
+            Tongue::English => WORDS,
+            Tongue::Hindi => &[
+                "प्रकाश",
+                "ऊर्जा",
+                "पौधे",
+                "पानी",
+                "सूर्य",
+                "जीवन",
+                "प्रक्रिया",
+                "कोशिका",
+                "भोजन",
+                "हवा",
+                "मिट्टी",
+                "बीज",
+                "पत्ती",
+                "जड़",
+                "विकास",
+                "समय",
+                "और",
+                "में",
+                "से",
+                "है",
+            ],
+            Tongue::Chinese => &[
+                "光合作用",
+                "能量",
+                "植物",
+                "水",
+                "阳光",
+                "生命",
+                "过程",
+                "细胞",
+                "食物",
+                "空气",
+                "土壤",
+                "种子",
+                "叶子",
+                "根",
+                "生长",
+                "时间",
+                "和",
+                "的",
+                "在",
+                "是",
+            ],
+            Tongue::Japanese => &[
+                "光合成",
+                "は",
+                "エネルギー",
+                "を",
+                "植物",
+                "が",
+                "水",
+                "と",
+                "太陽",
+                "の",
+                "光",
+                "で",
+                "生命",
+                "に",
+                "細胞",
+                "作ります",
+                "大切です",
+                "食べ物",
+                "空気",
+                "時間",
+            ],
+            Tongue::Arabic => &[
+                "الضوء",
+                "الطاقة",
+                "النبات",
+                "الماء",
+                "الشمس",
+                "الحياة",
+                "العملية",
+                "الخلية",
+                "الغذاء",
+                "الهواء",
+                "التربة",
+                "البذرة",
+                "الورقة",
+                "الجذر",
+                "النمو",
+                "الوقت",
+                "في",
+                "من",
+                "و",
+                "هو",
+            ],
+        }
+    }
+
+    /// Between words: nothing in Chinese and Japanese.
+    fn space(self) -> &'static str {
+        match self {
+            Tongue::Chinese | Tongue::Japanese => "",
+            _ => " ",
+        }
+    }
+
+    /// A clause an evolution adds ("Explain each step of your reasoning.",
+    /// "Give one concrete example from everyday life.", "Limit the answer
+    /// to three short paragraphs.").
+    fn clause(self, h: u64) -> &'static str {
+        let three: [&str; 3] = match self {
+            Tongue::English => return CLAUSES[(h % CLAUSES.len() as u64) as usize],
+            Tongue::Hindi => [
+                "अपने तर्क का हर चरण समझाइए।",
+                "रोज़मर्रा के जीवन से एक ठोस उदाहरण दीजिए।",
+                "उत्तर को तीन छोटे अनुच्छेदों तक सीमित रखिए।",
+            ],
+            Tongue::Chinese => {
+                ["请解释你推理的每一步。", "请举一个日常生活中的具体例子。", "请把回答限制在三个短段落以内。"]
+            }
+            Tongue::Japanese => [
+                "推論の各ステップを説明してください。",
+                "日常生活から具体的な例を一つ挙げてください。",
+                "回答は三つの短い段落にまとめてください。",
+            ],
+            Tongue::Arabic => [
+                "اشرح كل خطوة من خطوات تفكيرك.",
+                "أعط مثالاً واحداً ملموساً من الحياة اليومية.",
+                "اقتصر في إجابتك على ثلاث فقرات قصيرة.",
+            ],
+        };
+        three[(h % 3) as usize]
+    }
+
+    /// A new instruction on a topic near the given one ("Write a new
+    /// question on a topic close to this one:").
+    fn created(self) -> &'static str {
+        match self {
+            Tongue::English => "Describe how",
+            Tongue::Hindi => "इस विषय से जुड़ा एक नया प्रश्न लिखिए:",
+            Tongue::Chinese => "请围绕与此相近的主题提出一个新问题：",
+            Tongue::Japanese => "これに近い話題について新しい質問を書いてください：",
+            Tongue::Arabic => "اكتب سؤالاً جديداً عن موضوع قريب من هذا:",
+        }
+    }
+
+    /// A refusal ("Sorry, I cannot help with that request.").
+    fn sorry(self) -> &'static str {
+        match self {
+            Tongue::English => "Sorry, I cannot help with that request.",
+            Tongue::Hindi => "माफ़ कीजिए, मैं इस अनुरोध में मदद नहीं कर सकता।",
+            Tongue::Chinese => "抱歉，我无法帮助完成这个请求。",
+            Tongue::Japanese => "申し訳ありませんが、このご依頼にはお応えできません。",
+            Tongue::Arabic => "عذراً، لا يمكنني المساعدة في هذا الطلب.",
+        }
+    }
+}
+
+/// What a drifting model writes instead of an evolution in the asked
+/// language.
+const SWITCHED_EVOLUTION: &str =
+    "Explain in detail how this process works in practice, and give one concrete example of it from everyday life.";
+
 fn reply_for(
     config: &MockConfig,
     kind: Kind,
@@ -806,11 +1006,17 @@ fn reply_for(
             _ => body.trim(),
         };
         let leak = if unit(3) < config.leak_rate { " (as the rewritten prompt asks)" } else { "" };
-        let text = if created {
+        let tongue = Tongue::of(given);
+        if tongue != Tongue::English && unit(6) < config.switch_rate {
+            return (Kind::Rewrite, SWITCHED_EVOLUTION.to_string());
+        }
+        let text = if created && tongue != Tongue::English {
+            format!("{} {}{leak}", tongue.created(), first_words(given, 12))
+        } else if created {
             let topic = TOPICS[(h % TOPICS.len() as u64) as usize];
             format!("Describe how {topic} relates to this: {}{leak}", first_words(given, 12))
         } else {
-            format!("{given} {}{leak}", CLAUSES[(h % CLAUSES.len() as u64) as usize])
+            format!("{given} {}{leak}", tongue.clause(h))
         };
         return (Kind::Rewrite, text);
     }
@@ -837,17 +1043,22 @@ fn reply_for(
             }
         }
     }
+    let mut tongue = Tongue::of(prompt);
+    if tongue != Tongue::English && unit(6) < config.switch_rate {
+        tongue = Tongue::English;
+    }
     if unit(2) < config.sorry_rate {
-        return (Kind::Answer, "Sorry, I cannot help with that request.".to_string());
+        return (Kind::Answer, tongue.sorry().to_string());
     }
     let mut x = h;
+    let vocabulary = tongue.words();
     let words: Vec<&str> = (0..config.answer_words.max(1))
         .map(|_| {
             x = splitmix(x);
-            WORDS[(x % WORDS.len() as u64) as usize]
+            vocabulary[(x % vocabulary.len() as u64) as usize]
         })
         .collect();
-    let mut text = words.join(" ");
+    let mut text = words.join(tongue.space());
     if let Some(first) = text.get_mut(0..1) {
         first.make_ascii_uppercase();
     }

@@ -28,6 +28,12 @@ struct Args {
     /// Share of answers that are a short apology.
     #[arg(long, default_value_t = 0.02)]
     sorry_rate: f64,
+    /// Share of evolutions and answers to a Hindi, Chinese, Japanese or
+    /// Arabic request written in English instead (such requests are
+    /// otherwise answered in their language, and refused in it at
+    /// --sorry-rate).
+    #[arg(long, default_value_t = 0.0)]
+    switch_rate: f64,
     /// Share of evolutions that leak the words "rewritten prompt".
     #[arg(long, default_value_t = 0.02)]
     leak_rate: f64,
@@ -112,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         args.fail_slow,
         args.batch_expire,
         args.maths.unwrap_or(0.0),
+        args.switch_rate,
     ];
     if rates.iter().any(|r| !(0.0..=1.0).contains(r)) {
         anyhow::bail!("rates must lie between 0 and 1");
@@ -121,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         latency_sigma: args.latency_sigma,
         equal_rate: args.equal_rate,
         sorry_rate: args.sorry_rate,
+        switch_rate: args.switch_rate,
         leak_rate: args.leak_rate,
         answer_words: args.answer_words,
         unreadable_rate: args.unreadable_rate,

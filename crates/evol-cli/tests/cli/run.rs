@@ -1145,3 +1145,83 @@ fn improved_answers_keep_their_chain_and_replay_whole() {
     assert_eq!(mock.stats().requests, before.1);
     assert_eq!(std::fs::read(out.join("evolved.jsonl")).unwrap(), before.0);
 }
+
+#[test]
+fn hindi_chinese_japanese_and_arabic_seeds_keep_their_language_and_native_refusals_are_caught() {
+    let config =
+        MockConfig { equal_rate: 0.0, sorry_rate: 0.2, leak_rate: 0.0, switch_rate: 0.3, ..MockConfig::default() };
+    let mock = Mock::start(config);
+    let dir = Dir::new();
+    // Each written for this test: "Explain how X works, step by step" and
+    // similar questions on plants, water, the sun and cells.
+    let seeds: Vec<(&str, &str)> = vec![
+        ("hi", "समझाइए कि पौधे सूर्य के प्रकाश से भोजन कैसे बनाते हैं।"),
+        ("hi", "बताइए कि पानी का चक्र पृथ्वी पर कैसे चलता है।"),
+        ("hi", "कोशिका के मुख्य भागों और उनके कामों का वर्णन कीजिए।"),
+        ("zh", "请解释植物是如何利用阳光制造食物的。"),
+        ("zh", "请说明地球上的水循环是如何运作的。"),
+        ("zh", "请描述细胞的主要组成部分及其功能。"),
+        ("ja", "植物が太陽の光を使ってどのように食べ物を作るのか説明してください。"),
+        ("ja", "地球上の水の循環がどのように働くのか説明してください。"),
+        ("ja", "細胞の主な部分とその働きについて説明してください。"),
+        ("ar", "اشرح كيف تصنع النباتات غذاءها باستخدام ضوء الشمس."),
+        ("ar", "وضح كيف تعمل دورة الماء على سطح الأرض."),
+        ("ar", "صف الأجزاء الرئيسية للخلية ووظيفة كل منها."),
+    ];
+    let lines: String = seeds
+        .iter()
+        .enumerate()
+        .map(|(i, (_, text))| serde_json::json!({"id": format!("s{i}"), "instruction": text}).to_string() + "\n")
+        .collect();
+    let input = dir.write("seeds.jsonl", &lines);
+    let out = dir.path("out");
+    assert_success(&evol_run(&mock.url, &input, &out, &["--model", "mock", "--rounds", "3"]));
+    let language_of: std::collections::BTreeMap<String, &str> =
+        seeds.iter().enumerate().map(|(i, (code, _))| (format!("s{i}"), *code)).collect();
+    let refusals = [
+        // A model that drifted to English refuses in it.
+        "Sorry, I cannot help with that request.",
+        "माफ़ कीजिए, मैं इस अनुरोध में मदद नहीं कर सकता।",
+        "抱歉，我无法帮助完成这个请求。",
+        "申し訳ありませんが、このご依頼にはお応えできません。",
+        "عذراً، لا يمكنني المساعدة في هذا الطلب.",
+    ];
+    let switched = |text: &str| text.is_ascii();
+    let evolved = read_lines(&out.join("evolved.jsonl"));
+    let rejected = read_lines(&out.join("rejected.jsonl"));
+    assert!(evolved.len() >= 10, "{} accepted; {rejected:?}", evolved.len());
+    for e in &evolved {
+        let want = language_of[e["seed_id"].as_str().unwrap()];
+        assert_eq!(e["language"], want, "{e}");
+        let (instruction, answer) = (e["instruction"].as_str().unwrap(), e["response"].as_str().unwrap());
+        assert!(!switched(instruction) && !switched(answer), "a switch got through: {e}");
+        assert!(!refusals.contains(&answer), "a native refusal got through: {e}");
+    }
+    let mut by_reason: std::collections::BTreeMap<&str, usize> = Default::default();
+    for r in &rejected {
+        let reason = r["reason"].as_str().unwrap();
+        *by_reason.entry(reason).or_default() += 1;
+        match reason {
+            "language_changed" => {
+                let text = r["response"].as_str().or(r["instruction"].as_str()).unwrap();
+                assert!(switched(text), "only English texts are called another language: {r}");
+                assert!(r["detail"].as_str().unwrap().contains("written in English (en"), "{r}");
+            }
+            "answer_sorry" => assert!(refusals.contains(&r["response"].as_str().unwrap()), "{r}"),
+            // The simulator's evolutions repeat their few clauses.
+            "near_duplicate" => {}
+            other => panic!("no other rule fires on these texts, `{other}` did: {r}"),
+        }
+    }
+    assert!(by_reason["language_changed"] > 0 && by_reason["answer_sorry"] > 0, "{by_reason:?}");
+    let stats = read_json(&out.join("stats.json"));
+    for code in ["hi", "zh", "ja", "ar"] {
+        let l = &stats["languages"][code];
+        assert_eq!(l["seeds"], 3, "{code}: {l}");
+        assert_eq!(l["attempted"], 9, "{code}: {l}");
+    }
+    let hub = dir.path("hub");
+    assert_success(&evol(&["export", out.to_str().unwrap(), "--to", hub.to_str().unwrap()]));
+    let card = std::fs::read_to_string(hub.join("README.md")).unwrap();
+    assert!(card.contains("language:\n- ar\n- hi\n- ja\n- zh\n"), "{card}");
+}

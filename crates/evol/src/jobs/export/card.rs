@@ -89,6 +89,18 @@ pub(crate) fn card(card: &Card) -> String {
     s.push_str("task_categories:\n- text-generation\n");
     s.push_str("annotations_creators:\n- machine-generated\n");
     s.push_str("language_creators:\n- machine-generated\n");
+    // The languages of a run that kept each text's language, as the Hub
+    // reads them (ISO 639-1 codes).
+    if let Source::Run { stats: Ok(Some(stats)), .. } = &card.source {
+        let codes: Vec<&String> =
+            stats.run.languages.keys().filter(|c| c.as_str() != evol_core::engine::UNDETERMINED).collect();
+        if !codes.is_empty() {
+            s.push_str("language:\n");
+            for code in codes {
+                let _ = writeln!(s, "- {code}");
+            }
+        }
+    }
     let _ = writeln!(s, "size_categories:\n- {}", size_category(rows));
     s.push_str("tags:\n- synthetic\n- evol-instruct\n");
     if matches!(card.source, Source::Learned { pairs: true, .. } | Source::Pairs { .. }) {
@@ -390,6 +402,22 @@ fn run_body(s: &mut String, card: &Card, stats: &Result<Option<RunReport>, Resul
         s.push_str("Rejected evolutions by reason:\n\n");
         for (reason, n) in &total.rejected {
             let _ = writeln!(s, "- {}: {n}", md(reason));
+        }
+        s.push('\n');
+    }
+    if !stats.run.languages.is_empty() {
+        s.push_str("By language (the seed's, or the run's target; `und`: not told):\n\n| Language | Seeds | Attempted | Accepted | Left in another language | Not told |\n|---|---:|---:|---:|---:|---:|\n");
+        for (code, t) in &stats.run.languages {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} |",
+                md(code),
+                t.seeds,
+                t.attempted,
+                t.accepted,
+                t.rejected.get("language_changed").copied().unwrap_or(0),
+                t.undetermined
+            );
         }
         s.push('\n');
     }
