@@ -290,10 +290,16 @@ fn rfind_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
 /// `evol_lang::Refusals`) and is shorter than 80 words, counted by word
 /// segmentation in every script.
 pub fn is_sorry_answer(answer: &str) -> bool {
+    says_sorry(&REFUSALS, answer)
+}
+
+/// [`is_sorry_answer`] with `refusals`' phrases (a user's, with the
+/// built-in ones or instead of them).
+pub fn says_sorry(refusals: &evol_lang::Refusals, answer: &str) -> bool {
     // Cheapest first: most answers hold no phrase of any language.
-    REFUSALS.might_say_sorry(answer)
+    refusals.might_say_sorry(answer)
         && evol_lang::word_count(answer) < SORRY_WORD_LIMIT
-        && REFUSALS.says_sorry(answer, &answer_languages(answer))
+        && refusals.says_sorry(answer, &answer_languages(answer))
 }
 
 /// Rule 3: the answer holds nothing but punctuation and stop words (of
@@ -333,18 +339,32 @@ pub fn parse_verdict(reply: &str) -> Verdict {
 /// answer), or caught by an answer rule ([`check_answer`]). The rules
 /// read the answer alone, never the trace.
 pub fn check_answer_reply(rules: &Rules, reply: &evol_llm::ChatResponse) -> Option<Reason> {
+    check_answer_reply_with(rules, &REFUSALS, reply)
+}
+
+/// [`check_answer_reply`] with `refusals`' phrases.
+pub fn check_answer_reply_with(
+    rules: &Rules,
+    refusals: &evol_lang::Refusals,
+    reply: &evol_llm::ChatResponse,
+) -> Option<Reason> {
     use evol_llm::FinishReason;
     match reply.finish_reason {
         FinishReason::ContentFilter => Some(Reason::ContentFiltered),
         FinishReason::Length if reply.text.trim().is_empty() && reply.reasoning.is_some() => {
             Some(Reason::TruncatedAnswer)
         }
-        _ => check_answer(rules, &reply.text),
+        _ => check_answer_with(rules, refusals, &reply.text),
     }
 }
 
 pub fn check_answer(rules: &Rules, answer: &str) -> Option<Reason> {
-    if rules.sorry && is_sorry_answer(answer) {
+    check_answer_with(rules, &REFUSALS, answer)
+}
+
+/// [`check_answer`] with `refusals`' phrases.
+pub fn check_answer_with(rules: &Rules, refusals: &evol_lang::Refusals, answer: &str) -> Option<Reason> {
+    if rules.sorry && says_sorry(refusals, answer) {
         return Some(Reason::AnswerSorry);
     }
     if rules.stop_words && is_stop_words_only(answer) {

@@ -139,6 +139,8 @@ pub struct Engine {
     hasher: Option<evol_dedup::Hasher>,
     seed_index: Option<Arc<SeedIndex>>,
     benchmarks: Option<Arc<evol_dedup::Benchmarks>>,
+    /// The refusal phrases of the sorry rule.
+    refusals: Arc<evol_lang::Refusals>,
 }
 
 /// What a seed's chain is written in: the seed's language, when told, and
@@ -191,6 +193,7 @@ impl Engine {
             hasher,
             seed_index: None,
             benchmarks: None,
+            refusals: Arc::new(evol_lang::Refusals::builtin()),
         })
     }
 
@@ -208,6 +211,13 @@ impl Engine {
     /// an answer when it arrives.
     pub fn with_benchmarks(mut self, benchmarks: Arc<evol_dedup::Benchmarks>) -> Engine {
         self.benchmarks = Some(benchmarks);
+        self
+    }
+
+    /// The refusal phrases the sorry rule reads (default: the built-in
+    /// ones). The method's `refusals` must name them.
+    pub fn with_refusals(mut self, refusals: Arc<evol_lang::Refusals>) -> Engine {
+        self.refusals = refusals;
         self
     }
 
@@ -383,7 +393,7 @@ impl Engine {
             Ok(reply) => {
                 // The answer rules an evolution's answer passes, a seed's
                 // answer passes too.
-                let rejected = eliminate::check_answer_reply(&self.method.rules, &reply);
+                let rejected = eliminate::check_answer_reply_with(&self.method.rules, &self.refusals, &reply);
                 let truncated = reply.finish_reason == FinishReason::Length;
                 let overlap = rejected.is_none().then(|| self.contaminated(&reply.text)).flatten();
                 let rejected =
@@ -611,7 +621,7 @@ impl Engine {
                         candidates.push(match reply? {
                             Ok(answer) => {
                                 usage += answer.usage;
-                                let mut rejected = eliminate::check_answer_reply(&rules, &answer);
+                                let mut rejected = eliminate::check_answer_reply_with(&rules, &self.refusals, &answer);
                                 let mut detail = None;
                                 if rejected.is_none() {
                                     detail = self.contaminated(&answer.text);
@@ -667,7 +677,7 @@ impl Engine {
                     Ok(answer) => {
                         usage += answer.usage;
                         traces.borrow_mut().1 = answer.reasoning.clone();
-                        if let Some(reason) = eliminate::check_answer_reply(&rules, &answer) {
+                        if let Some(reason) = eliminate::check_answer_reply_with(&rules, &self.refusals, &answer) {
                             return reject(reason, Some(instruction), Some(answer.text), None, usage);
                         }
                         answer_truncated = answer.finish_reason == FinishReason::Length;
@@ -774,7 +784,7 @@ impl Engine {
                             usage += reply.usage;
                             // A rewrite passes the answer rules, and one cut
                             // off by the token limit never replaces an answer.
-                            let mut rejected = eliminate::check_answer_reply(&rules, &reply);
+                            let mut rejected = eliminate::check_answer_reply_with(&rules, &self.refusals, &reply);
                             if rejected.is_none() && reply.finish_reason == FinishReason::Length {
                                 rejected = Some(Reason::TruncatedAnswer);
                             }
@@ -1139,6 +1149,7 @@ mod tests {
             best_of: s.best_of,
             improve_answers: s.improve_answers,
             language: s.language.clone(),
+            refusals: None,
         };
         let caller = CallerSettings { concurrency: s.concurrency, retry_failed: s.retry_failed };
         let caller = Arc::new(costs(Caller::new(caller, journal, stats.clone()).unwrap()));

@@ -65,6 +65,10 @@ pub struct Method {
     /// were kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<LanguagePolicy>,
+    /// A digest of the user's refusal phrases (`--refusals DIR`), which the
+    /// sorry rule reads with or instead of the built-in ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusals: Option<String>,
 }
 
 /// Which language a run's evolutions and answers are written in.
@@ -256,6 +260,7 @@ mod tests {
             best_of: None,
             improve_answers: 0,
             language: None,
+            refusals: None,
         }
     }
 

@@ -132,6 +132,10 @@ pub struct RunSettings {
     /// and the run of words that makes an overlap.
     pub benchmarks: Vec<PathBuf>,
     pub benchmark_ngram: usize,
+    /// A directory of refusal phrases (`CODE.txt`) for the sorry rule, with
+    /// the built-in ones or, with `refusals_replace`, instead of them.
+    pub refusals: Option<PathBuf>,
+    pub refusals_replace: bool,
 }
 
 /// The model flags every command that calls models shares, validated:

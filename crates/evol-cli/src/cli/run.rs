@@ -138,6 +138,18 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Elimination")]
     pub no_language_check: bool,
 
+    /// Refusal phrases of your own for the sorry rule: a directory of
+    /// `CODE.txt` files (an ISO 639-1 code: `hi.txt`), one phrase a line,
+    /// `#` for comments, added to the built-in phrases of that language (a
+    /// new language's file adds the language). Part of the run's settings.
+    #[arg(long, value_name = "DIR", help_heading = "Elimination")]
+    pub refusals: Option<PathBuf>,
+
+    /// The --refusals files replace the built-in phrases of their languages
+    /// instead of adding to them.
+    #[arg(long, requires = "refusals", help_heading = "Elimination")]
+    pub refusals_replace: bool,
+
     /// Keep answers that say "sorry" in fewer than 80 words.
     #[arg(long, help_heading = "Elimination")]
     pub no_sorry_check: bool,

@@ -1224,4 +1224,33 @@ fn hindi_chinese_japanese_and_arabic_seeds_keep_their_language_and_native_refusa
     assert_success(&evol(&["export", out.to_str().unwrap(), "--to", hub.to_str().unwrap()]));
     let card = std::fs::read_to_string(hub.join("README.md")).unwrap();
     assert!(card.contains("language:\n- ar\n- hi\n- ja\n- zh\n"), "{card}");
+
+    // Refusal phrases of one's own, instead of the built-in ones: each
+    // refusal's "cannot help" part, not its "sorry" ("मदद नहीं कर सकता",
+    // "无法帮助", "お応えできません", "لا يمكنني المساعدة"), still catches
+    // every refusal the first run caught.
+    let phrases = dir.path("phrases");
+    std::fs::create_dir(&phrases).unwrap();
+    for (code, phrase) in
+        [("hi", "मदद नहीं कर सकता"), ("zh", "无法帮助"), ("ja", "お応えできません"), ("ar", "لا يمكنني المساعدة")]
+    {
+        std::fs::write(phrases.join(format!("{code}.txt")), format!("# cannot help\n{phrase}\n")).unwrap();
+    }
+    let own = dir.path("own");
+    let args = ["--model", "mock", "--rounds", "3", "--refusals", phrases.to_str().unwrap(), "--refusals-replace"];
+    assert_success(&evol_run(&mock.url, &input, &own, &args));
+    let again = read_json(&own.join("stats.json"));
+    assert!(again["settings"]["refusals"].is_string());
+    assert_eq!(
+        again["total"]["rejected"]["answer_sorry"], stats["total"]["rejected"]["answer_sorry"],
+        "{}",
+        again["languages"]
+    );
+    // The phrases are part of the run: resuming without them is refused.
+    let run = evol_run(&mock.url, &input, &own, &["--model", "mock", "--rounds", "3"]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert!(stderr(&run).contains("refusals"), "{}", stderr(&run));
+    std::fs::write(phrases.join("Hindi.txt"), "x\n").unwrap();
+    let run = evol_run(&mock.url, &input, &dir.path("bad"), &args);
+    assert!(stderr(&run).contains("Hindi.txt") && stderr(&run).contains("language code"), "{}", stderr(&run));
 }

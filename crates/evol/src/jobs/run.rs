@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use evol_core::cost::Budget;
 use evol_core::{Caller, CallerSettings, Engine, EngineError, Method, Role, RunStats, StatsRecorder};
 use evol_store::ingest::{ingest, Input};
@@ -38,6 +38,14 @@ pub async fn run(
             ));
             settings.method.contamination = Some(contamination);
             Some(Arc::new(index))
+        }
+    };
+    let refusals = match &settings.refusals {
+        None => None,
+        Some(dir) => {
+            let (refusals, digest) = load_refusals(dir, settings.refusals_replace)?;
+            settings.method.refusals = Some(digest);
+            Some(Arc::new(refusals))
         }
     };
     let out = OutputDir::prepare(&settings.output, settings.fresh, evol_store::JobKind::Run)?;
@@ -106,6 +114,9 @@ pub async fn run(
     }
     if let Some(benchmarks) = benchmarks {
         engine = engine.with_benchmarks(benchmarks);
+    }
+    if let Some(refusals) = refusals {
+        engine = engine.with_refusals(refusals);
     }
     let sink = RunSink::new(journal.clone(), out.sink()?, settings.method.run_seed);
     {
@@ -259,6 +270,26 @@ async fn begin(settings: &RunSettings, journal: &Arc<SqliteJournal>, observer: &
     };
     let committed = check_identity(journal, &identity)?;
     Ok(Begun { input, models, endpoint, identity, committed })
+}
+
+/// A directory of refusal phrases, and a digest of what it holds (its
+/// `.txt` files' names and texts, and whether they replace the built-in
+/// phrases): part of the run's settings.
+fn load_refusals(dir: &std::path::Path, replace: bool) -> anyhow::Result<(evol_lang::Refusals, String)> {
+    let refusals = evol_lang::Refusals::with_dir(dir, replace).context("--refusals")?;
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read `{}`", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("txt"))
+        .collect();
+    files.sort();
+    let mut digest = evol_digest::Digest::new().part(if replace { "replace" } else { "extend" });
+    for path in &files {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        digest = digest.part(name).part(text);
+    }
+    Ok((refusals, digest.full_hex()))
 }
 
 /// The roles a run connects: evolve, judge and answer (as every run has

@@ -535,6 +535,7 @@ mod tests {
             best_of: None,
             improve_answers: 0,
             language: None,
+            refusals: None,
         };
         RunReport {
             evol_version: "0.1.0".into(),
