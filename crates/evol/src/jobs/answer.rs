@@ -400,9 +400,7 @@ async fn sample(
         .collect();
     if let (Pick::Score, Some(judge), 2..) = (settings.pick, session.scorer.as_ref(), usable.len()) {
         let texts: Vec<&str> = usable.iter().map(|&k| outcome.samples[k].answer.as_deref().unwrap_or("")).collect();
-        let question = evol_core::Templates::builtin()
-            .quality_prompt(&q.turns[0], &texts)
-            .expect("the built-in quality template renders");
+        let question = TEMPLATES.quality_prompt(&q.turns[0], &texts).expect("the built-in quality template renders");
         let sampling = evol_llm::Sampling { temperature: 0.0, top_p: 1.0, seed: None, ..settings.eval.sampling };
         let key = CallKey { item: &q.id, round: 0, stage: "rank" };
         let spec = CallSpec::new(judge, key, Prompt::User(&question), sampling)
@@ -438,6 +436,9 @@ async fn sample(
     }
     Ok(())
 }
+
+/// The built-in prompts (the ranking's), made once.
+static TEMPLATES: std::sync::LazyLock<evol_core::Templates> = std::sync::LazyLock::new(evol_core::Templates::builtin);
 
 /// A line of `pairs.jsonl`: TRL's `prompt`, `chosen`, `rejected`, and
 /// what decided it.
