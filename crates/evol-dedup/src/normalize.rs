@@ -9,7 +9,10 @@ use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 /// (punctuation, symbols, control characters, any whitespace) turned into a
 /// single space, no space at either end. Characters of scripts written
 /// without spaces (Chinese, Japanese kana, Thai) stand as words of their
-/// own, so those texts get word shingles too.
+/// own, so those texts get word shingles too. Spellings that differ only
+/// in optional marks are one: Arabic vowel marks (harakat) and the tatweel
+/// stretching a word are dropped, and Devanagari's chandrabindu is read as
+/// the anusvara it is often written as (पाँच and पांच, "five").
 pub fn normalize(text: &str) -> String {
     if text.is_ascii() {
         return normalize_ascii(text);
@@ -44,7 +47,7 @@ fn normalize_ascii(text: &str) -> String {
 fn fold(len: usize, chars: impl Iterator<Item = char>) -> String {
     let mut out = String::with_capacity(len);
     let mut space = true;
-    for c in chars.flat_map(char::to_lowercase) {
+    for c in chars.flat_map(char::to_lowercase).filter_map(spelling) {
         if c.is_alphanumeric() || (is_combining_mark(c) && !space) {
             if unspaced(c) {
                 if !space {
@@ -66,6 +69,17 @@ fn fold(len: usize, chars: impl Iterator<Item = char>) -> String {
         out.pop();
     }
     out
+}
+
+/// A character as spellings that differ in optional marks share it: none
+/// for Arabic harakat and tatweel, the anusvara for Devanagari's
+/// chandrabindu.
+fn spelling(c: char) -> Option<char> {
+    match c as u32 {
+        0x0640 | 0x064B..=0x065F | 0x0670 => None,
+        0x0901 => Some('\u{0902}'),
+        _ => Some(c),
+    }
 }
 
 /// The words of a normalised text.
@@ -105,6 +119,18 @@ mod tests {
         let ascii = "  Mixed CASE, with-punctuation & digits 42!  ";
         assert_eq!(normalize(ascii), fold(ascii.len(), ascii.chars()));
         assert_eq!(normalize(&format!("{ascii}é")), format!("{} é", normalize(ascii)));
+    }
+
+    #[test]
+    fn spellings_that_differ_in_optional_marks_are_one() {
+        // Hindi "five", with chandrabindu and with anusvara.
+        assert_eq!(normalize("पाँच किताबें"), normalize("पांच किताबें"));
+        // Arabic "Muhammad" with its vowel marks, and "book" stretched by
+        // tatweel: the plain spellings.
+        assert_eq!(normalize("مُحَمَّد"), normalize("محمد"));
+        assert_eq!(normalize("كتـــاب"), "كتاب");
+        // Marks that are letters' own stay: Hindi "book" keeps its vowels.
+        assert_ne!(normalize("किताब"), normalize("कताब"));
     }
 
     #[test]
