@@ -110,6 +110,18 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
+impl Rules {
+    /// Every rule off.
+    pub const OFF: Rules = Rules {
+        equality: false,
+        sorry: false,
+        stop_words: false,
+        copied_prompt: false,
+        asks_for_input: false,
+        language: false,
+    };
+}
+
 impl Default for Rules {
     fn default() -> Rules {
         Rules {
@@ -389,14 +401,7 @@ mod tests {
 
     #[test]
     fn an_empty_answer_is_rejected_whatever_rules_are_off() {
-        let off = Rules {
-            equality: false,
-            sorry: false,
-            stop_words: false,
-            copied_prompt: false,
-            asks_for_input: false,
-            language: false,
-        };
+        let off = Rules::OFF;
         assert_eq!(check_answer(&off, " \n "), Some(Reason::EmptyAnswer));
         assert_eq!(check_answer(&Rules::default(), ""), Some(Reason::AnswerStopWordsOnly), "as before");
         assert_eq!(check_answer(&off, "of the"), None);
@@ -526,14 +531,7 @@ mod tests {
     #[test]
     fn answer_rules_can_be_switched_off() {
         let all = Rules::default();
-        let none = Rules {
-            equality: false,
-            sorry: false,
-            stop_words: false,
-            copied_prompt: false,
-            asks_for_input: false,
-            language: false,
-        };
+        let none = Rules::OFF;
         assert_eq!(check_answer(&all, "Sorry, no."), Some(Reason::AnswerSorry));
         assert_eq!(check_answer(&none, "Sorry, no."), None);
         assert_eq!(check_answer(&all, "the of"), Some(Reason::AnswerStopWordsOnly));

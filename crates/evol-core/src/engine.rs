@@ -1313,14 +1313,7 @@ mod tests {
     async fn switched_off_rules_let_evolutions_through() {
         let model = Scripted { equal: true, answer: "Sorry.".into(), ..Scripted::new() };
         let mut s = settings();
-        s.rules = Rules {
-            equality: false,
-            sorry: false,
-            stop_words: false,
-            copied_prompt: false,
-            asks_for_input: false,
-            language: false,
-        };
+        s.rules = Rules::OFF;
         let (sink, stats) = run(model, s, 2).await;
         assert_eq!(sink.accepted.lock().unwrap().len(), 6);
         assert_eq!(stats.total.requests, 12, "no judge calls when the rule is off");

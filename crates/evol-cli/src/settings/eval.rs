@@ -230,3 +230,32 @@ impl FromArgs<ArenaArgs> for ArenaSettings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `evol answer`'s settings from its flags, or the usage error.
+    fn answer(extra: &[&str]) -> Result<AnswerSettings, String> {
+        use clap::Parser;
+        let words = ["evol", "answer", "set.jsonl", "-o", "out", "--endpoint", "http://127.0.0.1:9/v1"];
+        let cli = crate::cli::Cli::try_parse_from(words.iter().chain(extra)).map_err(|e| e.to_string())?;
+        let crate::cli::Command::Answer(args) = cli.command else { unreachable!("an answer command") };
+        AnswerSettings::from_args(*args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn k_answers_need_something_to_tell_them_apart() {
+        use evol::settings::Pick;
+        let err = answer(&["--answers", "3", "--pick", "first"]).err().unwrap();
+        assert!(err.contains("needs --pick score"), "{err}");
+        assert!(answer(&["--reference-field", "answer"]).is_err(), "a reference needs several answers");
+        let err = answer(&["--answers", "2", "--pick", "best"]).err().unwrap();
+        assert!(err.contains("first") && err.contains("score"), "the choices are listed: {err}");
+        // The default pick: the first correct with a reference, else the
+        // judge's; `--samples` is the same flag.
+        assert_eq!(answer(&["--answers", "3"]).unwrap().pick, Pick::Score);
+        let checked = answer(&["--samples", "3", "--reference-field", "answer"]).unwrap();
+        assert_eq!((checked.samples, checked.pick), (3, Pick::First));
+    }
+}

@@ -640,29 +640,3 @@ fn hostile_text_is_shown_as_text() {
     let skills: BTreeMap<String, Value> = serde_json::from_value(by_skill).unwrap();
     assert!(skills.contains_key("\u{1b}]0;owned\u{7}Math|x"), "the data keeps the skill as it is");
 }
-
-#[test]
-fn k_answers_need_something_to_tell_them_apart() {
-    let dir = Dir::new();
-    let set = dir.write("set.jsonl", "{\"id\": 1, \"question\": \"q\"}\n");
-    let out = dir.path("out");
-    let answer = |extra: &[&str]| {
-        let mut args =
-            vec!["answer", set.to_str().unwrap(), "-o", out.to_str().unwrap(), "--endpoint", "http://127.0.0.1:9/v1"];
-        args.extend(extra);
-        evol(&args)
-    };
-    let run = answer(&["--answers", "3", "--pick", "first"]);
-    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
-    assert!(stderr(&run).contains("needs --pick score"), "{}", stderr(&run));
-    let run = answer(&["--reference-field", "answer"]);
-    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
-    let run = answer(&["--answers", "2", "--pick", "best"]);
-    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
-    assert!(
-        stderr(&run).contains("first") && stderr(&run).contains("score"),
-        "the choices are listed: {}",
-        stderr(&run)
-    );
-    assert!(!out.exists(), "a usage error leaves nothing behind");
-}
