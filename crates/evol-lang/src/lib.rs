@@ -79,8 +79,15 @@ impl Detection {
     }
 }
 
-/// The language of `text`, or [`Detection::Undetermined`].
+/// The most bytes of a text read to tell its language: enough prose for
+/// the detector, and a cost that does not grow with a long answer.
+pub const DETECT_BYTES: usize = 1024;
+
+/// The language of `text` (its first [`DETECT_BYTES`]), or
+/// [`Detection::Undetermined`].
 pub fn detect(text: &str) -> Detection {
+    let end = (DETECT_BYTES..=text.len().max(DETECT_BYTES)).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+    let text = &text[..end.min(text.len())];
     let prose = prose(text);
     let letters = prose.chars().filter(|c| c.is_alphabetic()).count();
     let visible = text.chars().filter(|c| !c.is_whitespace()).count().max(1);

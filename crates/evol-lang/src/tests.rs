@@ -34,6 +34,11 @@ fn mixed_text_is_read_by_its_prose_and_code_or_maths_alone_is_not_told() {
     assert_eq!(language(mixed), Some("zh"));
     // Hindi prose with a formula: "Solve the equation and show each step."
     assert_eq!(language("समीकरण $x^2 + 3x - 10 = 0$ को हल कीजिए और हर चरण दिखाइए।"), Some("hi"));
+    // A long text is told by its first part ("Photosynthesis..." in
+    // Chinese, at length, then English).
+    let long = "光合作用把阳光转化为植物体内的化学能。".repeat(60) + &" The rest is in English.".repeat(200);
+    assert!(long.len() > 4 * DETECT_BYTES);
+    assert_eq!(language(&long), Some("zh"));
     for undetermined in [
         "OK",
         "42",
