@@ -209,13 +209,15 @@ static ALL_LANGUAGES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
 });
 
 /// Rule 4: the evolved instruction copies words of the evolving prompt:
-/// an operation's own marker words (none: the `evol` set's).
+/// an operation's own marker words (none: the `evol` set's), or their
+/// translations (`evol_lang::Cues`), as a model that translates the
+/// prompt's headings writes them.
 pub fn copies_words(instruction: &str, markers: &[String]) -> bool {
-    let lower = instruction.to_lowercase();
+    let cues = evol_lang::Cues::get();
     if markers.is_empty() {
-        PROMPT_WORDS.iter().any(|w| lower.contains(w))
+        PROMPT_WORDS.iter().any(|w| cues.holds_marker(instruction, w))
     } else {
-        markers.iter().any(|w| lower.contains(&w.to_lowercase()))
+        markers.iter().any(|w| cues.holds_marker(instruction, w))
     }
 }
 
@@ -245,13 +247,10 @@ pub fn language_changed(text: &str, expected: &str) -> LanguageCheck {
 }
 
 /// Auto Evol-Instruct's failure rule: the answer asks for input instead of
-/// answering.
+/// answering (an acknowledgement ending in a question, or a request for
+/// material), in any language (`evol_lang::Cues`).
 pub fn asks_for_input(answer: &str) -> bool {
-    let text = answer.trim();
-    let lower = text.to_lowercase();
-    let start = |word: &str| lower.starts_with(word);
-    let asks = text.ends_with('?') && (start("understood") || start("thank you") || start("sure"));
-    asks || lower.contains("please provide")
+    evol_lang::Cues::get().asks_for_input(answer)
 }
 
 /// What an evolving reply makes, for `op`: the cleaned instruction, or why
@@ -332,16 +331,13 @@ pub enum Verdict {
     Unclear,
 }
 
+/// The verdict of an equality reply, in English or the judge's own
+/// language ("Not Equal", "不相等", "असमान").
 pub fn parse_verdict(reply: &str) -> Verdict {
-    let lower = reply.to_lowercase();
-    let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
-    let has_not_equal = words.windows(2).any(|w| w == ["not", "equal"]) || words.contains(&"unequal");
-    if has_not_equal {
-        Verdict::NotEqual
-    } else if words.contains(&"equal") {
-        Verdict::Equal
-    } else {
-        Verdict::Unclear
+    match evol_lang::Cues::get().equality(reply) {
+        Some(evol_lang::Equality::NotEqual) => Verdict::NotEqual,
+        Some(evol_lang::Equality::Equal) => Verdict::Equal,
+        None => Verdict::Unclear,
     }
 }
 
@@ -452,6 +448,13 @@ mod tests {
         let on = Rules::default();
         assert_eq!(check_answer(&on, "Understood. What next?"), Some(Reason::AnswerAsksForInput));
         assert_eq!(check_answer(&Rules { asks_for_input: false, ..on }, "Understood. What next?"), None);
+        // In other scripts: "Sure! Which poem do you mean?" (Chinese),
+        // "Please provide the data." (Hindi), and a fine Arabic answer that
+        // ends with a question it answers itself: "Why is the sky blue?
+        // Because air scatters blue light more." (no acknowledgement).
+        assert_eq!(check_answer(&on, "好的！您指的是哪首诗？"), Some(Reason::AnswerAsksForInput));
+        assert_eq!(check_answer(&on, "कृपया डेटा प्रदान करें।"), Some(Reason::AnswerAsksForInput));
+        assert_eq!(check_answer(&on, "لأن الهواء يشتت الضوء الأزرق أكثر. لماذا السماء زرقاء؟"), None);
     }
 
     #[test]
@@ -514,6 +517,25 @@ mod tests {
         assert!(copies_words("#The Given Prompt#: x", &[]));
         assert!(!copies_words("Write a prompt for a given task.", &[]));
         assert!(!copies_words("Explain prompt engineering.", &[]));
+        // Translated headings: "Rewritten prompt: ..." in Chinese, Hindi and
+        // Arabic; the code set's "harder question" in Japanese.
+        assert!(copies_words("改写后的提示：写一首诗。", &[]));
+        assert!(copies_words("पुनर्लिखित प्रॉम्प्ट: एक कविता लिखिए।", &[]));
+        assert!(copies_words("الموجه المعاد كتابته: اكتب قصيدة.", &[]));
+        let code = crate::ops::OperatorSet::builtin("code").unwrap();
+        assert!(copies_words("より難しい質問：二分探索を実装せよ。", &code.operations.iter().next().unwrap().markers));
+        // "Write a prompt for a chatbot." in Chinese: no heading.
+        assert!(!copies_words("为聊天机器人写一个提示。", &[]));
+    }
+
+    #[test]
+    fn every_marker_of_the_built_in_sets_has_translations() {
+        for name in ["evol", "code", "math", "auto"] {
+            let set = crate::ops::OperatorSet::builtin(name).unwrap();
+            for marker in set.operations.iter().flat_map(|op| &op.markers) {
+                assert!(evol_lang::Cues::get().translations(marker).len() >= 10, "{name}: {marker}");
+            }
+        }
     }
 
     #[test]
@@ -526,6 +548,12 @@ mod tests {
         assert_eq!(parse_verdict("They are not equal."), Verdict::NotEqual);
         assert_eq!(parse_verdict("I cannot tell"), Verdict::Unclear);
         assert_eq!(parse_verdict("Inequality"), Verdict::Unclear);
+        // A judge that answers in the instructions' language: "not equal"
+        // (Chinese, Hindi), "equal" (Japanese, Arabic).
+        assert_eq!(parse_verdict("不相等"), Verdict::NotEqual);
+        assert_eq!(parse_verdict("समान नहीं"), Verdict::NotEqual);
+        assert_eq!(parse_verdict("等しい"), Verdict::Equal);
+        assert_eq!(parse_verdict("متساويان"), Verdict::Equal);
     }
 
     #[test]

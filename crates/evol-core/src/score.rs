@@ -83,23 +83,40 @@ impl Scored {
 /// A number: digits with an optional decimal part.
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d+(?:[.,]\d+)?").unwrap());
 
-/// Restatements of the scale ("on a scale of 1 to 10", "(1-10)") and
-/// denominators ("/10", "out of 10"), whose numbers are not the score.
+/// Restatements of the scale ("on a scale of 1 to 10", "(1-10)",
+/// "（1～10）") and denominators ("/10", "out of 10", "sur 10", "满分10分",
+/// "10点満点", "10점 만점", "10 में से", "من 10"), whose numbers are not
+/// the score.
 static SCALE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?:(?:scale|range)\s*(?:of|from)?\s*|from\s+|\()\d+\s*(?:-|–|to)\s*\d+\)?|(?:/|out\s+of)\s*\d+(?:[.,]\d+)?")
-        .unwrap()
+    Regex::new(concat!(
+        r"(?i)(?:(?:scale|range)\s*(?:of|from)?\s*|from\s+|[(（])\d+\s*(?:-|–|~|～|to|到|至)\s*\d+[)）]?",
+        r"|(?:/|\b(?:out\s+of|sur|von|из|su|dari|trên)\b|จาก|(?:^|\s)من)\s*\d+(?:[.,]\d+)?",
+        r"|满分\s*\d+\s*分?|滿分\s*\d+\s*分?|\d+\s*点満点中?|\d+\s*점\s*만점에?|\d+\s*में\s*से",
+    ))
+    .unwrap()
 });
 
-/// Words that announce the score ("score: 7", "I rate it 7").
+/// Words that announce the score ("score: 7", "I rate it 7", "评分为7",
+/// "स्कोर: 7"), in every language `evol_lang::Cues` knows.
 static LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?:score|rating|rated?|difficulty|complexity|quality|grade)\W{0,12}?(?:is|of|at|as|a|an|:|=|-|\s)*\s*\**\s*$").unwrap()
+    let labels = alternation(evol_lang::Cues::get().score_labels());
+    Regex::new(&format!(r"(?i)(?:{labels})\W{{0,12}}?(?:is|of|at|as|a|an|为|為|是|は|:|=|-|\s)*\s*\**\s*$")).unwrap()
 });
+
+/// `words` as a regex alternation, longest first.
+fn alternation(words: &[String]) -> String {
+    let mut words: Vec<&String> = words.iter().collect();
+    words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+    words.iter().map(|w| regex::escape(w)).collect::<Vec<_>>().join("|")
+}
 
 /// The score in a reply: a number in `low..=high`, preferring one that a
 /// label announces ("Score: 7"), else the first. Numbers that restate the
-/// scale or are its denominator do not count. `None` when there is none.
+/// scale or are its denominator do not count. Digits of any script count
+/// (`७`, `７`). `None` when there is none.
 pub fn parse_score(reply: &str, low: f64, high: f64) -> Option<f64> {
-    let text = SCALE.replace_all(reply, |m: &regex::Captures| " ".repeat(m[0].len()));
+    let reply = evol_lang::ascii_digits(reply);
+    let text = SCALE.replace_all(&reply, |m: &regex::Captures| " ".repeat(m[0].len()));
     let candidates: Vec<(usize, f64)> = NUMBER
         .find_iter(&text)
         .filter(|m| !glued_to_word(&text, m.start(), m.end()))
@@ -114,24 +131,33 @@ pub fn parse_score(reply: &str, low: f64, high: f64) -> Option<f64> {
     labelled.or(candidates.first()).map(|(_, v)| *v)
 }
 
-/// A number that is part of a word (`GPT4`, `3D`), not a score.
+/// A number that is part of a word (`GPT4`, `3D`), not a score. Only
+/// letters of Latin, Greek and Cyrillic glue: Chinese, Japanese and Korean
+/// write a number against its counter or particle ("7分", "7점"), and that
+/// number is the score.
 fn glued_to_word(text: &str, start: usize, end: usize) -> bool {
+    let glues = |c: char| c.is_alphabetic() && (c as u32) < 0x0530;
     let before = text[..start].chars().next_back();
     let after = text[end..].chars().next();
-    before.is_some_and(char::is_alphabetic) || after.is_some_and(|c| c.is_alphabetic() && c != 'x')
+    before.is_some_and(glues) || after.is_some_and(|c| glues(c) && c != 'x')
 }
 
 /// The line of one item of a ranked reply: `2: 5`, `[Instruction 2]: 5`,
-/// `Response 2 - score 5`, `2) 5/6`.
+/// `Response 2 - score 5`, `2) 5/6`, `回答2：5`.
 static ITEM_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?im)^\W*(?:instruction|response|item|version|score)?\s*#?\s*(\d+)\s*\]?\s*[:.)=\-–]+\s*(?:score\s*[:=]?\s*)?\**\s*(\d+(?:[.,]\d+)?)")
-        .unwrap()
+    let cues = evol_lang::Cues::get();
+    let labels = alternation(&[cues.answer_labels(), cues.score_labels()].concat());
+    Regex::new(&format!(
+        r"(?im)^\W*(?:instruction|response|item|version|score|{labels})?\s*#?\s*(\d+)\s*[\]】]?\s*[:.)=\-–：）]+\s*(?:score\s*[:=]?\s*)?\**\s*(\d+(?:[.,]\d+)?)"
+    ))
+    .unwrap()
 });
 
 /// The scores of `n` items ranked in one reply, one line each (`1: 3`);
 /// an item whose line is missing or out of range is `None`. A reply with a
 /// single item may also give just the number.
 pub fn parse_scores(reply: &str, n: usize, low: f64, high: f64) -> Vec<Option<f64>> {
+    let reply = &*evol_lang::ascii_digits(reply);
     let mut scores = vec![None; n];
     for caps in ITEM_LINE.captures_iter(reply) {
         let (Ok(index), Ok(value)) = (caps[1].parse::<usize>(), caps[2].replace(',', ".").parse::<f64>()) else {
@@ -171,6 +197,19 @@ mod tests {
         check("The task has 2 parts and 3 constraints. Score: 5", Some(5.0));
         check("It needs GPT4-level knowledge of 3D geometry; rating = 9", Some(9.0));
         check("Rating - 5", Some(5.0));
+        // Other languages and digits: "score: 7 points" (Chinese),
+        // "difficulty is 8" (Chinese), "rating: 6/10" (Japanese, full-width
+        // digits), "score: 7 out of 10" (Hindi, Devanagari digits), "the
+        // grade: 9 of 10" (Arabic, Arabic-Indic digits), "the task has 3
+        // parts; score 4" (French), "out of 10, 8" (Korean).
+        check("评分：7分", Some(7.0));
+        check("难度为8", Some(8.0));
+        check("評価：６/１０", Some(6.0));
+        check("स्कोर: ७ (१० में से)", Some(7.0));
+        check("الدرجة: ٩ من ١٠", Some(9.0));
+        check("La tâche a 3 parties. Note : 4 sur 10", Some(4.0));
+        check("10점 만점에 8점", Some(8.0));
+        check("满分10分，我给7分", Some(7.0));
         // No number in range: unreadable, never a default.
         check("This is a hard one.", None);
         check("", None);
@@ -191,6 +230,8 @@ mod tests {
         assert_eq!(parse_scores(reply, 3, 1.0, 6.0), [Some(2.0), None, None], "out of range and missing");
         assert_eq!(parse_scores("4", 1, 1.0, 6.0), [Some(4.0)]);
         assert_eq!(parse_scores("no idea", 2, 1.0, 6.0), [None, None]);
+        // "Answer 1: 5, Answer 2: 3" in Chinese, with full-width digits.
+        assert_eq!(parse_scores("回答１：５\n回答２：３", 2, 1.0, 6.0), [Some(5.0), Some(3.0)]);
     }
 
     #[test]

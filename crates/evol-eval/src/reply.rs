@@ -13,8 +13,20 @@ use regex::Regex;
 /// The lowest and highest score a judge gives.
 pub const RANGE: (f64, f64) = (1.0, 10.0);
 
+/// An answer's name before its score ("Assistant 1:", "Answer B -",
+/// "助手1：", "उत्तर 2:"), in every language `evol_lang::Cues` knows.
 static LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(assistant|answer|response|model|ai)\s*[#(\[]?\s*([0-9]+|[ab])\b\s*[)\]]?").expect("valid")
+    let mut labels: Vec<&String> = evol_lang::Cues::get().answer_labels().iter().collect();
+    labels.sort_by_key(|l| std::cmp::Reverse(l.len()));
+    let (spaced, unspaced): (Vec<&String>, Vec<&String>) =
+        labels.into_iter().partition(|l| l.chars().next().is_some_and(evol_lang::is_spaced_letter));
+    let join = |list: Vec<&String>| list.iter().map(|l| regex::escape(l)).collect::<Vec<_>>().join("|");
+    Regex::new(&format!(
+        r"(?i)(?:\b(?:{})|(?:{}))\s*[#(\[（]?\s*([0-9]+|[ab])\b\s*[)\]）]?",
+        join(spaced),
+        join(unspaced)
+    ))
+    .expect("valid")
 });
 static OUT_OF: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"([0-9]+(?:\.[0-9]+)?)\s*(?:/|out of)\s*10\b").expect("valid"));
@@ -22,6 +34,7 @@ static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"-?[0-9]+(?:\.[0-9
 
 /// The two scores (first answer's, second answer's) of a judge's reply.
 pub fn parse_pair(reply: &str) -> Option<(f64, f64)> {
+    let reply = evol_lang::ascii_digits(reply);
     let line = reply.lines().map(str::trim).find(|l| !l.trim_matches(|c| "*#`>_ ".contains(c)).is_empty())?;
     let line = line.replace(['*', '`', '_'], " ");
     let line = LABEL.replace_all(&line, " ");
@@ -53,6 +66,14 @@ mod tests {
             ("Scores: 10 and 1\nOne is empty.", (10.0, 1.0)),
             ("3 out of 10, 5 out of 10", (3.0, 5.0)),
             ("# 4 4\nA tie.", (4.0, 4.0)),
+            // Judges that write in the question's language: "Assistant 1:
+            // 8, Assistant 2: 7" (Chinese, full-width digits), "Answer 1: 6,
+            // Answer 2: 9" (Hindi, Devanagari digits), "Answer 1: 5, Answer 2:
+            // 3" (Arabic), "Answer 1: 7/10, Answer 2: 4/10" (Japanese).
+            ("助手１：８，助手２：７\n第一个回答更完整。", (8.0, 7.0)),
+            ("उत्तर 1: ६, उत्तर 2: ९", (6.0, 9.0)),
+            ("الإجابة 1: ٥، الإجابة 2: ٣", (5.0, 3.0)),
+            ("回答1：7/10、回答2：4/10", (7.0, 4.0)),
         ] {
             assert_eq!(parse_pair(reply), Some(want), "{reply:?}");
         }

@@ -360,8 +360,7 @@ fn phrases(text: &str) -> Vec<String> {
 
 /// `phrase` in `text` (both lower case): as whole words when the phrase
 /// starts and ends with letters of a script written with spaces.
-fn contains_phrase(text: &str, phrase: &str) -> bool {
-    let spaced = |c: Option<char>| c.is_some_and(|c| c.is_alphabetic() && !unspaced(c));
+pub(crate) fn contains_phrase(text: &str, phrase: &str) -> bool {
     let whole = spaced(phrase.chars().next()) || spaced(phrase.chars().next_back());
     if !whole {
         return text.contains(phrase);
@@ -371,6 +370,18 @@ fn contains_phrase(text: &str, phrase: &str) -> bool {
         let after = text[at + phrase.len()..].chars().next();
         !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
     })
+}
+
+/// Whether `c` is a letter of a script written with spaces between words.
+pub(crate) fn spaced(c: Option<char>) -> bool {
+    c.is_some_and(is_spaced_letter)
+}
+
+/// Whether `c` is a letter of a script written with spaces between words
+/// (Latin, Cyrillic, Arabic, Devanagari, Hangul...), not of one written
+/// without them (Han, kana, Thai, Lao, Khmer, Burmese).
+pub fn is_spaced_letter(c: char) -> bool {
+    c.is_alphabetic() && !unspaced(c)
 }
 
 /// A letter of a script written without spaces between words (Han, kana,
@@ -433,6 +444,9 @@ impl StopWords {
         })
     }
 }
+
+mod cues;
+pub use cues::{ascii_digits, Cues, Equality};
 
 #[cfg(test)]
 mod tests;
