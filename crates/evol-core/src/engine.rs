@@ -584,7 +584,11 @@ impl Engine {
                     }
                 }
                 Stage::Judge => {
-                    let question = self.templates.equality_prompt(&parent.instruction, &instruction)?;
+                    let question = self.judging(
+                        self.templates.equality_prompt(&parent.instruction, &instruction)?,
+                        language,
+                        false,
+                    )?;
                     match self
                         .caller
                         .call(self.spec(order, seed_id, round, planned, slice, &question, &mut rng)?)
@@ -714,7 +718,8 @@ impl Engine {
                     }
                     let texts: Vec<&str> =
                         usable.iter().map(|&i| candidates[i].response.as_deref().unwrap_or("")).collect();
-                    let question = self.templates.quality_prompt(&instruction, &texts)?;
+                    let question =
+                        self.judging(self.templates.quality_prompt(&instruction, &texts)?, language, true)?;
                     let read = match self
                         .caller
                         .call(self.spec(order, seed_id, round, planned, slice, &question, &mut rng)?)
@@ -819,7 +824,8 @@ impl Engine {
                     let swap = rand::Rng::random_bool(&mut rng, 0.5);
                     let items =
                         if swap { [after.as_str(), before.as_str()] } else { [before.as_str(), after.as_str()] };
-                    let question = self.templates.quality_prompt(&instruction, &items)?;
+                    let question =
+                        self.judging(self.templates.quality_prompt(&instruction, &items)?, language, true)?;
                     let stage = planned.key_stage();
                     let spec = self.spec(order, seed_id, round, planned, slice, &question, &mut rng)?;
                     match self.caller.call(spec.keyed(&stage)).await? {
@@ -916,6 +922,14 @@ impl Engine {
         candidates[kept].kept = true;
         self.stats.best_of(candidates, ranking.as_ref().map(Option::is_none));
         &candidates[kept]
+    }
+
+    /// A judging prompt (equality, ranking, comparing) with the note that
+    /// names the chain's language, when it has one.
+    fn judging(&self, prompt: String, language: Language<'_>, answers: bool) -> Result<String, EngineError> {
+        let Some(expected) = language.expected else { return Ok(prompt) };
+        let note = self.templates.judge_language_note(expected, answers)?;
+        Ok(format!("{}\n\n{prompt}", note.trim_end()))
     }
 
     /// An answering call's spec, asking for the answer in the chain's

@@ -31,6 +31,7 @@ pub const TEMPLATE_FILES: &[(&str, &[&str])] = &[
     ("improve_answer.txt", &["instruction", "answer", "critique"]),
     ("language.txt", &["language"]),
     ("answer_language.txt", &["language"]),
+    ("judge_language.txt", &["language"]),
 ];
 
 /// The scoring templates: digested apart ([`Templates::score_digest`]), so
@@ -44,7 +45,7 @@ pub const IMPROVE_FILES: &[&str] = &["critique.txt", "improve_answer.txt"];
 
 /// The language templates: what a run that keeps each text's language
 /// puts before its prompts; digested apart ([`Templates::language_digest`]).
-pub const LANGUAGE_FILES: &[&str] = &["language.txt", "answer_language.txt"];
+pub const LANGUAGE_FILES: &[&str] = &["language.txt", "answer_language.txt", "judge_language.txt"];
 
 /// The list of data formats for `complicate_input`, one per line.
 pub const DATA_FORMATS_FILE: &str = "data_formats.txt";
@@ -66,6 +67,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("improve_answer.txt", include_str!("../templates/improve_answer.txt")),
     ("language.txt", include_str!("../templates/language.txt")),
     ("answer_language.txt", include_str!("../templates/answer_language.txt")),
+    ("judge_language.txt", include_str!("../templates/judge_language.txt")),
 ];
 
 /// A template that does not compile, renders badly or misses a variable.
@@ -325,6 +327,7 @@ impl Templates {
         templates.improve_prompt("x", "y", "z")?;
         templates.language_note(Some("en"), "hi")?;
         templates.answer_language_note("hi")?;
+        templates.judge_language_note("hi", true)?;
         Ok(templates)
     }
 
@@ -354,6 +357,14 @@ impl Templates {
     /// The system message that asks for an answer in `language`.
     pub fn answer_language_note(&self, language: &str) -> Result<String, TemplateError> {
         self.render("answer_language.txt", context! { language => evol_lang::name(language) })
+    }
+
+    /// The note put before a judging prompt (equality, ranking, comparing)
+    /// whose texts are in `language`: it names the language, says that an
+    /// answer in another one fails its reader (`answers`), and asks for the
+    /// verdict in the form the prompt names.
+    pub fn judge_language_note(&self, language: &str, answers: bool) -> Result<String, TemplateError> {
+        self.render("judge_language.txt", context! { language => evol_lang::name(language), answers })
     }
 
     /// The prompt that asks a judge to critique `answer` (Evol-Answer).

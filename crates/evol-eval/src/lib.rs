@@ -11,8 +11,10 @@
 //! - [`rating`]: Bradley-Terry ratings on the Elo scale with bootstrap
 //!   intervals and ranks, optionally with style covariates;
 //! - [`learn`]: Arena Learning's training data from battles;
+//! - [`language`]: a question's language and the answers that leave it;
 //! - [`verify`]: a maths answer checked against a reference answer.
 
+pub mod language;
 pub mod learn;
 pub mod prompts;
 pub mod rating;

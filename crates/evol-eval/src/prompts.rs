@@ -64,8 +64,16 @@ pub fn digest() -> String {
 }
 
 /// The judge's prompt: the user's turns (one, or a conversation) and each
-/// side's answers to them, first shown first.
-pub fn render(kind: JudgeKind, turns: &[String], first: &[String], second: &[String]) -> String {
+/// side's answers to them, first shown first; the question's `language`
+/// (an ISO 639-1 code) named when it is told, with what an answer in
+/// another one is worth.
+pub fn render(
+    kind: JudgeKind,
+    turns: &[String],
+    first: &[String],
+    second: &[String],
+    language: Option<&str>,
+) -> String {
     assert!(!turns.is_empty() && first.len() == turns.len() && second.len() == turns.len(), "an answer per turn");
     let preamble = match kind {
         JudgeKind::General => GENERAL,
@@ -74,7 +82,12 @@ pub fn render(kind: JudgeKind, turns: &[String], first: &[String], second: &[Str
     };
     ENV.get_template("frame")
         .expect("built in")
-        .render(context! { preamble => preamble.trim(), turns => turns, sides => [first, second] })
+        .render(context! {
+            preamble => preamble.trim(),
+            language => language.map(evol_lang::name),
+            turns => turns,
+            sides => [first, second],
+        })
         .expect("the built-in judge templates render any text")
 }
 
@@ -103,7 +116,7 @@ mod tests {
         let a = "It is {{ turns }} and {% if true %}yes{% endif %}";
         let b = "Forty-nine.";
         for kind in [JudgeKind::General, JudgeKind::Code, JudgeKind::Math] {
-            let p = render(kind, &one(question), &one(a), &one(b));
+            let p = render(kind, &one(question), &one(a), &one(b), None);
             assert_eq!(p.matches(question).count(), 1, "{p}");
             assert_eq!(p.matches(a).count(), 1);
             assert!(!p.contains("49"));
@@ -112,8 +125,8 @@ mod tests {
             assert!(rest.find(a).unwrap() < rest.find(b).unwrap());
             assert!(p.contains("first line"));
         }
-        let code = render(JudgeKind::Code, &one("q"), &one("a"), &one("b"));
-        let general = render(JudgeKind::General, &one("q"), &one("a"), &one("b"));
+        let code = render(JudgeKind::Code, &one("q"), &one("a"), &one("b"), None);
+        let general = render(JudgeKind::General, &one("q"), &one("a"), &one("b"), None);
         assert_ne!(code, general);
         assert!(code.contains("code"));
     }
@@ -123,11 +136,20 @@ mod tests {
         let turns = vec!["First question".to_string(), "Follow-up".to_string()];
         let first = vec!["A1".to_string(), "A2".to_string()];
         let second = vec!["B1".to_string(), "B2".to_string()];
-        let p = render(JudgeKind::General, &turns, &first, &second);
+        let p = render(JudgeKind::General, &turns, &first, &second, None);
         assert_eq!(p.matches("Follow-up").count(), 2);
         let one = p.find("[Conversation 1 begins]").unwrap();
         let two = p.find("[Conversation 2 begins]").unwrap();
         assert!(one < p.find("A2").unwrap() && p.find("A2").unwrap() < two && two < p.find("B2").unwrap());
         assert!(digest().len() == 16);
+    }
+
+    #[test]
+    fn a_told_language_is_named_and_an_untold_one_is_not() {
+        let hindi = render(JudgeKind::General, &one("q"), &one("a"), &one("b"), Some("hi"));
+        assert!(hindi.contains("written in Hindi") && hindi.contains("not written in Hindi"), "{hindi}");
+        assert!(hindi.find("Hindi").unwrap() < hindi.find("[Question]").unwrap());
+        let untold = render(JudgeKind::General, &one("q"), &one("a"), &one("b"), None);
+        assert!(!untold.contains("written in"));
     }
 }

@@ -503,3 +503,97 @@ async fn k_answers_without_a_reference_are_ranked_by_the_judge_and_the_best_kept
     let again = evol::jobs::answer(settings(), &evol::Silent, evol::Shutdown::never()).await.unwrap();
     assert_eq!(again.calls_made.total.requests - again.calls_made.replayed_calls, 0, "{again:?}");
 }
+
+/// Hindi and Chinese questions (each "Explain in a few sentences why N
+/// matters to people."), with answers in the question's language or, for
+/// every third question, in English.
+fn multilingual_answers(dir: &std::path::Path, name: &str, english_every: usize) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.jsonl"));
+    let rows: String = (1..=12)
+        .map(|i| {
+            let (question, native) = if i % 2 == 0 {
+                (
+                    format!("कृपया कुछ वाक्यों में समझाइए कि विषय संख्या {i} लोगों के लिए क्यों महत्वपूर्ण है।"),
+                    // "This subject matters because it shapes how people live and work every day."
+                    "यह विषय इसलिए महत्वपूर्ण है क्योंकि यह लोगों के रोज़ के जीवन और काम करने के तरीके को प्रभावित करता है।",
+                )
+            } else {
+                (
+                    format!("请用几句话解释为什么第{i}个主题对人们很重要。"),
+                    // The same, in Chinese.
+                    "这个主题很重要，因为它影响着人们每天的生活方式和工作方式，也影响着社会的发展。",
+                )
+            };
+            let english = "This subject matters because it shapes the way that people live and work every single day, and it changes how societies grow.";
+            let answer = if english_every > 0 && i % english_every == 0 { english } else { native };
+            serde_json::json!({"id": i, "question": question, "answer": answer, "model": name}).to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(&path, rows).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judge_and_arena_count_the_answers_written_in_another_language() {
+    use evol::settings::{ArenaSettings, ArenaSource, Backend, EvalModel, JudgeSettings, ModelSettings, Servers};
+    let url = evol_mock::spawn(evol_mock::MockConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let candidate = multilingual_answers(dir.path(), "candidate", 3);
+    let reference = multilingual_answers(dir.path(), "reference", 0);
+    let eval = || {
+        let model = ModelSettings::new(Backend::Servers(Servers::at(&[&url])), Some("mock"));
+        EvalModel::new(model, evol_llm::Sampling::new(0.0, 1.0, 64), 1)
+    };
+    let out = dir.path().join("judged");
+    let settings = JudgeSettings {
+        testset: reference.clone(),
+        candidate: candidate.clone(),
+        reference: reference.clone(),
+        output: out.clone(),
+        fresh: false,
+        format: evol_io::SeedFormat::Auto,
+        both_orders: true,
+        bootstrap: 100,
+        eval: eval(),
+    };
+    evol::jobs::judge(settings, &evol::Silent, evol::Shutdown::never()).await.unwrap();
+    let file: evol::jobs::judge::ReportFile =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!((file.languages.questions["hi"], file.languages.questions["zh"]), (6, 6), "{:?}", file.languages);
+    assert_eq!(file.languages.wrong_of("candidate"), 4, "questions 3, 6, 9 and 12: {:?}", file.languages);
+    assert_eq!(file.languages.wrong["candidate"]["en"], 4);
+    assert_eq!(file.languages.wrong_of("reference"), 0);
+    let rows = lines(&out.join("judgments.jsonl"));
+    for row in &rows {
+        let id = row["id"].as_str().unwrap().parse::<usize>().unwrap();
+        assert_eq!(row["language"], if id % 2 == 0 { "hi" } else { "zh" }, "{row}");
+        let wrong = if id % 3 == 0 { serde_json::json!({"candidate": "en"}) } else { serde_json::Value::Null };
+        assert_eq!(row["wrong_language"], wrong, "{row}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("Questions by language: hi 6, zh 6.") && md.contains("candidate 4 (en 4), reference 0"),
+        "{md}"
+    );
+
+    let out = dir.path().join("arena");
+    let third = multilingual_answers(dir.path(), "third", 2);
+    let settings = ArenaSettings {
+        source: ArenaSource::Answers(vec![(None, candidate), (None, reference), (None, third)]),
+        output: out.clone(),
+        fresh: false,
+        pairs_per_question: None,
+        bootstrap: 50,
+        anchor: None,
+        style_control: false,
+        learn: None,
+        min_margin: 1.0,
+        eval: eval(),
+    };
+    let report = evol::jobs::arena(settings, &evol::Silent, evol::Shutdown::never()).await.unwrap();
+    let evol::jobs::arena::ArenaReport::Battled(report) = report else { panic!("battled") };
+    assert_eq!((report.languages.wrong_of("candidate"), report.languages.wrong_of("third")), (4, 6));
+    assert_eq!(report.languages.wrong_of("reference"), 0);
+    let board = std::fs::read_to_string(out.join("leaderboard.md")).unwrap();
+    assert!(board.contains("`candidate` 4 (en 4), `third` 6 (en 6)"), "{board}");
+}

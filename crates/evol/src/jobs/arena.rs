@@ -20,6 +20,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context};
 use evol_core::stats::Slice;
 use evol_core::{CallError, CallKey, CallSpec, Prompt, Role};
+use evol_eval::language::LanguageCounts;
 use evol_eval::prompts::{self, JudgeKind};
 use evol_eval::rating::{self, Battle, Rated, RatingSettings, Ratings, Style, Winner};
 use evol_store::output::{BATTLES, LEADERBOARD, RATINGS, STATS, UNJUDGED};
@@ -261,6 +262,19 @@ async fn battle(
         settings.anchor.as_ref().map(|(m, r)| Ok::<_, anyhow::Error>((index(m, "--anchor")?, *r))).transpose()?;
     let target = settings.learn.as_ref().map(|(t, _)| index(t, "--target")).transpose()?;
     let games = plan(&questions, settings.pairs_per_question, settings.eval.seed);
+    // Each question's language (the judge is told it), and the answers
+    // that left it, by model.
+    let question_languages: Vec<Option<&str>> =
+        questions.iter().map(|q| evol_eval::language::of_question(&q.turns)).collect();
+    let mut languages = LanguageCounts::default();
+    for (q, language) in questions.iter().zip(&question_languages) {
+        languages.question(*language);
+        for (name, answers) in names.iter().zip(&q.answers) {
+            if let Some(found) = answers.as_deref().and_then(|a| evol_eval::language::wrong(*language, a)) {
+                languages.wrong_answer(name, found);
+            }
+        }
+    }
     if games.is_empty() {
         bail!("no question was answered by two of the models: there is no battle to judge");
     }
@@ -293,12 +307,19 @@ async fn battle(
     let work = {
         let done = futures::stream::iter(games.iter().enumerate())
             .map(|(i, &game)| {
-                let (session, questions, names) = (&session, &questions, &names);
+                let (session, questions, names, question_languages) =
+                    (&session, &questions, &names, &question_languages);
                 async move {
                     let q = &questions[game.question];
                     let (first, second) = game.shown();
                     let answers = |m: usize| q.answers[m].as_deref().expect("a model that answered");
-                    let prompt = prompts::render(q.kind, &q.turns, answers(first), answers(second));
+                    let prompt = prompts::render(
+                        q.kind,
+                        &q.turns,
+                        answers(first),
+                        answers(second),
+                        question_languages[game.question],
+                    );
                     let item = format!("{}\t{}\t{}", q.id, names[game.a], names[game.b]);
                     let mut sampling = settings.eval.sampling;
                     sampling.seed = request_seed(&settings.eval, &[b"arena", item.as_bytes(), &[game.order as u8]]);
@@ -401,7 +422,18 @@ async fn battle(
     session.journal.set_state(state)?;
 
     let counts = Counts { games: games.len(), judged: battles.len(), unreadable, failed };
-    let fitted = fit(settings, &names, &battles, Some(&styles), anchor, Some(&judge), &counts, &session.out, observer);
+    let fitted = fit(
+        settings,
+        &names,
+        &battles,
+        Some(&styles),
+        anchor,
+        Some(&judge),
+        &counts,
+        Some(&languages),
+        &session.out,
+        observer,
+    );
     let lessons = match (target, &settings.learn) {
         (Some(t), Some((_, dir))) => Some(write_lessons(dir, t, &names, &questions, &learned, settings.min_margin)?),
         _ => None,
@@ -416,6 +448,7 @@ async fn battle(
         fit_seconds: fitted.as_ref().ok().map(|f| f.seconds),
         rating_error: fitted.as_ref().err().map(|e| format!("{e:#}")),
         lessons: lessons.clone(),
+        languages,
         calls_made: CallSummary::of(&snapshot, &session.journal)?,
         judge: judge.clone(),
         sampling: settings.eval.sampling,
@@ -451,6 +484,28 @@ async fn battle(
         .map(|()| ArenaReport::Battled(Box::new(report)))
 }
 
+/// The questions' languages and each model's answers in another one, when
+/// there is something to tell.
+fn language_line(languages: &LanguageCounts) -> Option<String> {
+    if !languages.worth_telling() {
+        return None;
+    }
+    let questions: Vec<String> = languages.questions.iter().map(|(l, n)| format!("{l} {n}")).collect();
+    let models: Vec<String> = languages
+        .wrong
+        .iter()
+        .map(|(model, by)| {
+            let by: Vec<String> = by.iter().map(|(l, n)| format!("{l} {n}")).collect();
+            format!("`{}` {} ({})", cell(model), languages.wrong_of(model), by.join(", "))
+        })
+        .collect();
+    let wrong = if models.is_empty() { "none".to_string() } else { models.join(", ") };
+    Some(format!(
+        "Questions by language: {}. Answers in another language than the question's: {wrong}.",
+        questions.join(", ")
+    ))
+}
+
 /// Games by what became of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Counts {
@@ -484,6 +539,10 @@ pub struct BattleReport {
     pub rating_error: Option<String>,
     /// What Arena Learning wrote (`--learn`).
     pub lessons: Option<LessonCounts>,
+    /// The questions by language, and by model the answers written in
+    /// another language than the question's.
+    #[serde(default)]
+    pub languages: LanguageCounts,
     /// The calls: replayed, made by this attempt, and held by the journal.
     #[serde(flatten)]
     pub calls_made: CallSummary,
@@ -524,6 +583,7 @@ fn fit(
     anchor: Option<(usize, f64)>,
     judge: Option<&str>,
     counts: &Counts,
+    languages: Option<&LanguageCounts>,
     out: &OutputDir,
     observer: &dyn Observer,
 ) -> anyhow::Result<Fitted> {
@@ -664,6 +724,10 @@ fn fit(
             let _ = writeln!(terminal, "style coefficients: length {:.1}, markdown density {:.1}", c[0], c[1]);
         }
         md.push('\n');
+    }
+    if let Some(line) = languages.and_then(language_line) {
+        let _ = writeln!(md, "{line}");
+        let _ = writeln!(terminal, "{line}");
     }
     out.write_text(LEADERBOARD, &md)?;
     Ok(Fitted { terminal, seconds })
@@ -879,7 +943,8 @@ fn refit(settings: &ArenaSettings, files: &[PathBuf], observer: &dyn Observer) -
         _ => None,
     };
     let counts = Counts { games: battles.len(), judged: battles.len(), unreadable: 0, failed: 0 };
-    let fitted = fit(settings, &names, &battles, styles.as_deref(), anchor, judge.as_deref(), &counts, &out, observer)?;
+    let fitted =
+        fit(settings, &names, &battles, styles.as_deref(), anchor, judge.as_deref(), &counts, None, &out, observer)?;
     journal.set_state(RunState::Completed)?;
     let report = RefitReport {
         evol_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -6,12 +6,14 @@
 //! first. Replies are read by `evol_eval::reply`; the figures are
 //! `evol_eval::report`'s.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
 use anyhow::{bail, Context};
 use evol_core::stats::Slice;
 use evol_core::{CallError, CallKey, CallSpec, Prompt, Role};
+use evol_eval::language::LanguageCounts;
 use evol_eval::prompts::{self, JudgeKind};
 use evol_eval::report::{self, Game, Item, Report, Summary};
 use evol_store::output::{JUDGMENTS, REPORT_JSON, REPORT_MD, STATS};
@@ -34,6 +36,8 @@ struct Job<'a> {
     reference: &'a [String],
     /// The orders judged: `true` shows the candidate first.
     orders: Vec<bool>,
+    /// The question's language, when it can be told (the judge is told it).
+    language: Option<&'static str>,
 }
 
 /// What one game gave.
@@ -142,6 +146,7 @@ pub async fn judge(
             candidate: &c.answers,
             reference: &r.answers,
             orders,
+            language: evol_eval::language::of_question(&q.turns),
         });
     }
     if jobs.is_empty() {
@@ -188,7 +193,7 @@ pub async fn judge(
                     let job = &jobs[*j];
                     let (first, second) =
                         if *candidate_first { (job.candidate, job.reference) } else { (job.reference, job.candidate) };
-                    let prompt = prompts::render(job.kind, &job.question.turns, first, second);
+                    let prompt = prompts::render(job.kind, &job.question.turns, first, second, job.language);
                     let id = &job.question.id;
                     let order = u32::from(!candidate_first);
                     let mut sampling = settings.eval.sampling;
@@ -219,10 +224,19 @@ pub async fn judge(
         .with_context(|| format!("cannot write `{}`", path.display()))?;
     let mut items = Vec::new();
     let mut counts = GameCounts::default();
+    let mut languages = LanguageCounts::default();
     for (job, records) in jobs.iter().zip(&games) {
         let done: Vec<&GameRecord> = records.iter().flatten().collect();
         if done.is_empty() {
             continue;
+        }
+        languages.question(job.language);
+        let mut wrong_language = BTreeMap::new();
+        for (side, answers) in [(CANDIDATE, job.candidate), (REFERENCE, job.reference)] {
+            if let Some(found) = evol_eval::language::wrong(job.language, answers) {
+                languages.wrong_answer(side, found);
+                wrong_language.insert(side, found);
+            }
         }
         for r in &done {
             match (r.error.is_some(), r.unreadable) {
@@ -249,6 +263,8 @@ pub async fn judge(
             reference: &reference_name,
             judge: &judge_name,
             verdict: report::verdict(&readable),
+            language: job.language,
+            wrong_language,
             games: &done,
         };
         writer.write_json(&row).with_context(|| format!("cannot write `{}`", path.display()))?;
@@ -266,6 +282,7 @@ pub async fn judge(
         questions_judged: report.as_ref().map_or(0, |r| r.overall.items),
         not_judged: missing,
         games: counts.clone(),
+        languages,
         report,
     };
     session.out.write_json(REPORT_JSON, &file)?;
@@ -326,8 +343,18 @@ struct JudgmentRow<'a> {
     judge: &'a str,
     /// The candidate's result (none: no game could be read).
     verdict: Option<report::Verdict>,
+    /// The question's language, when it can be told.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<&'a str>,
+    /// The sides that answered in another language, and the language.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    wrong_language: BTreeMap<&'static str, &'static str>,
     games: &'a [&'a GameRecord],
 }
+
+/// The sides of a judging job, as its language counts name them.
+const CANDIDATE: &str = "candidate";
+const REFERENCE: &str = "reference";
 
 /// `report.json`: every figure of a judging job, and what it judged.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -340,6 +367,10 @@ pub struct ReportFile {
     pub questions_judged: usize,
     pub not_judged: Missing,
     pub games: GameCounts,
+    /// The judged questions by language, and the answers of each side
+    /// (`candidate`, `reference`) written in another language.
+    #[serde(default)]
+    pub languages: LanguageCounts,
     /// None when no question could be judged.
     pub report: Option<Report>,
 }
@@ -406,6 +437,9 @@ fn terminal(file: &ReportFile) -> String {
             file.games.failed
         ))
     );
+    if let Some(line) = language_line(&file.languages) {
+        let _ = writeln!(t, "{line}");
+    }
     let Some(report) = &file.report else {
         t.push_str("no game could be read: no figures\n");
         return t;
@@ -439,6 +473,30 @@ fn terminal(file: &ReportFile) -> String {
     t
 }
 
+/// The judged questions' languages and the answers each side wrote in
+/// another one, when there is something to tell: "Questions by language:
+/// hi 40, zh 38, und 2. Answers in another language than the question's:
+/// candidate 12 (en 12), reference 0."
+fn language_line(languages: &LanguageCounts) -> Option<String> {
+    if !languages.worth_telling() {
+        return None;
+    }
+    let questions: Vec<String> = languages.questions.iter().map(|(l, n)| format!("{l} {n}")).collect();
+    let side = |who: &str| {
+        let by: Vec<String> = languages.wrong.get(who).into_iter().flatten().map(|(l, n)| format!("{l} {n}")).collect();
+        match by.is_empty() {
+            true => format!("{who} 0"),
+            false => format!("{who} {} ({})", languages.wrong_of(who), by.join(", ")),
+        }
+    };
+    Some(format!(
+        "Questions by language: {}. Answers in another language than the question's: {}, {}.",
+        questions.join(", "),
+        side(CANDIDATE),
+        side(REFERENCE)
+    ))
+}
+
 fn markdown(file: &ReportFile) -> String {
     let mut m = String::new();
     let _ = writeln!(m, "# `{}` against `{}`\n", cell(&file.candidate), cell(&file.reference));
@@ -453,6 +511,9 @@ fn markdown(file: &ReportFile) -> String {
         file.games.unreadable,
         file.games.failed
     );
+    if let Some(line) = language_line(&file.languages) {
+        let _ = writeln!(m, "{line}\n");
+    }
     let Some(report) = &file.report else {
         m.push_str("No game could be read.\n");
         return m;
