@@ -1,8 +1,8 @@
 //! Benchmark decontamination: a text is contaminated when it shares a run
 //! of `n` words (13 by default, as lm-eval's overlap checker) with a
-//! benchmark item, both in their normal form. Characters of scripts
-//! written without spaces are words of their own (see [`normalize`]), so
-//! for Chinese, Japanese or Thai the run is of `n` characters.
+//! benchmark item, both in their normal form. Text of scripts written
+//! without spaces is cut into its words (see [`normalize`]), so for
+//! Chinese, Japanese or Thai the run is of `n` words too.
 //!
 //! Hand-written: the check is a set of hashed word runs, a few dozen
 //! lines; the n-gram crates found work on bytes or characters, not on the
@@ -132,15 +132,20 @@ mod tests {
         let hit = b.find(edited).unwrap();
         assert_eq!(hit.item, "testset.jsonl#7");
         assert_eq!(hit.words.split(' ').count(), DEFAULT_NGRAM);
-        // Characters are the words of Chinese: a copied run of 13 is found.
-        assert_eq!(b.find("背景：请用三句话解释为什么天空是蓝色的。").unwrap().item, "testset.jsonl#8");
+        // Chinese is cut into its words: a copied run of 13 words is found
+        // ("Background: explain in three sentences why the sky is blue, and
+        // give an example from everyday life."), a run of 13 characters
+        // (fewer words) is not.
+        let copied = "背景：请用三句话解释为什么天空是蓝色的，并给出一个日常生活中的例子。";
+        assert_eq!(b.find(copied).unwrap().item, "testset.jsonl#8");
+        assert!(b.find("背景：请用三句话解释为什么天空是蓝色的。").is_none());
     }
 
     #[test]
     fn unrelated_or_merely_similar_text_is_not_a_hit() {
         let b = index();
         assert!(b.find("Write a Rust function that returns the shortest path in a weighted graph.").is_none());
-        assert!(b.find("请用两句话解释为什么海水是咸的。").is_none(), "shares fewer than 13 characters in a row");
+        assert!(b.find("请用两句话解释为什么海水是咸的。").is_none(), "shares fewer than 13 words in a row");
         assert!(b.find("What is 2 + 2?").is_none(), "a too-short item is not indexed");
         assert_eq!((b.items(), b.too_short()), (2, 1));
     }

@@ -9,7 +9,9 @@ use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 /// (punctuation, symbols, control characters, any whitespace) turned into a
 /// single space, no space at either end. Characters of scripts written
 /// without spaces (Chinese, Japanese kana, Thai) stand as words of their
-/// own, so those texts get word shingles too. Spellings that differ only
+/// Runs of scripts written without spaces (Chinese, Japanese, Thai)
+/// are cut into their words by Unicode word segmentation, so those texts
+/// get word shingles too. Spellings that differ only
 /// in optional marks are one: Arabic vowel marks (harakat) and the tatweel
 /// stretching a word are dropped, and Devanagari's chandrabindu is read as
 /// the anusvara it is often written as (पाँच and पांच, "five").
@@ -46,29 +48,53 @@ fn normalize_ascii(text: &str) -> String {
 /// characters already in NFKC.
 fn fold(len: usize, chars: impl Iterator<Item = char>) -> String {
     let mut out = String::with_capacity(len);
+    // A run of characters of unspaced scripts, cut into words when it ends.
+    let mut run = String::new();
     let mut space = true;
     for c in chars.flat_map(char::to_lowercase).filter_map(spelling) {
-        if c.is_alphanumeric() || (is_combining_mark(c) && !space) {
-            if unspaced(c) {
-                if !space {
-                    out.push(' ');
-                }
-                out.push(c);
+        if unspaced(c) {
+            run.push(c);
+            continue;
+        }
+        if !run.is_empty() {
+            if !space {
                 out.push(' ');
-                space = true;
-            } else {
-                out.push(c);
-                space = false;
             }
+            push_words(&mut out, &run);
+            run.clear();
+            space = true;
+        }
+        if c.is_alphanumeric() || (is_combining_mark(c) && !space) {
+            out.push(c);
+            space = false;
         } else if !space {
             out.push(' ');
             space = true;
         }
     }
+    if !run.is_empty() {
+        if !space {
+            out.push(' ');
+        }
+        push_words(&mut out, &run);
+    }
     if out.ends_with(' ') {
         out.pop();
     }
     out
+}
+
+/// The words of a run of Chinese, Japanese, Thai, Lao, Khmer or Burmese
+/// text, by Unicode word segmentation (`evol_lang::words`: a dictionary
+/// for Chinese and Japanese, a model for the others), each followed by a
+/// space. Shingles of these words are as specific as an English text's:
+/// shingles of single characters are shared by unrelated texts ("请解释",
+/// "是如何") and made near duplicates of them.
+fn push_words(out: &mut String, run: &str) {
+    for word in evol_lang::words(run) {
+        out.push_str(word);
+        out.push(' ');
+    }
 }
 
 /// A character as spellings that differ in optional marks share it: none
@@ -134,9 +160,15 @@ mod tests {
     }
 
     #[test]
-    fn scripts_without_spaces_are_split_into_characters() {
-        assert_eq!(normalize("写一首诗。"), "写 一 首 诗");
-        assert_eq!(words(&normalize("Write 一首诗 now")).collect::<Vec<_>>(), ["write", "一", "首", "诗", "now"]);
+    fn scripts_without_spaces_are_cut_into_words() {
+        // "Write a poem about the sea." and "Write 一首诗 now": Chinese
+        // words, not characters.
+        assert_eq!(normalize("写一首关于大海的诗。"), "写 一首 关于 大海 的 诗");
+        assert_eq!(words(&normalize("Write 一首诗 now")).collect::<Vec<_>>(), ["write", "一首", "诗", "now"]);
+        // Japanese ("I read a book in the library.") and Thai ("I like to
+        // eat rice.") are cut the same way.
+        assert!(words(&normalize("図書館で本を読みました。")).any(|w| w == "図書館"));
+        assert!(words(&normalize("ฉันชอบกินข้าว")).count() >= 3);
         assert_eq!(words("a  b").collect::<Vec<_>>(), ["a", "b"]);
     }
 }
