@@ -240,3 +240,66 @@ fn grouped(x: f64) -> String {
     }
     format!("{sign}{out}.{frac}")
 }
+
+#[test]
+fn a_run_in_four_scripts_is_charted_by_language_and_its_text_keeps_its_direction() {
+    let config = MockConfig { equal_rate: 0.0, sorry_rate: 0.0, switch_rate: 0.3, ..MockConfig::default() };
+    let mock = Mock::start(config);
+    let dir = Dir::new();
+    // Written for this test: "Explain how plants make food from
+    // sunlight" in Hindi, Chinese, Japanese and Arabic, and "Describe the
+    // water cycle" in each.
+    let seeds = [
+        "समझाइए कि पौधे सूर्य के प्रकाश से भोजन कैसे बनाते हैं।",
+        "बताइए कि पानी का चक्र पृथ्वी पर कैसे चलता है।",
+        "请解释植物是如何利用阳光制造食物的。",
+        "请说明地球上的水循环是如何运作的。",
+        "植物が太陽の光を使ってどのように食べ物を作るのか説明してください。",
+        "地球上の水の循環がどのように働くのか説明してください。",
+        "اشرح كيف تصنع النباتات غذاءها باستخدام ضوء الشمس.",
+        "وضح كيف تعمل دورة الماء على سطح الأرض.",
+    ];
+    let lines: String = seeds
+        .iter()
+        .enumerate()
+        .map(|(i, text)| serde_json::json!({ "id": format!("s{i}"), "instruction": text }).to_string() + "\n")
+        .collect();
+    let input = dir.write("seeds.jsonl", &lines);
+    let out = dir.path("out");
+    assert_success(&evol_run(&mock.url, &input, &out, &["--model", "mock", "--rounds", "3", "-q"]));
+    let report = dir.path("report.html");
+    assert_success(&evol(&["report", out.to_str().unwrap(), "-o", report.to_str().unwrap()]));
+    let html = std::fs::read_to_string(&report).unwrap();
+    for font in ["Noto Sans Devanagari", "Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans Arabic"] {
+        assert!(html.contains(font), "the page names a font for {font}");
+    }
+
+    let dom = dump_dom(&format!("file://{}#seed=s6", report.display()));
+    assert!(between(&dom, "<body", ">").contains("data-complete=\"1\""), "the script ran to the end");
+    // The chart by language has a row for each of the four.
+    let chart = between(&dom, "data-chart=\"languages\"", "</svg>");
+    for code in ["hi", "zh", "ja", "ar"] {
+        assert!(chart.contains(&format!(">{code}</text>")), "{code} in {chart}");
+    }
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("stats.json")).unwrap()).unwrap();
+    let switched: u64 = stats["languages"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|t| t["rejected"]["language_changed"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(switched > 0, "some evolutions left their language: {}", stats["languages"]);
+    assert!(chart.contains("left the language"), "the switches have their own bars");
+    // The Arabic seed's chain: shown as text, each step laid out by its own
+    // direction.
+    let chain = between(&dom, "id=\"chain\"", "</section>");
+    assert!(chain.contains("data-seed=\"s6\"") && chain.contains(seeds[6]), "{chain}");
+    assert_eq!(
+        chain.matches("class=\"text\" dir=\"auto\"").count(),
+        chain.matches("class=\"step ").count(),
+        "every step's text has dir=auto: {chain}"
+    );
+    let rows = between(&dom, "<tbody id=\"rows\">", "</tbody>");
+    assert!(rows.matches("dir=\"auto\"").count() >= 2 * rows.matches("<tr data-row=").count(), "{rows}");
+}

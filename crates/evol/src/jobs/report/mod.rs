@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use evol_store::output::{DATASET, EVOLVED, RATINGS, REJECTED, REPORT_JSON, SEED_SCORES};
+use evol_store::output::{DATASET, EVOLVED, RATINGS, REJECTED, REPORT_JSON, SEED_SCORES, STATS};
 use serde_json::{json, Value};
 
 use crate::observe::Observer;
@@ -85,7 +85,11 @@ pub fn report(settings: &ReportSettings, observer: &dyn Observer) -> anyhow::Res
         if dir.join(RATINGS).is_file() {
             let file: crate::jobs::arena::RatingsFile = crate::results::read_file(&dir.join(RATINGS))?
                 .with_context(|| format!("`{}` is gone", dir.join(RATINGS).display()))?;
-            data["arenas"].as_array_mut().expect("an array").push(json!({ "file": file }));
+            // The battles' languages, from the arena's `stats.json` (absent
+            // for a refit, which read no answers).
+            let stats: Option<Value> = crate::results::read_file(&dir.join(STATS))?;
+            let languages = stats.as_ref().and_then(|s| s.get("languages")).cloned();
+            data["arenas"].as_array_mut().expect("an array").push(json!({ "file": file, "languages": languages }));
             subtitle.push(format!("arena {}", dir.display()));
             page_of.arenas += 1;
             known = true;
@@ -326,7 +330,13 @@ fn run_data(dir: &Path, observer: &dyn Observer) -> anyhow::Result<(Value, Value
         .map(|((id, text), d)| json!([id, short(&text, TEXT_LIMIT), d]))
         .collect();
     let stats = stats.map(|s| {
-        json!({ "total": s.run.total, "rounds": s.run.rounds, "operations": s.run.operations, "wall_seconds": s.run.wall_seconds })
+        json!({
+            "total": s.run.total,
+            "rounds": s.run.rounds,
+            "operations": s.run.operations,
+            "languages": s.run.languages,
+            "wall_seconds": s.run.wall_seconds,
+        })
     });
     let more = json!({ "outputs": outputs, "rejected_text": r_text });
     let run = json!({
