@@ -256,7 +256,7 @@ fn decontamination_finds_planted_benchmark_copies_and_no_unrelated_text() {
         .collect();
     rows.push(serde_json::json!({"instruction": "Name a prime.", "output": "7"}));
     rows.push(serde_json::json!({"instruction": "PLEASE write a python function that returns the longest palindromic substring of a given string, then test it.", "output": "ok"}));
-    rows.push(serde_json::json!({"instruction": "翻译", "output": "背景：请用三句话解释为什么天空是蓝色的。"}));
+    rows.push(serde_json::json!({"instruction": "翻译", "output": "背景：请用三句话解释为什么天空是蓝色的，并给出一个日常生活中的例子。"}));
     rows.push(serde_json::json!({"instruction": "Write a Python function that returns the shortest path in a graph.", "output": "ok"}));
     let input = dir.write("data.jsonl", &rows.iter().map(|v| v.to_string() + "\n").collect::<String>());
     let out = dir.path("clean.jsonl");

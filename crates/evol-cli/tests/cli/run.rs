@@ -1175,7 +1175,10 @@ fn hindi_chinese_japanese_and_arabic_seeds_keep_their_language_and_native_refusa
         .collect();
     let input = dir.write("seeds.jsonl", &lines);
     let out = dir.path("out");
-    assert_success(&evol_run(&mock.url, &input, &out, &["--model", "mock", "--rounds", "3"]));
+    let done = evol_run(&mock.url, &input, &out, &["--model", "mock", "--rounds", "3"]);
+    assert_success(&done);
+    let said = stderr(&done);
+    assert!(said.contains("evol: by language: ar 3 seeds,") && said.contains("; zh 3 seeds,"), "{said}");
     let language_of: std::collections::BTreeMap<String, &str> =
         seeds.iter().enumerate().map(|(i, (code, _))| (format!("s{i}"), *code)).collect();
     let refusals = [

@@ -430,6 +430,25 @@ fn difficulty_line(rounds: &std::collections::BTreeMap<u32, evol_core::stats::Sc
     line
 }
 
+/// The run by language, when it has more than English: "by language: hi
+/// 12 seeds, 30 of 36 accepted, 4 left the language, 2 not told; ...".
+fn language_line(languages: &std::collections::BTreeMap<String, evol_core::stats::LanguageTally>) -> Option<String> {
+    if languages.keys().all(|l| l == "en" || l == evol_core::engine::UNDETERMINED) {
+        return None;
+    }
+    let each: Vec<String> = languages
+        .iter()
+        .map(|(code, t)| {
+            let changed = t.rejected.get("language_changed").copied().unwrap_or(0);
+            format!(
+                "{code} {} seeds, {} of {} accepted, {changed} left the language, {} not told",
+                t.seeds, t.accepted, t.attempted, t.undetermined
+            )
+        })
+        .collect();
+    Some(format!("by language: {}", each.join("; ")))
+}
+
 fn summary(s: &RunStats, exported: evol_store::Exported, out: &OutputDir, seeds_file: bool) -> String {
     let t = &s.total;
     let mut text = format!(
@@ -463,6 +482,9 @@ fn summary(s: &RunStats, exported: evol_store::Exported, out: &OutputDir, seeds_
     }
     if !s.difficulty.is_empty() {
         let _ = writeln!(text, "evol: {}", difficulty_line(&s.difficulty));
+    }
+    if let Some(line) = language_line(&s.languages) {
+        let _ = writeln!(text, "evol: {line}");
     }
     let path = |f: &str| out.path(f).display().to_string();
     let removed = exported.exact_duplicates + exported.near_duplicates;
