@@ -215,9 +215,9 @@ static ALL_LANGUAGES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
 pub fn copies_words(instruction: &str, markers: &[String]) -> bool {
     let cues = evol_lang::Cues::get();
     if markers.is_empty() {
-        PROMPT_WORDS.iter().any(|w| cues.holds_marker(instruction, w))
+        cues.holds_marker(instruction, PROMPT_WORDS)
     } else {
-        markers.iter().any(|w| cues.holds_marker(instruction, w))
+        cues.holds_marker(instruction, markers)
     }
 }
 

@@ -155,7 +155,7 @@ struct Language<'a> {
 
 /// The language of a chain whose seed's could not be told, in the
 /// statistics (ISO 639-2's "undetermined").
-pub const UNDETERMINED: &str = "und";
+pub use evol_lang::UNDETERMINED;
 
 /// The instruction a chain currently evolves.
 struct Current {

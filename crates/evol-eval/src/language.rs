@@ -35,8 +35,7 @@ pub struct LanguageCounts {
     pub wrong: BTreeMap<String, BTreeMap<String, usize>>,
 }
 
-/// What a count says of a question whose language is not told.
-pub const UNDETERMINED: &str = "und";
+pub use evol_lang::UNDETERMINED;
 
 impl LanguageCounts {
     /// A question asked in `language` (`None`: not told).
@@ -59,6 +58,29 @@ impl LanguageCounts {
     /// line of a report.
     pub fn worth_telling(&self) -> bool {
         !self.wrong.is_empty() || self.questions.keys().any(|l| l != "en" && l != UNDETERMINED)
+    }
+
+    /// The line a report gives the counts, when they are worth telling:
+    /// "Questions by language: hi 6, zh 6. Answers in another language than
+    /// the question's: candidate 4 (en 4), reference 0." Each of `who` is
+    /// listed as `name` writes it, with its count (none listed: "none").
+    pub fn line<'a>(&self, who: impl IntoIterator<Item = &'a str>, name: impl Fn(&str) -> String) -> Option<String> {
+        if !self.worth_telling() {
+            return None;
+        }
+        let counts = |by: &BTreeMap<String, usize>| by.iter().map(|(l, n)| format!("{l} {n}")).collect::<Vec<_>>();
+        let each: Vec<String> = who
+            .into_iter()
+            .map(|w| match self.wrong.get(w) {
+                Some(by) => format!("{} {} ({})", name(w), self.wrong_of(w), counts(by).join(", ")),
+                None => format!("{} 0", name(w)),
+            })
+            .collect();
+        let wrong = if each.is_empty() { "none".to_string() } else { each.join(", ") };
+        Some(format!(
+            "Questions by language: {}. Answers in another language than the question's: {wrong}.",
+            counts(&self.questions).join(", ")
+        ))
     }
 }
 
@@ -94,8 +116,14 @@ mod tests {
         assert_eq!((counts.questions["hi"], counts.questions[UNDETERMINED]), (1, 1));
         assert_eq!((counts.wrong_of("model-a"), counts.wrong_of("model-b")), (2, 0));
         assert!(counts.worth_telling());
+        assert_eq!(
+            counts.line(["model-a", "model-b"], |w| format!("`{w}`")).unwrap(),
+            "Questions by language: hi 1, und 1. Answers in another language than the question's: `model-a` 2 (en 2), `model-b` 0."
+        );
+        assert!(counts.line([], |w| w.to_string()).unwrap().ends_with("question's: none."));
         let mut english_only = LanguageCounts::default();
         english_only.question(Some("en"));
         assert!(!english_only.worth_telling());
+        assert_eq!(english_only.line(["model-a"], |w| w.to_string()), None);
     }
 }

@@ -23,8 +23,9 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use serde::Deserialize;
+use unicode_normalization::char::is_combining_mark;
 
-use crate::contains_phrase;
+use crate::{contains_phrase, find_phrase};
 
 const FILES: [(&str, &str); 16] = [
     ("en", include_str!("../cues/en.toml")),
@@ -73,7 +74,7 @@ pub enum Equality {
 }
 
 /// Every language's cues, merged.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Cues {
     asks_opening: Vec<String>,
     asks: Vec<Vec<String>>,
@@ -100,15 +101,7 @@ impl Cues {
     }
 
     fn parse<'a>(files: impl Iterator<Item = (&'a str, &'a str)>) -> Result<Cues, String> {
-        let mut cues = Cues {
-            asks_opening: Vec::new(),
-            asks: Vec::new(),
-            equal: Vec::new(),
-            not_equal: Vec::new(),
-            score_labels: Vec::new(),
-            answer_labels: Vec::new(),
-            markers: BTreeMap::new(),
-        };
+        let mut cues = Cues::default();
         for (code, text) in files {
             let file: LanguageCues = toml::from_str(text).map_err(|e| format!("cues/{code}.toml: {e}"))?;
             let lower = |list: Vec<String>| list.into_iter().map(|p| p.trim().to_lowercase());
@@ -147,14 +140,9 @@ impl Cues {
         let text = answer.trim();
         let lower = text.to_lowercase();
         let question = text.ends_with(QUESTION_MARKS);
-        let opens = |phrase: &String| {
-            lower.starts_with(phrase.as_str()) && contains_phrase(&lower[..phrase.len()], phrase) && {
-                // A phrase in a spaced script must end a word ("sure" not
-                // "surely").
-                let next = lower[phrase.len()..].chars().next();
-                !crate::spaced(phrase.chars().next_back()) || !next.is_some_and(char::is_alphanumeric)
-            }
-        };
+        // A phrase in a spaced script opens the answer as a word ("sure",
+        // not "surely").
+        let opens = |phrase: &String| find_phrase(&lower, phrase) == Some(0);
         (question && self.asks_opening.iter().any(opens)) || self.asks.iter().any(|parts| in_order(&lower, parts))
     }
 
@@ -188,10 +176,13 @@ impl Cues {
         self.markers.get(&marker_key(marker)).map_or(&[], Vec::as_slice)
     }
 
-    /// Whether `text` holds `marker` or one of its translations.
-    pub fn holds_marker(&self, text: &str, marker: &str) -> bool {
+    /// Whether `text` holds one of `markers` or one of their translations.
+    pub fn holds_marker<S: AsRef<str>>(&self, text: &str, markers: &[S]) -> bool {
         let lower = text.replace('＃', "#").to_lowercase();
-        lower.contains(&marker.to_lowercase()) || self.translations(marker).iter().any(|t| contains_phrase(&lower, t))
+        markers.iter().map(AsRef::as_ref).any(|marker| {
+            lower.contains(&marker.to_lowercase())
+                || self.translations(marker).iter().any(|t| contains_phrase(&lower, t))
+        })
     }
 }
 
@@ -208,19 +199,21 @@ fn dedup(list: &mut Vec<String>) {
 fn in_order(text: &str, parts: &[String]) -> bool {
     let mut rest = text;
     for part in parts {
-        let Some(at) = rest.find(part.as_str()).filter(|_| contains_phrase(rest, part)) else { return false };
+        let Some(at) = find_phrase(rest, part) else { return false };
         rest = &rest[at + part.len()..];
     }
     true
 }
 
 /// `text` in lower case, each run of characters that are neither letters,
-/// marks nor digits made one space (so "Not  Equal." reads "not equal ").
+/// combining marks (Devanagari vowel signs, Thai tones, Arabic harakat,
+/// which `is_alphanumeric` does not count) nor digits made one space (so
+/// "Not  Equal." reads "not equal").
 fn words_only(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut gap = false;
     for c in text.chars().flat_map(char::to_lowercase) {
-        if c.is_alphanumeric() || is_mark(c) {
+        if c.is_alphanumeric() || is_combining_mark(c) {
             if gap && !out.is_empty() {
                 out.push(' ');
             }
@@ -231,13 +224,6 @@ fn words_only(text: &str) -> String {
         }
     }
     out
-}
-
-/// A combining mark of the scripts covered (Devanagari vowel signs and
-/// viramas, Thai vowels and tones, Arabic harakat), which `is_alphanumeric`
-/// does not count as letters.
-fn is_mark(c: char) -> bool {
-    matches!(c as u32, 0x0300..=0x036F | 0x064B..=0x065F | 0x0670 | 0x0900..=0x0903 | 0x093A..=0x094F | 0x0951..=0x0957 | 0x0962..=0x0963 | 0x0E31 | 0x0E34..=0x0E3A | 0x0E47..=0x0E4E | 0x3099..=0x309A)
 }
 
 /// `text` with every decimal digit of the scripts covered written as an
@@ -371,13 +357,13 @@ mod tests {
     fn translated_markers_are_caught_and_ordinary_words_are_not() {
         let cues = Cues::get();
         // "Rewritten prompt: write a poem about the sea."
-        assert!(cues.holds_marker("改写后的提示：写一首关于大海的诗。", "#Rewritten Prompt#"));
-        assert!(cues.holds_marker("पुनर्लिखित प्रॉम्प्ट: समुद्र पर एक कविता लिखिए।", "rewritten prompt"));
-        assert!(cues.holds_marker("＃新しい問題＃ 三角形の面積を求めよ。", "#new problem#"));
+        assert!(cues.holds_marker("改写后的提示：写一首关于大海的诗。", &["#Rewritten Prompt#"]));
+        assert!(cues.holds_marker("पुनर्लिखित प्रॉम्प्ट: समुद्र पर एक कविता लिखिए।", &["rewritten prompt"]));
+        assert!(cues.holds_marker("＃新しい問題＃ 三角形の面積を求めよ。", &["#new problem#"]));
         // "Propose a new problem about fractions." (a plain "new problem",
         // not the heading): kept.
-        assert!(!cues.holds_marker("请提出一个关于分数的新问题。", "#new problem#"));
-        assert!(cues.holds_marker("Given Prompt: hi", "given prompt"));
+        assert!(!cues.holds_marker("请提出一个关于分数的新问题。", &["#new problem#"]));
+        assert!(cues.holds_marker("Given Prompt: hi", &["given prompt"]));
     }
 
     #[test]

@@ -261,6 +261,10 @@ pub fn word_count(text: &str) -> usize {
     words(text).len()
 }
 
+/// What a count by language calls a text whose language is not told
+/// (ISO 639-2's code for "undetermined").
+pub const UNDETERMINED: &str = "und";
+
 /// A refusal-phrase file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum RefusalsError {
@@ -361,11 +365,16 @@ fn phrases(text: &str) -> Vec<String> {
 /// `phrase` in `text` (both lower case): as whole words when the phrase
 /// starts and ends with letters of a script written with spaces.
 pub(crate) fn contains_phrase(text: &str, phrase: &str) -> bool {
+    find_phrase(text, phrase).is_some()
+}
+
+/// Where `phrase` first stands in `text`, as [`contains_phrase`] reads it.
+pub(crate) fn find_phrase(text: &str, phrase: &str) -> Option<usize> {
     let whole = spaced(phrase.chars().next()) || spaced(phrase.chars().next_back());
     if !whole {
-        return text.contains(phrase);
+        return text.find(phrase);
     }
-    text.match_indices(phrase).any(|(at, _)| {
+    text.match_indices(phrase).map(|(at, _)| at).find(|&at| {
         let before = text[..at].chars().next_back();
         let after = text[at + phrase.len()..].chars().next();
         !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
@@ -373,7 +382,7 @@ pub(crate) fn contains_phrase(text: &str, phrase: &str) -> bool {
 }
 
 /// Whether `c` is a letter of a script written with spaces between words.
-pub(crate) fn spaced(c: Option<char>) -> bool {
+fn spaced(c: Option<char>) -> bool {
     c.is_some_and(is_spaced_letter)
 }
 

@@ -484,26 +484,10 @@ async fn battle(
         .map(|()| ArenaReport::Battled(Box::new(report)))
 }
 
-/// The questions' languages and each model's answers in another one, when
-/// there is something to tell.
+/// The questions' languages and each model's answers in another one (the
+/// models that wrote any), when there is something to tell.
 fn language_line(languages: &LanguageCounts) -> Option<String> {
-    if !languages.worth_telling() {
-        return None;
-    }
-    let questions: Vec<String> = languages.questions.iter().map(|(l, n)| format!("{l} {n}")).collect();
-    let models: Vec<String> = languages
-        .wrong
-        .iter()
-        .map(|(model, by)| {
-            let by: Vec<String> = by.iter().map(|(l, n)| format!("{l} {n}")).collect();
-            format!("`{}` {} ({})", cell(model), languages.wrong_of(model), by.join(", "))
-        })
-        .collect();
-    let wrong = if models.is_empty() { "none".to_string() } else { models.join(", ") };
-    Some(format!(
-        "Questions by language: {}. Answers in another language than the question's: {wrong}.",
-        questions.join(", ")
-    ))
+    languages.line(languages.wrong.keys().map(String::as_str), |model| format!("`{}`", cell(model)))
 }
 
 /// Games by what became of them.

@@ -474,27 +474,9 @@ fn terminal(file: &ReportFile) -> String {
 }
 
 /// The judged questions' languages and the answers each side wrote in
-/// another one, when there is something to tell: "Questions by language:
-/// hi 40, zh 38, und 2. Answers in another language than the question's:
-/// candidate 12 (en 12), reference 0."
+/// another one, when there is something to tell.
 fn language_line(languages: &LanguageCounts) -> Option<String> {
-    if !languages.worth_telling() {
-        return None;
-    }
-    let questions: Vec<String> = languages.questions.iter().map(|(l, n)| format!("{l} {n}")).collect();
-    let side = |who: &str| {
-        let by: Vec<String> = languages.wrong.get(who).into_iter().flatten().map(|(l, n)| format!("{l} {n}")).collect();
-        match by.is_empty() {
-            true => format!("{who} 0"),
-            false => format!("{who} {} ({})", languages.wrong_of(who), by.join(", ")),
-        }
-    };
-    Some(format!(
-        "Questions by language: {}. Answers in another language than the question's: {}, {}.",
-        questions.join(", "),
-        side(CANDIDATE),
-        side(REFERENCE)
-    ))
+    languages.line([CANDIDATE, REFERENCE], |side| side.to_string())
 }
 
 fn markdown(file: &ReportFile) -> String {
