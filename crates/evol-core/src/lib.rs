@@ -48,6 +48,6 @@ pub use method::{Method, PlannedCall, Stage};
 pub use ops::{Operation, OperationSet, OperatorSet};
 pub use record::{AnswerCandidate, Evolution, Improvement, Lineage, Rejection, Seed, SeedAnswer, SeedScore};
 pub use roles::{Role, Roles};
-pub use shard::Shard;
+pub use shard::{Shard, ShardSpec};
 pub use stats::{RunStats, StatsRecorder};
 pub use templates::Templates;

@@ -285,8 +285,10 @@ pub struct RunArgs {
     pub limit: Option<usize>,
 
     /// Run only shard I of N (I from 0 to N-1): the seeds whose id hashes to
-    /// it. `evol merge` joins the shards' outputs.
-    #[arg(long, value_name = "I/N", env = "EVOL_SHARD", help_heading = "Input")]
+    /// it. `evol merge` joins the shards' outputs. `auto` reads it from the
+    /// scheduler (a Slurm array task, a Kubernetes Indexed Job pod, a
+    /// SkyPilot node); `auto/N` gives the count (Kubernetes needs it).
+    #[arg(long, value_name = "I/N|auto[/N]", env = "EVOL_SHARD", help_heading = "Input")]
     pub shard: Option<String>,
 
     /// No progress display or log lines; errors only.
@@ -322,7 +324,7 @@ Budgets: --max-cost, --max-tokens-total and --max-requests stop sending when rea
 
 Batch API: --batch-api sends the calls as provider batches (waves of up to --batch-max-requests requests, polled every --batch-poll seconds); their ids are journaled, so a resumed run adopts the batches still in flight instead of paying again, takes partial results of expired batches and sends the rest again; `evol batch cancel OUT` cancels what is in flight.
 
-Shards: --shard I/N runs the seeds of shard I (0 to N-1), chosen by a hash of their ids; `evol merge` joins the shards' outputs into what one run would have made.
+Shards: --shard I/N runs the seeds of shard I (0 to N-1), chosen by a hash of their ids; `evol merge` joins the shards' outputs into what one run would have made. --shard auto takes I/N from the scheduler's variables: SLURM_ARRAY_TASK_ID with SLURM_ARRAY_TASK_COUNT (or the array's MIN, MAX and STEP), JOB_COMPLETION_INDEX (Kubernetes; write auto/N, it gives no count), SKYPILOT_NODE_RANK of SKYPILOT_NUM_NODES; it says which it found and refuses when it finds none or two that disagree. With auto/N each scheduler's index is the shard as it stands (an array numbered 0 to N-1).
 
 Exit codes: 0 success, 1 run error, 2 usage error, 3 stopped at a budget cap, 4 stopped because no server answered for --stall-timeout, 130 interrupted (Ctrl-C or SIGTERM).";
 

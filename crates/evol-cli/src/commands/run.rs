@@ -4,9 +4,13 @@
 use crate::cli::RunArgs;
 use crate::printer::{signals, Printer};
 use crate::settings::{FromArgs, RunSettings};
+use evol::observe::Observer;
 
-pub async fn run(args: RunArgs, given: Vec<String>) -> anyhow::Result<()> {
+pub async fn run(mut args: RunArgs, given: Vec<String>) -> anyhow::Result<()> {
     let printer = Printer::new(args.quiet);
+    if let Some(found) = crate::settings::shard_from_scheduler(&mut args.shard)? {
+        printer.say(&format!("evol: {found}"));
+    }
     let mut settings = RunSettings::from_args(args)?;
     settings.defaulted = crate::settings::defaulted_method_settings(&given);
     settings.command = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();

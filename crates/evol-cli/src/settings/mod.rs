@@ -37,6 +37,17 @@ fn usage(message: impl Into<String>) -> UsageError {
     UsageError(message.into())
 }
 
+/// `--shard auto` (or `auto/N`) turned into `I/N` from the scheduler's
+/// variables in this process's environment, saying where it was found; any
+/// other `--shard` is left for the run's settings to check.
+pub fn shard_from_scheduler(shard: &mut Option<String>) -> Result<Option<evol_core::shard::Found>, UsageError> {
+    let Some(text) = shard.as_deref() else { return Ok(None) };
+    let Ok(spec @ evol_core::ShardSpec::Auto { .. }) = text.parse::<evol_core::ShardSpec>() else { return Ok(None) };
+    let (found, how) = spec.resolve(|name| std::env::var(name).ok()).map_err(|e| usage(e.to_string()))?;
+    *shard = Some(found.to_string());
+    Ok(how)
+}
+
 /// A `--config` file.
 #[derive(Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
