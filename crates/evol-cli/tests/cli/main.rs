@@ -18,5 +18,6 @@ mod safety;
 mod score;
 mod select;
 mod serve;
+mod slurm;
 mod store;
 mod upgrade;
