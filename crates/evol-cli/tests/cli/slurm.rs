@@ -153,7 +153,7 @@ fn a_slurm_array_and_its_merge_make_what_one_run_makes_through_requeues() {
     // by hand refuses it, naming it.
     wait_for(180, "tasks 1 to 3", || (1..4).all(|i| state(&shard(i)).as_deref() == Some("completed")), context);
     let states = cluster.states(array);
-    assert_eq!(states, [format!("0 PENDING")], "only task 0 is left, held");
+    assert_eq!(states, ["0 PENDING".to_string()], "only task 0 is left, held");
     assert_eq!(cluster.states(merge), ["N/A PENDING"], "the merge waits for the array");
     let early = dir.path("early");
     let dirs: Vec<String> = (0..4).map(|i| shard(i).to_str().unwrap().to_string()).collect();
@@ -192,4 +192,57 @@ fn a_slurm_array_and_its_merge_make_what_one_run_makes_through_requeues() {
         assert!(text.contains("resum"), "task {task} resumed: {text}");
     }
     assert!(log(&format!("evol-{array}_1.out")).contains("the time limit is near"));
+}
+
+#[test]
+fn each_task_can_run_against_a_server_of_its_own() {
+    // The server layout: every task starts its own server (here the
+    // simulator's binary, where a cluster runs vLLM or `evol serve`) on a
+    // port of its own, runs against it and stops it.
+    let mock_bin = Path::new(env!("CARGO_BIN_EXE_evol")).with_file_name("evol-mock");
+    assert!(mock_bin.exists(), "build the workspace first (cargo test --workspace builds evol-mock)");
+    let dir = Dir::new();
+    let Some(cluster) = Cluster::start(&dir.path("cluster")) else { return };
+    let reference = Mock::start(MockConfig::default());
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(16));
+    let one = dir.path("one");
+    assert_success(&evol_run(&reference.url, &seeds, &one, &["--model", "mock", "--rounds", "2"]));
+    let out = dir.path("out");
+    let submit = cluster
+        .command(scripts().join("submit"))
+        .args(["2", "--cpus-per-task=1"])
+        .env("EVOL_SEEDS", &seeds)
+        .env("EVOL_OUT", &out)
+        .env("EVOL_MODEL", "mock")
+        .env("EVOL_ARGS", "--rounds 2")
+        .env("EVOL", env!("CARGO_BIN_EXE_evol"))
+        .env("EVOL_SERVER", format!("exec {} --addr 127.0.0.1:$PORT", mock_bin.display()))
+        .env_remove("OPENAI_BASE_URL")
+        .output()
+        .unwrap();
+    assert_success(&submit);
+    let ids = String::from_utf8(submit.stdout).unwrap();
+    let (array, merge) = ids.trim().split_once(' ').unwrap();
+    let log = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
+    wait_for(
+        180,
+        "the array and the merge",
+        || cluster.states(array).is_empty() && cluster.states(merge).is_empty(),
+        || format!("{}\n{}", log(&format!("evol-{array}_0.out")), log(&format!("evol-{array}_1.out"))),
+    );
+    for task in 0..2 {
+        let text = log(&format!("evol-{array}_{task}.out"));
+        assert!(text.contains("starting the task's server on 127.0.0.1:"), "{text}");
+        assert!(text.contains("evol exited with 0"), "{text}");
+    }
+    for file in ["dataset.jsonl", "evolved.jsonl", "rejected.jsonl"] {
+        assert_eq!(
+            std::fs::read(one.join(file)).unwrap(),
+            std::fs::read(out.join("merged").join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    // The servers were stopped with their tasks.
+    let left = Command::new("pgrep").args(["-f", &format!("{} --addr", mock_bin.display())]).output().unwrap();
+    assert!(left.stdout.is_empty(), "a task's server outlived it: {}", String::from_utf8_lossy(&left.stdout));
 }
