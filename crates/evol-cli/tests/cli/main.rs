@@ -11,6 +11,7 @@ mod embedded;
 mod eval;
 mod fleet;
 mod formats;
+mod kubernetes;
 mod operators;
 mod report;
 mod run;
