@@ -216,7 +216,9 @@ fn each_task_can_run_against_a_server_of_its_own() {
         .env("EVOL_MODEL", "mock")
         .env("EVOL_ARGS", "--rounds 2")
         .env("EVOL", env!("CARGO_BIN_EXE_evol"))
-        .env("EVOL_SERVER", format!("exec {} --addr 127.0.0.1:$PORT", mock_bin.display()))
+        // Not exec'd: the server is the wrapper shell's child, stopped with
+        // its process group.
+        .env("EVOL_SERVER", format!("{} --addr 127.0.0.1:$PORT --latency-ms 3; true", mock_bin.display()))
         .env_remove("OPENAI_BASE_URL")
         .output()
         .unwrap();
@@ -243,6 +245,7 @@ fn each_task_can_run_against_a_server_of_its_own() {
         );
     }
     // The servers were stopped with their tasks.
-    let left = Command::new("pgrep").args(["-f", &format!("{} --addr", mock_bin.display())]).output().unwrap();
+    let servers = format!("{} --addr 127.0.0.1:[0-9]+ --latency-ms 3", mock_bin.display());
+    let left = Command::new("pgrep").args(["-f", &servers]).output().unwrap();
     assert!(left.stdout.is_empty(), "a task's server outlived it: {}", String::from_utf8_lossy(&left.stdout));
 }
