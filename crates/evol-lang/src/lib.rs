@@ -364,12 +364,12 @@ fn phrases(text: &str) -> Vec<String> {
 
 /// `phrase` in `text` (both lower case): as whole words when the phrase
 /// starts and ends with letters of a script written with spaces.
-pub(crate) fn contains_phrase(text: &str, phrase: &str) -> bool {
+pub fn contains_phrase(text: &str, phrase: &str) -> bool {
     find_phrase(text, phrase).is_some()
 }
 
 /// Where `phrase` first stands in `text`, as [`contains_phrase`] reads it.
-pub(crate) fn find_phrase(text: &str, phrase: &str) -> Option<usize> {
+pub fn find_phrase(text: &str, phrase: &str) -> Option<usize> {
     let whole = spaced(phrase.chars().next()) || spaced(phrase.chars().next_back());
     if !whole {
         return text.find(phrase);
