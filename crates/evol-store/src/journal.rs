@@ -453,34 +453,64 @@ impl SqliteJournal {
         Ok(())
     }
 
-    /// Copies everything of another journal (a shard of the same run) into
-    /// this one. The other journal must be at this release's schema: open it
-    /// with [`SqliteJournal::open`] first, which checks and upgrades it (a
-    /// merge opens every shard anyway). A seed present in both is an error.
-    pub fn absorb(&self, other: &Path) -> Result<(), StoreError> {
+    /// Adds the seeds, calls and records of other journals (the shards of
+    /// one run) to this one, in one transaction, refusing a seed found
+    /// twice (in two of them, or in one and this journal). The others must
+    /// be at this release's schema: open each with [`SqliteJournal::open`]
+    /// first, which checks and upgrades it (a merge opens every shard
+    /// anyway).
+    ///
+    /// Linear in the rows: each journal is appended to unindexed staging
+    /// tables, then every table is filled once in its key's order, so its
+    /// b-trees grow at their ends. (Inserting shard after shard into the
+    /// indexed tables dirtied pages all over them at every shard: 64 shards
+    /// of 10,000 seeds took 28 s against 1.2 s for 8.)
+    pub fn absorb_all(&self, others: &[&Path]) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().unwrap();
-        conn.execute("ATTACH DATABASE ?1 AS other", params![other.display().to_string()])?;
+        conn.execute_batch(
+            "CREATE TEMP TABLE stage_seeds AS SELECT * FROM main.seeds WHERE 0;
+             CREATE TEMP TABLE stage_calls AS SELECT * FROM main.calls WHERE 0;
+             CREATE TEMP TABLE stage_records AS SELECT space, id, kind, body, order_key FROM main.records WHERE 0;",
+        )?;
         let result = (|| {
+            for other in others {
+                conn.execute("ATTACH DATABASE ?1 AS other", params![other.display().to_string()])?;
+                let copied = conn.execute_batch(
+                    "INSERT INTO temp.stage_seeds SELECT * FROM other.seeds;
+                     INSERT INTO temp.stage_calls SELECT * FROM other.calls;
+                     INSERT INTO temp.stage_records SELECT space, id, kind, body, order_key FROM other.records;",
+                );
+                conn.execute("DETACH DATABASE other", [])?;
+                copied?;
+            }
             let tx = conn.transaction()?;
             let doubled: Option<String> = tx
-                .query_row("SELECT id FROM other.seeds WHERE id IN (SELECT id FROM main.seeds) LIMIT 1", [], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT id FROM (SELECT id FROM temp.stage_seeds UNION ALL SELECT id FROM main.seeds)
+                     GROUP BY id HAVING COUNT(*) > 1 LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
                 .optional()?;
             if let Some(id) = doubled {
                 return Err(StoreError::Doubled(id));
             }
             tx.execute_batch(
-                "INSERT INTO main.seeds SELECT * FROM other.seeds;
-                 INSERT OR REPLACE INTO main.calls SELECT * FROM other.calls;
+                "INSERT INTO main.seeds SELECT * FROM temp.stage_seeds ORDER BY pos;
+                 INSERT OR REPLACE INTO main.calls SELECT * FROM temp.stage_calls ORDER BY key;
                  INSERT OR REPLACE INTO main.records (space, id, kind, body, order_key)
-                     SELECT space, id, kind, body, order_key FROM other.records;",
+                     SELECT space, id, kind, body, order_key FROM temp.stage_records ORDER BY space, id;",
             )?;
             tx.commit()?;
             Ok(())
         })();
-        conn.execute("DETACH DATABASE other", [])?;
+        conn.execute_batch("DROP TABLE temp.stage_seeds; DROP TABLE temp.stage_calls; DROP TABLE temp.stage_records;")?;
         result
+    }
+
+    /// [`SqliteJournal::absorb_all`] of one journal.
+    pub fn absorb(&self, other: &Path) -> Result<(), StoreError> {
+        self.absorb_all(&[other])
     }
 }
 
@@ -867,6 +897,13 @@ mod tests {
         let err = merged.absorb(&three).unwrap_err();
         assert_eq!(err.to_string(), "the seed `a` is in more than one shard");
         assert_eq!(merged.seed_count().unwrap(), 2);
+        // All at once: the same rows, the same refusal, nothing half done.
+        let all = SqliteJournal::open(&dir.path().join("all.sqlite")).unwrap();
+        let err = all.absorb_all(&[&one, &two, &three]).unwrap_err();
+        assert_eq!(err.to_string(), "the seed `a` is in more than one shard");
+        assert_eq!((all.seed_count().unwrap(), all.calls().unwrap()), (0, 0));
+        all.absorb_all(&[&two, &one]).unwrap();
+        assert_eq!((all.seed_count().unwrap(), all.calls().unwrap()), (2, 2));
     }
 
     #[test]

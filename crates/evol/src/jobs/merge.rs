@@ -94,9 +94,8 @@ pub fn merge(settings: &MergeSettings, observer: &dyn Observer) -> anyhow::Resul
         bail!("`{}` already holds a run; merge into a new directory", args.output.display());
     }
     let merged = out.journal()?;
-    for shard in &shards {
-        merged.absorb(&shard.journal).map_err(|e| anyhow!("merging `{}`: {e}", shard.dir))?;
-    }
+    let journals: Vec<&Path> = shards.iter().map(|s| s.journal.as_path()).collect();
+    merged.absorb_all(&journals).map_err(|e| anyhow!("merging the shards: {e}"))?;
     let identity = &first.identity;
     let expected = identity.seed_count;
     let seeds = merged.seed_count()?;
