@@ -58,6 +58,26 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `deploy/slurm/submit` of `shards` tasks (one CPU each) of a run of
+    /// `seeds` with the simulator's model, with `env` added; the array's
+    /// and the merge's job ids, space-separated.
+    fn submit(&self, shards: u32, seeds: &Path, out: &Path, args: &str, env: &[(&str, &str)]) -> String {
+        let submit = self
+            .command(scripts().join("submit"))
+            .args([&shards.to_string(), "--cpus-per-task=1"])
+            .env("EVOL_SEEDS", seeds)
+            .env("EVOL_OUT", out)
+            .env("EVOL_MODEL", "mock")
+            .env("EVOL_ARGS", args)
+            .env("EVOL", env!("CARGO_BIN_EXE_evol"))
+            .env_remove("OPENAI_BASE_URL")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert_success(&submit);
+        String::from_utf8(submit.stdout).unwrap()
+    }
+
     /// The state of each of a job's tasks still known to `squeue`.
     fn states(&self, job: &str) -> Vec<String> {
         self.run("squeue", &["-h", "-j", job, "-o", "%K %T"]).lines().map(str::to_string).collect()
@@ -111,20 +131,7 @@ fn a_slurm_array_and_its_merge_make_what_one_run_makes_through_requeues() {
 
     // The array (4 shards, at most 2 at once) and its merge.
     let out = dir.path("out");
-    let submit = cluster
-        .command(scripts().join("submit"))
-        .args(["4", "--cpus-per-task=1"])
-        .env("EVOL_SEEDS", &seeds)
-        .env("EVOL_OUT", &out)
-        .env("EVOL_MODEL", "mock")
-        .env("EVOL_ARGS", args)
-        .env("EVOL_MAX_PARALLEL", "2")
-        .env("EVOL", env!("CARGO_BIN_EXE_evol"))
-        .env("OPENAI_BASE_URL", &mock.url)
-        .output()
-        .unwrap();
-    assert_success(&submit);
-    let ids = String::from_utf8(submit.stdout).unwrap();
+    let ids = cluster.submit(4, &seeds, &out, args, &[("EVOL_MAX_PARALLEL", "2"), ("OPENAI_BASE_URL", &mock.url)]);
     let (array, merge) = ids.trim().split_once(' ').unwrap();
     let shard = |i: usize| out.join(format!("shard-{i}"));
     let log = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
@@ -208,22 +215,10 @@ fn each_task_can_run_against_a_server_of_its_own() {
     let one = dir.path("one");
     assert_success(&evol_run(&reference.url, &seeds, &one, &["--model", "mock", "--rounds", "2"]));
     let out = dir.path("out");
-    let submit = cluster
-        .command(scripts().join("submit"))
-        .args(["2", "--cpus-per-task=1"])
-        .env("EVOL_SEEDS", &seeds)
-        .env("EVOL_OUT", &out)
-        .env("EVOL_MODEL", "mock")
-        .env("EVOL_ARGS", "--rounds 2")
-        .env("EVOL", env!("CARGO_BIN_EXE_evol"))
-        // Not exec'd: the server is the wrapper shell's child, stopped with
-        // its process group.
-        .env("EVOL_SERVER", format!("{} --addr 127.0.0.1:$PORT --latency-ms 3; true", mock_bin.display()))
-        .env_remove("OPENAI_BASE_URL")
-        .output()
-        .unwrap();
-    assert_success(&submit);
-    let ids = String::from_utf8(submit.stdout).unwrap();
+    // Not exec'd: the server is the wrapper shell's child, stopped with its
+    // process group.
+    let server = format!("{} --addr 127.0.0.1:$PORT --latency-ms 3; true", mock_bin.display());
+    let ids = cluster.submit(2, &seeds, &out, "--rounds 2", &[("EVOL_SERVER", &server)]);
     let (array, merge) = ids.trim().split_once(' ').unwrap();
     let log = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
     wait_for(
