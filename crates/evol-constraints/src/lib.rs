@@ -182,35 +182,12 @@ pub const IDS: &[&str] = &[
 pub const CONSTRAINED_RESPONSES: [&str; 3] = ["My answer is yes.", "My answer is no.", "My answer is maybe."];
 
 impl Constraint {
-    /// IFEval's id of this constraint's kind.
+    /// IFEval's id of this constraint's kind: the variant's serde name, the
+    /// one place each id is written (and listed in [`IDS`]).
     pub fn id(&self) -> &'static str {
-        match self {
-            Constraint::ResponseLanguage { .. } => "language:response_language",
-            Constraint::Sentences { .. } => "length_constraints:number_sentences",
-            Constraint::Paragraphs { .. } => "length_constraints:number_paragraphs",
-            Constraint::Words { .. } => "length_constraints:number_words",
-            Constraint::ParagraphFirstWord { .. } => "length_constraints:nth_paragraph_first_word",
-            Constraint::Placeholders { .. } => "detectable_content:number_placeholders",
-            Constraint::Postscript { .. } => "detectable_content:postscript",
-            Constraint::Bullets { .. } => "detectable_format:number_bullet_lists",
-            Constraint::ConstrainedResponse {} => "detectable_format:constrained_response",
-            Constraint::Highlights { .. } => "detectable_format:number_highlighted_sections",
-            Constraint::Sections { .. } => "detectable_format:multiple_sections",
-            Constraint::Json {} => "detectable_format:json_format",
-            Constraint::Title {} => "detectable_format:title",
-            Constraint::TwoResponses {} => "combination:two_responses",
-            Constraint::RepeatPrompt { .. } => "combination:repeat_prompt",
-            Constraint::EndPhrase { .. } => "startend:end_checker",
-            Constraint::Quotation {} => "startend:quotation",
-            Constraint::CapitalWords { .. } => "change_case:capital_word_frequency",
-            Constraint::EnglishCapital {} => "change_case:english_capital",
-            Constraint::EnglishLowercase {} => "change_case:english_lowercase",
-            Constraint::NoComma {} => "punctuation:no_comma",
-            Constraint::Keywords { .. } => "keywords:existence",
-            Constraint::KeywordFrequency { .. } => "keywords:frequency",
-            Constraint::ForbiddenWords { .. } => "keywords:forbidden_words",
-            Constraint::LetterFrequency { .. } => "keywords:letter_frequency",
-        }
+        let value = serde_json::to_value(self).expect("a constraint serializes");
+        let id = value["id"].as_str().unwrap_or_default();
+        IDS.iter().find(|&&known| known == id).unwrap_or_else(|| panic!("`{id}` is missing from IDS"))
     }
 
     /// The arguments, as IFEval's `kwargs` object.
@@ -630,6 +607,17 @@ mod tests {
         assert_eq!(highlights("*a* **b** ** ** *"), 2);
         assert_eq!(unfenced("```json\n[1]\n```"), "[1]");
         assert!(is_capital_word("NASA") && !is_capital_word("Nasa") && !is_capital_word("数据"));
+    }
+
+    #[test]
+    fn every_id_is_listed_once_and_read_back() {
+        let mut ids = IDS.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), IDS.len());
+        let c = Constraint::Words { num_words: 3, relation: Relation::AtLeast };
+        assert_eq!(c.id(), "length_constraints:number_words");
+        assert_eq!(Constraint::from_parts(c.id(), &c.kwargs()).unwrap(), c);
     }
 
     #[test]
