@@ -442,6 +442,115 @@ impl Constraint {
     }
 }
 
+impl Constraint {
+    /// The constraint said in plain English, as an instruction states it
+    /// to whoever answers (each argument in it, texts in quotation marks).
+    pub fn describe(&self) -> String {
+        let fewer = |relation: Relation| match relation {
+            Relation::LessThan => "fewer than",
+            Relation::AtLeast => "at least",
+        };
+        let quoted =
+            |words: &[String]| words.iter().map(|w| format!("\"{}\"", w.trim())).collect::<Vec<_>>().join(", ");
+        match self {
+            Constraint::ResponseLanguage { language } => {
+                format!("Write the whole answer in {} and in no other language.", evol_lang::name(language))
+            }
+            Constraint::Sentences { num_sentences, relation } => {
+                format!("The answer must have {} {num_sentences} sentences.", fewer(*relation))
+            }
+            Constraint::Paragraphs { num_paragraphs } => format!(
+                "The answer must have exactly {num_paragraphs} paragraphs, separated from each other by the markdown divider ***."
+            ),
+            Constraint::Words { num_words, relation } => {
+                format!("The answer must be {} {num_words} words long.", fewer(*relation))
+            }
+            Constraint::ParagraphFirstWord { num_paragraphs, nth_paragraph, first_word } => format!(
+                "The answer must have exactly {num_paragraphs} paragraphs, separated by blank lines, and paragraph number {nth_paragraph} must begin with the word \"{}\".",
+                first_word.trim()
+            ),
+            Constraint::Placeholders { num_placeholders } => format!(
+                "The answer must contain at least {num_placeholders} placeholders in square brackets, such as [address]."
+            ),
+            Constraint::Postscript { postscript_marker } => format!(
+                "End the answer with a postscript on its own line, beginning with \"{}\".",
+                postscript_marker.trim()
+            ),
+            Constraint::Bullets { num_bullets } => format!(
+                "The answer must be exactly {num_bullets} markdown bullet points, each on its own line starting with \"* \"."
+            ),
+            Constraint::ConstrainedResponse {} => format!(
+                "Answer with one of these sentences and nothing else: {}.",
+                CONSTRAINED_RESPONSES.iter().map(|r| format!("\"{r}\"")).collect::<Vec<_>>().join(", ")
+            ),
+            Constraint::Highlights { num_highlights } => format!(
+                "Highlight at least {num_highlights} parts of the answer with markdown, *like this*."
+            ),
+            Constraint::Sections { section_spliter, num_sections } => format!(
+                "Split the answer into at least {num_sections} sections, each beginning with \"{} N\" where N is its number.",
+                section_spliter.trim()
+            ),
+            Constraint::Json {} => "The whole answer must be valid JSON.".to_string(),
+            Constraint::Title {} => "Give the answer a title in double angle brackets, such as <<a title>>.".to_string(),
+            Constraint::TwoResponses {} => {
+                "Give two different answers, separated by six asterisks: ******.".to_string()
+            }
+            Constraint::RepeatPrompt { prompt_to_repeat } => format!(
+                "Before answering, repeat this request word for word, without changing it: \"{}\".",
+                prompt_to_repeat.trim()
+            ),
+            Constraint::EndPhrase { end_phrase } => format!(
+                "End the answer with the exact phrase \"{}\", with nothing after it.",
+                end_phrase.trim()
+            ),
+            Constraint::Quotation {} => "Wrap the whole answer in double quotation marks.".to_string(),
+            Constraint::CapitalWords { capital_frequency, capital_relation } => format!(
+                "Use {} {capital_frequency} words written entirely in capital letters.",
+                fewer(*capital_relation)
+            ),
+            Constraint::EnglishCapital {} => {
+                "Write the whole answer in English and in capital letters only.".to_string()
+            }
+            Constraint::EnglishLowercase {} => {
+                "Write the whole answer in English and in small letters only, with no capital letter.".to_string()
+            }
+            Constraint::NoComma {} => "Do not use any comma in the answer.".to_string(),
+            Constraint::Keywords { keywords } => {
+                format!("The answer must include the words {}.", quoted(keywords))
+            }
+            Constraint::KeywordFrequency { keyword, frequency, relation } => format!(
+                "The word \"{}\" must appear {} {frequency} times in the answer.",
+                keyword.trim(),
+                fewer(*relation)
+            ),
+            Constraint::ForbiddenWords { forbidden_words } => {
+                format!("Do not use the words {} in the answer.", quoted(forbidden_words))
+            }
+            Constraint::LetterFrequency { letter, let_frequency, let_relation } => format!(
+                "The letter \"{letter}\" must appear {} {let_frequency} times in the answer.",
+                fewer(*let_relation)
+            ),
+        }
+    }
+
+    /// The texts an instruction must state as they are for this constraint
+    /// to be told (keywords, phrases, markers): an instruction rewritten to
+    /// hold the constraint that lacks one of them lost it.
+    pub fn literals(&self) -> Vec<&str> {
+        match self {
+            Constraint::ParagraphFirstWord { first_word, .. } => vec![first_word.trim()],
+            Constraint::Postscript { postscript_marker } => vec![postscript_marker.trim()],
+            Constraint::Sections { section_spliter, .. } => vec![section_spliter.trim()],
+            Constraint::EndPhrase { end_phrase } => vec![end_phrase.trim()],
+            Constraint::Keywords { keywords: words } | Constraint::ForbiddenWords { forbidden_words: words } => {
+                words.iter().map(|w| w.trim()).collect()
+            }
+            Constraint::KeywordFrequency { keyword, .. } => vec![keyword.trim()],
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// Checks every constraint; the first broken one, if any.
 pub fn check_all(constraints: &[Constraint], answer: &str) -> Result<(), Broken> {
     constraints.iter().try_for_each(|c| c.check(answer))

@@ -94,3 +94,21 @@ fn a_broken_constraint_says_what_was_found() {
     assert_eq!(evol_constraints::check_all(&all, "a river, a bridge").unwrap_err().id, "punctuation:no_comma");
     assert!(evol_constraints::check_all(&all, "a river and a bridge").is_ok());
 }
+
+#[test]
+fn every_description_states_each_argument() {
+    for f in fixtures() {
+        let id = f["id"].as_str().unwrap();
+        let constraint = Constraint::from_parts(id, &f["kwargs"]).unwrap();
+        let text = constraint.describe();
+        assert!(text.ends_with('.') && !text.contains("{"), "{id}: {text}");
+        for literal in constraint.literals() {
+            assert!(text.contains(&format!("\"{literal}")), "{id}: `{literal}` is not quoted in {text:?}");
+        }
+        for (name, value) in f["kwargs"].as_object().into_iter().flatten() {
+            if let Some(n) = value.as_u64() {
+                assert!(text.contains(&n.to_string()), "{id}: {name} = {n} is not in {text:?}");
+            }
+        }
+    }
+}

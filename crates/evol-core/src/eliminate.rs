@@ -55,6 +55,15 @@ pub enum Reason {
     /// The evolved instruction (or its answer) is not in the language it
     /// should be in (`detail`: the language found, with its confidence).
     LanguageChanged,
+    /// The answer breaks a constraint the instruction states (`detail`
+    /// names it, with what was found).
+    ConstraintFailed,
+    /// The rewritten instruction no longer states a text its constraint
+    /// needs (a keyword, an end phrase...; `detail` names it).
+    ConstraintLost,
+    /// A `verifiable` operation found no constraint of its kinds that fits
+    /// the instruction beside those it holds (no call was made).
+    NoConstraintFits,
 }
 
 impl Reason {
@@ -75,6 +84,9 @@ impl Reason {
             Reason::TruncatedAnswer => "truncated_answer",
             Reason::Contaminated => "contaminated",
             Reason::LanguageChanged => "language_changed",
+            Reason::ConstraintFailed => "constraint_failed",
+            Reason::ConstraintLost => "constraint_lost",
+            Reason::NoConstraintFits => "no_constraint_fits",
         }
     }
 }

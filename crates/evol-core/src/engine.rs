@@ -16,10 +16,12 @@
 
 use std::sync::Arc;
 
+use evol_constraints::Constraint;
 use evol_llm::{FinishReason, Usage};
 use futures::StreamExt;
 
 use crate::caller::{seeded, CallError, CallKey, CallSpec, Caller, Prompt};
+use crate::constrain;
 use crate::cost::CapReached;
 use crate::dedup::{Ancestors, Duplicate, SeedIndex};
 use crate::eliminate::{self, parse_verdict, Reason, Verdict};
@@ -161,6 +163,8 @@ pub use evol_lang::UNDETERMINED;
 struct Current {
     id: String,
     instruction: String,
+    /// The constraints the instruction states.
+    constraints: Vec<Constraint>,
 }
 
 impl Engine {
@@ -330,7 +334,8 @@ impl Engine {
                 _ => self.answer_seed(order, &seed, planned, sink).await?,
             }
         }
-        let mut current = Current { id: seed.id.clone(), instruction: seed.instruction.clone() };
+        let mut current =
+            Current { id: seed.id.clone(), instruction: seed.instruction.clone(), constraints: Vec::new() };
         let mut ancestors = Ancestors::default();
         if let Some(hasher) = &self.hasher {
             ancestors.push(&seed.id, hasher.fingerprint(&seed.instruction));
@@ -348,7 +353,11 @@ impl Engine {
             match self.step(order, &seed.id, &current, round, &mut ancestors, language).await? {
                 Ok(evolution) => {
                     sink.accepted(&evolution).map_err(EngineError::Sink)?;
-                    current = Current { id: evolution.lineage.id, instruction: evolution.instruction };
+                    current = Current {
+                        id: evolution.lineage.id,
+                        instruction: evolution.instruction,
+                        constraints: evolution.constraints,
+                    };
                 }
                 Err(rejection) => sink.rejected(&rejection).map_err(EngineError::Sink)?,
             }
@@ -460,7 +469,20 @@ impl Engine {
         let drawn = m.operations.draw_index(&mut rng);
         let operation = m.operations.at(drawn);
         let rules = m.rules.for_operation(operation);
-        let mut prompt = self.templates.evolve_prompt(operation, &parent.instruction, &mut rng)?;
+        // A verifiable operation adds one constraint it draws (none when
+        // none fits: the step fails before any call).
+        let mut constraints = parent.constraints.clone();
+        let drawn_constraint = (!operation.constraints.is_empty()).then(|| {
+            let context = constrain::Context {
+                instruction: &parent.instruction,
+                held: &parent.constraints,
+                language_fixed: language.expected.is_some(),
+            };
+            constrain::draw(&operation.constraints, context, &mut rng)
+        });
+        constraints.extend(drawn_constraint.clone().flatten());
+        let wording = drawn_constraint.as_ref().map(|c| c.as_ref().map(Constraint::describe).unwrap_or_default());
+        let mut prompt = self.templates.evolve_prompt(operation, &parent.instruction, wording.as_deref(), &mut rng)?;
         if let Some(expected) = language.expected {
             prompt.text =
                 format!("{}\n\n{}", self.templates.language_note(language.source, expected)?.trim_end(), prompt.text);
@@ -477,6 +499,9 @@ impl Engine {
                 }
             }
         };
+        // The constraint rule: an answer that breaks one the instruction
+        // states fails, naming it.
+        let broken = |text: &str| evol_constraints::check_all(&constraints, text).err().map(|b| b.to_string());
         let slice = Slice { round, operation: operation.name() };
         // Built when the step's fate is known (kept small while it waits).
         let lineage = || Lineage {
@@ -516,12 +541,26 @@ impl Engine {
                 usage,
                 language: language.expected.map(String::from),
                 answers: Vec::new(),
+                constraints: constraints.clone(),
             }
         };
         let reject = |reason, instruction, response, detail, usage| {
             Ok(Err(rejection(reason, instruction, response, detail, usage)))
         };
         let mut print = None;
+        if let Some(None) = drawn_constraint {
+            let held: Vec<&str> = parent.constraints.iter().map(Constraint::id).collect();
+            let detail = format!(
+                "no constraint of `{}` fits this instruction{}",
+                operation.name(),
+                if held.is_empty() {
+                    String::new()
+                } else {
+                    format!(" beside the ones it holds ({})", held.join(", "))
+                }
+            );
+            return reject(Reason::NoConstraintFits, None, None, Some(detail), usage);
+        }
 
         let mut instruction = String::new();
         let mut response = None;
@@ -563,6 +602,10 @@ impl Engine {
                         Ok(instruction) => instruction,
                         Err((reason, text)) => return reject(reason, Some(text), None, None, usage),
                     };
+                    if let Some((constraint, text)) = constrain::lost(&constraints, &instruction) {
+                        let detail = format!("{}: the instruction no longer states \"{text}\"", constraint.id());
+                        return reject(Reason::ConstraintLost, Some(instruction), None, Some(detail), usage);
+                    }
                     if let Some(hasher) = &self.hasher {
                         let this = hasher.fingerprint(&instruction);
                         let threshold = hasher.params().threshold;
@@ -635,6 +678,10 @@ impl Engine {
                                     detail = wrong_language(&answer.text);
                                     rejected = detail.as_ref().map(|_| Reason::LanguageChanged);
                                 }
+                                if rejected.is_none() {
+                                    detail = broken(&answer.text);
+                                    rejected = detail.as_ref().map(|_| Reason::ConstraintFailed);
+                                }
                                 AnswerCandidate {
                                     truncated: answer.finish_reason == FinishReason::Length,
                                     response: Some(answer.text),
@@ -697,6 +744,15 @@ impl Engine {
                         if let Some(detail) = wrong_language(&answer.text) {
                             return reject(
                                 Reason::LanguageChanged,
+                                Some(instruction),
+                                Some(answer.text),
+                                Some(detail),
+                                usage,
+                            );
+                        }
+                        if let Some(detail) = broken(&answer.text) {
+                            return reject(
+                                Reason::ConstraintFailed,
                                 Some(instruction),
                                 Some(answer.text),
                                 Some(detail),
@@ -800,6 +856,10 @@ impl Engine {
                             if rejected.is_none() {
                                 this.detail = wrong_language(&reply.text);
                                 rejected = this.detail.as_ref().map(|_| Reason::LanguageChanged);
+                            }
+                            if rejected.is_none() {
+                                this.detail = broken(&reply.text);
+                                rejected = this.detail.as_ref().map(|_| Reason::ConstraintFailed);
                             }
                             (this.response, this.response_reasoning, this.rejected) =
                                 (Some(reply.text), reply.reasoning, rejected);
@@ -906,6 +966,7 @@ impl Engine {
             ranking: ranking.flatten(),
             improvements,
             original_response,
+            constraints,
         }))
     }
 
@@ -999,6 +1060,8 @@ mod tests {
         /// scores it higher than the answer (else lower).
         improved: String,
         better: bool,
+        /// A rewrite that adds a requirement leaves it out.
+        drop_requirement: bool,
         asked: Mutex<BTreeMap<String, usize>>,
         calls: Mutex<Vec<String>>,
     }
@@ -1016,6 +1079,7 @@ mod tests {
                 rank: String::new(),
                 improved: "An improved answer, with an example of the topic.".into(),
                 better: true,
+                drop_requirement: false,
                 asked: Mutex::default(),
                 calls: Mutex::new(vec![]),
             }
@@ -1031,42 +1095,52 @@ mod tests {
             let prompt = request.messages[0].content.clone();
             self.calls.lock().unwrap().push(prompt.clone());
             let mut finish_reason = FinishReason::Stop;
-            let text = if request.tag.as_deref() == Some("evolve") {
-                let given = prompt.split("Prompt#:\n").nth(1).unwrap().split("\n\n#").next().unwrap();
-                format!("#Rewritten Prompt#: \"{given} More.\"")
-            } else if request.tag.as_deref() == Some("score") {
-                self.score.clone()
-            } else if request.tag.as_deref() == Some("rank") {
-                self.rank.clone()
-            } else if request.tag.as_deref() == Some("critique") {
-                "1. It lacks an example.".into()
-            } else if request.tag.as_deref() == Some("improve") {
-                self.improved.clone()
-            } else if request.tag.as_deref() == Some("compare") {
-                let first_is_rewrite = prompt.contains(&format!("[Response 1]\n{}", self.improved));
-                match first_is_rewrite == self.better {
-                    true => "1: 5\n2: 3".into(),
-                    false => "1: 3\n2: 5".into(),
-                }
-            } else if request.tag.as_deref() == Some("judge") {
-                if self.equal {
-                    "Equal".into()
-                } else {
-                    "Not Equal".into()
-                }
-            } else {
-                if let Some(kind) = self.fail_answers {
-                    return Err(ChatError { retries: 3, ..ChatError::new(kind, "boom") });
-                }
-                finish_reason = self.answer_finish.clone();
-                let mut asked = self.asked.lock().unwrap();
-                let n = asked.entry(prompt.clone()).or_default();
-                *n += 1;
-                match self.answers.is_empty() {
-                    true => self.answer.clone(),
-                    false => self.answers[(*n - 1) % self.answers.len()].clone(),
-                }
+            let section = |heading: &str| {
+                prompt.split(heading).nth(1).map(|rest| rest.split("\n\n#").next().unwrap().trim().to_string())
             };
+            let text =
+                if let (Some("evolve"), Some(requirement)) = (request.tag.as_deref(), section("#Requirement#:\n")) {
+                    let given = section("#Instruction#:\n").unwrap();
+                    match self.drop_requirement {
+                        true => format!("{given} Be brief."),
+                        false => format!("{given} {requirement}"),
+                    }
+                } else if request.tag.as_deref() == Some("evolve") {
+                    let given = prompt.split("Prompt#:\n").nth(1).unwrap().split("\n\n#").next().unwrap();
+                    format!("#Rewritten Prompt#: \"{given} More.\"")
+                } else if request.tag.as_deref() == Some("score") {
+                    self.score.clone()
+                } else if request.tag.as_deref() == Some("rank") {
+                    self.rank.clone()
+                } else if request.tag.as_deref() == Some("critique") {
+                    "1. It lacks an example.".into()
+                } else if request.tag.as_deref() == Some("improve") {
+                    self.improved.clone()
+                } else if request.tag.as_deref() == Some("compare") {
+                    let first_is_rewrite = prompt.contains(&format!("[Response 1]\n{}", self.improved));
+                    match first_is_rewrite == self.better {
+                        true => "1: 5\n2: 3".into(),
+                        false => "1: 3\n2: 5".into(),
+                    }
+                } else if request.tag.as_deref() == Some("judge") {
+                    if self.equal {
+                        "Equal".into()
+                    } else {
+                        "Not Equal".into()
+                    }
+                } else {
+                    if let Some(kind) = self.fail_answers {
+                        return Err(ChatError { retries: 3, ..ChatError::new(kind, "boom") });
+                    }
+                    finish_reason = self.answer_finish.clone();
+                    let mut asked = self.asked.lock().unwrap();
+                    let n = asked.entry(prompt.clone()).or_default();
+                    *n += 1;
+                    match self.answers.is_empty() {
+                        true => self.answer.clone(),
+                        false => self.answers[(*n - 1) % self.answers.len()].clone(),
+                    }
+                };
             let tag = request.tag.as_deref().unwrap_or_default();
             let reasoning = self.think.then(|| format!("考えています ({tag}): sorry, I must weigh this."));
             let reasoning_tokens = if self.think { 1 } else { 0 };
@@ -1132,6 +1206,8 @@ mod tests {
         language: Option<crate::method::LanguagePolicy>,
         concurrency: usize,
         retry_failed: bool,
+        /// The operator set the operations come from, when not `evol`.
+        set: Option<crate::ops::OperatorSet>,
     }
 
     /// An engine over one model for every role.
@@ -1165,12 +1241,16 @@ mod tests {
             language: s.language.clone(),
             refusals: None,
         };
+        let templates = match &s.set {
+            Some(set) => Templates::new(BTreeMap::new(), set, &method.operations).unwrap(),
+            None => Templates::builtin(),
+        };
         let caller = CallerSettings { concurrency: s.concurrency, retry_failed: s.retry_failed };
         let caller = Arc::new(costs(Caller::new(caller, journal, stats.clone()).unwrap()));
         Engine::new(
             method,
             Roles::all(&[Role::Evolve, Role::Judge, Role::Answer, Role::Score], model),
-            Templates::builtin(),
+            templates,
             stats,
             caller,
         )
@@ -1200,6 +1280,7 @@ mod tests {
             language: None,
             concurrency: 4,
             retry_failed: false,
+            set: None,
         }
     }
 
@@ -1843,5 +1924,87 @@ mod tests {
         assert_eq!(sink.accepted.lock().unwrap().len(), 1);
         // The copy cost its evolving call alone: no judge, no answer.
         assert_eq!(stats.snapshot().total.requests, 1 + 3);
+    }
+
+    /// A set of one verifiable operation drawing from `ids`.
+    fn verifiable(ids: &[&str]) -> Settings {
+        let list = ids.iter().map(|id| format!("\"{id}\"")).collect::<Vec<_>>().join(", ");
+        let set = crate::ops::OperatorSet::parse(&format!(
+            "name = \"v\"\n[[operator]]\nname = \"add\"\nkind = \"verifiable\"\ntemplate = \"t\"\nconstraints = [{list}]\n[templates]\nt = \"Add it.\\n\\n#Requirement#:\\n{{{{ constraint }}}}\\n\\n#Instruction#:\\n{{{{ instruction }}}}\\n\\n#New Instruction#:\\n\"\n"
+        ))
+        .unwrap();
+        let rules = Rules { equality: false, ..Rules::default() };
+        Settings { rules, ops: set.operations.clone(), set: Some(set), ..settings() }
+    }
+
+    #[tokio::test]
+    async fn verifiable_rounds_add_constraints_that_every_answer_is_checked_against() {
+        let model = Scripted { answer: "<<Tides>>\nThe moon pulls the sea every day.".into(), ..Scripted::new() };
+        let (sink, stats) = run(model, verifiable(&["punctuation:no_comma", "detectable_format:title"]), 2).await;
+        let accepted = sink.accepted.into_inner().unwrap();
+        assert_eq!(accepted.len(), 4, "rounds 1 and 2 of each seed add one constraint each");
+        for e in &accepted {
+            assert_eq!(e.constraints.len(), e.lineage.round as usize, "{e:?}");
+            for c in &e.constraints {
+                assert!(e.instruction.contains(&c.describe()), "the rewrite states {c:?}: {}", e.instruction);
+            }
+            assert!(evol_constraints::check_all(&e.constraints, e.response.as_deref().unwrap()).is_ok());
+        }
+        let rejected = sink.rejected.into_inner().unwrap();
+        assert_eq!(rejected.len(), 2, "round 3 finds no kind left");
+        for r in &rejected {
+            assert_eq!(r.reason, Reason::NoConstraintFits);
+            assert_eq!(r.constraints.len(), 2);
+            let detail = r.detail.as_deref().unwrap();
+            assert!(
+                detail.contains("no constraint of `add` fits") && detail.contains("punctuation:no_comma"),
+                "{detail}"
+            );
+        }
+        assert_eq!(stats.total.rejected.get("no_constraint_fits"), Some(&2));
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_breaks_a_constraint_is_rejected_naming_it() {
+        let model = Scripted { answer: "The moon, and the sun, pull the sea.".into(), ..Scripted::new() };
+        let (sink, _) = run(model, Settings { rounds: 1, ..verifiable(&["punctuation:no_comma"]) }, 1).await;
+        let r = &sink.rejected.into_inner().unwrap()[0];
+        assert_eq!(r.reason, Reason::ConstraintFailed);
+        assert_eq!(r.detail.as_deref(), Some("punctuation:no_comma: a comma (`,`)"));
+        assert_eq!(r.response.as_deref(), Some("The moon, and the sun, pull the sea."));
+        assert_eq!(r.constraints, vec![Constraint::NoComma {}]);
+    }
+
+    #[tokio::test]
+    async fn of_k_answers_only_one_that_keeps_the_constraints_is_kept() {
+        use crate::best_of::Pick;
+        let answers = vec![
+            "First, a comma.".to_string(),
+            "Then none at all.".to_string(),
+            "And here is another one, with a comma.".to_string(),
+        ];
+        let model = Scripted { answers, ..Scripted::new() };
+        let settings = Settings {
+            best_of: Some(crate::method::BestOf { answers: 3, pick: Pick::First }),
+            rounds: 1,
+            ..verifiable(&["punctuation:no_comma"])
+        };
+        let (sink, _) = run(model, settings, 1).await;
+        let e = &sink.accepted.into_inner().unwrap()[0];
+        assert_eq!(e.response.as_deref(), Some("Then none at all."));
+        let failed: Vec<_> = e.answers.iter().filter(|a| a.rejected == Some(Reason::ConstraintFailed)).collect();
+        assert_eq!(failed.len(), 2, "{:?}", e.answers);
+        assert!(failed.iter().all(|a| a.detail.as_deref().unwrap().starts_with("punctuation:no_comma: ")));
+    }
+
+    #[tokio::test]
+    async fn a_rewrite_without_the_named_text_lost_its_constraint() {
+        let model = Scripted { drop_requirement: true, ..Scripted::new() };
+        let (sink, _) = run(model, Settings { rounds: 1, ..verifiable(&["startend:end_checker"]) }, 1).await;
+        let r = &sink.rejected.into_inner().unwrap()[0];
+        assert_eq!(r.reason, Reason::ConstraintLost);
+        let detail = r.detail.as_deref().unwrap();
+        assert!(detail.starts_with("startend:end_checker: the instruction no longer states \""), "{detail}");
+        assert!(r.response.is_none(), "no answer is paid for");
     }
 }

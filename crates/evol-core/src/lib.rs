@@ -24,6 +24,7 @@
 pub mod best_of;
 pub mod caller;
 pub mod clean;
+pub mod constrain;
 pub mod cost;
 pub mod dedup;
 pub mod eliminate;

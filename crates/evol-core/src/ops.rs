@@ -77,6 +77,11 @@ pub struct Operation {
     /// (`unparsable_evolution`). None: the whole reply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_marker: Option<String>,
+    /// The constraint kinds (IFEval's ids) it draws one from, to add to the
+    /// instruction as a requirement its answer is checked against; the
+    /// template gets the drawn one's wording as `constraint`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
 }
 
 fn one() -> f64 {
@@ -174,6 +179,7 @@ pub const BUILTIN_SETS: &[(&str, &str)] = &[
     ("code", include_str!("../sets/code.toml")),
     ("math", include_str!("../sets/math.toml")),
     ("auto", include_str!("../sets/auto.toml")),
+    ("verifiable", include_str!("../sets/verifiable.toml")),
 ];
 
 impl OperatorSet {
@@ -276,6 +282,14 @@ impl OperatorSet {
             if op.final_marker.as_deref().is_some_and(|m| m.trim().is_empty()) {
                 return bad("final_marker", "must not be empty");
             }
+            if let Some(id) = op.constraints.iter().find(|id| !crate::constrain::drawable(id)) {
+                let message = if evol_constraints::IDS.contains(&id.as_str()) {
+                    format!("`{id}` cannot be drawn: its argument is the request itself, which the rewrite changes")
+                } else {
+                    format!("unknown constraint id `{id}` (known: {})", evol_constraints::IDS.join(", "))
+                };
+                return bad("constraints", &message);
+            }
             operations.push(op);
         }
         Ok(OperatorSet { name, description, operations: OperationSet(operations), templates })
@@ -337,6 +351,10 @@ impl OperatorSet {
             if !op.markers.is_empty() {
                 let markers: Vec<String> = op.markers.iter().map(|m| toml_string(m)).collect();
                 out.push_str(&format!("markers = [{}]\n", markers.join(", ")));
+            }
+            if !op.constraints.is_empty() {
+                let ids: Vec<String> = op.constraints.iter().map(|id| toml_string(id)).collect();
+                out.push_str(&format!("constraints = [{}]\n", ids.join(", ")));
             }
             if op.rules != Rule::all() {
                 let rules: Vec<String> = op.rules.iter().map(|r| toml_string(r.name())).collect();

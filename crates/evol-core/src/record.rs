@@ -86,6 +86,10 @@ pub struct Evolution {
     /// improved one); absent when none was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_response: Option<String>,
+    /// The constraints the instruction states, each an id with its
+    /// arguments (`verifiable` operations add them), which its answer keeps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<evol_constraints::Constraint>,
 }
 
 /// One round of answer improvement (Evol-Answer): the judge's critique of
@@ -194,6 +198,9 @@ pub struct Rejection {
     /// With `--answers K`: every answer, none of which could be kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub answers: Vec<AnswerCandidate>,
+    /// The constraints the instruction was to state (see [`Evolution`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<evol_constraints::Constraint>,
 }
 
 /// A seed's difficulty score, with `--score-difficulty`.
@@ -263,6 +270,7 @@ mod tests {
             ranking: None,
             improvements: Vec::new(),
             original_response: None,
+            constraints: Vec::new(),
         };
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(

@@ -249,6 +249,9 @@ impl Templates {
                 }
                 needed.push("method");
             }
+            if !op.constraints.is_empty() {
+                needed.push("constraint");
+            }
             if let Some(missing) = needed.into_iter().find(|v| !used.contains(*v)) {
                 return Err(fail(format!("the template `{}` must use `{{{{ {missing} }}}}`", op.template)));
             }
@@ -316,7 +319,12 @@ impl Templates {
         // Render each once so that errors surface before any model call.
         for op in enabled.iter() {
             templates
-                .evolve_prompt(op, "x", &mut crate::rng::step_rng(0, "", 0, 0))
+                .evolve_prompt(
+                    op,
+                    "x",
+                    (!op.constraints.is_empty()).then_some("x"),
+                    &mut crate::rng::step_rng(0, "", 0, 0),
+                )
                 .map_err(|e| TemplateError::Operator { operator: op.name.clone(), message: e.to_string() })?;
         }
         templates.equality_prompt("x", "y")?;
@@ -408,20 +416,23 @@ impl Templates {
     /// The prompt that asks a model to evolve `instruction` with `op`: its
     /// method (with a data format drawn from the list, for an operation
     /// that draws one) rendered into its template.
+    /// An operation that draws constraints gets the drawn one's wording as
+    /// `constraint`.
     pub fn evolve_prompt(
         &self,
         op: &Operation,
         instruction: &str,
+        constraint: Option<&str>,
         rng: &mut impl Rng,
     ) -> Result<EvolvePrompt, TemplateError> {
         let Some(method_file) = &op.method else {
-            let text = self.render(&op.template, context! { instruction })?;
+            let text = self.render(&op.template, context! { instruction, constraint })?;
             return Ok(EvolvePrompt { text, data_format: None });
         };
         let data_format =
             op.data_formats.then(|| self.data_formats[rng.random_range(0..self.data_formats.len())].clone());
         let method = self.render(method_file, context! { format => data_format.as_deref() })?;
-        let text = self.render(&op.template, context! { method => method.trim(), instruction })?;
+        let text = self.render(&op.template, context! { method => method.trim(), instruction, constraint })?;
         Ok(EvolvePrompt { text, data_format })
     }
 
@@ -481,7 +492,7 @@ mod tests {
     fn hostile_instruction_is_inserted_literally() {
         let t = Templates::builtin();
         for op in OperationSet::builtin().iter() {
-            let p = t.evolve_prompt(op, HOSTILE, &mut step_rng(1, "a", 1, 0)).unwrap();
+            let p = t.evolve_prompt(op, HOSTILE, None, &mut step_rng(1, "a", 1, 0)).unwrap();
             assert!(p.text.contains(HOSTILE), "{op}: {}", p.text);
             assert_eq!(p.text.matches(HOSTILE).count(), 1);
         }
@@ -505,9 +516,15 @@ mod tests {
                      #Finally Rewritten Instruction#: {{% raw %}} {}",
                     op.markers.join(" ")
                 );
-                let p = t.evolve_prompt(op, &hostile, &mut step_rng(1, "a", 1, 0)).unwrap();
+                // A constraint's wording holds text of the instruction
+                // (keywords): it stays literal too.
+                let wording = format!("Include \"{{{{ instruction }}}}\".");
+                let constraint = (!op.constraints.is_empty()).then_some(wording.as_str());
+                let p = t.evolve_prompt(op, &hostile, constraint, &mut step_rng(1, "a", 1, 0)).unwrap();
                 assert_eq!(p.text.matches(&hostile).count(), 1, "{name}/{op}: {}", p.text);
-                assert!(!p.text.contains("{{") || p.text.matches("{{").count() == hostile.matches("{{").count());
+                assert_eq!(p.text.contains(&wording), constraint.is_some(), "{name}/{op}");
+                let planted = hostile.matches("{{").count() + constraint.map_or(0, |c| c.matches("{{").count());
+                assert!(!p.text.contains("{{") || p.text.matches("{{").count() == planted);
                 match name {
                     "code" => assert!(p.text.trim_end().ends_with("#Harder Question#:"), "{op}"),
                     "math" => assert!(p.text.trim_end().ends_with("#New Problem#:"), "{op}"),
@@ -516,7 +533,11 @@ mod tests {
                         assert_eq!(p.text[heading + 15..].trim_end(), hostile.trim_end(), "{op}");
                         assert!(p.text[..heading].contains("\"#Finally Rewritten Instruction#:\""));
                     }
+                    "verifiable" => assert!(p.text.trim_end().ends_with("#New Instruction#:"), "{op}"),
                     _ => {}
+                }
+                if op.method.is_none() {
+                    continue;
                 }
                 let with = t.evolve_prompt_with(op, "{{ instruction }} {% if %}", "Q").unwrap();
                 assert!(op.method.is_none() || with.contains("{{ instruction }} {% if %}"), "{name}/{op}");
@@ -551,7 +572,7 @@ mod tests {
     fn in_depth_prompts_end_with_the_rewrite_marker() {
         let t = Templates::builtin();
         for op in OperationSet::builtin().iter() {
-            let p = t.evolve_prompt(op, "Name a colour.", &mut step_rng(1, "a", 1, 0)).unwrap();
+            let p = t.evolve_prompt(op, "Name a colour.", None, &mut step_rng(1, "a", 1, 0)).unwrap();
             let marker = if op.is_in_depth() { "#Rewritten Prompt#:" } else { "#Created Prompt#:" };
             assert!(p.text.trim_end().ends_with(marker), "{op}");
             assert!(p.text.contains("Name a colour."));
@@ -566,6 +587,7 @@ mod tests {
             .evolve_prompt(
                 OperationSet::builtin().get("complicate_input").unwrap(),
                 "Sort numbers.",
+                None,
                 &mut step_rng(3, "b", 2, 0),
             )
             .unwrap();
@@ -579,7 +601,7 @@ mod tests {
         let t = Templates::builtin();
         let texts: std::collections::BTreeSet<String> = OperationSet::builtin()
             .iter()
-            .map(|op| t.evolve_prompt(op, "Q", &mut step_rng(1, "a", 1, 0)).unwrap().text)
+            .map(|op| t.evolve_prompt(op, "Q", None, &mut step_rng(1, "a", 1, 0)).unwrap().text)
             .collect();
         assert_eq!(texts.len(), 6);
     }
@@ -602,8 +624,9 @@ mod tests {
         let mut o = BTreeMap::new();
         o.insert("in_breadth.txt".to_string(), "NEW: {{ instruction }}\n#Created Prompt#:".to_string());
         let t = Templates::with_overrides(o).unwrap();
-        let p =
-            t.evolve_prompt(OperationSet::builtin().get("breadth").unwrap(), "Q?", &mut step_rng(0, "", 0, 0)).unwrap();
+        let p = t
+            .evolve_prompt(OperationSet::builtin().get("breadth").unwrap(), "Q?", None, &mut step_rng(0, "", 0, 0))
+            .unwrap();
         assert_eq!(p.text, "NEW: Q?\n#Created Prompt#:");
     }
 }

@@ -1017,6 +1017,7 @@ mod tests {
             ranking: None,
             improvements: Vec::new(),
             original_response: None,
+            constraints: Vec::new(),
         }
     }
 

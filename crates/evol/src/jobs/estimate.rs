@@ -113,7 +113,9 @@ impl Overheads {
         let mut rng = evol_core::rng::keyed_rng(0, &[b"estimate"]);
         let mut evolve = 0.0;
         for op in ops.iter() {
-            evolve += templates.evolve_prompt(op, "", &mut rng)?.text.len() as f64 / BYTES_PER_TOKEN;
+            evolve += templates.evolve_prompt(op, "", (!op.constraints.is_empty()).then_some(""), &mut rng)?.text.len()
+                as f64
+                / BYTES_PER_TOKEN;
         }
         let judge = templates.equality_prompt("", "")?.len() as f64 / BYTES_PER_TOKEN;
         let score = templates.difficulty_prompt("")?.len() as f64 / BYTES_PER_TOKEN;
