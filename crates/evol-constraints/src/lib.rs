@@ -573,6 +573,32 @@ impl GroundTruth {
         }
     }
 
+    /// The row's `ground_truth` text as open-instruct's IFEval verifier
+    /// reads it (`ast.literal_eval(label)[0]`): a one-item list of this
+    /// object, as JSON (no argument is ever null, so it is also a Python
+    /// literal).
+    pub fn to_label(&self) -> String {
+        serde_json::to_string(&[self]).expect("a ground truth serializes")
+    }
+
+    /// A `ground_truth` text back: the one-item list [`to_label`] writes,
+    /// the object alone, or either encoded once more as a JSON string.
+    ///
+    /// [`to_label`]: GroundTruth::to_label
+    pub fn from_label(label: &str) -> Result<GroundTruth, String> {
+        let mut value: serde_json::Value = serde_json::from_str(label).map_err(|e| format!("not JSON: {e}"))?;
+        for _ in 0..2 {
+            value = match value {
+                serde_json::Value::String(inner) => {
+                    serde_json::from_str(&inner).map_err(|e| format!("not JSON inside its string: {e}"))?
+                }
+                serde_json::Value::Array(mut items) if items.len() == 1 => items.remove(0),
+                other => other,
+            };
+        }
+        serde_json::from_value(value).map_err(|e| format!("not a ground truth (`instruction_id` and `kwargs`): {e}"))
+    }
+
     /// The constraints back, or the first that cannot be read.
     pub fn constraints(&self) -> Result<Vec<Constraint>, BadConstraint> {
         if self.instruction_id.len() != self.kwargs.len() {

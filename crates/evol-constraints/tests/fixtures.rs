@@ -38,6 +38,12 @@ fn constraints_round_trip_through_the_ground_truth_layout() {
     let text = serde_json::to_string(&truth).unwrap();
     let back: GroundTruth = serde_json::from_str(&text).unwrap();
     assert_eq!(back.constraints().unwrap(), constraints);
+    let label = truth.to_label();
+    assert!(label.starts_with("[{\"instruction_id\":[") && !label.contains("null"), "{label}");
+    assert_eq!(GroundTruth::from_label(&label).unwrap(), truth);
+    assert_eq!(GroundTruth::from_label(&serde_json::to_string(&label).unwrap()).unwrap(), truth, "encoded twice");
+    assert_eq!(GroundTruth::from_label(&text).unwrap(), truth, "the object alone");
+    assert!(GroundTruth::from_label("[1, 2]").unwrap_err().starts_with("not a ground truth"));
     assert_eq!(truth.instruction_id[0], "keywords:existence");
     assert_eq!(truth.kwargs[0], serde_json::json!({"keywords": ["river", "bridge"]}));
     let no_args = constraints.iter().position(|c| c.id() == "detectable_format:json_format").unwrap();

@@ -41,10 +41,14 @@ const END_PHRASES: &[&str] = &[
 /// Languages an answer may be asked to be written in.
 const LANGUAGES: &[&str] = &["en", "fr", "de", "es", "pt", "ru", "zh", "ja", "hi", "ar", "th", "ko"];
 
-/// Kinds that shape the whole answer: none of them goes with any other
+/// Kinds that shape the whole answer (or wrap it): none of them goes with any other
 /// kind that shapes it or places something in it.
-const WHOLE: &[&str] =
-    &["detectable_format:json_format", "detectable_format:constrained_response", "combination:two_responses"];
+const WHOLE: &[&str] = &[
+    "detectable_format:json_format",
+    "detectable_format:constrained_response",
+    "combination:two_responses",
+    "startend:quotation",
+];
 
 /// Kinds that give the answer a structure or put a text at a place in it.
 fn structural(id: &str) -> bool {

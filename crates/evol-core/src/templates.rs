@@ -518,7 +518,7 @@ mod tests {
                 );
                 // A constraint's wording holds text of the instruction
                 // (keywords): it stays literal too.
-                let wording = format!("Include \"{{{{ instruction }}}}\".");
+                let wording = "Include \"{{ instruction }}\".".to_string();
                 let constraint = (!op.constraints.is_empty()).then_some(wording.as_str());
                 let p = t.evolve_prompt(op, &hostile, constraint, &mut step_rng(1, "a", 1, 0)).unwrap();
                 assert_eq!(p.text.matches(&hostile).count(), 1, "{name}/{op}: {}", p.text);

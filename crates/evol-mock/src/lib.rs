@@ -17,6 +17,7 @@
 //! which is what benchmarks divide by to measure a client's efficiency.
 
 mod batch;
+pub mod follow;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +112,9 @@ pub struct MockConfig {
     /// requests are otherwise answered in their own language, and refused
     /// in it at `sorry_rate`.
     pub switch_rate: f64,
+    /// Share of answers to an instruction with constraints (in `evol`'s
+    /// wording) that break one of them; the others keep every one.
+    pub break_rate: f64,
 }
 
 /// Where a reasoning model's server puts the thinking trace.
@@ -170,6 +174,7 @@ impl Default for MockConfig {
             trace: None,
             maths: None,
             switch_rate: 0.0,
+            break_rate: 0.1,
         }
     }
 }
@@ -1057,6 +1062,11 @@ fn reply_for(
         } else {
             format!("{given} {}{leak}", tongue.clause(h))
         };
+        // A requirement to add (the `verifiable` set's prompts) is added.
+        let text = match requirement(prompt) {
+            Some(requirement) => format!("{text} {requirement}"),
+            None => text,
+        };
         return (Kind::Rewrite, text);
     }
     if kind == Kind::Score {
@@ -1089,8 +1099,13 @@ fn reply_for(
     if unit(2) < config.sorry_rate {
         return (Kind::Answer, tongue.sorry().to_string());
     }
-    let mut x = h;
     let vocabulary = tongue.words();
+    let constraints = follow::recognise(prompt);
+    if !constraints.is_empty() {
+        let skip = (unit(7) < config.break_rate).then(|| (h % constraints.len() as u64) as usize);
+        return (Kind::Answer, follow::follow(&constraints, vocabulary, tongue.space(), skip));
+    }
+    let mut x = h;
     let words: Vec<&str> = (0..config.answer_words.max(1))
         .map(|_| {
             x = splitmix(x);
@@ -1106,6 +1121,13 @@ fn reply_for(
         text.push_str(&format!(" {SIGNATURE}{model})"));
     }
     (Kind::Answer, text)
+}
+
+/// The requirement an evolving prompt asks to add: the text under its
+/// `#Requirement#:` heading.
+fn requirement(prompt: &str) -> Option<&str> {
+    let rest = prompt.split("#Requirement#:").nth(1)?;
+    Some(rest.split("\n\n#").next().unwrap_or(rest).trim()).filter(|r| !r.is_empty())
 }
 
 /// The last `A op B` of whole numbers in a question (`op`: `+`, `-`, `*`,

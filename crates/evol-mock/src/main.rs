@@ -34,6 +34,10 @@ struct Args {
     /// --sorry-rate).
     #[arg(long, default_value_t = 0.0)]
     switch_rate: f64,
+    /// Share of answers to an instruction with constraints (as evol words
+    /// them) that break one; the others keep them all.
+    #[arg(long, default_value_t = 0.1)]
+    break_rate: f64,
     /// Share of evolutions that leak the words "rewritten prompt".
     #[arg(long, default_value_t = 0.02)]
     leak_rate: f64,
@@ -129,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
         equal_rate: args.equal_rate,
         sorry_rate: args.sorry_rate,
         switch_rate: args.switch_rate,
+        break_rate: args.break_rate,
         leak_rate: args.leak_rate,
         answer_words: args.answer_words,
         unreadable_rate: args.unreadable_rate,

@@ -611,6 +611,8 @@ fn dataset_row(source: DatasetSource<'_>) -> Result<Option<DatasetEntry>, Export
                     output_reasoning: e.response_reasoning,
                     difficulty,
                     answer_truncated: e.answer_truncated,
+                    ground_truth: (!e.constraints.is_empty())
+                        .then(|| evol_constraints::GroundTruth::new(&e.constraints).to_label()),
                 },
                 pair,
             }
@@ -644,6 +646,7 @@ fn dataset_row(source: DatasetSource<'_>) -> Result<Option<DatasetEntry>, Export
                     output_reasoning,
                     difficulty,
                     answer_truncated,
+                    ground_truth: None,
                 },
                 pair: None,
             }
@@ -786,6 +789,11 @@ pub struct DatasetRow {
     /// and said, so a dataset can leave it out.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub answer_truncated: bool,
+    /// The constraints its answer keeps, as the `ground_truth` of
+    /// open-instruct's IFEval verifier
+    /// ([`evol_constraints::GroundTruth::to_label`]); absent without any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ground_truth: Option<String>,
 }
 
 /// The record files, and the kind of record each holds.
@@ -1135,6 +1143,7 @@ mod tests {
             output_reasoning: None,
             difficulty: None,
             answer_truncated: false,
+            ground_truth: None,
         };
         assert!(rows.contains(&plain("seed q", None)));
         assert!(rows.contains(&plain("q c.r1", Some("answer to q c.r1"))));

@@ -311,3 +311,87 @@ fn optimize_stops_at_a_budget_and_resumes_to_the_same_result() {
     assert_eq!(few.status.code(), Some(2));
     assert!(stderr(&few).contains("--dev 30"), "{}", stderr(&few));
 }
+
+/// The constraints of a record or a dataset row.
+fn constraints_of(row: &serde_json::Value) -> Vec<evol_constraints::Constraint> {
+    match row.get("ground_truth") {
+        Some(label) => {
+            evol_constraints::GroundTruth::from_label(label.as_str().unwrap()).unwrap().constraints().unwrap()
+        }
+        None => serde_json::from_value(row["constraints"].clone()).unwrap(),
+    }
+}
+
+#[test]
+fn the_verifiable_set_adds_checked_constraints_and_exports_their_ground_truth() {
+    let mock = Mock::start(MockConfig { leak_rate: 0.0, sorry_rate: 0.0, break_rate: 0.3, ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(40));
+    let out = dir.path("out");
+    let args = ["--rounds", "3", "--ops", "verifiable", "-q"];
+    assert_success(&evol_run(&mock.url, &seeds, &out, &args));
+
+    // Every kept row keeps every constraint it states, and carries them.
+    let rows = read_lines(&out.join("dataset.jsonl"));
+    assert!(rows.len() > 40, "{}", rows.len());
+    for row in &rows {
+        let constraints = constraints_of(row);
+        assert!(!constraints.is_empty(), "{row}");
+        assert_eq!(evol_constraints::check_all(&constraints, row["output"].as_str().unwrap()), Ok(()), "{row}");
+    }
+    for e in read_lines(&out.join("evolved.jsonl")) {
+        let n = constraints_of(&e).len() as u64;
+        assert!(n >= 1 && n <= e["round"].as_u64().unwrap(), "one constraint a kept round at most: {e}");
+    }
+    // Every answer that broke one was rejected, naming the first it broke.
+    let rejected = read_lines(&out.join("rejected.jsonl"));
+    let failed: Vec<_> = rejected.iter().filter(|r| r["reason"] == "constraint_failed").collect();
+    assert!(failed.len() >= 5, "the simulator breaks a constraint in 3 answers of 10: {}", failed.len());
+    for r in &failed {
+        let broken = evol_constraints::check_all(&constraints_of(r), r["response"].as_str().unwrap()).unwrap_err();
+        assert_eq!(r["detail"], broken.to_string());
+    }
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!(stats["total"]["rejected"]["constraint_failed"].as_u64(), Some(failed.len() as u64));
+
+    // Run again: nothing is sent, nothing changes.
+    let dataset = std::fs::read(out.join("dataset.jsonl")).unwrap();
+    let sent = mock.stats().requests;
+    assert_success(&evol_run(&mock.url, &seeds, &out, &args));
+    assert_eq!(mock.stats().requests, sent);
+    assert_eq!(std::fs::read(out.join("dataset.jsonl")).unwrap(), dataset);
+
+    // Parquet carries the ground truth as open-instruct reads it.
+    let parquet = dir.path("rl.parquet");
+    let export = ["export", out.to_str().unwrap(), "--format", "messages", "--to", parquet.to_str().unwrap()];
+    assert_success(&evol(&export));
+    let read = std::process::Command::new("python3")
+        .args(["-c", "import sys, json, ast, pyarrow.parquet as pq\nt = pq.read_table(sys.argv[1])\nfor g in t.column('ground_truth').to_pylist():\n    d = ast.literal_eval(g)[0]\n    print(json.dumps(d['instruction_id']))"])
+        .arg(&parquet)
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    let ids: Vec<Vec<String>> =
+        String::from_utf8(read.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let expected: Vec<Vec<String>> =
+        rows.iter().map(|r| constraints_of(r).iter().map(|c| c.id().to_string()).collect()).collect();
+    assert_eq!(ids, expected);
+
+    // With three answers, the first that keeps them all is kept.
+    let best = dir.path("best");
+    assert_success(&evol_run(&mock.url, &seeds, &best, &[&args[..], &["--answers", "3", "--pick", "first"]].concat()));
+    let kept = read_lines(&best.join("evolved.jsonl"));
+    let rescued = kept
+        .iter()
+        .filter(|e| e["answers"].as_array().unwrap().iter().any(|a| a["rejected"] == "constraint_failed"))
+        .count();
+    assert!(rescued > 0, "some rows kept a later answer after one broke a constraint");
+    for e in &kept {
+        let answers = e["answers"].as_array().unwrap();
+        let first_passing = answers.iter().position(|a| a["rejected"].is_null()).unwrap();
+        assert_eq!(answers[first_passing]["kept"], true, "{e}");
+    }
+    let failed_best =
+        read_lines(&best.join("rejected.jsonl")).iter().filter(|r| r["reason"] == "constraint_failed").count();
+    assert!(failed_best < failed.len(), "{failed_best} rejected of three answers, {} of one", failed.len());
+}

@@ -223,6 +223,7 @@ fn run_extra_fields() -> Vec<Field> {
         table::text("answer_model", true),
         table::float("difficulty", true),
         arrow_schema::Field::new("answer_truncated", arrow_schema::DataType::Boolean, false),
+        table::text("ground_truth", true),
     ]
 }
 
@@ -277,6 +278,7 @@ fn run_example(entry: &DatasetEntry, traces: TraceExport) -> Example {
     extra.insert("answer_model".into(), json!(entry.answer_model));
     extra.insert("difficulty".into(), json!(entry.row.difficulty));
     extra.insert("answer_truncated".into(), json!(entry.row.answer_truncated));
+    extra.insert("ground_truth".into(), json!(entry.row.ground_truth));
     let trace = entry.row.output_reasoning.as_deref().filter(|t| !t.trim().is_empty());
     let output = match (traces, trace, &entry.row.output) {
         // As open-r1 and OpenThoughts publish: the trace opens the answer.
