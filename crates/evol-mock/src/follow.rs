@@ -17,7 +17,7 @@ static PATTERNS: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
     let rel = "(fewer than|at least)";
     let q = "\"([^\"]+)\"";
     [
-        ("language", format!("Write the whole answer in ([A-Z][a-z]+) and in no other language")),
+        ("language", "Write the whole answer in ([A-Z][a-z]+) and in no other language".to_string()),
         ("sentences", format!("The answer must have {rel} {n} sentences")),
         ("paragraphs", format!("exactly {n} paragraphs, separated from each other by the markdown divider")),
         ("words", format!("The answer must be {rel} {n} words long")),
