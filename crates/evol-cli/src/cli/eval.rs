@@ -46,7 +46,10 @@ pub struct AnswerArgs {
     #[arg(long = "answers", alias = "samples", value_name = "K", default_value_t = 1)]
     pub samples: u32,
     /// The test set's field holding each question's reference answer (a
-    /// final answer, `\boxed{...}`, or a worked solution ending in one).
+    /// final answer, `\boxed{...}`, or a worked solution ending in one),
+    /// or its constraints (`ground_truth`, as `evol run --ops verifiable`
+    /// writes it): an answer is then correct when it keeps every one, and
+    /// a wrong one names the constraint it broke (`broken`).
     #[arg(long, value_name = "NAME")]
     pub reference_field: Option<String>,
     /// Which of the K answers a row keeps (among the correct ones, with a

@@ -58,7 +58,10 @@ pub struct RunArgs {
     /// set (`evol`, the default: add_constraints, deepen, concretize,
     /// reasoning, complicate_input, breadth; `code`: Code Evol-Instruct;
     /// `math`: upward and downward maths evolution; `auto`: Auto
-    /// Evol-Instruct's method) or the --ops-file's; LIST is
+    /// Evol-Instruct's method; `verifiable`: each round adds a constraint
+    /// a program checks (IFEval's kinds: length, keywords, format,
+    /// content, style), every answer that breaks one is rejected
+    /// `constraint_failed`, rows carry `ground_truth`) or the --ops-file's; LIST is
     /// comma-separated operator names, `all`, or kinds (`in-depth`,
     /// `in-breadth`, `upward`, `downward`), each optionally `=WEIGHT`:
     /// `--ops code`, `--ops math:downward`, `--ops add_constraints=2,breadth=1`.
@@ -68,7 +71,8 @@ pub struct RunArgs {
     pub ops: String,
 
     /// An operator set of your own (TOML: `[[operator]]` tables with a
-    /// name, kind, template, method, weight, rules; `[templates]`): `evol
+    /// name, kind, template, method, weight, rules, constraints;
+    /// `[templates]`): `evol
     /// ops show evol` prints one to start from. --ops then selects from it.
     #[arg(long, value_name = "FILE", help_heading = "Method")]
     pub ops_file: Option<PathBuf>,

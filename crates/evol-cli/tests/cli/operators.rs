@@ -377,6 +377,37 @@ fn the_verifiable_set_adds_checked_constraints_and_exports_their_ground_truth() 
         rows.iter().map(|r| constraints_of(r).iter().map(|c| c.id().to_string()).collect()).collect();
     assert_eq!(ids, expected);
 
+    // `evol answer` checks another model's answers against the rows'
+    // constraints.
+    let answered = dir.path("answered");
+    let dataset_path = out.join("dataset.jsonl");
+    assert_success(&evol(&[
+        "answer",
+        dataset_path.to_str().unwrap(),
+        "-o",
+        answered.to_str().unwrap(),
+        "--endpoint",
+        &mock.url,
+        "--reference-field",
+        "ground_truth",
+        "--answers",
+        "3",
+    ]));
+    let (mut correct, mut wrong) = (0, 0);
+    for q in read_lines(&answered.join("answers.jsonl")) {
+        let truth = evol_constraints::GroundTruth::from_label(q["reference"].as_str().unwrap()).unwrap();
+        let constraints = truth.constraints().unwrap();
+        for sample in q["samples"].as_array().unwrap() {
+            let checked = evol_constraints::check_all(&constraints, sample["answer"].as_str().unwrap());
+            match sample["verdict"].as_str().unwrap() {
+                "correct" => (correct += 1, assert_eq!(checked, Ok(()))).1,
+                "wrong" => (wrong += 1, assert_eq!(sample["broken"], checked.unwrap_err().to_string())).1,
+                other => panic!("{other}: {sample}"),
+            }
+        }
+    }
+    assert!(correct > 0 && wrong > 0, "{correct} correct, {wrong} wrong");
+
     // With three answers, the first that keeps them all is kept.
     let best = dir.path("best");
     assert_success(&evol_run(&mock.url, &seeds, &best, &[&args[..], &["--answers", "3", "--pick", "first"]].concat()));

@@ -63,6 +63,18 @@ struct Sample {
     score: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Against a `ground_truth` reference: the constraint the answer broke
+    /// (or why the reference cannot be read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broken: Option<String>,
+}
+
+/// A reference that is a row's constraints (the `ground_truth` of
+/// `--ops verifiable`, open-instruct's layout): `None` when it is not one,
+/// else the constraints or why they cannot be read.
+fn constraints_of(reference: &str) -> Option<Result<Vec<evol_constraints::Constraint>, String>> {
+    let truth = evol_constraints::GroundTruth::from_label(reference).ok()?;
+    Some(truth.constraints().map_err(|e| format!("the reference's {e}")))
 }
 
 impl Sample {
@@ -346,6 +358,7 @@ async fn sample(
     let mut messages: Vec<Message> = settings.system.iter().map(Message::system).collect();
     messages.push(Message::user(q.turns[0].as_str()));
     let slice = Slice { round: 0, operation: "answer" };
+    let constraints = q.reference.as_deref().and_then(constraints_of);
     let stages: Vec<String> = (0..settings.samples)
         .map(|k| if k == 0 { "answer".to_string() } else { format!("answer#{}", k + 1) })
         .collect();
@@ -367,9 +380,22 @@ async fn sample(
                 outcome.usage.prompt_tokens += reply.usage.prompt_tokens;
                 outcome.usage.completion_tokens += reply.usage.completion_tokens;
                 outcome.usage.reasoning_tokens += reply.usage.reasoning_tokens;
-                let verdict = match q.reference.as_deref() {
-                    None => "answered",
-                    Some(reference) => match evol_eval::verify::check(&reply.text, reference) {
+                let mut broken = None;
+                let verdict = match (q.reference.as_deref(), &constraints) {
+                    (None, _) => "answered",
+                    // Constraints: correct when the answer keeps them all.
+                    (Some(_), Some(Ok(constraints))) => match evol_constraints::check_all(constraints, &reply.text) {
+                        Ok(()) => "correct",
+                        Err(b) => {
+                            broken = Some(b.to_string());
+                            "wrong"
+                        }
+                    },
+                    (Some(_), Some(Err(e))) => {
+                        broken = Some(e.clone());
+                        "unreadable"
+                    }
+                    (Some(reference), None) => match evol_eval::verify::check(&reply.text, reference) {
                         evol_eval::verify::Check::Correct => "correct",
                         evol_eval::verify::Check::Wrong => "wrong",
                         evol_eval::verify::Check::Unreadable => "unreadable",
@@ -382,6 +408,7 @@ async fn sample(
                     verdict,
                     score: None,
                     error: None,
+                    broken,
                 }
             }
             Err(error) => Sample {
@@ -391,6 +418,7 @@ async fn sample(
                 verdict: "failed",
                 score: None,
                 error: Some(error),
+                broken: None,
             },
         };
         outcome.samples.push(one);

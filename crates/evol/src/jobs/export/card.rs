@@ -347,6 +347,16 @@ fn run_body(s: &mut String, card: &Card, stats: &Result<Option<RunReport>, Resul
         };
         let _ = writeln!(s, "- Thinking traces: {} of {rows} answers have one, {place}", made.traced);
     }
+    if made.constrained > 0 {
+        let kinds: Vec<String> = made.constraint_kinds.iter().map(|(id, n)| format!("`{id}` {n}")).collect();
+        let _ = writeln!(
+            s,
+            "- Constraints checked by code: {} of {rows} rows state some, and their answers keep every one; \
+             the `ground_truth` column holds them in the layout of open-instruct's IFEval verifier ({})",
+            made.constrained,
+            kinds.join(", ")
+        );
+    }
     let _ = writeln!(
         s,
         "- Sampling: temperature {}, top-p {}, at most {} tokens per reply{}\n",

@@ -71,6 +71,9 @@ pub(crate) struct Made {
     /// Rows whose answer has a thinking trace, and where it went.
     pub traced: u64,
     pub traces: TraceExport,
+    /// Rows with constraints (`ground_truth`), and how many of each kind.
+    pub constrained: u64,
+    pub constraint_kinds: BTreeMap<String, u64>,
 }
 
 /// Rewrites a run's files from its journal and, with a target, writes its
@@ -298,6 +301,14 @@ fn note(made: &mut Made, entry: &DatasetEntry) {
     }
     if entry.row.output_reasoning.as_deref().is_some_and(|t| !t.trim().is_empty()) {
         made.traced += 1;
+    }
+    if let Some(label) = &entry.row.ground_truth {
+        made.constrained += 1;
+        if let Ok(truth) = evol_constraints::GroundTruth::from_label(label) {
+            for id in truth.instruction_id {
+                *made.constraint_kinds.entry(id).or_default() += 1;
+            }
+        }
     }
     let round = entry.lineage.as_ref().map_or(0, |l| l.round);
     *made.rounds.entry(round).or_default() += 1;
