@@ -511,6 +511,7 @@ impl Engine {
             round,
             operation: operation.name().to_string(),
             data_format: prompt.data_format.clone(),
+            nodes: prompt.nodes,
         };
         let mut usage = Usage::default();
         // The thinking traces of the evolving and answering replies, kept
@@ -927,6 +928,9 @@ impl Engine {
                         Err(e) => Scored::failed(e),
                     };
                     self.stats.difficulty(round, &scored);
+                    if let Some(nodes) = prompt.nodes {
+                        self.stats.difficulty_by_nodes(nodes, &scored);
+                    }
                     difficulty = Some(scored);
                 }
             }

@@ -82,6 +82,22 @@ pub struct Operation {
     /// template gets the drawn one's wording as `constraint`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<String>,
+    /// Tree-Instruct: the numbers of nodes it may add to the instruction's
+    /// tree, one drawn per step and passed to the template as `nodes`
+    /// (recorded with the evolution).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<u32>,
+}
+
+/// The most nodes one step may add.
+pub const MAX_NODES: u32 = 50;
+
+/// A list of node counts that is not usable, or the reason.
+pub fn check_nodes(nodes: &[u32]) -> Result<(), String> {
+    match nodes.iter().find(|n| **n == 0 || **n > MAX_NODES) {
+        Some(n) => Err(format!("{n} nodes: a step adds from 1 to {MAX_NODES}")),
+        None => Ok(()),
+    }
 }
 
 fn one() -> f64 {
@@ -180,6 +196,7 @@ pub const BUILTIN_SETS: &[(&str, &str)] = &[
     ("math", include_str!("../sets/math.toml")),
     ("auto", include_str!("../sets/auto.toml")),
     ("verifiable", include_str!("../sets/verifiable.toml")),
+    ("tree", include_str!("../sets/tree.toml")),
 ];
 
 impl OperatorSet {
@@ -290,6 +307,9 @@ impl OperatorSet {
                 };
                 return bad("constraints", &message);
             }
+            if let Err(message) = check_nodes(&op.nodes) {
+                return bad("nodes", &message);
+            }
             operations.push(op);
         }
         Ok(OperatorSet { name, description, operations: OperationSet(operations), templates })
@@ -355,6 +375,10 @@ impl OperatorSet {
             if !op.constraints.is_empty() {
                 let ids: Vec<String> = op.constraints.iter().map(|id| toml_string(id)).collect();
                 out.push_str(&format!("constraints = [{}]\n", ids.join(", ")));
+            }
+            if !op.nodes.is_empty() {
+                let nodes: Vec<String> = op.nodes.iter().map(u32::to_string).collect();
+                out.push_str(&format!("nodes = [{}]\n", nodes.join(", ")));
             }
             if op.rules != Rule::all() {
                 let rules: Vec<String> = op.rules.iter().map(|r| toml_string(r.name())).collect();
@@ -506,6 +530,24 @@ impl OperationSet {
     /// The operation at a position of the set.
     pub fn at(&self, index: usize) -> &Operation {
         &self.0[index]
+    }
+
+    /// The set with every operation that adds nodes (Tree-Instruct)
+    /// drawing from `nodes` instead; an error when none adds any.
+    pub fn with_nodes(&self, nodes: &[u32]) -> Result<OperationSet, String> {
+        check_nodes(nodes)?;
+        if nodes.is_empty() || !self.0.iter().any(|op| !op.nodes.is_empty()) {
+            return Err("no selected operation adds nodes (`--ops tree` has them)".into());
+        }
+        let ops = self
+            .0
+            .iter()
+            .map(|op| match op.nodes.is_empty() {
+                true => op.clone(),
+                false => Operation { nodes: nodes.to_vec(), ..op.clone() },
+            })
+            .collect();
+        Ok(OperationSet(ops))
     }
 }
 
@@ -680,5 +722,30 @@ mod tests {
         // The same counts against equal weights are far off.
         let uniform: f64 = counts.iter().map(|&c| (c as f64 - n as f64 / 4.0).powi(2) / (n as f64 / 4.0)).sum();
         assert!(uniform > 1000.0, "{uniform}");
+    }
+
+    #[test]
+    fn node_counts_are_checked_replaced_and_written_back() {
+        let tree = OperatorSet::builtin("tree").unwrap();
+        assert_eq!(tree.operations.at(0).nodes, vec![3, 6, 10]);
+        let chosen = tree.operations.with_nodes(&[4]).unwrap();
+        assert_eq!(chosen.at(0).nodes, vec![4]);
+        assert!(tree.operations.with_nodes(&[0]).unwrap_err().contains("0 nodes"));
+        assert!(OperationSet::builtin().with_nodes(&[3]).unwrap_err().contains("no selected operation adds nodes"));
+        let back = OperatorSet::parse(&tree.to_toml(&BTreeMap::new())).unwrap();
+        assert_eq!(back.operations, tree.operations);
+        let bad = tree.to_toml(&BTreeMap::new()).replace("nodes = [3, 6, 10]", "nodes = [3, 99]");
+        let err = OperatorSet::parse(&bad).unwrap_err().to_string();
+        assert_eq!(err, "operator `add_nodes`, field `nodes`: 99 nodes: a step adds from 1 to 50");
+        let verifiable = OperatorSet::builtin("verifiable").unwrap();
+        assert_eq!(
+            OperatorSet::parse(&verifiable.to_toml(&BTreeMap::new())).unwrap().operations,
+            verifiable.operations
+        );
+        let unknown = verifiable.to_toml(&BTreeMap::new()).replace("punctuation:no_comma", "punctuation:no_dots");
+        assert!(OperatorSet::parse(&unknown)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown constraint id `punctuation:no_dots`"));
     }
 }

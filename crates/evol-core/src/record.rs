@@ -36,6 +36,9 @@ pub struct Lineage {
     /// The data format drawn for an operation that draws one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_format: Option<String>,
+    /// The number of nodes a Tree-Instruct operation added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<u32>,
 }
 
 /// An accepted evolution.
@@ -255,6 +258,7 @@ mod tests {
                 round: 1,
                 operation: "deepen".into(),
                 data_format: None,
+                nodes: None,
             },
             instruction: "q".into(),
             instruction_reasoning: None,

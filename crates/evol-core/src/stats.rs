@@ -97,6 +97,10 @@ pub struct RunStats {
     /// `--score-difficulty`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "by_round")]
     pub difficulty: BTreeMap<u32, ScoreTally>,
+    /// Difficulty scores of Tree-Instruct evolutions, per number of nodes
+    /// added.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "by_round")]
+    pub difficulty_by_nodes: BTreeMap<u32, ScoreTally>,
     /// With `--answers K`: what became of the K answers of each instruction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_of: Option<BestOfTally>,
@@ -309,6 +313,11 @@ impl StatsRecorder {
     /// Records a difficulty score of round `round` (0: a seed).
     pub fn difficulty(&self, round: u32, scored: &crate::score::Scored) {
         self.inner.lock().unwrap().difficulty.entry(round).or_default().add(scored);
+    }
+
+    /// Records a difficulty score of an evolution that added `nodes` nodes.
+    pub fn difficulty_by_nodes(&self, nodes: u32, scored: &crate::score::Scored) {
+        self.inner.lock().unwrap().difficulty_by_nodes.entry(nodes).or_default().add(scored);
     }
 
     /// Records the K answers of one instruction; `ranking`: whether a

@@ -115,6 +115,8 @@ pub struct EvolvePrompt {
     pub text: String,
     /// The data format drawn for `complicate_input`.
     pub data_format: Option<String>,
+    /// The number of nodes drawn for a Tree-Instruct operation.
+    pub nodes: Option<u32>,
 }
 
 impl Templates {
@@ -251,6 +253,9 @@ impl Templates {
             }
             if !op.constraints.is_empty() {
                 needed.push("constraint");
+            }
+            if !op.nodes.is_empty() {
+                needed.push("nodes");
             }
             if let Some(missing) = needed.into_iter().find(|v| !used.contains(*v)) {
                 return Err(fail(format!("the template `{}` must use `{{{{ {missing} }}}}`", op.template)));
@@ -426,14 +431,16 @@ impl Templates {
         rng: &mut impl Rng,
     ) -> Result<EvolvePrompt, TemplateError> {
         let Some(method_file) = &op.method else {
-            let text = self.render(&op.template, context! { instruction, constraint })?;
-            return Ok(EvolvePrompt { text, data_format: None });
+            let nodes = (!op.nodes.is_empty()).then(|| op.nodes[rng.random_range(0..op.nodes.len())]);
+            let text = self.render(&op.template, context! { instruction, constraint, nodes })?;
+            return Ok(EvolvePrompt { text, data_format: None, nodes });
         };
         let data_format =
             op.data_formats.then(|| self.data_formats[rng.random_range(0..self.data_formats.len())].clone());
-        let method = self.render(method_file, context! { format => data_format.as_deref() })?;
-        let text = self.render(&op.template, context! { method => method.trim(), instruction, constraint })?;
-        Ok(EvolvePrompt { text, data_format })
+        let nodes = (!op.nodes.is_empty()).then(|| op.nodes[rng.random_range(0..op.nodes.len())]);
+        let method = self.render(method_file, context! { format => data_format.as_deref(), nodes })?;
+        let text = self.render(&op.template, context! { method => method.trim(), instruction, constraint, nodes })?;
+        Ok(EvolvePrompt { text, data_format, nodes })
     }
 
     /// The prompt of `op` with another method's text in it (a candidate

@@ -1035,6 +1035,9 @@ fn reply_for(
     if kind == Kind::Rewrite && prompt.contains(FINAL_MARKER) {
         return (Kind::Rewrite, auto_reply(prompt, h, unit));
     }
+    if kind == Kind::Rewrite && prompt.contains("#New Tree#:") {
+        return (Kind::Rewrite, tree_reply(prompt, h));
+    }
     if kind == Kind::Rewrite {
         // The instruction is what follows the prompt's last `#...#:`
         // heading but one (the whole prompt if it has none); a prompt that
@@ -1213,6 +1216,26 @@ fn auto_reply(prompt: &str, h: u64, unit: impl Fn(u64) -> f64) -> String {
         return steps;
     }
     format!("{steps}\n{FINAL_MARKER} {given} {clause}")
+}
+
+/// A reply to a Tree-Instruct prompt: the tree, the tree with its new
+/// nodes, and the new instruction: the given one with one clause a node
+/// asked for (so more nodes make a longer, harder-scored instruction).
+fn tree_reply(prompt: &str, h: u64) -> String {
+    static NODES: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"adding exactly (\d+) new nodes").expect("valid"));
+    let nodes: u64 = NODES.captures(prompt).and_then(|c| c[1].parse().ok()).unwrap_or(1).min(50);
+    let given = prompt.rfind("#Instruction#:").map_or(prompt, |i| &prompt[i + "#Instruction#:".len()..]).trim();
+    let tongue = Tongue::of(given);
+    let added: Vec<&str> = (0..nodes).map(|i| tongue.clause(splitmix(h.wrapping_add(i)))).collect();
+    let tree: String = added.iter().map(|c| format!("  - {c} (+)\n")).collect();
+    format!(
+        "#Tree#:\n- {}\n#New Tree#:\n- {}\n{tree}#New Instruction#: {given}{}{}",
+        first_words(given, 6),
+        first_words(given, 6),
+        tongue.space(),
+        added.join(tongue.space())
+    )
 }
 
 /// A reply to an optimiser prompt: an analysis, then the current method

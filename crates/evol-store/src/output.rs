@@ -1010,6 +1010,7 @@ mod tests {
                 round: 1,
                 operation: "deepen".into(),
                 data_format: None,
+                nodes: None,
             },
             instruction: text.into(),
             instruction_reasoning: None,

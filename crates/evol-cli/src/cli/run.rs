@@ -61,7 +61,8 @@ pub struct RunArgs {
     /// Evol-Instruct's method; `verifiable`: each round adds a constraint
     /// a program checks (IFEval's kinds: length, keywords, format,
     /// content, style), every answer that breaks one is rejected
-    /// `constraint_failed`, rows carry `ground_truth`) or the --ops-file's; LIST is
+    /// `constraint_failed`, rows carry `ground_truth`; `tree`:
+    /// Tree-Instruct, adding --tree-nodes nodes) or the --ops-file's; LIST is
     /// comma-separated operator names, `all`, or kinds (`in-depth`,
     /// `in-breadth`, `upward`, `downward`), each optionally `=WEIGHT`:
     /// `--ops code`, `--ops math:downward`, `--ops add_constraints=2,breadth=1`.
@@ -69,6 +70,13 @@ pub struct RunArgs {
     /// `evol ops list` shows them all.
     #[arg(long, default_value = "all", help_heading = "Method")]
     pub ops: String,
+
+    /// Tree-Instruct (`--ops tree`): the numbers of nodes a step adds to
+    /// the instruction's tree, comma-separated, one drawn per step (the
+    /// set's own: 3,6,10). More nodes, harder instructions; with
+    /// --score-difficulty the difficulty is reported per number.
+    #[arg(long, value_name = "N,...", value_delimiter = ',', help_heading = "Method")]
+    pub tree_nodes: Vec<u32>,
 
     /// An operator set of your own (TOML: `[[operator]]` tables with a
     /// name, kind, template, method, weight, rules, constraints;

@@ -25,8 +25,11 @@ impl FromArgs<RunArgs> for RunSettings {
         let dir = args.templates.clone();
         let ops_file = args.ops_file.clone();
         let file = ops_file.as_deref().map(read_operator_file).transpose()?;
-        let (set, operations) =
+        let (set, mut operations) =
             OperatorSet::choose(&args.ops, file).map_err(|e| usage(format!("--ops {}: {e}", args.ops)))?;
+        if !args.tree_nodes.is_empty() {
+            operations = operations.with_nodes(&args.tree_nodes).map_err(|e| usage(format!("--tree-nodes: {e}")))?;
+        }
         let mut settings = validate_run(args, operations)?;
         settings.templates =
             load_templates(dir.as_deref(), &set, &settings.method.operations).map_err(|e| match &ops_file {
@@ -52,6 +55,7 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
         // Read by `from_args` (the operations and templates).
         ops: _,
         ops_file: _,
+        tree_nodes: _,
         templates: _,
         seed,
         no_answer,

@@ -426,3 +426,37 @@ fn the_verifiable_set_adds_checked_constraints_and_exports_their_ground_truth() 
         read_lines(&best.join("rejected.jsonl")).iter().filter(|r| r["reason"] == "constraint_failed").count();
     assert!(failed_best < failed.len(), "{failed_best} rejected of three answers, {} of one", failed.len());
 }
+
+#[test]
+fn tree_instruct_adds_the_chosen_number_of_nodes_and_reports_difficulty_per_number() {
+    let mock = Mock::start(MockConfig { leak_rate: 0.0, ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(30));
+    let out = dir.path("out");
+    let args = ["--rounds", "1", "--ops", "tree", "--tree-nodes", "2,12", "--score-difficulty", "--no-dedup"];
+    let run = evol_run(&mock.url, &seeds, &out, &args);
+    assert_success(&run);
+    assert!(stderr(&run).contains("difficulty by nodes added: 2 nodes "), "{}", stderr(&run));
+    let evolved = read_lines(&out.join("evolved.jsonl"));
+    assert!(evolved.len() > 20);
+    for e in &evolved {
+        let nodes = e["nodes"].as_u64().unwrap();
+        assert!(nodes == 2 || nodes == 12, "{e}");
+        let instruction = e["instruction"].as_str().unwrap();
+        assert!(!instruction.contains("#New Tree#") && instruction.starts_with("Explain topic number"), "{e}");
+    }
+    let stats = read_json(&out.join("stats.json"));
+    let by_nodes = &stats["difficulty_by_nodes"];
+    let (few, many) = (by_nodes["2"]["mean"].as_f64().unwrap(), by_nodes["12"]["mean"].as_f64().unwrap());
+    assert!(many > few, "more nodes, harder: {by_nodes}");
+    assert_eq!(stats["identity"]["settings"]["operations"][0]["nodes"], serde_json::json!([2, 12]));
+
+    for (flags, says) in [
+        (&["--ops", "tree", "--tree-nodes", "0"][..], "--tree-nodes: 0 nodes: a step adds from 1 to 50"),
+        (&["--ops", "evol", "--tree-nodes", "3"][..], "--tree-nodes: no selected operation adds nodes"),
+    ] {
+        let bad = evol_run(&mock.url, &seeds, &dir.path("bad"), flags);
+        assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+        assert!(stderr(&bad).contains(says), "{}", stderr(&bad));
+    }
+}

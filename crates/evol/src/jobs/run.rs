@@ -410,10 +410,26 @@ fn check_identity(journal: &SqliteJournal, identity: &RunIdentity) -> anyhow::Re
 /// The mean difficulty per round with its spread: the method's own proof
 /// of working is that it rises.
 fn difficulty_line(rounds: &std::collections::BTreeMap<u32, evol_core::stats::ScoreTally>) -> String {
+    tally_line("difficulty, mean ± std", rounds, |round| match round {
+        0 => "seeds".to_string(),
+        _ => format!("round {round}"),
+    })
+}
+
+/// Tree-Instruct's proof of working: difficulty rises with the nodes added.
+fn nodes_line(nodes: &std::collections::BTreeMap<u32, evol_core::stats::ScoreTally>) -> String {
+    tally_line("difficulty by nodes added", nodes, |n| format!("{n} nodes"))
+}
+
+fn tally_line(
+    title: &str,
+    rounds: &std::collections::BTreeMap<u32, evol_core::stats::ScoreTally>,
+    name: impl Fn(u32) -> String,
+) -> String {
     let parts: Vec<String> = rounds
         .iter()
         .map(|(round, t)| {
-            let name = if *round == 0 { "seeds".to_string() } else { format!("round {round}") };
+            let name = name(*round);
             match (t.mean, t.std) {
                 (Some(mean), Some(std)) => format!("{name} {mean:.2} ± {std:.2} (n {})", t.scored),
                 _ => format!("{name} - (n 0)"),
@@ -422,7 +438,7 @@ fn difficulty_line(rounds: &std::collections::BTreeMap<u32, evol_core::stats::Sc
         .collect();
     let unreadable: u64 = rounds.values().map(|t| t.unreadable).sum();
     let failed: u64 = rounds.values().map(|t| t.failed).sum();
-    let mut line = format!("difficulty, mean ± std: {}", parts.join(", "));
+    let mut line = format!("{title}: {}", parts.join(", "));
     if unreadable + failed > 0 {
         let _ =
             write!(line, "; {unreadable} replies unreadable, {failed} scoring calls failed (not counted in the means)");
@@ -482,6 +498,9 @@ fn summary(s: &RunStats, exported: evol_store::Exported, out: &OutputDir, seeds_
     }
     if !s.difficulty.is_empty() {
         let _ = writeln!(text, "evol: {}", difficulty_line(&s.difficulty));
+    }
+    if !s.difficulty_by_nodes.is_empty() {
+        let _ = writeln!(text, "evol: {}", nodes_line(&s.difficulty_by_nodes));
     }
     if let Some(line) = language_line(&s.languages) {
         let _ = writeln!(text, "evol: {line}");
