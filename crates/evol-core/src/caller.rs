@@ -76,6 +76,8 @@ pub struct CallKey<'a> {
 pub enum Prompt<'a> {
     User(&'a str),
     Messages(Vec<Message>),
+    /// A text continued as it is, not a chat (Magpie).
+    Completion(evol_llm::Completion),
 }
 
 /// One call to make.
@@ -238,11 +240,11 @@ impl Caller {
             let reseeded = keyed_rng(seed, &[b"retry", &attempt.to_le_bytes()]).next_u64() >> 1;
             sampling = sampling.with_seed(Some(reseeded));
         }
-        let messages = match prompt {
-            Prompt::User(text) => vec![Message::user(text)],
-            Prompt::Messages(messages) => messages,
+        let mut request = match prompt {
+            Prompt::User(text) => ChatRequest::new(vec![Message::user(text)], sampling),
+            Prompt::Messages(messages) => ChatRequest::new(messages, sampling),
+            Prompt::Completion(completion) => ChatRequest::completion(completion, sampling),
         };
-        let mut request = ChatRequest::new(messages, sampling);
         request.tag = tag.map(std::borrow::Cow::Borrowed);
         let started = Instant::now();
         let (outcome, record) = match model.chat(request).await {
@@ -453,6 +455,10 @@ pub fn question_digest(model: &str, prompt: &Prompt<'_>, sampling: Sampling) -> 
             [only] if only.role == Speaker::User => only.content.as_str().into(),
             messages => serde_json::to_string(messages).expect("serializable").into(),
         },
+        // Tagged, so that no chat digests the same.
+        Prompt::Completion(completion) => {
+            serde_json::to_string(&serde_json::json!({ "completion": completion })).expect("serializable").into()
+        }
     };
     Digest::new().part(model).part(&sampling).part(&*prompt).hex(32)
 }

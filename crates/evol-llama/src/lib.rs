@@ -16,7 +16,7 @@ pub mod template;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, ErrorKind, Message, Usage};
+use evol_llm::{ChatError, ChatModel, ChatRequest, ChatResponse, Completion, ErrorKind, Message, Usage};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -358,6 +358,23 @@ impl LlamaEngine {
         Ok((prompt, tokens))
     }
 
+    /// The prompt text up to where a user's message begins, after
+    /// `system` when given: what the model continues to write a user's
+    /// message itself (Magpie).
+    pub fn user_prefix(&self, system: Option<&str>) -> Result<String, ChatError> {
+        const MARK: &str = "\u{E000}evol-user-turn\u{E001}";
+        let mut messages: Vec<Message> = system.map(Message::system).into_iter().collect();
+        messages.push(Message::user(MARK));
+        let rendered = self.format(&messages)?;
+        match rendered.split_once(MARK) {
+            Some((prefix, _)) if !prefix.trim().is_empty() => Ok(prefix.to_string()),
+            _ => Err(ChatError::new(
+                ErrorKind::Rejected,
+                "the model's chat template rewrites a user's message, so where one begins cannot be told",
+            )),
+        }
+    }
+
     /// Starts a generation and returns its event stream: text pieces in
     /// order, then one `Done`. Dropping the receiver cancels it.
     pub fn stream(&self, request: &ChatRequest) -> Result<UnboundedReceiver<Event>, ChatError> {
@@ -373,8 +390,21 @@ impl LlamaEngine {
                 "the embedded engine has no reasoning effort (the template's thinking switch is all it has)",
             ));
         }
-        let (prompt, tokens) = self.tokenize_thinking(&request.messages, request.sampling.thinking.enabled)?;
-        let thinking = opens_reasoning(&prompt);
+        let (prompt, tokens) = match &request.completion {
+            None => self.tokenize_thinking(&request.messages, request.sampling.thinking.enabled)?,
+            // A text continued as it is: its special tokens are markup.
+            Some(completion) => {
+                let text = match completion {
+                    Completion::Text(text) => text.clone(),
+                    Completion::UserTurn { system } => self.user_prefix(system.as_deref())?,
+                };
+                let vocab = self.model.vocab();
+                let add_bos = vocab.should_add_bos() && (self.bos.is_empty() || !text.starts_with(&*self.bos));
+                let tokens = vocab.tokenize(text.as_bytes(), add_bos, true);
+                (text, tokens)
+            }
+        };
+        let thinking = request.completion.is_none() && opens_reasoning(&prompt);
         // Refused here, before any event, so that a streaming caller can
         // still answer with an error status.
         check_prompt(tokens.len(), self.info.seq_ctx).map_err(|m| ChatError::new(ErrorKind::Rejected, m))?;

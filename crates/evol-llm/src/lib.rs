@@ -144,13 +144,35 @@ pub struct ChatRequest {
     /// an `X-Evol-Stage` header, which servers ignore and the simulator
     /// uses to tell stages apart.
     pub tag: Option<std::borrow::Cow<'static, str>>,
+    /// A text for the model to continue as it is, in place of the
+    /// messages (which are then empty): no chat template is applied.
+    pub completion: Option<Completion>,
 }
 
 impl ChatRequest {
     /// A request without stop strings or tag.
     pub fn new(messages: Vec<Message>, sampling: Sampling) -> ChatRequest {
-        ChatRequest { messages, sampling, stop: Vec::new(), tag: None }
+        ChatRequest { messages, sampling, stop: Vec::new(), tag: None, completion: None }
     }
+
+    /// A request to continue a text (see [`Completion`]).
+    pub fn completion(completion: Completion, sampling: Sampling) -> ChatRequest {
+        ChatRequest { completion: Some(completion), ..ChatRequest::new(Vec::new(), sampling) }
+    }
+}
+
+/// A prompt continued as it is, not a chat: what Magpie asks of an aligned
+/// model (write the user's message itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Completion {
+    /// This text, continued as it is (a server's `/v1/completions`); the
+    /// server reads any special tokens it spells as markup.
+    Text(String),
+    /// The model's own chat template up to where a user's message begins
+    /// (after this system message, when there is one). Only a backend that
+    /// owns the template (the embedded engine) can make it.
+    UserTurn { system: Option<String> },
 }
 
 /// Why generation stopped, as the backend said it.

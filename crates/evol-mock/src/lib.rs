@@ -203,6 +203,10 @@ pub struct MockStats {
     /// Requests refused by the rate limit (`rate_limit`).
     #[serde(default)]
     pub rate_limited: u64,
+    /// Text completions answered (`/v1/completions`: instructions written
+    /// from a user turn's opening, as Magpie asks).
+    #[serde(default)]
+    pub generated: u64,
     /// Sum of the simulated latencies of all requests.
     pub busy_seconds: f64,
     /// Time-weighted mean number of requests in flight, from the first
@@ -241,6 +245,7 @@ pub(crate) struct Shared {
     optimize: AtomicU64,
     pairwise: AtomicU64,
     embedded: AtomicU64,
+    generated: AtomicU64,
     faults: AtomicU64,
     busy_micros: AtomicU64,
     flight: Mutex<Flight>,
@@ -282,6 +287,7 @@ impl Shared {
             embedded: self.embedded.load(Ordering::Relaxed),
             faults: self.faults.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
+            generated: self.generated.load(Ordering::Relaxed),
             busy_seconds: self.busy_micros.load(Ordering::Relaxed) as f64 / 1e6,
             mean_in_flight: if active > 0.0 { f.area / active } else { 0.0 },
             max_in_flight: f.max,
@@ -300,6 +306,7 @@ impl Shared {
             Kind::Score => &self.score,
             Kind::Optimize => &self.optimize,
             Kind::Pairwise => &self.pairwise,
+            Kind::Generate => &self.generated,
         }
         .fetch_add(1, Ordering::Relaxed);
     }
@@ -314,6 +321,7 @@ impl Shared {
             &self.score,
             &self.optimize,
             &self.pairwise,
+            &self.generated,
             &self.faults,
             &self.busy_micros,
         ] {
@@ -358,6 +366,7 @@ pub fn app(config: MockConfig) -> Router {
         optimize: AtomicU64::new(0),
         pairwise: AtomicU64::new(0),
         embedded: AtomicU64::new(0),
+        generated: AtomicU64::new(0),
         faults: AtomicU64::new(0),
         busy_micros: AtomicU64::new(0),
         flight: Mutex::new(Flight::default()),
@@ -368,6 +377,8 @@ pub fn app(config: MockConfig) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
+        .route("/v1/completions", post(chat))
+        .route("/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/models", get(models))
@@ -513,6 +524,35 @@ pub(crate) fn complete(
         Ok(v) => v,
         Err(e) => return fail(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"), "invalid_request"),
     };
+    // A text completion (`/v1/completions`): a `prompt`, no `messages`.
+    if let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) {
+        if let Some(prompt) = fields.get("prompt") {
+            let Some(prompt) = prompt.as_str().filter(|p| !p.is_empty()) else {
+                return fail(StatusCode::BAD_REQUEST, "`prompt` must be a non-empty string", "invalid_request");
+            };
+            let model = request.model.clone().unwrap_or_default();
+            if !config.models.is_empty() && !config.models.contains(&model) {
+                return fail(StatusCode::NOT_FOUND, &format!("model `{model}` does not exist"), "model_not_found");
+            }
+            let hash = evol_digest::Digest::new().raw(body);
+            let max_tokens = request.max_tokens.as_ref().and_then(|n| n.as_u64()).unwrap_or(u64::MAX);
+            let (text, finish) = cap_tokens(&user_turn(prompt, hash.u64()), max_tokens);
+            let (prompt_tokens, completion_tokens) = (tokens(prompt), tokens(&text));
+            let reply = json!({
+                "id": format!("mock-{}", hash.hex(16)),
+                "object": "text_completion",
+                "created": 0,
+                "model": model,
+                "choices": [{ "index": 0, "text": text, "finish_reason": finish, "logprobs": null }],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            });
+            return Ok((Kind::Generate, reply));
+        }
+    }
     if request.messages.is_empty() {
         return fail(StatusCode::BAD_REQUEST, "`messages` must be a non-empty array", "invalid_request");
     }
@@ -683,6 +723,9 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
+    /// A text completion: an instruction written from a user turn's
+    /// opening.
+    Generate,
     Rewrite,
     Judge,
     Answer,
@@ -1218,6 +1261,29 @@ fn auto_reply(prompt: &str, h: u64, unit: impl Fn(u64) -> f64) -> String {
     format!("{steps}\n{FINAL_MARKER} {given} {clause}")
 }
 
+/// What an aligned model writes when a prompt ends where a user's turn
+/// begins (Magpie): a user's request, on the topic the system message
+/// names (`... about TOPIC.`) or one of the simulator's own, then the
+/// turn's end. The requests come from a small set, so some repeat.
+fn user_turn(prompt: &str, h: u64) -> String {
+    static ABOUT: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"about ([^.\n<]+)").expect("valid"));
+    const ASKS: &[&str] = &[
+        "Can you explain the basics of {}?",
+        "What are the most common mistakes people make with {}?",
+        "Write a short guide to {} for a beginner.",
+        "How has {} changed over the last hundred years?",
+        "Compare two different approaches to {}.",
+        "Give me three surprising facts about {}.",
+    ];
+    let topic = match ABOUT.captures(prompt) {
+        Some(c) => c[1].trim().to_string(),
+        None => TOPICS[(splitmix(h) % TOPICS.len() as u64) as usize].to_string(),
+    };
+    let ask = ASKS[(splitmix(h ^ 7) % ASKS.len() as u64) as usize];
+    ask.replace("{}", &topic)
+}
+
 /// A reply to a Tree-Instruct prompt: the tree, the tree with its new
 /// nodes, and the new instruction: the given one with one clause a node
 /// asked for (so more nodes make a longer, harder-scored instruction).
@@ -1369,6 +1435,7 @@ mod tests {
             Kind::Score => "score",
             Kind::Optimize => "optimize",
             Kind::Pairwise => "pairwise",
+            Kind::Generate => "generate",
         };
         (text, kind)
     }

@@ -494,6 +494,12 @@ impl ChatModel for BatchRole {
     }
 
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ChatError> {
+        if request.completion.is_some() {
+            return Err(ChatError::new(
+                evol_llm::ErrorKind::Rejected,
+                "a batch asks chat completions only: text completions (Magpie) go to a server's /v1/completions",
+            ));
+        }
         let body = request_body(&self.model, &request.messages, &request.sampling, &request.stop);
         self.batches.ask(body, request.tag.as_deref()).await
     }

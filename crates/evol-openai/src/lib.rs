@@ -17,7 +17,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use evol_llm::{
-    ChatError, ChatModel, ChatRequest, ChatResponse, Embedded, EmbeddingModel, ErrorKind, Message, Sampling, Signals,
+    ChatError, ChatModel, ChatRequest, Completion, ChatResponse, Embedded, EmbeddingModel, ErrorKind, Message, Sampling, Signals,
 };
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::StatusCode;
@@ -240,8 +240,10 @@ impl OpenAiClient {
         }
     }
 
-    async fn attempt(&self, body: &serde_json::Value, tag: Option<&str>) -> Result<ChatResponse, Failure> {
-        let url = format!("{}/chat/completions", self.base);
+    /// One request to `{base}/{path}` (`chat/completions` or
+    /// `completions`), not retried.
+    async fn attempt(&self, path: &str, body: &serde_json::Value, tag: Option<&str>) -> Result<ChatResponse, Failure> {
+        let url = format!("{}/{path}", self.base);
         let mut post = self.http.post(&url).json(body);
         if let Some(tag) = tag.and_then(|t| HeaderValue::from_str(t).ok()) {
             // What the call is for; servers ignore it, the simulator reads it.
@@ -332,10 +334,21 @@ impl ChatModel for OpenAiClient {
     }
 
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ChatError> {
-        let body = request_body(&self.model, &request.messages, &request.sampling, &request.stop);
+        let (path, body) = match &request.completion {
+            None => ("chat/completions", request_body(&self.model, &request.messages, &request.sampling, &request.stop)),
+            Some(Completion::Text(prompt)) => {
+                ("completions", completion_body(&self.model, prompt, &request.sampling, &request.stop))
+            }
+            Some(Completion::UserTurn { .. }) => {
+                return Err(ChatError::new(
+                    ErrorKind::Rejected,
+                    "a server's chat template is not known to the client: give the text that opens a user's turn (a template family or the prefix itself)",
+                ))
+            }
+        };
         let mut retries = 0;
         loop {
-            match self.attempt(&body, request.tag.as_deref()).await {
+            match self.attempt(path, &body, request.tag.as_deref()).await {
                 Ok(mut reply) => {
                     reply.retries = retries;
                     return Ok(reply);
@@ -385,6 +398,24 @@ fn request_body(model: &str, messages: &[Message], sampling: &Sampling, stop: &[
         ..Default::default()
     }
     .to_value()
+}
+
+/// The JSON body of a text-completions request (`/v1/completions`).
+fn completion_body(model: &str, prompt: &str, sampling: &Sampling, stop: &[String]) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "model": model,
+        "prompt": prompt,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens,
+    });
+    if let Some(seed) = sampling.seed {
+        body["seed"] = seed.into();
+    }
+    if !stop.is_empty() {
+        body["stop"] = stop.into();
+    }
+    body
 }
 
 /// A transport error in words, with its causes (reqwest's top-level message

@@ -153,7 +153,7 @@ pub fn validate(body: &[u8], model: &str, max_tokens_cap: u32) -> Result<Valid, 
         }
     }
     let sampling = Sampling { temperature, top_p, max_tokens, seed, thinking };
-    Ok(Valid { request: ChatRequest { messages, sampling, stop, tag: None }, stream, include_usage })
+    Ok(Valid { request: ChatRequest { messages, sampling, stop, tag: None, completion: None }, stream, include_usage })
 }
 
 /// Fields read by [`validate`] (the typed request).
