@@ -51,6 +51,7 @@ fn main() -> ExitCode {
             Command::Ops(command) => commands::ops::ops(command),
             Command::Optimize(args) => commands::optimize::optimize(*args).await,
             Command::Answer(args) => commands::eval::answer(*args).await,
+            Command::Magpie(args) => commands::run::magpie(*args).await,
             Command::Judge(args) => {
                 let result = (args.json, args.output.clone());
                 commands::eval::judge(*args).await.and_then(|()| print_result(result, REPORT_JSON))

@@ -17,7 +17,8 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use evol_llm::{
-    ChatError, ChatModel, ChatRequest, Completion, ChatResponse, Embedded, EmbeddingModel, ErrorKind, Message, Sampling, Signals,
+    ChatError, ChatModel, ChatRequest, ChatResponse, Completion, Embedded, EmbeddingModel, ErrorKind, Message,
+    Sampling, Signals,
 };
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::StatusCode;

@@ -47,6 +47,10 @@ pub const METHOD: &str = "method.toml";
 pub const HISTORY: &str = "history.jsonl";
 /// `evol answer`'s answers.
 pub const ANSWERS: &str = "answers.jsonl";
+/// `evol magpie`'s instructions, each once (seeds for `evol run`).
+pub const INSTRUCTIONS: &str = "instructions.jsonl";
+/// `evol magpie`'s generations left out (empty, cut off, duplicates).
+pub const LEFT_OUT: &str = "left_out.jsonl";
 /// `evol judge`'s games per question, and its figures.
 pub const JUDGMENTS: &str = "judgments.jsonl";
 pub const REPORT_JSON: &str = "report.json";
@@ -97,10 +101,11 @@ pub enum JobKind {
     Judge,
     Arena,
     Optimize,
+    Magpie,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 8] = [
         JobKind::Run,
         JobKind::Score,
         JobKind::Select,
@@ -108,6 +113,7 @@ impl JobKind {
         JobKind::Judge,
         JobKind::Arena,
         JobKind::Optimize,
+        JobKind::Magpie,
     ];
 
     /// What such a directory holds, in words.
@@ -120,6 +126,7 @@ impl JobKind {
             JobKind::Judge => "the judgments of `evol judge`",
             JobKind::Arena => "the arena of `evol arena`",
             JobKind::Optimize => "a method of `evol optimize`",
+            JobKind::Magpie => "the instructions of `evol magpie`",
         }
     }
 
@@ -133,6 +140,7 @@ impl JobKind {
             JobKind::Judge => "`evol judge`",
             JobKind::Arena => "`evol arena`",
             JobKind::Optimize => "`evol optimize`",
+            JobKind::Magpie => "`evol magpie`",
         }
     }
 
@@ -147,6 +155,7 @@ impl JobKind {
             JobKind::Judge => &[JUDGMENTS, REPORT_JSON, REPORT_MD],
             JobKind::Arena => &[BATTLES, UNJUDGED, RATINGS, LEADERBOARD],
             JobKind::Optimize => &[METHOD, HISTORY],
+            JobKind::Magpie => &[INSTRUCTIONS, LEFT_OUT],
         }
     }
 

@@ -269,6 +269,57 @@ pub struct EvalModel {
     pub seed: u64,
 }
 
+/// `evol magpie`'s settings.
+pub struct MagpieSettings {
+    pub output: PathBuf,
+    pub fresh: bool,
+    /// Generations to ask for (each its own call and request seed).
+    pub count: u64,
+    pub eval: EvalModel,
+    /// What opens the user's turn the model continues.
+    pub opening: Opening,
+    /// The system message before the turn (what steers the topic, the
+    /// persona or the language).
+    pub system: Option<String>,
+    /// The near-duplicate check; `None`: exact duplicates only.
+    pub dedup: Option<evol_dedup::Params>,
+    /// Generations of fewer words are left out (`too_short`).
+    pub min_words: usize,
+}
+
+/// What opens a user's turn for `evol magpie` to continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opening {
+    /// The model's own chat template (the embedded engine owns it).
+    Own,
+    /// A known template family's opening (a server's model).
+    Family(TemplateFamily),
+    /// This text as it is, `{system}` in it replaced by the system message.
+    Text(String),
+}
+
+impl Opening {
+    /// How the opening is recorded in a job's identity.
+    pub fn identity(&self) -> serde_json::Value {
+        match self {
+            Opening::Own => serde_json::json!("own"),
+            Opening::Family(family) => serde_json::json!({ "family": family.name() }),
+            Opening::Text(text) => serde_json::json!({ "text": text }),
+        }
+    }
+}
+
+/// Chat-template families whose user-turn opening is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateFamily {
+    /// `<|im_start|>user` (Qwen, SmolLM, many others).
+    ChatMl,
+    Llama3,
+    Gemma,
+    Phi3,
+    Mistral,
+}
+
 /// `evol answer`'s settings.
 pub struct AnswerSettings {
     pub testset: PathBuf,

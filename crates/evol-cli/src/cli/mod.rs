@@ -76,6 +76,12 @@ pub enum Command {
     /// answer what survives, and write the dataset.
     #[command(long_about = RUN_ABOUT, after_help = "Examples:\n  evol run seeds.jsonl -o out                       # the embedded default model\n  evol run seeds.jsonl -o out --rounds 4 --endpoint http://localhost:8000/v1 --model qwen\n  evol run seeds.parquet -o out --instruction-field question --config servers.toml\n  evol run seeds.jsonl -o out --ops code --max-cost 5 --dry-run")]
     Run(Box<RunArgs>),
+    /// Instructions from no seeds (Magpie): an aligned model writes the
+    /// user's message from the opening of a user's turn; deduplicated,
+    /// ready to evolve with `evol run`.
+    #[command(long_about = MAGPIE_ABOUT, after_help = "Examples:\n  evol magpie -o generated --count 200                 # the embedded default model\n  evol magpie -o generated --topic \"tide tables\" --language hi --endpoint http://localhost:8000/v1 --template-family chatml\n  evol run generated/instructions.jsonl -o out")]
+    #[command(mut_arg("model", |a| a.help("Model that writes the instructions: an aligned (instruction-tuned) model. With --endpoint: the served name (default: the server's only model). Without: a model from `evol models list` (default: smollm2-135m-instruct, pulled on first use).")))]
+    Magpie(Box<MagpieArgs>),
     /// Serve the embedded engine as an OpenAI-compatible HTTP server.
     ///
     /// POST /v1/chat/completions (plain, or `stream: true` as server-sent

@@ -449,3 +449,73 @@ A failure is what `evol run` eliminates (an empty, cut-off or copied evolution, 
 Calls with the defaults (--dev 50, --batch 10, --evolutions 3, --candidates 5): 150 to measure the start, then per step 30 + 5 + 750 = 785; ten steps at most 8,000 calls.
 
 Every call goes through the journal in METHOD_DIR, as with `evol run`: rerun the same command to resume (nothing done is sent again), with the same budgets (--max-cost, --max-tokens-total, --max-requests), rate control, retries and progress. Writes METHOD_DIR/method.toml after every step (the best method so far, an operator file: `evol run --ops-file METHOD_DIR/method.toml`), METHOD_DIR/history.jsonl (per step: the trajectories, each candidate with its analysis, method, failure rate and failures by reason, which was kept) and METHOD_DIR/stats.json.";
+
+pub(super) const MAGPIE_ABOUT: &str = "\
+Instructions written from no seeds (Magpie): an aligned model is given only what opens a user's turn in its chat template (after a system message that can steer the topic, the persona or the language) and writes the user's message itself. Resumable: every generation is a journaled call in OUT (rerun the same command to finish a stopped job; a larger --count adds to what is there), with the budgets, rate control, retries and progress of `evol run`.
+
+On the embedded engine (no --endpoint) the model's own chat template gives the opening. A server is asked through its /v1/completions with the opening of a known template family (--template-family chatml, llama3, gemma, phi3 or mistral) or a text of your own (--prefix; `{system}` in it stands for the system message).
+
+A generation is cut at its turn's end and left out when it is empty, cut off by the token limit (`truncated`), shorter than --min-words (`too_short`) or an exact or near duplicate of an earlier one (`duplicate`). Writes OUT/instructions.jsonl (`id`, `instruction`, `model`, `system`: seeds for `evol run`), OUT/left_out.jsonl (`id`, `reason`, `text`, and `duplicate_of` with `similarity`, or the error `detail`) and OUT/stats.json.";
+
+#[derive(Args, Debug)]
+pub struct MagpieArgs {
+    /// Output directory: `instructions.jsonl`, `left_out.jsonl`,
+    /// `stats.json` and the journal.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// Generations to ask for, each its own call and request seed.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub count: u64,
+    /// What the people asking are about: added to the system message
+    /// ("They ask you about TOPIC.").
+    #[arg(long, value_name = "TEXT")]
+    pub topic: Option<String>,
+    /// Who is asking: added to the system message ("The person you are
+    /// talking to is PERSONA.").
+    #[arg(long, value_name = "TEXT")]
+    pub persona: Option<String>,
+    /// The language they write in (ISO 639-1, such as hi or zh): added to
+    /// the system message ("They write in Hindi.").
+    #[arg(long, value_name = "CODE")]
+    pub language: Option<String>,
+    /// The system message itself (--topic, --persona and --language add to
+    /// it). Without any of the four, the turn follows no system message.
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    /// With --endpoint: the server's model's template family, whose
+    /// opening of a user's turn is sent to /v1/completions: chatml (Qwen,
+    /// SmolLM and many others), llama3, gemma, phi3 or mistral.
+    #[arg(long, value_name = "NAME")]
+    pub template_family: Option<String>,
+    /// With --endpoint: the opening of a user's turn as it is, instead of a
+    /// family's (`{system}` in it stands for the system message).
+    #[arg(long, value_name = "TEXT", conflicts_with = "template_family")]
+    pub prefix: Option<String>,
+    /// Sampling temperature (Magpie samples at 1).
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Nucleus sampling threshold.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Token limit of a generation: one cut off by it is left out.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: u32,
+    /// Generations of fewer words are left out (`too_short`).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub min_words: usize,
+    /// Leave out exact duplicates only, not near duplicates.
+    #[arg(long)]
+    pub no_dedup: bool,
+    #[command(flatten)]
+    pub dedup: super::DedupParamArgs,
+    /// Seed of the request seeds.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub attempt: AttemptArgs,
+    #[command(flatten)]
+    pub models: ModelArgs,
+    /// No progress display or log lines; errors only.
+    #[arg(short, long)]
+    pub quiet: bool,
+}

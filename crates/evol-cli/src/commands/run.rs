@@ -1,7 +1,7 @@
 //! `evol run`: flags to settings, then the library's run (or, with
 //! `--dry-run`, its estimate on stdout).
 
-use crate::cli::RunArgs;
+use crate::cli::{MagpieArgs, RunArgs};
 use crate::printer::{signals, Printer};
 use crate::settings::{FromArgs, RunSettings};
 use evol::observe::Observer;
@@ -18,4 +18,10 @@ pub async fn run(mut args: RunArgs, given: Vec<String>) -> anyhow::Result<()> {
         return crate::stdout(&evol::jobs::estimate::dry_run(&settings)?);
     }
     evol::jobs::run(settings, &printer, signals()).await.map(|_report| ())
+}
+
+pub async fn magpie(args: MagpieArgs) -> anyhow::Result<()> {
+    let printer = Printer::new(args.quiet);
+    let settings = evol::settings::MagpieSettings::from_args(args)?;
+    evol::jobs::magpie(settings, &printer, signals()).await.map(|_report| ())
 }

@@ -10,7 +10,7 @@ use crate::cli::{AnswerArgs, ArenaArgs, AttemptArgs, JudgeArgs};
 
 /// The one model an evaluation command calls: `--model`, or the command's
 /// own flag for it (`--judge-model`), not both.
-fn eval_model(
+pub(super) fn eval_model(
     mut model: ModelSettings,
     named: Option<(&str, &Option<String>)>,
     retry_failed: bool,

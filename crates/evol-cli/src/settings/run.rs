@@ -10,7 +10,7 @@ use evol_store::ingest::IngestOptions;
 
 use super::{dedup_params, field_name, non_empty, sampling, usage, FromArgs};
 use super::{Backend, ModelSettings, OptimizeRunSettings, RoleModels, RunSettings, UsageError};
-use crate::cli::{AttemptArgs, DedupParamArgs, OptimizeArgs, RunArgs};
+use crate::cli::{AttemptArgs, DedupParamArgs, MagpieArgs, OptimizeArgs, RunArgs};
 
 /// The most rounds a run may have.
 const MAX_ROUNDS: u32 = 1000;
@@ -457,6 +457,97 @@ impl FromArgs<OptimizeArgs> for OptimizeRunSettings {
             models,
             model,
             execution,
+        })
+    }
+}
+
+/// The most generations one `evol magpie` asks for.
+const MAX_GENERATIONS: u64 = 100_000_000;
+
+impl FromArgs<MagpieArgs> for evol::settings::MagpieSettings {
+    type Error = UsageError;
+
+    fn from_args(args: MagpieArgs) -> Result<evol::settings::MagpieSettings, UsageError> {
+        use evol::settings::{Opening, TemplateFamily};
+        let MagpieArgs {
+            output,
+            count,
+            topic,
+            persona,
+            language,
+            system,
+            template_family,
+            prefix,
+            temperature,
+            top_p,
+            max_tokens,
+            min_words,
+            no_dedup,
+            dedup,
+            seed,
+            attempt: AttemptArgs { fresh, retry_failed },
+            models,
+            quiet: _,
+        } = args;
+        if !(1..=MAX_GENERATIONS).contains(&count) {
+            return Err(usage(format!("--count must be from 1 to {MAX_GENERATIONS}")));
+        }
+        let mut parts: Vec<String> = non_empty("--system", &system)?.into_iter().collect();
+        if let Some(persona) = non_empty("--persona", &persona)? {
+            parts.push(format!("The person you are talking to is {}.", persona.trim_end_matches('.')));
+        }
+        if let Some(topic) = non_empty("--topic", &topic)? {
+            parts.push(format!("They ask you about {}.", topic.trim_end_matches('.')));
+        }
+        if let Some(code) = non_empty("--language", &language)? {
+            if !evol_lang::is_known(&code) {
+                return Err(usage(format!(
+                    "--language `{code}` is not a language code evol knows (ISO 639-1, such as hi or zh)"
+                )));
+            }
+            parts.push(format!("They write in {}.", evol_lang::name(&code)));
+        }
+        let system = (!parts.is_empty()).then(|| parts.join(" "));
+        let model = ModelSettings::from_args(models)?;
+        let embedded = matches!(model.backend, Backend::Embedded(_));
+        let opening = match (template_family, non_empty("--prefix", &prefix)?) {
+            (Some(name), _) => match TemplateFamily::parse(name.trim()) {
+                Some(family) => Opening::Family(family),
+                None => {
+                    let known: Vec<&str> = TemplateFamily::ALL.iter().map(|f| f.name()).collect();
+                    return Err(usage(format!(
+                        "--template-family `{name}` is not one evol knows ({}); give the opening itself with --prefix",
+                        known.join(", ")
+                    )));
+                }
+            },
+            (None, Some(prefix)) => Opening::Text(prefix),
+            (None, None) if embedded => Opening::Own,
+            (None, None) => {
+                return Err(usage(
+                    "with --endpoint, say how the server's model opens a user's turn: --template-family chatml|llama3|gemma|phi3|mistral, or --prefix TEXT",
+                ))
+            }
+        };
+        if embedded && opening != Opening::Own {
+            return Err(usage(
+                "--template-family and --prefix are for a server's model: the embedded engine opens the turn with the model's own template",
+            ));
+        }
+        let dedup = match no_dedup {
+            true => None,
+            false => Some(dedup_params(dedup, "near duplicates")?),
+        };
+        let sampling = sampling("", temperature, top_p, max_tokens)?;
+        Ok(evol::settings::MagpieSettings {
+            output,
+            fresh,
+            count,
+            eval: super::eval::eval_model(model, None, retry_failed, sampling, seed)?,
+            opening,
+            system,
+            dedup,
+            min_words,
         })
     }
 }

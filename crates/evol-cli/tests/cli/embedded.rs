@@ -354,3 +354,34 @@ fn models_list_shows_the_catalogue() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("smollm2-135m-instruct") && text.contains("gemma3-270m"), "{text}");
 }
+
+#[test]
+fn the_default_model_writes_instructions_from_its_own_user_turn_opening() {
+    let _alone = alone();
+    // Magpie on the model's own template: quality aside, every generation
+    // is journaled, cut at its turn's end, kept once or left out with its
+    // reason, and a rerun sends nothing.
+    let dir = Dir::new();
+    let out = dir.path("out");
+    let args = ["magpie", "-o", out.to_str().unwrap(), "--count", "6", "--topic", "baking bread", "--max-tokens", "96"];
+    let run = evol(&args);
+    assert_success(&run);
+    assert!(stderr(&run).contains("the model's own chat template"), "{}", stderr(&run));
+    let kept = read_lines(&out.join("instructions.jsonl"));
+    let left = read_lines(&out.join("left_out.jsonl"));
+    assert_eq!(kept.len() + left.len(), 6);
+    assert!(!kept.is_empty());
+    for row in &kept {
+        let text = row["instruction"].as_str().unwrap();
+        assert!(!text.is_empty() && !text.contains("<|im_end|>") && !text.contains("<|im_start|>"), "{row}");
+        assert_eq!(row["system"], "They ask you about baking bread.");
+    }
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!(stats["state"], "completed");
+    assert_eq!(stats["kept"].as_u64().unwrap() as usize, kept.len());
+    let again = evol(&args);
+    assert_success(&again);
+    let calls = &read_json(&out.join("stats.json"))["calls_made"];
+    assert_eq!(calls["replayed_calls"], 6, "a rerun sends nothing: {calls}");
+    assert_eq!(calls["journal"]["calls"], 6, "no call twice: {calls}");
+}

@@ -460,3 +460,67 @@ fn tree_instruct_adds_the_chosen_number_of_nodes_and_reports_difficulty_per_numb
         assert!(stderr(&bad).contains(says), "{}", stderr(&bad));
     }
 }
+
+#[test]
+fn magpie_writes_deduplicated_instructions_from_a_servers_completions() {
+    let mock = Mock::start(MockConfig::default());
+    let dir = Dir::new();
+    let out = dir.path("out");
+    let magpie = |count: &str, extra: &[&str]| {
+        let base = ["magpie", "-o", out.to_str().unwrap(), "--count", count, "--endpoint", &mock.url];
+        evol(&[&base[..], extra].concat())
+    };
+    let steer = ["--topic", "tide tables", "--persona", "a harbour pilot", "--template-family", "chatml"];
+    let run = magpie("30", &steer);
+    assert_success(&run);
+    assert_eq!(mock.stats().generated, 30, "one text completion a generation");
+    let kept = read_lines(&out.join("instructions.jsonl"));
+    let left = read_lines(&out.join("left_out.jsonl"));
+    assert_eq!(kept.len() + left.len(), 30);
+    // The system message reached the model: every request is on its topic.
+    let system = "The person you are talking to is a harbour pilot. They ask you about tide tables.";
+    for row in &kept {
+        assert!(row["instruction"].as_str().unwrap().contains("tide tables"), "{row}");
+        assert_eq!(row["system"], system);
+    }
+    let texts: std::collections::BTreeSet<&str> = kept.iter().map(|r| r["instruction"].as_str().unwrap()).collect();
+    assert_eq!(texts.len(), kept.len(), "each instruction once");
+    assert!(!left.is_empty(), "the simulator repeats itself");
+    for row in &left {
+        assert_eq!(row["reason"], "duplicate", "{row}");
+        let of = kept.iter().find(|k| k["id"] == row["duplicate_of"]).expect("a duplicate names a kept instruction");
+        assert_eq!(of["instruction"], row["text"]);
+    }
+    let stats = read_json(&out.join("stats.json"));
+    assert_eq!(
+        (stats["kept"].as_u64(), stats["left_out"]["duplicate"].as_u64()),
+        (Some(kept.len() as u64), Some(left.len() as u64))
+    );
+
+    // A rerun sends nothing; a larger count sends only the new ones.
+    assert_success(&magpie("30", &steer));
+    assert_eq!(mock.stats().generated, 30);
+    assert_success(&magpie("40", &steer));
+    assert_eq!(mock.stats().generated, 40);
+    // Another system message is another job.
+    let other = magpie("40", &["--topic", "kites", "--template-family", "chatml"]);
+    assert!(!other.status.success() && stderr(&other).contains("changed: system"), "{}", stderr(&other));
+
+    // The instructions are seeds for `evol run`.
+    let run_out = dir.path("run");
+    assert_success(&evol_run(&mock.url, &out.join("instructions.jsonl"), &run_out, &["--rounds", "1", "-q"]));
+    let evolved = read_lines(&run_out.join("evolved.jsonl"));
+    assert!(evolved.iter().all(|e| e["seed_id"].as_str().unwrap().starts_with("magpie-")), "ids carried");
+
+    // How the turn opens must be said for a server, and only once.
+    for (flags, says) in [
+        (&[][..], "--template-family chatml|llama3|gemma|phi3|mistral, or --prefix TEXT"),
+        (&["--template-family", "vicuna"][..], "--template-family `vicuna` is not one evol knows"),
+        (&["--template-family", "chatml", "--language", "xx"][..], "--language `xx` is not a language code"),
+    ] {
+        let bad =
+            evol(&[&["magpie", "-o", dir.path("bad").to_str().unwrap(), "--endpoint", &mock.url][..], flags].concat());
+        assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+        assert!(stderr(&bad).contains(says), "{}", stderr(&bad));
+    }
+}
