@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use evol_constraints::Constraint;
-use evol_llm::{FinishReason, Usage};
+use evol_llm::{FinishReason, Message, Usage};
 use futures::StreamExt;
 
 use crate::caller::{seeded, CallError, CallKey, CallSpec, Caller, Prompt};
@@ -33,7 +33,7 @@ use crate::rng::{keyed_rng, step_rng};
 use crate::roles::{MissingRole, Role, Roles};
 use crate::score::{Measure, Scored};
 use crate::stats::{Slice, StatsRecorder};
-use crate::templates::{TemplateError, Templates};
+use crate::templates::{Extra, TemplateError, Templates};
 
 /// An error from a [`Sink`] (for instance a full disk).
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
@@ -328,10 +328,24 @@ impl Engine {
     }
 
     async fn chain(&self, order: u64, seed: Seed, sink: &dyn Sink) -> Result<(), EngineError> {
+        let mut seed_answer = None;
         for planned in self.method.seed_calls() {
             match planned.stage {
                 Stage::Score => self.score_seed(order, &seed, planned, sink).await?,
-                _ => self.answer_seed(order, &seed, planned, sink).await?,
+                _ => seed_answer = self.answer_seed(order, &seed, planned, sink).await?,
+            }
+        }
+        // A conversation opens with the seed and its answer; a seed whose
+        // answer failed or was rejected has none.
+        let mut history: Vec<Message> = Vec::new();
+        if self.method.conversation {
+            match seed_answer {
+                Some(answer) => history = vec![Message::user(&seed.instruction), Message::assistant(answer)],
+                None => {
+                    sink.seed_done(&seed).map_err(EngineError::Sink)?;
+                    self.stats.seed_done();
+                    return Ok(());
+                }
             }
         }
         let mut current =
@@ -350,16 +364,27 @@ impl Engine {
         }
         let language = Language { kept, source, expected };
         for round in 1..=self.method.rounds {
-            match self.step(order, &seed.id, &current, round, &mut ancestors, language).await? {
+            match self.step(order, &seed.id, &current, round, &mut ancestors, language, &history).await? {
                 Ok(evolution) => {
                     sink.accepted(&evolution).map_err(EngineError::Sink)?;
+                    if self.method.conversation {
+                        history.push(Message::user(&evolution.instruction));
+                        history.push(Message::assistant(evolution.response.clone().unwrap_or_default()));
+                    }
                     current = Current {
                         id: evolution.lineage.id,
                         instruction: evolution.instruction,
                         constraints: evolution.constraints,
                     };
                 }
-                Err(rejection) => sink.rejected(&rejection).map_err(EngineError::Sink)?,
+                Err(rejection) => {
+                    sink.rejected(&rejection).map_err(EngineError::Sink)?;
+                    // A failed turn ends the conversation: it is kept up
+                    // to its last good turn.
+                    if self.method.conversation {
+                        break;
+                    }
+                }
             }
         }
         sink.seed_done(&seed).map_err(EngineError::Sink)?;
@@ -373,7 +398,7 @@ impl Engine {
         seed: &Seed,
         planned: PlannedCall,
         sink: &dyn Sink,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Option<String>, EngineError> {
         let mut rng = keyed_rng(self.method.run_seed, &[b"seed-answer", seed.id.as_bytes()]);
         let slice = Slice { round: 0, operation: SEED_ANSWER };
         let model = self.roles.get(planned.role)?;
@@ -392,7 +417,7 @@ impl Engine {
                 detail: Some(detail),
                 answer_truncated: false,
             };
-            return sink.seed_answered(&answer).map_err(EngineError::Sink);
+            return sink.seed_answered(&answer).map(|()| None).map_err(EngineError::Sink);
         }
         let (response, response_reasoning, error, usage, rejected, answer_truncated, detail) = match self
             .caller
@@ -423,7 +448,8 @@ impl Engine {
             detail,
             answer_truncated,
         };
-        sink.seed_answered(&answer).map_err(EngineError::Sink)
+        sink.seed_answered(&answer).map_err(EngineError::Sink)?;
+        Ok(answer.response.filter(|_| answer.rejected.is_none() && answer.error.is_none()))
     }
 
     async fn score_seed(
@@ -463,6 +489,7 @@ impl Engine {
         round: u32,
         ancestors: &mut Ancestors,
         language: Language<'_>,
+        history: &[Message],
     ) -> Result<Result<Evolution, Rejection>, EngineError> {
         let m = &self.method;
         let mut rng = step_rng(m.run_seed, seed_id, round, 0);
@@ -482,7 +509,10 @@ impl Engine {
         });
         constraints.extend(drawn_constraint.clone().flatten());
         let wording = drawn_constraint.as_ref().map(|c| c.as_ref().map(Constraint::describe).unwrap_or_default());
-        let mut prompt = self.templates.evolve_prompt(operation, &parent.instruction, wording.as_deref(), &mut rng)?;
+        // A follow-up operation sees the conversation so far.
+        let transcript = operation.is_follow_up().then(|| transcript(history));
+        let extra = Extra { constraint: wording.as_deref(), conversation: transcript.as_deref() };
+        let mut prompt = self.templates.evolve_prompt(operation, &parent.instruction, extra, &mut rng)?;
         if let Some(expected) = language.expected {
             prompt.text =
                 format!("{}\n\n{}", self.templates.language_note(language.source, expected)?.trim_end(), prompt.text);
@@ -543,6 +573,7 @@ impl Engine {
                 language: language.expected.map(String::from),
                 answers: Vec::new(),
                 constraints: constraints.clone(),
+                history: history.to_vec(),
             }
         };
         let reject = |reason, instruction, response, detail, usage| {
@@ -662,7 +693,7 @@ impl Engine {
                     let mut specs = Vec::with_capacity(planned.len());
                     for (p, stage) in planned.iter().zip(&stages) {
                         let spec = self.spec(order, seed_id, round, *p, slice, &instruction, &mut rng)?.keyed(stage);
-                        specs.push(self.answering(spec, &instruction, language)?);
+                        specs.push(self.answering(spec, &instruction, language, history)?);
                     }
                     let replies = futures::future::join_all(specs.into_iter().map(|spec| self.caller.call(spec))).await;
                     for reply in replies {
@@ -723,6 +754,7 @@ impl Engine {
                         self.spec(order, seed_id, round, planned, slice, &instruction, &mut rng)?,
                         &instruction,
                         language,
+                        history,
                     )?)
                     .await?
                 {
@@ -971,6 +1003,7 @@ impl Engine {
             improvements,
             original_response,
             constraints,
+            history: history.to_vec(),
         }))
     }
 
@@ -1004,10 +1037,19 @@ impl Engine {
         spec: CallSpec<'a>,
         instruction: &str,
         language: Language<'_>,
+        history: &[Message],
     ) -> Result<CallSpec<'a>, EngineError> {
-        let Some(expected) = language.expected else { return Ok(spec) };
-        let note = self.templates.answer_language_note(expected)?;
-        let messages = vec![evol_llm::Message::system(note.trim()), evol_llm::Message::user(instruction)];
+        if language.expected.is_none() && history.is_empty() {
+            return Ok(spec);
+        }
+        let mut messages = Vec::with_capacity(history.len() + 2);
+        if let Some(expected) = language.expected {
+            messages.push(Message::system(self.templates.answer_language_note(expected)?.trim()));
+        }
+        // A conversation's turn is answered in the context of the turns
+        // before it.
+        messages.extend(history.iter().cloned());
+        messages.push(Message::user(instruction));
         Ok(CallSpec { prompt: Prompt::Messages(messages), ..spec })
     }
 
@@ -1032,6 +1074,23 @@ impl Engine {
             .tagged(stage)
             .priority(order))
     }
+}
+
+/// A conversation as a follow-up operation reads it: each message on its
+/// speaker's line, `User:` or `Assistant:`, a blank line between.
+fn transcript(history: &[Message]) -> String {
+    let lines: Vec<String> = history
+        .iter()
+        .map(|m| {
+            let speaker = match m.role {
+                evol_llm::Role::User => "User",
+                evol_llm::Role::Assistant => "Assistant",
+                evol_llm::Role::System => "System",
+            };
+            format!("{speaker}: {}", m.content)
+        })
+        .collect();
+    lines.join("\n\n")
 }
 
 #[cfg(test)]
@@ -1244,6 +1303,7 @@ mod tests {
             improve_answers: s.improve_answers,
             language: s.language.clone(),
             refusals: None,
+            conversation: false,
         };
         let templates = match &s.set {
             Some(set) => Templates::new(BTreeMap::new(), set, &method.operations).unwrap(),

@@ -69,6 +69,12 @@ pub struct Method {
     /// sorry rule reads with or instead of the built-in ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusals: Option<String>,
+    /// Each round adds a turn to a conversation (`--turns`): the seed's
+    /// answer is its first, each round's operation writes the next user
+    /// message from the conversation so far, answered in its context, and
+    /// a failed turn ends the conversation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub conversation: bool,
 }
 
 /// Which language a run's evolutions and answers are written in.
@@ -261,6 +267,7 @@ mod tests {
             improve_answers: 0,
             language: None,
             refusals: None,
+            conversation: false,
         }
     }
 

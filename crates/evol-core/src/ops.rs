@@ -113,6 +113,12 @@ impl Operation {
         self.kind == Kind::InDepth
     }
 
+    /// Whether it writes the next user turn of a conversation (kind
+    /// `follow_up`): its template gets the conversation so far.
+    pub fn is_follow_up(&self) -> bool {
+        self.kind.name() == "follow_up"
+    }
+
     /// Whether `rule` applies to what this operation makes.
     pub fn applies(&self, rule: Rule) -> bool {
         self.rules.contains(&rule)
@@ -197,6 +203,7 @@ pub const BUILTIN_SETS: &[(&str, &str)] = &[
     ("auto", include_str!("../sets/auto.toml")),
     ("verifiable", include_str!("../sets/verifiable.toml")),
     ("tree", include_str!("../sets/tree.toml")),
+    ("conversation", include_str!("../sets/conversation.toml")),
 ];
 
 impl OperatorSet {

@@ -93,6 +93,10 @@ pub struct Evolution {
     /// arguments (`verifiable` operations add them), which its answer keeps.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<evol_constraints::Constraint>,
+    /// In a conversation (`--turns`): the turns before this one, the seed
+    /// and its answer first; `instruction` and `response` are this turn's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<evol_llm::Message>,
 }
 
 /// One round of answer improvement (Evol-Answer): the judge's critique of
@@ -204,6 +208,10 @@ pub struct Rejection {
     /// The constraints the instruction was to state (see [`Evolution`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<evol_constraints::Constraint>,
+    /// In a conversation: the turns before the one that failed, which the
+    /// conversation is kept up to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<evol_llm::Message>,
 }
 
 /// A seed's difficulty score, with `--score-difficulty`.
@@ -275,6 +283,7 @@ mod tests {
             improvements: Vec::new(),
             original_response: None,
             constraints: Vec::new(),
+            history: Vec::new(),
         };
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(

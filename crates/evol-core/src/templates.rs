@@ -109,6 +109,16 @@ pub struct Templates {
     language_digest: String,
 }
 
+/// What a step adds to an evolving prompt beyond the instruction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extra<'a> {
+    /// A drawn constraint's wording (`constraint`: the `verifiable` set).
+    pub constraint: Option<&'a str>,
+    /// The conversation so far as a transcript (`conversation`: a
+    /// follow-up operation's), the instruction being its last user turn.
+    pub conversation: Option<&'a str>,
+}
+
 /// A rendered evolving prompt and what was drawn to make it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvolvePrompt {
@@ -244,7 +254,9 @@ impl Templates {
                 return Err(fail(format!("no template `{}` (known: {})", op.template, known())));
             };
             let used = template.undeclared_variables(false);
-            let mut needed = vec!["instruction"];
+            // A follow-up's conversation holds its instruction (the last
+            // user message).
+            let mut needed = if op.is_follow_up() { vec![] } else { vec!["instruction"] };
             if let Some(method) = &op.method {
                 if !literals.contains_key(method) && env.get_template(method).is_err() {
                     return Err(fail(format!("no method template `{method}` (known: {})", known())));
@@ -256,6 +268,9 @@ impl Templates {
             }
             if !op.nodes.is_empty() {
                 needed.push("nodes");
+            }
+            if op.is_follow_up() {
+                needed.push("conversation");
             }
             if let Some(missing) = needed.into_iter().find(|v| !used.contains(*v)) {
                 return Err(fail(format!("the template `{}` must use `{{{{ {missing} }}}}`", op.template)));
@@ -327,7 +342,10 @@ impl Templates {
                 .evolve_prompt(
                     op,
                     "x",
-                    (!op.constraints.is_empty()).then_some("x"),
+                    Extra {
+                        constraint: (!op.constraints.is_empty()).then_some("x"),
+                        conversation: op.is_follow_up().then_some("x"),
+                    },
                     &mut crate::rng::step_rng(0, "", 0, 0),
                 )
                 .map_err(|e| TemplateError::Operator { operator: op.name.clone(), message: e.to_string() })?;
@@ -421,25 +439,26 @@ impl Templates {
     /// The prompt that asks a model to evolve `instruction` with `op`: its
     /// method (with a data format drawn from the list, for an operation
     /// that draws one) rendered into its template.
-    /// An operation that draws constraints gets the drawn one's wording as
-    /// `constraint`.
+    /// What `extra` holds goes to the template too.
     pub fn evolve_prompt(
         &self,
         op: &Operation,
         instruction: &str,
-        constraint: Option<&str>,
+        extra: Extra<'_>,
         rng: &mut impl Rng,
     ) -> Result<EvolvePrompt, TemplateError> {
+        let Extra { constraint, conversation } = extra;
         let Some(method_file) = &op.method else {
             let nodes = (!op.nodes.is_empty()).then(|| op.nodes[rng.random_range(0..op.nodes.len())]);
-            let text = self.render(&op.template, context! { instruction, constraint, nodes })?;
+            let text = self.render(&op.template, context! { instruction, constraint, conversation, nodes })?;
             return Ok(EvolvePrompt { text, data_format: None, nodes });
         };
         let data_format =
             op.data_formats.then(|| self.data_formats[rng.random_range(0..self.data_formats.len())].clone());
         let nodes = (!op.nodes.is_empty()).then(|| op.nodes[rng.random_range(0..op.nodes.len())]);
         let method = self.render(method_file, context! { format => data_format.as_deref(), nodes })?;
-        let text = self.render(&op.template, context! { method => method.trim(), instruction, constraint, nodes })?;
+        let text =
+            self.render(&op.template, context! { method => method.trim(), instruction, constraint, conversation, nodes })?;
         Ok(EvolvePrompt { text, data_format, nodes })
     }
 
@@ -499,7 +518,7 @@ mod tests {
     fn hostile_instruction_is_inserted_literally() {
         let t = Templates::builtin();
         for op in OperationSet::builtin().iter() {
-            let p = t.evolve_prompt(op, HOSTILE, None, &mut step_rng(1, "a", 1, 0)).unwrap();
+            let p = t.evolve_prompt(op, HOSTILE, Extra::default(), &mut step_rng(1, "a", 1, 0)).unwrap();
             assert!(p.text.contains(HOSTILE), "{op}: {}", p.text);
             assert_eq!(p.text.matches(HOSTILE).count(), 1);
         }
@@ -527,7 +546,10 @@ mod tests {
                 // (keywords): it stays literal too.
                 let wording = "Include \"{{ instruction }}\".".to_string();
                 let constraint = (!op.constraints.is_empty()).then_some(wording.as_str());
-                let p = t.evolve_prompt(op, &hostile, constraint, &mut step_rng(1, "a", 1, 0)).unwrap();
+                // A follow-up's instruction reaches it inside the conversation.
+                let said = format!("User: {hostile}");
+                let extra = Extra { constraint, conversation: op.is_follow_up().then_some(said.as_str()) };
+                let p = t.evolve_prompt(op, &hostile, extra, &mut step_rng(1, "a", 1, 0)).unwrap();
                 assert_eq!(p.text.matches(&hostile).count(), 1, "{name}/{op}: {}", p.text);
                 assert_eq!(p.text.contains(&wording), constraint.is_some(), "{name}/{op}");
                 let planted = hostile.matches("{{").count() + constraint.map_or(0, |c| c.matches("{{").count());
@@ -543,7 +565,7 @@ mod tests {
                     "verifiable" => assert!(p.text.trim_end().ends_with("#New Instruction#:"), "{op}"),
                     _ => {}
                 }
-                if op.method.is_none() {
+                if op.method.is_none() || op.is_follow_up() {
                     continue;
                 }
                 let with = t.evolve_prompt_with(op, "{{ instruction }} {% if %}", "Q").unwrap();
@@ -579,7 +601,7 @@ mod tests {
     fn in_depth_prompts_end_with_the_rewrite_marker() {
         let t = Templates::builtin();
         for op in OperationSet::builtin().iter() {
-            let p = t.evolve_prompt(op, "Name a colour.", None, &mut step_rng(1, "a", 1, 0)).unwrap();
+            let p = t.evolve_prompt(op, "Name a colour.", Extra::default(), &mut step_rng(1, "a", 1, 0)).unwrap();
             let marker = if op.is_in_depth() { "#Rewritten Prompt#:" } else { "#Created Prompt#:" };
             assert!(p.text.trim_end().ends_with(marker), "{op}");
             assert!(p.text.contains("Name a colour."));
@@ -594,7 +616,7 @@ mod tests {
             .evolve_prompt(
                 OperationSet::builtin().get("complicate_input").unwrap(),
                 "Sort numbers.",
-                None,
+                Extra::default(),
                 &mut step_rng(3, "b", 2, 0),
             )
             .unwrap();
@@ -608,7 +630,7 @@ mod tests {
         let t = Templates::builtin();
         let texts: std::collections::BTreeSet<String> = OperationSet::builtin()
             .iter()
-            .map(|op| t.evolve_prompt(op, "Q", None, &mut step_rng(1, "a", 1, 0)).unwrap().text)
+            .map(|op| t.evolve_prompt(op, "Q", Extra::default(), &mut step_rng(1, "a", 1, 0)).unwrap().text)
             .collect();
         assert_eq!(texts.len(), 6);
     }
@@ -632,7 +654,7 @@ mod tests {
         o.insert("in_breadth.txt".to_string(), "NEW: {{ instruction }}\n#Created Prompt#:".to_string());
         let t = Templates::with_overrides(o).unwrap();
         let p = t
-            .evolve_prompt(OperationSet::builtin().get("breadth").unwrap(), "Q?", None, &mut step_rng(0, "", 0, 0))
+            .evolve_prompt(OperationSet::builtin().get("breadth").unwrap(), "Q?", Extra::default(), &mut step_rng(0, "", 0, 0))
             .unwrap();
         assert_eq!(p.text, "NEW: Q?\n#Created Prompt#:");
     }

@@ -42,6 +42,10 @@ impl Message {
     pub fn system(content: impl Into<String>) -> Message {
         Message { role: Role::System, content: content.into() }
     }
+
+    pub fn assistant(content: impl Into<String>) -> Message {
+        Message { role: Role::Assistant, content: content.into() }
+    }
 }
 
 /// Sampling settings of one request.

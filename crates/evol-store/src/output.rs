@@ -1036,6 +1036,7 @@ mod tests {
             improvements: Vec::new(),
             original_response: None,
             constraints: Vec::new(),
+            history: Vec::new(),
         }
     }
 

@@ -54,6 +54,16 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 4, help_heading = "Method")]
     pub rounds: u32,
 
+    /// Evolve conversations of N turns (2 to 9): the seed and its answer
+    /// are the first turn; each round a follow-up operator (the
+    /// `conversation` set: deepen, change, challenge, related) writes the
+    /// next user message from the conversation so far, which is answered
+    /// in its context. A turn that fails (any rule, with its reason) ends
+    /// the conversation, kept up to its last good turn; dataset.jsonl has
+    /// one row per conversation (`history`, then the last turn).
+    #[arg(long, value_name = "N", conflicts_with_all = ["rounds", "no_answer"], help_heading = "Method")]
+    pub turns: Option<u32>,
+
     /// Operations to draw from: `[SET:]LIST`. SET is a built-in operator
     /// set (`evol`, the default: add_constraints, deepen, concretize,
     /// reasoning, complicate_input, breadth; `code`: Code Evol-Instruct;

@@ -25,8 +25,24 @@ impl FromArgs<RunArgs> for RunSettings {
         let dir = args.templates.clone();
         let ops_file = args.ops_file.clone();
         let file = ops_file.as_deref().map(read_operator_file).transpose()?;
+        // Conversations draw from the follow-up operators unless told.
+        let spec = match (args.turns, args.ops.as_str(), &file) {
+            (Some(_), "all", None) => "conversation".to_string(),
+            _ => args.ops.clone(),
+        };
         let (set, mut operations) =
-            OperatorSet::choose(&args.ops, file).map_err(|e| usage(format!("--ops {}: {e}", args.ops)))?;
+            OperatorSet::choose(&spec, file).map_err(|e| usage(format!("--ops {spec}: {e}")))?;
+        if args.turns.is_some() {
+            if let Some(op) = operations.iter().find(|op| !op.is_follow_up()) {
+                return Err(usage(format!(
+                    "--turns adds follow-up turns: `{}` does not write one (the `conversation` set's operators do, kind `follow_up`)",
+                    op.name
+                ))
+                .into());
+            }
+        } else if let Some(op) = operations.iter().find(|op| op.is_follow_up()) {
+            return Err(usage(format!("`{}` writes a conversation's next turn: give --turns N", op.name)).into());
+        }
         if !args.tree_nodes.is_empty() {
             operations = operations.with_nodes(&args.tree_nodes).map_err(|e| usage(format!("--tree-nodes: {e}")))?;
         }
@@ -56,6 +72,7 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
         ops: _,
         ops_file: _,
         tree_nodes: _,
+        turns,
         templates: _,
         seed,
         no_answer,
@@ -102,6 +119,13 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
     if !(1..=MAX_ROUNDS).contains(&rounds) {
         return Err(usage(format!("--rounds must be between 1 and {MAX_ROUNDS}")));
     }
+    if turns.is_some_and(|n| !(2..=9).contains(&n)) {
+        return Err(usage("--turns must be from 2 to 9 (the seed's turn and at least one more)"));
+    }
+    if turns.is_some() && improve_answers > 0 {
+        return Err(usage("--improve-answers rewrites one answer alone; a conversation's turns are answered in context: not with --turns"));
+    }
+    let rounds = turns.map_or(rounds, |n| n - 1);
     if limit == Some(0) {
         return Err(usage("--limit must be at least 1: it is how many seeds to use"));
     }
@@ -215,7 +239,7 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
                 language: !no_language_check,
             },
             answer: !no_answer,
-            answer_seeds: include_seeds && !no_answer,
+            answer_seeds: (include_seeds || turns.is_some()) && !no_answer,
             evolve_sampling: evolve,
             answer_sampling: answer,
             judge_sampling: judge,
@@ -227,6 +251,7 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
             improve_answers,
             language,
             refusals: None,
+            conversation: turns.is_some(),
         },
         execution: model.execution(retry_failed),
         templates: Templates::builtin(),

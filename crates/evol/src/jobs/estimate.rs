@@ -113,7 +113,16 @@ impl Overheads {
         let mut rng = evol_core::rng::keyed_rng(0, &[b"estimate"]);
         let mut evolve = 0.0;
         for op in ops.iter() {
-            evolve += templates.evolve_prompt(op, "", (!op.constraints.is_empty()).then_some(""), &mut rng)?.text.len()
+            evolve += templates
+                .evolve_prompt(
+                    op,
+                    "",
+                    evol_core::templates::Extra {
+                        constraint: (!op.constraints.is_empty()).then_some(""),
+                        conversation: op.is_follow_up().then_some(""),
+                    },
+                    &mut rng,
+                )?.text.len()
                 as f64
                 / BYTES_PER_TOKEN;
         }

@@ -546,6 +546,7 @@ mod tests {
             improve_answers: 0,
             language: None,
             refusals: None,
+            conversation: false,
         };
         RunReport {
             evol_version: "0.1.0".into(),
