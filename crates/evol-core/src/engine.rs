@@ -165,6 +165,8 @@ struct Current {
     instruction: String,
     /// The constraints the instruction states.
     constraints: Vec<Constraint>,
+    /// In a conversation: the turns before this instruction's.
+    history: Vec<Message>,
 }
 
 impl Engine {
@@ -348,8 +350,12 @@ impl Engine {
                 }
             }
         }
-        let mut current =
-            Current { id: seed.id.clone(), instruction: seed.instruction.clone(), constraints: Vec::new() };
+        let mut current = Current {
+            id: seed.id.clone(),
+            instruction: seed.instruction.clone(),
+            constraints: Vec::new(),
+            history: std::mem::take(&mut history),
+        };
         let mut ancestors = Ancestors::default();
         if let Some(hasher) = &self.hasher {
             ancestors.push(&seed.id, hasher.fingerprint(&seed.instruction));
@@ -364,9 +370,10 @@ impl Engine {
         }
         let language = Language { kept, source, expected };
         for round in 1..=self.method.rounds {
-            match self.step(order, &seed.id, &current, round, &mut ancestors, language, &history).await? {
+            match self.step(order, &seed.id, &current, round, &mut ancestors, language).await? {
                 Ok(evolution) => {
                     sink.accepted(&evolution).map_err(EngineError::Sink)?;
+                    let mut history = std::mem::take(&mut current.history);
                     if self.method.conversation {
                         history.push(Message::user(&evolution.instruction));
                         history.push(Message::assistant(evolution.response.clone().unwrap_or_default()));
@@ -375,6 +382,7 @@ impl Engine {
                         id: evolution.lineage.id,
                         instruction: evolution.instruction,
                         constraints: evolution.constraints,
+                        history,
                     };
                 }
                 Err(rejection) => {
@@ -489,9 +497,9 @@ impl Engine {
         round: u32,
         ancestors: &mut Ancestors,
         language: Language<'_>,
-        history: &[Message],
     ) -> Result<Result<Evolution, Rejection>, EngineError> {
         let m = &self.method;
+        let history = parent.history.as_slice();
         let mut rng = step_rng(m.run_seed, seed_id, round, 0);
         let drawn = m.operations.draw_index(&mut rng);
         let operation = m.operations.at(drawn);

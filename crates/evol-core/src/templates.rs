@@ -457,8 +457,8 @@ impl Templates {
             op.data_formats.then(|| self.data_formats[rng.random_range(0..self.data_formats.len())].clone());
         let nodes = (!op.nodes.is_empty()).then(|| op.nodes[rng.random_range(0..op.nodes.len())]);
         let method = self.render(method_file, context! { format => data_format.as_deref(), nodes })?;
-        let text =
-            self.render(&op.template, context! { method => method.trim(), instruction, constraint, conversation, nodes })?;
+        let text = self
+            .render(&op.template, context! { method => method.trim(), instruction, constraint, conversation, nodes })?;
         Ok(EvolvePrompt { text, data_format, nodes })
     }
 
@@ -654,7 +654,12 @@ mod tests {
         o.insert("in_breadth.txt".to_string(), "NEW: {{ instruction }}\n#Created Prompt#:".to_string());
         let t = Templates::with_overrides(o).unwrap();
         let p = t
-            .evolve_prompt(OperationSet::builtin().get("breadth").unwrap(), "Q?", Extra::default(), &mut step_rng(0, "", 0, 0))
+            .evolve_prompt(
+                OperationSet::builtin().get("breadth").unwrap(),
+                "Q?",
+                Extra::default(),
+                &mut step_rng(0, "", 0, 0),
+            )
             .unwrap();
         assert_eq!(p.text, "NEW: Q?\n#Created Prompt#:");
     }

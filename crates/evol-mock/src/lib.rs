@@ -1078,6 +1078,9 @@ fn reply_for(
     if kind == Kind::Rewrite && prompt.contains(FINAL_MARKER) {
         return (Kind::Rewrite, auto_reply(prompt, h, unit));
     }
+    if kind == Kind::Rewrite && prompt.contains("#Conversation#:") {
+        return (Kind::Rewrite, follow_up_reply(prompt, h));
+    }
     if kind == Kind::Rewrite && prompt.contains("#New Tree#:") {
         return (Kind::Rewrite, tree_reply(prompt, h));
     }
@@ -1282,6 +1285,23 @@ fn user_turn(prompt: &str, h: u64) -> String {
     };
     let ask = ASKS[(splitmix(h ^ 7) % ASKS.len() as u64) as usize];
     ask.replace("{}", &topic)
+}
+
+/// A reply to a follow-up prompt (`evol run --turns`): the user's next
+/// message, in the language of the conversation's first user turn.
+fn follow_up_reply(prompt: &str, h: u64) -> String {
+    const ASKS: &[&str] = &[
+        "Can you go deeper into the second point?",
+        "Could you rewrite that for a complete beginner?",
+        "Are you sure about that? One step seems to be missing.",
+        "Now apply the same idea to a related problem.",
+    ];
+    let first = prompt.split("User: ").nth(1).unwrap_or(prompt);
+    let tongue = Tongue::of(first.split("\n\n").next().unwrap_or(first));
+    match tongue {
+        Tongue::English => format!("{} {}", ASKS[(splitmix(h) % ASKS.len() as u64) as usize], tongue.clause(h)),
+        _ => tongue.clause(h).to_string(),
+    }
 }
 
 /// A reply to a Tree-Instruct prompt: the tree, the tree with its new

@@ -420,6 +420,14 @@ impl SqliteJournal {
     /// Calls `f` with the rows of the dataset in their final order (by
     /// order key): each accepted evolution's JSON and, with `seeds`, each
     /// seed with its answer's JSON when it has one.
+    /// The ids of every accepted evolution (`SEED.rROUND`), in no order.
+    pub fn evolved_ids(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn.lock().unwrap();
+        let mut query = conn.prepare("SELECT id FROM records WHERE kind = 'evolved'")?;
+        let ids = query.query_map([], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(ids)
+    }
+
     pub fn for_each_dataset_row<E: From<StoreError>>(
         &self,
         seeds: bool,

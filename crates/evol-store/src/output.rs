@@ -470,8 +470,8 @@ fn dataset_pass(
         Some(params) => Some(DatasetDedup::index(journal, include_seeds, params)?),
         None => None,
     };
-    journal.for_each_dataset_row(include_seeds, |source| {
-        let Some(entry) = dataset_row(source)? else {
+    for_each_entry(journal, include_seeds, |entry| {
+        let Some(entry) = entry else {
             exported.seeds_left_out += 1;
             return Ok(());
         };
@@ -484,6 +484,38 @@ fn dataset_pass(
         dedup.flush(out, &mut exported, &mut duplicates, each)?;
     }
     Ok((exported, duplicates))
+}
+
+/// Every dataset row in order (`None`: a seed left out), a conversation
+/// only as its last accepted turn (which holds the turns before it). The
+/// last turn of each seed is looked up first, only for a conversation run
+/// (its identity says so), so other runs pay nothing for it.
+fn for_each_entry(
+    journal: &SqliteJournal,
+    include_seeds: bool,
+    mut f: impl FnMut(Option<DatasetEntry>) -> Result<(), Export>,
+) -> Result<(), Export> {
+    let conversation = journal.identity()?.is_some_and(|i| i.settings.conversation);
+    let mut last_turns: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    if conversation {
+        for id in journal.evolved_ids()? {
+            if let Some((seed, round)) = id.rsplit_once(".r") {
+                if let Ok(round) = round.parse::<u32>() {
+                    let slot = last_turns.entry(seed.to_string()).or_default();
+                    *slot = (*slot).max(round);
+                }
+            }
+        }
+    }
+    journal.for_each_dataset_row(include_seeds, |source| {
+        let entry = dataset_row(source)?;
+        if let Some(lineage) = entry.as_ref().filter(|e| !e.row.history.is_empty()).and_then(|e| e.lineage.as_ref()) {
+            if lineage.round < last_turns.get(&lineage.seed_id).copied().unwrap_or(0) {
+                return Ok(());
+            }
+        }
+        f(entry)
+    })
 }
 
 /// An error while streaming an export.
@@ -562,6 +594,17 @@ pub struct RowPair {
 }
 
 impl DatasetEntry {
+    /// The text duplicates are found by: a conversation's user turns
+    /// together (follow-ups alone repeat across conversations), else the
+    /// instruction.
+    fn dedup_text(&self) -> std::borrow::Cow<'_, str> {
+        if self.row.history.is_empty() {
+            return self.row.instruction.as_str().into();
+        }
+        let users = self.row.history.iter().filter(|m| m.role == evol_llm::Role::User).map(|m| m.content.as_str());
+        users.chain([self.row.instruction.as_str()]).collect::<Vec<_>>().join("\n").into()
+    }
+
     /// The row's line of `pairs.jsonl`, if it has a pair.
     fn pair_line(&self) -> Option<PairLine<'_>> {
         let pair = self.pair.as_ref()?;
@@ -622,6 +665,7 @@ fn dataset_row(source: DatasetSource<'_>) -> Result<Option<DatasetEntry>, Export
                     answer_truncated: e.answer_truncated,
                     ground_truth: (!e.constraints.is_empty())
                         .then(|| evol_constraints::GroundTruth::new(&e.constraints).to_label()),
+                    history: e.history,
                 },
                 pair,
             }
@@ -656,6 +700,7 @@ fn dataset_row(source: DatasetSource<'_>) -> Result<Option<DatasetEntry>, Export
                     difficulty,
                     answer_truncated,
                     ground_truth: None,
+                    history: Vec::new(),
                 },
                 pair: None,
             }
@@ -693,10 +738,10 @@ impl DatasetDedup {
             }
             texts.clear();
         };
-        let result = journal.for_each_dataset_row(include_seeds, |source| {
-            let Some(entry) = dataset_row(source)? else { return Ok(()) };
+        let result = for_each_entry(journal, include_seeds, |entry| {
+            let Some(entry) = entry else { return Ok(()) };
+            texts.push(entry.dedup_text().into_owned());
             ids.push(entry.id.into_boxed_str());
-            texts.push(entry.row.instruction);
             if texts.len() >= DEDUP_BATCH {
                 add(&mut texts, &mut builder);
             }
@@ -735,8 +780,11 @@ impl DatasetDedup {
         duplicates: &mut Vec<DuplicateLine>,
         each: &mut dyn FnMut(&DatasetEntry) -> std::io::Result<()>,
     ) -> Result<(), Export> {
-        let texts: Vec<&str> = self.pending.iter().map(|e| e.row.instruction.as_str()).collect();
+        let owned: Vec<std::borrow::Cow<'_, str>> = self.pending.iter().map(DatasetEntry::dedup_text).collect();
+        let texts: Vec<&str> = owned.iter().map(|t| t.as_ref()).collect();
         let prints = self.hasher.fingerprints(&texts);
+        drop(texts);
+        drop(owned);
         for (entry, print) in self.pending.drain(..).zip(prints) {
             let at = self.next;
             self.next += 1;
@@ -803,6 +851,10 @@ pub struct DatasetRow {
     /// ([`evol_constraints::GroundTruth::to_label`]); absent without any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ground_truth: Option<String>,
+    /// A conversation's turns before its last (`--turns`): the seed and its
+    /// answer first; `instruction` and `output` are the last turn.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<evol_llm::Message>,
 }
 
 /// The record files, and the kind of record each holds.
@@ -1155,6 +1207,7 @@ mod tests {
             difficulty: None,
             answer_truncated: false,
             ground_truth: None,
+            history: Vec::new(),
         };
         assert!(rows.contains(&plain("seed q", None)));
         assert!(rows.contains(&plain("q c.r1", Some("answer to q c.r1"))));

@@ -524,3 +524,87 @@ fn magpie_writes_deduplicated_instructions_from_a_servers_completions() {
         assert!(stderr(&bad).contains(says), "{}", stderr(&bad));
     }
 }
+
+#[test]
+fn conversations_keep_each_good_turn_end_at_a_failed_one_and_resume_exactly() {
+    let mock = Mock::start(MockConfig { sorry_rate: 0.2, leak_rate: 0.0, ..MockConfig::default() });
+    let dir = Dir::new();
+    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(30));
+    let out = dir.path("out");
+    let args = ["--turns", "3", "-q"];
+    // Stopped by a request cap part of the way, then resumed.
+    let capped = evol_run(&mock.url, &seeds, &out, &["--turns", "3", "-q", "--max-requests", "40"]);
+    assert_eq!(capped.status.code(), Some(3), "{}", stderr(&capped));
+    assert_success(&evol_run(&mock.url, &seeds, &out, &args));
+    let sent = mock.stats().requests;
+
+    let instructions: std::collections::BTreeMap<String, String> = read_lines(&seeds)
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap().to_string(), s["instruction"].as_str().unwrap().to_string()))
+        .collect();
+    let evolved = read_lines(&out.join("evolved.jsonl"));
+    let rejected = read_lines(&out.join("rejected.jsonl"));
+    assert!(!rejected.is_empty() && evolved.len() > 20, "{} kept turns, {} failed", evolved.len(), rejected.len());
+    // A failed turn ends its conversation: no later turn of that seed.
+    for r in &rejected {
+        let (seed, round) = (r["seed_id"].as_str().unwrap(), r["round"].as_u64().unwrap());
+        assert!(r["reason"].is_string());
+        assert!(!evolved.iter().any(|e| e["seed_id"] == seed && e["round"].as_u64().unwrap() > round), "{r}");
+        assert_eq!(r["history"].as_array().unwrap().len() as u64, 2 * round, "the turns it was kept up to: {r}");
+    }
+    // One row per conversation: its last good turn, with every turn before.
+    let rows = read_lines(&out.join("dataset.jsonl"));
+    let seeds_with_turns: std::collections::BTreeSet<&str> =
+        evolved.iter().map(|e| e["seed_id"].as_str().unwrap()).collect();
+    assert_eq!(rows.len(), seeds_with_turns.len());
+    for row in &rows {
+        let e = evolved.iter().find(|e| e["id"] == row["id"]).unwrap();
+        let seed = e["seed_id"].as_str().unwrap();
+        let last = evolved.iter().filter(|x| x["seed_id"] == seed).map(|x| x["round"].as_u64().unwrap()).max();
+        assert_eq!(e["round"].as_u64(), last, "the conversation's last turn");
+        let history = row["history"].as_array().unwrap();
+        assert_eq!(history.len() as u64, 2 * e["round"].as_u64().unwrap());
+        assert_eq!(history[0]["content"], instructions[seed].as_str(), "the seed opens it");
+        for (i, m) in history.iter().enumerate() {
+            assert_eq!(m["role"], if i % 2 == 0 { "user" } else { "assistant" });
+        }
+    }
+    // A rerun sends nothing and changes nothing.
+    let dataset = std::fs::read(out.join("dataset.jsonl")).unwrap();
+    assert_success(&evol_run(&mock.url, &seeds, &out, &args));
+    assert_eq!(mock.stats().requests, sent);
+    assert_eq!(std::fs::read(out.join("dataset.jsonl")).unwrap(), dataset);
+    // The same run in one go makes the same conversations.
+    let whole = dir.path("whole");
+    assert_success(&evol_run(&mock.url, &seeds, &whole, &args));
+    assert_eq!(std::fs::read(whole.join("dataset.jsonl")).unwrap(), dataset, "resumed exactly");
+
+    // Exported as whole conversations that `datasets` loads.
+    let hub = dir.path("hub");
+    assert_success(&evol(&["export", out.to_str().unwrap(), "--format", "sharegpt", "--to", hub.to_str().unwrap()]));
+    let read = std::process::Command::new("python3")
+        .args(["-c", "import sys, json, datasets\nd = datasets.load_dataset(sys.argv[1], split='train')\nprint(json.dumps([len(r['conversations']) for r in d]))"])
+        .arg(&hub)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_DATASETS_OFFLINE", "1")
+        .env("HF_HOME", dir.path("hf"))
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    let lengths: Vec<usize> = serde_json::from_slice(&read.stdout).unwrap();
+    let expected: Vec<usize> = rows.iter().map(|r| r["history"].as_array().unwrap().len() + 2).collect();
+    assert_eq!(lengths, expected);
+    let alpaca = evol(&["export", out.to_str().unwrap(), "--to", dir.path("a.jsonl").to_str().unwrap()]);
+    assert!(
+        !alpaca.status.success() && stderr(&alpaca).contains("use --format messages or sharegpt"),
+        "{}",
+        stderr(&alpaca)
+    );
+
+    // Follow-ups only with --turns, and only follow-ups with it.
+    let bad = evol_run(&mock.url, &seeds, &dir.path("bad"), &["--turns", "3", "--ops", "evol"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("--turns adds follow-up turns"), "{}", stderr(&bad));
+    let bad = evol_run(&mock.url, &seeds, &dir.path("bad"), &["--ops", "conversation"]);
+    assert!(stderr(&bad).contains("give --turns N"), "{}", stderr(&bad));
+}

@@ -122,8 +122,9 @@ impl Overheads {
                         conversation: op.is_follow_up().then_some(""),
                     },
                     &mut rng,
-                )?.text.len()
-                as f64
+                )?
+                .text
+                .len() as f64
                 / BYTES_PER_TOKEN;
         }
         let judge = templates.equality_prompt("", "")?.len() as f64 / BYTES_PER_TOKEN;

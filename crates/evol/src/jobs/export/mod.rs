@@ -291,7 +291,21 @@ fn run_example(entry: &DatasetEntry, traces: TraceExport) -> Example {
     if traces == TraceExport::Field {
         extra.insert(TRACE_COLUMN.into(), json!(trace));
     }
-    let dialogue = Dialogue { system: None, exchanges: vec![(entry.row.instruction.clone(), output)] };
+    // A conversation's earlier turns come first, each user turn with the
+    // answer after it.
+    let mut exchanges: Vec<(String, Option<String>)> = Vec::new();
+    for m in &entry.row.history {
+        match m.role {
+            evol_llm::Role::User => exchanges.push((m.content.clone(), None)),
+            _ => {
+                if let Some(last) = exchanges.last_mut() {
+                    last.1 = Some(m.content.clone());
+                }
+            }
+        }
+    }
+    exchanges.push((entry.row.instruction.clone(), output));
+    let dialogue = Dialogue { system: None, exchanges };
     Example { id: entry.id.clone(), dialogue, extra }
 }
 
