@@ -275,8 +275,9 @@ fn validate_run(args: RunArgs, operations: OperationSet) -> Result<RunSettings, 
 /// A resume keeps the earlier run's value of a setting none of whose flags
 /// was given; a test checks that every flag that shapes the method is here.
 const METHOD_FLAGS: &[(&str, &[&str])] = &[
-    ("rounds", &["rounds"]),
-    ("operations", &["ops", "ops_file"]),
+    ("rounds", &["rounds", "turns"]),
+    ("operations", &["ops", "ops_file", "tree_nodes", "turns"]),
+    ("conversation", &["turns"]),
     ("run_seed", &["seed"]),
     (
         "rules",
@@ -291,7 +292,7 @@ const METHOD_FLAGS: &[(&str, &[&str])] = &[
     ),
     ("language", &["language"]),
     ("answer", &["no_answer"]),
-    ("answer_seeds", &["no_answer", "include_seeds"]),
+    ("answer_seeds", &["no_answer", "include_seeds", "turns"]),
     ("evolve_sampling", &["temperature", "top_p", "max_tokens", "thinking", "reasoning_effort"]),
     (
         "answer_sampling",
