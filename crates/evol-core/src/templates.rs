@@ -448,14 +448,16 @@ impl Templates {
         rng: &mut impl Rng,
     ) -> Result<EvolvePrompt, TemplateError> {
         let Extra { constraint, conversation } = extra;
+        let draw_nodes =
+            |rng: &mut dyn rand::RngCore| (!op.nodes.is_empty()).then(|| op.nodes[rng.random_range(0..op.nodes.len())]);
         let Some(method_file) = &op.method else {
-            let nodes = (!op.nodes.is_empty()).then(|| op.nodes[rng.random_range(0..op.nodes.len())]);
+            let nodes = draw_nodes(rng);
             let text = self.render(&op.template, context! { instruction, constraint, conversation, nodes })?;
             return Ok(EvolvePrompt { text, data_format: None, nodes });
         };
         let data_format =
             op.data_formats.then(|| self.data_formats[rng.random_range(0..self.data_formats.len())].clone());
-        let nodes = (!op.nodes.is_empty()).then(|| op.nodes[rng.random_range(0..op.nodes.len())]);
+        let nodes = draw_nodes(rng);
         let method = self.render(method_file, context! { format => data_format.as_deref(), nodes })?;
         let text = self
             .render(&op.template, context! { method => method.trim(), instruction, constraint, conversation, nodes })?;

@@ -215,12 +215,10 @@ pub fn follow(constraints: &[Constraint], words: &[&str], space: &str, skip: Opt
     if has(&|c| matches!(c, Constraint::Title {})) {
         text = format!("<<{}>>\n\n{text}", words[0]);
     }
-    if has(&|c| matches!(c, Constraint::Postscript { .. })) {
-        if let Some(Constraint::Postscript { postscript_marker }) =
-            kept.iter().find(|c| matches!(c, Constraint::Postscript { .. }))
-        {
-            text = format!("{text}\n\n{postscript_marker} {}.", words[1 % words.len()]);
-        }
+    if let Some(Constraint::Postscript { postscript_marker }) =
+        kept.iter().find(|c| matches!(c, Constraint::Postscript { .. }))
+    {
+        text = format!("{text}\n\n{postscript_marker} {}.", words[1 % words.len()]);
     }
     if let Some(Constraint::EndPhrase { end_phrase }) = kept.iter().find(|c| matches!(c, Constraint::EndPhrase { .. }))
     {
