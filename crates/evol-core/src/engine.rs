@@ -340,9 +340,15 @@ impl Engine {
         // A conversation opens with the seed and its answer; a seed whose
         // answer failed or was rejected has none.
         let mut history: Vec<Message> = Vec::new();
+        let mut instruction = seed.instruction.clone();
         if self.method.conversation {
             match seed_answer {
-                Some(answer) => history = vec![Message::user(&seed.instruction), Message::assistant(answer)],
+                Some(answer) => {
+                    let (context, last) = seed.opening();
+                    instruction = last.to_string();
+                    history = context.to_vec();
+                    history.extend([Message::user(last), Message::assistant(answer)]);
+                }
                 None => {
                     sink.seed_done(&seed).map_err(EngineError::Sink)?;
                     self.stats.seed_done();
@@ -352,7 +358,7 @@ impl Engine {
         }
         let mut current = Current {
             id: seed.id.clone(),
-            instruction: seed.instruction.clone(),
+            instruction,
             constraints: Vec::new(),
             history: std::mem::take(&mut history),
         };
@@ -410,12 +416,18 @@ impl Engine {
         let mut rng = keyed_rng(self.method.run_seed, &[b"seed-answer", seed.id.as_bytes()]);
         let slice = Slice { round: 0, operation: SEED_ANSWER };
         let model = self.roles.get(planned.role)?;
+        // A conversation run answers a seed that is a conversation at its
+        // last user turn, in the context of the turns before it.
+        let (context, instruction) = match self.method.conversation {
+            true => seed.opening(),
+            false => (&[][..], seed.instruction.as_str()),
+        };
         // A seed that overlaps a benchmark stays out of the dataset, and
         // its answer is not paid for.
-        if let Some(detail) = self.contaminated(&seed.instruction) {
+        if let Some(detail) = self.contaminated(instruction) {
             let answer = SeedAnswer {
                 id: seed.id.clone(),
-                instruction: seed.instruction.clone(),
+                instruction: instruction.to_string(),
                 response: None,
                 response_reasoning: None,
                 error: None,
@@ -427,26 +439,28 @@ impl Engine {
             };
             return sink.seed_answered(&answer).map(|()| None).map_err(EngineError::Sink);
         }
-        let (response, response_reasoning, error, usage, rejected, answer_truncated, detail) = match self
-            .caller
-            .call(self.spec(order, &seed.id, 0, planned, slice, &seed.instruction, &mut rng)?)
-            .await?
-        {
-            Ok(reply) => {
-                // The answer rules an evolution's answer passes, a seed's
-                // answer passes too.
-                let rejected = eliminate::check_answer_reply_with(&self.method.rules, &self.refusals, &reply);
-                let truncated = reply.finish_reason == FinishReason::Length;
-                let overlap = rejected.is_none().then(|| self.contaminated(&reply.text)).flatten();
-                let rejected =
-                    rejected.or(overlap.as_ref().map(|_| Reason::Contaminated)).map(|r| r.name().to_string());
-                (Some(reply.text), reply.reasoning, None, reply.usage, rejected, truncated, overlap)
-            }
-            Err(e) => (None, None, Some(e), Usage::default(), None, false, None),
-        };
+        let mut spec = self.spec(order, &seed.id, 0, planned, slice, instruction, &mut rng)?;
+        if !context.is_empty() {
+            let language = Language { kept: false, source: None, expected: None };
+            spec = self.answering(spec, instruction, language, context)?;
+        }
+        let (response, response_reasoning, error, usage, rejected, answer_truncated, detail) =
+            match self.caller.call(spec).await? {
+                Ok(reply) => {
+                    // The answer rules an evolution's answer passes, a seed's
+                    // answer passes too.
+                    let rejected = eliminate::check_answer_reply_with(&self.method.rules, &self.refusals, &reply);
+                    let truncated = reply.finish_reason == FinishReason::Length;
+                    let overlap = rejected.is_none().then(|| self.contaminated(&reply.text)).flatten();
+                    let rejected =
+                        rejected.or(overlap.as_ref().map(|_| Reason::Contaminated)).map(|r| r.name().to_string());
+                    (Some(reply.text), reply.reasoning, None, reply.usage, rejected, truncated, overlap)
+                }
+                Err(e) => (None, None, Some(e), Usage::default(), None, false, None),
+            };
         let answer = SeedAnswer {
             id: seed.id.clone(),
-            instruction: seed.instruction.clone(),
+            instruction: instruction.to_string(),
             response,
             response_reasoning,
             error,
@@ -1330,7 +1344,7 @@ mod tests {
     }
 
     fn seeds(n: usize) -> Vec<Result<Seed, SeedSourceError>> {
-        (0..n).map(|i| Ok(Seed { id: format!("s{i}"), instruction: format!("Question {i}?") })).collect()
+        (0..n).map(|i| Ok(Seed::new(format!("s{i}"), format!("Question {i}?")))).collect()
     }
 
     fn settings() -> Settings {
@@ -1388,9 +1402,9 @@ mod tests {
         // parent, not of a short one. Seed `b` is what seed `a` becomes.
         let long = (0..40).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" ");
         let seeds = vec![
-            Seed { id: "a".into(), instruction: "Name a fruit".into() },
-            Seed { id: "b".into(), instruction: "NAME a fruit, more!".into() },
-            Seed { id: "long".into(), instruction: long.clone() },
+            Seed::new("a", "Name a fruit"),
+            Seed::new("b", "NAME a fruit, more!"),
+            Seed::new("long", long.clone()),
         ];
         let params = evol_dedup::Params::default();
         let mut index = SeedIndex::new(params);
@@ -1705,13 +1719,8 @@ mod tests {
         // chemical energy.") answered in English; a Chinese one answered in
         // Chinese ("Photosynthesis turns light into chemical energy.").
         let seeds: Vec<Result<Seed, SeedSourceError>> = vec![
-            Ok(Seed {
-                id: "hi".into(),
-                instruction: "समझाइए कि प्रकाश संश्लेषण सूर्य के प्रकाश को रासायनिक ऊर्जा में कैसे बदलता है।".into(),
-            }),
-            Ok(Seed {
-                id: "zh".into(), instruction: "请解释光合作用是如何把阳光转化为化学能的。".into()
-            }),
+            Ok(Seed::new("hi", "समझाइए कि प्रकाश संश्लेषण सूर्य के प्रकाश को रासायनिक ऊर्जा में कैसे बदलता है।")),
+            Ok(Seed::new("zh", "请解释光合作用是如何把阳光转化为化学能的。")),
         ];
         let model = Scripted {
             answer: "光合作用把光能转化为化学能，储存在葡萄糖中。".into(), ..Scripted::new()
@@ -1983,10 +1992,8 @@ mod tests {
         let stats = Arc::new(StatsRecorder::new(2));
         let engine = engine(Settings { rounds: 1, ..settings() }, model.clone(), stats.clone(), Arc::new(NoJournal))
             .with_benchmarks(Arc::new(benchmarks));
-        let seeds: Vec<Result<Seed, SeedSourceError>> = vec![
-            Ok(Seed { id: "copy".into(), instruction: format!("{long}?") }),
-            Ok(Seed { id: "fresh".into(), instruction: "Question 1?".into() }),
-        ];
+        let seeds: Vec<Result<Seed, SeedSourceError>> =
+            vec![Ok(Seed::new("copy", format!("{long}?"))), Ok(Seed::new("fresh", "Question 1?"))];
         let sink = Collect::default();
         engine.run(seeds, &sink).await.unwrap();
         let rejected = sink.rejected.lock().unwrap().clone();

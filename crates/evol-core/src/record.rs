@@ -3,7 +3,7 @@
 //! Ids are derived, not drawn: an evolution made from seed `S` in round `r`
 //! is `S.r{r}`, so the same run always names the same record the same way.
 
-use evol_llm::Usage;
+use evol_llm::{Message, Role, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::eliminate::Reason;
@@ -12,7 +12,33 @@ use crate::eliminate::Reason;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seed {
     pub id: String,
+    /// The instruction; for a seed that is a conversation, its first user
+    /// turn (what a one-turn run evolves).
     pub instruction: String,
+    /// A seed that is a conversation of more than one turn: its user and
+    /// assistant turns, in order (system and tool turns left out). Empty
+    /// for a seed of one instruction.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<Message>,
+}
+
+impl Seed {
+    /// A seed of one instruction.
+    pub fn new(id: impl Into<String>, instruction: impl Into<String>) -> Seed {
+        Seed { id: id.into(), instruction: instruction.into(), turns: Vec::new() }
+    }
+
+    /// How a conversation run (`--turns`) opens with this seed: the turns
+    /// before its last user turn, and that turn, which is answered in
+    /// their context. A seed's own reply to its last user turn is not kept:
+    /// the answer model answers it, as it answers every seed. A seed of one
+    /// instruction opens with no turns before it.
+    pub fn opening(&self) -> (&[Message], &str) {
+        match self.turns.iter().rposition(|m| m.role == Role::User) {
+            Some(last) => (&self.turns[..last], &self.turns[last].content),
+            None => (&[], &self.instruction),
+        }
+    }
 }
 
 /// The id of the attempt to evolve `seed_id` in `round`.

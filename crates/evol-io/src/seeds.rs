@@ -19,6 +19,7 @@ pub use crate::container::{Place, SeedError, SeedFormat};
 use crate::source::{self, Raw, Records};
 
 use evol_core::Seed;
+use evol_llm::Message;
 use serde_json::{Map, Value};
 
 /// The longest instruction accepted, in characters.
@@ -167,9 +168,12 @@ impl Iterator for SeedReader {
             Raw::Value(value) => value,
         };
         Some(Ok(match record(value, &self.fields) {
-            Ok((id, instruction, layout)) => {
+            Ok((id, instruction, layout, turns)) => {
                 self.seen(layout);
-                seed(place, id, instruction)
+                match seed(place, id, instruction) {
+                    Item::Seed(place, seed) => with_turns(place, seed, turns),
+                    other => other,
+                }
             }
             Err(message) => Item::Invalid(place, message),
         }))
@@ -194,7 +198,53 @@ fn seed(place: Place, id: Option<String>, instruction: String) -> Item {
         Place::Item(n) => format!("item-{n}"),
         Place::Row(n) => format!("row-{n}"),
     });
-    Item::Seed(place, Seed { id, instruction: instruction.trim().to_string() })
+    Item::Seed(place, Seed::new(id, instruction.trim()))
+}
+
+/// A seed with the turns of the conversation it was read from, each held
+/// to the instruction's limit.
+fn with_turns(place: Place, mut seed: Seed, turns: Vec<Message>) -> Item {
+    for (i, turn) in turns.iter().enumerate() {
+        let chars = turn.content.chars().count();
+        if chars > MAX_INSTRUCTION_CHARS {
+            return Item::Invalid(
+                place,
+                format!(
+                    "turn {} of the conversation has {chars} characters; the limit is {MAX_INSTRUCTION_CHARS}",
+                    i + 1
+                ),
+            );
+        }
+    }
+    seed.turns = turns;
+    Item::Seed(place, seed)
+}
+
+/// The user and assistant turns of a record read as a conversation
+/// (ShareGPT `conversations`, chat `messages`, TRL's `prompt` list), when
+/// it has more than one; none otherwise. System and tool turns are left
+/// out, and so are empty turns.
+fn conversation_of(map: &Map<String, Value>, layout: &RecordLayout) -> Result<Vec<Message>, String> {
+    use crate::layout::ChatLayout;
+    let (name, value) = match layout {
+        RecordLayout::ShareGpt => (ChatLayout::ShareGpt.field(), field(map, &[ChatLayout::ShareGpt.field()])?),
+        RecordLayout::Messages => match field(map, &[ChatLayout::Messages.field()])? {
+            Some(value) => (ChatLayout::Messages.field(), Some(value)),
+            None => ("prompt", field(map, &["prompt"])?),
+        },
+        _ => return Ok(Vec::new()),
+    };
+    let Some(value) = value else { return Ok(Vec::new()) };
+    let turns: Vec<Message> = chat_turns(value, name)?
+        .into_iter()
+        .filter(|t| !t.text.trim().is_empty())
+        .filter_map(|t| match t.speaker {
+            Speaker::User => Some(Message::user(t.text.trim())),
+            Speaker::Assistant => Some(Message::assistant(t.text.trim())),
+            _ => None,
+        })
+        .collect();
+    Ok(if turns.len() > 1 { turns } else { Vec::new() })
 }
 
 /// Reads a whole seed file into memory, checking that ids are unique.
@@ -235,8 +285,9 @@ fn collect(reader: SeedReader, options: ReadOptions) -> Result<SeedSet, SeedErro
     Ok(set)
 }
 
-/// The id, instruction and layout of one JSON record.
-fn record(value: Value, fields: &Fields) -> Result<(Option<String>, String, RecordLayout), String> {
+/// The id, instruction, layout and conversation turns (see
+/// [`Seed::turns`]) of one JSON record.
+fn record(value: Value, fields: &Fields) -> Result<(Option<String>, String, RecordLayout, Vec<Message>), String> {
     let Value::Object(map) = value else {
         return Err(format!("expected a JSON object with an instruction, found {}", kind(&value)));
     };
@@ -262,7 +313,8 @@ fn record(value: Value, fields: &Fields) -> Result<(Option<String>, String, Reco
             ))
         }
     };
-    Ok((id, instruction, layout))
+    let turns = conversation_of(&map, &layout)?;
+    Ok((id, instruction, layout, turns))
 }
 
 /// A record's instruction: the Alpaca `instruction` (with `input` joined
@@ -687,6 +739,31 @@ mod tests {
             })
             .collect();
         assert_eq!(instructions, ["Name a prime.", "Why?"]);
+        // Each keeps its user and assistant turns (not the system's), for
+        // a conversation run.
+        let turns: Vec<Vec<Message>> = items
+            .iter()
+            .map(|i| match i {
+                Item::Seed(_, s) => s.turns.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(turns[0], [Message::user("Name a prime."), Message::assistant("7")]);
+        assert_eq!(turns[1], [Message::assistant("Hi"), Message::user("Why?")]);
+        let chat = r#"{"messages": [{"role": "user", "content": "写一首诗"}, {"role": "assistant", "content": "春眠不觉晓"}, {"role": "tool", "content": "{}"}, {"role": "user", "content": "再短一点"}]}"#;
+        let set = parse(chat, SeedFormat::Jsonl, false).unwrap();
+        let seed = &set.seeds[0];
+        assert_eq!(seed.instruction, "写一首诗", "a one-turn run evolves the first user turn");
+        assert_eq!(seed.opening(), (&[Message::user("写一首诗"), Message::assistant("春眠不觉晓")][..], "再短一点"));
+        let one =
+            parse(r#"{"messages": [{"role": "user", "content": "Only one"}]}"#, SeedFormat::Jsonl, false).unwrap();
+        assert!(one.seeds[0].turns.is_empty(), "one turn is a plain seed");
+        let long = format!(
+            r#"{{"messages": [{{"role": "user", "content": "a"}}, {{"role": "assistant", "content": "{}"}}]}}"#,
+            "x".repeat(MAX_INSTRUCTION_CHARS + 1)
+        );
+        let err = parse(&long, SeedFormat::Jsonl, false).unwrap_err().to_string();
+        assert!(err.contains("turn 2 of the conversation has"), "{err}");
 
         let text = concat!(
             r#"{"messages": [{"role": "user", "content": [{"type": "text", "text": "Part one"}, {"type": "text", "text": "part two"}]}]}"#,
@@ -718,10 +795,7 @@ mod tests {
         let text = "{\"qid\": 17, \"question\": \"Why is the sky blue?\", \"instruction\": \"ignored\"}\n{\"question\": \"Q\"}\n";
         let mut r = reader(text, SeedFormat::Jsonl, &fields);
         let first = r.next().unwrap().unwrap();
-        assert_eq!(
-            first,
-            Item::Seed(Place::Line(1), Seed { id: "17".into(), instruction: "Why is the sky blue?".into() })
-        );
+        assert_eq!(first, Item::Seed(Place::Line(1), Seed::new("17", "Why is the sky blue?")));
         assert_eq!(r.layout(), Some((&RecordLayout::Field("question".into()), false)));
         assert_eq!(
             r.next().unwrap().unwrap(),
@@ -750,8 +824,8 @@ mod tests {
         assert_eq!(
             items,
             [
-                Item::Seed(Place::Row(1), Seed { id: "1".into(), instruction: "Sum, please\n\n1, 2".into() }),
-                Item::Seed(Place::Row(2), Seed { id: "2".into(), instruction: "Say \"hi\"\nnicely".into() }),
+                Item::Seed(Place::Row(1), Seed::new("1", "Sum, please\n\n1, 2")),
+                Item::Seed(Place::Row(2), Seed::new("2", "Say \"hi\"\nnicely")),
                 Item::Invalid(Place::Row(3), "has 2 fields; the header has 3".into()),
             ]
         );
@@ -781,10 +855,7 @@ mod tests {
         let mut r =
             SeedReader::new(Box::new(std::io::Cursor::new(bytes)), "s", SeedFormat::Auto, &Fields::default()).unwrap();
         assert_eq!(r.format(), SeedFormat::Parquet, "found by its magic bytes");
-        assert_eq!(
-            r.next().unwrap().unwrap(),
-            Item::Seed(Place::Row(1), Seed { id: "5".into(), instruction: "Parquet A".into() })
-        );
+        assert_eq!(r.next().unwrap().unwrap(), Item::Seed(Place::Row(1), Seed::new("5", "Parquet A")));
         assert_eq!(
             r.next().unwrap().unwrap(),
             Item::Invalid(

@@ -34,15 +34,16 @@ use crate::StoreError;
 pub const FILE: &str = "journal.sqlite";
 
 /// The schema this release writes. 0: evol 0.1.0 (unversioned); 1: records
-/// keyed by space and id, the identity's operations as definitions.
-pub const SCHEMA_VERSION: i64 = 2;
+/// keyed by space and id, the identity's operations as definitions; 2: the
+/// `embeddings` table; 3: a seed's conversation turns (`seeds.turns`).
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, record TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS seeds (
         pos INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, instruction TEXT NOT NULL,
-        place TEXT NOT NULL, order_key INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0);
+        place TEXT NOT NULL, order_key INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0, turns TEXT);
     CREATE TABLE IF NOT EXISTS records (
         space TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,
         order_key INTEGER NOT NULL, PRIMARY KEY (space, id));
@@ -301,14 +302,24 @@ impl SqliteJournal {
         let mut n = 0;
         {
             let mut insert = tx.prepare(
-                "INSERT INTO seeds (pos, id, instruction, place, order_key) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO seeds (pos, id, instruction, place, order_key, turns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (id) DO NOTHING",
             )?;
             let mut first = tx.prepare("SELECT place FROM seeds WHERE id = ?1")?;
             for row in rows {
                 let row = row?;
-                let inserted =
-                    insert.execute(params![row.pos, row.seed.id, row.seed.instruction, row.place, row.order_key])?;
+                let turns = match row.seed.turns.is_empty() {
+                    true => None,
+                    false => Some(serde_json::to_string(&row.seed.turns)?),
+                };
+                let inserted = insert.execute(params![
+                    row.pos,
+                    row.seed.id,
+                    row.seed.instruction,
+                    row.place,
+                    row.order_key,
+                    turns
+                ])?;
                 if inserted == 0 {
                     let first: String = first.query_row(params![row.seed.id], |r| r.get(0))?;
                     return Err(StoreError::DuplicateId { id: row.seed.id, place: row.place, first });
@@ -344,11 +355,21 @@ impl SqliteJournal {
     pub fn seeds_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, Seed)>, StoreError> {
         let conn = self.conn.lock().unwrap();
         let mut query =
-            conn.prepare_cached("SELECT pos, id, instruction FROM seeds WHERE pos > ?1 ORDER BY pos LIMIT ?2")?;
+            conn.prepare_cached("SELECT pos, id, instruction, turns FROM seeds WHERE pos > ?1 ORDER BY pos LIMIT ?2")?;
         let rows = query.query_map(params![after, limit as i64], |r| {
-            Ok((r.get(0)?, Seed { id: r.get(1)?, instruction: r.get(2)? }))
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut seeds = Vec::new();
+        for row in rows {
+            let (pos, id, instruction, turns) = row?;
+            let turns = match turns {
+                Some(text) => serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Journal(format!("the turns of seed `{id}`: {e}")))?,
+                None => Vec::new(),
+            };
+            seeds.push((pos, Seed { id, instruction, turns }));
+        }
+        Ok(seeds)
     }
 
     /// The seeds, in file order, in pages: flat memory for any number. A
@@ -435,10 +456,11 @@ impl SqliteJournal {
     ) -> Result<(), E> {
         let conn = self.conn.lock().unwrap();
         let sql = |e: rusqlite::Error| E::from(StoreError::from(e));
-        let mut text = String::from("SELECT order_key, id, 0, body, NULL, NULL FROM records WHERE kind = 'evolved'");
+        let mut text =
+            String::from("SELECT order_key, id, 0, body, NULL, NULL, NULL FROM records WHERE kind = 'evolved'");
         if seeds {
             text.push_str(
-                " UNION ALL SELECT s.order_key, s.id, 1, s.instruction, r.body, q.body FROM seeds s
+                " UNION ALL SELECT s.order_key, s.id, 1, s.instruction, r.body, q.body, s.turns FROM seeds s
                   LEFT JOIN records r ON r.space = 'seed' AND r.id = s.id
                   LEFT JOIN records q ON q.space = 'seed_score' AND q.id = s.id",
             );
@@ -452,8 +474,9 @@ impl SqliteJournal {
             let answer = row.get_ref(4).map_err(sql)?.as_str_or_null().map_err(|e| sql(e.into()))?;
             let id = row.get_ref(1).map_err(sql)?.as_str().map_err(|e| sql(e.into()))?;
             let score = row.get_ref(5).map_err(sql)?.as_str_or_null().map_err(|e| sql(e.into()))?;
+            let turns = row.get_ref(6).map_err(sql)?.as_str_or_null().map_err(|e| sql(e.into()))?;
             f(if is_seed == 1 {
-                DatasetSource::Seed { id, instruction: body, answer, score }
+                DatasetSource::Seed { id, instruction: body, answer, score, turns }
             } else {
                 DatasetSource::Evolved(body)
             })?;
@@ -566,6 +589,16 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
         if from == 0 && has_tables {
             migrate_0_to_1(conn)?;
         }
+        // 2 -> 3: a seed's turns, none for the seeds already loaded.
+        let has_turns: bool =
+            conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('seeds') WHERE name = 'turns'", [], |r| {
+                r.get(0)
+            })?;
+        let has_seeds: bool =
+            conn.query_row("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'seeds'", [], |r| r.get(0))?;
+        if has_seeds && !has_turns {
+            conn.execute_batch("ALTER TABLE seeds ADD COLUMN turns TEXT")?;
+        }
         // 1 -> 2: the `embeddings` table, which the schema creates.
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -662,8 +695,8 @@ pub enum DatasetSource<'a> {
     /// An accepted evolution's JSON.
     Evolved(&'a str),
     /// A seed's id and instruction, with its answer's JSON if it was
-    /// answered.
-    Seed { id: &'a str, instruction: &'a str, answer: Option<&'a str>, score: Option<&'a str> },
+    /// answered, and its turns' JSON if it is a conversation.
+    Seed { id: &'a str, instruction: &'a str, answer: Option<&'a str>, score: Option<&'a str>, turns: Option<&'a str> },
 }
 
 /// Seeds read from the journal a page at a time.
@@ -808,12 +841,7 @@ mod tests {
     }
 
     fn row(pos: i64, id: &str) -> Result<SeedRow, StoreError> {
-        Ok(SeedRow {
-            pos,
-            seed: Seed { id: id.into(), instruction: format!("q {id}") },
-            place: format!("line {pos}"),
-            order_key: -pos,
-        })
+        Ok(SeedRow { pos, seed: Seed::new(id, format!("q {id}")), place: format!("line {pos}"), order_key: -pos })
     }
 
     #[test]
@@ -927,6 +955,55 @@ mod tests {
         j.put_record(Kind::Rejected, "a.r1", "{\"rejected\":1}", 1).unwrap();
         assert_eq!(j.record_count(Kind::Evolved).unwrap(), 0);
         assert_eq!(j.record_count(Kind::SeedAnswer).unwrap(), 1);
+    }
+
+    /// The schema of version 2, as that release made it.
+    const SCHEMA_2: &str = "
+        CREATE TABLE calls (key TEXT PRIMARY KEY, record TEXT NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE seeds (
+            pos INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, instruction TEXT NOT NULL,
+            place TEXT NOT NULL, order_key INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE records (
+            space TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,
+            order_key INTEGER NOT NULL, PRIMARY KEY (space, id));
+        CREATE INDEX records_by_kind ON records (kind, id);
+        CREATE TABLE batches (id TEXT PRIMARY KEY, settled INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE embeddings (
+            model TEXT NOT NULL, digest TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, digest));
+        INSERT INTO seeds VALUES (1, 'old', 'An old seed', 'line 1', 5, 1);
+        INSERT INTO meta VALUES ('seeds_loaded', '1');
+        PRAGMA user_version = 2;";
+
+    #[test]
+    fn a_journal_of_schema_2_opens_with_its_seeds_and_takes_conversations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        Connection::open(&path).unwrap().execute_batch(SCHEMA_2).unwrap();
+        let j = SqliteJournal::open(&path).unwrap();
+        let version: i64 = j.conn.lock().unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(j.seeds_after(i64::MIN, 10).unwrap(), vec![(1, Seed::new("old", "An old seed"))]);
+        assert_eq!(j.seeds_done().unwrap(), 1, "what was done stays done");
+        // A seed that is a conversation keeps its turns.
+        let turns = vec![
+            evol_llm::Message::user("Hallo"),
+            evol_llm::Message::assistant("Hallo! Wie kann ich helfen?"),
+            evol_llm::Message::user("Erkläre Photosynthese."),
+        ];
+        let seed = Seed { turns: turns.clone(), ..Seed::new("chat", "Hallo") };
+        let row = SeedRow { pos: 2, seed: seed.clone(), place: "line 2".into(), order_key: 3 };
+        j.load_seeds([Ok(row)].into_iter()).unwrap();
+        assert_eq!(j.seeds_after(i64::MIN, 10).unwrap(), vec![(2, seed)]);
+        let mut seen = Vec::new();
+        j.for_each_dataset_row::<StoreError>(true, |r| {
+            if let DatasetSource::Seed { turns, .. } = r {
+                seen.push(turns.map(|t| serde_json::from_str::<Vec<evol_llm::Message>>(t).unwrap()));
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![Some(turns)]);
     }
 
     #[test]

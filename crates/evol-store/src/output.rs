@@ -508,9 +508,15 @@ fn for_each_entry(
         }
     }
     journal.for_each_dataset_row(include_seeds, |source| {
-        let entry = dataset_row(source)?;
-        if let Some(lineage) = entry.as_ref().filter(|e| !e.row.history.is_empty()).and_then(|e| e.lineage.as_ref()) {
-            if lineage.round < last_turns.get(&lineage.seed_id).copied().unwrap_or(0) {
+        let entry = dataset_row(source, conversation)?;
+        if let Some(e) = entry.as_ref().filter(|_| conversation) {
+            // A seed's row, or a turn before the last, is held by the
+            // conversation's last turn.
+            let (seed, round) = match &e.lineage {
+                Some(lineage) => (lineage.seed_id.as_str(), lineage.round),
+                None => (e.id.as_str(), 0),
+            };
+            if round < last_turns.get(seed).copied().unwrap_or(0) {
                 return Ok(());
             }
         }
@@ -640,7 +646,7 @@ struct PairLine<'a> {
 /// A dataset row from its source in the journal, with its id; none for a
 /// seed whose answer failed or was rejected by an answer rule (left out,
 /// as a rejected evolution is).
-fn dataset_row(source: DatasetSource<'_>) -> Result<Option<DatasetEntry>, Export> {
+fn dataset_row(source: DatasetSource<'_>, conversation: bool) -> Result<Option<DatasetEntry>, Export> {
     Ok(Some(match source {
         DatasetSource::Evolved(body) => {
             let e: Evolution = serde_json::from_str(body)?;
@@ -670,7 +676,18 @@ fn dataset_row(source: DatasetSource<'_>) -> Result<Option<DatasetEntry>, Export
                 pair,
             }
         }
-        DatasetSource::Seed { id, instruction, answer, score } => {
+        DatasetSource::Seed { id, instruction, answer, score, turns } => {
+            // A conversation run opens a seed that is a conversation at its
+            // last user turn, after the turns before it.
+            let seed = Seed {
+                id: id.to_string(),
+                instruction: instruction.to_string(),
+                turns: match turns.filter(|_| conversation) {
+                    Some(turns) => serde_json::from_str(turns)?,
+                    None => Vec::new(),
+                },
+            };
+            let (history, instruction) = seed.opening();
             // Without answering there is no answer record: the seed is an
             // instruction alone. With one, a failed or rejected answer
             // leaves the seed out.
@@ -700,7 +717,7 @@ fn dataset_row(source: DatasetSource<'_>) -> Result<Option<DatasetEntry>, Export
                     difficulty,
                     answer_truncated,
                     ground_truth: None,
-                    history: Vec::new(),
+                    history: history.to_vec(),
                 },
                 pair: None,
             }
@@ -969,7 +986,7 @@ pub fn import_export(dir: &Path, journal: &SqliteJournal, run_seed: u64) -> Resu
         // (it only orders a replay).
         let pos = order_key(0, &id);
         let order_key = order_key(run_seed, &id);
-        Ok(SeedRow { pos, seed: Seed { id, instruction }, place: "an export".into(), order_key })
+        Ok(SeedRow { pos, seed: Seed::new(id, instruction), place: "an export".into(), order_key })
     });
     let n = journal.load_seeds(rows)?;
     journal.mark_all_done()?;
@@ -1131,12 +1148,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = OutputDir::prepare(dir.path(), false, JobKind::Run).unwrap();
         let journal = Arc::new(SqliteJournal::open(&out.path(JOURNAL)).unwrap());
-        let seed = SeedRow {
-            pos: 0,
-            seed: Seed { id: "s".into(), instruction: "seed q".into() },
-            place: "line 1".into(),
-            order_key: order_key(9, "s"),
-        };
+        let seed =
+            SeedRow { pos: 0, seed: Seed::new("s", "seed q"), place: "line 1".into(), order_key: order_key(9, "s") };
         journal.load_seeds([Ok(seed)].into_iter()).unwrap();
         let sink = RunSink::new(journal.clone(), out.sink().unwrap(), 9);
         let mut scored = evolution("a.r1", "q a");
@@ -1180,7 +1193,7 @@ mod tests {
             let journal = Arc::new(SqliteJournal::open(&out.path(JOURNAL)).unwrap());
             let seed = SeedRow {
                 pos: 0,
-                seed: Seed { id: "s".into(), instruction: "seed q".into() },
+                seed: Seed::new("s", "seed q"),
                 place: "line 1".into(),
                 order_key: order_key(9, "s"),
             };
@@ -1295,7 +1308,7 @@ mod tests {
         let seeds = ["ok", "sorry", "failed", "cut"].map(|id| {
             Ok(SeedRow {
                 pos: 0,
-                seed: Seed { id: id.into(), instruction: format!("q {id}") },
+                seed: Seed::new(id, format!("q {id}")),
                 place: "line 1".into(),
                 order_key: order_key(9, id),
             })

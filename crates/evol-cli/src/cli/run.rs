@@ -289,7 +289,8 @@ pub struct RunArgs {
     /// The field holding each seed's instruction: a text, or a list of chat
     /// turns (its first user turn). By default the layout is found per
     /// record: Alpaca `instruction`/`prompt` (+ `input`), ShareGPT
-    /// `conversations`, or chat `messages`.
+    /// `conversations`, or chat `messages` (with --turns, a conversation
+    /// opens with all its turns and goes on from its last user turn).
     #[arg(long, value_name = "NAME", help_heading = "Input")]
     pub instruction_field: Option<String>,
 

@@ -601,6 +601,46 @@ fn conversations_keep_each_good_turn_end_at_a_failed_one_and_resume_exactly() {
         stderr(&alpaca)
     );
 
+    // A seed that is a conversation goes on from its last user turn, which
+    // is answered in the context of the turns before it.
+    let chats: String = (0..6)
+        .map(|i| {
+            let turns = serde_json::json!([
+                {"role": "system", "content": "Be kind."},
+                {"role": "user", "content": format!("Wie funktioniert ein Kompass? ({i})")},
+                {"role": "assistant", "content": "Eine Magnetnadel richtet sich nach dem Erdmagnetfeld aus."},
+                {"role": "user", "content": format!("Und warum zeigt er nicht genau nach Norden? ({i})")},
+                {"role": "assistant", "content": "Dropped: the answer model answers this turn."},
+            ]);
+            format!("{}\n", serde_json::json!({"id": format!("chat{i}"), "messages": turns}))
+        })
+        .collect();
+    let chats = dir.write("chats.jsonl", &chats);
+    let chat_out = dir.path("chat-out");
+    assert_success(&evol_run(&mock.url, &chats, &chat_out, &["--turns", "2", "--include-seeds", "-q"]));
+    let answers = read_lines(&chat_out.join("seeds.jsonl"));
+    assert_eq!(answers.len(), 6);
+    for a in &answers {
+        assert!(a["instruction"].as_str().unwrap().starts_with("Und warum"), "the last user turn is answered: {a}");
+        assert!(!a["response"].as_str().unwrap_or_default().starts_with("Dropped"), "{a}");
+    }
+    let opened = answers.iter().filter(|a| a["rejected"].is_null() && a["response"].is_string()).count();
+    assert!(opened > 0);
+    let rows = read_lines(&chat_out.join("dataset.jsonl"));
+    assert_eq!(rows.len(), opened, "one row per conversation, its seed's row held by it");
+    for row in &rows {
+        let history = row["history"].as_array().unwrap();
+        assert!(history.len() >= 2, "{row}");
+        assert!(history[0]["content"].as_str().unwrap().starts_with("Wie funktioniert"), "{row}");
+        assert_eq!(history[1]["content"], "Eine Magnetnadel richtet sich nach dem Erdmagnetfeld aus.");
+        let last_user = if history.len() == 2 { &row["instruction"] } else { &history[2]["content"] };
+        assert!(last_user.as_str().unwrap().starts_with("Und warum"), "{row}");
+        assert!(!row.to_string().contains("Be kind.") && !row.to_string().contains("Dropped"), "{row}");
+        for (i, m) in history.iter().enumerate() {
+            assert_eq!(m["role"], if i % 2 == 0 { "user" } else { "assistant" });
+        }
+    }
+
     // Follow-ups only with --turns, and only follow-ups with it.
     let bad = evol_run(&mock.url, &seeds, &dir.path("bad"), &["--turns", "3", "--ops", "evol"]);
     assert_eq!(bad.status.code(), Some(2));
