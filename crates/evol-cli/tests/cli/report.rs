@@ -303,3 +303,41 @@ fn a_run_in_four_scripts_is_charted_by_language_and_its_text_keeps_its_direction
     let rows = between(&dom, "<tbody id=\"rows\">", "</tbody>");
     assert!(rows.matches("dir=\"auto\"").count() >= 2 * rows.matches("<tr data-row=").count(), "{rows}");
 }
+
+#[test]
+fn a_conversation_run_shows_each_row_with_the_turns_before_it() {
+    let mock = Mock::start(MockConfig { sorry_rate: 0.0, ..MockConfig::default() });
+    let dir = Dir::new();
+    // Seeds that are conversations, one turn holding markup.
+    let seeds: String = (0..8)
+        .map(|i| {
+            let turns = serde_json::json!([
+                {"role": "user", "content": format!("<img src=x onerror=\"document.body.dataset.pwned=1\"> Was ist Rost? ({i})")},
+                {"role": "assistant", "content": "Eisenoxid, das an feuchter Luft entsteht."},
+                {"role": "user", "content": format!("Wie schützt man Stahl davor? ({i})")},
+            ]);
+            format!("{}\n", serde_json::json!({"id": format!("c{i}"), "messages": turns}))
+        })
+        .collect();
+    let seeds = dir.write("seeds.jsonl", &seeds);
+    let out = dir.path("out");
+    assert_success(&evol_run(&mock.url, &seeds, &out, &["--turns", "2", "-q"]));
+    let report = dir.path("report.html");
+    assert_success(&evol(&["report", out.to_str().unwrap(), "-o", report.to_str().unwrap()]));
+    let dom = dump_dom(&format!("file://{}", report.display()));
+    assert!(between(&dom, "<body", ">").contains("data-complete=\"1\""), "the script ran to the end");
+    assert!(!dom.contains("data-pwned=\"") && !dom.contains("<img"), "a turn's markup became an element");
+    let rows = between(&dom, "<tbody id=\"rows\">", "</tbody>");
+    let dataset = read_lines(&out.join("dataset.jsonl"));
+    assert!(!dataset.is_empty());
+    assert_eq!(rows.matches("<tr data-row=").count(), dataset.len());
+    // Each row folds the turns before its last: the seed's three, its
+    // answer, then a follow-up's.
+    for row in &dataset {
+        let before = row["history"].as_array().unwrap().len();
+        assert!(before >= 4, "{row}");
+        assert!(rows.contains(&format!("{}-turn conversation: {before} messages before", before / 2 + 1)), "{rows}");
+    }
+    assert_eq!(rows.matches("Wie schützt man Stahl davor?").count(), dataset.len(), "each row shows its turns");
+    assert!(rows.contains("&lt;img src=x"), "the markup is shown as text");
+}

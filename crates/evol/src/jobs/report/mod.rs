@@ -3,7 +3,8 @@
 //! (accepted and rejected evolutions per operation and round, rejection
 //! reasons, instruction length and difficulty per round, requests, tokens,
 //! cost and throughput, an evolution-tree browser and a searchable,
-//! paginated table of the dataset) and the results of `evol judge` and
+//! paginated table of the dataset, a conversation row with the turns
+//! before its last) and the results of `evol judge` and
 //! `evol arena` directories.
 //!
 //! The data goes in as gzip-compressed JSON in base64 inside a `<script
@@ -303,6 +304,7 @@ fn run_data(dir: &Path, observer: &dyn Observer) -> anyhow::Result<(Value, Value
     let seed_by_text: HashMap<&str, usize> = seeds.iter().enumerate().map(|(i, (_, t))| (t.as_str(), i)).collect();
     let mut dataset = Vec::new();
     let mut outputs = Vec::new();
+    let mut turns = Vec::new();
     let mut unmatched = 0usize;
     let path = dir.join(DATASET);
     if path.is_file() {
@@ -315,6 +317,7 @@ fn run_data(dir: &Path, observer: &dyn Observer) -> anyhow::Result<(Value, Value
             };
             dataset.push(json!([at, outputs.len()]));
             outputs.push(v["output"].as_str().map_or(Value::Null, |o| json!(short(o, OUTPUT_LIMIT))));
+            turns.push(conversation(&v["history"]));
             Ok(())
         })?;
     }
@@ -338,7 +341,13 @@ fn run_data(dir: &Path, observer: &dyn Observer) -> anyhow::Result<(Value, Value
             "wall_seconds": s.run.wall_seconds,
         })
     });
-    let more = json!({ "outputs": outputs, "rejected_text": r_text });
+    // A conversation's turns go with the answers: loaded after the page
+    // is drawn, and only a conversation run has any.
+    let turns = match turns.iter().any(|t| !t.is_null()) {
+        true => Value::Array(turns),
+        false => Value::Null,
+    };
+    let more = json!({ "outputs": outputs, "rejected_text": r_text, "turns": turns });
     let run = json!({
         "stats": stats,
         "ops": ops.names,
@@ -349,6 +358,19 @@ fn run_data(dir: &Path, observer: &dyn Observer) -> anyhow::Result<(Value, Value
         "dataset": dataset,
     });
     Ok((run, more))
+}
+
+/// The turns before a conversation row's last (its `history`), for the
+/// page: `[role, text]` pairs, each text shortened as answers are; null
+/// for a row that is no conversation.
+fn conversation(history: &Value) -> Value {
+    let Some(messages) = history.as_array().filter(|m| !m.is_empty()) else { return Value::Null };
+    messages
+        .iter()
+        .map(|m| {
+            json!([m["role"].as_str().unwrap_or("?"), short(m["content"].as_str().unwrap_or_default(), OUTPUT_LIMIT)])
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -387,6 +409,18 @@ mod tests {
         // A dataset written before rows had ids: by text.
         assert_eq!(row(json!({"instruction": "用三句话解释引力。"})), Some(0));
         assert!(origin(&json!({"output": "x"}), evolved, seeds).is_err());
+    }
+
+    #[test]
+    fn a_conversation_row_carries_its_turns_shortened() {
+        let long = "ช".repeat(OUTPUT_LIMIT + 5);
+        let history = json!([{"role": "user", "content": "مرحبا"}, {"role": "assistant", "content": long}]);
+        let turns = conversation(&history);
+        assert_eq!(turns[0], json!(["user", "مرحبا"]));
+        assert_eq!(turns[1][0], "assistant");
+        assert_eq!(turns[1][1].as_str().unwrap().chars().count(), OUTPUT_LIMIT + 1, "shortened, with its ellipsis");
+        assert_eq!(conversation(&json!([])), Value::Null);
+        assert_eq!(conversation(&Value::Null), Value::Null);
     }
 
     #[test]
