@@ -499,7 +499,8 @@ pub struct MagpieArgs {
     #[arg(long, value_name = "NAME")]
     pub template_family: Option<String>,
     /// With --endpoint: the opening of a user's turn as it is, instead of a
-    /// family's (`{system}` in it stands for the system message).
+    /// family's (`{system}` in it stands for the system message, and must
+    /// be there when there is one, and only then).
     #[arg(long, value_name = "TEXT", conflicts_with = "template_family")]
     pub prefix: Option<String>,
     /// Sampling temperature (Magpie samples at 1).

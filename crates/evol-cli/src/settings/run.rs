@@ -547,7 +547,20 @@ impl FromArgs<MagpieArgs> for evol::settings::MagpieSettings {
                     )));
                 }
             },
-            (None, Some(prefix)) => Opening::Text(prefix),
+            // The system message goes where the prefix says, and only there.
+            (None, Some(prefix)) => match (prefix.contains("{system}"), &system) {
+                (true, None) => {
+                    return Err(usage(
+                        "--prefix holds `{system}` but there is no system message: give --system, --topic, --persona or --language, or take `{system}` out",
+                    ))
+                }
+                (false, Some(_)) => {
+                    return Err(usage(
+                        "--prefix has no `{system}`, so the system message (from --system, --topic, --persona or --language) would not be sent: put `{system}` where the template takes it",
+                    ))
+                }
+                _ => Opening::Text(prefix),
+            },
             (None, None) if embedded => Opening::Own,
             (None, None) => {
                 return Err(usage(

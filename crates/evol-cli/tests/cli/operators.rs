@@ -517,6 +517,8 @@ fn magpie_writes_deduplicated_instructions_from_a_servers_completions() {
         (&[][..], "--template-family chatml|llama3|gemma|phi3|mistral, or --prefix TEXT"),
         (&["--template-family", "vicuna"][..], "--template-family `vicuna` is not one evol knows"),
         (&["--template-family", "chatml", "--language", "xx"][..], "--language `xx` is not a language code"),
+        (&["--prefix", "<s>{system}[INST] "][..], "--prefix holds `{system}` but there is no system message"),
+        (&["--prefix", "<s>[INST] ", "--topic", "kites"][..], "--prefix has no `{system}`"),
     ] {
         let bad =
             evol(&[&["magpie", "-o", dir.path("bad").to_str().unwrap(), "--endpoint", &mock.url][..], flags].concat());
