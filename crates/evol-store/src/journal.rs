@@ -16,9 +16,13 @@
 //! flight. Readers (`evol status`) may open the file while a run writes it.
 //!
 //! The schema has a version (`PRAGMA user_version`). Opening a journal
-//! checks it (`PRAGMA quick_check`: a damaged file is refused with what to
-//! do), migrates an older schema forward in one transaction, and refuses a
-//! newer one without touching it.
+//! migrates an older schema forward in one transaction, and refuses a
+//! newer one without touching it. A writer marks the journal open while it
+//! holds it; a journal still marked when opened for writing was left by a
+//! process that did not close it (killed, or the machine stopped), and is
+//! checked first (`PRAGMA quick_check`: a damaged file is refused with what
+//! to do). A journal closed cleanly opens without reading it whole;
+//! [`SqliteJournal::check_integrity`] reads every page on request.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -53,12 +57,29 @@ const SCHEMA: &str = "
         model TEXT NOT NULL, digest TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, digest));";
 
 const IDENTITY: &str = "identity";
+/// The meta key a writer holds while it has the journal open: the process
+/// id, removed on a clean close.
+const WRITER_OPEN: &str = "writer_open";
 const STATE: &str = "state";
 const BATCH_SERVER: &str = "batch_server";
 
 /// The SQLite journal.
 pub struct SqliteJournal {
     conn: Mutex<Connection>,
+    /// Opened for writing: it holds the open mark until dropped.
+    writer: bool,
+}
+
+impl Drop for SqliteJournal {
+    /// A clean close takes the open mark away (a failure to do so only
+    /// means a check at the next open).
+    fn drop(&mut self) {
+        if self.writer {
+            if let Ok(conn) = self.conn.lock() {
+                let _ = conn.execute("DELETE FROM meta WHERE key = ?1", params![WRITER_OPEN]);
+            }
+        }
+    }
 }
 
 /// The server of a `--batch-api` run, for `evol batch cancel`.
@@ -80,7 +101,17 @@ impl SqliteJournal {
         // In WAL mode, NORMAL survives a crash of the process (the case
         // that matters here); only a power loss can drop the last commits.
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_error)?;
-        check(&conn, path)?;
+        // Left open by a process that did not close it: checked first.
+        let has_meta: bool = conn
+            .query_row("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'meta'", [], |r| r.get(0))
+            .map_err(|e| damaged_or(e, path))?;
+        let marked: bool = has_meta
+            && conn
+                .query_row("SELECT COUNT(*) > 0 FROM meta WHERE key = ?1", params![WRITER_OPEN], |r| r.get(0))
+                .map_err(|e| damaged_or(e, path))?;
+        if marked {
+            check(&conn, path)?;
+        }
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(open_error)?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::Newer { path: shown(), found: version, supported: SCHEMA_VERSION });
@@ -91,7 +122,28 @@ impl SqliteJournal {
                 message: format!("upgrading its schema from version {version} failed: {e}"),
             })?;
         }
-        Ok(SqliteJournal { conn: Mutex::new(conn) })
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![WRITER_OPEN, std::process::id().to_string()],
+        )
+        .map_err(open_error)?;
+        Ok(SqliteJournal { conn: Mutex::new(conn), writer: true })
+    }
+
+    /// Reads every page of the journal and checks every index against its
+    /// table (`PRAGMA integrity_check`): what `evol status --check` runs.
+    /// Opening checks only a journal left open by a process that did not
+    /// close it.
+    pub fn check_integrity(&self) -> Result<(), StoreError> {
+        let conn = self.conn.lock().unwrap();
+        let path = conn.path().map(std::path::PathBuf::from).unwrap_or_default();
+        let mut query = conn.prepare("PRAGMA integrity_check(5)").map_err(|e| damaged_or(e, &path))?;
+        let findings: Vec<String> =
+            query.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()).map_err(|e| damaged_or(e, &path))?;
+        if findings.len() == 1 && findings[0] == "ok" {
+            return Ok(());
+        }
+        Err(StoreError::Damaged { path: path.display().to_string(), detail: findings.join("; ") })
     }
 
     /// Opens the journal of the run directory `dir`, refusing a directory
@@ -136,7 +188,6 @@ impl SqliteJournal {
             Ok(opened) => opened,
             Err(first) => open(true).map_err(|_| damaged_or(first, &path))?,
         };
-        check(&conn, &path)?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::Newer { path: shown(), found: version, supported: SCHEMA_VERSION });
         }
@@ -144,7 +195,7 @@ impl SqliteJournal {
             drop(conn);
             return SqliteJournal::open(&path);
         }
-        Ok(SqliteJournal { conn: Mutex::new(conn) })
+        Ok(SqliteJournal { conn: Mutex::new(conn), writer: false })
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -554,8 +605,6 @@ fn damaged_or(e: rusqlite::Error, path: &Path) -> StoreError {
     StoreError::Open { path: path.display().to_string(), message }
 }
 
-/// `PRAGMA quick_check`: the b-trees and pages are sound (it reads every
-/// page once).
 /// A path as a `file:` URI, for SQLite's URI parameters.
 fn url_path(path: &Path) -> String {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -569,6 +618,8 @@ fn url_path(path: &Path) -> String {
     uri
 }
 
+/// `PRAGMA quick_check`: the b-trees and pages are sound (it reads every
+/// page once).
 fn check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let mut query = conn.prepare("PRAGMA quick_check(5)").map_err(|e| damaged_or(e, path))?;
     let findings: Vec<String> =
@@ -1022,26 +1073,55 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION + 1, "not rewritten");
     }
 
-    #[test]
-    fn damaged_pages_are_found_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(FILE);
-        {
-            let j = SqliteJournal::open(&path).unwrap();
-            for i in 0..2000 {
-                j.put_record(Kind::Evolved, &format!("s{i}.r1"), &"x".repeat(200), i).unwrap();
-            }
-            let conn = j.conn.lock().unwrap();
-            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    /// A journal of 2000 records with pages in its middle overwritten;
+    /// `killed`: its writer never closed it.
+    fn damaged(path: &Path, killed: bool) {
+        let j = SqliteJournal::open(path).unwrap();
+        for i in 0..2000 {
+            j.put_record(Kind::Evolved, &format!("s{i}.r1"), &"x".repeat(200), i).unwrap();
         }
-        // Overwrite some pages in the middle of the file with garbage.
-        let mut bytes = std::fs::read(&path).unwrap();
+        j.conn.lock().unwrap().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        match killed {
+            true => {
+                // As a killed process leaves it: the mark stays.
+                let conn = std::mem::replace(&mut *j.conn.lock().unwrap(), Connection::open_in_memory().unwrap());
+                std::mem::forget(j);
+                drop(conn);
+            }
+            false => drop(j),
+        }
+        let mut bytes = std::fs::read(path).unwrap();
         assert!(bytes.len() > 40 * 4096, "{}", bytes.len());
         for b in &mut bytes[20 * 4096..24 * 4096] {
             *b = 0x5a;
         }
-        std::fs::write(&path, bytes).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_journal_left_open_is_checked_on_open_and_any_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        // Left open by a killed writer: refused on open.
+        let path = dir.path().join("killed.sqlite");
+        damaged(&path, true);
         let err = SqliteJournal::open(&path).err().expect("refused");
         assert!(err.to_string().contains("is damaged"), "{err}");
+        // Closed cleanly, then damaged on disk: opening does not read it
+        // whole; the full check finds it.
+        let path = dir.path().join("closed.sqlite");
+        damaged(&path, false);
+        let j = SqliteJournal::open(&path).unwrap();
+        let err = j.check_integrity().unwrap_err();
+        assert!(err.to_string().contains("is damaged"), "{err}");
+        // A sound journal passes; its mark comes and goes with its writer.
+        let path = dir.path().join("sound.sqlite");
+        let j = SqliteJournal::open(&path).unwrap();
+        j.check_integrity().unwrap();
+        assert!(j.meta(WRITER_OPEN).unwrap().is_some());
+        drop(j);
+        let conn = Connection::open(&path).unwrap();
+        let marked: i64 =
+            conn.query_row("SELECT COUNT(*) FROM meta WHERE key = 'writer_open'", [], |r| r.get(0)).unwrap();
+        assert_eq!(marked, 0, "a clean close takes the mark away");
     }
 }

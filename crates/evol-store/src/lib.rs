@@ -50,6 +50,8 @@ pub enum StoreError {
     Open { path: String, message: String },
     #[error("the journal `{path}` is damaged ({detail})\nhint: rerun with --fresh to start the run over, or restore a copy of the directory")]
     Damaged { path: String, detail: String },
+    #[error("the journal is damaged ({0})\nhint: `evol status --check DIR` checks it whole; rerun with --fresh to start the run over, or restore a copy of the directory")]
+    DamagedPage(String),
     #[error("the journal `{path}` was made by a newer evol (schema {found}; this evol reads up to {supported}); use that release, or rerun with --fresh to start over")]
     Newer { path: String, found: i64, supported: i64 },
     #[error("the journal failed: {0}")]
@@ -68,6 +70,14 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> StoreError {
+        // A damaged page found by a read (opening reads the journal whole
+        // only after an unclean stop).
+        if matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+        ) {
+            return StoreError::DamagedPage(e.to_string());
+        }
         StoreError::Journal(e.to_string())
     }
 }

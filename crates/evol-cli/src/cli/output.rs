@@ -13,6 +13,11 @@ pub struct StatusArgs {
     /// Print the status as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also read the whole journal and check every page and index (`PRAGMA
+    /// integrity_check`); exit 1 if it is damaged. Opening a journal checks
+    /// it only after an unclean stop.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Args, Debug)]

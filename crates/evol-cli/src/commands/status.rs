@@ -10,7 +10,7 @@ use evol_store::RunState;
 use crate::cli::StatusArgs;
 
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let status = evol::jobs::status(&args.output)?;
+    let status = evol::jobs::status(&args.output, args.check)?;
     if args.json {
         return crate::stdout(&(serde_json::to_string_pretty(&status)? + "\n"));
     }
@@ -62,5 +62,8 @@ fn render(status: &RunStatus) -> String {
         status.model(Role::Judge),
         status.model(Role::Answer)
     );
+    if status.checked {
+        let _ = writeln!(out, "journal: sound (every page and index checked)");
+    }
     out
 }

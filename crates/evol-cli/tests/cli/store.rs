@@ -84,16 +84,23 @@ fn seed_answers_and_evolutions_never_share_a_key() {
     assert!(dataset.iter().any(|row| row["instruction"] == "Name a river."));
 }
 
-#[test]
-fn a_damaged_journal_is_refused_before_any_call() {
-    let mock = Mock::start(accepting());
-    let dir = Dir::new();
-    let seeds = dir.write("seeds.jsonl", &seeds_jsonl(300));
-    let out = dir.path("out");
+/// A run capped part of the way, its journal then damaged in its middle;
+/// `left_open`: as a writer that never closed it leaves it (marked open).
+fn damaged_run(mock: &Mock, dir: &Dir, name: &str, left_open: bool) -> (std::path::PathBuf, std::path::PathBuf) {
+    let seeds = dir.write(&format!("{name}.jsonl"), &seeds_jsonl(300));
+    let out = dir.path(name);
     let args = ["--model", "mock", "--rounds", "1", "--max-requests", "600"];
     let capped = evol_run(&mock.url, &seeds, &out, &args);
     assert_eq!(capped.status.code(), Some(3), "{}", stderr(&capped));
     let journal = out.join("journal.sqlite");
+    if left_open {
+        let marked = std::process::Command::new("python3")
+            .args(["-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(\"INSERT INTO meta VALUES ('writer_open', '1')\"); c.commit(); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); c.close()"])
+            .arg(&journal)
+            .output()
+            .unwrap();
+        assert!(marked.status.success(), "{}", String::from_utf8_lossy(&marked.stderr));
+    }
     let mut bytes = std::fs::read(&journal).unwrap();
     assert!(
         !out.join("journal.sqlite-wal").exists()
@@ -105,8 +112,17 @@ fn a_damaged_journal_is_refused_before_any_call() {
         *b = 0x5a;
     }
     std::fs::write(&journal, bytes).unwrap();
-    let sent = mock.stats().requests;
+    (seeds, out)
+}
 
+#[test]
+fn a_damaged_journal_is_refused_before_any_call() {
+    let mock = Mock::start(accepting());
+    let dir = Dir::new();
+    let args = ["--model", "mock", "--rounds", "1", "--max-requests", "600"];
+    // Left open by a writer that did not close it: checked on open.
+    let (seeds, out) = damaged_run(&mock, &dir, "killed", true);
+    let sent = mock.stats().requests;
     for run in [evol(&["export", out.to_str().unwrap()]), evol_run(&mock.url, &seeds, &out, &args)] {
         assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
         assert!(stderr(&run).contains("is damaged"), "{}", stderr(&run));
@@ -115,6 +131,23 @@ fn a_damaged_journal_is_refused_before_any_call() {
     assert_eq!(mock.stats().requests, sent, "not one request for a damaged run");
     let status = evol(&["status", out.to_str().unwrap()]);
     assert!(stderr(&status).contains("is damaged"), "{}", stderr(&status));
+
+    // Closed cleanly, damaged afterwards: opening does not read it whole,
+    // the first damaged page read says so, and `status --check` finds it.
+    let (_, out) = damaged_run(&mock, &dir, "closed", false);
+    let export = evol(&["export", out.to_str().unwrap()]);
+    assert_eq!(export.status.code(), Some(1), "{}", stderr(&export));
+    assert!(stderr(&export).contains("is damaged") && stderr(&export).contains("--fresh"), "{}", stderr(&export));
+    let check = evol(&["status", out.to_str().unwrap(), "--check"]);
+    assert_eq!(check.status.code(), Some(1), "{}", stderr(&check));
+    assert!(stderr(&check).contains("is damaged"), "{}", stderr(&check));
+    // A sound one passes the check.
+    let sound = dir.path("sound");
+    assert_success(&evol_run(&mock.url, &seeds, &sound, &["--model", "mock", "--rounds", "1", "-q"]));
+    let check = evol(&["status", sound.to_str().unwrap(), "--check"]);
+    assert_success(&check);
+    let text = String::from_utf8_lossy(&check.stdout).to_string();
+    assert!(text.contains("journal: sound"), "{text}");
 }
 
 #[test]

@@ -32,6 +32,9 @@ pub struct RunStatus {
     /// Provider batches (`--batch-api`) not yet settled.
     pub batches_in_flight: usize,
     pub models: BTreeMap<Role, String>,
+    /// The whole journal was read and found sound (`--check`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub checked: bool,
 }
 
 impl RunStatus {
@@ -47,8 +50,13 @@ impl RunStatus {
 }
 
 /// Reads where the run in `output` stands, without writing to it.
-pub fn status(output: &Path) -> anyhow::Result<RunStatus> {
+/// A run's status; with `check`, after reading its whole journal and
+/// checking every page and index (a damaged journal is the error).
+pub fn status(output: &Path, check: bool) -> anyhow::Result<RunStatus> {
     let journal = SqliteJournal::open_read_only(output)?;
+    if check {
+        journal.check_integrity()?;
+    }
     let identity = journal.identity()?.ok_or_else(|| anyhow!("`{}`: the run never started", output.display()))?;
     let accepted = journal.record_count(Kind::Evolved)?;
     let rejected = journal.record_count(Kind::Rejected)?;
@@ -73,6 +81,7 @@ pub fn status(output: &Path) -> anyhow::Result<RunStatus> {
         calls: journal.call_totals()?,
         batches_in_flight: journal.unsettled_batches()?.len(),
         models: identity.models,
+        checked: check,
     })
 }
 
@@ -83,7 +92,7 @@ mod tests {
     #[test]
     fn a_directory_without_a_run_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let err = format!("{:#}", status(dir.path()).unwrap_err());
+        let err = format!("{:#}", status(dir.path(), false).unwrap_err());
         assert!(err.contains(&dir.path().display().to_string()), "{err}");
     }
 }
