@@ -94,6 +94,10 @@ pub struct CallSpec<'a> {
     /// first, calls of one priority in arrival order. `evol run` gives
     /// each chain the order it started in, so older chains finish first.
     pub priority: u64,
+    /// The calls its chain has left, this one included, at most: once the
+    /// caller is told [`Caller::critical_path`], the call with the most
+    /// goes first.
+    pub remaining: u32,
 }
 
 impl<'a> CallSpec<'a> {
@@ -102,7 +106,7 @@ impl<'a> CallSpec<'a> {
     /// the first priority until told otherwise.
     pub fn new(model: &'a Arc<dyn ChatModel>, key: CallKey<'a>, prompt: Prompt<'a>, sampling: Sampling) -> Self {
         let slice = Slice { round: key.round, operation: key.stage };
-        CallSpec { model, key, slice, prompt, sampling, tag: None, priority: 0 }
+        CallSpec { model, key, slice, prompt, sampling, tag: None, priority: 0, remaining: 0 }
     }
 
     /// Counts the call under `slice` in the statistics.
@@ -123,6 +127,11 @@ impl<'a> CallSpec<'a> {
     /// Gives the call its place among waiting calls (lowest first).
     pub fn priority(self, priority: u64) -> Self {
         CallSpec { priority, ..self }
+    }
+
+    /// Says how many calls its chain has left, this one included.
+    pub fn remaining(self, remaining: u32) -> Self {
+        CallSpec { remaining, ..self }
     }
 }
 
@@ -180,11 +189,12 @@ impl Caller {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
-    /// From now on, free slots go to waiting calls in arrival order, their
-    /// priorities ignored (for the end of a run, when the calls left should
-    /// advance together).
-    pub fn first_come(&self) {
-        self.limit.first_come();
+    /// From now on, free slots go to the waiting calls whose chains have
+    /// the most calls left (for the end of a run: the run then ends when
+    /// its longest chain must, not when the last chain to start gets its
+    /// turns one by one).
+    pub fn critical_path(&self) {
+        self.limit.critical_path();
     }
 
     pub fn is_stopping(&self) -> bool {
@@ -194,11 +204,11 @@ impl Caller {
     /// A slot for one request, and its place in the budget: none once the
     /// caller is stopping (before or while waiting), and a cap reached
     /// stops it.
-    async fn admit(&self, priority: u64) -> Result<crate::slots::Slot<'_>, CallError> {
+    async fn admit(&self, place: crate::slots::Place) -> Result<crate::slots::Slot<'_>, CallError> {
         if self.is_stopping() {
             return Err(CallError::Stopped);
         }
-        let slot = self.limit.acquire(priority).await;
+        let slot = self.limit.acquire(place).await;
         if self.is_stopping() {
             return Err(CallError::Stopped);
         }
@@ -212,7 +222,7 @@ impl Caller {
     /// Makes one call (or replays it from the journal). The outer error
     /// stops the command; the inner one is the item's failure, as recorded.
     pub async fn call(&self, spec: CallSpec<'_>) -> Result<Result<ChatResponse, String>, CallError> {
-        let CallSpec { model, key, slice, prompt, sampling, tag, priority } = spec;
+        let CallSpec { model, key, slice, prompt, sampling, tag, priority, remaining } = spec;
         let journal_key = call_key(key.item, key.round, key.stage);
         let asked = question_digest(model.name(), &prompt, sampling);
         let mut attempt = 0;
@@ -232,7 +242,7 @@ impl Caller {
             // record is replaced, and what it was paid moves to the new one.
             earlier = Paid { usage: record.usage, attempts: record.retries + 1 };
         }
-        let _slot = self.admit(priority).await?;
+        let _slot = self.admit(crate::slots::Place { priority, remaining }).await?;
         // A retried call gets another request seed, or a deterministic
         // server would give the same failed reply again.
         let mut sampling = sampling;
@@ -360,7 +370,7 @@ impl Caller {
             // counted twice.
             return Ok(Ok(in_order(&mut known)));
         }
-        let _slot = self.admit(priority).await?;
+        let _slot = self.admit(crate::slots::Place { priority, remaining: 0 }).await?;
         let inputs: Vec<String> = missing.iter().map(|&i| texts[i].1.to_string()).collect();
         let started = Instant::now();
         match model.embed(&inputs).await {

@@ -122,10 +122,6 @@ pub const SEED_SCORE: &str = "seed_score";
 /// slot busy until the very end while bounding memory for huge seed files.
 const CHAINS_PER_SLOT: usize = 16;
 
-/// Chains per slot left at the end of a run when slots stop favouring the
-/// oldest chains (see [`Engine::run`]).
-const TAIL_CHAINS_PER_SLOT: usize = 4;
-
 /// Runs Evol-Instruct over seeds.
 pub struct Engine {
     method: Method,
@@ -264,23 +260,19 @@ impl Engine {
         //
         // Near the end that order would leave a tail: the last chains to
         // start would run alone, one call after another, while slots idle.
-        // So once every seed is admitted and no more than `TAIL_CHAINS_PER_SLOT`
-        // chains per slot are left, slots go first come, first served, and
-        // the chains left advance together.
-        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-        let (exhausted, admitted) = (AtomicBool::new(false), AtomicUsize::new(0));
+        // So once every seed is admitted, slots go to the calls whose chains
+        // have the most calls left (the critical path first): the chains
+        // left finish together, when the longest of them must.
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        let exhausted = AtomicBool::new(false);
         let mut source = seeds.into_iter();
         let seeds = std::iter::from_fn(|| {
             let next = source.next();
-            if next.is_some() {
-                admitted.fetch_add(1, SeqCst);
-            } else {
+            if next.is_none() {
                 exhausted.store(true, SeqCst);
             }
             next
         });
-        let mut finished = 0usize;
-        let tail = concurrency.saturating_mul(TAIL_CHAINS_PER_SLOT);
         let mut chains = futures::stream::iter(seeds)
             .take_while(|_| std::future::ready(!self.caller.is_stopping()))
             .enumerate()
@@ -297,13 +289,13 @@ impl Engine {
         let mut stopped = false;
         let mut cap = None;
         let mut unreadable = None;
-        let mut fair = false;
-        while let Some(result) = chains.next().await {
-            finished += 1;
-            if !fair && exhausted.load(SeqCst) && admitted.load(SeqCst) - finished <= tail {
-                self.caller.first_come();
-                fair = true;
+        let mut critical = false;
+        loop {
+            if !critical && exhausted.load(SeqCst) {
+                self.caller.critical_path();
+                critical = true;
             }
+            let Some(result) = chains.next().await else { break };
             match result {
                 Err(EngineError::Stopped) => stopped = true,
                 Err(EngineError::Cap(reached)) => cap = Some(reached),
@@ -1094,7 +1086,27 @@ impl Engine {
         Ok(CallSpec::new(self.roles.get(planned.role)?, key, Prompt::User(prompt), sampling)
             .counted_as(slice)
             .tagged(stage)
-            .priority(order))
+            .priority(order)
+            .remaining(self.remaining(round, planned)))
+    }
+
+    /// The calls a chain has left at this one, this one included, at most:
+    /// each round left makes the longest step's calls (a step that fails a
+    /// check makes fewer).
+    fn remaining(&self, round: u32, planned: PlannedCall) -> u32 {
+        let longest = self.plans.iter().map(Vec::len).max().unwrap_or(1) as u32;
+        let same = |c: &PlannedCall| c.stage == planned.stage && c.sample == planned.sample;
+        let (in_step, rounds_after) = match round {
+            0 => {
+                let seed = self.method.seed_calls();
+                (seed.len() - seed.iter().position(same).unwrap_or(0), self.method.rounds)
+            }
+            r => {
+                let at = self.plans.iter().find_map(|p| p.iter().position(same)).unwrap_or(0);
+                (longest as usize - at.min(longest as usize - 1), self.method.rounds.saturating_sub(r))
+            }
+        };
+        (in_step as u32).saturating_add(rounds_after.saturating_mul(longest))
     }
 }
 
@@ -2085,5 +2097,20 @@ mod tests {
         let detail = r.detail.as_deref().unwrap();
         assert!(detail.starts_with("startend:end_checker: the instruction no longer states \""), "{detail}");
         assert!(r.response.is_none(), "no answer is paid for");
+    }
+
+    #[test]
+    fn a_calls_remaining_work_counts_its_step_and_the_rounds_after() {
+        // Three rounds of evolve, judge, answer; seeds answered first.
+        let s = Settings { rounds: 3, answer_seeds: true, ..settings() };
+        let engine = engine(s, Arc::new(Scripted::new()), Arc::new(StatsRecorder::new(1)), Arc::new(NoJournal));
+        let step = engine.plans[0].clone();
+        assert_eq!(step.len(), 3);
+        let [evolve, judge, answer] = [step[0], step[1], step[2]];
+        assert_eq!(engine.remaining(1, evolve), 9, "this step's three calls and two more steps");
+        assert_eq!(engine.remaining(1, judge), 8);
+        assert_eq!(engine.remaining(3, answer), 1, "the chain's last call");
+        let seed_answer = engine.method.seed_calls()[0];
+        assert_eq!(engine.remaining(0, seed_answer), 10, "before the first step");
     }
 }
