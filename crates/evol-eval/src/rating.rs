@@ -355,10 +355,11 @@ fn styled(
         .into_par_iter()
         .map(|round| {
             let mut rng = round_rng(settings.seed, round);
-            let weights: Vec<u8> = rows.iter().map(|_| poisson_one(&mut rng) as u8).collect();
+            let table = poisson_table();
+            let weights: Vec<u8> = rows.iter().map(|_| poisson_draw(table, &mut rng)).collect();
             let p = match exact {
                 true => refit(models, &rows, &weights, params.clone()),
-                false => at_fit.round(&rows, &weights).unwrap_or_else(|near| refit(models, &rows, &weights, near)),
+                false => at_fit.round(&weights).unwrap_or_else(|near| refit(models, &rows, &weights, near)),
             };
             to_elo(&p[..models], settings.anchor)
         })
@@ -400,11 +401,12 @@ fn refit(models: usize, rows: &[Row], weights: &[u8], mut start: Vec<f64>) -> Ve
 }
 
 /// A bootstrap round's fit taken as one Newton step from the full fit
-/// with a second-order correction, when the step is shorter than this (in
-/// natural-log odds, about 13 Elo points): the error left is of the third
-/// order of the step, a few thousandths of a point. A longer step (a small
-/// log) is finished by Newton's method.
-const FAST_STEP: f64 = 0.03;
+/// with a second-order correction, when no parameter moves more than this
+/// (in natural-log odds, about 17 Elo points): what is left is of the third
+/// order of the step, under a twentieth of a point at this length and far
+/// less for the usual steps of a large log. A longer step (a small log) is
+/// finished by Newton's method.
+const FAST_STEP: f64 = 0.1;
 
 /// Per-pair sums a round keeps (`w` the game's bootstrap weight; `h`, `r`
 /// and `c` the game's variance, residual and the variance's derivative at
@@ -421,67 +423,86 @@ const SUMS: usize = 19;
 struct AtFit {
     models: usize,
     params: Vec<f64>,
-    /// The distinct (a, b) of the games, and each game's index into them.
+    /// The distinct (a, b) of the games, and where each one's games start
+    /// in the games sorted by pair (one more at the end).
     pairs: Vec<(usize, usize)>,
-    pair: Vec<u32>,
-    /// Per game: `h = q(1 - q)`, `r = y - q`, `c = h(1 - 2q)` at the fit.
-    hrc: Vec<[f64; 3]>,
+    starts: Vec<usize>,
+    /// The games sorted by pair: each one's place in the log (its bootstrap
+    /// weight's), and `[h, r, c, x0, x1]`: `h = q(1 - q)`, `r = y - q`,
+    /// `c = h(1 - 2q)` at the fit, and its covariates.
+    from: Vec<u32>,
+    games: Vec<[f64; 5]>,
 }
 
 impl AtFit {
     fn new(models: usize, rows: &[Row], params: &[f64]) -> AtFit {
         const { assert!(STYLE_FEATURES == 2, "the sums are written out for two covariates") };
-        let mut index: std::collections::HashMap<(usize, usize), u32> = std::collections::HashMap::new();
+        let mut index: std::collections::HashMap<(usize, usize), usize> = std::collections::HashMap::new();
         let mut pairs = Vec::new();
-        let mut pair = Vec::with_capacity(rows.len());
-        let mut hrc = Vec::with_capacity(rows.len());
-        for r in rows {
-            let i = *index.entry((r.a, r.b)).or_insert_with(|| {
-                pairs.push((r.a, r.b));
-                (pairs.len() - 1) as u32
-            });
-            pair.push(i);
-            let q = sigmoid(eta(params, models, r));
-            let h = q * (1.0 - q);
-            hrc.push([h, r.y - q, h * (1.0 - 2.0 * q)]);
+        let pair: Vec<usize> = rows
+            .iter()
+            .map(|r| {
+                *index.entry((r.a, r.b)).or_insert_with(|| {
+                    pairs.push((r.a, r.b));
+                    pairs.len() - 1
+                })
+            })
+            .collect();
+        let mut from: Vec<u32> = (0..rows.len() as u32).collect();
+        from.sort_by_key(|&i| pair[i as usize]);
+        let mut starts = vec![0; pairs.len() + 1];
+        for &p in &pair {
+            starts[p + 1] += 1;
         }
-        AtFit { models, params: params.to_vec(), pairs, pair, hrc }
+        for i in 0..pairs.len() {
+            starts[i + 1] += starts[i];
+        }
+        let games = from
+            .iter()
+            .map(|&i| {
+                let r = &rows[i as usize];
+                let q = sigmoid(eta(params, models, r));
+                let h = q * (1.0 - q);
+                [h, r.y - q, h * (1.0 - 2.0 * q), r.x[0], r.x[1]]
+            })
+            .collect();
+        AtFit { models, params: params.to_vec(), pairs, starts, from, games }
     }
 
     /// The round's fit, or where its first step led when that step is too
     /// long for the shortcut.
-    fn round(&self, rows: &[Row], weights: &[u8]) -> Result<Vec<f64>, Vec<f64>> {
+    fn round(&self, weights: &[u8]) -> Result<Vec<f64>, Vec<f64>> {
         let (models, p) = (self.models, self.models + STYLE_FEATURES);
         let mut sums = vec![[0.0f64; SUMS]; self.pairs.len()];
-        for (i, (&w, r)) in weights.iter().zip(rows).enumerate() {
-            if w == 0 {
-                continue;
+        for (k, sum) in sums.iter_mut().enumerate() {
+            let mut s = [0.0f64; SUMS];
+            let range = self.starts[k]..self.starts[k + 1];
+            for (&i, &[h, res, c, x0, x1]) in self.from[range.clone()].iter().zip(&self.games[range]) {
+                // No branch on a weight of 0 (a third of them, at random).
+                let w = f64::from(weights[i as usize]);
+                let (wh, wr, wc) = (w * h, w * res, w * c);
+                s[0] += wh;
+                s[1] += wr;
+                s[2] += wh * x0;
+                s[3] += wh * x1;
+                s[4] += wr * x0;
+                s[5] += wr * x1;
+                s[6] += wh * x0 * x0;
+                s[7] += wh * x0 * x1;
+                s[8] += wh * x1 * x1;
+                s[9] += wc;
+                s[10] += wc * x0;
+                s[11] += wc * x1;
+                let (c00, c01, c11) = (wc * x0 * x0, wc * x0 * x1, wc * x1 * x1);
+                s[12] += c00;
+                s[13] += c01;
+                s[14] += c11;
+                s[15] += c00 * x0;
+                s[16] += c00 * x1;
+                s[17] += c01 * x1;
+                s[18] += c11 * x1;
             }
-            let w = f64::from(w);
-            let [h, res, c] = self.hrc[i];
-            let [x0, x1] = r.x;
-            let (wh, wr, wc) = (w * h, w * res, w * c);
-            let s = &mut sums[self.pair[i] as usize];
-            s[0] += wh;
-            s[1] += wr;
-            s[2] += wh * x0;
-            s[3] += wh * x1;
-            s[4] += wr * x0;
-            s[5] += wr * x1;
-            s[6] += wh * x0 * x0;
-            s[7] += wh * x0 * x1;
-            s[8] += wh * x1 * x1;
-            s[9] += wc;
-            s[10] += wc * x0;
-            s[11] += wc * x1;
-            let (c00, c01, c11) = (wc * x0 * x0, wc * x0 * x1, wc * x1 * x1);
-            s[12] += c00;
-            s[13] += c01;
-            s[14] += c11;
-            s[15] += c00 * x0;
-            s[16] += c00 * x1;
-            s[17] += c01 * x1;
-            s[18] += c11 * x1;
+            *sum = s;
         }
         // The Newton step from the full fit, as `fit_rows` would take it.
         let mut grad: Vec<f64> = self.params.iter().map(|t| -PRIOR * t).collect();
@@ -546,12 +567,25 @@ impl AtFit {
             left[f0] -= x0 / 2.0;
             left[f1] -= x1 / 2.0;
         }
-        for (t, d) in moved.iter_mut().zip(solve_factored(&info, &left, p)) {
+        let correction = solve_factored(&info, &left, p);
+        for (t, d) in moved.iter_mut().zip(&correction) {
             *t += d;
+        }
+        // What the correction leaves is about its own size times the
+        // step's: past a few hundredths of a point, Newton's method ends
+        // the fit.
+        let longest = |v: &[f64]| v.iter().fold(0.0f64, |m, d| m.max(d.abs()));
+        if longest(&step) * longest(&correction) > LEFT_OVER || !moved.iter().all(|t| t.is_finite()) {
+            return Err(if moved.iter().all(|t| t.is_finite()) { moved } else { start });
         }
         Ok(moved)
     }
 }
+
+/// The third-order error the shortcut may leave, in natural-log odds
+/// (about 0.02 Elo points; on a million battles among 50 models the rounds
+/// leave a tenth of that and less).
+const LEFT_OVER: f64 = 1e-4;
 
 /// One game of the style-controlled fit: A's points and the standardized
 /// covariates.
@@ -804,17 +838,40 @@ fn newton(x: &mut [f64], derivatives: impl Fn(&[f64], &mut [f64], &mut [f64]), o
 const TRUST: f64 = 0.25;
 
 /// A Poisson(1) draw by its inverse distribution function (the bootstrap
-/// draws one per game per round, so it must be cheap).
+/// draws one per game per round, so it must be cheap): the first count
+/// whose cumulative probability reaches a uniform draw, up to 30.
 fn poisson_one(rng: &mut ChaCha8Rng) -> f64 {
+    f64::from(poisson_draw(poisson_table(), rng))
+}
+
+/// The cumulative probabilities of Poisson(1) counts 0 to 29.
+fn poisson_table() -> &'static [f64; 30] {
+    static CUMULATIVE: std::sync::OnceLock<[f64; 30]> = std::sync::OnceLock::new();
+    CUMULATIVE.get_or_init(|| {
+        let mut table = [0.0; 30];
+        let (mut p, mut sum) = ((-1f64).exp(), (-1f64).exp());
+        table[0] = sum;
+        for (k, slot) in table.iter_mut().enumerate().skip(1) {
+            p /= k as f64;
+            sum += p;
+            *slot = sum;
+        }
+        table
+    })
+}
+
+/// [`poisson_one`] with its table at hand: the count of cumulative
+/// probabilities below the draw. The first four are compared without a
+/// branch (counts 0 to 3 come at random, 98% of the draws); the rest only
+/// past them.
+fn poisson_draw(cumulative: &[f64; 30], rng: &mut ChaCha8Rng) -> u8 {
     use rand::Rng;
     let u: f64 = rng.random();
-    let (mut k, mut p, mut cumulative) = (0u32, (-1f64).exp(), (-1f64).exp());
-    while u > cumulative && k < 30 {
-        k += 1;
-        p /= f64::from(k);
-        cumulative += p;
+    let head = cumulative[..4].iter().map(|&c| u8::from(u > c)).sum::<u8>();
+    match head {
+        4 => 4 + cumulative[4..].iter().map(|&c| u8::from(u > c)).sum::<u8>(),
+        k => k,
     }
-    f64::from(k)
 }
 
 /// Solves `a x = b` for a symmetric positive definite `a` (row-major,
@@ -1026,6 +1083,20 @@ mod tests {
     }
 
     #[test]
+    fn the_poisson_table_draws_what_the_distribution_function_says() {
+        // Every count's band of the uniform draw gives that count.
+        let table = poisson_table();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..200_000 {
+            let mut copy = rng.clone();
+            let u: f64 = copy.random();
+            let k = poisson_draw(table, &mut rng);
+            let below = if k == 0 { 0.0 } else { table[k as usize - 1] };
+            assert!(below < u && (k == 30 || u <= table[k as usize]), "{u} gave {k}");
+        }
+    }
+
+    #[test]
     fn poisson_draws_have_mean_and_variance_one() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let draws: Vec<f64> = (0..200_000).map(|_| poisson_one(&mut rng)).collect();
@@ -1133,15 +1204,16 @@ mod tests {
         for round in 0..5 {
             let mut rng = round_rng(1, round);
             let weights: Vec<u8> = rows.iter().map(|_| poisson_one(&mut rng) as u8).collect();
-            assert!(at_fit.round(&rows, &weights).is_ok(), "round {round} fell back to the refit");
+            assert!(at_fit.round(&weights).is_ok(), "round {round} fell back to the refit");
         }
-        // A small log falls back to the refit and still agrees.
+        // A small log: its longer steps are finished by Newton's method or
+        // left within a twentieth of a point.
         let (battles, styles) = swayed_log(600, 4, 9);
         let fast = styled(4, &battles, &styles, &settings(30), false).unwrap();
         let exact = styled(4, &battles, &styles, &settings(30), true).unwrap();
         for (f, e) in fast.models.iter().zip(&exact.models) {
-            assert!((f.ci_low.unwrap() - e.ci_low.unwrap()).abs() < 0.01, "{f:?} {e:?}");
-            assert!((f.ci_high.unwrap() - e.ci_high.unwrap()).abs() < 0.01, "{f:?} {e:?}");
+            assert!((f.ci_low.unwrap() - e.ci_low.unwrap()).abs() < 0.05, "{f:?} {e:?}");
+            assert!((f.ci_high.unwrap() - e.ci_high.unwrap()).abs() < 0.05, "{f:?} {e:?}");
         }
     }
 
