@@ -837,13 +837,6 @@ fn newton(x: &mut [f64], derivatives: impl Fn(&[f64], &mut [f64], &mut [f64]), o
 /// taken without checking that the objective rose.
 const TRUST: f64 = 0.25;
 
-/// A Poisson(1) draw by its inverse distribution function (the bootstrap
-/// draws one per game per round, so it must be cheap): the first count
-/// whose cumulative probability reaches a uniform draw, up to 30.
-fn poisson_one(rng: &mut ChaCha8Rng) -> f64 {
-    f64::from(poisson_draw(poisson_table(), rng))
-}
-
 /// The cumulative probabilities of Poisson(1) counts 0 to 29.
 fn poisson_table() -> &'static [f64; 30] {
     static CUMULATIVE: std::sync::OnceLock<[f64; 30]> = std::sync::OnceLock::new();
@@ -860,8 +853,10 @@ fn poisson_table() -> &'static [f64; 30] {
     })
 }
 
-/// [`poisson_one`] with its table at hand: the count of cumulative
-/// probabilities below the draw. The first four are compared without a
+/// A Poisson(1) draw by its inverse distribution function (the bootstrap
+/// draws one per game per round, so it must be cheap): the first count
+/// whose cumulative probability reaches a uniform draw, up to 30, found as
+/// the count of cumulative probabilities below the draw. The first four are compared without a
 /// branch (counts 0 to 3 come at random, 98% of the draws); the rest only
 /// past them.
 fn poisson_draw(cumulative: &[f64; 30], rng: &mut ChaCha8Rng) -> u8 {
@@ -1099,7 +1094,7 @@ mod tests {
     #[test]
     fn poisson_draws_have_mean_and_variance_one() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let draws: Vec<f64> = (0..200_000).map(|_| poisson_one(&mut rng)).collect();
+        let draws: Vec<f64> = (0..200_000).map(|_| f64::from(poisson_draw(poisson_table(), &mut rng))).collect();
         let mean = draws.iter().sum::<f64>() / draws.len() as f64;
         let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / draws.len() as f64;
         assert!((mean - 1.0).abs() < 0.01 && (var - 1.0).abs() < 0.02, "{mean} {var}");
@@ -1203,7 +1198,7 @@ mod tests {
         let at_fit = AtFit::new(8, &rows, &params);
         for round in 0..5 {
             let mut rng = round_rng(1, round);
-            let weights: Vec<u8> = rows.iter().map(|_| poisson_one(&mut rng) as u8).collect();
+            let weights: Vec<u8> = rows.iter().map(|_| poisson_draw(poisson_table(), &mut rng)).collect();
             assert!(at_fit.round(&weights).is_ok(), "round {round} fell back to the refit");
         }
         // A small log: its longer steps are finished by Newton's method or
