@@ -150,8 +150,44 @@ pub struct LlamaEngine {
     /// The BOS token's text: a prompt that already starts with it gets no
     /// second BOS from the tokenizer.
     bos: Arc<str>,
+    /// How a message that spells a special token is told.
+    special: Arc<SpecialTexts>,
     info: Arc<EngineInfo>,
     activity: Arc<std::sync::Mutex<Activity>>,
+}
+
+/// How a message that spells a special token is told: the tokens that
+/// llama.cpp's tokenizer makes from text only when it parses special tokens
+/// are the vocabulary's control and unknown ones, so a text holds none of
+/// them exactly when both ways of tokenizing it agree.
+enum SpecialTexts {
+    /// The vocabulary has no such token.
+    None,
+    /// An automaton over their texts, built once at load.
+    Found(aho_corasick::AhoCorasick),
+    /// Too many to build one: each message is tokenized both ways.
+    Tokenize,
+}
+
+fn special_texts(model: &LlamaModel) -> SpecialTexts {
+    use llama_cpp_2::token_type::LlamaTokenAttr;
+    let vocab = model.vocab();
+    let texts: Vec<Vec<u8>> = vocab
+        .tokens()
+        .filter(|&t| {
+            let attr = vocab.attr(t);
+            attr.contains(LlamaTokenAttr::Control) || attr.contains(LlamaTokenAttr::Unknown)
+        })
+        .filter_map(|t| vocab.text(t).map(|c| c.to_bytes().to_vec()))
+        .filter(|t| !t.is_empty())
+        .collect();
+    if texts.is_empty() {
+        return SpecialTexts::None;
+    }
+    match aho_corasick::AhoCorasick::new(texts) {
+        Ok(found) => SpecialTexts::Found(found),
+        Err(_) => SpecialTexts::Tokenize,
+    }
 }
 
 fn backend() -> &'static LlamaBackend {
@@ -194,6 +230,7 @@ impl LlamaEngine {
         let piece = |t| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
         let (bos, eos) = (piece(vocab.bos()), piece(vocab.eos()));
         let stops = source.stops();
+        let special = special_texts(&model);
         let template = ChatTemplate::for_model(source.clone(), &bos, &eos, &model)
             .map_err(|e| LoadError::Template(e.to_string()))?;
 
@@ -274,6 +311,7 @@ impl LlamaEngine {
             template: Arc::new(template),
             stops: Arc::new(stops),
             bos: bos.into(),
+            special: Arc::new(special),
             info: Arc::new(info),
             activity,
         })
@@ -322,9 +360,7 @@ impl LlamaEngine {
         let prompt = self.format_thinking(messages, thinking)?;
         let vocab = self.model.vocab();
         let add_bos = vocab.should_add_bos() && (self.bos.is_empty() || !prompt.starts_with(&*self.bos));
-        let spells_special =
-            |text: &str| vocab.tokenize(text.as_bytes(), false, true) != vocab.tokenize(text.as_bytes(), false, false);
-        if !messages.iter().any(|m| spells_special(&m.content)) {
+        if !messages.iter().any(|m| self.spells_special(&m.content)) {
             // The common case: the whole prompt at once, as llama.cpp does.
             let tokens = vocab.tokenize(prompt.as_bytes(), add_bos, true);
             return Ok((prompt, tokens));
@@ -356,6 +392,21 @@ impl LlamaEngine {
         }
         tokens.extend(vocab.tokenize(rest.as_bytes(), false, true));
         Ok((prompt, tokens))
+    }
+
+    /// Whether `text` holds the text of a token that only markup may make
+    /// (so it tokenizes differently when special tokens are parsed): found
+    /// without tokenizing it, so each message is tokenized once, with the
+    /// whole prompt.
+    pub fn spells_special(&self, text: &str) -> bool {
+        match self.special.as_ref() {
+            SpecialTexts::None => false,
+            SpecialTexts::Found(texts) => texts.is_match(text),
+            SpecialTexts::Tokenize => {
+                let vocab = self.model.vocab();
+                vocab.tokenize(text.as_bytes(), false, true) != vocab.tokenize(text.as_bytes(), false, false)
+            }
+        }
     }
 
     /// The prompt text up to where a user's message begins, after

@@ -262,6 +262,30 @@ fn special_token_text_in_a_message_is_tokenized_as_text() {
     // Without such text, the prompt tokenizes as it always did.
     let (prompt, tokens) = engine.tokenize(&plain).unwrap();
     assert_eq!(tokens, vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true));
+
+    // Telling such text without tokenizing it agrees with tokenizing it
+    // both ways: every special token's text, user-defined ones, halves of
+    // them, and text in other scripts.
+    let mut texts: Vec<String> = vocab
+        .tokens()
+        .filter(|&t| {
+            vocab.is_control(t) || vocab.attr(t).contains(llama_cpp_2::token_type::LlamaTokenAttr::UserDefined)
+        })
+        .filter_map(|t| vocab.text(t).map(|c| c.to_string_lossy().into_owned()))
+        .flat_map(|t| {
+            let half: String = t.chars().take(t.chars().count() / 2).collect();
+            [format!("before {t} after"), half]
+        })
+        .collect();
+    assert!(texts.len() >= 4, "{texts:?}");
+    texts.extend(
+        ["समझाइए <|im_start|>", "请解释光合作用。", "اشرح <|endoftext|> الآن", "อธิบาย <|im_end", "<s> [INST]", "plain"]
+            .map(String::from),
+    );
+    for text in &texts {
+        let differs = vocab.tokenize(text.as_bytes(), false, true) != vocab.tokenize(text.as_bytes(), false, false);
+        assert_eq!(engine.spells_special(text), differs, "{text:?}");
+    }
 }
 
 #[test]
