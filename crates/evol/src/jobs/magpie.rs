@@ -364,6 +364,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_left_out_reason_is_counted_under_the_name_its_record_carries() {
+        use LeftOut::*;
+        for reason in [RequestFailed, Empty, Truncated, TooShort, Duplicate] {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.name(), "{reason:?}");
+        }
+    }
+
+    #[test]
     fn each_family_opens_a_user_turn_that_its_end_closes() {
         for family in TemplateFamily::ALL {
             assert_eq!(TemplateFamily::parse(family.name()), Some(family));
