@@ -331,29 +331,21 @@ impl Engine {
         }
         // A conversation opens with the seed and its answer; a seed whose
         // answer failed or was rejected has none.
-        let mut history: Vec<Message> = Vec::new();
-        let mut instruction = seed.instruction.clone();
-        if self.method.conversation {
-            match seed_answer {
-                Some(answer) => {
-                    let (context, last) = seed.opening();
-                    instruction = last.to_string();
-                    history = context.to_vec();
-                    history.extend([Message::user(last), Message::assistant(answer)]);
-                }
-                None => {
-                    sink.seed_done(&seed).map_err(EngineError::Sink)?;
-                    self.stats.seed_done();
-                    return Ok(());
-                }
+        let (instruction, history) = match (self.method.conversation, seed_answer) {
+            (false, _) => (seed.instruction.clone(), Vec::new()),
+            (true, Some(answer)) => {
+                let (context, last) = seed.opening();
+                let mut history = context.to_vec();
+                history.extend([Message::user(last), Message::assistant(answer)]);
+                (last.to_string(), history)
             }
-        }
-        let mut current = Current {
-            id: seed.id.clone(),
-            instruction,
-            constraints: Vec::new(),
-            history: std::mem::take(&mut history),
+            (true, None) => {
+                sink.seed_done(&seed).map_err(EngineError::Sink)?;
+                self.stats.seed_done();
+                return Ok(());
+            }
         };
+        let mut current = Current { id: seed.id.clone(), instruction, constraints: Vec::new(), history };
         let mut ancestors = Ancestors::default();
         if let Some(hasher) = &self.hasher {
             ancestors.push(&seed.id, hasher.fingerprint(&seed.instruction));
@@ -431,11 +423,9 @@ impl Engine {
             };
             return sink.seed_answered(&answer).map(|()| None).map_err(EngineError::Sink);
         }
-        let mut spec = self.spec(order, &seed.id, 0, planned, slice, instruction, &mut rng)?;
-        if !context.is_empty() {
-            let language = Language { kept: false, source: None, expected: None };
-            spec = self.answering(spec, instruction, language, context)?;
-        }
+        let language = Language { kept: false, source: None, expected: None };
+        let spec = self.spec(order, &seed.id, 0, planned, slice, instruction, &mut rng)?;
+        let spec = self.answering(spec, instruction, language, context)?;
         let (response, response_reasoning, error, usage, rejected, answer_truncated, detail) =
             match self.caller.call(spec).await? {
                 Ok(reply) => {

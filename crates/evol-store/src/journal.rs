@@ -137,13 +137,7 @@ impl SqliteJournal {
     pub fn check_integrity(&self) -> Result<(), StoreError> {
         let conn = self.conn.lock().unwrap();
         let path = conn.path().map(std::path::PathBuf::from).unwrap_or_default();
-        let mut query = conn.prepare("PRAGMA integrity_check(5)").map_err(|e| damaged_or(e, &path))?;
-        let findings: Vec<String> =
-            query.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()).map_err(|e| damaged_or(e, &path))?;
-        if findings.len() == 1 && findings[0] == "ok" {
-            return Ok(());
-        }
-        Err(StoreError::Damaged { path: path.display().to_string(), detail: findings.join("; ") })
+        check_with(&conn, &path, "integrity_check")
     }
 
     /// Opens the journal of the run directory `dir`, refusing a directory
@@ -621,7 +615,13 @@ fn url_path(path: &Path) -> String {
 /// `PRAGMA quick_check`: the b-trees and pages are sound (it reads every
 /// page once).
 fn check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let mut query = conn.prepare("PRAGMA quick_check(5)").map_err(|e| damaged_or(e, path))?;
+    check_with(conn, path, "quick_check")
+}
+
+/// One of SQLite's checks (`quick_check`, `integrity_check`), its first
+/// five findings the error's detail.
+fn check_with(conn: &Connection, path: &Path, pragma: &str) -> Result<(), StoreError> {
+    let mut query = conn.prepare(&format!("PRAGMA {pragma}(5)")).map_err(|e| damaged_or(e, path))?;
     let findings: Vec<String> =
         query.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()).map_err(|e| damaged_or(e, path))?;
     if findings.len() == 1 && findings[0] == "ok" {
