@@ -69,28 +69,17 @@ impl Index {
             return Some(Match { index, similarity: 1.0, exact: true });
         }
         let signature = fingerprint.signature()?;
-        let mut best: Option<Match> = None;
-        let mut seen: Vec<u32> = Vec::new();
+        let mut best = Best::new(self.params.threshold);
         for (band, key) in fingerprint.bands().iter().enumerate() {
             let mut at = self.heads[band].get(key).copied().unwrap_or(NONE);
             let mut checked = 0;
             while at != NONE && checked < BUCKET_CHECKS {
                 checked += 1;
-                if !seen.contains(&at) {
-                    seen.push(at);
-                    let s = similarity(signature, self.signature(at));
-                    let better = match best {
-                        None => true,
-                        Some(b) => s > b.similarity || (s == b.similarity && at < b.index),
-                    };
-                    if s >= self.params.threshold && better {
-                        best = Some(Match { index: at, similarity: s, exact: false });
-                    }
-                }
+                best.offer(at, signature, self.signature(at));
                 at = self.next[at as usize * self.params.bands + band];
             }
         }
-        best
+        best.found
     }
 
     /// Keeps a text; returns its position.
@@ -130,70 +119,146 @@ impl Index {
     }
 }
 
-/// A read-only index of a set of texts known at once (a run's seeds), in
-/// sorted arrays: about 8 bytes per band and one byte per hash of each
-/// text, half of [`Index`]'s hash tables. Built with [`FrozenBuilder`];
+/// A read-only index of a set of texts known at once (a run's seeds, a
+/// dataset about to be written). Built with [`FrozenBuilder`];
 /// [`FrozenIndex::find`] answers as [`Index::find`] would for the same
 /// texts inserted in the same order.
+///
+/// Each band's entries are packed into one `u64` each (band key above,
+/// position below) and sorted, so a bucket's texts are contiguous and in
+/// the order they came; a directory over the keys' top bits points at the
+/// few entries (eight on average) among which a key's bucket starts and
+/// ends. A lookup is one directory read and a short scan per band, never a
+/// search of the whole band. About 9 bytes per band, 21 for the exact hash
+/// and one byte per hash of each text.
 #[derive(Debug)]
 pub struct FrozenIndex {
     params: Params,
-    /// (exact hash, position), sorted.
-    exact: Vec<(u128, u32)>,
-    /// Per band: (key, position), sorted.
-    bands: Vec<Vec<(u32, u32)>>,
+    /// Exact hashes, sorted, each with its text's position.
+    exact: Directory<u128>,
+    exact_at: Box<[u32]>,
+    /// Per band: `(key << 32) | position`, sorted.
+    bands: Vec<Directory<u64>>,
     signatures: Vec<u8>,
     len: u32,
+}
+
+/// Sorted keys with a directory over their top bits: the keys whose top
+/// `bits` bits are `s` are `keys[starts[s]..starts[s + 1]]`.
+#[derive(Debug)]
+struct Directory<K> {
+    keys: Box<[K]>,
+    starts: Box<[u32]>,
+    bits: u32,
+}
+
+/// Keys a directory's slots hold on average, at least: a slot's keys fill
+/// about a cache line.
+const PER_SLOT: usize = 8;
+
+/// What a directory can index: unsigned integers whose top bits are
+/// spread evenly (hashes).
+trait Key: Copy + Ord {
+    /// The top `bits` bits (0 < bits < 32), as a slot number.
+    fn top(self, bits: u32) -> usize;
+}
+
+impl Key for u64 {
+    fn top(self, bits: u32) -> usize {
+        (self >> (64 - bits)) as usize
+    }
+}
+
+impl Key for u128 {
+    fn top(self, bits: u32) -> usize {
+        (self >> (128 - bits)) as usize
+    }
+}
+
+impl<K: Key> Directory<K> {
+    fn new(mut keys: Vec<K>) -> Directory<K> {
+        keys.sort_unstable();
+        let slots = (keys.len() / PER_SLOT).max(1).next_power_of_two();
+        let bits = slots.trailing_zeros().max(1);
+        let mut starts = Vec::with_capacity((1 << bits) + 1);
+        let mut at = 0;
+        for slot in 0..1usize << bits {
+            starts.push(at as u32);
+            while at < keys.len() && keys[at].top(bits) == slot {
+                at += 1;
+            }
+        }
+        starts.push(at as u32);
+        Directory { keys: keys.into_boxed_slice(), starts: starts.into_boxed_slice(), bits }
+    }
+
+    /// The keys from `low` to `high` (inclusive), which must share their
+    /// top bits: scanned in from both ends of their slot.
+    fn range(&self, low: K, high: K) -> std::ops::Range<usize> {
+        let slot = low.top(self.bits);
+        debug_assert_eq!(slot, high.top(self.bits));
+        let (from, to) = (self.starts[slot] as usize, self.starts[slot + 1] as usize);
+        let keys = &self.keys[from..to];
+        let start = keys.iter().position(|k| *k >= low).unwrap_or(keys.len());
+        let end = keys.len() - keys.iter().rev().position(|k| *k <= high).unwrap_or(keys.len());
+        from + start..from + end.max(start)
+    }
 }
 
 /// Gathers the texts of a [`FrozenIndex`].
 #[derive(Debug)]
 pub struct FrozenBuilder {
-    index: FrozenIndex,
+    params: Params,
+    exact: Vec<(u128, u32)>,
+    bands: Vec<Vec<u64>>,
+    signatures: Vec<u8>,
+    len: u32,
 }
 
 impl FrozenBuilder {
     pub fn new(params: Params) -> FrozenBuilder {
         FrozenBuilder {
-            index: FrozenIndex {
-                params,
-                exact: Vec::new(),
-                bands: (0..params.bands).map(|_| Vec::new()).collect(),
-                signatures: Vec::new(),
-                len: 0,
-            },
+            params,
+            exact: Vec::new(),
+            bands: (0..params.bands).map(|_| Vec::new()).collect(),
+            signatures: Vec::new(),
+            len: 0,
         }
     }
 
     /// Adds a text; returns its position.
     pub fn push(&mut self, fingerprint: &Fingerprint) -> u32 {
-        let index = &mut self.index;
-        let at = index.len;
+        let at = self.len;
         assert!(at < NONE, "an index holds fewer than 2^32 - 1 texts");
-        index.exact.push((fingerprint.exact, at));
+        self.exact.push((fingerprint.exact, at));
         match fingerprint.signature() {
             Some(signature) => {
-                index.signatures.extend_from_slice(signature);
+                self.signatures.extend_from_slice(signature);
                 for (band, key) in fingerprint.bands().iter().enumerate() {
-                    index.bands[band].push((*key, at));
+                    self.bands[band].push(u64::from(*key) << 32 | u64::from(at));
                 }
             }
-            None => index.signatures.resize(index.signatures.len() + index.params.hashes, 0),
+            None => self.signatures.resize(self.signatures.len() + self.params.hashes, 0),
         }
-        index.len += 1;
+        self.len += 1;
         at
     }
 
-    pub fn finish(mut self) -> FrozenIndex {
-        let index = &mut self.index;
-        index.exact.sort_unstable();
-        for band in &mut index.bands {
-            band.sort_unstable();
-            band.shrink_to_fit();
+    pub fn finish(self) -> FrozenIndex {
+        let mut exact = self.exact;
+        exact.sort_unstable();
+        let exact_at = exact.iter().map(|(_, at)| *at).collect();
+        let exact = Directory::new(exact.into_iter().map(|(hash, _)| hash).collect());
+        let mut signatures = self.signatures;
+        signatures.shrink_to_fit();
+        FrozenIndex {
+            params: self.params,
+            exact,
+            exact_at,
+            bands: self.bands.into_iter().map(Directory::new).collect(),
+            signatures,
+            len: self.len,
         }
-        index.exact.shrink_to_fit();
-        index.signatures.shrink_to_fit();
-        self.index
     }
 }
 
@@ -219,36 +284,53 @@ impl FrozenIndex {
     /// in two passes (index every row, then decide each in order) in the
     /// memory of this index.
     pub fn find_among(&self, fingerprint: &Fingerprint, before: u32, kept: impl Fn(u32) -> bool) -> Option<Match> {
-        let exact = self.exact.partition_point(|(hash, _)| *hash < fingerprint.exact);
-        let same = self.exact[exact..].iter().take_while(|(hash, at)| *hash == fingerprint.exact && *at < before);
-        if let Some(&(_, at)) = same.into_iter().find(|(_, at)| kept(*at)) {
+        let same = self.exact.range(fingerprint.exact, fingerprint.exact);
+        let earlier = self.exact_at[same].iter().take_while(|at| **at < before);
+        if let Some(&at) = earlier.into_iter().find(|at| kept(**at)) {
             return Some(Match { index: at, similarity: 1.0, exact: true });
         }
         let signature = fingerprint.signature()?;
-        let mut best: Option<Match> = None;
-        let mut seen: Vec<u32> = Vec::new();
+        let mut best = Best::new(self.params.threshold);
         for (band, key) in fingerprint.bands().iter().enumerate() {
             let entries = &self.bands[band];
-            let end = entries.partition_point(|&(k, at)| k < *key || (k == *key && at < before));
-            let start = entries[..end].partition_point(|(k, _)| k < key);
-            let candidates = entries[start..end].iter().rev().filter(|(_, at)| kept(*at)).take(BUCKET_CHECKS);
-            for &(_, at) in candidates {
-                if seen.contains(&at) {
-                    continue;
-                }
-                seen.push(at);
+            let key = u64::from(*key) << 32;
+            let bucket = &entries.keys[entries.range(key, key | u64::from(u32::MAX))];
+            // Positions ascend within a bucket: those before `before`.
+            let end = if before == u32::MAX { bucket.len() } else { bucket.partition_point(|e| (*e as u32) < before) };
+            let candidates = bucket[..end].iter().rev().map(|e| *e as u32).filter(|at| kept(*at)).take(BUCKET_CHECKS);
+            for at in candidates {
                 let from = at as usize * self.params.hashes;
-                let s = similarity(signature, &self.signatures[from..from + self.params.hashes]);
-                let better = match best {
-                    None => true,
-                    Some(b) => s > b.similarity || (s == b.similarity && at < b.index),
-                };
-                if s >= self.params.threshold && better {
-                    best = Some(Match { index: at, similarity: s, exact: false });
-                }
+                best.offer(at, signature, &self.signatures[from..from + self.params.hashes]);
             }
         }
-        best
+        best.found
+    }
+}
+
+/// The best near duplicate among candidates: the most similar at the
+/// threshold or above, the earliest of equals. The order candidates come
+/// in does not matter, nor does a candidate offered twice (a text sharing
+/// several bands): each is compared again rather than remembered, which
+/// costs less than keeping a set of those seen.
+struct Best {
+    threshold: f64,
+    found: Option<Match>,
+}
+
+impl Best {
+    fn new(threshold: f64) -> Best {
+        Best { threshold, found: None }
+    }
+
+    fn offer(&mut self, at: u32, signature: &[u8], other: &[u8]) {
+        let s = similarity(signature, other);
+        let better = match self.found {
+            None => true,
+            Some(b) => s > b.similarity || (s == b.similarity && at < b.index),
+        };
+        if s >= self.threshold && better {
+            self.found = Some(Match { index: at, similarity: s, exact: false });
+        }
     }
 }
 
@@ -354,6 +436,38 @@ mod tests {
         }
         let removed = kept.iter().filter(|k| !**k).count();
         assert_eq!(removed, 200);
+    }
+
+    #[test]
+    fn a_directory_finds_every_range_a_search_would() {
+        // Keys crowded at the slots' edges and repeated many times.
+        let mut state = 3u64;
+        let mut next = || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            state
+        };
+        let mut keys: Vec<u64> = Vec::new();
+        for _ in 0..2000 {
+            let r = next();
+            let key = match r % 4 {
+                0 => r,
+                1 => (r >> 8) << 8,
+                2 => u64::MAX - (r % 64),
+                _ => 0x8000_0000_0000_0000 - 1 + (r % 3),
+            };
+            keys.extend(std::iter::repeat_n(key, 1 + (r % 5) as usize));
+        }
+        let directory = Directory::new(keys.clone());
+        keys.sort_unstable();
+        assert!(directory.bits > 1);
+        for probe in keys.iter().copied().chain((0..500).map(|_| next())) {
+            for (low, high) in [(probe, probe), ((probe >> 32) << 32, (probe >> 32) << 32 | u64::from(u32::MAX))] {
+                let expected: Vec<u64> = keys.iter().copied().filter(|k| (low..=high).contains(k)).collect();
+                assert_eq!(directory.keys[directory.range(low, high)].to_vec(), expected, "{low:x}..={high:x}");
+            }
+        }
+        let empty = Directory::<u128>::new(Vec::new());
+        assert!(empty.range(5, 5).is_empty());
     }
 
     #[test]
