@@ -7,7 +7,7 @@
 //! instructions ([`Ancestors`]). The comparison is `evol-dedup`'s, with the
 //! run's [`Params`](evol_dedup::Params) from the [`Method`](crate::Method).
 
-use evol_dedup::{similarity, Fingerprint, FrozenBuilder, FrozenIndex, Hasher, Params};
+use evol_dedup::{similarity, Fingerprint, FrozenBuilder, FrozenIndex, Hasher, Names, Params};
 
 /// Seeds added before they are fingerprinted together, on every core.
 const BATCH: usize = 8192;
@@ -21,14 +21,14 @@ pub struct Duplicate {
     pub similarity: f64,
 }
 
-/// Every seed of a run, searchable for near duplicates (in sorted arrays:
-/// about 290 bytes a seed with the default settings, id included).
+/// Every seed of a run, searchable for near duplicates ([`FrozenIndex`]:
+/// about 250 bytes a seed with the default settings, id included).
 #[derive(Debug)]
 pub struct SeedIndex {
     hasher: Hasher,
     building: Option<FrozenBuilder>,
     index: Option<FrozenIndex>,
-    ids: Vec<Box<str>>,
+    ids: Names,
     pending: Vec<(Box<str>, String)>,
 }
 
@@ -40,7 +40,7 @@ impl SeedIndex {
             hasher: Hasher::new(params),
             building: Some(FrozenBuilder::new(params)),
             index: None,
-            ids: Vec::new(),
+            ids: Names::default(),
             pending: Vec::new(),
         }
     }
@@ -67,7 +67,7 @@ impl SeedIndex {
         let building = self.building.as_mut().expect("seeds are added before `finish`");
         for ((id, _), print) in self.pending.drain(..).zip(prints) {
             building.push(&print);
-            self.ids.push(id);
+            self.ids.push(&id);
         }
     }
 
@@ -86,7 +86,7 @@ impl SeedIndex {
     /// The seed `print` duplicates, if any (none before `finish`).
     pub fn find(&self, print: &Fingerprint) -> Option<Duplicate> {
         let found = self.index.as_ref()?.find(print)?;
-        Some(Duplicate { id: self.ids[found.index as usize].to_string(), similarity: found.similarity })
+        Some(Duplicate { id: self.ids.get(found.index).to_string(), similarity: found.similarity })
     }
 }
 

@@ -124,30 +124,112 @@ impl Index {
 /// [`FrozenIndex::find`] answers as [`Index::find`] would for the same
 /// texts inserted in the same order.
 ///
-/// Each band's entries are packed into one `u64` each (band key above,
-/// position below) and sorted, so a bucket's texts are contiguous and in
-/// the order they came; a directory over the keys' top bits points at the
-/// few entries (eight on average) among which a key's bucket starts and
-/// ends. A lookup is one directory read and a short scan per band, never a
-/// search of the whole band. About 9 bytes per band, 21 for the exact hash
-/// and one byte per hash of each text.
+/// Each band's entries are sorted by band key, then position, so a
+/// bucket's texts are contiguous and in the order they came; a directory
+/// over the keys' top bits points at the few entries (eight on average)
+/// among which a key's bucket starts and ends. A lookup is one directory
+/// read and a short scan per band, never a search of the whole band. An
+/// entry packs the key's other bits and the position into five bytes or
+/// so ([`Buckets`]). About 6 bytes per band, 21 for the exact hash and one
+/// byte per hash of each text.
 #[derive(Debug)]
 pub struct FrozenIndex {
     params: Params,
     /// Exact hashes, sorted, each with its text's position.
-    exact: Directory<u128>,
+    exact: Directory,
     exact_at: Box<[u32]>,
-    /// Per band: `(key << 32) | position`, sorted.
-    bands: Vec<Directory<u64>>,
+    bands: Vec<Buckets>,
     signatures: Vec<u8>,
     len: u32,
+}
+
+/// One band's entries: each `(key << 32) | position`, sorted, with the
+/// key's top `bits` bits given by the directory slot it is in and the
+/// rest packed with the position into `width` bytes, little-endian. The
+/// entries of slot `s` are `starts[s]..starts[s + 1]`.
+#[derive(Debug)]
+struct Buckets {
+    bits: u32,
+    /// Bits of an entry that hold the position.
+    position_bits: u32,
+    width: usize,
+    starts: Box<[u32]>,
+    /// `width` bytes per entry, then 8 bytes of padding so that every
+    /// entry can be read as a whole `u64`.
+    packed: Box<[u8]>,
+}
+
+impl Buckets {
+    /// `entries`: `(key << 32) | position` of every text with words, in
+    /// any order; `len`: the number of texts.
+    fn new(mut entries: Vec<u64>, len: u32) -> Buckets {
+        entries.sort_unstable();
+        let bits = directory_bits(entries.len());
+        let position_bits = u32::BITS - len.saturating_sub(1).leading_zeros();
+        let width = (32 - bits + position_bits).div_ceil(8).max(1) as usize;
+        let mut starts = Vec::with_capacity((1 << bits) + 1);
+        let mut packed = vec![0u8; entries.len() * width + 8];
+        let mut at = 0;
+        for slot in 0..1u64 << bits {
+            starts.push(at as u32);
+            while at < entries.len() && entries[at] >> (64 - bits) == slot {
+                let e = entries[at];
+                let rest = (e >> 32) & ((1 << (32 - bits)) - 1);
+                let value = rest << position_bits | (e & 0xffff_ffff);
+                packed[at * width..at * width + width].copy_from_slice(&value.to_le_bytes()[..width]);
+                at += 1;
+            }
+        }
+        starts.push(at as u32);
+        Buckets { bits, position_bits, width, starts: starts.into(), packed: packed.into() }
+    }
+
+    /// Entry `i`: the key's packed bits, then the position.
+    fn entry(&self, i: usize) -> (u64, u32) {
+        let bytes: [u8; 8] = self.packed[i * self.width..i * self.width + 8].try_into().expect("padded");
+        let value = u64::from_le_bytes(bytes) & (u64::MAX >> (64 - 8 * self.width));
+        (value >> self.position_bits, (value & ((1 << self.position_bits) - 1)) as u32)
+    }
+
+    /// The range of entries of `key`'s bucket, scanned in from both ends
+    /// of its slot.
+    fn bucket(&self, key: u32) -> std::ops::Range<usize> {
+        let slot = (u64::from(key) >> (32 - self.bits)) as usize;
+        let rest = u64::from(key) & ((1 << (32 - self.bits)) - 1);
+        let (from, to) = (self.starts[slot] as usize, self.starts[slot + 1] as usize);
+        let start = (from..to).find(|&i| self.entry(i).0 >= rest).unwrap_or(to);
+        let end = (start..to).rev().find(|&i| self.entry(i).0 <= rest).map_or(start, |i| i + 1);
+        start..end
+    }
+
+    /// The first entry of `bucket` whose position is `before` or later
+    /// (positions ascend in a bucket; a bucket is short but for texts
+    /// made from one template, so this halves it).
+    fn first_from(&self, bucket: std::ops::Range<usize>, before: u32) -> usize {
+        let (mut low, mut high) = (bucket.start, bucket.end);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if self.entry(middle).1 < before {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        low
+    }
+}
+
+/// Directory bits for `len` keys: a power of two of slots holding
+/// [`PER_SLOT`] keys or more on average (at least two slots).
+fn directory_bits(len: usize) -> u32 {
+    (len / PER_SLOT).max(1).next_power_of_two().trailing_zeros().max(1)
 }
 
 /// Sorted keys with a directory over their top bits: the keys whose top
 /// `bits` bits are `s` are `keys[starts[s]..starts[s + 1]]`.
 #[derive(Debug)]
-struct Directory<K> {
-    keys: Box<[K]>,
+struct Directory {
+    keys: Box<[u128]>,
     starts: Box<[u32]>,
     bits: u32,
 }
@@ -156,35 +238,15 @@ struct Directory<K> {
 /// about a cache line.
 const PER_SLOT: usize = 8;
 
-/// What a directory can index: unsigned integers whose top bits are
-/// spread evenly (hashes).
-trait Key: Copy + Ord {
-    /// The top `bits` bits (0 < bits < 32), as a slot number.
-    fn top(self, bits: u32) -> usize;
-}
-
-impl Key for u64 {
-    fn top(self, bits: u32) -> usize {
-        (self >> (64 - bits)) as usize
-    }
-}
-
-impl Key for u128 {
-    fn top(self, bits: u32) -> usize {
-        (self >> (128 - bits)) as usize
-    }
-}
-
-impl<K: Key> Directory<K> {
-    fn new(mut keys: Vec<K>) -> Directory<K> {
+impl Directory {
+    fn new(mut keys: Vec<u128>) -> Directory {
         keys.sort_unstable();
-        let slots = (keys.len() / PER_SLOT).max(1).next_power_of_two();
-        let bits = slots.trailing_zeros().max(1);
+        let bits = directory_bits(keys.len());
         let mut starts = Vec::with_capacity((1 << bits) + 1);
         let mut at = 0;
         for slot in 0..1usize << bits {
             starts.push(at as u32);
-            while at < keys.len() && keys[at].top(bits) == slot {
+            while at < keys.len() && (keys[at] >> (128 - bits)) as usize == slot {
                 at += 1;
             }
         }
@@ -194,9 +256,9 @@ impl<K: Key> Directory<K> {
 
     /// The keys from `low` to `high` (inclusive), which must share their
     /// top bits: scanned in from both ends of their slot.
-    fn range(&self, low: K, high: K) -> std::ops::Range<usize> {
-        let slot = low.top(self.bits);
-        debug_assert_eq!(slot, high.top(self.bits));
+    fn range(&self, low: u128, high: u128) -> std::ops::Range<usize> {
+        let slot = (low >> (128 - self.bits)) as usize;
+        debug_assert_eq!(slot, (high >> (128 - self.bits)) as usize);
         let (from, to) = (self.starts[slot] as usize, self.starts[slot + 1] as usize);
         let keys = &self.keys[from..to];
         let start = keys.iter().position(|k| *k >= low).unwrap_or(keys.len());
@@ -205,12 +267,17 @@ impl<K: Key> Directory<K> {
     }
 }
 
-/// Gathers the texts of a [`FrozenIndex`].
+/// Gathers the texts of a [`FrozenIndex`]. What it holds is laid out by
+/// band, so that [`FrozenBuilder::finish`] packs one band at a time and
+/// frees its keys as it goes.
 #[derive(Debug)]
 pub struct FrozenBuilder {
     params: Params,
-    exact: Vec<(u128, u32)>,
-    bands: Vec<Vec<u64>>,
+    exact: Vec<u128>,
+    /// Per band, each text's key (0 for a text with no word).
+    keys: Vec<Vec<u32>>,
+    /// The texts with no word, which are in no bucket, in order.
+    wordless: Vec<u32>,
     signatures: Vec<u8>,
     len: u32,
 }
@@ -220,7 +287,8 @@ impl FrozenBuilder {
         FrozenBuilder {
             params,
             exact: Vec::new(),
-            bands: (0..params.bands).map(|_| Vec::new()).collect(),
+            keys: (0..params.bands).map(|_| Vec::new()).collect(),
+            wordless: Vec::new(),
             signatures: Vec::new(),
             len: 0,
         }
@@ -230,35 +298,48 @@ impl FrozenBuilder {
     pub fn push(&mut self, fingerprint: &Fingerprint) -> u32 {
         let at = self.len;
         assert!(at < NONE, "an index holds fewer than 2^32 - 1 texts");
-        self.exact.push((fingerprint.exact, at));
+        self.exact.push(fingerprint.exact);
         match fingerprint.signature() {
             Some(signature) => {
                 self.signatures.extend_from_slice(signature);
-                for (band, key) in fingerprint.bands().iter().enumerate() {
-                    self.bands[band].push(u64::from(*key) << 32 | u64::from(at));
+                for (keys, key) in self.keys.iter_mut().zip(fingerprint.bands()) {
+                    keys.push(*key);
                 }
             }
-            None => self.signatures.resize(self.signatures.len() + self.params.hashes, 0),
+            None => {
+                self.signatures.resize(self.signatures.len() + self.params.hashes, 0);
+                self.keys.iter_mut().for_each(|keys| keys.push(0));
+                self.wordless.push(at);
+            }
         }
         self.len += 1;
         at
     }
 
     pub fn finish(self) -> FrozenIndex {
-        let mut exact = self.exact;
+        let len = self.len;
+        let mut exact: Vec<(u128, u32)> = self.exact.into_iter().zip(0..).collect();
         exact.sort_unstable();
         let exact_at = exact.iter().map(|(_, at)| *at).collect();
         let exact = Directory::new(exact.into_iter().map(|(hash, _)| hash).collect());
+        let wordless = self.wordless;
+        let bands = self
+            .keys
+            .into_iter()
+            .map(|keys| {
+                let mut entries = Vec::with_capacity(keys.len() - wordless.len());
+                let mut skip = wordless.iter().peekable();
+                for (at, key) in (0..).zip(keys) {
+                    if skip.next_if_eq(&&at).is_none() {
+                        entries.push(u64::from(key) << 32 | u64::from(at));
+                    }
+                }
+                Buckets::new(entries, len)
+            })
+            .collect();
         let mut signatures = self.signatures;
         signatures.shrink_to_fit();
-        FrozenIndex {
-            params: self.params,
-            exact,
-            exact_at,
-            bands: self.bands.into_iter().map(Directory::new).collect(),
-            signatures,
-            len: self.len,
-        }
+        FrozenIndex { params: self.params, exact, exact_at, bands, signatures, len }
     }
 }
 
@@ -292,13 +373,12 @@ impl FrozenIndex {
         let signature = fingerprint.signature()?;
         let mut best = Best::new(self.params.threshold);
         for (band, key) in fingerprint.bands().iter().enumerate() {
-            let entries = &self.bands[band];
-            let key = u64::from(*key) << 32;
-            let bucket = &entries.keys[entries.range(key, key | u64::from(u32::MAX))];
+            let buckets = &self.bands[band];
+            let bucket = buckets.bucket(*key);
             // Positions ascend within a bucket: those before `before`.
-            let end = if before == u32::MAX { bucket.len() } else { bucket.partition_point(|e| (*e as u32) < before) };
-            let candidates = bucket[..end].iter().rev().map(|e| *e as u32).filter(|at| kept(*at)).take(BUCKET_CHECKS);
-            for at in candidates {
+            let end = if before == u32::MAX { bucket.end } else { buckets.first_from(bucket.clone(), before) };
+            let positions = (bucket.start..end).rev().map(|i| buckets.entry(i).1);
+            for at in positions.filter(|at| kept(*at)).take(BUCKET_CHECKS) {
                 let from = at as usize * self.params.hashes;
                 best.offer(at, signature, &self.signatures[from..from + self.params.hashes]);
             }
@@ -331,6 +411,41 @@ impl Best {
         if s >= self.threshold && better {
             self.found = Some(Match { index: at, similarity: s, exact: false });
         }
+    }
+}
+
+/// The names (row ids) of an index's texts by position, packed in one
+/// string: a name costs its bytes and eight more, not an allocation each.
+#[derive(Debug, Default)]
+pub struct Names {
+    text: String,
+    ends: Vec<u64>,
+}
+
+impl Names {
+    pub fn push(&mut self, name: &str) {
+        self.text.push_str(name);
+        self.ends.push(self.text.len() as u64);
+    }
+
+    /// The name at `position` (which must have been pushed).
+    pub fn get(&self, position: u32) -> &str {
+        let i = position as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.text[start..self.ends[i] as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+        self.ends.shrink_to_fit();
     }
 }
 
@@ -439,35 +554,65 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_finds_every_range_a_search_would() {
+    fn buckets_and_directories_find_what_a_search_would() {
         // Keys crowded at the slots' edges and repeated many times.
         let mut state = 3u64;
         let mut next = || {
             state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
             state
         };
-        let mut keys: Vec<u64> = Vec::new();
-        for _ in 0..2000 {
-            let r = next();
-            let key = match r % 4 {
-                0 => r,
-                1 => (r >> 8) << 8,
-                2 => u64::MAX - (r % 64),
-                _ => 0x8000_0000_0000_0000 - 1 + (r % 3),
-            };
-            keys.extend(std::iter::repeat_n(key, 1 + (r % 5) as usize));
-        }
-        let directory = Directory::new(keys.clone());
-        keys.sort_unstable();
-        assert!(directory.bits > 1);
-        for probe in keys.iter().copied().chain((0..500).map(|_| next())) {
-            for (low, high) in [(probe, probe), ((probe >> 32) << 32, (probe >> 32) << 32 | u64::from(u32::MAX))] {
-                let expected: Vec<u64> = keys.iter().copied().filter(|k| (low..=high).contains(k)).collect();
-                assert_eq!(directory.keys[directory.range(low, high)].to_vec(), expected, "{low:x}..={high:x}");
+        for texts in [1u32, 7, 3000, 20_000] {
+            let mut entries: Vec<u64> = Vec::new();
+            for at in 0..texts {
+                let r = next();
+                let key = match r % 4 {
+                    0 => (r >> 32) as u32,
+                    1 => ((r >> 40) as u32) << 8,
+                    2 => u32::MAX - (r % 64) as u32,
+                    _ => 0x8000_0000 - 1 + (r % 3) as u32,
+                };
+                // A few texts have no entry (no word).
+                if r % 10 != 9 {
+                    entries.push(u64::from(key) << 32 | u64::from(at));
+                }
+            }
+            let buckets = Buckets::new(entries.clone(), texts);
+            assert!(buckets.width <= 5, "{texts} texts: {} bytes", buckets.width);
+            let probes: Vec<u32> =
+                entries.iter().map(|e| (e >> 32) as u32).chain((0..300).map(|_| next() as u32)).collect();
+            for key in probes {
+                let mut expected: Vec<u32> =
+                    entries.iter().filter(|e| (*e >> 32) as u32 == key).map(|e| *e as u32).collect();
+                expected.sort_unstable();
+                let range = buckets.bucket(key);
+                let found: Vec<u32> = range.clone().map(|i| buckets.entry(i).1).collect();
+                assert_eq!(found, expected, "key {key:x} of {texts} texts");
+                let before = expected.get(expected.len() / 2).copied().unwrap_or(0);
+                let cut = buckets.first_from(range.clone(), before) - range.start;
+                assert_eq!(cut, expected.iter().filter(|at| **at < before).count());
             }
         }
-        let empty = Directory::<u128>::new(Vec::new());
-        assert!(empty.range(5, 5).is_empty());
+
+        let mut hashes: Vec<u128> = (0..5000).map(|i| u128::from(next()) << (64 * (i % 2))).collect();
+        hashes.extend_from_within(..100);
+        let directory = Directory::new(hashes.clone());
+        for hash in hashes.iter().copied().chain([0, u128::MAX]) {
+            let expected = hashes.iter().filter(|h| **h == hash).count();
+            let range = directory.range(hash, hash);
+            assert_eq!(range.len(), expected);
+            assert!(directory.keys[range].iter().all(|h| *h == hash));
+        }
+        assert!(Directory::new(Vec::new()).range(5, 5).is_empty());
+    }
+
+    #[test]
+    fn names_come_back_by_position() {
+        let mut names = Names::default();
+        for name in ["s1", "", "ताज", "长城-2"] {
+            names.push(name);
+        }
+        assert_eq!((0..4).map(|i| names.get(i)).collect::<Vec<_>>(), ["s1", "", "ताज", "长城-2"]);
+        assert_eq!(names.len(), 4);
     }
 
     #[test]

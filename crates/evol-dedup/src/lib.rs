@@ -32,7 +32,7 @@ mod normalize;
 
 pub use contamination::Benchmarks;
 pub use curve::{caught, flagged, Explanation};
-pub use index::{FrozenBuilder, FrozenIndex, Index, Match, BUCKET_CHECKS};
+pub use index::{FrozenBuilder, FrozenIndex, Index, Match, Names, BUCKET_CHECKS};
 pub use minhash::{similarity, Fingerprint, Hasher};
 pub use normalize::{normalize, words};
 

@@ -726,12 +726,12 @@ fn dataset_row(source: DatasetSource<'_>, conversation: bool) -> Result<Option<D
 }
 
 /// The dataset's rows in order, each kept only if it duplicates no row
-/// kept before it: every row indexed first (a frozen index, in sorted
-/// arrays), then each decided in order among the earlier rows kept.
+/// kept before it: every row indexed first (a frozen index), then each
+/// decided in order among the earlier rows kept.
 struct DatasetDedup {
     hasher: evol_dedup::Hasher,
     index: evol_dedup::FrozenIndex,
-    ids: Vec<Box<str>>,
+    ids: evol_dedup::Names,
     kept: Vec<bool>,
     /// The position of the next row to decide.
     next: u32,
@@ -747,7 +747,7 @@ impl DatasetDedup {
     ) -> Result<DatasetDedup, StoreError> {
         let hasher = evol_dedup::Hasher::new(params);
         let mut builder = evol_dedup::FrozenBuilder::new(params);
-        let mut ids: Vec<Box<str>> = Vec::new();
+        let mut ids = evol_dedup::Names::default();
         let mut texts: Vec<String> = Vec::new();
         let add = |texts: &mut Vec<String>, builder: &mut evol_dedup::FrozenBuilder| {
             for print in hasher.fingerprints(texts) {
@@ -758,7 +758,7 @@ impl DatasetDedup {
         let result = for_each_entry(journal, include_seeds, |entry| {
             let Some(entry) = entry else { return Ok(()) };
             texts.push(entry.dedup_text().into_owned());
-            ids.push(entry.id.into_boxed_str());
+            ids.push(&entry.id);
             if texts.len() >= DEDUP_BATCH {
                 add(&mut texts, &mut builder);
             }
@@ -817,7 +817,7 @@ impl DatasetDedup {
                     } else {
                         exported.near_duplicates += 1;
                     }
-                    duplicates.push(DuplicateLine::new(entry.id, self.ids[found.index as usize].to_string(), found));
+                    duplicates.push(DuplicateLine::new(entry.id, self.ids.get(found.index).to_string(), found));
                 }
             }
         }
