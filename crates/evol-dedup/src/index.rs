@@ -191,12 +191,16 @@ impl Buckets {
         (value >> self.position_bits, (value & ((1 << self.position_bits) - 1)) as u32)
     }
 
-    /// The range of entries of `key`'s bucket, scanned in from both ends
-    /// of its slot.
-    fn bucket(&self, key: u32) -> std::ops::Range<usize> {
+    /// The entries of `key`'s directory slot.
+    fn slot(&self, key: u32) -> (usize, usize) {
         let slot = (u64::from(key) >> (32 - self.bits)) as usize;
+        (self.starts[slot] as usize, self.starts[slot + 1] as usize)
+    }
+
+    /// The range of entries of `key`'s bucket, scanned in from both ends
+    /// of its slot (`slot`, from [`Buckets::slot`]).
+    fn bucket(&self, key: u32, (from, to): (usize, usize)) -> std::ops::Range<usize> {
         let rest = u64::from(key) & ((1 << (32 - self.bits)) - 1);
-        let (from, to) = (self.starts[slot] as usize, self.starts[slot + 1] as usize);
         let start = (from..to).find(|&i| self.entry(i).0 >= rest).unwrap_or(to);
         let end = (start..to).rev().find(|&i| self.entry(i).0 <= rest).map_or(start, |i| i + 1);
         start..end
@@ -371,10 +375,20 @@ impl FrozenIndex {
             return Some(Match { index: at, similarity: 1.0, exact: true });
         }
         let signature = fingerprint.signature()?;
+        // Each band's slot is read first, for all bands at once, then each
+        // band's bucket, so that their cache misses overlap instead of
+        // following one another.
+        let slots: Vec<(usize, usize)> =
+            fingerprint.bands().iter().zip(&self.bands).map(|(key, buckets)| buckets.slot(*key)).collect();
+        let buckets: Vec<std::ops::Range<usize>> = fingerprint
+            .bands()
+            .iter()
+            .zip(&self.bands)
+            .zip(slots)
+            .map(|((key, b), slot)| b.bucket(*key, slot))
+            .collect();
         let mut best = Best::new(self.params.threshold);
-        for (band, key) in fingerprint.bands().iter().enumerate() {
-            let buckets = &self.bands[band];
-            let bucket = buckets.bucket(*key);
+        for (buckets, bucket) in self.bands.iter().zip(buckets) {
             // Positions ascend within a bucket: those before `before`.
             let end = if before == u32::MAX { bucket.end } else { buckets.first_from(bucket.clone(), before) };
             let positions = (bucket.start..end).rev().map(|i| buckets.entry(i).1);
@@ -584,7 +598,7 @@ mod tests {
                 let mut expected: Vec<u32> =
                     entries.iter().filter(|e| (*e >> 32) as u32 == key).map(|e| *e as u32).collect();
                 expected.sort_unstable();
-                let range = buckets.bucket(key);
+                let range = buckets.bucket(key, buckets.slot(key));
                 let found: Vec<u32> = range.clone().map(|i| buckets.entry(i).1).collect();
                 assert_eq!(found, expected, "key {key:x} of {texts} texts");
                 let before = expected.get(expected.len() / 2).copied().unwrap_or(0);
