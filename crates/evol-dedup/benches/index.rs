@@ -10,22 +10,8 @@
 
 use std::time::Instant;
 
-use evol_dedup::{FrozenBuilder, Hasher, Params};
-
-const CLAUSES: [&str; 12] = [
-    "Explain each step of your reasoning.",
-    "Limit the answer to three short paragraphs.",
-    "Give one concrete example from everyday life.",
-    "Compare at least two different approaches.",
-    "Include a brief table that summarises the key points.",
-    "Address one common misconception about it.",
-    "Consider how the answer changes for a beginner.",
-    "Justify every assumption you make.",
-    "Cite the main trade-offs involved.",
-    "Finish with a one-sentence summary.",
-    "Avoid technical jargon where possible.",
-    "Mention one historical development that matters here.",
-];
+use evol_dedup::{Fingerprint, FrozenBuilder, FrozenIndex, Hasher, Match, Params};
+use evol_mock::CLAUSES;
 
 fn main() {
     let n: usize =
@@ -44,11 +30,7 @@ fn main() {
     println!("fingerprints: {:.2} s for {} texts", started.elapsed().as_secs_f64(), 2 * n);
 
     let started = Instant::now();
-    let mut builder = FrozenBuilder::new(Params::default());
-    for p in &seed_prints {
-        builder.push(p);
-    }
-    let seeds_index = builder.finish();
+    let seeds_index = frozen(&seed_prints);
     let built = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let mut digest = 0u64;
@@ -56,7 +38,7 @@ fn main() {
     for p in &evolved_prints {
         if let Some(m) = seeds_index.find(p) {
             found += 1;
-            digest = digest.wrapping_mul(31).wrapping_add(u64::from(m.index)).wrapping_add((m.similarity * 1e6) as u64);
+            digest = fold(digest, m);
         }
     }
     println!(
@@ -66,11 +48,7 @@ fn main() {
     drop(seeds_index);
 
     let started = Instant::now();
-    let mut builder = FrozenBuilder::new(Params::default());
-    for p in &evolved_prints {
-        builder.push(p);
-    }
-    let rows = builder.finish();
+    let rows = frozen(&evolved_prints);
     let built = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let mut kept = vec![false; n];
@@ -80,8 +58,7 @@ fn main() {
             None => kept[i] = true,
             Some(m) => {
                 removed += 1;
-                digest =
-                    digest.wrapping_mul(31).wrapping_add(u64::from(m.index)).wrapping_add((m.similarity * 1e6) as u64);
+                digest = fold(digest, m);
             }
         }
     }
@@ -89,4 +66,17 @@ fn main() {
         "dataset dedup: index built in {built:.2} s, {n} decisions in {:.2} s, {removed} removed, digest {digest:x}",
         started.elapsed().as_secs_f64()
     );
+}
+
+fn frozen(prints: &[Fingerprint]) -> FrozenIndex {
+    let mut builder = FrozenBuilder::new(Params::default());
+    for p in prints {
+        builder.push(p);
+    }
+    builder.finish()
+}
+
+/// Adds a decision to the digest: which text was found, how similar.
+fn fold(digest: u64, found: Match) -> u64 {
+    digest.wrapping_mul(31).wrapping_add(u64::from(found.index)).wrapping_add((found.similarity * 1e6) as u64)
 }

@@ -734,7 +734,9 @@ pub(crate) enum Kind {
     Pairwise,
 }
 
-const CLAUSES: &[&str] = &[
+/// The clauses an English evolution adds, one chosen by the prompt's hash
+/// (public so benchmarks can make the texts this server makes).
+pub const CLAUSES: &[&str] = &[
     "Explain each step of your reasoning.",
     "Limit the answer to three short paragraphs.",
     "Give one concrete example from everyday life.",
