@@ -207,7 +207,10 @@ fn each_task_can_run_against_a_server_of_its_own() {
     // simulator's binary, where a cluster runs vLLM or `evol serve`) on a
     // port of its own, runs against it and stops it.
     let mock_bin = Path::new(env!("CARGO_BIN_EXE_evol")).with_file_name("evol-mock");
-    assert!(mock_bin.exists(), "build the simulator first (scripts/test does: cargo build --release -p evol-mock)");
+    assert!(
+        mock_bin.exists(),
+        "build the simulator first (scripts/test does: cargo build --release --workspace --bin evol-mock)"
+    );
     let dir = Dir::new();
     let Some(cluster) = Cluster::start(&dir.path("cluster")) else { return };
     let reference = Mock::start(MockConfig::default());
