@@ -31,6 +31,7 @@ use evol_core::journal::{CallRecord, Journal, JournalError};
 use evol_core::Seed;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
+use crate::codec::{key_digest, Codec, Dictionary};
 use crate::identity::{RunIdentity, RunState};
 use crate::StoreError;
 
@@ -39,11 +40,21 @@ pub const FILE: &str = "journal.sqlite";
 
 /// The schema this release writes. 0: evol 0.1.0 (unversioned); 1: records
 /// keyed by space and id, the identity's operations as definitions; 2: the
-/// `embeddings` table; 3: a seed's conversation turns (`seeds.turns`).
-pub const SCHEMA_VERSION: i64 = 3;
+/// `embeddings` table; 3: a seed's conversation turns (`seeds.turns`); 4:
+/// calls keyed by a digest of their key, their records compressed
+/// (`crate::codec`), their totals in columns, and the `dictionaries` table.
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// A call: its key's digest, the dictionary and zstd frame of its record's
+/// JSON, and what `evol status` totals (so totals read no record).
+const CALLS: &str = "
+    CREATE TABLE IF NOT EXISTS calls (
+        key BLOB PRIMARY KEY, dictionary INTEGER NOT NULL, record BLOB NOT NULL,
+        failed INTEGER NOT NULL, retries INTEGER NOT NULL,
+        prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS dictionaries (id INTEGER PRIMARY KEY, bytes BLOB NOT NULL);";
 
 const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, record TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS seeds (
         pos INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, instruction TEXT NOT NULL,
@@ -66,6 +77,9 @@ const BATCH_SERVER: &str = "batch_server";
 /// The SQLite journal.
 pub struct SqliteJournal {
     conn: Mutex<Connection>,
+    /// Compresses and expands call records. Taken before `conn` when both
+    /// are held, never after.
+    codec: Mutex<Codec>,
     /// Opened for writing: it holds the open mark until dropped.
     writer: bool,
 }
@@ -127,7 +141,8 @@ impl SqliteJournal {
             params![WRITER_OPEN, std::process::id().to_string()],
         )
         .map_err(open_error)?;
-        Ok(SqliteJournal { conn: Mutex::new(conn), writer: true })
+        let codec = codec_for(&conn).map_err(open_error)?;
+        Ok(SqliteJournal { conn: Mutex::new(conn), codec: Mutex::new(codec), writer: true })
     }
 
     /// Reads every page of the journal and checks every index against its
@@ -189,7 +204,8 @@ impl SqliteJournal {
             drop(conn);
             return SqliteJournal::open(&path);
         }
-        Ok(SqliteJournal { conn: Mutex::new(conn), writer: false })
+        let codec = codec_for(&conn).map_err(|e| damaged_or(e, &path))?;
+        Ok(SqliteJournal { conn: Mutex::new(conn), codec: Mutex::new(codec), writer: false })
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -317,11 +333,8 @@ impl SqliteJournal {
     pub fn call_totals(&self) -> Result<CallTotals, StoreError> {
         let conn = self.conn.lock().unwrap();
         Ok(conn.query_row(
-            "SELECT COUNT(*),
-                    COALESCE(SUM(json_extract(record, '$.error') IS NOT NULL), 0),
-                    COALESCE(SUM(json_extract(record, '$.retries')), 0),
-                    COALESCE(SUM(json_extract(record, '$.usage.prompt_tokens')), 0),
-                    COALESCE(SUM(json_extract(record, '$.usage.completion_tokens')), 0)
+            "SELECT COUNT(*), COALESCE(SUM(failed), 0), COALESCE(SUM(retries), 0),
+                    COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)
              FROM calls",
             [],
             |r| {
@@ -554,6 +567,7 @@ impl SqliteJournal {
                 let copied = conn.execute_batch(
                     "INSERT INTO temp.stage_seeds SELECT * FROM other.seeds;
                      INSERT INTO temp.stage_calls SELECT * FROM other.calls;
+                     INSERT OR IGNORE INTO main.dictionaries SELECT * FROM other.dictionaries;
                      INSERT INTO temp.stage_records SELECT space, id, kind, body, order_key FROM other.records;",
                 );
                 conn.execute("DETACH DATABASE other", [])?;
@@ -588,6 +602,38 @@ impl SqliteJournal {
     pub fn absorb(&self, other: &Path) -> Result<(), StoreError> {
         self.absorb_all(&[other])
     }
+}
+
+/// The codec of an open journal: new records are compressed with a
+/// dictionary it already holds (a resumed run's), if any.
+fn codec_for(conn: &Connection) -> Result<Codec, rusqlite::Error> {
+    let mut codec = Codec::new().map_err(codec_error)?;
+    let first: Option<(i64, Vec<u8>)> = conn
+        .query_row("SELECT id, bytes FROM dictionaries ORDER BY id LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((id, bytes)) = first {
+        let dictionary = Dictionary { id, bytes };
+        codec.learn(&dictionary).map_err(codec_error)?;
+        codec.use_dictionary(&dictionary).map_err(codec_error)?;
+    }
+    Ok(codec)
+}
+
+fn codec_error(e: std::io::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+/// A dictionary the journal holds.
+fn stored_dictionary(conn: &Connection, id: i64) -> Result<Option<Dictionary>, rusqlite::Error> {
+    conn.query_row("SELECT bytes FROM dictionaries WHERE id = ?1", params![id], |r| r.get(0))
+        .optional()
+        .map(|bytes| bytes.map(|bytes| Dictionary { id, bytes }))
+}
+
+/// A committed call whose record cannot be read back: an error naming it,
+/// never a reply made up in its place.
+fn unreadable(key: &str, e: &dyn std::fmt::Display) -> JournalError {
+    format!("the journal's record of the call {key} cannot be read ({e})").into()
 }
 
 /// An open error that means the file is not a sound database.
@@ -650,6 +696,17 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
         if has_seeds && !has_turns {
             conn.execute_batch("ALTER TABLE seeds ADD COLUMN turns TEXT")?;
         }
+        // 3 -> 4: calls compressed, keyed by digest.
+        let has_calls: bool =
+            conn.query_row("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'calls'", [], |r| r.get(0))?;
+        let compressed: bool =
+            conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('calls') WHERE name = 'dictionary'", [], |r| {
+                r.get(0)
+            })?;
+        if has_calls && !compressed {
+            migrate_calls_3_to_4(conn)?;
+        }
+        conn.execute_batch(CALLS)?;
         // 1 -> 2: the `embeddings` table, which the schema creates.
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -684,6 +741,49 @@ fn migrate_0_to_1(conn: &Connection) -> Result<(), StoreError> {
         crate::identity::upgrade_v0(&mut value).map_err(|e| StoreError::Journal(format!("the run's identity: {e}")))?;
         conn.execute("UPDATE meta SET value = ?1 WHERE key = ?2", params![value.to_string(), IDENTITY])?;
     }
+    Ok(())
+}
+
+/// 3 -> 4: each call's record, as it was written, compressed (a
+/// dictionary trained on the first of them, as a run does), keyed by its
+/// key's digest, with its totals in columns. A record that is not the JSON
+/// of a call is kept as it was (a lookup reports it) and totals nothing.
+fn migrate_calls_3_to_4(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(&format!("ALTER TABLE calls RENAME TO calls_3; {CALLS}"))?;
+    let mut codec = Codec::new().map_err(|e| StoreError::Journal(e.to_string()))?;
+    let mut select = conn.prepare("SELECT key, record FROM calls_3")?;
+    let mut insert = conn.prepare(
+        "INSERT OR REPLACE INTO calls (key, dictionary, record, failed, retries, prompt_tokens, completion_tokens)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut rows = select.query([])?;
+    while let Some(row) = rows.next()? {
+        let key: String = row.get(0)?;
+        let text: String = row.get(1)?;
+        let record = serde_json::from_str::<CallRecord>(&text).ok();
+        let (dictionary, frame) = codec.compress(text.as_bytes()).map_err(|e| StoreError::Journal(e.to_string()))?;
+        if let Some(trained) = codec.train() {
+            conn.execute(
+                "INSERT OR IGNORE INTO dictionaries (id, bytes) VALUES (?1, ?2)",
+                params![trained.id, trained.bytes],
+            )?;
+            codec
+                .learn(&trained)
+                .and_then(|()| codec.use_dictionary(&trained))
+                .map_err(|e| StoreError::Journal(e.to_string()))?;
+        }
+        insert.execute(params![
+            &key_digest(&key)[..],
+            dictionary,
+            frame,
+            record.as_ref().is_some_and(|r| r.error.is_some()),
+            record.as_ref().map_or(0, |r| r.retries),
+            record.as_ref().map_or(0, |r| r.usage.prompt_tokens),
+            record.as_ref().map_or(0, |r| r.usage.completion_tokens),
+        ])?;
+    }
+    drop(rows);
+    conn.execute_batch("DROP TABLE calls_3")?;
     Ok(())
 }
 
@@ -787,19 +887,51 @@ impl Iterator for SeedPages {
 
 impl Journal for SqliteJournal {
     fn lookup(&self, key: &str) -> Result<Option<CallRecord>, JournalError> {
-        let conn = self.conn.lock().unwrap();
-        let text: Option<String> =
-            conn.query_row("SELECT record FROM calls WHERE key = ?1", params![key], |row| row.get(0)).optional()?;
-        Ok(match text {
-            Some(text) => Some(serde_json::from_str(&text)?),
-            None => None,
-        })
+        let found: Option<(i64, Vec<u8>)> = {
+            let conn = self.conn.lock().unwrap();
+            let mut query = conn.prepare_cached("SELECT dictionary, record FROM calls WHERE key = ?1")?;
+            query.query_row(params![&key_digest(key)[..]], |row| Ok((row.get(0)?, row.get(1)?))).optional()
+        }?;
+        let Some((dictionary, frame)) = found else { return Ok(None) };
+        let mut codec = self.codec.lock().unwrap();
+        if !codec.knows(dictionary) {
+            let conn = self.conn.lock().unwrap();
+            if let Some(known) = stored_dictionary(&conn, dictionary)? {
+                codec.learn(&known)?;
+            }
+        }
+        let json = codec.expand(dictionary, &frame).map_err(|e| unreadable(key, &e))?;
+        Ok(Some(serde_json::from_slice(&json).map_err(|e| unreadable(key, &e))?))
     }
 
     fn commit(&self, key: &str, record: &CallRecord) -> Result<(), JournalError> {
-        let text = serde_json::to_string(record)?;
+        let json = serde_json::to_vec(record)?;
+        let mut codec = self.codec.lock().unwrap();
+        let (dictionary, frame) = codec.compress(&json)?;
+        let trained = codec.train();
         let conn = self.conn.lock().unwrap();
-        conn.execute("INSERT OR REPLACE INTO calls (key, record) VALUES (?1, ?2)", params![key, text])?;
+        // A dictionary is stored before any record that needs it.
+        if let Some(trained) = trained {
+            conn.execute(
+                "INSERT OR IGNORE INTO dictionaries (id, bytes) VALUES (?1, ?2)",
+                params![trained.id, trained.bytes],
+            )?;
+            codec.learn(&trained)?;
+            codec.use_dictionary(&trained)?;
+        }
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO calls (key, dictionary, record, failed, retries, prompt_tokens, completion_tokens)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            &key_digest(key)[..],
+            dictionary,
+            frame,
+            record.error.is_some(),
+            record.retries,
+            record.usage.prompt_tokens,
+            record.usage.completion_tokens
+        ])?;
         Ok(())
     }
 
@@ -1055,6 +1187,119 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, vec![Some(turns)]);
+    }
+
+    /// A call record of a job: replies in several scripts, some failed.
+    fn call(i: usize) -> (String, CallRecord) {
+        let place = ["Mumbai", "मुंबई", "東京", "القاهرة", "กรุงเทพ"][i % 5];
+        let record = CallRecord {
+            text: (!i.is_multiple_of(13))
+                .then(|| format!("Describe how a city like {place} plans its water supply for {i} years.")),
+            reasoning: (i.is_multiple_of(3)).then(|| format!("思考 {i}: the rewrite must stay answerable.")),
+            finish_reason: Some(if i.is_multiple_of(13) { FinishReason::Length } else { FinishReason::Stop }),
+            usage: Usage {
+                prompt_tokens: 100 + i as u64 % 17,
+                completion_tokens: 30 + i as u64 % 11,
+                ..Default::default()
+            },
+            retries: i.is_multiple_of(7) as u32,
+            error: (i.is_multiple_of(29)).then(|| format!("the server answered 500 ({i})")),
+            prompt: format!("{:032x}", (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)),
+            attempt: 0,
+        };
+        (evol_core::journal::call_key(&format!("seed-{i}"), 1, "evolve"), record)
+    }
+
+    /// The tables of schema `version` (1 to 3) as those releases made them.
+    fn schema_of(version: i64) -> String {
+        let mut schema = SCHEMA_2.replace("INSERT INTO seeds VALUES (1, 'old', 'An old seed', 'line 1', 5, 1);", "");
+        match version {
+            1 => {
+                let start = schema.find("CREATE TABLE embeddings").unwrap();
+                let end = start + schema[start..].find(';').unwrap() + 1;
+                schema.replace_range(start..end, "");
+            }
+            3 => {
+                schema =
+                    schema.replace("done INTEGER NOT NULL DEFAULT 0)", "done INTEGER NOT NULL DEFAULT 0, turns TEXT)")
+            }
+            _ => {}
+        }
+        schema.replace("PRAGMA user_version = 2;", &format!("PRAGMA user_version = {version};"))
+    }
+
+    #[test]
+    fn journals_of_every_earlier_schema_keep_every_call_and_its_totals() {
+        let calls: Vec<(String, CallRecord)> = (0..crate::codec::TRAIN_AFTER + 300).map(call).collect();
+        let expected = CallTotals {
+            calls: calls.len() as u64 + 1,
+            failed: calls.iter().filter(|(_, r)| r.error.is_some()).count() as u64,
+            retries: calls.iter().map(|(_, r)| r.retries as u64).sum(),
+            prompt_tokens: calls.iter().map(|(_, r)| r.usage.prompt_tokens).sum(),
+            completion_tokens: calls.iter().map(|(_, r)| r.usage.completion_tokens).sum(),
+        };
+        for version in 1..=3 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(FILE);
+            {
+                let conn = Connection::open(&path).unwrap();
+                conn.execute_batch(&schema_of(version)).unwrap();
+                for (key, record) in &calls {
+                    conn.execute(
+                        "INSERT INTO calls VALUES (?1, ?2)",
+                        params![key, serde_json::to_string(record).unwrap()],
+                    )
+                    .unwrap();
+                }
+                conn.execute("INSERT INTO calls VALUES ('[\"torn\",1,\"evolve\"]', '{\"text\":\"half')", []).unwrap();
+            }
+            let j = SqliteJournal::open(&path).unwrap();
+            let found: i64 = j.conn.lock().unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+            assert_eq!(found, SCHEMA_VERSION, "from {version}");
+            for (key, record) in &calls {
+                assert_eq!(j.lookup(key).unwrap().as_ref(), Some(record), "from {version}: {key}");
+            }
+            // What could not be read before cannot now, and says which call.
+            let err = j.lookup(r#"["torn",1,"evolve"]"#).unwrap_err().to_string();
+            assert!(err.contains(r#"["torn",1,"evolve"]"#), "{err}");
+            assert_eq!(j.call_totals().unwrap(), expected, "from {version}");
+            let dictionaries: i64 =
+                j.conn.lock().unwrap().query_row("SELECT COUNT(*) FROM dictionaries", [], |r| r.get(0)).unwrap();
+            assert_eq!(dictionaries, 1, "trained while migrating");
+            // It takes new calls, compressed with that dictionary.
+            let (key, record) = call(99_999);
+            j.commit(&key, &record).unwrap();
+            drop(j);
+            let j = SqliteJournal::open(&path).unwrap();
+            assert_eq!(j.lookup(&key).unwrap(), Some(record));
+            assert_eq!(j.calls().unwrap(), calls.len() as u64 + 2);
+        }
+    }
+
+    #[test]
+    fn calls_compressed_with_a_shards_dictionaries_read_back_merged() {
+        let dir = tempfile::tempdir().unwrap();
+        let calls: Vec<(String, CallRecord)> = (0..2 * crate::codec::TRAIN_AFTER + 100).map(call).collect();
+        let (first, second) = calls.split_at(calls.len() / 2);
+        let shard = |name: &str, calls: &[(String, CallRecord)]| {
+            let path = dir.path().join(name);
+            let j = SqliteJournal::open(&path).unwrap();
+            for (key, record) in calls {
+                j.commit(key, record).unwrap();
+            }
+            path
+        };
+        let one = shard("one.sqlite", first);
+        let two = shard("two.sqlite", second);
+        let merged = SqliteJournal::open(&dir.path().join("merged.sqlite")).unwrap();
+        merged.absorb_all(&[&one, &two]).unwrap();
+        let dictionaries: i64 =
+            merged.conn.lock().unwrap().query_row("SELECT COUNT(*) FROM dictionaries", [], |r| r.get(0)).unwrap();
+        assert_eq!(dictionaries, 2, "each shard trained its own");
+        for (key, record) in &calls {
+            assert_eq!(merged.lookup(key).unwrap().as_ref(), Some(record), "{key}");
+        }
+        assert_eq!(merged.calls().unwrap(), calls.len() as u64);
     }
 
     #[test]

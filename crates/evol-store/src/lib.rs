@@ -16,6 +16,7 @@
 //! SQLite's types and errors stay inside this crate: callers see
 //! [`StoreError`].
 
+mod codec;
 pub mod dir;
 pub mod identity;
 pub mod ingest;
