@@ -41,8 +41,9 @@ pub const FILE: &str = "journal.sqlite";
 /// The schema this release writes. 0: evol 0.1.0 (unversioned); 1: records
 /// keyed by space and id, the identity's operations as definitions; 2: the
 /// `embeddings` table; 3: a seed's conversation turns (`seeds.turns`); 4:
-/// calls keyed by a digest of their key, their records compressed
-/// (`crate::codec`), their totals in columns, and the `dictionaries` table.
+/// call records and record bodies compressed (`crate::codec`), with the
+/// `dictionaries` they need; calls keyed by a digest of their key, their
+/// totals in columns; both tables without rowids.
 pub const SCHEMA_VERSION: i64 = 4;
 
 /// A call: its key's digest, the dictionary and zstd frame of its record's
@@ -52,16 +53,20 @@ const CALLS: &str = "
         key BLOB PRIMARY KEY, dictionary INTEGER NOT NULL, record BLOB NOT NULL,
         failed INTEGER NOT NULL, retries INTEGER NOT NULL,
         prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS dictionaries (id INTEGER PRIMARY KEY, bytes BLOB NOT NULL);";
+    CREATE TABLE IF NOT EXISTS dictionaries (id INTEGER PRIMARY KEY, stream TEXT NOT NULL, bytes BLOB NOT NULL);";
+
+/// A decided record: its space and id, its kind, the dictionary and zstd
+/// frame of its JSON, its place in the dataset.
+const RECORDS: &str = "
+    CREATE TABLE IF NOT EXISTS records (
+        space TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, dictionary INTEGER NOT NULL, body BLOB NOT NULL,
+        order_key INTEGER NOT NULL, PRIMARY KEY (space, id)) WITHOUT ROWID;";
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS seeds (
         pos INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, instruction TEXT NOT NULL,
         place TEXT NOT NULL, order_key INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0, turns TEXT);
-    CREATE TABLE IF NOT EXISTS records (
-        space TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,
-        order_key INTEGER NOT NULL, PRIMARY KEY (space, id));
     CREATE INDEX IF NOT EXISTS records_by_kind ON records (kind, id);
     CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, settled INTEGER NOT NULL DEFAULT 0);
     CREATE TABLE IF NOT EXISTS embeddings (
@@ -77,9 +82,9 @@ const BATCH_SERVER: &str = "batch_server";
 /// The SQLite journal.
 pub struct SqliteJournal {
     conn: Mutex<Connection>,
-    /// Compresses and expands call records. Taken before `conn` when both
-    /// are held, never after.
-    codec: Mutex<Codec>,
+    /// Compresses and expands call records and record bodies. Taken
+    /// before `conn` when both are held, never after.
+    codecs: Mutex<Codecs>,
     /// Opened for writing: it holds the open mark until dropped.
     writer: bool,
 }
@@ -141,8 +146,8 @@ impl SqliteJournal {
             params![WRITER_OPEN, std::process::id().to_string()],
         )
         .map_err(open_error)?;
-        let codec = codec_for(&conn).map_err(open_error)?;
-        Ok(SqliteJournal { conn: Mutex::new(conn), codec: Mutex::new(codec), writer: true })
+        let codecs = Codecs::open(&conn).map_err(|e| StoreError::Open { path: shown(), message: e.to_string() })?;
+        Ok(SqliteJournal { conn: Mutex::new(conn), codecs: Mutex::new(codecs), writer: true })
     }
 
     /// Reads every page of the journal and checks every index against its
@@ -204,8 +209,8 @@ impl SqliteJournal {
             drop(conn);
             return SqliteJournal::open(&path);
         }
-        let codec = codec_for(&conn).map_err(|e| damaged_or(e, &path))?;
-        Ok(SqliteJournal { conn: Mutex::new(conn), codec: Mutex::new(codec), writer: false })
+        let codecs = Codecs::open(&conn).map_err(|e| StoreError::Open { path: shown(), message: e.to_string() })?;
+        Ok(SqliteJournal { conn: Mutex::new(conn), codecs: Mutex::new(codecs), writer: false })
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -463,15 +468,28 @@ impl SqliteJournal {
     /// Returns whether the record is new or changed (a replayed record,
     /// the same as the one kept, changes nothing).
     pub fn put_record(&self, kind: Kind, id: &str, body: &str, order_key: i64) -> Result<bool, StoreError> {
+        let mut codecs = self.codecs.lock().unwrap();
         let conn = self.conn.lock().unwrap();
-        let changed = conn
-            .prepare_cached(
-                "INSERT INTO records (space, id, kind, body, order_key) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (space, id) DO UPDATE SET kind = excluded.kind, body = excluded.body, order_key = excluded.order_key
-                 WHERE records.kind != excluded.kind OR records.body != excluded.body OR records.order_key != excluded.order_key",
-            )?
-            .execute(params![kind.space(), id, kind.as_str(), body, order_key])?;
-        Ok(changed > 0)
+        // Compared as text: the same body may have been compressed with
+        // another dictionary (before the journal had one).
+        let kept: Option<(String, i64, Vec<u8>, i64)> = conn
+            .prepare_cached("SELECT kind, dictionary, body, order_key FROM records WHERE space = ?1 AND id = ?2")?
+            .query_row(params![kind.space(), id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()?;
+        if let Some((kept_kind, dictionary, frame, kept_order)) = kept {
+            if kept_kind == kind.as_str() && kept_order == order_key {
+                let what = || format!("the record `{id}` ({})", kind.as_str());
+                if unpack(&mut codecs.records, &conn, dictionary, &frame, what)? == body.as_bytes() {
+                    return Ok(false);
+                }
+            }
+        }
+        let (dictionary, frame) = pack(&mut codecs.records, &conn, Stream::Records, body.as_bytes())?;
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO records (space, id, kind, dictionary, body, order_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![kind.space(), id, kind.as_str(), dictionary, frame, order_key])?;
+        Ok(true)
     }
 
     /// How many records of a kind there are.
@@ -486,12 +504,18 @@ impl SqliteJournal {
         kind: Kind,
         mut f: impl FnMut(&str) -> Result<(), E>,
     ) -> Result<(), E> {
+        let mut codecs = self.codecs.lock().unwrap();
         let conn = self.conn.lock().unwrap();
         let sql = |e: rusqlite::Error| E::from(StoreError::from(e));
-        let mut query = conn.prepare("SELECT body FROM records WHERE kind = ?1 ORDER BY id").map_err(sql)?;
+        let mut query =
+            conn.prepare("SELECT id, dictionary, body FROM records WHERE kind = ?1 ORDER BY id").map_err(sql)?;
         let mut rows = query.query(params![kind.as_str()]).map_err(sql)?;
         while let Some(row) = rows.next().map_err(sql)? {
-            f(row.get_ref(0).map_err(sql)?.as_str().map_err(|e| sql(e.into()))?)?;
+            let id = row.get_ref(0).map_err(sql)?.as_str().map_err(|e| sql(e.into()))?;
+            let dictionary: i64 = row.get(1).map_err(sql)?;
+            let frame = row.get_ref(2).map_err(sql)?.as_bytes().map_err(|e| sql(e.into()))?;
+            let what = || format!("the record `{id}` ({})", kind.as_str());
+            f(&unpack_text(&mut codecs.records, &conn, dictionary, frame, what)?)?;
         }
         Ok(())
     }
@@ -512,13 +536,16 @@ impl SqliteJournal {
         seeds: bool,
         mut f: impl FnMut(DatasetSource<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
+        let mut codecs = self.codecs.lock().unwrap();
         let conn = self.conn.lock().unwrap();
         let sql = |e: rusqlite::Error| E::from(StoreError::from(e));
-        let mut text =
-            String::from("SELECT order_key, id, 0, body, NULL, NULL, NULL FROM records WHERE kind = 'evolved'");
+        let mut text = String::from(
+            "SELECT order_key, id, 0, NULL, dictionary, body, NULL, NULL, NULL, NULL, NULL FROM records WHERE kind = 'evolved'",
+        );
         if seeds {
             text.push_str(
-                " UNION ALL SELECT s.order_key, s.id, 1, s.instruction, r.body, q.body, s.turns FROM seeds s
+                " UNION ALL SELECT s.order_key, s.id, 1, s.instruction, NULL, NULL, r.dictionary, r.body,
+                      q.dictionary, q.body, s.turns FROM seeds s
                   LEFT JOIN records r ON r.space = 'seed' AND r.id = s.id
                   LEFT JOIN records q ON q.space = 'seed_score' AND q.id = s.id",
             );
@@ -526,18 +553,30 @@ impl SqliteJournal {
         text.push_str(" ORDER BY 1, 2, 3");
         let mut query = conn.prepare(&text).map_err(sql)?;
         let mut rows = query.query([]).map_err(sql)?;
+        // A compressed body (dictionary and frame in columns `at` and
+        // `at + 1`), as text; none where the column is NULL.
+        let mut body = |row: &rusqlite::Row<'_>, at: usize, id: &str, kind: &str| -> Result<Option<String>, E> {
+            let frame = row.get_ref(at + 1).map_err(sql)?.as_bytes_or_null().map_err(|e| sql(e.into()))?;
+            let Some(frame) = frame else { return Ok(None) };
+            let dictionary: i64 = row.get(at).map_err(sql)?;
+            let what = || format!("the record `{id}` ({kind})");
+            Ok(Some(unpack_text(codecs.of(Stream::Records), &conn, dictionary, frame, what)?))
+        };
         while let Some(row) = rows.next().map_err(sql)? {
             let is_seed: i64 = row.get(2).map_err(sql)?;
-            let body = row.get_ref(3).map_err(sql)?.as_str().map_err(|e| sql(e.into()))?;
-            let answer = row.get_ref(4).map_err(sql)?.as_str_or_null().map_err(|e| sql(e.into()))?;
             let id = row.get_ref(1).map_err(sql)?.as_str().map_err(|e| sql(e.into()))?;
-            let score = row.get_ref(5).map_err(sql)?.as_str_or_null().map_err(|e| sql(e.into()))?;
-            let turns = row.get_ref(6).map_err(sql)?.as_str_or_null().map_err(|e| sql(e.into()))?;
-            f(if is_seed == 1 {
-                DatasetSource::Seed { id, instruction: body, answer, score, turns }
+            if is_seed == 1 {
+                let instruction = row.get_ref(3).map_err(sql)?.as_str().map_err(|e| sql(e.into()))?;
+                let answer = body(row, 6, id, Kind::SeedAnswer.as_str())?;
+                let score = body(row, 8, id, Kind::SeedScore.as_str())?;
+                let turns = row.get_ref(10).map_err(sql)?.as_str_or_null().map_err(|e| sql(e.into()))?;
+                f(DatasetSource::Seed { id, instruction, answer: answer.as_deref(), score: score.as_deref(), turns })?;
             } else {
-                DatasetSource::Evolved(body)
-            })?;
+                let evolved = body(row, 4, id, Kind::Evolved.as_str())?.ok_or_else(|| {
+                    E::from(StoreError::Unreadable(format!("the record `{id}` (evolved) has no body")))
+                })?;
+                f(DatasetSource::Evolved(&evolved))?;
+            }
         }
         Ok(())
     }
@@ -559,7 +598,7 @@ impl SqliteJournal {
         conn.execute_batch(
             "CREATE TEMP TABLE stage_seeds AS SELECT * FROM main.seeds WHERE 0;
              CREATE TEMP TABLE stage_calls AS SELECT * FROM main.calls WHERE 0;
-             CREATE TEMP TABLE stage_records AS SELECT space, id, kind, body, order_key FROM main.records WHERE 0;",
+             CREATE TEMP TABLE stage_records AS SELECT * FROM main.records WHERE 0;",
         )?;
         let result = (|| {
             for other in others {
@@ -568,7 +607,7 @@ impl SqliteJournal {
                     "INSERT INTO temp.stage_seeds SELECT * FROM other.seeds;
                      INSERT INTO temp.stage_calls SELECT * FROM other.calls;
                      INSERT OR IGNORE INTO main.dictionaries SELECT * FROM other.dictionaries;
-                     INSERT INTO temp.stage_records SELECT space, id, kind, body, order_key FROM other.records;",
+                     INSERT INTO temp.stage_records SELECT * FROM other.records;",
                 );
                 conn.execute("DETACH DATABASE other", [])?;
                 copied?;
@@ -588,8 +627,7 @@ impl SqliteJournal {
             tx.execute_batch(
                 "INSERT INTO main.seeds SELECT * FROM temp.stage_seeds ORDER BY pos;
                  INSERT OR REPLACE INTO main.calls SELECT * FROM temp.stage_calls ORDER BY key;
-                 INSERT OR REPLACE INTO main.records (space, id, kind, body, order_key)
-                     SELECT space, id, kind, body, order_key FROM temp.stage_records ORDER BY space, id;",
+                 INSERT OR REPLACE INTO main.records SELECT * FROM temp.stage_records ORDER BY space, id;",
             )?;
             tx.commit()?;
             Ok(())
@@ -604,36 +642,110 @@ impl SqliteJournal {
     }
 }
 
-/// The codec of an open journal: new records are compressed with a
-/// dictionary it already holds (a resumed run's), if any.
-fn codec_for(conn: &Connection) -> Result<Codec, rusqlite::Error> {
-    let mut codec = Codec::new().map_err(codec_error)?;
-    let first: Option<(i64, Vec<u8>)> = conn
-        .query_row("SELECT id, bytes FROM dictionaries ORDER BY id LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    if let Some((id, bytes)) = first {
-        let dictionary = Dictionary { id, bytes };
-        codec.learn(&dictionary).map_err(codec_error)?;
-        codec.use_dictionary(&dictionary).map_err(codec_error)?;
+/// What a dictionary is trained on and used for: a journal trains one for
+/// call records and one for record bodies.
+#[derive(Debug, Clone, Copy)]
+enum Stream {
+    Calls,
+    Records,
+}
+
+impl Stream {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stream::Calls => "calls",
+            Stream::Records => "records",
+        }
     }
-    Ok(codec)
 }
 
-fn codec_error(e: std::io::Error) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+/// The codecs of an open journal.
+struct Codecs {
+    calls: Codec,
+    records: Codec,
 }
 
-/// A dictionary the journal holds.
-fn stored_dictionary(conn: &Connection, id: i64) -> Result<Option<Dictionary>, rusqlite::Error> {
-    conn.query_row("SELECT bytes FROM dictionaries WHERE id = ?1", params![id], |r| r.get(0))
-        .optional()
-        .map(|bytes| bytes.map(|bytes| Dictionary { id, bytes }))
+impl Codecs {
+    /// New frames use a dictionary the journal holds for their stream (a
+    /// resumed run's), if any.
+    fn open(conn: &Connection) -> Result<Codecs, StoreError> {
+        let mut codecs =
+            Codecs { calls: Codec::new().map_err(codec_error)?, records: Codec::new().map_err(codec_error)? };
+        for stream in [Stream::Calls, Stream::Records] {
+            let first: Option<(i64, Vec<u8>)> = conn
+                .query_row(
+                    "SELECT id, bytes FROM dictionaries WHERE stream = ?1 ORDER BY id LIMIT 1",
+                    params![stream.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((id, bytes)) = first {
+                let dictionary = Dictionary { id, bytes };
+                let codec = codecs.of(stream);
+                codec.learn(&dictionary).map_err(codec_error)?;
+                codec.use_dictionary(&dictionary).map_err(codec_error)?;
+            }
+        }
+        Ok(codecs)
+    }
+
+    fn of(&mut self, stream: Stream) -> &mut Codec {
+        match stream {
+            Stream::Calls => &mut self.calls,
+            Stream::Records => &mut self.records,
+        }
+    }
 }
 
-/// A committed call whose record cannot be read back: an error naming it,
-/// never a reply made up in its place.
-fn unreadable(key: &str, e: &dyn std::fmt::Display) -> JournalError {
-    format!("the journal's record of the call {key} cannot be read ({e})").into()
+fn codec_error(e: std::io::Error) -> StoreError {
+    StoreError::Journal(format!("zstd: {e}"))
+}
+
+/// Compresses `bytes` for `stream`: the dictionary used and the frame. A
+/// dictionary trained on the way is stored before any frame needs it.
+fn pack(codec: &mut Codec, conn: &Connection, stream: Stream, bytes: &[u8]) -> Result<(i64, Vec<u8>), StoreError> {
+    let packed = codec.compress(bytes).map_err(codec_error)?;
+    if let Some(trained) = codec.train() {
+        conn.execute(
+            "INSERT OR IGNORE INTO dictionaries (id, stream, bytes) VALUES (?1, ?2, ?3)",
+            params![trained.id, stream.as_str(), trained.bytes],
+        )?;
+        codec.learn(&trained).map_err(codec_error)?;
+        codec.use_dictionary(&trained).map_err(codec_error)?;
+    }
+    Ok(packed)
+}
+
+/// Expands a frame of `what`, reading its dictionary from the journal the
+/// first time it is met. What cannot be expanded is an error naming it.
+fn unpack(
+    codec: &mut Codec,
+    conn: &Connection,
+    dictionary: i64,
+    frame: &[u8],
+    what: impl Fn() -> String,
+) -> Result<Vec<u8>, StoreError> {
+    if !codec.knows(dictionary) {
+        let stored: Option<Vec<u8>> = conn
+            .query_row("SELECT bytes FROM dictionaries WHERE id = ?1", params![dictionary], |r| r.get(0))
+            .optional()?;
+        if let Some(bytes) = stored {
+            codec.learn(&Dictionary { id: dictionary, bytes }).map_err(codec_error)?;
+        }
+    }
+    codec.expand(dictionary, frame).map_err(|e| StoreError::Unreadable(format!("{} ({e})", what())))
+}
+
+/// [`unpack`] of a record body, as text.
+fn unpack_text(
+    codec: &mut Codec,
+    conn: &Connection,
+    dictionary: i64,
+    frame: &[u8],
+    what: impl Fn() -> String,
+) -> Result<String, StoreError> {
+    String::from_utf8(unpack(codec, conn, dictionary, frame, &what)?)
+        .map_err(|e| StoreError::Unreadable(format!("{} ({e})", what())))
 }
 
 /// An open error that means the file is not a sound database.
@@ -706,7 +818,18 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
         if has_calls && !compressed {
             migrate_calls_3_to_4(conn)?;
         }
+        let has_records: bool =
+            conn.query_row("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'records'", [], |r| r.get(0))?;
+        let compressed: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('records') WHERE name = 'dictionary'",
+            [],
+            |r| r.get(0),
+        )?;
+        if has_records && !compressed {
+            migrate_records_3_to_4(conn)?;
+        }
         conn.execute_batch(CALLS)?;
+        conn.execute_batch(RECORDS)?;
         // 1 -> 2: the `embeddings` table, which the schema creates.
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -750,7 +873,7 @@ fn migrate_0_to_1(conn: &Connection) -> Result<(), StoreError> {
 /// of a call is kept as it was (a lookup reports it) and totals nothing.
 fn migrate_calls_3_to_4(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(&format!("ALTER TABLE calls RENAME TO calls_3; {CALLS}"))?;
-    let mut codec = Codec::new().map_err(|e| StoreError::Journal(e.to_string()))?;
+    let mut codec = Codec::new().map_err(codec_error)?;
     let mut select = conn.prepare("SELECT key, record FROM calls_3")?;
     let mut insert = conn.prepare(
         "INSERT OR REPLACE INTO calls (key, dictionary, record, failed, retries, prompt_tokens, completion_tokens)
@@ -761,17 +884,7 @@ fn migrate_calls_3_to_4(conn: &Connection) -> Result<(), StoreError> {
         let key: String = row.get(0)?;
         let text: String = row.get(1)?;
         let record = serde_json::from_str::<CallRecord>(&text).ok();
-        let (dictionary, frame) = codec.compress(text.as_bytes()).map_err(|e| StoreError::Journal(e.to_string()))?;
-        if let Some(trained) = codec.train() {
-            conn.execute(
-                "INSERT OR IGNORE INTO dictionaries (id, bytes) VALUES (?1, ?2)",
-                params![trained.id, trained.bytes],
-            )?;
-            codec
-                .learn(&trained)
-                .and_then(|()| codec.use_dictionary(&trained))
-                .map_err(|e| StoreError::Journal(e.to_string()))?;
-        }
+        let (dictionary, frame) = pack(&mut codec, conn, Stream::Calls, text.as_bytes())?;
         insert.execute(params![
             &key_digest(&key)[..],
             dictionary,
@@ -784,6 +897,27 @@ fn migrate_calls_3_to_4(conn: &Connection) -> Result<(), StoreError> {
     }
     drop(rows);
     conn.execute_batch("DROP TABLE calls_3")?;
+    Ok(())
+}
+
+/// 3 -> 4: each record's body compressed, in a table without rowids (its
+/// index is made again by the schema).
+fn migrate_records_3_to_4(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(&format!("ALTER TABLE records RENAME TO records_3; {RECORDS}"))?;
+    let mut codec = Codec::new().map_err(codec_error)?;
+    let mut select = conn.prepare("SELECT space, id, kind, body, order_key FROM records_3 ORDER BY space, id")?;
+    let mut insert = conn.prepare(
+        "INSERT INTO records (space, id, kind, dictionary, body, order_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut rows = select.query([])?;
+    while let Some(row) = rows.next()? {
+        let (space, id, kind, body, order_key): (String, String, String, String, i64) =
+            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?);
+        let (dictionary, frame) = pack(&mut codec, conn, Stream::Records, body.as_bytes())?;
+        insert.execute(params![space, id, kind, dictionary, frame, order_key])?;
+    }
+    drop(rows);
+    conn.execute_batch("DROP TABLE records_3")?;
     Ok(())
 }
 
@@ -887,38 +1021,24 @@ impl Iterator for SeedPages {
 
 impl Journal for SqliteJournal {
     fn lookup(&self, key: &str) -> Result<Option<CallRecord>, JournalError> {
-        let found: Option<(i64, Vec<u8>)> = {
-            let conn = self.conn.lock().unwrap();
-            let mut query = conn.prepare_cached("SELECT dictionary, record FROM calls WHERE key = ?1")?;
-            query.query_row(params![&key_digest(key)[..]], |row| Ok((row.get(0)?, row.get(1)?))).optional()
-        }?;
+        let mut codecs = self.codecs.lock().unwrap();
+        let conn = self.conn.lock().unwrap();
+        let found: Option<(i64, Vec<u8>)> = conn
+            .prepare_cached("SELECT dictionary, record FROM calls WHERE key = ?1")?
+            .query_row(params![&key_digest(key)[..]], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
         let Some((dictionary, frame)) = found else { return Ok(None) };
-        let mut codec = self.codec.lock().unwrap();
-        if !codec.knows(dictionary) {
-            let conn = self.conn.lock().unwrap();
-            if let Some(known) = stored_dictionary(&conn, dictionary)? {
-                codec.learn(&known)?;
-            }
-        }
-        let json = codec.expand(dictionary, &frame).map_err(|e| unreadable(key, &e))?;
-        Ok(Some(serde_json::from_slice(&json).map_err(|e| unreadable(key, &e))?))
+        let what = || format!("the call {key}");
+        let json = unpack(&mut codecs.calls, &conn, dictionary, &frame, what)?;
+        let record = serde_json::from_slice(&json).map_err(|e| StoreError::Unreadable(format!("{} ({e})", what())))?;
+        Ok(Some(record))
     }
 
     fn commit(&self, key: &str, record: &CallRecord) -> Result<(), JournalError> {
         let json = serde_json::to_vec(record)?;
-        let mut codec = self.codec.lock().unwrap();
-        let (dictionary, frame) = codec.compress(&json)?;
-        let trained = codec.train();
+        let mut codecs = self.codecs.lock().unwrap();
         let conn = self.conn.lock().unwrap();
-        // A dictionary is stored before any record that needs it.
-        if let Some(trained) = trained {
-            conn.execute(
-                "INSERT OR IGNORE INTO dictionaries (id, bytes) VALUES (?1, ?2)",
-                params![trained.id, trained.bytes],
-            )?;
-            codec.learn(&trained)?;
-            codec.use_dictionary(&trained)?;
-        }
+        let (dictionary, frame) = pack(&mut codecs.calls, &conn, Stream::Calls, &json)?;
         conn.prepare_cached(
             "INSERT OR REPLACE INTO calls (key, dictionary, record, failed, retries, prompt_tokens, completion_tokens)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -1238,6 +1358,10 @@ mod tests {
             prompt_tokens: calls.iter().map(|(_, r)| r.usage.prompt_tokens).sum(),
             completion_tokens: calls.iter().map(|(_, r)| r.usage.completion_tokens).sum(),
         };
+        let bodies: Vec<String> = calls
+            .iter()
+            .map(|(key, record)| serde_json::json!({"key": key, "instruction": record.text}).to_string())
+            .collect();
         for version in 1..=3 {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join(FILE);
@@ -1252,6 +1376,13 @@ mod tests {
                     .unwrap();
                 }
                 conn.execute("INSERT INTO calls VALUES ('[\"torn\",1,\"evolve\"]', '{\"text\":\"half')", []).unwrap();
+                for (i, body) in bodies.iter().enumerate() {
+                    conn.execute(
+                        "INSERT INTO records (space, id, kind, body, order_key) VALUES ('step', ?1, 'evolved', ?2, ?3)",
+                        params![format!("seed-{i:05}.r1"), body, -(i as i64)],
+                    )
+                    .unwrap();
+                }
             }
             let j = SqliteJournal::open(&path).unwrap();
             let found: i64 = j.conn.lock().unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
@@ -1265,7 +1396,31 @@ mod tests {
             assert_eq!(j.call_totals().unwrap(), expected, "from {version}");
             let dictionaries: i64 =
                 j.conn.lock().unwrap().query_row("SELECT COUNT(*) FROM dictionaries", [], |r| r.get(0)).unwrap();
-            assert_eq!(dictionaries, 1, "trained while migrating");
+            assert_eq!(dictionaries, 2, "one for calls and one for records, trained while migrating");
+            // Every record reads back, in id order and in the dataset's.
+            let mut read = Vec::new();
+            j.for_each_record::<StoreError>(Kind::Evolved, |body| {
+                read.push(body.to_string());
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(read, bodies, "from {version}");
+            let mut rows = Vec::new();
+            j.for_each_dataset_row::<StoreError>(false, |row| {
+                if let DatasetSource::Evolved(body) = row {
+                    rows.push(body.to_string());
+                }
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(rows, bodies.iter().rev().cloned().collect::<Vec<_>>(), "from {version}");
+            // A record replayed as it was is no change, whichever dictionary
+            // it was kept with; another body is.
+            for (i, body) in bodies.iter().enumerate().step_by(97) {
+                let id = format!("seed-{i:05}.r1");
+                assert!(!j.put_record(Kind::Evolved, &id, body, -(i as i64)).unwrap(), "from {version}: {id}");
+                assert!(j.put_record(Kind::Evolved, &id, "{}", -(i as i64)).unwrap());
+            }
             // It takes new calls, compressed with that dictionary.
             let (key, record) = call(99_999);
             j.commit(&key, &record).unwrap();

@@ -59,6 +59,8 @@ pub enum StoreError {
     Journal(String),
     #[error("the journal holds an unreadable record: {0}")]
     Record(#[from] serde_json::Error),
+    #[error("the journal holds an unreadable record: {0}")]
+    Unreadable(String),
     #[error("`{path}` line {line}: {message}")]
     Corrupt { path: String, line: usize, message: String },
     #[error("{place}: the id `{id}` was already used at {first}")]
