@@ -789,7 +789,8 @@ fn check_with(conn: &Connection, path: &Path, pragma: &str) -> Result<(), StoreE
 }
 
 /// Brings a journal of schema `from` to [`SCHEMA_VERSION`], in one
-/// transaction.
+/// transaction. A journal whose calls were compressed is then vacuumed, so
+/// that the file shrinks to what it holds (once, when first opened).
 fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
@@ -815,7 +816,8 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
             conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('calls') WHERE name = 'dictionary'", [], |r| {
                 r.get(0)
             })?;
-        if has_calls && !compressed {
+        let converted = has_calls && !compressed;
+        if converted {
             migrate_calls_3_to_4(conn)?;
         }
         let has_records: bool =
@@ -833,10 +835,19 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
         // 1 -> 2: the `embeddings` table, which the schema creates.
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        Ok(())
+        Ok(converted)
     })();
     match result {
-        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Ok(converted) => {
+            conn.execute_batch("COMMIT")?;
+            // Only space is at stake: a journal that cannot be vacuumed
+            // (no room for the copy) is upgraded all the same, its freed
+            // pages reused as it grows.
+            if converted {
+                let _ = conn.execute_batch("VACUUM");
+            }
+            Ok(())
+        }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             Err(e)

@@ -6,6 +6,8 @@
 //!   identity and state. Its schema is versioned (`PRAGMA user_version`)
 //!   and migrated forward on open; a journal of a newer schema is refused,
 //!   never rewritten; a damaged one is refused with what to do.
+//! - `codec`: how the journal keeps call records and record bodies small
+//!   (zstd frames, with dictionaries trained on the journal's own rows).
 //! - [`identity`]: the typed [`RunIdentity`] and [`RunState`].
 //! - [`ingest`]: the seed file streamed into the journal (the one reading
 //!   of seeds that a run, a resume check and a dry run share).
