@@ -794,40 +794,19 @@ fn check_with(conn: &Connection, path: &Path, pragma: &str) -> Result<(), StoreE
 fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
-        let has_tables: bool =
-            conn.query_row("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'calls'", [], |r| r.get(0))?;
-        if from == 0 && has_tables {
+        if from == 0 && has_table(conn, "calls")? {
             migrate_0_to_1(conn)?;
         }
         // 2 -> 3: a seed's turns, none for the seeds already loaded.
-        let has_turns: bool =
-            conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('seeds') WHERE name = 'turns'", [], |r| {
-                r.get(0)
-            })?;
-        let has_seeds: bool =
-            conn.query_row("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'seeds'", [], |r| r.get(0))?;
-        if has_seeds && !has_turns {
+        if has_table(conn, "seeds")? && !has_column(conn, "seeds", "turns")? {
             conn.execute_batch("ALTER TABLE seeds ADD COLUMN turns TEXT")?;
         }
         // 3 -> 4: calls compressed, keyed by digest.
-        let has_calls: bool =
-            conn.query_row("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'calls'", [], |r| r.get(0))?;
-        let compressed: bool =
-            conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('calls') WHERE name = 'dictionary'", [], |r| {
-                r.get(0)
-            })?;
-        let converted = has_calls && !compressed;
+        let converted = has_table(conn, "calls")? && !has_column(conn, "calls", "dictionary")?;
         if converted {
             migrate_calls_3_to_4(conn)?;
         }
-        let has_records: bool =
-            conn.query_row("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'records'", [], |r| r.get(0))?;
-        let compressed: bool = conn.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('records') WHERE name = 'dictionary'",
-            [],
-            |r| r.get(0),
-        )?;
-        if has_records && !compressed {
+        if has_table(conn, "records")? && !has_column(conn, "records", "dictionary")? {
             migrate_records_3_to_4(conn)?;
         }
         conn.execute_batch(CALLS)?;
@@ -853,6 +832,16 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
             Err(e)
         }
     }
+}
+
+fn has_table(conn: &Connection, table: &str) -> Result<bool, rusqlite::Error> {
+    conn.query_row("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = ?1", params![table], |r| r.get(0))
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, rusqlite::Error> {
+    conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2", params![table, column], |r| {
+        r.get(0)
+    })
 }
 
 /// 0.1.0 -> 1: records keyed by (space, id) instead of the bare id; the
