@@ -1,4 +1,4 @@
-//! How the journal keeps a committed call small.
+//! How the journal keeps committed calls and decided records small.
 //!
 //! - A call is found by the first 16 bytes of the BLAKE3 hash of its key
 //!   ([`key_digest`]), whatever the length of the seed id in it.
@@ -8,7 +8,8 @@
 //!   keys, and a frame of a few hundred bytes has no room to learn them, so
 //!   once a journal has seen [`TRAIN_AFTER`] records a dictionary is trained
 //!   on them ([`zstd::dict::from_samples`]) and kept in the journal; every
-//!   later record is compressed with it. Each row names the dictionary it
+//!   later record is compressed with it. Record bodies (`records`) are kept
+//!   the same way, with a dictionary of their own. Each row names the dictionary it
 //!   needs (0: none), so records of every dictionary (a resumed run's, a
 //!   merged shard's) read back.
 //! - A dictionary's id is derived from its bytes, so two journals never give
@@ -57,8 +58,8 @@ pub(crate) struct Dictionary {
     pub bytes: Vec<u8>,
 }
 
-/// Compresses and expands call records; trains the journal's dictionary
-/// from the first records it compresses.
+/// Compresses and expands one kind of row (call records, or record
+/// bodies); trains a dictionary from the first it compresses.
 pub(crate) struct Codec {
     plain: Compressor<'static>,
     /// The dictionary new records are compressed with.
@@ -80,10 +81,12 @@ impl Codec {
         Ok(Codec { plain, current: None, expanders, samples: Vec::new(), untrainable: false })
     }
 
-    /// Compresses new records with this dictionary (one the journal holds).
+    /// Compresses new records with this dictionary (one the journal holds),
+    /// and reads those made with it.
     pub fn use_dictionary(&mut self, dictionary: &Dictionary) -> io::Result<()> {
         let mut compressor = Compressor::with_dictionary(LEVEL, &dictionary.bytes)?;
         frame_settings(&mut compressor)?;
+        self.learn(dictionary)?;
         self.current = Some((dictionary.id, compressor));
         self.samples = Vec::new();
         Ok(())
@@ -114,8 +117,7 @@ impl Codec {
     }
 
     /// Once enough records were seen without a dictionary, trains one on
-    /// them. The caller stores it, then calls [`Codec::use_dictionary`] and
-    /// [`Codec::learn`].
+    /// them. The caller stores it, then calls [`Codec::use_dictionary`].
     pub fn train(&mut self) -> Option<Dictionary> {
         if self.current.is_some() || self.untrainable || self.samples.len() < TRAIN_AFTER {
             return None;
@@ -175,7 +177,6 @@ mod tests {
             frames.push((id, frame));
             if let Some(dictionary) = codec.train() {
                 assert_ne!(dictionary.id, NO_DICTIONARY);
-                codec.learn(&dictionary).unwrap();
                 codec.use_dictionary(&dictionary).unwrap();
             }
         }

@@ -682,7 +682,6 @@ impl Codecs {
             if let Some((id, bytes)) = first {
                 let dictionary = Dictionary { id, bytes };
                 let codec = codecs.of(stream);
-                codec.learn(&dictionary).map_err(codec_error)?;
                 codec.use_dictionary(&dictionary).map_err(codec_error)?;
             }
         }
@@ -710,7 +709,6 @@ fn pack(codec: &mut Codec, conn: &Connection, stream: Stream, bytes: &[u8]) -> R
             "INSERT OR IGNORE INTO dictionaries (id, stream, bytes) VALUES (?1, ?2, ?3)",
             params![trained.id, stream.as_str(), trained.bytes],
         )?;
-        codec.learn(&trained).map_err(codec_error)?;
         codec.use_dictionary(&trained).map_err(codec_error)?;
     }
     Ok(packed)
